@@ -1,0 +1,94 @@
+# nvent build. Sources are found by wildcard: a new file in a layer's folder
+# needs no edit here. Targets:
+#   make            libnvent.a and the nvent binary (build/)
+#   make test       unit tests, backend suites (memory, file, redis), e2e
+#   make asan       the same under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make check      install missing packages, then test and asan (CI)
+#   make run        install missing packages, build, run the main job
+#   make bench      build the benchmarks (bench/README.md runs them)
+
+B       ?= build
+CC      ?= cc
+PKGS    := jansson sqlite3 libmicrohttpd hiredis
+WARN    := -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes \
+           -Wvla -Wwrite-strings -Wno-missing-field-initializers
+OPT     ?= -O2 -g
+SAN     ?=
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(SAN) $(WARN) -pthread -MMD -MP \
+             -Iinclude -Isrc $(shell pkg-config --cflags $(PKGS))
+LIBS_ALL   = $(shell pkg-config --libs $(PKGS)) -pthread -ldl -lm
+
+LIB_SRC   := $(sort $(wildcard src/core/*.c src/sched/*.c src/adapters/*/*.c))
+APP_SRC   := $(sort $(wildcard src/host/*.c src/http/*.c src/cli/*.c))
+APP_MAIN  := src/cli/main.c
+APP_LIB   := $(filter-out $(APP_MAIN),$(APP_SRC))
+SUP_SRC   := $(sort $(wildcard tests/support/*.c))
+UNIT_SRC  := $(sort $(wildcard tests/unit/*.c tests/unit/*/*.c tests/unit/*/*/*.c))
+BACK_SRC  := $(sort $(wildcard tests/backend/*.c))
+EX_SRC    := $(sort $(wildcard examples/*.c))
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+
+obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
+
+LIB_OBJ  := $(call obj,$(LIB_SRC))
+APPL_OBJ := $(call obj,$(APP_LIB))
+
+.PHONY: all test asan check run bench clean unit backend e2e
+all: $(B)/libnvent.a $(B)/nvent $(patsubst examples/%.c,$(B)/examples/%,$(EX_SRC))
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(B)/obj/tests/%.o: CFLAGS_ALL += $(shell pkg-config --cflags criterion) -Itests
+
+$(B)/libnvent.a: $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(B)/libnvent-app.a: $(APPL_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(B)/nvent: $(call obj,$(APP_MAIN)) $(B)/libnvent-app.a $(B)/libnvent.a
+	$(CC) $(SAN) -rdynamic -o $@ $^ $(LIBS_ALL)
+
+$(B)/examples/%: $(B)/obj/examples/%.o $(B)/libnvent.a
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN) -o $@ $^ $(LIBS_ALL)
+
+$(B)/bench/%: $(B)/obj/bench/%.o $(B)/libnvent.a
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN) -o $@ $^ $(LIBS_ALL)
+
+$(B)/test-unit: $(call obj,$(UNIT_SRC) $(SUP_SRC)) $(B)/libnvent-app.a $(B)/libnvent.a
+	$(CC) $(SAN) -rdynamic -o $@ $^ $(LIBS_ALL) $(shell pkg-config --libs criterion)
+
+$(B)/test-backend: $(call obj,$(BACK_SRC) $(SUP_SRC)) $(B)/libnvent.a
+	$(CC) $(SAN) -o $@ $^ $(LIBS_ALL) $(shell pkg-config --libs criterion)
+
+bench: $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRC))
+
+# The test runner: unit tests once, the backend suites once per adapter,
+# then the end-to-end tests against the built binary.
+test: all $(B)/test-unit $(B)/test-backend
+	B=$(B) scripts/test.sh
+
+asan:
+	$(MAKE) B=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" test
+
+check:
+	scripts/deps.sh
+	$(MAKE) test
+	$(MAKE) asan
+
+run:
+	scripts/deps.sh
+	$(MAKE) all
+	scripts/run.sh
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

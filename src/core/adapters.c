@@ -1,0 +1,61 @@
+/*
+ * Adapter registry: adapter name -> constructor, one row per backend and
+ * kind. A new backend adds its rows here (STYLE.md §13).
+ */
+#include <string.h>
+
+#include "core/util.h"
+#include "nvent/adapter.h"
+
+static const struct {
+    const char      *name;
+    nv_queue_open_fn open;
+} queue_rows[] = {
+    { "memory", nv_memory_queue_open },
+};
+
+static const struct {
+    const char      *name;
+    nv_store_open_fn open;
+} store_rows[] = {
+    { "memory", nv_memory_store_open },
+};
+
+static const struct {
+    const char       *name;
+    nv_stream_open_fn open;
+} stream_rows[] = {
+    { "memory", nv_memory_stream_open },
+};
+
+#define NROWS(a) (sizeof(a) / sizeof((a)[0]))
+#define OPEN_BY_NAME(rows, kind)                                            \
+    do {                                                                    \
+        for (size_t i = 0; adapter != NULL && i < NROWS(rows); i++) {       \
+            if (strcmp(rows[i].name, adapter) == 0)                         \
+                return rows[i].open(settings_json, out, err);               \
+        }                                                                   \
+        return nv__error(err, NV_EINVAL, "unknown " kind " adapter '%s'",   \
+                         adapter ? adapter : "(null)");                     \
+    } while (0)
+
+int
+nv_queue_open(const char *adapter, const char *settings_json, nv_queue *out,
+              nv_error *err)
+{
+    OPEN_BY_NAME(queue_rows, "queue");
+}
+
+int
+nv_store_open(const char *adapter, const char *settings_json, nv_store *out,
+              nv_error *err)
+{
+    OPEN_BY_NAME(store_rows, "store");
+}
+
+int
+nv_stream_open(const char *adapter, const char *settings_json,
+               nv_stream *out, nv_error *err)
+{
+    OPEN_BY_NAME(stream_rows, "stream");
+}

@@ -1,0 +1,417 @@
+/*
+ * Internal helpers: allocation with a failure hook, error filling, clocks,
+ * ids (UUIDv7, job ids) and name checks. See util.h.
+ */
+#include "core/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- Allocation ---- */
+
+static atomic_long fail_countdown;   /* 0: never fail; constant-free global
+                                        state limited to a test hook */
+
+void
+nv__alloc_fail_after(long n)
+{
+    atomic_store(&fail_countdown, n);
+}
+
+static int
+should_fail(void)
+{
+    long v = atomic_load(&fail_countdown);
+
+    while (v > 0) {
+        if (atomic_compare_exchange_weak(&fail_countdown, &v, v - 1))
+            return v == 1;
+    }
+    return 0;
+}
+
+void *
+nv__malloc(size_t n)
+{
+    if (should_fail())
+        return NULL;
+    return malloc(n ? n : 1);
+}
+
+void *
+nv__calloc(size_t count, size_t n)
+{
+    if (should_fail())
+        return NULL;
+    return calloc(count ? count : 1, n ? n : 1);
+}
+
+void *
+nv__realloc(void *p, size_t n)
+{
+    if (should_fail())
+        return NULL;
+    return realloc(p, n ? n : 1);
+}
+
+void
+nv__free(void *p)
+{
+    free(p);
+}
+
+void
+nv_free(void *p)
+{
+    free(p);
+}
+
+char *
+nv__strndup(const char *s, size_t n)
+{
+    char *d;
+
+    if (s == NULL)
+        return NULL;
+    d = nv__malloc(n + 1);
+    if (d == NULL)
+        return NULL;
+    memcpy(d, s, n);
+    d[n] = '\0';
+    return d;
+}
+
+char *
+nv__strdup(const char *s)
+{
+    return s == NULL ? NULL : nv__strndup(s, strlen(s));
+}
+
+char *
+nv__asprintf(const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+    char *s;
+
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return NULL;
+    s = nv__malloc((size_t)n + 1);
+    if (s == NULL)
+        return NULL;
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+/* ---- Errors ---- */
+
+int
+nv__error(nv_error *err, int code, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL)
+        return code;
+    err->code = code;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+void
+nv__error_clear(nv_error *err)
+{
+    if (err == NULL)
+        return;
+    err->code = NV_OK;
+    err->msg[0] = '\0';
+}
+
+int
+nv__strlcpy(char *dst, const char *src, size_t size)
+{
+    size_t n;
+
+    if (size == 0)
+        return -1;
+    if (src == NULL)
+        src = "";
+    n = strlen(src);
+    if (n >= size) {
+        memcpy(dst, src, size - 1);
+        dst[size - 1] = '\0';
+        return -1;
+    }
+    memcpy(dst, src, n + 1);
+    return 0;
+}
+
+/* ---- Time ---- */
+
+int64_t
+nv__system_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t
+nv__monotonic_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+nv__iso_time(int64_t ms, char *buf, size_t size)
+{
+    time_t sec = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+    int milli = (int)(ms - (int64_t)sec * 1000);
+    struct tm tm;
+
+    gmtime_r(&sec, &tm);
+    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+             tm.tm_min, tm.tm_sec, milli);
+}
+
+void
+nv__sleep_ms(int64_t ms)
+{
+    struct timespec ts;
+
+    if (ms <= 0)
+        return;
+    ts.tv_sec = (time_t)(ms / 1000);
+    ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* ---- Ids ---- */
+
+void
+nv__random(void *buf, size_t n)
+{
+    unsigned char *p = buf;
+
+    while (n > 0) {
+        ssize_t r = getrandom(p, n, 0);
+
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            /* getrandom cannot fail on Linux >= 3.17 with these flags;
+             * fall back to a time-seeded generator rather than abort. */
+            unsigned seed = (unsigned)nv__monotonic_ms() ^ (unsigned)getpid();
+
+            for (size_t i = 0; i < n; i++)
+                p[i] = (unsigned char)rand_r(&seed);
+            return;
+        }
+        p += r;
+        n -= (size_t)r;
+    }
+}
+
+double
+nv__random_unit(void)
+{
+    uint64_t v;
+
+    nv__random(&v, sizeof(v));
+    return (double)(v >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static pthread_mutex_t uuid_lock = PTHREAD_MUTEX_INITIALIZER;
+static int64_t uuid_last_ms;
+static uint16_t uuid_last_seq;
+
+void
+nv__uuidv7(int64_t ms, char out[NV_ID_MAX])
+{
+    unsigned char b[16];
+    uint16_t seq;
+
+    nv__random(b, sizeof(b));
+    /* 12 bits after the version hold a counter so ids made by this process
+     * in one millisecond still sort in creation order (N-2). */
+    pthread_mutex_lock(&uuid_lock);
+    if (ms <= uuid_last_ms) {
+        ms = uuid_last_ms;
+        seq = (uint16_t)(uuid_last_seq + 1);
+        if (seq > 0x0fff) {
+            ms++;
+            seq = 0;
+        }
+    } else {
+        seq = (uint16_t)((b[6] << 8 | b[7]) & 0x03ff);
+    }
+    uuid_last_ms = ms;
+    uuid_last_seq = seq;
+    pthread_mutex_unlock(&uuid_lock);
+
+    for (int i = 0; i < 6; i++)
+        b[i] = (unsigned char)((uint64_t)ms >> (40 - 8 * i));
+    b[6] = (unsigned char)(0x70 | ((seq >> 8) & 0x0f));
+    b[7] = (unsigned char)(seq & 0xff);
+    b[8] = (unsigned char)(0x80 | (b[8] & 0x3f));
+    snprintf(out, NV_ID_MAX,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+             "%02x%02x%02x%02x%02x%02x",
+             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9],
+             b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
+void
+nv__job_id(int64_t ms, char out[NV_JOB_ID_MAX])
+{
+    static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+    unsigned char r[9];
+    char tail[10];
+
+    nv__random(r, sizeof(r));
+    for (int i = 0; i < 9; i++)
+        tail[i] = digits[r[i] % 36];
+    tail[9] = '\0';
+    snprintf(out, NV_JOB_ID_MAX, "%lld-%s", (long long)ms, tail);
+}
+
+/* ---- Names ---- */
+
+static int
+name_char(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+           (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+}
+
+int
+nv__valid_name(const char *s)
+{
+    size_t n;
+
+    if (s == NULL || s[0] == '\0')
+        return 0;
+    if (!name_char((unsigned char)s[0]) || s[0] == '.' || s[0] == '_' ||
+        s[0] == '-')
+        return 0;
+    for (n = 1; s[n] != '\0'; n++) {
+        if (n >= NV_NAME_MAX || !name_char((unsigned char)s[n]))
+            return 0;
+    }
+    return 1;
+}
+
+/* Length of the UTF-8 sequence at p (1..4), or 0 when invalid. */
+static size_t
+utf8_len(const unsigned char *p)
+{
+    unsigned c = p[0];
+    size_t n;
+    unsigned cp;
+
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+        cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (p[i] & 0x3f);
+    }
+    if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return n;
+}
+
+int
+nv__valid_key(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t total = 0;
+
+    if (s == NULL || s[0] == '\0')
+        return 0;
+    while (*p != '\0') {
+        size_t n = utf8_len(p);
+
+        if (n == 0 || *p < 0x20 || *p == 0x7f)
+            return 0;
+        /* C1 control characters U+0080..U+009F */
+        if (n == 2 && p[0] == 0xc2 && p[1] < 0xa0)
+            return 0;
+        p += n;
+        total += n;
+        if (total > 256)
+            return 0;
+    }
+    return 1;
+}
+
+/* ---- Event ids ---- */
+
+int
+nv__event_id_parse(const char *id, int64_t *ms, int64_t *seq)
+{
+    char *end;
+    long long a, b;
+
+    if (id == NULL || *id < '0' || *id > '9')
+        return -1;
+    errno = 0;
+    a = strtoll(id, &end, 10);
+    if (errno != 0 || *end != '-' || end[1] < '0' || end[1] > '9')
+        return -1;
+    b = strtoll(end + 1, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return -1;
+    *ms = a;
+    *seq = b;
+    return 0;
+}
+
+int
+nv__event_id_cmp(const char *a, const char *b)
+{
+    int64_t am, as, bm, bs;
+    int va = nv__event_id_parse(a, &am, &as) == 0;
+    int vb = nv__event_id_parse(b, &bm, &bs) == 0;
+
+    if (!va || !vb)
+        return va - vb;
+    if (am != bm)
+        return am < bm ? -1 : 1;
+    if (as != bs)
+        return as < bs ? -1 : 1;
+    return 0;
+}
