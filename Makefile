@@ -34,7 +34,8 @@ LIB_OBJ  := $(call obj,$(LIB_SRC))
 APPL_OBJ := $(call obj,$(APP_LIB))
 
 .PHONY: all test asan check run bench clean unit backend e2e
-all: $(B)/libnvent.a $(B)/nvent $(patsubst examples/%.c,$(B)/examples/%,$(EX_SRC))
+NVENT_BIN := $(if $(wildcard $(APP_MAIN)),$(B)/nvent)
+all: $(B)/libnvent.a $(NVENT_BIN) $(patsubst examples/%.c,$(B)/examples/%,$(EX_SRC))
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
