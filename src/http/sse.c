@@ -581,6 +581,8 @@ void
 sse_tick(struct sse_hub *h, int64_t now)
 {
     pthread_mutex_lock(&h->lock);
+    if (h->last_ping == 0)
+        h->last_ping = now;
     if (now - h->last_ping >= h->o->sse_heartbeat_ms) {
         h->last_ping = now;
         for (struct sse_client *c = h->clients; c != NULL; c = c->next) {
@@ -636,7 +638,7 @@ sse_hub_new(nv_engine *e, const struct http_options *o, struct sse_hub **out,
     h->engine = e;
     h->o = o;
     h->start_ms = now_ms();
-    h->last_ping = h->start_ms;
+    h->last_ping = 0;          /* set by the first tick (monotonic clock) */
     pthread_mutex_init(&h->lock, NULL);
     rc = nv_live_subscribe(e, on_live, h, &h->live, err);
     if (rc != NV_OK) {

@@ -3,14 +3,14 @@
 // global stream with filters, its ring buffer and `event: reset`.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { api, makeProject, readStream, startServer, waitRun } from './lib/nvent.mjs';
+import { FILE_ADAPTERS, api, makeProject, readStream, startServer, waitRun } from './lib/nvent.mjs';
 
 let srv;
 const TERMINAL = ['flow.completed', 'flow.failed', 'flow.cancel', 'flow.stalled'];
 const isTerminal = (m) => m.data && TERMINAL.includes(m.data.type);
 
 before(async () => {
-  const dir = makeProject({ shutdownGraceMs: 1000,
+  const dir = makeProject({ ...FILE_ADAPTERS, shutdownGraceMs: 1000,
     server: { sseHeartbeatMs: 1000, maxSseClients: 6 } });
   srv = await startServer(dir);
 });
