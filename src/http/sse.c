@@ -287,10 +287,10 @@ on_live(void *ud, const char *json)
         m.queue = dup_str(json_object_get(doc, "queue"));
     }
     m.text = json_dumps(doc, JSON_COMPACT);   /* guaranteed on one line */
-    json_decref(doc);
     if (m.text == NULL) {
         ring_clear(&m);
         free(ev_text);
+        json_decref(doc);
         return;
     }
 
@@ -315,6 +315,7 @@ on_live(void *ud, const char *json)
     }
     pthread_mutex_unlock(&h->lock);
     free(ev_text);
+    json_decref(doc);         /* ev_id and run point into it */
 }
 
 /* ---- The content reader ---- */
