@@ -10,11 +10,13 @@
  * One mutex (hub->lock) guards the ring, the client list and every client.
  */
 #include <jansson.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "http/sse.h"
@@ -35,6 +37,7 @@ struct pending_ev {         /* run stream: live event seen during history */
 struct sse_client {
     struct sse_hub        *hub;
     struct MHD_Connection *conn;
+    int                    fd;          /* the connection's socket */
     int                    global;      /* 1: API-28, 0: run stream */
     char                  *run, *flow;  /* run stream */
     char                  *f_flow, *f_queue, *f_kinds, *f_types;
@@ -58,6 +61,7 @@ struct sse_hub {
     int                        nclients;
     int                        stopping;
     int64_t                    last_ping;
+    int64_t                    last_reap;
 };
 
 static int64_t
@@ -399,8 +403,12 @@ client_new(struct sse_hub *h, struct MHD_Connection *conn,
 
     if (c == NULL)
         return NULL;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+
     c->hub = h;
     c->conn = conn;
+    c->fd = ci != NULL ? ci->connect_fd : -1;
     c->global = rs->stream == HTTP_STREAM_GLOBAL;
     /* Take the strings over from the route's answer. */
     c->run = rs->stream_run;
@@ -415,6 +423,35 @@ client_new(struct sse_hub *h, struct MHD_Connection *conn,
     return c;
 }
 
+/*
+ * While suspended, MHD does not notice a client that went away, so the
+ * streams would hold their slots until the next heartbeat write fails.
+ * Look at the sockets instead: a live stream's client sends nothing, so
+ * a hang-up or readable end of file means it is gone (hub->lock held).
+ * Returns how many streams were found closed.
+ */
+static int
+reap_dead(struct sse_hub *h)
+{
+    int n = 0;
+
+    for (struct sse_client *c = h->clients; c != NULL; c = c->next) {
+        struct pollfd p = { .fd = c->fd, .events = POLLIN | POLLRDHUP };
+        char b;
+
+        if (c->closing || c->fd < 0 || poll(&p, 1, 0) != 1)
+            continue;
+        if ((p.revents & (POLLRDHUP | POLLHUP | POLLERR)) ||
+            ((p.revents & POLLIN) &&
+             recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0)) {
+            c->closing = 1;
+            wake(c);
+            n++;
+        }
+    }
+    return n;
+}
+
 /* Register 'c' unless the hub is full or stopping (hub->lock held). */
 static int
 link_client(struct sse_hub *h, struct sse_client *c, struct http_res *rs)
@@ -422,6 +459,16 @@ link_client(struct sse_hub *h, struct sse_client *c, struct http_res *rs)
     if (h->stopping) {
         http_res_error(rs, 503, "unavailable", "the server is stopping");
         return -1;
+    }
+    if (h->nclients >= h->o->max_sse_clients && reap_dead(h) > 0) {
+        /* Give the closed streams a moment to finish and free their slot. */
+        for (int i = 0; i < 20 && h->nclients >= h->o->max_sse_clients; i++) {
+            struct timespec ts = { 0, 10 * 1000000L };
+
+            pthread_mutex_unlock(&h->lock);
+            nanosleep(&ts, NULL);
+            pthread_mutex_lock(&h->lock);
+        }
     }
     if (h->nclients >= h->o->max_sse_clients) {
         http_res_error(rs, 503, "unavailable", "too many live streams");
@@ -584,6 +631,10 @@ sse_tick(struct sse_hub *h, int64_t now)
     pthread_mutex_lock(&h->lock);
     if (h->last_ping == 0)
         h->last_ping = now;
+    if (now - h->last_reap >= 250) {
+        h->last_reap = now;
+        reap_dead(h);
+    }
     if (now - h->last_ping >= h->o->sse_heartbeat_ms) {
         h->last_ping = now;
         for (struct sse_client *c = h->clients; c != NULL; c = c->next) {
