@@ -817,3 +817,29 @@ nv__redis_sub_stop(nv__redis_sub *s)
     pthread_join(s->th, NULL);
     sub_free(s);
 }
+
+/* ---- Key names ---- */
+
+static int
+has_prefix(const nv__redis_pool *p, const char *name)
+{
+    size_t n = strlen(p->prefix);
+
+    return strncmp(name, p->prefix, n) == 0 && name[n] == ':';
+}
+
+char *
+nv__redis_key(const nv__redis_pool *p, const char *name)
+{
+    if (has_prefix(p, name))
+        return nv__strdup(name);
+    return nv__asprintf("%s:%s", p->prefix, name);
+}
+
+char *
+nv__redis_unkey(const nv__redis_pool *p, const char *key, int added)
+{
+    if (added && has_prefix(p, key))
+        return nv__strdup(key + strlen(p->prefix) + 1);
+    return nv__strdup(key);
+}

@@ -111,4 +111,14 @@ void nv__redis_sub_stop(nv__redis_sub *s);
 int nv__redis_ns_next(const char **p, const char *end, const char **s,
                       size_t *n);
 
+/*
+ * The Redis key of a name given by the engine. The engine already puts the
+ * adapter's prefix in front ("nq:flow:<runId>", E-7): such a name is used
+ * as it is. Any other name gets "<prefix>:" in front (CFG-4), so that two
+ * adapters with different prefixes never share a key. Caller frees.
+ */
+char *nv__redis_key(const nv__redis_pool *p, const char *name);
+/* The inverse for names read back from Redis (idx_names). Caller frees. */
+char *nv__redis_unkey(const nv__redis_pool *p, const char *key, int added);
+
 #endif

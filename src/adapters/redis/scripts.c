@@ -1204,7 +1204,7 @@ const char nv__redis_lua_stream_append[] =
     "end\n"
     "redis.call('XADD', S, id, unpack(f))\n"
     "local function ns(s) return #s .. ':' .. s end\n"
-    "redis.call('PUBLISH', ARGV[3], ns('e') .. ns(S) .. ns(id) .. ns(ARGV[1]) ..\n"
+    "redis.call('PUBLISH', ARGV[3], ns('e') .. ns(ARGV[12]) .. ns(id) .. ns(ARGV[1]) ..\n"
     "  ns(ARGV[4]) .. ns(ARGV[5]) .. ns(ARGV[6]) .. ns(ARGV[7]) .. ns(ARGV[8]) ..\n"
     "  ns(ARGV[9]) .. ns(ARGV[10]) .. ns(ARGV[11]))\n"
     "return { 1, id, len + 1 }\n"

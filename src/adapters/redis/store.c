@@ -46,6 +46,9 @@ struct rstore {
 
 #define BATCH 500
 
+static struct rstore *st_of(void *self) { return self; }
+#define KEY(self, name) nv__redis_key(st_of(self)->pool, (name))
+
 /* Run a script on key k1 (and its companion k2); *out gets a reply whose
  * first element is >= 0, or the refusal when out is not NULL. */
 static int
@@ -95,10 +98,11 @@ companion(const char *key, const char *suffix)
 /* ---- Keys with TTL ---- */
 
 static int
-rs_kv_get(void *self, const char *key, int64_t now, char **value,
+rs_kv_get(void *self, const char *name, int64_t now, char **value,
           nv_error *err)
 {
-    char *c = companion(key, "exp");
+    char *key = KEY(self, name);
+    char *c = key ? companion(key, "exp") : NULL;
     nv__redis_args x;
     redisReply *r = NULL;
     int rc;
@@ -108,7 +112,7 @@ rs_kv_get(void *self, const char *key, int64_t now, char **value,
     rc = run(self, S_KVGET, key, c, &x, &r, err);
     nv__redis_args_release(&x);
     if (rc == NV_ENOTFOUND)
-        nv__error(err, rc, "key '%s' not found", key);
+        nv__error(err, rc, "key '%s' not found", name);
     if (rc == NV_OK) {
         *value = nv__redis_dup(r->element[1]);
         if (*value == NULL)
@@ -117,6 +121,7 @@ rs_kv_get(void *self, const char *key, int64_t now, char **value,
     if (r != NULL)
         freeReplyObject(r);
     nv__free(c);
+    nv__free(key);
     return rc;
 }
 
@@ -155,10 +160,11 @@ hint_key(struct rstore *st, const char *key, int64_t expire_at, int track,
 }
 
 static int
-rs_kv_set(void *self, const char *key, const char *value, int64_t expire_at,
+rs_kv_set(void *self, const char *name, const char *value, int64_t expire_at,
           nv_error *err)
 {
-    char *c = companion(key, "exp");
+    char *key = KEY(self, name);
+    char *c = key ? companion(key, "exp") : NULL;
     nv__redis_args x;
     int rc;
 
@@ -170,6 +176,7 @@ rs_kv_set(void *self, const char *key, const char *value, int64_t expire_at,
     nv__free(c);
     if (rc == NV_OK)
         rc = hint_key(self, key, expire_at, 1, err);
+    nv__free(key);
     return rc;
 }
 
@@ -237,19 +244,24 @@ done:
 }
 
 static int
-rs_kv_del(void *self, const char *key, nv_error *err)
+rs_kv_del(void *self, const char *name, nv_error *err)
 {
-    redisReply k = { .type = REDIS_REPLY_STRING, .str = (char *)key,
-                     .len = strlen(key) };
+    char *key = KEY(self, name);
+    redisReply k = { .type = REDIS_REPLY_STRING, .str = key,
+                     .len = key ? strlen(key) : 0 };
     redisReply *kp = &k;
+    int rc = key ? del_keys(self, &kp, 1, NULL, err)
+                 : nv__error(err, NV_ENOMEM, "redis store: out of memory");
 
-    return del_keys(self, &kp, 1, NULL, err);
+    nv__free(key);
+    return rc;
 }
 
 static int
-rs_kv_del_prefix(void *self, const char *prefix, int64_t *n, nv_error *err)
+rs_kv_del_prefix(void *self, const char *name, int64_t *n, nv_error *err)
 {
     struct rstore *st = self;
+    char *prefix = KEY(self, name);
     char *lo = nv__asprintf("[%s", prefix);
     char *hi = nv__asprintf("[%s\xff", prefix);
     int64_t count = 0;
@@ -278,16 +290,18 @@ rs_kv_del_prefix(void *self, const char *prefix, int64_t *n, nv_error *err)
     if (rc == NV_OK && n != NULL)
         *n = count;
 done:
+    nv__free(prefix);
     nv__free(lo);
     nv__free(hi);
     return rc;
 }
 
 static int
-rs_kv_incr(void *self, const char *key, int64_t by, int64_t *out,
+rs_kv_incr(void *self, const char *name, int64_t by, int64_t *out,
            nv_error *err)
 {
-    char *c = companion(key, "exp");
+    char *key = KEY(self, name);
+    char *c = key ? companion(key, "exp") : NULL;
     nv__redis_args x;
     redisReply *r = NULL;
     int rc;
@@ -298,7 +312,7 @@ rs_kv_incr(void *self, const char *key, int64_t by, int64_t *out,
     nv__redis_args_release(&x);
     nv__free(c);
     if (rc == NV_EINVAL)
-        nv__error(err, rc, "key '%s' does not hold an integer", key);
+        nv__error(err, rc, "key '%s' does not hold an integer", name);
     if (rc == NV_OK && out != NULL)
         *out = nv__redis_int(r->element[1]);
     if (r != NULL)
@@ -311,6 +325,7 @@ rs_kv_incr(void *self, const char *key, int64_t by, int64_t *out,
         if (z != NULL)
             freeReplyObject(z);
     }
+    nv__free(key);
     return rc;
 }
 
@@ -373,7 +388,8 @@ rs_idx_put(void *self, const char *index, const char *member, double score,
            const char *meta, nv_error *err)
 {
     struct rstore *st = self;
-    char *c = companion(index, "meta");
+    char *ik = KEY(self, index);
+    char *c = ik ? companion(ik, "meta") : NULL;
     nv__redis_args x;
     int rc;
 
@@ -382,12 +398,13 @@ rs_idx_put(void *self, const char *index, const char *member, double score,
     nv__redis_args_dbl(&x, score);
     nv__redis_args_str(&x, meta ? "1" : "0");
     nv__redis_args_str(&x, meta ? meta : "");
-    rc = run(st, S_IDXPUT, index, c, &x, NULL, err);
+    rc = run(st, S_IDXPUT, ik, c, &x, NULL, err);
     nv__redis_args_release(&x);
     nv__free(c);
     if (rc == NV_OK)
         rc = nv__redis_cmdf(st->pool, st->idx_names, NULL, err,
-                            "ZADD %s 0 %s", st->idx_names, index);
+                            "ZADD %s 0 %s", st->idx_names, ik);
+    nv__free(ik);
     return rc;
 }
 
@@ -395,7 +412,8 @@ static int
 rs_idx_set_meta(void *self, const char *index, const char *member,
                 const char *meta, const char *unless_status, nv_error *err)
 {
-    char *c = companion(index, "meta");
+    char *ik = KEY(self, index);
+    char *c = ik ? companion(ik, "meta") : NULL;
     nv__redis_args x;
     int rc;
 
@@ -403,9 +421,10 @@ rs_idx_set_meta(void *self, const char *index, const char *member,
     nv__redis_args_str(&x, member);
     nv__redis_args_str(&x, meta ? meta : "null");
     nv__redis_args_str(&x, unless_status ? unless_status : "");
-    rc = run(self, S_IDXMETA, index, c, &x, NULL, err);
+    rc = run(self, S_IDXMETA, ik, c, &x, NULL, err);
     nv__redis_args_release(&x);
     nv__free(c);
+    nv__free(ik);
     if (rc == NV_ENOTFOUND)
         nv__error(err, rc, "'%s' not found in index '%s'", member, index);
     else if (rc == NV_ECONFLICT)
@@ -428,16 +447,18 @@ static int
 rs_idx_get(void *self, const char *index, const char *member,
            nv_index_entry *out, nv_error *err)
 {
-    char *c = companion(index, "meta");
+    char *ik = KEY(self, index);
+    char *c = ik ? companion(ik, "meta") : NULL;
     nv__redis_args x;
     redisReply *r = NULL;
     int rc;
 
     nv__redis_args_init(&x);
     nv__redis_args_str(&x, member);
-    rc = run(self, S_IDXGET, index, c, &x, &r, err);
+    rc = run(self, S_IDXGET, ik, c, &x, &r, err);
     nv__redis_args_release(&x);
     nv__free(c);
+    nv__free(ik);
     if (rc == NV_ENOTFOUND) {
         nv__error(err, rc, "'%s' not found in index '%s'", member, index);
     } else if (rc == NV_OK) {
@@ -462,7 +483,8 @@ rs_idx_range(void *self, const char *index, int desc, int64_t offset,
              int64_t limit, nv_index_entry **out, size_t *n, int64_t *total,
              nv_error *err)
 {
-    char *c = companion(index, "meta");
+    char *ik = KEY(self, index);
+    char *c = ik ? companion(ik, "meta") : NULL;
     nv__redis_args x;
     redisReply *r = NULL;
     nv_index_entry *v = NULL;
@@ -473,9 +495,10 @@ rs_idx_range(void *self, const char *index, int desc, int64_t offset,
     nv__redis_args_str(&x, desc ? "1" : "0");
     nv__redis_args_int(&x, offset < 0 ? 0 : offset);
     nv__redis_args_int(&x, limit);
-    rc = run(self, S_IDXRANGE, index, c, &x, &r, err);
+    rc = run(self, S_IDXRANGE, ik, c, &x, &r, err);
     nv__redis_args_release(&x);
     nv__free(c);
+    nv__free(ik);
     if (rc != NV_OK)
         goto done;
     cnt = (r->elements - 2) / 3;
@@ -505,7 +528,8 @@ static int
 idx_remove(struct rstore *st, const char *index, const char *member,
            nv_error *err)
 {
-    char *c = companion(index, "meta");
+    char *ik = KEY(st, index);
+    char *c = ik ? companion(ik, "meta") : NULL;
     nv__redis_args x;
     redisReply *r = NULL;
     int rc;
@@ -513,12 +537,13 @@ idx_remove(struct rstore *st, const char *index, const char *member,
     nv__redis_args_init(&x);
     nv__redis_args_str(&x, member ? member : "");
     nv__redis_args_str(&x, member ? "0" : "1");
-    rc = run(st, S_IDXDEL, index, c, &x, &r, err);
+    rc = run(st, S_IDXDEL, ik, c, &x, &r, err);
     nv__redis_args_release(&x);
     nv__free(c);
     if (rc == NV_OK && nv__redis_int(r->element[1]) == 0)
         rc = nv__redis_cmdf(st->pool, st->idx_names, NULL, err,
-                            "ZREM %s %s", st->idx_names, index);
+                            "ZREM %s %s", st->idx_names, ik);
+    nv__free(ik);
     if (r != NULL)
         freeReplyObject(r);
     return rc;
@@ -537,10 +562,12 @@ rs_idx_drop(void *self, const char *index, nv_error *err)
 }
 
 static int
-rs_idx_names(void *self, const char *prefix, char ***out, size_t *n,
+rs_idx_names(void *self, const char *name, char ***out, size_t *n,
              nv_error *err)
 {
     struct rstore *st = self;
+    char *prefix = KEY(self, name);
+    int added = prefix != NULL && strcmp(prefix, name) != 0;
     char *lo = nv__asprintf("[%s", prefix);
     char *hi = nv__asprintf("[%s\xff", prefix);
     redisReply *r = NULL;
@@ -568,7 +595,7 @@ rs_idx_names(void *self, const char *prefix, char ***out, size_t *n,
         if (rc != NV_OK)
             break;
         if (z->integer > 0) {
-            v[cnt] = nv__strdup(name);
+            v[cnt] = nv__redis_unkey(st->pool, name, added);
             if (v[cnt++] == NULL)
                 rc = nv__error(err, NV_ENOMEM, "redis store: out of memory");
         }
@@ -583,6 +610,7 @@ rs_idx_names(void *self, const char *prefix, char ***out, size_t *n,
 done:
     if (r != NULL)
         freeReplyObject(r);
+    nv__free(prefix);
     nv__free(lo);
     nv__free(hi);
     return rc;
@@ -591,11 +619,20 @@ done:
 /* ---- Documents ---- */
 
 static int
-doc_keys(const char *coll, char **d, char **r)
+doc_keys(void *self, const char *coll, char **d, char **r)
 {
-    *d = companion(coll, "docs");
-    *r = companion(coll, "revs");
-    return *d == NULL || *r == NULL ? -1 : 0;
+    char *k = KEY(self, coll);
+
+    *d = k ? companion(k, "docs") : NULL;
+    *r = k ? companion(k, "revs") : NULL;
+    nv__free(k);
+    if (*d == NULL || *r == NULL) {
+        nv__free(*d);
+        nv__free(*r);
+        *d = *r = NULL;
+        return -1;
+    }
+    return 0;
 }
 
 static int
@@ -607,7 +644,7 @@ rs_doc_put(void *self, const char *coll, const char *id, const char *json,
     redisReply *r = NULL;
     int rc;
 
-    doc_keys(coll, &d, &rk);
+    doc_keys(self, coll, &d, &rk);
     nv__redis_args_init(&x);
     nv__redis_args_str(&x, id);
     nv__redis_args_str(&x, json);
@@ -645,7 +682,7 @@ rs_doc_get(void *self, const char *coll, const char *id, nv_doc *out,
     redisReply *r = NULL;
     int rc;
 
-    doc_keys(coll, &d, &rk);
+    doc_keys(self, coll, &d, &rk);
     nv__redis_args_init(&x);
     nv__redis_args_str(&x, id);
     rc = d ? run(self, S_DOCGET, d, rk, &x, &r, err)
@@ -674,7 +711,7 @@ rs_doc_del(void *self, const char *coll, const char *id, int64_t expected_rev,
     redisReply *r = NULL;
     int rc;
 
-    doc_keys(coll, &d, &rk);
+    doc_keys(self, coll, &d, &rk);
     nv__redis_args_init(&x);
     nv__redis_args_str(&x, id);
     nv__redis_args_int(&x, expected_rev);
@@ -710,7 +747,7 @@ rs_doc_list(void *self, const char *coll, nv_doc **out, size_t *n,
     size_t cnt = 0;
     int rc;
 
-    doc_keys(coll, &d, &rk);
+    doc_keys(self, coll, &d, &rk);
     nv__redis_args_init(&x);
     nv__redis_args_str(&x, "");
     rc = d ? run(self, S_DOCGET, d, rk, &x, &r, err)

@@ -37,12 +37,13 @@ rt_append(void *self, const char *stream, const nv_event *ev, int64_t now,
           nv_error *err)
 {
     struct rstream *s = self;
+    char *key = nv__redis_key(s->pool, stream);
     nv__redis_args a;
     redisReply *r = NULL;
     int rc;
 
     nv__redis_args_init(&a);
-    nv__redis_args_str(&a, stream);
+    nv__redis_args_str(&a, key);
     nv__redis_args_int(&a, now);
     nv__redis_args_int(&a, expected_version);
     nv__redis_args_str(&a, s->channel);
@@ -54,13 +55,16 @@ rt_append(void *self, const char *stream, const nv_event *ev, int64_t now,
     nv__redis_args_int(&a, ev->attempt);
     nv__redis_args_str(&a, ev->data ? "1" : "0");
     nv__redis_args_str(&a, ev->data ? ev->data : "");
-    if (a.oom) {
+    nv__redis_args_str(&a, stream);
+    if (a.oom || key == NULL) {
         nv__redis_args_release(&a);
+        nv__free(key);
         return nv__error(err, NV_ENOMEM, "redis stream: out of memory");
     }
-    rc = nv__redis_eval(s->pool, &append_script, stream, 1, a.n, a.v, a.len,
+    rc = nv__redis_eval(s->pool, &append_script, key, 1, a.n, a.v, a.len,
                         &r, err);
     nv__redis_args_release(&a);
+    nv__free(key);
     if (rc != NV_OK)
         return rc;
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 2) {
@@ -127,7 +131,7 @@ rt_read(void *self, const char *stream, const char *after, int64_t limit,
         nv_event **out, size_t *n, nv_error *err)
 {
     struct rstream *s = self;
-    char start[NV_EVENT_ID_MAX + 2];
+    char start[NV_EVENT_ID_MAX + 2], *key;
     redisReply *r = NULL;
     nv_event *v;
     int rc;
@@ -137,17 +141,21 @@ rt_read(void *self, const char *stream, const char *after, int64_t limit,
         *n = 0;
         return *out ? NV_OK : nv__error(err, NV_ENOMEM, "out of memory");
     }
+    key = nv__redis_key(s->pool, stream);
+    if (key == NULL)
+        return nv__error(err, NV_ENOMEM, "redis stream: out of memory");
     if (after == NULL || after[0] == '\0')
         snprintf(start, sizeof(start), "-");
     else
         snprintf(start, sizeof(start), "(%s", after);
     if (limit > 0)
-        rc = nv__redis_cmdf(s->pool, stream, &r, err,
-                            "XRANGE %s %s + COUNT %lld", stream, start,
+        rc = nv__redis_cmdf(s->pool, key, &r, err,
+                            "XRANGE %s %s + COUNT %lld", key, start,
                             (long long)limit);
     else
-        rc = nv__redis_cmdf(s->pool, stream, &r, err, "XRANGE %s %s +",
-                            stream, start);
+        rc = nv__redis_cmdf(s->pool, key, &r, err, "XRANGE %s %s +",
+                            key, start);
+    nv__free(key);
     if (rc != NV_OK)
         return rc;
     v = nv__calloc(r->elements ? r->elements : 1, sizeof(*v));
@@ -173,13 +181,18 @@ static int
 rt_length(void *self, const char *stream, int64_t *out, nv_error *err)
 {
     struct rstream *s = self;
+    char *key = nv__redis_key(s->pool, stream);
     redisReply *r = NULL;
-    int rc = nv__redis_cmdf(s->pool, stream, &r, err, "XLEN %s", stream);
+    int rc;
 
+    if (key == NULL)
+        return nv__error(err, NV_ENOMEM, "redis stream: out of memory");
+    rc = nv__redis_cmdf(s->pool, key, &r, err, "XLEN %s", key);
     if (rc == NV_OK) {
         *out = r->integer;
         freeReplyObject(r);
     }
+    nv__free(key);
     return rc;
 }
 
@@ -187,8 +200,14 @@ static int
 rt_del(void *self, const char *stream, nv_error *err)
 {
     struct rstream *s = self;
+    char *key = nv__redis_key(s->pool, stream);
+    int rc;
 
-    return nv__redis_cmdf(s->pool, stream, NULL, err, "DEL %s", stream);
+    if (key == NULL)
+        return nv__error(err, NV_ENOMEM, "redis stream: out of memory");
+    rc = nv__redis_cmdf(s->pool, key, NULL, err, "DEL %s", key);
+    nv__free(key);
+    return rc;
 }
 
 static int

@@ -1,6 +1,7 @@
 -- KEYS[1] the run stream (a Redis stream, E-7). ARGV[1] now, [2] expected
 -- version (-1 any), [3] live channel, [4] type, [5] runId, [6] flowName,
--- [7] stepName, [8] stepId, [9] attempt, [10] has data (0|1), [11] data.
+-- [7] stepName, [8] stepId, [9] attempt, [10] has data (0|1), [11] data,
+-- [12] the stream's name as the engine gave it (for notes).
 -- The id is <ms>-<seq> with ms = max(now, last ms) (E-2); the event is
 -- published on the live channel in the same script, so notifications
 -- follow append order. Reply {1, id, new length} or {-6, length}.
@@ -26,7 +27,7 @@ if ARGV[10] == '1' then
 end
 redis.call('XADD', S, id, unpack(f))
 local function ns(s) return #s .. ':' .. s end
-redis.call('PUBLISH', ARGV[3], ns('e') .. ns(S) .. ns(id) .. ns(ARGV[1]) ..
+redis.call('PUBLISH', ARGV[3], ns('e') .. ns(ARGV[12]) .. ns(id) .. ns(ARGV[1]) ..
   ns(ARGV[4]) .. ns(ARGV[5]) .. ns(ARGV[6]) .. ns(ARGV[7]) .. ns(ARGV[8]) ..
   ns(ARGV[9]) .. ns(ARGV[10]) .. ns(ARGV[11]))
 return { 1, id, len + 1 }
