@@ -5,8 +5,8 @@
 --                      (lifo jobs take -lseq: ahead of their priority)
 --   B:delayed    zset  delayed jobs by delayUntil
 --   B:active     zset  active jobs by leaseUntil
---   B:completed  zset  completed jobs by finish sequence (retention)
---   B:failed     zset  failed jobs by finish sequence
+--   B:completed  zset  completed jobs by finishedOn*4096 + finish seq % 4096
+--   B:failed     zset  failed jobs, the same (retention order, Q-10)
 --   B:ids        zset  every job by timestamp (listing)
 --   B:j:<id>     hash  the job record (fields as in redis/queue.c)
 --   B:l:<id>     list  the job's log entries (JSON texts)
@@ -58,7 +58,10 @@ local function finalize(state, id, now)
   local k = jkey(id)
   redis.call('HSET', k, 'state', state, 'finishedOn', I(now))
   local set = DONE[state]
-  redis.call('ZADD', set, redis.call('HINCRBY', META, 'fseq', 1), id)
+  -- newest last: finishedOn, then the finishing order within one ms
+  local seq = redis.call('HINCRBY', META, 'fseq', 1) % 4096
+  redis.call('ZADD', set, I(now * 4096 + seq), id)
+  -- true (0) removes the job; N keeps the newest N of its final state
   local keep = tonumber(redis.call('HGET', k, state == 'completed' and 'roc' or 'rof') or '-1') or -1
   if keep == 0 then
     drop(id)
