@@ -591,3 +591,47 @@ Test(registry, free_accepts_null)
 {
     nv__registry_free(NULL);
 }
+
+/* ---- Allocation failures ---- */
+
+static void
+build_once(void)
+{
+    nv__registry *r = NULL;
+    char *rep = NULL;
+    int rc;
+
+    if (nv__registry_new(&r, NULL) != NV_OK)
+        return;
+    rc = nv__registry_add(r, "e", "functions/e.c", 0, ENTRY("f"), dummy, NULL,
+                          NULL);
+    if (rc == NV_OK)
+        rc = nv__registry_add(r, "a", "functions/a.c", 0,
+                              "{\"flow\":{\"name\":[\"f\",\"g\"],\"subscribes\":"
+                              "[\"step:e\",\"x\"],\"emits\":\"y\"}}", dummy,
+                              NULL, NULL);
+    if (rc == NV_OK)
+        rc = nv__registry_add(r, "b", NULL, 0, "{\"worker\":{\"concurrency\":"
+                              "0}}", dummy, NULL, NULL);
+    if (rc == NV_OK) {
+        rc = nv__registry_build(r, NULL, 0, &rep, NULL);
+        cr_expect(rc == NV_EINVAL || rc == NV_ENOMEM, "rc %d", rc);
+        if (rc == NV_EINVAL && rep != NULL)
+            cr_expect(strstr(rep, "worker.concurrency") != NULL);
+    } else {
+        cr_expect_eq(rc, NV_ENOMEM);
+    }
+    nv__free(rep);
+    nv__registry_free(r);
+}
+
+Test(registry, every_allocation_failure_is_survived)
+{
+    long n;
+
+    for (n = 1; n < 400; n++) {
+        nv__alloc_fail_after(n);
+        build_once();
+    }
+    nv__alloc_fail_after(0);
+}
