@@ -657,12 +657,26 @@ flow_new(nv__registry *r, const char *name)
         return NULL;
     }
     for (i = 0; i < r->nslots; i++) {
-        if (r->slots[i]->ok && in_flow(&r->slots[i]->fn, name))
+        if (in_flow(&r->slots[i]->fn, name))
             f->steps[n++] = &r->slots[i]->fn;
     }
     f->nsteps = n;
     qsort(f->steps, n, sizeof(*f->steps), cmp_step);
     return f;
+}
+
+static int
+members_ok(const nv__registry *r, const nv__flow *f)
+{
+    size_t i, k;
+
+    for (k = 0; k < f->nsteps; k++) {
+        for (i = 0; i < r->nslots; i++) {
+            if (&r->slots[i]->fn == f->steps[k] && !r->slots[i]->ok)
+                return 0;
+        }
+    }
+    return 1;
 }
 
 static int
@@ -674,7 +688,7 @@ build_flows(nv__registry *r, nv__problems *errors, nv__problems *warnings)
     int bad = 0;
 
     for (i = 0; i < r->nslots; i++) {
-        for (j = 0; r->slots[i]->ok && j < r->slots[i]->fn.nflows; j++)
+        for (j = 0; j < r->slots[i]->fn.nflows; j++)
             bad |= name_set_add(&names, &nnames, r->slots[i]->fn.flows[j]);
     }
     if (nnames > 0)
@@ -691,7 +705,9 @@ build_flows(nv__registry *r, nv__problems *errors, nv__problems *warnings)
             break;
         }
         r->flows[r->nflows++] = f;
-        if (flow_errors(f, errors) > 0)
+        /* A member with config errors is reported already; judging the
+         * flow without it would only add follow-on errors. */
+        if (!members_ok(r, f) || flow_errors(f, errors) > 0)
             continue;
         if (analyze(f) != 0) {
             bad = -1;

@@ -587,6 +587,21 @@ Test(flows, a_step_function_can_be_excluded_by_its_own_errors_only)
     nv__registry_free(r);
 }
 
+Test(flows, a_broken_entry_adds_no_follow_on_flow_errors)
+{
+    nv__registry *r = reg_new();
+    char *rep;
+
+    add(r, "e", "{\"flow\":{\"name\":\"f\",\"role\":\"entry\"},"
+                "\"worker\":{\"autorun\":1}}");
+    add(r, "s", "{\"flow\":{\"name\":\"f\",\"subscribes\":\"step:e\"}}");
+    rep = build(r, 0, NV_EINVAL);
+    cr_expect_str_eq(rep, "functions/e.c: worker.autorun: expected boolean, "
+                          "got 1\n");
+    nv__free(rep);
+    nv__registry_free(r);
+}
+
 Test(registry, free_accepts_null)
 {
     nv__registry_free(NULL);
