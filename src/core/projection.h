@@ -1,0 +1,138 @@
+/*
+ * Run projection: a run's state computed from its event stream alone (§6.3,
+ * F-4..F-14, IX-2). Pure: no I/O, no clock except the 'now' passed in. The
+ * engine uses it for every flow decision (dispatch, end check, stall
+ * detection, reconciliation) and for the run bodies of the API, so there is
+ * one truth: the stream.
+ */
+#ifndef NV_CORE_PROJECTION_H
+#define NV_CORE_PROJECTION_H
+
+#include <jansson.h>
+
+#include "nvent/adapter.h"
+
+enum nv__step_status {
+    NV_STEP_WAITING = 0,    /* no event, not eligible */
+    NV_STEP_PENDING,        /* no event, eligible (entry: until it starts) */
+    NV_STEP_RUNNING,
+    NV_STEP_RETRYING,
+    NV_STEP_COMPLETED,
+    NV_STEP_FAILED,
+    NV_STEP_STALLED,
+    NV_STEP_SKIPPED,        /* run ended; the step never became eligible */
+    NV_STEP_CANCELED,       /* run canceled/stalled while pending */
+};
+
+enum nv__run_status {
+    NV_RUN_RUNNING = 0,
+    NV_RUN_COMPLETED,
+    NV_RUN_FAILED,
+    NV_RUN_CANCELED,
+    NV_RUN_STALLED,
+};
+
+/* A step of the flow as the projection needs it (from the registry). */
+typedef struct nv__stepdef {
+    const char         *name;
+    int                 is_entry;
+    const char *const  *subscribes;
+    size_t              nsubs;
+} nv__stepdef;
+
+typedef struct nv__flowdef {
+    const char        *name;
+    const nv__stepdef *steps;
+    size_t             nsteps;
+} nv__flowdef;
+
+/* One step's projected state. Pointers into the projection's own JSON;
+ * valid until nv__run_proj_release. */
+typedef struct nv__step_proj {
+    const char *name;
+    int         status;         /* enum nv__step_status */
+    int         has_events;     /* any event with this stepName */
+    int         attempt;        /* latest attempt seen, 0 if none */
+    int64_t     started_ms;     /* ts of the latest step.started, 0 if none */
+    int64_t     ended_ms;       /* ts of its latest ending event, 0 if none */
+    const char *last_error;     /* latest step.retry/failed error, or NULL */
+    json_t     *result;         /* step.completed result (borrowed), or NULL */
+    json_t     *input;          /* PENDING non-entry steps: the F-8 input
+                                   (owned by the projection); NULL otherwise */
+} nv__step_proj;
+
+typedef struct nv__run_proj {
+    int            has_start;       /* flow.start seen */
+    int            status;          /* enum nv__run_status */
+    int64_t        version;         /* events in the stream */
+    int64_t        started_ms;      /* ts of flow.start */
+    int64_t        completed_ms;    /* ts of the terminal event, 0 if none */
+    int64_t        last_ms;         /* ts of the latest event */
+    json_t        *start_data;      /* flow.start data (owned), or NULL */
+    json_t        *input;           /* start_data.input (borrowed), or NULL */
+    size_t         completed_steps; /* distinct steps with step.completed */
+    json_t        *emitted;         /* array: delivered emit names in order
+                                       of first delivery (owned) */
+    nv__step_proj *steps;           /* one per flowdef step, same order */
+    size_t         nsteps;
+
+    /*
+     * F-12: 1 when the run is running and complete, i.e. it needs its
+     * terminal event now: 'terminal_type' ("flow.completed"/"flow.failed")
+     * and 'terminal_data' (owned) say what to append.
+     */
+    int            complete;
+    const char    *terminal_type;
+    json_t        *terminal_data;
+
+    json_t        *parsed;          /* internal: parsed event data (owned) */
+} nv__run_proj;
+
+/*
+ * Project 'n' events of one run against 'def'. 'now' is used only for the
+ * duration of a flow.completed about to be appended. Events of steps unknown
+ * to 'def' are counted in 'version' and activity but otherwise ignored.
+ * Returns NV_OK, NV_ENOMEM, or NV_EINVAL when an event's data is not JSON
+ * (the projection is then unusable and released).
+ */
+int  nv__project(const nv__flowdef *def, const nv_event *ev, size_t n,
+                 int64_t now, nv__run_proj *out, nv_error *err);
+void nv__run_proj_release(nv__run_proj *p);
+
+/* The step projection by name, or NULL. */
+const nv__step_proj *nv__proj_step(const nv__run_proj *p, const char *name);
+
+/* "running", "completed", ... for a run status; step status names too. */
+const char *nv__run_status_name(int status);
+const char *nv__step_status_name(int status);
+/* Parse a run status name; -1 when unknown. */
+int nv__run_status_parse(const char *s);
+
+/* 1 when 'type' is a terminal flow event type. */
+int nv__event_is_terminal(const char *type);
+
+/*
+ * IX-1 metadata {status, startedAt, completedAt?, lastActivityAt, stepCount,
+ * completedSteps, emittedEvents}; stepCount = def->nsteps. New reference.
+ */
+json_t *nv__run_proj_meta(const nv__run_proj *p, const nv__flowdef *def);
+
+/*
+ * API-32 run body without events: {id, flowName, status, createdAt,
+ * startedAt, completedAt?, lastActivityAt, stepCount, completedSteps,
+ * emittedEvents}. New reference.
+ */
+json_t *nv__run_proj_body(const nv__run_proj *p, const nv__flowdef *def,
+                          const char *run_id);
+
+/*
+ * The §8 event record {id, ts, type, runId, flowName, stepName?, stepId?,
+ * attempt?, data?} with ts as an ISO timestamp. New reference, or NULL when
+ * the event's data is not JSON.
+ */
+json_t *nv__event_json(const nv_event *ev);
+
+/* ISO timestamp JSON string of epoch ms. New reference. */
+json_t *nv__json_iso(int64_t ms);
+
+#endif
