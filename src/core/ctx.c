@@ -185,7 +185,7 @@ nv_ctx_emit(nv_ctx *c, const char *name, const char *payload_json,
         return rc;
     if (c->flow == NULL)
         return nv__error(err, NV_EINVAL, "emit: not available in a plain job");
-    rc = nv__check_name("emit: name", name, err);
+    rc = nv__name_ok("emit: name", name, err);
     if (rc != NV_OK)
         return rc;
     if (atomic_load(&c->cancel) != NULL && strcmp(c->cancel, "shutdown") != 0)
@@ -349,7 +349,7 @@ default_flow(nv_ctx *c, const char **flow, nv_error *err)
             return nv__error(err, NV_EINVAL, "flow: required in a plain job");
         *flow = c->job.flow_name;
     }
-    return nv__check_name("flow", *flow, err);
+    return nv__name_ok("flow", *flow, err);
 }
 
 int

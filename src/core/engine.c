@@ -56,7 +56,7 @@ nv__flowrt_find(nv_engine *e, const char *name)
 }
 
 int
-nv__check_name(const char *what, const char *s, nv_error *err)
+nv__name_ok(const char *what, const char *s, nv_error *err)
 {
     if (s == NULL || *s == '\0')
         return nv__error(err, NV_EINVAL, "%s: must not be empty", what);

@@ -147,7 +147,7 @@ struct nv_ctx {
 int64_t      nv__now(const nv_engine *e);
 nv__wq      *nv__wq_find(nv_engine *e, const char *queue);
 const nv__flowrt *nv__flowrt_find(nv_engine *e, const char *name);
-int          nv__check_name(const char *what, const char *s, nv_error *err);
+int          nv__name_ok(const char *what, const char *s, nv_error *err);
 int          nv__parse_json(const char *what, const char *text, json_t **out,
                             nv_error *err);
 /* Dump compact (N-5); NULL on OOM. Caller frees with nv__free. */

@@ -195,7 +195,7 @@ nv_flow_start(nv_engine *e, const char *flow, const char *input_json,
 
     if (e == NULL)
         return nv__error(err, NV_EINVAL, "engine must not be NULL");
-    rc = nv__check_name("flow", flow, err);
+    rc = nv__name_ok("flow", flow, err);
     if (rc != NV_OK)
         return rc;
     if (atomic_load(&e->state) == NV__E_NEW)
@@ -618,7 +618,7 @@ find_run(nv_engine *e, const char *flow, const char *run_id,
     if (e == NULL)
         return nv__error(err, NV_EINVAL, "engine must not be NULL");
     if (flow != NULL) {
-        rc = nv__check_name("flow", flow, err);
+        rc = nv__name_ok("flow", flow, err);
         if (rc != NV_OK)
             return rc;
     }

@@ -240,7 +240,7 @@ find_queue(nv_engine *e, const char *queue, nv__wq **out, nv_error *err)
 
     if (e == NULL)
         return nv__error(err, NV_EINVAL, "engine must not be NULL");
-    rc = nv__check_name("queue", queue, err);
+    rc = nv__name_ok("queue", queue, err);
     if (rc != NV_OK)
         return rc;
     if (atomic_load(&e->state) == NV__E_NEW)
@@ -268,7 +268,7 @@ nv_queue_enqueue(nv_engine *e, const char *queue, const char *name,
         return rc;
     if (name == NULL)
         name = queue;
-    rc = nv__check_name("name", name, err);
+    rc = nv__name_ok("name", name, err);
     if (rc != NV_OK)
         return rc;
     if (data_json == NULL)

@@ -88,7 +88,7 @@ check_flow(nv_engine *e, const char *flow, const nv__flowrt **out,
 
     if (e == NULL)
         return nv__error(err, NV_EINVAL, "engine must not be NULL");
-    rc = nv__check_name("flow", flow, err);
+    rc = nv__name_ok("flow", flow, err);
     if (rc != NV_OK)
         return rc;
     *out = nv__flowrt_find(e, flow);
