@@ -237,7 +237,7 @@ nv_flow_start(nv_engine *e, const char *flow, const char *input_json,
                         &out, err);
     if (rc != NV_OK)
         goto out;
-    meta = json_pack("{sssosossIsIs[]}", "status", "running",
+    meta = json_pack("{sssososIsIs[]}", "status", "running",
                      "startedAt", nv__json_iso(out.ts),
                      "lastActivityAt", nv__json_iso(out.ts),
                      "stepCount", (json_int_t)f->def.nsteps,
@@ -264,7 +264,7 @@ nv_flow_start(nv_engine *e, const char *flow, const char *input_json,
         char jid[NV_JOB_ID_MAX];
 
         snprintf(jid, sizeof(jid), "%s__%s", id, entry->step);
-        rc = nv__out_json(json_pack("{sssssssssss}", "id", jid, "queue",
+        rc = nv__out_json(json_pack("{ssssssssss}", "id", jid, "queue",
                                     entry->queue, "step", entry->step,
                                     "flowId", id, "runId", id), body, err);
     }
@@ -711,6 +711,8 @@ nv_run_wait(nv_engine *e, const char *run_id, int64_t timeout_ms,
         if (rc != NV_OK)
             return rc;
         st = p.status;
+        if (st != NV_RUN_RUNNING)           /* the index agrees on return */
+            nv__index_update(e, f, run_id, &p);
         nv__run_proj_release(&p);
         nv_events_free(evs, n);
         if (st != NV_RUN_RUNNING) {
