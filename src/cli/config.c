@@ -223,6 +223,10 @@ cli_config_load(struct cli *c)
     c->log_level = cli_level_of(level);
     free(level);
     c->token = cli_cfg_str(c, "server.token");
+    if (c->token != NULL && c->token[0] == '\0') {
+        free(c->token);          /* an empty token is no token */
+        c->token = NULL;
+    }
     resolve_url(c);
     return CLI_OK;
 }

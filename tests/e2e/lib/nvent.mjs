@@ -12,6 +12,14 @@ export const BIN = process.env.NVENT_BIN ||
   path.resolve(here, '../../../build/nvent');
 export const FIXTURE_FUNCTIONS = path.resolve(here, '../fixtures/functions');
 
+// The environment without NVENT_* variables of the caller, plus 'extra'.
+export function cleanEnv(extra = {}) {
+  const env = {};
+  for (const [k, v] of Object.entries(process.env))
+    if (!k.startsWith('NVENT_') || k === 'NVENT_BIN') env[k] = v;
+  return { ...env, ...extra };
+}
+
 // A temporary project folder with nvent.json and (optionally) functions/.
 export function makeProject(config = {}, { functions = true } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nvent-e2e-'));
@@ -30,7 +38,7 @@ export function startServer(dir, { args = [], env = {}, timeoutMs = 20000 } = {}
   return new Promise((resolve, reject) => {
     const proc = spawn(BIN, ['serve', '--port', '0', ...args], {
       cwd: dir,
-      env: { ...process.env, NVENT_TOKEN: '', NVENT_URL: '', NVENT_CONFIG: '', ...env },
+      env: cleanEnv(env),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let log = '';
@@ -150,7 +158,7 @@ export function cli(args, { cwd, env = {}, input, timeoutMs = 20000 } = {}) {
   return new Promise((resolve, reject) => {
     const proc = spawn(BIN, args, {
       cwd,
-      env: { ...process.env, NVENT_TOKEN: '', NVENT_URL: '', NVENT_CONFIG: '', ...env },
+      env: cleanEnv(env),
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let stdout = '', stderr = '';
