@@ -36,6 +36,7 @@ struct server {
     unsigned     flags;          /* NV_START_STRICT */
     int64_t      grace_ms;
     sigset_t     sigs;
+    nv_live     *echo;           /* dev: handler log events to the terminal */
 };
 
 /* SEC-3: 127.0.0.0/8, ::1 and localhost are loopback. */
@@ -171,6 +172,8 @@ shutdown_all(struct server *s, int sig)
     pthread_create(&t, NULL, second_signal, s);
     pthread_detach(t);
     http_server_stop(s->http);
+    if (s->echo != NULL)
+        nv_live_unsubscribe(s->engine, s->echo);
     nv_engine_stop(s->engine, s->grace_ms);
 #ifdef CLI_HAVE_HOST
     if (s->host != NULL)
@@ -187,6 +190,34 @@ shutdown_all(struct server *s, int sig)
 }
 
 #ifdef CLI_HAVE_HOST
+/* CLI-12: `dev` echoes handler log entries (flow `log` events). */
+static void
+echo_log(void *ud, const char *json)
+{
+    struct server *s = ud;
+    json_t *m = json_loads(json, 0, NULL);
+    json_t *ev = json_object_get(m, "event"), *d = json_object_get(ev, "data");
+    const char *lvl = json_string_value(json_object_get(d, "level"));
+    char line[1200];
+
+    if (ev != NULL && strcmp(cli_str(ev, "type"), "log") == 0) {
+        snprintf(line, sizeof(line), "%s/%s: %s", cli_str(ev, "flowName"),
+                 cli_str(ev, "stepName"), cli_str(d, "message"));
+        cli_log(&s->cli->log_level, cli_level_of(lvl), line);
+    }
+    json_decref(m);
+}
+
+static void
+echo_follow(struct server *s, nv_engine *old)
+{
+    if (s->echo != NULL && old != NULL)
+        nv_live_unsubscribe(old, s->echo);
+    s->echo = NULL;
+    if (s->engine != NULL)
+        nv_live_subscribe(s->engine, echo_log, s, &s->echo, NULL);
+}
+
 /* CLI-12: a valid new registry replaces the old one; else the old stays. */
 static void
 dev_reload(struct server *s)
@@ -207,6 +238,7 @@ dev_reload(struct server *s)
         return;
     }
     s->engine = e2;
+    echo_follow(s, old);
     nv_engine_stop(old, s->grace_ms);
     nv_engine_free(old);
     nv_host_release(s->host, old);
@@ -317,8 +349,10 @@ serve_main(struct cli *c, int dev)
         cli_log(&c->log_level, NV_LOG_INFO, line);
     }
 #ifdef CLI_HAVE_HOST
-    if (dev)
+    if (dev) {
+        echo_follow(&s, NULL);
         sig = dev_loop(&s);
+    }
 #endif
     while (sig <= 0 && sigwait(&s.sigs, &sig) != 0)
         ;
