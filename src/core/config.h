@@ -25,6 +25,8 @@
 struct nv_config {
     json_t *root;          /* resolved document (owned) */
     char   *project_dir;   /* absolute, no trailing '/' unless "/" */
+    json_t *given;         /* what was written (files, nv_config_set),
+                              validated, before defaults; config.c only */
 };
 
 /*
@@ -74,7 +76,8 @@ int nv__config_dup(const nv_config *c, nv_config **out, nv_error *err);
  * NVENT_REDIS_URL / NVENT_DATA_DIR for their adapter. NVENT_CONFIG and
  * NVENT_URL are not configuration values and are ignored here. An invalid
  * value fails with NV_EINVAL and a message naming the variable
- * ("NVENT_PORT: expected integer 0..65535, got \"x\""); 'c' is then
+ * ("NVENT_PORT: server.port: expected integer 0..65535, got \"x\""). $CC
+ * becomes functions.cc unless the file sets it (§15). 'c' is then
  * unchanged. The library never reads the environment itself: the server
  * calls this.
  */
