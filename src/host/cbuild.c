@@ -23,7 +23,7 @@ static pthread_once_t include_once = PTHREAD_ONCE_INIT;
 static int
 has_header(const char *dir)
 {
-    char p[PATH_MAX + 16];
+    char p[PATH_MAX + 64];
 
     snprintf(p, sizeof(p), "%s/nvent.h", dir);
     return access(p, R_OK) == 0;
