@@ -187,6 +187,8 @@ read_events(nv_host_watch *w)
             struct inotify_event *ev = (struct inotify_event *)p;
             struct wd_ent *e = find_wd(w, ev->wd);
             const char *name = ev->len > 0 ? ev->name : "";
+            char *epath;
+            int what;
 
             p += sizeof(*ev) + ev->len;
             if (e == NULL)
@@ -195,16 +197,19 @@ read_events(nv_host_watch *w)
                 e->wd = -1;             /* the folder went away */
                 continue;
             }
-            if ((e->what & W_PARENT) && ev->wd == w->config_wd &&
+            /* add_tree() may move w->ents: keep what we need of 'e' */
+            what = e->what;
+            epath = e->path;
+            if ((what & W_PARENT) && ev->wd == w->config_wd &&
                 w->config_name != NULL && strcmp(name, w->config_name) == 0)
                 bits |= NV_HOST_CHANGED_CONFIG;
-            if ((e->what & W_PARENT) && ev->wd == w->parent_wd &&
+            if ((what & W_PARENT) && ev->wd == w->parent_wd &&
                 strcmp(name, w->funcs_name) == 0) {
                 bits |= NV_HOST_CHANGED_FUNCTIONS;
                 if (ev->mask & (IN_CREATE | IN_MOVED_TO))
                     add_tree(w, w->h->s.functions_dir);
             }
-            if (!(e->what & W_FUNCS))
+            if (!(what & W_FUNCS))
                 continue;
             if (name[0] == '.')
                 continue;               /* FN-2: dot files do not count */
@@ -212,7 +217,7 @@ read_events(nv_host_watch *w)
             if ((ev->mask & IN_ISDIR) && (ev->mask & (IN_CREATE | IN_MOVED_TO))) {
                 char *sub;
 
-                if (asprintf(&sub, "%s/%s", e->path, name) >= 0) {
+                if (asprintf(&sub, "%s/%s", epath, name) >= 0) {
                     add_tree(w, sub);
                     free(sub);
                 }
