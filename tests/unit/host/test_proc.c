@@ -364,7 +364,7 @@ Test(host_proc, a_child_ignoring_sigterm_is_killed_after_the_grace)
 {
     fixture f;
     json_t *b;
-    char pidfile[600], data[800];
+    char pidfile[600];
     FILE *fp;
     int pid = 0;
 
