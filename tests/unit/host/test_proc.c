@@ -68,10 +68,19 @@ static void
 start(fixture *f, const char *doc)
 {
     nv_error err = { 0 };
+    const char *adapter = getenv("NV_TEST_HOST_ADAPTER");   /* default memory */
 
     memset(f, 0, sizeof(*f));
     f->cfg = th_config(doc != NULL ? doc :
                        "{\"functions\":{\"describeTimeoutMs\":3000,\"killGraceMs\":300}}");
+    if (adapter != NULL && *adapter != '\0') {
+        char v[64];
+
+        snprintf(v, sizeof(v), "\"%s\"", adapter);
+        cr_assert_eq(nv_config_set(f->cfg, "queue.adapter", v, "test", &err), NV_OK);
+        cr_assert_eq(nv_config_set(f->cfg, "store.adapter", v, "test", &err), NV_OK);
+        cr_assert_eq(nv_config_set(f->cfg, "stream.adapter", v, "test", &err), NV_OK);
+    }
     cr_assert_eq(nv_host_new(f->cfg, th_dir, &f->h, &err), NV_OK, "%s", err.msg);
     cr_assert_eq(nv_engine_new(f->cfg, &f->e, &err), NV_OK, "%s", err.msg);
     f->discover_rc = nv_host_discover(f->h, f->e, 0, &f->report, &err);
