@@ -7,6 +7,8 @@
 #include "host/internal.h"
 
 #include <dlfcn.h>
+#include <elf.h>
+#include <link.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -278,6 +280,18 @@ load_so(nv_host *h, const char *so, char *why, size_t whylen)
     return dl;
 }
 
+/* Is the symbol at 'addr' a function (and not, say, a pointer variable)? */
+static int
+is_function(nv_handler fn)
+{
+    Dl_info info;
+    const ElfW(Sym) *sym = NULL;
+
+    if (dladdr1(*(void **)&fn, &info, (void **)&sym, RTLD_DL_SYMENT) == 0 || sym == NULL)
+        return 1;                       /* cannot tell: trust it */
+    return ELF64_ST_TYPE(sym->st_info) != STT_OBJECT;
+}
+
 static int
 gen_push(void ***v, size_t *n, void *x)
 {
@@ -342,6 +356,13 @@ discover_c(nv_host *h, host_gen *g, const hfile *f, hbuf *report, int *problems)
         (*problems)++;
         return;
     }
+    if (!is_function(fn)) {
+        hbuf_printf(report, "%s: -: %s must be a function "
+                    "int %s(nv_ctx *, const char *, void *), not a variable\n",
+                    f->rel, NV_FUNCTION_HANDLER_SYMBOL, NV_FUNCTION_HANDLER_SYMBOL);
+        (*problems)++;
+        return;
+    }
     if (cfg->abi != NV_ABI_VERSION) {
         hbuf_printf(report, "%s: -: ABI mismatch: %s.abi is %u, this nvent has ABI %u "
                     "(set .abi = NV_ABI_VERSION)\n", f->rel, NV_FUNCTION_CONFIG_SYMBOL,
@@ -394,7 +415,8 @@ describe(nv_host *h, const hfile *f, hbuf *report)
 }
 
 static void
-discover_proc(nv_host *h, host_gen *g, const hfile *f, hbuf *report, int *problems)
+discover_proc(nv_host *h, host_gen *g, const hfile *f, unsigned flags,
+              hbuf *report, int *problems)
 {
     const char *config = describe(h, f, report);
     proc_pool *p;
@@ -403,7 +425,7 @@ discover_proc(nv_host *h, host_gen *g, const hfile *f, hbuf *report, int *proble
         (*problems)++;
         return;
     }
-    p = proc_pool_new(h, g->e, f);
+    p = proc_pool_new(h, g->e, f, config, !(flags & NV_HOST_DESCRIBE_ONLY));
     if (p == NULL || gen_push((void ***)&g->pools, &g->npools, p) != 0) {
         hbuf_printf(report, "%s: -: out of memory\n", f->rel);
         (*problems)++;
@@ -425,7 +447,7 @@ nv_host_discover(nv_host *h, nv_engine *e, unsigned flags, char **report,
     host_gen *g;
 
     *report = NULL;
-    if (flags != 0 || e == NULL) {
+    if ((flags & ~(unsigned)NV_HOST_DESCRIBE_ONLY) != 0 || e == NULL) {
         *report = strdup("");
         return fail(err, NV_EINVAL, "host: bad arguments to nv_host_discover");
     }
@@ -452,7 +474,7 @@ nv_host_discover(nv_host *h, nv_engine *e, unsigned flags, char **report,
         if (files[i].kind == HFILE_C)
             discover_c(h, g, &files[i], &rep, &problems);
         else
-            discover_proc(h, g, &files[i], &rep, &problems);
+            discover_proc(h, g, &files[i], flags, &rep, &problems);
     }
     host_files_free(files, n);
     *report = hbuf_take(&rep);

@@ -77,12 +77,19 @@ int nv_host_new(const nv_config *cfg, const char *project_dir, nv_host **out,
  * as "<LEVEL> <message>". Call before nv_host_discover. */
 void nv_host_set_logger(nv_host *h, nv_log_fn fn, void *ud);
 
+enum nv_host_discover_flags {
+    /* Describe and register, but start no children until a job comes (for
+     * `nvent flows` and other analysis without running anything). */
+    NV_HOST_DESCRIBE_ONLY = 1 << 0,
+};
+
 /*
  * Discover the functions folder and register every function found with
  * engine 'e' (not started yet): scan (FN-1..FN-3), build stale C files and
  * dlopen them (C-1..C-3), describe executables (P-3; only those changed
  * since this host last described them), then nv_function_register_json for
- * each. 'flags' must be 0. '*report' (always set on return, "" when none,
+ * each; the host thread then starts worker.concurrency children of each
+ * process function (P-4). 'flags': nv_host_discover_flags. '*report' (always set on return, "" when none,
  * free with free()) gets one line per problem,
  * "<file relative to the project dir>: <key path or ->: <reason>" (FN-6);
  * a compiler failure is followed by the compiler's diagnostics (C-4).

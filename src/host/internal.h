@@ -161,6 +161,7 @@ struct nv_host {
     int       stop;                 /* the host thread ends (mu) */
     int       shutting;             /* nv_host_shutdown began (mu) */
     child    *all;                  /* (mu) */
+    proc_pool *pools;               /* (mu) every live pool */
     nv_log_fn log_fn;
     void     *log_ud;
     /* main thread only: */
@@ -184,7 +185,10 @@ const host_settings *host_settings_of(const nv_host *h);
 int  proc_describe(nv_host *h, const hfile *f, char **config_json,
                    hbuf *report);
 
-proc_pool *proc_pool_new(nv_host *h, nv_engine *e, const hfile *f);
+/* A pool for 'f' registered with 'e'; 'config' is its §2 JSON. With
+ * 'prespawn' the host thread keeps worker.concurrency children running. */
+proc_pool *proc_pool_new(nv_host *h, nv_engine *e, const hfile *f,
+                         const char *config, int prespawn);
 /* The nv_handler of every process function; ud is the proc_pool. */
 int  proc_handler(nv_ctx *ctx, const char *input, void *ud);
 /* End the pool's children; waits a bounded time for busy handlers; frees. */

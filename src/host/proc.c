@@ -25,8 +25,10 @@ extern char **environ;
 struct proc_pool {
     nv_host   *h;
     nv_engine *e;
-    char      *id, *path, *rel;
+    char      *id, *path, *rel, *queue;
+    int        target;              /* children kept running (P-4), 0: lazy */
     /* under h->mu: */
+    proc_pool *next;                /* in h->pools */
     child     *idle;
     int        busy;                /* handlers running */
     int        nchildren;           /* alive, idle or busy */
@@ -450,6 +452,45 @@ idle_event(nv_host *h, child *c, int kind)
     child_end(h, c, 0);
 }
 
+/* P-4, P-11: keep each pool at its size, restarts after the backoff (mu).
+ * Returns the ms until the next restart is due (INT32_MAX: none). */
+static int64_t
+fill_pools(nv_host *h)
+{
+    int64_t now = mono_ms(), next = INT32_MAX;
+
+    if (h->shutting)
+        return next;
+    for (proc_pool *p = h->pools; p != NULL; p = p->next) {
+        while (!p->closing && p->nchildren < p->target) {
+            child *c;
+            int rc;
+
+            if (now < p->next_spawn_ms) {
+                if (p->next_spawn_ms - now < next)
+                    next = p->next_spawn_ms - now;
+                break;
+            }
+            rc = child_spawn(h, p->path, p->id, p->queue, &c);
+            if (rc != 0) {
+                host_log(h, NV_LOG_ERROR, "function %s: cannot start %s: %s",
+                         p->id, p->rel, strerror(rc));
+                p->next_spawn_ms = now + p->restart_delay_ms;
+                p->restart_delay_ms *= 2;
+                if (p->restart_delay_ms > RESTART_MAX_MS)
+                    p->restart_delay_ms = RESTART_MAX_MS;
+                continue;
+            }
+            c->pool = p;
+            all_add(h, c);
+            c->next = p->idle;
+            p->idle = c;
+            p->nchildren++;
+        }
+    }
+    return next;
+}
+
 struct watch_ent { child *c; int fd; int kind; };
 
 static void *
@@ -464,7 +505,10 @@ monitor_main(void *arg)
     while (!h->stop) {
         size_t n = 1, nchild = 0;
         int timeout = 250, nopidfd = 0;
-        int64_t now = mono_ms();
+        int64_t now = mono_ms(), respawn = fill_pools(h);
+
+        if (respawn < timeout)
+            timeout = (int)respawn;
 
         /* free what is over; send the SIGKILLs that are due */
         for (child *c = h->all, *next; c != NULL; c = next) {
@@ -787,25 +831,47 @@ proc_describe(nv_host *h, const hfile *f, char **config_json, hbuf *report)
 /* ---- Pools ---- */
 
 proc_pool *
-proc_pool_new(nv_host *h, nv_engine *e, const hfile *f)
+proc_pool_new(nv_host *h, nv_engine *e, const hfile *f, const char *config,
+              int prespawn)
 {
     proc_pool *p = calloc(1, sizeof(*p));
+    json_t *cfg = json_loads(config, 0, NULL);
+    const char *queue = json_string_value(json_object_get(json_object_get(cfg, "queue"),
+                                                          "name"));
+    json_t *conc = json_object_get(json_object_get(cfg, "worker"), "concurrency");
 
-    if (p == NULL)
+    if (p == NULL) {
+        json_decref(cfg);
         return NULL;
+    }
     p->h = h;
     p->e = e;
     p->id = strdup(f->id);
     p->path = strdup(f->path);
     p->rel = strdup(f->rel);
+    p->queue = queue != NULL ? strdup(queue) : base_name(f->id);
     p->restart_delay_ms = RESTART_MIN_MS;
-    if (p->id == NULL || p->path == NULL || p->rel == NULL) {
+    /* CF-5: the function's worker.concurrency, else the file's */
+    p->target = json_is_integer(conc) ? (int)json_integer_value(conc)
+                                      : (int)h->s.default_concurrency;
+    if (p->target < 1 || p->target > 1024)
+        p->target = 2;                  /* invalid: the registry reports it */
+    if (!prespawn)
+        p->target = 0;
+    json_decref(cfg);
+    if (p->id == NULL || p->path == NULL || p->rel == NULL || p->queue == NULL) {
         free(p->id);
         free(p->path);
         free(p->rel);
+        free(p->queue);
         free(p);
         return NULL;
     }
+    pthread_mutex_lock(&h->mu);
+    p->next = h->pools;
+    h->pools = p;
+    wake(h);
+    pthread_mutex_unlock(&h->mu);
     return p;
 }
 
@@ -820,6 +886,12 @@ proc_pool_free(proc_pool *p)
     h = p->h;
     pthread_mutex_lock(&h->mu);
     p->closing = 1;
+    for (proc_pool **pp = &h->pools; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    }
     while (p->idle != NULL) {
         child *c = p->idle;
 
@@ -848,6 +920,7 @@ proc_pool_free(proc_pool *p)
     free(p->id);
     free(p->path);
     free(p->rel);
+    free(p->queue);
     free(p);
 }
 
@@ -1314,7 +1387,7 @@ acquire(struct job *j, int64_t deadline, int64_t timeout_ms)
             break;
         }
         if (now >= p->next_spawn_ms) {
-            int rc = child_spawn(h, p->path, p->id, nv_ctx_queue(j->ctx), &c);
+            int rc = child_spawn(h, p->path, p->id, p->queue, &c);
 
             if (rc != 0) {
                 p->next_spawn_ms = now + p->restart_delay_ms;

@@ -7,10 +7,10 @@ TestSuite(host_cbuild, .fini = th_cleanup, .timeout = 60);
 
 static const char *const good_c =
     "#include <nvent.h>\n"
-    "static int run(nv_ctx *c, const char *in, void *ud)\n"
+    "int nvent_handler(nv_ctx *c, const char *in, void *ud);\n"
+    "int nvent_handler(nv_ctx *c, const char *in, void *ud)\n"
     "{ (void)c; (void)in; (void)ud; return NV_OK; }\n"
-    "const nv_function_config nvent_config = { .abi = NV_ABI_VERSION };\n"
-    "nv_handler nvent_handler = run;\n";
+    "const nv_function_config nvent_config = { .abi = NV_ABI_VERSION };\n";
 
 static hfile
 one_file(host_settings *s)

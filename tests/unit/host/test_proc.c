@@ -350,8 +350,8 @@ Test(host_proc, a_job_past_its_timeout_is_killed_with_the_exact_error)
     snprintf(pidfile, sizeof(pidfile), "%s/pid", th_dir);
     snprintf(data, sizeof(data), "{\"do\":[{\"pidfile\":\"%s\"},{\"sleep\":30}]}", pidfile);
     t0 = mono_ms();
-    b = run_job(&f, "p", data, "{\"timeout\":300}");
-    cr_assert_str_eq(jstr(b, "failedReason"), "timed out after 300 ms");
+    b = run_job(&f, "p", data, "{\"timeout\":800}");
+    cr_assert_str_eq(jstr(b, "failedReason"), "timed out after 800 ms");
     cr_assert_lt(mono_ms() - t0, 3000);
     fp = fopen(pidfile, "r");
     cr_assert_not_null(fp);
@@ -379,14 +379,18 @@ Test(host_proc, a_child_ignoring_sigterm_is_killed_after_the_grace)
 
     th_project();
     th_write("functions/stubborn.sh",
-             "#!/bin/sh\ntrap '' TERM\nread line\n"
-             "echo '{\"type\":\"config\",\"config\":{}}'\n"
-             "while read line; do echo $$ > \"$PIDFILE\"; sleep 30; done\n", 0755);
+             "#!/bin/sh\ntrap '' TERM\n"
+             "while read line; do\n"
+             "  case \"$line\" in\n"
+             "  *describe*) echo '{\"type\":\"config\",\"config\":{}}' ;;\n"
+             "  *) echo $$ > \"$PIDFILE\"; sleep 30 ;;\n"
+             "  esac\n"
+             "done\n", 0755);
     snprintf(pidfile, sizeof(pidfile), "%s/pid", th_dir);
     setenv("PIDFILE", pidfile, 1);
     start_ok(&f, NULL);
-    b = run_job(&f, "stubborn", "{}", "{\"timeout\":200}");
-    cr_assert_str_eq(jstr(b, "failedReason"), "timed out after 200 ms");
+    b = run_job(&f, "stubborn", "{}", "{\"timeout\":500}");
+    cr_assert_str_eq(jstr(b, "failedReason"), "timed out after 500 ms");
     fp = fopen(pidfile, "r");
     cr_assert_not_null(fp);
     cr_assert_eq(fscanf(fp, "%d", &pid), 1);
@@ -524,11 +528,11 @@ Test(host_proc, big_messages_both_ways_do_not_deadlock)
 
 static const char *const good_c =
     "#include <nvent.h>\n"
-    "static int run(nv_ctx *c, const char *in, void *ud)\n"
+    "int nvent_handler(nv_ctx *c, const char *in, void *ud);\n"
+    "int nvent_handler(nv_ctx *c, const char *in, void *ud)\n"
     "{ (void)in; (void)ud; return nv_ctx_result(c, \"{\\\"v\\\":VALUE}\", NULL); }\n"
     "const nv_function_config nvent_config = { .abi = NV_ABI_VERSION,\n"
-    "    .queue = { .name = \"cq\" } };\n"
-    "nv_handler nvent_handler = run;\n";
+    "    .queue = { .name = \"cq\" } };\n";
 
 static void
 write_c(const char *rel, int value)
@@ -573,12 +577,19 @@ Test(host_proc, every_problem_is_reported_one_per_line)
              "static int run(nv_ctx *c, const char *in, void *ud)\n"
              "{ (void)c; (void)in; (void)ud; return 0; }\n"
              "const nv_function_config nvent_config = { .abi = 99 };\n"
+             "int nvent_handler(nv_ctx *c, const char *in, void *ud)\n"
+             "{ return run(c, in, ud); }\n", 0644);
+    th_write("functions/ptr.c",
+             "#include <nvent.h>\n"
+             "static int run(nv_ctx *c, const char *in, void *ud)\n"
+             "{ (void)c; (void)in; (void)ud; return 0; }\n"
+             "const nv_function_config nvent_config = { .abi = NV_ABI_VERSION };\n"
              "nv_handler nvent_handler = run;\n", 0644);
     th_write("functions/silent.sh", "#!/bin/sh\nsleep 30\n", 0755);
     th_write("functions/dup.sh", "#!/bin/sh\n", 0755);
     th_write("functions/dup.py", "#!/bin/sh\n", 0755);
     write_player("functions/fine.py", "{}");
-    start(&f, "{\"functions\":{\"describeTimeoutMs\":300,\"killGraceMs\":100}}");
+    start(&f, "{\"functions\":{\"describeTimeoutMs\":1500,\"killGraceMs\":100}}");
     cr_assert_eq(f.discover_rc, NV_EINVAL);
     r = f.report;
     cr_assert_not_null(strstr(r, "functions/dup.sh: -: function id 'dup' is also the id "
@@ -590,8 +601,10 @@ Test(host_proc, every_problem_is_reported_one_per_line)
                               "functions/nosyms.c: -: missing symbol nvent_handler\n"), "%s", r);
     cr_assert_not_null(strstr(r, "functions/oldabi.c: -: ABI mismatch: nvent_config.abi "
                               "is 99, this nvent has ABI 1"), "%s", r);
+    cr_assert_not_null(strstr(r, "functions/ptr.c: -: nvent_handler must be a function"),
+                       "%s", r);
     cr_assert_not_null(strstr(r, "functions/silent.sh: -: no config answer to describe "
-                              "within 300 ms\n"), "%s", r);
+                              "within 1500 ms\n"), "%s", r);
     cr_assert_null(strstr(r, "fine.py"), "%s", r);
     stop(&f);
 }
