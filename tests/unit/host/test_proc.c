@@ -537,14 +537,11 @@ static const char *const good_c =
 static void
 write_c(const char *rel, int value)
 {
-    char text[2048], *p;
+    char text[2048], num[16];
+    const char *p = strstr(good_c, "VALUE");
 
-    snprintf(text, sizeof(text), "%s", good_c);
-    p = strstr(text, "VALUE");
-    memmove(p + 3, p + 5, strlen(p + 5) + 1);
-    p[0] = (char)('0' + value / 100 % 10);
-    p[1] = (char)('0' + value / 10 % 10);
-    p[2] = (char)('0' + value % 10);
+    snprintf(num, sizeof(num), "%d", value);
+    snprintf(text, sizeof(text), "%.*s%s%s", (int)(p - good_c), good_c, num, p + 5);
     th_write(rel, text, 0644);
 }
 
