@@ -615,14 +615,25 @@ Test(host_proc, a_missing_functions_folder_is_no_error)
     stop(&f);
 }
 
-Test(host_proc, a_reload_into_a_new_engine_uses_the_new_code_and_keeps_the_old)
+static nv_config *
+dry_config(void)
+{
+    nv_config *c = th_config(NULL);
+    nv_error err = { 0 };
+
+    nv_config_set(c, "queue.adapter", "\"memory\"", "test", &err);
+    nv_config_set(c, "store.adapter", "\"memory\"", "test", &err);
+    nv_config_set(c, "stream.adapter", "\"memory\"", "test", &err);
+    return c;
+}
+
+Test(host_proc, a_dev_reload_checks_first_then_the_new_engine_runs_the_new_code)
 {
     fixture f;
-    nv_engine *e2;
+    nv_config *dry = dry_config();
     nv_error err = { 0 };
     char *report = NULL;
     json_t *a, *b;
-    fixture f2;
 
     th_project();
     write_c("functions/calc.c", 1);
@@ -631,24 +642,35 @@ Test(host_proc, a_reload_into_a_new_engine_uses_the_new_code_and_keeps_the_old)
     a = run_job(&f, "cq", "{}", NULL);
     cr_assert_eq(json_integer_value(json_object_get(json_object_get(a, "returnvalue"), "v")), 1);
     json_decref(a);
-    sleep(1);                           /* a visibly newer source */
+
+    /* a broken change: the check fails, the old engine goes on */
+    th_write("functions/calc.c", "int nope(void) { return x; }\n", 0644);
+    cr_assert_eq(nv_host_check(f.h, dry, 0, &report, &err), NV_EINVAL);
+    cr_assert_not_null(strstr(report, "functions/calc.c: -: compilation failed"), "%s", report);
+    free(report);
+    a = run_job(&f, "cq", "{}", NULL);
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(a, "returnvalue"), "v")), 1);
+    json_decref(a);
+
+    /* a good change: check, stop the old engine, start the new one */
     write_c("functions/calc.c", 2);
     write_player("functions/p.py", "{\"queue\":{\"name\":\"new\"}}");
-    cr_assert_eq(nv_engine_new(f.cfg, &e2, &err), NV_OK);
-    cr_assert_eq(nv_host_discover(f.h, e2, 0, &report, &err), NV_OK, "%s", report);
-    cr_assert_eq(nv_engine_start(e2, 0, &err), NV_OK, "%s", nv_engine_report(e2));
-    f2 = f;
-    f2.e = e2;
-    b = run_job(&f2, "cq", "{}", NULL);
-    cr_assert_eq(json_integer_value(json_object_get(json_object_get(b, "returnvalue"), "v")), 2);
-    json_decref(b);
-    b = run_job(&f2, "new", "{}", NULL);
-    cr_assert_str_eq(jstr(b, "state"), "completed");
-    json_decref(b);
+    cr_assert_eq(nv_host_check(f.h, dry, 0, &report, &err), NV_OK, "%s", report);
+    cr_assert_str_eq(report, "");
+    free(report);
     nv_engine_stop(f.e, 1000);
     nv_engine_free(f.e);
     nv_host_release(f.h, f.e);
-    f.e = e2;
+    cr_assert_eq(nv_engine_new(f.cfg, &f.e, &err), NV_OK, "%s", err.msg);
+    cr_assert_eq(nv_host_discover(f.h, f.e, 0, &report, &err), NV_OK, "%s", report);
     free(report);
+    cr_assert_eq(nv_engine_start(f.e, 0, &err), NV_OK, "%s", nv_engine_report(f.e));
+    b = run_job(&f, "cq", "{}", NULL);
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(b, "returnvalue"), "v")), 2);
+    json_decref(b);
+    b = run_job(&f, "new", "{}", NULL);
+    cr_assert_str_eq(jstr(b, "state"), "completed", "%s", jstr(b, "failedReason"));
+    json_decref(b);
+    nv_config_free(dry);
     stop(&f);
 }
