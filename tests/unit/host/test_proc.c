@@ -630,12 +630,13 @@ dry_config(void)
 Test(host_proc, a_dev_reload_checks_first_then_the_new_engine_runs_the_new_code)
 {
     fixture f;
-    nv_config *dry = dry_config();
+    nv_config *dry;
     nv_error err = { 0 };
     char *report = NULL;
     json_t *a, *b;
 
     th_project();
+    dry = dry_config();
     write_c("functions/calc.c", 1);
     write_player("functions/p.py", "{\"queue\":{\"name\":\"old\"}}");
     start_ok(&f, NULL);
