@@ -1569,6 +1569,9 @@ proc_handler(nv_ctx *ctx, const char *input, void *ud)
         if (!j.done && try_reap(c))
             child_exited(&j);
     }
+    /* what it wrote on stderr before its answer belongs to this job */
+    drain_fd(&c->err_fd, &c->err);
+    err_lines(c, c->err_fd < 0, stderr_to_job, &j);
     if (j.done < 0 && j.gone == 0 && try_reap(c))
         j.gone = 1;
     release(&j);
