@@ -15,7 +15,7 @@ TestSuite(host_proc, .fini = th_cleanup, .timeout = 60);
  * answers with its pid, the answers it read and what it was given.
  */
 static const char *const player_py =
-    "#!/usr/bin/env python3\n"
+    "#!/usr/bin/python3\n"
     "import sys, json, os, time, signal\n"
     "CONFIG = json.loads('%s')\n"
     "def send(m):\n"
@@ -349,6 +349,7 @@ Test(host_proc, a_job_past_its_timeout_is_killed_with_the_exact_error)
     start_ok(&f, NULL);
     snprintf(pidfile, sizeof(pidfile), "%s/pid", th_dir);
     snprintf(data, sizeof(data), "{\"do\":[{\"pidfile\":\"%s\"},{\"sleep\":30}]}", pidfile);
+    json_decref(run_job(&f, "p", "{}", NULL));   /* the child is up */
     t0 = mono_ms();
     b = run_job(&f, "p", data, "{\"timeout\":800}");
     cr_assert_str_eq(jstr(b, "failedReason"), "timed out after 800 ms");
@@ -501,7 +502,7 @@ Test(host_proc, big_messages_both_ways_do_not_deadlock)
 
     th_project();
     th_write("functions/echo.py",
-             "#!/usr/bin/env python3\nimport sys, json\n"
+             "#!/usr/bin/python3\nimport sys, json\n"
              "for line in sys.stdin:\n"
              "    m = json.loads(line)\n"
              "    if m['type'] == 'describe':\n"
