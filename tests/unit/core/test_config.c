@@ -570,3 +570,38 @@ Test(config_env, no_environment_changes_nothing)
     expect_get(c, "server.port", "3000");
     nv_config_free(c);
 }
+
+/* ---- Allocation failures ---- */
+
+Test(config, every_allocation_failure_is_survived)
+{
+    nv_config *c, *d;
+    char *env[] = { (char *)"NVENT_PORT=1", (char *)"CC=x", NULL };
+    char *s;
+    long n;
+    int rc;
+
+    for (n = 1; n < 200; n++) {
+        c = d = NULL;
+        s = NULL;
+        nv__alloc_fail_after(n);
+        if (nv_config_new(&c, NULL) == NV_OK) {
+            rc = nv_config_load_json(c, "{\"functions\":{\"dir\":\"f\"},"
+                                        "\"queue\":{\"adapter\":\"file\"}}",
+                                     "x", NULL);
+            cr_expect(rc == NV_OK || rc == NV_ENOMEM, "rc %d", rc);
+            rc = nv_config_set_project_dir(c, "/p", NULL);
+            cr_expect(rc == NV_OK || rc == NV_ENOMEM, "rc %d", rc);
+            rc = nv__config_apply_env(c, env, NULL);
+            cr_expect(rc == NV_OK || rc == NV_ENOMEM, "rc %d", rc);
+            rc = nv__config_dup(c, &d, NULL);
+            cr_expect(rc == NV_OK || rc == NV_ENOMEM, "rc %d", rc);
+            nv__free(nv__config_adapter_settings(c, "queue"));
+            if (nv_config_get(c, "server", &s, NULL) == NV_OK)
+                nv_free(s);
+        }
+        nv_config_free(d);
+        nv_config_free(c);
+    }
+    nv__alloc_fail_after(0);
+}
