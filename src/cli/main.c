@@ -133,19 +133,17 @@ parse_flag(struct cli *c, int argc, char **argv, int *i)
         return cli_usage(c, "unknown flag '--%.*s'", (int)n, arg);
     if (c->nflag == CLI_MAX_FLAGS)
         return cli_usage(c, "too many flags");
-    c->flag[c->nflag] = strndup(arg, n);
     if (takes) {
-        if (eq != NULL) {
+        if (eq != NULL)
             c->val[c->nflag] = eq + 1;
-        } else if (*i + 1 < argc) {
+        else if (*i + 1 < argc)
             c->val[c->nflag] = argv[++*i];
-        } else {
+        else
             return cli_usage(c, "flag '--%.*s' needs a value", (int)n, arg);
-        }
     } else if (eq != NULL) {
         return cli_usage(c, "flag '--%.*s' takes no value", (int)n, arg);
     }
-    c->nflag++;
+    c->flag[c->nflag++] = strndup(arg, n);
     return CLI_OK;
 }
 
@@ -169,10 +167,9 @@ find_command(int argc, char **argv, int *used)
     return NULL;
 }
 
-int
-main(int argc, char **argv)
+static int
+run(struct cli *c, int argc, char **argv)
 {
-    struct cli c = {0};
     int used = 0, rc, only_pos = 0;
 
     if (argc < 2)
@@ -183,9 +180,9 @@ main(int argc, char **argv)
         return CLI_OK;
     }
     if (strcmp(argv[1], "--version") == 0)
-        return cmd_version(&c);
-    c.cmd = find_command(argc, argv, &used);
-    if (c.cmd == NULL) {
+        return cmd_version(c);
+    c->cmd = find_command(argc, argv, &used);
+    if (c->cmd == NULL) {
         if (strcmp(argv[1], "schedule") == 0)
             return cli_usage(NULL, "schedule needs a subcommand: add, list "
                                    "or rm");
@@ -195,32 +192,46 @@ main(int argc, char **argv)
         if (!only_pos && strcmp(argv[i], "--") == 0) {
             only_pos = 1;
         } else if (!only_pos && strncmp(argv[i], "--", 2) == 0) {
-            if ((rc = parse_flag(&c, argc, argv, &i)) != CLI_OK)
+            if ((rc = parse_flag(c, argc, argv, &i)) != CLI_OK)
                 return rc;
         } else if (!only_pos && argv[i][0] == '-' && argv[i][1] != '\0') {
             if (strcmp(argv[i], "-h") == 0) {
-                print_usage(stdout, c.cmd);
+                print_usage(stdout, c->cmd);
                 return CLI_OK;
             }
-            return cli_usage(&c, "unknown flag '%s'", argv[i]);
+            return cli_usage(c, "unknown flag '%s'", argv[i]);
         } else {
-            if (c.npos == CLI_MAX_POS || c.npos == c.cmd->max_pos)
-                return cli_usage(&c, "unexpected argument '%s'", argv[i]);
-            c.pos[c.npos++] = argv[i];
+            if (c->npos == CLI_MAX_POS || c->npos == c->cmd->max_pos)
+                return cli_usage(c, "unexpected argument '%s'", argv[i]);
+            c->pos[c->npos++] = argv[i];
         }
     }
-    if (cli_has(&c, "help")) {
-        print_usage(stdout, c.cmd);
+    if (cli_has(c, "help")) {
+        print_usage(stdout, c->cmd);
         return CLI_OK;
     }
-    if (c.npos < c.cmd->min_pos)
-        return cli_usage(&c, "missing argument");
-    c.json = cli_has(&c, "json");
-    if (c.cmd->needs_config && (rc = cli_config_load(&c)) != CLI_OK)
+    if (c->npos < c->cmd->min_pos)
+        return cli_usage(c, "missing argument");
+    c->json = cli_has(c, "json");
+    if (c->cmd->needs_config && (rc = cli_config_load(c)) != CLI_OK)
         return rc;
-    rc = c.cmd->fn(&c);
+    return c->cmd->fn(c);
+}
+
+int
+main(int argc, char **argv)
+{
+    struct cli c = {0};
+    int rc = run(&c, argc, argv);
+
     fflush(stdout);
     cli_engine_close(&c);
     nv_config_free(c.cfg);
+    for (int i = 0; i < c.nflag; i++)
+        free((char *)c.flag[i]);
+    free(c.config_file);
+    free(c.project_dir);
+    free(c.url);
+    free(c.token);
     return rc;
 }
