@@ -39,6 +39,8 @@ struct req {
     char                  *qvals[8];    /* decoded query values handed out */
     int                    nq;
     int                    has_body;
+    int                    status;      /* of the answer, for the log */
+    const char            *method, *url; /* MHD's, valid for the request */
     int                    too_large;
     struct req            *prev, *next; /* watched requests */
 };
@@ -282,16 +284,22 @@ answer(struct http_server *s, struct req *r, const char *url,
 
     if (needs_token(url) && s->o.token != NULL &&
         !token_ok(s, MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                 "Authorization")))
+                                                 "Authorization"))) {
+        r->status = 401;
         return send_error(conn, 401, "unauthorized",
                           "missing or wrong bearer token");
-    if (r->too_large)
+    }
+    if (r->too_large) {
+        r->status = 413;
         return send_error(conn, 413, "payload_too_large",
                           "request body larger than server.maxBodyBytes");
+    }
     if (strncmp(url, "/api/", 5) != 0 && strcmp(url, "/metrics") != 0 &&
         strcmp(url, "/metrics/") != 0) {
+        r->status = 200;
         if (static_serve(conn, s->o.ui_dir, url, method, &ret))
             return ret;
+        r->status = 404;
         return send_error(conn, 404, "not_found", "no such route");
     }
 
@@ -312,6 +320,7 @@ answer(struct http_server *s, struct req *r, const char *url,
         pthread_rwlock_unlock(&s->elock);
         if (resp != NULL) {
             MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, 0);
+            r->status = 200;
             ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
             MHD_destroy_response(resp);
             http_res_release(&rs);
@@ -324,6 +333,7 @@ answer(struct http_server *s, struct req *r, const char *url,
     if (rs.status >= 500)
         http_log(&s->o, NV_LOG_ERROR, "%s %s: %d %.*s", method, url,
                  rs.status, (int)rs.body_len, rs.body);
+    r->status = rs.status;
     ret = send_res(conn, &rs);
     http_res_release(&rs);
     http_req_release(&rq);
@@ -356,7 +366,8 @@ body_append(struct req *r, const char *data, size_t n, int64_t max)
 
 /* First call: only the headers are in. */
 static enum MHD_Result
-begin(struct http_server *s, struct MHD_Connection *conn, void **con_cls)
+begin(struct http_server *s, struct MHD_Connection *conn, const char *method,
+      const char *url, void **con_cls)
 {
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                  "Content-Length");
@@ -369,11 +380,14 @@ begin(struct http_server *s, struct MHD_Connection *conn, void **con_cls)
     r->srv = s;
     r->conn = conn;
     r->t0 = mono_ms();
+    r->method = method;
+    r->url = url;
     *con_cls = r;
     if (cl != NULL && strtoull(cl, NULL, 10) > (unsigned long long)
                           s->o.max_body_bytes) {
         /* Refused before reading it; MHD closes the connection. */
         r->state = REQ_ANSWERED;
+        r->status = 413;
         return send_error(conn, 413, "payload_too_large",
                           "request body larger than server.maxBodyBytes");
     }
@@ -394,7 +408,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 
     (void)version;
     if (r == NULL)
-        return begin(s, conn, con_cls);
+        return begin(s, conn, method, url, con_cls);
     if (r->state == REQ_ANSWERED)
         return MHD_YES;              /* discard what follows a 413 */
     if (*upload_size > 0) {
@@ -463,8 +477,8 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     unwatch_locked(s, r);
     pthread_mutex_unlock(&s->lock);
     if (s->o.log != NULL)
-        http_log(&s->o, NV_LOG_DEBUG, "request done in %lld ms",
-                 (long long)(mono_ms() - r->t0));
+        http_log(&s->o, NV_LOG_DEBUG, "%s %s %d (%lld ms)", r->method, r->url,
+                 r->status, (long long)(mono_ms() - r->t0));
     for (int i = 0; i < r->nq; i++)
         free(r->qvals[i]);
     free(r->body);
