@@ -208,6 +208,18 @@ describe('configuration and lifecycle', () => {
     assert.match(m.stderr, /missing\.json/);
   });
 
+  test('startup problems are all printed with their file, then serve exits 1', async () => {
+    const d = makeProject({}, { functions: false });
+    fs.mkdirSync(path.join(d, 'functions'));
+    fs.writeFileSync(path.join(d, 'functions', 'broken.c'), 'int nvent_handler(void) { return }\n');
+    fs.writeFileSync(path.join(d, 'functions', 'garbage'), 'not a program\n', { mode: 0o755 });
+    const r = await cli(['serve', '--port', '0'], { cwd: d, timeoutMs: 60000 });
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /functions\/broken\.c: /);
+    assert.match(r.stderr, /functions\/garbage: /);
+    assert.doesNotMatch(r.stderr, /listening/);
+  });
+
   test('serve stops cleanly on SIGTERM and SIGINT with exit 0', async () => {
     for (const sig of ['SIGTERM', 'SIGINT']) {
       const d = makeProject({ shutdownGraceMs: 500 }, { functions: false });
