@@ -514,7 +514,8 @@ struct due {
     const char *coll;
     json_t     *doc;        /* owned */
     int64_t     rev;        /* of doc in the store; 0 once deleted */
-    const char *id, *flow;
+    const char *id;         /* lent by the listed nv_doc */
+    char        flow[NV_NAME_MAX + 1];  /* a copy: 'doc' gets replaced */
 };
 
 /*
@@ -744,17 +745,17 @@ tick_one(nv_engine *e, nv_store *st, const char *coll, const nv_doc *doc,
 
     d.doc = json_loads(doc->json, 0, NULL);
     d.id = doc->id;
-    d.flow = json_string_value(json_object_get(d.doc, "flowName"));
-    if (d.doc == NULL || d.flow == NULL) {
+    if (d.doc == NULL || !json_is_string(json_object_get(d.doc, "flowName"))) {
         nv__engine_log(e, NV_LOG_WARN, "schedule %s: unreadable document",
                        doc->id);
         json_decref(d.doc);
         return;
     }
+    nv__strlcpy(d.flow, json_string_value(json_object_get(d.doc, "flowName")),
+                sizeof(d.flow));
     for (int i = 0; i < MAX_FIRES_PER_TICK; i++) {
         if (step(&d, now, threshold) != NV_OK)
             break;
-        d.flow = json_string_value(json_object_get(d.doc, "flowName"));
     }
     json_decref(d.doc);
 }
