@@ -12,6 +12,7 @@ static const struct {
     nv_queue_open_fn open;
 } queue_rows[] = {
     { "memory", nv_memory_queue_open },
+    { "file",   nv_file_queue_open },
 };
 
 static const struct {
@@ -19,6 +20,7 @@ static const struct {
     nv_store_open_fn open;
 } store_rows[] = {
     { "memory", nv_memory_store_open },
+    { "file",   nv_file_store_open },
 };
 
 static const struct {
@@ -26,6 +28,7 @@ static const struct {
     nv_stream_open_fn open;
 } stream_rows[] = {
     { "memory", nv_memory_stream_open },
+    { "file",   nv_file_stream_open },
 };
 
 #define NROWS(a) (sizeof(a) / sizeof((a)[0]))
