@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define STMT_CACHE   96      /* distinct statements per connection */
@@ -61,15 +62,21 @@ struct fdb {
     const struct fdb_schema *schema;
     struct fdb_conn *w;           /* the write connection: leader only */
 
-    pthread_mutex_t  mu;          /* guards head, tail, leading */
+    pthread_mutex_t  mu;          /* guards head .. want */
     struct fdb_op   *head, *tail;
+    int              npending;    /* ops in head..tail */
     int              leading;     /* a leader is committing */
+    int              expect;      /* size of the last batch */
+    int              want;        /* the leader waits for this many ops */
+    pthread_cond_t   arrive;      /* npending reached want */
 
     pthread_mutex_t  pool_mu;     /* guards pool */
     struct fdb_conn *pool;
 
     uint64_t         commits;     /* leader only */
     int              opened;      /* fully set up: checkpoint at close */
+    void           (*on_abort)(void *ud);
+    void            *abort_ud;
 };
 
 /* ---- Errors ---- */
@@ -280,13 +287,29 @@ batch_fail(struct fdb_op *batch, int n, const nv_error *e)
 
 static void maintain(struct fdb *db);
 
+/* A batch that will not be committed: tell the adapter (its caches may
+ * hold what the transaction did) and fail every op that had succeeded. */
+static void
+batch_abort(struct fdb *db, struct fdb_op *batch, int n, const nv_error *e)
+{
+    if (db->on_abort != NULL)
+        db->on_abort(db->abort_ud);
+    batch_fail(batch, n, e);
+}
+
+/*
+ * Run a batch in one transaction. Ops fail before they write (a
+ * precondition, a lease, a conflict), so a failed op leaves nothing to
+ * undo and the batch goes on without savepoints; an op that fails after
+ * writing (disk full, out of memory) takes the whole batch down with it.
+ */
 static void
 run_batch(struct fdb *db, struct fdb_op *batch, int n)
 {
     struct fdb_conn *w = db->w;
     struct fdb_op *o;
     nv_error e = { 0 };
-    int rc, single = n == 1;
+    int rc, ok = 0;
 
     rc = run_sql(w, "BEGIN IMMEDIATE");
     if (rc != SQLITE_OK) {
@@ -298,39 +321,35 @@ run_batch(struct fdb *db, struct fdb_op *batch, int n)
     }
     o = batch;
     for (int i = 0; i < n; i++, o = o->next) {
-        if (!single && (rc = run_sql(w, "SAVEPOINT op")) != SQLITE_OK) {
-            o->rc = fdb_fail(w, rc, &o->err);
-            continue;
-        }
+        sqlite3_int64 before = sqlite3_total_changes64(w->h);
+
         nv__error_clear(&o->err);
         o->rc = o->fn(w, o->arg, &o->err);
         conn_reset_used(w);
-        if (sqlite3_get_autocommit(w->h)) {
-            /* SQLite rolled the whole transaction back (disk full, I/O
-             * error): nothing of this batch was written. */
+        ok += o->rc == NV_OK;
+        if (sqlite3_get_autocommit(w->h) ||
+            (o->rc != NV_OK && sqlite3_total_changes64(w->h) != before)) {
+            /* SQLite rolled the transaction back itself (disk full, I/O
+             * error), or this op failed half-way: nothing of this batch
+             * is written. */
             e = o->err;
             if (e.code == NV_OK)
                 nv__error(&e, NV_EBACKEND, "database '%s': transaction "
                           "rolled back", db->path);
-            batch_fail(batch, n, &e);
+            if (!sqlite3_get_autocommit(w->h))
+                run_sql(w, "ROLLBACK");
+            conn_reset_used(w);
+            batch_abort(db, batch, n, &e);
             return;
         }
-        if (!single) {
-            if (o->rc != NV_OK)
-                run_sql(w, "ROLLBACK TO op");
-            run_sql(w, "RELEASE op");
-        }
     }
-    if (single && batch->rc != NV_OK)
-        rc = run_sql(w, "ROLLBACK");
-    else
-        rc = run_sql(w, "COMMIT");
+    rc = run_sql(w, ok > 0 ? "COMMIT" : "ROLLBACK");
     if (rc != SQLITE_OK) {
         fdb_fail(w, rc, &e);
         if (!sqlite3_get_autocommit(w->h))
             run_sql(w, "ROLLBACK");
-        batch_fail(batch, n, &e);
         conn_reset_used(w);
+        batch_abort(db, batch, n, &e);
         return;
     }
     conn_reset_used(w);
@@ -341,6 +360,42 @@ run_batch(struct fdb *db, struct fdb_op *batch, int n)
     }
     if (++db->commits % MAINT_EVERY == 0)
         maintain(db);
+}
+
+void
+fdb_on_abort(struct fdb *db, void (*fn)(void *ud), void *ud)
+{
+    db->on_abort = fn;
+    db->abort_ud = ud;
+}
+
+/*
+ * The callers of the last batch usually come back with their next write
+ * a moment later (on a busy machine, after the leader has already gone
+ * on). Waiting a little for as many ops as the last batch held turns a
+ * train of one-op commits into shared ones; the wait adapts: a caller
+ * that does not come back shrinks the next batch, and so the next wait.
+ * Called with db->mu held.
+ */
+static void
+gather(struct fdb *db)
+{
+    struct timespec ts;
+    long wait_ns = db->full ? 2000000L : 200000L;
+
+    if (db->expect <= 1 || db->npending >= db->expect)
+        return;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_nsec += wait_ns;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    db->want = db->expect;
+    while (db->npending < db->want &&
+           pthread_cond_timedwait(&db->arrive, &db->mu, &ts) == 0)
+        ;
+    db->want = 0;
 }
 
 int
@@ -358,11 +413,14 @@ fdb_write(struct fdb *db, fdb_fn fn, fdb_after_fn after, void *arg,
     else
         db->head = &op;
     db->tail = &op;
+    if (++db->npending >= db->want && db->want > 0)
+        pthread_cond_signal(&db->arrive);
     while (!op.done && !(db->leading == 0 && db->head == &op))
         pthread_cond_wait(&op.cv, &db->mu);
     if (!op.done) {
         /* Lead: take the queue (up to MAX_BATCH) and commit it. */
         db->leading = 1;
+        gather(db);
         batch = db->head;
         for (n = 1, o = batch; o->next != NULL && n < MAX_BATCH; n++)
             o = o->next;
@@ -370,6 +428,8 @@ fdb_write(struct fdb *db, fdb_fn fn, fdb_after_fn after, void *arg,
         if (db->head == NULL)
             db->tail = NULL;
         o->next = NULL;
+        db->npending -= n;
+        db->expect = n;
         pthread_mutex_unlock(&db->mu);
 
         run_batch(db, batch, n);
@@ -746,19 +806,38 @@ quick_check(struct fdb *db, nv_error *err)
     return NV_OK;
 }
 
+/* Memory statistics take a global mutex on every SQLite allocation;
+ * nvent never reads them. Only possible before SQLite initialises. */
+static void
+sqlite_setup(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 int
 fdb_open(const char *settings_json, const struct fdb_schema *schema,
          struct fdb **out, nv_error *err)
 {
-    struct fdb *db = nv__calloc(1, sizeof(*db));
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    struct fdb *db;
     int rc;
 
+    pthread_once(&once, sqlite_setup);
+    db = nv__calloc(1, sizeof(*db));
     if (db == NULL)
         return nv__error(err, NV_ENOMEM, "file adapter: out of memory");
     db->lock_fd = -1;
     db->schema = schema;
     pthread_mutex_init(&db->mu, NULL);
     pthread_mutex_init(&db->pool_mu, NULL);
+    {
+        pthread_condattr_t ca;
+
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&db->arrive, &ca);
+        pthread_condattr_destroy(&ca);
+    }
     rc = parse_settings(settings_json, &db->dir, &db->full, err);
     if (rc != NV_OK)
         goto fail;
@@ -830,6 +909,7 @@ fdb_close(struct fdb *db)
         close(db->lock_fd);     /* releases the flock */
     pthread_mutex_destroy(&db->mu);
     pthread_mutex_destroy(&db->pool_mu);
+    pthread_cond_destroy(&db->arrive);
     nv__free(db->dir);
     nv__free(db->path);
     nv__free(db->lock_path);

@@ -49,14 +49,19 @@ const char *fdb_path(const struct fdb *db);
 
 /*
  * A unit of work. A write runs inside a transaction shared with other
- * callers' writes (group commit), in its own savepoint: when it returns
- * an error, its changes are rolled back and the others' are kept. It must
- * not block. 'after' (may be NULL) runs once the transaction is committed,
+ * callers' writes (group commit). It must check its preconditions before
+ * writing: an op that returns an error after it changed a row (only
+ * SQLite or memory failures should) makes the whole batch fail, uncommitted.
+ * It must not block. 'after' (may be NULL) runs once the transaction is committed,
  * only when 'fn' succeeded, on the committing thread, before fdb_write
  * returns to its caller; it is the place for live notifications.
  */
 typedef int  (*fdb_fn)(struct fdb_conn *c, void *arg, nv_error *err);
 typedef void (*fdb_after_fn)(void *arg);
+
+/* 'fn' runs (on the committing thread) when a batch is rolled back
+ * instead of committed: caches filled by its ops must be forgotten. */
+void fdb_on_abort(struct fdb *db, void (*fn)(void *ud), void *ud);
 
 /* Run a write and return once it is committed (durable). */
 int fdb_write(struct fdb *db, fdb_fn fn, fdb_after_fn after, void *arg,

@@ -100,9 +100,23 @@ struct qgen {
     char         name[];
 };
 
+/*
+ * What the writer knows of a queue without asking the database. Touched
+ * only inside write ops (by the group-commit leader), so it needs no lock;
+ * forgotten when a batch is rolled back (forget_all).
+ */
+struct qstate {
+    struct qstate *next;
+    int            paused;     /* -1: unknown */
+    int64_t        next_due;   /* no delayed job is due before this;
+                                  0: unknown, INT64_MAX: none delayed */
+    char           name[];
+};
+
 struct fq {
     struct fdb     *db;
     int64_t         seq;       /* ordering counter (sk2); leader only */
+    struct qstate  *qs;        /* leader only */
 
     pthread_mutex_t wmu;       /* guards gens, woken */
     pthread_cond_t  wcv;
@@ -135,6 +149,46 @@ qgen_get(struct fq *fq, const char *queue)
     q->next = fq->gens;
     fq->gens = q;
     return q;
+}
+
+static struct qstate *
+qstate_get(struct fq *fq, const char *queue)
+{
+    struct qstate *q;
+    size_t len = strlen(queue);
+
+    for (q = fq->qs; q != NULL; q = q->next) {
+        if (strcmp(q->name, queue) == 0)
+            return q;
+    }
+    q = nv__calloc(1, sizeof(*q) + len + 1);
+    if (q == NULL)
+        return NULL;
+    memcpy(q->name, queue, len + 1);
+    q->paused = -1;
+    q->next = fq->qs;
+    fq->qs = q;
+    return q;
+}
+
+/* A batch was rolled back: what its ops cached may not be true. */
+static void
+forget_all(void *ud)
+{
+    struct fq *fq = ud;
+
+    for (struct qstate *q = fq->qs; q != NULL; q = q->next) {
+        q->paused = -1;
+        q->next_due = 0;
+    }
+}
+
+/* A job becomes delayed until 'at'. */
+static void
+due_at(struct qstate *qs, int64_t at)
+{
+    if (qs->next_due != 0 && at < qs->next_due)
+        qs->next_due = at;
 }
 
 static void
@@ -252,6 +306,22 @@ is_paused(struct fdb_conn *c, const char *queue, int *paused, nv_error *err)
     return NV_OK;
 }
 
+/* is_paused for the writer, through the cache. */
+static int
+paused_cached(struct fdb_conn *c, struct qstate *qs, int *paused,
+              nv_error *err)
+{
+    int rc;
+
+    if (qs->paused < 0) {
+        if ((rc = is_paused(c, qs->name, paused, err)) != NV_OK)
+            return rc;
+        qs->paused = *paused;
+    }
+    *paused = qs->paused;
+    return NV_OK;
+}
+
 /* Read a job by id into 'out' (reported state). NV_EJOB_NOT_FOUND. */
 static int
 load_job(struct fdb_conn *c, const char *queue, const char *id, nv_job *out,
@@ -349,16 +419,20 @@ enqueue_fn(struct fdb_conn *c, void *arg, nv_error *err)
 {
     struct enq_args *a = arg;
     const nv_job *j = a->job;
+    struct qstate *qs = qstate_get(a->fq, j->queue);
     int rc, paused, delayed = j->delay_until > a->now;
     int64_t n;
 
-    rc = load_job(c, j->queue, j->id, &a->out, NULL, err);
-    if (rc != NV_EJOB_NOT_FOUND) {
-        a->created = 0;
-        return rc;
-    }
-    nv__error_clear(err);
+    if (qs == NULL)
+        return oom(err);
     if (a->max_unfinished > 0) {
+        /* Q-3 before Q-11: an existing job is returned, never refused. */
+        rc = load_job(c, j->queue, j->id, &a->out, NULL, err);
+        if (rc != NV_EJOB_NOT_FOUND) {
+            a->created = 0;
+            return rc;
+        }
+        nv__error_clear(err);
         n = count_of(c, j->queue, NV_JOB_MASK(NV_JOB_WAITING) |
                      NV_JOB_MASK(NV_JOB_DELAYED) | NV_JOB_MASK(NV_JOB_ACTIVE),
                      err, &rc);
@@ -368,7 +442,7 @@ enqueue_fn(struct fdb_conn *c, void *arg, nv_error *err)
             return nv__error(err, NV_EQUEUE_FULL, "queue '%s' is full (%"
                              PRId64 " unfinished jobs)", j->queue, n);
     }
-    if ((rc = is_paused(c, j->queue, &paused, err)) != NV_OK)
+    if ((rc = paused_cached(c, qs, &paused, err)) != NV_OK)
         return rc;
     if (nv_job_copy(&a->out, j) != NV_OK)
         return oom(err);
@@ -386,7 +460,7 @@ enqueue_fn(struct fdb_conn *c, void *arg, nv_error *err)
                 " failed_reason, logs, grp, lease_until, lease_token, sk1, sk2)"
                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,"
                 " ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24,"
-                " ?25, 0, '', ?26, ?27)");
+                " ?25, 0, '', ?26, ?27) ON CONFLICT(queue, id) DO NOTHING");
     const nv_job *o = &a->out;
     fdb_bind_text(st, 1, o->queue);
     fdb_bind_text(st, 2, o->id);
@@ -416,15 +490,22 @@ enqueue_fn(struct fdb_conn *c, void *arg, nv_error *err)
     sqlite3_bind_int64(st, 26, delayed ? o->delay_until : o->priority);
     sqlite3_bind_int64(st, 27, delayed || !o->lifo ? a->fq->seq
                                                    : -a->fq->seq);
-    rc = done(c, st, err);
-    if (rc == NV_OK) {
-        a->out.lease_until = 0;
-        a->out.lease_token[0] = '\0';
-        if (paused && a->out.state == NV_JOB_WAITING)
-            a->out.state = NV_JOB_PAUSED;
-        a->created = 1;
+    if ((rc = done(c, st, err)) != NV_OK)
+        return rc;
+    if (sqlite3_changes(fdb_handle(c)) == 0) {
+        /* the id exists; hand back the stored job. */
+        nv_job_release(&a->out);
+        a->created = 0;
+        return load_job(c, j->queue, j->id, &a->out, NULL, err);
     }
-    return rc;
+    a->out.lease_until = 0;
+    a->out.lease_token[0] = '\0';
+    if (paused && a->out.state == NV_JOB_WAITING)
+        a->out.state = NV_JOB_PAUSED;
+    if (delayed)
+        due_at(qs, o->delay_until);
+    a->created = 1;
+    return NV_OK;
 }
 
 static void
@@ -466,21 +547,25 @@ struct res_args {
     int64_t            now, lease_ms;
     const nv_limiter  *lim;
     nv_job             out;
+    int                found;
     int64_t            next_at;
 };
 
-/* Delayed jobs that are due become waiting, in due order. */
+/* Delayed jobs that are due become waiting, in due order (Q-5); then
+ * qs->next_due is the due time of the first delayed job left. */
 static int
-promote(struct fdb_conn *c, struct fq *fq, const char *queue, int64_t now,
+promote(struct fdb_conn *c, struct fq *fq, struct qstate *qs, int64_t now,
         nv_error *err)
 {
     int64_t rids[64];
     int lifo[64], n, rc;
 
+    if (qs->next_due != 0 && now < qs->next_due)
+        return NV_OK;
     do {
         STMT(c, st, "SELECT rid, lifo FROM jobs WHERE queue = ?1"
                     " AND state = 1 AND sk1 <= ?2 ORDER BY sk1, sk2 LIMIT 64");
-        fdb_bind_text(st, 1, queue);
+        fdb_bind_text(st, 1, qs->name);
         sqlite3_bind_int64(st, 2, now);
         for (n = 0; (rc = step_row(c, st, err)) == 1; n++) {
             rids[n] = sqlite3_column_int64(st, 0);
@@ -498,6 +583,13 @@ promote(struct fdb_conn *c, struct fq *fq, const char *queue, int64_t now,
                 return rc;
         }
     } while (n == 64);
+    STMT(c, st, "SELECT min(sk1) FROM jobs WHERE queue = ?1 AND state = 1");
+    fdb_bind_text(st, 1, qs->name);
+    if ((rc = step_row(c, st, err)) < 0)
+        return rc;
+    qs->next_due = rc == 1 && sqlite3_column_type(st, 0) != SQLITE_NULL
+                   ? sqlite3_column_int64(st, 0) : INT64_MAX;
+    sqlite3_reset(st);
     return NV_OK;
 }
 
@@ -570,10 +662,16 @@ out:
     return rc;
 }
 
+/*
+ * Finding nothing is not an error of the op: due delayed jobs were
+ * promoted and old limiter entries dropped, and that is committed either
+ * way (a->found = 0).
+ */
 static int
 reserve_fn(struct fdb_conn *c, void *arg, nv_error *err)
 {
     struct res_args *a = arg;
+    struct qstate *qs = qstate_get(a->fq, a->queue);
     int limited = a->lim != NULL && a->lim->max > 0;
     int64_t rid = 0, win_at = 0, until = a->now + a->lease_ms;
     unsigned char rnd[16];
@@ -581,11 +679,14 @@ reserve_fn(struct fdb_conn *c, void *arg, nv_error *err)
     int rc, paused;
 
     a->next_at = 0;
-    if ((rc = promote(c, a->fq, a->queue, a->now, err)) != NV_OK ||
-        (rc = is_paused(c, a->queue, &paused, err)) != NV_OK)
+    a->found = 0;
+    if (qs == NULL)
+        return oom(err);
+    if ((rc = promote(c, a->fq, qs, a->now, err)) != NV_OK ||
+        (rc = paused_cached(c, qs, &paused, err)) != NV_OK)
         return rc;
     if (paused)
-        return nv__error(err, NV_ENOTFOUND, "queue '%s' is paused", a->queue);
+        return NV_OK;
     if (limited && (rc = limited_pick(c, a, &rid, &win_at, err)) != NV_OK)
         return rc;
     if (!limited || rid != 0) {
@@ -607,9 +708,9 @@ reserve_fn(struct fdb_conn *c, void *arg, nv_error *err)
         if (rc == 1) {
             rc = job_from_row(st, 0, &a->out, err);
             sqlite3_reset(st);
+            a->found = rc == NV_OK;
             if (rc == NV_OK && limited) {
                 STMT(c, ins, "INSERT INTO limits VALUES (?1, ?2, ?3)");
-                char key[8 + 1] = "";
                 char *gk = NULL;
 
                 if (a->lim->grouped && a->out.group != NULL) {
@@ -618,7 +719,7 @@ reserve_fn(struct fdb_conn *c, void *arg, nv_error *err)
                         return oom(err);
                 }
                 fdb_bind_text(ins, 1, a->queue);
-                fdb_bind_text(ins, 2, gk ? gk : key);
+                fdb_bind_text(ins, 2, gk ? gk : "");
                 sqlite3_bind_int64(ins, 3, a->now);
                 rc = done(c, ins, err);
                 nv__free(gk);
@@ -630,17 +731,11 @@ reserve_fn(struct fdb_conn *c, void *arg, nv_error *err)
             return rc;
     }
     /* Nothing runnable: when may something be, without an enqueue? */
-    STMT(c, st, "SELECT min(sk1) FROM jobs WHERE queue = ?1 AND state = 1");
-    fdb_bind_text(st, 1, a->queue);
-    if ((rc = step_row(c, st, err)) < 0)
-        return rc;
-    if (rc == 1 && sqlite3_column_type(st, 0) != SQLITE_NULL)
-        a->next_at = sqlite3_column_int64(st, 0);
-    sqlite3_reset(st);
+    if (qs->next_due != INT64_MAX)
+        a->next_at = qs->next_due;
     if (win_at > 0 && (a->next_at == 0 || win_at < a->next_at))
         a->next_at = win_at;
-    return nv__error(err, NV_ENOTFOUND, "no runnable job in queue '%s'",
-                     a->queue);
+    return NV_OK;
 }
 
 static int
@@ -663,14 +758,17 @@ fq_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
     /* A write even when nothing is found: due delayed jobs are promoted
      * in the same transaction, and the result is the same either way. */
     rc = fdb_write(fq->db, reserve_fn, NULL, &a, err);
-    if (rc == NV_OK) {
+    if (rc == NV_OK && a.found) {
         *out = a.out;
         return NV_OK;
     }
     nv_job_release(&a.out);
-    if (rc == NV_ENOTFOUND && next_at != NULL)
+    if (rc != NV_OK)
+        return rc;
+    if (next_at != NULL)
         *next_at = a.next_at;
-    return rc;
+    return nv__error(err, NV_ENOTFOUND, "no runnable job in queue '%s'",
+                     queue);
 }
 
 /* ---- Operations on one job held under a lease ---- */
@@ -742,79 +840,78 @@ fq_extend(void *self, const char *queue, const char *id, const char *token,
     return fdb_write(a.fq->db, extend_fn, NULL, &a, err);
 }
 
+/* One statement checks the lease and applies the outcome: no row means
+ * the lease is gone, and then nothing was written. */
 static int
 finish_fn(struct fdb_conn *c, void *arg, nv_error *err)
 {
     struct lease_args *a = arg;
     const nv_finish *f = a->f;
-    int64_t rid, keep_c, keep_f;
-    int rc, lifo, state;
+    int64_t rid, keep_c, keep_f, sk1;
+    int rc, state;
 
-    if ((rc = held(c, a, &rid, &keep_c, &keep_f, &lifo, err)) != NV_OK)
-        return rc;
-    STMT(c, st, "UPDATE jobs SET state = ?2, attempts_made = attempts_made"
-                " + ?3, finished_on = CASE WHEN ?4 THEN ?5 ELSE finished_on"
-                " END, returnvalue = CASE WHEN ?2 = 3 THEN ?6 ELSE"
-                " returnvalue END, failed_reason = coalesce(?7,"
-                " failed_reason), delay_until = CASE WHEN ?2 = 1 THEN ?8"
-                " ELSE delay_until END, lease_until = 0, lease_token = '',"
-                " sk1 = ?9, sk2 = ?10 WHERE rid = ?1");
-    int64_t sk1 = 0, sk2 = 0;
-
-    a->fq->seq++;
     switch (f->kind) {
     case NV_FINISH_COMPLETE:
         state = NV_JOB_COMPLETED;
-        sk1 = a->now, sk2 = a->fq->seq;
         break;
     case NV_FINISH_FAIL:
         state = NV_JOB_FAILED;
-        sk1 = a->now, sk2 = a->fq->seq;
         break;
     case NV_FINISH_RETRY:
-        if (f->retry_at > a->now) {
-            state = NV_JOB_DELAYED;
-            sk1 = f->retry_at, sk2 = a->fq->seq;
-            break;
-        }
-        /* fall through */
+        state = f->retry_at > a->now ? NV_JOB_DELAYED : NV_JOB_WAITING;
+        break;
     case NV_FINISH_RELEASE:
         state = NV_JOB_WAITING;
-        sk1 = -1;   /* priority: set below */
-        sk2 = wait_seq(a->fq, lifo);
         break;
     default:
         return nv__error(err, NV_EINVAL, "unknown finish kind %d", f->kind);
     }
-    sqlite3_bind_int64(st, 1, rid);
-    sqlite3_bind_int(st, 2, state);
-    sqlite3_bind_int(st, 3, f->kind == NV_FINISH_RELEASE ? 0 : 1);
-    sqlite3_bind_int(st, 4, state == NV_JOB_COMPLETED ||
-                            state == NV_JOB_FAILED);
-    sqlite3_bind_int64(st, 5, a->now);
-    fdb_bind_text(st, 6, f->returnvalue ? f->returnvalue : "null");
-    fdb_bind_text(st, 7, f->kind == NV_FINISH_RETRY ||
+    sk1 = state == NV_JOB_DELAYED ? f->retry_at : a->now;
+    STMT(c, st, "UPDATE jobs SET state = ?4,"
+                " attempts_made = attempts_made + ?5,"
+                " finished_on = CASE WHEN ?4 IN (3, 4) THEN ?6"
+                "  ELSE finished_on END,"
+                " returnvalue = CASE WHEN ?4 = 3 THEN ?7 ELSE returnvalue END,"
+                " failed_reason = coalesce(?8, failed_reason),"
+                " delay_until = CASE WHEN ?4 = 1 THEN ?9 ELSE delay_until END,"
+                " lease_until = 0, lease_token = '',"
+                " sk1 = CASE WHEN ?4 = 0 THEN priority ELSE ?10 END,"
+                " sk2 = CASE WHEN ?4 = 0 AND lifo THEN -?11 ELSE ?11 END"
+                " WHERE queue = ?1 AND id = ?2 AND state = 2"
+                " AND lease_token = ?3"
+                " RETURNING rid, remove_on_complete, remove_on_fail");
+    a->fq->seq++;
+    fdb_bind_text(st, 1, a->queue);
+    fdb_bind_text(st, 2, a->id);
+    fdb_bind_text(st, 3, a->token ? a->token : "");
+    sqlite3_bind_int(st, 4, state);
+    sqlite3_bind_int(st, 5, f->kind == NV_FINISH_RELEASE ? 0 : 1);
+    sqlite3_bind_int64(st, 6, a->now);
+    fdb_bind_text(st, 7, f->returnvalue ? f->returnvalue : "null");
+    fdb_bind_text(st, 8, f->kind == NV_FINISH_RETRY ||
                          f->kind == NV_FINISH_FAIL ? f->failed_reason : NULL);
-    sqlite3_bind_int64(st, 8, f->retry_at);
-    if (sk1 == -1)
-        sqlite3_bind_null(st, 9);
-    else
-        sqlite3_bind_int64(st, 9, sk1);
-    sqlite3_bind_int64(st, 10, sk2);
-    if (sk1 == -1) {
-        /* sk1 = priority for a waiting job: a second small statement keeps
-         * the main one simple. */
-        if ((rc = done(c, st, err)) != NV_OK)
-            return rc;
-        STMT(c, p, "UPDATE jobs SET sk1 = priority WHERE rid = ?1");
-        sqlite3_bind_int64(p, 1, rid);
-        rc = done(c, p, err);
-    } else {
-        rc = done(c, st, err);
+    sqlite3_bind_int64(st, 9, f->retry_at);
+    sqlite3_bind_int64(st, 10, sk1);
+    sqlite3_bind_int64(st, 11, a->fq->seq);
+    rc = step_row(c, st, err);
+    if (rc <= 0) {
+        sqlite3_reset(st);
+        return rc < 0 ? rc : nv__error(err, NV_ELEASE, "job '%s' of queue "
+                                       "'%s' is no longer held under this "
+                                       "lease", a->id, a->queue);
     }
-    if (rc != NV_OK)
-        return rc;
+    rid = sqlite3_column_int64(st, 0);
+    keep_c = sqlite3_column_int64(st, 1);
+    keep_f = sqlite3_column_int64(st, 2);
+    sqlite3_reset(st);
     a->wake = state == NV_JOB_WAITING || state == NV_JOB_DELAYED;
+    if (state == NV_JOB_DELAYED) {
+        struct qstate *qs = qstate_get(a->fq, a->queue);
+
+        if (qs == NULL)
+            return oom(err);
+        due_at(qs, f->retry_at);
+    }
     if (state == NV_JOB_COMPLETED)
         return retain(c, a->queue, state, keep_c, rid, err);
     if (state == NV_JOB_FAILED)
@@ -1105,6 +1202,11 @@ static int
 set_paused_fn(struct fdb_conn *c, void *arg, nv_error *err)
 {
     struct pause_args *a = arg;
+    struct qstate *qs = qstate_get(a->fq, a->queue);
+
+    if (qs == NULL)
+        return oom(err);
+    qs->paused = a->paused ? 1 : 0;
 
     STMT(c, st, "INSERT INTO queues VALUES (?1, ?2) ON CONFLICT(name)"
                 " DO UPDATE SET paused = excluded.paused");
@@ -1283,9 +1385,12 @@ reap_one(struct fdb_conn *c, struct reap_args *a, int64_t rid, nv_error *err)
     fail = r->job.state == NV_JOB_FAILED;
     r->failed = fail;
     if (!fail) {
+        struct qstate *qs = qstate_get(a->fq, a->queue);
         int paused;
 
-        if ((rc = is_paused(c, a->queue, &paused, err)) != NV_OK)
+        if (qs == NULL)
+            return oom(err);
+        if ((rc = paused_cached(c, qs, &paused, err)) != NV_OK)
             return rc;
         if (paused)
             r->job.state = NV_JOB_PAUSED;
@@ -1417,6 +1522,12 @@ fq_close(void *self)
     if (fq == NULL)
         return;
     fdb_close(fq->db);
+    while (fq->qs != NULL) {
+        struct qstate *n = fq->qs->next;
+
+        nv__free(fq->qs);
+        fq->qs = n;
+    }
     while ((q = fq->gens) != NULL) {
         fq->gens = q->next;
         nv__free(q);
@@ -1477,8 +1588,10 @@ nv_file_queue_open(const char *settings_json, nv_queue *out, nv_error *err)
     pthread_cond_init(&fq->wcv, &ca);
     pthread_condattr_destroy(&ca);
     rc = fdb_open(settings_json, &queue_schema, &fq->db, err);
-    if (rc == NV_OK)
+    if (rc == NV_OK) {
+        fdb_on_abort(fq->db, forget_all, fq);
         rc = fdb_read(fq->db, load_seq, fq, err);
+    }
     if (rc != NV_OK) {
         fq_close(fq);
         return rc;

@@ -26,7 +26,7 @@ TestSuite(file_crash, .timeout = 60);
 
 /* One acknowledged write, sent atomically (< PIPE_BUF). */
 struct ack {
-    char kind;                  /* 'J' job, 'E' event */
+    char kind;                  /* 'R' ready, 'J' job, 'E' event */
     int  thread, seq;
     char id[NV_EVENT_ID_MAX];   /* event id */
 };
@@ -85,6 +85,12 @@ child_main(const char *dir, const char *sync, int fd)
     if (nv_file_queue_open(s, &q, NULL) != NV_OK ||
         nv_file_stream_open(s, &sm, NULL) != NV_OK)
         _exit(2);
+    {
+        struct ack ready = { .kind = 'R' };
+
+        if (write(fd, &ready, sizeof(ready)) != (ssize_t)sizeof(ready))
+            _exit(4);
+    }
     for (int i = 0; i < THREADS; i++) {
         ctx[i] = (struct child_ctx){ .q = q, .sm = sm, .fd = fd, .thread = i };
         pthread_create(&t[i], NULL, child_thread, &ctx[i]);
@@ -219,7 +225,16 @@ crash_run(unsigned seed, const char *sync)
         _exit(0);
     }
     close(fds[1]);
-    n = collect(fds[0], pid, mono_ms() + 150 + rand() % 450, &acks);
+    {
+        /* The kill timer starts once the child has opened the databases
+         * (slow on a loaded machine). */
+        struct ack ready;
+
+        cr_assert_eq(read(fds[0], &ready, sizeof(ready)),
+                     (ssize_t)sizeof(ready), "seed %u: the child died", seed);
+        cr_assert_eq(ready.kind, 'R');
+    }
+    n = collect(fds[0], pid, mono_ms() + 200 + rand() % 400, &acks);
     close(fds[0]);
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
