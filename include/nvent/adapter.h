@@ -278,7 +278,8 @@ typedef struct nv_store_ops {
      * absent or expired at 'now'. */
     int (*kv_get)(void *self, const char *key, int64_t now, char **value,
                   nv_error *err);
-    /* expire_at 0 = never; else epoch ms after which the key reads absent. */
+    /* expire_at 0 = never; else epoch ms from which the key reads absent
+     * (absent when now >= expire_at, ST-3). */
     int (*kv_set)(void *self, const char *key, const char *value,
                   int64_t expire_at, nv_error *err);
     /* Deleting an absent key is NV_OK. */

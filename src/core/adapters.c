@@ -13,6 +13,7 @@ static const struct {
 } queue_rows[] = {
     { "memory", nv_memory_queue_open },
     { "file",   nv_file_queue_open },
+    { "redis",  nv_redis_queue_open },
 };
 
 static const struct {
@@ -21,6 +22,7 @@ static const struct {
 } store_rows[] = {
     { "memory", nv_memory_store_open },
     { "file",   nv_file_store_open },
+    { "redis",  nv_redis_store_open },
 };
 
 static const struct {
@@ -29,6 +31,7 @@ static const struct {
 } stream_rows[] = {
     { "memory", nv_memory_stream_open },
     { "file",   nv_file_stream_open },
+    { "redis",  nv_redis_stream_open },
 };
 
 #define NROWS(a) (sizeof(a) / sizeof((a)[0]))

@@ -25,6 +25,8 @@
 struct nv_config {
     json_t *root;          /* resolved document (owned) */
     char   *project_dir;   /* absolute, no trailing '/' unless "/" */
+    json_t *given;         /* what was written (files, nv_config_set),
+                              validated, before defaults; config.c only */
 };
 
 /*
@@ -72,9 +74,12 @@ int nv__config_dup(const nv_config *c, nv_config **out, nv_error *err);
  *   NVENT_DATA_DIR -> connections.file.dataDir, NVENT_LOG_LEVEL -> debug.level.
  * Per-adapter redis/file blocks written in a loaded file keep priority over
  * NVENT_REDIS_URL / NVENT_DATA_DIR for their adapter. NVENT_CONFIG and
- * NVENT_URL are not configuration values and are ignored here. An invalid
+ * NVENT_URL are not configuration values and are ignored here. An empty
+ * NVENT_TOKEN means no token (null); other empty variables are ignored;
+ * NVENT_PORT must be plain digits. An invalid
  * value fails with NV_EINVAL and a message naming the variable
- * ("NVENT_PORT: expected integer 0..65535, got \"x\""); 'c' is then
+ * ("NVENT_PORT: server.port: expected integer 0..65535, got \"x\""). $CC
+ * becomes functions.cc unless the file sets it (§15). 'c' is then
  * unchanged. The library never reads the environment itself: the server
  * calls this.
  */

@@ -45,8 +45,8 @@ void nv__jobopts_default(nv__jobopts *o);
  * Apply the JSON object 'j' over 'o' member by member (NULL = nothing to
  * apply), validating each member (§3.1, CL-14: integers are JSON integers,
  * 2.0 is refused). 'backoff' replaces the previous backoff whole (CF-5).
- * 'jobId' is accepted only when 'allow_job_id' (enqueue), else it is an
- * unknown option. 'path' prefixes messages ("opts", "queue.defaultJobOptions").
+ * 'jobId' is accepted only when 'allow_job_id' (enqueue), else it fails
+ * with "<path>.jobId: not allowed here (only at enqueue)". 'path' prefixes messages ("opts", "queue.defaultJobOptions").
  * A non-object, an unknown member or a bad value fails with NV_EINVAL and a
  * message "<path>.<member>: <reason>", e.g.
  *   "opts.priority: expected integer 0..2097152, got -1"

@@ -1,0 +1,511 @@
+/*
+ * Memory stream adapter: one growable array of events per stream, ids
+ * "<ms>-<seq>" (E-2), expected-version appends (F-13), and live
+ * notifications to subscribers in append order. Implements nv_stream_ops
+ * of include/nvent/adapter.h; nothing survives the process (A-3).
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "adapters/memory/mem.h"
+
+/* ---- Data ---- */
+
+struct mevent {
+    int64_t  ms, seq;           /* the id, parsed */
+    nv_event ev;                /* data owned */
+};
+
+struct mstream {
+    char          *name;
+    struct mevent *v;
+    size_t         n, cap;      /* n = the stream's version */
+    UT_hash_handle hh;
+};
+
+/* A notification waiting for delivery; owns its strings. */
+struct note {
+    struct note *next;
+    uint64_t     seq;           /* delivery order, from 1 */
+    char        *stream;        /* event note: the stream key */
+    nv_event     ev;
+    int          has_event;
+    char        *channel;       /* message note */
+    char        *message;
+};
+
+struct sub {
+    uint64_t          id;       /* the handle; ids grow, 'subs' is sorted */
+    uint64_t          from_seq; /* first note seq it receives */
+    nv_stream_note_fn fn;
+    void             *ud;
+};
+
+/*
+ * Notifications: appends queue a note under 'mu' (so the queue is in
+ * append order), then the appending thread delivers the queue unless
+ * another thread is already doing so; that thread then delivers it too.
+ * A callback runs with no lock held, so it may append or publish (its
+ * note is delivered after it returns). Unsubscribe waits while the
+ * subscription's callback runs ('running').
+ */
+struct mstreams {
+    pthread_mutex_t mu;         /* guards 'streams' */
+    struct mstream *streams;
+
+    pthread_mutex_t nmu;        /* guards everything below; after 'mu' */
+    pthread_cond_t  ncv;        /* 'running' changed */
+    struct note    *head, *tail;
+    uint64_t        next_seq;
+    int             delivering; /* a thread drains the queue */
+    pthread_t       deliverer;
+    struct sub     *subs;
+    size_t          nsubs, capsubs;
+    uint64_t        next_sub_id;
+    uint64_t        running;    /* sub whose callback runs, 0 = none */
+};
+
+/* ---- Notifications ---- */
+
+static void
+note_free(struct note *n)
+{
+    if (n == NULL)
+        return;
+    nv__free(n->stream);
+    nv__free(n->ev.data);
+    nv__free(n->channel);
+    nv__free(n->message);
+    nv__free(n);
+}
+
+/* Queue a note unless nobody listens; takes ownership. Under nmu. */
+static void
+note_push(struct mstreams *s, struct note *n)
+{
+    n->seq = ++s->next_seq;
+    if (s->tail != NULL)
+        s->tail->next = n;
+    else
+        s->head = n;
+    s->tail = n;
+}
+
+/* Deliver one note to every subscription. Called and returns under nmu. */
+static void
+note_deliver(struct mstreams *s, const struct note *n)
+{
+    nv_stream_note view = {
+        .stream = n->has_event ? n->stream : NULL,
+        .event = n->has_event ? &n->ev : NULL,
+        .channel = n->channel,
+        .message = n->message,
+    };
+    uint64_t last = 0;
+
+    for (;;) {
+        struct sub cur = { 0 };
+
+        for (size_t i = 0; i < s->nsubs; i++) {
+            if (s->subs[i].id > last) {
+                cur = s->subs[i];
+                break;
+            }
+        }
+        if (cur.id == 0)
+            break;
+        last = cur.id;
+        if (n->seq < cur.from_seq)
+            continue;
+        s->running = cur.id;
+        pthread_mutex_unlock(&s->nmu);
+        cur.fn(cur.ud, &view);
+        pthread_mutex_lock(&s->nmu);
+        s->running = 0;
+        pthread_cond_broadcast(&s->ncv);
+    }
+}
+
+/* Drain the note queue unless another thread already is. */
+static void
+notes_drain(struct mstreams *s)
+{
+    pthread_mutex_lock(&s->nmu);
+    if (s->delivering) {
+        pthread_mutex_unlock(&s->nmu);
+        return;
+    }
+    s->delivering = 1;
+    s->deliverer = pthread_self();
+    while (s->head != NULL) {
+        struct note *n = s->head;
+
+        s->head = n->next;
+        if (s->head == NULL)
+            s->tail = NULL;
+        note_deliver(s, n);
+        note_free(n);
+    }
+    s->delivering = 0;
+    pthread_mutex_unlock(&s->nmu);
+}
+
+/* ---- Streams ---- */
+
+static struct mstream *
+stream_lookup(struct mstreams *s, const char *name, int create)
+{
+    struct mstream *st;
+    int ok;
+
+    MEM_HASH_FIND(s->streams, name, st);
+    if (st != NULL || !create)
+        return st;
+    st = nv__calloc(1, sizeof(*st));
+    if (st == NULL || (st->name = nv__strdup(name)) == NULL)
+        goto fail;
+    MEM_HASH_ADD(s->streams, st, name, ok);
+    if (ok)
+        return st;
+fail:
+    if (st != NULL)
+        nv__free(st->name);
+    nv__free(st);
+    return NULL;
+}
+
+static void
+stream_free(struct mstreams *s, struct mstream *st)
+{
+    HASH_DEL(s->streams, st);
+    for (size_t i = 0; i < st->n; i++)
+        nv__free(st->v[i].ev.data);
+    nv__free(st->v);
+    nv__free(st->name);
+    nv__free(st);
+}
+
+/* A note for subscribers of an appended event, or NULL (none / OOM). */
+static struct note *
+event_note(struct mstreams *s, const char *stream, const nv_event *ev)
+{
+    struct note *n;
+
+    pthread_mutex_lock(&s->nmu);
+    n = s->nsubs > 0 ? nv__calloc(1, sizeof(*n)) : NULL;
+    if (n != NULL) {
+        n->has_event = 1;
+        n->stream = nv__strdup(stream);
+        if (n->stream == NULL || nv_event_copy(&n->ev, ev) != NV_OK) {
+            note_free(n);
+            n = NULL;
+        }
+    }
+    if (n != NULL)
+        note_push(s, n);
+    pthread_mutex_unlock(&s->nmu);
+    return n;
+}
+
+static int
+mem_append(void *self, const char *stream, const nv_event *ev, int64_t now,
+           int64_t expected_version, nv_event *out, int64_t *version,
+           nv_error *err)
+{
+    struct mstreams *s = self;
+    struct mstream *st;
+    struct mevent *me;
+    nv_event copy;
+    int64_t ms, seq;
+    int rc = NV_OK, notify = 0;
+
+    pthread_mutex_lock(&s->mu);
+    st = stream_lookup(s, stream, 0);
+    if (expected_version >= 0 && (int64_t)(st ? st->n : 0) != expected_version) {
+        rc = nv__error(err, NV_ECONFLICT, "stream '%s' holds %zu events, "
+                       "expected %" PRId64, stream, st ? st->n : 0,
+                       expected_version);
+        goto out;
+    }
+    if (st == NULL && (st = stream_lookup(s, stream, 1)) == NULL)
+        goto oom;
+    if (st->n == st->cap) {
+        size_t cap = st->cap ? st->cap * 2 : 8;
+        struct mevent *v = nv__realloc(st->v, cap * sizeof(*v));
+
+        if (v == NULL)
+            goto oom;
+        st->v = v;
+        st->cap = cap;
+    }
+    /* E-2: ms never goes back; seq grows within one ms. */
+    ms = now;
+    seq = 0;
+    if (st->n > 0) {
+        const struct mevent *last = &st->v[st->n - 1];
+
+        if (ms <= last->ms) {
+            ms = last->ms;
+            seq = last->seq + 1;
+        }
+    }
+    if (nv_event_copy(&copy, ev) != NV_OK)
+        goto oom;
+    me = &st->v[st->n];
+    me->ms = ms;
+    me->seq = seq;
+    me->ev = copy;
+    snprintf(me->ev.id, sizeof(me->ev.id), "%" PRId64 "-%" PRId64, ms, seq);
+    me->ev.ts = now;
+    if (out != NULL && nv_event_copy(out, &me->ev) != NV_OK) {
+        nv__free(copy.data);
+        goto oom;
+    }
+    st->n++;
+    if (version != NULL)
+        *version = (int64_t)st->n;
+    notify = event_note(s, stream, &me->ev) != NULL;
+    goto out;
+oom:
+    rc = nv__error(err, NV_ENOMEM, "memory stream: out of memory");
+out:
+    if (st != NULL && st->n == 0)
+        stream_free(s, st);
+    pthread_mutex_unlock(&s->mu);
+    if (notify)
+        notes_drain(s);
+    return rc;
+}
+
+static int
+mem_read(void *self, const char *stream, const char *after, int64_t limit,
+         nv_event **out, size_t *n, nv_error *err)
+{
+    struct mstreams *s = self;
+    struct mstream *st;
+    int64_t ams = -1, aseq = -1;
+    size_t lo = 0, cnt = 0;
+    nv_event *v = NULL;
+    int rc = NV_OK;
+
+    if (after != NULL && *after != '\0' &&
+        nv__event_id_parse(after, &ams, &aseq) != 0)
+        return nv__error(err, NV_EINVAL, "invalid event id '%s'", after);
+    pthread_mutex_lock(&s->mu);
+    st = stream_lookup(s, stream, 0);
+    if (st != NULL) {
+        size_t hi = st->n;
+
+        /* first event with id > after */
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            const struct mevent *e = &st->v[mid];
+
+            if (e->ms < ams || (e->ms == ams && e->seq <= aseq))
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        cnt = st->n - lo;
+        if (limit >= 0 && (uint64_t)limit < cnt)
+            cnt = (size_t)limit;
+    }
+    if (cnt > 0 && (v = nv__calloc(cnt, sizeof(*v))) == NULL)
+        rc = NV_ENOMEM;
+    for (size_t i = 0; rc == NV_OK && i < cnt; i++) {
+        if (nv_event_copy(&v[i], &st->v[lo + i].ev) != NV_OK) {
+            nv_events_free(v, i);
+            v = NULL;
+            rc = NV_ENOMEM;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (rc != NV_OK)
+        return nv__error(err, rc, "memory stream: out of memory");
+    *out = v;
+    *n = cnt;
+    return NV_OK;
+}
+
+static int
+mem_length(void *self, const char *stream, int64_t *out, nv_error *err)
+{
+    struct mstreams *s = self;
+    struct mstream *st;
+
+    (void)err;
+    pthread_mutex_lock(&s->mu);
+    st = stream_lookup(s, stream, 0);
+    *out = st ? (int64_t)st->n : 0;
+    pthread_mutex_unlock(&s->mu);
+    return NV_OK;
+}
+
+static int
+mem_del(void *self, const char *stream, nv_error *err)
+{
+    struct mstreams *s = self;
+    struct mstream *st;
+
+    (void)err;
+    pthread_mutex_lock(&s->mu);
+    if ((st = stream_lookup(s, stream, 0)) != NULL)
+        stream_free(s, st);
+    pthread_mutex_unlock(&s->mu);
+    return NV_OK;
+}
+
+static int
+mem_publish(void *self, const char *channel, const char *message,
+            nv_error *err)
+{
+    struct mstreams *s = self;
+    struct note *n = NULL;
+    int rc = NV_OK;
+
+    pthread_mutex_lock(&s->mu);     /* orders it with appends */
+    pthread_mutex_lock(&s->nmu);
+    if (s->nsubs > 0) {
+        n = nv__calloc(1, sizeof(*n));
+        if (n != NULL) {
+            n->channel = nv__strdup(channel);
+            n->message = nv__strdup(message);
+            if (n->channel == NULL || n->message == NULL) {
+                note_free(n);
+                n = NULL;
+            }
+        }
+        if (n == NULL)
+            rc = nv__error(err, NV_ENOMEM, "memory stream: out of memory");
+        else
+            note_push(s, n);
+    }
+    pthread_mutex_unlock(&s->nmu);
+    pthread_mutex_unlock(&s->mu);
+    if (n != NULL)
+        notes_drain(s);
+    return rc;
+}
+
+/* ---- Subscriptions ---- */
+
+static int
+mem_subscribe(void *self, nv_stream_note_fn fn, void *ud, void **handle,
+              nv_error *err)
+{
+    struct mstreams *s = self;
+    int rc = NV_OK;
+
+    pthread_mutex_lock(&s->nmu);
+    if (s->nsubs == s->capsubs) {
+        size_t cap = s->capsubs ? s->capsubs * 2 : 4;
+        struct sub *v = nv__realloc(s->subs, cap * sizeof(*v));
+
+        if (v == NULL) {
+            rc = nv__error(err, NV_ENOMEM, "memory stream: out of memory");
+            goto out;
+        }
+        s->subs = v;
+        s->capsubs = cap;
+    }
+    s->subs[s->nsubs++] = (struct sub){
+        .id = ++s->next_sub_id,
+        .from_seq = s->next_seq + 1,
+        .fn = fn,
+        .ud = ud,
+    };
+    *handle = (void *)(uintptr_t)s->next_sub_id;
+out:
+    pthread_mutex_unlock(&s->nmu);
+    return rc;
+}
+
+static void
+mem_unsubscribe(void *self, void *handle)
+{
+    struct mstreams *s = self;
+    uint64_t id = (uint64_t)(uintptr_t)handle;
+
+    if (s == NULL || id == 0)
+        return;
+    pthread_mutex_lock(&s->nmu);
+    for (size_t i = 0; i < s->nsubs; i++) {
+        if (s->subs[i].id == id) {
+            memmove(&s->subs[i], &s->subs[i + 1],
+                    (s->nsubs - i - 1) * sizeof(s->subs[0]));
+            s->nsubs--;
+            break;
+        }
+    }
+    /* After return the callback must not run: wait for a running one,
+     * unless it is this very thread (a callback unsubscribing itself). */
+    while (s->running == id &&
+           !(s->delivering && pthread_equal(s->deliverer, pthread_self())))
+        pthread_cond_wait(&s->ncv, &s->nmu);
+    pthread_mutex_unlock(&s->nmu);
+}
+
+/* ---- Lifecycle ---- */
+
+static int
+mem_ping(void *self, nv_error *err)
+{
+    (void)self;
+    (void)err;
+    return NV_OK;
+}
+
+static void
+mem_close(void *self)
+{
+    struct mstreams *s = self;
+
+    if (s == NULL)
+        return;
+    while (s->streams != NULL)
+        stream_free(s, s->streams);
+    while (s->head != NULL) {
+        struct note *n = s->head;
+
+        s->head = n->next;
+        note_free(n);
+    }
+    nv__free(s->subs);
+    pthread_cond_destroy(&s->ncv);
+    pthread_mutex_destroy(&s->nmu);
+    pthread_mutex_destroy(&s->mu);
+    nv__free(s);
+}
+
+static const nv_stream_ops mem_stream_ops = {
+    .name = "memory",
+    .append = mem_append,
+    .read = mem_read,
+    .length = mem_length,
+    .del = mem_del,
+    .publish = mem_publish,
+    .subscribe = mem_subscribe,
+    .unsubscribe = mem_unsubscribe,
+    .ping = mem_ping,
+    .close = mem_close,
+};
+
+int
+nv_memory_stream_open(const char *settings_json, nv_stream *out,
+                      nv_error *err)
+{
+    struct mstreams *s;
+
+    (void)settings_json;   /* the memory stream has no settings */
+    s = nv__calloc(1, sizeof(*s));
+    if (s == NULL)
+        return nv__error(err, NV_ENOMEM, "memory stream: out of memory");
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->nmu, NULL);
+    pthread_cond_init(&s->ncv, NULL);
+    out->ops = &mem_stream_ops;
+    out->self = s;
+    return NV_OK;
+}

@@ -1,0 +1,845 @@
+/*
+ * Redis connections for the redis adapters (see conn.h): a pool of
+ * synchronous hiredis contexts, EVALSHA with NOSCRIPT fallback, translation
+ * of Redis errors into NV_EBACKEND with a message naming the address or the
+ * key, and reconnection with backoff (100 ms doubling up to 5 s).
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "adapters/redis/conn.h"
+#include "core/util.h"
+
+#define CONNECT_TIMEOUT_MS 2000
+#define COMMAND_TIMEOUT_MS 10000
+#define MAX_IDLE           64
+#define BACKOFF_MIN_MS     100
+#define BACKOFF_MAX_MS     5000
+
+/* ---- Settings ---- */
+
+/* redis://[[user]:password@]host[:port][/db] */
+static int
+parse_url(nv__redis_pool *p, const char *url, nv_error *err)
+{
+    const char *s, *at, *slash, *colon, *hostend;
+
+    if (strncmp(url, "rediss://", 9) == 0)
+        return nv__error(err, NV_EINVAL, "redis url '%s': TLS is not supported",
+                         url);
+    if (strncmp(url, "redis://", 8) != 0)
+        return nv__error(err, NV_EINVAL, "redis url '%s': expected redis://",
+                         url);
+    s = url + 8;
+    slash = strchr(s, '/');
+    hostend = slash ? slash : s + strlen(s);
+    at = memchr(s, '@', (size_t)(hostend - s));
+    if (at != NULL) {
+        const char *c = memchr(s, ':', (size_t)(at - s));
+        if (c != NULL) {
+            if (c > s)
+                p->username = nv__strndup(s, (size_t)(c - s));
+            p->password = nv__strndup(c + 1, (size_t)(at - c - 1));
+        } else {
+            p->password = nv__strndup(s, (size_t)(at - s));
+        }
+        s = at + 1;
+    }
+    colon = memchr(s, ':', (size_t)(hostend - s));
+    if (colon != NULL) {
+        p->port = atoi(colon + 1);
+        hostend = colon;
+    }
+    if ((size_t)(hostend - s) >= sizeof(p->host))
+        return nv__error(err, NV_EINVAL, "redis url '%s': host too long", url);
+    if (hostend > s) {
+        memcpy(p->host, s, (size_t)(hostend - s));
+        p->host[hostend - s] = '\0';
+    }
+    if (slash != NULL && slash[1] != '\0')
+        p->db = atoi(slash + 1);
+    return NV_OK;
+}
+
+static int
+parse_settings(nv__redis_pool *p, const char *settings, const char *kind,
+               nv_error *err)
+{
+    json_error_t je;
+    json_t *root, *r, *v;
+    int rc = NV_OK;
+
+    nv__strlcpy(p->host, "127.0.0.1", sizeof(p->host));
+    p->port = 6379;
+    root = json_loads(settings ? settings : "{}", 0, &je);
+    if (root == NULL || !json_is_object(root)) {
+        json_decref(root);
+        return nv__error(err, NV_EINVAL, "redis %s settings: invalid JSON",
+                         kind);
+    }
+    v = json_object_get(root, "prefix");
+    p->prefix = nv__strdup(json_is_string(v) ? json_string_value(v) : "nq");
+    r = json_object_get(root, "redis");
+    if (json_is_object(r)) {
+        v = json_object_get(r, "url");
+        if (json_is_string(v)) {
+            rc = parse_url(p, json_string_value(v), err);
+        } else {
+            v = json_object_get(r, "host");
+            if (json_is_string(v))
+                nv__strlcpy(p->host, json_string_value(v), sizeof(p->host));
+            v = json_object_get(r, "port");
+            if (json_is_integer(v))
+                p->port = (int)json_integer_value(v);
+            v = json_object_get(r, "db");
+            if (json_is_integer(v))
+                p->db = (int)json_integer_value(v);
+            v = json_object_get(r, "username");
+            if (json_is_string(v))
+                p->username = nv__strdup(json_string_value(v));
+            v = json_object_get(r, "password");
+            if (json_is_string(v))
+                p->password = nv__strdup(json_string_value(v));
+        }
+    }
+    json_decref(root);
+    snprintf(p->addr, sizeof(p->addr), "%s:%d", p->host, p->port);
+    if (rc == NV_OK && p->prefix == NULL)
+        rc = nv__error(err, NV_ENOMEM, "redis %s: out of memory", kind);
+    return rc;
+}
+
+/* ---- Connections ---- */
+
+static int
+simple_cmd(nv__redis_pool *p, redisContext *c, const char *what,
+           nv_error *err, int argc, const char **argv)
+{
+    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+    int rc = NV_OK;
+
+    if (r == NULL)
+        return nv__error(err, NV_EBACKEND, "redis at %s: %s", p->addr,
+                         c->errstr);
+    if (r->type == REDIS_REPLY_ERROR)
+        rc = nv__error(err, NV_EBACKEND, "redis at %s: %s: %s", p->addr,
+                       what, r->str);
+    freeReplyObject(r);
+    return rc;
+}
+
+redisContext *
+nv__redis_connect(nv__redis_pool *p, int64_t timeout_ms, nv_error *err)
+{
+    struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
+    struct timeval ctv = { COMMAND_TIMEOUT_MS / 1000, 0 };
+    redisContext *c = redisConnectWithTimeout(p->host, p->port, tv);
+    char dbs[16];
+
+    if (c == NULL) {
+        nv__error(err, NV_ENOMEM, "redis: out of memory");
+        return NULL;
+    }
+    if (c->err) {
+        nv__error(err, NV_EBACKEND, "cannot connect to redis at %s: %s",
+                  p->addr, c->errstr);
+        redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, ctv);
+    redisEnableKeepAlive(c);
+    if (p->password != NULL) {
+        const char *av[3] = { "AUTH", p->username, p->password };
+        int rc = p->username
+            ? simple_cmd(p, c, "authentication failed", err, 3, av)
+            : (av[1] = p->password,
+               simple_cmd(p, c, "authentication failed", err, 2, av));
+        if (rc != NV_OK)
+            goto fail;
+    }
+    {
+        const char *av[1] = { "PING" };
+        if (simple_cmd(p, c, "cannot use the server", err, 1, av) != NV_OK)
+            goto fail;
+    }
+    if (p->db != 0) {
+        const char *av[2] = { "SELECT", dbs };
+        snprintf(dbs, sizeof(dbs), "%d", p->db);
+        if (simple_cmd(p, c, "cannot select database", err, 2, av) != NV_OK)
+            goto fail;
+    }
+    return c;
+fail:
+    redisFree(c);
+    return NULL;
+}
+
+/* An idle connection is alive when nothing is waiting to be read on it:
+ * a server that went away left EOF (or an error) there. */
+static int
+alive(redisContext *c)
+{
+    struct pollfd pf = { .fd = c->fd, .events = POLLIN };
+
+    return c->err == 0 && poll(&pf, 1, 0) == 0;
+}
+
+static redisContext *
+acquire(nv__redis_pool *p, nv_error *err)
+{
+    redisContext *c;
+    int64_t now;
+
+    pthread_mutex_lock(&p->mu);
+    while (p->nidle > 0) {
+        c = p->idle[--p->nidle];
+        pthread_mutex_unlock(&p->mu);
+        if (alive(c))
+            return c;
+        redisFree(c);
+        pthread_mutex_lock(&p->mu);
+    }
+    now = nv__monotonic_ms();
+    if (now < p->retry_at) {
+        nv__error(err, NV_EBACKEND, "%s", p->down_msg);
+        pthread_mutex_unlock(&p->mu);
+        return NULL;
+    }
+    pthread_mutex_unlock(&p->mu);
+
+    c = nv__redis_connect(p, CONNECT_TIMEOUT_MS, err);
+
+    pthread_mutex_lock(&p->mu);
+    if (c == NULL) {
+        p->backoff_ms = p->backoff_ms == 0 ? BACKOFF_MIN_MS
+                      : p->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
+                      : p->backoff_ms * 2;
+        p->retry_at = nv__monotonic_ms() + p->backoff_ms;
+        nv__strlcpy(p->down_msg, err ? err->msg : "redis unreachable",
+                    sizeof(p->down_msg));
+    } else {
+        p->backoff_ms = 0;
+        p->retry_at = 0;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return c;
+}
+
+static void
+release(nv__redis_pool *p, redisContext *c, int broken)
+{
+    if (c == NULL)
+        return;
+    if (broken || c->err) {
+        redisFree(c);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    if (p->nidle < MAX_IDLE) {
+        if (p->nidle == p->cap) {
+            size_t cap = p->cap ? p->cap * 2 : 8;
+            redisContext **v = nv__realloc(p->idle, cap * sizeof(*v));
+            if (v != NULL) {
+                p->idle = v;
+                p->cap = cap;
+            }
+        }
+        if (p->nidle < p->cap) {
+            p->idle[p->nidle++] = c;
+            c = NULL;
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (c != NULL)
+        redisFree(c);
+}
+
+int
+nv__redis_pool_open(const char *settings_json, const char *kind,
+                    nv__redis_pool **out, nv_error *err)
+{
+    nv__redis_pool *p = nv__calloc(1, sizeof(*p));
+    redisContext *c;
+    int rc;
+
+    if (p == NULL)
+        return nv__error(err, NV_ENOMEM, "redis %s: out of memory", kind);
+    pthread_mutex_init(&p->mu, NULL);
+    rc = parse_settings(p, settings_json, kind, err);
+    if (rc != NV_OK)
+        goto fail;
+    c = nv__redis_connect(p, CONNECT_TIMEOUT_MS, err);
+    if (c == NULL) {
+        rc = err ? err->code : NV_EBACKEND;
+        if (rc == NV_OK)
+            rc = NV_EBACKEND;
+        goto fail;
+    }
+    release(p, c, 0);
+    *out = p;
+    return NV_OK;
+fail:
+    nv__redis_pool_close(p);
+    return rc;
+}
+
+void
+nv__redis_pool_close(nv__redis_pool *p)
+{
+    if (p == NULL)
+        return;
+    for (size_t i = 0; i < p->nidle; i++)
+        redisFree(p->idle[i]);
+    nv__free(p->idle);
+    nv__free(p->username);
+    nv__free(p->password);
+    nv__free(p->prefix);
+    pthread_mutex_destroy(&p->mu);
+    nv__free(p);
+}
+
+/* ---- Commands ---- */
+
+static int
+reply_error(nv__redis_pool *p, const char *key, const redisReply *r,
+            nv_error *err)
+{
+    if (strstr(r->str, "WRONGTYPE") != NULL)
+        return nv__error(err, NV_EBACKEND,
+                         "redis key '%s' holds the wrong kind of value",
+                         key ? key : "?");
+    if (strncmp(r->str, "NOAUTH", 6) == 0)
+        return nv__error(err, NV_EBACKEND,
+                         "redis at %s: authentication required", p->addr);
+    return nv__error(err, NV_EBACKEND, "redis at %s: %s", p->addr, r->str);
+}
+
+static int
+conn_error(nv__redis_pool *p, redisContext *c, nv_error *err)
+{
+    return nv__error(err, NV_EBACKEND, "redis at %s: %s", p->addr,
+                     c->errstr[0] ? c->errstr : "connection lost");
+}
+
+int
+nv__redis_cmd(nv__redis_pool *p, const char *key, redisReply **out,
+              nv_error *err, int argc, const char **argv, const size_t *lens)
+{
+    redisContext *c = acquire(p, err);
+    redisReply *r;
+    int rc;
+
+    if (c == NULL)
+        return NV_EBACKEND;
+    r = redisCommandArgv(c, argc, argv, lens);
+    if (r == NULL) {
+        rc = conn_error(p, c, err);
+        release(p, c, 1);
+        return rc;
+    }
+    release(p, c, 0);
+    if (r->type == REDIS_REPLY_ERROR) {
+        rc = reply_error(p, key, r, err);
+        freeReplyObject(r);
+        return rc;
+    }
+    *out = r;
+    return NV_OK;
+}
+
+int
+nv__redis_cmdf(nv__redis_pool *p, const char *key, redisReply **out,
+               nv_error *err, const char *fmt, ...)
+{
+    redisContext *c = acquire(p, err);
+    redisReply *r;
+    va_list ap;
+    int rc;
+
+    if (c == NULL)
+        return NV_EBACKEND;
+    va_start(ap, fmt);
+    r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    if (r == NULL) {
+        rc = conn_error(p, c, err);
+        release(p, c, 1);
+        return rc;
+    }
+    release(p, c, 0);
+    if (r->type == REDIS_REPLY_ERROR) {
+        rc = reply_error(p, key, r, err);
+        freeReplyObject(r);
+        return rc;
+    }
+    if (out != NULL)
+        *out = r;
+    else
+        freeReplyObject(r);
+    return NV_OK;
+}
+
+int
+nv__redis_pipeline(nv__redis_pool *p, const char *key, size_t n,
+                   const int *argcs, const char ***argvs, const size_t **lens,
+                   redisReply **out, nv_error *err)
+{
+    redisContext *c = acquire(p, err);
+    int rc = NV_OK;
+    size_t got = 0;
+
+    if (c == NULL)
+        return NV_EBACKEND;
+    for (size_t i = 0; i < n; i++)
+        redisAppendCommandArgv(c, argcs[i], argvs[i], lens ? lens[i] : NULL);
+    for (; got < n; got++) {
+        void *r = NULL;
+        if (redisGetReply(c, &r) != REDIS_OK || r == NULL) {
+            rc = conn_error(p, c, err);
+            break;
+        }
+        out[got] = r;
+    }
+    release(p, c, rc != NV_OK);
+    for (size_t i = 0; rc == NV_OK && i < n; i++) {
+        if (out[i]->type == REDIS_REPLY_ERROR)
+            rc = reply_error(p, key, out[i], err);
+    }
+    if (rc != NV_OK) {
+        for (size_t i = 0; i < got; i++)
+            freeReplyObject(out[i]);
+    }
+    return rc;
+}
+
+int
+nv__redis_eval(nv__redis_pool *p, const nv__redis_script *s, const char *key,
+               int nkeys, int argc, const char **argv, const size_t *lens,
+               redisReply **out, nv_error *err)
+{
+    const char **av = nv__malloc((size_t)(argc + 3) * sizeof(*av));
+    size_t *al = nv__malloc((size_t)(argc + 3) * sizeof(*al));
+    char nk[16], sha[41];
+    redisContext *c = NULL;
+    redisReply *r = NULL;
+    int rc = NV_OK;
+
+    if (av == NULL || al == NULL) {
+        rc = nv__error(err, NV_ENOMEM, "redis: out of memory");
+        goto done;
+    }
+    c = acquire(p, err);
+    if (c == NULL) {
+        rc = NV_EBACKEND;
+        goto done;
+    }
+    pthread_mutex_lock(&p->mu);
+    memcpy(sha, p->sha[s->id], sizeof(sha));
+    pthread_mutex_unlock(&p->mu);
+    if (sha[0] == '\0') {
+        r = redisCommand(c, "SCRIPT LOAD %s", s->src);
+        if (r == NULL)
+            goto connfail;
+        if (r->type != REDIS_REPLY_STRING || r->len != 40) {
+            rc = r->type == REDIS_REPLY_ERROR
+                ? nv__error(err, NV_EBACKEND, "redis at %s: script %s: %s",
+                            p->addr, s->name, r->str)
+                : nv__error(err, NV_EBACKEND, "redis at %s: bad SCRIPT LOAD",
+                            p->addr);
+            goto done;
+        }
+        memcpy(sha, r->str, 40);
+        sha[40] = '\0';
+        freeReplyObject(r);
+        r = NULL;
+        pthread_mutex_lock(&p->mu);
+        memcpy(p->sha[s->id], sha, sizeof(sha));
+        pthread_mutex_unlock(&p->mu);
+    }
+    snprintf(nk, sizeof(nk), "%d", nkeys);
+    av[0] = "EVALSHA"; al[0] = 7;
+    av[1] = sha;       al[1] = 40;
+    av[2] = nk;        al[2] = strlen(nk);
+    for (int i = 0; i < argc; i++) {
+        av[i + 3] = argv[i];
+        al[i + 3] = lens ? lens[i] : strlen(argv[i]);
+    }
+    r = redisCommandArgv(c, argc + 3, av, al);
+    if (r == NULL)
+        goto connfail;
+    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+        /* The server lost its script cache (restart, SCRIPT FLUSH). */
+        freeReplyObject(r);
+        av[0] = "EVAL"; al[0] = 4;
+        av[1] = s->src; al[1] = strlen(s->src);
+        r = redisCommandArgv(c, argc + 3, av, al);
+        if (r == NULL)
+            goto connfail;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        rc = reply_error(p, key, r, err);
+        goto done;
+    }
+    *out = r;
+    r = NULL;
+    goto done;
+connfail:
+    rc = conn_error(p, c, err);
+    release(p, c, 1);
+    c = NULL;
+done:
+    if (r != NULL)
+        freeReplyObject(r);
+    release(p, c, 0);
+    nv__free(av);
+    nv__free(al);
+    return rc;
+}
+
+/* ---- Arguments ---- */
+
+void
+nv__redis_args_init(nv__redis_args *a)
+{
+    memset(a, 0, sizeof(*a));
+}
+
+void
+nv__redis_args_release(nv__redis_args *a)
+{
+    for (int i = 0; i < a->nowned; i++)
+        nv__free(a->owned[i]);
+    nv__free(a->owned);
+    nv__free(a->v);
+    nv__free(a->len);
+    memset(a, 0, sizeof(*a));
+}
+
+void
+nv__redis_args_bin(nv__redis_args *a, const char *s, size_t n)
+{
+    if (a->oom)
+        return;
+    if (a->n == a->cap) {
+        int cap = a->cap ? a->cap * 2 : 16;
+        const char **v = nv__realloc(a->v, (size_t)cap * sizeof(*v));
+        size_t *l;
+        if (v == NULL) {
+            a->oom = 1;
+            return;
+        }
+        a->v = v;
+        l = nv__realloc(a->len, (size_t)cap * sizeof(*l));
+        if (l == NULL) {
+            a->oom = 1;
+            return;
+        }
+        a->len = l;
+        a->cap = cap;
+    }
+    a->v[a->n] = s ? s : "";
+    a->len[a->n] = s ? n : 0;
+    a->n++;
+}
+
+void
+nv__redis_args_str(nv__redis_args *a, const char *s)
+{
+    nv__redis_args_bin(a, s, s ? strlen(s) : 0);
+}
+
+static void
+args_owned(nv__redis_args *a, char *s)
+{
+    if (s == NULL) {
+        a->oom = 1;
+        return;
+    }
+    if (a->nowned == a->capowned) {
+        int cap = a->capowned ? a->capowned * 2 : 8;
+        char **v = nv__realloc(a->owned, (size_t)cap * sizeof(*v));
+        if (v == NULL) {
+            nv__free(s);
+            a->oom = 1;
+            return;
+        }
+        a->owned = v;
+        a->capowned = cap;
+    }
+    a->owned[a->nowned++] = s;
+    nv__redis_args_str(a, s);
+}
+
+void
+nv__redis_args_int(nv__redis_args *a, int64_t v)
+{
+    args_owned(a, nv__asprintf("%lld", (long long)v));
+}
+
+void
+nv__redis_args_dbl(nv__redis_args *a, double v)
+{
+    args_owned(a, nv__asprintf("%.17g", v));
+}
+
+/* ---- Replies ---- */
+
+int64_t
+nv__redis_int(const redisReply *r)
+{
+    if (r == NULL)
+        return 0;
+    if (r->type == REDIS_REPLY_INTEGER)
+        return r->integer;
+    if (r->type == REDIS_REPLY_STRING)
+        return strtoll(r->str, NULL, 10);
+    return 0;
+}
+
+char *
+nv__redis_dup(const redisReply *r)
+{
+    if (r == NULL || r->type != REDIS_REPLY_STRING)
+        return NULL;
+    return nv__strndup(r->str, r->len);
+}
+
+int
+nv__redis_ns_next(const char **p, const char *end, const char **s, size_t *n)
+{
+    const char *q = *p;
+    size_t len = 0;
+
+    while (q < end && *q >= '0' && *q <= '9')
+        len = len * 10 + (size_t)(*q++ - '0');
+    if (q >= end || *q != ':' || (size_t)(end - q - 1) < len)
+        return -1;
+    *s = q + 1;
+    *n = len;
+    *p = q + 1 + len;
+    return 0;
+}
+
+/* ---- Subscriber ---- */
+
+struct nv__redis_sub {
+    nv__redis_pool   *pool;
+    char            **channels;
+    size_t            nchannels;
+    nv__redis_msg_fn  fn;
+    void             *ud;
+    redisContext     *c;        /* owned by the thread once started */
+    int               pipe[2];  /* write a byte to wake the thread */
+    atomic_int        stop;
+    pthread_t         th;
+};
+
+static int
+sub_subscribe(nv__redis_sub *s, redisContext *c, nv_error *err)
+{
+    const char **av = nv__malloc((s->nchannels + 1) * sizeof(*av));
+
+    if (av == NULL)
+        return nv__error(err, NV_ENOMEM, "redis: out of memory");
+    av[0] = "SUBSCRIBE";
+    for (size_t i = 0; i < s->nchannels; i++)
+        av[i + 1] = s->channels[i];
+    redisAppendCommandArgv(c, (int)s->nchannels + 1, av, NULL);
+    nv__free(av);
+    /* One confirmation per channel. */
+    for (size_t i = 0; i < s->nchannels; i++) {
+        void *r = NULL;
+        if (redisGetReply(c, &r) != REDIS_OK || r == NULL)
+            return conn_error(s->pool, c, err);
+        freeReplyObject(r);
+    }
+    return NV_OK;
+}
+
+static void
+sub_deliver(nv__redis_sub *s, redisReply *r)
+{
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+        r->element[0]->type == REDIS_REPLY_STRING &&
+        strcmp(r->element[0]->str, "message") == 0 &&
+        r->element[2]->type == REDIS_REPLY_STRING)
+        s->fn(s->ud, r->element[1]->str, r->element[2]->str,
+              r->element[2]->len);
+}
+
+/* Sleep up to ms, waking early when stopped. */
+static void
+sub_pause(nv__redis_sub *s, int64_t ms)
+{
+    struct pollfd pf = { .fd = s->pipe[0], .events = POLLIN };
+
+    if (!s->stop)
+        poll(&pf, 1, (int)ms);
+}
+
+static void *
+sub_main(void *arg)
+{
+    nv__redis_sub *s = arg;
+    int64_t backoff = 0;
+
+    while (!s->stop) {
+        struct pollfd pf[2];
+        void *r = NULL;
+
+        if (s->c == NULL) {
+            nv_error e;
+            backoff = backoff == 0 ? BACKOFF_MIN_MS
+                    : backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
+                    : backoff * 2;
+            sub_pause(s, backoff);
+            if (s->stop)
+                break;
+            s->c = nv__redis_connect(s->pool, CONNECT_TIMEOUT_MS, &e);
+            if (s->c == NULL)
+                continue;
+            if (sub_subscribe(s, s->c, &e) != NV_OK) {
+                redisFree(s->c);
+                s->c = NULL;
+                continue;
+            }
+            backoff = 0;
+            s->fn(s->ud, NULL, NULL, 0);   /* notes may have been missed */
+        }
+        if (redisGetReplyFromReader(s->c, &r) != REDIS_OK) {
+            redisFree(s->c);
+            s->c = NULL;
+            continue;
+        }
+        if (r != NULL) {
+            sub_deliver(s, r);
+            freeReplyObject(r);
+            continue;
+        }
+        pf[0] = (struct pollfd){ .fd = s->c->fd, .events = POLLIN };
+        pf[1] = (struct pollfd){ .fd = s->pipe[0], .events = POLLIN };
+        if (poll(pf, 2, 1000) < 0 && errno != EINTR)
+            break;
+        if (pf[0].revents != 0 && redisBufferRead(s->c) != REDIS_OK) {
+            redisFree(s->c);
+            s->c = NULL;
+        }
+    }
+    return NULL;
+}
+
+static void
+sub_free(nv__redis_sub *s)
+{
+    if (s == NULL)
+        return;
+    for (size_t i = 0; i < s->nchannels; i++)
+        nv__free(s->channels[i]);
+    nv__free(s->channels);
+    if (s->c != NULL)
+        redisFree(s->c);
+    if (s->pipe[0] >= 0)
+        close(s->pipe[0]);
+    if (s->pipe[1] >= 0)
+        close(s->pipe[1]);
+    nv__free(s);
+}
+
+int
+nv__redis_sub_start(nv__redis_pool *p, const char *const *channels, size_t n,
+                    nv__redis_msg_fn fn, void *ud, nv__redis_sub **out,
+                    nv_error *err)
+{
+    nv__redis_sub *s = nv__calloc(1, sizeof(*s));
+    int rc;
+
+    if (s == NULL)
+        return nv__error(err, NV_ENOMEM, "redis: out of memory");
+    s->pipe[0] = s->pipe[1] = -1;
+    s->pool = p;
+    s->fn = fn;
+    s->ud = ud;
+    s->channels = nv__calloc(n, sizeof(char *));
+    if (s->channels == NULL) {
+        rc = nv__error(err, NV_ENOMEM, "redis: out of memory");
+        goto fail;
+    }
+    s->nchannels = n;
+    for (size_t i = 0; i < n; i++) {
+        s->channels[i] = nv__strdup(channels[i]);
+        if (s->channels[i] == NULL) {
+            rc = nv__error(err, NV_ENOMEM, "redis: out of memory");
+            goto fail;
+        }
+    }
+    if (pipe(s->pipe) != 0) {
+        rc = nv__error(err, NV_EIO, "redis subscriber: pipe: %s",
+                       strerror(errno));
+        goto fail;
+    }
+    s->c = nv__redis_connect(p, CONNECT_TIMEOUT_MS, err);
+    if (s->c == NULL) {
+        rc = NV_EBACKEND;
+        goto fail;
+    }
+    rc = sub_subscribe(s, s->c, err);
+    if (rc != NV_OK)
+        goto fail;
+    if (pthread_create(&s->th, NULL, sub_main, s) != 0) {
+        rc = nv__error(err, NV_EIO, "redis subscriber: cannot start thread");
+        goto fail;
+    }
+    *out = s;
+    return NV_OK;
+fail:
+    sub_free(s);
+    return rc;
+}
+
+void
+nv__redis_sub_stop(nv__redis_sub *s)
+{
+    char b = 1;
+    ssize_t w;
+
+    if (s == NULL)
+        return;
+    s->stop = 1;
+    w = write(s->pipe[1], &b, 1);
+    (void)w;
+    pthread_join(s->th, NULL);
+    sub_free(s);
+}
+
+/* ---- Key names ---- */
+
+static int
+has_prefix(const nv__redis_pool *p, const char *name)
+{
+    size_t n = strlen(p->prefix);
+
+    return strncmp(name, p->prefix, n) == 0 && name[n] == ':';
+}
+
+char *
+nv__redis_key(const nv__redis_pool *p, const char *name)
+{
+    if (has_prefix(p, name))
+        return nv__strdup(name);
+    return nv__asprintf("%s:%s", p->prefix, name);
+}
+
+char *
+nv__redis_unkey(const nv__redis_pool *p, const char *key, int added)
+{
+    if (added && has_prefix(p, key))
+        return nv__strdup(key + strlen(p->prefix) + 1);
+    return nv__strdup(key);
+}

@@ -1,0 +1,124 @@
+/*
+ * Redis plumbing shared by the three redis adapters: settings parsing, a
+ * small pool of synchronous hiredis connections (hiredis 0.14: one
+ * connection per thread at a time), Lua scripts run with EVALSHA (falling
+ * back to EVAL on NOSCRIPT), error translation, and a subscriber thread on
+ * its own connection for pub/sub.
+ */
+#ifndef NV_ADAPTERS_REDIS_CONN_H
+#define NV_ADAPTERS_REDIS_CONN_H
+
+#include <hiredis.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nvent/adapter.h"
+
+/* A Lua script: its source; its SHA1 is cached per pool. */
+typedef struct nv__redis_script {
+    int         id;         /* index into the pool's SHA cache */
+    const char *name;
+    const char *src;
+} nv__redis_script;
+
+#define NV__REDIS_MAX_SCRIPTS 32
+
+typedef struct nv__redis_pool {
+    char  host[256];
+    int   port;
+    int   db;
+    char *username;          /* NULL when none */
+    char *password;          /* NULL when none */
+    char *prefix;            /* the adapter's key prefix ("nq") */
+    char  addr[300];         /* "host:port" for messages */
+
+    pthread_mutex_t mu;      /* guards everything below */
+    redisContext  **idle;    /* connections not in use */
+    size_t          nidle, cap;
+    int64_t         retry_at;   /* monotonic ms: no connect before this */
+    int64_t         backoff_ms; /* next wait after a failed connect */
+    char            down_msg[200]; /* last connect error while down */
+    char            sha[NV__REDIS_MAX_SCRIPTS][41];
+} nv__redis_pool;
+
+/* Parse settings ({"prefix", "redis": {host, port, db, username?,
+ * password?} or {url}}) and connect once, so that a bad address or
+ * password fails here with a message naming it. */
+int  nv__redis_pool_open(const char *settings_json, const char *kind,
+                         nv__redis_pool **out, nv_error *err);
+void nv__redis_pool_close(nv__redis_pool *p);
+
+/* A fresh connection with AUTH and SELECT done (for subscribers). */
+redisContext *nv__redis_connect(nv__redis_pool *p, int64_t timeout_ms,
+                                nv_error *err);
+
+/* Run one command (argv form) on a pooled connection. Error replies become
+ * NV_EBACKEND (WRONGTYPE names 'key'); *out is the reply (free with
+ * freeReplyObject). */
+int nv__redis_cmd(nv__redis_pool *p, const char *key, redisReply **out,
+                  nv_error *err, int argc, const char **argv,
+                  const size_t *lens);
+/* printf-style convenience (hiredis format: %s, %b, %lld). */
+int nv__redis_cmdf(nv__redis_pool *p, const char *key, redisReply **out,
+                   nv_error *err, const char *fmt, ...);
+/* Several commands pipelined on one connection; out[i] per command. */
+int nv__redis_pipeline(nv__redis_pool *p, const char *key, size_t n,
+                       const int *argcs, const char ***argvs,
+                       const size_t **lens, redisReply **out, nv_error *err);
+
+/* EVALSHA the script with 'nkeys' keys followed by args (argv holds keys
+ * then args). */
+int nv__redis_eval(nv__redis_pool *p, const nv__redis_script *s,
+                   const char *key, int nkeys, int argc, const char **argv,
+                   const size_t *lens, redisReply **out, nv_error *err);
+
+/* ---- Argument builder ---- */
+typedef struct nv__redis_args {
+    const char **v;
+    size_t      *len;
+    char       **owned;     /* formatted numbers to free */
+    int          n, cap, nowned, capowned;
+    int          oom;
+} nv__redis_args;
+
+void nv__redis_args_init(nv__redis_args *a);
+void nv__redis_args_release(nv__redis_args *a);
+void nv__redis_args_str(nv__redis_args *a, const char *s);   /* borrowed */
+void nv__redis_args_bin(nv__redis_args *a, const char *s, size_t n);
+void nv__redis_args_int(nv__redis_args *a, int64_t v);
+void nv__redis_args_dbl(nv__redis_args *a, double v);
+
+/* ---- Reply helpers ---- */
+int64_t nv__redis_int(const redisReply *r);   /* integer or numeric string */
+char   *nv__redis_dup(const redisReply *r);   /* string -> heap copy, else NULL */
+
+/* ---- Subscriber thread (its own connection) ---- */
+/* channel NULL: the connection was re-established (notes may be lost). */
+typedef void (*nv__redis_msg_fn)(void *ud, const char *channel,
+                                 const char *msg, size_t len);
+typedef struct nv__redis_sub nv__redis_sub;
+/* Connects and subscribes before returning, so that every message
+ * published afterwards is delivered. */
+int  nv__redis_sub_start(nv__redis_pool *p, const char *const *channels,
+                         size_t n, nv__redis_msg_fn fn, void *ud,
+                         nv__redis_sub **out, nv_error *err);
+/* Stops and joins the thread; no callback runs after it returns. */
+void nv__redis_sub_stop(nv__redis_sub *s);
+
+/* ---- Length-prefixed fields ("<len>:<bytes>") for pub/sub payloads ---- */
+/* Read the next field of [*p, end); 0 on success. */
+int nv__redis_ns_next(const char **p, const char *end, const char **s,
+                      size_t *n);
+
+/*
+ * The Redis key of a name given by the engine. The engine already puts the
+ * adapter's prefix in front ("nq:flow:<runId>", E-7): such a name is used
+ * as it is. Any other name gets "<prefix>:" in front (CFG-4), so that two
+ * adapters with different prefixes never share a key. Caller frees.
+ */
+char *nv__redis_key(const nv__redis_pool *p, const char *name);
+/* The inverse for names read back from Redis (idx_names). Caller frees. */
+char *nv__redis_unkey(const nv__redis_pool *p, const char *key, int added);
+
+#endif

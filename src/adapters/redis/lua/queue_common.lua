@@ -1,0 +1,79 @@
+-- Prelude of every queue script. Key layout of queue Q with prefix P, all
+-- under the hash tag {P:q:Q} (one Redis Cluster slot):
+--   B:meta       hash  paused (0|1), seq / lseq (wait order counters), fseq
+--   B:wait       zset  waiting jobs, score priority*2^31 + 2^30 + seq
+--                      (lifo jobs take -lseq: ahead of their priority)
+--   B:delayed    zset  delayed jobs by delayUntil
+--   B:active     zset  active jobs by leaseUntil
+--   B:completed  zset  completed jobs by finishedOn*4096 + finish seq % 4096
+--   B:failed     zset  failed jobs, the same (retention order, Q-10)
+--   B:ids        zset  every job by timestamp (listing)
+--   B:j:<id>     hash  the job record (fields as in redis/queue.c)
+--   B:l:<id>     list  the job's log entries (JSON texts)
+--   B:lim[...]   zset  limiter activations by time (sliding window)
+-- KEYS[1] = B:meta routes the call; ARGV[1] = B, ARGV[2] = the wake
+-- channel, ARGV[3] = the queue name. Replies: {code, ...}, code < 0 an
+-- NV_E* code. Layout version 1.
+local B = ARGV[1]
+local META, WAIT, DELAYED, ACTIVE = B .. ':meta', B .. ':wait', B .. ':delayed', B .. ':active'
+local DONE = { completed = B .. ':completed', failed = B .. ':failed' }
+local IDS = B .. ':ids'
+local function I(x) return string.format('%.0f', x) end
+local function jkey(id) return B .. ':j:' .. id end
+local function lkey(id) return B .. ':l:' .. id end
+local function paused() return redis.call('HGET', META, 'paused') == '1' end
+local function wake() redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+local function make_waiting(id)
+  local k = jkey(id)
+  local f = redis.call('HMGET', k, 'priority', 'lifo')
+  local prio = tonumber(f[1] or '0') or 0
+  if redis.call('ZCARD', WAIT) == 0 then
+    redis.call('HSET', META, 'seq', 0, 'lseq', 0)
+  end
+  local n
+  if f[2] == '1' then
+    n = -redis.call('HINCRBY', META, 'lseq', 1)
+  else
+    n = redis.call('HINCRBY', META, 'seq', 1)
+  end
+  redis.call('ZADD', WAIT, I(prio * 2147483648 + 1073741824 + n), id)
+  redis.call('HSET', k, 'state', 'waiting')
+end
+local function getjob(id)
+  local h = redis.call('HGETALL', jkey(id))
+  if #h == 0 then return false end
+  return { h, paused() and 1 or 0, redis.call('LRANGE', lkey(id), 0, -1) }
+end
+local function drop(id)
+  redis.call('ZREM', WAIT, id)
+  redis.call('ZREM', DELAYED, id)
+  redis.call('ZREM', ACTIVE, id)
+  redis.call('ZREM', DONE.completed, id)
+  redis.call('ZREM', DONE.failed, id)
+  redis.call('ZREM', IDS, id)
+  redis.call('DEL', jkey(id), lkey(id))
+end
+-- Move a job into a final state set and apply its retention (Q-10).
+local function finalize(state, id, now)
+  local k = jkey(id)
+  redis.call('HSET', k, 'state', state, 'finishedOn', I(now))
+  local set = DONE[state]
+  -- newest last: finishedOn, then the finishing order within one ms
+  local seq = redis.call('HINCRBY', META, 'fseq', 1) % 4096
+  redis.call('ZADD', set, I(now * 4096 + seq), id)
+  -- true (0) removes the job; N keeps the newest N of its final state
+  local keep = tonumber(redis.call('HGET', k, state == 'completed' and 'roc' or 'rof') or '-1') or -1
+  if keep == 0 then
+    drop(id)
+  elseif keep > 0 then
+    local n = redis.call('ZCARD', set)
+    if n > keep then
+      for _, o in ipairs(redis.call('ZRANGE', set, 0, n - keep - 1)) do drop(o) end
+    end
+  end
+end
+local function take_lease(id, token)
+  local h = redis.call('HMGET', jkey(id), 'state', 'leaseToken')
+  if h[1] ~= 'active' or h[2] ~= token then return false end
+  return true
+end

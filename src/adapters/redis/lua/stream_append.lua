@@ -1,0 +1,33 @@
+-- KEYS[1] the run stream (a Redis stream, E-7). ARGV[1] now, [2] expected
+-- version (-1 any), [3] live channel, [4] type, [5] runId, [6] flowName,
+-- [7] stepName, [8] stepId, [9] attempt, [10] has data (0|1), [11] data,
+-- [12] the stream's name as the engine gave it (for notes).
+-- The id is <ms>-<seq> with ms = max(now, last ms) (E-2); the event is
+-- published on the live channel in the same script, so notifications
+-- follow append order. Reply {1, id, new length} or {-6, length}.
+-- Entry fields: type runId flowName stepName stepId attempt ts [data].
+local S, now, exp = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+local len = redis.call('XLEN', S)
+if exp >= 0 and len ~= exp then return { -6, len } end
+local ms, seq = now, 0
+local last = redis.call('XREVRANGE', S, '+', '-', 'COUNT', 1)
+if #last > 0 then
+  local lid = last[1][1]
+  local d = string.find(lid, '-', 1, true)
+  local lms, lseq = tonumber(string.sub(lid, 1, d - 1)), tonumber(string.sub(lid, d + 1))
+  if lms >= ms then ms = lms; seq = lseq + 1 end
+end
+if ms <= 0 and seq == 0 then ms = 0; seq = 1 end
+local id = string.format('%.0f-%.0f', ms, seq)
+local f = { 'type', ARGV[4], 'runId', ARGV[5], 'flowName', ARGV[6],
+  'stepName', ARGV[7], 'stepId', ARGV[8], 'attempt', ARGV[9], 'ts', ARGV[1] }
+if ARGV[10] == '1' then
+  f[#f + 1] = 'data'
+  f[#f + 1] = ARGV[11]
+end
+redis.call('XADD', S, id, unpack(f))
+local function ns(s) return #s .. ':' .. s end
+redis.call('PUBLISH', ARGV[3], ns('e') .. ns(ARGV[12]) .. ns(id) .. ns(ARGV[1]) ..
+  ns(ARGV[4]) .. ns(ARGV[5]) .. ns(ARGV[6]) .. ns(ARGV[7]) .. ns(ARGV[8]) ..
+  ns(ARGV[9]) .. ns(ARGV[10]) .. ns(ARGV[11]))
+return { 1, id, len + 1 }

@@ -1,0 +1,895 @@
+/*
+ * Redis queue adapter: every state change of a job is one Lua script
+ * (src/adapters/redis/lua/queue_*.lua, key layout drawn in
+ * queue_common.lua) run on the keys of one queue, which share the hash tag
+ * {<prefix>:q:<queue>}. Waiters are woken through pub/sub: each script
+ * that makes a job runnable publishes the queue name on <prefix>:q:wake.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "adapters/redis/conn.h"
+#include "adapters/redis/scripts.h"
+#include "core/util.h"
+
+enum {
+    S_ENQUEUE, S_RESERVE, S_EXTEND, S_FINISH, S_PROGRESS, S_LOG, S_GET,
+    S_LIST, S_COUNTS, S_PAUSE, S_REMOVE, S_RETRY, S_REAP,
+};
+
+static const nv__redis_script scripts[] = {
+    [S_ENQUEUE]  = { S_ENQUEUE,  "queue_enqueue",  nv__redis_lua_queue_enqueue },
+    [S_RESERVE]  = { S_RESERVE,  "queue_reserve",  nv__redis_lua_queue_reserve },
+    [S_EXTEND]   = { S_EXTEND,   "queue_extend",   nv__redis_lua_queue_extend },
+    [S_FINISH]   = { S_FINISH,   "queue_finish",   nv__redis_lua_queue_finish },
+    [S_PROGRESS] = { S_PROGRESS, "queue_progress", nv__redis_lua_queue_progress },
+    [S_LOG]      = { S_LOG,      "queue_log",      nv__redis_lua_queue_log },
+    [S_GET]      = { S_GET,      "queue_get",      nv__redis_lua_queue_get },
+    [S_LIST]     = { S_LIST,     "queue_list",     nv__redis_lua_queue_list },
+    [S_COUNTS]   = { S_COUNTS,   "queue_counts",   nv__redis_lua_queue_counts },
+    [S_PAUSE]    = { S_PAUSE,    "queue_pause",    nv__redis_lua_queue_pause },
+    [S_REMOVE]   = { S_REMOVE,   "queue_remove",   nv__redis_lua_queue_remove },
+    [S_RETRY]    = { S_RETRY,    "queue_retry",    nv__redis_lua_queue_retry },
+    [S_REAP]     = { S_REAP,     "queue_reap",     nv__redis_lua_queue_reap },
+};
+
+/* Wake-ups of one queue seen by the subscriber thread. */
+struct note {
+    char    *queue;
+    uint64_t gen;       /* grows at each notification */
+    int64_t  last_ms;   /* monotonic time of the latest one */
+};
+
+struct rqueue {
+    nv__redis_pool *pool;
+    char           *channel;     /* <prefix>:q:wake */
+
+    pthread_mutex_t mu;          /* guards the members below */
+    pthread_cond_t  cv;          /* CLOCK_MONOTONIC; signalled on notes */
+    struct note   **notes;
+    size_t          nnotes;
+    uint64_t        epoch;       /* grows at wake() and reconnection */
+    nv__redis_sub  *sub;         /* started by the first wait() */
+    int64_t         sub_retry_at;
+};
+
+/* Longest a waiter blocks between two looks at the queue, so that a missed
+ * notification costs at most this much latency. */
+#define WAIT_SLICE_MS 100
+
+/* ---- Calling scripts ---- */
+
+static char *
+base_key(struct rqueue *q, const char *queue)
+{
+    return nv__asprintf("{%s:q:%s}", q->pool->prefix, queue);
+}
+
+/* Name the key of the wrong type when a script met one. */
+static void
+diagnose(struct rqueue *q, const char *base, const char *id, nv_error *err)
+{
+    static const struct { const char *suffix; const char *type; } keys[] = {
+        { ":meta", "hash" }, { ":wait", "zset" }, { ":delayed", "zset" },
+        { ":active", "zset" }, { ":completed", "zset" },
+        { ":failed", "zset" }, { ":ids", "zset" },
+    };
+    size_t n = sizeof(keys) / sizeof(keys[0]);
+
+    for (size_t i = 0; i <= n; i++) {
+        char *k = i < n ? nv__asprintf("%s%s", base, keys[i].suffix)
+                : id ? nv__asprintf("%s:j:%s", base, id) : NULL;
+        const char *want = i < n ? keys[i].type : "hash";
+        redisReply *r = NULL;
+
+        if (k == NULL)
+            return;
+        if (nv__redis_cmdf(q->pool, k, &r, NULL, "TYPE %s", k) == NV_OK) {
+            int bad = r->type == REDIS_REPLY_STATUS &&
+                      strcmp(r->str, "none") != 0 &&
+                      strcmp(r->str, want) != 0;
+            freeReplyObject(r);
+            if (bad) {
+                nv__error(err, NV_EBACKEND,
+                          "redis key '%s' holds the wrong kind of value "
+                          "(expected a %s)", k, want);
+                nv__free(k);
+                return;
+            }
+        }
+        nv__free(k);
+    }
+}
+
+/*
+ * Run script 'si' for 'queue' with the extra arguments in 'x'. On success
+ * *out is the reply array whose first element is >= 0.
+ */
+static int
+run(struct rqueue *q, int si, const char *queue, const char *id,
+    nv__redis_args *x, redisReply **out, nv_error *err)
+{
+    nv__redis_args a;
+    char *base = base_key(q, queue);
+    char *meta = base ? nv__asprintf("%s:meta", base) : NULL;
+    redisReply *r = NULL;
+    int rc;
+
+    nv__redis_args_init(&a);
+    nv__redis_args_str(&a, meta);
+    nv__redis_args_str(&a, base);
+    nv__redis_args_str(&a, q->channel);
+    nv__redis_args_str(&a, queue);
+    for (int i = 0; x != NULL && i < x->n; i++)
+        nv__redis_args_bin(&a, x->v[i], x->len[i]);
+    if (base == NULL || meta == NULL || a.oom || (x && x->oom)) {
+        rc = nv__error(err, NV_ENOMEM, "redis queue: out of memory");
+        goto done;
+    }
+    rc = nv__redis_eval(q->pool, &scripts[si], base, 1, a.n, a.v, a.len, &r,
+                        err);
+    if (rc == NV_EBACKEND && err && strstr(err->msg, "wrong kind") != NULL)
+        diagnose(q, base, id, err);
+    if (rc != NV_OK)
+        goto done;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER) {
+        rc = nv__error(err, NV_EBACKEND, "redis queue: unexpected reply");
+        goto done;
+    }
+    if (r->element[0]->integer < 0) {
+        rc = (int)r->element[0]->integer;
+        nv__error(err, rc, "queue '%s'", queue);
+        if (out != NULL) {   /* callers read details of some refusals */
+            *out = r;
+            r = NULL;
+        }
+        goto done;
+    }
+    if (out != NULL) {
+        *out = r;
+        r = NULL;
+    }
+done:
+    if (r != NULL)
+        freeReplyObject(r);
+    nv__redis_args_release(&a);
+    nv__free(base);
+    nv__free(meta);
+    return rc;
+}
+
+/* ---- Job records ---- */
+
+static const char *const state_names[] = {
+    [NV_JOB_WAITING] = "waiting", [NV_JOB_DELAYED] = "delayed",
+    [NV_JOB_ACTIVE] = "active", [NV_JOB_COMPLETED] = "completed",
+    [NV_JOB_FAILED] = "failed",
+};
+
+static int
+state_of(const char *s)
+{
+    for (int i = 0; i <= NV_JOB_FAILED; i++) {
+        if (strcmp(s, state_names[i]) == 0)
+            return i;
+    }
+    return NV_JOB_WAITING;
+}
+
+static int
+set_str(char **dst, const redisReply *v)
+{
+    nv__free(*dst);
+    *dst = nv__strndup(v->str, v->len);
+    return *dst == NULL ? -1 : 0;
+}
+
+static int
+set_field(nv_job *j, const char *k, const redisReply *v)
+{
+    const char *s = v->str;
+
+    if (strcmp(k, "id") == 0)
+        nv__strlcpy(j->id, s, sizeof(j->id));
+    else if (strcmp(k, "queue") == 0)
+        nv__strlcpy(j->queue, s, sizeof(j->queue));
+    else if (strcmp(k, "name") == 0)
+        nv__strlcpy(j->name, s, sizeof(j->name));
+    else if (strcmp(k, "runId") == 0)
+        nv__strlcpy(j->run_id, s, sizeof(j->run_id));
+    else if (strcmp(k, "flowName") == 0)
+        nv__strlcpy(j->flow_name, s, sizeof(j->flow_name));
+    else if (strcmp(k, "stepName") == 0)
+        nv__strlcpy(j->step_name, s, sizeof(j->step_name));
+    else if (strcmp(k, "data") == 0)
+        return set_str(&j->data, v);
+    else if (strcmp(k, "opts") == 0)
+        return set_str(&j->opts, v);
+    else if (strcmp(k, "state") == 0)
+        j->state = state_of(s);
+    else if (strcmp(k, "priority") == 0)
+        j->priority = atoi(s);
+    else if (strcmp(k, "lifo") == 0)
+        j->lifo = atoi(s);
+    else if (strcmp(k, "roc") == 0)
+        j->remove_on_complete = strtoll(s, NULL, 10);
+    else if (strcmp(k, "rof") == 0)
+        j->remove_on_fail = strtoll(s, NULL, 10);
+    else if (strcmp(k, "attemptsMade") == 0)
+        j->attempts_made = atoi(s);
+    else if (strcmp(k, "stalledCount") == 0)
+        j->stalled_count = atoi(s);
+    else if (strcmp(k, "progress") == 0)
+        j->progress = strtod(s, NULL);
+    else if (strcmp(k, "progressData") == 0)
+        return set_str(&j->progress_data, v);
+    else if (strcmp(k, "timestamp") == 0)
+        j->timestamp = strtoll(s, NULL, 10);
+    else if (strcmp(k, "delayUntil") == 0)
+        j->delay_until = strtoll(s, NULL, 10);
+    else if (strcmp(k, "processedOn") == 0)
+        j->processed_on = strtoll(s, NULL, 10);
+    else if (strcmp(k, "finishedOn") == 0)
+        j->finished_on = strtoll(s, NULL, 10);
+    else if (strcmp(k, "returnvalue") == 0)
+        return set_str(&j->returnvalue, v);
+    else if (strcmp(k, "failedReason") == 0)
+        return set_str(&j->failed_reason, v);
+    else if (strcmp(k, "group") == 0)
+        return set_str(&j->group, v);
+    else if (strcmp(k, "leaseUntil") == 0)
+        j->lease_until = strtoll(s, NULL, 10);
+    else if (strcmp(k, "leaseToken") == 0)
+        nv__strlcpy(j->lease_token, s, sizeof(j->lease_token));
+    return 0;
+}
+
+/* Join the log entries into one JSON array text. */
+static char *
+join_logs(const redisReply *l)
+{
+    size_t n = 3;
+    char *s, *p;
+
+    for (size_t i = 0; i < l->elements; i++)
+        n += l->element[i]->len + 1;
+    s = p = nv__malloc(n);
+    if (s == NULL)
+        return NULL;
+    *p++ = '[';
+    for (size_t i = 0; i < l->elements; i++) {
+        if (i > 0)
+            *p++ = ',';
+        memcpy(p, l->element[i]->str, l->element[i]->len);
+        p += l->element[i]->len;
+    }
+    *p++ = ']';
+    *p = '\0';
+    return s;
+}
+
+/* {hash pairs, paused flag, log entries} -> job */
+static int
+job_from(const redisReply *r, nv_job *out, nv_error *err)
+{
+    nv_job j;
+    const redisReply *h;
+    int bad = 0;
+
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 3)
+        return nv__error(err, NV_EBACKEND, "redis queue: bad job reply");
+    memset(&j, 0, sizeof(j));
+    j.remove_on_complete = j.remove_on_fail = NV_KEEP_ALL;
+    h = r->element[0];
+    for (size_t i = 0; i + 1 < h->elements; i += 2)
+        bad |= set_field(&j, h->element[i]->str, h->element[i + 1]);
+    if (j.state == NV_JOB_WAITING && nv__redis_int(r->element[1]) == 1)
+        j.state = NV_JOB_PAUSED;
+    if (r->element[2]->elements > 0) {
+        j.logs = join_logs(r->element[2]);
+        bad |= j.logs == NULL;
+    }
+    if (j.data == NULL)
+        j.data = nv__strdup("null");
+    if (bad || j.data == NULL) {
+        nv_job_release(&j);
+        return nv__error(err, NV_ENOMEM, "redis queue: out of memory");
+    }
+    *out = j;
+    return NV_OK;
+}
+
+static void
+add_field(nv__redis_args *a, const char *k, const char *v)
+{
+    if (v == NULL)
+        return;
+    nv__redis_args_str(a, k);
+    nv__redis_args_str(a, v);
+}
+
+static void
+add_int(nv__redis_args *a, const char *k, int64_t v)
+{
+    nv__redis_args_str(a, k);
+    nv__redis_args_int(a, v);
+}
+
+/* ---- Ops ---- */
+
+static int
+rq_enqueue(void *self, const nv_job *job, int64_t now, int64_t max_unfinished,
+           nv_job *out, int *created, nv_error *err)
+{
+    struct rqueue *q = self;
+    nv__redis_args x;
+    redisReply *r = NULL;
+    int64_t ts = job->timestamp ? job->timestamp : now;
+    int rc;
+
+    nv__redis_args_init(&x);
+    nv__redis_args_int(&x, now);
+    nv__redis_args_int(&x, max_unfinished);
+    nv__redis_args_str(&x, job->id);
+    nv__redis_args_int(&x, ts);
+    nv__redis_args_int(&x, job->delay_until);
+    add_field(&x, "id", job->id);
+    add_field(&x, "queue", job->queue);
+    add_field(&x, "name", job->name);
+    if (job->run_id[0] != '\0') {
+        add_field(&x, "runId", job->run_id);
+        add_field(&x, "flowName", job->flow_name);
+        add_field(&x, "stepName", job->step_name);
+    }
+    add_field(&x, "data", job->data ? job->data : "null");
+    add_field(&x, "opts", job->opts);
+    add_int(&x, "priority", job->priority);
+    add_int(&x, "lifo", job->lifo ? 1 : 0);
+    add_int(&x, "roc", job->remove_on_complete);
+    add_int(&x, "rof", job->remove_on_fail);
+    add_int(&x, "attemptsMade", job->attempts_made);
+    add_int(&x, "stalledCount", job->stalled_count);
+    nv__redis_args_str(&x, "progress");
+    nv__redis_args_dbl(&x, job->progress);
+    add_field(&x, "progressData", job->progress_data);
+    add_int(&x, "timestamp", ts);
+    if (job->delay_until > 0)
+        add_int(&x, "delayUntil", job->delay_until);
+    add_field(&x, "group", job->group);
+    rc = run(q, S_ENQUEUE, job->queue, job->id, &x, &r, err);
+    nv__redis_args_release(&x);
+    if (rc == NV_EQUEUE_FULL)
+        nv__error(err, rc, "queue '%s' is full (maxQueueSize %lld)",
+                  job->queue, (long long)max_unfinished);
+    if (rc != NV_OK)
+        goto done;
+    if (out != NULL)
+        rc = job_from(r->element[1], out, err);
+    if (rc == NV_OK && created != NULL)
+        *created = (int)r->element[0]->integer;
+done:
+    if (r != NULL)
+        freeReplyObject(r);
+    return rc;
+}
+
+static void
+new_token(char tok[40])
+{
+    unsigned char b[16];
+    static const char hex[] = "0123456789abcdef";
+
+    nv__random(b, sizeof(b));
+    for (int i = 0; i < 16; i++) {
+        tok[2 * i] = hex[b[i] >> 4];
+        tok[2 * i + 1] = hex[b[i] & 15];
+    }
+    tok[32] = '\0';
+}
+
+static int
+rq_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
+           const nv_limiter *lim, nv_job *out, int64_t *next_at,
+           nv_error *err)
+{
+    struct rqueue *q = self;
+    nv__redis_args x;
+    redisReply *r = NULL;
+    char tok[40];
+    int rc;
+
+    new_token(tok);
+    nv__redis_args_init(&x);
+    nv__redis_args_int(&x, now);
+    nv__redis_args_int(&x, lease_ms);
+    nv__redis_args_str(&x, tok);
+    nv__redis_args_int(&x, lim ? lim->max : 0);
+    nv__redis_args_int(&x, lim ? lim->duration_ms : 0);
+    nv__redis_args_str(&x, lim && lim->grouped ? "1" : "0");
+    rc = run(q, S_RESERVE, queue, NULL, &x, &r, err);
+    nv__redis_args_release(&x);
+    if (rc == NV_ENOTFOUND) {
+        if (next_at != NULL)
+            *next_at = r && r->elements > 1 ? nv__redis_int(r->element[1]) : 0;
+        nv__error(err, rc, "no runnable job in queue '%s'", queue);
+    } else if (rc == NV_OK) {
+        rc = job_from(r->element[1], out, err);
+    }
+    if (r != NULL)
+        freeReplyObject(r);
+    return rc;
+}
+
+static int
+lease_error(int rc, const char *queue, const char *id, nv_error *err)
+{
+    if (rc == NV_ELEASE)
+        return nv__error(err, rc, "job '%s' of queue '%s' is not held under "
+                         "this lease any more", id, queue);
+    if (rc == NV_EJOB_NOT_FOUND)
+        return nv__error(err, rc, "job '%s' not found in queue '%s'", id,
+                         queue);
+    return rc;
+}
+
+static int
+rq_extend(void *self, const char *queue, const char *id, const char *token,
+          int64_t until, nv_error *err)
+{
+    nv__redis_args x;
+    int rc;
+
+    nv__redis_args_init(&x);
+    nv__redis_args_str(&x, id);
+    nv__redis_args_str(&x, token);
+    nv__redis_args_int(&x, until);
+    rc = run(self, S_EXTEND, queue, id, &x, NULL, err);
+    nv__redis_args_release(&x);
+    return lease_error(rc, queue, id, err);
+}
+
+static int
+rq_finish(void *self, const char *queue, const char *id, const char *token,
+          const nv_finish *f, int64_t now, nv_error *err)
+{
+    nv__redis_args x;
+    int rc;
+
+    nv__redis_args_init(&x);
+    nv__redis_args_str(&x, id);
+    nv__redis_args_str(&x, token);
+    nv__redis_args_int(&x, f->kind);
+    nv__redis_args_int(&x, now);
+    nv__redis_args_str(&x, f->returnvalue ? f->returnvalue : "null");
+    nv__redis_args_str(&x, f->failed_reason ? f->failed_reason : "");
+    nv__redis_args_int(&x, f->retry_at);
+    rc = run(self, S_FINISH, queue, id, &x, NULL, err);
+    nv__redis_args_release(&x);
+    return lease_error(rc, queue, id, err);
+}
+
+static int
+rq_progress(void *self, const char *queue, const char *id, const char *token,
+            double progress, const char *data, nv_error *err)
+{
+    nv__redis_args x;
+    int rc;
+
+    nv__redis_args_init(&x);
+    nv__redis_args_str(&x, id);
+    nv__redis_args_str(&x, token);
+    nv__redis_args_dbl(&x, progress);
+    nv__redis_args_str(&x, data ? "1" : "0");
+    nv__redis_args_str(&x, data ? data : "");
+    rc = run(self, S_PROGRESS, queue, id, &x, NULL, err);
+    nv__redis_args_release(&x);
+    return lease_error(rc, queue, id, err);
+}
+
+static int
+rq_log(void *self, const char *queue, const char *id, const char *entry_json,
+       int keep, nv_error *err)
+{
+    nv__redis_args x;
+    int rc;
+
+    nv__redis_args_init(&x);
+    nv__redis_args_str(&x, id);
+    nv__redis_args_str(&x, entry_json);
+    nv__redis_args_int(&x, keep);
+    rc = run(self, S_LOG, queue, id, &x, NULL, err);
+    nv__redis_args_release(&x);
+    return lease_error(rc, queue, id, err);
+}
+
+static int
+rq_get(void *self, const char *queue, const char *id, nv_job *out,
+       nv_error *err)
+{
+    nv__redis_args x;
+    redisReply *r = NULL;
+    int rc;
+
+    nv__redis_args_init(&x);
+    nv__redis_args_str(&x, id);
+    rc = run(self, S_GET, queue, id, &x, &r, err);
+    nv__redis_args_release(&x);
+    if (rc == NV_OK)
+        rc = job_from(r->element[1], out, err);
+    if (r != NULL)
+        freeReplyObject(r);
+    return lease_error(rc, queue, id, err);
+}
+
+static int
+rq_list(void *self, const char *queue, unsigned mask, int64_t offset,
+        int64_t limit, nv_job **out, size_t *n, int64_t *total, nv_error *err)
+{
+    nv__redis_args x;
+    redisReply *r = NULL;
+    nv_job *v = NULL;
+    size_t cnt = 0;
+    int rc;
+
+    nv__redis_args_init(&x);
+    nv__redis_args_int(&x, (int64_t)mask);
+    nv__redis_args_int(&x, offset < 0 ? 0 : offset);
+    nv__redis_args_int(&x, limit);
+    rc = run(self, S_LIST, queue, NULL, &x, &r, err);
+    nv__redis_args_release(&x);
+    if (rc != NV_OK)
+        goto done;
+    cnt = r->elements - 2;
+    v = nv__calloc(cnt ? cnt : 1, sizeof(*v));
+    if (v == NULL) {
+        rc = nv__error(err, NV_ENOMEM, "redis queue: out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < cnt; i++) {
+        rc = job_from(r->element[i + 2], &v[i], err);
+        if (rc != NV_OK) {
+            nv_job_array_free(v, i);
+            v = NULL;
+            goto done;
+        }
+    }
+    if (total != NULL)
+        *total = nv__redis_int(r->element[1]);
+    *out = v;
+    *n = cnt;
+done:
+    if (r != NULL)
+        freeReplyObject(r);
+    return rc;
+}
+
+static int
+rq_counts(void *self, const char *queue, nv_job_counts *out, nv_error *err)
+{
+    redisReply *r = NULL;
+    int rc = run(self, S_COUNTS, queue, NULL, NULL, &r, err);
+
+    if (rc == NV_OK) {
+        out->waiting = nv__redis_int(r->element[1]);
+        out->delayed = nv__redis_int(r->element[2]);
+        out->active = nv__redis_int(r->element[3]);
+        out->completed = nv__redis_int(r->element[4]);
+        out->failed = nv__redis_int(r->element[5]);
+        out->paused = nv__redis_int(r->element[6]);
+    }
+    if (r != NULL)
+        freeReplyObject(r);
+    return rc;
+}
+
+static int
+rq_set_paused(void *self, const char *queue, int paused, nv_error *err)
+{
+    nv__redis_args x;
+    int rc;
+
+    nv__redis_args_init(&x);
+    nv__redis_args_str(&x, paused ? "1" : "0");
+    rc = run(self, S_PAUSE, queue, NULL, &x, NULL, err);
+    nv__redis_args_release(&x);
+    return rc;
+}
+
+static int
+rq_is_paused(void *self, const char *queue, int *paused, nv_error *err)
+{
+    struct rqueue *q = self;
+    char *meta = nv__asprintf("{%s:q:%s}:meta", q->pool->prefix, queue);
+    redisReply *r = NULL;
+    int rc;
+
+    if (meta == NULL)
+        return nv__error(err, NV_ENOMEM, "redis queue: out of memory");
+    rc = nv__redis_cmdf(q->pool, meta, &r, err, "HGET %s paused", meta);
+    if (rc == NV_OK) {
+        *paused = r->type == REDIS_REPLY_STRING && strcmp(r->str, "1") == 0;
+        freeReplyObject(r);
+    }
+    nv__free(meta);
+    return rc;
+}
+
+static int
+rq_remove(void *self, const char *queue, const char *id, nv_job *out,
+          nv_error *err)
+{
+    nv__redis_args x;
+    redisReply *r = NULL;
+    int rc;
+
+    nv__redis_args_init(&x);
+    nv__redis_args_str(&x, id);
+    rc = run(self, S_REMOVE, queue, id, &x, &r, err);
+    nv__redis_args_release(&x);
+    if (rc == NV_OK && out != NULL)
+        rc = job_from(r->element[1], out, err);
+    else if (rc == NV_EJOB_ACTIVE)
+        nv__error(err, rc, "job '%s' of queue '%s' is active", id, queue);
+    if (r != NULL)
+        freeReplyObject(r);
+    return lease_error(rc, queue, id, err);
+}
+
+static int
+rq_retry(void *self, const char *queue, const char *id, int64_t now,
+         nv_job *out, nv_error *err)
+{
+    nv__redis_args x;
+    redisReply *r = NULL;
+    int rc;
+
+    (void)now;
+    nv__redis_args_init(&x);
+    nv__redis_args_str(&x, id);
+    rc = run(self, S_RETRY, queue, id, &x, &r, err);
+    nv__redis_args_release(&x);
+    if (rc == NV_OK && out != NULL)
+        rc = job_from(r->element[1], out, err);
+    else if (rc == NV_EJOB_NOT_FAILED)
+        nv__error(err, rc, "job '%s' of queue '%s' is not failed", id, queue);
+    if (r != NULL)
+        freeReplyObject(r);
+    return lease_error(rc, queue, id, err);
+}
+
+static int
+rq_reap(void *self, const char *queue, int64_t now, int max_stalled,
+        nv_reaped **out, size_t *n, nv_error *err)
+{
+    nv__redis_args x;
+    redisReply *r = NULL;
+    nv_reaped *v = NULL;
+    size_t cnt = 0;
+    int rc;
+
+    nv__redis_args_init(&x);
+    nv__redis_args_int(&x, now);
+    nv__redis_args_int(&x, max_stalled);
+    rc = run(self, S_REAP, queue, NULL, &x, &r, err);
+    nv__redis_args_release(&x);
+    if (rc != NV_OK)
+        goto done;
+    cnt = r->elements - 1;
+    v = nv__calloc(cnt ? cnt : 1, sizeof(*v));
+    if (v == NULL) {
+        rc = nv__error(err, NV_ENOMEM, "redis queue: out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < cnt; i++) {
+        const redisReply *e = r->element[i + 1];
+        v[i].failed = (int)nv__redis_int(e->element[0]);
+        rc = job_from(e->element[1], &v[i].job, err);
+        if (rc != NV_OK) {
+            nv_reaped_free(v, i);
+            v = NULL;
+            goto done;
+        }
+    }
+    *out = v;
+    *n = cnt;
+done:
+    if (r != NULL)
+        freeReplyObject(r);
+    return rc;
+}
+
+/* ---- Waiting ---- */
+
+static struct note *
+note_get(struct rqueue *q, const char *queue, int add)
+{
+    struct note **v, *nt;
+
+    for (size_t i = 0; i < q->nnotes; i++) {
+        if (strcmp(q->notes[i]->queue, queue) == 0)
+            return q->notes[i];
+    }
+    if (!add)
+        return NULL;
+    nt = nv__calloc(1, sizeof(*nt));
+    v = nv__realloc(q->notes, (q->nnotes + 1) * sizeof(*v));
+    if (nt == NULL || v == NULL || (nt->queue = nv__strdup(queue)) == NULL) {
+        nv__free(nt);
+        if (v != NULL)
+            q->notes = v;
+        return NULL;
+    }
+    q->notes = v;
+    q->notes[q->nnotes++] = nt;
+    return nt;
+}
+
+static void
+on_note(void *ud, const char *channel, const char *msg, size_t len)
+{
+    struct rqueue *q = ud;
+    char name[NV_NAME_MAX + 1];
+
+    pthread_mutex_lock(&q->mu);
+    if (channel == NULL) {
+        q->epoch++;    /* reconnected: anything may have happened */
+    } else if (len < sizeof(name)) {
+        struct note *nt;
+        memcpy(name, msg, len);
+        name[len] = '\0';
+        nt = note_get(q, name, 0);
+        if (nt != NULL) {
+            nt->gen++;
+            nt->last_ms = nv__monotonic_ms();
+        }
+    }
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
+static void
+timed_wait(struct rqueue *q, int64_t deadline)
+{
+    struct timespec ts;
+
+    ts.tv_sec = deadline / 1000;
+    ts.tv_nsec = (deadline % 1000) * 1000000;
+    pthread_cond_timedwait(&q->cv, &q->mu, &ts);
+}
+
+static int
+rq_wait(void *self, const char *queue, int64_t timeout_ms)
+{
+    struct rqueue *q = self;
+    int64_t now = nv__monotonic_ms();
+    int64_t deadline = now + (timeout_ms < WAIT_SLICE_MS ? timeout_ms
+                                                         : WAIT_SLICE_MS);
+    const char *ch[1] = { q->channel };
+    struct note *nt;
+    uint64_t gen, epoch;
+
+    if (timeout_ms <= 0)
+        return NV_OK;
+    pthread_mutex_lock(&q->mu);
+    if (q->sub == NULL && now >= q->sub_retry_at) {
+        /* Subscribe outside the lock: on_note takes it. */
+        nv__redis_sub *s = NULL;
+        pthread_mutex_unlock(&q->mu);
+        nv__redis_sub_start(q->pool, ch, 1, on_note, q, &s, NULL);
+        pthread_mutex_lock(&q->mu);
+        if (s != NULL && q->sub == NULL)
+            q->sub = s;
+        else if (s != NULL) {
+            pthread_mutex_unlock(&q->mu);
+            nv__redis_sub_stop(s);
+            pthread_mutex_lock(&q->mu);
+        } else
+            q->sub_retry_at = nv__monotonic_ms() + 1000;
+    }
+    nt = note_get(q, queue, 1);
+    if (nt == NULL || now - nt->last_ms < 10) {
+        pthread_mutex_unlock(&q->mu);
+        return NV_OK;
+    }
+    gen = nt->gen;
+    epoch = q->epoch;
+    while (nt->gen == gen && q->epoch == epoch &&
+           nv__monotonic_ms() < deadline)
+        timed_wait(q, deadline);
+    pthread_mutex_unlock(&q->mu);
+    return NV_OK;
+}
+
+static void
+rq_wake(void *self)
+{
+    struct rqueue *q = self;
+
+    pthread_mutex_lock(&q->mu);
+    q->epoch++;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
+static int
+rq_ping(void *self, nv_error *err)
+{
+    struct rqueue *q = self;
+
+    return nv__redis_cmdf(q->pool, NULL, NULL, err, "PING");
+}
+
+static void
+rq_close(void *self)
+{
+    struct rqueue *q = self;
+
+    if (q == NULL)
+        return;
+    nv__redis_sub_stop(q->sub);
+    for (size_t i = 0; i < q->nnotes; i++) {
+        nv__free(q->notes[i]->queue);
+        nv__free(q->notes[i]);
+    }
+    nv__free(q->notes);
+    nv__free(q->channel);
+    nv__redis_pool_close(q->pool);
+    pthread_cond_destroy(&q->cv);
+    pthread_mutex_destroy(&q->mu);
+    nv__free(q);
+}
+
+static const nv_queue_ops redis_queue_ops = {
+    .name = "redis",
+    .enqueue = rq_enqueue,
+    .reserve = rq_reserve,
+    .extend = rq_extend,
+    .finish = rq_finish,
+    .progress = rq_progress,
+    .log = rq_log,
+    .get = rq_get,
+    .list = rq_list,
+    .counts = rq_counts,
+    .set_paused = rq_set_paused,
+    .is_paused = rq_is_paused,
+    .remove = rq_remove,
+    .retry = rq_retry,
+    .reap = rq_reap,
+    .wait = rq_wait,
+    .wake = rq_wake,
+    .ping = rq_ping,
+    .close = rq_close,
+};
+
+int
+nv_redis_queue_open(const char *settings_json, nv_queue *out, nv_error *err)
+{
+    struct rqueue *q = nv__calloc(1, sizeof(*q));
+    pthread_condattr_t ca;
+    int rc;
+
+    if (q == NULL)
+        return nv__error(err, NV_ENOMEM, "redis queue: out of memory");
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&q->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    rc = nv__redis_pool_open(settings_json, "queue", &q->pool, err);
+    if (rc != NV_OK)
+        goto fail;
+    q->channel = nv__asprintf("%s:q:wake", q->pool->prefix);
+    if (q->channel == NULL) {
+        rc = nv__error(err, NV_ENOMEM, "redis queue: out of memory");
+        goto fail;
+    }
+    out->ops = &redis_queue_ops;
+    out->self = q;
+    return NV_OK;
+fail:
+    rq_close(q);
+    return rc;
+}

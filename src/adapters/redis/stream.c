@@ -1,0 +1,374 @@
+/*
+ * Redis stream adapter: a run stream is a Redis stream named as given (E-7,
+ * "<p>:flow:<runId>"), appended by one Lua script that checks the expected
+ * version, computes the id (E-2) and publishes the event on the live
+ * channel <p>:live in the same step. publish() sends messages on that
+ * channel too; each subscription reads it on its own connection and thread.
+ * Payloads on <p>:live are length-prefixed fields ("<len>:<bytes>"):
+ *   e stream id ts type runId flowName stepName stepId attempt hasData data
+ *   m channel message
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adapters/redis/conn.h"
+#include "adapters/redis/scripts.h"
+#include "core/util.h"
+
+static const nv__redis_script append_script = {
+    0, "stream_append", nv__redis_lua_stream_append,
+};
+
+struct rstream {
+    nv__redis_pool *pool;
+    char           *channel;    /* <p>:live */
+};
+
+struct rsub {
+    nv__redis_sub    *sub;
+    nv_stream_note_fn fn;
+    void             *ud;
+};
+
+static int
+rt_append(void *self, const char *stream, const nv_event *ev, int64_t now,
+          int64_t expected_version, nv_event *out, int64_t *version,
+          nv_error *err)
+{
+    struct rstream *s = self;
+    char *key = nv__redis_key(s->pool, stream);
+    nv__redis_args a;
+    redisReply *r = NULL;
+    int rc;
+
+    nv__redis_args_init(&a);
+    nv__redis_args_str(&a, key);
+    nv__redis_args_int(&a, now);
+    nv__redis_args_int(&a, expected_version);
+    nv__redis_args_str(&a, s->channel);
+    nv__redis_args_str(&a, ev->type);
+    nv__redis_args_str(&a, ev->run_id);
+    nv__redis_args_str(&a, ev->flow_name);
+    nv__redis_args_str(&a, ev->step_name);
+    nv__redis_args_str(&a, ev->step_id);
+    nv__redis_args_int(&a, ev->attempt);
+    nv__redis_args_str(&a, ev->data ? "1" : "0");
+    nv__redis_args_str(&a, ev->data ? ev->data : "");
+    nv__redis_args_str(&a, stream);
+    if (a.oom || key == NULL) {
+        nv__redis_args_release(&a);
+        nv__free(key);
+        return nv__error(err, NV_ENOMEM, "redis stream: out of memory");
+    }
+    rc = nv__redis_eval(s->pool, &append_script, key, 1, a.n, a.v, a.len,
+                        &r, err);
+    nv__redis_args_release(&a);
+    nv__free(key);
+    if (rc != NV_OK)
+        return rc;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 2) {
+        rc = nv__error(err, NV_EBACKEND, "redis stream: unexpected reply");
+    } else if (r->element[0]->integer < 0) {
+        rc = nv__error(err, NV_ECONFLICT, "stream '%s' holds %lld events, "
+                       "expected %lld", stream,
+                       (long long)nv__redis_int(r->element[1]),
+                       (long long)expected_version);
+    } else {
+        if (out != NULL) {
+            rc = nv_event_copy(out, ev);
+            if (rc == NV_OK) {
+                nv__strlcpy(out->id, r->element[1]->str, sizeof(out->id));
+                out->ts = now;
+            } else {
+                nv__error(err, rc, "redis stream: out of memory");
+            }
+        }
+        if (version != NULL)
+            *version = nv__redis_int(r->element[2]);
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+/* One XRANGE entry [id, [field, value, ...]] -> event. */
+static int
+event_from(const redisReply *e, nv_event *ev)
+{
+    const redisReply *f;
+
+    memset(ev, 0, sizeof(*ev));
+    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2)
+        return -1;
+    nv__strlcpy(ev->id, e->element[0]->str, sizeof(ev->id));
+    f = e->element[1];
+    for (size_t i = 0; i + 1 < f->elements; i += 2) {
+        const char *k = f->element[i]->str;
+        const redisReply *v = f->element[i + 1];
+        if (strcmp(k, "type") == 0)
+            nv__strlcpy(ev->type, v->str, sizeof(ev->type));
+        else if (strcmp(k, "runId") == 0)
+            nv__strlcpy(ev->run_id, v->str, sizeof(ev->run_id));
+        else if (strcmp(k, "flowName") == 0)
+            nv__strlcpy(ev->flow_name, v->str, sizeof(ev->flow_name));
+        else if (strcmp(k, "stepName") == 0)
+            nv__strlcpy(ev->step_name, v->str, sizeof(ev->step_name));
+        else if (strcmp(k, "stepId") == 0)
+            nv__strlcpy(ev->step_id, v->str, sizeof(ev->step_id));
+        else if (strcmp(k, "attempt") == 0)
+            ev->attempt = atoi(v->str);
+        else if (strcmp(k, "ts") == 0)
+            ev->ts = strtoll(v->str, NULL, 10);
+        else if (strcmp(k, "data") == 0 &&
+                 (ev->data = nv__strndup(v->str, v->len)) == NULL)
+            return -1;
+    }
+    return 0;
+}
+
+static int
+rt_read(void *self, const char *stream, const char *after, int64_t limit,
+        nv_event **out, size_t *n, nv_error *err)
+{
+    struct rstream *s = self;
+    char start[NV_EVENT_ID_MAX + 2], *key;
+    redisReply *r = NULL;
+    nv_event *v;
+    int rc;
+
+    if (limit == 0) {
+        *out = nv__calloc(1, sizeof(nv_event));
+        *n = 0;
+        return *out ? NV_OK : nv__error(err, NV_ENOMEM, "out of memory");
+    }
+    key = nv__redis_key(s->pool, stream);
+    if (key == NULL)
+        return nv__error(err, NV_ENOMEM, "redis stream: out of memory");
+    if (after == NULL || after[0] == '\0')
+        snprintf(start, sizeof(start), "-");
+    else
+        snprintf(start, sizeof(start), "(%s", after);
+    if (limit > 0)
+        rc = nv__redis_cmdf(s->pool, key, &r, err,
+                            "XRANGE %s %s + COUNT %lld", key, start,
+                            (long long)limit);
+    else
+        rc = nv__redis_cmdf(s->pool, key, &r, err, "XRANGE %s %s +",
+                            key, start);
+    nv__free(key);
+    if (rc != NV_OK)
+        return rc;
+    v = nv__calloc(r->elements ? r->elements : 1, sizeof(*v));
+    if (v == NULL) {
+        freeReplyObject(r);
+        return nv__error(err, NV_ENOMEM, "redis stream: out of memory");
+    }
+    for (size_t i = 0; i < r->elements; i++) {
+        if (event_from(r->element[i], &v[i]) != 0) {
+            nv_events_free(v, i + 1);
+            freeReplyObject(r);
+            return nv__error(err, NV_ENOMEM, "redis stream: bad entry in '%s'",
+                             stream);
+        }
+    }
+    *out = v;
+    *n = r->elements;
+    freeReplyObject(r);
+    return NV_OK;
+}
+
+static int
+rt_length(void *self, const char *stream, int64_t *out, nv_error *err)
+{
+    struct rstream *s = self;
+    char *key = nv__redis_key(s->pool, stream);
+    redisReply *r = NULL;
+    int rc;
+
+    if (key == NULL)
+        return nv__error(err, NV_ENOMEM, "redis stream: out of memory");
+    rc = nv__redis_cmdf(s->pool, key, &r, err, "XLEN %s", key);
+    if (rc == NV_OK) {
+        *out = r->integer;
+        freeReplyObject(r);
+    }
+    nv__free(key);
+    return rc;
+}
+
+static int
+rt_del(void *self, const char *stream, nv_error *err)
+{
+    struct rstream *s = self;
+    char *key = nv__redis_key(s->pool, stream);
+    int rc;
+
+    if (key == NULL)
+        return nv__error(err, NV_ENOMEM, "redis stream: out of memory");
+    rc = nv__redis_cmdf(s->pool, key, NULL, err, "DEL %s", key);
+    nv__free(key);
+    return rc;
+}
+
+static int
+rt_publish(void *self, const char *channel, const char *message,
+           nv_error *err)
+{
+    struct rstream *s = self;
+    size_t cl = strlen(channel), ml = strlen(message);
+    char *p = nv__asprintf("1:m%zu:%s%zu:%s", cl, channel, ml, message);
+    int rc;
+
+    if (p == NULL)
+        return nv__error(err, NV_ENOMEM, "redis stream: out of memory");
+    rc = nv__redis_cmdf(s->pool, s->channel, NULL, err, "PUBLISH %s %s",
+                        s->channel, p);
+    nv__free(p);
+    return rc;
+}
+
+/* Copy a field into a NUL-terminated buffer (truncating). */
+static void
+field(char *dst, size_t size, const char *s, size_t n)
+{
+    if (n >= size)
+        n = size - 1;
+    memcpy(dst, s, n);
+    dst[n] = '\0';
+}
+
+static void
+on_live(void *ud, const char *channel, const char *msg, size_t len)
+{
+    struct rsub *rs = ud;
+    const char *p = msg, *end = msg + len, *f[12];
+    size_t fl[12], nf = 0;
+
+    (void)channel;
+    if (msg == NULL)
+        return;   /* reconnected: nothing to replay (live only) */
+    while (nf < 12 && nv__redis_ns_next(&p, end, &f[nf], &fl[nf]) == 0)
+        nf++;
+    if (nf == 3 && fl[0] == 1 && f[0][0] == 'm') {
+        char *ch = nv__strndup(f[1], fl[1]);
+        char *m = nv__strndup(f[2], fl[2]);
+        nv_stream_note note = { .channel = ch, .message = m };
+        if (ch != NULL && m != NULL)
+            rs->fn(rs->ud, &note);
+        nv__free(ch);
+        nv__free(m);
+    } else if (nf == 12 && fl[0] == 1 && f[0][0] == 'e') {
+        nv_event ev;
+        char *stream = nv__strndup(f[1], fl[1]);
+        char num[32];
+        nv_stream_note note = { .stream = stream, .event = &ev };
+
+        memset(&ev, 0, sizeof(ev));
+        field(ev.id, sizeof(ev.id), f[2], fl[2]);
+        field(num, sizeof(num), f[3], fl[3]);
+        ev.ts = strtoll(num, NULL, 10);
+        field(ev.type, sizeof(ev.type), f[4], fl[4]);
+        field(ev.run_id, sizeof(ev.run_id), f[5], fl[5]);
+        field(ev.flow_name, sizeof(ev.flow_name), f[6], fl[6]);
+        field(ev.step_name, sizeof(ev.step_name), f[7], fl[7]);
+        field(ev.step_id, sizeof(ev.step_id), f[8], fl[8]);
+        field(num, sizeof(num), f[9], fl[9]);
+        ev.attempt = atoi(num);
+        if (fl[10] == 1 && f[10][0] == '1')
+            ev.data = nv__strndup(f[11], fl[11]);
+        if (stream != NULL && (ev.data != NULL || f[10][0] != '1'))
+            rs->fn(rs->ud, &note);
+        nv__free(ev.data);
+        nv__free(stream);
+    }
+}
+
+static int
+rt_subscribe(void *self, nv_stream_note_fn fn, void *ud, void **handle,
+             nv_error *err)
+{
+    struct rstream *s = self;
+    struct rsub *rs = nv__calloc(1, sizeof(*rs));
+    const char *ch[1] = { s->channel };
+    int rc;
+
+    if (rs == NULL)
+        return nv__error(err, NV_ENOMEM, "redis stream: out of memory");
+    rs->fn = fn;
+    rs->ud = ud;
+    rc = nv__redis_sub_start(s->pool, ch, 1, on_live, rs, &rs->sub, err);
+    if (rc != NV_OK) {
+        nv__free(rs);
+        return rc;
+    }
+    *handle = rs;
+    return NV_OK;
+}
+
+static void
+rt_unsubscribe(void *self, void *handle)
+{
+    struct rsub *rs = handle;
+
+    (void)self;
+    if (rs == NULL)
+        return;
+    nv__redis_sub_stop(rs->sub);
+    nv__free(rs);
+}
+
+static int
+rt_ping(void *self, nv_error *err)
+{
+    return nv__redis_cmdf(((struct rstream *)self)->pool, NULL, NULL, err,
+                          "PING");
+}
+
+static void
+rt_close(void *self)
+{
+    struct rstream *s = self;
+
+    if (s == NULL)
+        return;
+    nv__redis_pool_close(s->pool);
+    nv__free(s->channel);
+    nv__free(s);
+}
+
+static const nv_stream_ops redis_stream_ops = {
+    .name = "redis",
+    .append = rt_append,
+    .read = rt_read,
+    .length = rt_length,
+    .del = rt_del,
+    .publish = rt_publish,
+    .subscribe = rt_subscribe,
+    .unsubscribe = rt_unsubscribe,
+    .ping = rt_ping,
+    .close = rt_close,
+};
+
+int
+nv_redis_stream_open(const char *settings_json, nv_stream *out, nv_error *err)
+{
+    struct rstream *s = nv__calloc(1, sizeof(*s));
+    int rc;
+
+    if (s == NULL)
+        return nv__error(err, NV_ENOMEM, "redis stream: out of memory");
+    rc = nv__redis_pool_open(settings_json, "stream", &s->pool, err);
+    if (rc != NV_OK)
+        goto fail;
+    s->channel = nv__asprintf("%s:live", s->pool->prefix);
+    if (s->channel == NULL) {
+        rc = nv__error(err, NV_ENOMEM, "redis stream: out of memory");
+        goto fail;
+    }
+    out->ops = &redis_stream_ops;
+    out->self = s;
+    return NV_OK;
+fail:
+    rt_close(s);
+    return rc;
+}

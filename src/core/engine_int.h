@@ -1,0 +1,250 @@
+/*
+ * The engine's internal state, shared by the files of the engine runtime
+ * (engine.c, worker.c, jobs.c, ctx.c, flow.c, runs.c, maint.c, live.c,
+ * obs.c). Nothing outside src/core/ includes this: other layers use
+ * engine.h. Lock order: wq->mu, then e->mu, then e->live_mu.
+ */
+#ifndef NV_CORE_ENGINE_INT_H
+#define NV_CORE_ENGINE_INT_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/engine.h"
+#include "core/jobopts.h"
+#include "core/projection.h"
+#include "core/registry.h"
+#include "nvent.h"
+#include "nvent/adapter.h"
+
+#define NV__HIST_BUCKETS 15     /* 14 finite bounds + Inf (M-1) */
+
+enum nv__engine_state {
+    NV__E_NEW = 0, NV__E_RUNNING = 1, NV__E_STOPPING = 2, NV__E_STOPPED = 3,
+};
+
+/* Runtime of one queue served by this instance. */
+typedef struct nv__wq {
+    nv_engine          *e;
+    const nv__function *fn;
+    char               *default_opts;   /* fn->opts as compact JSON */
+    pthread_t          *threads;
+    int                 nthreads;
+    pthread_mutex_t     mu;             /* guards 'active' */
+    struct nv_ctx      *active;         /* attempts running here */
+    atomic_int          nactive;
+    /* metrics (M-1): attempts ended here */
+    atomic_llong        processed, failed;
+    atomic_llong        hist[NV__HIST_BUCKETS];
+    atomic_llong        hist_sum_us;
+} nv__wq;
+
+/* A flow with its projection definition (built at start). */
+typedef struct nv__flowrt {
+    const nv__flow *flow;
+    nv__flowdef     def;
+    nv__stepdef    *steps;
+} nv__flowrt;
+
+/* A live subscription (SSE-4). */
+struct nv_live {
+    nv_live_fn      fn;
+    void           *ud;
+    struct nv_live *next;
+};
+
+struct nv_engine {
+    nv_config      *cfg;
+    nv__registry   *reg;
+    nv_queue        queue;
+    nv_store        store;
+    nv_stream       stream;
+    char           *prefix[3];          /* queue, store, stream prefixes */
+    char           *live_channel;       /* "<stream prefix>:live" */
+    char            instance_id[NV_ID_MAX];
+    nv_clock_fn     clock;
+    void           *clock_ud;
+    nv_log_fn       logfn;
+    void           *log_ud;
+    int             log_level;
+    char           *report;
+    int64_t         started_mono;       /* real ms at nv_engine_new */
+    atomic_int      state;              /* enum nv__engine_state */
+    atomic_int      stopping;           /* workers stop reserving */
+    unsigned        flags;
+
+    nv__wq         *wqs;                /* sorted by queue name */
+    size_t          nwq;
+    nv__flowrt     *flows;              /* sorted by flow name */
+    size_t          nflows;
+
+    pthread_mutex_t mu;                 /* guards cv waits, timers, threads */
+    pthread_cond_t  cv;                 /* attempts ended, runs finished */
+    pthread_cond_t  stop_cv;            /* the maintenance thread's sleep */
+    pthread_t       maint_thread, watch_thread;
+    int             have_maint, have_watch;
+    pthread_mutex_t tick_mu;            /* one periodic pass at a time */
+    int64_t         next_stall, next_reconcile, next_retention;
+    int64_t         next_reap, next_metrics;
+    atomic_llong    run_gen;            /* grows at each terminal event seen */
+
+    pthread_mutex_t live_mu;            /* guards lives, sub_handle */
+    struct nv_live *lives;
+    atomic_int      nlive;
+    void           *sub_handle;
+    int             subscribed;
+    int             shared_stream;      /* stream adapter shared (redis) */
+
+    pthread_mutex_t dirty_mu;           /* guards dirty */
+    json_t         *dirty;              /* {runId: flowName} index to refresh */
+
+    /* settings read once at start */
+    int             state_cleanup;      /* 0 never, 1 immediate, 2 on-complete, 3 ttl */
+    int             state_scope;        /* 0 always, 1 flow, 2 never */
+    int64_t         state_ttl;          /* cleanup.ttlMs */
+    int64_t         max_queue;          /* queue.maxQueueSize */
+    int64_t         max_log_events;     /* store.retention.maxLogEventsPerRun */
+    int64_t         max_runs, max_age;  /* store.retention */
+    int             stall_enabled;
+    int64_t         stall_timeout, check_interval;
+
+    pthread_mutex_t runs_mu;            /* guards runs_cache */
+    json_t         *runs_cache;         /* nvent_runs gauge values */
+    int64_t         runs_cache_at;
+};
+
+/* The handler context of one attempt (CTX-*). */
+struct nv_ctx {
+    nv_engine        *e;
+    nv__wq           *wq;
+    nv_job            job;
+    nv__jobopts       opts;
+    int               attempt;
+    int64_t           start_ms;          /* engine clock at start */
+    int64_t           deadline;          /* 0: no timeout */
+    int64_t           next_hb;           /* next heartbeat (engine clock) */
+    _Atomic(const char *) cancel;        /* CTX-7 reason or NULL */
+    int               done;              /* outcome fixed early [wq->mu] */
+    int               busy;              /* timeout outcome running [wq->mu] */
+    pthread_mutex_t   mu;                /* guards the members below */
+    int               returned;          /* handler returned (CTX-9) */
+    char             *result;
+    char             *fail_msg, *fail_stack;
+    unsigned          fail_flags;
+    /* flow attempts */
+    const nv__flowrt *flow;              /* NULL: plain job */
+    char              step_id[NV_ID_MAX + NV_NAME_MAX + 24];
+    char             *stream_key;
+    char            **emit_ids;
+    size_t            nemit, emit_cap;
+    struct nv_ctx    *prev, *next;       /* wq->active [wq->mu] */
+};
+
+/* ---- engine.c ---- */
+int64_t      nv__now(const nv_engine *e);
+nv__wq      *nv__wq_find(nv_engine *e, const char *queue);
+const nv__flowrt *nv__flowrt_find(nv_engine *e, const char *name);
+int          nv__name_ok(const char *what, const char *s, nv_error *err);
+int          nv__parse_json(const char *what, const char *text, json_t **out,
+                            nv_error *err);
+/* Dump compact (N-5); NULL on OOM. Caller frees with nv__free. */
+char        *nv__dump(const json_t *j);
+/* Hand a JSON value to a char** out-parameter (steals j). */
+int          nv__out_json(json_t *j, char **out, nv_error *err);
+
+/* ---- worker.c ---- */
+int  nv__workers_start(nv_engine *e, nv_error *err);
+void nv__workers_join(nv_engine *e);
+/* Fail attempts whose deadline passed (W-5); heartbeats when 'hb'. */
+void nv__attempts_check(nv_engine *e, int64_t now, int hb);
+/* Raise the cancellation check of every attempt of run 'run_id' (NULL:
+ * every attempt) with 'reason'. */
+void nv__attempts_cancel(nv_engine *e, const char *run_id, const char *reason);
+/* Parsed effective options of a stored job. */
+int  nv__job_opts(nv__wq *wq, const nv_job *job, nv__jobopts *o);
+
+/* ---- jobs.c ---- */
+/* Build and store a job (no capacity check when max = 0). */
+int  nv__job_enqueue(nv_engine *e, nv__wq *wq, const char *id,
+                     const char *name, const char *data, json_t *parsed,
+                     const nv__jobopts *o, const char *run_id,
+                     const char *flow, const char *step, int64_t max,
+                     nv_job *out, int *created, nv_error *err);
+json_t *nv__job_json(const nv_job *j);
+const char *nv__job_state_name(int state);
+/* publish a job event (only when someone may listen). */
+void nv__job_event(nv_engine *e, const nv_job *j, const char *type,
+                   const char *error);
+int  nv__publishing(nv_engine *e);
+
+/* ---- flow.c ---- */
+/* F-4 before an attempt of a flow job: 0 run the handler, 1 skip (job
+ * already finished by this call), <0 error (job left to the lease). */
+int  nv__flow_before(nv_ctx *c);
+/* F-5 / F-10 after a flow attempt; 'ok' success. */
+void nv__flow_after(nv_ctx *c, int ok, const char *error, const char *stack,
+                    int final, int64_t delay_ms);
+/* W-3: a flow job that failed by stalling too often. */
+void nv__flow_reaped_failed(nv_engine *e, const nv_job *j);
+/* Read and project a run; NV_ERUN_NOT_FOUND when no stream. */
+int  nv__run_load(nv_engine *e, const nv__flowrt *f, const char *run_id,
+                  nv_event **evs, size_t *nev, nv__run_proj *p,
+                  nv_error *err);
+/* Dispatch eligible steps and append the terminal event when complete;
+ * loops on NV_ECONFLICT. Updates the index. */
+int  nv__run_advance(nv_engine *e, const nv__flowrt *f, const char *run_id,
+                     nv_error *err);
+/* Append an event to a run stream, marking the index dirty. */
+int  nv__run_append(nv_engine *e, const char *flow, const char *run_id,
+                    const char *type, const char *step, const char *step_id,
+                    int attempt, json_t *data, int64_t expected,
+                    nv_event *out, nv_error *err);
+char *nv__stream_key(nv_engine *e, const char *run_id);
+char *nv__index_key(nv_engine *e, const char *flow);
+/* After a terminal event: cleanup (ST-6 on-complete), jobs removal,
+ * cancellation, retention, waiters. */
+void nv__run_terminated(nv_engine *e, const nv__flowrt *f,
+                        const char *run_id, const char *type);
+int  nv__run_cancel_internal(nv_engine *e, const nv__flowrt *f,
+                             const char *run_id, const char *reason,
+                             const char *type, nv_error *err);
+/* Find the flow of a run through the indexes (flow NULL = any). */
+const nv__flowrt *nv__run_flow(nv_engine *e, const char *flow,
+                               const char *run_id);
+
+/* ---- runs.c ---- */
+/* Write the IX-1 metadata of a projected run (terminal never replaced). */
+void nv__index_update(nv_engine *e, const nv__flowrt *f, const char *run_id,
+                      const nv__run_proj *p);
+void nv__index_mark_dirty(nv_engine *e, const char *flow, const char *run_id);
+void nv__index_flush(nv_engine *e);
+int  nv__retention(nv_engine *e, const char *flow_name, int all_finished,
+                   int64_t *removed, int64_t *kept_running, nv_error *err);
+int  nv__run_remove(nv_engine *e, const char *flow, const char *run_id);
+
+/* ---- maint.c ---- */
+int  nv__maint_start(nv_engine *e, nv_error *err);
+void nv__maint_join(nv_engine *e);
+void nv__reconcile(nv_engine *e);
+void nv__stall_check(nv_engine *e, int64_t now);
+
+/* ---- live.c ---- */
+int  nv__live_attach(nv_engine *e, nv_error *err);
+void nv__live_detach(nv_engine *e);
+void nv__live_local(nv_engine *e, const char *json);
+
+/* ---- ctx.c ---- */
+/* CTX-1 / IX-6: append a log event to a run (limit applied). */
+int  nv__run_log(nv_engine *e, const char *flow, const char *run_id,
+                 const char *step, const char *step_id, int attempt,
+                 json_t *data, nv_error *err);
+
+/* ---- state.c ---- */
+/* Delete every state key of a run. */
+void nv__state_drop_run(nv_engine *e, const char *run_id);
+void nv__state_drop_job(nv_engine *e, const char *queue, const char *id);
+
+#endif

@@ -1,0 +1,743 @@
+/*
+ * Flow orchestration (§6): starting runs (F-1, F-2), the steps of an attempt
+ * of a flow job (F-4, F-5, F-10), dispatch of eligible steps and the end
+ * check (F-8, F-12, F-13), cancel (F-15), restart (F-17). Every decision
+ * comes from the projection of the run's stream (projection.h): the stream
+ * is the only truth, the run index a cache of it.
+ */
+#include <string.h>
+
+#include "core/engine_int.h"
+#include "core/util.h"
+
+/* ---- Keys and appends ---- */
+
+char *
+nv__stream_key(nv_engine *e, const char *run_id)
+{
+    char *rest = nv__asprintf("flow:%s", run_id);
+    char *k = rest != NULL ? nv__engine_key(e, "stream", rest) : NULL;
+
+    nv__free(rest);
+    return k;
+}
+
+char *
+nv__index_key(nv_engine *e, const char *flow)
+{
+    char *rest = nv__asprintf("flows:%s", flow);
+    char *k = rest != NULL ? nv__engine_key(e, "store", rest) : NULL;
+
+    nv__free(rest);
+    return k;
+}
+
+int
+nv__run_append(nv_engine *e, const char *flow, const char *run_id,
+               const char *type, const char *step, const char *step_id,
+               int attempt, json_t *data, int64_t expected, nv_event *out,
+               nv_error *err)
+{
+    nv_event ev;
+    char *key = nv__stream_key(e, run_id);
+    int rc;
+
+    if (key == NULL)
+        return nv__error(err, NV_ENOMEM, "out of memory");
+    memset(&ev, 0, sizeof(ev));
+    nv__strlcpy(ev.type, type, sizeof(ev.type));
+    nv__strlcpy(ev.run_id, run_id, sizeof(ev.run_id));
+    nv__strlcpy(ev.flow_name, flow, sizeof(ev.flow_name));
+    if (step != NULL) {
+        nv__strlcpy(ev.step_name, step, sizeof(ev.step_name));
+        if (step_id != NULL)
+            nv__strlcpy(ev.step_id, step_id, sizeof(ev.step_id));
+        else
+            snprintf(ev.step_id, sizeof(ev.step_id), "%s__%s__attempt-%d",
+                     run_id, step, attempt);
+        ev.attempt = attempt;
+    }
+    if (data != NULL) {
+        ev.data = nv__dump(data);
+        if (ev.data == NULL) {
+            nv__free(key);
+            return nv__error(err, NV_ENOMEM, "out of memory");
+        }
+    }
+    rc = e->stream.ops->append(e->stream.self, key, &ev, nv__now(e), expected,
+                               out, NULL, err);
+    nv__free(ev.data);
+    nv__free(key);
+    if (rc == NV_OK && !nv__event_is_terminal(type) &&
+        strcmp(type, "step.completed") != 0 && strcmp(type, "flow.start") != 0)
+        nv__index_mark_dirty(e, flow, run_id);
+    return rc;
+}
+
+int
+nv__run_load(nv_engine *e, const nv__flowrt *f, const char *run_id,
+             nv_event **evs, size_t *nev, nv__run_proj *p, nv_error *err)
+{
+    char *key = nv__stream_key(e, run_id);
+    nv_event *v = NULL;
+    size_t n = 0;
+    int rc;
+
+    if (key == NULL)
+        return nv__error(err, NV_ENOMEM, "out of memory");
+    rc = e->stream.ops->read(e->stream.self, key, NULL, -1, &v, &n, err);
+    nv__free(key);
+    if (rc != NV_OK)
+        return rc;
+    if (n == 0 || strcmp(v[0].flow_name, f->flow->name) != 0) {
+        nv_events_free(v, n);
+        return nv__error(err, NV_ERUN_NOT_FOUND, "run '%s' not found in flow "
+                         "'%s'", run_id, f->flow->name);
+    }
+    rc = nv__project(&f->def, v, n, nv__now(e), p, err);
+    if (rc != NV_OK) {
+        nv_events_free(v, n);
+        return rc;
+    }
+    *evs = v;
+    *nev = n;
+    return NV_OK;
+}
+
+const nv__flowrt *
+nv__run_flow(nv_engine *e, const char *flow, const char *run_id)
+{
+    if (flow != NULL)
+        return nv__flowrt_find(e, flow);
+    for (size_t i = 0; i < e->nflows; i++) {
+        char *key = nv__index_key(e, e->flows[i].flow->name);
+        nv_index_entry ent;
+        int rc;
+
+        if (key == NULL)
+            return NULL;
+        memset(&ent, 0, sizeof(ent));
+        rc = e->store.ops->idx_get(e->store.self, key, run_id, &ent, NULL);
+        nv__free(key);
+        if (rc == NV_OK) {
+            nv__free(ent.member);
+            nv__free(ent.meta);
+            return &e->flows[i];
+        }
+    }
+    /* Not indexed (yet): the stream names its flow. */
+    {
+        char *key = nv__stream_key(e, run_id);
+        nv_event *v = NULL;
+        size_t n = 0;
+        const nv__flowrt *f = NULL;
+
+        if (key != NULL &&
+            e->stream.ops->read(e->stream.self, key, NULL, 1, &v, &n,
+                                NULL) == NV_OK && n > 0)
+            f = nv__flowrt_find(e, v[0].flow_name);
+        nv_events_free(v, n);
+        nv__free(key);
+        return f;
+    }
+}
+
+/* ---- Starting (F-1, F-2) ---- */
+
+static int
+entry_has_room(nv_engine *e, nv__wq *wq, nv_error *err)
+{
+    nv_job_counts c;
+    int rc;
+
+    if (e->max_queue <= 0)
+        return NV_OK;
+    rc = e->queue.ops->counts(e->queue.self, wq->fn->queue, &c, err);
+    if (rc != NV_OK)
+        return rc;
+    if (c.waiting + c.delayed + c.active + c.paused >= e->max_queue)
+        return nv__error(err, NV_EQUEUE_FULL, "queue '%s' is full (%lld "
+                         "unfinished jobs)", wq->fn->queue,
+                         (long long)e->max_queue);
+    return NV_OK;
+}
+
+static int
+enqueue_step(nv_engine *e, const nv__flowrt *f, const char *run_id,
+             const nv__function *fn, const char *data, json_t *parsed,
+             nv_error *err)
+{
+    char id[NV_JOB_ID_MAX];
+    nv__wq *wq = nv__wq_find(e, fn->queue);
+
+    if (wq == NULL)
+        return nv__error(err, NV_EQUEUE_NOT_FOUND, "queue '%s' not found",
+                         fn->queue);
+    snprintf(id, sizeof(id), "%s__%s", run_id, fn->step);
+    return nv__job_enqueue(e, wq, id, fn->step, data, parsed, &fn->opts,
+                           run_id, f->flow->name, fn->step, 0, NULL, NULL,
+                           err);
+}
+
+int
+nv_flow_start(nv_engine *e, const char *flow, const char *input_json,
+              const char *start_data_json, char *run_id, char **body,
+              nv_error *err)
+{
+    const nv__flowrt *f;
+    const nv__function *entry;
+    nv__wq *wq;
+    json_t *input = NULL, *sd = NULL, *data = NULL, *meta;
+    char id[NV_ID_MAX];
+    nv_event out;
+    char *ikey, *ms;
+    int rc;
+
+    if (e == NULL)
+        return nv__error(err, NV_EINVAL, "engine must not be NULL");
+    rc = nv__name_ok("flow", flow, err);
+    if (rc != NV_OK)
+        return rc;
+    if (atomic_load(&e->state) == NV__E_NEW)
+        return nv__error(err, NV_EUNAVAILABLE, "engine not started");
+    f = nv__flowrt_find(e, flow);
+    if (f == NULL || f->flow->entry == NULL)
+        return nv__error(err, NV_EFLOW_NOT_FOUND, "flow '%s' not found", flow);
+    entry = f->flow->entry;
+    wq = nv__wq_find(e, entry->queue);
+    if (wq == NULL)
+        return nv__error(err, NV_EQUEUE_NOT_FOUND, "queue '%s' not found",
+                         entry->queue);
+    if (input_json == NULL)
+        input_json = "{}";
+    rc = nv__parse_json("input", input_json, &input, err);
+    if (rc != NV_OK)
+        return rc;
+    if (start_data_json != NULL) {
+        rc = nv__parse_json("start data", start_data_json, &sd, err);
+        if (rc == NV_OK && !json_is_object(sd))
+            rc = nv__error(err, NV_EINVAL, "start data: expected object");
+        if (rc != NV_OK)
+            goto out;
+    }
+    rc = entry_has_room(e, wq, err);
+    if (rc != NV_OK)
+        goto out;
+    data = json_object();
+    if (data == NULL || json_object_set(data, "input", input) != 0 ||
+        (sd != NULL && json_object_update(data, sd) != 0)) {
+        rc = nv__error(err, NV_ENOMEM, "out of memory");
+        goto out;
+    }
+    /* flow.start must keep the input itself, even if start data says so */
+    json_object_set(data, "input", input);
+    nv__uuidv7(nv__now(e), id);
+    memset(&out, 0, sizeof(out));
+    rc = nv__run_append(e, flow, id, "flow.start", NULL, NULL, 0, data, 0,
+                        &out, err);
+    if (rc != NV_OK)
+        goto out;
+    meta = json_pack("{sssososIsIs[]}", "status", "running",
+                     "startedAt", nv__json_iso(out.ts),
+                     "lastActivityAt", nv__json_iso(out.ts),
+                     "stepCount", (json_int_t)f->def.nsteps,
+                     "completedSteps", (json_int_t)0, "emittedEvents");
+    ms = meta != NULL ? nv__dump(meta) : NULL;
+    json_decref(meta);
+    ikey = nv__index_key(e, flow);
+    if (ms != NULL && ikey != NULL)
+        e->store.ops->idx_put(e->store.self, ikey, id, (double)out.ts, ms,
+                              NULL);
+    nv__free(ms);
+    nv__free(ikey);
+    nv_event_release(&out);
+    {
+        nv_error e2;
+
+        if (enqueue_step(e, f, id, entry, input_json, input, &e2) != NV_OK)
+            nv__engine_log(e, NV_LOG_WARN, "run %s: entry enqueue failed "
+                           "(reconciliation retries): %s", id, e2.msg);
+    }
+    if (run_id != NULL)
+        memcpy(run_id, id, NV_ID_MAX);
+    if (body != NULL) {
+        char jid[NV_JOB_ID_MAX];
+
+        snprintf(jid, sizeof(jid), "%s__%s", id, entry->step);
+        rc = nv__out_json(json_pack("{ssssssssss}", "id", jid, "queue",
+                                    entry->queue, "step", entry->step,
+                                    "flowId", id, "runId", id), body, err);
+    }
+out:
+    json_decref(input);
+    json_decref(sd);
+    json_decref(data);
+    return rc;
+}
+
+/* ---- Advancing a run: dispatch (F-8) and end check (F-12, F-13) ---- */
+
+static void
+dispatch(nv_engine *e, const nv__flowrt *f, const char *run_id,
+         const nv__run_proj *p, int include_entry)
+{
+    for (size_t i = 0; i < p->nsteps; i++) {
+        const nv__step_proj *s = &p->steps[i];
+        const nv__function *fn;
+        nv_error err;
+        char *data;
+        int rc;
+
+        if (s->status != NV_STEP_PENDING)
+            continue;
+        fn = nv__flow_step(f->flow, s->name);
+        if (fn == NULL)
+            continue;
+        if (fn->is_entry) {
+            if (!include_entry)
+                continue;
+            data = nv__dump(p->input != NULL ? p->input : json_object());
+        } else {
+            if (s->input == NULL)
+                continue;
+            data = nv__dump(s->input);
+        }
+        if (data == NULL)
+            continue;
+        rc = enqueue_step(e, f, run_id, fn, data,
+                          fn->is_entry ? p->input : s->input, &err);
+        if (rc != NV_OK)
+            nv__engine_log(e, NV_LOG_WARN, "run %s: dispatch of step %s "
+                           "failed: %s", run_id, s->name, err.msg);
+        nv__free(data);
+    }
+}
+
+static int
+advance(nv_engine *e, const nv__flowrt *f, const char *run_id,
+        int include_entry, nv_error *err)
+{
+    for (int round = 0; round < 64; round++) {
+        nv_event *evs = NULL, out;
+        size_t n = 0;
+        nv__run_proj p;
+        int rc = nv__run_load(e, f, run_id, &evs, &n, &p, err);
+
+        if (rc != NV_OK)
+            return rc;
+        if (p.status != NV_RUN_RUNNING || !p.complete) {
+            if (p.status == NV_RUN_RUNNING)
+                dispatch(e, f, run_id, &p, include_entry);
+            nv__index_update(e, f, run_id, &p);
+            nv__run_proj_release(&p);
+            nv_events_free(evs, n);
+            return NV_OK;
+        }
+        memset(&out, 0, sizeof(out));
+        rc = nv__run_append(e, f->flow->name, run_id, p.terminal_type, NULL,
+                            NULL, 0, p.terminal_data, p.version, &out, err);
+        char type[32];
+        nv__strlcpy(type, p.terminal_type, sizeof(type));
+        nv__run_proj_release(&p);
+        nv_events_free(evs, n);
+        nv_event_release(&out);
+        if (rc == NV_ECONFLICT)
+            continue;           /* F-13: someone appended; decide again */
+        if (rc != NV_OK)
+            return rc;
+        nv__run_terminated(e, f, run_id, type);
+    }
+    return nv__error(err, NV_EINTERNAL, "run '%s': could not settle", run_id);
+}
+
+int
+nv__run_advance(nv_engine *e, const nv__flowrt *f, const char *run_id,
+                nv_error *err)
+{
+    return advance(e, f, run_id, 1, err);
+}
+
+/* ---- Attempts of flow jobs (F-4, F-5, F-10) ---- */
+
+/* End a flow job without running its handler. */
+static void
+finish_unrun(nv_ctx *c, const char *result, int remove)
+{
+    nv_engine *e = c->e;
+    nv_finish fin = { .kind = NV_FINISH_COMPLETE,
+                      .returnvalue = result != NULL ? result : "null" };
+    nv_job gone;
+    int rc = e->queue.ops->finish(e->queue.self, c->job.queue, c->job.id,
+                                  c->job.lease_token, &fin, nv__now(e), NULL);
+
+    if (rc != NV_OK || !remove)
+        return;
+    memset(&gone, 0, sizeof(gone));
+    if (e->queue.ops->remove(e->queue.self, c->job.queue, c->job.id, &gone,
+                             NULL) == NV_OK && nv__publishing(e))
+        nv__job_event(e, &c->job, "removed", NULL);
+    nv_job_release(&gone);
+}
+
+int
+nv__flow_before(nv_ctx *c)
+{
+    nv_engine *e = c->e;
+    const nv__step_proj *s;
+    nv_event *evs = NULL;
+    size_t n = 0;
+    nv__run_proj p;
+    nv_error err;
+    json_t *d;
+    int rc = nv__run_load(e, c->flow, c->job.run_id, &evs, &n, &p, &err);
+
+    if (rc == NV_ERUN_NOT_FOUND) {
+        finish_unrun(c, NULL, 1);           /* its run is gone */
+        return 1;
+    }
+    if (rc != NV_OK) {
+        nv__engine_log(e, NV_LOG_ERROR, "job %s: cannot read run %s: %s",
+                       c->job.id, c->job.run_id, err.msg);
+        return -1;
+    }
+    if (p.status != NV_RUN_RUNNING) {                       /* F-4a */
+        nv__run_proj_release(&p);
+        nv_events_free(evs, n);
+        finish_unrun(c, NULL, 1);
+        return 1;
+    }
+    s = nv__proj_step(&p, c->job.step_name);
+    if (s != NULL && s->status == NV_STEP_COMPLETED) {      /* F-4b */
+        char *res = s->result != NULL ? nv__dump(s->result) : NULL;
+
+        nv__run_proj_release(&p);
+        nv_events_free(evs, n);
+        advance(e, c->flow, c->job.run_id, 0, NULL);
+        finish_unrun(c, res, 0);
+        nv__free(res);
+        return 1;
+    }
+    nv__run_proj_release(&p);
+    nv_events_free(evs, n);
+    d = json_pack("{ssssss}", "jobId", c->job.id, "name", c->job.name,
+                  "queue", c->job.queue);
+    if (d != NULL && c->job.stalled_count > 0)
+        json_object_set_new(d, "redelivered", json_true());
+    rc = nv__run_append(e, c->job.flow_name, c->job.run_id, "step.started",
+                        c->job.step_name, c->step_id, c->attempt, d, -1, NULL,
+                        &err);
+    json_decref(d);
+    if (rc != NV_OK) {
+        nv_finish fin = { .kind = NV_FINISH_RELEASE };
+
+        nv__engine_log(e, NV_LOG_ERROR, "job %s: cannot append step.started: "
+                       "%s", c->job.id, err.msg);
+        e->queue.ops->finish(e->queue.self, c->job.queue, c->job.id,
+                             c->job.lease_token, &fin, nv__now(e), NULL);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+run_is_finished(nv_ctx *c)
+{
+    const char *r = atomic_load(&c->cancel);
+
+    return r != NULL && (strcmp(r, "canceled") == 0 ||
+                         strcmp(r, "stalled") == 0);
+}
+
+void
+nv__flow_after(nv_ctx *c, int ok, const char *error, const char *stack,
+               int final, int64_t delay_ms)
+{
+    nv_engine *e = c->e;
+    const char *flow = c->job.flow_name, *run = c->job.run_id;
+    json_t *d;
+    nv_error err;
+    int rc;
+
+    if (ok) {
+        json_t *ids = json_array(), *res = NULL;
+
+        pthread_mutex_lock(&c->mu);
+        for (size_t i = 0; ids != NULL && i < c->nemit; i++)
+            json_array_append_new(ids, json_string(c->emit_ids[i]));
+        if (c->result != NULL)
+            res = json_loads(c->result, JSON_DECODE_ANY, NULL);
+        pthread_mutex_unlock(&c->mu);
+        d = json_pack("{s:o, s:o, s:I}", "result", res ? res : json_null(),
+                      "emitIds", ids ? ids : json_array(), "durationMs",
+                      (json_int_t)(nv__now(e) - c->start_ms));
+        rc = nv__run_append(e, flow, run, "step.completed", c->job.step_name,
+                            c->step_id, c->attempt, d, -1, NULL, &err);
+        json_decref(d);
+        if (rc != NV_OK) {
+            nv__engine_log(e, NV_LOG_ERROR, "run %s: cannot append "
+                           "step.completed: %s", run, err.msg);
+            return;
+        }
+        if (e->state_cleanup == 1)
+            nv__state_drop_run(e, run);
+        advance(e, c->flow, run, 0, NULL);
+        return;
+    }
+    if (!final) {
+        if (run_is_finished(c))
+            return;                                     /* F-16 */
+        d = json_pack("{sssisisisI}", "error", error, "attempt", c->attempt,
+                      "maxAttempts", c->opts.attempts, "nextAttempt",
+                      c->attempt + 1, "delayMs", (json_int_t)delay_ms);
+    } else {
+        d = json_pack("{ss}", "error", error);
+    }
+    if (d != NULL && stack != NULL)
+        json_object_set_new(d, "stack", json_string(stack));
+    rc = nv__run_append(e, flow, run, final ? "step.failed" : "step.retry",
+                        c->job.step_name, c->step_id, c->attempt, d, -1, NULL,
+                        &err);
+    json_decref(d);
+    if (rc != NV_OK) {
+        nv__engine_log(e, NV_LOG_ERROR, "run %s: cannot append step event: "
+                       "%s", run, err.msg);
+        return;
+    }
+    if (final)
+        advance(e, c->flow, run, 0, NULL);
+}
+
+void
+nv__flow_reaped_failed(nv_engine *e, const nv_job *j)
+{
+    const nv__flowrt *f = nv__flowrt_find(e, j->flow_name);
+    json_t *d;
+
+    if (f == NULL)
+        return;
+    d = json_pack("{ss}", "error", j->failed_reason ? j->failed_reason
+                  : "job stalled more than allowable limit");
+    nv__run_append(e, j->flow_name, j->run_id, "step.failed", j->step_name,
+                   NULL, j->attempts_made + 1, d, -1, NULL, NULL);
+    json_decref(d);
+    advance(e, f, j->run_id, 0, NULL);
+}
+
+/* ---- Ending: cancel, stall, cleanup (F-15, F-16, SD-2) ---- */
+
+void
+nv__run_terminated(nv_engine *e, const nv__flowrt *f, const char *run_id,
+                   const char *type)
+{
+    int canceled = strcmp(type, "flow.cancel") == 0;
+    int stalled = strcmp(type, "flow.stalled") == 0;
+
+    if (canceled || stalled) {
+        for (size_t i = 0; i < f->flow->nsteps; i++) {
+            const nv__function *fn = f->flow->steps[i];
+            char id[NV_JOB_ID_MAX];
+            nv_job j;
+
+            snprintf(id, sizeof(id), "%s__%s", run_id, fn->step);
+            memset(&j, 0, sizeof(j));
+            if (e->queue.ops->get(e->queue.self, fn->queue, id, &j,
+                                  NULL) != NV_OK)
+                continue;
+            if (j.state == NV_JOB_WAITING || j.state == NV_JOB_DELAYED ||
+                j.state == NV_JOB_PAUSED) {
+                if (e->queue.ops->remove(e->queue.self, fn->queue, id, NULL,
+                                         NULL) == NV_OK &&
+                    nv__publishing(e))
+                    nv__job_event(e, &j, "removed", NULL);
+            }
+            nv_job_release(&j);
+        }
+        nv__attempts_cancel(e, run_id, canceled ? "canceled" : "stalled");
+    }
+    if (e->state_cleanup == 2)
+        nv__state_drop_run(e, run_id);
+    nv__retention(e, f->flow->name, 0, NULL, NULL, NULL);
+    atomic_fetch_add(&e->run_gen, 1);
+    pthread_mutex_lock(&e->mu);
+    pthread_cond_broadcast(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+int
+nv__run_cancel_internal(nv_engine *e, const nv__flowrt *f, const char *run_id,
+                        const char *reason, const char *type, nv_error *err)
+{
+    for (int round = 0; round < 64; round++) {
+        nv_event *evs = NULL;
+        size_t n = 0;
+        nv__run_proj p;
+        json_t *d;
+        char iso[32];
+        int rc = nv__run_load(e, f, run_id, &evs, &n, &p, err);
+
+        if (rc != NV_OK)
+            return rc;
+        int64_t version = p.version;
+        int running = p.status == NV_RUN_RUNNING;
+
+        nv__run_proj_release(&p);
+        nv_events_free(evs, n);
+        if (!running)
+            return nv__error(err, NV_ERUN_NOT_RUNNING, "run '%s' is not "
+                             "running", run_id);
+        nv__iso_time(nv__now(e), iso, sizeof(iso));
+        if (strcmp(type, "flow.cancel") == 0)
+            d = json_pack("{ssss}", "canceledAt", iso, "previousStatus",
+                          "running");
+        else
+            d = json_pack("{ssssss}", "reason", reason, "previousStatus",
+                          "running", "stalledAt", iso);
+        if (d != NULL && reason != NULL && strcmp(type, "flow.cancel") == 0)
+            json_object_set_new(d, "reason", json_string(reason));
+        rc = nv__run_append(e, f->flow->name, run_id, type, NULL, NULL, 0, d,
+                            version, NULL, err);
+        json_decref(d);
+        if (rc == NV_ECONFLICT)
+            continue;
+        if (rc != NV_OK)
+            return rc;
+        nv__run_terminated(e, f, run_id, type);
+        advance(e, f, run_id, 0, NULL);     /* writes the final index meta */
+        return NV_OK;
+    }
+    return nv__error(err, NV_EINTERNAL, "run '%s': could not append %s",
+                     run_id, type);
+}
+
+static int
+find_run(nv_engine *e, const char *flow, const char *run_id,
+         const nv__flowrt **out, nv_error *err)
+{
+    int rc;
+
+    if (e == NULL)
+        return nv__error(err, NV_EINVAL, "engine must not be NULL");
+    if (flow != NULL) {
+        rc = nv__name_ok("flow", flow, err);
+        if (rc != NV_OK)
+            return rc;
+    }
+    if (run_id == NULL || *run_id == '\0' || strlen(run_id) >= NV_ID_MAX ||
+        !nv__valid_key(run_id))
+        return nv__error(err, NV_ERUN_NOT_FOUND, "run '%s' not found",
+                         run_id ? run_id : "");
+    if (flow != NULL && nv__flowrt_find(e, flow) == NULL)
+        return nv__error(err, NV_EFLOW_NOT_FOUND, "flow '%s' not found", flow);
+    *out = nv__run_flow(e, flow, run_id);
+    if (*out == NULL)
+        return nv__error(err, NV_ERUN_NOT_FOUND, "run '%s' not found", run_id);
+    return NV_OK;
+}
+
+int
+nv_run_cancel(nv_engine *e, const char *flow, const char *run_id,
+              const char *reason, nv_error *err)
+{
+    const nv__flowrt *f;
+    int rc = find_run(e, flow, run_id, &f, err);
+
+    if (rc != NV_OK)
+        return rc;
+    return nv__run_cancel_internal(e, f, run_id, reason, "flow.cancel", err);
+}
+
+int
+nv_run_restart(nv_engine *e, const char *flow, const char *run_id,
+               char **body, nv_error *err)
+{
+    const nv__flowrt *f;
+    nv_event *evs = NULL;
+    size_t n = 0;
+    nv__run_proj p;
+    char *input, *sd, nid[NV_ID_MAX];
+    int running, rc = find_run(e, flow, run_id, &f, err);
+
+    if (rc != NV_OK)
+        return rc;
+    rc = nv__run_load(e, f, run_id, &evs, &n, &p, err);
+    if (rc != NV_OK)
+        return rc;
+    input = nv__dump(p.input != NULL ? p.input : json_object());
+    running = p.status == NV_RUN_RUNNING;
+    nv__run_proj_release(&p);
+    nv_events_free(evs, n);
+    if (input == NULL)
+        return nv__error(err, NV_ENOMEM, "out of memory");
+    if (running) {
+        rc = nv__run_cancel_internal(e, f, run_id, "Restarted", "flow.cancel",
+                                     err);
+        if (rc != NV_OK && rc != NV_ERUN_NOT_RUNNING) {
+            nv__free(input);
+            return rc;
+        }
+    }
+    sd = nv__asprintf("{\"restartOf\":\"%s\"}", run_id);
+    rc = sd == NULL ? NV_ENOMEM
+                    : nv_flow_start(e, f->flow->name, input, sd, nid, NULL,
+                                    err);
+    nv__free(sd);
+    nv__free(input);
+    if (rc != NV_OK)
+        return rc;
+    if (body == NULL)
+        return NV_OK;
+    return nv__out_json(json_pack("{sbssssss}", "success", 1, "oldRunId",
+                                  run_id, "newRunId", nid, "flowName",
+                                  f->flow->name), body, err);
+}
+
+int
+nv_run_wait(nv_engine *e, const char *run_id, int64_t timeout_ms,
+            char *status, nv_error *err)
+{
+    int64_t until = nv__monotonic_ms() + timeout_ms;
+    const nv__flowrt *f;
+    int rc = find_run(e, NULL, run_id, &f, err);
+
+    if (rc != NV_OK)
+        return rc;
+    for (;;) {
+        nv_event *evs = NULL;
+        size_t n = 0;
+        nv__run_proj p;
+        int st;
+
+        rc = nv__run_load(e, f, run_id, &evs, &n, &p, err);
+        if (rc != NV_OK)
+            return rc;
+        st = p.status;
+        if (st != NV_RUN_RUNNING)           /* the index agrees on return */
+            nv__index_update(e, f, run_id, &p);
+        nv__run_proj_release(&p);
+        nv_events_free(evs, n);
+        if (st != NV_RUN_RUNNING) {
+            if (status != NULL)
+                nv__strlcpy(status, nv__run_status_name(st), 16);
+            return NV_OK;
+        }
+        int64_t left = until - nv__monotonic_ms();
+        if (left <= 0)
+            return nv__error(err, NV_EUNAVAILABLE, "run '%s' still running "
+                             "after %lld ms", run_id, (long long)timeout_ms);
+        if (left > 20)
+            left = 20;
+        {
+            struct timespec ts;
+
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += left * 1000000L;
+            while (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_mutex_lock(&e->mu);
+            pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+            pthread_mutex_unlock(&e->mu);
+        }
+    }
+}

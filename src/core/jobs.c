@@ -1,0 +1,658 @@
+/*
+ * Queues and jobs (§3): enqueue (Q-1..Q-3, Q-11, Q-12 groups), listing and
+ * reading job records (§3.2, Q-15, Q-16), pause/resume (Q-13), manual retry
+ * (Q-17) and removal (Q-18), and the live job events (Q-19).
+ */
+#include <string.h>
+
+#include "core/engine_int.h"
+#include "core/util.h"
+
+static const char *const state_names[NV__JOB_STATES] = {
+    "waiting", "delayed", "active", "completed", "failed", "paused",
+};
+
+const char *
+nv__job_state_name(int state)
+{
+    return state >= 0 && state < NV__JOB_STATES ? state_names[state]
+                                                 : "waiting";
+}
+
+/* ---- Records ---- */
+
+static void
+set_json_text(json_t *o, const char *key, const char *text)
+{
+    json_t *v;
+
+    if (text == NULL)
+        return;
+    v = json_loads(text, JSON_DECODE_ANY, NULL);
+    json_object_set_new(o, key, v != NULL ? v : json_string(text));
+}
+
+static void
+set_time(json_t *o, const char *key, int64_t ms)
+{
+    if (ms != 0)
+        json_object_set_new(o, key, json_integer(ms));
+}
+
+json_t *
+nv__job_json(const nv_job *j)
+{
+    json_t *o = json_object();
+
+    if (o == NULL)
+        return NULL;
+    json_object_set_new(o, "id", json_string(j->id));
+    json_object_set_new(o, "queue", json_string(j->queue));
+    json_object_set_new(o, "name", json_string(j->name));
+    set_json_text(o, "data", j->data != NULL ? j->data : "{}");
+    set_json_text(o, "opts", j->opts != NULL ? j->opts : "{}");
+    json_object_set_new(o, "state", json_string(nv__job_state_name(j->state)));
+    if (j->run_id[0] != '\0') {
+        json_object_set_new(o, "runId", json_string(j->run_id));
+        json_object_set_new(o, "flowName", json_string(j->flow_name));
+        json_object_set_new(o, "stepName", json_string(j->step_name));
+    }
+    json_object_set_new(o, "attemptsMade", json_integer(j->attempts_made));
+    json_object_set_new(o, "stalledCount", json_integer(j->stalled_count));
+    json_object_set_new(o, "progress", json_real(j->progress));
+    set_json_text(o, "progressData", j->progress_data);
+    json_object_set_new(o, "timestamp", json_integer(j->timestamp));
+    set_time(o, "delayUntil", j->delay_until);
+    set_time(o, "processedOn", j->processed_on);
+    set_time(o, "finishedOn", j->finished_on);
+    set_json_text(o, "returnvalue", j->returnvalue);
+    if (j->failed_reason != NULL)
+        json_object_set_new(o, "failedReason", json_string(j->failed_reason));
+    if (j->run_id[0] == '\0')
+        set_json_text(o, "logs", j->logs != NULL ? j->logs : "[]");
+    return o;
+}
+
+/* ---- Live job events (Q-19, SSE-4) ---- */
+
+int
+nv__publishing(nv_engine *e)
+{
+    return atomic_load_explicit(&e->nlive, memory_order_relaxed) > 0 ||
+           e->shared_stream;
+}
+
+static json_t *
+counts_json(const nv_job_counts *c)
+{
+    return json_pack("{sIsIsIsIsIsI}", "active", (json_int_t)c->active,
+                     "completed", (json_int_t)c->completed,
+                     "failed", (json_int_t)c->failed,
+                     "delayed", (json_int_t)c->delayed,
+                     "waiting", (json_int_t)c->waiting,
+                     "paused", (json_int_t)c->paused);
+}
+
+void
+nv__job_event(nv_engine *e, const nv_job *j, const char *type,
+              const char *error)
+{
+    nv_job_counts c;
+    json_t *m;
+    char *s;
+    int attempt;
+
+    memset(&c, 0, sizeof(c));
+    e->queue.ops->counts(e->queue.self, j->queue, &c, NULL);
+    m = json_pack("{ssssssssss}", "kind", "job", "queue", j->queue,
+                  "type", type, "jobId", j->id, "name", j->name);
+    if (m == NULL)
+        return;
+    if (j->run_id[0] != '\0')
+        json_object_set_new(m, "runId", json_string(j->run_id));
+    attempt = strcmp(type, "completed") == 0 || strcmp(type, "failed") == 0 ||
+              strcmp(type, "retry") == 0 ? j->attempts_made
+                                         : j->attempts_made + 1;
+    if (strcmp(type, "removed") != 0 && strcmp(type, "waiting") != 0 &&
+        strcmp(type, "delayed") != 0)
+        json_object_set_new(m, "attempt", json_integer(attempt));
+    if (strcmp(type, "progress") == 0) {
+        json_object_set_new(m, "progress", json_real(j->progress));
+        set_json_text(m, "progressData", j->progress_data);
+    }
+    if (error != NULL)
+        json_object_set_new(m, "error", json_string(error));
+    json_object_set_new(m, "counts", counts_json(&c));
+    s = nv__dump(m);
+    json_decref(m);
+    if (s == NULL)
+        return;
+    if (e->shared_stream)
+        e->stream.ops->publish(e->stream.self, e->live_channel, s, NULL);
+    else
+        nv__live_local(e, s);
+    nv__free(s);
+}
+
+/* ---- Enqueue ---- */
+
+static char *
+group_of(const nv__function *fn, json_t *data)
+{
+    json_t *v;
+    char buf[64];
+
+    if (fn->group_key == NULL || !json_is_object(data))
+        return NULL;
+    v = json_object_get(data, fn->group_key);
+    if (json_is_string(v))
+        return nv__strdup(json_string_value(v));
+    if (json_is_integer(v)) {
+        snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(v));
+        return nv__strdup(buf);
+    }
+    if (json_is_real(v)) {
+        char *s = json_dumps(v, JSON_ENCODE_ANY);
+        char *r = nv__strdup(s);
+
+        free(s);
+        return r;
+    }
+    return NULL;
+}
+
+int
+nv__job_enqueue(nv_engine *e, nv__wq *wq, const char *id, const char *name,
+                const char *data, json_t *parsed, const nv__jobopts *o,
+                const char *run_id, const char *flow, const char *step,
+                int64_t max, nv_job *out, int *created, nv_error *err)
+{
+    nv_job j;
+    int64_t now = nv__now(e);
+    char *opts = NULL;
+    int rc, made = 0;
+
+    memset(&j, 0, sizeof(j));
+    if (id != NULL && *id != '\0')
+        nv__strlcpy(j.id, id, sizeof(j.id));
+    else
+        nv__job_id(now, j.id);
+    nv__strlcpy(j.queue, wq->fn->queue, sizeof(j.queue));
+    nv__strlcpy(j.name, name, sizeof(j.name));
+    if (run_id != NULL) {
+        nv__strlcpy(j.run_id, run_id, sizeof(j.run_id));
+        nv__strlcpy(j.flow_name, flow, sizeof(j.flow_name));
+        nv__strlcpy(j.step_name, step, sizeof(j.step_name));
+    }
+    j.data = (char *)data;
+    if (memcmp(o, &wq->fn->opts, sizeof(*o)) == 0) {
+        j.opts = wq->default_opts;
+    } else {
+        json_t *oj = nv__jobopts_to_json(o);
+
+        opts = oj != NULL ? nv__dump(oj) : NULL;
+        json_decref(oj);
+        if (opts == NULL)
+            return nv__error(err, NV_ENOMEM, "enqueue: out of memory");
+        j.opts = opts;
+    }
+    j.state = NV_JOB_WAITING;
+    j.priority = o->priority;
+    j.lifo = o->lifo;
+    j.remove_on_complete = o->remove_on_complete;
+    j.remove_on_fail = o->remove_on_fail;
+    j.timestamp = now;
+    if (o->delay > 0) {
+        j.delay_until = now > INT64_MAX - o->delay ? INT64_MAX : now + o->delay;
+        j.state = NV_JOB_DELAYED;
+    }
+    if (wq->fn->group_key != NULL) {
+        json_t *p = parsed != NULL ? json_incref(parsed)
+                                   : json_loads(data, JSON_DECODE_ANY, NULL);
+
+        j.group = group_of(wq->fn, p);
+        json_decref(p);
+    }
+    rc = e->queue.ops->enqueue(e->queue.self, &j, now, max, out, &made, err);
+    nv__free(opts);
+    nv__free(j.group);
+    if (rc != NV_OK) {
+        if (rc == NV_EQUEUE_FULL && err != NULL && err->msg[0] == '\0')
+            nv__error(err, rc, "queue '%s' is full", wq->fn->queue);
+        return rc;
+    }
+    if (created != NULL)
+        *created = made;
+    if (made && nv__publishing(e)) {
+        j.state = o->delay > 0 ? NV_JOB_DELAYED : NV_JOB_WAITING;
+        j.data = NULL;
+        j.opts = NULL;
+        nv__job_event(e, &j, j.state == NV_JOB_DELAYED ? "delayed" : "waiting",
+                      NULL);
+    }
+    return NV_OK;
+}
+
+static int
+find_queue(nv_engine *e, const char *queue, nv__wq **out, nv_error *err)
+{
+    int rc;
+
+    if (e == NULL)
+        return nv__error(err, NV_EINVAL, "engine must not be NULL");
+    rc = nv__name_ok("queue", queue, err);
+    if (rc != NV_OK)
+        return rc;
+    if (atomic_load(&e->state) == NV__E_NEW)
+        return nv__error(err, NV_EUNAVAILABLE, "engine not started");
+    *out = nv__wq_find(e, queue);
+    if (*out == NULL)
+        return nv__error(err, NV_EQUEUE_NOT_FOUND, "queue '%s' not found",
+                         queue);
+    return NV_OK;
+}
+
+int
+nv_queue_enqueue(nv_engine *e, const char *queue, const char *name,
+                 const char *data_json, const char *opts_json, char **body,
+                 nv_error *err)
+{
+    nv__wq *wq;
+    nv__jobopts o;
+    json_t *data = NULL, *opts = NULL;
+    nv_job out;
+    int created = 0, rc;
+
+    rc = find_queue(e, queue, &wq, err);
+    if (rc != NV_OK)
+        return rc;
+    if (name == NULL)
+        name = queue;
+    rc = nv__name_ok("name", name, err);
+    if (rc != NV_OK)
+        return rc;
+    if (data_json == NULL)
+        data_json = "{}";
+    rc = nv__parse_json("data", data_json, &data, err);
+    if (rc != NV_OK)
+        return rc;
+    o = wq->fn->opts;
+    if (opts_json != NULL) {
+        rc = nv__parse_json("opts", opts_json, &opts, err);
+        if (rc == NV_OK && !json_is_object(opts))
+            rc = nv__error(err, NV_EINVAL, "opts: expected object");
+        if (rc == NV_OK)
+            rc = nv__jobopts_apply(&o, opts, 1, "opts", err);
+        json_decref(opts);
+        if (rc != NV_OK)
+            goto out;
+    }
+    memset(&out, 0, sizeof(out));
+    rc = nv__job_enqueue(e, wq, o.job_id, name, data_json, data, &o, NULL,
+                         NULL, NULL, e->max_queue, &out, &created, err);
+    if (rc != NV_OK)
+        goto out;
+    if (body != NULL) {
+        json_t *b = json_pack("{sssssssssb}", "id", out.id, "queue", out.queue,
+                              "name", out.name, "state",
+                              nv__job_state_name(out.state), "created",
+                              created);
+
+        rc = nv__out_json(b, body, err);
+    }
+    nv_job_release(&out);
+out:
+    json_decref(data);
+    return rc;
+}
+
+/* ---- Queues ---- */
+
+static json_t *
+queue_json(nv_engine *e, nv__wq *wq, nv_error *err)
+{
+    nv_job_counts c;
+    int paused = 0;
+    int rc = e->queue.ops->counts(e->queue.self, wq->fn->queue, &c, err);
+
+    if (rc == NV_OK)
+        rc = e->queue.ops->is_paused(e->queue.self, wq->fn->queue, &paused,
+                                     err);
+    if (rc != NV_OK)
+        return NULL;
+    return json_pack("{sss{sOsO}s{ssss}sosb}", "name", wq->fn->queue,
+                     "config", "queue",
+                     wq->fn->config_queue ? wq->fn->config_queue : json_null(),
+                     "worker",
+                     wq->fn->config_worker ? wq->fn->config_worker
+                                           : json_null(),
+                     "function", "id", wq->fn->id, "runtime",
+                     wq->fn->runtime == NV_RUNTIME_PROCESS ? "process" : "c",
+                     "counts", counts_json(&c), "isPaused", paused);
+}
+
+int
+nv_queues_json(nv_engine *e, char **json, nv_error *err)
+{
+    json_t *a;
+
+    if (e == NULL)
+        return nv__error(err, NV_EINVAL, "engine must not be NULL");
+    a = json_array();
+    for (size_t i = 0; a != NULL && i < e->nwq; i++) {
+        json_t *q = queue_json(e, &e->wqs[i], err);
+
+        if (q == NULL) {
+            json_decref(a);
+            return err != NULL && err->code != NV_OK ? err->code : NV_ENOMEM;
+        }
+        json_array_append_new(a, q);
+    }
+    return nv__out_json(a, json, err);
+}
+
+int
+nv_queue_json(nv_engine *e, const char *queue, char **json, nv_error *err)
+{
+    nv__wq *wq;
+    json_t *q;
+    int rc = find_queue(e, queue, &wq, err);
+
+    if (rc != NV_OK)
+        return rc;
+    if (err != NULL)
+        nv__error_clear(err);
+    q = queue_json(e, wq, err);
+    if (q == NULL)
+        return err != NULL && err->code != NV_OK ? err->code : NV_ENOMEM;
+    return nv__out_json(q, json, err);
+}
+
+static int
+set_paused(nv_engine *e, const char *queue, int paused, char **body,
+           nv_error *err)
+{
+    nv__wq *wq;
+    int rc = find_queue(e, queue, &wq, err);
+
+    if (rc != NV_OK)
+        return rc;
+    rc = e->queue.ops->set_paused(e->queue.self, queue, paused, err);
+    if (rc != NV_OK)
+        return rc;
+    if (nv__publishing(e)) {
+        json_t *m = json_pack("{ssssss}", "kind", "queue", "queue", queue,
+                              "type", paused ? "paused" : "resumed");
+        char *s = m != NULL ? nv__dump(m) : NULL;
+
+        json_decref(m);
+        if (s != NULL) {
+            if (e->shared_stream)
+                e->stream.ops->publish(e->stream.self, e->live_channel, s,
+                                       NULL);
+            else
+                nv__live_local(e, s);
+        }
+        nv__free(s);
+    }
+    if (body == NULL)
+        return NV_OK;
+    return nv__out_json(json_pack("{sssb}", "name", queue, "isPaused", paused),
+                        body, err);
+}
+
+int
+nv_queue_pause(nv_engine *e, const char *queue, char **body, nv_error *err)
+{
+    return set_paused(e, queue, 1, body, err);
+}
+
+int
+nv_queue_resume(nv_engine *e, const char *queue, char **body, nv_error *err)
+{
+    return set_paused(e, queue, 0, body, err);
+}
+
+/* ---- Jobs ---- */
+
+static int
+parse_states(const char *states, unsigned *mask, nv_error *err)
+{
+    const char *p = states;
+
+    if (states == NULL || *states == '\0') {
+        *mask = NV_JOB_MASK_ALL;
+        return NV_OK;
+    }
+    *mask = 0;
+    while (*p != '\0') {
+        size_t n = strcspn(p, ",");
+        int found = 0;
+
+        for (int s = 0; s < NV__JOB_STATES; s++) {
+            if (strlen(state_names[s]) == n &&
+                strncmp(state_names[s], p, n) == 0) {
+                *mask |= NV_JOB_MASK(s);
+                found = 1;
+            }
+        }
+        if (!found)
+            return nv__error(err, NV_EINVAL, "state: unknown job state "
+                             "'%.*s' (expected waiting, delayed, active, "
+                             "completed, failed or paused)", (int)n, p);
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    return NV_OK;
+}
+
+int
+nv_jobs_list(nv_engine *e, const char *queue, const char *states, int offset,
+             int limit, char **json, nv_error *err)
+{
+    nv__wq *wq;
+    unsigned mask;
+    nv_job *jobs = NULL;
+    size_t n = 0;
+    int64_t total = 0;
+    json_t *a, *b;
+    int rc = find_queue(e, queue, &wq, err);
+
+    if (rc != NV_OK)
+        return rc;
+    rc = parse_states(states, &mask, err);
+    if (rc != NV_OK)
+        return rc;
+    if (limit < 1 || limit > 1000)
+        return nv__error(err, NV_EINVAL, "limit: expected integer 1..1000, "
+                         "got %d", limit);
+    if (offset < 0)
+        return nv__error(err, NV_EINVAL, "offset: expected integer >= 0, "
+                         "got %d", offset);
+    rc = e->queue.ops->list(e->queue.self, queue, mask, offset, limit, &jobs,
+                            &n, &total, err);
+    if (rc != NV_OK)
+        return rc;
+    a = json_array();
+    for (size_t i = 0; a != NULL && i < n; i++)
+        json_array_append_new(a, nv__job_json(&jobs[i]));
+    nv_job_array_free(jobs, n);
+    b = json_pack("{sosIsIsb}", "jobs", a, "count", (json_int_t)n, "total",
+                  (json_int_t)total, "hasMore",
+                  (int64_t)offset + (int64_t)n < total);
+    return nv__out_json(b, json, err);
+}
+
+static int
+get_job(nv_engine *e, const char *queue, const char *id, nv__wq **wq,
+        nv_job *out, nv_error *err)
+{
+    int rc = find_queue(e, queue, wq, err);
+
+    if (rc != NV_OK)
+        return rc;
+    if (id == NULL || !nv__valid_key(id))
+        return nv__error(err, NV_EINVAL, "id: expected 1..256 bytes of UTF-8 "
+                         "without control characters");
+    rc = e->queue.ops->get(e->queue.self, queue, id, out, err);
+    if (rc == NV_EJOB_NOT_FOUND || rc == NV_ENOTFOUND)
+        return nv__error(err, NV_EJOB_NOT_FOUND, "job '%s' not found in "
+                         "queue '%s'", id, queue);
+    return rc;
+}
+
+int
+nv_job_get(nv_engine *e, const char *queue, const char *id, char **json,
+           nv_error *err)
+{
+    nv__wq *wq;
+    nv_job j;
+    int rc;
+
+    memset(&j, 0, sizeof(j));
+    rc = get_job(e, queue, id, &wq, &j, err);
+    if (rc != NV_OK)
+        return rc;
+    rc = nv__out_json(nv__job_json(&j), json, err);
+    nv_job_release(&j);
+    return rc;
+}
+
+static void
+mark_manual_retry(nv_engine *e, const nv_job *j)
+{
+    char *rest = nv__asprintf("retry:%s:%s", j->queue, j->id);
+    char *key = rest != NULL ? nv__engine_key(e, "store", rest) : NULL;
+
+    if (key != NULL)
+        e->store.ops->kv_set(e->store.self, key, "1", 0, NULL);
+    nv__free(key);
+    nv__free(rest);
+}
+
+int
+nv_job_retry(nv_engine *e, const char *queue, const char *id, char **json,
+             nv_error *err)
+{
+    nv__wq *wq;
+    nv_job j, after;
+    const nv__flowrt *f = NULL;
+    int rc;
+
+    memset(&j, 0, sizeof(j));
+    memset(&after, 0, sizeof(after));
+    rc = get_job(e, queue, id, &wq, &j, err);
+    if (rc != NV_OK)
+        return rc;
+    if (j.state != NV_JOB_FAILED) {
+        rc = nv__error(err, NV_EJOB_NOT_FAILED, "job '%s' is %s, not failed",
+                       id, nv__job_state_name(j.state));
+        goto out;
+    }
+    if (j.run_id[0] != '\0') {
+        nv__run_proj p;
+        nv_event *evs = NULL;
+        size_t nev = 0;
+
+        f = nv__flowrt_find(e, j.flow_name);
+        rc = f == NULL ? nv__error(err, NV_ERUN_NOT_RUNNING, "flow '%s' is "
+                                   "not registered", j.flow_name)
+                       : nv__run_load(e, f, j.run_id, &evs, &nev, &p, err);
+        if (rc == NV_OK) {
+            int running = p.status == NV_RUN_RUNNING;
+
+            nv__run_proj_release(&p);
+            nv_events_free(evs, nev);
+            if (!running)
+                rc = nv__error(err, NV_ERUN_NOT_RUNNING, "run '%s' is not "
+                               "running", j.run_id);
+        } else if (rc == NV_ERUN_NOT_FOUND) {
+            rc = nv__error(err, NV_ERUN_NOT_RUNNING, "run '%s' is not "
+                           "running", j.run_id);
+        }
+        if (rc != NV_OK)
+            goto out;
+    }
+    mark_manual_retry(e, &j);
+    rc = e->queue.ops->retry(e->queue.self, queue, id, nv__now(e), &after,
+                             err);
+    if (rc != NV_OK)
+        goto out;
+    if (f != NULL) {
+        nv__jobopts o;
+        json_t *d;
+
+        nv__job_opts(wq, &j, &o);
+        d = json_pack("{sssisisisisb}", "error",
+                      j.failed_reason ? j.failed_reason : "",
+                      "attempt", j.attempts_made, "maxAttempts", o.attempts,
+                      "nextAttempt", j.attempts_made + 1, "delayMs", 0,
+                      "manual", 1);
+        nv__run_append(e, j.flow_name, j.run_id, "step.retry", j.step_name,
+                       NULL, j.attempts_made, d, -1, NULL, NULL);
+        json_decref(d);
+    }
+    if (nv__publishing(e))
+        nv__job_event(e, &after, "waiting", NULL);
+    rc = nv__out_json(nv__job_json(&after), json, err);
+out:
+    nv_job_release(&j);
+    nv_job_release(&after);
+    return rc;
+}
+
+int
+nv_job_remove(nv_engine *e, const char *queue, const char *id, char **body,
+              nv_error *err)
+{
+    nv__wq *wq;
+    nv_job j, removed;
+    int rc;
+
+    memset(&j, 0, sizeof(j));
+    memset(&removed, 0, sizeof(removed));
+    rc = get_job(e, queue, id, &wq, &j, err);
+    if (rc != NV_OK)
+        return rc;
+    if (j.state == NV_JOB_ACTIVE) {
+        rc = nv__error(err, NV_EJOB_ACTIVE, "job '%s' is active", id);
+        goto out;
+    }
+    if (j.run_id[0] != '\0' && j.state != NV_JOB_COMPLETED &&
+        j.state != NV_JOB_FAILED) {
+        const nv__flowrt *f = nv__flowrt_find(e, j.flow_name);
+        nv__run_proj p;
+        nv_event *evs = NULL;
+        size_t nev = 0;
+
+        if (f != NULL && nv__run_load(e, f, j.run_id, &evs, &nev, &p,
+                                      NULL) == NV_OK) {
+            int running = p.status == NV_RUN_RUNNING;
+
+            nv__run_proj_release(&p);
+            nv_events_free(evs, nev);
+            if (running) {
+                rc = nv__error(err, NV_ERUN_RUNNING, "job '%s' belongs to "
+                               "running run '%s': cancel the run instead",
+                               id, j.run_id);
+                goto out;
+            }
+        }
+    }
+    rc = e->queue.ops->remove(e->queue.self, queue, id, &removed, err);
+    if (rc == NV_EJOB_NOT_FOUND || rc == NV_ENOTFOUND)
+        rc = nv__error(err, NV_EJOB_NOT_FOUND, "job '%s' not found in queue "
+                       "'%s'", id, queue);
+    if (rc != NV_OK)
+        goto out;
+    if (nv__publishing(e))
+        nv__job_event(e, &j, "removed", NULL);
+    if (body != NULL)
+        rc = nv__out_json(json_pack("{sbss}", "success", 1, "id", id), body,
+                          err);
+out:
+    nv_job_release(&j);
+    nv_job_release(&removed);
+    return rc;
+}

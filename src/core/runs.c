@@ -1,0 +1,558 @@
+/*
+ * The run index (IX-1..IX-7) and the run queries of the API: run bodies
+ * with events (API-8, API-32), run lists (API-7, API-31), recent runs
+ * (API-13), clear history, rebuild, retention, and the analyzed flows
+ * (API-5). The index is a cache of the streams' projection: it is written
+ * after each projection and refreshed within 1 s after other appends.
+ */
+#include <string.h>
+#include <time.h>
+
+#include "core/engine_int.h"
+#include "core/util.h"
+
+static const char *const terminal_statuses = "completed,failed,canceled,stalled";
+
+/* ---- Keeping the index current (IX-3) ---- */
+
+void
+nv__index_update(nv_engine *e, const nv__flowrt *f, const char *run_id,
+                 const nv__run_proj *p)
+{
+    json_t *m = nv__run_proj_meta(p, &f->def);
+    char *ms = m != NULL ? nv__dump(m) : NULL;
+    char *key = nv__index_key(e, f->flow->name);
+
+    json_decref(m);
+    if (ms != NULL && key != NULL) {
+        int rc = e->store.ops->idx_set_meta(e->store.self, key, run_id, ms,
+                                            terminal_statuses, NULL);
+
+        if (rc == NV_ENOTFOUND)
+            e->store.ops->idx_put(e->store.self, key, run_id,
+                                  (double)p->started_ms, ms, NULL);
+    }
+    nv__free(ms);
+    nv__free(key);
+    pthread_mutex_lock(&e->dirty_mu);
+    json_object_del(e->dirty, run_id);
+    pthread_mutex_unlock(&e->dirty_mu);
+}
+
+void
+nv__index_mark_dirty(nv_engine *e, const char *flow, const char *run_id)
+{
+    pthread_mutex_lock(&e->dirty_mu);
+    if (json_object_get(e->dirty, run_id) == NULL)
+        json_object_set_new(e->dirty, run_id, json_string(flow));
+    pthread_mutex_unlock(&e->dirty_mu);
+}
+
+void
+nv__index_flush(nv_engine *e)
+{
+    json_t *d;
+    const char *run;
+    json_t *v;
+
+    pthread_mutex_lock(&e->dirty_mu);
+    d = e->dirty;
+    e->dirty = json_object();
+    if (e->dirty == NULL)
+        e->dirty = d, d = NULL;
+    pthread_mutex_unlock(&e->dirty_mu);
+    if (d == NULL)
+        return;
+    json_object_foreach(d, run, v) {
+        const nv__flowrt *f = nv__flowrt_find(e, json_string_value(v));
+        nv_event *evs = NULL;
+        size_t n = 0;
+        nv__run_proj p;
+
+        if (f == NULL || nv__run_load(e, f, run, &evs, &n, &p, NULL) != NV_OK)
+            continue;
+        nv__index_update(e, f, run, &p);
+        nv__run_proj_release(&p);
+        nv_events_free(evs, n);
+    }
+    json_decref(d);
+}
+
+/* ---- Helpers ---- */
+
+static int
+check_flow(nv_engine *e, const char *flow, const nv__flowrt **out,
+           nv_error *err)
+{
+    int rc;
+
+    if (e == NULL)
+        return nv__error(err, NV_EINVAL, "engine must not be NULL");
+    rc = nv__name_ok("flow", flow, err);
+    if (rc != NV_OK)
+        return rc;
+    *out = nv__flowrt_find(e, flow);
+    if (*out == NULL)
+        return nv__error(err, NV_EFLOW_NOT_FOUND, "flow '%s' not found", flow);
+    return NV_OK;
+}
+
+static int
+load_index(nv_engine *e, const char *flow, nv_index_entry **v, size_t *n,
+           nv_error *err)
+{
+    char *key = nv__index_key(e, flow);
+    int rc;
+
+    if (key == NULL)
+        return nv__error(err, NV_ENOMEM, "out of memory");
+    *v = NULL;
+    *n = 0;
+    rc = e->store.ops->idx_range(e->store.self, key, 1, 0, -1, v, n, NULL,
+                                 err);
+    nv__free(key);
+    return rc;
+}
+
+/* Epoch ms of "YYYY-MM-DDTHH:MM:SS.mmmZ"; 0 when malformed. */
+static int64_t
+iso_ms(const char *s)
+{
+    struct tm tm;
+    int ms = 0;
+
+    if (s == NULL)
+        return 0;
+    memset(&tm, 0, sizeof(tm));
+    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &tm.tm_year, &tm.tm_mon,
+               &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) < 6)
+        return 0;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (int64_t)timegm(&tm) * 1000 + ms;
+}
+
+static const char *
+meta_status(json_t *m)
+{
+    const char *s = json_string_value(json_object_get(m, "status"));
+
+    return s != NULL ? s : "running";
+}
+
+/* API-31 item from an index entry. */
+static json_t *
+run_item(const char *flow, const nv_index_entry *ent)
+{
+    json_t *m = ent->meta ? json_loads(ent->meta, 0, NULL) : NULL;
+    json_t *it;
+
+    it = json_pack("{sssssssosOsOsO}", "id", ent->member, "flowName", flow,
+                   "status", meta_status(m),
+                   "createdAt", nv__json_iso((int64_t)ent->score),
+                   "startedAt", json_object_get(m, "startedAt")
+                                ? json_object_get(m, "startedAt")
+                                : json_null(),
+                   "stepCount", json_object_get(m, "stepCount")
+                                ? json_object_get(m, "stepCount")
+                                : json_integer(0),
+                   "completedSteps", json_object_get(m, "completedSteps")
+                                ? json_object_get(m, "completedSteps")
+                                : json_integer(0));
+    if (it != NULL && json_object_get(m, "completedAt") != NULL)
+        json_object_set(it, "completedAt", json_object_get(m, "completedAt"));
+    json_decref(m);
+    return it;
+}
+
+/* ---- Queries ---- */
+
+int
+nv_runs_list(nv_engine *e, const char *flow, const char *status, int offset,
+             int limit, char **json, nv_error *err)
+{
+    const nv__flowrt *f;
+    nv_index_entry *v = NULL;
+    size_t n = 0;
+    int64_t total = 0, count = 0;
+    json_t *items;
+    int rc = check_flow(e, flow, &f, err);
+
+    if (rc != NV_OK)
+        return rc;
+    if (status != NULL && nv__run_status_parse(status) < 0)
+        return nv__error(err, NV_EINVAL, "status: expected running, "
+                         "completed, failed, canceled or stalled");
+    if (limit < 1 || limit > 100)
+        return nv__error(err, NV_EINVAL, "limit: expected integer 1..100, "
+                         "got %d", limit);
+    if (offset < 0)
+        return nv__error(err, NV_EINVAL, "offset: expected integer >= 0, "
+                         "got %d", offset);
+    rc = load_index(e, flow, &v, &n, err);
+    if (rc != NV_OK)
+        return rc;
+    items = json_array();
+    for (size_t i = 0; i < n; i++) {
+        if (status != NULL) {
+            json_t *m = v[i].meta ? json_loads(v[i].meta, 0, NULL) : NULL;
+            int match = strcmp(meta_status(m), status) == 0;
+
+            json_decref(m);
+            if (!match)
+                continue;
+        }
+        if (total >= offset && count < limit) {
+            json_array_append_new(items, run_item(flow, &v[i]));
+            count++;
+        }
+        total++;
+    }
+    nv_index_entries_free(v, n);
+    return nv__out_json(json_pack("{sssIsIsisisbso}", "flowName", flow,
+                                  "count", (json_int_t)count, "total",
+                                  (json_int_t)total, "offset", offset,
+                                  "limit", limit, "hasMore",
+                                  offset + count < total, "items", items),
+                        json, err);
+}
+
+static int
+item_cmp(const void *a, const void *b)
+{
+    double x = json_real_value(json_object_get(*(json_t *const *)a, "_s"));
+    double y = json_real_value(json_object_get(*(json_t *const *)b, "_s"));
+
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+int
+nv_runs_recent(nv_engine *e, int limit, char **json, nv_error *err)
+{
+    json_t *all, *items;
+    json_t **arr;
+    size_t total;
+
+    if (e == NULL)
+        return nv__error(err, NV_EINVAL, "engine must not be NULL");
+    if (limit < 1 || limit > 50)
+        return nv__error(err, NV_EINVAL, "limit: expected integer 1..50, "
+                         "got %d", limit);
+    all = json_array();
+    for (size_t i = 0; i < e->nflows; i++) {
+        const char *flow = e->flows[i].flow->name;
+        char *key = nv__index_key(e, flow);
+        nv_index_entry *v = NULL;
+        size_t n = 0;
+
+        if (key != NULL &&
+            e->store.ops->idx_range(e->store.self, key, 1, 0, limit, &v, &n,
+                                    NULL, NULL) == NV_OK) {
+            for (size_t k = 0; k < n; k++) {
+                json_t *it = run_item(flow, &v[k]);
+
+                if (it == NULL)
+                    continue;
+                json_object_set_new(it, "flowDisplayName", json_string(flow));
+                json_object_set_new(it, "_s", json_real(v[k].score));
+                json_array_append_new(all, it);
+            }
+            nv_index_entries_free(v, n);
+        }
+        nv__free(key);
+    }
+    total = json_array_size(all);
+    arr = nv__calloc(total + 1, sizeof(*arr));
+    if (arr == NULL) {
+        json_decref(all);
+        return nv__error(err, NV_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < total; i++)
+        arr[i] = json_array_get(all, i);
+    qsort(arr, total, sizeof(*arr), item_cmp);
+    items = json_array();
+    for (size_t i = 0; i < total && i < (size_t)limit; i++) {
+        json_object_del(arr[i], "_s");
+        json_array_append(items, arr[i]);
+    }
+    nv__free(arr);
+    json_decref(all);
+    return nv__out_json(json_pack("{sIso}", "count",
+                                  (json_int_t)json_array_size(items), "items",
+                                  items), json, err);
+}
+
+static int
+type_listed(const char *types, const char *type)
+{
+    size_t n = strlen(type);
+
+    for (const char *p = types; *p != '\0';) {
+        size_t k = strcspn(p, ",");
+
+        if (k == n && strncmp(p, type, n) == 0)
+            return 1;
+        p += k;
+        if (*p == ',')
+            p++;
+    }
+    return 0;
+}
+
+int
+nv_run_get(nv_engine *e, const char *flow, const char *run_id,
+           const char *after, const char *types, int limit, char **json,
+           nv_error *err)
+{
+    const nv__flowrt *f;
+    nv_event *evs = NULL;
+    size_t n = 0;
+    nv__run_proj p;
+    json_t *body, *events;
+    int more = 0, rc;
+
+    if (e == NULL)
+        return nv__error(err, NV_EINVAL, "engine must not be NULL");
+    if (flow != NULL) {
+        rc = check_flow(e, flow, &f, err);
+        if (rc != NV_OK)
+            return rc;
+    }
+    if (limit < 1 || limit > 10000)
+        return nv__error(err, NV_EINVAL, "limit: expected integer 1..10000, "
+                         "got %d", limit);
+    if (run_id == NULL || !nv__valid_key(run_id))
+        return nv__error(err, NV_ERUN_NOT_FOUND, "run not found");
+    f = nv__run_flow(e, flow, run_id);
+    if (f == NULL)
+        return nv__error(err, NV_ERUN_NOT_FOUND, "run '%s' not found", run_id);
+    if (after != NULL && *after != '\0') {
+        int64_t a, b;
+
+        if (nv__event_id_parse(after, &a, &b) != 0)
+            return nv__error(err, NV_EINVAL, "after: invalid event id '%s'",
+                             after);
+    }
+    rc = nv__run_load(e, f, run_id, &evs, &n, &p, err);
+    if (rc != NV_OK)
+        return rc;
+    body = nv__run_proj_body(&p, &f->def, run_id);
+    events = json_array();
+    for (size_t i = 0; i < n; i++) {
+        if (after != NULL && *after != '\0' &&
+            nv__event_id_cmp(evs[i].id, after) <= 0)
+            continue;
+        if (types != NULL && *types != '\0' && !type_listed(types, evs[i].type))
+            continue;
+        if (json_array_size(events) >= (size_t)limit) {
+            more = 1;
+            break;
+        }
+        json_array_append_new(events, nv__event_json(&evs[i]));
+    }
+    nv__run_proj_release(&p);
+    nv_events_free(evs, n);
+    if (body == NULL) {
+        json_decref(events);
+        return nv__error(err, NV_ENOMEM, "out of memory");
+    }
+    json_object_set_new(body, "events", events);
+    json_object_set_new(body, "hasMore", json_boolean(more));
+    return nv__out_json(body, json, err);
+}
+
+int
+nv_flows_json(nv_engine *e, char **json, nv_error *err)
+{
+    json_t *a;
+
+    if (e == NULL)
+        return nv__error(err, NV_EINVAL, "engine must not be NULL");
+    a = json_array();
+    for (size_t i = 0; a != NULL && i < e->nflows; i++) {
+        json_t *o = e->flows[i].flow->analyzed;
+
+        json_array_append(a, o != NULL ? o : json_object());
+    }
+    return nv__out_json(a, json, err);
+}
+
+/* ---- Retention (IX-5, IX-7) ---- */
+
+int
+nv__run_remove(nv_engine *e, const char *flow, const char *run_id)
+{
+    char *skey = nv__stream_key(e, run_id);
+    char *ikey = nv__index_key(e, flow);
+    char *rest = nv__asprintf("logs:%s", run_id);
+    char *lkey = rest != NULL ? nv__engine_key(e, "store", rest) : NULL;
+    int rc = NV_ENOMEM;
+
+    if (skey != NULL && ikey != NULL && lkey != NULL) {
+        rc = e->stream.ops->del(e->stream.self, skey, NULL);
+        if (rc == NV_OK)
+            rc = e->store.ops->idx_del(e->store.self, ikey, run_id, NULL);
+        e->store.ops->kv_del(e->store.self, lkey, NULL);
+        nv__state_drop_run(e, run_id);
+    }
+    nv__free(skey);
+    nv__free(ikey);
+    nv__free(rest);
+    nv__free(lkey);
+    return rc;
+}
+
+int
+nv__retention(nv_engine *e, const char *flow, int all_finished,
+              int64_t *removed, int64_t *kept_running, nv_error *err)
+{
+    nv_index_entry *v = NULL;
+    size_t n = 0;
+    int64_t now = nv__now(e), rm = 0, kept = 0;
+    int rc;
+
+    if (!all_finished) {
+        char *key;
+        int64_t total = 0;
+
+        if (e->max_runs == 0 && e->max_age == 0)
+            return NV_OK;
+        /* cheap check first: most terminal events need no retention */
+        key = nv__index_key(e, flow);
+        if (key == NULL)
+            return NV_ENOMEM;
+        rc = e->store.ops->idx_range(e->store.self, key, 1, 0, 0, &v, &n,
+                                     &total, err);
+        nv_index_entries_free(v, n);
+        nv__free(key);
+        if (rc != NV_OK)
+            return rc;
+        if (e->max_age == 0 && total <= e->max_runs)
+            return NV_OK;
+    }
+    rc = load_index(e, flow, &v, &n, err);
+    if (rc != NV_OK)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        json_t *m = v[i].meta ? json_loads(v[i].meta, 0, NULL) : NULL;
+        int running = strcmp(meta_status(m), "running") == 0;
+        int64_t done = iso_ms(json_string_value(json_object_get(m,
+                                                               "completedAt")));
+        int drop = 0;
+
+        json_decref(m);
+        if (running) {
+            kept++;
+            continue;
+        }
+        if (all_finished)
+            drop = 1;
+        else if (e->max_runs > 0 && (int64_t)i >= e->max_runs)
+            drop = 1;
+        else if (e->max_age > 0 && done > 0 && done < now - e->max_age)
+            drop = 1;
+        if (drop && nv__run_remove(e, flow, v[i].member) == NV_OK)
+            rm++;
+    }
+    nv_index_entries_free(v, n);
+    if (removed != NULL)
+        *removed = rm;
+    if (kept_running != NULL)
+        *kept_running = kept;
+    return NV_OK;
+}
+
+int
+nv_flow_clear_history(nv_engine *e, const char *flow, char **json,
+                      nv_error *err)
+{
+    const nv__flowrt *f;
+    int64_t removed = 0, kept = 0;
+    int rc = check_flow(e, flow, &f, err);
+
+    if (rc != NV_OK)
+        return rc;
+    rc = nv__retention(e, flow, 1, &removed, &kept, err);
+    if (rc != NV_OK)
+        return rc;
+    return nv__out_json(json_pack("{sbsssIsbsI}", "success", 1, "flowName",
+                                  flow, "deletedStreams", (json_int_t)removed,
+                                  "deletedIndex", kept == 0, "keptRunning",
+                                  (json_int_t)kept), json, err);
+}
+
+/* ---- Rebuild (IX-4) ---- */
+
+static int
+rebuild_flow(nv_engine *e, const nv__flowrt *f, int64_t *runs, nv_error *err)
+{
+    nv_index_entry *v = NULL;
+    size_t n = 0;
+    int rc = load_index(e, f->flow->name, &v, &n, err);
+
+    if (rc != NV_OK)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        nv_event *evs = NULL;
+        size_t ne = 0;
+        nv__run_proj p;
+        char *key;
+
+        rc = nv__run_load(e, f, v[i].member, &evs, &ne, &p, NULL);
+        if (rc == NV_ERUN_NOT_FOUND) {
+            key = nv__index_key(e, f->flow->name);
+            if (key != NULL)
+                e->store.ops->idx_del(e->store.self, key, v[i].member, NULL);
+            nv__free(key);
+            continue;
+        }
+        if (rc != NV_OK)
+            continue;
+        {
+            json_t *m = nv__run_proj_meta(&p, &f->def);
+            char *ms = m != NULL ? nv__dump(m) : NULL;
+
+            key = nv__index_key(e, f->flow->name);
+            if (ms != NULL && key != NULL)
+                e->store.ops->idx_put(e->store.self, key, v[i].member,
+                                      (double)p.started_ms, ms, NULL);
+            nv__free(ms);
+            nv__free(key);
+            json_decref(m);
+        }
+        (*runs)++;
+        nv__run_proj_release(&p);
+        nv_events_free(evs, ne);
+    }
+    nv_index_entries_free(v, n);
+    return NV_OK;
+}
+
+int
+nv_index_rebuild(nv_engine *e, const char *flow, char **json, nv_error *err)
+{
+    int64_t runs = 0, flows = 0;
+    int rc;
+
+    if (e == NULL)
+        return nv__error(err, NV_EINVAL, "engine must not be NULL");
+    if (flow != NULL) {
+        const nv__flowrt *f;
+
+        rc = check_flow(e, flow, &f, err);
+        if (rc == NV_OK)
+            rc = rebuild_flow(e, f, &runs, err);
+        if (rc != NV_OK)
+            return rc;
+        flows = 1;
+    } else {
+        for (size_t i = 0; i < e->nflows; i++) {
+            rc = rebuild_flow(e, &e->flows[i], &runs, err);
+            if (rc != NV_OK)
+                return rc;
+            flows++;
+        }
+    }
+    return nv__out_json(json_pack("{sIsI}", "flows", (json_int_t)flows,
+                                  "runs", (json_int_t)runs), json, err);
+}

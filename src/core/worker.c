@@ -1,0 +1,560 @@
+/*
+ * Worker pools (W-1..W-7): per queue 'concurrency' threads reserve jobs with
+ * a lease, run the handler with a context, and end the attempt (Q-6..Q-8).
+ * A watch thread renews leases (W-2) and fixes the outcome of attempts that
+ * pass their deadline (W-5). An attempt's outcome is fixed once: by the
+ * worker when the handler returns, or earlier by the timeout, or by the
+ * release at shutdown (ctx->done under wq->mu).
+ */
+#include <string.h>
+#include <time.h>
+
+#include "core/engine_int.h"
+#include "core/util.h"
+
+static const double bucket_bounds[NV__HIST_BUCKETS - 1] = {
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300,
+};
+
+int
+nv__job_opts(nv__wq *wq, const nv_job *job, nv__jobopts *o)
+{
+    json_t *j;
+    int rc;
+
+    if (job->opts == NULL || strcmp(job->opts, wq->default_opts) == 0) {
+        *o = wq->fn->opts;
+        return NV_OK;
+    }
+    nv__jobopts_default(o);
+    j = json_loads(job->opts, 0, NULL);
+    if (j == NULL) {
+        *o = wq->fn->opts;
+        return NV_EINVAL;
+    }
+    rc = nv__jobopts_apply(o, j, 1, "opts", NULL);
+    json_decref(j);
+    if (rc != NV_OK)
+        *o = wq->fn->opts;
+    return rc;
+}
+
+/* ---- The active list ---- */
+
+static void
+active_add(nv__wq *wq, nv_ctx *c)
+{
+    pthread_mutex_lock(&wq->mu);
+    c->prev = NULL;
+    c->next = wq->active;
+    if (wq->active != NULL)
+        wq->active->prev = c;
+    wq->active = c;
+    atomic_fetch_add(&wq->nactive, 1);
+    pthread_mutex_unlock(&wq->mu);
+}
+
+/* Claim the outcome: 1 when this caller fixes it, 0 when already fixed.
+ * Waits for a timeout outcome still being written. */
+static int
+outcome_claim(nv__wq *wq, nv_ctx *c)
+{
+    int mine;
+
+    pthread_mutex_lock(&wq->mu);
+    while (c->busy) {
+        pthread_mutex_unlock(&wq->mu);
+        nv__sleep_ms(1);
+        pthread_mutex_lock(&wq->mu);
+    }
+    mine = !c->done;
+    c->done = 1;
+    pthread_mutex_unlock(&wq->mu);
+    return mine;
+}
+
+static void
+active_remove(nv__wq *wq, nv_ctx *c)
+{
+    nv_engine *e = wq->e;
+
+    pthread_mutex_lock(&wq->mu);
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        wq->active = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    atomic_fetch_sub(&wq->nactive, 1);
+    pthread_mutex_unlock(&wq->mu);
+    if (atomic_load(&e->stopping)) {
+        pthread_mutex_lock(&e->mu);
+        pthread_cond_broadcast(&e->cv);
+        pthread_mutex_unlock(&e->mu);
+    }
+}
+
+void
+nv__attempts_cancel(nv_engine *e, const char *run_id, const char *reason)
+{
+    for (size_t i = 0; i < e->nwq; i++) {
+        nv__wq *wq = &e->wqs[i];
+
+        if (atomic_load(&wq->nactive) == 0)
+            continue;
+        pthread_mutex_lock(&wq->mu);
+        for (nv_ctx *c = wq->active; c != NULL; c = c->next) {
+            const char *none = NULL;
+
+            if (run_id == NULL || strcmp(c->job.run_id, run_id) == 0)
+                atomic_compare_exchange_strong(&c->cancel, &none, reason);
+        }
+        pthread_mutex_unlock(&wq->mu);
+    }
+}
+
+/* ---- Outcome ---- */
+
+static int
+manual_retry_marked(nv_engine *e, const nv_job *j, int del)
+{
+    char *rest = nv__asprintf("retry:%s:%s", j->queue, j->id);
+    char *key = rest != NULL ? nv__engine_key(e, "store", rest) : NULL;
+    char *v = NULL;
+    int marked = 0;
+
+    if (key != NULL) {
+        if (del) {
+            e->store.ops->kv_del(e->store.self, key, NULL);
+        } else if (e->store.ops->kv_get(e->store.self, key, nv__now(e), &v,
+                                        NULL) == NV_OK) {
+            marked = 1;
+            nv_free(v);
+        }
+    }
+    nv__free(key);
+    nv__free(rest);
+    return marked;
+}
+
+static void
+plain_state_cleanup(nv_engine *e, const nv_job *j)
+{
+    if (j->run_id[0] != '\0' || e->state_scope != 0)
+        return;
+    if (e->state_cleanup == 1 || e->state_cleanup == 2)
+        nv__state_drop_job(e, j->queue, j->id);
+}
+
+/*
+ * End the attempt: 'ok' success, else failure with 'forced' (timeout) or
+ * the handler's message. Called once per attempt (outcome_claim).
+ */
+static void
+outcome(nv_ctx *c, int ok, int rc_handler, const char *forced)
+{
+    nv_engine *e = c->e;
+    nv_job *j = &c->job;
+    nv_finish f = { 0 };
+    nv_error err;
+    char msgbuf[64];
+    const char *msg = NULL, *type;
+    int64_t now = nv__now(e), wait = 0;
+    int final = 1, rc;
+
+    if (c->flow != NULL) {
+        /* W-4: an attempt whose lease is gone records nothing. */
+        rc = e->queue.ops->extend(e->queue.self, j->queue, j->id,
+                                  j->lease_token, now + c->wq->fn->lock_ms,
+                                  &err);
+        if (rc != NV_OK) {
+            nv__engine_log(e, NV_LOG_WARN, "job %s of queue %s: lease lost, "
+                           "outcome discarded", j->id, j->queue);
+            return;
+        }
+    }
+    if (ok) {
+        if (c->flow != NULL)
+            nv__flow_after(c, 1, NULL, NULL, 1, 0);
+        f.kind = NV_FINISH_COMPLETE;
+        f.returnvalue = c->result != NULL ? c->result : "null";
+        type = "completed";
+    } else {
+        if (forced != NULL) {
+            msg = forced;
+        } else if (c->fail_msg != NULL) {
+            msg = c->fail_msg;
+        } else {
+            snprintf(msgbuf, sizeof(msgbuf), "handler failed (%d)",
+                     rc_handler);
+            msg = msgbuf;
+        }
+        final = c->attempt >= c->opts.attempts ||
+                (c->fail_flags & NV_FAIL_NO_RETRY) != 0;
+        if (!final && j->attempts_made > 0 && manual_retry_marked(e, j, 0))
+            final = 1;
+        if (!final)
+            wait = nv__backoff_ms(&c->opts, c->attempt, nv__random_unit());
+        if (c->flow != NULL)
+            nv__flow_after(c, 0, msg, c->fail_stack, final, wait);
+        f.kind = final ? NV_FINISH_FAIL : NV_FINISH_RETRY;
+        f.failed_reason = msg;
+        f.retry_at = now > INT64_MAX - wait ? INT64_MAX : now + wait;
+        type = final ? "failed" : "retry";
+    }
+    rc = e->queue.ops->finish(e->queue.self, j->queue, j->id, j->lease_token,
+                              &f, now, &err);
+    if (rc == NV_ELEASE) {
+        nv__engine_log(e, NV_LOG_WARN, "job %s of queue %s: lease lost, "
+                       "outcome discarded", j->id, j->queue);
+        return;
+    }
+    if (rc != NV_OK) {
+        nv__engine_log(e, NV_LOG_ERROR, "job %s of queue %s: finish: %s",
+                       j->id, j->queue, err.msg);
+        return;
+    }
+    if (final) {
+        if (j->attempts_made > 0)
+            manual_retry_marked(e, j, 1);
+        plain_state_cleanup(e, j);
+    }
+    if (nv__publishing(e)) {
+        nv_job tmp = *j;
+
+        tmp.attempts_made = c->attempt;
+        nv__job_event(e, &tmp, type, ok ? NULL : msg);
+    }
+}
+
+static void
+observe(nv__wq *wq, int64_t us, int failed)
+{
+    double s = (double)us / 1e6;
+    int b = NV__HIST_BUCKETS - 1;
+
+    for (int i = 0; i < NV__HIST_BUCKETS - 1; i++) {
+        if (s <= bucket_bounds[i]) {
+            b = i;
+            break;
+        }
+    }
+    atomic_fetch_add_explicit(&wq->hist[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&wq->hist_sum_us, us, memory_order_relaxed);
+    atomic_fetch_add_explicit(&wq->processed, 1, memory_order_relaxed);
+    if (failed)
+        atomic_fetch_add_explicit(&wq->failed, 1, memory_order_relaxed);
+}
+
+double
+nv__hist_bound(int i);
+double
+nv__hist_bound(int i)
+{
+    return bucket_bounds[i];
+}
+
+static void
+ctx_release(nv_ctx *c)
+{
+    nv__free(c->result);
+    nv__free(c->fail_msg);
+    nv__free(c->fail_stack);
+    nv__free(c->stream_key);
+    for (size_t i = 0; i < c->nemit; i++)
+        nv__free(c->emit_ids[i]);
+    nv__free(c->emit_ids);
+    pthread_mutex_destroy(&c->mu);
+}
+
+static void
+run_attempt(nv__wq *wq, nv_ctx *c, nv_job *job)
+{
+    nv_engine *e = wq->e;
+    const nv__function *fn = wq->fn;
+    int64_t now = nv__now(e), t0, us;
+    int rc, ok;
+
+    memset(c, 0, sizeof(*c));
+    pthread_mutex_init(&c->mu, NULL);
+    c->e = e;
+    c->wq = wq;
+    c->job = *job;
+    nv__job_opts(wq, job, &c->opts);
+    c->attempt = job->attempts_made + 1;
+    c->start_ms = now;
+    c->deadline = c->opts.timeout > 0 ? now + c->opts.timeout : 0;
+    c->next_hb = now + fn->lock_ms / 2;
+    if (job->run_id[0] != '\0') {
+        c->flow = nv__flowrt_find(e, job->flow_name);
+        snprintf(c->step_id, sizeof(c->step_id), "%s__%s__attempt-%d",
+                 job->run_id, job->step_name, c->attempt);
+    } else {
+        snprintf(c->step_id, sizeof(c->step_id), "%.*s__%s__attempt-%d",
+                 (int)(sizeof(c->step_id) - NV_NAME_MAX - 24), job->id,
+                 job->name, c->attempt);
+    }
+    active_add(wq, c);
+    if (atomic_load(&e->stopping))
+        atomic_store(&c->cancel, "shutdown");
+    if (c->deadline != 0) {
+        pthread_mutex_lock(&e->mu);
+        pthread_cond_broadcast(&e->cv);
+        pthread_mutex_unlock(&e->mu);
+    }
+    if (job->run_id[0] != '\0') {
+        if (c->flow == NULL || nv__flow_before(c) != 0) {
+            outcome_claim(wq, c);
+            active_remove(wq, c);
+            ctx_release(c);
+            return;
+        }
+    }
+    if (nv__publishing(e))
+        nv__job_event(e, job, "active", NULL);
+    t0 = nv__monotonic_ms();
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    rc = fn->handler(c, job->data != NULL ? job->data : "{}", fn->ud);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    (void)t0;
+    us = (int64_t)(b.tv_sec - a.tv_sec) * 1000000 +
+         (b.tv_nsec - a.tv_nsec) / 1000;
+    pthread_mutex_lock(&c->mu);
+    c->returned = 1;
+    pthread_mutex_unlock(&c->mu);
+    ok = rc == NV_OK;
+    if (outcome_claim(wq, c)) {
+        outcome(c, ok, rc, NULL);
+        observe(wq, us, !ok);
+    }
+    active_remove(wq, c);
+    ctx_release(c);
+}
+
+/* ---- Worker threads ---- */
+
+static int64_t
+wait_ms(int64_t now, int64_t next_at)
+{
+    int64_t d = 1000;
+
+    if (next_at > 0 && next_at - now < d)
+        d = next_at - now;
+    return d < 1 ? 1 : d;
+}
+
+static void *
+worker_main(void *arg)
+{
+    nv__wq *wq = arg;
+    nv_engine *e = wq->e;
+    nv_limiter lim = wq->fn->limiter;
+    nv_ctx *c = nv__malloc(sizeof(*c));
+    int64_t backoff = 0;
+
+    lim.grouped = wq->fn->group_key != NULL;
+    while (c != NULL && !atomic_load(&e->stopping)) {
+        nv_job job;
+        nv_error err;
+        int64_t now = nv__now(e), next_at = 0;
+        int rc;
+
+        memset(&job, 0, sizeof(job));
+        rc = e->queue.ops->reserve(e->queue.self, wq->fn->queue, now,
+                                   wq->fn->lock_ms, &lim, &job, &next_at,
+                                   &err);
+        if (rc == NV_ENOTFOUND) {
+            backoff = 0;
+            e->queue.ops->wait(e->queue.self, wq->fn->queue,
+                               wait_ms(now, next_at));
+            continue;
+        }
+        if (rc != NV_OK) {
+            /* back off up to 5 s while the backend is failing. */
+            backoff = backoff == 0 ? 50 : backoff * 2;
+            if (backoff > 5000)
+                backoff = 5000;
+            nv__engine_log(e, NV_LOG_WARN, "queue %s: reserve: %s",
+                           wq->fn->queue, err.msg);
+            e->queue.ops->wait(e->queue.self, wq->fn->queue, backoff);
+            continue;
+        }
+        backoff = 0;
+        run_attempt(wq, c, &job);
+        nv_job_release(&job);
+    }
+    nv__free(c);
+    return NULL;
+}
+
+/* ---- Heartbeats and timeouts ---- */
+
+static void
+heartbeat(nv_engine *e, nv__wq *wq, nv_ctx *c, int64_t now)
+{
+    nv_error err;
+    int rc = e->queue.ops->extend(e->queue.self, c->job.queue, c->job.id,
+                                  c->job.lease_token, now + wq->fn->lock_ms,
+                                  &err);
+
+    c->next_hb = now + wq->fn->lock_ms / 2;
+    if (rc == NV_ELEASE)
+        nv__engine_log(e, NV_LOG_WARN, "job %s of queue %s: lease lost",
+                       c->job.id, c->job.queue);
+}
+
+void
+nv__attempts_check(nv_engine *e, int64_t now, int hb)
+{
+    for (size_t i = 0; i < e->nwq; i++) {
+        nv__wq *wq = &e->wqs[i];
+        nv_ctx *hit;
+
+        if (atomic_load(&wq->nactive) == 0)
+            continue;
+        do {
+            hit = NULL;
+            pthread_mutex_lock(&wq->mu);
+            for (nv_ctx *c = wq->active; c != NULL; c = c->next) {
+                if (c->done)
+                    continue;
+                if (c->deadline != 0 && now >= c->deadline) {
+                    c->done = 1;
+                    c->busy = 1;
+                    hit = c;
+                    break;
+                }
+                if (hb && now >= c->next_hb)
+                    heartbeat(e, wq, c, now);
+            }
+            pthread_mutex_unlock(&wq->mu);
+            if (hit != NULL) {
+                char msg[64];
+                const char *none = NULL;
+
+                atomic_compare_exchange_strong(&hit->cancel, &none, "timeout");
+                snprintf(msg, sizeof(msg), "timed out after %lld ms",
+                         (long long)hit->opts.timeout);
+                outcome(hit, 0, NV_EUNAVAILABLE, msg);
+                observe(wq, (now - hit->start_ms) * 1000, 1);
+                pthread_mutex_lock(&wq->mu);
+                hit->busy = 0;
+                pthread_mutex_unlock(&wq->mu);
+            }
+        } while (hit != NULL);
+    }
+}
+
+static int64_t
+next_due(nv_engine *e)
+{
+    int64_t best = INT64_MAX;
+
+    for (size_t i = 0; i < e->nwq; i++) {
+        nv__wq *wq = &e->wqs[i];
+
+        if (atomic_load(&wq->nactive) == 0)
+            continue;
+        pthread_mutex_lock(&wq->mu);
+        for (nv_ctx *c = wq->active; c != NULL; c = c->next) {
+            if (c->done)
+                continue;
+            if (c->deadline != 0 && c->deadline < best)
+                best = c->deadline;
+            if (c->next_hb < best)
+                best = c->next_hb;
+        }
+        pthread_mutex_unlock(&wq->mu);
+    }
+    return best;
+}
+
+static void *
+watch_main(void *arg)
+{
+    nv_engine *e = arg;
+
+    while (!atomic_load(&e->stopping)) {
+        int64_t now = nv__now(e), due, d;
+        struct timespec ts;
+
+        nv__attempts_check(e, now, 1);
+        due = next_due(e);
+        d = due == INT64_MAX ? 250 : due - nv__now(e);
+        if (d > 250)
+            d = 250;
+        if (d < 1)
+            d = 1;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += d / 1000;
+        ts.tv_nsec += (d % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&e->mu);
+        if (!atomic_load(&e->stopping))
+            pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+        pthread_mutex_unlock(&e->mu);
+    }
+    return NULL;
+}
+
+int
+nv__workers_start(nv_engine *e, nv_error *err)
+{
+    for (size_t i = 0; i < e->nwq; i++) {
+        nv__wq *wq = &e->wqs[i];
+
+        wq->threads = nv__calloc((size_t)wq->fn->concurrency,
+                                 sizeof(pthread_t));
+        if (wq->threads == NULL)
+            return nv__error(err, NV_ENOMEM, "engine: out of memory");
+        for (int k = 0; k < wq->fn->concurrency; k++) {
+            if (pthread_create(&wq->threads[k], NULL, worker_main, wq) != 0)
+                return nv__error(err, NV_EINTERNAL, "cannot start worker "
+                                 "thread for queue '%s'", wq->fn->queue);
+            wq->nthreads = k + 1;
+        }
+    }
+    if (pthread_create(&e->watch_thread, NULL, watch_main, e) != 0)
+        return nv__error(err, NV_EINTERNAL, "cannot start watch thread");
+    e->have_watch = 1;
+    return NV_OK;
+}
+
+void
+nv__workers_join(nv_engine *e)
+{
+    e->queue.ops->wake(e->queue.self);
+    for (size_t i = 0; i < e->nwq; i++) {
+        nv__wq *wq = &e->wqs[i];
+
+        for (int k = 0; k < wq->nthreads; k++) {
+            /* A worker may enter its wait just after a wake: wake again. */
+            for (;;) {
+                struct timespec ts;
+
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += 5 * 1000000L;
+                if (ts.tv_nsec >= 1000000000L) {
+                    ts.tv_sec++;
+                    ts.tv_nsec -= 1000000000L;
+                }
+                if (pthread_timedjoin_np(wq->threads[k], NULL, &ts) == 0)
+                    break;
+                e->queue.ops->wake(e->queue.self);
+            }
+        }
+        wq->nthreads = 0;
+    }
+    if (e->have_watch) {
+        pthread_mutex_lock(&e->mu);
+        pthread_cond_broadcast(&e->cv);
+        pthread_mutex_unlock(&e->mu);
+        pthread_join(e->watch_thread, NULL);
+        e->have_watch = 0;
+    }
+}

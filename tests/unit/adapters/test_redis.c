@@ -1,0 +1,470 @@
+/*
+ * Redis adapters against a private redis-server each test starts on a free
+ * loopback port (and stops by pid): bad addresses and passwords, keys of
+ * the wrong type, a restart under load, and notifications between two
+ * adapter instances sharing one server.
+ */
+#include <criterion/criterion.h>
+#include <hiredis.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nvent/adapter.h"
+
+extern char **environ;
+
+struct server {
+    pid_t pid;
+    int   port;
+    char  dir[128];
+    char  password[32];
+};
+
+static int
+free_port(void)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET };
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+static void
+sleep_ms(int ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+    nanosleep(&ts, NULL);
+}
+
+static redisContext *
+client(const struct server *s)
+{
+    redisContext *c = redisConnect("127.0.0.1", s->port);
+
+    if (c != NULL && c->err == 0 && s->password[0] != '\0') {
+        redisReply *r = redisCommand(c, "AUTH %s", s->password);
+        freeReplyObject(r);
+    }
+    return c;
+}
+
+static void
+server_start(struct server *s)
+{
+    char port[16], log[200];
+    const char *argv[20];
+    int n = 0;
+
+    snprintf(port, sizeof(port), "%d", s->port);
+    snprintf(log, sizeof(log), "%s/redis.log", s->dir);
+    argv[n++] = "redis-server";
+    argv[n++] = "--bind";        argv[n++] = "127.0.0.1";
+    argv[n++] = "--port";        argv[n++] = port;
+    argv[n++] = "--dir";         argv[n++] = s->dir;
+    argv[n++] = "--appendonly";  argv[n++] = "yes";
+    argv[n++] = "--save";        argv[n++] = "";
+    argv[n++] = "--logfile";     argv[n++] = log;
+    if (s->password[0] != '\0') {
+        argv[n++] = "--requirepass";
+        argv[n++] = s->password;
+    }
+    argv[n] = NULL;
+    cr_assert_eq(posix_spawnp(&s->pid, "redis-server", NULL, NULL,
+                              (char *const *)argv,
+                              environ), 0);
+    for (int i = 0; i < 200; i++) {
+        redisContext *c = client(s);
+        int up = 0;
+
+        if (c != NULL && c->err == 0) {
+            redisReply *r = redisCommand(c, "PING");
+            up = r != NULL && r->type == REDIS_REPLY_STATUS;
+            freeReplyObject(r);
+        }
+        redisFree(c);
+        if (up)
+            return;
+        sleep_ms(25);
+    }
+    cr_assert_fail("redis-server did not start on port %d", s->port);
+}
+
+static void
+server_stop(struct server *s)
+{
+    if (s->pid > 0) {
+        kill(s->pid, SIGTERM);
+        waitpid(s->pid, NULL, 0);
+        s->pid = 0;
+    }
+}
+
+static void
+server_new(struct server *s, const char *password)
+{
+    memset(s, 0, sizeof(*s));
+    snprintf(s->dir, sizeof(s->dir), "/tmp/nvt-redis-XXXXXX");
+    cr_assert_not_null(mkdtemp(s->dir));
+    s->port = free_port();
+    if (password != NULL)
+        snprintf(s->password, sizeof(s->password), "%s", password);
+    server_start(s);
+}
+
+static void
+server_free(struct server *s)
+{
+    char cmd[200];
+
+    server_stop(s);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", s->dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", s->dir);
+}
+
+static char *
+settings(int port, const char *password)
+{
+    static char buf[256];
+
+    if (password != NULL)
+        snprintf(buf, sizeof(buf), "{\"prefix\":\"nq\",\"redis\":{\"host\":"
+                 "\"127.0.0.1\",\"port\":%d,\"db\":0,\"password\":\"%s\"}}",
+                 port, password);
+    else
+        snprintf(buf, sizeof(buf), "{\"prefix\":\"nq\",\"redis\":{\"host\":"
+                 "\"127.0.0.1\",\"port\":%d,\"db\":0}}", port);
+    return buf;
+}
+
+static void
+cmd(const struct server *s, const char *c)
+{
+    redisContext *ctx = client(s);
+    redisReply *r = redisCommand(ctx, c);
+
+    cr_assert(r != NULL && r->type != REDIS_REPLY_ERROR, "%s", c);
+    freeReplyObject(r);
+    redisFree(ctx);
+}
+
+static nv_job
+mkjob(const char *id, int64_t now)
+{
+    nv_job j;
+
+    memset(&j, 0, sizeof(j));
+    snprintf(j.id, sizeof(j.id), "%s", id);
+    snprintf(j.queue, sizeof(j.queue), "mail");
+    snprintf(j.name, sizeof(j.name), "mail");
+    j.data = (char *)"{\"to\":\"a@b\"}";
+    j.opts = (char *)"{}";
+    j.timestamp = now;
+    j.remove_on_complete = j.remove_on_fail = NV_KEEP_ALL;
+    return j;
+}
+
+TestSuite(redis_adapter, .timeout = 30);
+
+Test(redis_adapter, open_names_the_address_when_redis_is_unreachable)
+{
+    int port = free_port();
+    char want[128];
+    nv_error err = { 0 };
+    nv_queue q;
+    nv_store st;
+    nv_stream sm;
+
+    snprintf(want, sizeof(want),
+             "cannot connect to redis at 127.0.0.1:%d: Connection refused",
+             port);
+    cr_assert_eq(nv_redis_queue_open(settings(port, NULL), &q, &err),
+                 NV_EBACKEND);
+    cr_assert_str_eq(err.msg, want);
+    cr_assert_eq(nv_redis_store_open(settings(port, NULL), &st, &err),
+                 NV_EBACKEND);
+    cr_assert_str_eq(err.msg, want);
+    cr_assert_eq(nv_redis_stream_open(settings(port, NULL), &sm, &err),
+                 NV_EBACKEND);
+    cr_assert_str_eq(err.msg, want);
+    cr_assert_eq(nv_queue_open("redis", settings(port, NULL), &q, &err),
+                 NV_EBACKEND);
+}
+
+Test(redis_adapter, a_url_with_tls_is_refused)
+{
+    nv_error err = { 0 };
+    nv_queue q;
+
+    cr_assert_eq(nv_redis_queue_open("{\"redis\":{\"url\":\"rediss://h:1/0\"}}",
+                                     &q, &err), NV_EINVAL);
+    cr_assert(strstr(err.msg, "TLS is not supported") != NULL, "%s", err.msg);
+}
+
+Test(redis_adapter, a_wrong_or_missing_password_fails_at_open)
+{
+    struct server s;
+    nv_error err = { 0 };
+    nv_queue q;
+    char addr[64];
+
+    server_new(&s, "s3cret");
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", s.port);
+    cr_assert_eq(nv_redis_queue_open(settings(s.port, "wrong"), &q, &err),
+                 NV_EBACKEND);
+    cr_assert(strstr(err.msg, addr) && strstr(err.msg, "authentication failed"),
+              "%s", err.msg);
+    cr_assert_eq(nv_redis_queue_open(settings(s.port, NULL), &q, &err),
+                 NV_EBACKEND);
+    cr_assert(strstr(err.msg, addr) && strstr(err.msg, "NOAUTH"), "%s",
+              err.msg);
+    cr_assert_eq(nv_redis_queue_open(settings(s.port, "s3cret"), &q, &err),
+                 NV_OK, "%s", err.msg);
+    cr_assert_eq(q.ops->ping(q.self, &err), NV_OK);
+    q.ops->close(q.self);
+    server_free(&s);
+}
+
+Test(redis_adapter, a_key_of_the_wrong_type_is_named)
+{
+    struct server s;
+    nv_error err = { 0 };
+    nv_queue q;
+    nv_store st;
+    nv_stream sm;
+    nv_job j = mkjob("j1", 1000);
+    char *v = NULL;
+
+    server_new(&s, NULL);
+    cmd(&s, "SET nq:flows:orders x");
+    cmd(&s, "HSET nq:flow:r1 a b");
+    cmd(&s, "HSET nq:flow:r1:count a b");
+    cmd(&s, "SET {nq:q:mail}:wait x");
+    cr_assert_eq(nv_redis_queue_open(settings(s.port, NULL), &q, &err), NV_OK);
+    cr_assert_eq(nv_redis_store_open(settings(s.port, NULL), &st, &err), NV_OK);
+    cr_assert_eq(nv_redis_stream_open(settings(s.port, NULL), &sm, &err),
+                 NV_OK);
+
+    cr_assert_eq(st.ops->idx_put(st.self, "nq:flows:orders", "r1", 1, NULL,
+                                 &err), NV_EBACKEND);
+    cr_assert(strstr(err.msg, "'nq:flows:orders'") &&
+              strstr(err.msg, "wrong kind"), "%s", err.msg);
+    cr_assert_eq(st.ops->kv_get(st.self, "nq:flow:r1:count", 1, &v, &err),
+                 NV_EBACKEND);
+    cr_assert(strstr(err.msg, "'nq:flow:r1:count'"), "%s", err.msg);
+    {
+        nv_event ev;
+        memset(&ev, 0, sizeof(ev));
+        snprintf(ev.type, sizeof(ev.type), "flow.start");
+        cr_assert_eq(sm.ops->append(sm.self, "nq:flow:r1", &ev, 1000, -1,
+                                    NULL, NULL, &err), NV_EBACKEND);
+        cr_assert(strstr(err.msg, "'nq:flow:r1'"), "%s", err.msg);
+    }
+    cr_assert_eq(q.ops->enqueue(q.self, &j, 1000, 0, NULL, NULL, &err),
+                 NV_EBACKEND);
+    cr_assert(strstr(err.msg, "'{nq:q:mail}:wait'"), "%s", err.msg);
+    /* the adapter is still usable for other keys */
+    cr_assert_eq(st.ops->kv_set(st.self, "nq:flow:r2:k", "1", 0, &err), NV_OK);
+
+    q.ops->close(q.self);
+    st.ops->close(st.self);
+    sm.ops->close(sm.self);
+    server_free(&s);
+}
+
+/* ---- Restart under load ---- */
+
+struct load {
+    nv_queue  q;
+    int       stop;
+    int       acked;        /* enqueues acknowledged */
+    int       refused;      /* NV_EBACKEND while redis was away */
+    int       last_ok_after_restart;
+    pthread_mutex_t mu;
+};
+
+static void *
+enqueue_loop(void *arg)
+{
+    struct load *l = arg;
+    char id[32];
+
+    for (int i = 0;; i++) {
+        nv_job j;
+        nv_error err = { 0 };
+        int created = 0, rc;
+
+        pthread_mutex_lock(&l->mu);
+        if (l->stop) {
+            pthread_mutex_unlock(&l->mu);
+            break;
+        }
+        pthread_mutex_unlock(&l->mu);
+        snprintf(id, sizeof(id), "job-%06d", i);
+        j = mkjob(id, 1000 + i);
+        rc = l->q.ops->enqueue(l->q.self, &j, 1000 + i, 0, NULL, &created,
+                               &err);
+        pthread_mutex_lock(&l->mu);
+        if (rc == NV_OK) {
+            l->acked = i + 1;
+        } else {
+            cr_assert_eq(rc, NV_EBACKEND, "%s", err.msg);
+            l->refused++;
+            i--;          /* the same id again: never a duplicate */
+        }
+        pthread_mutex_unlock(&l->mu);
+        if (rc != NV_OK)
+            sleep_ms(20);
+    }
+    return NULL;
+}
+
+Test(redis_adapter, a_restart_under_load_loses_no_acknowledged_job, .timeout = 60)
+{
+    struct server s;
+    struct load l = { .stop = 0 };
+    nv_error err = { 0 };
+    nv_job_counts c;
+    pthread_t th;
+    int before, after;
+
+    server_new(&s, NULL);
+    pthread_mutex_init(&l.mu, NULL);
+    cr_assert_eq(nv_redis_queue_open(settings(s.port, NULL), &l.q, &err),
+                 NV_OK);
+    pthread_create(&th, NULL, enqueue_loop, &l);
+    sleep_ms(300);
+    server_stop(&s);               /* SIGTERM: redis writes its AOF */
+    pthread_mutex_lock(&l.mu);
+    before = l.acked;
+    pthread_mutex_unlock(&l.mu);
+    sleep_ms(500);
+    cr_assert_eq(l.q.ops->ping(l.q.self, &err), NV_EBACKEND);
+    server_start(&s);
+    /* the adapter reconnects by itself (backoff at most 5 s) */
+    for (int i = 0; i < 150; i++) {
+        pthread_mutex_lock(&l.mu);
+        after = l.acked;
+        pthread_mutex_unlock(&l.mu);
+        if (after > before + 100)
+            break;
+        sleep_ms(50);
+    }
+    pthread_mutex_lock(&l.mu);
+    l.stop = 1;
+    pthread_mutex_unlock(&l.mu);
+    pthread_join(th, NULL);
+    cr_assert_gt(before, 0);
+    cr_assert_gt(l.acked, before + 100, "no progress after the restart");
+    cr_assert_gt(l.refused, 0);
+    cr_assert_eq(l.q.ops->counts(l.q.self, "mail", &c, &err), NV_OK);
+    cr_assert_eq(c.waiting, l.acked, "waiting %ld, acknowledged %d",
+                 (long)c.waiting, l.acked);
+    for (int i = 0; i < l.acked; i += 97) {
+        char id[32];
+        nv_job j;
+        snprintf(id, sizeof(id), "job-%06d", i);
+        cr_assert_eq(l.q.ops->get(l.q.self, "mail", id, &j, &err), NV_OK,
+                     "%s lost", id);
+        nv_job_release(&j);
+    }
+    l.q.ops->close(l.q.self);
+    server_free(&s);
+}
+
+/* ---- Two instances ---- */
+
+struct notes {
+    pthread_mutex_t mu;
+    int             events, messages;
+    char            last[64];
+};
+
+static void
+on_note(void *ud, const nv_stream_note *n)
+{
+    struct notes *g = ud;
+
+    pthread_mutex_lock(&g->mu);
+    if (n->event != NULL) {
+        g->events++;
+        snprintf(g->last, sizeof(g->last), "%s %s", n->stream, n->event->id);
+    } else {
+        g->messages++;
+    }
+    pthread_mutex_unlock(&g->mu);
+}
+
+Test(redis_adapter, another_instance_sees_appends_and_enqueues)
+{
+    struct server s;
+    nv_error err = { 0 };
+    nv_stream a, b;
+    nv_queue qa, qb;
+    struct notes g = { .events = 0 };
+    void *h = NULL;
+    nv_event ev;
+    nv_job j = mkjob("j1", 1000), got;
+    struct timespec t0, t1;
+
+    server_new(&s, NULL);
+    pthread_mutex_init(&g.mu, NULL);
+    cr_assert_eq(nv_redis_stream_open(settings(s.port, NULL), &a, &err), NV_OK);
+    cr_assert_eq(nv_redis_stream_open(settings(s.port, NULL), &b, &err), NV_OK);
+    cr_assert_eq(b.ops->subscribe(b.self, on_note, &g, &h, &err), NV_OK);
+    memset(&ev, 0, sizeof(ev));
+    snprintf(ev.type, sizeof(ev.type), "flow.start");
+    cr_assert_eq(a.ops->append(a.self, "nq:flow:r1", &ev, 5000, 0, NULL, NULL,
+                               &err), NV_OK);
+    cr_assert_eq(a.ops->publish(a.self, "live", "{}", &err), NV_OK);
+    for (int i = 0; i < 100; i++) {   /* SSE-5: within 1 s */
+        int done;
+        pthread_mutex_lock(&g.mu);
+        done = g.events == 1 && g.messages == 1;
+        pthread_mutex_unlock(&g.mu);
+        if (done)
+            break;
+        sleep_ms(10);
+    }
+    cr_assert_eq(g.events, 1);
+    cr_assert_eq(g.messages, 1);
+    cr_assert_str_eq(g.last, "nq:flow:r1 5000-0");
+    b.ops->unsubscribe(b.self, h);
+
+    /* a waiter of instance B wakes when instance A enqueues */
+    cr_assert_eq(nv_redis_queue_open(settings(s.port, NULL), &qa, &err), NV_OK);
+    cr_assert_eq(nv_redis_queue_open(settings(s.port, NULL), &qb, &err), NV_OK);
+    qb.ops->wait(qb.self, "mail", 1);   /* subscribes */
+    cr_assert_eq(qa.ops->enqueue(qa.self, &j, 1000, 0, NULL, NULL, &err),
+                 NV_OK);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    qb.ops->wait(qb.self, "mail", 5000);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    cr_assert_lt((t1.tv_sec - t0.tv_sec) * 1000 +
+                 (t1.tv_nsec - t0.tv_nsec) / 1000000, 150);
+    cr_assert_eq(qb.ops->reserve(qb.self, "mail", 1000, 30000, NULL, &got,
+                                 NULL, &err), NV_OK);
+    cr_assert_str_eq(got.id, "j1");
+    nv_job_release(&got);
+    qa.ops->close(qa.self);
+    qb.ops->close(qb.self);
+    a.ops->close(a.self);
+    b.ops->close(b.self);
+    server_free(&s);
+}
