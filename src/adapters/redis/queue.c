@@ -336,6 +336,8 @@ rq_enqueue(void *self, const nv_job *job, int64_t now, int64_t max_unfinished,
     nv__redis_args_str(&x, job->id);
     nv__redis_args_int(&x, ts);
     nv__redis_args_int(&x, job->delay_until);
+    nv__redis_args_int(&x, job->priority);
+    nv__redis_args_str(&x, job->lifo ? "1" : "0");
     add_field(&x, "id", job->id);
     add_field(&x, "queue", job->queue);
     add_field(&x, "name", job->name);
@@ -366,8 +368,33 @@ rq_enqueue(void *self, const nv_job *job, int64_t now, int64_t max_unfinished,
                   job->queue, (long long)max_unfinished);
     if (rc != NV_OK)
         goto done;
-    if (out != NULL)
+    if (out != NULL && r->element[0]->integer == 0) {
         rc = job_from(r->element[1], out, err);
+    } else if (out != NULL) {
+        /* A new job: the record is the one given, as stored. */
+        nv_job j;
+        rc = nv_job_copy(&j, job);
+        if (rc != NV_OK) {
+            nv__error(err, rc, "redis queue: out of memory");
+            goto done;
+        }
+        if (j.data == NULL && (j.data = nv__strdup("null")) == NULL) {
+            nv_job_release(&j);
+            rc = nv__error(err, NV_ENOMEM, "redis queue: out of memory");
+            goto done;
+        }
+        j.timestamp = ts;
+        j.lifo = j.lifo ? 1 : 0;
+        j.state = strcmp(r->element[1]->str, "delayed") == 0 ? NV_JOB_DELAYED
+                : nv__redis_int(r->element[2]) == 1 ? NV_JOB_PAUSED
+                : NV_JOB_WAITING;
+        j.lease_until = 0;
+        j.lease_token[0] = '\0';
+        j.processed_on = j.finished_on = 0;
+        if (j.run_id[0] == '\0')
+            j.flow_name[0] = j.step_name[0] = '\0';
+        *out = j;
+    }
     if (rc == NV_OK && created != NULL)
         *created = (int)r->element[0]->integer;
 done:
