@@ -44,7 +44,7 @@ roundtrip(nv_ctx *c, const char *input)
 
     (void)input;
     for (int i = 0; i < 6; i++) {
-        char k[8];
+        char k[16];
 
         snprintf(k, sizeof(k), "k%d", i);
         cr_assert_eq(nv_ctx_state_set(c, k, values[i], 0, &err), NV_OK, "%s",
