@@ -68,11 +68,15 @@ $(B)/test-unit: $(call obj,$(UNIT_SRC) $(SUP_SRC)) $(B)/libnvent-app.a $(B)/libn
 $(B)/test-backend: $(call obj,$(BACK_SRC) $(SUP_SRC)) $(B)/libnvent.a
 	$(CC) $(SAN) -o $@ $^ $(LIBS_ALL) $(shell pkg-config --libs criterion)
 
+# The C side of the differential cron test (tests/cron-diff/).
+$(B)/cron-dump: $(B)/obj/tests/cron-diff/cron_dump.o $(B)/libnvent.a
+	$(CC) $(SAN) -o $@ $^ $(LIBS_ALL)
+
 bench: $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 
 # The test runner: unit tests once, the backend suites once per adapter,
 # then the end-to-end tests against the built binary.
-test: all $(B)/test-unit $(B)/test-backend
+test: all $(B)/test-unit $(B)/test-backend $(B)/cron-dump
 	B=$(B) scripts/test.sh
 
 asan:

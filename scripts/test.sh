@@ -1,6 +1,7 @@
 #!/bin/sh
 # Runs every test suite against the build in $B (default build/):
-#   1. C unit tests (Criterion), once;
+#   1. C unit tests (Criterion), once, and the differential cron test
+#      against the npm cron-parser (npm ci when node_modules is missing);
 #   2. the backend suites (adapter contract + flow semantics), once per
 #      adapter: memory, file, and redis on a redis-server this script starts
 #      on a free loopback port and stops by pid;
@@ -22,6 +23,12 @@ trap cleanup EXIT INT TERM
 
 echo "== unit tests ($B)"
 "$B/test-unit" --jobs "$JOBS" || fail=1
+
+echo "== cron differential test (cron-parser, tests/cron-diff)"
+if [ ! -d tests/cron-diff/node_modules ]; then
+    (cd tests/cron-diff && npm ci --no-audit --no-fund --loglevel=error) || fail=1
+fi
+node tests/cron-diff/diff.mjs "$B/cron-dump" || fail=1
 
 for backend in memory file redis; do
     if [ "$backend" = redis ]; then

@@ -17,7 +17,10 @@ static void
 setup(void)
 {
     nv_error err = { 0 };
-    int rc = nv_test_store_open(&st, &err);
+    int rc;
+
+    nv_test_watchdog(60);
+    rc = nv_test_store_open(&st, &err);
 
     cr_assert_eq(rc, NV_OK, "open %s store: %s", nv_test_backend(), err.msg);
 }
@@ -29,7 +32,7 @@ teardown(void)
         st.ops->close(st.self);
 }
 
-TestSuite(store_contract, .init = setup, .fini = teardown, .timeout = 20);
+TestSuite(store_contract, .init = setup, .fini = teardown);
 
 #define S (st.self)
 #define OPS (st.ops)

@@ -20,7 +20,10 @@ static void
 setup(void)
 {
     nv_error err = { 0 };
-    int rc = nv_test_stream_open(&sm, &err);
+    int rc;
+
+    nv_test_watchdog(60);
+    rc = nv_test_stream_open(&sm, &err);
 
     cr_assert_eq(rc, NV_OK, "open %s stream: %s", nv_test_backend(), err.msg);
 }
@@ -32,7 +35,7 @@ teardown(void)
         sm.ops->close(sm.self);
 }
 
-TestSuite(stream_contract, .init = setup, .fini = teardown, .timeout = 20);
+TestSuite(stream_contract, .init = setup, .fini = teardown);
 
 #define S (sm.self)
 #define OPS (sm.ops)

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -214,6 +215,12 @@ done:
     json_decref(j);
     free(prefix);
     return out;
+}
+
+void
+nv_test_watchdog(unsigned seconds)
+{
+    alarm(seconds);
 }
 
 void

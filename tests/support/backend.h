@@ -50,6 +50,14 @@ int64_t nv_test_clock_now(void *ud);
 void    nv_test_clock_set(nv_test_clock *c, int64_t now);
 void    nv_test_clock_advance(nv_test_clock *c, int64_t ms);
 
+/*
+ * Kill the calling test process (SIGALRM) after 'seconds' of real time, so
+ * a deadlock fails the test instead of hanging the run. Used instead of
+ * Criterion's .timeout, whose bookkeeping leaks under parallel runs and
+ * trips LeakSanitizer in the runner.
+ */
+void nv_test_watchdog(unsigned seconds);
+
 /* A fresh random hex string of 'n' chars (n < 64), for unique names. */
 void nv_test_random_hex(char *out, size_t n);
 
