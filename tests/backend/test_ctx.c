@@ -235,10 +235,10 @@ running_script(nv_ctx *c, const char *input)
     if (strcmp(input, "{\"second\":1}") != 0)
         return;
     cr_assert_eq(nv_ctx_is_running(c, NULL, NULL, &r, NULL), NV_OK);
-    atomic_store(&running_answer, r);
     cr_assert_eq(nv_ctx_running_flows(c, NULL, &json, NULL), NV_OK);
     snprintf(running_json, sizeof(running_json), "%s", json);
     nv_free(json);
+    atomic_store(&running_answer, r);       /* last: the test waits on it */
 }
 
 static int
