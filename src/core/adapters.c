@@ -12,6 +12,7 @@ static const struct {
     nv_queue_open_fn open;
 } queue_rows[] = {
     { "memory", nv_memory_queue_open },
+    { "file",   nv_file_queue_open },
     { "redis",  nv_redis_queue_open },
 };
 
@@ -20,6 +21,7 @@ static const struct {
     nv_store_open_fn open;
 } store_rows[] = {
     { "memory", nv_memory_store_open },
+    { "file",   nv_file_store_open },
     { "redis",  nv_redis_store_open },
 };
 
@@ -28,6 +30,7 @@ static const struct {
     nv_stream_open_fn open;
 } stream_rows[] = {
     { "memory", nv_memory_stream_open },
+    { "file",   nv_file_stream_open },
     { "redis",  nv_redis_stream_open },
 };
 

@@ -411,6 +411,22 @@ on_note(void *ud, const nv_stream_note *n)
     pthread_mutex_unlock(&g->mu);
 }
 
+struct later {
+    nv_queue q;
+    int      delay_ms;
+};
+
+static void *
+enqueue_later(void *arg)
+{
+    struct later *l = arg;
+    nv_job j = mkjob("j2", 2000);
+
+    sleep_ms(l->delay_ms);
+    l->q.ops->enqueue(l->q.self, &j, 2000, 0, NULL, NULL, NULL);
+    return NULL;
+}
+
 Test(redis_adapter, another_instance_sees_appends_and_enqueues)
 {
     struct server s;
@@ -451,17 +467,37 @@ Test(redis_adapter, another_instance_sees_appends_and_enqueues)
     cr_assert_eq(nv_redis_queue_open(settings(s.port, NULL), &qa, &err), NV_OK);
     cr_assert_eq(nv_redis_queue_open(settings(s.port, NULL), &qb, &err), NV_OK);
     qb.ops->wait(qb.self, "mail", 1);   /* subscribes */
+    /* the engine's loop: an empty reserve, then a wait; an enqueue from
+     * A in between (or during the wait) ends the wait at once */
+    cr_assert_eq(qb.ops->reserve(qb.self, "mail", 1000, 30000, NULL, &got,
+                                 NULL, &err), NV_ENOTFOUND);
     cr_assert_eq(qa.ops->enqueue(qa.self, &j, 1000, 0, NULL, NULL, &err),
                  NV_OK);
+    sleep_ms(50);                        /* the note has arrived */
     clock_gettime(CLOCK_MONOTONIC, &t0);
     qb.ops->wait(qb.self, "mail", 5000);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     cr_assert_lt((t1.tv_sec - t0.tv_sec) * 1000 +
-                 (t1.tv_nsec - t0.tv_nsec) / 1000000, 150);
+                 (t1.tv_nsec - t0.tv_nsec) / 1000000, 50);
     cr_assert_eq(qb.ops->reserve(qb.self, "mail", 1000, 30000, NULL, &got,
                                  NULL, &err), NV_OK);
     cr_assert_str_eq(got.id, "j1");
     nv_job_release(&got);
+    {
+        struct later l = { .q = qa, .delay_ms = 100 };
+        pthread_t th;
+        int64_t ms;
+
+        cr_assert_eq(qb.ops->reserve(qb.self, "mail", 1000, 30000, NULL, &got,
+                                     NULL, &err), NV_ENOTFOUND);
+        pthread_create(&th, NULL, enqueue_later, &l);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        qb.ops->wait(qb.self, "mail", 5000);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        pthread_join(th, NULL);
+        ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+        cr_assert(ms >= 90 && ms < 600, "woke after %ld ms", (long)ms);
+    }
     qa.ops->close(qa.self);
     qb.ops->close(qb.self);
     a.ops->close(a.self);

@@ -1,0 +1,178 @@
+/*
+ * Durable throughput of the file queue adapter (SQLite, group commit):
+ *   enqueue       T threads enqueue jobs                      jobs/s
+ *   reserve+ack   T threads reserve and complete queued jobs  jobs/s
+ *   cycle         T threads each enqueue, reserve, complete   jobs/s
+ * Every call returns only once its write is committed. Usage:
+ *   file_bench [-t threads] [-n jobs] [-s normal|full] [-d dir] [-q]
+ * Prints one line per phase: "file <sync> <phase> <threads> <jobs/s>".
+ * Not a test; bench/file_vs_beanstalkd.sh runs it beside beanstalkd.
+ */
+#include <getopt.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nvent/adapter.h"
+
+#define NOW 1700000000000LL
+
+static nv_queue q;
+static atomic_long next_id;
+static long total_jobs;
+static atomic_long errors;
+
+static double
+now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int
+enqueue_one(long i)
+{
+    nv_job j;
+
+    memset(&j, 0, sizeof(j));
+    snprintf(j.queue, sizeof(j.queue), "bench");
+    snprintf(j.name, sizeof(j.name), "bench");
+    snprintf(j.id, sizeof(j.id), "job-%ld", i);
+    j.data = (char *)"{\"payload\":\"0123456789abcdef0123456789abcdef\"}";
+    j.opts = (char *)"{}";
+    j.remove_on_complete = 1000;    /* the default retention */
+    j.remove_on_fail = 5000;
+    j.timestamp = NOW;
+    return q.ops->enqueue(q.self, &j, NOW, 0, NULL, NULL, NULL);
+}
+
+static int
+reserve_ack(void)
+{
+    nv_finish f = { .kind = NV_FINISH_COMPLETE, .returnvalue = "null" };
+    nv_job j;
+    int rc = q.ops->reserve(q.self, "bench", NOW, 30000, NULL, &j, NULL,
+                            NULL);
+
+    if (rc != NV_OK)
+        return rc;
+    rc = q.ops->finish(q.self, "bench", j.id, j.lease_token, &f, NOW, NULL);
+    nv_job_release(&j);
+    return rc;
+}
+
+static void *
+enqueue_main(void *arg)
+{
+    long i;
+
+    (void)arg;
+    while ((i = atomic_fetch_add(&next_id, 1)) < total_jobs) {
+        if (enqueue_one(i) != NV_OK)
+            atomic_fetch_add(&errors, 1);
+    }
+    return NULL;
+}
+
+static void *
+consume_main(void *arg)
+{
+    (void)arg;
+    while (reserve_ack() == NV_OK)
+        ;
+    return NULL;
+}
+
+static void *
+cycle_main(void *arg)
+{
+    long i;
+
+    (void)arg;
+    while ((i = atomic_fetch_add(&next_id, 1)) < total_jobs) {
+        if (enqueue_one(i) != NV_OK || reserve_ack() != NV_OK)
+            atomic_fetch_add(&errors, 1);
+    }
+    return NULL;
+}
+
+static double
+run(void *(*fn)(void *), int threads)
+{
+    pthread_t t[256];
+    double t0 = now_s();
+
+    for (int i = 0; i < threads; i++)
+        pthread_create(&t[i], NULL, fn, NULL);
+    for (int i = 0; i < threads; i++)
+        pthread_join(t[i], NULL);
+    return now_s() - t0;
+}
+
+int
+main(int argc, char **argv)
+{
+    const char *sync = "normal", *dir = NULL;
+    char tmpl[] = "/tmp/nvent-bench-XXXXXX", settings[1024], cmd[1200];
+    int threads = 8, opt;
+    long jobs = 50000;
+    nv_error err = { 0 };
+    double dt;
+
+    while ((opt = getopt(argc, argv, "t:n:s:d:")) != -1) {
+        switch (opt) {
+        case 't': threads = atoi(optarg); break;
+        case 'n': jobs = atol(optarg); break;
+        case 's': sync = optarg; break;
+        case 'd': dir = optarg; break;
+        default:
+            fprintf(stderr, "usage: %s [-t threads] [-n jobs] "
+                    "[-s normal|full] [-d dir]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (threads < 1 || threads > 256)
+        threads = 8;
+    if (dir == NULL && (dir = mkdtemp(tmpl)) == NULL) {
+        perror("mkdtemp");
+        return 1;
+    }
+    snprintf(settings, sizeof(settings), "{\"file\":{\"dataDir\":\"%s\","
+             "\"synchronous\":\"%s\"}}", dir, sync);
+    if (nv_file_queue_open(settings, &q, &err) != NV_OK) {
+        fprintf(stderr, "file_bench: %s\n", err.msg);
+        return 1;
+    }
+
+    total_jobs = jobs;
+    atomic_store(&next_id, 0);
+    dt = run(enqueue_main, threads);
+    printf("file %s enqueue %d %.0f\n", sync, threads, jobs / dt);
+    fflush(stdout);
+
+    dt = run(consume_main, threads);
+    printf("file %s reserve+ack %d %.0f\n", sync, threads, jobs / dt);
+    fflush(stdout);
+
+    total_jobs = 2 * jobs;
+    atomic_store(&next_id, jobs);
+    dt = run(cycle_main, threads);
+    printf("file %s cycle %d %.0f\n", sync, threads, jobs / dt);
+
+    q.ops->close(q.self);
+    if (atomic_load(&errors) > 0)
+        fprintf(stderr, "file_bench: %ld failed calls\n",
+                atomic_load(&errors));
+    if (strcmp(dir, tmpl) == 0) {
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "file_bench: cannot remove %s\n", dir);
+    }
+    return atomic_load(&errors) > 0;
+}

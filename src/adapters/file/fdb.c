@@ -1,0 +1,917 @@
+/*
+ * SQLite layer of the file adapters: one database per adapter in its data
+ * directory, guarded by a lock file, in WAL mode. Writes are grouped: the
+ * first caller to find no commit in progress becomes the leader, runs every
+ * queued write in one transaction (each in its own savepoint), commits once
+ * and wakes the others, so N concurrent callers pay one commit (and, with
+ * synchronous FULL, one fsync). Reads use a pool of separate connections;
+ * WAL lets them run beside the writer. See fdb.h.
+ */
+#include "adapters/file/fdb.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define STMT_CACHE   96      /* distinct statements per connection */
+#define MAX_BATCH    1024    /* writes per group commit */
+#define MAINT_EVERY  512     /* commits between maintenance checks */
+#define VACUUM_PAGES 2048    /* free pages that trigger an incremental vacuum */
+
+struct fdb_conn {
+    struct fdb      *db;
+    sqlite3         *h;
+    struct {
+        const char   *sql;
+        sqlite3_stmt *st;
+    } cache[STMT_CACHE];
+    int              ncache;
+    int              used[STMT_CACHE];   /* cache slots touched by this unit */
+    int              nused;
+    struct fdb_conn *next;               /* read pool link */
+};
+
+/* A write waiting for, or taking part in, a group commit. Lives on the
+ * caller's stack; guarded by fdb.mu. */
+struct fdb_op {
+    fdb_fn          fn;
+    fdb_after_fn    after;
+    void           *arg;
+    int             rc;
+    nv_error        err;
+    int             done;
+    pthread_cond_t  cv;
+    struct fdb_op  *next;
+};
+
+struct fdb {
+    char            *dir;
+    char            *path;        /* <dir>/<kind>.db */
+    char            *lock_path;   /* <dir>/<kind>.lock */
+    int              lock_fd;
+    int              full;        /* synchronous FULL */
+    const struct fdb_schema *schema;
+    struct fdb_conn *w;           /* the write connection: leader only */
+
+    pthread_mutex_t  mu;          /* guards head .. want */
+    struct fdb_op   *head, *tail;
+    int              npending;    /* ops in head..tail */
+    int              leading;     /* a leader is committing */
+    int              expect;      /* size of the last batch */
+    int              want;        /* the leader waits for this many ops */
+    pthread_cond_t   arrive;      /* npending reached want */
+
+    pthread_mutex_t  pool_mu;     /* guards pool */
+    struct fdb_conn *pool;
+
+    uint64_t         commits;     /* leader only */
+    int              opened;      /* fully set up: checkpoint at close */
+    void           (*on_abort)(void *ud);
+    void            *abort_ud;
+};
+
+/* ---- Errors ---- */
+
+static int
+sqlite_error(const char *path, sqlite3 *h, int rc, nv_error *err)
+{
+    const char *msg = h ? sqlite3_errmsg(h) : sqlite3_errstr(rc);
+
+    switch (rc & 0xff) {
+    case SQLITE_FULL:
+        return nv__error(err, NV_EBACKEND,
+                         "disk full: cannot write database '%s'", path);
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+        return nv__error(err, NV_EBACKEND,
+                         "database '%s' is corrupt or not an nvent database "
+                         "(%s); it was left untouched", path, msg);
+    case SQLITE_IOERR:
+        return nv__error(err, NV_EBACKEND, "I/O error on database '%s': %s",
+                         path, msg);
+    case SQLITE_READONLY:
+    case SQLITE_CANTOPEN:
+    case SQLITE_PERM:
+        return nv__error(err, NV_EBACKEND, "cannot write database '%s': %s",
+                         path, msg);
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return nv__error(err, NV_EBACKEND, "database '%s' is busy: %s",
+                         path, msg);
+    case SQLITE_NOMEM:
+        return nv__error(err, NV_ENOMEM, "database '%s': out of memory",
+                         path);
+    default:
+        return nv__error(err, NV_EBACKEND, "database '%s': %s", path, msg);
+    }
+}
+
+int
+fdb_fail(struct fdb_conn *c, int rc, nv_error *err)
+{
+    return sqlite_error(c->db->path, c->h, rc, err);
+}
+
+const char *
+fdb_path(const struct fdb *db)
+{
+    return db->path;
+}
+
+sqlite3 *
+fdb_handle(struct fdb_conn *c)
+{
+    return c->h;
+}
+
+/* ---- Statements ---- */
+
+sqlite3_stmt *
+fdb_stmt(struct fdb_conn *c, const char *sql)
+{
+    int i;
+
+    for (i = 0; i < c->ncache; i++) {
+        if (c->cache[i].sql == sql)
+            break;
+    }
+    if (i == c->ncache) {
+        sqlite3_stmt *st = NULL;
+
+        if (c->ncache == STMT_CACHE)
+            return NULL;   /* a programming error: raise STMT_CACHE */
+        if (sqlite3_prepare_v3(c->h, sql, -1, SQLITE_PREPARE_PERSISTENT, &st,
+                               NULL) != SQLITE_OK)
+            return NULL;
+        c->cache[i].sql = sql;
+        c->cache[i].st = st;
+        c->ncache++;
+    }
+    sqlite3_reset(c->cache[i].st);
+    sqlite3_clear_bindings(c->cache[i].st);
+    for (int k = 0; k < c->nused; k++) {
+        if (c->used[k] == i)
+            return c->cache[i].st;
+    }
+    c->used[c->nused++] = i;
+    return c->cache[i].st;
+}
+
+/* End of a unit of work: reset what it used, so no read snapshot or
+ * statement lock outlives it. */
+static void
+conn_reset_used(struct fdb_conn *c)
+{
+    for (int k = 0; k < c->nused; k++)
+        sqlite3_reset(c->cache[c->used[k]].st);
+    c->nused = 0;
+}
+
+int
+fdb_step_done(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+
+    if (rc == SQLITE_ROW)       /* RETURNING or a pragma: drain it */
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+            ;
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+char *
+fdb_col_dup(sqlite3_stmt *st, int i, int *oom)
+{
+    const unsigned char *t;
+    char *s;
+    int n;
+
+    if (sqlite3_column_type(st, i) == SQLITE_NULL)
+        return NULL;
+    t = sqlite3_column_text(st, i);
+    n = sqlite3_column_bytes(st, i);
+    if (t == NULL) {
+        *oom = 1;
+        return NULL;
+    }
+    s = nv__strndup((const char *)t, (size_t)n);
+    if (s == NULL)
+        *oom = 1;
+    return s;
+}
+
+void
+fdb_col_copy(sqlite3_stmt *st, int i, char *dst, size_t size)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+
+    nv__strlcpy(dst, t ? (const char *)t : "", size);
+}
+
+static int
+exec(sqlite3 *h, const char *sql)
+{
+    return sqlite3_exec(h, sql, NULL, NULL, NULL);
+}
+
+static void
+conn_close(struct fdb_conn *c)
+{
+    if (c == NULL)
+        return;
+    for (int i = 0; i < c->ncache; i++)
+        sqlite3_finalize(c->cache[i].st);
+    sqlite3_close(c->h);
+    nv__free(c);
+}
+
+static int
+conn_open(struct fdb *db, struct fdb_conn **out, nv_error *err)
+{
+    struct fdb_conn *c = nv__calloc(1, sizeof(*c));
+    int rc;
+
+    if (c == NULL)
+        return nv__error(err, NV_ENOMEM, "file adapter: out of memory");
+    c->db = db;
+    rc = sqlite3_open_v2(db->path, &c->h,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_busy_timeout(c->h, 5000);
+    if (rc == SQLITE_OK)
+        rc = exec(c->h, db->full ? "PRAGMA synchronous=FULL"
+                                 : "PRAGMA synchronous=NORMAL");
+    if (rc == SQLITE_OK)
+        rc = exec(c->h, "PRAGMA temp_store=MEMORY");
+    if (rc != SQLITE_OK) {
+        sqlite_error(db->path, c->h, rc, err);
+        conn_close(c);
+        return err ? err->code : NV_EBACKEND;
+    }
+    *out = c;
+    return NV_OK;
+}
+
+/* ---- Group commit ---- */
+
+static int
+run_sql(struct fdb_conn *c, const char *sql)
+{
+    sqlite3_stmt *st = fdb_stmt(c, sql);
+
+    return st ? fdb_step_done(st) : sqlite3_errcode(c->h);
+}
+
+/* Every op of the batch fails with the same error (a failed commit). */
+static void
+batch_fail(struct fdb_op *batch, int n, const nv_error *e)
+{
+    struct fdb_op *o = batch;
+
+    for (int i = 0; i < n; i++, o = o->next) {
+        if (o->rc == NV_OK) {
+            o->rc = e->code;
+            o->err = *e;
+        }
+    }
+}
+
+static void maintain(struct fdb *db);
+
+/* A batch that will not be committed: tell the adapter (its caches may
+ * hold what the transaction did) and fail every op that had succeeded. */
+static void
+batch_abort(struct fdb *db, struct fdb_op *batch, int n, const nv_error *e)
+{
+    if (db->on_abort != NULL)
+        db->on_abort(db->abort_ud);
+    batch_fail(batch, n, e);
+}
+
+/*
+ * Run a batch in one transaction. Ops fail before they write (a
+ * precondition, a lease, a conflict), so a failed op leaves nothing to
+ * undo and the batch goes on without savepoints; an op that fails after
+ * writing (disk full, out of memory) takes the whole batch down with it.
+ */
+static void
+run_batch(struct fdb *db, struct fdb_op *batch, int n)
+{
+    struct fdb_conn *w = db->w;
+    struct fdb_op *o;
+    nv_error e = { 0 };
+    int rc, ok = 0;
+
+    rc = run_sql(w, "BEGIN IMMEDIATE");
+    if (rc != SQLITE_OK) {
+        fdb_fail(w, rc, &e);
+        for (o = batch; n-- > 0; o = o->next)
+            o->rc = e.code, o->err = e;
+        conn_reset_used(w);
+        return;
+    }
+    o = batch;
+    for (int i = 0; i < n; i++, o = o->next) {
+        sqlite3_int64 before = sqlite3_total_changes64(w->h);
+
+        nv__error_clear(&o->err);
+        o->rc = o->fn(w, o->arg, &o->err);
+        conn_reset_used(w);
+        ok += o->rc == NV_OK;
+        if (sqlite3_get_autocommit(w->h) ||
+            (o->rc != NV_OK && sqlite3_total_changes64(w->h) != before)) {
+            /* SQLite rolled the transaction back itself (disk full, I/O
+             * error), or this op failed half-way: nothing of this batch
+             * is written. */
+            e = o->err;
+            if (e.code == NV_OK)
+                nv__error(&e, NV_EBACKEND, "database '%s': transaction "
+                          "rolled back", db->path);
+            if (!sqlite3_get_autocommit(w->h))
+                run_sql(w, "ROLLBACK");
+            conn_reset_used(w);
+            batch_abort(db, batch, n, &e);
+            return;
+        }
+    }
+    rc = run_sql(w, ok > 0 ? "COMMIT" : "ROLLBACK");
+    if (rc != SQLITE_OK) {
+        fdb_fail(w, rc, &e);
+        if (!sqlite3_get_autocommit(w->h))
+            run_sql(w, "ROLLBACK");
+        conn_reset_used(w);
+        batch_abort(db, batch, n, &e);
+        return;
+    }
+    conn_reset_used(w);
+    o = batch;
+    for (int i = 0; i < n; i++, o = o->next) {
+        if (o->rc == NV_OK && o->after != NULL)
+            o->after(o->arg);
+    }
+    if (++db->commits % MAINT_EVERY == 0)
+        maintain(db);
+}
+
+void
+fdb_on_abort(struct fdb *db, void (*fn)(void *ud), void *ud)
+{
+    db->on_abort = fn;
+    db->abort_ud = ud;
+}
+
+/*
+ * The callers of the last batch usually come back with their next write
+ * a moment later (on a busy machine, after the leader has already gone
+ * on). Waiting a little for as many ops as the last batch held turns a
+ * train of one-op commits into shared ones; the wait adapts: a caller
+ * that does not come back shrinks the next batch, and so the next wait.
+ * Called with db->mu held.
+ */
+static void
+gather(struct fdb *db)
+{
+    struct timespec ts;
+    long wait_ns = db->full ? 2000000L : 200000L;
+
+    if (db->expect <= 1 || db->npending >= db->expect)
+        return;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_nsec += wait_ns;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    db->want = db->expect;
+    while (db->npending < db->want &&
+           pthread_cond_timedwait(&db->arrive, &db->mu, &ts) == 0)
+        ;
+    db->want = 0;
+}
+
+int
+fdb_write(struct fdb *db, fdb_fn fn, fdb_after_fn after, void *arg,
+          nv_error *err)
+{
+    struct fdb_op op = { .fn = fn, .after = after, .arg = arg };
+    struct fdb_op *batch, *o, *next;
+    int n, rc;
+
+    pthread_cond_init(&op.cv, NULL);
+    pthread_mutex_lock(&db->mu);
+    if (db->tail)
+        db->tail->next = &op;
+    else
+        db->head = &op;
+    db->tail = &op;
+    if (++db->npending >= db->want && db->want > 0)
+        pthread_cond_signal(&db->arrive);
+    while (!op.done && !(db->leading == 0 && db->head == &op))
+        pthread_cond_wait(&op.cv, &db->mu);
+    if (!op.done) {
+        /* Lead: take the queue (up to MAX_BATCH) and commit it. */
+        db->leading = 1;
+        gather(db);
+        batch = db->head;
+        for (n = 1, o = batch; o->next != NULL && n < MAX_BATCH; n++)
+            o = o->next;
+        db->head = o->next;
+        if (db->head == NULL)
+            db->tail = NULL;
+        o->next = NULL;
+        db->npending -= n;
+        db->expect = n;
+        pthread_mutex_unlock(&db->mu);
+
+        run_batch(db, batch, n);
+
+        pthread_mutex_lock(&db->mu);
+        for (o = batch; o != NULL; o = next) {
+            next = o->next;
+            o->done = 1;
+            if (o != &op)
+                pthread_cond_signal(&o->cv);
+        }
+        db->leading = 0;
+        if (db->head != NULL)
+            pthread_cond_signal(&db->head->cv);
+    }
+    pthread_mutex_unlock(&db->mu);
+    pthread_cond_destroy(&op.cv);
+    rc = op.rc;
+    if (rc != NV_OK && err != NULL)
+        *err = op.err;
+    return rc;
+}
+
+/*
+ * Keep the files bounded under sustained load: give free pages back
+ * (auto_vacuum=INCREMENTAL) once many pile up. The WAL is checkpointed by
+ * SQLite every 1000 pages and truncated to journal_size_limit after each
+ * reset, so it does not grow either.
+ */
+static void
+maintain(struct fdb *db)
+{
+    sqlite3_stmt *st = fdb_stmt(db->w, "PRAGMA freelist_count");
+    int64_t free_pages = 0;
+
+    if (st != NULL && sqlite3_step(st) == SQLITE_ROW)
+        free_pages = sqlite3_column_int64(st, 0);
+    conn_reset_used(db->w);
+    if (free_pages > VACUUM_PAGES)
+        exec(db->w->h, "PRAGMA incremental_vacuum(1024)");
+}
+
+/* ---- Reads ---- */
+
+int
+fdb_read(struct fdb *db, fdb_fn fn, void *arg, nv_error *err)
+{
+    struct fdb_conn *c;
+    int rc;
+
+    pthread_mutex_lock(&db->pool_mu);
+    c = db->pool;
+    if (c != NULL)
+        db->pool = c->next;
+    pthread_mutex_unlock(&db->pool_mu);
+    if (c == NULL && (rc = conn_open(db, &c, err)) != NV_OK)
+        return rc;
+    /* One snapshot for the whole read (a listing and its total agree). */
+    rc = run_sql(c, "BEGIN");
+    if (rc != SQLITE_OK) {
+        rc = fdb_fail(c, rc, err);
+    } else {
+        rc = fn(c, arg, err);
+        conn_reset_used(c);
+        run_sql(c, "COMMIT");
+    }
+    conn_reset_used(c);
+    pthread_mutex_lock(&db->pool_mu);
+    c->next = db->pool;
+    db->pool = c;
+    pthread_mutex_unlock(&db->pool_mu);
+    return rc;
+}
+
+/* ---- Opening ---- */
+
+static int
+parse_settings(const char *settings_json, char **dir, int *full,
+               nv_error *err)
+{
+    json_error_t je;
+    json_t *root, *file, *v;
+    int rc = NV_OK;
+
+    root = json_loads(settings_json ? settings_json : "{}", 0, &je);
+    if (root == NULL || !json_is_object(root)) {
+        json_decref(root);
+        return nv__error(err, NV_EINVAL, "file adapter: invalid settings "
+                         "JSON: %s", root ? "not an object" : je.text);
+    }
+    file = json_object_get(root, "file");
+    v = json_is_object(file) ? json_object_get(file, "dataDir") : NULL;
+    if (!json_is_string(v) || json_string_length(v) == 0) {
+        rc = nv__error(err, NV_EINVAL, "file adapter: settings lack "
+                       "file.dataDir");
+        goto out;
+    }
+    *dir = nv__strdup(json_string_value(v));
+    if (*dir == NULL) {
+        rc = nv__error(err, NV_ENOMEM, "file adapter: out of memory");
+        goto out;
+    }
+    *full = 0;
+    v = json_object_get(file, "synchronous");
+    if (v != NULL && !json_is_null(v)) {
+        const char *s = json_string_value(v);
+
+        if (s != NULL && strcmp(s, "full") == 0) {
+            *full = 1;
+        } else if (s == NULL || strcmp(s, "normal") != 0) {
+            nv__free(*dir);
+            *dir = NULL;
+            rc = nv__error(err, NV_EINVAL, "file adapter: file.synchronous "
+                           "must be \"normal\" or \"full\"");
+        }
+    }
+out:
+    json_decref(root);
+    return rc;
+}
+
+/* mkdir -p */
+static int
+make_dirs(const char *dir, nv_error *err)
+{
+    char buf[PATH_MAX];
+    struct stat sb;
+    size_t len = strlen(dir);
+
+    if (len >= sizeof(buf))
+        return nv__error(err, NV_EINVAL, "data directory '%s': path too long",
+                         dir);
+    memcpy(buf, dir, len + 1);
+    for (char *p = buf + 1; ; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+
+            *p = '\0';
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
+                int e = errno;
+
+                return nv__error(err, NV_EBACKEND, "cannot create data "
+                                 "directory '%s': %s", dir, strerror(e));
+            }
+            *p = c;
+            if (c == '\0')
+                break;
+        }
+    }
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return nv__error(err, NV_EBACKEND, "cannot create data directory "
+                         "'%s': %s", dir, stat(dir, &sb) != 0
+                         ? strerror(errno) : "not a directory");
+    if (access(dir, W_OK | X_OK) != 0)
+        return nv__error(err, NV_EBACKEND, "data directory '%s' is not "
+                         "writable: %s", dir, strerror(errno));
+    return NV_OK;
+}
+
+/* A4: one instance per data directory. The lock file holds the pid of
+ * the instance that has it locked (flock, released by the kernel when the
+ * process dies, so a kill -9 leaves no stale lock). */
+static int
+take_lock(struct fdb *db, nv_error *err)
+{
+    char pid[32] = "";
+
+    db->lock_fd = open(db->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (db->lock_fd < 0)
+        return nv__error(err, NV_EBACKEND, "cannot open lock file '%s': %s",
+                         db->lock_path, strerror(errno));
+    if (flock(db->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+
+        if (e != EWOULDBLOCK)
+            return nv__error(err, NV_EBACKEND, "cannot lock '%s': %s",
+                             db->lock_path, strerror(e));
+        /* The holder writes its pid right after locking: retry briefly. */
+        for (int i = 0; i < 50 && pid[0] == '\0'; i++) {
+            ssize_t r = pread(db->lock_fd, pid, sizeof(pid) - 1, 0);
+
+            pid[r > 0 ? r : 0] = '\0';
+            pid[strcspn(pid, "\n")] = '\0';
+            if (pid[0] == '\0')
+                nv__sleep_ms(2);
+        }
+        return nv__error(err, NV_EBACKEND, "data directory %s is in use by "
+                         "pid %s", db->dir, pid[0] ? pid : "(unknown)");
+    }
+    snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    if (ftruncate(db->lock_fd, 0) != 0 ||
+        pwrite(db->lock_fd, pid, strlen(pid), 0) != (ssize_t)strlen(pid))
+        return nv__error(err, NV_EBACKEND, "cannot write lock file '%s': %s",
+                         db->lock_path, strerror(errno));
+    return NV_OK;
+}
+
+static uint32_t
+be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+           (uint32_t)p[2] << 8 | p[3];
+}
+
+/*
+ * A truncated file can look fine to SQLite until a missing page is read;
+ * the header says how many pages the last checkpoint left, so compare.
+ */
+static int
+check_header(struct fdb *db, nv_error *err)
+{
+    unsigned char h[100];
+    struct stat sb;
+    int fd = open(db->path, O_RDONLY | O_CLOEXEC);
+    ssize_t r;
+
+    if (fd < 0)
+        return errno == ENOENT ? NV_OK
+                               : nv__error(err, NV_EBACKEND, "cannot open "
+                                           "database '%s': %s", db->path,
+                                           strerror(errno));
+    r = pread(fd, h, sizeof(h), 0);
+    if (fstat(fd, &sb) != 0)
+        sb.st_size = 0;
+    close(fd);
+    if (sb.st_size == 0)
+        return NV_OK;   /* created but never written: SQLite starts afresh */
+    {
+        /* After a crash the WAL may hold pages the header already counts
+         * (a checkpoint cut short): SQLite recovers those; check only a
+         * cleanly closed database. */
+        char wal[PATH_MAX];
+        struct stat ws;
+
+        snprintf(wal, sizeof(wal), "%s-wal", db->path);
+        if (stat(wal, &ws) == 0 && ws.st_size > 0)
+            r = -r;
+    }
+    if ((r < 0 ? -r : r) < (ssize_t)sizeof(h) || memcmp(h, "SQLite format 3", 16) != 0)
+        return nv__error(err, NV_EBACKEND, "database '%s' is corrupt or not "
+                         "an nvent database (not a SQLite file); it was left "
+                         "untouched", db->path);
+    uint32_t psize = (uint32_t)h[16] << 8 | h[17];
+    uint32_t pages = be32(h + 28);
+
+    if (psize == 1)
+        psize = 65536;
+    if (r > 0 && be32(h + 24) == be32(h + 92) &&
+        (int64_t)pages * psize > (int64_t)sb.st_size)
+        return nv__error(err, NV_EBACKEND, "database '%s' is corrupt: "
+                         "truncated to %lld of %lld bytes; it was left "
+                         "untouched", db->path, (long long)sb.st_size,
+                         (long long)pages * psize);
+    return NV_OK;
+}
+
+static int
+read_version(sqlite3 *h, int *version)
+{
+    sqlite3_stmt *st;
+    int rc, has = 0;
+
+    rc = sqlite3_prepare_v2(h, "SELECT count(*) FROM sqlite_master "
+                            "WHERE name = 'nv_schema'", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        has = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW)
+        return rc;
+    *version = 0;
+    if (!has)
+        return SQLITE_OK;
+    rc = sqlite3_prepare_v2(h, "SELECT version FROM nv_schema", -1, &st,
+                            NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        *version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/*
+ * Schema versions (STYLE.md §6): each adapter's migrate() switches on the
+ * version found and falls through to the current one; to change a layout,
+ * bump the adapter's version, add the step for the old one, then change
+ * the code. A database from a newer nvent is refused, never touched.
+ */
+static int
+setup_schema(struct fdb *db, nv_error *err)
+{
+    sqlite3 *h = db->w->h;
+    char *msg = NULL;
+    int rc, version = 0, fresh;
+
+    rc = read_version(h, &version);
+    if (rc != SQLITE_OK)
+        return sqlite_error(db->path, h, rc, err);
+    if (version > db->schema->version)
+        return nv__error(err, NV_EBACKEND, "database '%s' has schema version "
+                         "%d, newer than this nvent supports (%d)", db->path,
+                         version, db->schema->version);
+    fresh = version == 0;
+    if (fresh) {
+        sqlite3_stmt *st;
+        int tables = 0;
+
+        /* An SQLite file that is not ours: refuse, do not add to it. */
+        rc = sqlite3_prepare_v2(h, "SELECT count(*) FROM sqlite_master", -1,
+                                &st, NULL);
+        if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+            tables = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+        if (tables > 0)
+            return nv__error(err, NV_EBACKEND, "database '%s' is not an "
+                             "nvent %s database; it was left untouched",
+                             db->path, db->schema->kind);
+        /* Must precede the first table. */
+        exec(h, "PRAGMA auto_vacuum=INCREMENTAL");
+    }
+    rc = exec(h, "PRAGMA journal_mode=WAL");
+    if (rc == SQLITE_OK && !fresh && version == db->schema->version)
+        return NV_OK;
+    if (rc == SQLITE_OK)
+        rc = exec(h, "BEGIN IMMEDIATE");
+    if (rc == SQLITE_OK && fresh)
+        rc = exec(h, "CREATE TABLE nv_schema(version INTEGER NOT NULL);"
+                     "INSERT INTO nv_schema VALUES (0)");
+    if (rc == SQLITE_OK)
+        rc = db->schema->migrate(h, version, &msg);
+    if (rc == SQLITE_OK) {
+        char sql[64];
+
+        snprintf(sql, sizeof(sql), "UPDATE nv_schema SET version = %d",
+                 db->schema->version);
+        rc = exec(h, sql);
+    }
+    if (rc == SQLITE_OK)
+        rc = exec(h, "COMMIT");
+    if (rc != SQLITE_OK) {
+        if (msg != NULL)
+            nv__error(err, NV_EBACKEND, "database '%s': migration from "
+                      "version %d failed: %s", db->path, version, msg);
+        else
+            sqlite_error(db->path, h, rc, err);
+        sqlite3_free(msg);
+        exec(h, "ROLLBACK");
+        return err ? err->code : NV_EBACKEND;
+    }
+    return NV_OK;
+}
+
+static int
+quick_check(struct fdb *db, nv_error *err)
+{
+    sqlite3_stmt *st;
+    char msg[160] = "";
+    int rc;
+
+    rc = sqlite3_prepare_v2(db->w->h, "PRAGMA quick_check(1)", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return sqlite_error(db->path, db->w->h, rc, err);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        fdb_col_copy(st, 0, msg, sizeof(msg));
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW)
+        return sqlite_error(db->path, db->w->h, rc, err);
+    if (strcmp(msg, "ok") != 0)
+        return nv__error(err, NV_EBACKEND, "database '%s' is corrupt (%s); "
+                         "it was left untouched", db->path, msg);
+    return NV_OK;
+}
+
+/* Memory statistics take a global mutex on every SQLite allocation;
+ * nvent never reads them. Only possible before SQLite initialises. */
+static void
+sqlite_setup(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
+int
+fdb_open(const char *settings_json, const struct fdb_schema *schema,
+         struct fdb **out, nv_error *err)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    struct fdb *db;
+    int rc;
+
+    pthread_once(&once, sqlite_setup);
+    db = nv__calloc(1, sizeof(*db));
+    if (db == NULL)
+        return nv__error(err, NV_ENOMEM, "file adapter: out of memory");
+    db->lock_fd = -1;
+    db->schema = schema;
+    pthread_mutex_init(&db->mu, NULL);
+    pthread_mutex_init(&db->pool_mu, NULL);
+    {
+        pthread_condattr_t ca;
+
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&db->arrive, &ca);
+        pthread_condattr_destroy(&ca);
+    }
+    rc = parse_settings(settings_json, &db->dir, &db->full, err);
+    if (rc != NV_OK)
+        goto fail;
+    db->path = nv__asprintf("%s/%s.db", db->dir, schema->kind);
+    db->lock_path = nv__asprintf("%s/%s.lock", db->dir, schema->kind);
+    if (db->path == NULL || db->lock_path == NULL) {
+        rc = nv__error(err, NV_ENOMEM, "file adapter: out of memory");
+        goto fail;
+    }
+    if ((rc = make_dirs(db->dir, err)) != NV_OK ||
+        (rc = take_lock(db, err)) != NV_OK ||
+        (rc = check_header(db, err)) != NV_OK)
+        goto fail;
+    db->w = nv__calloc(1, sizeof(*db->w));
+    if (db->w == NULL) {
+        rc = nv__error(err, NV_ENOMEM, "file adapter: out of memory");
+        goto fail;
+    }
+    db->w->db = db;
+    rc = sqlite3_open_v2(db->path, &db->w->h, SQLITE_OPEN_READWRITE |
+                         SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        rc = sqlite_error(db->path, db->w->h, rc, err);
+        goto fail;
+    }
+    sqlite3_busy_timeout(db->w->h, 5000);
+    if ((rc = setup_schema(db, err)) != NV_OK ||
+        (rc = quick_check(db, err)) != NV_OK)
+        goto fail;
+    rc = exec(db->w->h, db->full ? "PRAGMA synchronous=FULL"
+                                 : "PRAGMA synchronous=NORMAL");
+    if (rc == SQLITE_OK)
+        rc = exec(db->w->h, "PRAGMA temp_store=MEMORY;"
+                            "PRAGMA journal_size_limit=16777216;"
+                            "PRAGMA wal_autocheckpoint=1000;"
+                            "PRAGMA cache_size=-16384");
+    if (rc != SQLITE_OK) {
+        rc = sqlite_error(db->path, db->w->h, rc, err);
+        goto fail;
+    }
+    db->opened = 1;
+    *out = db;
+    return NV_OK;
+fail:
+    fdb_close(db);
+    return rc;
+}
+
+void
+fdb_close(struct fdb *db)
+{
+    struct fdb_conn *c;
+
+    if (db == NULL)
+        return;
+    while ((c = db->pool) != NULL) {
+        db->pool = c->next;
+        conn_close(c);
+    }
+    if (db->w != NULL) {
+        for (int i = 0; i < db->w->ncache; i++)
+            sqlite3_finalize(db->w->cache[i].st);
+        db->w->ncache = 0;
+        if (db->opened && sqlite3_get_autocommit(db->w->h))
+            exec(db->w->h, "PRAGMA wal_checkpoint(TRUNCATE)");
+        conn_close(db->w);
+    }
+    if (db->lock_fd >= 0)
+        close(db->lock_fd);     /* releases the flock */
+    pthread_mutex_destroy(&db->mu);
+    pthread_mutex_destroy(&db->pool_mu);
+    pthread_cond_destroy(&db->arrive);
+    nv__free(db->dir);
+    nv__free(db->path);
+    nv__free(db->lock_path);
+    nv__free(db);
+}

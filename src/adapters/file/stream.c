@@ -1,0 +1,624 @@
+/*
+ * File stream adapter: run event streams in <dataDir>/stream.db (fdb.c
+ * holds the database layer; adapter.h the contract). Live notifications
+ * stay in the process (one instance per data directory, A-4): an appended
+ * event is queued for the subscribers once its commit is done, and one
+ * dispatcher thread hands notes to every subscriber in queue order, so
+ * each stream's order is kept.
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "adapters/file/fdb.h"
+
+/*
+ * Schema, version 1.
+ *   streams(sid, name, last_ms, last_seq, count)  the last id and length
+ *   events(sid, ms, seq, ts, type, ..., data)     unique (sid, ms, seq):
+ *                                                 a stream in id order
+ */
+#define STREAM_SCHEMA_VERSION 1
+
+static int
+stream_migrate(sqlite3 *h, int from, char **msg)
+{
+    int rc = SQLITE_OK;
+
+    switch (from) {
+    case 0:
+        rc = sqlite3_exec(h,
+            "CREATE TABLE streams(sid INTEGER PRIMARY KEY,"
+            " name TEXT NOT NULL UNIQUE, last_ms INTEGER NOT NULL,"
+            " last_seq INTEGER NOT NULL, count INTEGER NOT NULL);"
+            "CREATE TABLE events(sid INTEGER NOT NULL, ms INTEGER NOT NULL,"
+            " seq INTEGER NOT NULL, ts INTEGER NOT NULL, type TEXT NOT NULL,"
+            " run_id TEXT NOT NULL, flow_name TEXT NOT NULL,"
+            " step_name TEXT NOT NULL, step_id TEXT NOT NULL,"
+            " attempt INTEGER NOT NULL, data TEXT);"
+            "CREATE UNIQUE INDEX events_id ON events(sid, ms, seq);",
+            NULL, NULL, msg);
+        /* fall through */
+    case STREAM_SCHEMA_VERSION:
+        break;
+    }
+    return rc;
+}
+
+static const struct fdb_schema stream_schema = {
+    .kind = "stream", .version = STREAM_SCHEMA_VERSION,
+    .migrate = stream_migrate,
+};
+
+/* A queued notification; owns its strings. */
+struct note {
+    struct note *next;
+    char        *stream;
+    int          has_event;
+    nv_event     ev;
+    char        *channel;
+    char        *message;
+};
+
+/* A subscription. 'busy' while its callback runs; unsubscribe marks it
+ * dead and waits for busy to clear. Guarded by fst.nmu. */
+struct sub {
+    struct sub        *next;
+    nv_stream_note_fn  fn;
+    void              *ud;
+    int                busy, dead;
+};
+
+struct fst {
+    struct fdb     *db;
+
+    pthread_mutex_t nmu;        /* guards everything below */
+    pthread_cond_t  ncv;        /* a note arrived, or stop */
+    pthread_cond_t  scv;        /* a callback ended */
+    struct note    *head, *tail;
+    struct sub     *subs;
+    int             nsubs;
+    int             stop;
+    int             started;    /* the dispatcher thread runs */
+    pthread_t       thr;
+};
+
+#define STMT(c, var, sql)                                                   \
+    sqlite3_stmt *var = fdb_stmt((c), (sql));                               \
+    if (var == NULL)                                                        \
+        return fdb_fail((c), sqlite3_errcode(fdb_handle(c)), err)
+
+static int
+oom(nv_error *err)
+{
+    return nv__error(err, NV_ENOMEM, "file stream: out of memory");
+}
+
+static int
+step_row(struct fdb_conn *c, sqlite3_stmt *st, nv_error *err)
+{
+    int rc = sqlite3_step(st);
+
+    if (rc == SQLITE_ROW)
+        return 1;
+    if (rc == SQLITE_DONE)
+        return 0;
+    return fdb_fail(c, rc, err);
+}
+
+static int
+done(struct fdb_conn *c, sqlite3_stmt *st, nv_error *err)
+{
+    int rc = fdb_step_done(st);
+
+    return rc == SQLITE_OK ? NV_OK : fdb_fail(c, rc, err);
+}
+
+/* ---- Notes and the dispatcher ---- */
+
+static void
+note_free(struct note *n)
+{
+    if (n == NULL)
+        return;
+    nv__free(n->stream);
+    nv_event_release(&n->ev);
+    nv__free(n->channel);
+    nv__free(n->message);
+    nv__free(n);
+}
+
+/* Queue 'n' for the dispatcher (takes it). */
+static void
+note_push(struct fst *s, struct note *n)
+{
+    pthread_mutex_lock(&s->nmu);
+    if (s->nsubs == 0 || s->stop) {
+        pthread_mutex_unlock(&s->nmu);
+        note_free(n);
+        return;
+    }
+    if (s->tail)
+        s->tail->next = n;
+    else
+        s->head = n;
+    s->tail = n;
+    pthread_cond_signal(&s->ncv);
+    pthread_mutex_unlock(&s->nmu);
+}
+
+static int
+has_subs(struct fst *s)
+{
+    int n;
+
+    pthread_mutex_lock(&s->nmu);
+    n = s->nsubs;
+    pthread_mutex_unlock(&s->nmu);
+    return n > 0;
+}
+
+static void *
+dispatch_main(void *arg)
+{
+    struct fst *s = arg;
+    struct note *n;
+
+    pthread_mutex_lock(&s->nmu);
+    while (!s->stop) {
+        if ((n = s->head) == NULL) {
+            pthread_cond_wait(&s->ncv, &s->nmu);
+            continue;
+        }
+        s->head = n->next;
+        if (s->head == NULL)
+            s->tail = NULL;
+        nv_stream_note note = {
+            .stream = n->has_event ? n->stream : NULL,
+            .event = n->has_event ? &n->ev : NULL,
+            .channel = n->channel,
+            .message = n->message,
+        };
+        for (struct sub *b = s->subs; b != NULL; b = b->next) {
+            if (b->dead)
+                continue;
+            b->busy = 1;
+            pthread_mutex_unlock(&s->nmu);
+            b->fn(b->ud, &note);
+            pthread_mutex_lock(&s->nmu);
+            b->busy = 0;
+            pthread_cond_broadcast(&s->scv);
+        }
+        note_free(n);
+    }
+    pthread_mutex_unlock(&s->nmu);
+    return NULL;
+}
+
+/* ---- append ---- */
+
+struct app_args {
+    struct fst     *s;
+    const char     *stream;
+    const nv_event *ev;
+    int64_t         now, expected, version;
+    nv_event        out;
+    struct note    *note;     /* prepared in the transaction, queued after */
+};
+
+static int
+append_fn(struct fdb_conn *c, void *arg, nv_error *err)
+{
+    struct app_args *a = arg;
+    int64_t sid = 0, last_ms = 0, last_seq = -1, count = 0, ms, seq;
+    int rc;
+
+    STMT(c, st, "SELECT sid, last_ms, last_seq, count FROM streams"
+                " WHERE name = ?1");
+    fdb_bind_text(st, 1, a->stream);
+    rc = step_row(c, st, err);
+    if (rc < 0)
+        return rc;
+    if (rc == 1) {
+        sid = sqlite3_column_int64(st, 0);
+        last_ms = sqlite3_column_int64(st, 1);
+        last_seq = sqlite3_column_int64(st, 2);
+        count = sqlite3_column_int64(st, 3);
+    }
+    sqlite3_reset(st);
+    if (a->expected >= 0 && count != a->expected)
+        return nv__error(err, NV_ECONFLICT, "stream '%s' holds %" PRId64
+                         " events, expected %" PRId64, a->stream, count,
+                         a->expected);
+    /* E-2: ms never goes back; seq grows within one ms. */
+    ms = a->now;
+    seq = 0;
+    if (count > 0 && ms <= last_ms) {
+        ms = last_ms;
+        seq = last_seq + 1;
+    }
+    if (sid == 0) {
+        STMT(c, ins, "INSERT INTO streams(name, last_ms, last_seq, count)"
+                     " VALUES (?1, ?2, ?3, 1)");
+        fdb_bind_text(ins, 1, a->stream);
+        sqlite3_bind_int64(ins, 2, ms);
+        sqlite3_bind_int64(ins, 3, seq);
+        if ((rc = done(c, ins, err)) != NV_OK)
+            return rc;
+        sid = sqlite3_last_insert_rowid(fdb_handle(c));
+    } else {
+        STMT(c, up, "UPDATE streams SET last_ms = ?2, last_seq = ?3,"
+                    " count = count + 1 WHERE sid = ?1");
+        sqlite3_bind_int64(up, 1, sid);
+        sqlite3_bind_int64(up, 2, ms);
+        sqlite3_bind_int64(up, 3, seq);
+        if ((rc = done(c, up, err)) != NV_OK)
+            return rc;
+    }
+    const nv_event *ev = a->ev;
+    STMT(c, ev_ins, "INSERT INTO events VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,"
+                    " ?8, ?9, ?10, ?11)");
+    sqlite3_bind_int64(ev_ins, 1, sid);
+    sqlite3_bind_int64(ev_ins, 2, ms);
+    sqlite3_bind_int64(ev_ins, 3, seq);
+    sqlite3_bind_int64(ev_ins, 4, a->now);
+    fdb_bind_text(ev_ins, 5, ev->type);
+    fdb_bind_text(ev_ins, 6, ev->run_id);
+    fdb_bind_text(ev_ins, 7, ev->flow_name);
+    fdb_bind_text(ev_ins, 8, ev->step_name);
+    fdb_bind_text(ev_ins, 9, ev->step_id);
+    sqlite3_bind_int(ev_ins, 10, ev->attempt);
+    fdb_bind_text(ev_ins, 11, ev->data);
+    if ((rc = done(c, ev_ins, err)) != NV_OK)
+        return rc;
+    a->version = count + 1;
+    if (nv_event_copy(&a->out, ev) != NV_OK)
+        return oom(err);
+    snprintf(a->out.id, sizeof(a->out.id), "%" PRId64 "-%" PRId64, ms, seq);
+    a->out.ts = a->now;
+    if (has_subs(a->s)) {
+        a->note = nv__calloc(1, sizeof(*a->note));
+        if (a->note == NULL)
+            return oom(err);
+        a->note->has_event = 1;
+        a->note->stream = nv__strdup(a->stream);
+        if (a->note->stream == NULL ||
+            nv_event_copy(&a->note->ev, &a->out) != NV_OK)
+            return oom(err);
+    }
+    return NV_OK;
+}
+
+static void
+append_after(void *arg)
+{
+    struct app_args *a = arg;
+
+    if (a->note != NULL) {
+        note_push(a->s, a->note);
+        a->note = NULL;
+    }
+}
+
+static int
+fst_append(void *self, const char *stream, const nv_event *ev, int64_t now,
+           int64_t expected_version, nv_event *out, int64_t *version,
+           nv_error *err)
+{
+    struct app_args a = { .s = self, .stream = stream, .ev = ev, .now = now,
+                          .expected = expected_version };
+    int rc = fdb_write(a.s->db, append_fn, append_after, &a, err);
+
+    note_free(a.note);      /* not committed: nobody hears of it */
+    if (rc != NV_OK) {
+        nv_event_release(&a.out);
+        return rc;
+    }
+    if (version != NULL)
+        *version = a.version;
+    if (out != NULL)
+        *out = a.out;
+    else
+        nv_event_release(&a.out);
+    return NV_OK;
+}
+
+/* ---- read, length, del ---- */
+
+struct read_args {
+    const char *stream;
+    int64_t     ams, aseq, limit, n64;
+    nv_event   *out;
+    size_t      n;
+};
+
+static int
+read_fn(struct fdb_conn *c, void *arg, nv_error *err)
+{
+    struct read_args *a = arg;
+    size_t cap = 0;
+    int rc, bad = 0;
+
+    STMT(c, st, "SELECT e.ms, e.seq, e.ts, e.type, e.run_id, e.flow_name,"
+                " e.step_name, e.step_id, e.attempt, e.data"
+                " FROM streams s JOIN events e ON e.sid = s.sid"
+                " WHERE s.name = ?1 AND (e.ms, e.seq) > (?2, ?3)"
+                " ORDER BY e.ms, e.seq LIMIT ?4");
+    fdb_bind_text(st, 1, a->stream);
+    sqlite3_bind_int64(st, 2, a->ams);
+    sqlite3_bind_int64(st, 3, a->aseq);
+    sqlite3_bind_int64(st, 4, a->limit < 0 ? -1 : a->limit);
+    while ((rc = step_row(c, st, err)) == 1) {
+        if (a->n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            nv_event *v = nv__realloc(a->out, ncap * sizeof(*v));
+
+            if (v == NULL) {
+                rc = oom(err);
+                break;
+            }
+            a->out = v;
+            cap = ncap;
+        }
+        nv_event *e = &a->out[a->n];
+        memset(e, 0, sizeof(*e));
+        snprintf(e->id, sizeof(e->id), "%" PRId64 "-%" PRId64,
+                 (int64_t)sqlite3_column_int64(st, 0),
+                 (int64_t)sqlite3_column_int64(st, 1));
+        e->ts = sqlite3_column_int64(st, 2);
+        fdb_col_copy(st, 3, e->type, sizeof(e->type));
+        fdb_col_copy(st, 4, e->run_id, sizeof(e->run_id));
+        fdb_col_copy(st, 5, e->flow_name, sizeof(e->flow_name));
+        fdb_col_copy(st, 6, e->step_name, sizeof(e->step_name));
+        fdb_col_copy(st, 7, e->step_id, sizeof(e->step_id));
+        e->attempt = sqlite3_column_int(st, 8);
+        e->data = fdb_col_dup(st, 9, &bad);
+        if (bad) {
+            rc = oom(err);
+            break;
+        }
+        a->n++;
+    }
+    sqlite3_reset(st);
+    return rc < 0 ? rc : NV_OK;
+}
+
+static int
+fst_read(void *self, const char *stream, const char *after, int64_t limit,
+         nv_event **out, size_t *n, nv_error *err)
+{
+    struct fst *s = self;
+    struct read_args a = { .stream = stream, .ams = -1, .aseq = -1,
+                           .limit = limit };
+    int rc;
+
+    if (after != NULL && *after != '\0' &&
+        nv__event_id_parse(after, &a.ams, &a.aseq) != 0)
+        return nv__error(err, NV_EINVAL, "invalid event id '%s'", after);
+    if (limit == 0) {
+        *out = NULL;
+        *n = 0;
+        return NV_OK;
+    }
+    rc = fdb_read(s->db, read_fn, &a, err);
+    if (rc != NV_OK) {
+        nv_events_free(a.out, a.n);
+        return rc;
+    }
+    *out = a.out;
+    *n = a.n;
+    return NV_OK;
+}
+
+static int
+length_fn(struct fdb_conn *c, void *arg, nv_error *err)
+{
+    struct read_args *a = arg;
+    int rc;
+
+    STMT(c, st, "SELECT count FROM streams WHERE name = ?1");
+    fdb_bind_text(st, 1, a->stream);
+    rc = step_row(c, st, err);
+    a->n64 = rc == 1 ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    return rc < 0 ? rc : NV_OK;
+}
+
+static int
+fst_length(void *self, const char *stream, int64_t *out, nv_error *err)
+{
+    struct fst *s = self;
+    struct read_args a = { .stream = stream };
+    int rc = fdb_read(s->db, length_fn, &a, err);
+
+    if (rc == NV_OK)
+        *out = a.n64;
+    return rc;
+}
+
+static int
+del_fn(struct fdb_conn *c, void *arg, nv_error *err)
+{
+    struct read_args *a = arg;
+    int rc;
+
+    STMT(c, ev, "DELETE FROM events WHERE sid ="
+                " (SELECT sid FROM streams WHERE name = ?1)");
+    fdb_bind_text(ev, 1, a->stream);
+    if ((rc = done(c, ev, err)) != NV_OK)
+        return rc;
+    STMT(c, st, "DELETE FROM streams WHERE name = ?1");
+    fdb_bind_text(st, 1, a->stream);
+    return done(c, st, err);
+}
+
+static int
+fst_del(void *self, const char *stream, nv_error *err)
+{
+    struct fst *s = self;
+    struct read_args a = { .stream = stream };
+
+    return fdb_write(s->db, del_fn, NULL, &a, err);
+}
+
+/* ---- publish, subscribe ---- */
+
+static int
+fst_publish(void *self, const char *channel, const char *message,
+            nv_error *err)
+{
+    struct fst *s = self;
+    struct note *n;
+
+    if (!has_subs(s))
+        return NV_OK;
+    n = nv__calloc(1, sizeof(*n));
+    if (n == NULL)
+        return oom(err);
+    n->channel = nv__strdup(channel ? channel : "");
+    n->message = nv__strdup(message ? message : "null");
+    if (n->channel == NULL || n->message == NULL) {
+        note_free(n);
+        return oom(err);
+    }
+    note_push(s, n);
+    return NV_OK;
+}
+
+static int
+fst_subscribe(void *self, nv_stream_note_fn fn, void *ud, void **handle,
+              nv_error *err)
+{
+    struct fst *s = self;
+    struct sub *b;
+
+    if (fn == NULL)
+        return nv__error(err, NV_EINVAL, "subscribe: no callback");
+    b = nv__calloc(1, sizeof(*b));
+    if (b == NULL)
+        return oom(err);
+    b->fn = fn;
+    b->ud = ud;
+    pthread_mutex_lock(&s->nmu);
+    if (!s->started) {
+        if (pthread_create(&s->thr, NULL, dispatch_main, s) != 0) {
+            pthread_mutex_unlock(&s->nmu);
+            nv__free(b);
+            return nv__error(err, NV_EINTERNAL, "file stream: cannot start "
+                             "the dispatcher thread");
+        }
+        s->started = 1;
+    }
+    b->next = s->subs;
+    s->subs = b;
+    s->nsubs++;
+    pthread_mutex_unlock(&s->nmu);
+    *handle = b;
+    return NV_OK;
+}
+
+static void
+fst_unsubscribe(void *self, void *handle)
+{
+    struct fst *s = self;
+    struct sub *b = handle, **pp;
+
+    if (b == NULL)
+        return;
+    pthread_mutex_lock(&s->nmu);
+    b->dead = 1;
+    while (b->busy)
+        pthread_cond_wait(&s->scv, &s->nmu);
+    for (pp = &s->subs; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == b) {
+            *pp = b->next;
+            s->nsubs--;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->nmu);
+    nv__free(b);
+}
+
+static int
+ping_fn(struct fdb_conn *c, void *arg, nv_error *err)
+{
+    STMT(c, st, "SELECT 1");
+    int rc = step_row(c, st, err);
+
+    (void)arg;
+    return rc < 0 ? rc : NV_OK;
+}
+
+static int
+fst_ping(void *self, nv_error *err)
+{
+    struct fst *s = self;
+
+    return fdb_read(s->db, ping_fn, NULL, err);
+}
+
+static void
+fst_close(void *self)
+{
+    struct fst *s = self;
+    struct note *n;
+    struct sub *b;
+
+    if (s == NULL)
+        return;
+    pthread_mutex_lock(&s->nmu);
+    s->stop = 1;
+    pthread_cond_broadcast(&s->ncv);
+    pthread_mutex_unlock(&s->nmu);
+    if (s->started)
+        pthread_join(s->thr, NULL);
+    fdb_close(s->db);
+    while ((n = s->head) != NULL) {
+        s->head = n->next;
+        note_free(n);
+    }
+    while ((b = s->subs) != NULL) {
+        s->subs = b->next;
+        nv__free(b);
+    }
+    pthread_mutex_destroy(&s->nmu);
+    pthread_cond_destroy(&s->ncv);
+    pthread_cond_destroy(&s->scv);
+    nv__free(s);
+}
+
+static const nv_stream_ops file_stream_ops = {
+    .name = "file",
+    .append = fst_append,
+    .read = fst_read,
+    .length = fst_length,
+    .del = fst_del,
+    .publish = fst_publish,
+    .subscribe = fst_subscribe,
+    .unsubscribe = fst_unsubscribe,
+    .ping = fst_ping,
+    .close = fst_close,
+};
+
+int
+nv_file_stream_open(const char *settings_json, nv_stream *out, nv_error *err)
+{
+    struct fst *s = nv__calloc(1, sizeof(*s));
+    int rc;
+
+    if (s == NULL)
+        return oom(err);
+    pthread_mutex_init(&s->nmu, NULL);
+    pthread_cond_init(&s->ncv, NULL);
+    pthread_cond_init(&s->scv, NULL);
+    rc = fdb_open(settings_json, &stream_schema, &s->db, err);
+    if (rc != NV_OK) {
+        fst_close(s);
+        return rc;
+    }
+    out->ops = &file_stream_ops;
+    out->self = s;
+    return NV_OK;
+}

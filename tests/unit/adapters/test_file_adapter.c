@@ -1,0 +1,501 @@
+/*
+ * File adapter (SQLite) specifics the contract suite cannot see: data
+ * survives a reopen, one instance per data directory, refusal of newer,
+ * corrupt, truncated or foreign databases and of unusable data
+ * directories (each error names the path and leaves the file untouched),
+ * and group commit under concurrent callers.
+ */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/util.h"
+#include "file_util.h"
+
+TestSuite(file_adapter, .timeout = 30);
+
+#define T0 1700000000000LL
+
+static void
+open_queue(const char *dir, nv_queue *q)
+{
+    char *s = ft_settings(dir, "normal");
+    nv_error err = { 0 };
+
+    cr_assert_eq(nv_file_queue_open(s, q, &err), NV_OK, "%s", err.msg);
+    free(s);
+}
+
+static void
+open_store(const char *dir, nv_store *st)
+{
+    char *s = ft_settings(dir, "full");
+    nv_error err = { 0 };
+
+    cr_assert_eq(nv_file_store_open(s, st, &err), NV_OK, "%s", err.msg);
+    free(s);
+}
+
+static void
+open_stream(const char *dir, nv_stream *sm)
+{
+    char *s = ft_settings(dir, "normal");
+    nv_error err = { 0 };
+
+    cr_assert_eq(nv_file_stream_open(s, sm, &err), NV_OK, "%s", err.msg);
+    free(s);
+}
+
+static void
+enqueue(nv_queue *q, nv_job *j)
+{
+    int created = 0;
+
+    cr_assert_eq(q->ops->enqueue(q->self, j, j->timestamp, 0, NULL, &created,
+                                 NULL), NV_OK);
+    cr_assert_eq(created, 1);
+}
+
+static int
+state_of(nv_queue *q, const char *queue, const char *id)
+{
+    nv_job j;
+    int st;
+
+    cr_assert_eq(q->ops->get(q->self, queue, id, &j, NULL), NV_OK, "%s", id);
+    st = j.state;
+    nv_job_release(&j);
+    return st;
+}
+
+/* ---- Reopen ---- */
+
+Test(file_adapter, jobs_delays_leases_and_pause_survive_a_reopen)
+{
+    char *dir = ft_dir();
+    nv_queue q;
+    nv_job a = ft_job("mail", "a", "{\"n\":1}", T0);
+    nv_job b = ft_job("mail", "b", "{\"n\":2}", T0);
+    nv_job c = ft_job("mail", "c", "{\"n\":3}", T0);
+    nv_job r;
+    int64_t next_at = 0;
+    int paused = 0;
+
+    b.delay_until = T0 + 5000;
+    open_queue(dir, &q);
+    enqueue(&q, &a);
+    enqueue(&q, &b);
+    enqueue(&q, &c);
+    cr_assert_eq(q.ops->reserve(q.self, "mail", T0, 30000, NULL, &r, NULL,
+                                NULL), NV_OK);
+    cr_assert_str_eq(r.id, "a");
+    nv_job_release(&r);
+    cr_assert_eq(q.ops->set_paused(q.self, "other", 1, NULL), NV_OK);
+    q.ops->close(q.self);
+
+    open_queue(dir, &q);
+    cr_assert_eq(q.ops->is_paused(q.self, "other", &paused, NULL), NV_OK);
+    cr_assert_eq(paused, 1);
+    cr_assert_eq(state_of(&q, "mail", "a"), NV_JOB_ACTIVE);
+    cr_assert_eq(state_of(&q, "mail", "b"), NV_JOB_DELAYED);
+    /* c is next; b keeps its due time; a comes back when its lease ends. */
+    cr_assert_eq(q.ops->reserve(q.self, "mail", T0 + 1, 30000, NULL, &r,
+                                NULL, NULL), NV_OK);
+    cr_assert_str_eq(r.id, "c");
+    cr_assert_str_eq(r.data, "{\"n\":3}");
+    nv_job_release(&r);
+    cr_assert_eq(q.ops->reserve(q.self, "mail", T0 + 2, 30000, NULL, &r,
+                                &next_at, NULL), NV_ENOTFOUND);
+    cr_assert_eq(next_at, T0 + 5000);
+    cr_assert_eq(q.ops->reserve(q.self, "mail", T0 + 5000, 30000, NULL, &r,
+                                NULL, NULL), NV_OK);
+    cr_assert_str_eq(r.id, "b");
+    nv_job_release(&r);
+    nv_reaped *rp = NULL;
+    size_t n = 0;
+    cr_assert_eq(q.ops->reap(q.self, "mail", T0 + 30001, 1, &rp, &n, NULL),
+                 NV_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(rp[0].job.id, "a");
+    cr_assert_eq(rp[0].job.stalled_count, 1);
+    nv_reaped_free(rp, n);
+    q.ops->close(q.self);
+    free(dir);
+}
+
+Test(file_adapter, streams_survive_a_reopen_and_ids_keep_growing)
+{
+    char *dir = ft_dir();
+    nv_stream sm;
+    nv_event ev, out, *v;
+    size_t n;
+    int64_t len;
+    char last[NV_EVENT_ID_MAX];
+
+    memset(&ev, 0, sizeof(ev));
+    strcpy(ev.type, "flow.start");
+    ev.data = (char *)"{\"input\":{}}";
+    open_stream(dir, &sm);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(sm.ops->append(sm.self, "nq:flow:r1", &ev, T0, -1, &out,
+                                    NULL, NULL), NV_OK);
+        strcpy(last, out.id);
+        nv_event_release(&out);
+    }
+    sm.ops->close(sm.self);
+
+    open_stream(dir, &sm);
+    cr_assert_eq(sm.ops->length(sm.self, "nq:flow:r1", &len, NULL), NV_OK);
+    cr_assert_eq(len, 3);
+    /* The clock went back: ms stays, seq grows (E-2) across the reopen. */
+    cr_assert_eq(sm.ops->append(sm.self, "nq:flow:r1", &ev, T0 - 10, 3, &out,
+                                NULL, NULL), NV_OK);
+    cr_assert_gt(nv__event_id_cmp(out.id, last), 0);
+    nv_event_release(&out);
+    cr_assert_eq(sm.ops->read(sm.self, "nq:flow:r1", NULL, -1, &v, &n, NULL),
+                 NV_OK);
+    cr_assert_eq(n, 4);
+    cr_assert_str_eq(v[0].id, "1700000000000-0");
+    cr_assert_str_eq(v[3].id, "1700000000000-3");
+    cr_assert_str_eq(v[2].data, "{\"input\":{}}");
+    nv_events_free(v, n);
+    sm.ops->close(sm.self);
+    free(dir);
+}
+
+Test(file_adapter, state_ttls_indexes_and_documents_survive_a_reopen)
+{
+    char *dir = ft_dir();
+    nv_store st;
+    char *val = NULL;
+    nv_index_entry e;
+    nv_doc d;
+    int64_t rev = 0;
+
+    open_store(dir, &st);
+    cr_assert_eq(st.ops->kv_set(st.self, "nq:flow:r1:k", "0", T0 + 100, NULL),
+                 NV_OK);
+    cr_assert_eq(st.ops->kv_set(st.self, "nq:state:x", "\"y\"", 0, NULL),
+                 NV_OK);
+    cr_assert_eq(st.ops->idx_put(st.self, "nq:flows:f", "r1", 5.0,
+                                 "{\"status\":\"running\"}", NULL), NV_OK);
+    cr_assert_eq(st.ops->doc_put(st.self, "schedules", "s1", "{\"a\":1}", 0,
+                                 &rev, NULL), NV_OK);
+    cr_assert_eq(st.ops->doc_put(st.self, "schedules", "s1", "{\"a\":2}", 1,
+                                 &rev, NULL), NV_OK);
+    st.ops->close(st.self);
+
+    open_store(dir, &st);
+    cr_assert_eq(st.ops->kv_get(st.self, "nq:flow:r1:k", T0 + 99, &val, NULL),
+                 NV_OK);
+    cr_assert_str_eq(val, "0");
+    nv_free(val);
+    cr_assert_eq(st.ops->kv_get(st.self, "nq:flow:r1:k", T0 + 100, &val,
+                                NULL), NV_ENOTFOUND);
+    cr_assert_eq(st.ops->kv_get(st.self, "nq:state:x", T0 + 1000000, &val,
+                                NULL), NV_OK);
+    cr_assert_str_eq(val, "\"y\"");
+    nv_free(val);
+    cr_assert_eq(st.ops->idx_get(st.self, "nq:flows:f", "r1", &e, NULL),
+                 NV_OK);
+    cr_assert_str_eq(e.meta, "{\"status\":\"running\"}");
+    nv__free(e.member);
+    nv__free(e.meta);
+    cr_assert_eq(st.ops->doc_get(st.self, "schedules", "s1", &d, NULL), NV_OK);
+    cr_assert_eq(d.rev, 2);
+    cr_assert_str_eq(d.json, "{\"a\":2}");
+    nv__free(d.id);
+    nv__free(d.json);
+    cr_assert_eq(st.ops->doc_put(st.self, "schedules", "s1", "{}", 1, NULL,
+                                 NULL), NV_ECONFLICT);
+    st.ops->close(st.self);
+    free(dir);
+}
+
+/* ---- Refusals ---- */
+
+Test(file_adapter, a_second_instance_on_a_data_directory_is_refused)
+{
+    char *dir = ft_dir();
+    char *s = ft_settings(dir, "normal");
+    char want[512];
+    nv_queue q1, q2;
+    nv_error err = { 0 };
+
+    open_queue(dir, &q1);
+    cr_assert_eq(nv_file_queue_open(s, &q2, &err), NV_EBACKEND);
+    snprintf(want, sizeof(want), "data directory %s is in use by pid %ld",
+             dir, (long)getpid());
+    cr_assert_str_eq(err.msg, want);
+    q1.ops->close(q1.self);
+    /* Released on close. */
+    cr_assert_eq(nv_file_queue_open(s, &q2, &err), NV_OK, "%s", err.msg);
+    q2.ops->close(q2.self);
+    free(s);
+    free(dir);
+}
+
+static void
+set_version(const char *path, int v)
+{
+    sqlite3 *h;
+    char sql[64];
+
+    cr_assert_eq(sqlite3_open(path, &h), SQLITE_OK);
+    snprintf(sql, sizeof(sql), "UPDATE nv_schema SET version = %d", v);
+    cr_assert_eq(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+}
+
+static off_t
+file_size(const char *path)
+{
+    struct stat sb;
+
+    cr_assert_eq(stat(path, &sb), 0, "%s", path);
+    return sb.st_size;
+}
+
+Test(file_adapter, a_database_of_a_newer_schema_is_refused_untouched)
+{
+    char *dir = ft_dir();
+    char *s = ft_settings(dir, "normal");
+    char path[512];
+    nv_store st;
+    nv_error err = { 0 };
+
+    open_store(dir, &st);
+    cr_assert_eq(st.ops->kv_set(st.self, "k", "1", 0, NULL), NV_OK);
+    st.ops->close(st.self);
+    snprintf(path, sizeof(path), "%s/store.db", dir);
+    set_version(path, 99);
+    cr_assert_eq(nv_file_store_open(s, &st, &err), NV_EBACKEND);
+    cr_assert(strstr(err.msg, path) != NULL, "%s", err.msg);
+    cr_assert(strstr(err.msg, "schema version 99") != NULL, "%s", err.msg);
+    /* Back to the current version: the data is all there. */
+    set_version(path, 1);
+    open_store(dir, &st);
+    char *v = NULL;
+    cr_assert_eq(st.ops->kv_get(st.self, "k", 0, &v, NULL), NV_OK);
+    cr_assert_str_eq(v, "1");
+    nv_free(v);
+    st.ops->close(st.self);
+    free(s);
+    free(dir);
+}
+
+static void
+write_file(const char *path, const char *bytes, size_t n)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+    cr_assert(fd >= 0);
+    cr_assert_eq(write(fd, bytes, n), (ssize_t)n);
+    close(fd);
+}
+
+Test(file_adapter, a_file_that_is_not_a_database_is_refused_naming_it)
+{
+    char *dir = ft_dir();
+    char *s = ft_settings(dir, "normal");
+    char path[512], junk[4096];
+    nv_queue q;
+    nv_error err = { 0 };
+
+    snprintf(path, sizeof(path), "%s/queue.db", dir);
+    memset(junk, 'x', sizeof(junk));
+    write_file(path, junk, sizeof(junk));
+    cr_assert_eq(nv_file_queue_open(s, &q, &err), NV_EBACKEND);
+    cr_assert(strstr(err.msg, path) != NULL, "%s", err.msg);
+    cr_assert(strstr(err.msg, "corrupt") != NULL, "%s", err.msg);
+    cr_assert_eq(file_size(path), (off_t)sizeof(junk));
+    free(s);
+    free(dir);
+}
+
+Test(file_adapter, a_truncated_database_is_refused_naming_it)
+{
+    char *dir = ft_dir();
+    char *s = ft_settings(dir, "normal");
+    char path[512], id[32];
+    nv_queue q;
+    nv_error err = { 0 };
+    off_t size;
+
+    open_queue(dir, &q);
+    for (int i = 0; i < 300; i++) {
+        nv_job j = ft_job("q", id, "{\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                          "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}",
+                          T0);
+
+        snprintf(j.id, sizeof(j.id), "job-%d", i);
+        enqueue(&q, &j);
+    }
+    q.ops->close(q.self);
+    snprintf(path, sizeof(path), "%s/queue.db", dir);
+    size = file_size(path);
+    cr_assert_gt(size, 8192);
+    cr_assert_eq(truncate(path, size / 2), 0);
+    cr_assert_eq(nv_file_queue_open(s, &q, &err), NV_EBACKEND);
+    cr_assert(strstr(err.msg, path) != NULL, "%s", err.msg);
+    cr_assert(strstr(err.msg, "corrupt") != NULL, "%s", err.msg);
+    cr_assert_eq(file_size(path), size / 2);
+    free(s);
+    free(dir);
+}
+
+Test(file_adapter, a_foreign_sqlite_database_is_refused_untouched)
+{
+    char *dir = ft_dir();
+    char *s = ft_settings(dir, "normal");
+    char path[512];
+    sqlite3 *h;
+    nv_stream sm;
+    nv_error err = { 0 };
+
+    snprintf(path, sizeof(path), "%s/stream.db", dir);
+    cr_assert_eq(sqlite3_open(path, &h), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(h, "CREATE TABLE mine(x)", NULL, NULL, NULL),
+                 SQLITE_OK);
+    sqlite3_close(h);
+    cr_assert_eq(nv_file_stream_open(s, &sm, &err), NV_EBACKEND);
+    cr_assert(strstr(err.msg, path) != NULL, "%s", err.msg);
+    free(s);
+    free(dir);
+}
+
+Test(file_adapter, a_data_directory_that_cannot_be_created_is_named)
+{
+    char *dir = ft_dir();
+    char file[512], sub[600];
+    char *s;
+    nv_queue q;
+    nv_error err = { 0 };
+
+    snprintf(file, sizeof(file), "%s/plain-file", dir);
+    write_file(file, "x", 1);
+    snprintf(sub, sizeof(sub), "%s/data", file);
+    s = ft_settings(sub, "normal");
+    cr_assert_eq(nv_file_queue_open(s, &q, &err), NV_EBACKEND);
+    cr_assert(strstr(err.msg, "cannot create data directory") != NULL, "%s",
+              err.msg);
+    cr_assert(strstr(err.msg, sub) != NULL, "%s", err.msg);
+    free(s);
+    free(dir);
+}
+
+Test(file_adapter, a_read_only_data_directory_is_named)
+{
+    char *dir = ft_dir();
+    char *s = ft_settings(dir, "normal");
+    nv_store st;
+    nv_error err = { 0 };
+
+    if (geteuid() == 0) {
+        free(s);
+        free(dir);
+        cr_skip_test("root writes anywhere");
+    }
+    cr_assert_eq(chmod(dir, 0500), 0);
+    cr_assert_eq(nv_file_store_open(s, &st, &err), NV_EBACKEND);
+    cr_assert(strstr(err.msg, "not writable") != NULL, "%s", err.msg);
+    cr_assert(strstr(err.msg, dir) != NULL, "%s", err.msg);
+    chmod(dir, 0700);
+    free(s);
+    free(dir);
+}
+
+Test(file_adapter, bad_settings_are_refused)
+{
+    nv_queue q;
+    nv_error err = { 0 };
+
+    cr_assert_eq(nv_file_queue_open("{\"prefix\":\"nq\"}", &q, &err),
+                 NV_EINVAL);
+    cr_assert(strstr(err.msg, "file.dataDir") != NULL, "%s", err.msg);
+    cr_assert_eq(nv_file_queue_open("{\"file\":{\"dataDir\":\"/tmp/x\","
+                                    "\"synchronous\":\"off\"}}", &q, &err),
+                 NV_EINVAL);
+    cr_assert(strstr(err.msg, "synchronous") != NULL, "%s", err.msg);
+}
+
+/* ---- Group commit ---- */
+
+struct worker {
+    nv_queue *q;
+    int       base, n, got, errors;
+};
+
+static void *
+producer(void *arg)
+{
+    struct worker *w = arg;
+
+    for (int i = 0; i < w->n; i++) {
+        nv_job j = ft_job("gc", "", "{}", T0);
+
+        snprintf(j.id, sizeof(j.id), "j%d", w->base + i);
+        if (w->q->ops->enqueue(w->q->self, &j, T0, 0, NULL, NULL, NULL) !=
+            NV_OK)
+            w->errors++;
+    }
+    return NULL;
+}
+
+static void *
+consumer(void *arg)
+{
+    struct worker *w = arg;
+    nv_finish f = { .kind = NV_FINISH_COMPLETE, .returnvalue = "1" };
+    nv_job j;
+
+    while (w->q->ops->reserve(w->q->self, "gc", T0, 60000, NULL, &j, NULL,
+                              NULL) == NV_OK) {
+        if (w->q->ops->finish(w->q->self, "gc", j.id, j.lease_token, &f, T0,
+                              NULL) != NV_OK)
+            w->errors++;
+        w->got++;
+        nv_job_release(&j);
+    }
+    return NULL;
+}
+
+Test(file_adapter, concurrent_callers_share_commits_and_lose_nothing)
+{
+    char *dir = ft_dir();
+    nv_queue q;
+    pthread_t t[8];
+    struct worker w[8];
+    nv_job_counts c;
+    int total = 0;
+
+    open_queue(dir, &q);
+    for (int i = 0; i < 8; i++) {
+        w[i] = (struct worker){ .q = &q, .base = i * 250, .n = 250 };
+        pthread_create(&t[i], NULL, producer, &w[i]);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(t[i], NULL);
+        cr_assert_eq(w[i].errors, 0);
+    }
+    cr_assert_eq(q.ops->counts(q.self, "gc", &c, NULL), NV_OK);
+    cr_assert_eq(c.waiting, 2000);
+    for (int i = 0; i < 8; i++) {
+        w[i] = (struct worker){ .q = &q };
+        pthread_create(&t[i], NULL, consumer, &w[i]);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(t[i], NULL);
+        cr_assert_eq(w[i].errors, 0);
+        total += w[i].got;
+    }
+    cr_assert_eq(total, 2000);
+    cr_assert_eq(q.ops->counts(q.self, "gc", &c, NULL), NV_OK);
+    cr_assert_eq(c.completed, 2000);
+    cr_assert_eq(c.waiting + c.active, 0);
+    q.ops->close(q.self);
+    free(dir);
+}
