@@ -177,7 +177,7 @@ check_duplicate_ids(nv__registry *r, nv__problems *p)
 {
     size_t i;
 
-    if (r->nslots > 1)     /* qsort(NULL, 0) is undefined */
+    if (r->nslots > 1)     /* qsort(NULL, 0, ...) is undefined */
         qsort(r->slots, r->nslots, sizeof(*r->slots), cmp_id);
     for (i = 1; i < r->nslots; i++) {
         if (strcmp(r->slots[i - 1]->fn.id, r->slots[i]->fn.id) == 0)
@@ -194,7 +194,7 @@ check_duplicate_queues(nv__registry *r, nv__problems *p)
     struct slot *a, *b;
     size_t i;
 
-    if (r->nslots > 1)     /* qsort(NULL, 0) is undefined */
+    if (r->nslots > 1)     /* qsort(NULL, 0, ...) is undefined */
         qsort(r->slots, r->nslots, sizeof(*r->slots), cmp_queue);
     for (i = 1; i < r->nslots; i++) {
         a = r->slots[i - 1];
@@ -733,7 +733,7 @@ resolve_functions(nv__registry *r, const nv_config *cfg, nv__problems *p)
     json_t *doc;
     size_t i;
 
-    if (r->nslots > 1)     /* qsort(NULL, 0) is undefined */
+    if (r->nslots > 1)     /* qsort(NULL, 0, ...) is undefined */
         qsort(r->slots, r->nslots, sizeof(*r->slots), cmp_file);
     for (i = 0; i < r->nslots; i++) {
         s = r->slots[i];
