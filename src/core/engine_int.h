@@ -84,6 +84,8 @@ struct nv_engine {
     pthread_mutex_t mu;                 /* guards cv waits, timers, threads */
     pthread_cond_t  cv;                 /* attempts ended, runs finished */
     pthread_cond_t  stop_cv;            /* the maintenance thread's sleep */
+    pthread_cond_t  run_cv;             /* a run finished (nv_run_wait) */
+    atomic_int      run_waiters;        /* threads in nv_run_wait */
     pthread_t       maint_thread, watch_thread;
     int             have_maint, have_watch;
     pthread_mutex_t tick_mu;            /* one periodic pass at a time */

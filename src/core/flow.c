@@ -558,9 +558,11 @@ nv__run_terminated(nv_engine *e, const nv__flowrt *f, const char *run_id,
         nv__state_drop_run(e, run_id);
     nv__retention(e, f->flow->name, NV__RETAIN_EXCESS, NULL, NULL, NULL);
     atomic_fetch_add(&e->run_gen, 1);
-    pthread_mutex_lock(&e->mu);
-    pthread_cond_broadcast(&e->cv);
-    pthread_mutex_unlock(&e->mu);
+    if (atomic_load(&e->run_waiters) > 0) {
+        pthread_mutex_lock(&e->mu);
+        pthread_cond_broadcast(&e->run_cv);
+        pthread_mutex_unlock(&e->mu);
+    }
 }
 
 int
@@ -735,9 +737,11 @@ nv_run_wait(nv_engine *e, const char *run_id, int64_t timeout_ms,
                 ts.tv_sec++;
                 ts.tv_nsec -= 1000000000L;
             }
+            atomic_fetch_add(&e->run_waiters, 1);
             pthread_mutex_lock(&e->mu);
-            pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+            pthread_cond_timedwait(&e->run_cv, &e->mu, &ts);
             pthread_mutex_unlock(&e->mu);
+            atomic_fetch_sub(&e->run_waiters, 1);
         }
     }
 }
