@@ -270,6 +270,12 @@ nv_engine_new(const nv_config *cfg, nv_engine **out, nv_error *err)
         goto fail;
     }
     nv__uuidv7(nv__system_now_ms(), e->instance_id);
+    {
+        uint64_t seed;
+
+        nv__random(&seed, sizeof(seed));
+        atomic_store(&e->id_seq, seed);
+    }
     *out = e;
     return NV_OK;
 fail:

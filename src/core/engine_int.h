@@ -92,7 +92,8 @@ struct nv_engine {
     int64_t         next_stall, next_reconcile, next_retention;
     int64_t         next_reap, next_metrics;
     atomic_llong    run_gen;
-    atomic_llong    excess_at;          /* last excess retention (real ms) */            /* grows at each terminal event seen */
+    atomic_llong    excess_at;
+    _Atomic uint64_t id_seq;            /* generated job ids (jobs.c) */          /* last excess retention (real ms) */            /* grows at each terminal event seen */
 
     pthread_mutex_t live_mu;            /* guards lives, sub_handle */
     struct nv_live *lives;
