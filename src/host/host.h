@@ -26,8 +26,11 @@
  * and flow problems of the functions that did load (FN-6: all problems),
  * then exit 1.
  *
- * `nvent dev` (CLI-12) keeps one nv_host and builds a new engine per reload,
- * because the registry of an engine is fixed once started (FN-8):
+ * `nvent dev` (CLI-12) keeps one nv_host. An engine's registry is fixed
+ * once started (FN-8), so a reload makes a new engine; and the file adapters
+ * lock their data folder per process, so the old engine must be closed
+ * before the new one opens. Hence: validate first with a throwaway engine
+ * on memory adapters (nv_host_check), then swap:
  *
  *     nv_host_watch_new(h, config_path, &w, &err);
  *     loop:
@@ -35,16 +38,21 @@
  *       if (what & NV_HOST_CHANGED_CONFIG)
  *           log "configuration changed; restart nvent dev";
  *       if (what & NV_HOST_CHANGED_FUNCTIONS) {
- *           nv_engine_new(cfg, &e2, &err);  (+ clock, logger as for e)
- *           rc = nv_host_discover(h, e2, 0, &report, &err);  // rebuilds stale C,
- *                                       // re-describes changed executables only
- *           if (rc == NV_OK) rc = nv_engine_start(e2, flags, &err);
- *           if (rc != NV_OK) { print report / nv_engine_report(e2);
- *                              nv_engine_free(e2); nv_host_release(h, e2); }
- *           else { swap e2 in for e (new requests go to e2);
- *                  nv_engine_stop(e, shutdownGraceMs); nv_engine_free(e);
- *                  nv_host_release(h, e); e = e2; }
+ *           // dry_cfg: the same configuration with queue/store/stream.adapter
+ *           // set to "memory" (nv_config_set), built once at startup
+ *           rc = nv_host_check(h, dry_cfg, flags, &report, &err);  // rebuilds
+ *                          // stale C, re-describes changed executables only
+ *           if (rc != NV_OK) { print report; continue; }   // old one stays
+ *           // HTTP answers 503 unavailable during the swap
+ *           nv_engine_stop(e, shutdownGraceMs);   // running jobs finish
+ *           nv_engine_free(e); nv_host_release(h, e);
+ *           nv_engine_new(cfg, &e, &err); (+ clock, logger)
+ *           nv_host_discover(h, e, 0, &report, &err);  // cheap: all cached now
+ *           nv_engine_start(e, flags, &err);
  *       }
+ *
+ * With memory adapters the queues and runs of the old engine are lost at
+ * the swap (they live in that engine); file and redis keep them.
  *
  * Thread safety: nv_host_discover, nv_host_release, nv_host_shutdown and
  * nv_host_free are called from one thread (the server's main thread); the
@@ -77,12 +85,20 @@ int nv_host_new(const nv_config *cfg, const char *project_dir, nv_host **out,
  * as "<LEVEL> <message>". Call before nv_host_discover. */
 void nv_host_set_logger(nv_host *h, nv_log_fn fn, void *ud);
 
+enum nv_host_discover_flags {
+    /* Describe and register, but start no children until a job comes (for
+     * `nvent flows` and other analysis without running anything). */
+    NV_HOST_DESCRIBE_ONLY = 1 << 0,
+};
+
 /*
  * Discover the functions folder and register every function found with
  * engine 'e' (not started yet): scan (FN-1..FN-3), build stale C files and
  * dlopen them (C-1..C-3), describe executables (P-3; only those changed
  * since this host last described them), then nv_function_register_json for
- * each. 'flags' must be 0. '*report' (always set on return, "" when none,
+ * each; the host thread then starts worker.concurrency children of each
+ * process function (P-4). 'flags': nv_host_discover_flags. '*report'
+ * (always set on return, "" when none,
  * free with free()) gets one line per problem,
  * "<file relative to the project dir>: <key path or ->: <reason>" (FN-6);
  * a compiler failure is followed by the compiler's diagnostics (C-4).
@@ -94,6 +110,18 @@ void nv_host_set_logger(nv_host *h, nv_log_fn fn, void *ud);
  */
 int nv_host_discover(nv_host *h, nv_engine *e, unsigned flags, char **report,
                      nv_error *err);
+
+/*
+ * `nvent dev` (CLI-12), before a reload: discover into a throwaway engine
+ * made from 'dry_cfg' (give it memory adapters), without starting children
+ * (NV_HOST_DESCRIBE_ONLY), and validate it (nv_engine_start with
+ * 'start_flags' | NV_START_NO_WORKERS). '*report' (free with free()) gets
+ * the discovery problems, then the engine's report. NV_OK when the folder
+ * as it is now would start; NV_EINVAL otherwise. The build and describe
+ * results are cached, so the nv_host_discover that follows is cheap.
+ */
+int nv_host_check(nv_host *h, const nv_config *dry_cfg, unsigned start_flags,
+                  char **report, nv_error *err);
 
 /*
  * End what nv_host_discover registered with 'e': the process children of

@@ -44,7 +44,7 @@ import { CronExpressionParser } from 'cron-parser';
 
 const dumpBin = process.argv[2];
 const seed = Number(process.argv[3] ?? 20251126);
-const nExpr = Number(process.argv[4] ?? 1500);
+const nExpr = Number(process.argv[4] ?? 1000);
 const PER_EXPR = 2;              // (zone, start) pairs per expression
 const FIRES = 6;                 // due times compared per case
 const HOUR = 3600e3, DAY = 24 * HOUR;

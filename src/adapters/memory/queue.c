@@ -15,6 +15,7 @@
 
 #include "adapters/memory/mem.h"
 
+#define MAX_IDLE_GROUPS 256
 #define STALLED_REASON "job stalled more than allowable limit"
 
 /* ---- Binary heaps with the element's position stored in the element ---- */
@@ -146,10 +147,10 @@ struct mgroup {
 /* Everything below 'mu' is guarded by it. */
 struct mqueue {
     char            name[NV_NAME_MAX + 1];
-    UT_hash_handle  hh;         /* adapter->queues, guarded by adapter->qlock */
     pthread_mutex_t mu;
     pthread_cond_t  cv;         /* 'gen' changed */
     uint64_t        gen;        /* grows when a job may have become runnable */
+    uint64_t        idle_gen;   /* gen at the last reserve that found nothing */
     int             waiters;
 
     struct mjob    *jobs;       /* every job by id */
@@ -166,9 +167,22 @@ struct mqueue {
     size_t          nscratch;
 };
 
+/*
+ * Queues by name, read without a lock: an open-addressing table whose
+ * slots are only ever filled (queues live until close). Creation takes
+ * 'qmu', fills a slot or publishes a bigger copy; replaced tables are
+ * kept in 'retired' until close, since readers may still hold them.
+ */
+struct qtable {
+    size_t                  cap;        /* power of two, at most half full */
+    struct qtable          *retired;    /* older table, freed at close */
+    _Atomic(struct mqueue *) slot[];
+};
+
 struct mqueues {
-    pthread_rwlock_t qlock;     /* guards 'queues' (queues live until close) */
-    struct mqueue   *queues;
+    pthread_mutex_t         qmu;        /* serializes queue creation */
+    _Atomic(struct qtable *) table;
+    size_t                  nqueues;    /* guarded by qmu */
     uint64_t         token_key[2];
     _Atomic uint64_t token_ctr;
 };
@@ -303,13 +317,85 @@ reported_state(const struct mqueue *q, const struct mjob *m)
     return m->j.state;
 }
 
+/* Copy m out for the caller (written only on success). */
 static int
 job_out(const struct mqueue *q, const struct mjob *m, nv_job *out)
 {
-    if (nv_job_copy(out, &m->j) != NV_OK)
-        return NV_ENOMEM;
+    const nv_job *j = &m->j;
+    const char *src[7] = { j->data, j->opts, j->progress_data, j->returnvalue,
+                           j->failed_reason, j->logs, j->group };
+    char *dup[7];
+
+    for (int i = 0; i < 7; i++) {
+        dup[i] = src[i] ? nv__strdup(src[i]) : NULL;
+        if (src[i] != NULL && dup[i] == NULL) {
+            while (i-- > 0)
+                nv__free(dup[i]);
+            return NV_ENOMEM;
+        }
+    }
+    memcpy(out, j, sizeof(*out));
+    out->data = dup[0];
+    out->opts = dup[1];
+    out->progress_data = dup[2];
+    out->returnvalue = dup[3];
+    out->failed_reason = dup[4];
+    out->logs = dup[5];
+    out->group = dup[6];
     out->state = reported_state(q, m);
     return NV_OK;
+}
+
+/* Free a job node: the strings that change live apart, data, opts and
+ * group inside the node's block (job_new). */
+static void
+job_destroy(struct mjob *m)
+{
+    nv__free(m->j.progress_data);
+    nv__free(m->j.returnvalue);
+    nv__free(m->j.failed_reason);
+    nv__free(m->j.logs);
+    nv__free(m);
+}
+
+/* A node for a copy of 'src' in one allocation with its data (never NULL:
+ * "{}"), opts and group, which never change. */
+static struct mjob *
+job_new(const nv_job *src)
+{
+    const char *data = src->data ? src->data : "{}";
+    size_t ld = strlen(data) + 1;
+    size_t lo = src->opts ? strlen(src->opts) + 1 : 0;
+    size_t lg = src->group ? strlen(src->group) + 1 : 0;
+    const char *rest[4] = { src->progress_data, src->returnvalue,
+                            src->failed_reason, src->logs };
+    char **dst[4];
+    struct mjob *m = nv__malloc(sizeof(*m) + ld + lo + lg);
+    char *p;
+
+    if (m == NULL)
+        return NULL;
+    memset(&m->hh, 0, sizeof(*m) - offsetof(struct mjob, hh));
+    m->j = *src;
+    p = (char *)(m + 1);
+    m->j.data = memcpy(p, data, ld);
+    p += ld;
+    m->j.opts = lo ? memcpy(p, src->opts, lo) : NULL;
+    p += lo;
+    m->j.group = lg ? memcpy(p, src->group, lg) : NULL;
+    dst[0] = &m->j.progress_data;
+    dst[1] = &m->j.returnvalue;
+    dst[2] = &m->j.failed_reason;
+    dst[3] = &m->j.logs;
+    for (int i = 0; i < 4; i++)
+        *dst[i] = NULL;
+    for (int i = 0; i < 4; i++) {
+        if (rest[i] != NULL && (*dst[i] = nv__strdup(rest[i])) == NULL) {
+            job_destroy(m);
+            return NULL;
+        }
+    }
+    return m;
 }
 
 /* Wake waiters of q: one (a single job) or all. Under q->mu. */
@@ -368,30 +454,101 @@ queue_new(const char *name)
     return q;
 }
 
+static uint64_t
+name_hash(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+
+    while (*s != '\0')
+        h = (h ^ (unsigned char)*s++) * 0x100000001b3ull;
+    return h;
+}
+
+static struct mqueue *
+table_find(struct qtable *t, const char *name, uint64_t h)
+{
+    for (size_t i = 0; i < t->cap; i++) {
+        struct mqueue *q = atomic_load_explicit(
+            &t->slot[(h + i) & (t->cap - 1)], memory_order_acquire);
+
+        if (q == NULL || strcmp(q->name, name) == 0)
+            return q;
+    }
+    return NULL;
+}
+
+static void
+table_put(struct qtable *t, struct mqueue *q)
+{
+    uint64_t h = name_hash(q->name);
+    size_t i = 0;
+
+    while (atomic_load_explicit(&t->slot[(h + i) & (t->cap - 1)],
+                                memory_order_relaxed) != NULL)
+        i++;
+    atomic_store_explicit(&t->slot[(h + i) & (t->cap - 1)], q,
+                          memory_order_release);
+}
+
+static struct qtable *
+table_new(size_t cap)
+{
+    struct qtable *t = nv__calloc(1, sizeof(*t) + cap * sizeof(t->slot[0]));
+
+    if (t != NULL)
+        t->cap = cap;
+    return t;
+}
+
+/* Add q under qmu, growing the table first when it would be half full. */
+static int
+queue_add(struct mqueues *a, struct mqueue *q)
+{
+    struct qtable *t = atomic_load_explicit(&a->table, memory_order_relaxed);
+
+    if ((a->nqueues + 1) * 2 > t->cap) {
+        struct qtable *n = table_new(t->cap * 2);
+
+        if (n == NULL)
+            return NV_ENOMEM;
+        for (size_t i = 0; i < t->cap; i++) {
+            struct mqueue *x = atomic_load_explicit(&t->slot[i],
+                                                    memory_order_relaxed);
+
+            if (x != NULL)
+                table_put(n, x);
+        }
+        n->retired = t;
+        atomic_store_explicit(&a->table, n, memory_order_release);
+        t = n;
+    }
+    table_put(t, q);
+    a->nqueues++;
+    return NV_OK;
+}
+
 /* The queue named 'name', created when 'create'; NULL when absent/OOM. */
 static struct mqueue *
 queue_get(struct mqueues *a, const char *name, int create)
 {
+    uint64_t h = name_hash(name);
     struct mqueue *q;
-    int ok;
 
-    pthread_rwlock_rdlock(&a->qlock);
-    MEM_HASH_FIND(a->queues, name, q);
-    pthread_rwlock_unlock(&a->qlock);
+    q = table_find(atomic_load_explicit(&a->table, memory_order_acquire),
+                   name, h);
     if (q != NULL || !create)
         return q;
-    pthread_rwlock_wrlock(&a->qlock);
-    MEM_HASH_FIND(a->queues, name, q);
-    if (q == NULL && (q = queue_new(name)) != NULL) {
-        MEM_HASH_ADD(a->queues, q, name, ok);
-        if (!ok) {
-            pthread_mutex_destroy(&q->mu);
-            pthread_cond_destroy(&q->cv);
-            nv__free(q);
-            q = NULL;
-        }
+    pthread_mutex_lock(&a->qmu);
+    q = table_find(atomic_load_explicit(&a->table, memory_order_relaxed),
+                   name, h);
+    if (q == NULL && (q = queue_new(name)) != NULL &&
+        queue_add(a, q) != NV_OK) {
+        pthread_mutex_destroy(&q->mu);
+        pthread_cond_destroy(&q->cv);
+        nv__free(q);
+        q = NULL;
     }
-    pthread_rwlock_unlock(&a->qlock);
+    pthread_mutex_unlock(&a->qmu);
     return q;
 }
 
@@ -485,7 +642,9 @@ waiting_remove(struct mqueue *q, struct mjob *m)
     heap_remove(&g->waiting, m);
     if (g->waiting.n == 0) {
         heap_remove(&q->ready, g);
-        if (g->win.n == 0)
+        /* Empty groups are kept for reuse (no churn per job) and swept
+         * by reap; only a crowd of them is trimmed here. */
+        if (g->win.n == 0 && HASH_CNT(hh, q->groups) > MAX_IDLE_GROUPS)
             group_free(q, g);
     } else {
         heap_fix(&q->ready, g->heap_i);
@@ -530,8 +689,7 @@ static void
 job_free(struct mqueue *q, struct mjob *m)
 {
     HASH_DEL(q->jobs, m);
-    nv_job_release(&m->j);
-    nv__free(m);
+    job_destroy(m);
 }
 
 /* Take m out of whatever container holds it. */
@@ -604,8 +762,7 @@ store_new(struct mqueue *q, struct mjob *m, int64_t now)
     if (rc != NV_OK) {
         if (m->grp != NULL && m->grp->waiting.n == 0 && m->grp->win.n == 0)
             group_free(q, m->grp);
-        nv_job_release(&m->j);
-        nv__free(m);
+        job_destroy(m);
         return rc;
     }
     if (!delayed) {
@@ -626,13 +783,8 @@ mem_enqueue(void *self, const nv_job *job, int64_t now,
 
     if ((q = queue_get(a, job->queue, 1)) == NULL)
         return oom(err);
-    m = nv__calloc(1, sizeof(*m));
-    if (m == NULL || nv_job_copy(&m->j, job) != NV_OK) {
-        nv__free(m);
+    if ((m = job_new(job)) == NULL)
         return oom(err);
-    }
-    if (m->j.data == NULL && (m->j.data = nv__strdup("{}")) == NULL)
-        goto nomem;
     if (m->j.id[0] == '\0')
         nv__job_id(now, m->j.id);
     nv__strlcpy(m->j.queue, q->name, sizeof(m->j.queue));
@@ -650,15 +802,13 @@ mem_enqueue(void *self, const nv_job *job, int64_t now,
         else if (created != NULL)
             *created = 0;
         pthread_mutex_unlock(&q->mu);
-        nv_job_release(&m->j);
-        nv__free(m);
+        job_destroy(m);
         return rc;
     }
     if (max_unfinished > 0 &&
         q->nwaiting + (int64_t)q->delayed.n + q->active.n >= max_unfinished) {
         pthread_mutex_unlock(&q->mu);
-        nv_job_release(&m->j);
-        nv__free(m);
+        job_destroy(m);
         return nv__error(err, NV_EQUEUE_FULL, "queue '%s' is full (%" PRId64
                          " unfinished jobs)", job->queue, max_unfinished);
     }
@@ -674,10 +824,6 @@ mem_enqueue(void *self, const nv_job *job, int64_t now,
     if (created != NULL)
         *created = 1;
     return NV_OK;
-nomem:
-    nv_job_release(&m->j);
-    nv__free(m);
-    return oom(err);
 }
 
 /* ---- Reserving (W-2, Q-4, Q-12, Q-13) ---- */
@@ -764,6 +910,7 @@ mem_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
     if (!q->paused)
         g = pick_group(q, now, lim, &next);
     if (g == NULL) {
+        q->idle_gen = q->gen;
         if (!q->paused && q->delayed.n > 0)
             next = min_next(next, ((struct mjob *)heap_top(&q->delayed))->j.delay_until);
         pthread_mutex_unlock(&q->mu);
@@ -785,7 +932,7 @@ mem_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
     m->j.lease_until = now + lease_ms;
     new_token(a, m->j.lease_token);
     list_append(&q->active, m);
-    if (nv_job_copy(out, &m->j) != NV_OK) {
+    if (job_out(q, m, out) != NV_OK) {
         /* hand the job back as if never reserved */
         list_unlink(&q->active, m);
         m->j.lease_token[0] = '\0';
@@ -1048,6 +1195,47 @@ newest_first(const void *a, const void *b)
     return -strcmp(x->j.id, y->j.id);
 }
 
+/* Sift v[i] down a heap whose top sorts last by newest_first. */
+static void
+sift_last(struct mjob **v, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+
+        if (l < n && newest_first(&v[l], &v[m]) > 0)
+            m = l;
+        if (r < n && newest_first(&v[r], &v[m]) > 0)
+            m = r;
+        if (m == i)
+            return;
+        struct mjob *t = v[i];
+
+        v[i] = v[m];
+        v[m] = t;
+        i = m;
+    }
+}
+
+/* Put the first k of v (by newest_first) sorted at its front: a bounded
+ * heap, so a page of a long queue costs O(n log k), not a full sort. */
+static void
+sort_first(struct mjob **v, size_t n, size_t k)
+{
+    if (k < n) {
+        for (size_t i = k / 2; i-- > 0;)
+            sift_last(v, k, i);
+        for (size_t i = k; i < n; i++) {
+            if (k > 0 && newest_first(&v[i], &v[0]) < 0) {
+                v[0] = v[i];
+                sift_last(v, k, 0);
+            }
+        }
+        n = k;
+    }
+    if (n > 1)
+        qsort(v, n, sizeof(*v), newest_first);
+}
+
 static int
 mem_list(void *self, const char *queue, unsigned mask, int64_t offset,
          int64_t limit, nv_job **out, size_t *n, int64_t *total,
@@ -1071,13 +1259,13 @@ mem_list(void *self, const char *queue, unsigned mask, int64_t offset,
                 if (mask & NV_JOB_MASK(reported_state(q, m)))
                     sel[cnt++] = m;
             }
-        if (rc == NV_OK && cnt > 0)
-            qsort(sel, cnt, sizeof(*sel), newest_first);
         if ((size_t)offset < cnt) {
             take = cnt - (size_t)offset;
             if (limit >= 0 && (uint64_t)limit < take)
                 take = (size_t)limit;
         }
+        if (rc == NV_OK && take > 0)
+            sort_first(sel, cnt, (size_t)offset + take);
         if (rc == NV_OK && take > 0 && (v = nv__calloc(take, sizeof(*v))) == NULL)
             rc = NV_ENOMEM;
         for (size_t i = 0; rc == NV_OK && i < take; i++) {
@@ -1318,7 +1506,13 @@ mem_wait(void *self, const char *queue, int64_t timeout_ms)
         ts.tv_nsec -= 1000000000;
     }
     pthread_mutex_lock(&q->mu);
+    /* Something happened since the last reserve that found nothing (say
+     * an enqueue between that reserve and this wait): do not sleep. */
     gen = q->gen;
+    if (gen != q->idle_gen) {
+        pthread_mutex_unlock(&q->mu);
+        return NV_OK;
+    }
     q->waiters++;
     while (q->gen == gen && pthread_cond_timedwait(&q->cv, &q->mu, &ts) == 0)
         ;
@@ -1331,15 +1525,18 @@ static void
 mem_wake(void *self)
 {
     struct mqueues *a = self;
-    struct mqueue *q, *tmp;
+    struct qtable *t = atomic_load_explicit(&a->table, memory_order_acquire);
 
-    pthread_rwlock_rdlock(&a->qlock);
-    HASH_ITER(hh, a->queues, q, tmp) {
+    for (size_t i = 0; i < t->cap; i++) {
+        struct mqueue *q = atomic_load_explicit(&t->slot[i],
+                                                memory_order_acquire);
+
+        if (q == NULL)
+            continue;
         pthread_mutex_lock(&q->mu);
         wake(q, 1);
         pthread_mutex_unlock(&q->mu);
     }
-    pthread_rwlock_unlock(&a->qlock);
 }
 
 /* ---- Lifecycle ---- */
@@ -1375,15 +1572,25 @@ static void
 mem_close(void *self)
 {
     struct mqueues *a = self;
-    struct mqueue *q, *tmp;
+    struct qtable *t;
 
     if (a == NULL)
         return;
-    HASH_ITER(hh, a->queues, q, tmp) {
-        HASH_DEL(a->queues, q);
-        queue_free(q);
+    t = atomic_load_explicit(&a->table, memory_order_relaxed);
+    for (size_t i = 0; t != NULL && i < t->cap; i++) {
+        struct mqueue *q = atomic_load_explicit(&t->slot[i],
+                                                memory_order_relaxed);
+
+        if (q != NULL)
+            queue_free(q);
     }
-    pthread_rwlock_destroy(&a->qlock);
+    while (t != NULL) {
+        struct qtable *old = t->retired;
+
+        nv__free(t);
+        t = old;
+    }
+    pthread_mutex_destroy(&a->qmu);
     nv__free(a);
 }
 
@@ -1418,7 +1625,12 @@ nv_memory_queue_open(const char *settings_json, nv_queue *out, nv_error *err)
     a = nv__calloc(1, sizeof(*a));
     if (a == NULL)
         return oom(err);
-    pthread_rwlock_init(&a->qlock, NULL);
+    atomic_init(&a->table, table_new(16));
+    if (atomic_load(&a->table) == NULL) {
+        nv__free(a);
+        return oom(err);
+    }
+    pthread_mutex_init(&a->qmu, NULL);
     nv__random(a->token_key, sizeof(a->token_key));
     out->ops = &mem_queue_ops;
     out->self = a;

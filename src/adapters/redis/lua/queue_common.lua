@@ -23,15 +23,17 @@ local function jkey(id) return B .. ':j:' .. id end
 local function lkey(id) return B .. ':l:' .. id end
 local function paused() return redis.call('HGET', META, 'paused') == '1' end
 local function wake() redis.call('PUBLISH', ARGV[2], ARGV[3]) end
-local function make_waiting(id)
+local function make_waiting(id, prio, lifo)
   local k = jkey(id)
-  local f = redis.call('HMGET', k, 'priority', 'lifo')
-  local prio = tonumber(f[1] or '0') or 0
+  if prio == nil then
+    local f = redis.call('HMGET', k, 'priority', 'lifo')
+    prio, lifo = tonumber(f[1] or '0') or 0, f[2]
+  end
   if redis.call('ZCARD', WAIT) == 0 then
     redis.call('HSET', META, 'seq', 0, 'lseq', 0)
   end
   local n
-  if f[2] == '1' then
+  if lifo == '1' then
     n = -redis.call('HINCRBY', META, 'lseq', 1)
   else
     n = redis.call('HINCRBY', META, 'seq', 1)
@@ -44,31 +46,38 @@ local function getjob(id)
   if #h == 0 then return false end
   return { h, paused() and 1 or 0, redis.call('LRANGE', lkey(id), 0, -1) }
 end
-local function drop(id)
-  redis.call('ZREM', WAIT, id)
-  redis.call('ZREM', DELAYED, id)
-  redis.call('ZREM', ACTIVE, id)
-  redis.call('ZREM', DONE.completed, id)
-  redis.call('ZREM', DONE.failed, id)
+-- Delete a job record; 'set' (optional) is the one state set holding it.
+local function drop(id, set)
+  if set then
+    redis.call('ZREM', set, id)
+  else
+    redis.call('ZREM', WAIT, id)
+    redis.call('ZREM', DELAYED, id)
+    redis.call('ZREM', ACTIVE, id)
+    redis.call('ZREM', DONE.completed, id)
+    redis.call('ZREM', DONE.failed, id)
+  end
   redis.call('ZREM', IDS, id)
   redis.call('DEL', jkey(id), lkey(id))
 end
--- Move a job into a final state set and apply its retention (Q-10).
-local function finalize(state, id, now)
+-- Move a job into a final state set and apply its retention (Q-10):
+-- true (0) removes the job; N keeps the newest N of its final state.
+local function finalize(state, id, now, field, value)
   local k = jkey(id)
-  redis.call('HSET', k, 'state', state, 'finishedOn', I(now))
+  local keep = tonumber(redis.call('HGET', k, state == 'completed' and 'roc' or 'rof') or '-1') or -1
+  if keep == 0 then
+    drop(id, ACTIVE)
+    return
+  end
+  redis.call('HSET', k, 'state', state, 'finishedOn', I(now), field, value)
   local set = DONE[state]
   -- newest last: finishedOn, then the finishing order within one ms
   local seq = redis.call('HINCRBY', META, 'fseq', 1) % 4096
   redis.call('ZADD', set, I(now * 4096 + seq), id)
-  -- true (0) removes the job; N keeps the newest N of its final state
-  local keep = tonumber(redis.call('HGET', k, state == 'completed' and 'roc' or 'rof') or '-1') or -1
-  if keep == 0 then
-    drop(id)
-  elseif keep > 0 then
+  if keep > 0 then
     local n = redis.call('ZCARD', set)
     if n > keep then
-      for _, o in ipairs(redis.call('ZRANGE', set, 0, n - keep - 1)) do drop(o) end
+      for _, o in ipairs(redis.call('ZRANGE', set, 0, n - keep - 1)) do drop(o, set) end
     end
   end
 end

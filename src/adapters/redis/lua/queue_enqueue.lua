@@ -1,5 +1,7 @@
 -- ARGV[4] now, [5] max unfinished, [6] id, [7] timestamp, [8] delayUntil,
--- [9..] field, value pairs of the record.
+-- [9] priority, [10] lifo (0|1), [11..] field, value pairs of the record.
+-- Reply {1, state, paused} for a new job (the caller has its record),
+-- {0, job} for an existing one.
 local id, now = ARGV[6], tonumber(ARGV[4])
 local k = jkey(id)
 if redis.call('EXISTS', k) == 1 then return { 0, getjob(id) } end
@@ -9,15 +11,15 @@ if max > 0 and redis.call('ZCARD', WAIT) + redis.call('ZCARD', DELAYED) +
   return { -18 }
 end
 local f = {}
-for i = 9, #ARGV do f[#f + 1] = ARGV[i] end
+for i = 11, #ARGV do f[#f + 1] = ARGV[i] end
 redis.call('HSET', k, unpack(f))
 local du = tonumber(ARGV[8])
 if du > now then
   redis.call('HSET', k, 'state', 'delayed')
   redis.call('ZADD', DELAYED, I(du), id)
 else
-  make_waiting(id)
+  make_waiting(id, tonumber(ARGV[9]), ARGV[10])
   wake()
 end
 redis.call('ZADD', IDS, ARGV[7], id)
-return { 1, getjob(id) }
+return { 1, du > now and 'delayed' or 'waiting', paused() and 1 or 0 }

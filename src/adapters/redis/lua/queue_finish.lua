@@ -12,8 +12,7 @@ if kind == 3 then
 end
 redis.call('HINCRBY', k, 'attemptsMade', 1)
 if kind == 0 then
-  redis.call('HSET', k, 'returnvalue', ARGV[8])
-  finalize('completed', id, now)
+  finalize('completed', id, now, 'returnvalue', ARGV[8])
 elseif kind == 1 then
   redis.call('HSET', k, 'failedReason', ARGV[9])
   local at = tonumber(ARGV[10])
@@ -25,7 +24,6 @@ elseif kind == 1 then
     wake()
   end
 else
-  redis.call('HSET', k, 'failedReason', ARGV[9])
-  finalize('failed', id, now)
+  finalize('failed', id, now, 'failedReason', ARGV[9])
 end
 return { 1 }

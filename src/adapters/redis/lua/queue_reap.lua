@@ -10,7 +10,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', ACTIVE, '-inf', '(' .. I(now))) 
     redis.call('HSET', k, 'failedReason', 'job stalled more than allowable limit')
     redis.call('HSET', k, 'state', 'failed', 'finishedOn', I(now))
     local j = getjob(id)
-    finalize('failed', id, now)
+    finalize('failed', id, now, 'stalledCount', sc)
     out[#out + 1] = { 1, j }
   else
     make_waiting(id)
