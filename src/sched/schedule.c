@@ -569,7 +569,8 @@ start_run(struct due *d, int64_t scheduled_for, nv_error *err)
         rc = nv_flow_start(d->e, d->flow, input, sdt, run_id, NULL, err);
     if (rc == NV_OK)
         nv__engine_log(d->e, NV_LOG_INFO, "schedule %s of flow %s fired for "
-                       "%lld: run %s", d->id, d->flow, (long long)scheduled_for,
+                       "%s: run %s", d->id, d->flow,
+                       json_string_value(json_object_get(sd, "scheduledFor")),
                        run_id);
     json_decref(sd);
     nv__free(input);
@@ -664,9 +665,11 @@ fire(struct due *d, int64_t scheduled_for, int64_t next)
         int src = start_run(d, scheduled_for, &err);
 
         if (src != NV_OK) {
+            char when[40];
+
+            nv__iso_time(scheduled_for, when, sizeof(when));
             nv__engine_log(d->e, NV_LOG_WARN, "schedule %s of flow %s: fire "
-                           "for %lld refused: %s", d->id, d->flow,
-                           (long long)scheduled_for, err.msg);
+                           "for %s refused: %s", d->id, d->flow, when, err.msg);
             /* a refused delay schedule is gone: it has no next time */
             if (!(next < 0 && refused(src)))
                 revert(d, before, !refused(src));
@@ -776,7 +779,8 @@ nv__sched_tick(nv_engine *e, int64_t now)
         return NV_ENOMEM;
     rc = st->ops->doc_list(st->self, coll, &docs, &n, &err);
     if (rc != NV_OK) {
-        nv__engine_log(e, NV_LOG_WARN, "scheduler: %s", err.msg);
+        /* every pass (200 ms) while the store is down: keep it quiet */
+        nv__engine_log(e, NV_LOG_DEBUG, "scheduler: %s", err.msg);
         nv__free(coll);
         return rc;
     }
