@@ -277,16 +277,14 @@ build_doc(const struct request *rq, const char *id, const char *flow,
         sched = json_pack("{sIso}", "delay", (json_int_t)rq->delay, "runAt",
                           iso_json(next));
     }
-    doc = json_pack("{sisssssssssosOsssosIsI}", "v", SCHEDULE_DOC_VERSION,
+    doc = json_pack("{sisssssssssososssosIsI}", "v", SCHEDULE_DOC_VERSION,
                     "id", id, "flowName", flow, "queue", entry->queue,
-                    "step", entry->step, "schedule", sched,
-                    "input", rq->input != NULL ? rq->input : json_object(),
+                    "step", entry->step, "schedule", sched, "input",
+                    rq->input != NULL ? json_incref(rq->input) : json_object(),
                     "misfire", rq->misfire, "createdAt", iso_json(now),
                     "runCount", (json_int_t)0, "nextRunMs", (json_int_t)next);
     if (doc == NULL)
         return nv__error(err, NV_ENOMEM, "out of memory");
-    if (rq->input == NULL)
-        json_object_set_new(doc, "input", json_object());
     if (rq->metadata != NULL)
         json_object_set(doc, "metadata", rq->metadata);
     if (rq->limit > 0)
@@ -534,8 +532,9 @@ cas(struct due *d, json_t *next, int del)
         rc = d->st->ops->doc_del(d->st->self, d->coll, d->id, d->rev, &err);
         if (rc == NV_OK) {
             d->rev = 0;
+            json_incref(next);      /* may be d->doc itself */
             json_decref(d->doc);
-            d->doc = json_incref(next);
+            d->doc = next;
         }
         return rc;
     }
@@ -545,8 +544,9 @@ cas(struct due *d, json_t *next, int del)
                              &d->rev, &err);
     nv__free(text);
     if (rc == NV_OK) {
+        json_incref(next);
         json_decref(d->doc);
-        d->doc = json_incref(next);
+        d->doc = next;
     } else if (rc != NV_ECONFLICT && rc != NV_ENOTFOUND) {
         nv__engine_log(d->e, NV_LOG_WARN, "schedule %s: %s", d->id, err.msg);
     }
