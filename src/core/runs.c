@@ -424,10 +424,25 @@ nv__retention(nv_engine *e, const char *flow, int all_finished,
         rc = e->store.ops->idx_range(e->store.self, key, 1, 0, 0, &v, &n,
                                      &total, err);
         nv_index_entries_free(v, n);
+        if (rc == NV_OK && (e->max_runs == 0 || total <= e->max_runs) &&
+            e->max_age > 0) {
+            /* completedAt >= startedAt (the score): when the oldest run
+             * started within maxAge, none completed before it */
+            v = NULL;
+            n = 0;
+            rc = e->store.ops->idx_range(e->store.self, key, 0, 0, 1, &v, &n,
+                                         NULL, err);
+            if (rc == NV_OK && (n == 0 || v[0].score >= (double)(now - e->max_age))) {
+                nv_index_entries_free(v, n);
+                nv__free(key);
+                return NV_OK;
+            }
+            nv_index_entries_free(v, n);
+        }
         nv__free(key);
         if (rc != NV_OK)
             return rc;
-        if (e->max_age == 0 && total <= e->max_runs)
+        if (e->max_age == 0 && (e->max_runs == 0 || total <= e->max_runs))
             return NV_OK;
     }
     rc = load_index(e, flow, &v, &n, err);

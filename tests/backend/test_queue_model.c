@@ -256,6 +256,24 @@ compare_list(struct model *m)
               (v[k - 1].timestamp == v[k].timestamp &&
                strcmp(v[k - 1].id, v[k].id) > 0), "list order at %zu",
               MSG_ARGS(m), k);
+    /* a page is the matching slice of the whole list */
+    {
+        int64_t off = pick(m, 8), lim = 1 + pick(m, 6), ptotal = 0;
+        nv_job *p = NULL;
+        size_t pn = 0;
+
+        cr_assert_eq(QOPS->list(Q, MQ, NV_JOB_MASK_ALL, off, lim, &p, &pn,
+                                &ptotal, NULL), NV_OK);
+        CHECK(m, ptotal == total, "page total", MSG_ARGS(m));
+        for (size_t k = 0; k < pn; k++)
+            CHECK(m, (size_t)off + k < n &&
+                  strcmp(p[k].id, v[(size_t)off + k].id) == 0,
+                  "page %ld+%zu", MSG_ARGS(m), (long)off, k);
+        CHECK(m, (int64_t)pn == (off >= total ? 0 : (total - off < lim ?
+                                                     total - off : lim)),
+              "page size %zu", MSG_ARGS(m), pn);
+        nv_job_array_free(p, pn);
+    }
     nv_job_array_free(v, n);
 }
 

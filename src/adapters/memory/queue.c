@@ -150,6 +150,7 @@ struct mqueue {
     pthread_mutex_t mu;
     pthread_cond_t  cv;         /* 'gen' changed */
     uint64_t        gen;        /* grows when a job may have become runnable */
+    uint64_t        idle_gen;   /* gen at the last reserve that found nothing */
     int             waiters;
 
     struct mjob    *jobs;       /* every job by id */
@@ -909,6 +910,7 @@ mem_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
     if (!q->paused)
         g = pick_group(q, now, lim, &next);
     if (g == NULL) {
+        q->idle_gen = q->gen;
         if (!q->paused && q->delayed.n > 0)
             next = min_next(next, ((struct mjob *)heap_top(&q->delayed))->j.delay_until);
         pthread_mutex_unlock(&q->mu);
@@ -1193,6 +1195,47 @@ newest_first(const void *a, const void *b)
     return -strcmp(x->j.id, y->j.id);
 }
 
+/* Sift v[i] down a heap whose top sorts last by newest_first. */
+static void
+sift_last(struct mjob **v, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+
+        if (l < n && newest_first(&v[l], &v[m]) > 0)
+            m = l;
+        if (r < n && newest_first(&v[r], &v[m]) > 0)
+            m = r;
+        if (m == i)
+            return;
+        struct mjob *t = v[i];
+
+        v[i] = v[m];
+        v[m] = t;
+        i = m;
+    }
+}
+
+/* Put the first k of v (by newest_first) sorted at its front: a bounded
+ * heap, so a page of a long queue costs O(n log k), not a full sort. */
+static void
+sort_first(struct mjob **v, size_t n, size_t k)
+{
+    if (k < n) {
+        for (size_t i = k / 2; i-- > 0;)
+            sift_last(v, k, i);
+        for (size_t i = k; i < n; i++) {
+            if (k > 0 && newest_first(&v[i], &v[0]) < 0) {
+                v[0] = v[i];
+                sift_last(v, k, 0);
+            }
+        }
+        n = k;
+    }
+    if (n > 1)
+        qsort(v, n, sizeof(*v), newest_first);
+}
+
 static int
 mem_list(void *self, const char *queue, unsigned mask, int64_t offset,
          int64_t limit, nv_job **out, size_t *n, int64_t *total,
@@ -1216,13 +1259,13 @@ mem_list(void *self, const char *queue, unsigned mask, int64_t offset,
                 if (mask & NV_JOB_MASK(reported_state(q, m)))
                     sel[cnt++] = m;
             }
-        if (rc == NV_OK && cnt > 0)
-            qsort(sel, cnt, sizeof(*sel), newest_first);
         if ((size_t)offset < cnt) {
             take = cnt - (size_t)offset;
             if (limit >= 0 && (uint64_t)limit < take)
                 take = (size_t)limit;
         }
+        if (rc == NV_OK && take > 0)
+            sort_first(sel, cnt, (size_t)offset + take);
         if (rc == NV_OK && take > 0 && (v = nv__calloc(take, sizeof(*v))) == NULL)
             rc = NV_ENOMEM;
         for (size_t i = 0; rc == NV_OK && i < take; i++) {
@@ -1463,7 +1506,13 @@ mem_wait(void *self, const char *queue, int64_t timeout_ms)
         ts.tv_nsec -= 1000000000;
     }
     pthread_mutex_lock(&q->mu);
+    /* Something happened since the last reserve that found nothing (say
+     * an enqueue between that reserve and this wait): do not sleep. */
     gen = q->gen;
+    if (gen != q->idle_gen) {
+        pthread_mutex_unlock(&q->mu);
+        return NV_OK;
+    }
     q->waiters++;
     while (q->gen == gen && pthread_cond_timedwait(&q->cv, &q->mu, &ts) == 0)
         ;

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,7 +20,7 @@
 
 #define CONNECT_TIMEOUT_MS 2000
 #define COMMAND_TIMEOUT_MS 10000
-#define MAX_IDLE           64
+#define MAX_IDLE           256
 #define BACKOFF_MIN_MS     100
 #define BACKOFF_MAX_MS     5000
 
@@ -328,9 +329,9 @@ conn_error(nv__redis_pool *p, redisContext *c, nv_error *err)
                      c->errstr[0] ? c->errstr : "connection lost");
 }
 
-int
-nv__redis_cmd(nv__redis_pool *p, const char *key, redisReply **out,
-              nv_error *err, int argc, const char **argv, const size_t *lens)
+static int
+cmd_impl(nv__redis_pool *p, const char *key, redisReply **out,
+         nv_error *err, int argc, const char **argv, const size_t *lens)
 {
     redisContext *c = acquire(p, err);
     redisReply *r;
@@ -354,20 +355,17 @@ nv__redis_cmd(nv__redis_pool *p, const char *key, redisReply **out,
     return NV_OK;
 }
 
-int
-nv__redis_cmdf(nv__redis_pool *p, const char *key, redisReply **out,
-               nv_error *err, const char *fmt, ...)
+static int
+cmdf_impl(nv__redis_pool *p, const char *key, redisReply **out,
+          nv_error *err, const char *fmt, va_list ap)
 {
     redisContext *c = acquire(p, err);
     redisReply *r;
-    va_list ap;
     int rc;
 
     if (c == NULL)
         return NV_EBACKEND;
-    va_start(ap, fmt);
     r = redisvCommand(c, fmt, ap);
-    va_end(ap);
     if (r == NULL) {
         rc = conn_error(p, c, err);
         release(p, c, 1);
@@ -386,10 +384,10 @@ nv__redis_cmdf(nv__redis_pool *p, const char *key, redisReply **out,
     return NV_OK;
 }
 
-int
-nv__redis_pipeline(nv__redis_pool *p, const char *key, size_t n,
-                   const int *argcs, const char ***argvs, const size_t **lens,
-                   redisReply **out, nv_error *err)
+static int
+pipeline_impl(nv__redis_pool *p, const char *key, size_t n,
+              const int *argcs, const char ***argvs, const size_t **lens,
+              redisReply **out, nv_error *err)
 {
     redisContext *c = acquire(p, err);
     int rc = NV_OK;
@@ -419,10 +417,10 @@ nv__redis_pipeline(nv__redis_pool *p, const char *key, size_t n,
     return rc;
 }
 
-int
-nv__redis_eval(nv__redis_pool *p, const nv__redis_script *s, const char *key,
-               int nkeys, int argc, const char **argv, const size_t *lens,
-               redisReply **out, nv_error *err)
+static int
+eval_impl(nv__redis_pool *p, const nv__redis_script *s, const char *key,
+          int nkeys, int argc, const char **argv, const size_t *lens,
+          redisReply **out, nv_error *err)
 {
     const char **av = nv__malloc((size_t)(argc + 3) * sizeof(*av));
     size_t *al = nv__malloc((size_t)(argc + 3) * sizeof(*al));
@@ -500,6 +498,95 @@ done:
     release(p, c, 0);
     nv__free(av);
     nv__free(al);
+    return rc;
+}
+
+/*
+ * hiredis writes with write(2): a server that went away between two
+ * commands would raise SIGPIPE and end the process. Unless the process
+ * ignores SIGPIPE, each call blocks it in the calling thread and consumes
+ * one it raised, so the failure is only an NV_EBACKEND.
+ */
+static int
+pipe_block(sigset_t *old)
+{
+    struct sigaction sa;
+    sigset_t s;
+
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
+        return 0;
+    sigemptyset(&s);
+    sigaddset(&s, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &s, old);
+    return 1;
+}
+
+static void
+pipe_restore(int blocked, const sigset_t *old)
+{
+    sigset_t s, pending;
+    struct timespec zero = { 0, 0 };
+
+    if (!blocked)
+        return;
+    sigemptyset(&s);
+    sigaddset(&s, SIGPIPE);
+    if (sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) &&
+        !sigismember(old, SIGPIPE))
+        sigtimedwait(&s, NULL, &zero);
+    pthread_sigmask(SIG_SETMASK, old, NULL);
+}
+
+int
+nv__redis_cmd(nv__redis_pool *p, const char *key, redisReply **out,
+              nv_error *err, int argc, const char **argv, const size_t *lens)
+{
+    sigset_t old;
+    int b = pipe_block(&old);
+    int rc = cmd_impl(p, key, out, err, argc, argv, lens);
+
+    pipe_restore(b, &old);
+    return rc;
+}
+
+int
+nv__redis_cmdf(nv__redis_pool *p, const char *key, redisReply **out,
+               nv_error *err, const char *fmt, ...)
+{
+    sigset_t old;
+    int b = pipe_block(&old), rc;
+    va_list ap;
+
+    va_start(ap, fmt);
+    rc = cmdf_impl(p, key, out, err, fmt, ap);
+    va_end(ap);
+    pipe_restore(b, &old);
+    return rc;
+}
+
+int
+nv__redis_pipeline(nv__redis_pool *p, const char *key, size_t n,
+                   const int *argcs, const char ***argvs, const size_t **lens,
+                   redisReply **out, nv_error *err)
+{
+    sigset_t old;
+    int b = pipe_block(&old);
+    int rc = pipeline_impl(p, key, n, argcs, argvs, lens, out, err);
+
+    pipe_restore(b, &old);
+    return rc;
+}
+
+int
+nv__redis_eval(nv__redis_pool *p, const nv__redis_script *s, const char *key,
+               int nkeys, int argc, const char **argv, const size_t *lens,
+               redisReply **out, nv_error *err)
+{
+    sigset_t old;
+    int b = pipe_block(&old);
+    int rc = eval_impl(p, s, key, nkeys, argc, argv, lens, out, err);
+
+    pipe_restore(b, &old);
     return rc;
 }
 
@@ -689,6 +776,11 @@ sub_main(void *arg)
 {
     nv__redis_sub *s = arg;
     int64_t backoff = 0;
+    sigset_t pipe_set;
+
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, NULL);   /* our own thread */
 
     while (!s->stop) {
         struct pollfd pf[2];

@@ -37,9 +37,9 @@ static const nv__redis_script scripts[] = {
 
 /* Wake-ups of one queue seen by the subscriber thread. */
 struct note {
-    char    *queue;
-    uint64_t gen;       /* grows at each notification */
-    int64_t  last_ms;   /* monotonic time of the latest one */
+    char          *queue;
+    uint64_t       gen;      /* grows at each notification */
+    pthread_cond_t cv;       /* CLOCK_MONOTONIC; one waiter per note */
 };
 
 struct rqueue {
@@ -47,17 +47,30 @@ struct rqueue {
     char           *channel;     /* <prefix>:q:wake */
 
     pthread_mutex_t mu;          /* guards the members below */
-    pthread_cond_t  cv;          /* CLOCK_MONOTONIC; signalled on notes */
-    struct note   **notes;
+    struct note   **notes;       /* never freed before close */
     size_t          nnotes;
     uint64_t        epoch;       /* grows at wake() and reconnection */
     nv__redis_sub  *sub;         /* started by the first wait() */
     int64_t         sub_retry_at;
 };
 
-/* Longest a waiter blocks between two looks at the queue, so that a missed
- * notification costs at most this much latency. */
-#define WAIT_SLICE_MS 100
+/* Longest a waiter blocks between two looks at the queue: short while the
+ * subscriber is not running (no notifications), longer once it is. */
+#define WAIT_SLICE_MS     100
+#define WAIT_SLICE_SUB_MS 1000
+
+/*
+ * The notification count of the queue a thread last reserved from, taken
+ * before its reserve script ran: wait() returns at once when a note came
+ * in since, so a job enqueued between an empty reserve and the wait is
+ * never slept over. The engine reserves and waits on the same thread.
+ */
+static _Thread_local struct {
+    const void  *note;
+    uint64_t     gen;
+} seen;
+
+static void note_seen(struct rqueue *q, const char *queue);
 
 /* ---- Calling scripts ---- */
 
@@ -429,6 +442,7 @@ rq_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
     int rc;
 
     new_token(tok);
+    note_seen(q, queue);
     nv__redis_args_init(&x);
     nv__redis_args_int(&x, now);
     nv__redis_args_int(&x, lease_ms);
@@ -749,11 +763,26 @@ note_get(struct rqueue *q, const char *queue, int add)
             q->notes = v;
         return NULL;
     }
+    {
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&nt->cv, &ca);
+        pthread_condattr_destroy(&ca);
+    }
     q->notes = v;
     q->notes[q->nnotes++] = nt;
     return nt;
 }
 
+static void
+wake_all(struct rqueue *q)
+{
+    for (size_t i = 0; i < q->nnotes; i++)
+        pthread_cond_broadcast(&q->notes[i]->cv);
+}
+
+/* One note wakes one waiter of its queue: a job for one worker. */
 static void
 on_note(void *ud, const char *channel, const char *msg, size_t len)
 {
@@ -763,6 +792,7 @@ on_note(void *ud, const char *channel, const char *msg, size_t len)
     pthread_mutex_lock(&q->mu);
     if (channel == NULL) {
         q->epoch++;    /* reconnected: anything may have happened */
+        wake_all(q);
     } else if (len < sizeof(name)) {
         struct note *nt;
         memcpy(name, msg, len);
@@ -770,30 +800,40 @@ on_note(void *ud, const char *channel, const char *msg, size_t len)
         nt = note_get(q, name, 0);
         if (nt != NULL) {
             nt->gen++;
-            nt->last_ms = nv__monotonic_ms();
+            pthread_cond_signal(&nt->cv);
         }
     }
-    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
+/* Before a reserve: remember the queue's note count (see 'seen'). */
+static void
+note_seen(struct rqueue *q, const char *queue)
+{
+    struct note *nt;
+
+    pthread_mutex_lock(&q->mu);
+    nt = note_get(q, queue, 1);
+    seen.note = nt;
+    seen.gen = nt ? nt->gen : 0;
     pthread_mutex_unlock(&q->mu);
 }
 
 static void
-timed_wait(struct rqueue *q, int64_t deadline)
+timed_wait(struct rqueue *q, struct note *nt, int64_t deadline)
 {
     struct timespec ts;
 
     ts.tv_sec = deadline / 1000;
     ts.tv_nsec = (deadline % 1000) * 1000000;
-    pthread_cond_timedwait(&q->cv, &q->mu, &ts);
+    pthread_cond_timedwait(&nt->cv, &q->mu, &ts);
 }
 
 static int
 rq_wait(void *self, const char *queue, int64_t timeout_ms)
 {
     struct rqueue *q = self;
-    int64_t now = nv__monotonic_ms();
-    int64_t deadline = now + (timeout_ms < WAIT_SLICE_MS ? timeout_ms
-                                                         : WAIT_SLICE_MS);
+    int64_t now = nv__monotonic_ms(), slice, deadline;
     const char *ch[1] = { q->channel };
     struct note *nt;
     uint64_t gen, epoch;
@@ -807,25 +847,28 @@ rq_wait(void *self, const char *queue, int64_t timeout_ms)
         pthread_mutex_unlock(&q->mu);
         nv__redis_sub_start(q->pool, ch, 1, on_note, q, &s, NULL);
         pthread_mutex_lock(&q->mu);
-        if (s != NULL && q->sub == NULL)
+        if (s != NULL && q->sub == NULL) {
             q->sub = s;
-        else if (s != NULL) {
+        } else if (s != NULL) {
             pthread_mutex_unlock(&q->mu);
             nv__redis_sub_stop(s);
             pthread_mutex_lock(&q->mu);
-        } else
+        } else {
             q->sub_retry_at = nv__monotonic_ms() + 1000;
+        }
     }
+    slice = q->sub != NULL ? WAIT_SLICE_SUB_MS : WAIT_SLICE_MS;
+    deadline = now + (timeout_ms < slice ? timeout_ms : slice);
     nt = note_get(q, queue, 1);
-    if (nt == NULL || now - nt->last_ms < 10) {
+    if (nt == NULL || (seen.note == nt && seen.gen != nt->gen)) {
         pthread_mutex_unlock(&q->mu);
-        return NV_OK;
+        return NV_OK;      /* a note came in since this thread's reserve */
     }
-    gen = nt->gen;
+    gen = seen.note == nt ? seen.gen : nt->gen;
     epoch = q->epoch;
     while (nt->gen == gen && q->epoch == epoch &&
            nv__monotonic_ms() < deadline)
-        timed_wait(q, deadline);
+        timed_wait(q, nt, deadline);
     pthread_mutex_unlock(&q->mu);
     return NV_OK;
 }
@@ -837,7 +880,7 @@ rq_wake(void *self)
 
     pthread_mutex_lock(&q->mu);
     q->epoch++;
-    pthread_cond_broadcast(&q->cv);
+    wake_all(q);
     pthread_mutex_unlock(&q->mu);
 }
 
@@ -858,13 +901,13 @@ rq_close(void *self)
         return;
     nv__redis_sub_stop(q->sub);
     for (size_t i = 0; i < q->nnotes; i++) {
+        pthread_cond_destroy(&q->notes[i]->cv);
         nv__free(q->notes[i]->queue);
         nv__free(q->notes[i]);
     }
     nv__free(q->notes);
     nv__free(q->channel);
     nv__redis_pool_close(q->pool);
-    pthread_cond_destroy(&q->cv);
     pthread_mutex_destroy(&q->mu);
     nv__free(q);
 }
@@ -895,16 +938,11 @@ int
 nv_redis_queue_open(const char *settings_json, nv_queue *out, nv_error *err)
 {
     struct rqueue *q = nv__calloc(1, sizeof(*q));
-    pthread_condattr_t ca;
     int rc;
 
     if (q == NULL)
         return nv__error(err, NV_ENOMEM, "redis queue: out of memory");
     pthread_mutex_init(&q->mu, NULL);
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&q->cv, &ca);
-    pthread_condattr_destroy(&ca);
     rc = nv__redis_pool_open(settings_json, "queue", &q->pool, err);
     if (rc != NV_OK)
         goto fail;

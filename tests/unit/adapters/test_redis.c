@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -411,6 +412,22 @@ on_note(void *ud, const nv_stream_note *n)
     pthread_mutex_unlock(&g->mu);
 }
 
+struct later {
+    nv_queue q;
+    int      delay_ms;
+};
+
+static void *
+enqueue_later(void *arg)
+{
+    struct later *l = arg;
+    nv_job j = mkjob("j2", 2000);
+
+    sleep_ms(l->delay_ms);
+    l->q.ops->enqueue(l->q.self, &j, 2000, 0, NULL, NULL, NULL);
+    return NULL;
+}
+
 Test(redis_adapter, another_instance_sees_appends_and_enqueues)
 {
     struct server s;
@@ -451,20 +468,109 @@ Test(redis_adapter, another_instance_sees_appends_and_enqueues)
     cr_assert_eq(nv_redis_queue_open(settings(s.port, NULL), &qa, &err), NV_OK);
     cr_assert_eq(nv_redis_queue_open(settings(s.port, NULL), &qb, &err), NV_OK);
     qb.ops->wait(qb.self, "mail", 1);   /* subscribes */
+    /* the engine's loop: an empty reserve, then a wait; an enqueue from
+     * A in between (or during the wait) ends the wait at once */
+    cr_assert_eq(qb.ops->reserve(qb.self, "mail", 1000, 30000, NULL, &got,
+                                 NULL, &err), NV_ENOTFOUND);
     cr_assert_eq(qa.ops->enqueue(qa.self, &j, 1000, 0, NULL, NULL, &err),
                  NV_OK);
+    sleep_ms(50);                        /* the note has arrived */
     clock_gettime(CLOCK_MONOTONIC, &t0);
     qb.ops->wait(qb.self, "mail", 5000);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     cr_assert_lt((t1.tv_sec - t0.tv_sec) * 1000 +
-                 (t1.tv_nsec - t0.tv_nsec) / 1000000, 150);
+                 (t1.tv_nsec - t0.tv_nsec) / 1000000, 50);
     cr_assert_eq(qb.ops->reserve(qb.self, "mail", 1000, 30000, NULL, &got,
                                  NULL, &err), NV_OK);
     cr_assert_str_eq(got.id, "j1");
     nv_job_release(&got);
+    {
+        struct later l = { .q = qa, .delay_ms = 100 };
+        pthread_t th;
+        int64_t ms;
+
+        cr_assert_eq(qb.ops->reserve(qb.self, "mail", 1000, 30000, NULL, &got,
+                                     NULL, &err), NV_ENOTFOUND);
+        pthread_create(&th, NULL, enqueue_later, &l);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        qb.ops->wait(qb.self, "mail", 5000);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        pthread_join(th, NULL);
+        ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+        cr_assert(ms >= 90 && ms < 600, "woke after %ld ms", (long)ms);
+    }
     qa.ops->close(qa.self);
     qb.ops->close(qb.self);
     a.ops->close(a.self);
     b.ops->close(b.self);
+    server_free(&s);
+}
+
+/* ---- Redis killed under load ---- */
+
+struct churn {
+    nv_queue   q;
+    atomic_int stop;
+    atomic_int ok_after;    /* jobs completed after the restart */
+    atomic_int restarted;
+};
+
+static void *
+churn_loop(void *arg)
+{
+    struct churn *c = arg;
+    nv_finish f = { .kind = NV_FINISH_COMPLETE, .returnvalue = "null" };
+
+    for (int i = 0; !atomic_load(&c->stop); i++) {
+        char id[48];
+        nv_job j, got;
+        int rc;
+
+        snprintf(id, sizeof(id), "c-%p-%d", (void *)&id, i);
+        j = mkjob(id, 1000);
+        rc = c->q.ops->enqueue(c->q.self, &j, 1000, 0, NULL, NULL, NULL);
+        if (rc == NV_OK)
+            rc = c->q.ops->reserve(c->q.self, "mail", 1000, 30000, NULL, &got,
+                                   NULL, NULL);
+        if (rc == NV_OK) {
+            rc = c->q.ops->finish(c->q.self, "mail", got.id, got.lease_token,
+                                  &f, 1001, NULL);
+            nv_job_release(&got);
+        }
+        if (rc == NV_OK && atomic_load(&c->restarted))
+            atomic_fetch_add(&c->ok_after, 1);
+        if (rc != NV_OK && rc != NV_ENOTFOUND && rc != NV_ELEASE)
+            cr_assert_eq(rc, NV_EBACKEND);
+    }
+    return NULL;
+}
+
+Test(redis_adapter, redis_killed_under_load_ends_no_process_and_work_resumes,
+     .timeout = 60)
+{
+    struct server s;
+    struct churn c = { .stop = 0 };
+    nv_error err = { 0 };
+    pthread_t th[8];
+
+    server_new(&s, NULL);
+    cr_assert_eq(nv_redis_queue_open(settings(s.port, NULL), &c.q, &err),
+                 NV_OK);
+    for (int i = 0; i < 8; i++)
+        pthread_create(&th[i], NULL, churn_loop, &c);
+    sleep_ms(300);
+    kill(s.pid, SIGKILL);           /* no goodbye: sockets just close */
+    waitpid(s.pid, NULL, 0);
+    s.pid = 0;
+    sleep_ms(300);
+    server_start(&s);
+    atomic_store(&c.restarted, 1);
+    for (int i = 0; i < 200 && atomic_load(&c.ok_after) < 200; i++)
+        sleep_ms(50);
+    atomic_store(&c.stop, 1);
+    for (int i = 0; i < 8; i++)
+        pthread_join(th[i], NULL);
+    cr_assert_geq(atomic_load(&c.ok_after), 200);
+    c.q.ops->close(c.q.self);
     server_free(&s);
 }

@@ -8,9 +8,15 @@ if lim > 0 then stop = off + lim - 1 end
 local cmd = 'ZRANGE'
 if ARGV[1] == '1' then cmd = 'ZREVRANGE' end
 local r = redis.call(cmd, KEYS[1], off, stop, 'WITHSCORES')
-for i = 1, #r, 2 do
-  out[#out + 1] = r[i]
-  out[#out + 1] = r[i + 1]
-  out[#out + 1] = redis.call('HGET', KEYS[2], r[i])
+-- metadata fetched with HMGET, 500 members at a time
+for c = 1, #r, 1000 do
+  local m = {}
+  for i = c, math.min(#r, c + 999), 2 do m[#m + 1] = r[i] end
+  local meta = redis.call('HMGET', KEYS[2], unpack(m))
+  for j = 1, #m do
+    out[#out + 1] = m[j]
+    out[#out + 1] = r[c + 2 * (j - 1) + 1]
+    out[#out + 1] = meta[j]
+  end
 end
 return out

@@ -1,0 +1,401 @@
+/*
+ * nvent side of the redis_vs_bullmq bench (run.sh builds and runs it on the
+ * same redis-server as bullmq_bench.mjs). Prints one JSON line:
+ *   - no-op jobs processed per second at concurrency 1, 10 and 100: the
+ *     queue is pre-filled, then N worker threads reserve + complete
+ *     (removeOnComplete: true) through the redis queue adapter; timed from
+ *     the workers' start to the last job. With NV_BENCH_ENGINE (the engine
+ *     is in libnvent) also through the engine (registered C handler);
+ *   - 3-step flows per second through the engine (NV_BENCH_ENGINE);
+ *   - enqueue->start latency p50/p99: one job at a time, a worker blocked
+ *     in the adapter's wait();
+ *   - the process' peak RSS.
+ *   nvent_bench <port> <jobs> <flows> <latency samples>
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nvent.h>
+#include <nvent/adapter.h>
+
+static int port;
+
+static int64_t
+now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t
+wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+die(const char *what, const nv_error *err)
+{
+    fprintf(stderr, "nvent_bench: %s: %s\n", what, err->msg);
+    exit(1);
+}
+
+static nv_queue
+open_queue(const char *prefix)
+{
+    char settings[256];
+    nv_error err = { 0 };
+    nv_queue q;
+
+    snprintf(settings, sizeof(settings), "{\"prefix\":\"%s\",\"redis\":"
+             "{\"host\":\"127.0.0.1\",\"port\":%d,\"db\":0}}", prefix, port);
+    if (nv_redis_queue_open(settings, &q, &err) != NV_OK)
+        die("open", &err);
+    return q;
+}
+
+static void
+mkjob(nv_job *j, long i)
+{
+    memset(j, 0, sizeof(*j));
+    snprintf(j->id, sizeof(j->id), "j%ld", i);
+    snprintf(j->queue, sizeof(j->queue), "noop");
+    snprintf(j->name, sizeof(j->name), "noop");
+    j->data = (char *)"{}";
+    j->opts = (char *)"{\"removeOnComplete\":true}";
+    j->remove_on_complete = 0;
+    j->remove_on_fail = NV_KEEP_ALL;
+}
+
+/* ---- Jobs through the adapter ---- */
+
+struct pool {
+    nv_queue    q;
+    long        n;
+    atomic_long next;       /* producer: next job number */
+    atomic_long done;       /* workers: jobs completed */
+};
+
+static void *
+producer(void *arg)
+{
+    struct pool *p = arg;
+    nv_error err = { 0 };
+    long i;
+
+    while ((i = atomic_fetch_add(&p->next, 1)) < p->n) {
+        nv_job j;
+        mkjob(&j, i);
+        if (p->q.ops->enqueue(p->q.self, &j, wall_ms(), 0, NULL, NULL, &err))
+            die("enqueue", &err);
+    }
+    return NULL;
+}
+
+static void *
+worker(void *arg)
+{
+    struct pool *p = arg;
+    nv_error err = { 0 };
+    nv_finish f = { .kind = NV_FINISH_COMPLETE, .returnvalue = "null" };
+
+    while (atomic_load(&p->done) < p->n) {
+        nv_job j;
+        int rc = p->q.ops->reserve(p->q.self, "noop", wall_ms(), 30000, NULL,
+                                   &j, NULL, &err);
+        if (rc == NV_ENOTFOUND) {
+            p->q.ops->wait(p->q.self, "noop", 50);
+            continue;
+        }
+        if (rc != NV_OK)
+            die("reserve", &err);
+        if (p->q.ops->finish(p->q.self, "noop", j.id, j.lease_token, &f,
+                             wall_ms(), &err) != NV_OK)
+            die("finish", &err);
+        nv_job_release(&j);
+        atomic_fetch_add(&p->done, 1);
+    }
+    return NULL;
+}
+
+static double
+run_threads(struct pool *p, void *(*fn)(void *), int n)
+{
+    pthread_t *th = calloc((size_t)n, sizeof(*th));
+    int64_t t0 = now_ns();
+
+    for (int i = 0; i < n; i++)
+        pthread_create(&th[i], NULL, fn, p);
+    for (int i = 0; i < n; i++)
+        pthread_join(th[i], NULL);
+    free(th);
+    return (double)(now_ns() - t0) / 1e9;
+}
+
+static double
+adapter_jobs(int concurrency, long n, double *enqueue_rate)
+{
+    char prefix[64];
+    struct pool p = { .n = n };
+    double secs;
+
+    snprintf(prefix, sizeof(prefix), "nvb%d-%d", (int)getpid(), concurrency);
+    p.q = open_queue(prefix);
+    secs = run_threads(&p, producer, 16);
+    *enqueue_rate = (double)n / secs;
+    secs = run_threads(&p, worker, concurrency);
+    p.q.ops->close(p.q.self);
+    return (double)n / secs;
+}
+
+/* ---- Latency ---- */
+
+struct probe {
+    nv_queue         q;
+    atomic_int       stop;
+    atomic_llong     started;  /* ns when the worker got the job */
+};
+
+static void *
+probe_worker(void *arg)
+{
+    struct probe *p = arg;
+    nv_error err = { 0 };
+    nv_finish f = { .kind = NV_FINISH_COMPLETE, .returnvalue = "null" };
+
+    while (!atomic_load(&p->stop)) {
+        nv_job j;
+        int rc = p->q.ops->reserve(p->q.self, "noop", wall_ms(), 30000, NULL,
+                                   &j, NULL, &err);
+        if (rc == NV_ENOTFOUND) {
+            p->q.ops->wait(p->q.self, "noop", 1000);
+            continue;
+        }
+        if (rc != NV_OK)
+            die("reserve", &err);
+        atomic_store(&p->started, now_ns());
+        p->q.ops->finish(p->q.self, "noop", j.id, j.lease_token, &f,
+                         wall_ms(), &err);
+        nv_job_release(&j);
+    }
+    return NULL;
+}
+
+static int
+cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+    return (x > y) - (x < y);
+}
+
+static void
+latency(int samples, double *p50, double *p99)
+{
+    char prefix[64];
+    struct probe p = { .stop = 0 };
+    int64_t *lat = calloc((size_t)samples, sizeof(*lat));
+    nv_error err = { 0 };
+    pthread_t th;
+
+    snprintf(prefix, sizeof(prefix), "nvb%d-lat", (int)getpid());
+    p.q = open_queue(prefix);
+    pthread_create(&th, NULL, probe_worker, &p);
+    usleep(200000);
+    for (int i = 0; i < samples; i++) {
+        nv_job j;
+        int64_t t0;
+
+        mkjob(&j, i);
+        atomic_store(&p.started, 0);
+        t0 = now_ns();
+        if (p.q.ops->enqueue(p.q.self, &j, wall_ms(), 0, NULL, NULL, &err))
+            die("enqueue", &err);
+        while (atomic_load(&p.started) == 0)
+            ;
+        lat[i] = atomic_load(&p.started) - t0;
+    }
+    atomic_store(&p.stop, 1);
+    p.q.ops->wake(p.q.self);
+    pthread_join(th, NULL);
+    p.q.ops->close(p.q.self);
+    qsort(lat, (size_t)samples, sizeof(*lat), cmp_i64);
+    *p50 = (double)lat[samples / 2] / 1000.0;
+    *p99 = (double)lat[samples * 99 / 100] / 1000.0;
+    free(lat);
+}
+
+/* ---- Through the engine ---- */
+#ifdef NV_BENCH_ENGINE
+
+static atomic_long engine_done;
+
+static int
+noop(nv_ctx *ctx, const char *input, void *ud)
+{
+    (void)ctx, (void)input, (void)ud;
+    atomic_fetch_add(&engine_done, 1);
+    return NV_OK;
+}
+
+static int
+step_emit(nv_ctx *ctx, const char *input, void *ud)
+{
+    (void)input;
+    return nv_ctx_emit(ctx, (const char *)ud, NULL, NULL);
+}
+
+static nv_engine *
+engine(const char *prefix)
+{
+    char text[512];
+    nv_error err = { 0 };
+    nv_config *cfg;
+    nv_engine *e;
+
+    snprintf(text, sizeof(text),
+             "{\"prefix\":\"%s\",\"connections\":{\"redis\":{\"host\":"
+             "\"127.0.0.1\",\"port\":%d,\"db\":0}},"
+             "\"queue\":{\"adapter\":\"redis\"},\"store\":{\"adapter\":"
+             "\"redis\"},\"stream\":{\"adapter\":\"redis\"}}", prefix, port);
+    if (nv_config_new(&cfg, &err) != NV_OK ||
+        nv_config_load_json(cfg, text, "bench", &err) != NV_OK ||
+        nv_engine_new(cfg, &e, &err) != NV_OK)
+        die("engine", &err);
+    nv_config_free(cfg);
+    return e;
+}
+
+static double
+engine_jobs(int concurrency, long n)
+{
+    char prefix[64], cfg[160];
+    nv_engine *e;
+    nv_error err = { 0 };
+    int64_t t0;
+
+    snprintf(prefix, sizeof(prefix), "nve%d-%d", (int)getpid(), concurrency);
+    snprintf(cfg, sizeof(cfg), "{\"worker\":{\"concurrency\":%d},\"queue\":"
+             "{\"defaultJobOptions\":{\"removeOnComplete\":true}}}",
+             concurrency);
+    e = engine(prefix);
+    atomic_store(&engine_done, 0);
+    if (nv_function_register_json(e, "noop", NULL, NV_RUNTIME_C, cfg, noop,
+                                  NULL, &err) != NV_OK)
+        die("register", &err);
+    /* pre-fill while paused (no workers), then time the processing */
+    if (nv_engine_start(e, NV_START_NO_WORKERS, &err) != NV_OK)
+        die("start", &err);
+    for (long i = 0; i < n; i++) {
+        if (nv_queue_enqueue(e, "noop", NULL, "{}", NULL, NULL, &err) != NV_OK)
+            die("enqueue", &err);
+    }
+    nv_engine_free(e);
+    e = engine(prefix);
+    if (nv_function_register_json(e, "noop", NULL, NV_RUNTIME_C, cfg, noop,
+                                  NULL, &err) != NV_OK)
+        die("register", &err);
+    t0 = now_ns();
+    if (nv_engine_start(e, 0, &err) != NV_OK)
+        die("start", &err);
+    while (atomic_load(&engine_done) < n)
+        usleep(1000);
+    t0 = now_ns() - t0;
+    nv_engine_free(e);
+    return (double)n / ((double)t0 / 1e9);
+}
+
+static double
+engine_flows(long runs)
+{
+    static const char *const flow[] = { "chain", NULL };
+    static const char *const e1[] = { "e1", NULL };
+    static const char *const e2[] = { "e2", NULL };
+    const nv_function_config a = {
+        .abi = NV_ABI_VERSION, .worker = { .concurrency = NV_SOME(100) },
+        .queue = { .default_job_options = "{\"removeOnComplete\":true}" },
+        .flow = { .name = flow, .role = "entry", .emits = e1 } };
+    const nv_function_config b = {
+        .abi = NV_ABI_VERSION, .worker = { .concurrency = NV_SOME(100) },
+        .queue = { .default_job_options = "{\"removeOnComplete\":true}" },
+        .flow = { .name = flow, .subscribes = e1, .emits = e2 } };
+    const nv_function_config c = {
+        .abi = NV_ABI_VERSION, .worker = { .concurrency = NV_SOME(100) },
+        .queue = { .default_job_options = "{\"removeOnComplete\":true}" },
+        .flow = { .name = flow, .subscribes = e2 } };
+    char prefix[64], run_id[NV_ID_MAX];
+    nv_engine *e;
+    nv_error err = { 0 };
+    int64_t t0;
+
+    snprintf(prefix, sizeof(prefix), "nvf%d", (int)getpid());
+    e = engine(prefix);
+    atomic_store(&engine_done, 0);
+    if (nv_function_register(e, "a", NULL, &a, step_emit, (void *)"e1",
+                             &err) != NV_OK ||
+        nv_function_register(e, "b", NULL, &b, step_emit, (void *)"e2",
+                             &err) != NV_OK ||
+        nv_function_register(e, "c", NULL, &c, noop, NULL, &err) != NV_OK ||
+        nv_engine_start(e, 0, &err) != NV_OK)
+        die("flows", &err);
+    t0 = now_ns();
+    for (long i = 0; i < runs; i++) {
+        if (nv_flow_start(e, "chain", "{}", NULL, run_id, NULL, &err) != NV_OK)
+            die("flow start", &err);
+    }
+    while (atomic_load(&engine_done) < runs)
+        usleep(1000);
+    t0 = now_ns() - t0;
+    nv_engine_free(e);
+    return (double)runs / ((double)t0 / 1e9);
+}
+#endif
+
+int
+main(int argc, char **argv)
+{
+    long jobs, flows;
+    int samples;
+    double enq = 0, p50, p99, rate[3];
+    static const int conc[3] = { 1, 10, 100 };
+    struct rusage ru;
+
+    if (argc != 5) {
+        fprintf(stderr, "usage: nvent_bench <port> <jobs> <flows> <samples>\n");
+        return 2;
+    }
+    port = atoi(argv[1]);
+    jobs = atol(argv[2]);
+    flows = atol(argv[3]);
+    samples = atoi(argv[4]);
+    for (int i = 0; i < 3; i++)
+        rate[i] = adapter_jobs(conc[i], conc[i] == 1 && jobs > 20000
+                               ? 20000 : jobs, &enq);
+    latency(samples, &p50, &p99);
+    printf("{\"impl\":\"nvent\",\"jobs\":{\"1\":%.0f,\"10\":%.0f,\"100\":%.0f},"
+           "\"enqueue\":%.0f,\"p50_us\":%.1f,\"p99_us\":%.1f",
+           rate[0], rate[1], rate[2], enq, p50, p99);
+#ifdef NV_BENCH_ENGINE
+    printf(",\"engine_jobs\":{");
+    for (int i = 0; i < 3; i++)
+        printf("%s\"%d\":%.0f", i ? "," : "", conc[i],
+               engine_jobs(conc[i], conc[i] == 1 && jobs > 20000 ? 20000 : jobs));
+    printf("},\"flows\":%.0f", engine_flows(flows));
+#else
+    (void)flows;
+#endif
+    getrusage(RUSAGE_SELF, &ru);
+    printf(",\"rss_kb\":%ld}\n", ru.ru_maxrss);
+    return 0;
+}

@@ -1,0 +1,56 @@
+#!/bin/sh
+# nvent (redis adapters) against BullMQ on one private redis-server, in one
+# run. Not a test. Usage (from the repository root or anywhere):
+#   bench/redis_vs_bullmq/run.sh [jobs] [flows] [latency samples]
+# Builds libnvent (make), compiles nvent_bench.c against it (with the engine
+# part when the engine is in libnvent), installs BullMQ from the lock file
+# (npm ci) when needed, starts redis-server on a free loopback port
+# (appendonly yes, appendfsync everysec), runs both, prints the figures and
+# the ratios, and stops the server by its pid.
+set -eu
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+JOBS=${1:-100000}
+FLOWS=${2:-20000}
+SAMPLES=${3:-2000}
+B=${B:-build}
+cd "$ROOT"
+make -s B="$B" "$B/libnvent.a" >/dev/null
+DEFS=""
+if nm "$B/libnvent.a" 2>/dev/null | grep -q ' T nv_engine_start$'; then
+    DEFS="-DNV_BENCH_ENGINE"
+fi
+mkdir -p "$B/bench"
+# shellcheck disable=SC2046
+cc -std=c11 -D_GNU_SOURCE -O2 $DEFS -Iinclude -o "$B/bench/nvent_redis_bench" \
+    "$HERE/nvent_bench.c" "$B/libnvent.a" \
+    $(pkg-config --libs jansson sqlite3 libmicrohttpd hiredis) -pthread -ldl -lm
+[ -d "$HERE/node_modules/bullmq" ] || (cd "$HERE" && npm ci --no-audit --no-fund)
+
+TMP=$(mktemp -d /tmp/nvent-bench.XXXXXX)
+. "$ROOT/scripts/redis-test-server.sh"
+trap 'kill "$NV_REDIS_PID" 2>/dev/null || true; rm -rf "$TMP"' EXIT INT TERM
+redis_start "$TMP/redis"
+echo "redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/') on port $NV_REDIS_PORT (appendonly everysec); jobs=$JOBS flows=$FLOWS samples=$SAMPLES"
+NV=$("$B/bench/nvent_redis_bench" "$NV_REDIS_PORT" "$JOBS" "$FLOWS" "$SAMPLES")
+redis-cli -p "$NV_REDIS_PORT" flushall >/dev/null
+BM=$(node "$HERE/bullmq_bench.mjs" "$NV_REDIS_PORT" "$JOBS" "$FLOWS" "$SAMPLES")
+node -e '
+const nv = JSON.parse(process.argv[1]), bm = JSON.parse(process.argv[2]);
+const f = (x) => x === undefined ? "-" : Math.round(x).toString();
+const r = (a, b) => a === undefined || b === undefined ? "-" : (a / b).toFixed(2) + "x";
+const rows = [];
+for (const c of ["1", "10", "100"]) {
+  rows.push([`no-op jobs/s, concurrency ${c} (adapter)`, f(nv.jobs[c]), f(bm.jobs[c]), r(nv.jobs[c], bm.jobs[c])]);
+  if (nv.engine_jobs)
+    rows.push([`no-op jobs/s, concurrency ${c} (engine)`, f(nv.engine_jobs[c]), f(bm.jobs[c]), r(nv.engine_jobs[c], bm.jobs[c])]);
+}
+rows.push(["enqueue jobs/s", f(nv.enqueue), f(bm.enqueue), r(nv.enqueue, bm.enqueue)]);
+rows.push(["3-step flows/s", f(nv.flows), f(bm.flows), r(nv.flows, bm.flows)]);
+rows.push(["enqueue->start p50 (us)", f(nv.p50_us), f(bm.p50_us), r(bm.p50_us, nv.p50_us)]);
+rows.push(["enqueue->start p99 (us)", f(nv.p99_us), f(bm.p99_us), r(bm.p99_us, nv.p99_us)]);
+rows.push(["peak RSS (MB)", (nv.rss_kb / 1024).toFixed(1), (bm.rss_kb / 1024).toFixed(1), r(bm.rss_kb, nv.rss_kb)]);
+console.log(["measure", "nvent", "bullmq", "ratio"].map((s, i) => i ? s.padStart(10) : s.padEnd(40)).join(""));
+for (const row of rows) console.log(row.map((s, i) => i ? s.padStart(10) : s.padEnd(40)).join(""));
+console.log("ratio: nvent/bullmq for rates, bullmq/nvent for latency and memory (>1 = nvent better)");
+' "$NV" "$BM"
