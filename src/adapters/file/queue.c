@@ -691,7 +691,7 @@ reserve_fn(struct fdb_conn *c, void *arg, nv_error *err)
         return rc;
     if (!limited || rid != 0) {
         STMT(c, st, "UPDATE jobs SET state = 2, processed_on = ?2,"
-                    " lease_until = ?3, lease_token = ?4, sk1 = ?3, sk2 = 0"
+                    " finished_on = 0, lease_until = ?3, lease_token = ?4, sk1 = ?3, sk2 = 0"
                     " WHERE rid = CASE WHEN ?5 > 0 THEN ?5 ELSE"
                     " (SELECT rid FROM jobs WHERE queue = ?1 AND state = 0"
                     "  ORDER BY sk1, sk2 LIMIT 1) END"
