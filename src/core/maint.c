@@ -178,7 +178,8 @@ static void
 retention_all(nv_engine *e)
 {
     for (size_t i = 0; i < e->nflows; i++)
-        nv__retention(e, e->flows[i].flow->name, 0, NULL, NULL, NULL);
+        nv__retention(e, e->flows[i].flow->name, NV__RETAIN_FULL, NULL, NULL,
+                      NULL);
 }
 
 static void

@@ -479,6 +479,29 @@ Test(schedules, missed_delay_schedule_fires_once_or_is_dropped_with_skip)
     tenv_free(&t);
 }
 
+Test(schedules, a_refused_fire_leaves_run_count_and_goes_on)
+{
+    tenv t;
+    json_t *a, *s;
+
+    /* one unfinished job fills the queue; no workers run it */
+    sched_engine(&t, "{\"queue\":{\"maxQueueSize\":1}}", NULL, NULL);
+    a = add(&t, "f", "{\"cron\":\"* * * * *\",\"jobId\":\"r\"}");
+    json_decref(a);
+    set_clock(&t, "2023-11-14T22:14:00.000");
+    tick(&t);
+    set_clock(&t, "2023-11-14T22:15:00.000");
+    tick(&t);                                   /* queue_full: refused */
+    cr_assert_eq(run_count(&t, "f"), 1);
+    s = find(&t, "r");
+    cr_assert_not_null(s);
+    cr_assert_eq(jint(s, "runCount"), 1);
+    cr_assert_str_eq(jstr(s, "lastRun"), "2023-11-14T22:14:00.000Z");
+    cr_assert_str_eq(jstr(s, "nextRun"), "2023-11-14T22:16:00.000Z");
+    json_decref(s);
+    tenv_free(&t);
+}
+
 Test(schedules, a_schedule_deleted_while_due_never_fires)
 {
     tenv t;
