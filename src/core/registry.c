@@ -177,7 +177,8 @@ check_duplicate_ids(nv__registry *r, nv__problems *p)
 {
     size_t i;
 
-    qsort(r->slots, r->nslots, sizeof(*r->slots), cmp_id);
+    if (r->nslots > 1)     /* qsort(NULL, 0, ...) is undefined */
+        qsort(r->slots, r->nslots, sizeof(*r->slots), cmp_id);
     for (i = 1; i < r->nslots; i++) {
         if (strcmp(r->slots[i - 1]->fn.id, r->slots[i]->fn.id) == 0)
             nv__problems_add(p, "%s: -: function id \"%s\" is defined twice: "
@@ -193,7 +194,8 @@ check_duplicate_queues(nv__registry *r, nv__problems *p)
     struct slot *a, *b;
     size_t i;
 
-    qsort(r->slots, r->nslots, sizeof(*r->slots), cmp_queue);
+    if (r->nslots > 1)     /* qsort(NULL, 0, ...) is undefined */
+        qsort(r->slots, r->nslots, sizeof(*r->slots), cmp_queue);
     for (i = 1; i < r->nslots; i++) {
         a = r->slots[i - 1];
         b = r->slots[i];
@@ -731,7 +733,8 @@ resolve_functions(nv__registry *r, const nv_config *cfg, nv__problems *p)
     json_t *doc;
     size_t i;
 
-    qsort(r->slots, r->nslots, sizeof(*r->slots), cmp_file);
+    if (r->nslots > 1)     /* qsort(NULL, 0, ...) is undefined */
+        qsort(r->slots, r->nslots, sizeof(*r->slots), cmp_file);
     for (i = 0; i < r->nslots; i++) {
         s = r->slots[i];
         doc = NULL;

@@ -208,8 +208,17 @@ nv__sleep_ms(int64_t ms)
 
 /* ---- Ids ---- */
 
-void
-nv__random(void *buf, size_t n)
+/*
+ * Random bytes for ids and lease tokens. These need to be unpredictable
+ * enough not to collide, not secret, so a per-thread xoshiro256** seeded
+ * once from getrandom() serves them without a system call per job (a
+ * getrandom() per enqueue was a visible share of the hot path).
+ */
+static _Thread_local uint64_t rng_state[4];
+static _Thread_local int rng_seeded;
+
+static void
+os_random(void *buf, size_t n)
 {
     unsigned char *p = buf;
 
@@ -219,16 +228,78 @@ nv__random(void *buf, size_t n)
         if (r < 0) {
             if (errno == EINTR)
                 continue;
-            /* getrandom cannot fail on Linux >= 3.17 with these flags;
-             * fall back to a time-seeded generator rather than abort. */
-            unsigned seed = (unsigned)nv__monotonic_ms() ^ (unsigned)getpid();
+            /* Cannot happen on Linux >= 3.17; degrade rather than abort. */
+            uint64_t x = (uint64_t)nv__monotonic_ms() ^
+                         ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)p;
 
-            for (size_t i = 0; i < n; i++)
-                p[i] = (unsigned char)rand_r(&seed);
+            for (size_t i = 0; i < n; i++) {
+                x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+                p[i] = (unsigned char)(x >> 56);
+            }
             return;
         }
         p += r;
         n -= (size_t)r;
+    }
+}
+
+static uint64_t
+rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+/* A forked child must not repeat its parent's sequence. */
+static void
+rng_after_fork(void)
+{
+    rng_seeded = 0;
+}
+
+static pthread_once_t rng_once = PTHREAD_ONCE_INIT;
+
+static void
+rng_register_fork(void)
+{
+    pthread_atfork(NULL, NULL, rng_after_fork);
+}
+
+static uint64_t
+rng_next(void)
+{
+    uint64_t *s = rng_state;
+    uint64_t result, t;
+
+    if (!rng_seeded) {
+        pthread_once(&rng_once, rng_register_fork);
+        do
+            os_random(rng_state, sizeof(rng_state));
+        while ((s[0] | s[1] | s[2] | s[3]) == 0);
+        rng_seeded = 1;
+    }
+    result = rotl(s[1] * 5, 7) * 9;
+    t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+void
+nv__random(void *buf, size_t n)
+{
+    unsigned char *p = buf;
+
+    while (n > 0) {
+        uint64_t v = rng_next();
+        size_t k = n < sizeof(v) ? n : sizeof(v);
+
+        memcpy(p, &v, k);
+        p += k;
+        n -= k;
     }
 }
 
