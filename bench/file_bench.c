@@ -4,7 +4,8 @@
  *   reserve+ack   T threads reserve and complete queued jobs  jobs/s
  *   cycle         T threads each enqueue, reserve, complete   jobs/s
  * Every call returns only once its write is committed. Usage:
- *   file_bench [-t threads] [-n jobs] [-s normal|full] [-d dir] [-q]
+ *   file_bench [-t threads] [-n jobs] [-s normal|full] [-d dir] [-p erc]
+ * (-p: the phases to run after the enqueue one: r reserve+ack, c cycle)
  * Prints one line per phase: "file <sync> <phase> <threads> <jobs/s>".
  * Not a test; bench/file_vs_beanstalkd.sh runs it beside beanstalkd.
  */
@@ -118,19 +119,20 @@ run(void *(*fn)(void *), int threads)
 int
 main(int argc, char **argv)
 {
-    const char *sync = "normal", *dir = NULL;
+    const char *sync = "normal", *dir = NULL, *phases = "erc";
     char tmpl[] = "/tmp/nvent-bench-XXXXXX", settings[1024], cmd[1200];
     int threads = 8, opt;
     long jobs = 50000;
     nv_error err = { 0 };
     double dt;
 
-    while ((opt = getopt(argc, argv, "t:n:s:d:")) != -1) {
+    while ((opt = getopt(argc, argv, "t:n:s:d:p:")) != -1) {
         switch (opt) {
         case 't': threads = atoi(optarg); break;
         case 'n': jobs = atol(optarg); break;
         case 's': sync = optarg; break;
         case 'd': dir = optarg; break;
+        case 'p': phases = optarg; break;
         default:
             fprintf(stderr, "usage: %s [-t threads] [-n jobs] "
                     "[-s normal|full] [-d dir]\n", argv[0]);
@@ -156,14 +158,18 @@ main(int argc, char **argv)
     printf("file %s enqueue %d %.0f\n", sync, threads, jobs / dt);
     fflush(stdout);
 
-    dt = run(consume_main, threads);
-    printf("file %s reserve+ack %d %.0f\n", sync, threads, jobs / dt);
-    fflush(stdout);
+    if (strchr(phases, 'r') != NULL) {
+        dt = run(consume_main, threads);
+        printf("file %s reserve+ack %d %.0f\n", sync, threads, jobs / dt);
+        fflush(stdout);
+    }
 
     total_jobs = 2 * jobs;
     atomic_store(&next_id, jobs);
-    dt = run(cycle_main, threads);
-    printf("file %s cycle %d %.0f\n", sync, threads, jobs / dt);
+    if (strchr(phases, 'c') != NULL) {
+        dt = run(cycle_main, threads);
+        printf("file %s cycle %d %.0f\n", sync, threads, jobs / dt);
+    }
 
     q.ops->close(q.self);
     if (atomic_load(&errors) > 0)

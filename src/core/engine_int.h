@@ -84,12 +84,16 @@ struct nv_engine {
     pthread_mutex_t mu;                 /* guards cv waits, timers, threads */
     pthread_cond_t  cv;                 /* attempts ended, runs finished */
     pthread_cond_t  stop_cv;            /* the maintenance thread's sleep */
+    pthread_cond_t  run_cv;             /* a run finished (nv_run_wait) */
+    atomic_int      run_waiters;        /* threads in nv_run_wait */
     pthread_t       maint_thread, watch_thread;
     int             have_maint, have_watch;
     pthread_mutex_t tick_mu;            /* one periodic pass at a time */
     int64_t         next_stall, next_reconcile, next_retention;
     int64_t         next_reap, next_metrics;
-    atomic_llong    run_gen;            /* grows at each terminal event seen */
+    atomic_llong    run_gen;
+    atomic_llong    excess_at;
+    _Atomic uint64_t id_seq;            /* generated job ids (jobs.c) */          /* last excess retention (real ms) */            /* grows at each terminal event seen */
 
     pthread_mutex_t live_mu;            /* guards lives, sub_handle */
     struct nv_live *lives;
@@ -221,7 +225,8 @@ void nv__index_update(nv_engine *e, const nv__flowrt *f, const char *run_id,
                       const nv__run_proj *p);
 void nv__index_mark_dirty(nv_engine *e, const char *flow, const char *run_id);
 void nv__index_flush(nv_engine *e);
-int  nv__retention(nv_engine *e, const char *flow_name, int all_finished,
+enum { NV__RETAIN_EXCESS = 0, NV__RETAIN_FULL = 1, NV__RETAIN_CLEAR = 2 };
+int  nv__retention(nv_engine *e, const char *flow_name, int mode,
                    int64_t *removed, int64_t *kept_running, nv_error *err);
 int  nv__run_remove(nv_engine *e, const char *flow, const char *run_id);
 

@@ -25,7 +25,7 @@
 #define STMT_CACHE   96      /* distinct statements per connection */
 #define MAX_BATCH    1024    /* writes per group commit */
 #define MAINT_EVERY  512     /* commits between maintenance checks */
-#define VACUUM_PAGES 2048    /* free pages that trigger an incremental vacuum */
+#define VACUUM_PAGES 2048    /* free pages that always trigger a vacuum */
 
 struct fdb_conn {
     struct fdb      *db;
@@ -455,21 +455,25 @@ fdb_write(struct fdb *db, fdb_fn fn, fdb_after_fn after, void *arg,
 
 /*
  * Keep the files bounded under sustained load: give free pages back
- * (auto_vacuum=INCREMENTAL) once many pile up. The WAL is checkpointed by
- * SQLite every 1000 pages and truncated to journal_size_limit after each
- * reset, so it does not grow either.
+ * (auto_vacuum=INCREMENTAL) once they are many, or a quarter of the file.
+ * The WAL is checkpointed by SQLite every 1000 pages and truncated to
+ * journal_size_limit after each reset, so it does not grow either.
  */
 static void
 maintain(struct fdb *db)
 {
     sqlite3_stmt *st = fdb_stmt(db->w, "PRAGMA freelist_count");
-    int64_t free_pages = 0;
+    int64_t free_pages = 0, pages = 0;
 
     if (st != NULL && sqlite3_step(st) == SQLITE_ROW)
         free_pages = sqlite3_column_int64(st, 0);
+    st = fdb_stmt(db->w, "PRAGMA page_count");
+    if (st != NULL && sqlite3_step(st) == SQLITE_ROW)
+        pages = sqlite3_column_int64(st, 0);
     conn_reset_used(db->w);
-    if (free_pages > VACUUM_PAGES)
-        exec(db->w->h, "PRAGMA incremental_vacuum(1024)");
+    if (free_pages > VACUUM_PAGES ||
+        (free_pages > 64 && free_pages * 4 > pages))
+        exec(db->w->h, "PRAGMA incremental_vacuum");
 }
 
 /* ---- Reads ---- */

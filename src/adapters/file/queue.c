@@ -26,8 +26,9 @@
  *   delayed    (delay_until, seq)
  *   active     (lease_until, 0)  -- the reaper reads expired leases
  *   completed, failed (finished_on, seq) -- retention drops the oldest
- * counts: jobs per (queue, state), kept by triggers, so counts, capacity
- * (Q-11) and retention (Q-10) never scan.
+ * The writer keeps the number of jobs per state of each queue in memory
+ * (struct qstate), so capacity (Q-11) and retention (Q-10) never scan;
+ * the counts op (a read) counts on the index.
  * queues: the paused flag (Q-13). limits: activation times inside the
  * limiter window, per group key ('' = no group, '=<value>' otherwise).
  */
@@ -59,20 +60,6 @@ queue_migrate(sqlite3 *h, int from, char **msg)
             "CREATE UNIQUE INDEX jobs_id ON jobs(queue, id);"
             "CREATE INDEX jobs_sched ON jobs(queue, state, sk1, sk2);"
             "CREATE INDEX jobs_time ON jobs(queue, timestamp, id);"
-            "CREATE TABLE counts(queue TEXT NOT NULL, state INTEGER NOT NULL,"
-            " n INTEGER NOT NULL, PRIMARY KEY(queue, state)) WITHOUT ROWID;"
-            "CREATE TRIGGER jobs_ins AFTER INSERT ON jobs BEGIN"
-            " INSERT INTO counts VALUES (new.queue, new.state, 1)"
-            "  ON CONFLICT(queue, state) DO UPDATE SET n = n + 1; END;"
-            "CREATE TRIGGER jobs_del AFTER DELETE ON jobs BEGIN"
-            " UPDATE counts SET n = n - 1"
-            "  WHERE queue = old.queue AND state = old.state; END;"
-            "CREATE TRIGGER jobs_upd AFTER UPDATE OF state ON jobs"
-            " WHEN old.state <> new.state BEGIN"
-            " UPDATE counts SET n = n - 1"
-            "  WHERE queue = old.queue AND state = old.state;"
-            " INSERT INTO counts VALUES (new.queue, new.state, 1)"
-            "  ON CONFLICT(queue, state) DO UPDATE SET n = n + 1; END;"
             "CREATE TABLE queues(name TEXT PRIMARY KEY,"
             " paused INTEGER NOT NULL) WITHOUT ROWID;"
             "CREATE TABLE limits(queue TEXT NOT NULL, grp TEXT NOT NULL,"
@@ -110,6 +97,8 @@ struct qstate {
     int            paused;     /* -1: unknown */
     int64_t        next_due;   /* no delayed job is due before this;
                                   0: unknown, INT64_MAX: none delayed */
+    int            n_known;    /* n[] is loaded */
+    int64_t        n[5];       /* jobs per stored state */
     char           name[];
 };
 
@@ -180,6 +169,7 @@ forget_all(void *ud)
     for (struct qstate *q = fq->qs; q != NULL; q = q->next) {
         q->paused = -1;
         q->next_due = 0;
+        q->n_known = 0;
     }
 }
 
@@ -347,11 +337,13 @@ load_job(struct fdb_conn *c, const char *queue, const char *id, nv_job *out,
     return rc;
 }
 
+/* Jobs of 'queue' whose stored state is in 'mask', counted on the
+ * index (reads). */
 static int64_t
 count_of(struct fdb_conn *c, const char *queue, unsigned mask, nv_error *err,
          int *rc)
 {
-    sqlite3_stmt *st = fdb_stmt(c, "SELECT coalesce(sum(n), 0) FROM counts"
+    sqlite3_stmt *st = fdb_stmt(c, "SELECT count(*) FROM jobs"
                                    " WHERE queue = ?1 AND (?2 >> state) & 1");
     int64_t n = 0;
 
@@ -369,12 +361,49 @@ count_of(struct fdb_conn *c, const char *queue, unsigned mask, nv_error *err,
     return n;
 }
 
+/* The writer's counts of 'qs', loaded once (then kept by count_move). */
+static int
+counts_load(struct fdb_conn *c, struct qstate *qs, nv_error *err)
+{
+    int rc;
+
+    if (qs->n_known)
+        return NV_OK;
+    STMT(c, st, "SELECT state, count(*) FROM jobs WHERE queue = ?1"
+                " GROUP BY state");
+    memset(qs->n, 0, sizeof(qs->n));
+    fdb_bind_text(st, 1, qs->name);
+    while ((rc = step_row(c, st, err)) == 1) {
+        int state = sqlite3_column_int(st, 0);
+
+        if (state >= 0 && state < 5)
+            qs->n[state] = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_reset(st);
+    if (rc < 0)
+        return rc;
+    qs->n_known = 1;
+    return NV_OK;
+}
+
+/* 'k' jobs went from stored state 'from' to 'to' (-1: none). */
+static void
+count_move(struct qstate *qs, int from, int to, int64_t k)
+{
+    if (!qs->n_known)
+        return;
+    if (from >= 0 && from < 5)
+        qs->n[from] -= k;
+    if (to >= 0 && to < 5)
+        qs->n[to] += k;
+}
+
 /* apply the retention 'keep' of a job that just reached 'state'. */
 static int
-retain(struct fdb_conn *c, const char *queue, int state, int64_t keep,
+retain(struct fdb_conn *c, struct qstate *qs, int state, int64_t keep,
        int64_t rid, nv_error *err)
 {
-    int rc = NV_OK;
+    int rc;
     int64_t n;
 
     if (keep < 0)
@@ -382,18 +411,24 @@ retain(struct fdb_conn *c, const char *queue, int state, int64_t keep,
     if (keep == 0) {
         STMT(c, st, "DELETE FROM jobs WHERE rid = ?1");
         sqlite3_bind_int64(st, 1, rid);
-        return done(c, st, err);
-    }
-    n = count_of(c, queue, 1u << state, err, &rc);
-    if (rc != NV_OK || n <= keep)
+        if ((rc = done(c, st, err)) == NV_OK)
+            count_move(qs, state, -1, 1);
         return rc;
+    }
+    if ((rc = counts_load(c, qs, err)) != NV_OK)
+        return rc;
+    n = qs->n[state];
+    if (n <= keep)
+        return NV_OK;
     STMT(c, st, "DELETE FROM jobs WHERE rid IN (SELECT rid FROM jobs"
                 " WHERE queue = ?1 AND state = ?2 ORDER BY sk1, sk2"
                 " LIMIT ?3)");
-    fdb_bind_text(st, 1, queue);
+    fdb_bind_text(st, 1, qs->name);
     sqlite3_bind_int(st, 2, state);
     sqlite3_bind_int64(st, 3, n - keep);
-    return done(c, st, err);
+    if ((rc = done(c, st, err)) == NV_OK)
+        count_move(qs, state, -1, sqlite3_changes(fdb_handle(c)));
+    return rc;
 }
 
 /* The sk2 of a job becoming waiting now. */
@@ -433,11 +468,10 @@ enqueue_fn(struct fdb_conn *c, void *arg, nv_error *err)
             return rc;
         }
         nv__error_clear(err);
-        n = count_of(c, j->queue, NV_JOB_MASK(NV_JOB_WAITING) |
-                     NV_JOB_MASK(NV_JOB_DELAYED) | NV_JOB_MASK(NV_JOB_ACTIVE),
-                     err, &rc);
-        if (rc != NV_OK)
+        if ((rc = counts_load(c, qs, err)) != NV_OK)
             return rc;
+        n = qs->n[NV_JOB_WAITING] + qs->n[NV_JOB_DELAYED] +
+            qs->n[NV_JOB_ACTIVE];
         if (n >= a->max_unfinished)
             return nv__error(err, NV_EQUEUE_FULL, "queue '%s' is full (%"
                              PRId64 " unfinished jobs)", j->queue, n);
@@ -504,6 +538,7 @@ enqueue_fn(struct fdb_conn *c, void *arg, nv_error *err)
         a->out.state = NV_JOB_PAUSED;
     if (delayed)
         due_at(qs, o->delay_until);
+    count_move(qs, -1, delayed ? NV_JOB_DELAYED : NV_JOB_WAITING, 1);
     a->created = 1;
     return NV_OK;
 }
@@ -581,6 +616,7 @@ promote(struct fdb_conn *c, struct fq *fq, struct qstate *qs, int64_t now,
             sqlite3_bind_int64(up, 2, wait_seq(fq, lifo[i]));
             if ((rc = done(c, up, err)) != NV_OK)
                 return rc;
+            count_move(qs, NV_JOB_DELAYED, NV_JOB_WAITING, 1);
         }
     } while (n == 64);
     STMT(c, st, "SELECT min(sk1) FROM jobs WHERE queue = ?1 AND state = 1");
@@ -676,7 +712,7 @@ reserve_fn(struct fdb_conn *c, void *arg, nv_error *err)
     int64_t rid = 0, win_at = 0, until = a->now + a->lease_ms;
     unsigned char rnd[16];
     char token[40];
-    int rc, paused;
+    int rc = NV_OK, paused;
 
     a->next_at = 0;
     a->found = 0;
@@ -690,45 +726,60 @@ reserve_fn(struct fdb_conn *c, void *arg, nv_error *err)
     if (limited && (rc = limited_pick(c, a, &rid, &win_at, err)) != NV_OK)
         return rc;
     if (!limited || rid != 0) {
+        /* The claim: read the first runnable job, then take it by rowid,
+         * both inside this transaction (no other writer exists). Cheaper
+         * in SQLite than one UPDATE ... RETURNING. */
+        STMT(c, sel, "SELECT " JOB_COLS " FROM jobs WHERE rid = CASE"
+                     " WHEN ?2 > 0 THEN ?2 ELSE (SELECT rid FROM jobs"
+                     " WHERE queue = ?1 AND state = 0 ORDER BY sk1, sk2"
+                     " LIMIT 1) END");
+        fdb_bind_text(sel, 1, a->queue);
+        sqlite3_bind_int64(sel, 2, rid);
+        rc = step_row(c, sel, err);
+        if (rc == 1) {
+            rid = sqlite3_column_int64(sel, COL_RID);
+            rc = job_from_row(sel, 0, &a->out, err);
+        }
+        sqlite3_reset(sel);
+        if (rc < 0)
+            return rc;
+    }
+    if (rc == NV_OK && rid != 0) {
         STMT(c, st, "UPDATE jobs SET state = 2, processed_on = ?2,"
-                    " lease_until = ?3, lease_token = ?4, sk1 = ?3, sk2 = 0"
-                    " WHERE rid = CASE WHEN ?5 > 0 THEN ?5 ELSE"
-                    " (SELECT rid FROM jobs WHERE queue = ?1 AND state = 0"
-                    "  ORDER BY sk1, sk2 LIMIT 1) END"
-                    " RETURNING " JOB_COLS);
+                    " finished_on = 0, lease_until = ?3, lease_token = ?4,"
+                    " sk1 = ?3, sk2 = 0 WHERE rid = ?1");
         nv__random(rnd, sizeof(rnd));
         for (int i = 0; i < 16; i++)
             snprintf(token + 2 * i, 3, "%02x", rnd[i]);
-        fdb_bind_text(st, 1, a->queue);
+        sqlite3_bind_int64(st, 1, rid);
         sqlite3_bind_int64(st, 2, a->now);
         sqlite3_bind_int64(st, 3, until);
         fdb_bind_text(st, 4, token);
-        sqlite3_bind_int64(st, 5, rid);
-        rc = step_row(c, st, err);
-        if (rc == 1) {
-            rc = job_from_row(st, 0, &a->out, err);
-            sqlite3_reset(st);
-            a->found = rc == NV_OK;
-            if (rc == NV_OK && limited) {
-                STMT(c, ins, "INSERT INTO limits VALUES (?1, ?2, ?3)");
-                char *gk = NULL;
+        if ((rc = done(c, st, err)) != NV_OK)
+            return rc;
+        count_move(qs, NV_JOB_WAITING, NV_JOB_ACTIVE, 1);
+        a->out.state = NV_JOB_ACTIVE;
+        a->out.processed_on = a->now;
+        a->out.finished_on = 0;
+        a->out.lease_until = until;
+        memcpy(a->out.lease_token, token, sizeof(token));
+        a->found = 1;
+        if (limited) {
+            STMT(c, ins, "INSERT INTO limits VALUES (?1, ?2, ?3)");
+            char *gk = NULL;
 
-                if (a->lim->grouped && a->out.group != NULL) {
-                    gk = nv__asprintf("=%s", a->out.group);
-                    if (gk == NULL)
-                        return oom(err);
-                }
-                fdb_bind_text(ins, 1, a->queue);
-                fdb_bind_text(ins, 2, gk ? gk : "");
-                sqlite3_bind_int64(ins, 3, a->now);
-                rc = done(c, ins, err);
-                nv__free(gk);
+            if (a->lim->grouped && a->out.group != NULL) {
+                gk = nv__asprintf("=%s", a->out.group);
+                if (gk == NULL)
+                    return oom(err);
             }
-            return rc;
+            fdb_bind_text(ins, 1, a->queue);
+            fdb_bind_text(ins, 2, gk ? gk : "");
+            sqlite3_bind_int64(ins, 3, a->now);
+            rc = done(c, ins, err);
+            nv__free(gk);
         }
-        sqlite3_reset(st);
-        if (rc < 0)
-            return rc;
+        return rc;
     }
     /* Nothing runnable: when may something be, without an enqueue? */
     if (qs->next_due != INT64_MAX)
@@ -840,13 +891,13 @@ fq_extend(void *self, const char *queue, const char *id, const char *token,
     return fdb_write(a.fq->db, extend_fn, NULL, &a, err);
 }
 
-/* One statement checks the lease and applies the outcome: no row means
- * the lease is gone, and then nothing was written. */
+/* The lease is checked before anything is written (held). */
 static int
 finish_fn(struct fdb_conn *c, void *arg, nv_error *err)
 {
     struct lease_args *a = arg;
     const nv_finish *f = a->f;
+    struct qstate *qs = qstate_get(a->fq, a->queue);
     int64_t rid, keep_c, keep_f, sk1;
     int rc, state;
 
@@ -867,55 +918,42 @@ finish_fn(struct fdb_conn *c, void *arg, nv_error *err)
         return nv__error(err, NV_EINVAL, "unknown finish kind %d", f->kind);
     }
     sk1 = state == NV_JOB_DELAYED ? f->retry_at : a->now;
-    STMT(c, st, "UPDATE jobs SET state = ?4,"
-                " attempts_made = attempts_made + ?5,"
-                " finished_on = CASE WHEN ?4 IN (3, 4) THEN ?6"
+    if (qs == NULL)
+        return oom(err);
+    if ((rc = held(c, a, &rid, &keep_c, &keep_f, NULL, err)) != NV_OK)
+        return rc;
+    STMT(c, st, "UPDATE jobs SET state = ?2,"
+                " attempts_made = attempts_made + ?3,"
+                " finished_on = CASE WHEN ?2 IN (3, 4) THEN ?4"
                 "  ELSE finished_on END,"
-                " returnvalue = CASE WHEN ?4 = 3 THEN ?7 ELSE returnvalue END,"
-                " failed_reason = coalesce(?8, failed_reason),"
-                " delay_until = CASE WHEN ?4 = 1 THEN ?9 ELSE delay_until END,"
+                " returnvalue = CASE WHEN ?2 = 3 THEN ?5 ELSE returnvalue END,"
+                " failed_reason = coalesce(?6, failed_reason),"
+                " delay_until = CASE WHEN ?2 = 1 THEN ?7 ELSE delay_until END,"
                 " lease_until = 0, lease_token = '',"
-                " sk1 = CASE WHEN ?4 = 0 THEN priority ELSE ?10 END,"
-                " sk2 = CASE WHEN ?4 = 0 AND lifo THEN -?11 ELSE ?11 END"
-                " WHERE queue = ?1 AND id = ?2 AND state = 2"
-                " AND lease_token = ?3"
-                " RETURNING rid, remove_on_complete, remove_on_fail");
+                " sk1 = CASE WHEN ?2 = 0 THEN priority ELSE ?8 END,"
+                " sk2 = CASE WHEN ?2 = 0 AND lifo THEN -?9 ELSE ?9 END"
+                " WHERE rid = ?1");
     a->fq->seq++;
-    fdb_bind_text(st, 1, a->queue);
-    fdb_bind_text(st, 2, a->id);
-    fdb_bind_text(st, 3, a->token ? a->token : "");
-    sqlite3_bind_int(st, 4, state);
-    sqlite3_bind_int(st, 5, f->kind == NV_FINISH_RELEASE ? 0 : 1);
-    sqlite3_bind_int64(st, 6, a->now);
-    fdb_bind_text(st, 7, f->returnvalue ? f->returnvalue : "null");
-    fdb_bind_text(st, 8, f->kind == NV_FINISH_RETRY ||
+    sqlite3_bind_int64(st, 1, rid);
+    sqlite3_bind_int(st, 2, state);
+    sqlite3_bind_int(st, 3, f->kind == NV_FINISH_RELEASE ? 0 : 1);
+    sqlite3_bind_int64(st, 4, a->now);
+    fdb_bind_text(st, 5, f->returnvalue ? f->returnvalue : "null");
+    fdb_bind_text(st, 6, f->kind == NV_FINISH_RETRY ||
                          f->kind == NV_FINISH_FAIL ? f->failed_reason : NULL);
-    sqlite3_bind_int64(st, 9, f->retry_at);
-    sqlite3_bind_int64(st, 10, sk1);
-    sqlite3_bind_int64(st, 11, a->fq->seq);
-    rc = step_row(c, st, err);
-    if (rc <= 0) {
-        sqlite3_reset(st);
-        return rc < 0 ? rc : nv__error(err, NV_ELEASE, "job '%s' of queue "
-                                       "'%s' is no longer held under this "
-                                       "lease", a->id, a->queue);
-    }
-    rid = sqlite3_column_int64(st, 0);
-    keep_c = sqlite3_column_int64(st, 1);
-    keep_f = sqlite3_column_int64(st, 2);
-    sqlite3_reset(st);
+    sqlite3_bind_int64(st, 7, f->retry_at);
+    sqlite3_bind_int64(st, 8, sk1);
+    sqlite3_bind_int64(st, 9, a->fq->seq);
+    if ((rc = done(c, st, err)) != NV_OK)
+        return rc;
     a->wake = state == NV_JOB_WAITING || state == NV_JOB_DELAYED;
-    if (state == NV_JOB_DELAYED) {
-        struct qstate *qs = qstate_get(a->fq, a->queue);
-
-        if (qs == NULL)
-            return oom(err);
+    count_move(qs, NV_JOB_ACTIVE, state, 1);
+    if (state == NV_JOB_DELAYED)
         due_at(qs, f->retry_at);
-    }
     if (state == NV_JOB_COMPLETED)
-        return retain(c, a->queue, state, keep_c, rid, err);
+        return retain(c, qs, state, keep_c, rid, err);
     if (state == NV_JOB_FAILED)
-        return retain(c, a->queue, state, keep_f, rid, err);
+        return retain(c, qs, state, keep_f, rid, err);
     return NV_OK;
 }
 
@@ -1158,7 +1196,8 @@ counts_fn(struct fdb_conn *c, void *arg, nv_error *err)
 
     if ((rc = is_paused(c, a->queue, &paused, err)) != NV_OK)
         return rc;
-    STMT(c, st, "SELECT state, n FROM counts WHERE queue = ?1");
+    STMT(c, st, "SELECT state, count(*) FROM jobs WHERE queue = ?1"
+                " GROUP BY state");
     fdb_bind_text(st, 1, a->queue);
     while ((rc = step_row(c, st, err)) == 1) {
         int64_t n = sqlite3_column_int64(st, 1);
@@ -1264,17 +1303,23 @@ static int
 remove_fn(struct fdb_conn *c, void *arg, nv_error *err)
 {
     struct job_args *a = arg;
+    struct qstate *qs = qstate_get(a->fq, a->queue);
     int64_t rid;
-    int rc = load_job(c, a->queue, a->id, &a->out, &rid, err);
+    int rc;
 
-    if (rc != NV_OK)
+    if (qs == NULL)
+        return oom(err);
+    if ((rc = load_job(c, a->queue, a->id, &a->out, &rid, err)) != NV_OK)
         return rc;
     if (a->out.state == NV_JOB_ACTIVE)
         return nv__error(err, NV_EJOB_ACTIVE, "job '%s' of queue '%s' is "
                          "active", a->id, a->queue);
     STMT(c, st, "DELETE FROM jobs WHERE rid = ?1");
     sqlite3_bind_int64(st, 1, rid);
-    return done(c, st, err);
+    if ((rc = done(c, st, err)) == NV_OK)
+        count_move(qs, a->out.state == NV_JOB_PAUSED ? NV_JOB_WAITING
+                                                     : a->out.state, -1, 1);
+    return rc;
 }
 
 static int
@@ -1295,21 +1340,26 @@ static int
 retry_fn(struct fdb_conn *c, void *arg, nv_error *err)
 {
     struct job_args *a = arg;
+    struct qstate *qs = qstate_get(a->fq, a->queue);
     int64_t rid;
-    int rc = load_job(c, a->queue, a->id, &a->out, &rid, err);
+    int rc, lifo;
 
-    if (rc != NV_OK)
+    if (qs == NULL)
+        return oom(err);
+    if ((rc = load_job(c, a->queue, a->id, &a->out, &rid, err)) != NV_OK)
         return rc;
     if (a->out.state != NV_JOB_FAILED)
         return nv__error(err, NV_EJOB_NOT_FAILED, "job '%s' of queue '%s' "
                          "has not failed", a->id, a->queue);
+    lifo = a->out.lifo;
     nv_job_release(&a->out);
     STMT(c, st, "UPDATE jobs SET state = 0, sk1 = priority, sk2 = ?2"
                 " WHERE rid = ?1");
     sqlite3_bind_int64(st, 1, rid);
-    sqlite3_bind_int64(st, 2, wait_seq(a->fq, a->out.lifo));
+    sqlite3_bind_int64(st, 2, wait_seq(a->fq, lifo));
     if ((rc = done(c, st, err)) != NV_OK)
         return rc;
+    count_move(qs, NV_JOB_FAILED, NV_JOB_WAITING, 1);
     return load_job(c, a->queue, a->id, &a->out, NULL, err);
 }
 
@@ -1349,9 +1399,12 @@ struct reap_args {
 static int
 reap_one(struct fdb_conn *c, struct reap_args *a, int64_t rid, nv_error *err)
 {
+    struct qstate *qs = qstate_get(a->fq, a->queue);
     int rc, fail;
     nv_reaped *r;
 
+    if (qs == NULL)
+        return oom(err);
     STMT(c, st, "UPDATE jobs SET stalled_count = stalled_count + 1,"
                 " state = CASE WHEN stalled_count + 1 > ?2 THEN 4 ELSE 0 END,"
                 " failed_reason = CASE WHEN stalled_count + 1 > ?2 THEN"
@@ -1384,20 +1437,17 @@ reap_one(struct fdb_conn *c, struct reap_args *a, int64_t rid, nv_error *err)
     a->n++;
     fail = r->job.state == NV_JOB_FAILED;
     r->failed = fail;
+    count_move(qs, NV_JOB_ACTIVE, r->job.state, 1);
     if (!fail) {
-        struct qstate *qs = qstate_get(a->fq, a->queue);
         int paused;
 
-        if (qs == NULL)
-            return oom(err);
         if ((rc = paused_cached(c, qs, &paused, err)) != NV_OK)
             return rc;
         if (paused)
             r->job.state = NV_JOB_PAUSED;
         return NV_OK;
     }
-    return retain(c, a->queue, NV_JOB_FAILED, r->job.remove_on_fail, rid,
-                  err);
+    return retain(c, qs, NV_JOB_FAILED, r->job.remove_on_fail, rid, err);
 }
 
 static int

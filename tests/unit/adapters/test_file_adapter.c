@@ -499,3 +499,59 @@ Test(file_adapter, concurrent_callers_share_commits_and_lose_nothing)
     q.ops->close(q.self);
     free(dir);
 }
+
+/* ---- Bounded files ---- */
+
+static off_t
+size_or_zero(const char *path)
+{
+    struct stat sb;
+
+    return stat(path, &sb) == 0 ? sb.st_size : 0;
+}
+
+Test(file_adapter, a_sustained_load_with_retention_keeps_the_files_bounded)
+{
+    char *dir = ft_dir();
+    char db[512], wal[520], data[2100];
+    nv_queue q;
+    nv_finish f = { .kind = NV_FINISH_COMPLETE, .returnvalue = "null" };
+    off_t max_db = 0, max_wal = 0;
+
+    /* 3000 jobs of 2 KB: 6 MB went through; 10 are kept (Q-10). */
+    memset(data, 'x', sizeof(data));
+    memcpy(data, "{\"pad\":\"", 8);
+    strcpy(data + sizeof(data) - 3, "\"}");
+    snprintf(db, sizeof(db), "%s/queue.db", dir);
+    snprintf(wal, sizeof(wal), "%s-wal", db);
+    open_queue(dir, &q);
+    for (int i = 0; i < 3000; i++) {
+        nv_job j = ft_job("soak", "", data, T0 + i), r;
+
+        snprintf(j.id, sizeof(j.id), "s%d", i);
+        j.remove_on_complete = 10;
+        enqueue(&q, &j);
+        cr_assert_eq(q.ops->reserve(q.self, "soak", T0 + i, 30000, NULL, &r,
+                                    NULL, NULL), NV_OK);
+        cr_assert_eq(q.ops->finish(q.self, "soak", r.id, r.lease_token, &f,
+                                   T0 + i, NULL), NV_OK);
+        nv_job_release(&r);
+        if (i % 100 == 99) {
+            off_t d = size_or_zero(db), w = size_or_zero(wal);
+
+            max_db = d > max_db ? d : max_db;
+            max_wal = w > max_wal ? w : max_wal;
+        }
+    }
+    nv_job_counts c;
+    cr_assert_eq(q.ops->counts(q.self, "soak", &c, NULL), NV_OK);
+    cr_assert_eq(c.completed, 10);
+    q.ops->close(q.self);
+    cr_assert_lt(max_db, 1 << 20, "queue.db grew to %lld bytes",
+                 (long long)max_db);
+    cr_assert_leq(max_wal, 17 << 20, "the WAL grew to %lld bytes",
+                  (long long)max_wal);
+    cr_assert_lt(size_or_zero(db), 512 << 10);
+    cr_assert_eq(size_or_zero(wal), 0);
+    free(dir);
+}

@@ -24,7 +24,18 @@ one_file(host_settings *s)
     cr_assert_eq(n, 1);
     r = f[0];
     free(f);
+    hbuf_release(&rep);
     return r;
+}
+
+static void
+done(host_settings *s, hfile *f, hbuf *rep)
+{
+    free(f->id);
+    free(f->path);
+    free(f->rel);
+    hbuf_release(rep);
+    host_settings_release(s);
 }
 
 static int
@@ -67,6 +78,7 @@ Test(host_cbuild, builds_into_the_build_dir_and_reuses_a_fresh_object)
     cr_assert_eq(build(&s, &f, &rep), CBUILD_BUILT, "%s", rep.s);
     cr_assert_eq(build(&s, &f, &rep), CBUILD_FRESH);
     cr_assert_eq(rep.len, 0);
+    done(&s, &f, &rep);
 }
 
 Test(host_cbuild, an_object_older_than_its_source_is_rebuilt)
@@ -83,6 +95,7 @@ Test(host_cbuild, an_object_older_than_its_source_is_rebuilt)
     make_older(".nvent/build/a.so");
     cr_assert_eq(build(&s, &f, &rep), CBUILD_BUILT);
     cr_assert_eq(build(&s, &f, &rep), CBUILD_FRESH);
+    done(&s, &f, &rep);
 }
 
 Test(host_cbuild, other_flags_rebuild_the_object)
@@ -100,6 +113,8 @@ Test(host_cbuild, other_flags_rebuild_the_object)
     cr_assert_eq(build(&s2, &f, &rep), CBUILD_BUILT);
     cr_assert_eq(build(&s2, &f, &rep), CBUILD_FRESH);
     cr_assert_eq(build(&s, &f, &rep), CBUILD_BUILT);
+    host_settings_release(&s2);
+    done(&s, &f, &rep);
 }
 
 Test(host_cbuild, an_object_built_for_another_abi_is_rebuilt)
@@ -123,6 +138,7 @@ Test(host_cbuild, an_object_built_for_another_abi_is_rebuilt)
     fclose(fp);
     cr_assert_eq(build(&s, &f, &rep), CBUILD_BUILT);
     cr_assert_eq(build(&s, &f, &rep), CBUILD_FRESH);
+    done(&s, &f, &rep);
 }
 
 Test(host_cbuild, flags_lines_among_the_first_20_lines_are_used)
@@ -141,6 +157,7 @@ Test(host_cbuild, flags_lines_among_the_first_20_lines_are_used)
     th_settings(&s, NULL);
     f = one_file(&s);
     cr_assert_eq(build(&s, &f, &rep), CBUILD_BUILT, "%s", rep.s);
+    done(&s, &f, &rep);
 }
 
 Test(host_cbuild, a_compiler_failure_reports_the_file_then_the_diagnostics)
@@ -163,6 +180,7 @@ Test(host_cbuild, a_compiler_failure_reports_the_file_then_the_diagnostics)
     cr_assert_not_null(strstr(nl, "undeclared_thing"), "%s", rep.s);
     /* failed: nothing is left to be loaded, and it is tried again */
     cr_assert_eq(build(&s, &f, &rep), CBUILD_FAILED);
+    done(&s, &f, &rep);
 }
 
 Test(host_cbuild, a_missing_compiler_is_reported)
@@ -178,4 +196,5 @@ Test(host_cbuild, a_missing_compiler_is_reported)
     cr_assert_eq(build(&s, &f, &rep), CBUILD_FAILED);
     cr_assert_str_eq(rep.s, "functions/a.c: -: cannot run compiler 'no-such-cc-here': "
                      "No such file or directory\n");
+    done(&s, &f, &rep);
 }

@@ -47,6 +47,7 @@ Test(host_describe, the_config_answer_is_returned)
     cr_assert_eq(describe_one(h, &config, &rep), 0, "%s", rep.s);
     cr_assert_str_eq(config, "{\"queue\":{\"name\":\"img\"}}");
     free(config);
+    hbuf_release(&rep);
     nv_host_free(h);
 }
 
@@ -68,6 +69,7 @@ Test(host_describe, the_child_gets_the_protocol_environment_and_runs_in_the_proj
              "_protocol_:1}\"}", th_dir);
     cr_assert_str_eq(config, want);
     free(config);
+    hbuf_release(&rep);
     nv_host_free(h);
 }
 
@@ -87,6 +89,7 @@ Test(host_describe, no_answer_in_time_is_the_exact_startup_error)
     cr_assert_lt(mono_ms() - t0, 2000);
     cr_assert_str_eq(rep.s, "functions/slow.sh: -: no config answer to describe "
                      "within 300 ms\n");
+    hbuf_release(&rep);
     t0 = mono_ms();
     nv_host_free(h);                    /* the child is killed and reaped */
     cr_assert_lt(mono_ms() - t0, 2000);
@@ -104,6 +107,7 @@ Test(host_describe, a_child_that_exits_without_answering_is_reported_with_its_st
     cr_assert_eq(describe_one(h, &config, &rep), -1);
     cr_assert_str_eq(rep.s, "functions/bye.sh: -: no config answer to describe within "
                      "300 ms (process exited with code 3)\n");
+    hbuf_release(&rep);
     nv_host_free(h);
 }
 
@@ -121,6 +125,7 @@ Test(host_describe, a_config_that_is_not_an_object_is_reported)
     cr_assert_eq(describe_one(h, &config, &rep), -1);
     cr_assert_str_eq(rep.s, "functions/bad.sh: -: the config answer to describe needs "
                      "an object \"config\"\n");
+    hbuf_release(&rep);
     nv_host_free(h);
 }
 
@@ -135,5 +140,6 @@ Test(host_describe, a_file_that_cannot_be_executed_is_reported)
     h = host();
     cr_assert_eq(describe_one(h, &config, &rep), -1);
     cr_assert_str_eq(rep.s, "functions/noshebang: -: cannot execute: Exec format error\n");
+    hbuf_release(&rep);
     nv_host_free(h);
 }

@@ -168,6 +168,18 @@ jstr(json_t *j, const char *k)
     return s != NULL ? s : "(none)";
 }
 
+/* Canonical text of a JSON value (sorted keys), in a static buffer. */
+static const char *
+canon(json_t *v)
+{
+    static char buf[4096];
+    char *t = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+
+    snprintf(buf, sizeof(buf), "%s", t != NULL ? t : "(null)");
+    free(t);
+    return buf;
+}
+
 static json_int_t
 result_pid(json_t *job)
 {
@@ -280,9 +292,9 @@ Test(host_proc, state_log_and_stderr_round_trip)
     cr_assert_str_eq(jstr(j, "state"), "completed", "%s", jstr(j, "failedReason"));
     answers = json_object_get(json_object_get(j, "returnvalue"), "answers");
     cr_assert_eq(json_array_size(answers), 6);
-    cr_assert_str_eq(json_dumps(json_array_get(answers, 0), JSON_COMPACT | JSON_SORT_KEYS),
+    cr_assert_str_eq(canon(json_array_get(answers, 0)),
                      "{\"ok\":true,\"rid\":1,\"type\":\"state.result\",\"value\":null}");
-    cr_assert_str_eq(json_dumps(json_array_get(answers, 1), JSON_COMPACT | JSON_SORT_KEYS),
+    cr_assert_str_eq(canon(json_array_get(answers, 1)),
                      "{\"ok\":true,\"rid\":\"two\",\"type\":\"state.result\","
                      "\"value\":{\"n\":0}}");
     cr_assert(json_is_null(json_object_get(json_array_get(answers, 2), "value")));
@@ -293,7 +305,7 @@ Test(host_proc, state_log_and_stderr_round_trip)
     cr_assert(has_log(j, "info", "hello"));
     cr_assert(has_log_prefix(j, "warn", "invalid log message: "));
     cr_assert(has_log_prefix(j, "warn", "invalid progress message: "));
-    cr_assert(has_log(j, "warn", "careful now"), "%s", json_dumps(j, 0));
+    cr_assert(has_log(j, "warn", "careful now"), "%s", canon(j));
     cr_assert_eq(json_real_value(json_object_get(j, "progress")), 40.0);
     json_decref(j);
     stop(&f);
@@ -674,5 +686,188 @@ Test(host_proc, a_dev_reload_checks_first_then_the_new_engine_runs_the_new_code)
     cr_assert_str_eq(jstr(b, "state"), "completed", "%s", jstr(b, "failedReason"));
     json_decref(b);
     nv_config_free(dry);
+    stop(&f);
+}
+
+/* ---- Flows: emits, stderr events, cancel, CL-2 requests ---- */
+
+static json_t *
+run_events(fixture *f, const char *run_id)
+{
+    char *text = NULL;
+    nv_error err = { 0 };
+    json_t *b, *ev;
+
+    cr_assert_eq(nv_run_get(f->e, NULL, run_id, NULL, NULL, 10000, &text, &err), NV_OK,
+                 "%s", err.msg);
+    b = json_loads(text, 0, NULL);
+    nv_free(text);
+    ev = json_incref(json_object_get(b, "events"));
+    json_decref(b);
+    return ev;
+}
+
+static json_t *
+find_event(json_t *events, const char *type, const char *step)
+{
+    json_t *ev;
+    size_t i;
+
+    json_array_foreach(events, i, ev) {
+        if (strcmp(jstr(ev, "type"), type) == 0 &&
+            (step == NULL || strcmp(jstr(ev, "stepName"), step) == 0))
+            return ev;
+    }
+    return NULL;
+}
+
+Test(host_proc, a_process_step_emits_logs_stderr_and_makes_flow_requests)
+{
+    fixture f;
+    char run_id[NV_ID_MAX], status[16];
+    nv_error err = { 0 };
+    json_t *events, *ev, *answers, *v;
+
+    th_project();
+    write_player("functions/start.py",
+                 "{\"flow\":{\"name\":\"f\",\"role\":\"entry\",\"emits\":[\"go\"]}}");
+    write_player("functions/next.py", "{\"flow\":{\"name\":\"f\",\"subscribes\":[\"go\"]}}");
+    write_player("functions/other.py", "{\"flow\":{\"name\":\"g\",\"role\":\"entry\"}}");
+    start_ok(&f, NULL);
+    cr_assert_eq(nv_flow_start(f.e, "f", "{\"do\":["
+                 "{\"send\":{\"type\":\"emit\",\"name\":\"go\",\"payload\":{\"n\":7}}},"
+                 "{\"send\":{\"type\":\"emit\",\"name\":\"bad name!\"}},"
+                 "{\"stderr\":\"to the run\"},"
+                 "{\"send\":{\"type\":\"flow.isRunning\",\"rid\":1}},"
+                 "{\"send\":{\"type\":\"flow.getRunningFlows\",\"rid\":2}},"
+                 "{\"send\":{\"type\":\"flow.start\",\"rid\":3,\"flow\":\"g\","
+                 "\"input\":{\"x\":1}}},"
+                 "{\"send\":{\"type\":\"flow.start\",\"rid\":4,\"flow\":\"nope\"}},"
+                 "{\"read\":1},{\"read\":1},{\"read\":1},{\"read\":1}]}",
+                 NULL, run_id, NULL, &err), NV_OK, "%s", err.msg);
+    cr_assert_eq(nv_run_wait(f.e, run_id, 20000, status, &err), NV_OK, "%s", err.msg);
+    cr_assert_str_eq(status, "completed");
+    events = run_events(&f, run_id);
+    ev = find_event(events, "emit", "start");
+    cr_assert_not_null(ev, "%s", canon(events));
+    cr_assert_str_eq(jstr(json_object_get(ev, "data"), "name"), "go");
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(json_object_get(ev, "data"),
+                                                                    "payload"), "n")), 7);
+    cr_assert_not_null(find_event(events, "step.completed", "next"));
+    {
+        size_t i;
+        int stderr_seen = 0, warn_seen = 0;
+
+        json_array_foreach(events, i, ev) {
+            json_t *d = json_object_get(ev, "data");
+
+            if (strcmp(jstr(ev, "type"), "log") != 0)
+                continue;
+            if (strcmp(jstr(d, "message"), "to the run") == 0 &&
+                strcmp(jstr(d, "stream"), "stderr") == 0 &&
+                strcmp(jstr(d, "level"), "warn") == 0)
+                stderr_seen = 1;
+            if (strncmp(jstr(d, "message"), "invalid emit message: ", 22) == 0)
+                warn_seen = 1;
+        }
+        cr_assert(stderr_seen, "%s", canon(events));
+        cr_assert(warn_seen, "%s", canon(events));
+    }
+    json_decref(events);
+    /* the answers, from the step's result */
+    events = run_events(&f, run_id);
+    ev = find_event(events, "step.completed", "start");
+    answers = json_object_get(json_object_get(json_object_get(ev, "data"), "result"),
+                              "answers");
+    cr_assert_eq(json_array_size(answers), 4, "%s", canon(ev));
+    v = json_array_get(answers, 0);
+    cr_assert_str_eq(jstr(v, "type"), "flow.result");
+    cr_assert(json_is_true(json_object_get(v, "ok")));
+    cr_assert(json_is_false(json_object_get(v, "value")));      /* no other run */
+    v = json_array_get(answers, 1);
+    cr_assert(json_is_array(json_object_get(v, "value")), "%s", canon(v));
+    v = json_object_get(json_array_get(answers, 2), "value");
+    cr_assert_str_eq(jstr(v, "queue"), "other");
+    cr_assert_str_eq(jstr(v, "step"), "other");
+    cr_assert_str_eq(jstr(v, "flowId"), jstr(v, "runId"));
+    {
+        char want[128];
+
+        snprintf(want, sizeof(want), "%s__other", jstr(v, "runId"));
+        cr_assert_str_eq(jstr(v, "id"), want);
+    }
+    v = json_array_get(answers, 3);
+    cr_assert(json_is_false(json_object_get(v, "ok")));
+    cr_assert_eq(json_integer_value(json_object_get(v, "rid")), 4);
+    json_decref(events);
+    stop(&f);
+}
+
+Test(host_proc, flow_requests_in_a_plain_job_without_a_flow_are_refused)
+{
+    fixture f;
+    json_t *j, *a;
+
+    th_project();
+    write_player("functions/p.py", "{}");
+    start_ok(&f, NULL);
+    j = run_job(&f, "p", "{\"do\":[{\"send\":{\"type\":\"flow.isRunning\",\"rid\":\"r\"}},"
+                "{\"read\":1}]}", NULL);
+    a = json_array_get(json_object_get(json_object_get(j, "returnvalue"), "answers"), 0);
+    cr_assert_str_eq(jstr(a, "type"), "flow.result");
+    cr_assert(json_is_false(json_object_get(a, "ok")));
+    cr_assert_str_eq(jstr(a, "error"), "no \"flow\" given and the job is not in a flow");
+    json_decref(j);
+    stop(&f);
+}
+
+Test(host_proc, a_canceled_run_sends_cancel_to_the_busy_child)
+{
+    fixture f;
+    char run_id[NV_ID_MAX], got[600], data[1200];
+    nv_error err = { 0 };
+    FILE *fp = NULL;
+    json_t *m;
+    char line[1024] = "";
+
+    th_project();
+    th_write("functions/waiter.py",
+             "#!/usr/bin/python3\nimport sys, json\n"
+             "for line in sys.stdin:\n"
+             "    m = json.loads(line)\n"
+             "    if m['type'] == 'describe':\n"
+             "        print(json.dumps({'type': 'config', 'config': {'flow': {'name': 'w',\n"
+             "              'role': 'entry'}}}), flush=True)\n"
+             "    elif m['type'] == 'job':\n"
+             "        jid = m['id']; path = m['data']['path']\n"
+             "        open(path + '.started', 'w').close()\n"
+             "    elif m['type'] == 'cancel':\n"
+             "        open(path, 'w').write(line)\n"
+             "        print(json.dumps({'type': 'error', 'id': jid, 'message': 'stopped'}),\n"
+             "              flush=True)\n", 0755);
+    start_ok(&f, NULL);
+    snprintf(got, sizeof(got), "%s/cancel.json", th_dir);
+    snprintf(data, sizeof(data), "{\"path\":\"%s\"}", got);
+    cr_assert_eq(nv_flow_start(f.e, "w", data, NULL, run_id, NULL, &err), NV_OK, "%s", err.msg);
+    snprintf(line, sizeof(line), "%s.started", got);
+    for (int i = 0; i < 1000 && access(line, F_OK) != 0; i++)
+        usleep(10000);
+    cr_assert_eq(access(line, F_OK), 0, "the job never started");
+    cr_assert_eq(nv_run_cancel(f.e, "w", run_id, NULL, &err), NV_OK, "%s", err.msg);
+    for (int i = 0; i < 500 && (fp = fopen(got, "r")) == NULL; i++)
+        usleep(10000);
+    cr_assert_not_null(fp, "no cancel message reached the child");
+    cr_assert_not_null(fgets(line, sizeof(line), fp));
+    fclose(fp);
+    m = json_loads(line, 0, NULL);
+    cr_assert_str_eq(jstr(m, "type"), "cancel");
+    cr_assert_str_eq(jstr(m, "reason"), "canceled");
+    {
+        char want[128];
+
+        snprintf(want, sizeof(want), "%s__waiter", run_id);
+        cr_assert_str_eq(jstr(m, "id"), want);
+    }
+    json_decref(m);
     stop(&f);
 }

@@ -1,0 +1,81 @@
+#!/bin/sh
+# Durable queue throughput, in one run: the file adapter (synchronous
+# NORMAL and FULL, group commit) against beanstalkd with its binlog
+# (-b DIR with the default fsync every 50 ms, and -b DIR -f 0: fsync on
+# every write). Same thread count, same job count, same body size.
+# Prints every figure and the ratios file/beanstalkd.
+#   THREADS=16 JOBS=50000 B=build bench/file_vs_beanstalkd.sh
+# Not a test. Installs beanstalkd (Debian package) when it is missing.
+set -eu
+B=${B:-build}
+THREADS=${THREADS:-16}
+JOBS=${JOBS:-50000}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+
+if ! command -v beanstalkd >/dev/null 2>&1; then
+    echo "installing beanstalkd (Debian package)" >&2
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq beanstalkd \
+        >/dev/null
+fi
+make -s B="$B" bench >/dev/null
+
+TMP=$(mktemp -d /tmp/nvent-bench.XXXXXX)
+BPID=""
+cleanup() {
+    [ -n "$BPID" ] && kill "$BPID" 2>/dev/null || true
+    rm -rf "$TMP"
+}
+trap cleanup EXIT INT TERM
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# run_beanstalkd LABEL ARGS...: start beanstalkd with a fresh binlog dir,
+# run the client against it, stop it.
+run_beanstalkd() {
+    label=$1
+    shift
+    port=$(free_port)
+    mkdir -p "$TMP/$label"
+    beanstalkd -l 127.0.0.1 -p "$port" -b "$TMP/$label" "$@" &
+    BPID=$!
+    i=0
+    until python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null; do
+        i=$((i + 1))
+        [ $i -lt 100 ] || { echo "beanstalkd did not start" >&2; exit 1; }
+        sleep 0.05
+    done
+    "$B/bench/beanstalk_bench" -p "$port" -t "$THREADS" -n "$JOBS" -l "$label"
+    kill "$BPID"
+    wait "$BPID" 2>/dev/null || true
+    BPID=""
+}
+
+OUT="$TMP/results"
+echo "threads $THREADS, jobs $JOBS, $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg)"
+{
+    run_beanstalkd binlog
+    "$B/bench/file_bench" -t "$THREADS" -n "$JOBS" -s normal -d "$TMP/file-normal"
+    run_beanstalkd f0 -f 0
+    "$B/bench/file_bench" -t "$THREADS" -n "$JOBS" -s full -d "$TMP/file-full"
+} | tee "$OUT"
+
+echo
+echo "ratios (jobs/s of file / jobs/s of beanstalkd):"
+awk '
+    $1 == "beanstalkd" { b[$2 " " $3] = $5 }
+    $1 == "file"       { f[$2 " " $3] = $5 }
+    END {
+        split("enqueue reserve+ack cycle", ph, " ")
+        for (i = 1; i <= 3; i++) {
+            p = ph[i]
+            if (b["binlog " p] > 0)
+                printf "  %-12s file normal / beanstalkd -b      = %.2f\n", p, f["normal " p] / b["binlog " p]
+            if (b["f0 " p] > 0)
+                printf "  %-12s file full   / beanstalkd -b -f 0 = %.2f\n", p, f["full " p] / b["f0 " p]
+        }
+    }' "$OUT"
