@@ -7,19 +7,14 @@
 #include "host/internal.h"
 
 #include <errno.h>
-#include <jansson.h>
-#include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 extern char **environ;
-
 
 void
 host_wake(nv_host *h)

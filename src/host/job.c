@@ -5,20 +5,11 @@
  */
 #include "host/internal.h"
 
-#include <errno.h>
 #include <jansson.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-
-
 
 int
 job_fail(struct job *j, const char *fmt, ...)
@@ -33,7 +24,6 @@ job_fail(struct job *j, const char *fmt, ...)
     j->done = -1;
     return -1;
 }
-
 
 void
 job_warn(struct job *j, const char *fmt, ...)
@@ -55,7 +45,6 @@ job_stderr_line(void *ud, const char *line)
     /* P-10: a warn entry of the job; data.stream = "stderr" in a flow */
     nv_ctx_log(j->ctx, "warn", line, "{\"stream\":\"stderr\"}", NULL);
 }
-
 
 int
 job_protocol_error(struct job *j, const char *fmt, ...)
