@@ -12,8 +12,6 @@
 #include "core/engine_int.h"
 #include "core/util.h"
 
-#pragma weak nv__sched_tick
-
 /* ---- Reaping (W-3) ---- */
 
 static void
@@ -205,8 +203,7 @@ pass(nv_engine *e, int forced)
         retention_all(e);
         e->next_retention = now + 60000;
     }
-    if (nv__sched_tick != NULL)
-        nv__sched_tick(e, now);
+    nv__sched_tick(e, now);     /* src/sched/schedule.c */
     pthread_mutex_unlock(&e->tick_mu);
     if (forced)
         e->queue.ops->wake(e->queue.self);
