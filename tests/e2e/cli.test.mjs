@@ -134,6 +134,10 @@ describe('client commands', () => {
     const d = makeProject({ ...FILE_ADAPTERS, shutdownGraceMs: 300 });
     let s = await startServer(d);
     const port = s.port;
+    // The entry queue is paused (a flag the file adapter keeps), so no
+    // handler is running when the server stops: this test is about the
+    // stream, not about jobs caught by a shutdown.
+    await api(s, 'POST', '/api/_queues/sleeper/pause');
     const { runId } = (await api(s, 'POST', '/api/_flows/slow/start', { body: {} })).body;
     const follow = cli(['events', runId, '--follow', '--json', '--url', s.url], { cwd: d, timeoutMs: 30000 });
     await new Promise((r) => setTimeout(r, 500));
