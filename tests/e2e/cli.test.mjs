@@ -120,7 +120,7 @@ describe('client commands', () => {
 
   test('events --follow prints events as they come and exits 0 after the terminal one', async () => {
     const { runId } = (await api(srv, 'POST', '/api/_flows/demo/start', { body: {} })).body;
-    const r = await run(['events', runId, '--follow', '--json'], { timeoutMs: 15000 });
+    const r = await run(['events', runId, '--follow', '--json'], { timeoutMs: 45000 });
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
     const done = await waitRun(srv, 'demo', runId);
