@@ -147,7 +147,8 @@ typedef struct nv_queue_ops {
      * W-2, Q-4, Q-12, Q-13. Promote due delayed jobs, then take the first
      * runnable waiting job of 'queue' (not paused; limiter window allowing,
      * group by group when group_key is set) and make it active with a new
-     * lease until now + lease_ms: processed_on = now, a fresh lease_token.
+     * lease until now + lease_ms: processed_on = now, finished_on = 0 (a
+     * manually retried job is unfinished again), a fresh lease_token.
      * Returns NV_OK with the job in 'out', or NV_ENOTFOUND when none is
      * runnable; then *next_at (may be NULL) is the earliest time something
      * may become runnable without an enqueue (a delayed job, a limiter

@@ -31,8 +31,10 @@ void nv__engine_log(nv_engine *e, int level, const char *fmt, ...)
 char *nv__engine_key(nv_engine *e, const char *kind, const char *rest);
 
 /*
- * Defined by the scheduler (src/sched) when linked in: fire due schedules.
- * Called by nv_engine_tick and the maintenance thread.
+ * Defined by the scheduler (src/sched/schedule.c): fire due schedules.
+ * Called by nv_engine_tick and the maintenance thread. A strong reference:
+ * with a weak one, a program that never calls nv_schedule_* would not link
+ * schedule.o from libnvent.a and would never fire the stored schedules.
  */
 int nv__sched_tick(nv_engine *e, int64_t now);
 

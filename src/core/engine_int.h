@@ -89,7 +89,8 @@ struct nv_engine {
     pthread_mutex_t tick_mu;            /* one periodic pass at a time */
     int64_t         next_stall, next_reconcile, next_retention;
     int64_t         next_reap, next_metrics;
-    atomic_llong    run_gen;            /* grows at each terminal event seen */
+    atomic_llong    run_gen;
+    atomic_llong    excess_at;          /* last excess retention (real ms) */            /* grows at each terminal event seen */
 
     pthread_mutex_t live_mu;            /* guards lives, sub_handle */
     struct nv_live *lives;
@@ -221,7 +222,8 @@ void nv__index_update(nv_engine *e, const nv__flowrt *f, const char *run_id,
                       const nv__run_proj *p);
 void nv__index_mark_dirty(nv_engine *e, const char *flow, const char *run_id);
 void nv__index_flush(nv_engine *e);
-int  nv__retention(nv_engine *e, const char *flow_name, int all_finished,
+enum { NV__RETAIN_EXCESS = 0, NV__RETAIN_FULL = 1, NV__RETAIN_CLEAR = 2 };
+int  nv__retention(nv_engine *e, const char *flow_name, int mode,
                    int64_t *removed, int64_t *kept_running, nv_error *err);
 int  nv__run_remove(nv_engine *e, const char *flow, const char *run_id);
 

@@ -556,7 +556,7 @@ nv__run_terminated(nv_engine *e, const nv__flowrt *f, const char *run_id,
     }
     if (e->state_cleanup == 2)
         nv__state_drop_run(e, run_id);
-    nv__retention(e, f->flow->name, 0, NULL, NULL, NULL);
+    nv__retention(e, f->flow->name, NV__RETAIN_EXCESS, NULL, NULL, NULL);
     atomic_fetch_add(&e->run_gen, 1);
     pthread_mutex_lock(&e->mu);
     pthread_cond_broadcast(&e->cv);

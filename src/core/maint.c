@@ -12,8 +12,6 @@
 #include "core/engine_int.h"
 #include "core/util.h"
 
-#pragma weak nv__sched_tick
-
 /* ---- Reaping (W-3) ---- */
 
 static void
@@ -178,7 +176,8 @@ static void
 retention_all(nv_engine *e)
 {
     for (size_t i = 0; i < e->nflows; i++)
-        nv__retention(e, e->flows[i].flow->name, 0, NULL, NULL, NULL);
+        nv__retention(e, e->flows[i].flow->name, NV__RETAIN_FULL, NULL, NULL,
+                      NULL);
 }
 
 static void
@@ -204,8 +203,7 @@ pass(nv_engine *e, int forced)
         retention_all(e);
         e->next_retention = now + 60000;
     }
-    if (nv__sched_tick != NULL)
-        nv__sched_tick(e, now);
+    nv__sched_tick(e, now);     /* src/sched/schedule.c */
     pthread_mutex_unlock(&e->tick_mu);
     if (forced)
         e->queue.ops->wake(e->queue.self);

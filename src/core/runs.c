@@ -403,64 +403,56 @@ nv__run_remove(nv_engine *e, const char *flow, const char *run_id)
 }
 
 int
-nv__retention(nv_engine *e, const char *flow, int all_finished,
-              int64_t *removed, int64_t *kept_running, nv_error *err)
+nv__retention(nv_engine *e, const char *flow, int mode, int64_t *removed,
+              int64_t *kept_running, nv_error *err)
 {
     nv_index_entry *v = NULL;
     size_t n = 0;
-    int64_t now = nv__now(e), rm = 0, kept = 0;
+    int64_t now = nv__now(e), rm = 0, kept = 0, offset = 0;
+    char *key;
     int rc;
 
-    if (!all_finished) {
-        char *key;
-        int64_t total = 0;
+    if (mode != NV__RETAIN_CLEAR && e->max_runs == 0 && e->max_age == 0)
+        return NV_OK;
+    /* After a terminal event only the runs beyond the newest maxRunsPerFlow
+     * are looked at: usually none, at most a few. */
+    if (mode == NV__RETAIN_EXCESS) {
+        int64_t t = nv__monotonic_ms(), last = atomic_load(&e->excess_at);
 
-        if (e->max_runs == 0 && e->max_age == 0)
+        /* at most every 100 ms: a burst of endings scans once */
+        if (e->max_runs == 0 || t - last < 100 ||
+            !atomic_compare_exchange_strong(&e->excess_at, &last, t))
             return NV_OK;
-        /* cheap check first: most terminal events need no retention */
-        key = nv__index_key(e, flow);
-        if (key == NULL)
-            return NV_ENOMEM;
-        rc = e->store.ops->idx_range(e->store.self, key, 1, 0, 0, &v, &n,
-                                     &total, err);
-        nv_index_entries_free(v, n);
-        if (rc == NV_OK && (e->max_runs == 0 || total <= e->max_runs) &&
-            e->max_age > 0) {
-            /* completedAt >= startedAt (the score): when the oldest run
-             * started within maxAge, none completed before it */
-            v = NULL;
-            n = 0;
-            rc = e->store.ops->idx_range(e->store.self, key, 0, 0, 1, &v, &n,
-                                         NULL, err);
-            if (rc == NV_OK && (n == 0 || v[0].score >= (double)(now - e->max_age))) {
-                nv_index_entries_free(v, n);
-                nv__free(key);
-                return NV_OK;
-            }
-            nv_index_entries_free(v, n);
-        }
-        nv__free(key);
-        if (rc != NV_OK)
-            return rc;
-        if (e->max_age == 0 && (e->max_runs == 0 || total <= e->max_runs))
-            return NV_OK;
+        offset = e->max_runs;
     }
-    rc = load_index(e, flow, &v, &n, err);
+    key = nv__index_key(e, flow);
+    if (key == NULL)
+        return nv__error(err, NV_ENOMEM, "out of memory");
+    rc = e->store.ops->idx_range(e->store.self, key, 1, offset, -1, &v, &n,
+                                 NULL, err);
+    nv__free(key);
     if (rc != NV_OK)
         return rc;
     for (size_t i = 0; i < n; i++) {
-        json_t *m = v[i].meta ? json_loads(v[i].meta, 0, NULL) : NULL;
-        int running = strcmp(meta_status(m), "running") == 0;
-        int64_t done = iso_ms(json_string_value(json_object_get(m,
-                                                               "completedAt")));
-        int drop = 0;
+        json_t *m;
+        int running, drop = 0;
+        int64_t done;
 
+        /* our own compact metadata: skip the parse for running runs */
+        if (v[i].meta != NULL &&
+            strstr(v[i].meta, "\"status\":\"running\"") != NULL) {
+            kept++;
+            continue;
+        }
+        m = v[i].meta ? json_loads(v[i].meta, 0, NULL) : NULL;
+        running = strcmp(meta_status(m), "running") == 0;
+        done = iso_ms(json_string_value(json_object_get(m, "completedAt")));
         json_decref(m);
         if (running) {
             kept++;
             continue;
         }
-        if (all_finished)
+        if (mode == NV__RETAIN_CLEAR || mode == NV__RETAIN_EXCESS)
             drop = 1;
         else if (e->max_runs > 0 && (int64_t)i >= e->max_runs)
             drop = 1;
@@ -487,7 +479,7 @@ nv_flow_clear_history(nv_engine *e, const char *flow, char **json,
 
     if (rc != NV_OK)
         return rc;
-    rc = nv__retention(e, flow, 1, &removed, &kept, err);
+    rc = nv__retention(e, flow, NV__RETAIN_CLEAR, &removed, &kept, err);
     if (rc != NV_OK)
         return rc;
     return nv__out_json(json_pack("{sbsssIsbsI}", "success", 1, "flowName",

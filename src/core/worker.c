@@ -265,7 +265,9 @@ ctx_release(nv_ctx *c)
     for (size_t i = 0; i < c->nemit; i++)
         nv__free(c->emit_ids[i]);
     nv__free(c->emit_ids);
-    pthread_mutex_destroy(&c->mu);
+    c->result = c->fail_msg = c->fail_stack = c->stream_key = NULL;
+    c->emit_ids = NULL;
+    c->nemit = c->emit_cap = 0;
 }
 
 static void
@@ -276,8 +278,16 @@ run_attempt(nv__wq *wq, nv_ctx *c, nv_job *job)
     int64_t now = nv__now(e), t0, us;
     int rc, ok;
 
-    memset(c, 0, sizeof(*c));
-    pthread_mutex_init(&c->mu, NULL);
+    /* The context lives as long as its worker thread: a handler that
+     * keeps it past its return is refused (CTX-9), never crashed. */
+    pthread_mutex_lock(&c->mu);
+    {
+        pthread_mutex_t mu = c->mu;
+
+        memset(c, 0, sizeof(*c));
+        c->mu = mu;
+    }
+    pthread_mutex_unlock(&c->mu);
     c->e = e;
     c->wq = wq;
     c->job = *job;
@@ -338,7 +348,7 @@ run_attempt(nv__wq *wq, nv_ctx *c, nv_job *job)
 static int64_t
 wait_ms(int64_t now, int64_t next_at)
 {
-    int64_t d = 1000;
+    int64_t d = 20;
 
     if (next_at > 0 && next_at - now < d)
         d = next_at - now;
@@ -351,10 +361,12 @@ worker_main(void *arg)
     nv__wq *wq = arg;
     nv_engine *e = wq->e;
     nv_limiter lim = wq->fn->limiter;
-    nv_ctx *c = nv__malloc(sizeof(*c));
+    nv_ctx *c = nv__calloc(1, sizeof(*c));
     int64_t backoff = 0;
 
     lim.grouped = wq->fn->group_key != NULL;
+    if (c != NULL)
+        pthread_mutex_init(&c->mu, NULL);
     while (c != NULL && !atomic_load(&e->stopping)) {
         nv_job job;
         nv_error err;
@@ -385,6 +397,8 @@ worker_main(void *arg)
         run_attempt(wq, c, &job);
         nv_job_release(&job);
     }
+    if (c != NULL)
+        pthread_mutex_destroy(&c->mu);
     nv__free(c);
     return NULL;
 }

@@ -26,33 +26,25 @@
  * and flow problems of the functions that did load (FN-6: all problems),
  * then exit 1.
  *
- * `nvent dev` (CLI-12) keeps one nv_host. An engine's registry is fixed
- * once started (FN-8), so a reload makes a new engine; and the file adapters
- * lock their data folder per process, so the old engine must be closed
- * before the new one opens. Hence: validate first with a throwaway engine
- * on memory adapters (nv_host_check), then swap:
+ * `nvent dev` (CLI-12) keeps one nv_host and makes a new engine per reload
+ * (an engine's registry is fixed once started, FN-8); src/cli/cmd_serve.c:
  *
  *     nv_host_watch_new(h, config_path, &w, &err);
- *     loop:
- *       what = nv_host_watch_wait(w, 1000, &err);      // 150 ms debounce inside
- *       if (what & NV_HOST_CHANGED_CONFIG)
- *           log "configuration changed; restart nvent dev";
- *       if (what & NV_HOST_CHANGED_FUNCTIONS) {
- *           // dry_cfg: the same configuration with queue/store/stream.adapter
- *           // set to "memory" (nv_config_set), built once at startup
- *           rc = nv_host_check(h, dry_cfg, flags, &report, &err);  // rebuilds
- *                          // stale C, re-describes changed executables only
- *           if (rc != NV_OK) { print report; continue; }   // old one stays
- *           // HTTP answers 503 unavailable during the swap
- *           nv_engine_stop(e, shutdownGraceMs);   // running jobs finish
- *           nv_engine_free(e); nv_host_release(h, e);
- *           nv_engine_new(cfg, &e, &err); (+ clock, logger)
- *           nv_host_discover(h, e, 0, &report, &err);  // cheap: all cached now
- *           nv_engine_start(e, flags, &err);
- *       }
+ *     loop: what = nv_host_watch_wait(w, 200, &err);   // 150 ms debounce inside
+ *       NV_HOST_CHANGED_CONFIG: log "configuration changed; restart nvent dev"
+ *       NV_HOST_CHANGED_FUNCTIONS, memory or redis adapters:
+ *           nv_engine_new(cfg, &e2); nv_host_discover(h, e2, 0, ...);
+ *           nv_engine_start(e2) -- failed: free e2, nv_host_release(h, e2),
+ *           the old engine stays; else swap, stop + free the old engine,
+ *           nv_host_release(h, old)
+ *       NV_HOST_CHANGED_FUNCTIONS, file adapters (they lock their folder per
+ *       process, so the new engine opens only after the old one closed):
+ *           nv_host_check(h, cfg with memory adapters, flags, ...) first --
+ *           invalid: the old engine stays; else stop + free the old engine,
+ *           then as above (discover is cheap: builds and describes cached)
  *
- * With memory adapters the queues and runs of the old engine are lost at
- * the swap (they live in that engine); file and redis keep them.
+ * With memory adapters the queues and runs of the old engine are lost at a
+ * reload (they live in that engine); file and redis keep them.
  *
  * Thread safety: nv_host_discover, nv_host_release, nv_host_shutdown and
  * nv_host_free are called from one thread (the server's main thread); the

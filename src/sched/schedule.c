@@ -277,16 +277,14 @@ build_doc(const struct request *rq, const char *id, const char *flow,
         sched = json_pack("{sIso}", "delay", (json_int_t)rq->delay, "runAt",
                           iso_json(next));
     }
-    doc = json_pack("{sisssssssssosOsssosIsI}", "v", SCHEDULE_DOC_VERSION,
+    doc = json_pack("{sisssssssssososssosIsI}", "v", SCHEDULE_DOC_VERSION,
                     "id", id, "flowName", flow, "queue", entry->queue,
-                    "step", entry->step, "schedule", sched,
-                    "input", rq->input != NULL ? rq->input : json_object(),
+                    "step", entry->step, "schedule", sched, "input",
+                    rq->input != NULL ? json_incref(rq->input) : json_object(),
                     "misfire", rq->misfire, "createdAt", iso_json(now),
                     "runCount", (json_int_t)0, "nextRunMs", (json_int_t)next);
     if (doc == NULL)
         return nv__error(err, NV_ENOMEM, "out of memory");
-    if (rq->input == NULL)
-        json_object_set_new(doc, "input", json_object());
     if (rq->metadata != NULL)
         json_object_set(doc, "metadata", rq->metadata);
     if (rq->limit > 0)
@@ -534,8 +532,9 @@ cas(struct due *d, json_t *next, int del)
         rc = d->st->ops->doc_del(d->st->self, d->coll, d->id, d->rev, &err);
         if (rc == NV_OK) {
             d->rev = 0;
+            json_incref(next);      /* may be d->doc itself */
             json_decref(d->doc);
-            d->doc = json_incref(next);
+            d->doc = next;
         }
         return rc;
     }
@@ -545,8 +544,9 @@ cas(struct due *d, json_t *next, int del)
                              &d->rev, &err);
     nv__free(text);
     if (rc == NV_OK) {
+        json_incref(next);
         json_decref(d->doc);
-        d->doc = json_incref(next);
+        d->doc = next;
     } else if (rc != NV_ECONFLICT && rc != NV_ENOTFOUND) {
         nv__engine_log(d->e, NV_LOG_WARN, "schedule %s: %s", d->id, err.msg);
     }
@@ -569,7 +569,8 @@ start_run(struct due *d, int64_t scheduled_for, nv_error *err)
         rc = nv_flow_start(d->e, d->flow, input, sdt, run_id, NULL, err);
     if (rc == NV_OK)
         nv__engine_log(d->e, NV_LOG_INFO, "schedule %s of flow %s fired for "
-                       "%lld: run %s", d->id, d->flow, (long long)scheduled_for,
+                       "%s: run %s", d->id, d->flow,
+                       json_string_value(json_object_get(sd, "scheduledFor")),
                        run_id);
     json_decref(sd);
     nv__free(input);
@@ -664,9 +665,11 @@ fire(struct due *d, int64_t scheduled_for, int64_t next)
         int src = start_run(d, scheduled_for, &err);
 
         if (src != NV_OK) {
+            char when[40];
+
+            nv__iso_time(scheduled_for, when, sizeof(when));
             nv__engine_log(d->e, NV_LOG_WARN, "schedule %s of flow %s: fire "
-                           "for %lld refused: %s", d->id, d->flow,
-                           (long long)scheduled_for, err.msg);
+                           "for %s refused: %s", d->id, d->flow, when, err.msg);
             /* a refused delay schedule is gone: it has no next time */
             if (!(next < 0 && refused(src)))
                 revert(d, before, !refused(src));
@@ -776,7 +779,8 @@ nv__sched_tick(nv_engine *e, int64_t now)
         return NV_ENOMEM;
     rc = st->ops->doc_list(st->self, coll, &docs, &n, &err);
     if (rc != NV_OK) {
-        nv__engine_log(e, NV_LOG_WARN, "scheduler: %s", err.msg);
+        /* every pass (200 ms) while the store is down: keep it quiet */
+        nv__engine_log(e, NV_LOG_DEBUG, "scheduler: %s", err.msg);
         nv__free(coll);
         return rc;
     }

@@ -917,6 +917,10 @@ Test(queue_contract, retry_makes_a_failed_job_waiting_and_keeps_its_record)
     cr_assert_eq(counts(QN).waiting, 1);
     cr_assert_eq(res(QN, 2100, NULL, &a, NULL), NV_OK);
     cr_assert_str_eq(a.id, "j");
+    cr_assert_eq(a.finished_on, 0, "running again: unfinished");
+    got = get(QN, "j");
+    cr_assert_eq(got.finished_on, 0);
+    nv_job_release(&got);
     cr_assert_eq(fin(QN, &a, NV_FINISH_COMPLETE, "1", 0, 2200), NV_OK);
     got = get(QN, "j");
     cr_assert_eq(got.attempts_made, 2);

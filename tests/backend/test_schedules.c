@@ -479,6 +479,85 @@ Test(schedules, missed_delay_schedule_fires_once_or_is_dropped_with_skip)
     tenv_free(&t);
 }
 
+Test(schedules, a_refused_fire_leaves_run_count_and_goes_on)
+{
+    tenv t;
+    json_t *a, *s;
+
+    /* one unfinished job fills the queue; no workers run it */
+    sched_engine(&t, "{\"queue\":{\"maxQueueSize\":1}}", NULL, NULL);
+    a = add(&t, "f", "{\"cron\":\"* * * * *\",\"jobId\":\"r\"}");
+    json_decref(a);
+    set_clock(&t, "2023-11-14T22:14:00.000");
+    tick(&t);
+    set_clock(&t, "2023-11-14T22:15:00.000");
+    tick(&t);                                   /* queue_full: refused */
+    cr_assert_eq(run_count(&t, "f"), 1);
+    s = find(&t, "r");
+    cr_assert_not_null(s);
+    cr_assert_eq(jint(s, "runCount"), 1);
+    cr_assert_str_eq(jstr(s, "lastRun"), "2023-11-14T22:14:00.000Z");
+    cr_assert_str_eq(jstr(s, "nextRun"), "2023-11-14T22:16:00.000Z");
+    json_decref(s);
+    tenv_free(&t);
+}
+
+static int
+g_only(tenv *t, const char *config)
+{
+    nv_error err = { 0 };
+    nv_config *cfg = NULL;
+
+    cr_assert_eq(nv_config_new(&cfg, &err), NV_OK);
+    cr_assert_eq(nv_config_load_json(cfg, config, "test", &err), NV_OK);
+    cr_assert_eq(nv_engine_new(cfg, &t->e, &err), NV_OK, "%s", err.msg);
+    nv_config_free(cfg);
+    nv_engine_set_clock(t->e, nv_test_clock_now, &t->clock);
+    tenv_fn(t, "g/gstart", "{\"flow\":{\"name\":\"g\",\"role\":\"entry\"}}",
+            ok_handler, NULL);
+    return nv_engine_start(t->e, NV_START_NO_WORKERS, &err);
+}
+
+Test(schedules, a_flow_no_longer_registered_is_refused_and_the_schedule_goes_on)
+{
+    tenv t;
+    json_t *a, *s;
+    char *config;
+
+    if (strcmp(nv_test_backend(), "memory") == 0)
+        cr_skip_test("memory keeps no schedule across engines (S-2)");
+    config = nv_test_config_json();
+    sched_engine(&t, NULL, NULL, config);
+    a = add(&t, "f", "{\"cron\":\"* * * * *\",\"jobId\":\"x\"}");
+    json_decref(a);
+    tenv_free(&t);
+    /* a new version of the program without flow f, on the same store */
+    nv_test_clock_init(&t.clock, T0);
+    cr_assert_eq(g_only(&t, config), NV_OK);
+    set_clock(&t, "2023-11-14T22:14:00.000");
+    tick(&t);
+    s = find(&t, "x");
+    cr_assert_not_null(s);
+    cr_assert_eq(jint(s, "runCount"), 0);
+    cr_assert_null(json_object_get(s, "lastRun"));
+    cr_assert_str_eq(jstr(s, "nextRun"), "2023-11-14T22:15:00.000Z");
+    json_decref(s);
+    /* still listed and deletable under its flow name */
+    s = list(&t, "f");
+    cr_assert_eq(json_array_size(s), 1);
+    json_decref(s);
+    {
+        nv_error err = { 0 };
+        char *out = NULL;
+
+        cr_assert_eq(nv_schedule_remove(t.e, "f", "x", &out, &err), NV_OK, "%s",
+                     err.msg);
+        nv_free(out);
+    }
+    free(config);
+    tenv_free(&t);
+}
+
 Test(schedules, a_schedule_deleted_while_due_never_fires)
 {
     tenv t;

@@ -752,8 +752,8 @@ reserve_fn(struct fdb_conn *c, void *arg, nv_error *err)
     }
     if (rc == NV_OK && rid != 0) {
         STMT(c, st, "UPDATE jobs SET state = 2, processed_on = ?2,"
-                    " lease_until = ?3, lease_token = ?4, sk1 = ?3, sk2 = 0"
-                    " WHERE rid = ?1");
+                    " finished_on = 0, lease_until = ?3, lease_token = ?4,"
+                    " sk1 = ?3, sk2 = 0 WHERE rid = ?1");
         nv__random(rnd, sizeof(rnd));
         for (int i = 0; i < 16; i++) {
             token[2 * i] = "0123456789abcdef"[rnd[i] >> 4];
@@ -769,6 +769,7 @@ reserve_fn(struct fdb_conn *c, void *arg, nv_error *err)
         count_move(qs, NV_JOB_WAITING, NV_JOB_ACTIVE, 1);
         a->out.state = NV_JOB_ACTIVE;
         a->out.processed_on = a->now;
+        a->out.finished_on = 0;
         a->out.lease_until = until;
         memcpy(a->out.lease_token, token, sizeof(token));
         a->found = 1;

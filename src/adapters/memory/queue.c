@@ -929,6 +929,7 @@ mem_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
     waiting_remove(q, m);      /* may free g: not used below */
     m->j.state = NV_JOB_ACTIVE;
     m->j.processed_on = now;
+    m->j.finished_on = 0;
     m->j.lease_until = now + lease_ms;
     new_token(a, m->j.lease_token);
     list_append(&q->active, m);
