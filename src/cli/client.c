@@ -389,7 +389,7 @@ cli_engine_open(struct cli *c, int memory_only, nv_engine **out)
             return cli_error("%s", err.msg);
         }
         nv_host_set_logger(h, cli_log, &c->log_level);
-        rc = nv_host_discover(h, e, 0, &report, &err);
+        rc = nv_host_discover(h, e, NV_HOST_DESCRIBE_ONLY, &report, &err);
         if (report != NULL && report[0] != '\0')
             fputs(report, stderr);
         free(report);

@@ -113,30 +113,23 @@ cron_next(const char *expr, const char *tz, int64_t after, int64_t *next,
 /*
  * The last due time at or before 'now' (S-7's most recent missed one):
  * look back over doubling windows until one holds a due time, then walk
- * forward inside it. *out = -1 when none within the horizon.
+ * forward inside it. -1 when none within the horizon.
  */
-static int
-cron_last_at_or_before(const char *expr, const char *tz, int64_t now,
-                       int64_t *out, nv_error *err)
+static int64_t
+cron_last_at_or_before(const nv__cron *c, const nv__tz *z, int64_t now)
 {
-    nv__cron c;
-    nv__tz *z;
-    int64_t t = -1, k;
-    int rc = nv__cron_parse(expr, &c, err);
+    int64_t t = -1;
 
-    if (rc != NV_OK || (rc = nv__tz_load(tz, &z, err)) != NV_OK)
-        return rc;
-    for (k = 1000; k < (int64_t)NV_CRON_HORIZON_YEARS * 366 * 86400000; k *= 2) {
-        if (nv__cron_next(&c, z, now - k, &t, NULL) == NV_OK && t <= now)
+    for (int64_t k = 1000; k < (int64_t)NV_CRON_HORIZON_YEARS * 366 * 86400000;
+         k *= 2) {
+        if (nv__cron_next(c, z, now - k, &t, NULL) == NV_OK && t <= now)
             break;
         t = -1;
     }
-    for (int64_t n; t >= 0 && nv__cron_next(&c, z, t, &n, NULL) == NV_OK &&
+    for (int64_t n; t >= 0 && nv__cron_next(c, z, t, &n, NULL) == NV_OK &&
                     n <= now;)
         t = n;
-    nv__tz_free(z);
-    *out = t;
-    return NV_OK;
+    return t;
 }
 
 /* ---- The public view (S-1, S-8) ---- */
@@ -512,6 +505,7 @@ struct due {
     const char *coll;
     json_t     *doc;        /* owned */
     int64_t     rev;        /* of doc in the store; 0 once deleted */
+    nv__tz_cache *zones;    /* of this tick */
     const char *id;         /* lent by the listed nv_doc */
     char        flow[NV_NAME_MAX + 1];  /* a copy: 'doc' gets replaced */
 };
@@ -710,6 +704,8 @@ step(struct due *d, int64_t now, int64_t threshold)
     int64_t due = int_member(d->doc, "nextRunMs", INT64_MAX), next, last;
     int missed = now - due > threshold;
     int once = misfire == NULL || strcmp(misfire, "skip") != 0;
+    const nv__tz *z;
+    nv__cron c;
     nv_error err;
 
     if (due > now)
@@ -725,26 +721,34 @@ step(struct due *d, int64_t now, int64_t threshold)
     }
     if (tz == NULL)
         tz = "UTC";
+    if (nv__cron_parse(cron, &c, &err) != NV_OK ||
+        nv__tz_cache_get(d->zones, tz, &z, &err) != NV_OK) {
+        /* a stored expression or zone that no longer loads: leave it be */
+        nv__engine_log(d->e, NV_LOG_WARN, "schedule %s of flow %s: %s",
+                       d->id, d->flow, err.msg);
+        return NV_ENOTFOUND;
+    }
+    /* S-5: the next due time strictly after this one; -1: none any more */
     if (!missed) {
-        if (cron_next(cron, tz, due, &next, &err) != NV_OK)
-            next = -1;                          /* no due time any more */
+        if (nv__cron_next(&c, z, due, &next, NULL) != NV_OK)
+            next = -1;
         return fire(d, due, next);
     }
     /* S-7: missed; continue with the next due time after now */
-    if (cron_next(cron, tz, now, &next, &err) != NV_OK)
+    if (nv__cron_next(&c, z, now, &next, NULL) != NV_OK)
         next = -1;
     if (!once)
         return skip(d, next);
-    if (cron_last_at_or_before(cron, tz, now, &last, &err) != NV_OK || last < due)
-        last = due;
-    return fire(d, last, next);
+    last = cron_last_at_or_before(&c, z, now);
+    return fire(d, last < due ? due : last, next);
 }
 
 static void
-tick_one(nv_engine *e, nv_store *st, const char *coll, const nv_doc *doc,
-         int64_t now, int64_t threshold)
+tick_one(nv_engine *e, nv_store *st, const char *coll, nv__tz_cache *zones,
+         const nv_doc *doc, int64_t now, int64_t threshold)
 {
-    struct due d = { .e = e, .st = st, .coll = coll, .rev = doc->rev };
+    struct due d = { .e = e, .st = st, .coll = coll, .zones = zones,
+                     .rev = doc->rev };
 
     d.doc = json_loads(doc->json, 0, NULL);
     d.id = doc->id;
@@ -772,6 +776,7 @@ nv__sched_tick(nv_engine *e, int64_t now)
     nv_doc *docs = NULL;
     size_t n = 0;
     char *coll = collection(e);
+    nv__tz_cache *zones = NULL;
     nv_error err;
     int rc;
 
@@ -789,9 +794,14 @@ nv__sched_tick(nv_engine *e, int64_t now)
         int64_t due = int_member(j, "nextRunMs", INT64_MAX);
 
         json_decref(j);
-        if (due <= now)
-            tick_one(e, st, coll, &docs[i], now, threshold);
+        if (due > now)
+            continue;
+        /* zones are loaded once per tick, only when something is due */
+        if (zones == NULL && nv__tz_cache_new(&zones, NULL) != NV_OK)
+            break;
+        tick_one(e, st, coll, zones, &docs[i], now, threshold);
     }
+    nv__tz_cache_free(zones);
     nv_docs_free(docs, n);
     nv__free(coll);
     return NV_OK;

@@ -634,7 +634,7 @@ parse_tzif(nv__tz *z, const unsigned char *b, size_t len)
     if (need > len)
         return NV_EINVALID_TZ;
     if (version < 2)
-        return read_block(z, &h, b + 44, 4);
+        return h.leap > 0 ? NV_EINVALID_TZ : read_block(z, &h, b + 44, 4);
 
     /* Version 2+: skip the 32-bit block, use the 64-bit one and the footer. */
     b += need;
@@ -643,6 +643,10 @@ parse_tzif(nv__tz *z, const unsigned char *b, size_t len)
         return NV_EINVALID_TZ;
     need = 44 + block_size(&h, 8);
     if (need > len)
+        return NV_EINVALID_TZ;
+    /* "right/" zones count leap seconds in their transition times, which
+     * POSIX time (and this reader) does not: refuse them */
+    if (h.leap > 0)
         return NV_EINVALID_TZ;
     rc = read_block(z, &h, b + 44, 8);
     if (rc != NV_OK)

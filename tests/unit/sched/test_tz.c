@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "sched/tz.h"
 
@@ -244,6 +245,9 @@ Test(tz, unknown_zone_is_refused_with_its_name)
     /* a file in the database that is not a zone */
     cr_assert_eq(nv__tz_load("zone.tab", &z, &err), NV_EINVALID_TZ);
     cr_assert_eq(nv__tz_load("Europe", &z, &err), NV_EINVALID_TZ);
+    /* leap-second zones are not POSIX time */
+    if (access("/usr/share/zoneinfo/right/UTC", R_OK) == 0)
+        cr_assert_eq(nv__tz_load("right/UTC", &z, &err), NV_EINVALID_TZ);
 }
 
 Test(tz, path_traversal_in_zone_names_is_refused)
