@@ -224,6 +224,7 @@ engine_destroy(nv_engine *e)
     pthread_mutex_destroy(&e->runs_mu);
     pthread_cond_destroy(&e->cv);
     pthread_cond_destroy(&e->stop_cv);
+    pthread_cond_destroy(&e->run_cv);
     nv__free(e);
 }
 
@@ -245,6 +246,7 @@ nv_engine_new(const nv_config *cfg, nv_engine **out, nv_error *err)
     pthread_mutex_init(&e->runs_mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     pthread_cond_init(&e->stop_cv, NULL);
+    pthread_cond_init(&e->run_cv, NULL);
     e->log_level = NV_LOG_SILENT;
     e->started_mono = nv__monotonic_ms();
     rc = cfg != NULL ? nv__config_dup(cfg, &e->cfg, err)
@@ -268,6 +270,12 @@ nv_engine_new(const nv_config *cfg, nv_engine **out, nv_error *err)
         goto fail;
     }
     nv__uuidv7(nv__system_now_ms(), e->instance_id);
+    {
+        uint64_t seed;
+
+        nv__random(&seed, sizeof(seed));
+        atomic_store(&e->id_seq, seed);
+    }
     *out = e;
     return NV_OK;
 fail:
@@ -492,7 +500,10 @@ nv_engine_start(nv_engine *e, unsigned flags, nv_error *err)
         rc = build_flows(e, err);
     if (rc == NV_OK && !(flags & NV_START_NO_WORKERS))
         rc = apply_autorun(e, err);
-    if (rc == NV_OK)
+    /* A shared stream carries other instances' cancels (CTX-7): listen
+     * from the start. Otherwise only live subscribers need the feed, and
+     * nv_live_subscribe attaches it (sparing a notification per event). */
+    if (rc == NV_OK && e->shared_stream)
         rc = nv__live_attach(e, err);
     if (rc != NV_OK)
         return rc;

@@ -84,13 +84,16 @@ struct nv_engine {
     pthread_mutex_t mu;                 /* guards cv waits, timers, threads */
     pthread_cond_t  cv;                 /* attempts ended, runs finished */
     pthread_cond_t  stop_cv;            /* the maintenance thread's sleep */
+    pthread_cond_t  run_cv;             /* a run finished (nv_run_wait) */
+    atomic_int      run_waiters;        /* threads in nv_run_wait */
     pthread_t       maint_thread, watch_thread;
     int             have_maint, have_watch;
     pthread_mutex_t tick_mu;            /* one periodic pass at a time */
     int64_t         next_stall, next_reconcile, next_retention;
     int64_t         next_reap, next_metrics;
     atomic_llong    run_gen;
-    atomic_llong    excess_at;          /* last excess retention (real ms) */            /* grows at each terminal event seen */
+    atomic_llong    excess_at;
+    _Atomic uint64_t id_seq;            /* generated job ids (jobs.c) */          /* last excess retention (real ms) */            /* grows at each terminal event seen */
 
     pthread_mutex_t live_mu;            /* guards lives, sub_handle */
     struct nv_live *lives;

@@ -326,9 +326,14 @@ advance(nv_engine *e, const nv__flowrt *f, const char *run_id,
         if (rc != NV_OK)
             return rc;
         if (p.status != NV_RUN_RUNNING || !p.complete) {
-            if (p.status == NV_RUN_RUNNING)
+            /* a running run's index entry is refreshed by the maintenance
+             * pass within 1 s (IX-3); a finished one is written now */
+            if (p.status == NV_RUN_RUNNING) {
                 dispatch(e, f, run_id, &p, include_entry);
-            nv__index_update(e, f, run_id, &p);
+                nv__index_mark_dirty(e, f->flow->name, run_id);
+            } else {
+                nv__index_update(e, f, run_id, &p);
+            }
             nv__run_proj_release(&p);
             nv_events_free(evs, n);
             return NV_OK;
@@ -379,17 +384,59 @@ finish_unrun(nv_ctx *c, const char *result, int remove)
     nv_job_release(&gone);
 }
 
+/*
+ * F-4 needs only two facts, read from the event types without parsing any
+ * data: is the run finished, and has this step completed (then its
+ * result, from that one event).
+ */
+static int
+scan_run(nv_engine *e, const nv_ctx *c, int *finished, char **result,
+         nv_error *err)
+{
+    char *key = nv__stream_key(e, c->job.run_id);
+    nv_event *v = NULL;
+    size_t n = 0;
+    int rc;
+
+    if (key == NULL)
+        return nv__error(err, NV_ENOMEM, "out of memory");
+    rc = e->stream.ops->read(e->stream.self, key, NULL, -1, &v, &n, err);
+    nv__free(key);
+    if (rc != NV_OK)
+        return rc;
+    *finished = 0;
+    *result = NULL;
+    if (n == 0 || strcmp(v[0].flow_name, c->job.flow_name) != 0) {
+        nv_events_free(v, n);
+        return NV_ERUN_NOT_FOUND;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (nv__event_is_terminal(v[i].type)) {
+            *finished = 1;
+        } else if (*result == NULL && strcmp(v[i].type, "step.completed") == 0
+                   && strcmp(v[i].step_name, c->job.step_name) == 0) {
+            json_t *d = v[i].data ? json_loads(v[i].data, 0, NULL) : NULL;
+            json_t *r = json_object_get(d, "result");
+
+            *result = nv__dump(r != NULL ? r : json_null());
+            json_decref(d);
+            if (*result == NULL)
+                *result = nv__strdup("null");
+        }
+    }
+    nv_events_free(v, n);
+    return NV_OK;
+}
+
 int
 nv__flow_before(nv_ctx *c)
 {
     nv_engine *e = c->e;
-    const nv__step_proj *s;
-    nv_event *evs = NULL;
-    size_t n = 0;
-    nv__run_proj p;
     nv_error err;
+    char *res = NULL;
     json_t *d;
-    int rc = nv__run_load(e, c->flow, c->job.run_id, &evs, &n, &p, &err);
+    int finished = 0;
+    int rc = scan_run(e, c, &finished, &res, &err);
 
     if (rc == NV_ERUN_NOT_FOUND) {
         finish_unrun(c, NULL, 1);           /* its run is gone */
@@ -400,25 +447,17 @@ nv__flow_before(nv_ctx *c)
                        c->job.id, c->job.run_id, err.msg);
         return -1;
     }
-    if (p.status != NV_RUN_RUNNING) {                       /* F-4a */
-        nv__run_proj_release(&p);
-        nv_events_free(evs, n);
+    if (finished) {                                         /* F-4a */
+        nv__free(res);
         finish_unrun(c, NULL, 1);
         return 1;
     }
-    s = nv__proj_step(&p, c->job.step_name);
-    if (s != NULL && s->status == NV_STEP_COMPLETED) {      /* F-4b */
-        char *res = s->result != NULL ? nv__dump(s->result) : NULL;
-
-        nv__run_proj_release(&p);
-        nv_events_free(evs, n);
+    if (res != NULL) {                                      /* F-4b */
         advance(e, c->flow, c->job.run_id, 0, NULL);
         finish_unrun(c, res, 0);
         nv__free(res);
         return 1;
     }
-    nv__run_proj_release(&p);
-    nv_events_free(evs, n);
     d = json_pack("{ssssss}", "jobId", c->job.id, "name", c->job.name,
                   "queue", c->job.queue);
     if (d != NULL && c->job.stalled_count > 0)
@@ -558,9 +597,11 @@ nv__run_terminated(nv_engine *e, const nv__flowrt *f, const char *run_id,
         nv__state_drop_run(e, run_id);
     nv__retention(e, f->flow->name, NV__RETAIN_EXCESS, NULL, NULL, NULL);
     atomic_fetch_add(&e->run_gen, 1);
-    pthread_mutex_lock(&e->mu);
-    pthread_cond_broadcast(&e->cv);
-    pthread_mutex_unlock(&e->mu);
+    if (atomic_load(&e->run_waiters) > 0) {
+        pthread_mutex_lock(&e->mu);
+        pthread_cond_broadcast(&e->run_cv);
+        pthread_mutex_unlock(&e->mu);
+    }
 }
 
 int
@@ -735,9 +776,11 @@ nv_run_wait(nv_engine *e, const char *run_id, int64_t timeout_ms,
                 ts.tv_sec++;
                 ts.tv_nsec -= 1000000000L;
             }
+            atomic_fetch_add(&e->run_waiters, 1);
             pthread_mutex_lock(&e->mu);
-            pthread_cond_timedwait(&e->cv, &e->mu, &ts);
+            pthread_cond_timedwait(&e->run_cv, &e->mu, &ts);
             pthread_mutex_unlock(&e->mu);
+            atomic_fetch_sub(&e->run_waiters, 1);
         }
     }
 }

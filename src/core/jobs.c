@@ -136,6 +136,30 @@ nv__job_event(nv_engine *e, const nv_job *j, const char *type,
 
 /* ---- Enqueue ---- */
 
+/*
+ * N-3 generated id "<ms>-<9 base36>" without a getrandom() call per job:
+ * splitmix64 over a per-engine counter seeded once from getrandom.
+ */
+static void
+gen_job_id(nv_engine *e, int64_t ms, char out[NV_JOB_ID_MAX])
+{
+    static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+    uint64_t z = atomic_fetch_add(&e->id_seq, 0x9e3779b97f4a7c15ULL);
+    char tail[10];
+    int n;
+
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    for (int i = 0; i < 9; i++) {
+        tail[i] = digits[z % 36];
+        z /= 36;
+    }
+    tail[9] = '\0';
+    n = snprintf(out, NV_JOB_ID_MAX, "%lld-", (long long)ms);
+    memcpy(out + n, tail, 10);
+}
+
 static char *
 group_of(const nv__function *fn, json_t *data)
 {
@@ -176,7 +200,7 @@ nv__job_enqueue(nv_engine *e, nv__wq *wq, const char *id, const char *name,
     if (id != NULL && *id != '\0')
         nv__strlcpy(j.id, id, sizeof(j.id));
     else
-        nv__job_id(now, j.id);
+        gen_job_id(e, now, j.id);
     nv__strlcpy(j.queue, wq->fn->queue, sizeof(j.queue));
     nv__strlcpy(j.name, name, sizeof(j.name));
     if (run_id != NULL) {
@@ -273,9 +297,11 @@ nv_queue_enqueue(nv_engine *e, const char *queue, const char *name,
         return rc;
     if (data_json == NULL)
         data_json = "{}";
-    rc = nv__parse_json("data", data_json, &data, err);
-    if (rc != NV_OK)
-        return rc;
+    if (strcmp(data_json, "{}") != 0 || wq->fn->group_key != NULL) {
+        rc = nv__parse_json("data", data_json, &data, err);
+        if (rc != NV_OK)
+            return rc;
+    }
     o = wq->fn->opts;
     if (opts_json != NULL) {
         rc = nv__parse_json("opts", opts_json, &opts, err);

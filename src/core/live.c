@@ -32,9 +32,11 @@ on_event(nv_engine *e, const nv_event *ev)
         nv__attempts_cancel(e, ev->run_id, "stalled");
     if (nv__event_is_terminal(ev->type)) {
         atomic_fetch_add(&e->run_gen, 1);
-        pthread_mutex_lock(&e->mu);
-        pthread_cond_broadcast(&e->cv);
-        pthread_mutex_unlock(&e->mu);
+        if (atomic_load(&e->run_waiters) > 0) {
+            pthread_mutex_lock(&e->mu);
+            pthread_cond_broadcast(&e->run_cv);
+            pthread_mutex_unlock(&e->mu);
+        }
     }
     if (atomic_load(&e->nlive) == 0)
         return;

@@ -281,3 +281,34 @@ Test(ctx, is_running_sees_other_runs_of_the_flow)
     (void)r;
     tenv_free(&t);
 }
+
+static void
+many_logs(nv_ctx *c, const char *input)
+{
+    (void)input;
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(nv_ctx_log(c, "info", "line", NULL, NULL), NV_OK);
+}
+
+Test(ctx, a_run_keeps_at_most_the_configured_log_events)
+{
+    tenv t;
+    char run[NV_ID_MAX];
+    json_t *r, *d;
+
+    script = many_logs;
+    tenv_init(&t, "{\"store\":{\"retention\":{\"maxLogEventsPerRun\":3}}}");
+    tenv_fn(&t, "p", "{\"flow\":{\"name\":\"parent\",\"role\":\"entry\"}}",
+            script_handler, NULL);
+    tenv_start(&t);
+    tstart(&t, "parent", NULL, run);
+    twait_run(&t, run, "completed");
+    r = trun(&t, run);
+    cr_assert_eq(tcount_type(r, "log"), 4, "3 and the notice");
+    d = json_object_get(tevent(r, "log", 3), "data");
+    cr_assert_str_eq(jstr(d, "level"), "warn");
+    cr_assert_str_eq(jstr(d, "message"), "log limit reached (3); further log "
+                     "events of this run are dropped");
+    json_decref(r);
+    tenv_free(&t);
+}

@@ -631,3 +631,28 @@ Test(flows, flows_json_lists_the_analyzed_flows)
     json_decref(b);
     tenv_free(&t);
 }
+
+Test(flows, rebuild_recomputes_the_index_from_the_streams)
+{
+    tenv t;
+    char run[NV_ID_MAX], *body = NULL;
+    nv_error err = { 0 };
+    json_t *b, *it;
+
+    diamond(&t, NULL, NULL, NULL);
+    tstart(&t, "f", NULL, run);
+    twait_run(&t, run, "completed");
+    cr_assert_eq(nv_index_rebuild(t.e, NULL, &body, &err), NV_OK, "%s",
+                 err.msg);
+    b = tparse(body);
+    cr_assert_eq(jint(b, "flows"), 1);
+    cr_assert_eq(jint(b, "runs"), 1);
+    json_decref(b);
+    cr_assert_eq(nv_runs_list(t.e, "f", NULL, 0, 10, &body, &err), NV_OK);
+    b = tparse(body);
+    it = json_array_get(json_object_get(b, "items"), 0);
+    cr_assert_str_eq(jstr(it, "status"), "completed");
+    cr_assert_eq(jint(it, "completedSteps"), 4);
+    json_decref(b);
+    tenv_free(&t);
+}

@@ -686,3 +686,66 @@ Test(jobs, graceful_stop_puts_active_jobs_back_to_waiting)
     json_decref(j);
     tenv_free(&t);
 }
+
+Test(jobs, a_running_handler_keeps_its_lease_by_heartbeat)
+{
+    tenv t;
+    char id[NV_JOB_ID_MAX];
+    json_t *j;
+    int one = 1;
+
+    setup(&t, NULL, "{\"worker\":{\"lockDurationMs\":1000}}",
+          blocking_handler);
+    tenqueue(&t, "work", NULL, NULL, id);
+    cr_assert(twait(calls_at_least, &one));
+    for (int i = 0; i < 6; i++)
+        tenv_advance(&t, 600);          /* 3.6 s: the lease is renewed */
+    j = tjob(&t, "work", id);
+    cr_assert_str_eq(jstr(j, "state"), "active");
+    cr_assert_eq(jint(j, "stalledCount"), 0);
+    json_decref(j);
+    atomic_store(&release_handler, 1);
+    tenv_idle(&t);
+    j = tjob(&t, "work", id);
+    cr_assert_str_eq(jstr(j, "state"), "completed");
+    json_decref(j);
+    tenv_free(&t);
+}
+
+Test(jobs, metrics_list_every_queue_and_count_attempts)
+{
+    tenv t;
+    char *text = NULL, *h = NULL;
+    json_t *hj;
+
+    atomic_store(&fails_left, 1);
+    setup(&t, NULL, NULL, fail_handler);
+    cr_assert_eq(nv_metrics_text(t.e, &text, NULL), NV_OK);
+    cr_assert(strstr(text, "nvent_jobs_processed_total{queue=\"work\"} 0\n"),
+              "%s", text);
+    cr_assert(strstr(text, "nvent_job_duration_seconds_bucket{queue=\"work\","
+                           "le=\"+Inf\"} 0\n"), "CL-13");
+    cr_assert(strstr(text, "# TYPE nvent_job_duration_seconds histogram"));
+    cr_assert(strstr(text, "nvent_build_info{version=\"" NV_VERSION "\"} 1"));
+    nv_free(text);
+    tenqueue(&t, "work", NULL, "{\"attempts\":2}", NULL);
+    tenv_idle(&t);
+    cr_assert_eq(nv_metrics_text(t.e, &text, NULL), NV_OK);
+    cr_assert(strstr(text, "nvent_jobs_processed_total{queue=\"work\"} 2\n"),
+              "%s", text);
+    cr_assert(strstr(text, "nvent_jobs_failed_total{queue=\"work\"} 1\n"));
+    cr_assert(strstr(text, "nvent_queue_jobs{queue=\"work\",state="
+                           "\"completed\"} 1\n"));
+    cr_assert(strstr(text, "nvent_queue_paused{queue=\"work\"} 0\n"));
+    nv_free(text);
+    cr_assert_eq(nv_health_json(t.e, &h, NULL), NV_OK);
+    hj = tparse(h);
+    cr_assert_str_eq(jstr(hj, "status"), "ok");
+    cr_assert_str_eq(jstr(hj, "instanceId"), nv_engine_instance_id(t.e));
+    cr_assert_eq(jint(hj, "functions"), 1);
+    cr_assert_eq(jint(hj, "flows"), 0);
+    cr_assert(json_is_true(json_object_get(json_object_get(json_object_get(
+        hj, "adapters"), "queue"), "ok")));
+    json_decref(hj);
+    tenv_free(&t);
+}
