@@ -225,6 +225,7 @@ function dedupe(expr) {
   const six = tokens.length === 6;
   return tokens.map((tok, i) => {
     const key = FIELD_KEYS[six ? i : i + 1];
+    if (!tok.includes(',')) return tok;   // only lists can overlap
     const vals = new Set();
     for (const itemText of tok.split(',')) {
       const probe = (six ? ['0', '*', '*', '*', '*', '*'] : ['*', '*', '*', '*', '*']);
