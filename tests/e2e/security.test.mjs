@@ -5,6 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { api, cli, makeProject, readStream, startServer } from './lib/nvent.mjs';
+import { killAll } from './lib/nvent.mjs';
 
 const TOKEN = 'e2e-secret-token';
 let srv;
@@ -16,7 +17,9 @@ before(async () => {
 });
 
 after(async () => {
+  if (!srv) return;
   const { code } = await srv.stop();
+  killAll();
   assert.equal(code, 0, srv.log);
   assert.ok(!srv.log.includes(TOKEN), 'the token must never be logged');
 });

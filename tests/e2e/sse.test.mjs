@@ -4,6 +4,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FILE_ADAPTERS, api, makeProject, readStream, startServer, waitRun } from './lib/nvent.mjs';
+import { killAll } from './lib/nvent.mjs';
 
 let srv;
 const TERMINAL = ['flow.completed', 'flow.failed', 'flow.cancel', 'flow.stalled'];
@@ -16,7 +17,9 @@ before(async () => {
 });
 
 after(async () => {
+  if (!srv) return;
   const { code } = await srv.stop();
+  killAll();
   assert.equal(code, 0, srv.log);
 });
 

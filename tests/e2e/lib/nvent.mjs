@@ -33,14 +33,24 @@ export const FILE_ADAPTERS = {
   queue: { adapter: 'file' }, store: { adapter: 'file' }, stream: { adapter: 'file' },
 };
 
+// Every server still running when the test file ends is killed, so that a
+// failed assertion never leaves a process behind (or the runner waiting).
+const running = new Set();
+process.on('exit', () => { for (const p of running) p.kill('SIGKILL'); });
+export function killAll() {
+  for (const p of running) p.kill('SIGKILL');
+}
+
 // Start `nvent serve` in 'dir'. Resolves once it logs its listening line.
-export function startServer(dir, { args = [], env = {}, timeoutMs = 20000 } = {}) {
+export function startServer(dir, { args = [], env = {}, timeoutMs = 20000, port = 0 } = {}) {
   return new Promise((resolve, reject) => {
-    const proc = spawn(BIN, ['serve', '--port', '0', ...args], {
+    const proc = spawn(BIN, ['serve', '--port', String(port), ...args], {
       cwd: dir,
       env: cleanEnv(env),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    running.add(proc);
+    proc.on('exit', () => running.delete(proc));
     let log = '';
     const timer = setTimeout(() => {
       proc.kill('SIGKILL');
