@@ -146,7 +146,7 @@ gen_job_id(nv_engine *e, int64_t ms, char out[NV_JOB_ID_MAX])
     static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
     uint64_t z = atomic_fetch_add(&e->id_seq, 0x9e3779b97f4a7c15ULL);
     char tail[10];
-    int n;
+    size_t n;
 
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
@@ -156,7 +156,8 @@ gen_job_id(nv_engine *e, int64_t ms, char out[NV_JOB_ID_MAX])
         z /= 36;
     }
     tail[9] = '\0';
-    n = snprintf(out, NV_JOB_ID_MAX, "%lld-", (long long)ms);
+    n = nv__fmt_i64(out, ms);
+    out[n++] = '-';
     memcpy(out + n, tail, 10);
 }
 
@@ -264,12 +265,16 @@ find_queue(nv_engine *e, const char *queue, nv__wq **out, nv_error *err)
 
     if (e == NULL)
         return nv__error(err, NV_EINVAL, "engine must not be NULL");
-    rc = nv__name_ok("queue", queue, err);
-    if (rc != NV_OK)
-        return rc;
+    /* A registered queue's name is valid: check the name only when the
+     * lookup fails (same outcome, no scan per call). */
+    *out = queue != NULL ? nv__wq_find(e, queue) : NULL;
+    if (*out == NULL) {
+        rc = nv__name_ok("queue", queue, err);
+        if (rc != NV_OK)
+            return rc;
+    }
     if (atomic_load(&e->state) == NV__E_NEW)
         return nv__error(err, NV_EUNAVAILABLE, "engine not started");
-    *out = nv__wq_find(e, queue);
     if (*out == NULL)
         return nv__error(err, NV_EQUEUE_NOT_FOUND, "queue '%s' not found",
                          queue);
@@ -292,7 +297,9 @@ nv_queue_enqueue(nv_engine *e, const char *queue, const char *name,
         return rc;
     if (name == NULL)
         name = queue;
-    rc = nv__name_ok("name", name, err);
+    rc = name == queue || strcmp(name, queue) == 0 ? NV_OK
+                                                   : nv__name_ok("name", name,
+                                                                 err);
     if (rc != NV_OK)
         return rc;
     if (data_json == NULL)
@@ -314,8 +321,10 @@ nv_queue_enqueue(nv_engine *e, const char *queue, const char *name,
             goto out;
     }
     memset(&out, 0, sizeof(out));
+    /* The stored job is copied out only for the response body. */
     rc = nv__job_enqueue(e, wq, o.job_id, name, data_json, data, &o, NULL,
-                         NULL, NULL, e->max_queue, &out, &created, err);
+                         NULL, NULL, e->max_queue, body != NULL ? &out : NULL,
+                         &created, err);
     if (rc != NV_OK)
         goto out;
     if (body != NULL) {
