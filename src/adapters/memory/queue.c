@@ -16,6 +16,11 @@
 #include "adapters/memory/mem.h"
 
 #define MAX_IDLE_GROUPS 256
+/* Job nodes whose data, opts and group fit NODE_INLINE bytes are of one
+ * size and reused through a per-queue pool of up to NODE_POOL nodes: a
+ * stream of jobs then costs no malloc/free of the (large) node. */
+#define NODE_INLINE 512
+#define NODE_POOL 64
 #define STALLED_REASON "job stalled more than allowable limit"
 
 /* ---- Binary heaps with the element's position stored in the element ---- */
@@ -128,6 +133,7 @@ struct mjob {
     int64_t        dseq;        /* delayed: tie-break of equal delay_until */
     struct mgroup *grp;         /* waiting: its group */
     struct mjob   *prev, *next; /* active / completed / failed list */
+    int            pooled;      /* block of NODE_INLINE: reusable (q->pool) */
 };
 
 struct jlist {
@@ -165,6 +171,8 @@ struct mqueue {
     int64_t         lim_duration;   /* last limiter duration seen */
     struct mgroup **scratch;    /* saturated groups set aside by reserve */
     size_t          nscratch;
+    struct mjob    *pool;       /* freed nodes for reuse, linked by next */
+    int             npool;
 };
 
 /*
@@ -358,10 +366,53 @@ job_destroy(struct mjob *m)
     nv__free(m);
 }
 
+/* Drop node m of q: into the pool when it is reusable and the pool has
+ * room, else freed. Under q->mu. */
+static void
+job_recycle(struct mqueue *q, struct mjob *m)
+{
+    if (!m->pooled || q->npool >= NODE_POOL) {
+        job_destroy(m);
+        return;
+    }
+    nv__free(m->j.progress_data);
+    nv__free(m->j.returnvalue);
+    nv__free(m->j.failed_reason);
+    nv__free(m->j.logs);
+    m->next = q->pool;
+    q->pool = m;
+    q->npool++;
+}
+
+/* A node of 'size' bytes: reused from q's pool for a standard node. */
+static struct mjob *
+node_alloc(struct mqueue *q, size_t size)
+{
+    struct mjob *m = NULL;
+
+    if (size <= sizeof(*m) + NODE_INLINE) {
+        pthread_mutex_lock(&q->mu);
+        if ((m = q->pool) != NULL) {
+            q->pool = m->next;
+            q->npool--;
+        }
+        pthread_mutex_unlock(&q->mu);
+        if (m == NULL)
+            m = nv__malloc(sizeof(*m) + NODE_INLINE);
+        if (m != NULL)
+            m->pooled = 1;
+        return m;
+    }
+    m = nv__malloc(size);
+    if (m != NULL)
+        m->pooled = 0;
+    return m;
+}
+
 /* A node for a copy of 'src' in one allocation with its data (never NULL:
  * "{}"), opts and group, which never change. */
 static struct mjob *
-job_new(const nv_job *src)
+job_new(struct mqueue *q, const nv_job *src)
 {
     const char *data = src->data ? src->data : "{}";
     size_t ld = strlen(data) + 1;
@@ -370,12 +421,15 @@ job_new(const nv_job *src)
     const char *rest[4] = { src->progress_data, src->returnvalue,
                             src->failed_reason, src->logs };
     char **dst[4];
-    struct mjob *m = nv__malloc(sizeof(*m) + ld + lo + lg);
+    struct mjob *m = node_alloc(q, sizeof(*m) + ld + lo + lg);
     char *p;
+    int pooled;
 
     if (m == NULL)
         return NULL;
+    pooled = m->pooled;
     memset(&m->hh, 0, sizeof(*m) - offsetof(struct mjob, hh));
+    m->pooled = pooled;
     m->j = *src;
     p = (char *)(m + 1);
     m->j.data = memcpy(p, data, ld);
@@ -689,7 +743,7 @@ static void
 job_free(struct mqueue *q, struct mjob *m)
 {
     HASH_DEL(q->jobs, m);
-    job_destroy(m);
+    job_recycle(q, m);
 }
 
 /* Take m out of whatever container holds it. */
@@ -783,7 +837,7 @@ mem_enqueue(void *self, const nv_job *job, int64_t now,
 
     if ((q = queue_get(a, job->queue, 1)) == NULL)
         return oom(err);
-    if ((m = job_new(job)) == NULL)
+    if ((m = job_new(q, job)) == NULL)
         return oom(err);
     if (m->j.id[0] == '\0')
         nv__job_id(now, m->j.id);
@@ -1000,7 +1054,7 @@ mem_finish(void *self, const char *queue, const char *id, const char *token,
         return lease_lost(err, queue, id);
     switch (f->kind) {
     case NV_FINISH_COMPLETE:
-        text = nv__strdup(f->returnvalue ? f->returnvalue : "null");
+        /* copied below, only when the completed job is kept */
         break;
     case NV_FINISH_RETRY:
     case NV_FINISH_FAIL:
@@ -1012,11 +1066,17 @@ mem_finish(void *self, const char *queue, const char *id, const char *token,
     default:
         return nv__error(err, NV_EINVAL, "unknown finish kind %d", f->kind);
     }
-    if (text == NULL)
+    if (text == NULL && f->kind != NV_FINISH_COMPLETE)
         return oom(err);
     pthread_mutex_lock(&q->mu);
     if ((m = leased(q, id, token)) == NULL) {
         rc = lease_lost(err, queue, id);
+        goto out;
+    }
+    if (f->kind == NV_FINISH_COMPLETE && m->j.remove_on_complete != 0 &&
+        (text = nv__strdup(f->returnvalue ? f->returnvalue
+                                          : "null")) == NULL) {
+        rc = oom(err);
         goto out;
     }
     if ((f->kind == NV_FINISH_RELEASE ||
@@ -1560,6 +1620,10 @@ queue_free(struct mqueue *q)
         job_free(q, m);
     HASH_ITER(hh, q->groups, g, gt)
         group_free(q, g);
+    while ((m = q->pool) != NULL) {
+        q->pool = m->next;
+        nv__free(m);
+    }
     nv__free(q->ready.v);
     nv__free(q->delayed.v);
     nv__free(q->win.v);
