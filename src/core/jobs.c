@@ -140,6 +140,10 @@ nv__job_event(nv_engine *e, const nv_job *j, const char *type,
  * N-3 generated id "<ms>-<9 base36>" without a getrandom() call per job:
  * splitmix64 over a per-engine counter seeded once from getrandom.
  */
+static _Thread_local int64_t id_ms = INT64_MIN;
+static _Thread_local char id_pfx[24];
+static _Thread_local size_t id_pfx_n;
+
 static void
 gen_job_id(nv_engine *e, int64_t ms, char out[NV_JOB_ID_MAX])
 {
@@ -156,8 +160,14 @@ gen_job_id(nv_engine *e, int64_t ms, char out[NV_JOB_ID_MAX])
         z /= 36;
     }
     tail[9] = '\0';
-    n = nv__fmt_i64(out, ms);
-    out[n++] = '-';
+    /* the "<ms>-" prefix changes once a millisecond: keep it per thread */
+    if (ms != id_ms) {
+        id_pfx_n = nv__fmt_i64(id_pfx, ms);
+        id_pfx[id_pfx_n++] = '-';
+        id_ms = ms;
+    }
+    n = id_pfx_n;
+    memcpy(out, id_pfx, n);
     memcpy(out + n, tail, 10);
 }
 
