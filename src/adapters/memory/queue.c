@@ -134,6 +134,7 @@ struct mjob {
     struct mgroup *grp;         /* waiting: its group */
     struct mjob   *prev, *next; /* active / completed / failed list */
     int            pooled;      /* block of NODE_INLINE: reusable (q->pool) */
+    int            in_fifo;     /* waiting: in grp->fifo, not grp->waiting */
 };
 
 struct jlist {
@@ -145,6 +146,9 @@ struct jlist {
 struct mgroup {
     char          *key;         /* "" for NULL, else "=" + value */
     struct heap    waiting;     /* by (priority, order) */
+    struct jlist   fifo;        /* waiting priority-0 fifo jobs, in order:
+                                 * their order only grows, so the list is
+                                 * sorted without a heap (the common case) */
     size_t         heap_i;      /* position in queue->groups */
     struct window  win;
     UT_hash_handle hh;
@@ -223,11 +227,29 @@ delayed_less(const void *a, const void *b)
     return x->dseq < y->dseq;
 }
 
+/* The first waiting job of g: the first of its heap and of its fifo. */
+static struct mjob *
+group_top(const struct mgroup *g)
+{
+    struct mjob *h = heap_top(&g->waiting), *f = g->fifo.head;
+
+    if (h == NULL)
+        return f;
+    if (f == NULL)
+        return h;
+    return waiting_less(f, h) ? f : h;
+}
+
+static size_t
+group_nwaiting(const struct mgroup *g)
+{
+    return g->waiting.n + (size_t)g->fifo.n;
+}
+
 static int
 group_less(const void *a, const void *b)
 {
-    return waiting_less(heap_top(&((const struct mgroup *)a)->waiting),
-                        heap_top(&((const struct mgroup *)b)->waiting));
+    return waiting_less(group_top(a), group_top(b));
 }
 
 static void
@@ -492,11 +514,20 @@ queue_new(const char *name)
 {
     struct mqueue *q = nv__calloc(1, sizeof(*q));
     pthread_condattr_t ca;
+    pthread_mutexattr_t ma;
 
     if (q == NULL)
         return NULL;
     nv__strlcpy(q->name, name, sizeof(q->name));
-    pthread_mutex_init(&q->mu, NULL);
+    /* The producer and the workers take q->mu for short sections, many
+     * times per job: spin a little on contention rather than sleep on a
+     * futex at once (a sleep and a wake-up syscall per collision). */
+    pthread_mutexattr_init(&ma);
+#ifdef PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+#endif
+    pthread_mutex_init(&q->mu, &ma);
+    pthread_mutexattr_destroy(&ma);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&q->cv, &ca);
@@ -676,14 +707,18 @@ static void
 waiting_add(struct mqueue *q, struct mjob *m)
 {
     struct mgroup *g = m->grp;
-    int was_empty = g->waiting.n == 0;
+    int was_empty = group_nwaiting(g) == 0;
 
     m->j.state = NV_JOB_WAITING;
     m->order = m->j.lifo ? --q->lifo_seq : ++q->fifo_seq;
-    heap_push(&g->waiting, m);
+    m->in_fifo = m->j.priority == 0 && !m->j.lifo;
+    if (m->in_fifo)
+        list_append(&g->fifo, m);
+    else
+        heap_push(&g->waiting, m);
     if (was_empty)
         heap_push(&q->ready, g);
-    else if (heap_top(&g->waiting) == m)
+    else if (group_top(g) == m)
         heap_fix(&q->ready, g->heap_i);
     q->nwaiting++;
 }
@@ -693,8 +728,12 @@ waiting_remove(struct mqueue *q, struct mjob *m)
 {
     struct mgroup *g = m->grp;
 
-    heap_remove(&g->waiting, m);
-    if (g->waiting.n == 0) {
+    if (m->in_fifo)
+        list_unlink(&g->fifo, m);
+    else
+        heap_remove(&g->waiting, m);
+    m->in_fifo = 0;
+    if (group_nwaiting(g) == 0) {
         heap_remove(&q->ready, g);
         /* Empty groups are kept for reuse (no churn per job) and swept
          * by reap; only a crowd of them is trimmed here. */
@@ -814,7 +853,8 @@ store_new(struct mqueue *q, struct mjob *m, int64_t now)
         rc = NV_ENOMEM;
     }
     if (rc != NV_OK) {
-        if (m->grp != NULL && m->grp->waiting.n == 0 && m->grp->win.n == 0)
+        if (m->grp != NULL && group_nwaiting(m->grp) == 0 &&
+            m->grp->win.n == 0)
             group_free(q, m->grp);
         job_destroy(m);
         return rc;
@@ -979,7 +1019,7 @@ mem_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
             return oom(err);
         }
     }
-    m = heap_top(&g->waiting);
+    m = group_top(g);
     waiting_remove(q, m);      /* may free g: not used below */
     m->j.state = NV_JOB_ACTIVE;
     m->j.processed_on = now;
@@ -1469,7 +1509,7 @@ groups_sweep(struct mqueue *q, int64_t now)
     struct mgroup *g, *tmp;
 
     HASH_ITER(hh, q->groups, g, tmp) {
-        if (g->waiting.n > 0)
+        if (group_nwaiting(g) > 0)
             continue;
         win_prune(&g->win, now, q->lim_duration);
         if (g->win.n == 0)
