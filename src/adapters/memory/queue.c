@@ -13,6 +13,36 @@
 
 #include <jansson.h>
 
+/*
+ * Job ids are hashed at every enqueue and leased operation: a word at a
+ * time instead of uthash's default byte-wise Jenkins hash. Only the
+ * hash changes; uthash iterates in insertion order either way.
+ */
+static inline unsigned
+mq_hash(const void *key, size_t n)
+{
+    const unsigned char *p = key;
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ (uint64_t)n, v;
+
+    while (n >= 8) {
+        memcpy(&v, p, 8);
+        h = (h ^ v) * 0xbf58476d1ce4e5b9ull;
+        h ^= h >> 31;
+        p += 8;
+        n -= 8;
+    }
+    v = 0;
+    for (size_t i = 0; i < n; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    h = (h ^ v) * 0x94d049bb133111ebull;
+    h ^= h >> 29;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 32;
+    return (unsigned)h;
+}
+#define HASH_FUNCTION(keyptr, keylen, hashv) \
+    ((hashv) = mq_hash((keyptr), (size_t)(keylen)))
+
 #include "adapters/memory/mem.h"
 
 #define MAX_IDLE_GROUPS 256
@@ -347,9 +377,63 @@ reported_state(const struct mqueue *q, const struct mjob *m)
     return m->j.state;
 }
 
-/* Copy m out for the caller (written only on success). */
+/*
+ * Buffers allocated before taking q->mu, so that the copy of a reserved
+ * job's data and opts (job_out) needs no malloc inside the critical
+ * section; sized from what this thread saw last.
+ */
+struct outbufs {
+    char  *p[2];
+    size_t cap[2];
+};
+
+static _Thread_local size_t outbuf_hint[2] = { 16, 256 };
+
+static void
+outbufs_init(struct outbufs *b)
+{
+    for (int i = 0; i < 2; i++) {
+        b->cap[i] = outbuf_hint[i];
+        b->p[i] = nv__malloc(b->cap[i]);
+        if (b->p[i] == NULL)
+            b->cap[i] = 0;
+    }
+}
+
+static void
+outbufs_release(struct outbufs *b)
+{
+    nv__free(b->p[0]);
+    nv__free(b->p[1]);
+}
+
+/* A copy of s: in b's buffer i when it fits, else allocated. */
+static char *
+outbuf_dup(struct outbufs *b, int i, const char *s)
+{
+    size_t n;
+    char *d;
+
+    if (s == NULL)
+        return NULL;
+    if (b == NULL)
+        return nv__strdup(s);
+    n = strlen(s) + 1;
+    if (n > outbuf_hint[i] && n <= 65536)
+        outbuf_hint[i] = (n + 63) & ~(size_t)63;
+    if (b->p[i] == NULL || n > b->cap[i])
+        return nv__strdup(s);
+    d = memcpy(b->p[i], s, n);
+    b->p[i] = NULL;
+    b->cap[i] = 0;
+    return d;
+}
+
+/* Copy m out for the caller (written only on success); data and opts go
+ * into b's buffers when they fit (b may be NULL). */
 static int
-job_out(const struct mqueue *q, const struct mjob *m, nv_job *out)
+job_out_buf(const struct mqueue *q, const struct mjob *m, nv_job *out,
+            struct outbufs *b)
 {
     const nv_job *j = &m->j;
     const char *src[7] = { j->data, j->opts, j->progress_data, j->returnvalue,
@@ -357,7 +441,8 @@ job_out(const struct mqueue *q, const struct mjob *m, nv_job *out)
     char *dup[7];
 
     for (int i = 0; i < 7; i++) {
-        dup[i] = src[i] ? nv__strdup(src[i]) : NULL;
+        dup[i] = i < 2 ? outbuf_dup(b, i, src[i])
+                       : src[i] ? nv__strdup(src[i]) : NULL;
         if (src[i] != NULL && dup[i] == NULL) {
             while (i-- > 0)
                 nv__free(dup[i]);
@@ -374,6 +459,12 @@ job_out(const struct mqueue *q, const struct mjob *m, nv_job *out)
     out->group = dup[6];
     out->state = reported_state(q, m);
     return NV_OK;
+}
+
+static int
+job_out(const struct mqueue *q, const struct mjob *m, nv_job *out)
+{
+    return job_out_buf(q, m, out, NULL);
 }
 
 /* Free a job node: the strings that change live apart, data, opts and
@@ -990,15 +1081,18 @@ mem_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
     struct mjob *m;
     int64_t next = 0;
     struct window *w = NULL;
+    struct outbufs b;
 
     if (q == NULL) {
         if (next_at != NULL)
             *next_at = 0;
         return nv__error(err, NV_ENOTFOUND, "no runnable job in '%s'", queue);
     }
+    outbufs_init(&b);
     pthread_mutex_lock(&q->mu);
     if (promote(q, now) != NV_OK) {
         pthread_mutex_unlock(&q->mu);
+        outbufs_release(&b);
         return oom(err);
     }
     if (!q->paused)
@@ -1008,6 +1102,7 @@ mem_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
         if (!q->paused && q->delayed.n > 0)
             next = min_next(next, ((struct mjob *)heap_top(&q->delayed))->j.delay_until);
         pthread_mutex_unlock(&q->mu);
+        outbufs_release(&b);
         if (next_at != NULL)
             *next_at = q->paused ? 0 : next;
         return nv__error(err, NV_ENOTFOUND, "no runnable job in '%s'", queue);
@@ -1016,6 +1111,7 @@ mem_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
         w = lim->grouped ? &g->win : &q->win;
         if (win_push(w, now) != NV_OK) {
             pthread_mutex_unlock(&q->mu);
+            outbufs_release(&b);
             return oom(err);
         }
     }
@@ -1027,7 +1123,7 @@ mem_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
     m->j.lease_until = now + lease_ms;
     new_token(a, m->j.lease_token);
     list_append(&q->active, m);
-    if (job_out(q, m, out) != NV_OK) {
+    if (job_out_buf(q, m, out, &b) != NV_OK) {
         /* hand the job back as if never reserved */
         list_unlink(&q->active, m);
         m->j.lease_token[0] = '\0';
@@ -1037,9 +1133,11 @@ mem_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
         if (w != NULL && w->n > 0)
             w->n--;
         pthread_mutex_unlock(&q->mu);
+        outbufs_release(&b);
         return oom(err);
     }
     pthread_mutex_unlock(&q->mu);
+    outbufs_release(&b);
     return NV_OK;
 }
 
