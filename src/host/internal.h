@@ -252,6 +252,10 @@ const host_settings *host_settings_of(const nv_host *h);
  */
 int  proc_describe(nv_host *h, const hfile *f, char **config_json,
                    hbuf *report);
+/* P-3 for n files at once (one timeout for all): configs[i] gets the JSON
+ * text or NULL, and then reports[i] says why. */
+void proc_describe_all(nv_host *h, const hfile *const *files, size_t n,
+                       char **configs, hbuf *reports);
 
 /* A pool for 'f' registered with 'e'; 'config' is its §2 JSON. With
  * 'prespawn' the host thread keeps worker.concurrency children running. */

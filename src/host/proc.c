@@ -380,72 +380,85 @@ describe_line(void *ud, const char *line, size_t len)
     return config_answer(line, len, dt->config, dt->why, dt->whylen);
 }
 
-int
-proc_describe(nv_host *h, const hfile *f, char **config_json, hbuf *report)
-{
-    struct describe_line dl = { h, f->rel };
-    char *queue = host_base_name(f->id), *config = NULL, why[160] = "";
-    int64_t deadline = mono_ms() + h->s.describe_timeout_ms;
-    child *c = NULL;
-    json_t *msg;
-    int rc, exited = 0;
+/* One describe in progress. */
+struct describing {
+    const hfile *f;
+    child       *c;          /* NULL: could not start */
+    char        *config;
+    char         why[160];
+    int          exited, done;
+};
 
+static void
+describe_start(nv_host *h, struct describing *d, hbuf *report)
+{
+    char *queue = host_base_name(d->f->id);
+    json_t *msg;
+    int rc;
+
+    d->done = 1;
     if (queue == NULL)
-        return -1;
-    rc = child_spawn(h, f->path, f->id, queue, &c);
+        return;
+    rc = child_spawn(h, d->f->path, d->f->id, queue, &d->c);
     free(queue);
     if (rc != 0) {
-        hbuf_printf(report, "%s: -: cannot execute: %s\n", f->rel, strerror(rc));
-        return -1;
+        d->c = NULL;
+        hbuf_printf(report, "%s: -: cannot execute: %s\n", d->f->rel, strerror(rc));
+        return;
     }
     msg = json_pack("{s:s, s:i}", "type", "describe", "protocol", 1);
-    child_send(c, msg);
+    child_send(d->c, msg);
     json_decref(msg);
-    while (config == NULL) {
-        struct pollfd pfd[4];
-        int n = 0;
-        int64_t now = mono_ms(), wait = deadline - now;
-        struct describe_take dt = { &config, why, sizeof(why), 0 };
+    d->done = 0;
+}
 
-        if (wait <= 0)
-            break;
-        if (c->pidfd < 0 && wait > 50)
-            wait = 50;
-        pfd[n++] = (struct pollfd){ .fd = c->out_fd, .events = POLLIN };
-        pfd[n++] = (struct pollfd){ .fd = c->err_fd, .events = POLLIN };
-        pfd[n++] = (struct pollfd){ .fd = c->pidfd, .events = POLLIN };
-        if (c->wbuf.len > 0)
-            pfd[n++] = (struct pollfd){ .fd = c->in_fd, .events = POLLOUT };
-        poll(pfd, (nfds_t)n, (int)wait);
-        child_flush(c);
-        child_drain(&c->out_fd, &c->out);
-        child_take_lines(c, (size_t)h->s.max_message_bytes, describe_line, &dt);
-        child_drain(&c->err_fd, &c->err);
-        child_err_lines(c, c->err_fd < 0, log_describe_line, &dl);
-        if (dt.too_long) {
-            snprintf(why, sizeof(why), "describe answer longer than %lld bytes",
-                     (long long)h->s.max_message_bytes);
-            break;
-        }
-        if (config == NULL && c->out_fd < 0 && (c->reaped || child_try_reap(c))) {
-            exited = 1;                 /* gone without an answer */
-            break;
-        }
+/* After poll: read what the child said; sets d->done when it is over. */
+static void
+describe_step(nv_host *h, struct describing *d)
+{
+    struct describe_line dl = { h, d->f->rel };
+    struct describe_take dt = { &d->config, d->why, sizeof(d->why), 0 };
+    child *c = d->c;
+
+    child_flush(c);
+    child_drain(&c->out_fd, &c->out);
+    child_take_lines(c, (size_t)h->s.max_message_bytes, describe_line, &dt);
+    child_drain(&c->err_fd, &c->err);
+    child_err_lines(c, c->err_fd < 0, log_describe_line, &dl);
+    if (dt.too_long) {
+        snprintf(d->why, sizeof(d->why), "describe answer longer than %lld bytes",
+                 (long long)h->s.max_message_bytes);
+        d->done = 1;
+    } else if (d->config != NULL) {
+        d->done = 1;
+    } else if (c->out_fd < 0 && (c->reaped || child_try_reap(c))) {
+        d->exited = 1;                  /* gone without an answer */
+        d->done = 1;
     }
+}
+
+static void
+describe_finish(nv_host *h, struct describing *d, hbuf *report)
+{
+    struct describe_line dl = { h, d->f->rel };
+    child *c = d->c;
+
+    if (c == NULL)
+        return;
     child_drain(&c->err_fd, &c->err);
     child_err_lines(c, 1, log_describe_line, &dl);
-    if (config == NULL) {
-        if (why[0] != '\0')
-            hbuf_printf(report, "%s: -: %s\n", f->rel, why);
-        else if (exited) {
+    if (d->config == NULL) {
+        if (d->why[0] != '\0') {
+            hbuf_printf(report, "%s: -: %s\n", d->f->rel, d->why);
+        } else if (d->exited) {
             char st[80];
 
             host_status_text(c->status, st, sizeof(st));
             hbuf_printf(report, "%s: -: no config answer to describe within %lld ms"
-                        " (%s)\n", f->rel, (long long)h->s.describe_timeout_ms, st);
+                        " (%s)\n", d->f->rel, (long long)h->s.describe_timeout_ms, st);
         } else {
             hbuf_printf(report, "%s: -: no config answer to describe within %lld ms\n",
-                        f->rel, (long long)h->s.describe_timeout_ms);
+                        d->f->rel, (long long)h->s.describe_timeout_ms);
         }
     }
     /* P-3: close its stdin; it should exit, and is killed after the grace */
@@ -453,6 +466,69 @@ proc_describe(nv_host *h, const hfile *f, char **config_json, hbuf *report)
     child_all_add(h, c);
     child_end(h, c, 0);
     pthread_mutex_unlock(&h->mu);
+}
+
+void
+proc_describe_all(nv_host *h, const hfile *const *files, size_t n,
+                  char **configs, hbuf *reports)
+{
+    struct describing *d = calloc(n, sizeof(*d));
+    struct pollfd *pfd = calloc(4 * n + 1, sizeof(*pfd));
+    int64_t deadline = mono_ms() + h->s.describe_timeout_ms;
+
+    if (d == NULL || pfd == NULL) {
+        for (size_t i = 0; i < n; i++) {
+            configs[i] = NULL;
+            hbuf_printf(&reports[i], "%s: -: out of memory\n", files[i]->rel);
+        }
+        free(d);
+        free(pfd);
+        return;
+    }
+    /* all at once: startup costs one describe, not one per function */
+    for (size_t i = 0; i < n; i++) {
+        d[i].f = files[i];
+        describe_start(h, &d[i], &reports[i]);
+    }
+    for (;;) {
+        int64_t now = mono_ms(), wait = deadline - now;
+        nfds_t k = 0;
+
+        for (size_t i = 0; i < n; i++) {
+            child *c = d[i].c;
+
+            if (d[i].done)
+                continue;
+            pfd[k++] = (struct pollfd){ .fd = c->out_fd, .events = POLLIN };
+            pfd[k++] = (struct pollfd){ .fd = c->err_fd, .events = POLLIN };
+            pfd[k++] = (struct pollfd){ .fd = c->pidfd, .events = POLLIN };
+            if (c->wbuf.len > 0)
+                pfd[k++] = (struct pollfd){ .fd = c->in_fd, .events = POLLOUT };
+            if (c->pidfd < 0 && wait > 50)
+                wait = 50;
+        }
+        if (k == 0 || wait <= 0)
+            break;
+        poll(pfd, k, (int)wait);
+        for (size_t i = 0; i < n; i++) {
+            if (!d[i].done)
+                describe_step(h, &d[i]);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        describe_finish(h, &d[i], &reports[i]);
+        configs[i] = d[i].config;
+    }
+    free(d);
+    free(pfd);
+}
+
+int
+proc_describe(nv_host *h, const hfile *f, char **config_json, hbuf *report)
+{
+    char *config = NULL;
+
+    proc_describe_all(h, &f, 1, &config, report);
     if (config == NULL)
         return -1;
     *config_json = config;

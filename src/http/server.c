@@ -75,7 +75,7 @@ http_log(const struct http_options *o, int level, const char *fmt, ...)
     char msg[1024];
     va_list ap;
 
-    if (o->log == NULL)
+    if (o->log == NULL || level < o->log_level)
         return;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);

@@ -482,7 +482,7 @@ link_client(struct sse_hub *h, struct sse_client *c, struct http_res *rs)
     }
     if (h->nclients >= h->o->max_sse_clients && reap_dead(h) > 0) {
         /* Give the closed streams a moment to finish and free their slot. */
-        for (int i = 0; i < 20 && h->nclients >= h->o->max_sse_clients; i++) {
+        for (int i = 0; i < 100 && h->nclients >= h->o->max_sse_clients; i++) {
             struct timespec ts = { 0, 10 * 1000000L };
 
             pthread_mutex_unlock(&h->lock);

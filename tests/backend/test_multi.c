@@ -136,3 +136,46 @@ Test(multi, live_messages_of_one_instance_reach_another)
     tenv_free(&b);
     tenv_free(&a);
 }
+
+Test(multi, runs_of_a_flow_no_longer_registered_stay_readable)
+{
+    tenv a, b;
+    char run[NV_ID_MAX], *base, *body = NULL;
+    nv_error err = { 0 };
+    json_t *j;
+
+    if (strcmp(nv_test_backend(), "memory") == 0)
+        cr_skip_test("memory keeps nothing after its engine");
+    base = nv_test_config_json();
+    tenv_init_with(&a, base, NULL);
+    tenv_fn(&a, "s", "{\"flow\":{\"name\":\"old\",\"role\":\"entry\"}}", quick,
+            NULL);
+    tenv_start(&a);
+    tstart(&a, "old", NULL, run);
+    twait_run(&a, run, "completed");
+    tenv_free(&a);
+    tenv_init_with(&b, base, NULL);
+    free(base);
+    tenv_fn(&b, "t", NULL, quick, NULL);
+    tenv_start(&b);
+    cr_assert_eq(nv_runs_list(b.e, "old", NULL, 0, 10, &body, &err), NV_OK,
+                 "%s", err.msg);
+    j = tparse(body);
+    cr_assert_eq(jint(j, "total"), 1);
+    json_decref(j);
+    cr_assert_eq(nv_run_get(b.e, "old", run, NULL, NULL, 100, &body, &err),
+                 NV_OK, "%s", err.msg);
+    j = tparse(body);
+    cr_assert_str_eq(jstr(j, "status"), "completed");
+    json_decref(j);
+    cr_assert_eq(nv_run_get(b.e, NULL, run, NULL, NULL, 100, &body, &err),
+                 NV_OK, "%s", err.msg);
+    nv_free(body);
+    cr_assert_eq(nv_flow_start(b.e, "old", NULL, NULL, run, NULL, &err),
+                 NV_EFLOW_NOT_FOUND, "cannot be started");
+    cr_assert_eq(nv_flow_clear_history(b.e, "old", &body, &err), NV_OK);
+    nv_free(body);
+    cr_assert_eq(nv_runs_list(b.e, "old", NULL, 0, 10, &body, &err),
+                 NV_EFLOW_NOT_FOUND, "unknown once its index is empty");
+    tenv_free(&b);
+}

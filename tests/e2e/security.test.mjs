@@ -87,11 +87,11 @@ describe('request timeout', () => {
       s.on('data', (d) => { data += d; });
       s.on('close', () => resolve(data));
       s.on('error', reject);
-      setTimeout(() => { s.destroy(); resolve(data); }, 8000);
+      setTimeout(() => { s.destroy(); resolve(data); }, 25000);
     });
     assert.match(answer, /^HTTP\/1\.1 408 /);
     assert.match(answer, /"error":"request_timeout"/);
-    assert.ok(Date.now() - started < 5000);
+    assert.ok(Date.now() - started < 20000);
   });
 });
 

@@ -23,7 +23,9 @@ export function cleanEnv(extra = {}) {
 // A temporary project folder with nvent.json and (optionally) functions/.
 export function makeProject(config = {}, { functions = true } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nvent-e2e-'));
-  fs.writeFileSync(path.join(dir, 'nvent.json'), JSON.stringify(config));
+  // A loaded CI machine may start the fixture scripts slowly.
+  const cfg = { ...config, functions: { describeTimeoutMs: 30000, ...(config.functions || {}) } };
+  fs.writeFileSync(path.join(dir, 'nvent.json'), JSON.stringify(cfg));
   if (functions)
     fs.cpSync(FIXTURE_FUNCTIONS, path.join(dir, 'functions'), { recursive: true });
   return dir;
@@ -42,7 +44,7 @@ export function killAll() {
 }
 
 // Start `nvent serve` in 'dir'. Resolves once it logs its listening line.
-export function startServer(dir, { args = [], env = {}, timeoutMs = 20000, port = 0 } = {}) {
+export function startServer(dir, { args = [], env = {}, timeoutMs = 60000, port = 0 } = {}) {
   return new Promise((resolve, reject) => {
     const proc = spawn(BIN, ['serve', '--port', String(port), ...args], {
       cwd: dir,
@@ -99,7 +101,7 @@ export async function api(srv, method, p, { body, headers = {}, raw } = {}) {
 }
 
 // Poll fn() until it returns a truthy value.
-export async function until(fn, { timeoutMs = 10000, stepMs = 50 } = {}) {
+export async function until(fn, { timeoutMs = 30000, stepMs = 50 } = {}) {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
@@ -121,7 +123,7 @@ export async function waitRun(srv, flow, runId, status = null, headers = {}) {
 // Read a live stream: parses messages until stop(messages) is true or the
 // time is up; returns {status, headers, messages, raw}. Each message:
 // {id, event, data (parsed), comment}.
-export async function readStream(url, { headers = {}, stop = () => false, timeoutMs = 5000 } = {}) {
+export async function readStream(url, { headers = {}, stop = () => false, timeoutMs = 15000 } = {}) {
   const ctl = new AbortController();
   const timer = setTimeout(() => ctl.abort(), timeoutMs);
   const out = { status: 0, headers: null, messages: [], raw: '' };
@@ -164,7 +166,7 @@ export async function readStream(url, { headers = {}, stop = () => false, timeou
 }
 
 // Run the CLI: resolves {code, stdout, stderr}.
-export function cli(args, { cwd, env = {}, input, timeoutMs = 20000 } = {}) {
+export function cli(args, { cwd, env = {}, input, timeoutMs = 60000 } = {}) {
   return new Promise((resolve, reject) => {
     const proc = spawn(BIN, args, {
       cwd,
