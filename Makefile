@@ -80,6 +80,8 @@ test: all $(B)/test-unit $(B)/test-backend $(B)/cron-dump
 	B=$(B) scripts/test.sh
 
 asan:
+	LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp:print_suppressions=0 \
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	$(MAKE) B=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
 	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" test
 

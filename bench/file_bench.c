@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -103,16 +104,29 @@ cycle_main(void *arg)
     return NULL;
 }
 
+static double cpu_used;   /* CPU seconds (user + system) of the last run */
+
+static double
+cpu_s(void)
+{
+    struct rusage ru;
+
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+           ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
 static double
 run(void *(*fn)(void *), int threads)
 {
     pthread_t t[256];
-    double t0 = now_s();
+    double t0 = now_s(), c0 = cpu_s();
 
     for (int i = 0; i < threads; i++)
         pthread_create(&t[i], NULL, fn, NULL);
     for (int i = 0; i < threads; i++)
         pthread_join(t[i], NULL);
+    cpu_used = cpu_s() - c0;
     return now_s() - t0;
 }
 
@@ -155,12 +169,14 @@ main(int argc, char **argv)
     total_jobs = jobs;
     atomic_store(&next_id, 0);
     dt = run(enqueue_main, threads);
-    printf("file %s enqueue %d %.0f\n", sync, threads, jobs / dt);
+    printf("file %s enqueue %d %.0f (%.1f us CPU/job)\n", sync, threads,
+           jobs / dt, cpu_used / jobs * 1e6);
     fflush(stdout);
 
     if (strchr(phases, 'r') != NULL) {
         dt = run(consume_main, threads);
-        printf("file %s reserve+ack %d %.0f\n", sync, threads, jobs / dt);
+        printf("file %s reserve+ack %d %.0f (%.1f us CPU/job)\n", sync,
+               threads, jobs / dt, cpu_used / jobs * 1e6);
         fflush(stdout);
     }
 
@@ -168,7 +184,8 @@ main(int argc, char **argv)
     atomic_store(&next_id, jobs);
     if (strchr(phases, 'c') != NULL) {
         dt = run(cycle_main, threads);
-        printf("file %s cycle %d %.0f\n", sync, threads, jobs / dt);
+        printf("file %s cycle %d %.0f (%.1f us CPU/job)\n", sync, threads,
+               jobs / dt, cpu_used / jobs * 1e6);
     }
 
     q.ops->close(q.self);

@@ -20,11 +20,20 @@ cleanup() {
     rm -rf "$TMP"
 }
 trap cleanup EXIT INT TERM
+T0=$(date +%s)
+SECTION_T=$T0
+# Prints how long the previous section took, then the new section's title.
+section() {
+    now=$(date +%s)
+    echo "   (previous section: $((now - SECTION_T)) s)"
+    SECTION_T=$now
+    echo "== $*"
+}
 
-echo "== unit tests ($B)"
+section "unit tests ($B)"
 "$B/test-unit" --jobs "$JOBS" || fail=1
 
-echo "== cron differential test (cron-parser, tests/cron-diff)"
+section "cron differential test (cron-parser, tests/cron-diff)"
 if [ ! -d tests/cron-diff/node_modules ]; then
     (cd tests/cron-diff && npm ci --no-audit --no-fund --loglevel=error) || fail=1
 fi
@@ -36,13 +45,14 @@ for backend in memory file redis; do
         redis_start "$TMP/redis" || { echo "cannot start redis-server" >&2; exit 1; }
         REDIS_PID=$NV_REDIS_PID
     fi
-    echo "== backend suite: $backend"
+    section "backend suite: $backend"
     NV_TEST_BACKEND=$backend NV_TEST_TMP=$TMP "$B/test-backend" --jobs "$JOBS" || fail=1
 done
 
 if ls tests/e2e/*.test.mjs >/dev/null 2>&1; then
-    echo "== end-to-end tests"
+    section "end-to-end tests"
     NVENT_BIN="$ROOT/$B/nvent" NV_TEST_REDIS_URL=${NV_TEST_REDIS_URL:-} \
         node --test --test-concurrency=2 tests/e2e/ || fail=1
 fi
+section "done in $(( $(date +%s) - T0 )) s, result: $([ $fail = 0 ] && echo pass || echo FAIL)"
 exit $fail

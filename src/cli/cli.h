@@ -115,10 +115,16 @@ int cli_api_ok(struct cli *c, const char *method, const char *target,
 /* Percent-encode one path segment or query value into a new string. */
 char *cli_enc(const char *s);
 
-/* Read a live stream at 'target'; 'on_msg' gets each message's data and
- * returns non-zero to stop. Returns CLI_OK or CLI_FAIL (printed). */
+/*
+ * Read a live stream at 'target' from after 'last_id' (NULL: the start);
+ * 'on_msg' gets each message's id and data and returns non-zero to stop.
+ * Returns CLI_OK once stopped, or CLI_FAIL (printed) — except when the
+ * stream ended or broke before that: then CLI_FAIL without a message and
+ * *dropped = 1, and the caller may resume from the last id it saw.
+ */
 typedef int (*cli_sse_fn)(void *ud, const char *id, const char *data);
-int cli_sse(struct cli *c, const char *target, cli_sse_fn on_msg, void *ud);
+int cli_sse(struct cli *c, const char *target, const char *last_id,
+            cli_sse_fn on_msg, void *ud, int *dropped);
 
 /* Open the engine for direct mode (also `flows` without a server); the
  * functions of the project are discovered into it, nothing runs. */

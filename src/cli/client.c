@@ -389,7 +389,7 @@ cli_engine_open(struct cli *c, int memory_only, nv_engine **out)
             return cli_error("%s", err.msg);
         }
         nv_host_set_logger(h, cli_log, &c->log_level);
-        rc = nv_host_discover(h, e, 0, &report, &err);
+        rc = nv_host_discover(h, e, NV_HOST_DESCRIBE_ONLY, &report, &err);
         if (report != NULL && report[0] != '\0')
             fputs(report, stderr);
         free(report);
@@ -558,20 +558,30 @@ first_sink(void *ud, const char *data, size_t n)
 }
 
 int
-cli_sse(struct cli *c, const char *target, cli_sse_fn fn, void *ud)
+cli_sse(struct cli *c, const char *target, const char *last_id,
+        cli_sse_fn fn, void *ud, int *dropped)
 {
     struct sse_state s = {0};
-    char msg[300];
+    char msg[300], hdr[200] = "Accept: text/event-stream\r\n";
     int refused = 0, status = 0, rc;
 
+    *dropped = 0;
+    if (last_id != NULL)
+        snprintf(hdr, sizeof(hdr),
+                 "Accept: text/event-stream\r\nLast-Event-ID: %.100s\r\n",
+                 last_id);
     s.fn = fn;
     s.ud = ud;
-    rc = http_do(c, "GET", target, NULL, "Accept: text/event-stream\r\n",
-                 &status, first_sink, &s, &refused, msg, sizeof(msg));
+    rc = http_do(c, "GET", target, NULL, hdr, &status, first_sink, &s,
+                 &refused, msg, sizeof(msg));
     free(s.line.p);
     free(s.data.p);
-    if (rc < 0 && !s.stopped) {
+    if (rc < 0 && !s.stopped && status == 0) {
         free(s.err.p);
+        if (last_id != NULL) {          /* resuming: the caller retries */
+            *dropped = 1;
+            return CLI_FAIL;
+        }
         if (refused)
             return cli_error("no nvent server at %s (--follow needs a "
                              "server)", c->url);
@@ -583,7 +593,9 @@ cli_sse(struct cli *c, const char *target, cli_sse_fn fn, void *ud)
         return rc;
     }
     free(s.err.p);
-    if (!s.stopped)
-        return cli_error("the server closed the live stream");
+    if (!s.stopped) {
+        *dropped = 1;
+        return CLI_FAIL;
+    }
     return CLI_OK;
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "http/http.h"
@@ -221,16 +222,22 @@ is_terminal(const char *type)
             strcmp(type, "flow.stalled") == 0);
 }
 
+struct follow {
+    struct cli *cli;
+    char        last[128];      /* id of the last event printed */
+};
+
 static int
 on_event(void *ud, const char *id, const char *data)
 {
-    struct cli *c = ud;
+    struct follow *f = ud;
+    struct cli *c = f->cli;
     json_t *ev = json_loads(data, 0, NULL);
     int stop;
 
-    (void)id;
     if (ev == NULL)
         return 0;
+    snprintf(f->last, sizeof(f->last), "%s", id);
     if (c->json) {
         printf("%s\n", data);         /* one event record per line (CL-7) */
         fflush(stdout);
@@ -251,10 +258,27 @@ cmd_events(struct cli *c)
     int rc;
 
     if (cli_has(c, "follow")) {
+        struct follow f = { .cli = c };
+        int dropped = 0;
+
         snprintf(path, sizeof(path), "/api/_runs/%s/stream", run);
-        rc = cli_sse(c, path, on_event, c);
         free(run);
-        return rc;
+        /* A broken stream resumes after the last event printed (SSE-3),
+         * for up to a minute without a server. */
+        for (int tries = 0;; tries++) {
+            rc = cli_sse(c, path, f.last[0] ? f.last : NULL, on_event, &f,
+                         &dropped);
+            if (!dropped)
+                return rc;
+            if (tries == 60)
+                return cli_error("live stream from %s lost", c->url);
+            if (tries == 0)
+                fprintf(stderr, "nvent: live stream interrupted; "
+                                "reconnecting\n");
+            if (f.last[0] == '\0')
+                snprintf(f.last, sizeof(f.last), "0-0");
+            sleep(1);
+        }
     }
     snprintf(path, sizeof(path), "/api/_runs/%s?limit=10000", run);
     free(run);

@@ -460,6 +460,7 @@ serve_main(struct cli *c, int dev)
     o.ui_dir = cli_cfg_bool(c, "server.ui", 1) ? ui : "";
     o.log = cli_log;
     o.log_ud = &c->log_level;
+    o.log_level = c->log_level;
     if (http_server_start(s.engine, &o, &s.http, &port, &err) != NV_OK) {
         cli_error("%s", err.msg);
         s.http = NULL;

@@ -523,8 +523,17 @@ nv__flow_after(nv_ctx *c, int ok, const char *error, const char *stack,
         return;
     }
     if (!final) {
-        if (run_is_finished(c))
-            return;                                     /* F-16 */
+        int finished = 0;
+        char *res = NULL;
+
+        /* F-16: never a step.retry after the terminal event, even one
+         * appended by another instance a moment ago */
+        if (run_is_finished(c) ||
+            (scan_run(e, c, &finished, &res, NULL) == NV_OK && finished)) {
+            nv__free(res);
+            return;
+        }
+        nv__free(res);
         d = json_pack("{sssisisisI}", "error", error, "attempt", c->attempt,
                       "maxAttempts", c->opts.attempts, "nextAttempt",
                       c->attempt + 1, "delayMs", (json_int_t)delay_ms);

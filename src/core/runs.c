@@ -80,10 +80,33 @@ nv__index_flush(nv_engine *e)
 
 /* ---- Helpers ---- */
 
+/* A flow no longer registered whose index still holds runs (API-4): its
+ * runs can be listed, read and cleared. Lives on the caller's stack. */
+struct ghost {
+    nv__flow   flow;
+    nv__flowrt rt;
+    char       name[NV_NAME_MAX + 1];
+};
+
+static const nv__flowrt *
+ghost_init(struct ghost *g, const char *name)
+{
+    memset(g, 0, sizeof(*g));
+    nv__strlcpy(g->name, name, sizeof(g->name));
+    g->flow.name = g->name;
+    g->rt.flow = &g->flow;
+    g->rt.def.name = g->name;
+    return &g->rt;
+}
+
 static int
 check_flow(nv_engine *e, const char *flow, const nv__flowrt **out,
-           nv_error *err)
+           struct ghost *g, nv_error *err)
 {
+    nv_index_entry *v = NULL;
+    size_t n = 0;
+    int64_t total = 0;
+    char *key;
     int rc;
 
     if (e == NULL)
@@ -92,9 +115,42 @@ check_flow(nv_engine *e, const char *flow, const nv__flowrt **out,
     if (rc != NV_OK)
         return rc;
     *out = nv__flowrt_find(e, flow);
-    if (*out == NULL)
-        return nv__error(err, NV_EFLOW_NOT_FOUND, "flow '%s' not found", flow);
-    return NV_OK;
+    if (*out != NULL)
+        return NV_OK;
+    key = g != NULL ? nv__index_key(e, flow) : NULL;
+    if (key != NULL &&
+        e->store.ops->idx_range(e->store.self, key, 1, 0, 0, &v, &n, &total,
+                                NULL) == NV_OK && total > 0) {
+        nv_index_entries_free(v, n);
+        nv__free(key);
+        *out = ghost_init(g, flow);
+        return NV_OK;
+    }
+    nv_index_entries_free(v, n);
+    nv__free(key);
+    return nv__error(err, NV_EFLOW_NOT_FOUND, "flow '%s' not found", flow);
+}
+
+/* The flow of a run, registered or not (API-19). */
+static const nv__flowrt *
+run_flow_any(nv_engine *e, const char *run_id, struct ghost *g)
+{
+    const nv__flowrt *f = nv__run_flow(e, NULL, run_id);
+    char *key;
+    nv_event *v = NULL;
+    size_t n = 0;
+
+    if (f != NULL)
+        return f;
+    key = nv__stream_key(e, run_id);
+    if (key != NULL &&
+        e->stream.ops->read(e->stream.self, key, NULL, 1, &v, &n,
+                            NULL) == NV_OK && n > 0 &&
+        nv__valid_name(v[0].flow_name))
+        f = ghost_init(g, v[0].flow_name);
+    nv_events_free(v, n);
+    nv__free(key);
+    return f;
 }
 
 static int
@@ -172,11 +228,12 @@ nv_runs_list(nv_engine *e, const char *flow, const char *status, int offset,
              int limit, char **json, nv_error *err)
 {
     const nv__flowrt *f;
+    struct ghost g;
     nv_index_entry *v = NULL;
     size_t n = 0;
     int64_t total = 0, count = 0;
     json_t *items;
-    int rc = check_flow(e, flow, &f, err);
+    int rc = check_flow(e, flow, &f, &g, err);
 
     if (rc != NV_OK)
         return rc;
@@ -304,7 +361,8 @@ nv_run_get(nv_engine *e, const char *flow, const char *run_id,
            const char *after, const char *types, int limit, char **json,
            nv_error *err)
 {
-    const nv__flowrt *f;
+    const nv__flowrt *f = NULL;
+    struct ghost g;
     nv_event *evs = NULL;
     size_t n = 0;
     nv__run_proj p;
@@ -314,7 +372,7 @@ nv_run_get(nv_engine *e, const char *flow, const char *run_id,
     if (e == NULL)
         return nv__error(err, NV_EINVAL, "engine must not be NULL");
     if (flow != NULL) {
-        rc = check_flow(e, flow, &f, err);
+        rc = check_flow(e, flow, &f, &g, err);
         if (rc != NV_OK)
             return rc;
     }
@@ -323,7 +381,8 @@ nv_run_get(nv_engine *e, const char *flow, const char *run_id,
                          "got %d", limit);
     if (run_id == NULL || !nv__valid_key(run_id))
         return nv__error(err, NV_ERUN_NOT_FOUND, "run not found");
-    f = nv__run_flow(e, flow, run_id);
+    if (flow == NULL)
+        f = run_flow_any(e, run_id, &g);
     if (f == NULL)
         return nv__error(err, NV_ERUN_NOT_FOUND, "run '%s' not found", run_id);
     if (after != NULL && *after != '\0') {
@@ -474,8 +533,9 @@ nv_flow_clear_history(nv_engine *e, const char *flow, char **json,
                       nv_error *err)
 {
     const nv__flowrt *f;
+    struct ghost g;
     int64_t removed = 0, kept = 0;
-    int rc = check_flow(e, flow, &f, err);
+    int rc = check_flow(e, flow, &f, &g, err);
 
     if (rc != NV_OK)
         return rc;
@@ -545,8 +605,9 @@ nv_index_rebuild(nv_engine *e, const char *flow, char **json, nv_error *err)
         return nv__error(err, NV_EINVAL, "engine must not be NULL");
     if (flow != NULL) {
         const nv__flowrt *f;
+        struct ghost g;
 
-        rc = check_flow(e, flow, &f, err);
+        rc = check_flow(e, flow, &f, &g, err);
         if (rc == NV_OK)
             rc = rebuild_flow(e, f, &runs, err);
         if (rc != NV_OK)

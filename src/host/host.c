@@ -379,28 +379,36 @@ discover_c(nv_host *h, host_gen *g, const hfile *f, hbuf *report, int *problems)
     nv_free(json);
 }
 
-/* P-3, or the cached answer when the file did not change. */
-static const char *
-describe(nv_host *h, const hfile *f, hbuf *report)
+static desc_cache *
+desc_find(nv_host *h, const hfile *f)
 {
-    desc_cache *d;
-    char *config = NULL;
-
-    for (d = h->descs; d != NULL; d = d->next) {
+    for (desc_cache *d = h->descs; d != NULL; d = d->next) {
         if (strcmp(d->path, f->path) == 0)
-            break;
+            return d;
     }
-    if (d != NULL && d->dev == f->dev && d->ino == f->ino && d->size == f->size &&
-        d->mtime.tv_sec == f->mtime.tv_sec && d->mtime.tv_nsec == f->mtime.tv_nsec)
-        return d->config;
-    if (proc_describe(h, f, &config, report) != 0)
-        return NULL;
+    return NULL;
+}
+
+static int
+desc_fresh(const desc_cache *d, const hfile *f)
+{
+    return d != NULL && d->config != NULL && d->dev == f->dev && d->ino == f->ino &&
+           d->size == f->size && d->mtime.tv_sec == f->mtime.tv_sec &&
+           d->mtime.tv_nsec == f->mtime.tv_nsec;
+}
+
+/* Keep 'config' (taken; NULL: the describe failed) as f's answer. */
+static void
+desc_store(nv_host *h, const hfile *f, char *config)
+{
+    desc_cache *d = desc_find(h, f);
+
     if (d == NULL) {
         d = calloc(1, sizeof(*d));
         if (d == NULL || (d->path = strdup(f->path)) == NULL) {
             free(d);
             free(config);
-            return NULL;
+            return;
         }
         d->next = h->descs;
         h->descs = d;
@@ -411,17 +419,54 @@ describe(nv_host *h, const hfile *f, hbuf *report)
     d->ino = f->ino;
     d->size = f->size;
     d->mtime = f->mtime;
-    return d->config;
+}
+
+/*
+ * P-3 for every executable not described since it last changed (CLI-12),
+ * all at once; problems go to reports[i] (one per file, in file order).
+ */
+static void
+describe_changed(nv_host *h, hfile *files, size_t n, hbuf *reports)
+{
+    const hfile **todo = calloc(n + 1, sizeof(*todo));
+    char **configs = calloc(n + 1, sizeof(*configs));
+    hbuf *reps = calloc(n + 1, sizeof(*reps));
+    size_t *at = calloc(n + 1, sizeof(*at)), k = 0;
+
+    if (todo == NULL || configs == NULL || reps == NULL || at == NULL)
+        goto done;
+    for (size_t i = 0; i < n; i++) {
+        if (files[i].kind == HFILE_PROC && !desc_fresh(desc_find(h, &files[i]), &files[i])) {
+            at[k] = i;
+            todo[k++] = &files[i];
+        }
+    }
+    if (k > 0)
+        proc_describe_all(h, todo, k, configs, reps);
+    for (size_t i = 0; i < k; i++) {
+        desc_store(h, todo[i], configs[i]);
+        if (reps[i].len > 0)
+            hbuf_add(&reports[at[i]], reps[i].s, reps[i].len);
+        hbuf_release(&reps[i]);
+    }
+done:
+    free(todo);
+    free(configs);
+    free(reps);
+    free(at);
 }
 
 static void
 discover_proc(nv_host *h, host_gen *g, const hfile *f, unsigned flags,
               hbuf *report, int *problems)
 {
-    const char *config = describe(h, f, report);
+    desc_cache *d = desc_find(h, f);
+    const char *config = desc_fresh(d, f) ? d->config : NULL;
     proc_pool *p;
 
     if (config == NULL) {
+        if (report->len == 0)
+            hbuf_printf(report, "%s: -: no config answer to describe\n", f->rel);
         (*problems)++;
         return;
     }
@@ -440,7 +485,7 @@ int
 nv_host_discover(nv_host *h, nv_engine *e, unsigned flags, char **report,
                  nv_error *err)
 {
-    hbuf rep = { 0 };
+    hbuf rep = { 0 }, *reps;
     hfile *files = NULL;
     size_t n = 0;
     int missing = 0, problems = 0;
@@ -470,12 +515,23 @@ nv_host_discover(nv_host *h, nv_engine *e, unsigned flags, char **report,
     }
     if (rep.len > 0)
         problems++;                     /* duplicate ids */
+    reps = calloc(n + 1, sizeof(*reps));
+    if (reps == NULL) {
+        host_files_free(files, n);
+        *report = hbuf_take(&rep);
+        return fail(err, NV_ENOMEM, "host: out of memory");
+    }
+    describe_changed(h, files, n, reps);
     for (size_t i = 0; i < n; i++) {
         if (files[i].kind == HFILE_C)
-            discover_c(h, g, &files[i], &rep, &problems);
+            discover_c(h, g, &files[i], &reps[i], &problems);
         else
-            discover_proc(h, g, &files[i], flags, &rep, &problems);
+            discover_proc(h, g, &files[i], flags, &reps[i], &problems);
+        if (reps[i].len > 0)
+            hbuf_add(&rep, reps[i].s, reps[i].len);
+        hbuf_release(&reps[i]);
     }
+    free(reps);
     host_files_free(files, n);
     *report = hbuf_take(&rep);
     if (problems > 0)

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <time.h>
 
@@ -171,6 +172,73 @@ struct nv_host {
     unsigned    load_seq;
 };
 
+#define RESTART_MIN_MS   1000
+#define RESTART_MAX_MS   30000
+#define HEALTHY_MS       30000
+#define POLL_SLICE_MS    100        /* CTX-7: cancellation seen within 1 s */
+
+/* One process function in one generation (one engine). */
+struct proc_pool {
+    nv_host   *h;
+    nv_engine *e;
+    char      *id, *path, *rel, *queue;
+    int        target;              /* children kept running (P-4), 0: lazy */
+    /* under h->mu: */
+    proc_pool *next;                /* in h->pools */
+    child     *idle;
+    int        busy;                /* handlers running */
+    int        nchildren;           /* alive, idle or busy */
+    int64_t    restart_delay_ms;    /* P-11: 1 s doubling to 30 s */
+    int64_t    next_spawn_ms;       /* no spawn before (monotonic) */
+    int        closing;
+};
+
+/* ---- Children (child.c); (mu): call with nv_host.mu held ---- */
+
+void    host_wake(nv_host *h);                  /* the host thread re-polls */
+void    child_close_fd(int *fd);
+void    child_free(child *c);
+void    child_all_add(nv_host *h, child *c);    /* (mu) */
+void    child_all_remove(nv_host *h, child *c); /* (mu) */
+int     child_try_reap(child *c);               /* 1: gone, status saved */
+void    child_signal(child *c, int sig);        /* to its process group */
+void    pool_child_gone(proc_pool *p, child *c);/* (mu) P-11 backoff */
+void    child_end(nv_host *h, child *c, int term);  /* (mu) to the host thread */
+int     child_spawn(nv_host *h, const char *path, const char *id,
+                    const char *queue, child **out);  /* errno-style */
+int     child_flush(child *c);                  /* -1: stdin gone */
+int     child_send(child *c, json_t *msg);      /* one line, buffered */
+ssize_t child_drain(int *fd, hbuf *b);          /* 0: EOF, -1: nothing now */
+/* Hand complete stdout lines to fn until it returns non-zero; a line over
+ * 'max' comes with len SIZE_MAX. */
+void    child_take_lines(child *c, size_t max,
+                         int (*fn)(void *, const char *, size_t), void *ud);
+int     line_blank(const char *s, size_t n);
+void    child_err_lines(child *c, int flush, void (*fn)(void *, const char *),
+                        void *ud);
+char   *host_base_name(const char *id);         /* "a/b" -> "b" */
+
+/* ---- A job in progress (job.c; run by proc_handler in proc.c) ---- */
+
+struct job {
+    nv_ctx     *ctx;
+    proc_pool  *p;
+    nv_host    *h;
+    child      *c;
+    const char *id;           /* the job id (messages carry it) */
+    int         done;         /* 1: result, -1: failed (message set) */
+    int         gone;         /* the child is dead or must be ended */
+};
+
+int   job_fail(struct job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void  job_warn(struct job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int   job_protocol_error(struct job *j, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void  job_stderr_line(void *ud, const char *line);  /* P-10 */
+int   job_on_line(struct job *j, const char *line, size_t len);
+void  job_pump(struct job *j);                  /* the lines read so far */
+char *json_text(json_t *v);                     /* compact, NULL for NULL */
+
 /* The host's own log (server log). */
 void host_log(nv_host *h, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -184,6 +252,10 @@ const host_settings *host_settings_of(const nv_host *h);
  */
 int  proc_describe(nv_host *h, const hfile *f, char **config_json,
                    hbuf *report);
+/* P-3 for n files at once (one timeout for all): configs[i] gets the JSON
+ * text or NULL, and then reports[i] says why. */
+void proc_describe_all(nv_host *h, const hfile *const *files, size_t n,
+                       char **configs, hbuf *reports);
 
 /* A pool for 'f' registered with 'e'; 'config' is its §2 JSON. With
  * 'prespawn' the host thread keeps worker.concurrency children running. */

@@ -168,7 +168,10 @@ scan_dir(struct scan *sc, const char *dir, const char *reldir)
                 if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
                     rc = add_file(sc, path, rel, &st, 1);
             } else if (S_ISDIR(lst.st_mode)) {
-                rc = scan_dir(sc, path, rel);
+                /* a build folder inside the functions folder holds
+                 * executables (.so) that are no functions */
+                if (strcmp(path, sc->s->build_dir) != 0)
+                    rc = scan_dir(sc, path, rel);
             } else if (S_ISREG(lst.st_mode)) {
                 rc = add_file(sc, path, rel, &lst, 0);
             }

@@ -102,7 +102,8 @@ add_tree(nv_host_watch *w, const char *dir)
             continue;
         if (asprintf(&sub, "%s/%s", dir, de->d_name) < 0)
             continue;
-        if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode))
+        if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode) &&
+            strcmp(sub, w->h->s.build_dir) != 0)
             add_tree(w, sub);
         free(sub);
     }
@@ -174,6 +175,15 @@ oom:
     return NV_ENOMEM;
 }
 
+static int
+is_build_dir(nv_host_watch *w, const char *dir, const char *name)
+{
+    const char *b = w->h->s.build_dir;
+    size_t n = strlen(dir);
+
+    return strncmp(b, dir, n) == 0 && b[n] == '/' && strcmp(b + n + 1, name) == 0;
+}
+
 /* Read the pending events; returns their nv_host_changes bits. */
 static int
 read_events(nv_host_watch *w)
@@ -213,6 +223,8 @@ read_events(nv_host_watch *w)
                 continue;
             if (name[0] == '.')
                 continue;               /* FN-2: dot files do not count */
+            if ((ev->mask & IN_ISDIR) && is_build_dir(w, epath, name))
+                continue;               /* our own builds are no change */
             bits |= NV_HOST_CHANGED_FUNCTIONS;
             if ((ev->mask & IN_ISDIR) && (ev->mask & (IN_CREATE | IN_MOVED_TO))) {
                 char *sub;

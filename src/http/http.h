@@ -88,6 +88,7 @@ struct http_options {
     const char *ui_dir;           /* folder of the built UI, NULL = none */
     nv_log_fn   log;              /* server log (CFG-7) */
     void       *log_ud;
+    int         log_level;        /* lines below it are not even formatted */
 };
 
 typedef struct http_server http_server;

@@ -75,7 +75,7 @@ http_log(const struct http_options *o, int level, const char *fmt, ...)
     char msg[1024];
     va_list ap;
 
-    if (o->log == NULL)
+    if (o->log == NULL || level < o->log_level)
         return;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -409,8 +409,10 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
     (void)version;
     if (r == NULL)
         return begin(s, conn, method, url, con_cls);
-    if (r->state == REQ_ANSWERED)
-        return MHD_YES;              /* discard what follows a 413 */
+    if (r->state == REQ_ANSWERED) {
+        *upload_size = 0;            /* discard what follows a 413 */
+        return MHD_YES;
+    }
     if (*upload_size > 0) {
         pthread_mutex_lock(&s->lock);
         st = r->state;

@@ -2,12 +2,16 @@
  * Live streams (SSE-1..SSE-4). One nv_live subscription feeds:
  *   - the global stream's ring of the latest SSE_RING_SIZE messages, ids
  *     "<hub start ms>-<seq>", replayed after a Last-Event-ID in the ring;
- *   - run streams, which register before reading the run's history so no
- *     event falls between history and live: events arriving meanwhile are
- *     kept aside and those at or before the last history id are dropped.
+ *   - run streams. A run stream is always read from the run's stream
+ *     itself, after the id of the last event it sent: the live message only
+ *     marks the stream 'dirty' and wakes it, and the next read fetches what
+ *     follows. So events go out in stream order, exactly once, whatever
+ *     order or number of times the notifications arrive; a heartbeat also
+ *     marks run streams dirty, which repairs a notification that never came.
  * Each client owns an output buffer; the MHD content reader drains it and
  * suspends the connection when it is empty; whoever appends resumes it.
- * One mutex (hub->lock) guards the ring, the client list and every client.
+ * One mutex (hub->lock) guards the ring, the client list and every client;
+ * hub->elock keeps the engine alive while a run stream reads from it.
  */
 #include <jansson.h>
 #include <poll.h>
@@ -30,10 +34,6 @@ struct ring_msg {
     char    *flow, *queue, *type;
 };
 
-struct pending_ev {         /* run stream: live event seen during history */
-    char *id, *text;
-};
-
 struct sse_client {
     struct sse_hub        *hub;
     struct MHD_Connection *conn;
@@ -43,9 +43,9 @@ struct sse_client {
     char                  *f_flow, *f_queue, *f_kinds, *f_types;
     char                  *buf;         /* unsent output */
     size_t                 off, len, cap;
-    int                    suspended, closing, buffering;
-    struct pending_ev     *pend;
-    size_t                 npend, cappend;
+    int                    suspended, closing;
+    int                    dirty;       /* run stream: the run has more */
+    char                  *last;        /* run stream: last id sent */
     struct sse_client     *prev, *next;
 };
 
@@ -53,6 +53,7 @@ struct sse_hub {
     nv_engine                 *engine;
     const struct http_options *o;
     nv_live                   *live;
+    pthread_rwlock_t           elock;      /* 'engine' in use / swapped */
     pthread_mutex_t            lock;
     int64_t                    start_ms;
     uint64_t                   seq;        /* last message number */
@@ -235,43 +236,13 @@ ring_clear(struct ring_msg *m)
 }
 
 static void
-pend_add(struct sse_client *c, const char *id, const char *text)
-{
-    if (c->npend == c->cappend) {
-        size_t cap = c->cappend ? c->cappend * 2 : 16;
-        struct pending_ev *p = realloc(c->pend, cap * sizeof(*p));
-
-        if (p == NULL) {
-            c->closing = 1;
-            return;
-        }
-        c->pend = p;
-        c->cappend = cap;
-    }
-    c->pend[c->npend].id = strdup(id);
-    c->pend[c->npend].text = strdup(text);
-    c->npend++;
-}
-
-/* Run stream: one event of the run (hub->lock held). */
-static void
-to_run_client(struct sse_client *c, const char *ev_id, const char *ev_text)
-{
-    if (c->buffering)
-        pend_add(c, ev_id, ev_text);
-    else
-        out_message(c, ev_id, ev_text);
-}
-
-static void
 on_live(void *ud, const char *json)
 {
     struct sse_hub *h = ud;
     json_t *doc = json_loads(json, JSON_DECODE_ANY, NULL);
     json_t *ev;
     struct ring_msg m = {0};
-    char *ev_text = NULL;
-    const char *kind, *ev_id = NULL, *run = NULL;
+    const char *kind, *run = NULL;
 
     if (!json_is_object(doc)) {
         json_decref(doc);
@@ -283,9 +254,7 @@ on_live(void *ud, const char *json)
         m.kind = 'f';
         m.flow = dup_str(json_object_get(ev, "flowName"));
         m.type = dup_str(json_object_get(ev, "type"));
-        ev_id = json_string_value(json_object_get(ev, "id"));
         run = json_string_value(json_object_get(ev, "runId"));
-        ev_text = json_dumps(ev, JSON_COMPACT);
     } else {
         m.kind = str_eq(kind, "job") ? 'j' : 'q';
         m.queue = dup_str(json_object_get(doc, "queue"));
@@ -293,7 +262,6 @@ on_live(void *ud, const char *json)
     m.text = json_dumps(doc, JSON_COMPACT);   /* guaranteed on one line */
     if (m.text == NULL) {
         ring_clear(&m);
-        free(ev_text);
         json_decref(doc);
         return;
     }
@@ -305,21 +273,69 @@ on_live(void *ud, const char *json)
     for (struct sse_client *c = h->clients; c != NULL; c = c->next) {
         if (c->closing)
             continue;
-        if (c->global) {
-            if (!wants(c, &m))
-                continue;
+        if (c->global && wants(c, &m)) {
             send_ring_msg(h, c, &m);
-        } else if (m.kind == 'f' && ev_id != NULL && ev_text != NULL &&
-                   str_eq(run, c->run)) {
-            to_run_client(c, ev_id, ev_text);
-        } else {
-            continue;
+            wake(c);
+        } else if (!c->global && m.kind == 'f' && str_eq(run, c->run)) {
+            c->dirty = 1;
+            wake(c);
         }
-        wake(c);
     }
     pthread_mutex_unlock(&h->lock);
-    free(ev_text);
-    json_decref(doc);         /* ev_id and run point into it */
+    json_decref(doc);         /* 'run' points into it */
+}
+
+/*
+ * Run stream: append the run's events after c->last to the output, in
+ * stream order. Called without hub->lock (it reads from the engine); only
+ * the connection's own thread calls it, so c->last is not raced. Returns
+ * NV_OK or the libnvent error (with 'rs' filled when given).
+ */
+static int
+run_fetch(struct sse_hub *h, struct sse_client *c, struct http_res *rs)
+{
+    int more = 1;
+
+    while (more) {
+        nv_error err = {0};
+        char *json = NULL;
+        json_t *doc, *events, *ev;
+        size_t i;
+        int rc;
+
+        pthread_rwlock_rdlock(&h->elock);
+        rc = nv_run_get(h->engine, c->flow, c->run, c->last, NULL, 10000,
+                        &json, &err);
+        pthread_rwlock_unlock(&h->elock);
+        if (rc != NV_OK) {
+            if (rs != NULL)
+                http_res_nv_error(rs, rc, &err);
+            return rc;
+        }
+        doc = json_loads(json, 0, NULL);
+        nv_free(json);
+        events = json_object_get(doc, "events");
+        more = json_is_true(json_object_get(doc, "hasMore")) &&
+               json_array_size(events) > 0;
+        pthread_mutex_lock(&h->lock);
+        json_array_foreach(events, i, ev) {
+            const char *id = json_string_value(json_object_get(ev, "id"));
+            char *text;
+
+            if (id == NULL || (c->last != NULL && id_cmp(id, c->last) <= 0))
+                continue;
+            text = json_dumps(ev, JSON_COMPACT);
+            if (text != NULL) {
+                out_message(c, id, text);
+                free(c->last);
+                c->last = strdup(id);
+            }
+            free(text);
+        }
+        pthread_mutex_unlock(&h->lock);
+        json_decref(doc);
+    }
+    return NV_OK;
 }
 
 /* ---- The content reader ---- */
@@ -333,16 +349,24 @@ reader(void *cls, uint64_t pos, char *buf, size_t max)
 
     (void)pos;
     pthread_mutex_lock(&h->lock);
-    if (c->len > c->off) {
-        n = (ssize_t)(c->len - c->off < max ? c->len - c->off : max);
-        memcpy(buf, c->buf + c->off, (size_t)n);
-        c->off += (size_t)n;
+    for (;;) {
+        if (c->len > c->off) {
+            n = (ssize_t)(c->len - c->off < max ? c->len - c->off : max);
+            memcpy(buf, c->buf + c->off, (size_t)n);
+            c->off += (size_t)n;
+            pthread_mutex_unlock(&h->lock);
+            return n;
+        }
+        if (c->closing || h->stopping) {
+            pthread_mutex_unlock(&h->lock);
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        }
+        if (c->global || !c->dirty)
+            break;
+        c->dirty = 0;
         pthread_mutex_unlock(&h->lock);
-        return n;
-    }
-    if (c->closing || h->stopping) {
-        pthread_mutex_unlock(&h->lock);
-        return MHD_CONTENT_READER_END_OF_STREAM;
+        run_fetch(h, c, NULL);      /* a failure waits for the next wake */
+        pthread_mutex_lock(&h->lock);
     }
     c->suspended = 1;
     MHD_suspend_connection(c->conn);
@@ -360,11 +384,7 @@ client_free(struct sse_client *c)
     free(c->f_queue);
     free(c->f_kinds);
     free(c->f_types);
-    for (size_t i = 0; i < c->npend; i++) {
-        free(c->pend[i].id);
-        free(c->pend[i].text);
-    }
-    free(c->pend);
+    free(c->last);
     free(c);
 }
 
@@ -462,7 +482,7 @@ link_client(struct sse_hub *h, struct sse_client *c, struct http_res *rs)
     }
     if (h->nclients >= h->o->max_sse_clients && reap_dead(h) > 0) {
         /* Give the closed streams a moment to finish and free their slot. */
-        for (int i = 0; i < 20 && h->nclients >= h->o->max_sse_clients; i++) {
+        for (int i = 0; i < 100 && h->nclients >= h->o->max_sse_clients; i++) {
             struct timespec ts = { 0, 10 * 1000000L };
 
             pthread_mutex_unlock(&h->lock);
@@ -504,77 +524,11 @@ global_start(struct sse_hub *h, struct sse_client *c, const char *after)
     }
 }
 
-/*
- * Run stream history, page by page, into 'c' (not under the lock: the
- * client is still buffering, so only on_live touches its pending list).
- * Returns NV_OK or the libnvent error, and the id of the last event sent.
- */
-static int
-run_history(struct sse_hub *h, struct sse_client *c, const char *after,
-            char **last, struct http_res *rs)
-{
-    char *cursor = after != NULL ? strdup(after) : NULL;
-    int more = 1;
-
-    while (more) {
-        nv_error err = {0};
-        char *json = NULL;
-        json_t *doc, *events;
-        size_t i;
-        json_t *ev;
-        int rc = nv_run_get(h->engine, c->flow, c->run, cursor, NULL, 10000,
-                            &json, &err);
-
-        if (rc != NV_OK) {
-            free(cursor);
-            http_res_nv_error(rs, rc, &err);
-            return rc;
-        }
-        doc = json_loads(json, 0, NULL);
-        nv_free(json);
-        events = json_object_get(doc, "events");
-        more = json_is_true(json_object_get(doc, "hasMore"));
-        json_array_foreach(events, i, ev) {
-            const char *id = json_string_value(json_object_get(ev, "id"));
-            char *text = json_dumps(ev, JSON_COMPACT);
-
-            if (id != NULL && text != NULL) {
-                pthread_mutex_lock(&h->lock);
-                out_message(c, id, text);
-                pthread_mutex_unlock(&h->lock);
-                free(cursor);
-                cursor = strdup(id);
-            }
-            free(text);
-        }
-        if (json_array_size(events) == 0)
-            more = 0;
-        json_decref(doc);
-    }
-    *last = cursor;
-    return NV_OK;
-}
-
-/* After the history: the live events it did not contain (hub->lock held). */
-static void
-run_go_live(struct sse_client *c, const char *last)
-{
-    for (size_t i = 0; i < c->npend; i++) {
-        if (last == NULL || id_cmp(c->pend[i].id, last) > 0)
-            out_message(c, c->pend[i].id, c->pend[i].text);
-        free(c->pend[i].id);
-        free(c->pend[i].text);
-    }
-    c->npend = 0;
-    c->buffering = 0;
-}
-
 struct MHD_Response *
 sse_open(struct sse_hub *h, struct MHD_Connection *conn, struct http_res *rs)
 {
     struct sse_client *c = client_new(h, conn, rs);
     struct MHD_Response *r;
-    char *last = NULL;
 
     if (c == NULL) {
         http_res_error(rs, 500, "internal", "out of memory");
@@ -588,22 +542,22 @@ sse_open(struct sse_hub *h, struct MHD_Connection *conn, struct http_res *rs)
     }
     if (c->global)
         global_start(h, c, rs->stream_after);
-    else
-        c->buffering = 1;    /* subscribed before the history is read */
     pthread_mutex_unlock(&h->lock);
 
+    /*
+     * A run stream is registered before its history is read: an event
+     * appended meanwhile marks it dirty, and the reader fetches it. The
+     * first read also answers 404 for an unknown flow or run.
+     */
     if (!c->global) {
-        if (run_history(h, c, rs->stream_after, &last, rs) != NV_OK) {
+        c->last = rs->stream_after != NULL ? strdup(rs->stream_after) : NULL;
+        if (run_fetch(h, c, rs) != NV_OK) {
             pthread_mutex_lock(&h->lock);
             unlink_client(h, c);
             pthread_mutex_unlock(&h->lock);
             client_free(c);
             return NULL;
         }
-        pthread_mutex_lock(&h->lock);
-        run_go_live(c, last != NULL ? last : rs->stream_after);
-        pthread_mutex_unlock(&h->lock);
-        free(last);
     }
 
     r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, reader, c,
@@ -638,9 +592,10 @@ sse_tick(struct sse_hub *h, int64_t now)
     if (now - h->last_ping >= h->o->sse_heartbeat_ms) {
         h->last_ping = now;
         for (struct sse_client *c = h->clients; c != NULL; c = c->next) {
-            if (c->buffering || c->closing)
+            if (c->closing)
                 continue;
             out_append(c, ": ping\n\n", 8);
+            c->dirty |= !c->global;
             wake(c);
         }
     }
@@ -692,9 +647,11 @@ sse_hub_new(nv_engine *e, const struct http_options *o, struct sse_hub **out,
     h->start_ms = now_ms();
     h->last_ping = 0;          /* set by the first tick (monotonic clock) */
     pthread_mutex_init(&h->lock, NULL);
+    pthread_rwlock_init(&h->elock, NULL);
     rc = nv_live_subscribe(e, on_live, h, &h->live, err);
     if (rc != NV_OK) {
         pthread_mutex_destroy(&h->lock);
+        pthread_rwlock_destroy(&h->elock);
         free(h);
         return rc;
     }
@@ -711,6 +668,7 @@ sse_hub_free(struct sse_hub *h)
     for (size_t i = 0; i < SSE_RING_SIZE; i++)
         ring_clear(&h->ring[i]);
     pthread_mutex_destroy(&h->lock);
+    pthread_rwlock_destroy(&h->elock);
     free(h);
 }
 
@@ -723,9 +681,15 @@ sse_hub_swap_engine(struct sse_hub *h, nv_engine *e, nv_error *err)
     if (rc != NV_OK)
         return rc;
     nv_live_unsubscribe(h->engine, h->live);
+    pthread_rwlock_wrlock(&h->elock);
     pthread_mutex_lock(&h->lock);
     h->engine = e;
     h->live = live;
+    for (struct sse_client *c = h->clients; c != NULL; c = c->next) {
+        c->dirty |= !c->global;    /* catch up on the new engine */
+        wake(c);
+    }
     pthread_mutex_unlock(&h->lock);
+    pthread_rwlock_unlock(&h->elock);
     return NV_OK;
 }

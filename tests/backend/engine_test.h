@@ -24,6 +24,28 @@ typedef struct tenv {
     nv_test_clock  clock;
 } tenv;
 
+/* Engine on the backend configured by 'base' (nv_test_config_json), with
+ * 'extra' more configuration (may be NULL). Two engines given the same
+ * base share their adapters' data where the backend allows (redis). */
+static inline void
+tenv_init_with(tenv *t, const char *base, const char *extra)
+{
+    nv_error err = { 0 };
+    nv_config *cfg = NULL;
+
+    cr_assert_not_null(base);
+    cr_assert_eq(nv_config_new(&cfg, &err), NV_OK, "%s", err.msg);
+    cr_assert_eq(nv_config_load_json(cfg, base, "test", &err), NV_OK, "%s",
+                 err.msg);
+    if (extra != NULL)
+        cr_assert_eq(nv_config_load_json(cfg, extra, "extra", &err), NV_OK,
+                     "%s", err.msg);
+    cr_assert_eq(nv_engine_new(cfg, &t->e, &err), NV_OK, "%s", err.msg);
+    nv_config_free(cfg);
+    nv_test_clock_init(&t->clock, T0);
+    nv_engine_set_clock(t->e, nv_test_clock_now, &t->clock);
+}
+
 /* Engine on the current backend; 'extra' more configuration (may be NULL). */
 static inline void
 tenv_init(tenv *t, const char *extra)

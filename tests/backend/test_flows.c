@@ -656,3 +656,46 @@ Test(flows, rebuild_recomputes_the_index_from_the_streams)
     json_decref(b);
     tenv_free(&t);
 }
+
+Test(flows, a_job_of_a_finished_run_is_removed_unrun)
+{
+    tenv t;
+    char run[NV_ID_MAX], id[NV_JOB_ID_MAX], *j = NULL;
+    nv_queue *q;
+    nv_job late;
+    nv_error err = { 0 };
+    json_t *r;
+    int created = 0, before;
+
+    diamond(&t, NULL, NULL, NULL);
+    tstart(&t, "f", NULL, run);
+    twait_run(&t, run, "completed");
+    r = trun(&t, run);
+    before = (int)json_array_size(json_object_get(r, "events"));
+    json_decref(r);
+    /* a late delivery of step a, as from a dispatch racing the end */
+    q = nv__engine_queue(t.e);
+    memset(&late, 0, sizeof(late));
+    snprintf(late.id, sizeof(late.id), "%s__late", run);
+    snprintf(late.queue, sizeof(late.queue), "a");
+    snprintf(late.name, sizeof(late.name), "a");
+    snprintf(late.run_id, sizeof(late.run_id), "%s", run);
+    snprintf(late.flow_name, sizeof(late.flow_name), "f");
+    snprintf(late.step_name, sizeof(late.step_name), "a");
+    late.data = (char *)"{}";
+    late.opts = (char *)"{}";
+    late.remove_on_complete = NV_KEEP_ALL;
+    late.remove_on_fail = NV_KEEP_ALL;
+    late.timestamp = T0;
+    cr_assert_eq(q->ops->enqueue(q->self, &late, T0, 0, NULL, &created, &err),
+                 NV_OK, "%s", err.msg);
+    snprintf(id, sizeof(id), "%s__late", run);
+    tenv_idle(&t);
+    cr_assert_eq(nv_job_get(t.e, "a", id, &j, NULL), NV_EJOB_NOT_FOUND);
+    cr_assert_eq(atomic_load(&S_a.calls), 1, "not run");
+    r = trun(&t, run);
+    cr_assert_eq((int)json_array_size(json_object_get(r, "events")), before,
+                 "no events");
+    json_decref(r);
+    tenv_free(&t);
+}

@@ -169,6 +169,14 @@ Test(store_contract, kv_del_prefix_deletes_exactly_the_prefixed_keys)
     cr_assert_eq(n, 0);
     cr_assert_eq(OPS->kv_del_prefix(S, "nq:flow:r2:", NULL, NULL), NV_OK);
     assert_value("nq:flow:r2:a", 0, NULL);
+    /* a short prefix reaches every key under it */
+    set("nq:job:q:j1:a", "6", 0);
+    set("nq:x", "7", 0);
+    cr_assert_eq(OPS->kv_del_prefix(S, "nq:", &n, NULL), NV_OK);
+    cr_assert_eq(n, 3);
+    assert_value("nq:flow:r10:a", 0, NULL);
+    assert_value("nq:job:q:j1:a", 0, NULL);
+    assert_value("nq:x", 0, NULL);
 }
 
 Test(store_contract, kv_incr_starts_from_zero_and_adds)

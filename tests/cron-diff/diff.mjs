@@ -27,10 +27,16 @@
 //  * CRON-5 (never matches). Both refuse February 30th; nvent also refuses an
 //    expression with no due time in the next 10 years where cron-parser
 //    would go on searching. The reference sequence ends there too.
+//  * CRON-2 (lists). cron-parser refuses a list whose items overlap
+//    ("*/2,*/3", "SAT,6": "duplicate values found"); SPEC allows any list.
+//    Reference: each such list rewritten as the union of its items' values,
+//    every item expanded by cron-parser itself.
+//  * CRON-1 (field count). cron-parser accepts 1 to 4 fields (filling in the
+//    rest); SPEC refuses anything but 5 or 6 fields.
 //  * cron-parser accepts L, W, #, ? and more; nvent refuses them (CRON-5).
 //    The generator does not produce them (unit tests cover the refusal);
 //    expressions both must refuse (out of range, reversed ranges, step 0,
-//    unknown names, field counts) are generated and checked.
+//    unknown names) are generated and checked.
 //
 // Every native cron-parser difference is counted by category in the summary;
 // a difference that fits no category fails the test.
@@ -225,6 +231,7 @@ function dedupe(expr) {
   const six = tokens.length === 6;
   return tokens.map((tok, i) => {
     const key = FIELD_KEYS[six ? i : i + 1];
+    if (!tok.includes(',')) return tok;   // only lists can overlap
     const vals = new Set();
     for (const itemText of tok.split(',')) {
       const probe = (six ? ['0', '*', '*', '*', '*', '*'] : ['*', '*', '*', '*', '*']);

@@ -5,6 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { FILE_ADAPTERS, api, makeProject, startServer, until, waitRun } from './lib/nvent.mjs';
+import { killAll } from './lib/nvent.mjs';
 
 let srv;
 
@@ -15,7 +16,9 @@ before(async () => {
 });
 
 after(async () => {
+  if (!srv) return;
   const { code } = await srv.stop();
+  killAll();
   assert.equal(code, 0, srv.log);
 });
 

@@ -163,6 +163,30 @@ describe('process functions', () => {
   });
 });
 
+describe('shutdown (W-7)', () => {
+  test('SIGTERM while a process job runs: cancel, then the child is ended and serve exits 0', async () => {
+    const dir = tmpProject({ ...FILE_ADAPTERS, shutdownGraceMs: 800, functions: { killGraceMs: 300 } },
+      { 'functions/p.py': [PLAYER, 0o755] });
+    const srv = await startServer(dir);
+    const id = await enqueue(srv, 'p', { do: [{ sleep: 0 }] });
+    await finished(srv, 'p', id);
+    const slow = await enqueue(srv, 'p', { do: [{ stderr: 'working' }, { sleep: 60 }] });
+    await until(async () => {
+      const r = await api(srv, 'GET', `/api/_queues/p/job/${slow}`);
+      return r.body.state === 'active';
+    });
+    const t0 = Date.now();
+    const { code } = await srv.stop();
+    assert.equal(code, 0, srv.log);
+    assert.ok(Date.now() - t0 < 6000, `took ${Date.now() - t0} ms`);
+    // no child of the function survives the server
+    const left = fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).filter((d) => {
+      try { return fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(path.join(dir, 'functions')); } catch { return false; }
+    });
+    assert.deepEqual(left, []);
+  });
+});
+
 describe('startup and builds', () => {
   test('a C function that does not compile stops serve with the compiler output', async () => {
     const dir = tmpProject({}, { 'functions/bad.c': ['int f(void) { return missing_name; }\n'] });

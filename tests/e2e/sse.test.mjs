@@ -3,7 +3,8 @@
 // global stream with filters, its ring buffer and `event: reset`.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FILE_ADAPTERS, api, makeProject, readStream, startServer, waitRun } from './lib/nvent.mjs';
+import { FILE_ADAPTERS, api, makeProject, readStream, startServer, until, waitRun } from './lib/nvent.mjs';
+import { killAll } from './lib/nvent.mjs';
 
 let srv;
 const TERMINAL = ['flow.completed', 'flow.failed', 'flow.cancel', 'flow.stalled'];
@@ -16,7 +17,9 @@ before(async () => {
 });
 
 after(async () => {
+  if (!srv) return;
   const { code } = await srv.stop();
+  killAll();
   assert.equal(code, 0, srv.log);
 });
 
@@ -68,7 +71,7 @@ describe('run streams', () => {
   test('concurrent readers of one run all see every event once', async () => {
     const runId = await start('slow');
     const readers = [1, 2, 3].map(() => readStream(`${srv.url}/api/_runs/${runId}/stream`,
-      { stop: (ms) => ms.some(isTerminal), timeoutMs: 8000 }));
+      { stop: (ms) => ms.some(isTerminal), timeoutMs: 20000 }));
     await new Promise((r) => setTimeout(r, 300));
     await api(srv, 'POST', `/api/_flows/slow/runs/${runId}/cancel`);
     const run = await waitRun(srv, 'slow', runId);
@@ -93,7 +96,7 @@ describe('run streams', () => {
     const runId = await start();
     await waitRun(srv, 'demo', runId);
     const s = await readStream(`${srv.url}/api/_runs/${runId}/stream`,
-      { stop: (ms) => ms.filter((m) => m.comment === 'ping').length >= 2, timeoutMs: 4000 });
+      { stop: (ms) => ms.filter((m) => m.comment === 'ping').length >= 2, timeoutMs: 10000 });
     assert.ok(s.messages.filter((m) => m.comment === 'ping').length >= 2, s.raw);
   });
 });
@@ -140,7 +143,7 @@ describe('global stream', () => {
     // Resume after the second message: the rest arrives exactly once.
     const resumed = await readStream(`${srv.url}/api/_stream?kinds=job`,
       { headers: { 'Last-Event-ID': seen[1].id },
-        stop: (ms) => ms.filter((m) => m.data).length >= seen.length - 2, timeoutMs: 3000 });
+        stop: (ms) => ms.filter((m) => m.data).length >= seen.length - 2, timeoutMs: 10000 });
     assert.deepEqual(resumed.messages.filter((m) => m.data).slice(0, seen.length - 2).map((m) => m.id),
       seen.slice(2).map((m) => m.id));
     const reset = await readStream(`${srv.url}/api/_stream`,
@@ -168,9 +171,12 @@ describe('global stream', () => {
     assert.equal(r.status, 503);
     assert.equal(r.body.error, 'unavailable');
     ctl.abort();
-    // Closed streams free their slots (noticed at the next write: a ping).
-    await new Promise((res) => setTimeout(res, 1500));
-    const again = await readStream(`${srv.url}/api/_stream`, { stop: () => true, timeoutMs: 3000 });
+    // Closed streams free their slots once the server notices the closed
+    // sockets (at the latest when it asks for a new stream).
+    const again = await until(async () => {
+      const s = await readStream(`${srv.url}/api/_stream`, { stop: () => true, timeoutMs: 10000 });
+      return s.status === 200 && s;
+    }, { timeoutMs: 20000, stepMs: 250 });
     assert.equal(again.status, 200);
   });
 });

@@ -24,6 +24,7 @@
 
 #define STMT_CACHE   96      /* distinct statements per connection */
 #define MAX_BATCH    1024    /* writes per group commit */
+#define LEAD_ROUNDS  8       /* batches a leader commits before handing over */
 #define MAINT_EVERY  512     /* commits between maintenance checks */
 #define VACUUM_PAGES 2048    /* free pages that always trigger a vacuum */
 
@@ -418,28 +419,36 @@ fdb_write(struct fdb *db, fdb_fn fn, fdb_after_fn after, void *arg,
     while (!op.done && !(db->leading == 0 && db->head == &op))
         pthread_cond_wait(&op.cv, &db->mu);
     if (!op.done) {
-        /* Lead: take the queue (up to MAX_BATCH) and commit it. */
+        /*
+         * Lead: take the queue (up to MAX_BATCH) and commit it. While
+         * more writes are waiting, go on with them for a few rounds: this
+         * thread is running already, whereas handing over means waking
+         * another one, which on a busy machine waits for a CPU.
+         */
         db->leading = 1;
-        gather(db);
-        batch = db->head;
-        for (n = 1, o = batch; o->next != NULL && n < MAX_BATCH; n++)
-            o = o->next;
-        db->head = o->next;
-        if (db->head == NULL)
-            db->tail = NULL;
-        o->next = NULL;
-        db->npending -= n;
-        db->expect = n;
-        pthread_mutex_unlock(&db->mu);
+        for (int round = 0; round < LEAD_ROUNDS && db->head != NULL;
+             round++) {
+            gather(db);
+            batch = db->head;
+            for (n = 1, o = batch; o->next != NULL && n < MAX_BATCH; n++)
+                o = o->next;
+            db->head = o->next;
+            if (db->head == NULL)
+                db->tail = NULL;
+            o->next = NULL;
+            db->npending -= n;
+            db->expect = n;
+            pthread_mutex_unlock(&db->mu);
 
-        run_batch(db, batch, n);
+            run_batch(db, batch, n);
 
-        pthread_mutex_lock(&db->mu);
-        for (o = batch; o != NULL; o = next) {
-            next = o->next;
-            o->done = 1;
-            if (o != &op)
-                pthread_cond_signal(&o->cv);
+            pthread_mutex_lock(&db->mu);
+            for (o = batch; o != NULL; o = next) {
+                next = o->next;
+                o->done = 1;
+                if (o != &op)
+                    pthread_cond_signal(&o->cv);
+            }
         }
         db->leading = 0;
         if (db->head != NULL)

@@ -420,12 +420,18 @@ retain(struct fdb_conn *c, struct qstate *qs, int state, int64_t keep,
     n = qs->n[state];
     if (n <= keep)
         return NV_OK;
-    STMT(c, st, "DELETE FROM jobs WHERE rid IN (SELECT rid FROM jobs"
-                " WHERE queue = ?1 AND state = ?2 ORDER BY sk1, sk2"
-                " LIMIT ?3)");
+    /* Usually one over: the oldest goes, without a temporary table. */
+    STMT(c, one, "DELETE FROM jobs WHERE rid = (SELECT rid FROM jobs"
+                 " WHERE queue = ?1 AND state = ?2 ORDER BY sk1, sk2"
+                 " LIMIT 1)");
+    STMT(c, many, "DELETE FROM jobs WHERE rid IN (SELECT rid FROM jobs"
+                  " WHERE queue = ?1 AND state = ?2 ORDER BY sk1, sk2"
+                  " LIMIT ?3)");
+    sqlite3_stmt *st = n - keep == 1 ? one : many;
     fdb_bind_text(st, 1, qs->name);
     sqlite3_bind_int(st, 2, state);
-    sqlite3_bind_int64(st, 3, n - keep);
+    if (st == many)
+        sqlite3_bind_int64(st, 3, n - keep);
     if ((rc = done(c, st, err)) == NV_OK)
         count_move(qs, state, -1, sqlite3_changes(fdb_handle(c)));
     return rc;
@@ -749,8 +755,11 @@ reserve_fn(struct fdb_conn *c, void *arg, nv_error *err)
                     " finished_on = 0, lease_until = ?3, lease_token = ?4,"
                     " sk1 = ?3, sk2 = 0 WHERE rid = ?1");
         nv__random(rnd, sizeof(rnd));
-        for (int i = 0; i < 16; i++)
-            snprintf(token + 2 * i, 3, "%02x", rnd[i]);
+        for (int i = 0; i < 16; i++) {
+            token[2 * i] = "0123456789abcdef"[rnd[i] >> 4];
+            token[2 * i + 1] = "0123456789abcdef"[rnd[i] & 15];
+        }
+        token[32] = '\0';
         sqlite3_bind_int64(st, 1, rid);
         sqlite3_bind_int64(st, 2, a->now);
         sqlite3_bind_int64(st, 3, until);

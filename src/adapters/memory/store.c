@@ -16,12 +16,29 @@
 
 /* ---- Data ---- */
 
+struct kbucket;
+
 /* A key. Keys with an expiry sit in the store's expiry heap at heap_i. */
 struct kv {
-    char          *key;
-    char          *value;
-    int64_t        expire_at;   /* 0 = never; absent from now >= expire_at */
-    size_t         heap_i;      /* index in mstore.heap while expire_at > 0 */
+    char           *key;
+    char           *value;
+    int64_t         expire_at;  /* 0 = never; absent from now >= expire_at */
+    size_t          heap_i;     /* index in mstore.heap while expire_at > 0 */
+    struct kbucket *bucket;     /* keys sharing the first BUCKET_SEGS segments */
+    struct kv      *bprev, *bnext;
+    UT_hash_handle  hh;
+};
+
+/*
+ * kv_del_prefix of a run's or a job's keys ("<p>:flow:<runId>:") must not
+ * scan every key: keys are also listed by their text up to the third ':'
+ * (the bucket), and a prefix that long only visits its bucket.
+ */
+#define BUCKET_SEGS 3
+
+struct kbucket {
+    char          *name;
+    struct kv     *head;
     UT_hash_handle hh;
 };
 
@@ -60,6 +77,7 @@ struct coll {
 struct mstore {
     pthread_mutex_t mu;
     struct kv      *kv;
+    struct kbucket *buckets;
     struct kv     **heap;       /* min-heap of keys by expire_at */
     size_t          nheap, capheap;
     struct index   *indexes;
@@ -131,11 +149,90 @@ heap_remove(struct mstore *s, struct kv *k)
     }
 }
 
+/* ---- Key buckets ---- */
+
+/* Length of the bucket name of 'key' (through its BUCKET_SEGS-th ':'),
+ * or 0 when it has fewer colons. */
+static size_t
+bucket_len(const char *key)
+{
+    int segs = 0;
+
+    for (const char *p = key; *p != '\0'; p++) {
+        if (*p == ':' && ++segs == BUCKET_SEGS)
+            return (size_t)(p - key) + 1;
+    }
+    return 0;
+}
+
+static struct kbucket *
+bucket_find(struct mstore *s, const char *key, size_t len)
+{
+    struct kbucket *b;
+
+    HASH_FIND(hh, s->buckets, key, len, b);
+    return b;
+}
+
+/* Put k in its bucket (keys too short for one stay out). */
+static int
+bucket_link(struct mstore *s, struct kv *k)
+{
+    size_t len = bucket_len(k->key);
+    struct kbucket *b;
+    int ok;
+
+    if (len == 0)
+        return NV_OK;
+    if ((b = bucket_find(s, k->key, len)) == NULL) {
+        b = nv__calloc(1, sizeof(*b));
+        if (b == NULL || (b->name = nv__strndup(k->key, len)) == NULL) {
+            nv__free(b);
+            return NV_ENOMEM;
+        }
+        MEM_HASH_ADD(s->buckets, b, name, ok);
+        if (!ok) {
+            nv__free(b->name);
+            nv__free(b);
+            return NV_ENOMEM;
+        }
+    }
+    k->bucket = b;
+    k->bprev = NULL;
+    k->bnext = b->head;
+    if (b->head != NULL)
+        b->head->bprev = k;
+    b->head = k;
+    return NV_OK;
+}
+
+static void
+bucket_unlink(struct mstore *s, struct kv *k)
+{
+    struct kbucket *b = k->bucket;
+
+    if (b == NULL)
+        return;
+    if (k->bprev != NULL)
+        k->bprev->bnext = k->bnext;
+    else
+        b->head = k->bnext;
+    if (k->bnext != NULL)
+        k->bnext->bprev = k->bprev;
+    k->bucket = NULL;
+    if (b->head == NULL) {
+        HASH_DEL(s->buckets, b);
+        nv__free(b->name);
+        nv__free(b);
+    }
+}
+
 /* ---- Keys ---- */
 
 static void
 kv_free(struct mstore *s, struct kv *k)
 {
+    bucket_unlink(s, k);
     HASH_DEL(s->kv, k);
     if (k->expire_at > 0)
         heap_remove(s, k);
@@ -203,9 +300,12 @@ kv_lookup(struct mstore *s, const char *key, int create)
     k = nv__calloc(1, sizeof(*k));
     if (k == NULL || (k->key = nv__strdup(key)) == NULL)
         goto fail;
+    if (bucket_link(s, k) != NV_OK)
+        goto fail;
     MEM_HASH_ADD(s->kv, k, key, ok);
     if (ok)
         return k;
+    bucket_unlink(s, k);
 fail:
     if (k != NULL)
         nv__free(k->key);
@@ -261,12 +361,27 @@ mem_kv_del_prefix(void *self, const char *prefix, int64_t *n, nv_error *err)
     struct kv *k, *tmp;
     int64_t count = 0;
 
+    size_t blen = bucket_len(prefix);
+
     (void)err;
     pthread_mutex_lock(&s->mu);
-    HASH_ITER(hh, s->kv, k, tmp) {
-        if (mem_has_prefix(k->key, prefix)) {
-            kv_free(s, k);
-            count++;
+    if (blen > 0) {
+        /* every key with this prefix is in the prefix's bucket */
+        struct kbucket *b = bucket_find(s, prefix, blen);
+
+        for (k = b ? b->head : NULL; k != NULL; k = tmp) {
+            tmp = k->bnext;
+            if (mem_has_prefix(k->key, prefix)) {
+                kv_free(s, k);   /* the last one frees the bucket too */
+                count++;
+            }
+        }
+    } else {
+        HASH_ITER(hh, s->kv, k, tmp) {
+            if (mem_has_prefix(k->key, prefix)) {
+                kv_free(s, k);
+                count++;
+            }
         }
     }
     pthread_mutex_unlock(&s->mu);

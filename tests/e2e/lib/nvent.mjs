@@ -23,7 +23,9 @@ export function cleanEnv(extra = {}) {
 // A temporary project folder with nvent.json and (optionally) functions/.
 export function makeProject(config = {}, { functions = true } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nvent-e2e-'));
-  fs.writeFileSync(path.join(dir, 'nvent.json'), JSON.stringify(config));
+  // A loaded CI machine may start the fixture scripts slowly.
+  const cfg = { ...config, functions: { describeTimeoutMs: 30000, ...(config.functions || {}) } };
+  fs.writeFileSync(path.join(dir, 'nvent.json'), JSON.stringify(cfg));
   if (functions)
     fs.cpSync(FIXTURE_FUNCTIONS, path.join(dir, 'functions'), { recursive: true });
   return dir;
@@ -33,14 +35,24 @@ export const FILE_ADAPTERS = {
   queue: { adapter: 'file' }, store: { adapter: 'file' }, stream: { adapter: 'file' },
 };
 
+// Every server still running when the test file ends is killed, so that a
+// failed assertion never leaves a process behind (or the runner waiting).
+const running = new Set();
+process.on('exit', () => { for (const p of running) p.kill('SIGKILL'); });
+export function killAll() {
+  for (const p of running) p.kill('SIGKILL');
+}
+
 // Start `nvent serve` in 'dir'. Resolves once it logs its listening line.
-export function startServer(dir, { args = [], env = {}, timeoutMs = 20000 } = {}) {
+export function startServer(dir, { args = [], env = {}, timeoutMs = 60000, port = 0 } = {}) {
   return new Promise((resolve, reject) => {
-    const proc = spawn(BIN, ['serve', '--port', '0', ...args], {
+    const proc = spawn(BIN, ['serve', '--port', String(port), ...args], {
       cwd: dir,
       env: cleanEnv(env),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    running.add(proc);
+    proc.on('exit', () => running.delete(proc));
     let log = '';
     const timer = setTimeout(() => {
       proc.kill('SIGKILL');
@@ -89,7 +101,7 @@ export async function api(srv, method, p, { body, headers = {}, raw } = {}) {
 }
 
 // Poll fn() until it returns a truthy value.
-export async function until(fn, { timeoutMs = 10000, stepMs = 50 } = {}) {
+export async function until(fn, { timeoutMs = 30000, stepMs = 50 } = {}) {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
@@ -111,7 +123,7 @@ export async function waitRun(srv, flow, runId, status = null, headers = {}) {
 // Read a live stream: parses messages until stop(messages) is true or the
 // time is up; returns {status, headers, messages, raw}. Each message:
 // {id, event, data (parsed), comment}.
-export async function readStream(url, { headers = {}, stop = () => false, timeoutMs = 5000 } = {}) {
+export async function readStream(url, { headers = {}, stop = () => false, timeoutMs = 15000 } = {}) {
   const ctl = new AbortController();
   const timer = setTimeout(() => ctl.abort(), timeoutMs);
   const out = { status: 0, headers: null, messages: [], raw: '' };
@@ -154,7 +166,7 @@ export async function readStream(url, { headers = {}, stop = () => false, timeou
 }
 
 // Run the CLI: resolves {code, stdout, stderr}.
-export function cli(args, { cwd, env = {}, input, timeoutMs = 20000 } = {}) {
+export function cli(args, { cwd, env = {}, input, timeoutMs = 60000 } = {}) {
   return new Promise((resolve, reject) => {
     const proc = spawn(BIN, args, {
       cwd,

@@ -3,12 +3,15 @@
  * survives a reopen, one instance per data directory, refusal of newer,
  * corrupt, truncated or foreign databases and of unusable data
  * directories (each error names the path and leaves the file untouched),
- * and group commit under concurrent callers.
+ * a full disk, bounded files under sustained load, and group commit under
+ * concurrent callers.
  */
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sqlite3.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -553,5 +556,58 @@ Test(file_adapter, a_sustained_load_with_retention_keeps_the_files_bounded)
                   (long long)max_wal);
     cr_assert_lt(size_or_zero(db), 512 << 10);
     cr_assert_eq(size_or_zero(wal), 0);
+    free(dir);
+}
+
+/* ---- Disk full ---- */
+
+Test(file_adapter, a_full_disk_fails_naming_the_file_and_loses_nothing)
+{
+    char *dir = ft_dir();
+    char data[4200], path[512];
+    nv_queue q;
+    nv_error err = { 0 };
+    int acked = 0, rc = NV_OK;
+
+    /* A private 512 KB tmpfs over the data directory (root only). */
+    if (unshare(CLONE_NEWNS) != 0 ||
+        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+        mount("tmpfs", dir, "tmpfs", 0, "size=512k") != 0) {
+        free(dir);
+        cr_skip_test("cannot mount a small tmpfs (needs root)");
+    }
+    memset(data, 'x', sizeof(data));
+    memcpy(data, "{\"pad\":\"", 8);
+    strcpy(data + sizeof(data) - 3, "\"}");
+    open_queue(dir, &q);
+    for (int i = 0; i < 1000 && rc == NV_OK; i++) {
+        nv_job j = ft_job("full", "", data, T0);
+
+        snprintf(j.id, sizeof(j.id), "f%d", i);
+        rc = q.ops->enqueue(q.self, &j, T0, 0, NULL, NULL, &err);
+        if (rc == NV_OK)
+            acked++;
+    }
+    snprintf(path, sizeof(path), "%s/queue.db", dir);
+    cr_assert_eq(rc, NV_EBACKEND, "%s", err.msg);
+    cr_assert(strstr(err.msg, "disk full") != NULL, "%s", err.msg);
+    cr_assert(strstr(err.msg, path) != NULL, "%s", err.msg);
+    cr_assert_gt(acked, 10);
+    /* Reads still work, and every acknowledged job is there. */
+    for (int i = 0; i < acked; i++) {
+        char id[32];
+
+        snprintf(id, sizeof(id), "f%d", i);
+        cr_assert_eq(state_of(&q, "full", id), NV_JOB_WAITING);
+    }
+    q.ops->close(q.self);
+    /* Room again: the same data, reopened. */
+    cr_assert_eq(mount(NULL, dir, NULL, MS_REMOUNT, "size=16m"), 0);
+    open_queue(dir, &q);
+    nv_job_counts c;
+    cr_assert_eq(q.ops->counts(q.self, "full", &c, NULL), NV_OK);
+    cr_assert_eq(c.waiting, acked);
+    q.ops->close(q.self);
+    umount2(dir, MNT_DETACH);
     free(dir);
 }

@@ -143,3 +143,41 @@ Test(host_describe, a_file_that_cannot_be_executed_is_reported)
     hbuf_release(&rep);
     nv_host_free(h);
 }
+
+Test(host_describe, executables_are_described_all_at_once)
+{
+    nv_config *c;
+    nv_host *h;
+    nv_engine *e;
+    nv_error err = { 0 };
+    char *report = NULL;
+    int64_t t0;
+    static const char *const slow =
+        "#!/bin/sh\nread line\nsleep 0.6\n"
+        "echo '{\"type\":\"config\",\"config\":{}}'\nread rest\n";
+
+    th_project();
+    th_write("functions/a.sh", slow, 0755);
+    th_write("functions/b.sh", slow, 0755);
+    th_write("functions/c.sh", slow, 0755);
+    c = th_config("{\"functions\":{\"describeTimeoutMs\":3000,\"killGraceMs\":200}}");
+    cr_assert_eq(nv_host_new(c, th_dir, &h, &err), NV_OK, "%s", err.msg);
+    cr_assert_eq(nv_engine_new(c, &e, &err), NV_OK, "%s", err.msg);
+    t0 = mono_ms();
+    cr_assert_eq(nv_host_discover(h, e, NV_HOST_DESCRIBE_ONLY, &report, &err), NV_OK,
+                 "%s", report);
+    cr_assert_lt(mono_ms() - t0, 1500, "took %lld ms", (long long)(mono_ms() - t0));
+    free(report);
+    /* unchanged files are not described again */
+    t0 = mono_ms();
+    nv_engine_free(e);
+    nv_host_release(h, e);
+    cr_assert_eq(nv_engine_new(c, &e, &err), NV_OK, "%s", err.msg);
+    cr_assert_eq(nv_host_discover(h, e, NV_HOST_DESCRIBE_ONLY, &report, &err), NV_OK);
+    cr_assert_lt(mono_ms() - t0, 300);
+    free(report);
+    nv_engine_free(e);
+    nv_host_release(h, e);
+    nv_host_free(h);
+    nv_config_free(c);
+}

@@ -154,3 +154,22 @@ Test(host_scan, the_folder_comes_from_functions_dir)
     host_files_free(f, n);
     host_settings_release(&s);
 }
+
+Test(host_scan, a_build_folder_inside_the_functions_folder_is_skipped)
+{
+    host_settings s;
+    hfile *f;
+    size_t n;
+    int missing;
+    hbuf rep = { 0 };
+
+    th_project();
+    th_write("functions/a.c", "int x;\n", 0644);
+    th_write("functions/build/a.so", "\x7f" "ELF", 0755);
+    th_settings(&s, "{\"functions\":{\"buildDir\":\"functions/build\"}}");
+    cr_assert_eq(host_scan(&s, &f, &n, &missing, &rep), 0);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(f[0].id, "a");
+    host_files_free(f, n);
+    host_settings_release(&s);
+}

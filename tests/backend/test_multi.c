@@ -1,0 +1,181 @@
+/*
+ * Several instances on one shared backend (A-5, redis only; other backends
+ * skip): a run canceled on one instance raises the cancellation check of
+ * its handler on another (CTX-7, within 1 s), and live job events of one
+ * instance reach the subscribers of the other (SSE-4, SSE-5).
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "engine_test.h"
+
+static const char *_Atomic seen;
+static atomic_int started;
+
+static int
+blocking(nv_ctx *c, const char *input, void *ud)
+{
+    (void)input;
+    (void)ud;
+    atomic_fetch_add(&started, 1);
+    for (int i = 0; i < 5000 && nv_ctx_canceled(c) == NULL; i++)
+        tsleep_ms(1);
+    atomic_store(&seen, nv_ctx_canceled(c));
+    return NV_OK;
+}
+
+static int
+is_started(void *ud)
+{
+    (void)ud;
+    return atomic_load(&started) > 0;
+}
+
+static int
+is_seen(void *ud)
+{
+    (void)ud;
+    return atomic_load(&seen) != NULL;
+}
+
+static void
+two(tenv *a, tenv *b, const char *fncfg)
+{
+    char *base = nv_test_config_json();
+
+    tenv_init_with(a, base, NULL);
+    tenv_init_with(b, base, NULL);
+    free(base);
+    tenv_fn(a, "s", fncfg, blocking, NULL);
+    tenv_fn(b, "s", fncfg, blocking, NULL);
+    tenv_start(a);
+}
+
+Test(multi, a_cancel_on_one_instance_reaches_a_handler_on_another)
+{
+    tenv a, b;
+    char run[NV_ID_MAX];
+    nv_error err = { 0 };
+
+    if (strcmp(nv_test_backend(), "redis") != 0)
+        cr_skip_test("instances share data on redis only");
+    two(&a, &b, "{\"flow\":{\"name\":\"m\",\"role\":\"entry\"}}");
+    /* b serves no jobs: it is started without workers */
+    cr_assert_eq(nv_engine_start(b.e, NV_START_NO_WORKERS, &err), NV_OK,
+                 "%s", err.msg);
+    tstart(&a, "m", NULL, run);
+    cr_assert(twait(is_started, NULL));
+    cr_assert_eq(nv_run_cancel(b.e, "m", run, NULL, &err), NV_OK, "%s",
+                 err.msg);
+    cr_assert(twait(is_seen, NULL));
+    cr_assert_str_eq(atomic_load(&seen), "canceled");
+    tenv_free(&b);
+    tenv_free(&a);
+}
+
+static char got[8192];
+static pthread_mutex_t got_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void
+collect(void *ud, const char *json)
+{
+    (void)ud;
+    pthread_mutex_lock(&got_mu);
+    strncat(got, json, sizeof(got) - strlen(got) - 2);
+    strcat(got, "\n");
+    pthread_mutex_unlock(&got_mu);
+}
+
+static int
+got_completed(void *ud)
+{
+    int r;
+
+    (void)ud;
+    pthread_mutex_lock(&got_mu);
+    r = strstr(got, "\"type\":\"completed\"") != NULL &&
+        strstr(got, "\"kind\":\"flow.event\"") != NULL;
+    pthread_mutex_unlock(&got_mu);
+    return r;
+}
+
+static int
+quick(nv_ctx *c, const char *input, void *ud)
+{
+    (void)c;
+    (void)input;
+    (void)ud;
+    return NV_OK;
+}
+
+Test(multi, live_messages_of_one_instance_reach_another)
+{
+    tenv a, b;
+    nv_live *l = NULL;
+    char run[NV_ID_MAX], *base = nv_test_config_json();
+    nv_error err = { 0 };
+
+    if (strcmp(nv_test_backend(), "redis") != 0) {
+        free(base);
+        cr_skip_test("instances share data on redis only");
+    }
+    tenv_init_with(&a, base, NULL);
+    tenv_init_with(&b, base, NULL);
+    free(base);
+    tenv_fn(&a, "s", "{\"flow\":{\"name\":\"m\",\"role\":\"entry\"}}", quick,
+            NULL);
+    tenv_fn(&b, "s", "{\"flow\":{\"name\":\"m\",\"role\":\"entry\"}}", quick,
+            NULL);
+    tenv_start(&a);
+    cr_assert_eq(nv_engine_start(b.e, NV_START_NO_WORKERS, &err), NV_OK);
+    cr_assert_eq(nv_live_subscribe(b.e, collect, NULL, &l, &err), NV_OK);
+    tstart(&a, "m", NULL, run);
+    twait_run(&a, run, "completed");
+    cr_assert(twait(got_completed, NULL), "%s", got);
+    nv_live_unsubscribe(b.e, l);
+    tenv_free(&b);
+    tenv_free(&a);
+}
+
+Test(multi, runs_of_a_flow_no_longer_registered_stay_readable)
+{
+    tenv a, b;
+    char run[NV_ID_MAX], *base, *body = NULL;
+    nv_error err = { 0 };
+    json_t *j;
+
+    if (strcmp(nv_test_backend(), "memory") == 0)
+        cr_skip_test("memory keeps nothing after its engine");
+    base = nv_test_config_json();
+    tenv_init_with(&a, base, NULL);
+    tenv_fn(&a, "s", "{\"flow\":{\"name\":\"old\",\"role\":\"entry\"}}", quick,
+            NULL);
+    tenv_start(&a);
+    tstart(&a, "old", NULL, run);
+    twait_run(&a, run, "completed");
+    tenv_free(&a);
+    tenv_init_with(&b, base, NULL);
+    free(base);
+    tenv_fn(&b, "t", NULL, quick, NULL);
+    tenv_start(&b);
+    cr_assert_eq(nv_runs_list(b.e, "old", NULL, 0, 10, &body, &err), NV_OK,
+                 "%s", err.msg);
+    j = tparse(body);
+    cr_assert_eq(jint(j, "total"), 1);
+    json_decref(j);
+    cr_assert_eq(nv_run_get(b.e, "old", run, NULL, NULL, 100, &body, &err),
+                 NV_OK, "%s", err.msg);
+    j = tparse(body);
+    cr_assert_str_eq(jstr(j, "status"), "completed");
+    json_decref(j);
+    cr_assert_eq(nv_run_get(b.e, NULL, run, NULL, NULL, 100, &body, &err),
+                 NV_OK, "%s", err.msg);
+    nv_free(body);
+    cr_assert_eq(nv_flow_start(b.e, "old", NULL, NULL, run, NULL, &err),
+                 NV_EFLOW_NOT_FOUND, "cannot be started");
+    cr_assert_eq(nv_flow_clear_history(b.e, "old", &body, &err), NV_OK);
+    nv_free(body);
+    cr_assert_eq(nv_runs_list(b.e, "old", NULL, 0, 10, &body, &err),
+                 NV_EFLOW_NOT_FOUND, "unknown once its index is empty");
+    tenv_free(&b);
+}
