@@ -45,6 +45,9 @@ for (const c of ["1", "10", "100"]) {
   if (nv.engine_jobs)
     rows.push([`no-op jobs/s, concurrency ${c} (engine)`, f(nv.engine_jobs[c]), f(bm.jobs[c]), r(nv.engine_jobs[c], bm.jobs[c])]);
 }
+if (nv.instances)
+  for (const k of ["1", "2", "3"])
+    rows.push([`no-op jobs/s, ${k} instance(s) x 10 workers`, f(nv.instances[k]), "-", "-"]);
 rows.push(["enqueue jobs/s", f(nv.enqueue), f(bm.enqueue), r(nv.enqueue, bm.enqueue)]);
 rows.push(["3-step flows/s", f(nv.flows), f(bm.flows), r(nv.flows, bm.flows)]);
 rows.push(["enqueue->start p50 (us)", f(nv.p50_us), f(bm.p50_us), r(bm.p50_us, nv.p50_us)]);

@@ -206,12 +206,6 @@ notify(struct fq *fq, const char *queue)
     " lease_until, lease_token, rid"
 #define COL_RID 27
 
-static int
-oom(nv_error *err)
-{
-    return nv__error(err, NV_ENOMEM, "file queue: out of memory");
-}
-
 /* Fill 'j' from the current row; 'paused' turns waiting into paused. */
 static int
 job_from_row(sqlite3_stmt *st, int paused, nv_job *j, nv_error *err)
@@ -250,45 +244,19 @@ job_from_row(sqlite3_stmt *st, int paused, nv_job *j, nv_error *err)
     fdb_col_copy(st, 26, j->lease_token, sizeof(j->lease_token));
     if (bad) {
         nv_job_release(j);
-        return oom(err);
+        return fdb_oom("queue", err);
     }
     return NV_OK;
-}
-
-/* Step 'st' expecting an optional row: 1 row, 0 none, <0 error. */
-static int
-step_row(struct fdb_conn *c, sqlite3_stmt *st, nv_error *err)
-{
-    int rc = sqlite3_step(st);
-
-    if (rc == SQLITE_ROW)
-        return 1;
-    if (rc == SQLITE_DONE)
-        return 0;
-    return fdb_fail(c, rc, err);
-}
-
-#define STMT(c, var, sql)                                                   \
-    sqlite3_stmt *var = fdb_stmt((c), (sql));                               \
-    if (var == NULL)                                                        \
-        return fdb_fail((c), sqlite3_errcode(fdb_handle(c)), err)
-
-static int
-done(struct fdb_conn *c, sqlite3_stmt *st, nv_error *err)
-{
-    int rc = fdb_step_done(st);
-
-    return rc == SQLITE_OK ? NV_OK : fdb_fail(c, rc, err);
 }
 
 static int
 is_paused(struct fdb_conn *c, const char *queue, int *paused, nv_error *err)
 {
-    STMT(c, st, "SELECT paused FROM queues WHERE name = ?1");
+    FDB_STMT(c, st, "SELECT paused FROM queues WHERE name = ?1");
     int rc;
 
     fdb_bind_text(st, 1, queue);
-    rc = step_row(c, st, err);
+    rc = fdb_step_row(c, st, err);
     if (rc < 0)
         return rc;
     *paused = rc == 1 && sqlite3_column_int(st, 0) != 0;
@@ -317,14 +285,14 @@ static int
 load_job(struct fdb_conn *c, const char *queue, const char *id, nv_job *out,
          int64_t *rid, nv_error *err)
 {
-    STMT(c, st, "SELECT " JOB_COLS " FROM jobs WHERE queue = ?1 AND id = ?2");
+    FDB_STMT(c, st, "SELECT " JOB_COLS " FROM jobs WHERE queue = ?1 AND id = ?2");
     int rc, paused;
 
     if ((rc = is_paused(c, queue, &paused, err)) != NV_OK)
         return rc;
     fdb_bind_text(st, 1, queue);
     fdb_bind_text(st, 2, id);
-    rc = step_row(c, st, err);
+    rc = fdb_step_row(c, st, err);
     if (rc < 0)
         return rc;
     if (rc == 0)
@@ -353,7 +321,7 @@ count_of(struct fdb_conn *c, const char *queue, unsigned mask, nv_error *err,
     }
     fdb_bind_text(st, 1, queue);
     sqlite3_bind_int64(st, 2, mask);
-    *rc = step_row(c, st, err);
+    *rc = fdb_step_row(c, st, err);
     if (*rc == 1)
         n = sqlite3_column_int64(st, 0);
     *rc = *rc < 0 ? *rc : NV_OK;
@@ -369,11 +337,11 @@ counts_load(struct fdb_conn *c, struct qstate *qs, nv_error *err)
 
     if (qs->n_known)
         return NV_OK;
-    STMT(c, st, "SELECT state, count(*) FROM jobs WHERE queue = ?1"
+    FDB_STMT(c, st, "SELECT state, count(*) FROM jobs WHERE queue = ?1"
                 " GROUP BY state");
     memset(qs->n, 0, sizeof(qs->n));
     fdb_bind_text(st, 1, qs->name);
-    while ((rc = step_row(c, st, err)) == 1) {
+    while ((rc = fdb_step_row(c, st, err)) == 1) {
         int state = sqlite3_column_int(st, 0);
 
         if (state >= 0 && state < 5)
@@ -409,9 +377,9 @@ retain(struct fdb_conn *c, struct qstate *qs, int state, int64_t keep,
     if (keep < 0)
         return NV_OK;
     if (keep == 0) {
-        STMT(c, st, "DELETE FROM jobs WHERE rid = ?1");
+        FDB_STMT(c, st, "DELETE FROM jobs WHERE rid = ?1");
         sqlite3_bind_int64(st, 1, rid);
-        if ((rc = done(c, st, err)) == NV_OK)
+        if ((rc = fdb_run(c, st, err)) == NV_OK)
             count_move(qs, state, -1, 1);
         return rc;
     }
@@ -421,10 +389,10 @@ retain(struct fdb_conn *c, struct qstate *qs, int state, int64_t keep,
     if (n <= keep)
         return NV_OK;
     /* Usually one over: the oldest goes, without a temporary table. */
-    STMT(c, one, "DELETE FROM jobs WHERE rid = (SELECT rid FROM jobs"
+    FDB_STMT(c, one, "DELETE FROM jobs WHERE rid = (SELECT rid FROM jobs"
                  " WHERE queue = ?1 AND state = ?2 ORDER BY sk1, sk2"
                  " LIMIT 1)");
-    STMT(c, many, "DELETE FROM jobs WHERE rid IN (SELECT rid FROM jobs"
+    FDB_STMT(c, many, "DELETE FROM jobs WHERE rid IN (SELECT rid FROM jobs"
                   " WHERE queue = ?1 AND state = ?2 ORDER BY sk1, sk2"
                   " LIMIT ?3)");
     sqlite3_stmt *st = n - keep == 1 ? one : many;
@@ -432,7 +400,7 @@ retain(struct fdb_conn *c, struct qstate *qs, int state, int64_t keep,
     sqlite3_bind_int(st, 2, state);
     if (st == many)
         sqlite3_bind_int64(st, 3, n - keep);
-    if ((rc = done(c, st, err)) == NV_OK)
+    if ((rc = fdb_run(c, st, err)) == NV_OK)
         count_move(qs, state, -1, sqlite3_changes(fdb_handle(c)));
     return rc;
 }
@@ -465,7 +433,7 @@ enqueue_fn(struct fdb_conn *c, void *arg, nv_error *err)
     int64_t n;
 
     if (qs == NULL)
-        return oom(err);
+        return fdb_oom("queue", err);
     if (a->max_unfinished > 0) {
         /* Q-3 before Q-11: an existing job is returned, never refused. */
         rc = load_job(c, j->queue, j->id, &a->out, NULL, err);
@@ -485,14 +453,14 @@ enqueue_fn(struct fdb_conn *c, void *arg, nv_error *err)
     if ((rc = paused_cached(c, qs, &paused, err)) != NV_OK)
         return rc;
     if (nv_job_copy(&a->out, j) != NV_OK)
-        return oom(err);
+        return fdb_oom("queue", err);
     a->out.state = delayed ? NV_JOB_DELAYED : NV_JOB_WAITING;
     if (a->out.timestamp == 0)
         a->out.timestamp = a->now;
     if (a->out.data == NULL && (a->out.data = nv__strdup("{}")) == NULL)
-        return oom(err);
+        return fdb_oom("queue", err);
     a->fq->seq++;
-    STMT(c, st, "INSERT INTO jobs(queue, id, name, run_id, flow_name,"
+    FDB_STMT(c, st, "INSERT INTO jobs(queue, id, name, run_id, flow_name,"
                 " step_name, data, opts, state, priority, lifo,"
                 " remove_on_complete, remove_on_fail, attempts_made,"
                 " stalled_count, progress, progress_data, timestamp,"
@@ -530,7 +498,7 @@ enqueue_fn(struct fdb_conn *c, void *arg, nv_error *err)
     sqlite3_bind_int64(st, 26, delayed ? o->delay_until : o->priority);
     sqlite3_bind_int64(st, 27, delayed || !o->lifo ? a->fq->seq
                                                    : -a->fq->seq);
-    if ((rc = done(c, st, err)) != NV_OK)
+    if ((rc = fdb_run(c, st, err)) != NV_OK)
         return rc;
     if (sqlite3_changes(fdb_handle(c)) == 0) {
         /* the id exists; hand back the stored job. */
@@ -604,11 +572,11 @@ promote(struct fdb_conn *c, struct fq *fq, struct qstate *qs, int64_t now,
     if (qs->next_due != 0 && now < qs->next_due)
         return NV_OK;
     do {
-        STMT(c, st, "SELECT rid, lifo FROM jobs WHERE queue = ?1"
+        FDB_STMT(c, st, "SELECT rid, lifo FROM jobs WHERE queue = ?1"
                     " AND state = 1 AND sk1 <= ?2 ORDER BY sk1, sk2 LIMIT 64");
         fdb_bind_text(st, 1, qs->name);
         sqlite3_bind_int64(st, 2, now);
-        for (n = 0; (rc = step_row(c, st, err)) == 1; n++) {
+        for (n = 0; (rc = fdb_step_row(c, st, err)) == 1; n++) {
             rids[n] = sqlite3_column_int64(st, 0);
             lifo[n] = sqlite3_column_int(st, 1);
         }
@@ -616,18 +584,18 @@ promote(struct fdb_conn *c, struct fq *fq, struct qstate *qs, int64_t now,
         if (rc < 0)
             return rc;
         for (int i = 0; i < n; i++) {
-            STMT(c, up, "UPDATE jobs SET state = 0, sk1 = priority,"
+            FDB_STMT(c, up, "UPDATE jobs SET state = 0, sk1 = priority,"
                         " sk2 = ?2 WHERE rid = ?1");
             sqlite3_bind_int64(up, 1, rids[i]);
             sqlite3_bind_int64(up, 2, wait_seq(fq, lifo[i]));
-            if ((rc = done(c, up, err)) != NV_OK)
+            if ((rc = fdb_run(c, up, err)) != NV_OK)
                 return rc;
             count_move(qs, NV_JOB_DELAYED, NV_JOB_WAITING, 1);
         }
     } while (n == 64);
-    STMT(c, st, "SELECT min(sk1) FROM jobs WHERE queue = ?1 AND state = 1");
+    FDB_STMT(c, st, "SELECT min(sk1) FROM jobs WHERE queue = ?1 AND state = 1");
     fdb_bind_text(st, 1, qs->name);
-    if ((rc = step_row(c, st, err)) < 0)
+    if ((rc = fdb_step_row(c, st, err)) < 0)
         return rc;
     qs->next_due = rc == 1 && sqlite3_column_type(st, 0) != SQLITE_NULL
                    ? sqlite3_column_int64(st, 0) : INT64_MAX;
@@ -651,24 +619,24 @@ limited_pick(struct fdb_conn *c, const struct res_args *a, int64_t *rid,
 
     *rid = 0;
     *win_at = 0;
-    STMT(c, del, "DELETE FROM limits WHERE queue = ?1 AND ts <= ?2");
+    FDB_STMT(c, del, "DELETE FROM limits WHERE queue = ?1 AND ts <= ?2");
     fdb_bind_text(del, 1, a->queue);
     sqlite3_bind_int64(del, 2, since);
-    if ((rc = done(c, del, err)) != NV_OK)
+    if ((rc = fdb_run(c, del, err)) != NV_OK)
         return rc;
     /* Saturated groups (ungrouped: everything is group ''). */
-    STMT(c, st, "SELECT grp, min(ts) FROM limits WHERE queue = ?1"
+    FDB_STMT(c, st, "SELECT grp, min(ts) FROM limits WHERE queue = ?1"
                 " GROUP BY grp HAVING count(*) >= ?2");
     fdb_bind_text(st, 1, a->queue);
     sqlite3_bind_int64(st, 2, lim->max);
-    while ((rc = step_row(c, st, err)) == 1) {
+    while ((rc = fdb_step_row(c, st, err)) == 1) {
         int64_t at = sqlite3_column_int64(st, 1) + lim->duration_ms;
         char **v = nv__realloc(sat, (nsat + 1) * sizeof(*sat));
         int bad = 0;
 
         if (v == NULL || (v[nsat] = fdb_col_dup(st, 0, &bad)) == NULL) {
             sat = v ? v : sat;
-            rc = oom(err);
+            rc = fdb_oom("queue", err);
             break;
         }
         sat = v;
@@ -682,11 +650,11 @@ limited_pick(struct fdb_conn *c, const struct res_args *a, int64_t *rid,
     rc = NV_OK;
     if (nsat > 0 && !lim->grouped)
         goto out;       /* the one window is full */
-    STMT(c, w, "SELECT rid, CASE WHEN grp IS NULL THEN '' ELSE '=' || grp"
+    FDB_STMT(c, w, "SELECT rid, CASE WHEN grp IS NULL THEN '' ELSE '=' || grp"
                " END FROM jobs WHERE queue = ?1 AND state = 0"
                " ORDER BY sk1, sk2");
     fdb_bind_text(w, 1, a->queue);
-    while ((rc = step_row(c, w, err)) == 1) {
+    while ((rc = fdb_step_row(c, w, err)) == 1) {
         const char *g = (const char *)sqlite3_column_text(w, 1);
         size_t i;
 
@@ -723,7 +691,7 @@ reserve_fn(struct fdb_conn *c, void *arg, nv_error *err)
     a->next_at = 0;
     a->found = 0;
     if (qs == NULL)
-        return oom(err);
+        return fdb_oom("queue", err);
     if ((rc = promote(c, a->fq, qs, a->now, err)) != NV_OK ||
         (rc = paused_cached(c, qs, &paused, err)) != NV_OK)
         return rc;
@@ -735,13 +703,13 @@ reserve_fn(struct fdb_conn *c, void *arg, nv_error *err)
         /* The claim: read the first runnable job, then take it by rowid,
          * both inside this transaction (no other writer exists). Cheaper
          * in SQLite than one UPDATE ... RETURNING. */
-        STMT(c, sel, "SELECT " JOB_COLS " FROM jobs WHERE rid = CASE"
+        FDB_STMT(c, sel, "SELECT " JOB_COLS " FROM jobs WHERE rid = CASE"
                      " WHEN ?2 > 0 THEN ?2 ELSE (SELECT rid FROM jobs"
                      " WHERE queue = ?1 AND state = 0 ORDER BY sk1, sk2"
                      " LIMIT 1) END");
         fdb_bind_text(sel, 1, a->queue);
         sqlite3_bind_int64(sel, 2, rid);
-        rc = step_row(c, sel, err);
+        rc = fdb_step_row(c, sel, err);
         if (rc == 1) {
             rid = sqlite3_column_int64(sel, COL_RID);
             rc = job_from_row(sel, 0, &a->out, err);
@@ -751,7 +719,7 @@ reserve_fn(struct fdb_conn *c, void *arg, nv_error *err)
             return rc;
     }
     if (rc == NV_OK && rid != 0) {
-        STMT(c, st, "UPDATE jobs SET state = 2, processed_on = ?2,"
+        FDB_STMT(c, st, "UPDATE jobs SET state = 2, processed_on = ?2,"
                     " finished_on = 0, lease_until = ?3, lease_token = ?4,"
                     " sk1 = ?3, sk2 = 0 WHERE rid = ?1");
         nv__random(rnd, sizeof(rnd));
@@ -764,7 +732,7 @@ reserve_fn(struct fdb_conn *c, void *arg, nv_error *err)
         sqlite3_bind_int64(st, 2, a->now);
         sqlite3_bind_int64(st, 3, until);
         fdb_bind_text(st, 4, token);
-        if ((rc = done(c, st, err)) != NV_OK)
+        if ((rc = fdb_run(c, st, err)) != NV_OK)
             return rc;
         count_move(qs, NV_JOB_WAITING, NV_JOB_ACTIVE, 1);
         a->out.state = NV_JOB_ACTIVE;
@@ -774,18 +742,18 @@ reserve_fn(struct fdb_conn *c, void *arg, nv_error *err)
         memcpy(a->out.lease_token, token, sizeof(token));
         a->found = 1;
         if (limited) {
-            STMT(c, ins, "INSERT INTO limits VALUES (?1, ?2, ?3)");
+            FDB_STMT(c, ins, "INSERT INTO limits VALUES (?1, ?2, ?3)");
             char *gk = NULL;
 
             if (a->lim->grouped && a->out.group != NULL) {
                 gk = nv__asprintf("=%s", a->out.group);
                 if (gk == NULL)
-                    return oom(err);
+                    return fdb_oom("queue", err);
             }
             fdb_bind_text(ins, 1, a->queue);
             fdb_bind_text(ins, 2, gk ? gk : "");
             sqlite3_bind_int64(ins, 3, a->now);
-            rc = done(c, ins, err);
+            rc = fdb_run(c, ins, err);
             nv__free(gk);
         }
         return rc;
@@ -848,13 +816,13 @@ static int
 held(struct fdb_conn *c, const struct lease_args *a, int64_t *rid,
      int64_t *keep_c, int64_t *keep_f, int *lifo, nv_error *err)
 {
-    STMT(c, st, "SELECT rid, state, lease_token, remove_on_complete,"
+    FDB_STMT(c, st, "SELECT rid, state, lease_token, remove_on_complete,"
                 " remove_on_fail, lifo FROM jobs WHERE queue = ?1 AND id = ?2");
     int rc;
 
     fdb_bind_text(st, 1, a->queue);
     fdb_bind_text(st, 2, a->id);
-    rc = step_row(c, st, err);
+    rc = fdb_step_row(c, st, err);
     if (rc < 0)
         return rc;
     if (rc == 0 || sqlite3_column_int(st, 1) != NV_JOB_ACTIVE ||
@@ -884,10 +852,10 @@ extend_fn(struct fdb_conn *c, void *arg, nv_error *err)
 
     if (rc != NV_OK)
         return rc;
-    STMT(c, st, "UPDATE jobs SET lease_until = ?2, sk1 = ?2 WHERE rid = ?1");
+    FDB_STMT(c, st, "UPDATE jobs SET lease_until = ?2, sk1 = ?2 WHERE rid = ?1");
     sqlite3_bind_int64(st, 1, rid);
     sqlite3_bind_int64(st, 2, a->until);
-    return done(c, st, err);
+    return fdb_run(c, st, err);
 }
 
 static int
@@ -928,10 +896,10 @@ finish_fn(struct fdb_conn *c, void *arg, nv_error *err)
     }
     sk1 = state == NV_JOB_DELAYED ? f->retry_at : a->now;
     if (qs == NULL)
-        return oom(err);
+        return fdb_oom("queue", err);
     if ((rc = held(c, a, &rid, &keep_c, &keep_f, NULL, err)) != NV_OK)
         return rc;
-    STMT(c, st, "UPDATE jobs SET state = ?2,"
+    FDB_STMT(c, st, "UPDATE jobs SET state = ?2,"
                 " attempts_made = attempts_made + ?3,"
                 " finished_on = CASE WHEN ?2 IN (3, 4) THEN ?4"
                 "  ELSE finished_on END,"
@@ -953,7 +921,7 @@ finish_fn(struct fdb_conn *c, void *arg, nv_error *err)
     sqlite3_bind_int64(st, 7, f->retry_at);
     sqlite3_bind_int64(st, 8, sk1);
     sqlite3_bind_int64(st, 9, a->fq->seq);
-    if ((rc = done(c, st, err)) != NV_OK)
+    if ((rc = fdb_run(c, st, err)) != NV_OK)
         return rc;
     a->wake = state == NV_JOB_WAITING || state == NV_JOB_DELAYED;
     count_move(qs, NV_JOB_ACTIVE, state, 1);
@@ -994,12 +962,12 @@ progress_fn(struct fdb_conn *c, void *arg, nv_error *err)
 
     if (rc != NV_OK)
         return rc;
-    STMT(c, st, "UPDATE jobs SET progress = ?2, progress_data = ?3"
+    FDB_STMT(c, st, "UPDATE jobs SET progress = ?2, progress_data = ?3"
                 " WHERE rid = ?1");
     sqlite3_bind_int64(st, 1, rid);
     sqlite3_bind_double(st, 2, a->progress);
     fdb_bind_text(st, 3, a->data);
-    return done(c, st, err);
+    return fdb_run(c, st, err);
 }
 
 static int
@@ -1034,10 +1002,10 @@ log_fn(struct fdb_conn *c, void *arg, nv_error *err)
         json_decref(entry);
         return nv__error(err, NV_EINVAL, "log entry is not a JSON object");
     }
-    STMT(c, st, "SELECT rid, logs FROM jobs WHERE queue = ?1 AND id = ?2");
+    FDB_STMT(c, st, "SELECT rid, logs FROM jobs WHERE queue = ?1 AND id = ?2");
     fdb_bind_text(st, 1, a->queue);
     fdb_bind_text(st, 2, a->id);
-    rc = step_row(c, st, err);
+    rc = fdb_step_row(c, st, err);
     if (rc == 1) {
         const char *t = (const char *)sqlite3_column_text(st, 1);
 
@@ -1055,12 +1023,12 @@ log_fn(struct fdb_conn *c, void *arg, nv_error *err)
     sqlite3_reset(st);
     if (rc == NV_OK) {
         if (logs == NULL || json_array_append(logs, entry) != 0)
-            rc = oom(err);
+            rc = fdb_oom("queue", err);
         while (rc == NV_OK && a->keep >= 0 &&
                json_array_size(logs) > (size_t)a->keep)
             json_array_remove(logs, 0);
         if (rc == NV_OK && (text = json_dumps(logs, JSON_COMPACT)) == NULL)
-            rc = oom(err);
+            rc = fdb_oom("queue", err);
     }
     json_decref(entry);
     json_decref(logs);
@@ -1073,7 +1041,7 @@ log_fn(struct fdb_conn *c, void *arg, nv_error *err)
     }
     sqlite3_bind_int64(up, 1, rid);
     fdb_bind_text(up, 2, text);
-    rc = done(c, up, err);
+    rc = fdb_run(c, up, err);
     free(text);
     return rc;
 }
@@ -1144,25 +1112,21 @@ list_fn(struct fdb_conn *c, void *arg, nv_error *err)
     a->total = count_of(c, a->queue, stored, err, &rc);
     if (rc != NV_OK)
         return rc;
-    STMT(c, st, "SELECT " JOB_COLS " FROM jobs WHERE queue = ?1"
+    FDB_STMT(c, st, "SELECT " JOB_COLS " FROM jobs WHERE queue = ?1"
                 " AND (?2 >> state) & 1 ORDER BY timestamp DESC, id DESC"
                 " LIMIT ?3 OFFSET ?4");
     fdb_bind_text(st, 1, a->queue);
     sqlite3_bind_int64(st, 2, stored);
     sqlite3_bind_int64(st, 3, a->limit < 0 ? -1 : a->limit);
     sqlite3_bind_int64(st, 4, a->offset < 0 ? 0 : a->offset);
-    while ((rc = step_row(c, st, err)) == 1) {
-        if (a->n == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            nv_job *v = nv__realloc(a->out, ncap * sizeof(*v));
+    while ((rc = fdb_step_row(c, st, err)) == 1) {
+        nv_job *v = fdb_grow(a->out, &cap, a->n, sizeof(*v));
 
-            if (v == NULL) {
-                rc = oom(err);
-                break;
-            }
-            a->out = v;
-            cap = ncap;
+        if (v == NULL) {
+            rc = fdb_oom("queue", err);
+            break;
         }
+        a->out = v;
         if ((rc = job_from_row(st, paused, &a->out[a->n], err)) != NV_OK)
             break;
         a->n++;
@@ -1205,10 +1169,10 @@ counts_fn(struct fdb_conn *c, void *arg, nv_error *err)
 
     if ((rc = is_paused(c, a->queue, &paused, err)) != NV_OK)
         return rc;
-    STMT(c, st, "SELECT state, count(*) FROM jobs WHERE queue = ?1"
+    FDB_STMT(c, st, "SELECT state, count(*) FROM jobs WHERE queue = ?1"
                 " GROUP BY state");
     fdb_bind_text(st, 1, a->queue);
-    while ((rc = step_row(c, st, err)) == 1) {
+    while ((rc = fdb_step_row(c, st, err)) == 1) {
         int64_t n = sqlite3_column_int64(st, 1);
 
         switch (sqlite3_column_int(st, 0)) {
@@ -1253,14 +1217,14 @@ set_paused_fn(struct fdb_conn *c, void *arg, nv_error *err)
     struct qstate *qs = qstate_get(a->fq, a->queue);
 
     if (qs == NULL)
-        return oom(err);
+        return fdb_oom("queue", err);
     qs->paused = a->paused ? 1 : 0;
 
-    STMT(c, st, "INSERT INTO queues VALUES (?1, ?2) ON CONFLICT(name)"
+    FDB_STMT(c, st, "INSERT INTO queues VALUES (?1, ?2) ON CONFLICT(name)"
                 " DO UPDATE SET paused = excluded.paused");
     fdb_bind_text(st, 1, a->queue);
     sqlite3_bind_int(st, 2, a->paused ? 1 : 0);
-    return done(c, st, err);
+    return fdb_run(c, st, err);
 }
 
 static void
@@ -1317,15 +1281,15 @@ remove_fn(struct fdb_conn *c, void *arg, nv_error *err)
     int rc;
 
     if (qs == NULL)
-        return oom(err);
+        return fdb_oom("queue", err);
     if ((rc = load_job(c, a->queue, a->id, &a->out, &rid, err)) != NV_OK)
         return rc;
     if (a->out.state == NV_JOB_ACTIVE)
         return nv__error(err, NV_EJOB_ACTIVE, "job '%s' of queue '%s' is "
                          "active", a->id, a->queue);
-    STMT(c, st, "DELETE FROM jobs WHERE rid = ?1");
+    FDB_STMT(c, st, "DELETE FROM jobs WHERE rid = ?1");
     sqlite3_bind_int64(st, 1, rid);
-    if ((rc = done(c, st, err)) == NV_OK)
+    if ((rc = fdb_run(c, st, err)) == NV_OK)
         count_move(qs, a->out.state == NV_JOB_PAUSED ? NV_JOB_WAITING
                                                      : a->out.state, -1, 1);
     return rc;
@@ -1354,7 +1318,7 @@ retry_fn(struct fdb_conn *c, void *arg, nv_error *err)
     int rc, lifo;
 
     if (qs == NULL)
-        return oom(err);
+        return fdb_oom("queue", err);
     if ((rc = load_job(c, a->queue, a->id, &a->out, &rid, err)) != NV_OK)
         return rc;
     if (a->out.state != NV_JOB_FAILED)
@@ -1362,11 +1326,11 @@ retry_fn(struct fdb_conn *c, void *arg, nv_error *err)
                          "has not failed", a->id, a->queue);
     lifo = a->out.lifo;
     nv_job_release(&a->out);
-    STMT(c, st, "UPDATE jobs SET state = 0, sk1 = priority, sk2 = ?2"
+    FDB_STMT(c, st, "UPDATE jobs SET state = 0, sk1 = priority, sk2 = ?2"
                 " WHERE rid = ?1");
     sqlite3_bind_int64(st, 1, rid);
     sqlite3_bind_int64(st, 2, wait_seq(a->fq, lifo));
-    if ((rc = done(c, st, err)) != NV_OK)
+    if ((rc = fdb_run(c, st, err)) != NV_OK)
         return rc;
     count_move(qs, NV_JOB_FAILED, NV_JOB_WAITING, 1);
     return load_job(c, a->queue, a->id, &a->out, NULL, err);
@@ -1413,8 +1377,8 @@ reap_one(struct fdb_conn *c, struct reap_args *a, int64_t rid, nv_error *err)
     nv_reaped *r;
 
     if (qs == NULL)
-        return oom(err);
-    STMT(c, st, "UPDATE jobs SET stalled_count = stalled_count + 1,"
+        return fdb_oom("queue", err);
+    FDB_STMT(c, st, "UPDATE jobs SET stalled_count = stalled_count + 1,"
                 " state = CASE WHEN stalled_count + 1 > ?2 THEN 4 ELSE 0 END,"
                 " failed_reason = CASE WHEN stalled_count + 1 > ?2 THEN"
                 " 'job stalled more than allowable limit' ELSE failed_reason"
@@ -1427,7 +1391,7 @@ reap_one(struct fdb_conn *c, struct reap_args *a, int64_t rid, nv_error *err)
                 " WHERE rid = ?1 RETURNING " JOB_COLS);
     r = nv__realloc(a->out, (a->n + 1) * sizeof(*r));
     if (r == NULL)
-        return oom(err);
+        return fdb_oom("queue", err);
     a->out = r;
     r = &a->out[a->n];
     memset(r, 0, sizeof(*r));
@@ -1436,7 +1400,7 @@ reap_one(struct fdb_conn *c, struct reap_args *a, int64_t rid, nv_error *err)
     sqlite3_bind_int(st, 2, a->max_stalled);
     sqlite3_bind_int64(st, 3, a->now);
     sqlite3_bind_int64(st, 4, a->fq->seq);
-    rc = step_row(c, st, err);
+    rc = fdb_step_row(c, st, err);
     if (rc != 1)
         return rc < 0 ? rc : NV_OK;
     rc = job_from_row(st, 0, &r->job, err);
@@ -1467,11 +1431,11 @@ reap_fn(struct fdb_conn *c, void *arg, nv_error *err)
     int n, rc;
 
     do {
-        STMT(c, st, "SELECT rid FROM jobs WHERE queue = ?1 AND state = 2"
+        FDB_STMT(c, st, "SELECT rid FROM jobs WHERE queue = ?1 AND state = 2"
                     " AND sk1 < ?2 ORDER BY sk1 LIMIT 64");
         fdb_bind_text(st, 1, a->queue);
         sqlite3_bind_int64(st, 2, a->now);
-        for (n = 0; (rc = step_row(c, st, err)) == 1; n++)
+        for (n = 0; (rc = fdb_step_row(c, st, err)) == 1; n++)
             rids[n] = sqlite3_column_int64(st, 0);
         sqlite3_reset(st);
         if (rc < 0)
@@ -1555,21 +1519,11 @@ fq_wake(void *self)
 }
 
 static int
-ping_fn(struct fdb_conn *c, void *arg, nv_error *err)
-{
-    STMT(c, st, "SELECT 1");
-    int rc = step_row(c, st, err);
-
-    (void)arg;
-    return rc < 0 ? rc : NV_OK;
-}
-
-static int
 fq_ping(void *self, nv_error *err)
 {
     struct fq *fq = self;
 
-    return fdb_read(fq->db, ping_fn, NULL, err);
+    return fdb_ping(fq->db, err);
 }
 
 static void
@@ -1623,9 +1577,9 @@ static int
 load_seq(struct fdb_conn *c, void *arg, nv_error *err)
 {
     struct fq *fq = arg;
-    STMT(c, st, "SELECT max(coalesce(max(sk2), 0), -coalesce(min(sk2), 0))"
+    FDB_STMT(c, st, "SELECT max(coalesce(max(sk2), 0), -coalesce(min(sk2), 0))"
                 " FROM jobs");
-    int rc = step_row(c, st, err);
+    int rc = fdb_step_row(c, st, err);
 
     if (rc == 1)
         fq->seq = sqlite3_column_int64(st, 0);
@@ -1640,7 +1594,7 @@ nv_file_queue_open(const char *settings_json, nv_queue *out, nv_error *err)
     int rc;
 
     if (fq == NULL)
-        return oom(err);
+        return fdb_oom("queue", err);
     pthread_mutex_init(&fq->wmu, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
