@@ -214,6 +214,7 @@ engine_destroy(nv_engine *e)
     nv__free(e->live_channel);
     nv__free(e->report);
     json_decref(e->dirty);
+    nv__rcache_free(e->rcache);
     json_decref(e->runs_cache);
     nv__registry_free(e->reg);
     nv_config_free(e->cfg);
@@ -257,7 +258,7 @@ nv_engine_new(const nv_config *cfg, nv_engine **out, nv_error *err)
     if (rc != NV_OK)
         goto fail;
     e->dirty = json_object();
-    if (e->dirty == NULL) {
+    if (e->dirty == NULL || nv__rcache_new(&e->rcache) != NV_OK) {
         rc = nv__error(err, NV_ENOMEM, "engine: out of memory");
         goto fail;
     }

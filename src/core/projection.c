@@ -412,13 +412,15 @@ find_first_failure(struct pass *ps, const nv_event *ev, size_t n)
 }
 
 static int
-parse_all(nv__run_proj *p, const nv_event *ev, size_t n, nv_error *err)
+parse_all(nv__run_proj *p, const nv_event *ev, json_t *const *pre, size_t n,
+          nv_error *err)
 {
     p->parsed = json_array();
     if (p->parsed == NULL)
         return nv__error(err, NV_ENOMEM, "projection: out of memory");
     for (size_t i = 0; i < n; i++) {
-        json_t *d = ev[i].data != NULL
+        json_t *d = pre != NULL ? json_incref(pre[i])
+                    : ev[i].data != NULL
                         ? json_loads(ev[i].data, JSON_DECODE_ANY, NULL)
                         : json_object();
 
@@ -436,6 +438,14 @@ int
 nv__project(const nv__flowdef *def, const nv_event *ev, size_t n,
             int64_t now, nv__run_proj *out, nv_error *err)
 {
+    return nv__project_parsed(def, ev, NULL, n, now, out, err);
+}
+
+int
+nv__project_parsed(const nv__flowdef *def, const nv_event *ev,
+                   json_t *const *data, size_t n, int64_t now,
+                   nv__run_proj *out, nv_error *err)
+{
     nv__run_proj p = { 0 };
     struct pass ps = { .p = &p };
     int rc;
@@ -450,7 +460,7 @@ nv__project(const nv__flowdef *def, const nv_event *ev, size_t n,
     }
     for (size_t i = 0; i < def->nsteps; i++)
         p.steps[i].name = def->steps[i].name;
-    rc = parse_all(&p, ev, n, err);
+    rc = parse_all(&p, ev, data, n, err);
     if (rc != NV_OK)
         goto fail;
     for (size_t i = 0; i < n; i++) {

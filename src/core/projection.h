@@ -97,6 +97,11 @@ typedef struct nv__run_proj {
  */
 int  nv__project(const nv__flowdef *def, const nv_event *ev, size_t n,
                  int64_t now, nv__run_proj *out, nv_error *err);
+/* The same with each event's data already parsed ('data[i]' for 'ev[i]',
+ * shared read-only: the projection takes its own references). */
+int  nv__project_parsed(const nv__flowdef *def, const nv_event *ev,
+                        json_t *const *data, size_t n, int64_t now,
+                        nv__run_proj *out, nv_error *err);
 void nv__run_proj_release(nv__run_proj *p);
 
 /* The step projection by name, or NULL. */

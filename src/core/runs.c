@@ -69,7 +69,7 @@ nv__index_flush(nv_engine *e)
         size_t n = 0;
         nv__run_proj p;
 
-        if (f == NULL || nv__run_load(e, f, run, &evs, &n, &p, NULL) != NV_OK)
+        if (f == NULL || nv__run_load(e, f, run, NULL, &n, &p, NULL) != NV_OK)
             continue;
         nv__index_update(e, f, run, &p);
         nv__run_proj_release(&p);
@@ -449,6 +449,7 @@ nv__run_remove(nv_engine *e, const char *flow, const char *run_id)
 
     if (skey != NULL && ikey != NULL && lkey != NULL) {
         rc = e->stream.ops->del(e->stream.self, skey, NULL);
+        nv__rcache_evict(e, run_id);
         if (rc == NV_OK)
             rc = e->store.ops->idx_del(e->store.self, ikey, run_id, NULL);
         e->store.ops->kv_del(e->store.self, lkey, NULL);
