@@ -15,21 +15,13 @@
 char *
 nv__stream_key(nv_engine *e, const char *run_id)
 {
-    char *rest = nv__asprintf("flow:%s", run_id);
-    char *k = rest != NULL ? nv__engine_key(e, "stream", rest) : NULL;
-
-    nv__free(rest);
-    return k;
+    return nv__key_join(e->prefix[2], "flow:", run_id);
 }
 
 char *
 nv__index_key(nv_engine *e, const char *flow)
 {
-    char *rest = nv__asprintf("flows:%s", flow);
-    char *k = rest != NULL ? nv__engine_key(e, "store", rest) : NULL;
-
-    nv__free(rest);
-    return k;
+    return nv__key_join(e->prefix[1], "flows:", flow);
 }
 
 int
