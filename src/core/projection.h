@@ -85,7 +85,8 @@ typedef struct nv__run_proj {
     const char    *terminal_type;
     json_t        *terminal_data;
 
-    json_t        *parsed;          /* internal: parsed event data (owned) */
+    json_t       **parsed;          /* internal: parsed event data (owned) */
+    size_t         nparsed;
 } nv__run_proj;
 
 /*

@@ -1,10 +1,11 @@
 /*
  * Cache of recently active runs: per run, the events read so far and their
  * parsed data. Streams are append-only, so a cached prefix stays valid; a
- * lookup reads only what was appended since (by this or another instance)
- * with read(after = the id before the last cached one) and checks that the
- * last cached event comes back first, so a deleted or recreated stream is
- * noticed and read afresh. Entries go when their run ends or is removed,
+ * lookup asks the stream's length, and when it grew reads only what was
+ * appended since (by this or another instance) with read(after = the id
+ * before the last cached one), checking that the last cached event comes
+ * back first, so a deleted (or shortened) stream is noticed and read
+ * afresh. Entries go when their run ends or is removed,
  * and the oldest go when the cache is full. The stream stays the only
  * truth: the cache only saves reading and parsing it again.
  *
@@ -222,6 +223,17 @@ refresh(nv_engine *e, struct rc_entry *x, nv_error *err)
 
     if (key == NULL)
         return nv__error(err, NV_ENOMEM, "out of memory");
+    if (x->n > 0) {
+        int64_t len = -1;
+
+        /* usually nothing new (this engine's own appends are put in
+         * directly): the length says so without copying any event */
+        if (e->stream.ops->length(e->stream.self, key, &len, NULL) == NV_OK &&
+            len == (int64_t)x->n) {
+            nv__free(key);
+            return NV_OK;
+        }
+    }
     for (int pass = 0; pass < 2; pass++) {
         const char *after = x->n >= 2 ? x->ev[x->n - 2].id : NULL;
 

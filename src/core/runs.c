@@ -462,6 +462,42 @@ nv__run_remove(nv_engine *e, const char *flow, const char *run_id)
     return rc;
 }
 
+/*
+ * Status and completion time from the engine's own compact metadata
+ * ({"status":"...", ... "completedAt":"...", ...}: names and times hold no
+ * quotes) without parsing it; 0 when it does not look like that.
+ */
+static int
+meta_fast(const char *meta, int *running, int64_t *done)
+{
+    static const char lead[] = "{\"status\":\"", at[] = ",\"completedAt\":\"";
+    const char *v, *c;
+    size_t k;
+
+    if (meta == NULL || strncmp(meta, lead, sizeof(lead) - 1) != 0 ||
+        strchr(meta, '\\') != NULL)
+        return 0;
+    v = meta + sizeof(lead) - 1;
+    k = strcspn(v, "\"");
+    if (v[k] != '"')
+        return 0;
+    *running = k == 7 && strncmp(v, "running", 7) == 0;
+    *done = 0;
+    c = strstr(v, at);
+    if (c != NULL) {
+        char iso[40];
+
+        c += sizeof(at) - 1;
+        k = strcspn(c, "\"");
+        if (c[k] != '"' || k >= sizeof(iso))
+            return 0;
+        memcpy(iso, c, k);
+        iso[k] = '\0';
+        *done = iso_ms(iso);
+    }
+    return 1;
+}
+
 int
 nv__retention(nv_engine *e, const char *flow, int mode, int64_t *removed,
               int64_t *kept_running, nv_error *err)
@@ -504,10 +540,13 @@ nv__retention(nv_engine *e, const char *flow, int mode, int64_t *removed,
             kept++;
             continue;
         }
-        m = v[i].meta ? json_loads(v[i].meta, 0, NULL) : NULL;
-        running = strcmp(meta_status(m), "running") == 0;
-        done = iso_ms(json_string_value(json_object_get(m, "completedAt")));
-        json_decref(m);
+        if (!meta_fast(v[i].meta, &running, &done)) {
+            m = v[i].meta ? json_loads(v[i].meta, 0, NULL) : NULL;
+            running = strcmp(meta_status(m), "running") == 0;
+            done = iso_ms(json_string_value(json_object_get(m,
+                                                            "completedAt")));
+            json_decref(m);
+        }
         if (running) {
             kept++;
             continue;
