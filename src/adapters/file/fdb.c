@@ -2,10 +2,11 @@
  * SQLite layer of the file adapters: one database per adapter in its data
  * directory, guarded by a lock file, in WAL mode. Writes are grouped: the
  * first caller to find no commit in progress becomes the leader, runs every
- * queued write in one transaction (each in its own savepoint), commits once
- * and wakes the others, so N concurrent callers pay one commit (and, with
- * synchronous FULL, one fsync). Reads use a pool of separate connections;
- * WAL lets them run beside the writer. See fdb.h.
+ * queued write in one transaction, commits once and wakes the others, so N
+ * concurrent callers pay one commit (and, with synchronous FULL, one
+ * fsync); each caller returns only after the commit of its write. Reads use
+ * a pool of separate connections; WAL lets them run beside the writer.
+ * See fdb.h.
  */
 #include "adapters/file/fdb.h"
 
