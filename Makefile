@@ -33,7 +33,7 @@ obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 LIB_OBJ  := $(call obj,$(LIB_SRC))
 APPL_OBJ := $(call obj,$(APP_LIB))
 
-.PHONY: all test asan check run bench clean unit backend e2e
+.PHONY: all test asan check run bench clean unit backend e2e test-bins
 NVENT_BIN := $(if $(wildcard $(APP_MAIN)),$(B)/nvent)
 all: $(B)/libnvent.a $(NVENT_BIN) $(patsubst examples/%.c,$(B)/examples/%,$(EX_SRC))
 
@@ -79,15 +79,25 @@ bench: $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 test: all $(B)/test-unit $(B)/test-backend $(B)/cron-dump
 	B=$(B) scripts/test.sh
 
+ASAN_OPT := -O1 -g -fno-omit-frame-pointer
+ASAN_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+
+test-bins: $(B)/test-unit $(B)/test-backend $(B)/cron-dump
+
 asan:
 	LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp:print_suppressions=0 \
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
-	$(MAKE) B=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
-	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" test
+	$(MAKE) B=build-asan OPT="$(ASAN_OPT)" SAN="$(ASAN_SAN)" test
+
+# Builds in parallel on every core; the tests themselves set their own
+# parallelism (scripts/test.sh).
+NPROC := $(shell nproc 2>/dev/null || echo 2)
 
 check:
 	scripts/deps.sh
+	$(MAKE) -j$(NPROC) all test-bins
 	$(MAKE) test
+	$(MAKE) -j$(NPROC) B=build-asan OPT="$(ASAN_OPT)" SAN="$(ASAN_SAN)" all test-bins
 	$(MAKE) asan
 
 run:

@@ -7,6 +7,8 @@
  *     the workers' start to the last job. With NV_BENCH_ENGINE (the engine
  *     is in libnvent) also through the engine (registered C handler);
  *   - 3-step flows per second through the engine (NV_BENCH_ENGINE);
+ *   - no-op jobs per second with 1, 2 and 3 instances (engines with their
+ *     own connections, 10 workers each) sharing one queue (NV_BENCH_ENGINE);
  *   - enqueue->start latency p50/p99: one job at a time, a worker blocked
  *     in the adapter's wait();
  *   - the process' peak RSS.
@@ -316,6 +318,49 @@ engine_jobs(int concurrency, long n)
     return (double)n / ((double)t0 / 1e9);
 }
 
+/* k instances (engines with their own adapters and connections) sharing
+ * one pre-filled queue, 10 workers each. */
+static double
+engine_instances(int k, long n)
+{
+    const char *cfg = "{\"worker\":{\"concurrency\":10},\"queue\":"
+                      "{\"defaultJobOptions\":{\"removeOnComplete\":true}}}";
+    char prefix[64];
+    nv_engine *e[3];
+    nv_error err = { 0 };
+    int64_t t0;
+
+    snprintf(prefix, sizeof(prefix), "nvi%d-%d", (int)getpid(), k);
+    e[0] = engine(prefix);
+    atomic_store(&engine_done, 0);
+    if (nv_function_register_json(e[0], "noop", NULL, NV_RUNTIME_C, cfg, noop,
+                                  NULL, &err) != NV_OK ||
+        nv_engine_start(e[0], NV_START_NO_WORKERS, &err) != NV_OK)
+        die("instances", &err);
+    for (long i = 0; i < n; i++) {
+        if (nv_queue_enqueue(e[0], "noop", NULL, "{}", NULL, NULL, &err))
+            die("enqueue", &err);
+    }
+    nv_engine_free(e[0]);
+    for (int i = 0; i < k; i++) {
+        e[i] = engine(prefix);
+        if (nv_function_register_json(e[i], "noop", NULL, NV_RUNTIME_C, cfg,
+                                      noop, NULL, &err) != NV_OK)
+            die("register", &err);
+    }
+    t0 = now_ns();
+    for (int i = 0; i < k; i++) {
+        if (nv_engine_start(e[i], 0, &err) != NV_OK)
+            die("start", &err);
+    }
+    while (atomic_load(&engine_done) < n)
+        usleep(1000);
+    t0 = now_ns() - t0;
+    for (int i = 0; i < k; i++)
+        nv_engine_free(e[i]);
+    return (double)n / ((double)t0 / 1e9);
+}
+
 static double
 engine_flows(long runs)
 {
@@ -392,6 +437,11 @@ main(int argc, char **argv)
         printf("%s\"%d\":%.0f", i ? "," : "", conc[i],
                engine_jobs(conc[i], conc[i] == 1 && jobs > 20000 ? 20000 : jobs));
     printf("},\"flows\":%.0f", engine_flows(flows));
+    printf(",\"instances\":{");
+    for (int k = 1; k <= 3; k++)
+        printf("%s\"%d\":%.0f", k > 1 ? "," : "", k,
+               engine_instances(k, jobs));
+    printf("}");
 #else
     (void)flows;
 #endif

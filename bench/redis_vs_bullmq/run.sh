@@ -29,7 +29,13 @@ cc -std=c11 -D_GNU_SOURCE -O2 $DEFS -Iinclude -o "$B/bench/nvent_redis_bench" \
 
 TMP=$(mktemp -d /tmp/nvent-bench.XXXXXX)
 . "$ROOT/scripts/redis-test-server.sh"
-trap 'kill "$NV_REDIS_PID" 2>/dev/null || true; rm -rf "$TMP"' EXIT INT TERM
+stop_redis() {
+    if [ -n "${NV_REDIS_PID:-}" ] && kill "$NV_REDIS_PID" 2>/dev/null; then
+        while kill -0 "$NV_REDIS_PID" 2>/dev/null; do sleep 0.1; done
+    fi
+    rm -rf "$TMP"
+}
+trap stop_redis EXIT INT TERM
 redis_start "$TMP/redis"
 echo "redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/') on port $NV_REDIS_PORT (appendonly everysec); jobs=$JOBS flows=$FLOWS samples=$SAMPLES"
 NV=$("$B/bench/nvent_redis_bench" "$NV_REDIS_PORT" "$JOBS" "$FLOWS" "$SAMPLES")
@@ -45,6 +51,9 @@ for (const c of ["1", "10", "100"]) {
   if (nv.engine_jobs)
     rows.push([`no-op jobs/s, concurrency ${c} (engine)`, f(nv.engine_jobs[c]), f(bm.jobs[c]), r(nv.engine_jobs[c], bm.jobs[c])]);
 }
+if (nv.instances)
+  for (const k of ["1", "2", "3"])
+    rows.push([`no-op jobs/s, ${k} instance(s) x 10 workers`, f(nv.instances[k]), "-", "-"]);
 rows.push(["enqueue jobs/s", f(nv.enqueue), f(bm.enqueue), r(nv.enqueue, bm.enqueue)]);
 rows.push(["3-step flows/s", f(nv.flows), f(bm.flows), r(nv.flows, bm.flows)]);
 rows.push(["enqueue->start p50 (us)", f(nv.p50_us), f(bm.p50_us), r(bm.p50_us, nv.p50_us)]);

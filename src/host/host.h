@@ -86,11 +86,11 @@ enum nv_host_discover_flags {
 /*
  * Discover the functions folder and register every function found with
  * engine 'e' (not started yet): scan (FN-1..FN-3), build stale C files and
- * dlopen them (C-1..C-3), describe executables (P-3; only those changed
- * since this host last described them), then nv_function_register_json for
- * each; the host thread then starts worker.concurrency children of each
- * process function (P-4). 'flags': nv_host_discover_flags. '*report'
- * (always set on return, "" when none,
+ * dlopen them (C-1..C-3), describe executables (P-3: all at once, and only
+ * those changed since this host last described them), then
+ * nv_function_register_json for each; the host thread then starts
+ * worker.concurrency children of each process function (P-4). 'flags':
+ * nv_host_discover_flags. '*report' (always set on return, "" when none,
  * free with free()) gets one line per problem,
  * "<file relative to the project dir>: <key path or ->: <reason>" (FN-6);
  * a compiler failure is followed by the compiler's diagnostics (C-4).

@@ -259,7 +259,10 @@ on_live(void *ud, const char *json)
         m.kind = str_eq(kind, "job") ? 'j' : 'q';
         m.queue = dup_str(json_object_get(doc, "queue"));
     }
-    m.text = json_dumps(doc, JSON_COMPACT);   /* guaranteed on one line */
+    /* The message must be one line: the library's compact text usually
+     * is; anything else is written again. */
+    m.text = strchr(json, '\n') == NULL && strchr(json, '\r') == NULL
+                 ? strdup(json) : json_dumps(doc, JSON_COMPACT);
     if (m.text == NULL) {
         ring_clear(&m);
         json_decref(doc);

@@ -372,6 +372,24 @@ describe('errors (API-2, API-3)', () => {
     assert.match(answer, /"error":"payload_too_large"/);
   });
 
+  test('a chunked body within the limit is accepted', async () => {
+    const answer = await new Promise((resolve, reject) => {
+      const s = net.connect(srv.port, '127.0.0.1', () => {
+        const body = '{"data":{"chunked":true},"opts":{"jobId":"chunked-1"}}';
+        s.write('POST /api/_queues/hello/enqueue HTTP/1.1\r\nHost: x\r\nConnection: close\r\n' +
+                'Transfer-Encoding: chunked\r\n\r\n');
+        s.write(`${(10).toString(16)}\r\n${body.slice(0, 10)}\r\n`);
+        s.write(`${(body.length - 10).toString(16)}\r\n${body.slice(10)}\r\n0\r\n\r\n`);
+      });
+      let data = '';
+      s.on('data', (d) => { data += d; });
+      s.on('close', () => resolve(data));
+      s.on('error', reject);
+    });
+    assert.match(answer, /^HTTP\/1\.1 201 /);
+    assert.match(answer, /"id":"chunked-1"/);
+  });
+
   test('keep-alive: error and success answers do not close the connection', async () => {
     const answers = await new Promise((resolve, reject) => {
       const s = net.connect(srv.port, '127.0.0.1', () => {

@@ -165,6 +165,27 @@ describe('client commands', () => {
     assert.match(again.stderr, /\[run_not_running\]/);
   });
 
+  test('schedule add, list and rm', async () => {
+    const add = await run(['schedule', 'add', 'demo', '--cron', '0 3 * * *', '--tz', 'Europe/Paris',
+      '--input', '{"nightly":true}', '--misfire', 'skip']);
+    assert.equal(add.code, 0, add.stderr);
+    const id = add.stdout.trim();
+    const list = await run(['schedule', 'list', 'demo', '--json']);
+    const mine = JSON.parse(list.stdout).find((x) => x.id === id);
+    assert.equal(mine.misfire, 'skip');
+    assert.deepEqual(mine.schedule, { cron: '0 3 * * *', tz: 'Europe/Paris' });
+    const human = await run(['schedule', 'list']);
+    assert.match(human.stdout, new RegExp(`${id}\\s+demo\\s+0 3 \\* \\* \\* \\(Europe/Paris\\)`));
+    const bad = await run(['schedule', 'add', 'demo', '--cron', 'nope']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /\[invalid_cron\]/);
+    const rm = await run(['schedule', 'rm', 'demo', id]);
+    assert.equal(rm.code, 0, rm.stderr);
+    const again = await run(['schedule', 'rm', 'demo', id]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /\[schedule_not_found\]/);
+  });
+
   test('rebuild-index answers the API body', async () => {
     const r = await run(['rebuild-index', '--flow', 'demo', '--json']);
     assert.equal(r.code, 0, r.stderr);

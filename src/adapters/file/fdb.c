@@ -2,10 +2,11 @@
  * SQLite layer of the file adapters: one database per adapter in its data
  * directory, guarded by a lock file, in WAL mode. Writes are grouped: the
  * first caller to find no commit in progress becomes the leader, runs every
- * queued write in one transaction (each in its own savepoint), commits once
- * and wakes the others, so N concurrent callers pay one commit (and, with
- * synchronous FULL, one fsync). Reads use a pool of separate connections;
- * WAL lets them run beside the writer. See fdb.h.
+ * queued write in one transaction, commits once and wakes the others, so N
+ * concurrent callers pay one commit (and, with synchronous FULL, one
+ * fsync); each caller returns only after the commit of its write. Reads use
+ * a pool of separate connections; WAL lets them run beside the writer.
+ * See fdb.h.
  */
 #include "adapters/file/fdb.h"
 
@@ -216,6 +217,46 @@ fdb_col_copy(sqlite3_stmt *st, int i, char *dst, size_t size)
     const unsigned char *t = sqlite3_column_text(st, i);
 
     nv__strlcpy(dst, t ? (const char *)t : "", size);
+}
+
+int
+fdb_step_row(struct fdb_conn *c, sqlite3_stmt *st, nv_error *err)
+{
+    int rc = sqlite3_step(st);
+
+    if (rc == SQLITE_ROW)
+        return 1;
+    if (rc == SQLITE_DONE)
+        return 0;
+    return fdb_fail(c, rc, err);
+}
+
+int
+fdb_run(struct fdb_conn *c, sqlite3_stmt *st, nv_error *err)
+{
+    int rc = fdb_step_done(st);
+
+    return rc == SQLITE_OK ? NV_OK : fdb_fail(c, rc, err);
+}
+
+int
+fdb_oom(const char *kind, nv_error *err)
+{
+    return nv__error(err, NV_ENOMEM, "file %s: out of memory", kind);
+}
+
+void *
+fdb_grow(void *v, size_t *cap, size_t n, size_t size)
+{
+    size_t ncap;
+
+    if (n < *cap)
+        return v;
+    ncap = *cap ? *cap * 2 : 16;
+    v = nv__realloc(v, ncap * size);
+    if (v != NULL)
+        *cap = ncap;
+    return v;
 }
 
 static int
@@ -515,6 +556,22 @@ fdb_read(struct fdb *db, fdb_fn fn, void *arg, nv_error *err)
     db->pool = c;
     pthread_mutex_unlock(&db->pool_mu);
     return rc;
+}
+
+static int
+ping_fn(struct fdb_conn *c, void *arg, nv_error *err)
+{
+    FDB_STMT(c, st, "SELECT 1");
+    int rc = fdb_step_row(c, st, err);
+
+    (void)arg;
+    return rc < 0 ? rc : NV_OK;
+}
+
+int
+fdb_ping(struct fdb *db, nv_error *err)
+{
+    return fdb_read(db, ping_fn, NULL, err);
 }
 
 /* ---- Opening ---- */

@@ -100,4 +100,35 @@ void  fdb_col_copy(sqlite3_stmt *st, int i, char *dst, size_t size);
  * returns the SQLite code. */
 int fdb_step_done(sqlite3_stmt *st);
 
+/* ---- Helpers shared by the adapters' ops ---- */
+
+/*
+ * Declare 'var' as the cached statement for 'sql' on 'c', or return from
+ * the enclosing op with fdb_fail's error (needs 'nv_error *err' in
+ * scope). A macro because it returns from its caller.
+ */
+#define FDB_STMT(c, var, sql)                                               \
+    sqlite3_stmt *var = fdb_stmt((c), (sql));                               \
+    if (var == NULL)                                                        \
+        return fdb_fail((c), sqlite3_errcode(fdb_handle(c)), err)
+
+/* Step 'st' expecting an optional row: 1 row, 0 none, <0 error (filled
+ * in by fdb_fail). */
+int fdb_step_row(struct fdb_conn *c, sqlite3_stmt *st, nv_error *err);
+/* fdb_step_done translated: NV_OK, or NV_EBACKEND by fdb_fail. */
+int fdb_run(struct fdb_conn *c, sqlite3_stmt *st, nv_error *err);
+/* NV_ENOMEM with "file <kind>: out of memory"; returns NV_ENOMEM. */
+int fdb_oom(const char *kind, nv_error *err);
+
+/*
+ * Room for element 'n' of the array 'v' of '*cap' elements of 'size'
+ * bytes, doubling the capacity (from 16) when it is full. Returns the
+ * array (perhaps moved; *cap updated), or NULL when out of memory, and
+ * then 'v' is unchanged and still the caller's.
+ */
+void *fdb_grow(void *v, size_t *cap, size_t n, size_t size);
+
+/* The ping op of every file adapter: a trivial read ("SELECT 1"). */
+int fdb_ping(struct fdb *db, nv_error *err);
+
 #endif

@@ -55,37 +55,6 @@ struct fs {
     struct fdb *db;
 };
 
-#define STMT(c, var, sql)                                                   \
-    sqlite3_stmt *var = fdb_stmt((c), (sql));                               \
-    if (var == NULL)                                                        \
-        return fdb_fail((c), sqlite3_errcode(fdb_handle(c)), err)
-
-static int
-oom(nv_error *err)
-{
-    return nv__error(err, NV_ENOMEM, "file store: out of memory");
-}
-
-static int
-step_row(struct fdb_conn *c, sqlite3_stmt *st, nv_error *err)
-{
-    int rc = sqlite3_step(st);
-
-    if (rc == SQLITE_ROW)
-        return 1;
-    if (rc == SQLITE_DONE)
-        return 0;
-    return fdb_fail(c, rc, err);
-}
-
-static int
-done(struct fdb_conn *c, sqlite3_stmt *st, nv_error *err)
-{
-    int rc = fdb_step_done(st);
-
-    return rc == SQLITE_OK ? NV_OK : fdb_fail(c, rc, err);
-}
-
 /*
  * The first string greater than every string starting with 'prefix'
  * (bytewise), for range scans; NULL when there is none (all 0xff) or out
@@ -125,14 +94,14 @@ kv_get_fn(struct fdb_conn *c, void *arg, nv_error *err)
     struct kv_args *a = arg;
     int rc, bad = 0;
 
-    STMT(c, st, "SELECT value FROM kv WHERE key = ?1"
-                " AND (expire_at = 0 OR expire_at > ?2)");
+    FDB_STMT(c, st, "SELECT value FROM kv WHERE key = ?1"
+                    " AND (expire_at = 0 OR expire_at > ?2)");
     fdb_bind_text(st, 1, a->key);
     sqlite3_bind_int64(st, 2, a->now);
-    rc = step_row(c, st, err);
+    rc = fdb_step_row(c, st, err);
     if (rc == 1) {
         a->out = fdb_col_dup(st, 0, &bad);
-        rc = bad ? oom(err) : NV_OK;
+        rc = bad ? fdb_oom("store", err) : NV_OK;
     } else if (rc == 0) {
         rc = nv__error(err, NV_ENOTFOUND, "key '%s' not found", a->key);
     }
@@ -160,13 +129,13 @@ kv_set_fn(struct fdb_conn *c, void *arg, nv_error *err)
 {
     struct kv_args *a = arg;
 
-    STMT(c, st, "INSERT INTO kv VALUES (?1, ?2, ?3) ON CONFLICT(key)"
-                " DO UPDATE SET value = excluded.value,"
-                " expire_at = excluded.expire_at");
+    FDB_STMT(c, st, "INSERT INTO kv VALUES (?1, ?2, ?3) ON CONFLICT(key)"
+                    " DO UPDATE SET value = excluded.value,"
+                    " expire_at = excluded.expire_at");
     fdb_bind_text(st, 1, a->key);
     fdb_bind_text(st, 2, a->value);
     sqlite3_bind_int64(st, 3, a->expire_at > 0 ? a->expire_at : 0);
-    return done(c, st, err);
+    return fdb_run(c, st, err);
 }
 
 static int
@@ -186,9 +155,9 @@ kv_del_fn(struct fdb_conn *c, void *arg, nv_error *err)
 {
     struct kv_args *a = arg;
 
-    STMT(c, st, "DELETE FROM kv WHERE key = ?1");
+    FDB_STMT(c, st, "DELETE FROM kv WHERE key = ?1");
     fdb_bind_text(st, 1, a->key);
-    return done(c, st, err);
+    return fdb_run(c, st, err);
 }
 
 static int
@@ -208,7 +177,7 @@ kv_del_prefix_fn(struct fdb_conn *c, void *arg, nv_error *err)
     char *end = prefix_end(a->key, &bad);
 
     if (bad)
-        return oom(err);
+        return fdb_oom("store", err);
     sqlite3_stmt *st = fdb_stmt(c, "DELETE FROM kv WHERE key >= ?1"
                                    " AND (?2 IS NULL OR key < ?2)");
     if (st == NULL) {
@@ -217,7 +186,7 @@ kv_del_prefix_fn(struct fdb_conn *c, void *arg, nv_error *err)
     }
     fdb_bind_text(st, 1, a->key);
     fdb_bind_text(st, 2, end);
-    rc = done(c, st, err);
+    rc = fdb_run(c, st, err);
     a->n = sqlite3_changes(fdb_handle(c));
     nv__free(end);
     return rc;
@@ -259,9 +228,9 @@ kv_incr_fn(struct fdb_conn *c, void *arg, nv_error *err)
 
     /* kv_incr has no 'now': the key keeps its expiry, as Redis INCR
      * does (and the memory adapter). */
-    STMT(c, st, "SELECT value FROM kv WHERE key = ?1");
+    FDB_STMT(c, st, "SELECT value FROM kv WHERE key = ?1");
     fdb_bind_text(st, 1, a->key);
-    rc = step_row(c, st, err);
+    rc = fdb_step_row(c, st, err);
     if (rc < 0)
         return rc;
     if (rc == 1 &&
@@ -277,11 +246,11 @@ kv_incr_fn(struct fdb_conn *c, void *arg, nv_error *err)
                          a->key);
     a->n = cur + a->by;
     snprintf(buf, sizeof(buf), "%" PRId64, a->n);
-    STMT(c, up, "INSERT INTO kv VALUES (?1, ?2, 0) ON CONFLICT(key)"
-                " DO UPDATE SET value = excluded.value");
+    FDB_STMT(c, up, "INSERT INTO kv VALUES (?1, ?2, 0) ON CONFLICT(key)"
+                    " DO UPDATE SET value = excluded.value");
     fdb_bind_text(up, 1, a->key);
     sqlite3_bind_text(up, 2, buf, -1, SQLITE_TRANSIENT);
-    return done(c, up, err);
+    return fdb_run(c, up, err);
 }
 
 static int
@@ -302,9 +271,9 @@ kv_purge_fn(struct fdb_conn *c, void *arg, nv_error *err)
 {
     struct kv_args *a = arg;
 
-    STMT(c, st, "DELETE FROM kv WHERE expire_at > 0 AND expire_at <= ?1");
+    FDB_STMT(c, st, "DELETE FROM kv WHERE expire_at > 0 AND expire_at <= ?1");
     sqlite3_bind_int64(st, 1, a->now);
-    return done(c, st, err);
+    return fdb_run(c, st, err);
 }
 
 static int
@@ -333,14 +302,14 @@ idx_put_fn(struct fdb_conn *c, void *arg, nv_error *err)
 {
     struct idx_args *a = arg;
 
-    STMT(c, st, "INSERT INTO idx VALUES (?1, ?2, ?3, ?4)"
-                " ON CONFLICT(name, member) DO UPDATE SET"
-                " score = excluded.score, meta = excluded.meta");
+    FDB_STMT(c, st, "INSERT INTO idx VALUES (?1, ?2, ?3, ?4)"
+                    " ON CONFLICT(name, member) DO UPDATE SET"
+                    " score = excluded.score, meta = excluded.meta");
     fdb_bind_text(st, 1, a->index);
     fdb_bind_text(st, 2, a->member);
     sqlite3_bind_double(st, 3, a->score);
     fdb_bind_text(st, 4, a->meta);
-    return done(c, st, err);
+    return fdb_run(c, st, err);
 }
 
 static int
@@ -384,10 +353,10 @@ idx_set_meta_fn(struct fdb_conn *c, void *arg, nv_error *err)
     struct idx_args *a = arg;
     int rc;
 
-    STMT(c, st, "SELECT meta FROM idx WHERE name = ?1 AND member = ?2");
+    FDB_STMT(c, st, "SELECT meta FROM idx WHERE name = ?1 AND member = ?2");
     fdb_bind_text(st, 1, a->index);
     fdb_bind_text(st, 2, a->member);
-    rc = step_row(c, st, err);
+    rc = fdb_step_row(c, st, err);
     if (rc < 0)
         return rc;
     if (rc == 0)
@@ -400,11 +369,11 @@ idx_set_meta_fn(struct fdb_conn *c, void *arg, nv_error *err)
                          "final status", a->member, a->index);
     }
     sqlite3_reset(st);
-    STMT(c, up, "UPDATE idx SET meta = ?3 WHERE name = ?1 AND member = ?2");
+    FDB_STMT(c, up, "UPDATE idx SET meta = ?3 WHERE name = ?1 AND member = ?2");
     fdb_bind_text(up, 1, a->index);
     fdb_bind_text(up, 2, a->member);
     fdb_bind_text(up, 3, a->meta);
-    return done(c, up, err);
+    return fdb_run(c, up, err);
 }
 
 static int
@@ -429,7 +398,7 @@ entry_from_row(sqlite3_stmt *st, nv_index_entry *e, nv_error *err)
     if (bad || e->member == NULL) {
         nv__free(e->member);
         nv__free(e->meta);
-        return oom(err);
+        return fdb_oom("store", err);
     }
     return NV_OK;
 }
@@ -440,14 +409,14 @@ idx_get_fn(struct fdb_conn *c, void *arg, nv_error *err)
     struct idx_args *a = arg;
     int rc;
 
-    STMT(c, st, "SELECT member, score, meta FROM idx"
-                " WHERE name = ?1 AND member = ?2");
+    FDB_STMT(c, st, "SELECT member, score, meta FROM idx"
+                    " WHERE name = ?1 AND member = ?2");
     fdb_bind_text(st, 1, a->index);
     fdb_bind_text(st, 2, a->member);
-    rc = step_row(c, st, err);
+    rc = fdb_step_row(c, st, err);
     if (rc == 1) {
         a->out = nv__calloc(1, sizeof(*a->out));
-        rc = a->out ? entry_from_row(st, a->out, err) : oom(err);
+        rc = a->out ? entry_from_row(st, a->out, err) : fdb_oom("store", err);
         if (rc != NV_OK) {
             nv__free(a->out);
             a->out = NULL;
@@ -482,33 +451,29 @@ idx_range_fn(struct fdb_conn *c, void *arg, nv_error *err)
     size_t cap = 0;
     int rc;
 
-    STMT(c, cnt, "SELECT count(*) FROM idx WHERE name = ?1");
+    FDB_STMT(c, cnt, "SELECT count(*) FROM idx WHERE name = ?1");
     fdb_bind_text(cnt, 1, a->index);
-    if ((rc = step_row(c, cnt, err)) < 0)
+    if ((rc = fdb_step_row(c, cnt, err)) < 0)
         return rc;
     a->total = sqlite3_column_int64(cnt, 0);
     sqlite3_reset(cnt);
     /* Ties on score: member order, as Redis ZRANGE / ZREVRANGE. */
-    STMT(c, asc, "SELECT member, score, meta FROM idx WHERE name = ?1"
-                 " ORDER BY score, member LIMIT ?2 OFFSET ?3");
-    STMT(c, desc, "SELECT member, score, meta FROM idx WHERE name = ?1"
-                  " ORDER BY score DESC, member DESC LIMIT ?2 OFFSET ?3");
+    FDB_STMT(c, asc, "SELECT member, score, meta FROM idx WHERE name = ?1"
+                     " ORDER BY score, member LIMIT ?2 OFFSET ?3");
+    FDB_STMT(c, desc, "SELECT member, score, meta FROM idx WHERE name = ?1"
+                      " ORDER BY score DESC, member DESC LIMIT ?2 OFFSET ?3");
     sqlite3_stmt *st = a->desc ? desc : asc;
     fdb_bind_text(st, 1, a->index);
     sqlite3_bind_int64(st, 2, a->limit < 0 ? -1 : a->limit);
     sqlite3_bind_int64(st, 3, a->offset < 0 ? 0 : a->offset);
-    while ((rc = step_row(c, st, err)) == 1) {
-        if (a->n == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            nv_index_entry *v = nv__realloc(a->out, ncap * sizeof(*v));
+    while ((rc = fdb_step_row(c, st, err)) == 1) {
+        nv_index_entry *v = fdb_grow(a->out, &cap, a->n, sizeof(*v));
 
-            if (v == NULL) {
-                rc = oom(err);
-                break;
-            }
-            a->out = v;
-            cap = ncap;
+        if (v == NULL) {
+            rc = fdb_oom("store", err);
+            break;
         }
+        a->out = v;
         if ((rc = entry_from_row(st, &a->out[a->n], err)) != NV_OK)
             break;
         a->n++;
@@ -543,10 +508,10 @@ idx_del_fn(struct fdb_conn *c, void *arg, nv_error *err)
 {
     struct idx_args *a = arg;
 
-    STMT(c, st, "DELETE FROM idx WHERE name = ?1 AND member = ?2");
+    FDB_STMT(c, st, "DELETE FROM idx WHERE name = ?1 AND member = ?2");
     fdb_bind_text(st, 1, a->index);
     fdb_bind_text(st, 2, a->member);
-    return done(c, st, err);
+    return fdb_run(c, st, err);
 }
 
 static int
@@ -563,9 +528,9 @@ idx_drop_fn(struct fdb_conn *c, void *arg, nv_error *err)
 {
     struct idx_args *a = arg;
 
-    STMT(c, st, "DELETE FROM idx WHERE name = ?1");
+    FDB_STMT(c, st, "DELETE FROM idx WHERE name = ?1");
     fdb_bind_text(st, 1, a->index);
-    return done(c, st, err);
+    return fdb_run(c, st, err);
 }
 
 static int
@@ -586,7 +551,7 @@ idx_names_fn(struct fdb_conn *c, void *arg, nv_error *err)
     char *end = prefix_end(a->index, &bad);
 
     if (bad)
-        return oom(err);
+        return fdb_oom("store", err);
     sqlite3_stmt *st = fdb_stmt(c, "SELECT DISTINCT name FROM idx"
                                    " WHERE name >= ?1 AND (?2 IS NULL OR"
                                    " name < ?2) ORDER BY name");
@@ -596,21 +561,17 @@ idx_names_fn(struct fdb_conn *c, void *arg, nv_error *err)
     }
     fdb_bind_text(st, 1, a->index);
     fdb_bind_text(st, 2, end);
-    while ((rc = step_row(c, st, err)) == 1) {
-        if (a->n == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            char **v = nv__realloc(a->names, ncap * sizeof(*v));
+    while ((rc = fdb_step_row(c, st, err)) == 1) {
+        char **v = fdb_grow(a->names, &cap, a->n, sizeof(*v));
 
-            if (v == NULL) {
-                rc = oom(err);
-                break;
-            }
-            a->names = v;
-            cap = ncap;
+        if (v == NULL) {
+            rc = fdb_oom("store", err);
+            break;
         }
+        a->names = v;
         a->names[a->n] = fdb_col_dup(st, 0, &bad);
         if (bad || a->names[a->n] == NULL) {
-            rc = oom(err);
+            rc = fdb_oom("store", err);
             break;
         }
         a->n++;
@@ -650,13 +611,13 @@ struct doc_args {
 static int64_t
 doc_rev(struct fdb_conn *c, const struct doc_args *a, nv_error *err)
 {
-    STMT(c, st, "SELECT rev FROM docs WHERE coll = ?1 AND id = ?2");
+    FDB_STMT(c, st, "SELECT rev FROM docs WHERE coll = ?1 AND id = ?2");
     int64_t rev = 0;
     int rc;
 
     fdb_bind_text(st, 1, a->coll);
     fdb_bind_text(st, 2, a->id);
-    rc = step_row(c, st, err);
+    rc = fdb_step_row(c, st, err);
     if (rc < 0)
         return rc;
     if (rc == 1)
@@ -682,15 +643,15 @@ doc_put_fn(struct fdb_conn *c, void *arg, nv_error *err)
     if (!rev_ok(cur, a->expected))
         return nv__error(err, NV_ECONFLICT, "document '%s' of '%s' changed",
                          a->id, a->coll);
-    STMT(c, st, "INSERT INTO docs VALUES (?1, ?2, ?3, ?4)"
-                " ON CONFLICT(coll, id) DO UPDATE SET json = excluded.json,"
-                " rev = excluded.rev");
+    FDB_STMT(c, st, "INSERT INTO docs VALUES (?1, ?2, ?3, ?4)"
+                    " ON CONFLICT(coll, id) DO UPDATE SET json = excluded.json,"
+                    " rev = excluded.rev");
     a->rev = cur + 1;
     fdb_bind_text(st, 1, a->coll);
     fdb_bind_text(st, 2, a->id);
     fdb_bind_text(st, 3, a->json);
     sqlite3_bind_int64(st, 4, a->rev);
-    return done(c, st, err);
+    return fdb_run(c, st, err);
 }
 
 static int
@@ -722,7 +683,7 @@ doc_from_row(sqlite3_stmt *st, nv_doc *d, nv_error *err)
     if (bad || d->id == NULL || d->json == NULL) {
         nv__free(d->id);
         nv__free(d->json);
-        return oom(err);
+        return fdb_oom("store", err);
     }
     return NV_OK;
 }
@@ -733,13 +694,14 @@ doc_get_fn(struct fdb_conn *c, void *arg, nv_error *err)
     struct doc_args *a = arg;
     int rc;
 
-    STMT(c, st, "SELECT id, json, rev FROM docs WHERE coll = ?1 AND id = ?2");
+    FDB_STMT(c, st, "SELECT id, json, rev FROM docs"
+                    " WHERE coll = ?1 AND id = ?2");
     fdb_bind_text(st, 1, a->coll);
     fdb_bind_text(st, 2, a->id);
-    rc = step_row(c, st, err);
+    rc = fdb_step_row(c, st, err);
     if (rc == 1) {
         a->out = nv__calloc(1, sizeof(*a->out));
-        rc = a->out ? doc_from_row(st, a->out, err) : oom(err);
+        rc = a->out ? doc_from_row(st, a->out, err) : fdb_oom("store", err);
         if (rc != NV_OK) {
             nv__free(a->out);
             a->out = NULL;
@@ -781,10 +743,10 @@ doc_del_fn(struct fdb_conn *c, void *arg, nv_error *err)
     if (!rev_ok(cur, a->expected))
         return nv__error(err, NV_ECONFLICT, "document '%s' of '%s' changed",
                          a->id, a->coll);
-    STMT(c, st, "DELETE FROM docs WHERE coll = ?1 AND id = ?2");
+    FDB_STMT(c, st, "DELETE FROM docs WHERE coll = ?1 AND id = ?2");
     fdb_bind_text(st, 1, a->coll);
     fdb_bind_text(st, 2, a->id);
-    return done(c, st, err);
+    return fdb_run(c, st, err);
 }
 
 static int
@@ -804,20 +766,17 @@ doc_list_fn(struct fdb_conn *c, void *arg, nv_error *err)
     size_t cap = 0;
     int rc;
 
-    STMT(c, st, "SELECT id, json, rev FROM docs WHERE coll = ?1 ORDER BY id");
+    FDB_STMT(c, st, "SELECT id, json, rev FROM docs WHERE coll = ?1"
+                    " ORDER BY id");
     fdb_bind_text(st, 1, a->coll);
-    while ((rc = step_row(c, st, err)) == 1) {
-        if (a->n == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            nv_doc *v = nv__realloc(a->out, ncap * sizeof(*v));
+    while ((rc = fdb_step_row(c, st, err)) == 1) {
+        nv_doc *v = fdb_grow(a->out, &cap, a->n, sizeof(*v));
 
-            if (v == NULL) {
-                rc = oom(err);
-                break;
-            }
-            a->out = v;
-            cap = ncap;
+        if (v == NULL) {
+            rc = fdb_oom("store", err);
+            break;
         }
+        a->out = v;
         if ((rc = doc_from_row(st, &a->out[a->n], err)) != NV_OK)
             break;
         a->n++;
@@ -846,21 +805,11 @@ fs_doc_list(void *self, const char *coll, nv_doc **out, size_t *n,
 /* ---- ping, close, open ---- */
 
 static int
-ping_fn(struct fdb_conn *c, void *arg, nv_error *err)
-{
-    STMT(c, st, "SELECT 1");
-    int rc = step_row(c, st, err);
-
-    (void)arg;
-    return rc < 0 ? rc : NV_OK;
-}
-
-static int
 fs_ping(void *self, nv_error *err)
 {
     struct fs *s = self;
 
-    return fdb_read(s->db, ping_fn, NULL, err);
+    return fdb_ping(s->db, err);
 }
 
 static void
@@ -904,7 +853,7 @@ nv_file_store_open(const char *settings_json, nv_store *out, nv_error *err)
     int rc;
 
     if (s == NULL)
-        return oom(err);
+        return fdb_oom("store", err);
     rc = fdb_open(settings_json, &store_schema, &s->db, err);
     if (rc != NV_OK) {
         nv__free(s);

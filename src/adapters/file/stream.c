@@ -84,37 +84,6 @@ struct fst {
     pthread_t       thr;
 };
 
-#define STMT(c, var, sql)                                                   \
-    sqlite3_stmt *var = fdb_stmt((c), (sql));                               \
-    if (var == NULL)                                                        \
-        return fdb_fail((c), sqlite3_errcode(fdb_handle(c)), err)
-
-static int
-oom(nv_error *err)
-{
-    return nv__error(err, NV_ENOMEM, "file stream: out of memory");
-}
-
-static int
-step_row(struct fdb_conn *c, sqlite3_stmt *st, nv_error *err)
-{
-    int rc = sqlite3_step(st);
-
-    if (rc == SQLITE_ROW)
-        return 1;
-    if (rc == SQLITE_DONE)
-        return 0;
-    return fdb_fail(c, rc, err);
-}
-
-static int
-done(struct fdb_conn *c, sqlite3_stmt *st, nv_error *err)
-{
-    int rc = fdb_step_done(st);
-
-    return rc == SQLITE_OK ? NV_OK : fdb_fail(c, rc, err);
-}
-
 /* ---- Notes and the dispatcher ---- */
 
 static void
@@ -214,10 +183,10 @@ append_fn(struct fdb_conn *c, void *arg, nv_error *err)
     int64_t sid = 0, last_ms = 0, last_seq = -1, count = 0, ms, seq;
     int rc;
 
-    STMT(c, st, "SELECT sid, last_ms, last_seq, count FROM streams"
-                " WHERE name = ?1");
+    FDB_STMT(c, st, "SELECT sid, last_ms, last_seq, count FROM streams"
+                    " WHERE name = ?1");
     fdb_bind_text(st, 1, a->stream);
-    rc = step_row(c, st, err);
+    rc = fdb_step_row(c, st, err);
     if (rc < 0)
         return rc;
     if (rc == 1) {
@@ -239,26 +208,26 @@ append_fn(struct fdb_conn *c, void *arg, nv_error *err)
         seq = last_seq + 1;
     }
     if (sid == 0) {
-        STMT(c, ins, "INSERT INTO streams(name, last_ms, last_seq, count)"
-                     " VALUES (?1, ?2, ?3, 1)");
+        FDB_STMT(c, ins, "INSERT INTO streams(name, last_ms, last_seq, count)"
+                         " VALUES (?1, ?2, ?3, 1)");
         fdb_bind_text(ins, 1, a->stream);
         sqlite3_bind_int64(ins, 2, ms);
         sqlite3_bind_int64(ins, 3, seq);
-        if ((rc = done(c, ins, err)) != NV_OK)
+        if ((rc = fdb_run(c, ins, err)) != NV_OK)
             return rc;
         sid = sqlite3_last_insert_rowid(fdb_handle(c));
     } else {
-        STMT(c, up, "UPDATE streams SET last_ms = ?2, last_seq = ?3,"
-                    " count = count + 1 WHERE sid = ?1");
+        FDB_STMT(c, up, "UPDATE streams SET last_ms = ?2, last_seq = ?3,"
+                        " count = count + 1 WHERE sid = ?1");
         sqlite3_bind_int64(up, 1, sid);
         sqlite3_bind_int64(up, 2, ms);
         sqlite3_bind_int64(up, 3, seq);
-        if ((rc = done(c, up, err)) != NV_OK)
+        if ((rc = fdb_run(c, up, err)) != NV_OK)
             return rc;
     }
     const nv_event *ev = a->ev;
-    STMT(c, ev_ins, "INSERT INTO events VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,"
-                    " ?8, ?9, ?10, ?11)");
+    FDB_STMT(c, ev_ins, "INSERT INTO events VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,"
+                        " ?8, ?9, ?10, ?11)");
     sqlite3_bind_int64(ev_ins, 1, sid);
     sqlite3_bind_int64(ev_ins, 2, ms);
     sqlite3_bind_int64(ev_ins, 3, seq);
@@ -270,22 +239,22 @@ append_fn(struct fdb_conn *c, void *arg, nv_error *err)
     fdb_bind_text(ev_ins, 9, ev->step_id);
     sqlite3_bind_int(ev_ins, 10, ev->attempt);
     fdb_bind_text(ev_ins, 11, ev->data);
-    if ((rc = done(c, ev_ins, err)) != NV_OK)
+    if ((rc = fdb_run(c, ev_ins, err)) != NV_OK)
         return rc;
     a->version = count + 1;
     if (nv_event_copy(&a->out, ev) != NV_OK)
-        return oom(err);
+        return fdb_oom("stream", err);
     snprintf(a->out.id, sizeof(a->out.id), "%" PRId64 "-%" PRId64, ms, seq);
     a->out.ts = a->now;
     if (has_subs(a->s)) {
         a->note = nv__calloc(1, sizeof(*a->note));
         if (a->note == NULL)
-            return oom(err);
+            return fdb_oom("stream", err);
         a->note->has_event = 1;
         a->note->stream = nv__strdup(a->stream);
         if (a->note->stream == NULL ||
             nv_event_copy(&a->note->ev, &a->out) != NV_OK)
-            return oom(err);
+            return fdb_oom("stream", err);
     }
     return NV_OK;
 }
@@ -340,27 +309,23 @@ read_fn(struct fdb_conn *c, void *arg, nv_error *err)
     size_t cap = 0;
     int rc, bad = 0;
 
-    STMT(c, st, "SELECT e.ms, e.seq, e.ts, e.type, e.run_id, e.flow_name,"
-                " e.step_name, e.step_id, e.attempt, e.data"
-                " FROM streams s JOIN events e ON e.sid = s.sid"
-                " WHERE s.name = ?1 AND (e.ms, e.seq) > (?2, ?3)"
-                " ORDER BY e.ms, e.seq LIMIT ?4");
+    FDB_STMT(c, st, "SELECT e.ms, e.seq, e.ts, e.type, e.run_id, e.flow_name,"
+                    " e.step_name, e.step_id, e.attempt, e.data"
+                    " FROM streams s JOIN events e ON e.sid = s.sid"
+                    " WHERE s.name = ?1 AND (e.ms, e.seq) > (?2, ?3)"
+                    " ORDER BY e.ms, e.seq LIMIT ?4");
     fdb_bind_text(st, 1, a->stream);
     sqlite3_bind_int64(st, 2, a->ams);
     sqlite3_bind_int64(st, 3, a->aseq);
     sqlite3_bind_int64(st, 4, a->limit < 0 ? -1 : a->limit);
-    while ((rc = step_row(c, st, err)) == 1) {
-        if (a->n == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            nv_event *v = nv__realloc(a->out, ncap * sizeof(*v));
+    while ((rc = fdb_step_row(c, st, err)) == 1) {
+        nv_event *v = fdb_grow(a->out, &cap, a->n, sizeof(*v));
 
-            if (v == NULL) {
-                rc = oom(err);
-                break;
-            }
-            a->out = v;
-            cap = ncap;
+        if (v == NULL) {
+            rc = fdb_oom("stream", err);
+            break;
         }
+        a->out = v;
         nv_event *e = &a->out[a->n];
         memset(e, 0, sizeof(*e));
         snprintf(e->id, sizeof(e->id), "%" PRId64 "-%" PRId64,
@@ -375,7 +340,7 @@ read_fn(struct fdb_conn *c, void *arg, nv_error *err)
         e->attempt = sqlite3_column_int(st, 8);
         e->data = fdb_col_dup(st, 9, &bad);
         if (bad) {
-            rc = oom(err);
+            rc = fdb_oom("stream", err);
             break;
         }
         a->n++;
@@ -417,9 +382,9 @@ length_fn(struct fdb_conn *c, void *arg, nv_error *err)
     struct read_args *a = arg;
     int rc;
 
-    STMT(c, st, "SELECT count FROM streams WHERE name = ?1");
+    FDB_STMT(c, st, "SELECT count FROM streams WHERE name = ?1");
     fdb_bind_text(st, 1, a->stream);
-    rc = step_row(c, st, err);
+    rc = fdb_step_row(c, st, err);
     a->n64 = rc == 1 ? sqlite3_column_int64(st, 0) : 0;
     sqlite3_reset(st);
     return rc < 0 ? rc : NV_OK;
@@ -443,14 +408,14 @@ del_fn(struct fdb_conn *c, void *arg, nv_error *err)
     struct read_args *a = arg;
     int rc;
 
-    STMT(c, ev, "DELETE FROM events WHERE sid ="
-                " (SELECT sid FROM streams WHERE name = ?1)");
+    FDB_STMT(c, ev, "DELETE FROM events WHERE sid ="
+                    " (SELECT sid FROM streams WHERE name = ?1)");
     fdb_bind_text(ev, 1, a->stream);
-    if ((rc = done(c, ev, err)) != NV_OK)
+    if ((rc = fdb_run(c, ev, err)) != NV_OK)
         return rc;
-    STMT(c, st, "DELETE FROM streams WHERE name = ?1");
+    FDB_STMT(c, st, "DELETE FROM streams WHERE name = ?1");
     fdb_bind_text(st, 1, a->stream);
-    return done(c, st, err);
+    return fdb_run(c, st, err);
 }
 
 static int
@@ -475,12 +440,12 @@ fst_publish(void *self, const char *channel, const char *message,
         return NV_OK;
     n = nv__calloc(1, sizeof(*n));
     if (n == NULL)
-        return oom(err);
+        return fdb_oom("stream", err);
     n->channel = nv__strdup(channel ? channel : "");
     n->message = nv__strdup(message ? message : "null");
     if (n->channel == NULL || n->message == NULL) {
         note_free(n);
-        return oom(err);
+        return fdb_oom("stream", err);
     }
     note_push(s, n);
     return NV_OK;
@@ -497,7 +462,7 @@ fst_subscribe(void *self, nv_stream_note_fn fn, void *ud, void **handle,
         return nv__error(err, NV_EINVAL, "subscribe: no callback");
     b = nv__calloc(1, sizeof(*b));
     if (b == NULL)
-        return oom(err);
+        return fdb_oom("stream", err);
     b->fn = fn;
     b->ud = ud;
     pthread_mutex_lock(&s->nmu);
@@ -542,21 +507,11 @@ fst_unsubscribe(void *self, void *handle)
 }
 
 static int
-ping_fn(struct fdb_conn *c, void *arg, nv_error *err)
-{
-    STMT(c, st, "SELECT 1");
-    int rc = step_row(c, st, err);
-
-    (void)arg;
-    return rc < 0 ? rc : NV_OK;
-}
-
-static int
 fst_ping(void *self, nv_error *err)
 {
     struct fst *s = self;
 
-    return fdb_read(s->db, ping_fn, NULL, err);
+    return fdb_ping(s->db, err);
 }
 
 static void
@@ -609,7 +564,7 @@ nv_file_stream_open(const char *settings_json, nv_stream *out, nv_error *err)
     int rc;
 
     if (s == NULL)
-        return oom(err);
+        return fdb_oom("stream", err);
     pthread_mutex_init(&s->nmu, NULL);
     pthread_cond_init(&s->ncv, NULL);
     pthread_cond_init(&s->scv, NULL);

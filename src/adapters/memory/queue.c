@@ -3,6 +3,8 @@
  * process memory (nv_queue_ops of include/nvent/adapter.h). One mutex per
  * queue; every state change moves a job between intrusive containers of
  * its queue (heaps, lists), so reserve and finish are O(log n).
+ * NEEDSWORK: past STYLE's ~1000 lines; split the heap/window helpers and
+ * the read-only ops (get, list, counts) out behind a private header.
  */
 #include <inttypes.h>
 #include <pthread.h>

@@ -725,6 +725,7 @@ struct nv__redis_sub {
     redisContext     *c;        /* owned by the thread once started */
     int               pipe[2];  /* write a byte to wake the thread */
     atomic_int        stop;
+    atomic_int        connected;
     pthread_t         th;
 };
 
@@ -771,6 +772,21 @@ sub_pause(nv__redis_sub *s, int64_t ms)
         poll(&pf, 1, (int)ms);
 }
 
+static void
+sub_lost(nv__redis_sub *s)
+{
+    redisFree(s->c);
+    s->c = NULL;
+    atomic_store(&s->connected, 0);
+    s->fn(s->ud, NULL, NULL, 0);
+}
+
+int
+nv__redis_sub_connected(nv__redis_sub *s)
+{
+    return s != NULL && atomic_load(&s->connected);
+}
+
 static void *
 sub_main(void *arg)
 {
@@ -803,11 +819,11 @@ sub_main(void *arg)
                 continue;
             }
             backoff = 0;
+            atomic_store(&s->connected, 1);
             s->fn(s->ud, NULL, NULL, 0);   /* notes may have been missed */
         }
         if (redisGetReplyFromReader(s->c, &r) != REDIS_OK) {
-            redisFree(s->c);
-            s->c = NULL;
+            sub_lost(s);
             continue;
         }
         if (r != NULL) {
@@ -819,10 +835,8 @@ sub_main(void *arg)
         pf[1] = (struct pollfd){ .fd = s->pipe[0], .events = POLLIN };
         if (poll(pf, 2, 1000) < 0 && errno != EINTR)
             break;
-        if (pf[0].revents != 0 && redisBufferRead(s->c) != REDIS_OK) {
-            redisFree(s->c);
-            s->c = NULL;
-        }
+        if (pf[0].revents != 0 && redisBufferRead(s->c) != REDIS_OK)
+            sub_lost(s);
     }
     return NULL;
 }
@@ -884,6 +898,7 @@ nv__redis_sub_start(nv__redis_pool *p, const char *const *channels, size_t n,
     rc = sub_subscribe(s, s->c, err);
     if (rc != NV_OK)
         goto fail;
+    atomic_store(&s->connected, 1);
     if (pthread_create(&s->th, NULL, sub_main, s) != 0) {
         rc = nv__error(err, NV_EIO, "redis subscriber: cannot start thread");
         goto fail;

@@ -94,7 +94,8 @@ int64_t nv__redis_int(const redisReply *r);   /* integer or numeric string */
 char   *nv__redis_dup(const redisReply *r);   /* string -> heap copy, else NULL */
 
 /* ---- Subscriber thread (its own connection) ---- */
-/* channel NULL: the connection was re-established (notes may be lost). */
+/* channel NULL: the connection was lost or re-established (notes may have
+ * been missed). */
 typedef void (*nv__redis_msg_fn)(void *ud, const char *channel,
                                  const char *msg, size_t len);
 typedef struct nv__redis_sub nv__redis_sub;
@@ -103,6 +104,9 @@ typedef struct nv__redis_sub nv__redis_sub;
 int  nv__redis_sub_start(nv__redis_pool *p, const char *const *channels,
                          size_t n, nv__redis_msg_fn fn, void *ud,
                          nv__redis_sub **out, nv_error *err);
+/* 1 while the subscription is live (no message can have been missed
+ * since the last callback with channel NULL). */
+int  nv__redis_sub_connected(nv__redis_sub *s);
 /* Stops and joins the thread; no callback runs after it returns. */
 void nv__redis_sub_stop(nv__redis_sub *s);
 

@@ -35,12 +35,28 @@ static const nv__redis_script scripts[] = {
     [S_REAP]     = { S_REAP,     "queue_reap",     nv__redis_lua_queue_reap },
 };
 
-/* Wake-ups of one queue seen by the subscriber thread. */
+/*
+ * Wake-ups of one queue seen by the subscriber thread. Each note is a
+ * ticket: it wakes one waiter, or the next thread that comes to wait (a job
+ * enqueued between a worker's empty reserve and its wait is not slept
+ * over). Tickets nobody took are capped, so a burst of enqueues while
+ * every worker is busy costs at most MAX_TICKETS empty reserves later.
+ */
 struct note {
     char          *queue;
-    uint64_t       gen;      /* grows at each notification */
-    pthread_cond_t cv;       /* CLOCK_MONOTONIC; one waiter per note */
+    int            tickets;  /* notes not yet taken by a waiter */
+    pthread_cond_t cv;       /* CLOCK_MONOTONIC; signalled per note */
+    uint64_t       gen;      /* grows at each note */
+    /* The last empty reserve, valid while no note came since it started
+     * (gen, epoch) and 'now' is before its next_at: reserves answer from
+     * it without asking Redis, so idle workers cost Redis nothing. */
+    int            empty_valid;
+    uint64_t       empty_gen, empty_epoch;
+    int64_t        empty_next;       /* 0: only a note changes it */
+    nv_limiter     empty_lim;
 };
+
+#define MAX_TICKETS 16
 
 struct rqueue {
     nv__redis_pool *pool;
@@ -59,18 +75,8 @@ struct rqueue {
 #define WAIT_SLICE_MS     100
 #define WAIT_SLICE_SUB_MS 1000
 
-/*
- * The notification count of the queue a thread last reserved from, taken
- * before its reserve script ran: wait() returns at once when a note came
- * in since, so a job enqueued between an empty reserve and the wait is
- * never slept over. The engine reserves and waits on the same thread.
- */
-static _Thread_local struct {
-    const void  *note;
-    uint64_t     gen;
-} seen;
-
-static void note_seen(struct rqueue *q, const char *queue);
+static struct note *note_get(struct rqueue *q, const char *queue, int add);
+static void local_change(struct rqueue *q, const char *queue);
 
 /* ---- Calling scripts ---- */
 
@@ -376,6 +382,8 @@ rq_enqueue(void *self, const nv_job *job, int64_t now, int64_t max_unfinished,
     add_field(&x, "group", job->group);
     rc = run(q, S_ENQUEUE, job->queue, job->id, &x, &r, err);
     nv__redis_args_release(&x);
+    if (rc == NV_OK)
+        local_change(q, job->queue);
     if (rc == NV_EQUEUE_FULL)
         nv__error(err, rc, "queue '%s' is full (maxQueueSize %lld)",
                   job->queue, (long long)max_unfinished);
@@ -431,6 +439,82 @@ new_token(char tok[40])
 }
 
 static int
+same_limiter(const nv_limiter *a, const nv_limiter *b)
+{
+    nv_limiter z = { 0 };
+
+    if (b == NULL)
+        b = &z;
+    return a->max == b->max && a->duration_ms == b->duration_ms &&
+           a->grouped == b->grouped;
+}
+
+/*
+ * Answer an empty reserve from the cache of the last one when nothing can
+ * have changed since (see struct note); else note the generation the call
+ * starts from in *gen / *epoch, and in *live whether notes were being
+ * received then (only such a call may fill the cache). Returns 1 when
+ * answered.
+ */
+static int
+empty_cached(struct rqueue *q, const char *queue, int64_t now,
+             const nv_limiter *lim, int64_t *next_at, uint64_t *gen,
+             uint64_t *epoch, int *live)
+{
+    struct note *nt;
+    int hit = 0;
+
+    pthread_mutex_lock(&q->mu);
+    nt = note_get(q, queue, 1);
+    *live = nt != NULL && nv__redis_sub_connected(q->sub);
+    if (nt != NULL) {
+        hit = nt->empty_valid && *live &&
+              nt->empty_gen == nt->gen && nt->empty_epoch == q->epoch &&
+              (nt->empty_next == 0 || now < nt->empty_next) &&
+              same_limiter(&nt->empty_lim, lim);
+        if (hit && next_at != NULL)
+            *next_at = nt->empty_next;
+        *gen = nt->gen;
+    }
+    *epoch = q->epoch;
+    pthread_mutex_unlock(&q->mu);
+    return hit;
+}
+
+static void
+empty_store(struct rqueue *q, const char *queue, const nv_limiter *lim,
+            int64_t next, uint64_t gen, uint64_t epoch)
+{
+    struct note *nt;
+    nv_limiter z = { 0 };
+
+    pthread_mutex_lock(&q->mu);
+    nt = note_get(q, queue, 0);
+    if (nt != NULL && nt->gen == gen && q->epoch == epoch) {
+        nt->empty_valid = 1;
+        nt->empty_gen = gen;
+        nt->empty_epoch = epoch;
+        nt->empty_next = next;
+        nt->empty_lim = lim ? *lim : z;
+    }
+    pthread_mutex_unlock(&q->mu);
+}
+
+/* This instance just made a job of 'queue' runnable: its own cached empty
+ * reserve ends now, without waiting for the note to come back. */
+static void
+local_change(struct rqueue *q, const char *queue)
+{
+    struct note *nt;
+
+    pthread_mutex_lock(&q->mu);
+    nt = note_get(q, queue, 0);
+    if (nt != NULL)
+        nt->empty_valid = 0;
+    pthread_mutex_unlock(&q->mu);
+}
+
+static int
 rq_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
            const nv_limiter *lim, nv_job *out, int64_t *next_at,
            nv_error *err)
@@ -439,10 +523,14 @@ rq_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
     nv__redis_args x;
     redisReply *r = NULL;
     char tok[40];
-    int rc;
+    uint64_t gen = 0, epoch = 0;
+    int64_t next = 0;
+    int rc, live = 0;
 
+    if (empty_cached(q, queue, now, lim, next_at, &gen, &epoch, &live))
+        return nv__error(err, NV_ENOTFOUND, "no runnable job in queue '%s'",
+                         queue);
     new_token(tok);
-    note_seen(q, queue);
     nv__redis_args_init(&x);
     nv__redis_args_int(&x, now);
     nv__redis_args_int(&x, lease_ms);
@@ -453,8 +541,11 @@ rq_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
     rc = run(q, S_RESERVE, queue, NULL, &x, &r, err);
     nv__redis_args_release(&x);
     if (rc == NV_ENOTFOUND) {
+        next = r && r->elements > 1 ? nv__redis_int(r->element[1]) : 0;
         if (next_at != NULL)
-            *next_at = r && r->elements > 1 ? nv__redis_int(r->element[1]) : 0;
+            *next_at = next;
+        if (live)
+            empty_store(q, queue, lim, next, gen, epoch);
         nv__error(err, rc, "no runnable job in queue '%s'", queue);
     } else if (rc == NV_OK) {
         rc = job_from(r->element[1], out, err);
@@ -509,6 +600,8 @@ rq_finish(void *self, const char *queue, const char *id, const char *token,
     nv__redis_args_int(&x, f->retry_at);
     rc = run(self, S_FINISH, queue, id, &x, NULL, err);
     nv__redis_args_release(&x);
+    if (rc == NV_OK && (f->kind == NV_FINISH_RETRY || f->kind == NV_FINISH_RELEASE))
+        local_change(self, queue);
     return lease_error(rc, queue, id, err);
 }
 
@@ -636,6 +729,8 @@ rq_set_paused(void *self, const char *queue, int paused, nv_error *err)
     nv__redis_args_str(&x, paused ? "1" : "0");
     rc = run(self, S_PAUSE, queue, NULL, &x, NULL, err);
     nv__redis_args_release(&x);
+    if (rc == NV_OK)
+        local_change(self, queue);
     return rc;
 }
 
@@ -692,6 +787,8 @@ rq_retry(void *self, const char *queue, const char *id, int64_t now,
     nv__redis_args_str(&x, id);
     rc = run(self, S_RETRY, queue, id, &x, &r, err);
     nv__redis_args_release(&x);
+    if (rc == NV_OK)
+        local_change(self, queue);
     if (rc == NV_OK && out != NULL)
         rc = job_from(r->element[1], out, err);
     else if (rc == NV_EJOB_NOT_FAILED)
@@ -716,6 +813,8 @@ rq_reap(void *self, const char *queue, int64_t now, int max_stalled,
     nv__redis_args_int(&x, max_stalled);
     rc = run(self, S_REAP, queue, NULL, &x, &r, err);
     nv__redis_args_release(&x);
+    if (rc == NV_OK && r->elements > 1)
+        local_change(self, queue);
     if (rc != NV_OK)
         goto done;
     cnt = r->elements - 1;
@@ -800,22 +899,11 @@ on_note(void *ud, const char *channel, const char *msg, size_t len)
         nt = note_get(q, name, 0);
         if (nt != NULL) {
             nt->gen++;
+            if (nt->tickets < MAX_TICKETS)
+                nt->tickets++;
             pthread_cond_signal(&nt->cv);
         }
     }
-    pthread_mutex_unlock(&q->mu);
-}
-
-/* Before a reserve: remember the queue's note count (see 'seen'). */
-static void
-note_seen(struct rqueue *q, const char *queue)
-{
-    struct note *nt;
-
-    pthread_mutex_lock(&q->mu);
-    nt = note_get(q, queue, 1);
-    seen.note = nt;
-    seen.gen = nt ? nt->gen : 0;
     pthread_mutex_unlock(&q->mu);
 }
 
@@ -836,7 +924,7 @@ rq_wait(void *self, const char *queue, int64_t timeout_ms)
     int64_t now = nv__monotonic_ms(), slice, deadline;
     const char *ch[1] = { q->channel };
     struct note *nt;
-    uint64_t gen, epoch;
+    uint64_t epoch;
 
     if (timeout_ms <= 0)
         return NV_OK;
@@ -860,15 +948,12 @@ rq_wait(void *self, const char *queue, int64_t timeout_ms)
     slice = q->sub != NULL ? WAIT_SLICE_SUB_MS : WAIT_SLICE_MS;
     deadline = now + (timeout_ms < slice ? timeout_ms : slice);
     nt = note_get(q, queue, 1);
-    if (nt == NULL || (seen.note == nt && seen.gen != nt->gen)) {
-        pthread_mutex_unlock(&q->mu);
-        return NV_OK;      /* a note came in since this thread's reserve */
-    }
-    gen = seen.note == nt ? seen.gen : nt->gen;
     epoch = q->epoch;
-    while (nt->gen == gen && q->epoch == epoch &&
+    while (nt != NULL && nt->tickets == 0 && q->epoch == epoch &&
            nv__monotonic_ms() < deadline)
         timed_wait(q, nt, deadline);
+    if (nt != NULL && nt->tickets > 0)
+        nt->tickets--;
     pthread_mutex_unlock(&q->mu);
     return NV_OK;
 }

@@ -832,7 +832,7 @@ Test(host_proc, a_canceled_run_sends_cancel_to_the_busy_child)
 
     th_project();
     th_write("functions/waiter.py",
-             "#!/usr/bin/python3\nimport sys, json\n"
+             "#!/usr/bin/python3\nimport sys, json, os\n"
              "for line in sys.stdin:\n"
              "    m = json.loads(line)\n"
              "    if m['type'] == 'describe':\n"
@@ -842,7 +842,8 @@ Test(host_proc, a_canceled_run_sends_cancel_to_the_busy_child)
              "        jid = m['id']; path = m['data']['path']\n"
              "        open(path + '.started', 'w').close()\n"
              "    elif m['type'] == 'cancel':\n"
-             "        open(path, 'w').write(line)\n"
+             "        open(path + '.tmp', 'w').write(line)\n"
+             "        os.rename(path + '.tmp', path)\n"
              "        print(json.dumps({'type': 'error', 'id': jid, 'message': 'stopped'}),\n"
              "              flush=True)\n", 0755);
     start_ok(&f, NULL);

@@ -11,6 +11,10 @@
 --   B:j:<id>     hash  the job record (fields as in redis/queue.c)
 --   B:l:<id>     list  the job's log entries (JSON texts)
 --   B:lim[...]   zset  limiter activations by time (sliding window)
+-- Every change that may make a job runnable sooner than the reply of an
+-- empty reserve said (enqueue, delayed enqueue, retry, release, resume,
+-- reap) publishes the queue name on the wake channel: instances cache
+-- empty reserves until such a note (redis/queue.c).
 -- KEYS[1] = B:meta routes the call; ARGV[1] = B, ARGV[2] = the wake
 -- channel, ARGV[3] = the queue name. Replies: {code, ...}, code < 0 an
 -- NV_E* code. Layout version 1.

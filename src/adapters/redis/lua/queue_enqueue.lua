@@ -17,6 +17,7 @@ local du = tonumber(ARGV[8])
 if du > now then
   redis.call('HSET', k, 'state', 'delayed')
   redis.call('ZADD', DELAYED, I(du), id)
+  wake()   -- waiters keep the time of the next due job: it may be sooner
 else
   make_waiting(id, tonumber(ARGV[9]), ARGV[10])
   wake()

@@ -19,6 +19,7 @@ elseif kind == 1 then
   if at > now then
     redis.call('HSET', k, 'state', 'delayed', 'delayUntil', I(at))
     redis.call('ZADD', DELAYED, I(at), id)
+    wake()
   else
     make_waiting(id)
     wake()
