@@ -29,7 +29,13 @@ cc -std=c11 -D_GNU_SOURCE -O2 $DEFS -Iinclude -o "$B/bench/nvent_redis_bench" \
 
 TMP=$(mktemp -d /tmp/nvent-bench.XXXXXX)
 . "$ROOT/scripts/redis-test-server.sh"
-trap 'kill "$NV_REDIS_PID" 2>/dev/null || true; rm -rf "$TMP"' EXIT INT TERM
+stop_redis() {
+    if [ -n "${NV_REDIS_PID:-}" ] && kill "$NV_REDIS_PID" 2>/dev/null; then
+        while kill -0 "$NV_REDIS_PID" 2>/dev/null; do sleep 0.1; done
+    fi
+    rm -rf "$TMP"
+}
+trap stop_redis EXIT INT TERM
 redis_start "$TMP/redis"
 echo "redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/') on port $NV_REDIS_PORT (appendonly everysec); jobs=$JOBS flows=$FLOWS samples=$SAMPLES"
 NV=$("$B/bench/nvent_redis_bench" "$NV_REDIS_PORT" "$JOBS" "$FLOWS" "$SAMPLES")

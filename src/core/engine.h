@@ -29,6 +29,8 @@ void nv__engine_log(nv_engine *e, int level, const char *fmt, ...)
  * nv__free; NULL on out of memory.
  */
 char *nv__engine_key(nv_engine *e, const char *kind, const char *rest);
+/* "<prefix>:<mid><rest>", allocated. */
+char *nv__key_join(const char *prefix, const char *mid, const char *rest);
 
 /*
  * Defined by the scheduler (src/sched/schedule.c): fire due schedules.

@@ -56,6 +56,11 @@ struct nv_live {
     struct nv_live *next;
 };
 
+/* Cache of recently active runs' events (runcache.c). */
+typedef struct nv__rcache nv__rcache;
+typedef int (*nv__rcache_fn)(void *ud, const nv_event *ev,
+                             json_t *const *data, size_t n, nv_error *err);
+
 struct nv_engine {
     nv_config      *cfg;
     nv__registry   *reg;
@@ -104,6 +109,7 @@ struct nv_engine {
 
     pthread_mutex_t dirty_mu;           /* guards dirty */
     json_t         *dirty;              /* {runId: flowName} index to refresh */
+    nv__rcache     *rcache;             /* running runs' events, parsed */
 
     /* settings read once at start */
     int             state_cleanup;      /* 0 never, 1 immediate, 2 on-complete, 3 ttl */
@@ -201,7 +207,18 @@ int  nv__run_load(nv_engine *e, const nv__flowrt *f, const char *run_id,
  * loops on NV_ECONFLICT. Updates the index. */
 int  nv__run_advance(nv_engine *e, const nv__flowrt *f, const char *run_id,
                      nv_error *err);
-/* Append an event to a run stream, marking the index dirty. */
+int  nv__rcache_new(nv__rcache **out);
+void nv__rcache_free(nv__rcache *c);
+/* Call 'fn' with the run's events and parsed data, brought up to date with
+ * its stream (n = 0 for a missing stream), under the run's cache lock. */
+int  nv__rcache_with(nv_engine *e, const char *run_id, nv__rcache_fn fn,
+                     void *ud, nv_error *err);
+void nv__rcache_evict(nv_engine *e, const char *run_id);
+void nv__rcache_put(nv_engine *e, const char *run_id, nv_event *ev,
+                    json_t *data, int64_t version);
+
+/* Append an event to a run stream, marking the index dirty. 'data' is
+ * kept by the run cache: it must not be changed after the call. */
 int  nv__run_append(nv_engine *e, const char *flow, const char *run_id,
                     const char *type, const char *step, const char *step_id,
                     int attempt, json_t *data, int64_t expected,

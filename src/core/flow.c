@@ -15,21 +15,13 @@
 char *
 nv__stream_key(nv_engine *e, const char *run_id)
 {
-    char *rest = nv__asprintf("flow:%s", run_id);
-    char *k = rest != NULL ? nv__engine_key(e, "stream", rest) : NULL;
-
-    nv__free(rest);
-    return k;
+    return nv__key_join(e->prefix[2], "flow:", run_id);
 }
 
 char *
 nv__index_key(nv_engine *e, const char *flow)
 {
-    char *rest = nv__asprintf("flows:%s", flow);
-    char *k = rest != NULL ? nv__engine_key(e, "store", rest) : NULL;
-
-    nv__free(rest);
-    return k;
+    return nv__key_join(e->prefix[1], "flows:", flow);
 }
 
 int
@@ -64,8 +56,19 @@ nv__run_append(nv_engine *e, const char *flow, const char *run_id,
             return nv__error(err, NV_ENOMEM, "out of memory");
         }
     }
-    rc = e->stream.ops->append(e->stream.self, key, &ev, nv__now(e), expected,
-                               out, NULL, err);
+    {
+        nv_event mine;
+        int64_t version = -1;
+
+        memset(&mine, 0, sizeof(mine));
+        rc = e->stream.ops->append(e->stream.self, key, &ev, nv__now(e),
+                                   expected, &mine, &version, err);
+        if (rc == NV_OK && out != NULL && nv_event_copy(out, &mine) != NV_OK)
+            memset(out, 0, sizeof(*out));     /* the event is appended */
+        if (rc == NV_OK)
+            nv__rcache_put(e, run_id, &mine, data, version);
+        nv_event_release(&mine);
+    }
     nv__free(ev.data);
     nv__free(key);
     if (rc == NV_OK && !nv__event_is_terminal(type) &&
@@ -74,34 +77,57 @@ nv__run_append(nv_engine *e, const char *flow, const char *run_id,
     return rc;
 }
 
+struct load {
+    nv_engine        *e;
+    const nv__flowrt *f;
+    const char       *run_id;
+    nv_event        **evs;      /* NULL: the caller wants no copies */
+    size_t           *nev;
+    nv__run_proj     *p;
+};
+
+static int
+load_cb(void *ud, const nv_event *v, json_t *const *data, size_t n,
+        nv_error *err)
+{
+    struct load *l = ud;
+    int rc;
+
+    if (n == 0 || strcmp(v[0].flow_name, l->f->flow->name) != 0)
+        return nv__error(err, NV_ERUN_NOT_FOUND, "run '%s' not found in flow "
+                         "'%s'", l->run_id, l->f->flow->name);
+    rc = nv__project_parsed(&l->f->def, v, data, n, nv__now(l->e), l->p,
+                            err);
+    if (rc != NV_OK || l->evs == NULL)
+        return rc;
+    *l->evs = nv__calloc(n, sizeof(nv_event));
+    for (size_t i = 0; *l->evs != NULL && i < n; i++) {
+        if (nv_event_copy(&(*l->evs)[i], &v[i]) != NV_OK) {
+            nv_events_free(*l->evs, i);
+            *l->evs = NULL;
+        }
+    }
+    if (*l->evs == NULL) {
+        nv__run_proj_release(l->p);
+        return nv__error(err, NV_ENOMEM, "out of memory");
+    }
+    *l->nev = n;
+    return NV_OK;
+}
+
+/* 'evs' may be NULL when the events themselves are not needed. */
 int
 nv__run_load(nv_engine *e, const nv__flowrt *f, const char *run_id,
              nv_event **evs, size_t *nev, nv__run_proj *p, nv_error *err)
 {
-    char *key = nv__stream_key(e, run_id);
-    nv_event *v = NULL;
-    size_t n = 0;
-    int rc;
+    struct load l = { .e = e, .f = f, .run_id = run_id, .evs = evs,
+                      .nev = nev, .p = p };
 
-    if (key == NULL)
-        return nv__error(err, NV_ENOMEM, "out of memory");
-    rc = e->stream.ops->read(e->stream.self, key, NULL, -1, &v, &n, err);
-    nv__free(key);
-    if (rc != NV_OK)
-        return rc;
-    if (n == 0 || strcmp(v[0].flow_name, f->flow->name) != 0) {
-        nv_events_free(v, n);
-        return nv__error(err, NV_ERUN_NOT_FOUND, "run '%s' not found in flow "
-                         "'%s'", run_id, f->flow->name);
+    if (evs != NULL) {
+        *evs = NULL;
+        *nev = 0;
     }
-    rc = nv__project(&f->def, v, n, nv__now(e), p, err);
-    if (rc != NV_OK) {
-        nv_events_free(v, n);
-        return rc;
-    }
-    *evs = v;
-    *nev = n;
-    return NV_OK;
+    return nv__rcache_with(e, run_id, load_cb, &l, err);
 }
 
 const nv__flowrt *
@@ -321,7 +347,7 @@ advance(nv_engine *e, const nv__flowrt *f, const char *run_id,
         nv_event *evs = NULL, out;
         size_t n = 0;
         nv__run_proj p;
-        int rc = nv__run_load(e, f, run_id, &evs, &n, &p, err);
+        int rc = nv__run_load(e, f, run_id, NULL, &n, &p, err);
 
         if (rc != NV_OK)
             return rc;
@@ -385,47 +411,56 @@ finish_unrun(nv_ctx *c, const char *result, int remove)
 }
 
 /*
- * F-4 needs only two facts, read from the event types without parsing any
- * data: is the run finished, and has this step completed (then its
- * result, from that one event).
+ * F-4 needs only two facts, read from the event types: is the run
+ * finished, and has this step completed (then its result, from that one
+ * event).
  */
+struct scan {
+    const nv_ctx *c;
+    int          *finished;
+    char        **result;
+};
+
+static int
+scan_cb(void *ud, const nv_event *v, json_t *const *data, size_t n,
+        nv_error *err)
+{
+    struct scan *sc = ud;
+
+    (void)err;
+    if (n == 0 || strcmp(v[0].flow_name, sc->c->job.flow_name) != 0)
+        return NV_ERUN_NOT_FOUND;
+    for (size_t i = 0; i < n; i++) {
+        if (nv__event_is_terminal(v[i].type)) {
+            *sc->finished = 1;
+        } else if (*sc->result == NULL &&
+                   strcmp(v[i].type, "step.completed") == 0 &&
+                   strcmp(v[i].step_name, sc->c->job.step_name) == 0) {
+            json_t *r = json_object_get(data[i], "result");
+
+            *sc->result = nv__dump(r != NULL ? r : json_null());
+            if (*sc->result == NULL)
+                *sc->result = nv__strdup("null");
+        }
+    }
+    return NV_OK;
+}
+
 static int
 scan_run(nv_engine *e, const nv_ctx *c, int *finished, char **result,
          nv_error *err)
 {
-    char *key = nv__stream_key(e, c->job.run_id);
-    nv_event *v = NULL;
-    size_t n = 0;
+    struct scan sc = { .c = c, .finished = finished, .result = result };
     int rc;
 
-    if (key == NULL)
-        return nv__error(err, NV_ENOMEM, "out of memory");
-    rc = e->stream.ops->read(e->stream.self, key, NULL, -1, &v, &n, err);
-    nv__free(key);
-    if (rc != NV_OK)
-        return rc;
     *finished = 0;
     *result = NULL;
-    if (n == 0 || strcmp(v[0].flow_name, c->job.flow_name) != 0) {
-        nv_events_free(v, n);
-        return NV_ERUN_NOT_FOUND;
+    rc = nv__rcache_with(e, c->job.run_id, scan_cb, &sc, err);
+    if (rc != NV_OK) {
+        nv__free(*result);
+        *result = NULL;
     }
-    for (size_t i = 0; i < n; i++) {
-        if (nv__event_is_terminal(v[i].type)) {
-            *finished = 1;
-        } else if (*result == NULL && strcmp(v[i].type, "step.completed") == 0
-                   && strcmp(v[i].step_name, c->job.step_name) == 0) {
-            json_t *d = v[i].data ? json_loads(v[i].data, 0, NULL) : NULL;
-            json_t *r = json_object_get(d, "result");
-
-            *result = nv__dump(r != NULL ? r : json_null());
-            json_decref(d);
-            if (*result == NULL)
-                *result = nv__strdup("null");
-        }
-    }
-    nv_events_free(v, n);
-    return NV_OK;
+    return rc;
 }
 
 int
@@ -623,7 +658,7 @@ nv__run_cancel_internal(nv_engine *e, const nv__flowrt *f, const char *run_id,
         nv__run_proj p;
         json_t *d;
         char iso[32];
-        int rc = nv__run_load(e, f, run_id, &evs, &n, &p, err);
+        int rc = nv__run_load(e, f, run_id, NULL, &n, &p, err);
 
         if (rc != NV_OK)
             return rc;
@@ -709,7 +744,7 @@ nv_run_restart(nv_engine *e, const char *flow, const char *run_id,
 
     if (rc != NV_OK)
         return rc;
-    rc = nv__run_load(e, f, run_id, &evs, &n, &p, err);
+    rc = nv__run_load(e, f, run_id, NULL, &n, &p, err);
     if (rc != NV_OK)
         return rc;
     input = nv__dump(p.input != NULL ? p.input : json_object());
@@ -757,7 +792,7 @@ nv_run_wait(nv_engine *e, const char *run_id, int64_t timeout_ms,
         nv__run_proj p;
         int st;
 
-        rc = nv__run_load(e, f, run_id, &evs, &n, &p, err);
+        rc = nv__run_load(e, f, run_id, NULL, &n, &p, err);
         if (rc != NV_OK)
             return rc;
         st = p.status;

@@ -134,7 +134,7 @@ stall_one(nv_engine *e, const nv__flowrt *f, const char *run, json_t *m,
     int64_t last = 0;
 
     (void)m;
-    if (nv__run_load(e, f, run, &evs, &n, &p, NULL) != NV_OK)
+    if (nv__run_load(e, f, run, NULL, &n, &p, NULL) != NV_OK)
         return;
     last = p.last_ms;
     if (p.status != NV_RUN_RUNNING || now - last <= e->stall_timeout ||

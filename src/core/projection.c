@@ -109,7 +109,9 @@ nv__run_proj_release(nv__run_proj *p)
     json_decref(p->start_data);
     json_decref(p->emitted);
     json_decref(p->terminal_data);
-    json_decref(p->parsed);
+    for (size_t i = 0; p->parsed != NULL && i < p->nparsed; i++)
+        json_decref(p->parsed[i]);
+    nv__free(p->parsed);
     memset(p, 0, sizeof(*p));
 }
 
@@ -406,19 +408,21 @@ find_first_failure(struct pass *ps, const nv_event *ev, size_t n)
             continue;
         ps->first_failed_step = s->name;
         ps->first_failed_error =
-            data_str(json_array_get(ps->p->parsed, i), "error");
+            data_str(i < ps->p->nparsed ? ps->p->parsed[i] : NULL, "error");
         return;
     }
 }
 
 static int
-parse_all(nv__run_proj *p, const nv_event *ev, size_t n, nv_error *err)
+parse_all(nv__run_proj *p, const nv_event *ev, json_t *const *pre, size_t n,
+          nv_error *err)
 {
-    p->parsed = json_array();
+    p->parsed = nv__calloc(n ? n : 1, sizeof(*p->parsed));
     if (p->parsed == NULL)
         return nv__error(err, NV_ENOMEM, "projection: out of memory");
     for (size_t i = 0; i < n; i++) {
-        json_t *d = ev[i].data != NULL
+        json_t *d = pre != NULL ? json_incref(pre[i])
+                    : ev[i].data != NULL
                         ? json_loads(ev[i].data, JSON_DECODE_ANY, NULL)
                         : json_object();
 
@@ -426,8 +430,7 @@ parse_all(nv__run_proj *p, const nv_event *ev, size_t n, nv_error *err)
             return nv__error(err, NV_EINVAL,
                              "event '%s' of run '%s' has invalid data",
                              ev[i].id, ev[i].run_id);
-        if (json_array_append_new(p->parsed, d) != 0)
-            return nv__error(err, NV_ENOMEM, "projection: out of memory");
+        p->parsed[p->nparsed++] = d;
     }
     return NV_OK;
 }
@@ -435,6 +438,14 @@ parse_all(nv__run_proj *p, const nv_event *ev, size_t n, nv_error *err)
 int
 nv__project(const nv__flowdef *def, const nv_event *ev, size_t n,
             int64_t now, nv__run_proj *out, nv_error *err)
+{
+    return nv__project_parsed(def, ev, NULL, n, now, out, err);
+}
+
+int
+nv__project_parsed(const nv__flowdef *def, const nv_event *ev,
+                   json_t *const *data, size_t n, int64_t now,
+                   nv__run_proj *out, nv_error *err)
 {
     nv__run_proj p = { 0 };
     struct pass ps = { .p = &p };
@@ -450,11 +461,11 @@ nv__project(const nv__flowdef *def, const nv_event *ev, size_t n,
     }
     for (size_t i = 0; i < def->nsteps; i++)
         p.steps[i].name = def->steps[i].name;
-    rc = parse_all(&p, ev, n, err);
+    rc = parse_all(&p, ev, data, n, err);
     if (rc != NV_OK)
         goto fail;
     for (size_t i = 0; i < n; i++) {
-        rc = on_event(&ps, &ev[i], json_array_get(p.parsed, i));
+        rc = on_event(&ps, &ev[i], p.parsed[i]);
         if (rc != NV_OK)
             goto oom;
     }

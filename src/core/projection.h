@@ -85,7 +85,8 @@ typedef struct nv__run_proj {
     const char    *terminal_type;
     json_t        *terminal_data;
 
-    json_t        *parsed;          /* internal: parsed event data (owned) */
+    json_t       **parsed;          /* internal: parsed event data (owned) */
+    size_t         nparsed;
 } nv__run_proj;
 
 /*
@@ -97,6 +98,11 @@ typedef struct nv__run_proj {
  */
 int  nv__project(const nv__flowdef *def, const nv_event *ev, size_t n,
                  int64_t now, nv__run_proj *out, nv_error *err);
+/* The same with each event's data already parsed ('data[i]' for 'ev[i]',
+ * shared read-only: the projection takes its own references). */
+int  nv__project_parsed(const nv__flowdef *def, const nv_event *ev,
+                        json_t *const *data, size_t n, int64_t now,
+                        nv__run_proj *out, nv_error *err);
 void nv__run_proj_release(nv__run_proj *p);
 
 /* The step projection by name, or NULL. */

@@ -69,7 +69,7 @@ nv__index_flush(nv_engine *e)
         size_t n = 0;
         nv__run_proj p;
 
-        if (f == NULL || nv__run_load(e, f, run, &evs, &n, &p, NULL) != NV_OK)
+        if (f == NULL || nv__run_load(e, f, run, NULL, &n, &p, NULL) != NV_OK)
             continue;
         nv__index_update(e, f, run, &p);
         nv__run_proj_release(&p);
@@ -449,6 +449,7 @@ nv__run_remove(nv_engine *e, const char *flow, const char *run_id)
 
     if (skey != NULL && ikey != NULL && lkey != NULL) {
         rc = e->stream.ops->del(e->stream.self, skey, NULL);
+        nv__rcache_evict(e, run_id);
         if (rc == NV_OK)
             rc = e->store.ops->idx_del(e->store.self, ikey, run_id, NULL);
         e->store.ops->kv_del(e->store.self, lkey, NULL);
@@ -459,6 +460,42 @@ nv__run_remove(nv_engine *e, const char *flow, const char *run_id)
     nv__free(rest);
     nv__free(lkey);
     return rc;
+}
+
+/*
+ * Status and completion time from the engine's own compact metadata
+ * ({"status":"...", ... "completedAt":"...", ...}: names and times hold no
+ * quotes) without parsing it; 0 when it does not look like that.
+ */
+static int
+meta_fast(const char *meta, int *running, int64_t *done)
+{
+    static const char lead[] = "{\"status\":\"", at[] = ",\"completedAt\":\"";
+    const char *v, *c;
+    size_t k;
+
+    if (meta == NULL || strncmp(meta, lead, sizeof(lead) - 1) != 0 ||
+        strchr(meta, '\\') != NULL)
+        return 0;
+    v = meta + sizeof(lead) - 1;
+    k = strcspn(v, "\"");
+    if (v[k] != '"')
+        return 0;
+    *running = k == 7 && strncmp(v, "running", 7) == 0;
+    *done = 0;
+    c = strstr(v, at);
+    if (c != NULL) {
+        char iso[40];
+
+        c += sizeof(at) - 1;
+        k = strcspn(c, "\"");
+        if (c[k] != '"' || k >= sizeof(iso))
+            return 0;
+        memcpy(iso, c, k);
+        iso[k] = '\0';
+        *done = iso_ms(iso);
+    }
+    return 1;
 }
 
 int
@@ -503,10 +540,13 @@ nv__retention(nv_engine *e, const char *flow, int mode, int64_t *removed,
             kept++;
             continue;
         }
-        m = v[i].meta ? json_loads(v[i].meta, 0, NULL) : NULL;
-        running = strcmp(meta_status(m), "running") == 0;
-        done = iso_ms(json_string_value(json_object_get(m, "completedAt")));
-        json_decref(m);
+        if (!meta_fast(v[i].meta, &running, &done)) {
+            m = v[i].meta ? json_loads(v[i].meta, 0, NULL) : NULL;
+            running = strcmp(meta_status(m), "running") == 0;
+            done = iso_ms(json_string_value(json_object_get(m,
+                                                            "completedAt")));
+            json_decref(m);
+        }
         if (running) {
             kept++;
             continue;

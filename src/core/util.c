@@ -186,7 +186,37 @@ nv__iso_time(int64_t ms, char *buf, size_t size)
     time_t sec = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
     int milli = (int)(ms - (int64_t)sec * 1000);
     struct tm tm;
+    int64_t days = (int64_t)sec >= 0 ? (int64_t)sec / 86400
+                                     : ((int64_t)sec - 86399) / 86400;
+    int64_t sod = (int64_t)sec - days * 86400;
 
+    /* Civil date from days since 1970-01-01 (H. Hinnant's algorithm):
+     * no gmtime_r, which takes glibc's time zone lock, and no printf. */
+    {
+        int64_t z = days + 719468;
+        int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+        int64_t doe = z - era * 146097;
+        int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+        int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        int64_t mp = (5 * doy + 2) / 153;
+        int64_t d = doy - (153 * mp + 2) / 5 + 1;
+        int64_t m = mp < 10 ? mp + 3 : mp - 9;
+        int64_t y = yoe + era * 400 + (m <= 2);
+        int v[7] = { (int)y, (int)m, (int)d, (int)(sod / 3600),
+                     (int)(sod / 60 % 60), (int)(sod % 60), milli };
+
+        if (y >= 0 && y <= 9999 && size >= 25) {
+            static const char pat[] = "0000-00-00T00:00:00.000Z";
+            static const int at[7] = { 3, 6, 9, 12, 15, 18, 22 };
+
+            memcpy(buf, pat, sizeof(pat));
+            for (int i = 0; i < 7; i++) {
+                for (int k = at[i], x = v[i]; x > 0; k--, x /= 10)
+                    buf[k] = (char)('0' + x % 10);
+            }
+            return;
+        }
+    }
     gmtime_r(&sec, &tm);
     snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,

@@ -95,7 +95,7 @@ kv_get_fn(struct fdb_conn *c, void *arg, nv_error *err)
     int rc, bad = 0;
 
     FDB_STMT(c, st, "SELECT value FROM kv WHERE key = ?1"
-                " AND (expire_at = 0 OR expire_at > ?2)");
+                    " AND (expire_at = 0 OR expire_at > ?2)");
     fdb_bind_text(st, 1, a->key);
     sqlite3_bind_int64(st, 2, a->now);
     rc = fdb_step_row(c, st, err);
@@ -130,8 +130,8 @@ kv_set_fn(struct fdb_conn *c, void *arg, nv_error *err)
     struct kv_args *a = arg;
 
     FDB_STMT(c, st, "INSERT INTO kv VALUES (?1, ?2, ?3) ON CONFLICT(key)"
-                " DO UPDATE SET value = excluded.value,"
-                " expire_at = excluded.expire_at");
+                    " DO UPDATE SET value = excluded.value,"
+                    " expire_at = excluded.expire_at");
     fdb_bind_text(st, 1, a->key);
     fdb_bind_text(st, 2, a->value);
     sqlite3_bind_int64(st, 3, a->expire_at > 0 ? a->expire_at : 0);
@@ -247,7 +247,7 @@ kv_incr_fn(struct fdb_conn *c, void *arg, nv_error *err)
     a->n = cur + a->by;
     snprintf(buf, sizeof(buf), "%" PRId64, a->n);
     FDB_STMT(c, up, "INSERT INTO kv VALUES (?1, ?2, 0) ON CONFLICT(key)"
-                " DO UPDATE SET value = excluded.value");
+                    " DO UPDATE SET value = excluded.value");
     fdb_bind_text(up, 1, a->key);
     sqlite3_bind_text(up, 2, buf, -1, SQLITE_TRANSIENT);
     return fdb_run(c, up, err);
@@ -303,8 +303,8 @@ idx_put_fn(struct fdb_conn *c, void *arg, nv_error *err)
     struct idx_args *a = arg;
 
     FDB_STMT(c, st, "INSERT INTO idx VALUES (?1, ?2, ?3, ?4)"
-                " ON CONFLICT(name, member) DO UPDATE SET"
-                " score = excluded.score, meta = excluded.meta");
+                    " ON CONFLICT(name, member) DO UPDATE SET"
+                    " score = excluded.score, meta = excluded.meta");
     fdb_bind_text(st, 1, a->index);
     fdb_bind_text(st, 2, a->member);
     sqlite3_bind_double(st, 3, a->score);
@@ -410,7 +410,7 @@ idx_get_fn(struct fdb_conn *c, void *arg, nv_error *err)
     int rc;
 
     FDB_STMT(c, st, "SELECT member, score, meta FROM idx"
-                " WHERE name = ?1 AND member = ?2");
+                    " WHERE name = ?1 AND member = ?2");
     fdb_bind_text(st, 1, a->index);
     fdb_bind_text(st, 2, a->member);
     rc = fdb_step_row(c, st, err);
@@ -459,9 +459,9 @@ idx_range_fn(struct fdb_conn *c, void *arg, nv_error *err)
     sqlite3_reset(cnt);
     /* Ties on score: member order, as Redis ZRANGE / ZREVRANGE. */
     FDB_STMT(c, asc, "SELECT member, score, meta FROM idx WHERE name = ?1"
-                 " ORDER BY score, member LIMIT ?2 OFFSET ?3");
+                     " ORDER BY score, member LIMIT ?2 OFFSET ?3");
     FDB_STMT(c, desc, "SELECT member, score, meta FROM idx WHERE name = ?1"
-                  " ORDER BY score DESC, member DESC LIMIT ?2 OFFSET ?3");
+                      " ORDER BY score DESC, member DESC LIMIT ?2 OFFSET ?3");
     sqlite3_stmt *st = a->desc ? desc : asc;
     fdb_bind_text(st, 1, a->index);
     sqlite3_bind_int64(st, 2, a->limit < 0 ? -1 : a->limit);
@@ -644,8 +644,8 @@ doc_put_fn(struct fdb_conn *c, void *arg, nv_error *err)
         return nv__error(err, NV_ECONFLICT, "document '%s' of '%s' changed",
                          a->id, a->coll);
     FDB_STMT(c, st, "INSERT INTO docs VALUES (?1, ?2, ?3, ?4)"
-                " ON CONFLICT(coll, id) DO UPDATE SET json = excluded.json,"
-                " rev = excluded.rev");
+                    " ON CONFLICT(coll, id) DO UPDATE SET json = excluded.json,"
+                    " rev = excluded.rev");
     a->rev = cur + 1;
     fdb_bind_text(st, 1, a->coll);
     fdb_bind_text(st, 2, a->id);
@@ -694,7 +694,8 @@ doc_get_fn(struct fdb_conn *c, void *arg, nv_error *err)
     struct doc_args *a = arg;
     int rc;
 
-    FDB_STMT(c, st, "SELECT id, json, rev FROM docs WHERE coll = ?1 AND id = ?2");
+    FDB_STMT(c, st, "SELECT id, json, rev FROM docs"
+                    " WHERE coll = ?1 AND id = ?2");
     fdb_bind_text(st, 1, a->coll);
     fdb_bind_text(st, 2, a->id);
     rc = fdb_step_row(c, st, err);
@@ -765,7 +766,8 @@ doc_list_fn(struct fdb_conn *c, void *arg, nv_error *err)
     size_t cap = 0;
     int rc;
 
-    FDB_STMT(c, st, "SELECT id, json, rev FROM docs WHERE coll = ?1 ORDER BY id");
+    FDB_STMT(c, st, "SELECT id, json, rev FROM docs WHERE coll = ?1"
+                    " ORDER BY id");
     fdb_bind_text(st, 1, a->coll);
     while ((rc = fdb_step_row(c, st, err)) == 1) {
         nv_doc *v = fdb_grow(a->out, &cap, a->n, sizeof(*v));

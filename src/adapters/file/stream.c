@@ -184,7 +184,7 @@ append_fn(struct fdb_conn *c, void *arg, nv_error *err)
     int rc;
 
     FDB_STMT(c, st, "SELECT sid, last_ms, last_seq, count FROM streams"
-                " WHERE name = ?1");
+                    " WHERE name = ?1");
     fdb_bind_text(st, 1, a->stream);
     rc = fdb_step_row(c, st, err);
     if (rc < 0)
@@ -209,7 +209,7 @@ append_fn(struct fdb_conn *c, void *arg, nv_error *err)
     }
     if (sid == 0) {
         FDB_STMT(c, ins, "INSERT INTO streams(name, last_ms, last_seq, count)"
-                     " VALUES (?1, ?2, ?3, 1)");
+                         " VALUES (?1, ?2, ?3, 1)");
         fdb_bind_text(ins, 1, a->stream);
         sqlite3_bind_int64(ins, 2, ms);
         sqlite3_bind_int64(ins, 3, seq);
@@ -218,7 +218,7 @@ append_fn(struct fdb_conn *c, void *arg, nv_error *err)
         sid = sqlite3_last_insert_rowid(fdb_handle(c));
     } else {
         FDB_STMT(c, up, "UPDATE streams SET last_ms = ?2, last_seq = ?3,"
-                    " count = count + 1 WHERE sid = ?1");
+                        " count = count + 1 WHERE sid = ?1");
         sqlite3_bind_int64(up, 1, sid);
         sqlite3_bind_int64(up, 2, ms);
         sqlite3_bind_int64(up, 3, seq);
@@ -227,7 +227,7 @@ append_fn(struct fdb_conn *c, void *arg, nv_error *err)
     }
     const nv_event *ev = a->ev;
     FDB_STMT(c, ev_ins, "INSERT INTO events VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,"
-                    " ?8, ?9, ?10, ?11)");
+                        " ?8, ?9, ?10, ?11)");
     sqlite3_bind_int64(ev_ins, 1, sid);
     sqlite3_bind_int64(ev_ins, 2, ms);
     sqlite3_bind_int64(ev_ins, 3, seq);
@@ -310,10 +310,10 @@ read_fn(struct fdb_conn *c, void *arg, nv_error *err)
     int rc, bad = 0;
 
     FDB_STMT(c, st, "SELECT e.ms, e.seq, e.ts, e.type, e.run_id, e.flow_name,"
-                " e.step_name, e.step_id, e.attempt, e.data"
-                " FROM streams s JOIN events e ON e.sid = s.sid"
-                " WHERE s.name = ?1 AND (e.ms, e.seq) > (?2, ?3)"
-                " ORDER BY e.ms, e.seq LIMIT ?4");
+                    " e.step_name, e.step_id, e.attempt, e.data"
+                    " FROM streams s JOIN events e ON e.sid = s.sid"
+                    " WHERE s.name = ?1 AND (e.ms, e.seq) > (?2, ?3)"
+                    " ORDER BY e.ms, e.seq LIMIT ?4");
     fdb_bind_text(st, 1, a->stream);
     sqlite3_bind_int64(st, 2, a->ams);
     sqlite3_bind_int64(st, 3, a->aseq);
@@ -409,7 +409,7 @@ del_fn(struct fdb_conn *c, void *arg, nv_error *err)
     int rc;
 
     FDB_STMT(c, ev, "DELETE FROM events WHERE sid ="
-                " (SELECT sid FROM streams WHERE name = ?1)");
+                    " (SELECT sid FROM streams WHERE name = ?1)");
     fdb_bind_text(ev, 1, a->stream);
     if ((rc = fdb_run(c, ev, err)) != NV_OK)
         return rc;

@@ -616,10 +616,28 @@ out:
 static int
 status_in(const char *meta, const char *list)
 {
-    json_t *j = meta ? json_loads(meta, 0, NULL) : NULL;
-    const char *st = json_string_value(json_object_get(j, "status"));
+    static const char lead[] = "{\"status\":\"";
+    json_t *j = NULL;
+    const char *st = NULL;
+    char quick[32];
     int found = 0;
 
+    /* The engine's own compact metadata starts with the status: read it
+     * without parsing the whole entry; anything else is parsed. */
+    if (meta != NULL && strncmp(meta, lead, sizeof(lead) - 1) == 0) {
+        const char *v = meta + sizeof(lead) - 1;
+        size_t k = strcspn(v, "\"\\");
+
+        if (v[k] == '"' && k < sizeof(quick)) {
+            memcpy(quick, v, k);
+            quick[k] = '\0';
+            st = quick;
+        }
+    }
+    if (st == NULL) {
+        j = meta ? json_loads(meta, 0, NULL) : NULL;
+        st = json_string_value(json_object_get(j, "status"));
+    }
     if (st != NULL) {
         size_t len = strlen(st);
         const char *p = list;

@@ -76,6 +76,7 @@ struct rqueue {
 #define WAIT_SLICE_SUB_MS 1000
 
 static struct note *note_get(struct rqueue *q, const char *queue, int add);
+static void local_change(struct rqueue *q, const char *queue);
 
 /* ---- Calling scripts ---- */
 
@@ -381,6 +382,8 @@ rq_enqueue(void *self, const nv_job *job, int64_t now, int64_t max_unfinished,
     add_field(&x, "group", job->group);
     rc = run(q, S_ENQUEUE, job->queue, job->id, &x, &r, err);
     nv__redis_args_release(&x);
+    if (rc == NV_OK)
+        local_change(q, job->queue);
     if (rc == NV_EQUEUE_FULL)
         nv__error(err, rc, "queue '%s' is full (maxQueueSize %lld)",
                   job->queue, (long long)max_unfinished);
@@ -497,6 +500,20 @@ empty_store(struct rqueue *q, const char *queue, const nv_limiter *lim,
     pthread_mutex_unlock(&q->mu);
 }
 
+/* This instance just made a job of 'queue' runnable: its own cached empty
+ * reserve ends now, without waiting for the note to come back. */
+static void
+local_change(struct rqueue *q, const char *queue)
+{
+    struct note *nt;
+
+    pthread_mutex_lock(&q->mu);
+    nt = note_get(q, queue, 0);
+    if (nt != NULL)
+        nt->empty_valid = 0;
+    pthread_mutex_unlock(&q->mu);
+}
+
 static int
 rq_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
            const nv_limiter *lim, nv_job *out, int64_t *next_at,
@@ -583,6 +600,8 @@ rq_finish(void *self, const char *queue, const char *id, const char *token,
     nv__redis_args_int(&x, f->retry_at);
     rc = run(self, S_FINISH, queue, id, &x, NULL, err);
     nv__redis_args_release(&x);
+    if (rc == NV_OK && (f->kind == NV_FINISH_RETRY || f->kind == NV_FINISH_RELEASE))
+        local_change(self, queue);
     return lease_error(rc, queue, id, err);
 }
 
@@ -710,6 +729,8 @@ rq_set_paused(void *self, const char *queue, int paused, nv_error *err)
     nv__redis_args_str(&x, paused ? "1" : "0");
     rc = run(self, S_PAUSE, queue, NULL, &x, NULL, err);
     nv__redis_args_release(&x);
+    if (rc == NV_OK)
+        local_change(self, queue);
     return rc;
 }
 
@@ -766,6 +787,8 @@ rq_retry(void *self, const char *queue, const char *id, int64_t now,
     nv__redis_args_str(&x, id);
     rc = run(self, S_RETRY, queue, id, &x, &r, err);
     nv__redis_args_release(&x);
+    if (rc == NV_OK)
+        local_change(self, queue);
     if (rc == NV_OK && out != NULL)
         rc = job_from(r->element[1], out, err);
     else if (rc == NV_EJOB_NOT_FAILED)
@@ -790,6 +813,8 @@ rq_reap(void *self, const char *queue, int64_t now, int max_stalled,
     nv__redis_args_int(&x, max_stalled);
     rc = run(self, S_REAP, queue, NULL, &x, &r, err);
     nv__redis_args_release(&x);
+    if (rc == NV_OK && r->elements > 1)
+        local_change(self, queue);
     if (rc != NV_OK)
         goto done;
     cnt = r->elements - 1;

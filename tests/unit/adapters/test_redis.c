@@ -574,3 +574,48 @@ Test(redis_adapter, redis_killed_under_load_ends_no_process_and_work_resumes,
     c.q.ops->close(c.q.self);
     server_free(&s);
 }
+
+Test(redis_adapter, an_empty_reserve_is_not_remembered_past_a_change)
+{
+    struct server s;
+    nv_error err = { 0 };
+    nv_queue q;
+    nv_job j = mkjob("k1", 1000), got;
+    nv_finish rel = { .kind = NV_FINISH_RELEASE };
+    int64_t next = -1;
+
+    server_new(&s, NULL);
+    cr_assert_eq(nv_redis_queue_open(settings(s.port, NULL), &q, &err), NV_OK);
+    q.ops->wait(q.self, "mail", 1);          /* subscribes: caching starts */
+    for (int i = 0; i < 2; i++)              /* the second is from the cache */
+        cr_assert_eq(q.ops->reserve(q.self, "mail", 1000, 30000, NULL, &got,
+                                    &next, &err), NV_ENOTFOUND);
+    cr_assert_eq(next, 0);
+    /* this instance's own enqueue is seen at once */
+    cr_assert_eq(q.ops->enqueue(q.self, &j, 1000, 0, NULL, NULL, &err), NV_OK);
+    cr_assert_eq(q.ops->reserve(q.self, "mail", 1000, 30000, NULL, &got,
+                                NULL, &err), NV_OK, "%s", err.msg);
+    cr_assert_eq(q.ops->reserve(q.self, "mail", 1000, 30000, NULL, NULL,
+                                NULL, &err), NV_ENOTFOUND);
+    cr_assert_eq(q.ops->finish(q.self, "mail", "k1", got.lease_token, &rel,
+                               1001, &err), NV_OK);
+    nv_job_release(&got);
+    cr_assert_eq(q.ops->reserve(q.self, "mail", 1001, 30000, NULL, &got,
+                                NULL, &err), NV_OK, "released job not seen");
+    nv_job_release(&got);
+    /* a delayed job: the empty answer holds until its time, not after */
+    j = mkjob("k2", 2000);
+    j.delay_until = 5000;
+    cr_assert_eq(q.ops->enqueue(q.self, &j, 2000, 0, NULL, NULL, &err), NV_OK);
+    cr_assert_eq(q.ops->reserve(q.self, "mail", 2000, 30000, NULL, &got,
+                                &next, &err), NV_ENOTFOUND);
+    cr_assert_eq(next, 5000);
+    cr_assert_eq(q.ops->reserve(q.self, "mail", 4999, 30000, NULL, &got,
+                                &next, &err), NV_ENOTFOUND);
+    cr_assert_eq(q.ops->reserve(q.self, "mail", 5000, 30000, NULL, &got,
+                                NULL, &err), NV_OK);
+    cr_assert_str_eq(got.id, "k2");
+    nv_job_release(&got);
+    q.ops->close(q.self);
+    server_free(&s);
+}

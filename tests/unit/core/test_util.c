@@ -3,7 +3,9 @@
  * (N-1, N-4), time formatting and the allocation failure hook.
  */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -177,4 +179,22 @@ Test(util, error_fills_code_and_message)
     cr_assert_eq(nv_error_status(NV_EQUEUE_FULL), 429);
     cr_assert_eq(nv_error_status(NV_EJSON), 400);
     cr_assert_str_eq(nv_error_name(12345), "internal");
+}
+
+Test(util, iso_time_matches_gmtime_across_leap_years_and_before_1970)
+{
+    for (int64_t ms = -86400000LL * 800; ms < 253402300799999LL;
+         ms += 86400000LL * 37 + 3600000LL * 5 + 61001) {
+        time_t sec = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+        int milli = (int)(ms - (int64_t)sec * 1000);
+        struct tm tm;
+        char want[80], got[40];
+
+        gmtime_r(&sec, &tm);
+        snprintf(want, sizeof(want), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                 tm.tm_min, tm.tm_sec, milli);
+        nv__iso_time(ms, got, sizeof(got));
+        cr_assert_str_eq(got, want, "ms %lld", (long long)ms);
+    }
 }

@@ -1,0 +1,392 @@
+/*
+ * File queue, claiming: enqueue (Q-3 idempotent ids, Q-11 capacity) and
+ * reserve, which promotes due delayed jobs (Q-5), applies the limiter
+ * (Q-12) and takes the first runnable job under a new lease, all in one
+ * write transaction.
+ */
+#include <inttypes.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "adapters/file/queue.h"
+
+/* ---- enqueue ---- */
+
+struct enq_args {
+    struct fq    *fq;
+    const nv_job *job;
+    int64_t       now, max_unfinished;
+    nv_job        out;
+    int           created;
+};
+
+static int
+enqueue_fn(struct fdb_conn *c, void *arg, nv_error *err)
+{
+    struct enq_args *a = arg;
+    const nv_job *j = a->job;
+    struct qstate *qs = fq_qstate(a->fq, j->queue);
+    int rc, paused, delayed = j->delay_until > a->now;
+    int64_t n;
+
+    if (qs == NULL)
+        return fdb_oom("queue", err);
+    if (a->max_unfinished > 0) {
+        /* Q-3 before Q-11: an existing job is returned, never refused. */
+        rc = fq_load_job(c, j->queue, j->id, &a->out, NULL, err);
+        if (rc != NV_EJOB_NOT_FOUND) {
+            a->created = 0;
+            return rc;
+        }
+        nv__error_clear(err);
+        if ((rc = fq_counts_load(c, qs, err)) != NV_OK)
+            return rc;
+        n = qs->n[NV_JOB_WAITING] + qs->n[NV_JOB_DELAYED] +
+            qs->n[NV_JOB_ACTIVE];
+        if (n >= a->max_unfinished)
+            return nv__error(err, NV_EQUEUE_FULL, "queue '%s' is full (%"
+                             PRId64 " unfinished jobs)", j->queue, n);
+    }
+    if ((rc = fq_paused_cached(c, qs, &paused, err)) != NV_OK)
+        return rc;
+    if (nv_job_copy(&a->out, j) != NV_OK)
+        return fdb_oom("queue", err);
+    a->out.state = delayed ? NV_JOB_DELAYED : NV_JOB_WAITING;
+    if (a->out.timestamp == 0)
+        a->out.timestamp = a->now;
+    if (a->out.data == NULL && (a->out.data = nv__strdup("{}")) == NULL)
+        return fdb_oom("queue", err);
+    a->fq->seq++;
+    FDB_STMT(c, st, "INSERT INTO jobs(queue, id, name, run_id, flow_name,"
+                    " step_name, data, opts, state, priority, lifo,"
+                    " remove_on_complete, remove_on_fail, attempts_made,"
+                    " stalled_count, progress, progress_data, timestamp,"
+                    " delay_until, processed_on, finished_on, returnvalue,"
+                    " failed_reason, logs, grp, lease_until, lease_token, sk1, sk2)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,"
+                    " ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24,"
+                    " ?25, 0, '', ?26, ?27) ON CONFLICT(queue, id) DO NOTHING");
+    const nv_job *o = &a->out;
+    fdb_bind_text(st, 1, o->queue);
+    fdb_bind_text(st, 2, o->id);
+    fdb_bind_text(st, 3, o->name);
+    fdb_bind_text(st, 4, o->run_id);
+    fdb_bind_text(st, 5, o->flow_name);
+    fdb_bind_text(st, 6, o->step_name);
+    fdb_bind_text(st, 7, o->data);
+    fdb_bind_text(st, 8, o->opts);
+    sqlite3_bind_int(st, 9, o->state);
+    sqlite3_bind_int(st, 10, o->priority);
+    sqlite3_bind_int(st, 11, o->lifo ? 1 : 0);
+    sqlite3_bind_int64(st, 12, o->remove_on_complete);
+    sqlite3_bind_int64(st, 13, o->remove_on_fail);
+    sqlite3_bind_int(st, 14, o->attempts_made);
+    sqlite3_bind_int(st, 15, o->stalled_count);
+    sqlite3_bind_double(st, 16, o->progress);
+    fdb_bind_text(st, 17, o->progress_data);
+    sqlite3_bind_int64(st, 18, o->timestamp);
+    sqlite3_bind_int64(st, 19, o->delay_until);
+    sqlite3_bind_int64(st, 20, o->processed_on);
+    sqlite3_bind_int64(st, 21, o->finished_on);
+    fdb_bind_text(st, 22, o->returnvalue);
+    fdb_bind_text(st, 23, o->failed_reason);
+    fdb_bind_text(st, 24, o->logs);
+    fdb_bind_text(st, 25, o->group);
+    sqlite3_bind_int64(st, 26, delayed ? o->delay_until : o->priority);
+    sqlite3_bind_int64(st, 27, delayed || !o->lifo ? a->fq->seq
+                                                   : -a->fq->seq);
+    if ((rc = fdb_run(c, st, err)) != NV_OK)
+        return rc;
+    if (sqlite3_changes(fdb_handle(c)) == 0) {
+        /* the id exists; hand back the stored job. */
+        nv_job_release(&a->out);
+        a->created = 0;
+        return fq_load_job(c, j->queue, j->id, &a->out, NULL, err);
+    }
+    a->out.lease_until = 0;
+    a->out.lease_token[0] = '\0';
+    if (paused && a->out.state == NV_JOB_WAITING)
+        a->out.state = NV_JOB_PAUSED;
+    if (delayed)
+        fq_due_at(qs, o->delay_until);
+    fq_count_move(qs, -1, delayed ? NV_JOB_DELAYED : NV_JOB_WAITING, 1);
+    a->created = 1;
+    return NV_OK;
+}
+
+static void
+enqueue_after(void *arg)
+{
+    struct enq_args *a = arg;
+
+    if (a->created)
+        fq_notify(a->fq, a->job->queue);
+}
+
+int
+fq_enqueue(void *self, const nv_job *job, int64_t now, int64_t max_unfinished,
+           nv_job *out, int *created, nv_error *err)
+{
+    struct enq_args a = { .fq = self, .job = job, .now = now,
+                          .max_unfinished = max_unfinished };
+    int rc;
+
+    rc = fdb_write(a.fq->db, enqueue_fn, enqueue_after, &a, err);
+    if (rc != NV_OK) {
+        nv_job_release(&a.out);
+        return rc;
+    }
+    if (created != NULL)
+        *created = a.created;
+    if (out != NULL)
+        *out = a.out;
+    else
+        nv_job_release(&a.out);
+    return NV_OK;
+}
+
+/* ---- reserve ---- */
+
+struct res_args {
+    struct fq         *fq;
+    const char        *queue;
+    int64_t            now, lease_ms;
+    const nv_limiter  *lim;
+    nv_job             out;
+    int                found;
+    int64_t            next_at;
+};
+
+/* Delayed jobs that are due become waiting, in due order (Q-5); then
+ * qs->next_due is the due time of the first delayed job left. */
+static int
+promote(struct fdb_conn *c, struct fq *fq, struct qstate *qs, int64_t now,
+        nv_error *err)
+{
+    int64_t rids[64];
+    int lifo[64], n, rc;
+
+    if (qs->next_due != 0 && now < qs->next_due)
+        return NV_OK;
+    do {
+        FDB_STMT(c, st, "SELECT rid, lifo FROM jobs WHERE queue = ?1"
+                        " AND state = 1 AND sk1 <= ?2"
+                        " ORDER BY sk1, sk2 LIMIT 64");
+        fdb_bind_text(st, 1, qs->name);
+        sqlite3_bind_int64(st, 2, now);
+        for (n = 0; (rc = fdb_step_row(c, st, err)) == 1; n++) {
+            rids[n] = sqlite3_column_int64(st, 0);
+            lifo[n] = sqlite3_column_int(st, 1);
+        }
+        sqlite3_reset(st);
+        if (rc < 0)
+            return rc;
+        for (int i = 0; i < n; i++) {
+            FDB_STMT(c, up, "UPDATE jobs SET state = 0, sk1 = priority,"
+                            " sk2 = ?2 WHERE rid = ?1");
+            sqlite3_bind_int64(up, 1, rids[i]);
+            sqlite3_bind_int64(up, 2, fq_wait_seq(fq, lifo[i]));
+            if ((rc = fdb_run(c, up, err)) != NV_OK)
+                return rc;
+            fq_count_move(qs, NV_JOB_DELAYED, NV_JOB_WAITING, 1);
+        }
+    } while (n == 64);
+    FDB_STMT(c, st, "SELECT min(sk1) FROM jobs WHERE queue = ?1 AND state = 1");
+    fdb_bind_text(st, 1, qs->name);
+    if ((rc = fdb_step_row(c, st, err)) < 0)
+        return rc;
+    qs->next_due = rc == 1 && sqlite3_column_type(st, 0) != SQLITE_NULL
+                   ? sqlite3_column_int64(st, 0) : INT64_MAX;
+    sqlite3_reset(st);
+    return NV_OK;
+}
+
+/*
+ * Q-12: pick the first waiting job the limiter lets through. *rid = 0
+ * when none; *win_at = when a saturated window next frees a slot.
+ */
+static int
+limited_pick(struct fdb_conn *c, const struct res_args *a, int64_t *rid,
+             int64_t *win_at, nv_error *err)
+{
+    const nv_limiter *lim = a->lim;
+    int64_t since = a->now - lim->duration_ms;
+    char **sat = NULL;
+    size_t nsat = 0;
+    int rc;
+
+    *rid = 0;
+    *win_at = 0;
+    FDB_STMT(c, del, "DELETE FROM limits WHERE queue = ?1 AND ts <= ?2");
+    fdb_bind_text(del, 1, a->queue);
+    sqlite3_bind_int64(del, 2, since);
+    if ((rc = fdb_run(c, del, err)) != NV_OK)
+        return rc;
+    /* Saturated groups (ungrouped: everything is group ''). */
+    FDB_STMT(c, st, "SELECT grp, min(ts) FROM limits WHERE queue = ?1"
+                    " GROUP BY grp HAVING count(*) >= ?2");
+    fdb_bind_text(st, 1, a->queue);
+    sqlite3_bind_int64(st, 2, lim->max);
+    while ((rc = fdb_step_row(c, st, err)) == 1) {
+        int64_t at = sqlite3_column_int64(st, 1) + lim->duration_ms;
+        char **v = nv__realloc(sat, (nsat + 1) * sizeof(*sat));
+        int bad = 0;
+
+        if (v == NULL || (v[nsat] = fdb_col_dup(st, 0, &bad)) == NULL) {
+            sat = v ? v : sat;
+            rc = fdb_oom("queue", err);
+            break;
+        }
+        sat = v;
+        nsat++;
+        if (*win_at == 0 || at < *win_at)
+            *win_at = at;
+    }
+    sqlite3_reset(st);
+    if (rc < 0)
+        goto out;
+    rc = NV_OK;
+    if (nsat > 0 && !lim->grouped)
+        goto out;       /* the one window is full */
+    FDB_STMT(c, w, "SELECT rid, CASE WHEN grp IS NULL THEN '' ELSE '=' || grp"
+                   " END FROM jobs WHERE queue = ?1 AND state = 0"
+                   " ORDER BY sk1, sk2");
+    fdb_bind_text(w, 1, a->queue);
+    while ((rc = fdb_step_row(c, w, err)) == 1) {
+        const char *g = (const char *)sqlite3_column_text(w, 1);
+        size_t i;
+
+        for (i = 0; i < nsat && strcmp(sat[i], g ? g : "") != 0; i++)
+            ;
+        if (i == nsat) {
+            *rid = sqlite3_column_int64(w, 0);
+            break;
+        }
+    }
+    sqlite3_reset(w);
+    rc = rc < 0 ? rc : NV_OK;
+out:
+    nv_strv_free(sat, nsat);
+    return rc;
+}
+
+/*
+ * Finding nothing is not an error of the op: due delayed jobs were
+ * promoted and old limiter entries dropped, and that is committed either
+ * way (a->found = 0).
+ */
+static int
+reserve_fn(struct fdb_conn *c, void *arg, nv_error *err)
+{
+    struct res_args *a = arg;
+    struct qstate *qs = fq_qstate(a->fq, a->queue);
+    int limited = a->lim != NULL && a->lim->max > 0;
+    int64_t rid = 0, win_at = 0, until = a->now + a->lease_ms;
+    unsigned char rnd[16];
+    char token[40];
+    int rc = NV_OK, paused;
+
+    a->next_at = 0;
+    a->found = 0;
+    if (qs == NULL)
+        return fdb_oom("queue", err);
+    if ((rc = promote(c, a->fq, qs, a->now, err)) != NV_OK ||
+        (rc = fq_paused_cached(c, qs, &paused, err)) != NV_OK)
+        return rc;
+    if (paused)
+        return NV_OK;
+    if (limited && (rc = limited_pick(c, a, &rid, &win_at, err)) != NV_OK)
+        return rc;
+    if (!limited || rid != 0) {
+        /* The claim: read the first runnable job, then take it by rowid,
+         * both inside this transaction (no other writer exists). Cheaper
+         * in SQLite than one UPDATE ... RETURNING. */
+        FDB_STMT(c, sel, "SELECT " JOB_COLS " FROM jobs WHERE rid = CASE"
+                         " WHEN ?2 > 0 THEN ?2 ELSE (SELECT rid FROM jobs"
+                         " WHERE queue = ?1 AND state = 0 ORDER BY sk1, sk2"
+                         " LIMIT 1) END");
+        fdb_bind_text(sel, 1, a->queue);
+        sqlite3_bind_int64(sel, 2, rid);
+        rc = fdb_step_row(c, sel, err);
+        if (rc == 1) {
+            rid = sqlite3_column_int64(sel, COL_RID);
+            rc = fq_job_from_row(sel, 0, &a->out, err);
+        }
+        sqlite3_reset(sel);
+        if (rc < 0)
+            return rc;
+    }
+    if (rc == NV_OK && rid != 0) {
+        FDB_STMT(c, st, "UPDATE jobs SET state = 2, processed_on = ?2,"
+                        " finished_on = 0, lease_until = ?3, lease_token = ?4,"
+                        " sk1 = ?3, sk2 = 0 WHERE rid = ?1");
+        nv__random(rnd, sizeof(rnd));
+        for (int i = 0; i < 16; i++) {
+            token[2 * i] = "0123456789abcdef"[rnd[i] >> 4];
+            token[2 * i + 1] = "0123456789abcdef"[rnd[i] & 15];
+        }
+        token[32] = '\0';
+        sqlite3_bind_int64(st, 1, rid);
+        sqlite3_bind_int64(st, 2, a->now);
+        sqlite3_bind_int64(st, 3, until);
+        fdb_bind_text(st, 4, token);
+        if ((rc = fdb_run(c, st, err)) != NV_OK)
+            return rc;
+        fq_count_move(qs, NV_JOB_WAITING, NV_JOB_ACTIVE, 1);
+        a->out.state = NV_JOB_ACTIVE;
+        a->out.processed_on = a->now;
+        a->out.finished_on = 0;
+        a->out.lease_until = until;
+        memcpy(a->out.lease_token, token, sizeof(token));
+        a->found = 1;
+        if (limited) {
+            FDB_STMT(c, ins, "INSERT INTO limits VALUES (?1, ?2, ?3)");
+            char *gk = NULL;
+
+            if (a->lim->grouped && a->out.group != NULL) {
+                gk = nv__asprintf("=%s", a->out.group);
+                if (gk == NULL)
+                    return fdb_oom("queue", err);
+            }
+            fdb_bind_text(ins, 1, a->queue);
+            fdb_bind_text(ins, 2, gk ? gk : "");
+            sqlite3_bind_int64(ins, 3, a->now);
+            rc = fdb_run(c, ins, err);
+            nv__free(gk);
+        }
+        return rc;
+    }
+    /* Nothing runnable: when may something be, without an enqueue? */
+    if (qs->next_due != INT64_MAX)
+        a->next_at = qs->next_due;
+    if (win_at > 0 && (a->next_at == 0 || win_at < a->next_at))
+        a->next_at = win_at;
+    return NV_OK;
+}
+
+int
+fq_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
+           const nv_limiter *lim, nv_job *out, int64_t *next_at,
+           nv_error *err)
+{
+    struct fq *fq = self;
+    struct res_args a = { .fq = fq, .queue = queue, .now = now,
+                          .lease_ms = lease_ms, .lim = lim };
+    int rc;
+
+    fq_wait_mark(fq, queue);
+    /* A write even when nothing is found: due delayed jobs are promoted
+     * in the same transaction, and the result is the same either way. */
+    rc = fdb_write(fq->db, reserve_fn, NULL, &a, err);
+    if (rc == NV_OK && a.found) {
+        *out = a.out;
+        return NV_OK;
+    }
+    nv_job_release(&a.out);
+    if (rc != NV_OK)
+        return rc;
+    if (next_at != NULL)
+        *next_at = a.next_at;
+    return nv__error(err, NV_ENOTFOUND, "no runnable job in queue '%s'",
+                     queue);
+}

@@ -1,0 +1,521 @@
+/*
+ * File queue, after the claim: the ops on a job held under a lease
+ * (extend, finish, progress), retention of finished jobs (Q-10), the job
+ * log, remove, retry of a failed job, and the reaper of expired leases.
+ */
+#include <jansson.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adapters/file/queue.h"
+
+/* ---- Operations on one job held under a lease ---- */
+
+struct lease_args {
+    struct fq       *fq;
+    const char      *queue, *id, *token;
+    int64_t          until, now;
+    const nv_finish *f;
+    double           progress;
+    const char      *data;
+    int              wake;
+};
+
+/* The rid and row of an active job held with 'token', else NV_ELEASE. */
+static int
+held(struct fdb_conn *c, const struct lease_args *a, int64_t *rid,
+     int64_t *keep_c, int64_t *keep_f, int *lifo, nv_error *err)
+{
+    FDB_STMT(c, st, "SELECT rid, state, lease_token, remove_on_complete,"
+                    " remove_on_fail, lifo FROM jobs"
+                    " WHERE queue = ?1 AND id = ?2");
+    int rc;
+
+    fdb_bind_text(st, 1, a->queue);
+    fdb_bind_text(st, 2, a->id);
+    rc = fdb_step_row(c, st, err);
+    if (rc < 0)
+        return rc;
+    if (rc == 0 || sqlite3_column_int(st, 1) != NV_JOB_ACTIVE ||
+        a->token == NULL ||
+        strcmp((const char *)sqlite3_column_text(st, 2), a->token) != 0) {
+        sqlite3_reset(st);
+        return nv__error(err, NV_ELEASE, "job '%s' of queue '%s' is no "
+                         "longer held under this lease", a->id, a->queue);
+    }
+    *rid = sqlite3_column_int64(st, 0);
+    if (keep_c)
+        *keep_c = sqlite3_column_int64(st, 3);
+    if (keep_f)
+        *keep_f = sqlite3_column_int64(st, 4);
+    if (lifo)
+        *lifo = sqlite3_column_int(st, 5);
+    sqlite3_reset(st);
+    return NV_OK;
+}
+
+static int
+extend_fn(struct fdb_conn *c, void *arg, nv_error *err)
+{
+    struct lease_args *a = arg;
+    int64_t rid;
+    int rc = held(c, a, &rid, NULL, NULL, NULL, err);
+
+    if (rc != NV_OK)
+        return rc;
+    FDB_STMT(c, st, "UPDATE jobs SET lease_until = ?2, sk1 = ?2"
+                    " WHERE rid = ?1");
+    sqlite3_bind_int64(st, 1, rid);
+    sqlite3_bind_int64(st, 2, a->until);
+    return fdb_run(c, st, err);
+}
+
+int
+fq_extend(void *self, const char *queue, const char *id, const char *token,
+          int64_t until, nv_error *err)
+{
+    struct lease_args a = { .fq = self, .queue = queue, .id = id,
+                            .token = token, .until = until };
+
+    return fdb_write(a.fq->db, extend_fn, NULL, &a, err);
+}
+
+/* apply the retention 'keep' of a job that just reached 'state'. */
+static int
+retain(struct fdb_conn *c, struct qstate *qs, int state, int64_t keep,
+       int64_t rid, nv_error *err)
+{
+    int rc;
+    int64_t n;
+
+    if (keep < 0)
+        return NV_OK;
+    if (keep == 0) {
+        FDB_STMT(c, st, "DELETE FROM jobs WHERE rid = ?1");
+        sqlite3_bind_int64(st, 1, rid);
+        if ((rc = fdb_run(c, st, err)) == NV_OK)
+            fq_count_move(qs, state, -1, 1);
+        return rc;
+    }
+    if ((rc = fq_counts_load(c, qs, err)) != NV_OK)
+        return rc;
+    n = qs->n[state];
+    if (n <= keep)
+        return NV_OK;
+    /* Usually one over: the oldest goes, without a temporary table. */
+    FDB_STMT(c, one, "DELETE FROM jobs WHERE rid = (SELECT rid FROM jobs"
+                     " WHERE queue = ?1 AND state = ?2 ORDER BY sk1, sk2"
+                     " LIMIT 1)");
+    FDB_STMT(c, many, "DELETE FROM jobs WHERE rid IN (SELECT rid FROM jobs"
+                      " WHERE queue = ?1 AND state = ?2 ORDER BY sk1, sk2"
+                      " LIMIT ?3)");
+    sqlite3_stmt *st = n - keep == 1 ? one : many;
+    fdb_bind_text(st, 1, qs->name);
+    sqlite3_bind_int(st, 2, state);
+    if (st == many)
+        sqlite3_bind_int64(st, 3, n - keep);
+    if ((rc = fdb_run(c, st, err)) == NV_OK)
+        fq_count_move(qs, state, -1, sqlite3_changes(fdb_handle(c)));
+    return rc;
+}
+
+/* The lease is checked before anything is written (held). */
+static int
+finish_fn(struct fdb_conn *c, void *arg, nv_error *err)
+{
+    struct lease_args *a = arg;
+    const nv_finish *f = a->f;
+    struct qstate *qs = fq_qstate(a->fq, a->queue);
+    int64_t rid, keep_c, keep_f, sk1;
+    int rc, state;
+
+    switch (f->kind) {
+    case NV_FINISH_COMPLETE:
+        state = NV_JOB_COMPLETED;
+        break;
+    case NV_FINISH_FAIL:
+        state = NV_JOB_FAILED;
+        break;
+    case NV_FINISH_RETRY:
+        state = f->retry_at > a->now ? NV_JOB_DELAYED : NV_JOB_WAITING;
+        break;
+    case NV_FINISH_RELEASE:
+        state = NV_JOB_WAITING;
+        break;
+    default:
+        return nv__error(err, NV_EINVAL, "unknown finish kind %d", f->kind);
+    }
+    sk1 = state == NV_JOB_DELAYED ? f->retry_at : a->now;
+    if (qs == NULL)
+        return fdb_oom("queue", err);
+    if ((rc = held(c, a, &rid, &keep_c, &keep_f, NULL, err)) != NV_OK)
+        return rc;
+    FDB_STMT(c, st, "UPDATE jobs SET state = ?2,"
+                    " attempts_made = attempts_made + ?3,"
+                    " finished_on = CASE WHEN ?2 IN (3, 4) THEN ?4"
+                    "  ELSE finished_on END,"
+                    " returnvalue = CASE WHEN ?2 = 3 THEN ?5 ELSE returnvalue END,"
+                    " failed_reason = coalesce(?6, failed_reason),"
+                    " delay_until = CASE WHEN ?2 = 1 THEN ?7 ELSE delay_until END,"
+                    " lease_until = 0, lease_token = '',"
+                    " sk1 = CASE WHEN ?2 = 0 THEN priority ELSE ?8 END,"
+                    " sk2 = CASE WHEN ?2 = 0 AND lifo THEN -?9 ELSE ?9 END"
+                    " WHERE rid = ?1");
+    a->fq->seq++;
+    sqlite3_bind_int64(st, 1, rid);
+    sqlite3_bind_int(st, 2, state);
+    sqlite3_bind_int(st, 3, f->kind == NV_FINISH_RELEASE ? 0 : 1);
+    sqlite3_bind_int64(st, 4, a->now);
+    fdb_bind_text(st, 5, f->returnvalue ? f->returnvalue : "null");
+    fdb_bind_text(st, 6, f->kind == NV_FINISH_RETRY ||
+                         f->kind == NV_FINISH_FAIL ? f->failed_reason : NULL);
+    sqlite3_bind_int64(st, 7, f->retry_at);
+    sqlite3_bind_int64(st, 8, sk1);
+    sqlite3_bind_int64(st, 9, a->fq->seq);
+    if ((rc = fdb_run(c, st, err)) != NV_OK)
+        return rc;
+    a->wake = state == NV_JOB_WAITING || state == NV_JOB_DELAYED;
+    fq_count_move(qs, NV_JOB_ACTIVE, state, 1);
+    if (state == NV_JOB_DELAYED)
+        fq_due_at(qs, f->retry_at);
+    if (state == NV_JOB_COMPLETED)
+        return retain(c, qs, state, keep_c, rid, err);
+    if (state == NV_JOB_FAILED)
+        return retain(c, qs, state, keep_f, rid, err);
+    return NV_OK;
+}
+
+static void
+lease_after(void *arg)
+{
+    struct lease_args *a = arg;
+
+    if (a->wake)
+        fq_notify(a->fq, a->queue);
+}
+
+int
+fq_finish(void *self, const char *queue, const char *id, const char *token,
+          const nv_finish *f, int64_t now, nv_error *err)
+{
+    struct lease_args a = { .fq = self, .queue = queue, .id = id,
+                            .token = token, .f = f, .now = now };
+
+    return fdb_write(a.fq->db, finish_fn, lease_after, &a, err);
+}
+
+static int
+progress_fn(struct fdb_conn *c, void *arg, nv_error *err)
+{
+    struct lease_args *a = arg;
+    int64_t rid;
+    int rc = held(c, a, &rid, NULL, NULL, NULL, err);
+
+    if (rc != NV_OK)
+        return rc;
+    FDB_STMT(c, st, "UPDATE jobs SET progress = ?2, progress_data = ?3"
+                    " WHERE rid = ?1");
+    sqlite3_bind_int64(st, 1, rid);
+    sqlite3_bind_double(st, 2, a->progress);
+    fdb_bind_text(st, 3, a->data);
+    return fdb_run(c, st, err);
+}
+
+int
+fq_progress(void *self, const char *queue, const char *id, const char *token,
+            double progress, const char *data, nv_error *err)
+{
+    struct lease_args a = { .fq = self, .queue = queue, .id = id,
+                            .token = token, .progress = progress,
+                            .data = data };
+
+    return fdb_write(a.fq->db, progress_fn, NULL, &a, err);
+}
+
+/* ---- log ---- */
+
+struct log_args {
+    const char *queue, *id, *entry;
+    int         keep;
+};
+
+static int
+log_fn(struct fdb_conn *c, void *arg, nv_error *err)
+{
+    struct log_args *a = arg;
+    json_t *logs = NULL, *entry;
+    char *text = NULL;
+    int64_t rid = 0;
+    int rc;
+
+    entry = json_loads(a->entry, JSON_DECODE_ANY, NULL);
+    if (!json_is_object(entry)) {
+        json_decref(entry);
+        return nv__error(err, NV_EINVAL, "log entry is not a JSON object");
+    }
+    FDB_STMT(c, st, "SELECT rid, logs FROM jobs WHERE queue = ?1 AND id = ?2");
+    fdb_bind_text(st, 1, a->queue);
+    fdb_bind_text(st, 2, a->id);
+    rc = fdb_step_row(c, st, err);
+    if (rc == 1) {
+        const char *t = (const char *)sqlite3_column_text(st, 1);
+
+        rid = sqlite3_column_int64(st, 0);
+        logs = t ? json_loads(t, 0, NULL) : NULL;
+        if (!json_is_array(logs)) {
+            json_decref(logs);
+            logs = json_array();
+        }
+        rc = NV_OK;
+    } else if (rc == 0) {
+        rc = nv__error(err, NV_EJOB_NOT_FOUND, "job '%s' not found in "
+                       "queue '%s'", a->id, a->queue);
+    }
+    sqlite3_reset(st);
+    if (rc == NV_OK) {
+        if (logs == NULL || json_array_append(logs, entry) != 0)
+            rc = fdb_oom("queue", err);
+        while (rc == NV_OK && a->keep >= 0 &&
+               json_array_size(logs) > (size_t)a->keep)
+            json_array_remove(logs, 0);
+        if (rc == NV_OK && (text = json_dumps(logs, JSON_COMPACT)) == NULL)
+            rc = fdb_oom("queue", err);
+    }
+    json_decref(entry);
+    json_decref(logs);
+    if (rc != NV_OK)
+        return rc;
+    sqlite3_stmt *up = fdb_stmt(c, "UPDATE jobs SET logs = ?2 WHERE rid = ?1");
+    if (up == NULL) {
+        free(text);
+        return fdb_fail(c, sqlite3_errcode(fdb_handle(c)), err);
+    }
+    sqlite3_bind_int64(up, 1, rid);
+    fdb_bind_text(up, 2, text);
+    rc = fdb_run(c, up, err);
+    free(text);
+    return rc;
+}
+
+int
+fq_log(void *self, const char *queue, const char *id, const char *entry_json,
+       int keep, nv_error *err)
+{
+    struct fq *fq = self;
+    struct log_args a = { .queue = queue, .id = id, .entry = entry_json,
+                          .keep = keep };
+
+    return fdb_write(fq->db, log_fn, NULL, &a, err);
+}
+
+/* ---- remove, retry ---- */
+
+struct job_args {
+    struct fq  *fq;
+    const char *queue, *id;
+    int64_t     now;
+    nv_job      out;
+};
+
+static int
+remove_fn(struct fdb_conn *c, void *arg, nv_error *err)
+{
+    struct job_args *a = arg;
+    struct qstate *qs = fq_qstate(a->fq, a->queue);
+    int64_t rid;
+    int rc;
+
+    if (qs == NULL)
+        return fdb_oom("queue", err);
+    if ((rc = fq_load_job(c, a->queue, a->id, &a->out, &rid, err)) != NV_OK)
+        return rc;
+    if (a->out.state == NV_JOB_ACTIVE)
+        return nv__error(err, NV_EJOB_ACTIVE, "job '%s' of queue '%s' is "
+                         "active", a->id, a->queue);
+    FDB_STMT(c, st, "DELETE FROM jobs WHERE rid = ?1");
+    sqlite3_bind_int64(st, 1, rid);
+    if ((rc = fdb_run(c, st, err)) == NV_OK)
+        fq_count_move(qs, a->out.state == NV_JOB_PAUSED ? NV_JOB_WAITING
+                                                     : a->out.state, -1, 1);
+    return rc;
+}
+
+int
+fq_remove(void *self, const char *queue, const char *id, nv_job *out,
+          nv_error *err)
+{
+    struct job_args a = { .fq = self, .queue = queue, .id = id };
+    int rc = fdb_write(a.fq->db, remove_fn, NULL, &a, err);
+
+    if (rc == NV_OK && out != NULL)
+        *out = a.out;
+    else
+        nv_job_release(&a.out);
+    return rc;
+}
+
+static int
+retry_fn(struct fdb_conn *c, void *arg, nv_error *err)
+{
+    struct job_args *a = arg;
+    struct qstate *qs = fq_qstate(a->fq, a->queue);
+    int64_t rid;
+    int rc, lifo;
+
+    if (qs == NULL)
+        return fdb_oom("queue", err);
+    if ((rc = fq_load_job(c, a->queue, a->id, &a->out, &rid, err)) != NV_OK)
+        return rc;
+    if (a->out.state != NV_JOB_FAILED)
+        return nv__error(err, NV_EJOB_NOT_FAILED, "job '%s' of queue '%s' "
+                         "has not failed", a->id, a->queue);
+    lifo = a->out.lifo;
+    nv_job_release(&a->out);
+    FDB_STMT(c, st, "UPDATE jobs SET state = 0, sk1 = priority, sk2 = ?2"
+                    " WHERE rid = ?1");
+    sqlite3_bind_int64(st, 1, rid);
+    sqlite3_bind_int64(st, 2, fq_wait_seq(a->fq, lifo));
+    if ((rc = fdb_run(c, st, err)) != NV_OK)
+        return rc;
+    fq_count_move(qs, NV_JOB_FAILED, NV_JOB_WAITING, 1);
+    return fq_load_job(c, a->queue, a->id, &a->out, NULL, err);
+}
+
+static void
+retry_after(void *arg)
+{
+    struct job_args *a = arg;
+
+    fq_notify(a->fq, a->queue);
+}
+
+int
+fq_retry(void *self, const char *queue, const char *id, int64_t now,
+         nv_job *out, nv_error *err)
+{
+    struct job_args a = { .fq = self, .queue = queue, .id = id, .now = now };
+    int rc = fdb_write(a.fq->db, retry_fn, retry_after, &a, err);
+
+    if (rc == NV_OK && out != NULL)
+        *out = a.out;
+    else
+        nv_job_release(&a.out);
+    return rc;
+}
+
+/* ---- reap ---- */
+
+struct reap_args {
+    struct fq  *fq;
+    const char *queue;
+    int64_t     now;
+    int         max_stalled;
+    nv_reaped  *out;
+    size_t      n;
+};
+
+static int
+reap_one(struct fdb_conn *c, struct reap_args *a, int64_t rid, nv_error *err)
+{
+    struct qstate *qs = fq_qstate(a->fq, a->queue);
+    int rc, fail;
+    nv_reaped *r;
+
+    if (qs == NULL)
+        return fdb_oom("queue", err);
+    FDB_STMT(c, st, "UPDATE jobs SET stalled_count = stalled_count + 1,"
+                    " state = CASE WHEN stalled_count + 1 > ?2 THEN 4 ELSE 0 END,"
+                    " failed_reason = CASE WHEN stalled_count + 1 > ?2 THEN"
+                    " 'job stalled more than allowable limit' ELSE failed_reason"
+                    " END, finished_on = CASE WHEN stalled_count + 1 > ?2 THEN ?3"
+                    " ELSE finished_on END, lease_until = 0, lease_token = '',"
+                    " sk1 = CASE WHEN stalled_count + 1 > ?2 THEN ?3"
+                    " ELSE priority END,"
+                    " sk2 = CASE WHEN stalled_count + 1 > ?2 THEN ?4"
+                    " WHEN lifo THEN -?4 ELSE ?4 END"
+                    " WHERE rid = ?1 RETURNING " JOB_COLS);
+    r = nv__realloc(a->out, (a->n + 1) * sizeof(*r));
+    if (r == NULL)
+        return fdb_oom("queue", err);
+    a->out = r;
+    r = &a->out[a->n];
+    memset(r, 0, sizeof(*r));
+    a->fq->seq++;
+    sqlite3_bind_int64(st, 1, rid);
+    sqlite3_bind_int(st, 2, a->max_stalled);
+    sqlite3_bind_int64(st, 3, a->now);
+    sqlite3_bind_int64(st, 4, a->fq->seq);
+    rc = fdb_step_row(c, st, err);
+    if (rc != 1)
+        return rc < 0 ? rc : NV_OK;
+    rc = fq_job_from_row(st, 0, &r->job, err);
+    sqlite3_reset(st);
+    if (rc != NV_OK)
+        return rc;
+    a->n++;
+    fail = r->job.state == NV_JOB_FAILED;
+    r->failed = fail;
+    fq_count_move(qs, NV_JOB_ACTIVE, r->job.state, 1);
+    if (!fail) {
+        int paused;
+
+        if ((rc = fq_paused_cached(c, qs, &paused, err)) != NV_OK)
+            return rc;
+        if (paused)
+            r->job.state = NV_JOB_PAUSED;
+        return NV_OK;
+    }
+    return retain(c, qs, NV_JOB_FAILED, r->job.remove_on_fail, rid, err);
+}
+
+static int
+reap_fn(struct fdb_conn *c, void *arg, nv_error *err)
+{
+    struct reap_args *a = arg;
+    int64_t rids[64];
+    int n, rc;
+
+    do {
+        FDB_STMT(c, st, "SELECT rid FROM jobs WHERE queue = ?1 AND state = 2"
+                        " AND sk1 < ?2 ORDER BY sk1 LIMIT 64");
+        fdb_bind_text(st, 1, a->queue);
+        sqlite3_bind_int64(st, 2, a->now);
+        for (n = 0; (rc = fdb_step_row(c, st, err)) == 1; n++)
+            rids[n] = sqlite3_column_int64(st, 0);
+        sqlite3_reset(st);
+        if (rc < 0)
+            return rc;
+        for (int i = 0; i < n; i++) {
+            if ((rc = reap_one(c, a, rids[i], err)) != NV_OK)
+                return rc;
+        }
+    } while (n == 64);
+    return NV_OK;
+}
+
+static void
+reap_after(void *arg)
+{
+    struct reap_args *a = arg;
+
+    if (a->n > 0)
+        fq_notify(a->fq, a->queue);
+}
+
+int
+fq_reap(void *self, const char *queue, int64_t now, int max_stalled,
+        nv_reaped **out, size_t *n, nv_error *err)
+{
+    struct reap_args a = { .fq = self, .queue = queue, .now = now,
+                           .max_stalled = max_stalled };
+    int rc = fdb_write(a.fq->db, reap_fn, reap_after, &a, err);
+
+    if (rc != NV_OK) {
+        nv_reaped_free(a.out, a.n);
+        return rc;
+    }
+    *out = a.out;
+    *n = a.n;
+    return NV_OK;
+}
