@@ -48,6 +48,9 @@ mq_hash(const void *key, size_t n)
 #include "adapters/memory/mem.h"
 
 #define MAX_IDLE_GROUPS 256
+/* How long an idle worker of a busy queue watches for work before it
+ * sleeps (mem_wait). */
+#define MEM_SPIN_NS 5000
 /* Job nodes whose data, opts and group fit NODE_INLINE bytes are of one
  * size and reused through a per-queue pool of up to NODE_POOL nodes: a
  * stream of jobs then costs no malloc/free of the (large) node. */
@@ -305,8 +308,10 @@ struct mqueue {
     char            name[NV_NAME_MAX + 1];
     pthread_mutex_t mu;
     pthread_cond_t  cv;         /* 'gen' changed */
-    uint64_t        gen;        /* grows when a job may have become runnable */
-    uint64_t        idle_gen;   /* gen at the last reserve that found nothing */
+    /* gen and idle_gen are written under mu, read without it by the
+     * brief spin of mem_wait */
+    _Atomic uint64_t gen;       /* grows when a job may have become runnable */
+    _Atomic uint64_t idle_gen;  /* gen at the last reserve that found nothing */
     int             waiters;
 
     struct jtab     jt;         /* every job by id */
@@ -685,7 +690,8 @@ job_new(struct mqueue *q, const nv_job *src)
 static void
 wake(struct mqueue *q, int all)
 {
-    q->gen++;
+    atomic_store_explicit(&q->gen, atomic_load_explicit(&q->gen,
+                          memory_order_relaxed) + 1, memory_order_release);
     if (q->waiters == 0)
         return;
     if (all)
@@ -1214,7 +1220,8 @@ mem_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
     if (!q->paused)
         g = pick_group(q, now, lim, &next);
     if (g == NULL) {
-        q->idle_gen = q->gen;
+        atomic_store_explicit(&q->idle_gen, atomic_load_explicit(&q->gen,
+                              memory_order_relaxed), memory_order_relaxed);
         if (!q->paused && q->delayed.n > 0)
             next = min_next(next, ((struct mjob *)heap_top(&q->delayed))->j.delay_until);
         pthread_mutex_unlock(&q->mu);
@@ -1805,6 +1812,55 @@ mem_reap(void *self, const char *queue, int64_t now, int max_stalled,
 
 /* ---- Waiting for work ---- */
 
+static inline void
+cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static int64_t
+mono_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/*
+ * Before sleeping on the condition variable, watch 'gen' for a few
+ * microseconds: a job enqueued meanwhile is then taken without a futex
+ * sleep and wake-up. Only while the queue is busy: a thread whose
+ * previous wait saw the same idle generation (nothing happened since)
+ * sleeps at once, so idle workers cost nothing. 1: something happened.
+ */
+static _Thread_local uint64_t spin_last_idle = UINT64_MAX;
+
+static int
+spin_for_work(struct mqueue *q)
+{
+    uint64_t idle = atomic_load_explicit(&q->idle_gen, memory_order_relaxed);
+    int64_t t0;
+
+    if (atomic_load_explicit(&q->gen, memory_order_acquire) != idle)
+        return 1;
+    if (idle == spin_last_idle)
+        return 0;
+    spin_last_idle = idle;
+    t0 = mono_ns();
+    for (unsigned i = 1;; i++) {
+        if (atomic_load_explicit(&q->gen, memory_order_acquire) != idle)
+            return 1;
+        if ((i & 63) == 0 && mono_ns() - t0 > MEM_SPIN_NS)
+            return 0;
+        cpu_relax();
+    }
+}
+
 static int
 mem_wait(void *self, const char *queue, int64_t timeout_ms)
 {
@@ -1813,6 +1869,8 @@ mem_wait(void *self, const char *queue, int64_t timeout_ms)
     uint64_t gen;
 
     if (q == NULL || timeout_ms <= 0)
+        return NV_OK;
+    if (spin_for_work(q))
         return NV_OK;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     ts.tv_sec += timeout_ms / 1000;
