@@ -140,13 +140,17 @@ nv__job_event(nv_engine *e, const nv_job *j, const char *type,
  * N-3 generated id "<ms>-<9 base36>" without a getrandom() call per job:
  * splitmix64 over a per-engine counter seeded once from getrandom.
  */
+static _Thread_local int64_t id_ms = INT64_MIN;
+static _Thread_local char id_pfx[24];
+static _Thread_local size_t id_pfx_n;
+
 static void
 gen_job_id(nv_engine *e, int64_t ms, char out[NV_JOB_ID_MAX])
 {
     static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
     uint64_t z = atomic_fetch_add(&e->id_seq, 0x9e3779b97f4a7c15ULL);
     char tail[10];
-    int n;
+    size_t n;
 
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
@@ -156,7 +160,14 @@ gen_job_id(nv_engine *e, int64_t ms, char out[NV_JOB_ID_MAX])
         z /= 36;
     }
     tail[9] = '\0';
-    n = snprintf(out, NV_JOB_ID_MAX, "%lld-", (long long)ms);
+    /* the "<ms>-" prefix changes once a millisecond: keep it per thread */
+    if (ms != id_ms) {
+        id_pfx_n = nv__fmt_i64(id_pfx, ms);
+        id_pfx[id_pfx_n++] = '-';
+        id_ms = ms;
+    }
+    n = id_pfx_n;
+    memcpy(out, id_pfx, n);
     memcpy(out + n, tail, 10);
 }
 
@@ -264,12 +275,16 @@ find_queue(nv_engine *e, const char *queue, nv__wq **out, nv_error *err)
 
     if (e == NULL)
         return nv__error(err, NV_EINVAL, "engine must not be NULL");
-    rc = nv__name_ok("queue", queue, err);
-    if (rc != NV_OK)
-        return rc;
+    /* A registered queue's name is valid: check the name only when the
+     * lookup fails (same outcome, no scan per call). */
+    *out = queue != NULL ? nv__wq_find(e, queue) : NULL;
+    if (*out == NULL) {
+        rc = nv__name_ok("queue", queue, err);
+        if (rc != NV_OK)
+            return rc;
+    }
     if (atomic_load(&e->state) == NV__E_NEW)
         return nv__error(err, NV_EUNAVAILABLE, "engine not started");
-    *out = nv__wq_find(e, queue);
     if (*out == NULL)
         return nv__error(err, NV_EQUEUE_NOT_FOUND, "queue '%s' not found",
                          queue);
@@ -292,7 +307,9 @@ nv_queue_enqueue(nv_engine *e, const char *queue, const char *name,
         return rc;
     if (name == NULL)
         name = queue;
-    rc = nv__name_ok("name", name, err);
+    rc = name == queue || strcmp(name, queue) == 0 ? NV_OK
+                                                   : nv__name_ok("name", name,
+                                                                 err);
     if (rc != NV_OK)
         return rc;
     if (data_json == NULL)
@@ -314,8 +331,10 @@ nv_queue_enqueue(nv_engine *e, const char *queue, const char *name,
             goto out;
     }
     memset(&out, 0, sizeof(out));
+    /* The stored job is copied out only for the response body. */
     rc = nv__job_enqueue(e, wq, o.job_id, name, data_json, data, &o, NULL,
-                         NULL, NULL, e->max_queue, &out, &created, err);
+                         NULL, NULL, e->max_queue, body != NULL ? &out : NULL,
+                         &created, err);
     if (rc != NV_OK)
         goto out;
     if (body != NULL) {

@@ -382,18 +382,40 @@ nv__uuidv7(int64_t ms, char out[NV_ID_MAX])
              b[10], b[11], b[12], b[13], b[14], b[15]);
 }
 
+size_t
+nv__fmt_i64(char *out, int64_t v)
+{
+    char tmp[24];
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    size_t n = 0, k = 0;
+
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0)
+        out[k++] = '-';
+    while (n > 0)
+        out[k++] = tmp[--n];
+    out[k] = '\0';
+    return k;
+}
+
 void
 nv__job_id(int64_t ms, char out[NV_JOB_ID_MAX])
 {
     static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
     unsigned char r[9];
     char tail[10];
+    size_t n;
 
     nv__random(r, sizeof(r));
     for (int i = 0; i < 9; i++)
         tail[i] = digits[r[i] % 36];
     tail[9] = '\0';
-    snprintf(out, NV_JOB_ID_MAX, "%lld-%s", (long long)ms, tail);
+    n = nv__fmt_i64(out, ms);
+    out[n++] = '-';
+    memcpy(out + n, tail, 10);
 }
 
 /* ---- Names ---- */

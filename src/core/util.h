@@ -49,6 +49,9 @@ void nv__sleep_ms(int64_t ms);
 /* UUIDv7 (N-2) of time 'ms', lowercase, 36 chars + NUL. Random bits from
  * getrandom(); strictly increasing for one process within one ms. */
 void nv__uuidv7(int64_t ms, char out[NV_ID_MAX]);
+/* Write v in decimal (as "%lld") plus a NUL into out (>= 21 bytes);
+ * returns the number of digits and sign written, without the NUL. */
+size_t nv__fmt_i64(char *out, int64_t v);
 /* Generated job id "<ms>-<9 base36>" (N-3). */
 void nv__job_id(int64_t ms, char out[NV_JOB_ID_MAX]);
 /* Random bytes (getrandom, falls back to /dev/urandom). */

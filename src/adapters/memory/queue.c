@@ -15,9 +15,44 @@
 
 #include <jansson.h>
 
+/*
+ * Job ids are hashed at every enqueue and leased operation: a word at a
+ * time instead of uthash's default byte-wise Jenkins hash. Only the
+ * hash changes; uthash iterates in insertion order either way.
+ */
+static inline unsigned
+mq_hash(const void *key, size_t n)
+{
+    const unsigned char *p = key;
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ (uint64_t)n, v;
+
+    while (n >= 8) {
+        memcpy(&v, p, 8);
+        h = (h ^ v) * 0xbf58476d1ce4e5b9ull;
+        h ^= h >> 31;
+        p += 8;
+        n -= 8;
+    }
+    v = 0;
+    for (size_t i = 0; i < n; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    h = (h ^ v) * 0x94d049bb133111ebull;
+    h ^= h >> 29;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 32;
+    return (unsigned)h;
+}
+#define HASH_FUNCTION(keyptr, keylen, hashv) \
+    ((hashv) = mq_hash((keyptr), (size_t)(keylen)))
+
 #include "adapters/memory/mem.h"
 
 #define MAX_IDLE_GROUPS 256
+/* Job nodes whose data, opts and group fit NODE_INLINE bytes are of one
+ * size and reused through a per-queue pool of up to NODE_POOL nodes: a
+ * stream of jobs then costs no malloc/free of the (large) node. */
+#define NODE_INLINE 512
+#define NODE_POOL 64
 #define STALLED_REASON "job stalled more than allowable limit"
 
 /* ---- Binary heaps with the element's position stored in the element ---- */
@@ -130,6 +165,8 @@ struct mjob {
     int64_t        dseq;        /* delayed: tie-break of equal delay_until */
     struct mgroup *grp;         /* waiting: its group */
     struct mjob   *prev, *next; /* active / completed / failed list */
+    int            pooled;      /* block of NODE_INLINE: reusable (q->pool) */
+    int            in_fifo;     /* waiting: in grp->fifo, not grp->waiting */
 };
 
 struct jlist {
@@ -141,6 +178,9 @@ struct jlist {
 struct mgroup {
     char          *key;         /* "" for NULL, else "=" + value */
     struct heap    waiting;     /* by (priority, order) */
+    struct jlist   fifo;        /* waiting priority-0 fifo jobs, in order:
+                                 * their order only grows, so the list is
+                                 * sorted without a heap (the common case) */
     size_t         heap_i;      /* position in queue->groups */
     struct window  win;
     UT_hash_handle hh;
@@ -167,6 +207,8 @@ struct mqueue {
     int64_t         lim_duration;   /* last limiter duration seen */
     struct mgroup **scratch;    /* saturated groups set aside by reserve */
     size_t          nscratch;
+    struct mjob    *pool;       /* freed nodes for reuse, linked by next */
+    int             npool;
 };
 
 /*
@@ -217,11 +259,29 @@ delayed_less(const void *a, const void *b)
     return x->dseq < y->dseq;
 }
 
+/* The first waiting job of g: the first of its heap and of its fifo. */
+static struct mjob *
+group_top(const struct mgroup *g)
+{
+    struct mjob *h = heap_top(&g->waiting), *f = g->fifo.head;
+
+    if (h == NULL)
+        return f;
+    if (f == NULL)
+        return h;
+    return waiting_less(f, h) ? f : h;
+}
+
+static size_t
+group_nwaiting(const struct mgroup *g)
+{
+    return g->waiting.n + (size_t)g->fifo.n;
+}
+
 static int
 group_less(const void *a, const void *b)
 {
-    return waiting_less(heap_top(&((const struct mgroup *)a)->waiting),
-                        heap_top(&((const struct mgroup *)b)->waiting));
+    return waiting_less(group_top(a), group_top(b));
 }
 
 static void
@@ -319,9 +379,63 @@ reported_state(const struct mqueue *q, const struct mjob *m)
     return m->j.state;
 }
 
-/* Copy m out for the caller (written only on success). */
+/*
+ * Buffers allocated before taking q->mu, so that the copy of a reserved
+ * job's data and opts (job_out) needs no malloc inside the critical
+ * section; sized from what this thread saw last.
+ */
+struct outbufs {
+    char  *p[2];
+    size_t cap[2];
+};
+
+static _Thread_local size_t outbuf_hint[2] = { 16, 256 };
+
+static void
+outbufs_init(struct outbufs *b)
+{
+    for (int i = 0; i < 2; i++) {
+        b->cap[i] = outbuf_hint[i];
+        b->p[i] = nv__malloc(b->cap[i]);
+        if (b->p[i] == NULL)
+            b->cap[i] = 0;
+    }
+}
+
+static void
+outbufs_release(struct outbufs *b)
+{
+    nv__free(b->p[0]);
+    nv__free(b->p[1]);
+}
+
+/* A copy of s: in b's buffer i when it fits, else allocated. */
+static char *
+outbuf_dup(struct outbufs *b, int i, const char *s)
+{
+    size_t n;
+    char *d;
+
+    if (s == NULL)
+        return NULL;
+    if (b == NULL)
+        return nv__strdup(s);
+    n = strlen(s) + 1;
+    if (n > outbuf_hint[i] && n <= 65536)
+        outbuf_hint[i] = (n + 63) & ~(size_t)63;
+    if (b->p[i] == NULL || n > b->cap[i])
+        return nv__strdup(s);
+    d = memcpy(b->p[i], s, n);
+    b->p[i] = NULL;
+    b->cap[i] = 0;
+    return d;
+}
+
+/* Copy m out for the caller (written only on success); data and opts go
+ * into b's buffers when they fit (b may be NULL). */
 static int
-job_out(const struct mqueue *q, const struct mjob *m, nv_job *out)
+job_out_buf(const struct mqueue *q, const struct mjob *m, nv_job *out,
+            struct outbufs *b)
 {
     const nv_job *j = &m->j;
     const char *src[7] = { j->data, j->opts, j->progress_data, j->returnvalue,
@@ -329,7 +443,8 @@ job_out(const struct mqueue *q, const struct mjob *m, nv_job *out)
     char *dup[7];
 
     for (int i = 0; i < 7; i++) {
-        dup[i] = src[i] ? nv__strdup(src[i]) : NULL;
+        dup[i] = i < 2 ? outbuf_dup(b, i, src[i])
+                       : src[i] ? nv__strdup(src[i]) : NULL;
         if (src[i] != NULL && dup[i] == NULL) {
             while (i-- > 0)
                 nv__free(dup[i]);
@@ -348,6 +463,12 @@ job_out(const struct mqueue *q, const struct mjob *m, nv_job *out)
     return NV_OK;
 }
 
+static int
+job_out(const struct mqueue *q, const struct mjob *m, nv_job *out)
+{
+    return job_out_buf(q, m, out, NULL);
+}
+
 /* Free a job node: the strings that change live apart, data, opts and
  * group inside the node's block (job_new). */
 static void
@@ -360,10 +481,53 @@ job_destroy(struct mjob *m)
     nv__free(m);
 }
 
+/* Drop node m of q: into the pool when it is reusable and the pool has
+ * room, else freed. Under q->mu. */
+static void
+job_recycle(struct mqueue *q, struct mjob *m)
+{
+    if (!m->pooled || q->npool >= NODE_POOL) {
+        job_destroy(m);
+        return;
+    }
+    nv__free(m->j.progress_data);
+    nv__free(m->j.returnvalue);
+    nv__free(m->j.failed_reason);
+    nv__free(m->j.logs);
+    m->next = q->pool;
+    q->pool = m;
+    q->npool++;
+}
+
+/* A node of 'size' bytes: reused from q's pool for a standard node. */
+static struct mjob *
+node_alloc(struct mqueue *q, size_t size)
+{
+    struct mjob *m = NULL;
+
+    if (size <= sizeof(*m) + NODE_INLINE) {
+        pthread_mutex_lock(&q->mu);
+        if ((m = q->pool) != NULL) {
+            q->pool = m->next;
+            q->npool--;
+        }
+        pthread_mutex_unlock(&q->mu);
+        if (m == NULL)
+            m = nv__malloc(sizeof(*m) + NODE_INLINE);
+        if (m != NULL)
+            m->pooled = 1;
+        return m;
+    }
+    m = nv__malloc(size);
+    if (m != NULL)
+        m->pooled = 0;
+    return m;
+}
+
 /* A node for a copy of 'src' in one allocation with its data (never NULL:
  * "{}"), opts and group, which never change. */
 static struct mjob *
-job_new(const nv_job *src)
+job_new(struct mqueue *q, const nv_job *src)
 {
     const char *data = src->data ? src->data : "{}";
     size_t ld = strlen(data) + 1;
@@ -372,12 +536,15 @@ job_new(const nv_job *src)
     const char *rest[4] = { src->progress_data, src->returnvalue,
                             src->failed_reason, src->logs };
     char **dst[4];
-    struct mjob *m = nv__malloc(sizeof(*m) + ld + lo + lg);
+    struct mjob *m = node_alloc(q, sizeof(*m) + ld + lo + lg);
     char *p;
+    int pooled;
 
     if (m == NULL)
         return NULL;
+    pooled = m->pooled;
     memset(&m->hh, 0, sizeof(*m) - offsetof(struct mjob, hh));
+    m->pooled = pooled;
     m->j = *src;
     p = (char *)(m + 1);
     m->j.data = memcpy(p, data, ld);
@@ -440,11 +607,20 @@ queue_new(const char *name)
 {
     struct mqueue *q = nv__calloc(1, sizeof(*q));
     pthread_condattr_t ca;
+    pthread_mutexattr_t ma;
 
     if (q == NULL)
         return NULL;
     nv__strlcpy(q->name, name, sizeof(q->name));
-    pthread_mutex_init(&q->mu, NULL);
+    /* The producer and the workers take q->mu for short sections, many
+     * times per job: spin a little on contention rather than sleep on a
+     * futex at once (a sleep and a wake-up syscall per collision). */
+    pthread_mutexattr_init(&ma);
+#ifdef PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+#endif
+    pthread_mutex_init(&q->mu, &ma);
+    pthread_mutexattr_destroy(&ma);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&q->cv, &ca);
@@ -624,14 +800,18 @@ static void
 waiting_add(struct mqueue *q, struct mjob *m)
 {
     struct mgroup *g = m->grp;
-    int was_empty = g->waiting.n == 0;
+    int was_empty = group_nwaiting(g) == 0;
 
     m->j.state = NV_JOB_WAITING;
     m->order = m->j.lifo ? --q->lifo_seq : ++q->fifo_seq;
-    heap_push(&g->waiting, m);
+    m->in_fifo = m->j.priority == 0 && !m->j.lifo;
+    if (m->in_fifo)
+        list_append(&g->fifo, m);
+    else
+        heap_push(&g->waiting, m);
     if (was_empty)
         heap_push(&q->ready, g);
-    else if (heap_top(&g->waiting) == m)
+    else if (group_top(g) == m)
         heap_fix(&q->ready, g->heap_i);
     q->nwaiting++;
 }
@@ -641,8 +821,12 @@ waiting_remove(struct mqueue *q, struct mjob *m)
 {
     struct mgroup *g = m->grp;
 
-    heap_remove(&g->waiting, m);
-    if (g->waiting.n == 0) {
+    if (m->in_fifo)
+        list_unlink(&g->fifo, m);
+    else
+        heap_remove(&g->waiting, m);
+    m->in_fifo = 0;
+    if (group_nwaiting(g) == 0) {
         heap_remove(&q->ready, g);
         /* Empty groups are kept for reuse (no churn per job) and swept
          * by reap; only a crowd of them is trimmed here. */
@@ -691,7 +875,7 @@ static void
 job_free(struct mqueue *q, struct mjob *m)
 {
     HASH_DEL(q->jobs, m);
-    job_destroy(m);
+    job_recycle(q, m);
 }
 
 /* Take m out of whatever container holds it. */
@@ -762,7 +946,8 @@ store_new(struct mqueue *q, struct mjob *m, int64_t now)
         rc = NV_ENOMEM;
     }
     if (rc != NV_OK) {
-        if (m->grp != NULL && m->grp->waiting.n == 0 && m->grp->win.n == 0)
+        if (m->grp != NULL && group_nwaiting(m->grp) == 0 &&
+            m->grp->win.n == 0)
             group_free(q, m->grp);
         job_destroy(m);
         return rc;
@@ -785,7 +970,7 @@ mem_enqueue(void *self, const nv_job *job, int64_t now,
 
     if ((q = queue_get(a, job->queue, 1)) == NULL)
         return oom(err);
-    if ((m = job_new(job)) == NULL)
+    if ((m = job_new(q, job)) == NULL)
         return oom(err);
     if (m->j.id[0] == '\0')
         nv__job_id(now, m->j.id);
@@ -898,15 +1083,18 @@ mem_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
     struct mjob *m;
     int64_t next = 0;
     struct window *w = NULL;
+    struct outbufs b;
 
     if (q == NULL) {
         if (next_at != NULL)
             *next_at = 0;
         return nv__error(err, NV_ENOTFOUND, "no runnable job in '%s'", queue);
     }
+    outbufs_init(&b);
     pthread_mutex_lock(&q->mu);
     if (promote(q, now) != NV_OK) {
         pthread_mutex_unlock(&q->mu);
+        outbufs_release(&b);
         return oom(err);
     }
     if (!q->paused)
@@ -916,6 +1104,7 @@ mem_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
         if (!q->paused && q->delayed.n > 0)
             next = min_next(next, ((struct mjob *)heap_top(&q->delayed))->j.delay_until);
         pthread_mutex_unlock(&q->mu);
+        outbufs_release(&b);
         if (next_at != NULL)
             *next_at = q->paused ? 0 : next;
         return nv__error(err, NV_ENOTFOUND, "no runnable job in '%s'", queue);
@@ -924,10 +1113,11 @@ mem_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
         w = lim->grouped ? &g->win : &q->win;
         if (win_push(w, now) != NV_OK) {
             pthread_mutex_unlock(&q->mu);
+            outbufs_release(&b);
             return oom(err);
         }
     }
-    m = heap_top(&g->waiting);
+    m = group_top(g);
     waiting_remove(q, m);      /* may free g: not used below */
     m->j.state = NV_JOB_ACTIVE;
     m->j.processed_on = now;
@@ -935,7 +1125,7 @@ mem_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
     m->j.lease_until = now + lease_ms;
     new_token(a, m->j.lease_token);
     list_append(&q->active, m);
-    if (job_out(q, m, out) != NV_OK) {
+    if (job_out_buf(q, m, out, &b) != NV_OK) {
         /* hand the job back as if never reserved */
         list_unlink(&q->active, m);
         m->j.lease_token[0] = '\0';
@@ -945,9 +1135,11 @@ mem_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
         if (w != NULL && w->n > 0)
             w->n--;
         pthread_mutex_unlock(&q->mu);
+        outbufs_release(&b);
         return oom(err);
     }
     pthread_mutex_unlock(&q->mu);
+    outbufs_release(&b);
     return NV_OK;
 }
 
@@ -1002,7 +1194,7 @@ mem_finish(void *self, const char *queue, const char *id, const char *token,
         return lease_lost(err, queue, id);
     switch (f->kind) {
     case NV_FINISH_COMPLETE:
-        text = nv__strdup(f->returnvalue ? f->returnvalue : "null");
+        /* copied below, only when the completed job is kept */
         break;
     case NV_FINISH_RETRY:
     case NV_FINISH_FAIL:
@@ -1014,11 +1206,17 @@ mem_finish(void *self, const char *queue, const char *id, const char *token,
     default:
         return nv__error(err, NV_EINVAL, "unknown finish kind %d", f->kind);
     }
-    if (text == NULL)
+    if (text == NULL && f->kind != NV_FINISH_COMPLETE)
         return oom(err);
     pthread_mutex_lock(&q->mu);
     if ((m = leased(q, id, token)) == NULL) {
         rc = lease_lost(err, queue, id);
+        goto out;
+    }
+    if (f->kind == NV_FINISH_COMPLETE && m->j.remove_on_complete != 0 &&
+        (text = nv__strdup(f->returnvalue ? f->returnvalue
+                                          : "null")) == NULL) {
+        rc = oom(err);
         goto out;
     }
     if ((f->kind == NV_FINISH_RELEASE ||
@@ -1411,7 +1609,7 @@ groups_sweep(struct mqueue *q, int64_t now)
     struct mgroup *g, *tmp;
 
     HASH_ITER(hh, q->groups, g, tmp) {
-        if (g->waiting.n > 0)
+        if (group_nwaiting(g) > 0)
             continue;
         win_prune(&g->win, now, q->lim_duration);
         if (g->win.n == 0)
@@ -1562,6 +1760,10 @@ queue_free(struct mqueue *q)
         job_free(q, m);
     HASH_ITER(hh, q->groups, g, gt)
         group_free(q, g);
+    while ((m = q->pool) != NULL) {
+        q->pool = m->next;
+        nv__free(m);
+    }
     nv__free(q->ready.v);
     nv__free(q->delayed.v);
     nv__free(q->win.v);
