@@ -20,7 +20,7 @@
  * time instead of uthash's default byte-wise Jenkins hash. Only the
  * hash changes; uthash iterates in insertion order either way.
  */
-static inline unsigned
+static inline uint64_t
 mq_hash(const void *key, size_t n)
 {
     const unsigned char *p = key;
@@ -40,10 +40,10 @@ mq_hash(const void *key, size_t n)
     h ^= h >> 29;
     h *= 0xbf58476d1ce4e5b9ull;
     h ^= h >> 32;
-    return (unsigned)h;
+    return h;
 }
 #define HASH_FUNCTION(keyptr, keylen, hashv) \
-    ((hashv) = mq_hash((keyptr), (size_t)(keylen)))
+    ((hashv) = (unsigned)mq_hash((keyptr), (size_t)(keylen)))
 
 #include "adapters/memory/mem.h"
 
@@ -159,7 +159,6 @@ struct mgroup;
  */
 struct mjob {
     nv_job         j;           /* j.state is never NV_JOB_PAUSED here */
-    UT_hash_handle hh;          /* queue->jobs, by j.id */
     size_t         heap_i;      /* position in the waiting or delayed heap */
     int64_t        order;       /* waiting: fifo > 0 ascending, lifo < 0 */
     int64_t        dseq;        /* delayed: tie-break of equal delay_until */
@@ -173,6 +172,121 @@ struct jlist {
     struct mjob *head, *tail;
     int64_t      n;
 };
+
+/*
+ * Jobs by id: open addressing with linear probing over (hash, node)
+ * slots, so a lookup reads one array line, not a chain of nodes (cache
+ * misses with a large backlog). Deleted slots are tombstones until the
+ * next rehash; at most 3/4 of the slots are used (live or tombstone).
+ */
+struct jslot {
+    uint64_t     h;
+    struct mjob *m;             /* NULL: empty; JT_TOMB: deleted */
+};
+
+struct jtab {
+    struct jslot *v;
+    size_t        cap, n, used; /* used: live + tombstones */
+};
+
+static char jt_tomb_;
+#define JT_TOMB ((struct mjob *)&jt_tomb_)
+
+static uint64_t
+id_hash(const char *id)
+{
+    return mq_hash(id, strlen(id));
+}
+
+static struct mjob *
+jt_find(const struct jtab *t, const char *id)
+{
+    uint64_t h;
+
+    if (t->n == 0)
+        return NULL;
+    h = id_hash(id);
+    for (size_t i = h & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+        const struct jslot *s = &t->v[i];
+
+        if (s->m == NULL)
+            return NULL;
+        if (s->m != JT_TOMB && s->h == h && strcmp(s->m->j.id, id) == 0)
+            return s->m;
+    }
+}
+
+static int
+jt_rehash(struct jtab *t, size_t cap)
+{
+    struct jslot *v = nv__calloc(cap, sizeof(*v));
+
+    if (v == NULL)
+        return NV_ENOMEM;
+    for (size_t i = 0; i < t->cap; i++) {
+        size_t k;
+
+        if (t->v[i].m == NULL || t->v[i].m == JT_TOMB)
+            continue;
+        k = t->v[i].h & (cap - 1);
+        while (v[k].m != NULL)
+            k = (k + 1) & (cap - 1);
+        v[k] = t->v[i];
+    }
+    nv__free(t->v);
+    t->v = v;
+    t->cap = cap;
+    t->used = t->n;
+    return NV_OK;
+}
+
+/* Add m, whose id is not in t; 0 when out of memory (t unchanged). */
+static int
+jt_add(struct jtab *t, struct mjob *m)
+{
+    uint64_t h = id_hash(m->j.id);
+    size_t k;
+
+    if ((t->used + 1) * 4 > t->cap * 3) {
+        size_t cap = 16;
+
+        while ((t->n + 1) * 2 > cap)
+            cap *= 2;
+        if (jt_rehash(t, cap) != NV_OK)
+            return 0;
+    }
+    k = h & (t->cap - 1);
+    while (t->v[k].m != NULL && t->v[k].m != JT_TOMB)
+        k = (k + 1) & (t->cap - 1);
+    if (t->v[k].m == NULL)
+        t->used++;
+    t->v[k].h = h;
+    t->v[k].m = m;
+    t->n++;
+    return 1;
+}
+
+static void
+jt_del(struct jtab *t, struct mjob *m)
+{
+    uint64_t h = id_hash(m->j.id);
+
+    for (size_t i = h & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+        if (t->v[i].m == m) {
+            /* before an empty slot no probe continues: empty it too */
+            if (t->v[(i + 1) & (t->cap - 1)].m == NULL) {
+                t->v[i].m = NULL;
+                t->used--;
+            } else {
+                t->v[i].m = JT_TOMB;
+            }
+            t->n--;
+            return;
+        }
+        if (t->v[i].m == NULL)
+            return;             /* not in t */
+    }
+}
 
 /* Waiting jobs of one limiter group (j.group; NULL is the group ""). */
 struct mgroup {
@@ -195,7 +309,7 @@ struct mqueue {
     uint64_t        idle_gen;   /* gen at the last reserve that found nothing */
     int             waiters;
 
-    struct mjob    *jobs;       /* every job by id */
+    struct jtab     jt;         /* every job by id */
     struct mgroup  *groups;     /* by key */
     struct heap     ready;      /* non-empty groups by their first job */
     struct heap     delayed;    /* by (delay_until, dseq) */
@@ -543,7 +657,7 @@ job_new(struct mqueue *q, const nv_job *src)
     if (m == NULL)
         return NULL;
     pooled = m->pooled;
-    memset(&m->hh, 0, sizeof(*m) - offsetof(struct mjob, hh));
+    memset(&m->heap_i, 0, sizeof(*m) - offsetof(struct mjob, heap_i));
     m->pooled = pooled;
     m->j = *src;
     p = (char *)(m + 1);
@@ -874,7 +988,7 @@ delayed_add(struct mqueue *q, struct mjob *m)
 static void
 job_free(struct mqueue *q, struct mjob *m)
 {
-    HASH_DEL(q->jobs, m);
+    jt_del(&q->jt, m);
     job_recycle(q, m);
 }
 
@@ -939,7 +1053,7 @@ store_new(struct mqueue *q, struct mjob *m, int64_t now)
     int rc = delayed ? delayed_add(q, m) : waiting_prepare(q, m);
 
     if (rc == NV_OK)
-        MEM_HASH_ADD(q->jobs, m, j.id, ok);
+        ok = jt_add(&q->jt, m);
     if (rc == NV_OK && !ok) {
         if (delayed)
             heap_remove(&q->delayed, m);
@@ -981,7 +1095,7 @@ mem_enqueue(void *self, const nv_job *job, int64_t now,
     m->j.lease_until = 0;
 
     pthread_mutex_lock(&q->mu);
-    MEM_HASH_FIND(q->jobs, m->j.id, old);
+    old = jt_find(&q->jt, m->j.id);
     if (old != NULL) {
         /* the existing job, untouched */
         if (out != NULL && job_out(q, old, out) != NV_OK)
@@ -1151,7 +1265,7 @@ leased(struct mqueue *q, const char *id, const char *token)
 {
     struct mjob *m;
 
-    MEM_HASH_FIND(q->jobs, id, m);
+    m = jt_find(&q->jt, id);
     if (m == NULL || m->j.state != NV_JOB_ACTIVE || token == NULL ||
         strcmp(m->j.lease_token, token) != 0)
         return NULL;
@@ -1346,7 +1460,7 @@ mem_log(void *self, const char *queue, const char *id, const char *entry_json,
         return nv__error(err, NV_EINVAL, "log entry is not valid JSON");
     if (q != NULL) {
         pthread_mutex_lock(&q->mu);
-        MEM_HASH_FIND(q->jobs, id, m);
+        m = jt_find(&q->jt, id);
         if (m != NULL) {
             if ((logs = logs_append(m->j.logs, entry, keep)) == NULL) {
                 rc = oom(err);
@@ -1376,7 +1490,7 @@ mem_get(void *self, const char *queue, const char *id, nv_job *out,
     if (q == NULL)
         return job_missing(err, queue, id);
     pthread_mutex_lock(&q->mu);
-    MEM_HASH_FIND(q->jobs, id, m);
+    m = jt_find(&q->jt, id);
     if (m != NULL && job_out(q, m, out) != NV_OK)
         rc = oom(err);
     pthread_mutex_unlock(&q->mu);
@@ -1443,7 +1557,7 @@ mem_list(void *self, const char *queue, unsigned mask, int64_t offset,
          nv_error *err)
 {
     struct mqueue *q = queue_get(self, queue, 0);
-    struct mjob *m, *tmp, **sel = NULL;
+    struct mjob *m, **sel = NULL;
     nv_job *v = NULL;
     size_t cnt = 0, take = 0;
     int rc = NV_OK;
@@ -1452,14 +1566,15 @@ mem_list(void *self, const char *queue, unsigned mask, int64_t offset,
         offset = 0;
     if (q != NULL) {
         pthread_mutex_lock(&q->mu);
-        sel = nv__malloc((HASH_COUNT(q->jobs) + 1) * sizeof(*sel));
+        sel = nv__malloc((q->jt.n + 1) * sizeof(*sel));
         if (sel == NULL)
             rc = NV_ENOMEM;
-        else
-            HASH_ITER(hh, q->jobs, m, tmp) {
-                if (mask & NV_JOB_MASK(reported_state(q, m)))
-                    sel[cnt++] = m;
-            }
+        for (size_t i = 0; sel != NULL && i < q->jt.cap; i++) {
+            m = q->jt.v[i].m;
+            if (m != NULL && m != JT_TOMB &&
+                (mask & NV_JOB_MASK(reported_state(q, m))))
+                sel[cnt++] = m;
+        }
         if ((size_t)offset < cnt) {
             take = cnt - (size_t)offset;
             if (limit >= 0 && (uint64_t)limit < take)
@@ -1553,7 +1668,7 @@ mem_remove(void *self, const char *queue, const char *id, nv_job *out,
     if (q == NULL)
         return job_missing(err, queue, id);
     pthread_mutex_lock(&q->mu);
-    MEM_HASH_FIND(q->jobs, id, m);
+    m = jt_find(&q->jt, id);
     if (m == NULL) {
         rc = job_missing(err, queue, id);
     } else if (m->j.state == NV_JOB_ACTIVE) {
@@ -1581,7 +1696,7 @@ mem_retry(void *self, const char *queue, const char *id, int64_t now,
     if (q == NULL)
         return job_missing(err, queue, id);
     pthread_mutex_lock(&q->mu);
-    MEM_HASH_FIND(q->jobs, id, m);
+    m = jt_find(&q->jt, id);
     if (m == NULL) {
         rc = job_missing(err, queue, id);
     } else if (m->j.state != NV_JOB_FAILED) {
@@ -1753,11 +1868,15 @@ mem_ping(void *self, nv_error *err)
 static void
 queue_free(struct mqueue *q)
 {
-    struct mjob *m, *mt;
+    struct mjob *m;
     struct mgroup *g, *gt;
 
-    HASH_ITER(hh, q->jobs, m, mt)
-        job_free(q, m);
+    for (size_t i = 0; i < q->jt.cap; i++) {
+        m = q->jt.v[i].m;
+        if (m != NULL && m != JT_TOMB)
+            job_destroy(m);
+    }
+    nv__free(q->jt.v);
     HASH_ITER(hh, q->groups, g, gt)
         group_free(q, g);
     while ((m = q->pool) != NULL) {
