@@ -173,8 +173,7 @@ jb_value(struct jbuf *b, const json_t *j, int depth)
         jb_put(b, "false", 5);
         break;
     case JSON_INTEGER:
-        jb_put(b, num, (size_t)snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT,
-                                        json_integer_value(j)));
+        jb_put(b, num, nv__fmt_i64(num, (int64_t)json_integer_value(j)));
         break;
     case JSON_STRING:
         jb_string(b, json_string_value(j), json_string_length(j));

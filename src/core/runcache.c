@@ -5,8 +5,8 @@
  * appended since (by this or another instance) with read(after = the id
  * before the last cached one), checking that the last cached event comes
  * back first, so a deleted (or shortened) stream is noticed and read
- * afresh. Entries go when their run ends or is removed,
- * and the oldest go when the cache is full. The stream stays the only
+ * afresh. Entries go when their run is removed, and the oldest when the
+ * cache is full (runs or events). The stream stays the only
  * truth: the cache only saves reading and parsing it again.
  *
  * Parsed data is shared read-only between threads (jansson refcounts are
@@ -18,14 +18,15 @@
 #include "core/engine_int.h"
 #include "core/util.h"
 
-#define RC_MAX_RUNS 4096
+#define RC_MAX_RUNS   4096
+#define RC_MAX_EVENTS 65536     /* events held in all, about 30 MB */
 
 struct rc_entry {
     char            run_id[NV_ID_MAX];
     pthread_mutex_t mu;         /* guards the events below */
     int             refs;       /* under the cache lock */
     int             gone;       /* out of the table; freed at refs == 0 */
-    int             ended;      /* holds a terminal event: not kept */
+    size_t          counted;    /* n as last added to c->events */
     nv_event       *ev;
     json_t        **data;
     size_t          n, cap;
@@ -36,6 +37,7 @@ struct nv__rcache {
     pthread_mutex_t  mu;        /* guards tab and refs */
     struct rc_entry *tab;       /* insertion order = age */
     size_t           count;
+    size_t           events;    /* sum of the entries' counted */
 };
 
 static void
@@ -46,7 +48,6 @@ entry_clear(struct rc_entry *x)
         json_decref(x->data[i]);
     }
     x->n = 0;
-    x->ended = 0;
 }
 
 static void
@@ -92,6 +93,8 @@ unlink_entry(nv__rcache *c, struct rc_entry *x)
 {
     HASH_DEL(c->tab, x);
     c->count--;
+    c->events -= x->counted;
+    x->counted = 0;
     x->gone = 1;
     if (x->refs == 0)
         entry_free(x);
@@ -122,7 +125,8 @@ acquire(nv__rcache *c, const char *run_id)
     pthread_mutex_lock(&c->mu);
     HASH_FIND_STR(c->tab, run_id, x);
     if (x == NULL) {
-        while (c->count >= RC_MAX_RUNS && c->tab != NULL)
+        while ((c->count >= RC_MAX_RUNS || c->events > RC_MAX_EVENTS) &&
+               c->tab != NULL)
             unlink_entry(c, c->tab);        /* the oldest */
         x = nv__calloc(1, sizeof(*x));
         if (x != NULL) {
@@ -140,16 +144,20 @@ acquire(nv__rcache *c, const char *run_id)
     return x;
 }
 
-/* An ended or missing run is not kept: the hot path is running runs. */
+/* A missing run is not kept. */
 static void
 release(nv__rcache *c, struct rc_entry *x)
 {
-    int drop = x->n == 0 || x->ended;
+    size_t n = x->n;
 
     pthread_mutex_unlock(&x->mu);
     pthread_mutex_lock(&c->mu);
-    if (drop && !x->gone)
-        unlink_entry(c, x);     /* x->refs > 0 here: not freed yet */
+    if (!x->gone) {
+        c->events += n - x->counted;
+        x->counted = n;
+        if (n == 0)
+            unlink_entry(c, x);     /* x->refs > 0 here: not freed yet */
+    }
     if (--x->refs == 0 && x->gone)
         entry_free(x);
     pthread_mutex_unlock(&c->mu);
@@ -187,8 +195,6 @@ take_parsed(struct rc_entry *x, const nv_event *ev, json_t *d)
     x->ev[x->n] = *ev;
     x->data[x->n] = d;
     x->n++;
-    if (nv__event_is_terminal(ev->type))
-        x->ended = 1;
     return NV_OK;
 }
 
@@ -299,13 +305,7 @@ nv__rcache_put(nv_engine *e, const char *run_id, nv_event *ev, json_t *data,
         else
             json_decref(d);
     }
-    pthread_mutex_unlock(&x->mu);
-    pthread_mutex_lock(&c->mu);
-    if (--x->refs == 0 && x->gone)
-        entry_free(x);
-    else if (x->n == 0 && !x->gone)
-        unlink_entry(c, x);
-    pthread_mutex_unlock(&c->mu);
+    release(c, x);
 }
 
 int

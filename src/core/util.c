@@ -375,11 +375,18 @@ nv__uuidv7(int64_t ms, char out[NV_ID_MAX])
     b[6] = (unsigned char)(0x70 | ((seq >> 8) & 0x0f));
     b[7] = (unsigned char)(seq & 0xff);
     b[8] = (unsigned char)(0x80 | (b[8] & 0x3f));
-    snprintf(out, NV_ID_MAX,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
-             "%02x%02x%02x%02x%02x%02x",
-             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9],
-             b[10], b[11], b[12], b[13], b[14], b[15]);
+    {
+        static const char hex[] = "0123456789abcdef";
+        size_t k = 0;
+
+        for (int i = 0; i < 16; i++) {
+            if (i == 4 || i == 6 || i == 8 || i == 10)
+                out[k++] = '-';
+            out[k++] = hex[b[i] >> 4];
+            out[k++] = hex[b[i] & 0x0f];
+        }
+        out[k] = '\0';
+    }
 }
 
 size_t

@@ -222,6 +222,11 @@ limited_pick(struct fdb_conn *c, const struct res_args *a, int64_t *rid,
     sqlite3_bind_int64(del, 2, since);
     if ((rc = fdb_run(c, del, err)) != NV_OK)
         return rc;
+    /* Both statements are prepared before 'sat' holds anything, so a
+     * failed prepare cannot leak the saturated group names. */
+    FDB_STMT(c, w, "SELECT rid, CASE WHEN grp IS NULL THEN '' ELSE '=' || grp"
+                   " END FROM jobs WHERE queue = ?1 AND state = 0"
+                   " ORDER BY sk1, sk2");
     /* Saturated groups (ungrouped: everything is group ''). */
     FDB_STMT(c, st, "SELECT grp, min(ts) FROM limits WHERE queue = ?1"
                     " GROUP BY grp HAVING count(*) >= ?2");
@@ -248,9 +253,6 @@ limited_pick(struct fdb_conn *c, const struct res_args *a, int64_t *rid,
     rc = NV_OK;
     if (nsat > 0 && !lim->grouped)
         goto out;       /* the one window is full */
-    FDB_STMT(c, w, "SELECT rid, CASE WHEN grp IS NULL THEN '' ELSE '=' || grp"
-                   " END FROM jobs WHERE queue = ?1 AND state = 0"
-                   " ORDER BY sk1, sk2");
     fdb_bind_text(w, 1, a->queue);
     while ((rc = fdb_step_row(c, w, err)) == 1) {
         const char *g = (const char *)sqlite3_column_text(w, 1);

@@ -209,6 +209,33 @@ event_note(struct mstreams *s, const char *stream, const nv_event *ev)
     return n;
 }
 
+/* "<ms>-<seq>" without printf (an append's main cost otherwise). */
+static void
+format_id(char *buf, size_t size, int64_t ms, int64_t seq)
+{
+    char tmp[48];
+    size_t n = 0;
+    int64_t parts[2] = { seq, ms };
+
+    if (ms < 0 || seq < 0 || size < 42) {
+        snprintf(buf, size, "%" PRId64 "-%" PRId64, ms, seq);
+        return;
+    }
+    for (int p = 0; p < 2; p++) {
+        int64_t v = parts[p];
+
+        if (p == 1)
+            tmp[n++] = '-';
+        do {
+            tmp[n++] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v > 0);
+    }
+    for (size_t i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    buf[n] = '\0';
+}
+
 static int
 mem_append(void *self, const char *stream, const nv_event *ev, int64_t now,
            int64_t expected_version, nv_event *out, int64_t *version,
@@ -257,7 +284,7 @@ mem_append(void *self, const char *stream, const nv_event *ev, int64_t now,
     me->ms = ms;
     me->seq = seq;
     me->ev = copy;
-    snprintf(me->ev.id, sizeof(me->ev.id), "%" PRId64 "-%" PRId64, ms, seq);
+    format_id(me->ev.id, sizeof(me->ev.id), ms, seq);
     me->ev.ts = now;
     if (out != NULL && nv_event_copy(out, &me->ev) != NV_OK) {
         nv__free(copy.data);
