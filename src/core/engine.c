@@ -745,12 +745,7 @@ nv_engine_stop(nv_engine *e, int64_t grace_ms)
     while (any_active(e) && nv__monotonic_ms() < until) {
         struct timespec ts;
 
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 20 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        nv__timespec_after(CLOCK_REALTIME, 20 * NV__MS, &ts);
         pthread_cond_timedwait(&e->cv, &e->mu, &ts);
     }
     pthread_mutex_unlock(&e->mu);

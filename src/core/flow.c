@@ -814,12 +814,7 @@ nv_run_wait(nv_engine *e, const char *run_id, int64_t timeout_ms,
         {
             struct timespec ts;
 
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += left * 1000000L;
-            while (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
+            nv__timespec_after(CLOCK_REALTIME, left * NV__MS, &ts);
             atomic_fetch_add(&e->run_waiters, 1);
             pthread_mutex_lock(&e->mu);
             pthread_cond_timedwait(&e->run_cv, &e->mu, &ts);

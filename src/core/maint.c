@@ -229,12 +229,7 @@ maint_main(void *arg)
         struct timespec ts;
 
         pass(e, 0);
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 200 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        nv__timespec_after(CLOCK_REALTIME, 200 * NV__MS, &ts);
         pthread_mutex_lock(&e->mu);
         if (!atomic_load(&e->stopping))
             pthread_cond_timedwait(&e->stop_cv, &e->mu, &ts);

@@ -224,6 +224,36 @@ nv__iso_time(int64_t ms, char *buf, size_t size)
 }
 
 void
+nv__timespec_after(clockid_t clk, int64_t ns, struct timespec *out)
+{
+    clock_gettime(clk, out);
+    if (ns < 0)
+        ns = 0;
+    out->tv_sec += (time_t)(ns / 1000000000LL);
+    out->tv_nsec += (long)(ns % 1000000000LL);
+    if (out->tv_nsec >= 1000000000L) {
+        out->tv_sec++;
+        out->tv_nsec -= 1000000000L;
+    }
+}
+
+int
+nv__parse_i64(const char *s, int64_t *out)
+{
+    char *end;
+    long long v;
+
+    if (s == NULL)
+        return -1;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+void
 nv__sleep_ms(int64_t ms)
 {
     struct timespec ts;

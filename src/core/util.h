@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "nvent.h"
 
@@ -42,6 +43,11 @@ int64_t nv__system_now_ms(void);            /* CLOCK_REALTIME */
 int64_t nv__monotonic_ms(void);             /* CLOCK_MONOTONIC */
 /* "2025-03-01T08:15:02.045Z" into buf (at least 25 bytes). */
 void nv__iso_time(int64_t ms, char *buf, size_t size);
+/* The absolute time 'ns' nanoseconds from now on clock 'clk', for
+ * pthread_cond_timedwait and friends (the clock must match the waited
+ * object's: CLOCK_REALTIME by default, CLOCK_MONOTONIC where set). */
+void nv__timespec_after(clockid_t clk, int64_t ns, struct timespec *out);
+#define NV__MS 1000000LL                    /* nanoseconds per millisecond */
 /* Sleep for real time (ms). */
 void nv__sleep_ms(int64_t ms);
 
@@ -58,6 +64,10 @@ void nv__job_id(int64_t ms, char out[NV_JOB_ID_MAX]);
 void nv__random(void *buf, size_t n);
 /* Uniform double in [0, 1). */
 double nv__random_unit(void);
+
+/* Whole decimal string to int64 (no sign-less junk, no overflow): 0, or -1
+ * when 's' is not exactly one integer. */
+int nv__parse_i64(const char *s, int64_t *out);
 
 /* ---- Names ---- */
 /* N-1: ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$ */

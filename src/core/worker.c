@@ -526,13 +526,7 @@ watch_main(void *arg)
             d = 250;
         if (d < 1)
             d = 1;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += d / 1000;
-        ts.tv_nsec += (d % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        nv__timespec_after(CLOCK_REALTIME, d * NV__MS, &ts);
         pthread_mutex_lock(&e->mu);
         if (!atomic_load(&e->stopping))
             pthread_cond_timedwait(&e->cv, &e->mu, &ts);
@@ -576,12 +570,7 @@ nv__workers_join(nv_engine *e)
             for (;;) {
                 struct timespec ts;
 
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += 5 * 1000000L;
-                if (ts.tv_nsec >= 1000000000L) {
-                    ts.tv_sec++;
-                    ts.tv_nsec -= 1000000000L;
-                }
+                nv__timespec_after(CLOCK_REALTIME, 5 * NV__MS, &ts);
                 if (pthread_timedjoin_np(wq->threads[k], NULL, &ts) == 0)
                     break;
                 e->queue.ops->wake(e->queue.self);

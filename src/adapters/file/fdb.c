@@ -427,12 +427,7 @@ gather(struct fdb *db)
 
     if (db->expect <= 1 || db->npending >= db->expect)
         return;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_nsec += wait_ns;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    nv__timespec_after(CLOCK_MONOTONIC, wait_ns, &ts);
     db->want = db->expect;
     while (db->npending < db->want &&
            pthread_cond_timedwait(&db->arrive, &db->mu, &ts) == 0)

@@ -93,13 +93,7 @@ fq_wait(void *self, const char *queue, int64_t timeout_ms)
 
     if (timeout_ms <= 0)
         return NV_OK;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (timeout_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    nv__timespec_after(CLOCK_MONOTONIC, timeout_ms * NV__MS, &ts);
     pthread_mutex_lock(&fq->wmu);
     q = qgen_get(fq, queue);
     start = q == NULL ? 0 : tl_seen.fq == fq && tl_seen.q == q ? tl_seen.gen

@@ -205,20 +205,6 @@ fs_kv_del_prefix(void *self, const char *prefix, int64_t *n, nv_error *err)
 }
 
 static int
-parse_int(const char *s, int64_t *out)
-{
-    char *end;
-    long long v;
-
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0')
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static int
 kv_incr_fn(struct fdb_conn *c, void *arg, nv_error *err)
 {
     struct kv_args *a = arg;
@@ -234,7 +220,7 @@ kv_incr_fn(struct fdb_conn *c, void *arg, nv_error *err)
     if (rc < 0)
         return rc;
     if (rc == 1 &&
-        parse_int((const char *)sqlite3_column_text(st, 0), &cur) != 0) {
+        nv__parse_i64((const char *)sqlite3_column_text(st, 0), &cur) != 0) {
         sqlite3_reset(st);
         return nv__error(err, NV_EINVAL, "value of key '%s' is not an "
                          "integer", a->key);

@@ -1872,13 +1872,7 @@ mem_wait(void *self, const char *queue, int64_t timeout_ms)
         return NV_OK;
     if (spin_for_work(q))
         return NV_OK;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (timeout_ms % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
+    nv__timespec_after(CLOCK_MONOTONIC, timeout_ms * NV__MS, &ts);
     pthread_mutex_lock(&q->mu);
     /* Something happened since the last reserve that found nothing (say
      * an enqueue between that reserve and this wait): do not sleep. */

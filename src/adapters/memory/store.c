@@ -391,20 +391,6 @@ mem_kv_del_prefix(void *self, const char *prefix, int64_t *n, nv_error *err)
 }
 
 static int
-parse_int(const char *s, int64_t *out)
-{
-    char *end;
-    long long v;
-
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0')
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static int
 mem_kv_incr(void *self, const char *key, int64_t by, int64_t *out,
             nv_error *err)
 {
@@ -421,7 +407,7 @@ mem_kv_incr(void *self, const char *key, int64_t by, int64_t *out,
         goto out;
     }
     /* kv_incr has no 'now': the key keeps its expiry, as Redis INCR does. */
-    if (k->value != NULL && parse_int(k->value, &cur) != 0) {
+    if (k->value != NULL && nv__parse_i64(k->value, &cur) != 0) {
         rc = nv__error(err, NV_EINVAL, "value of key '%s' is not an integer",
                        key);
         goto out;

@@ -198,3 +198,36 @@ Test(util, iso_time_matches_gmtime_across_leap_years_and_before_1970)
         cr_assert_str_eq(got, want, "ms %lld", (long long)ms);
     }
 }
+
+Test(util, parse_i64_takes_exactly_one_integer)
+{
+    int64_t v = 7;
+
+    cr_assert_eq(nv__parse_i64("-42", &v), 0);
+    cr_assert_eq(v, -42);
+    cr_assert_eq(nv__parse_i64("9223372036854775807", &v), 0);
+    cr_assert_eq(v, INT64_MAX);
+    v = 7;
+    cr_assert_neq(nv__parse_i64("9223372036854775808", &v), 0);
+    cr_assert_neq(nv__parse_i64("", &v), 0);
+    cr_assert_neq(nv__parse_i64("12x", &v), 0);
+    cr_assert_neq(nv__parse_i64("1.5", &v), 0);
+    cr_assert_neq(nv__parse_i64(NULL, &v), 0);
+    cr_assert_eq(v, 7, "untouched on failure");
+}
+
+Test(util, timespec_after_normalises_nanoseconds)
+{
+    struct timespec before, ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &before);
+    nv__timespec_after(CLOCK_MONOTONIC, 1999 * NV__MS, &ts);
+    cr_assert_lt(ts.tv_nsec, 1000000000L);
+    cr_assert_geq(ts.tv_nsec, 0);
+    int64_t d = (int64_t)(ts.tv_sec - before.tv_sec) * 1000000000LL +
+                (ts.tv_nsec - before.tv_nsec);
+    cr_assert_geq(d, 1999 * NV__MS);
+    cr_assert_lt(d, 2100 * NV__MS);
+    nv__timespec_after(CLOCK_MONOTONIC, -5, &ts);   /* clamps to now */
+    cr_assert_lt(ts.tv_nsec, 1000000000L);
+}
