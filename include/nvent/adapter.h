@@ -174,6 +174,23 @@ typedef struct nv_queue_ops {
                   const char *token, const nv_finish *f, int64_t now,
                   nv_error *err);
 
+    /*
+     * Optional (NULL: the engine calls finish, then reserve). finish() of
+     * the attempt held with 'token' and, only when it succeeded, reserve()
+     * of the next runnable job of the same 'queue' with 'lease_ms' and
+     * 'lim', together in one atomic step (one lock, one transaction, one
+     * script): a busy worker pays one round trip per job, not two. Returns
+     * what finish() returns. On NV_OK, *got = 1 and 'out' holds the job
+     * reserved exactly as reserve() would have, or *got = 0 and *next_at
+     * (may be NULL) is what reserve() gives when nothing is runnable.
+     * 'out' is untouched unless *got = 1.
+     */
+    int (*finish_reserve)(void *self, const char *queue, const char *id,
+                          const char *token, const nv_finish *f, int64_t now,
+                          int64_t lease_ms, const nv_limiter *lim,
+                          nv_job *out, int *got, int64_t *next_at,
+                          nv_error *err);
+
     /* CTX-8: set progress (and data JSON, may be NULL) of an active job. */
     int (*progress)(void *self, const char *queue, const char *id,
                     const char *token, double progress, const char *data,

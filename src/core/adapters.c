@@ -4,6 +4,7 @@
  */
 #include <string.h>
 
+#include "core/adapters.h"
 #include "core/util.h"
 #include "nvent/adapter.h"
 
@@ -64,4 +65,34 @@ nv_stream_open(const char *adapter, const char *settings_json,
                nv_stream *out, nv_error *err)
 {
     OPEN_BY_NAME(stream_rows, "stream");
+}
+
+int
+nv__queue_finish_reserve(const nv_queue *q, const char *queue, const char *id,
+                         const char *token, const nv_finish *f, int64_t now,
+                         int64_t lease_ms, const nv_limiter *lim, nv_job *out,
+                         int *got, int64_t *next_at, nv_error *err)
+{
+    nv_job tmp;
+    int rc;
+
+    *got = 0;
+    if (next_at != NULL)
+        *next_at = 0;
+    if (q->ops->finish_reserve != NULL)
+        return q->ops->finish_reserve(q->self, queue, id, token, f, now,
+                                      lease_ms, lim, out, got, next_at, err);
+    rc = q->ops->finish(q->self, queue, id, token, f, now, err);
+    if (rc != NV_OK)
+        return rc;
+    memset(&tmp, 0, sizeof(tmp));
+    rc = q->ops->reserve(q->self, queue, now, lease_ms, lim, &tmp, next_at,
+                         NULL);
+    if (rc == NV_OK) {
+        *out = tmp;
+        *got = 1;
+    } else if (rc != NV_ENOTFOUND && next_at != NULL) {
+        *next_at = 0;
+    }
+    return NV_OK;
 }

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "backend/queue_util.h"
+#include "core/adapters.h"
 
 TestSuite(queue_contract, .init = queue_setup, .fini = queue_teardown);
 
@@ -1324,4 +1325,132 @@ Test(queue_contract, concurrent_enqueues_of_one_id_create_one_job)
 Test(queue_contract, ping_answers)
 {
     cr_assert_eq(QOPS->ping(Q, NULL), NV_OK);
+}
+
+/* ---- finish_reserve (optional op; nv__queue_finish_reserve falls back) ---- */
+
+/* finish 'a' with 'kind' and reserve the next job of QN at 'now'. */
+static int
+fin_res(const nv_job *a, int kind, int64_t now, const nv_limiter *lim,
+        nv_job *next, int *got, int64_t *next_at)
+{
+    nv_finish f = { .kind = kind, .retry_at = now + 5000 };
+
+    if (kind == NV_FINISH_COMPLETE)
+        f.returnvalue = "{\"done\":1}";
+    else
+        f.failed_reason = "boom";
+    memset(next, 0, sizeof(*next));
+    *got = -1;
+    return nv__queue_finish_reserve(&qq, QN, a->id, a->lease_token, &f, now,
+                                    30000, lim, next, got, next_at, NULL);
+}
+
+Test(queue_contract, finish_reserve_completes_and_hands_out_the_next_job)
+{
+    nv_job a, b, got;
+    int have;
+
+    enq(QN, "j1", 1000, 0, 0);
+    enq(QN, "j2", 1001, 0, 0);
+    cr_assert_eq(res(QN, 1100, NULL, &a, NULL), NV_OK);
+    cr_assert_str_eq(a.id, "j1");
+    cr_assert_eq(fin_res(&a, NV_FINISH_COMPLETE, 1200, NULL, &b, &have, NULL),
+                 NV_OK);
+    cr_assert_eq(have, 1);
+    cr_assert_str_eq(b.id, "j2");
+    cr_assert_eq(b.state, NV_JOB_ACTIVE);
+    cr_assert_eq(b.processed_on, 1200);
+    cr_assert_eq(b.lease_until, 1200 + 30000);
+    cr_assert_neq(b.lease_token[0], '\0');
+    cr_assert_str_eq(b.data, "{\"n\":1}");
+    got = get(QN, "j1");
+    cr_assert_eq(got.state, NV_JOB_COMPLETED);
+    cr_assert_str_eq(got.returnvalue, "{\"done\":1}");
+    cr_assert_eq(got.finished_on, 1200);
+    cr_assert_eq(got.attempts_made, 1);
+    nv_job_release(&got);
+    /* the job handed out is held under its token like a reserved one */
+    cr_assert_eq(fin(QN, &b, NV_FINISH_COMPLETE, "2", 0, 1300), NV_OK);
+    cr_assert_eq(counts(QN).completed, 2);
+    cr_assert_eq(counts(QN).active, 0);
+    nv_job_release(&a);
+    nv_job_release(&b);
+}
+
+Test(queue_contract, finish_reserve_on_an_empty_queue_finishes_and_gives_next_at)
+{
+    nv_job a, b, d = mkjob(QN, "later", 1000);
+    int have;
+    int64_t next_at = -1;
+
+    d.delay_until = 4000;
+    cr_assert_eq(QOPS->enqueue(Q, &d, 1000, 0, NULL, NULL, NULL), NV_OK);
+    enq(QN, "j1", 1000, 0, 0);
+    cr_assert_eq(res(QN, 1100, NULL, &a, NULL), NV_OK);
+    cr_assert_eq(fin_res(&a, NV_FINISH_FAIL, 1200, NULL, &b, &have, &next_at),
+                 NV_OK);
+    cr_assert_eq(have, 0);
+    cr_assert_eq(next_at, 4000);
+    cr_assert_eq(state_of(QN, "j1"), NV_JOB_FAILED);
+    cr_assert_eq(counts(QN).failed, 1);
+    cr_assert_eq(counts(QN).delayed, 1);
+    nv_job_release(&a);
+}
+
+Test(queue_contract, finish_reserve_with_a_lost_lease_reserves_nothing)
+{
+    nv_job a, b, got;
+    int have;
+
+    enq(QN, "j1", 1000, 0, 0);
+    enq(QN, "j2", 1001, 0, 0);
+    cr_assert_eq(res(QN, 1100, NULL, &a, NULL), NV_OK);
+    snprintf(a.lease_token, sizeof(a.lease_token), "stale");
+    cr_assert_eq(fin_res(&a, NV_FINISH_COMPLETE, 1200, NULL, &b, &have, NULL),
+                 NV_ELEASE);
+    cr_assert_neq(have, 1);
+    got = get(QN, "j1");
+    cr_assert_eq(got.state, NV_JOB_ACTIVE);
+    cr_assert_eq(got.attempts_made, 0);
+    nv_job_release(&got);
+    cr_assert_eq(state_of(QN, "j2"), NV_JOB_WAITING);
+    nv_job_release(&a);
+}
+
+Test(queue_contract, finish_reserve_respects_pause_and_the_limiter)
+{
+    nv_limiter lim = { .max = 2, .duration_ms = 1000 };
+    nv_job a, b, c;
+    int have;
+    int64_t next_at = 0;
+
+    enq(QN, "j1", 1000, 0, 0);
+    enq(QN, "j2", 1001, 0, 0);
+    enq(QN, "j3", 1002, 0, 0);
+    cr_assert_eq(res(QN, 1100, &lim, &a, NULL), NV_OK);
+    /* the second job of the window is allowed, the third is not */
+    cr_assert_eq(fin_res(&a, NV_FINISH_COMPLETE, 1200, &lim, &b, &have,
+                         &next_at), NV_OK);
+    cr_assert_eq(have, 1);
+    cr_assert_str_eq(b.id, "j2");
+    cr_assert_eq(fin_res(&b, NV_FINISH_RETRY, 1300, &lim, &c, &have,
+                         &next_at), NV_OK);
+    cr_assert_eq(have, 0);
+    cr_assert_eq(next_at, 1100 + 1000);
+    cr_assert_eq(state_of(QN, "j2"), NV_JOB_DELAYED);
+    cr_assert_eq(state_of(QN, "j3"), NV_JOB_WAITING);
+    nv_job_release(&a);
+    nv_job_release(&b);
+    /* paused: the finish happens, nothing is handed out */
+    cr_assert_eq(res(QN, 2200, NULL, &a, NULL), NV_OK);
+    cr_assert_str_eq(a.id, "j3");
+    enq(QN, "j4", 2200, 0, 0);
+    cr_assert_eq(QOPS->set_paused(Q, QN, 1, NULL), NV_OK);
+    cr_assert_eq(fin_res(&a, NV_FINISH_COMPLETE, 2300, NULL, &b, &have, NULL),
+                 NV_OK);
+    cr_assert_eq(have, 0);
+    cr_assert_eq(state_of(QN, "j3"), NV_JOB_COMPLETED);
+    cr_assert_eq(state_of(QN, "j4"), NV_JOB_PAUSED);
+    nv_job_release(&a);
 }
