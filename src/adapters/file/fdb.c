@@ -15,6 +15,8 @@
 #include <jansson.h>
 #include <limits.h>
 #include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,15 +45,16 @@ struct fdb_conn {
 };
 
 /* A write waiting for, or taking part in, a group commit. Lives on the
- * caller's stack; guarded by fdb.mu. */
+ * caller's stack; 'next' is guarded by fdb.mu, the result is written by
+ * the leader before it posts 'sem' (done) or hands the lead over. */
 struct fdb_op {
     fdb_fn          fn;
     fdb_after_fn    after;
     void           *arg;
     int             rc;
     nv_error        err;
-    int             done;
-    pthread_cond_t  cv;
+    atomic_int      done;
+    sem_t           sem;       /* posted once: done, or lead */
     struct fdb_op  *next;
 };
 
@@ -435,15 +438,23 @@ gather(struct fdb *db)
     db->want = 0;
 }
 
+/* Wait for a post on 'sem'; EINTR is not an answer. */
+static void
+sem_wait_all(sem_t *sem)
+{
+    while (sem_wait(sem) != 0)
+        ;
+}
+
 int
 fdb_write(struct fdb *db, fdb_fn fn, fdb_after_fn after, void *arg,
           nv_error *err)
 {
     struct fdb_op op = { .fn = fn, .after = after, .arg = arg };
-    struct fdb_op *batch, *o, *next;
+    struct fdb_op *batch, *o, *next, *heir;
     int n, rc;
 
-    pthread_cond_init(&op.cv, NULL);
+    sem_init(&op.sem, 0, 0);
     pthread_mutex_lock(&db->mu);
     if (db->tail)
         db->tail->next = &op;
@@ -452,46 +463,58 @@ fdb_write(struct fdb *db, fdb_fn fn, fdb_after_fn after, void *arg,
     db->tail = &op;
     if (++db->npending >= db->want && db->want > 0)
         pthread_cond_signal(&db->arrive);
-    while (!op.done && !(db->leading == 0 && db->head == &op))
-        pthread_cond_wait(&op.cv, &db->mu);
-    if (!op.done) {
-        /*
-         * Lead: take the queue (up to MAX_BATCH) and commit it. While
-         * more writes are waiting, go on with them for a few rounds: this
-         * thread is running already, whereas handing over means waking
-         * another one, which on a busy machine waits for a CPU.
-         */
-        db->leading = 1;
-        for (int round = 0; round < LEAD_ROUNDS && db->head != NULL;
-             round++) {
-            gather(db);
-            batch = db->head;
-            for (n = 1, o = batch; o->next != NULL && n < MAX_BATCH; n++)
-                o = o->next;
-            db->head = o->next;
-            if (db->head == NULL)
-                db->tail = NULL;
-            o->next = NULL;
-            db->npending -= n;
-            db->expect = n;
-            pthread_mutex_unlock(&db->mu);
-
-            run_batch(db, batch, n);
-
-            pthread_mutex_lock(&db->mu);
-            for (o = batch; o != NULL; o = next) {
-                next = o->next;
-                o->done = 1;
-                if (o != &op)
-                    pthread_cond_signal(&o->cv);
-            }
-        }
-        db->leading = 0;
-        if (db->head != NULL)
-            pthread_cond_signal(&db->head->cv);
+    /*
+     * Wait outside the mutex: the leader posts 'sem' once, after it has
+     * written the result (done), or to hand the lead over (this op is at
+     * the head and nobody leads). Posting without the mutex held spares
+     * the woken thread a second sleep on the mutex.
+     */
+    while (!(db->leading == 0 && db->head == &op)) {
+        pthread_mutex_unlock(&db->mu);
+        sem_wait_all(&op.sem);
+        if (atomic_load_explicit(&op.done, memory_order_acquire))
+            goto out;
+        pthread_mutex_lock(&db->mu);
     }
+    /*
+     * Lead: take the queue (up to MAX_BATCH) and commit it. While more
+     * writes are waiting, go on with them for a few rounds: this thread is
+     * running already, whereas handing over means waking another one,
+     * which on a busy machine waits for a CPU.
+     */
+    db->leading = 1;
+    for (int round = 0; round < LEAD_ROUNDS && db->head != NULL; round++) {
+        gather(db);
+        batch = db->head;
+        for (n = 1, o = batch; o->next != NULL && n < MAX_BATCH; n++)
+            o = o->next;
+        db->head = o->next;
+        if (db->head == NULL)
+            db->tail = NULL;
+        o->next = NULL;
+        db->npending -= n;
+        db->expect = n;
+        pthread_mutex_unlock(&db->mu);
+
+        run_batch(db, batch, n);
+
+        /* Wake the callers, without the mutex; an op may be gone as
+         * soon as it is posted, so read its link first. */
+        for (o = batch; o != NULL; o = next) {
+            next = o->next;
+            atomic_store_explicit(&o->done, 1, memory_order_release);
+            if (o != &op)
+                sem_post(&o->sem);
+        }
+        pthread_mutex_lock(&db->mu);
+    }
+    db->leading = 0;
+    heir = db->head;
     pthread_mutex_unlock(&db->mu);
-    pthread_cond_destroy(&op.cv);
+    if (heir != NULL)
+        sem_post(&heir->sem);   /* it waits until it is posted: still there */
+out:
+    sem_destroy(&op.sem);
     rc = op.rc;
     if (rc != NV_OK && err != NULL)
         *err = op.err;
