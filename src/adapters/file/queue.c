@@ -275,6 +275,7 @@ static const nv_queue_ops file_queue_ops = {
     .reserve = fq_reserve,
     .extend = fq_extend,
     .finish = fq_finish,
+    .finish_reserve = fq_finish_reserve,
     .progress = fq_progress,
     .log = fq_log,
     .get = fq_get,

@@ -89,6 +89,15 @@ void fq_wait_mark(struct fq *fq, const char *queue);
 /* Free the wake-up generations (on close). */
 void fq_wait_release(struct fq *fq);
 
+/* ---- Shared steps of write ops ---- */
+
+/* The body of finish (queue_finish.c), inside a write: ends the attempt
+ * held with 'token' and applies retention; *wake = 1 when the job became
+ * waiting or delayed. Checks the lease before it writes anything. */
+int fq_finish_in(struct fdb_conn *c, struct fq *fq, const char *queue,
+                 const char *id, const char *token, const nv_finish *f,
+                 int64_t now, int *wake, nv_error *err);
+
 /* ---- Ops (adapter.h), for the ops table in queue.c ---- */
 
 int  fq_enqueue(void *self, const nv_job *job, int64_t now,
@@ -97,6 +106,10 @@ int  fq_enqueue(void *self, const nv_job *job, int64_t now,
 int  fq_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
                 const nv_limiter *lim, nv_job *out, int64_t *next_at,
                 nv_error *err);
+int  fq_finish_reserve(void *self, const char *queue, const char *id,
+                       const char *token, const nv_finish *f, int64_t now,
+                       int64_t lease_ms, const nv_limiter *lim, nv_job *out,
+                       int *got, int64_t *next_at, nv_error *err);
 int  fq_extend(void *self, const char *queue, const char *id,
                const char *token, int64_t until, nv_error *err);
 int  fq_finish(void *self, const char *queue, const char *id,

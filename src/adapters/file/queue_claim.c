@@ -2,7 +2,7 @@
  * File queue, claiming: enqueue (Q-3 idempotent ids, Q-11 capacity) and
  * reserve, which promotes due delayed jobs (Q-5), applies the limiter
  * (Q-12) and takes the first runnable job under a new lease, all in one
- * write transaction.
+ * write transaction; finish_reserve, a finish and a reserve in one.
  */
 #include <inttypes.h>
 #include <stdint.h>
@@ -391,4 +391,67 @@ fq_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
         *next_at = a.next_at;
     return nv__error(err, NV_ENOTFOUND, "no runnable job in queue '%s'",
                      queue);
+}
+
+/* ---- finish_reserve ---- */
+
+struct finres_args {
+    struct res_args  res;
+    const char      *id, *token;
+    const nv_finish *f;
+    int              wake;
+};
+
+/* The finish first: when the lease is gone it fails before writing, and
+ * nothing is reserved. */
+static int
+finish_reserve_fn(struct fdb_conn *c, void *arg, nv_error *err)
+{
+    struct finres_args *a = arg;
+    int rc;
+
+    rc = fq_finish_in(c, a->res.fq, a->res.queue, a->id, a->token, a->f,
+                      a->res.now, &a->wake, err);
+    if (rc != NV_OK)
+        return rc;
+    return reserve_fn(c, &a->res, err);
+}
+
+static void
+finish_reserve_after(void *arg)
+{
+    struct finres_args *a = arg;
+
+    /* A job put back to waiting that this reserve did not take again
+     * is for somebody else. */
+    if (a->wake)
+        fq_notify(a->res.fq, a->res.queue);
+}
+
+int
+fq_finish_reserve(void *self, const char *queue, const char *id,
+                  const char *token, const nv_finish *f, int64_t now,
+                  int64_t lease_ms, const nv_limiter *lim, nv_job *out,
+                  int *got, int64_t *next_at, nv_error *err)
+{
+    struct fq *fq = self;
+    struct finres_args a = {
+        .res = { .fq = fq, .queue = queue, .now = now, .lease_ms = lease_ms,
+                 .lim = lim },
+        .id = id, .token = token, .f = f,
+    };
+    int rc;
+
+    *got = 0;
+    fq_wait_mark(fq, queue);
+    rc = fdb_write(fq->db, finish_reserve_fn, finish_reserve_after, &a, err);
+    if (rc == NV_OK && a.res.found) {
+        *out = a.res.out;
+        *got = 1;
+        return NV_OK;
+    }
+    nv_job_release(&a.res.out);
+    if (rc == NV_OK && next_at != NULL)
+        *next_at = a.res.next_at;
+    return rc;
 }
