@@ -28,11 +28,24 @@ struct qstate {
     char           name[];
 };
 
+/*
+ * What a reserve learnt about the job it leased, so that the finish of
+ * that lease need not look the job up by id first: a hint only, checked
+ * by the finish's UPDATE itself (rowid, state, token, queue and id).
+ * Direct-mapped by token; leader only.
+ */
+#define FQ_HINTS 1024
+struct lease_hint {
+    int64_t rid, keep_c, keep_f;   /* rowid, remove_on_complete/fail */
+    char    token[40];             /* "" = free */
+};
+
 /* The adapter: the 'self' of every op. */
 struct fq {
     struct fdb     *db;
     int64_t         seq;       /* ordering counter (sk2); leader only */
     struct qstate  *qs;        /* leader only */
+    struct lease_hint *hints;  /* FQ_HINTS of them; leader only */
 
     pthread_mutex_t wmu;       /* guards gens, woken */
     pthread_cond_t  wcv;
@@ -65,6 +78,8 @@ int     fq_counts_load(struct fdb_conn *c, struct qstate *qs, nv_error *err);
 void    fq_count_move(struct qstate *qs, int from, int to, int64_t k);
 /* The sk2 of a job becoming waiting now. */
 int64_t fq_wait_seq(struct fq *fq, int lifo);
+/* The hint slot of a lease token. */
+struct lease_hint *fq_hint(struct fq *fq, const char *token);
 
 /* ---- Rows (queue_read.c) ---- */
 

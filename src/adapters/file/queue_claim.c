@@ -349,6 +349,14 @@ reserve_fn(struct fdb_conn *c, void *arg, nv_error *err)
         if ((rc = fdb_run(c, st, err)) != NV_OK)
             return rc;
         fq_count_move(qs, NV_JOB_WAITING, NV_JOB_ACTIVE, 1);
+        {
+            struct lease_hint *h = fq_hint(a->fq, token);
+
+            h->rid = rid;
+            h->keep_c = a->out.remove_on_complete;
+            h->keep_f = a->out.remove_on_fail;
+            memcpy(h->token, token, sizeof(token));
+        }
         a->out.state = NV_JOB_ACTIVE;
         a->out.processed_on = a->now;
         a->out.finished_on = 0;

@@ -129,6 +129,7 @@ fq_finish_in(struct fdb_conn *c, struct fq *fq, const char *queue,
     struct lease_args a = { .fq = fq, .queue = queue, .id = id,
                             .token = token, .f = f, .now = now };
     struct qstate *qs = fq_qstate(fq, queue);
+    struct lease_hint *hint;
     int64_t rid, keep_c, keep_f, sk1;
     int rc, state;
 
@@ -152,8 +153,17 @@ fq_finish_in(struct fdb_conn *c, struct fq *fq, const char *queue,
     sk1 = state == NV_JOB_DELAYED ? f->retry_at : now;
     if (qs == NULL)
         return fdb_oom("queue", err);
-    if ((rc = held(c, &a, &rid, &keep_c, &keep_f, NULL, err)) != NV_OK)
+    hint = token != NULL ? fq_hint(fq, token) : NULL;
+    if (hint != NULL && strcmp(hint->token, token) == 0) {
+        /* The reserve's hint: no lookup by id (the UPDATE checks). */
+        rid = hint->rid;
+        keep_c = hint->keep_c;
+        keep_f = hint->keep_f;
+        hint->token[0] = '\0';
+    } else if ((rc = held(c, &a, &rid, &keep_c, &keep_f, NULL, err)) !=
+               NV_OK) {
         return rc;
+    }
     FDB_STMT(c, st, "UPDATE jobs SET state = ?2,"
                     " attempts_made = attempts_made + ?3,"
                     " finished_on = CASE WHEN ?2 IN (3, 4) THEN ?4"
@@ -164,7 +174,8 @@ fq_finish_in(struct fdb_conn *c, struct fq *fq, const char *queue,
                     " lease_until = 0, lease_token = '',"
                     " sk1 = CASE WHEN ?2 = 0 THEN priority ELSE ?8 END,"
                     " sk2 = CASE WHEN ?2 = 0 AND lifo THEN -?9 ELSE ?9 END"
-                    " WHERE rid = ?1");
+                    " WHERE rid = ?1 AND state = 2 AND lease_token = ?10"
+                    " AND queue = ?11 AND id = ?12");
     fq->seq++;
     sqlite3_bind_int64(st, 1, rid);
     sqlite3_bind_int(st, 2, state);
@@ -176,8 +187,14 @@ fq_finish_in(struct fdb_conn *c, struct fq *fq, const char *queue,
     sqlite3_bind_int64(st, 7, f->retry_at);
     sqlite3_bind_int64(st, 8, sk1);
     sqlite3_bind_int64(st, 9, fq->seq);
+    fdb_bind_text(st, 10, token);
+    fdb_bind_text(st, 11, queue);
+    fdb_bind_text(st, 12, id);
     if ((rc = fdb_run(c, st, err)) != NV_OK)
         return rc;
+    if (sqlite3_changes(fdb_handle(c)) == 0)
+        return nv__error(err, NV_ELEASE, "job '%s' of queue '%s' is no "
+                         "longer held under this lease", id, queue);
     *wake = state == NV_JOB_WAITING || state == NV_JOB_DELAYED;
     fq_count_move(qs, NV_JOB_ACTIVE, state, 1);
     if (state == NV_JOB_DELAYED)
