@@ -86,9 +86,19 @@ worker_main(void *arg)
                        NULL) != NV_OK)
         return NULL;
     for (;;) {
-        int rc = q.ops->finish_reserve(q.self, "bench", j.id, j.lease_token,
+        int rc;
+
+        if (q.ops->finish_reserve != NULL) {
+            rc = q.ops->finish_reserve(q.self, "bench", j.id, j.lease_token,
                                        &f, NOW, 30000, NULL, &next, &got,
                                        NULL, NULL);
+        } else {    /* what the engine falls back to */
+            rc = q.ops->finish(q.self, "bench", j.id, j.lease_token, &f, NOW,
+                               NULL);
+            got = rc == NV_OK &&
+                  q.ops->reserve(q.self, "bench", NOW, 30000, NULL, &next,
+                                 NULL, NULL) == NV_OK;
+        }
 
         nv_job_release(&j);
         if (rc == NV_OK)
