@@ -563,6 +563,37 @@ Test(file_adapter, a_lease_token_finishes_only_its_own_job)
     free(dir);
 }
 
+/* removeOnComplete: true deletes the row without updating it first; the
+ * lease is checked all the same. */
+Test(file_adapter, a_job_removed_on_completion_still_needs_its_lease)
+{
+    char *dir = ft_dir();
+    nv_queue q;
+    nv_finish f = { .kind = NV_FINISH_COMPLETE, .returnvalue = "1" };
+    nv_job a = ft_job("rm", "a", "{}", T0), r, got;
+    nv_job_counts c;
+
+    a.remove_on_complete = 0;
+    open_queue(dir, &q);
+    enqueue(&q, &a);
+    cr_assert_eq(q.ops->reserve(q.self, "rm", T0, 30000, NULL, &r, NULL,
+                                NULL), NV_OK);
+    cr_assert_eq(q.ops->finish(q.self, "rm", "a", "not-the-token", &f, T0,
+                               NULL), NV_ELEASE);
+    cr_assert_eq(q.ops->finish(q.self, "rm", "b", r.lease_token, &f, T0,
+                               NULL), NV_ELEASE);
+    cr_assert_eq(state_of(&q, "rm", "a"), NV_JOB_ACTIVE);
+    cr_assert_eq(q.ops->finish(q.self, "rm", "a", r.lease_token, &f, T0,
+                               NULL), NV_OK);
+    cr_assert_eq(q.ops->get(q.self, "rm", "a", &got, NULL),
+                 NV_EJOB_NOT_FOUND);
+    cr_assert_eq(q.ops->counts(q.self, "rm", &c, NULL), NV_OK);
+    cr_assert_eq(c.active + c.completed + c.waiting, 0);
+    nv_job_release(&r);
+    q.ops->close(q.self);
+    free(dir);
+}
+
 /* ---- Bounded files ---- */
 
 static off_t
