@@ -11,6 +11,16 @@
 
 /* ---- Queues ---- */
 
+static uint64_t
+name_hash(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+
+    while (*s != '\0')
+        h = (h ^ (unsigned char)*s++) * 0x100000001b3ull;
+    return h;
+}
+
 static struct mqueue *
 queue_new(const char *name)
 {
@@ -21,6 +31,7 @@ queue_new(const char *name)
     if (q == NULL)
         return NULL;
     nv__strlcpy(q->name, name, sizeof(q->name));
+    q->token_salt = name_hash(name);
     /* The producer and the workers take q->mu for short sections, many
      * times per job: spin a little on contention rather than sleep on a
      * futex at once (a sleep and a wake-up syscall per collision). */
@@ -39,16 +50,6 @@ queue_new(const char *name)
     q->delayed.idx_off = offsetof(struct mjob, heap_i);
     q->delayed.less = mq_delayed_less;
     return q;
-}
-
-static uint64_t
-name_hash(const char *s)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-
-    while (*s != '\0')
-        h = (h ^ (unsigned char)*s++) * 0x100000001b3ull;
-    return h;
 }
 
 static struct mqueue *
@@ -141,16 +142,16 @@ mq_queue_get(struct mqueues *a, const char *name, int create)
 
 /* ---- Enqueue ---- */
 
-/* File a new job (not yet in q->jobs): delayed or waiting. On failure
- * nothing changed and m is freed. */
+/* File a new job (not yet in q->jt, id hash h): delayed or waiting. On
+ * failure nothing changed and m is discarded. */
 static int
-store_new(struct mqueue *q, struct mjob *m, int64_t now)
+store_new(struct mqueue *q, struct mjob *m, int64_t now, uint64_t h)
 {
     int delayed = m->j.delay_until > now, ok = 0;
     int rc = delayed ? mq_delayed_add(q, m) : mq_waiting_prepare(q, m);
 
     if (rc == NV_OK)
-        ok = mq_jt_add(&q->jt, m);
+        ok = mq_jt_add(&q->jt, m, h);
     if (rc == NV_OK && !ok) {
         if (delayed)
             mq_heap_remove(&q->delayed, m);
@@ -160,7 +161,8 @@ store_new(struct mqueue *q, struct mjob *m, int64_t now)
         if (m->grp != NULL && group_nwaiting(m->grp) == 0 &&
             m->grp->win.n == 0)
             mq_group_free(q, m->grp);
-        mq_job_destroy(m);
+        mq_job_release(m);
+        mq_node_discard(q, m);
         return rc;
     }
     if (!delayed) {
@@ -170,47 +172,76 @@ store_new(struct mqueue *q, struct mjob *m, int64_t now)
     return NV_OK;
 }
 
+/*
+ * Q-1, Q-3, Q-11. One lock per job: the id's hash is computed before it,
+ * and the node comes from the queue's pool under it (a new block is
+ * allocated outside the lock when the pool is empty).
+ */
 static int
 mem_enqueue(void *self, const nv_job *job, int64_t now,
             int64_t max_unfinished, nv_job *out, int *created, nv_error *err)
 {
     struct mqueues *a = self;
     struct mqueue *q;
-    struct mjob *m, *old;
+    struct mjob *m = NULL, *old;
+    char idbuf[NV_JOB_ID_MAX];
+    const char *id = job->id;
+    size_t size = mq_job_size(job);
+    uint64_t h;
     int rc = NV_OK;
 
     if ((q = mq_queue_get(a, job->queue, 1)) == NULL)
         return oom(err);
-    if ((m = mq_job_new(q, job)) == NULL)
+    if (id[0] == '\0') {
+        nv__job_id(now, idbuf);
+        id = idbuf;
+    }
+    h = mq_id_hash(id);
+    if (size > MQ_NODE_SIZE && (m = mq_node_alloc(size)) == NULL)
         return oom(err);
-    if (m->j.id[0] == '\0')
-        nv__job_id(now, m->j.id);
+    pthread_mutex_lock(&q->mu);
+    for (;;) {
+        old = mq_jt_find_h(&q->jt, id, h);
+        if (old != NULL) {
+            /* the existing job, untouched */
+            if (out != NULL && mq_job_out(q, old, out) != NV_OK)
+                rc = oom(err);
+            else if (created != NULL)
+                *created = 0;
+            mq_node_discard(q, m);
+            pthread_mutex_unlock(&q->mu);
+            return rc;
+        }
+        if (max_unfinished > 0 &&
+            q->nwaiting + (int64_t)q->delayed.n + q->active.n >=
+                max_unfinished) {
+            mq_node_discard(q, m);
+            pthread_mutex_unlock(&q->mu);
+            return nv__error(err, NV_EQUEUE_FULL, "queue '%s' is full (%"
+                             PRId64 " unfinished jobs)", job->queue,
+                             max_unfinished);
+        }
+        if (m != NULL || (m = mq_node_pop(q)) != NULL)
+            break;
+        /* no pooled node: allocate one outside the lock, look again */
+        pthread_mutex_unlock(&q->mu);
+        if ((m = mq_node_alloc(size)) == NULL)
+            return oom(err);
+        pthread_mutex_lock(&q->mu);
+    }
+    if (mq_job_fill(m, job) != NV_OK) {
+        mq_node_discard(q, m);
+        pthread_mutex_unlock(&q->mu);
+        return oom(err);
+    }
+    if (id == idbuf)
+        memcpy(m->j.id, idbuf, sizeof(idbuf));
     nv__strlcpy(m->j.queue, q->name, sizeof(m->j.queue));
     if (m->j.timestamp == 0)
         m->j.timestamp = now;
     m->j.lease_token[0] = '\0';
     m->j.lease_until = 0;
-
-    pthread_mutex_lock(&q->mu);
-    old = mq_jt_find(&q->jt, m->j.id);
-    if (old != NULL) {
-        /* the existing job, untouched */
-        if (out != NULL && mq_job_out(q, old, out) != NV_OK)
-            rc = oom(err);
-        else if (created != NULL)
-            *created = 0;
-        pthread_mutex_unlock(&q->mu);
-        mq_job_destroy(m);
-        return rc;
-    }
-    if (max_unfinished > 0 &&
-        q->nwaiting + (int64_t)q->delayed.n + q->active.n >= max_unfinished) {
-        pthread_mutex_unlock(&q->mu);
-        mq_job_destroy(m);
-        return nv__error(err, NV_EQUEUE_FULL, "queue '%s' is full (%" PRId64
-                         " unfinished jobs)", job->queue, max_unfinished);
-    }
-    rc = store_new(q, m, now);
+    rc = store_new(q, m, now, h);
     if (rc == NV_OK && out != NULL && mq_job_out(q, m, out) != NV_OK) {
         mq_job_detach(q, m);       /* all or nothing */
         mq_job_free(q, m);
@@ -283,31 +314,24 @@ pick_group(struct mqueue *q, int64_t now, const nv_limiter *lim,
     return g;
 }
 
+/*
+ * reserve() under q->mu (a queue that exists): NV_OK with the job in
+ * 'out', NV_ENOTFOUND with *next_at set (0: unknown), or NV_ENOMEM with
+ * nothing changed. 'b' holds buffers for the copy (may be NULL).
+ */
 static int
-mem_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
-            const nv_limiter *lim, nv_job *out, int64_t *next_at,
-            nv_error *err)
+reserve_locked(struct mqueues *a, struct mqueue *q, int64_t now,
+               int64_t lease_ms, const nv_limiter *lim, nv_job *out,
+               struct outbufs *b, int64_t *next_at)
 {
-    struct mqueues *a = self;
-    struct mqueue *q = mq_queue_get(a, queue, 0);
     struct mgroup *g = NULL;
     struct mjob *m;
     int64_t next = 0;
     struct window *w = NULL;
-    struct outbufs b;
 
-    if (q == NULL) {
-        if (next_at != NULL)
-            *next_at = 0;
-        return nv__error(err, NV_ENOTFOUND, "no runnable job in '%s'", queue);
-    }
-    mq_outbufs_init(&b);
-    pthread_mutex_lock(&q->mu);
-    if (mq_promote(q, now) != NV_OK) {
-        pthread_mutex_unlock(&q->mu);
-        mq_outbufs_release(&b);
-        return oom(err);
-    }
+    *next_at = 0;
+    if (mq_promote(q, now) != NV_OK)
+        return NV_ENOMEM;
     if (!q->paused)
         g = pick_group(q, now, lim, &next);
     if (g == NULL) {
@@ -315,19 +339,13 @@ mem_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
                               memory_order_relaxed), memory_order_relaxed);
         if (!q->paused && q->delayed.n > 0)
             next = min_next(next, ((struct mjob *)heap_top(&q->delayed))->j.delay_until);
-        pthread_mutex_unlock(&q->mu);
-        mq_outbufs_release(&b);
-        if (next_at != NULL)
-            *next_at = q->paused ? 0 : next;
-        return nv__error(err, NV_ENOTFOUND, "no runnable job in '%s'", queue);
+        *next_at = q->paused ? 0 : next;
+        return NV_ENOTFOUND;
     }
     if (lim != NULL && lim->max > 0) {
         w = lim->grouped ? &g->win : &q->win;
-        if (mq_win_push(w, now) != NV_OK) {
-            pthread_mutex_unlock(&q->mu);
-            mq_outbufs_release(&b);
-            return oom(err);
-        }
+        if (mq_win_push(w, now) != NV_OK)
+            return NV_ENOMEM;
     }
     m = group_top(g);
     mq_waiting_remove(q, m);      /* may free g: not used below */
@@ -335,9 +353,9 @@ mem_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
     m->j.processed_on = now;
     m->j.finished_on = 0;
     m->j.lease_until = now + lease_ms;
-    mq_new_token(a, m->j.lease_token);
+    mq_new_token(a, q, m->j.lease_token);
     mq_list_append(&q->active, m);
-    if (mq_job_out_buf(q, m, out, &b) != NV_OK) {
+    if (mq_job_out_buf(q, m, out, b) != NV_OK) {
         /* hand the job back as if never reserved */
         mq_list_unlink(&q->active, m);
         m->j.lease_token[0] = '\0';
@@ -346,24 +364,50 @@ mem_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
             mq_waiting_add(q, m);
         if (w != NULL && w->n > 0)
             w->n--;
-        pthread_mutex_unlock(&q->mu);
-        mq_outbufs_release(&b);
-        return oom(err);
+        return NV_ENOMEM;
     }
+    return NV_OK;
+}
+
+static int
+mem_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
+            const nv_limiter *lim, nv_job *out, int64_t *next_at,
+            nv_error *err)
+{
+    struct mqueues *a = self;
+    struct mqueue *q = mq_queue_get(a, queue, 0);
+    struct outbufs b;
+    int64_t next = 0;
+    int rc;
+
+    if (q == NULL) {
+        if (next_at != NULL)
+            *next_at = 0;
+        return nv__error(err, NV_ENOTFOUND, "no runnable job in '%s'", queue);
+    }
+    mq_outbufs_init(&b);
+    pthread_mutex_lock(&q->mu);
+    rc = reserve_locked(a, q, now, lease_ms, lim, out, &b, &next);
     pthread_mutex_unlock(&q->mu);
     mq_outbufs_release(&b);
-    return NV_OK;
+    if (rc == NV_ENOTFOUND) {
+        if (next_at != NULL)
+            *next_at = next;
+        return nv__error(err, NV_ENOTFOUND, "no runnable job in '%s'", queue);
+    }
+    return rc == NV_OK ? NV_OK : oom(err);
 }
 
 /* ---- Leased operations ---- */
 
-/* The active job 'id' held with 'token', or NULL (NV_ELEASE). Under mu. */
+/* The active job 'id' (hash h) held with 'token', or NULL (NV_ELEASE).
+ * Under mu. */
 static struct mjob *
-leased(struct mqueue *q, const char *id, const char *token)
+leased(struct mqueue *q, const char *id, uint64_t h, const char *token)
 {
     struct mjob *m;
 
-    m = mq_jt_find(&q->jt, id);
+    m = mq_jt_find_h(&q->jt, id, h);
     if (m == NULL || m->j.state != NV_JOB_ACTIVE || token == NULL ||
         strcmp(m->j.lease_token, token) != 0)
         return NULL;
@@ -384,64 +428,61 @@ mem_extend(void *self, const char *queue, const char *id, const char *token,
     struct mqueue *q = mq_queue_get(self, queue, 0);
     struct mjob *m;
 
+    uint64_t h = mq_id_hash(id);
+
     if (q == NULL)
         return lease_lost(err, queue, id);
     pthread_mutex_lock(&q->mu);
-    if ((m = leased(q, id, token)) != NULL)
+    if ((m = leased(q, id, h, token)) != NULL)
         m->j.lease_until = until;
     pthread_mutex_unlock(&q->mu);
     return m != NULL ? NV_OK : lease_lost(err, queue, id);
 }
 
+/* The text finish() stores for 'f' (failed_reason), allocated before the
+ * lock; *text = NULL for COMPLETE (copied under the lock, only when the
+ * completed job is kept). */
 static int
-mem_finish(void *self, const char *queue, const char *id, const char *token,
-           const nv_finish *f, int64_t now, nv_error *err)
+finish_text(const nv_finish *f, char **text, nv_error *err)
 {
-    struct mqueue *q = mq_queue_get(self, queue, 0);
-    struct mjob *m;
-    char *text = NULL;
-    int rc = NV_OK;
-
-    if (q == NULL)
-        return lease_lost(err, queue, id);
+    *text = NULL;
     switch (f->kind) {
     case NV_FINISH_COMPLETE:
-        /* copied below, only when the completed job is kept */
-        break;
+        return NV_OK;
     case NV_FINISH_RETRY:
     case NV_FINISH_FAIL:
-        text = nv__strdup(f->failed_reason ? f->failed_reason : "");
+        *text = nv__strdup(f->failed_reason ? f->failed_reason : "");
         break;
     case NV_FINISH_RELEASE:
-        text = nv__strdup("");
+        *text = nv__strdup("");
         break;
     default:
         return nv__error(err, NV_EINVAL, "unknown finish kind %d", f->kind);
     }
-    if (text == NULL && f->kind != NV_FINISH_COMPLETE)
-        return oom(err);
-    pthread_mutex_lock(&q->mu);
-    if ((m = leased(q, id, token)) == NULL) {
-        rc = lease_lost(err, queue, id);
-        goto out;
-    }
+    return *text != NULL ? NV_OK : oom(err);
+}
+
+/* finish() under q->mu; takes *text (set to NULL when used). */
+static int
+finish_locked(struct mqueue *q, const char *queue, const char *id,
+              uint64_t h, const char *token, const nv_finish *f, int64_t now,
+              char **text, nv_error *err)
+{
+    struct mjob *m = leased(q, id, h, token);
+
+    if (m == NULL)
+        return lease_lost(err, queue, id);
     if (f->kind == NV_FINISH_COMPLETE && m->j.remove_on_complete != 0 &&
-        (text = nv__strdup(f->returnvalue ? f->returnvalue
-                                          : "null")) == NULL) {
-        rc = oom(err);
-        goto out;
-    }
+        (*text = nv__strdup(f->returnvalue ? f->returnvalue
+                                           : "null")) == NULL)
+        return oom(err);
     if ((f->kind == NV_FINISH_RELEASE ||
          (f->kind == NV_FINISH_RETRY && f->retry_at <= now)) &&
-        mq_waiting_prepare(q, m) != NV_OK) {
-        rc = oom(err);
-        goto out;
-    }
+        mq_waiting_prepare(q, m) != NV_OK)
+        return oom(err);
     if (f->kind == NV_FINISH_RETRY && f->retry_at > now &&
-        mq_heap_reserve(&q->delayed) != NV_OK) {
-        rc = oom(err);
-        goto out;
-    }
+        mq_heap_reserve(&q->delayed) != NV_OK)
+        return oom(err);
     mq_list_unlink(&q->active, m);
     m->j.lease_token[0] = '\0';
     m->j.lease_until = 0;
@@ -450,21 +491,21 @@ mem_finish(void *self, const char *queue, const char *id, const char *token,
     switch (f->kind) {
     case NV_FINISH_COMPLETE:
         nv__free(m->j.returnvalue);
-        m->j.returnvalue = text;
+        m->j.returnvalue = *text;
         m->j.finished_on = now;
         m->j.state = NV_JOB_COMPLETED;
         mq_finished_add(q, m);
         break;
     case NV_FINISH_FAIL:
         nv__free(m->j.failed_reason);
-        m->j.failed_reason = text;
+        m->j.failed_reason = *text;
         m->j.finished_on = now;
         m->j.state = NV_JOB_FAILED;
         mq_finished_add(q, m);
         break;
     case NV_FINISH_RETRY:
         nv__free(m->j.failed_reason);
-        m->j.failed_reason = text;
+        m->j.failed_reason = *text;
         if (f->retry_at > now) {
             m->j.delay_until = f->retry_at;
             mq_delayed_add(q, m);      /* room reserved above */
@@ -474,15 +515,78 @@ mem_finish(void *self, const char *queue, const char *id, const char *token,
         }
         break;
     case NV_FINISH_RELEASE:
-        nv__free(text);
+        nv__free(*text);
         mq_waiting_add(q, m);
         mq_wake(q, 0);
         break;
     }
-    text = NULL;
-out:
+    *text = NULL;
+    return NV_OK;
+}
+
+static int
+mem_finish(void *self, const char *queue, const char *id, const char *token,
+           const nv_finish *f, int64_t now, nv_error *err)
+{
+    struct mqueue *q = mq_queue_get(self, queue, 0);
+    uint64_t h = mq_id_hash(id);
+    char *text;
+    int rc;
+
+    if (q == NULL)
+        return lease_lost(err, queue, id);
+    rc = finish_text(f, &text, err);
+    if (rc != NV_OK)
+        return rc;
+    pthread_mutex_lock(&q->mu);
+    rc = finish_locked(q, queue, id, h, token, f, now, &text, err);
     pthread_mutex_unlock(&q->mu);
     nv__free(text);
+    return rc;
+}
+
+/*
+ * finish() and, when it succeeded, reserve() of the same queue under one
+ * lock: a busy worker takes q->mu once per job. A failed reserve (out of
+ * memory) leaves the finish done and hands out nothing (*got = 0).
+ */
+static int
+mem_finish_reserve(void *self, const char *queue, const char *id,
+                   const char *token, const nv_finish *f, int64_t now,
+                   int64_t lease_ms, const nv_limiter *lim, nv_job *out,
+                   int *got, int64_t *next_at, nv_error *err)
+{
+    struct mqueues *a = self;
+    struct mqueue *q = mq_queue_get(a, queue, 0);
+    struct outbufs b;
+    nv_job tmp;
+    char *text;
+    int64_t next = 0;
+    uint64_t h = mq_id_hash(id);
+    int rc, rrc = NV_ENOTFOUND;
+
+    *got = 0;
+    if (next_at != NULL)
+        *next_at = 0;
+    if (q == NULL)
+        return lease_lost(err, queue, id);
+    rc = finish_text(f, &text, err);
+    if (rc != NV_OK)
+        return rc;
+    mq_outbufs_init(&b);
+    pthread_mutex_lock(&q->mu);
+    rc = finish_locked(q, queue, id, h, token, f, now, &text, err);
+    if (rc == NV_OK)
+        rrc = reserve_locked(a, q, now, lease_ms, lim, &tmp, &b, &next);
+    pthread_mutex_unlock(&q->mu);
+    mq_outbufs_release(&b);
+    nv__free(text);
+    if (rrc == NV_OK) {
+        *out = tmp;
+        *got = 1;
+    } else if (rrc == NV_ENOTFOUND && next_at != NULL) {
+        *next_at = next;
+    }
     return rc;
 }
 
@@ -500,7 +604,7 @@ mem_progress(void *self, const char *queue, const char *id, const char *token,
     if (data != NULL && (d = nv__strdup(data)) == NULL)
         return oom(err);
     pthread_mutex_lock(&q->mu);
-    if ((m = leased(q, id, token)) == NULL) {
+    if ((m = leased(q, id, mq_id_hash(id), token)) == NULL) {
         rc = lease_lost(err, queue, id);
     } else {
         m->j.progress = progress;
@@ -628,7 +732,10 @@ mono_ns(void)
  * microseconds: a job enqueued meanwhile is then taken without a futex
  * sleep and wake-up. Only while the queue is busy: a thread whose
  * previous wait saw the same idle generation (nothing happened since)
- * sleeps at once, so idle workers cost nothing. 1: something happened.
+ * sleeps at once, so idle workers cost nothing. One thread of a queue
+ * watches at a time; mq_wake leaves it a single job without a wake-up
+ * (it looks again under the lock before it sleeps, so none is lost).
+ * 1: something happened.
  */
 static _Thread_local uint64_t spin_last_idle = UINT64_MAX;
 
@@ -637,20 +744,31 @@ spin_for_work(struct mqueue *q)
 {
     uint64_t idle = atomic_load_explicit(&q->idle_gen, memory_order_relaxed);
     int64_t t0;
+    int got = 0;
 
     if (atomic_load_explicit(&q->gen, memory_order_acquire) != idle)
         return 1;
     if (idle == spin_last_idle)
         return 0;
     spin_last_idle = idle;
+    /* One watcher per queue: on a small machine a second spinning thread
+     * only takes the CPU from the threads that make the work. */
+    if (atomic_fetch_add(&q->spinners, 1) > 0) {
+        atomic_fetch_sub(&q->spinners, 1);
+        return 0;
+    }
     t0 = mono_ns();
     for (unsigned i = 1;; i++) {
-        if (atomic_load_explicit(&q->gen, memory_order_acquire) != idle)
-            return 1;
+        if (atomic_load_explicit(&q->gen, memory_order_acquire) != idle) {
+            got = 1;
+            break;
+        }
         if ((i & 63) == 0 && mono_ns() - t0 > MEM_SPIN_NS)
-            return 0;
+            break;
         cpu_relax();
     }
+    atomic_fetch_sub(&q->spinners, 1);
+    return got;
 }
 
 static int
@@ -768,6 +886,7 @@ static const nv_queue_ops mem_queue_ops = {
     .reserve = mem_reserve,
     .extend = mem_extend,
     .finish = mem_finish,
+    .finish_reserve = mem_finish_reserve,
     .progress = mem_progress,
     .log = mq_log,
     .get = mq_get,

@@ -58,6 +58,7 @@ mq_hash(const void *key, size_t n)
  * stream of jobs then costs no malloc/free of the (large) node. */
 #define NODE_INLINE 512
 #define NODE_POOL 64
+#define MQ_NODE_SIZE (sizeof(struct mjob) + NODE_INLINE)
 #define STALLED_REASON "job stalled more than allowable limit"
 
 /* A binary heap whose elements store their position (at idx_off). */
@@ -88,6 +89,7 @@ struct mgroup;
 struct mjob {
     nv_job         j;           /* j.state is never NV_JOB_PAUSED here */
     size_t         heap_i;      /* position in the waiting or delayed heap */
+    uint64_t       idh;         /* mq_id_hash(j.id), set by mq_jt_add */
     int64_t        order;       /* waiting: fifo > 0 ascending, lifo < 0 */
     int64_t        dseq;        /* delayed: tie-break of equal delay_until */
     struct mgroup *grp;         /* waiting: its group */
@@ -141,9 +143,13 @@ struct mqueue {
     _Atomic uint64_t gen;       /* grows when a job may have become runnable */
     _Atomic uint64_t idle_gen;  /* gen at the last reserve that found nothing */
     int             waiters;
+    _Atomic int     spinners;   /* threads watching gen in mem_wait (0, 1) */
+    uint64_t        token_seq;  /* lease tokens handed out */
+    uint64_t        token_salt; /* per queue, mixed into its tokens */
 
     struct jtab     jt;         /* every job by id */
     struct mgroup  *groups;     /* by key */
+    struct mgroup  *g0;         /* the group "" (jobs without a group) */
     struct heap     ready;      /* non-empty groups by their first job */
     struct heap     delayed;    /* by (delay_until, dseq) */
     struct jlist    active, completed, failed;
@@ -175,7 +181,6 @@ struct mqueues {
     _Atomic(struct qtable *) table;
     size_t                  nqueues;    /* guarded by qmu */
     uint64_t         token_key[2];
-    _Atomic uint64_t token_ctr;
 };
 
 /*
@@ -258,9 +263,18 @@ void  mq_heap_fix(struct heap *h, size_t i);
 int   mq_delayed_less(const void *a, const void *b);
 int   mq_group_less(const void *a, const void *b);
 
+static inline uint64_t
+mq_id_hash(const char *id)
+{
+    return mq_hash(id, strlen(id));
+}
+
 struct mjob *mq_jt_find(const struct jtab *t, const char *id);
-/* Add m, whose id is not in t; 0 when out of memory (t unchanged). */
-int   mq_jt_add(struct jtab *t, struct mjob *m);
+/* The same with h = mq_id_hash(id), computed before taking the lock. */
+struct mjob *mq_jt_find_h(const struct jtab *t, const char *id, uint64_t h);
+/* Add m, whose id (hash h) is not in t; 0 when out of memory (t
+ * unchanged). */
+int   mq_jt_add(struct jtab *t, struct mjob *m, uint64_t h);
 void  mq_jt_del(struct jtab *t, struct mjob *m);
 
 void  mq_list_append(struct jlist *l, struct mjob *m);
@@ -279,12 +293,29 @@ void  mq_outbufs_release(struct outbufs *b);
 int   mq_job_out_buf(const struct mqueue *q, const struct mjob *m,
                      nv_job *out, struct outbufs *b);
 int   mq_job_out(const struct mqueue *q, const struct mjob *m, nv_job *out);
-/* A node for a copy of 'src' (data, opts and group inside it). */
-struct mjob *mq_job_new(struct mqueue *q, const nv_job *src);
+/*
+ * Job nodes: one block with the job's data, opts and group, which never
+ * change. Blocks of the standard size MQ_NODE_SIZE are reused through the
+ * queue's pool. mq_job_size gives the block size 'src' needs.
+ */
+size_t mq_job_size(const nv_job *src);
+/* A pooled node or NULL. Under q->mu. */
+struct mjob *mq_node_pop(struct mqueue *q);
+/* A new node for 'size' bytes (no lock needed); NULL when out of memory. */
+struct mjob *mq_node_alloc(size_t size);
+/* Give back a node never filed (or not filled): pooled or freed. Under
+ * q->mu. NULL ok. */
+void  mq_node_discard(struct mqueue *q, struct mjob *m);
+/* Fill node m with a copy of 'src'; NV_ENOMEM leaves m unfilled. */
+int   mq_job_fill(struct mjob *m, const nv_job *src);
+/* Free the strings a filled node holds apart from its block. */
+void  mq_job_release(struct mjob *m);
+/* Free a filled node. */
 void  mq_job_destroy(struct mjob *m);
 /* Wake waiters of q: one (a single job) or all. Under q->mu. */
 void  mq_wake(struct mqueue *q, int all);
-void  mq_new_token(struct mqueues *a, char out[40]);
+/* A fresh lease token for a job of q. Under q->mu. */
+void  mq_new_token(struct mqueues *a, struct mqueue *q, char out[40]);
 
 /* ---- The waiting set and state changes (queue_data.c) ---- */
 

@@ -82,20 +82,17 @@ mq_heap_remove(struct heap *h, void *e)
 }
 
 
-static uint64_t
-id_hash(const char *id)
-{
-    return mq_hash(id, strlen(id));
-}
-
 struct mjob *
 mq_jt_find(const struct jtab *t, const char *id)
 {
-    uint64_t h;
+    return mq_jt_find_h(t, id, mq_id_hash(id));
+}
 
+struct mjob *
+mq_jt_find_h(const struct jtab *t, const char *id, uint64_t h)
+{
     if (t->n == 0)
         return NULL;
-    h = id_hash(id);
     for (size_t i = h & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
         const struct jslot *s = &t->v[i];
 
@@ -132,9 +129,8 @@ jt_rehash(struct jtab *t, size_t cap)
 
 /* Add m, whose id is not in t; 0 when out of memory (t unchanged). */
 int
-mq_jt_add(struct jtab *t, struct mjob *m)
+mq_jt_add(struct jtab *t, struct mjob *m, uint64_t h)
 {
-    uint64_t h = id_hash(m->j.id);
     size_t k;
 
     if ((t->used + 1) * 4 > t->cap * 3) {
@@ -152,6 +148,7 @@ mq_jt_add(struct jtab *t, struct mjob *m)
         t->used++;
     t->v[k].h = h;
     t->v[k].m = m;
+    m->idh = h;
     t->n++;
     return 1;
 }
@@ -159,7 +156,7 @@ mq_jt_add(struct jtab *t, struct mjob *m)
 void
 mq_jt_del(struct jtab *t, struct mjob *m)
 {
-    uint64_t h = id_hash(m->j.id);
+    uint64_t h = m->idh;
 
     for (size_t i = h & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
         if (t->v[i].m == m) {
@@ -360,65 +357,72 @@ mq_job_out(const struct mqueue *q, const struct mjob *m, nv_job *out)
     return mq_job_out_buf(q, m, out, NULL);
 }
 
-/* Free a job node: the strings that change live apart, data, opts and
- * group inside the node's block (mq_job_new). */
+/* The strings of a filled node that change live apart from its block:
+ * free them (the node itself stays). */
+void
+mq_job_release(struct mjob *m)
+{
+    nv__free(m->j.progress_data);
+    nv__free(m->j.returnvalue);
+    nv__free(m->j.failed_reason);
+    nv__free(m->j.logs);
+}
+
+/* Free a filled job node. */
 void
 mq_job_destroy(struct mjob *m)
 {
-    nv__free(m->j.progress_data);
-    nv__free(m->j.returnvalue);
-    nv__free(m->j.failed_reason);
-    nv__free(m->j.logs);
+    mq_job_release(m);
     nv__free(m);
 }
 
-/* Drop node m of q: into the pool when it is reusable and the pool has
- * room, else freed. Under q->mu. */
-static void
-job_recycle(struct mqueue *q, struct mjob *m)
+size_t
+mq_job_size(const nv_job *src)
 {
+    return sizeof(struct mjob) + strlen(src->data ? src->data : "{}") + 1 +
+           (src->opts ? strlen(src->opts) + 1 : 0) +
+           (src->group ? strlen(src->group) + 1 : 0);
+}
+
+struct mjob *
+mq_node_pop(struct mqueue *q)
+{
+    struct mjob *m = q->pool;
+
+    if (m != NULL) {
+        q->pool = m->next;
+        q->npool--;
+    }
+    return m;
+}
+
+struct mjob *
+mq_node_alloc(size_t size)
+{
+    int pooled = size <= MQ_NODE_SIZE;
+    struct mjob *m = nv__malloc(pooled ? MQ_NODE_SIZE : size);
+
+    if (m != NULL)
+        m->pooled = pooled;
+    return m;
+}
+
+void
+mq_node_discard(struct mqueue *q, struct mjob *m)
+{
+    if (m == NULL)
+        return;
     if (!m->pooled || q->npool >= NODE_POOL) {
-        mq_job_destroy(m);
+        nv__free(m);
         return;
     }
-    nv__free(m->j.progress_data);
-    nv__free(m->j.returnvalue);
-    nv__free(m->j.failed_reason);
-    nv__free(m->j.logs);
     m->next = q->pool;
     q->pool = m;
     q->npool++;
 }
 
-/* A node of 'size' bytes: reused from q's pool for a standard node. */
-static struct mjob *
-node_alloc(struct mqueue *q, size_t size)
-{
-    struct mjob *m = NULL;
-
-    if (size <= sizeof(*m) + NODE_INLINE) {
-        pthread_mutex_lock(&q->mu);
-        if ((m = q->pool) != NULL) {
-            q->pool = m->next;
-            q->npool--;
-        }
-        pthread_mutex_unlock(&q->mu);
-        if (m == NULL)
-            m = nv__malloc(sizeof(*m) + NODE_INLINE);
-        if (m != NULL)
-            m->pooled = 1;
-        return m;
-    }
-    m = nv__malloc(size);
-    if (m != NULL)
-        m->pooled = 0;
-    return m;
-}
-
-/* A node for a copy of 'src' in one allocation with its data (never NULL:
- * "{}"), opts and group, which never change. */
-struct mjob *
-mq_job_new(struct mqueue *q, const nv_job *src)
+int
+mq_job_fill(struct mjob *m, const nv_job *src)
 {
     const char *data = src->data ? src->data : "{}";
     size_t ld = strlen(data) + 1;
@@ -427,13 +431,9 @@ mq_job_new(struct mqueue *q, const nv_job *src)
     const char *rest[4] = { src->progress_data, src->returnvalue,
                             src->failed_reason, src->logs };
     char **dst[4];
-    struct mjob *m = node_alloc(q, sizeof(*m) + ld + lo + lg);
     char *p;
-    int pooled;
+    int pooled = m->pooled;
 
-    if (m == NULL)
-        return NULL;
-    pooled = m->pooled;
     memset(&m->heap_i, 0, sizeof(*m) - offsetof(struct mjob, heap_i));
     m->pooled = pooled;
     m->j = *src;
@@ -451,11 +451,12 @@ mq_job_new(struct mqueue *q, const nv_job *src)
         *dst[i] = NULL;
     for (int i = 0; i < 4; i++) {
         if (rest[i] != NULL && (*dst[i] = nv__strdup(rest[i])) == NULL) {
-            mq_job_destroy(m);
-            return NULL;
+            while (i-- > 0)
+                nv__free(*dst[i]);
+            return NV_ENOMEM;
         }
     }
-    return m;
+    return NV_OK;
 }
 
 /* Wake waiters of q: one (a single job) or all. Under q->mu. */
@@ -466,6 +467,11 @@ mq_wake(struct mqueue *q, int all)
                           memory_order_relaxed) + 1, memory_order_release);
     if (q->waiters == 0)
         return;
+    /* A worker watching 'gen' (mem_wait) takes a single job without a
+     * wake-up: a sleeper is woken only for more than it can take. */
+    if (!all && q->nwaiting <= 1 &&
+        atomic_load_explicit(&q->spinners, memory_order_relaxed) > 0)
+        return;
     if (all)
         pthread_cond_broadcast(&q->cv);
     else
@@ -473,13 +479,16 @@ mq_wake(struct mqueue *q, int all)
 }
 
 void
-mq_new_token(struct mqueues *a, char out[40])
+mq_new_token(struct mqueues *a, struct mqueue *q, char out[40])
 {
     static const char hex[] = "0123456789abcdef";
-    uint64_t c = atomic_fetch_add(&a->token_ctr, 1) + 1;
-    /* splitmix64 of a random key plus a counter: unique per reservation
-     * and unguessable enough for a lease (not a secret) */
-    uint64_t x = a->token_key[0] + c * 0x9e3779b97f4a7c15ull, y;
+    uint64_t c = ++q->token_seq;
+    /* splitmix64 of a random key plus the queue's counter: unique per
+     * reservation of the queue (a lease names its queue and job too) and
+     * unguessable enough for a lease (not a secret); the counter is the
+     * queue's, under its lock, so reserves share no cache line */
+    uint64_t x = a->token_key[0] + q->token_salt + c * 0x9e3779b97f4a7c15ull;
+    uint64_t y;
 
     x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
     x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
@@ -506,6 +515,8 @@ group_key(const char *group, char *buf, size_t size)
 void
 mq_group_free(struct mqueue *q, struct mgroup *g)
 {
+    if (g == q->g0)
+        q->g0 = NULL;
     HASH_DEL(q->groups, g);
     nv__free(g->waiting.v);
     nv__free(g->win.v);
@@ -521,6 +532,8 @@ group_get(struct mqueue *q, const char *group)
     struct mgroup *g = NULL;
     int ok = 0;
 
+    if (group == NULL && q->g0 != NULL)
+        return q->g0;
     if (need > sizeof(small) && (key = nv__malloc(need)) == NULL)
         return NULL;
     group_key(group, key, need);
@@ -538,6 +551,8 @@ group_get(struct mqueue *q, const char *group)
     }
     if (key != small)
         nv__free(key);
+    if (group == NULL)
+        q->g0 = g;
     return g;
 }
 
@@ -637,7 +652,8 @@ void
 mq_job_free(struct mqueue *q, struct mjob *m)
 {
     mq_jt_del(&q->jt, m);
-    job_recycle(q, m);
+    mq_job_release(m);
+    mq_node_discard(q, m);
 }
 
 /* Take m out of whatever container holds it. */
