@@ -238,7 +238,7 @@ lease_after(void *arg)
     struct lease_args *a = arg;
 
     if (a->wake)
-        fq_notify(a->fq, a->queue);
+        fq_notify_one(a->fq, a->queue);
 }
 
 int
@@ -433,7 +433,7 @@ retry_after(void *arg)
 {
     struct job_args *a = arg;
 
-    fq_notify(a->fq, a->queue);
+    fq_notify_one(a->fq, a->queue);
 }
 
 int
