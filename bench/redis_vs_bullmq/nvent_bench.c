@@ -11,8 +11,13 @@
  *     own connections, 10 workers each) sharing one queue (NV_BENCH_ENGINE);
  *   - enqueue->start latency p50/p99: one job at a time, a worker blocked
  *     in the adapter's wait();
- *   - the process' peak RSS.
- *   nvent_bench <port> <jobs> <flows> <latency samples>
+ *   - the process' peak RSS;
+ *   - CPU time per job (or per flow) of this process and of redis-server
+ *     for each throughput figure ("cpu": {measure: [client us, redis us]}),
+ *     the yardstick on a shared machine.
+ *   nvent_bench <port> <jobs> <flows> <latency samples> [redis pid]
+ * NVB_PARTS (comma list of adapter, engine, flows, instances, latency;
+ * default all) runs only some parts while iterating.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -27,6 +32,82 @@
 #include <nvent/adapter.h>
 
 static int port;
+static int redis_pid;
+
+/* ---- CPU time of this process and of redis-server ---- */
+
+static int64_t
+self_cpu_us(void)
+{
+    struct rusage ru;
+
+    getrusage(RUSAGE_SELF, &ru);
+    return (int64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 +
+           ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
+}
+
+/* utime + stime of redis-server from /proc/<pid>/stat, in us. */
+static int64_t
+redis_cpu_us(void)
+{
+    char path[64], buf[1024], *p;
+    unsigned long long ut = 0, st = 0;
+    FILE *f;
+    size_t n;
+
+    if (redis_pid <= 0)
+        return 0;
+    snprintf(path, sizeof(path), "/proc/%d/stat", redis_pid);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    p = strrchr(buf, ')');
+    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u "
+                            "%*u %*u %llu %llu", &ut, &st) != 2)
+        return 0;
+    return (int64_t)(ut + st) * 1000000 / sysconf(_SC_CLK_TCK);
+}
+
+struct cpu_mark { int64_t self, redis; };
+
+static struct cpu_mark
+cpu_mark(void)
+{
+    struct cpu_mark m = { self_cpu_us(), redis_cpu_us() };
+    return m;
+}
+
+static char cpu_json[4096];
+
+/* Note the CPU per operation since 'm' under 'name'. */
+static void
+cpu_note(const char *name, struct cpu_mark m, long ops)
+{
+    struct cpu_mark n = cpu_mark();
+    size_t l = strlen(cpu_json);
+
+    snprintf(cpu_json + l, sizeof(cpu_json) - l, "%s\"%s\":[%.1f,%.1f]",
+             l ? "," : "", name, (double)(n.self - m.self) / (double)ops,
+             (double)(n.redis - m.redis) / (double)ops);
+}
+
+static int
+part(const char *name)
+{
+    const char *s = getenv("NVB_PARTS");
+    size_t n = strlen(name);
+
+    if (s == NULL || *s == '\0')
+        return 1;
+    for (const char *p = s; (p = strstr(p, name)) != NULL; p += n) {
+        if ((p == s || p[-1] == ',') && (p[n] == '\0' || p[n] == ','))
+            return 1;
+    }
+    return 0;
+}
 
 static int64_t
 now_ns(void)
@@ -148,15 +229,22 @@ run_threads(struct pool *p, void *(*fn)(void *), int n)
 static double
 adapter_jobs(int concurrency, long n, double *enqueue_rate)
 {
-    char prefix[64];
+    char prefix[64], name[32];
     struct pool p = { .n = n };
+    struct cpu_mark m;
     double secs;
 
     snprintf(prefix, sizeof(prefix), "nvb%d-%d", (int)getpid(), concurrency);
     p.q = open_queue(prefix);
+    m = cpu_mark();
     secs = run_threads(&p, producer, 16);
     *enqueue_rate = (double)n / secs;
+    if (concurrency == 10)
+        cpu_note("enqueue", m, n);
+    m = cpu_mark();
     secs = run_threads(&p, worker, concurrency);
+    snprintf(name, sizeof(name), "adapter_%d", concurrency);
+    cpu_note(name, m, n);
     p.q.ops->close(p.q.self);
     return (double)n / secs;
 }
@@ -282,9 +370,10 @@ engine(const char *prefix)
 static double
 engine_jobs(int concurrency, long n)
 {
-    char prefix[64], cfg[160];
+    char prefix[64], cfg[160], name[32];
     nv_engine *e;
     nv_error err = { 0 };
+    struct cpu_mark m;
     int64_t t0;
 
     snprintf(prefix, sizeof(prefix), "nve%d-%d", (int)getpid(), concurrency);
@@ -308,12 +397,15 @@ engine_jobs(int concurrency, long n)
     if (nv_function_register_json(e, "noop", NULL, NV_RUNTIME_C, cfg, noop,
                                   NULL, &err) != NV_OK)
         die("register", &err);
+    m = cpu_mark();
     t0 = now_ns();
     if (nv_engine_start(e, 0, &err) != NV_OK)
         die("start", &err);
     while (atomic_load(&engine_done) < n)
         usleep(1000);
     t0 = now_ns() - t0;
+    snprintf(name, sizeof(name), "engine_%d", concurrency);
+    cpu_note(name, m, n);
     nv_engine_free(e);
     return (double)n / ((double)t0 / 1e9);
 }
@@ -325,9 +417,10 @@ engine_instances(int k, long n)
 {
     const char *cfg = "{\"worker\":{\"concurrency\":10},\"queue\":"
                       "{\"defaultJobOptions\":{\"removeOnComplete\":true}}}";
-    char prefix[64];
+    char prefix[64], name[32];
     nv_engine *e[3];
     nv_error err = { 0 };
+    struct cpu_mark m;
     int64_t t0;
 
     snprintf(prefix, sizeof(prefix), "nvi%d-%d", (int)getpid(), k);
@@ -348,6 +441,7 @@ engine_instances(int k, long n)
                                       noop, NULL, &err) != NV_OK)
             die("register", &err);
     }
+    m = cpu_mark();
     t0 = now_ns();
     for (int i = 0; i < k; i++) {
         if (nv_engine_start(e[i], 0, &err) != NV_OK)
@@ -356,6 +450,8 @@ engine_instances(int k, long n)
     while (atomic_load(&engine_done) < n)
         usleep(1000);
     t0 = now_ns() - t0;
+    snprintf(name, sizeof(name), "instances_%d", k);
+    cpu_note(name, m, n);
     for (int i = 0; i < k; i++)
         nv_engine_free(e[i]);
     return (double)n / ((double)t0 / 1e9);
@@ -382,6 +478,7 @@ engine_flows(long runs)
     char prefix[64], run_id[NV_ID_MAX];
     nv_engine *e;
     nv_error err = { 0 };
+    struct cpu_mark m;
     int64_t t0;
 
     snprintf(prefix, sizeof(prefix), "nvf%d", (int)getpid());
@@ -394,6 +491,7 @@ engine_flows(long runs)
         nv_function_register(e, "c", NULL, &c, noop, NULL, &err) != NV_OK ||
         nv_engine_start(e, 0, &err) != NV_OK)
         die("flows", &err);
+    m = cpu_mark();
     t0 = now_ns();
     for (long i = 0; i < runs; i++) {
         if (nv_flow_start(e, "chain", "{}", NULL, run_id, NULL, &err) != NV_OK)
@@ -402,6 +500,7 @@ engine_flows(long runs)
     while (atomic_load(&engine_done) < runs)
         usleep(1000);
     t0 = now_ns() - t0;
+    cpu_note("flows", m, runs);
     nv_engine_free(e);
     return (double)runs / ((double)t0 / 1e9);
 }
@@ -412,40 +511,54 @@ main(int argc, char **argv)
 {
     long jobs, flows;
     int samples;
-    double enq = 0, p50, p99, rate[3];
+    double enq = 0, p50 = 0, p99 = 0, rate[3] = { 0, 0, 0 };
     static const int conc[3] = { 1, 10, 100 };
     struct rusage ru;
 
-    if (argc != 5) {
-        fprintf(stderr, "usage: nvent_bench <port> <jobs> <flows> <samples>\n");
+    if (argc != 5 && argc != 6) {
+        fprintf(stderr, "usage: nvent_bench <port> <jobs> <flows> <samples> "
+                "[redis pid]\n");
         return 2;
     }
     port = atoi(argv[1]);
     jobs = atol(argv[2]);
     flows = atol(argv[3]);
     samples = atoi(argv[4]);
-    for (int i = 0; i < 3; i++)
-        rate[i] = adapter_jobs(conc[i], conc[i] == 1 && jobs > 20000
-                               ? 20000 : jobs, &enq);
-    latency(samples, &p50, &p99);
-    printf("{\"impl\":\"nvent\",\"jobs\":{\"1\":%.0f,\"10\":%.0f,\"100\":%.0f},"
-           "\"enqueue\":%.0f,\"p50_us\":%.1f,\"p99_us\":%.1f",
-           rate[0], rate[1], rate[2], enq, p50, p99);
+    redis_pid = argc == 6 ? atoi(argv[5]) : 0;
+    printf("{\"impl\":\"nvent\"");
+    if (part("adapter")) {
+        for (int i = 0; i < 3; i++)
+            rate[i] = adapter_jobs(conc[i], conc[i] == 1 && jobs > 20000
+                                   ? 20000 : jobs, &enq);
+        printf(",\"jobs\":{\"1\":%.0f,\"10\":%.0f,\"100\":%.0f},"
+               "\"enqueue\":%.0f", rate[0], rate[1], rate[2], enq);
+    }
+    if (part("latency")) {
+        latency(samples, &p50, &p99);
+        printf(",\"p50_us\":%.1f,\"p99_us\":%.1f", p50, p99);
+    }
 #ifdef NV_BENCH_ENGINE
-    printf(",\"engine_jobs\":{");
-    for (int i = 0; i < 3; i++)
-        printf("%s\"%d\":%.0f", i ? "," : "", conc[i],
-               engine_jobs(conc[i], conc[i] == 1 && jobs > 20000 ? 20000 : jobs));
-    printf("},\"flows\":%.0f", engine_flows(flows));
-    printf(",\"instances\":{");
-    for (int k = 1; k <= 3; k++)
-        printf("%s\"%d\":%.0f", k > 1 ? "," : "", k,
-               engine_instances(k, jobs));
-    printf("}");
+    if (part("engine")) {
+        printf(",\"engine_jobs\":{");
+        for (int i = 0; i < 3; i++)
+            printf("%s\"%d\":%.0f", i ? "," : "", conc[i],
+                   engine_jobs(conc[i], conc[i] == 1 && jobs > 20000
+                               ? 20000 : jobs));
+        printf("}");
+    }
+    if (part("flows"))
+        printf(",\"flows\":%.0f", engine_flows(flows));
+    if (part("instances")) {
+        printf(",\"instances\":{");
+        for (int k = 1; k <= 3; k++)
+            printf("%s\"%d\":%.0f", k > 1 ? "," : "", k,
+                   engine_instances(k, jobs));
+        printf("}");
+    }
 #else
     (void)flows;
 #endif
     getrusage(RUSAGE_SELF, &ru);
-    printf(",\"rss_kb\":%ld}\n", ru.ru_maxrss);
+    printf(",\"cpu\":{%s},\"rss_kb\":%ld}\n", cpu_json, ru.ru_maxrss);
     return 0;
 }
