@@ -193,22 +193,44 @@ worker(void *arg)
     nv_error err = { 0 };
     nv_finish f = { .kind = NV_FINISH_COMPLETE, .returnvalue = "null" };
 
+    nv_job j, next;
+    int have = 0, got;
+
+    /* finish_reserve (when the adapter has it): one call per job, as the
+     * engine's busy workers do */
     while (atomic_load(&p->done) < p->n) {
-        nv_job j;
-        int rc = p->q.ops->reserve(p->q.self, "noop", wall_ms(), 30000, NULL,
+        int rc;
+
+        if (!have) {
+            rc = p->q.ops->reserve(p->q.self, "noop", wall_ms(), 30000, NULL,
                                    &j, NULL, &err);
-        if (rc == NV_ENOTFOUND) {
-            p->q.ops->wait(p->q.self, "noop", 50);
-            continue;
+            if (rc == NV_ENOTFOUND) {
+                p->q.ops->wait(p->q.self, "noop", 50);
+                continue;
+            }
+            if (rc != NV_OK)
+                die("reserve", &err);
+            have = 1;
+        }
+        if (p->q.ops->finish_reserve != NULL) {
+            rc = p->q.ops->finish_reserve(p->q.self, "noop", j.id,
+                                          j.lease_token, &f, wall_ms(), 30000,
+                                          NULL, &next, &got, NULL, &err);
+        } else {
+            rc = p->q.ops->finish(p->q.self, "noop", j.id, j.lease_token, &f,
+                                  wall_ms(), &err);
+            got = 0;
         }
         if (rc != NV_OK)
-            die("reserve", &err);
-        if (p->q.ops->finish(p->q.self, "noop", j.id, j.lease_token, &f,
-                             wall_ms(), &err) != NV_OK)
             die("finish", &err);
         nv_job_release(&j);
+        have = got;
+        if (got)
+            j = next;
         atomic_fetch_add(&p->done, 1);
     }
+    if (have)
+        nv_job_release(&j);
     return NULL;
 }
 

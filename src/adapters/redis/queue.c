@@ -16,7 +16,7 @@
 
 enum {
     S_ENQUEUE, S_RESERVE, S_EXTEND, S_FINISH, S_PROGRESS, S_LOG, S_GET,
-    S_LIST, S_COUNTS, S_PAUSE, S_REMOVE, S_RETRY, S_REAP,
+    S_LIST, S_COUNTS, S_PAUSE, S_REMOVE, S_RETRY, S_REAP, S_FINISH_RESERVE,
 };
 
 static const nv__redis_script scripts[] = {
@@ -33,6 +33,8 @@ static const nv__redis_script scripts[] = {
     [S_REMOVE]   = { S_REMOVE,   "queue_remove",   nv__redis_lua_queue_remove },
     [S_RETRY]    = { S_RETRY,    "queue_retry",    nv__redis_lua_queue_retry },
     [S_REAP]     = { S_REAP,     "queue_reap",     nv__redis_lua_queue_reap },
+    [S_FINISH_RESERVE] = { S_FINISH_RESERVE, "queue_finish_reserve",
+                           nv__redis_lua_queue_finish_reserve },
 };
 
 /*
@@ -481,6 +483,21 @@ empty_cached(struct rqueue *q, const char *queue, int64_t now,
     return hit;
 }
 
+/* The generation a reply about 'queue' starts from (see empty_cached). */
+static void
+note_gen(struct rqueue *q, const char *queue, uint64_t *gen, uint64_t *epoch,
+         int *live)
+{
+    struct note *nt;
+
+    pthread_mutex_lock(&q->mu);
+    nt = note_get(q, queue, 1);
+    *live = nt != NULL && nv__redis_sub_connected(q->sub);
+    *gen = nt != NULL ? nt->gen : 0;
+    *epoch = q->epoch;
+    pthread_mutex_unlock(&q->mu);
+}
+
 static void
 empty_store(struct rqueue *q, const char *queue, const nv_limiter *lim,
             int64_t next, uint64_t gen, uint64_t epoch)
@@ -514,6 +531,35 @@ local_change(struct rqueue *q, const char *queue)
     pthread_mutex_unlock(&q->mu);
 }
 
+/* The reserve scripts reply with the record as it was before the
+ * reservation (sparing a second read of it): apply the change here. */
+static int
+reserved(const redisReply *r, int64_t now, int64_t lease_ms, const char *tok,
+         nv_job *out, nv_error *err)
+{
+    int rc = job_from(r, out, err);
+
+    if (rc == NV_OK) {
+        out->state = NV_JOB_ACTIVE;
+        out->processed_on = now;
+        out->finished_on = 0;
+        out->lease_until = now + lease_ms;
+        nv__strlcpy(out->lease_token, tok, sizeof(out->lease_token));
+    }
+    return rc;
+}
+
+static void
+reserve_args(nv__redis_args *x, int64_t lease_ms, const char *tok,
+             const nv_limiter *lim)
+{
+    nv__redis_args_int(x, lease_ms);
+    nv__redis_args_str(x, tok);
+    nv__redis_args_int(x, lim ? lim->max : 0);
+    nv__redis_args_int(x, lim ? lim->duration_ms : 0);
+    nv__redis_args_str(x, lim && lim->grouped ? "1" : "0");
+}
+
 static int
 rq_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
            const nv_limiter *lim, nv_job *out, int64_t *next_at,
@@ -533,11 +579,7 @@ rq_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
     new_token(tok);
     nv__redis_args_init(&x);
     nv__redis_args_int(&x, now);
-    nv__redis_args_int(&x, lease_ms);
-    nv__redis_args_str(&x, tok);
-    nv__redis_args_int(&x, lim ? lim->max : 0);
-    nv__redis_args_int(&x, lim ? lim->duration_ms : 0);
-    nv__redis_args_str(&x, lim && lim->grouped ? "1" : "0");
+    reserve_args(&x, lease_ms, tok, lim);
     rc = run(q, S_RESERVE, queue, NULL, &x, &r, err);
     nv__redis_args_release(&x);
     if (rc == NV_ENOTFOUND) {
@@ -548,7 +590,7 @@ rq_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
             empty_store(q, queue, lim, next, gen, epoch);
         nv__error(err, rc, "no runnable job in queue '%s'", queue);
     } else if (rc == NV_OK) {
-        rc = job_from(r->element[1], out, err);
+        rc = reserved(r->element[1], now, lease_ms, tok, out, err);
     }
     if (r != NULL)
         freeReplyObject(r);
@@ -583,6 +625,19 @@ rq_extend(void *self, const char *queue, const char *id, const char *token,
     return lease_error(rc, queue, id, err);
 }
 
+static void
+finish_args(nv__redis_args *x, const char *id, const char *token,
+            const nv_finish *f, int64_t now)
+{
+    nv__redis_args_str(x, id);
+    nv__redis_args_str(x, token);
+    nv__redis_args_int(x, f->kind);
+    nv__redis_args_int(x, now);
+    nv__redis_args_str(x, f->returnvalue ? f->returnvalue : "null");
+    nv__redis_args_str(x, f->failed_reason ? f->failed_reason : "");
+    nv__redis_args_int(x, f->retry_at);
+}
+
 static int
 rq_finish(void *self, const char *queue, const char *id, const char *token,
           const nv_finish *f, int64_t now, nv_error *err)
@@ -591,17 +646,56 @@ rq_finish(void *self, const char *queue, const char *id, const char *token,
     int rc;
 
     nv__redis_args_init(&x);
-    nv__redis_args_str(&x, id);
-    nv__redis_args_str(&x, token);
-    nv__redis_args_int(&x, f->kind);
-    nv__redis_args_int(&x, now);
-    nv__redis_args_str(&x, f->returnvalue ? f->returnvalue : "null");
-    nv__redis_args_str(&x, f->failed_reason ? f->failed_reason : "");
-    nv__redis_args_int(&x, f->retry_at);
+    finish_args(&x, id, token, f, now);
     rc = run(self, S_FINISH, queue, id, &x, NULL, err);
     nv__redis_args_release(&x);
     if (rc == NV_OK && (f->kind == NV_FINISH_RETRY || f->kind == NV_FINISH_RELEASE))
         local_change(self, queue);
+    return lease_error(rc, queue, id, err);
+}
+
+/* finish + reserve in one script (one round trip per busy worker's job). */
+static int
+rq_finish_reserve(void *self, const char *queue, const char *id,
+                  const char *token, const nv_finish *f, int64_t now,
+                  int64_t lease_ms, const nv_limiter *lim, nv_job *out,
+                  int *got, int64_t *next_at, nv_error *err)
+{
+    struct rqueue *q = self;
+    nv__redis_args x;
+    redisReply *r = NULL;
+    char tok[40];
+    uint64_t gen = 0, epoch = 0;
+    int64_t next = 0;
+    int rc, live = 0;
+
+    *got = 0;
+    note_gen(q, queue, &gen, &epoch, &live);
+    new_token(tok);
+    nv__redis_args_init(&x);
+    finish_args(&x, id, token, f, now);
+    reserve_args(&x, lease_ms, tok, lim);
+    rc = run(q, S_FINISH_RESERVE, queue, id, &x, &r, err);
+    nv__redis_args_release(&x);
+    if (rc == NV_OK && (f->kind == NV_FINISH_RETRY || f->kind == NV_FINISH_RELEASE))
+        local_change(q, queue);
+    if (rc == NV_OK) {
+        if (r->elements != 3) {
+            rc = nv__error(err, NV_EBACKEND, "redis queue: unexpected reply");
+        } else if (nv__redis_int(r->element[1]) == 1) {
+            rc = reserved(r->element[2], now, lease_ms, tok, out, err);
+            *got = rc == NV_OK;
+        } else {
+            next = nv__redis_int(r->element[2]);
+            if (next_at != NULL)
+                *next_at = next;
+            if (live && f->kind != NV_FINISH_RETRY &&
+                f->kind != NV_FINISH_RELEASE)
+                empty_store(q, queue, lim, next, gen, epoch);
+        }
+    }
+    if (r != NULL)
+        freeReplyObject(r);
     return lease_error(rc, queue, id, err);
 }
 
@@ -1003,6 +1097,7 @@ static const nv_queue_ops redis_queue_ops = {
     .reserve = rq_reserve,
     .extend = rq_extend,
     .finish = rq_finish,
+    .finish_reserve = rq_finish_reserve,
     .progress = rq_progress,
     .log = rq_log,
     .get = rq_get,

@@ -5,6 +5,7 @@ extern const char nv__redis_lua_queue_counts[];
 extern const char nv__redis_lua_queue_enqueue[];
 extern const char nv__redis_lua_queue_extend[];
 extern const char nv__redis_lua_queue_finish[];
+extern const char nv__redis_lua_queue_finish_reserve[];
 extern const char nv__redis_lua_queue_get[];
 extern const char nv__redis_lua_queue_list[];
 extern const char nv__redis_lua_queue_log[];

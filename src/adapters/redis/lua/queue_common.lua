@@ -90,3 +90,131 @@ local function take_lease(id, token)
   if h[1] ~= 'active' or h[2] ~= token then return false end
   return true
 end
+
+-- Reserve (W-2, Q-4, Q-12, Q-13): promote due delayed jobs, then take the
+-- first runnable waiting job. Reply {1, {record before the change, 0, logs}}
+-- (the caller sets state, processedOn, leaseUntil, leaseToken, finishedOn
+-- itself) or {-3, next_at}.
+local function reserve_next(now, lease_ms, token, lmax, ldur, grouped)
+  local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', I(now), 'LIMIT', 0, 1000)
+  for _, id in ipairs(due) do
+    redis.call('ZREM', DELAYED, id)
+    make_waiting(id)
+  end
+  if #due > 1 then wake() end
+  if paused() then return { -3, 0 } end
+  local function limkey(g)
+    if not grouped then return B .. ':lim' end
+    if g then return B .. ':lim:=' .. g end
+    return B .. ':lim:-'
+  end
+  -- 0 when the window of lk admits one more activation, else the time it will.
+  local function window(lk)
+    redis.call('ZREMRANGEBYSCORE', lk, '-inf', I(now - ldur))
+    local n = redis.call('ZCARD', lk)
+    if n < lmax then return 0 end
+    local o = redis.call('ZRANGE', lk, n - lmax, n - lmax, 'WITHSCORES')
+    return tonumber(o[2]) + ldur
+  end
+  local pick, pickg, nxt, popped = nil, nil, 0, false
+  if lmax <= 0 then
+    pick = redis.call('ZPOPMIN', WAIT)[1]
+    popped = true
+  elseif not grouped then
+    if redis.call('ZCARD', WAIT) > 0 then
+      local t = window(limkey(nil))
+      if t == 0 then pick = redis.call('ZRANGE', WAIT, 0, 0)[1] else nxt = t end
+    end
+  else
+    local seen, off = {}, 0
+    while not pick do
+      local batch = redis.call('ZRANGE', WAIT, off, off + 99)
+      if #batch == 0 then break end
+      for _, id in ipairs(batch) do
+        local g = redis.call('HGET', jkey(id), 'group')
+        if not g then g = nil end
+        local gk = limkey(g)
+        local t = seen[gk]
+        if t == nil then t = window(gk); seen[gk] = t end
+        if t == 0 then pick = id; pickg = g; break end
+        if nxt == 0 or t < nxt then nxt = t end
+      end
+      off = off + 100
+    end
+  end
+  if not pick then
+    if #due == 1000 then
+      nxt = now
+    else
+      local d = redis.call('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
+      if #d > 0 and (nxt == 0 or tonumber(d[2]) < nxt) then nxt = tonumber(d[2]) end
+    end
+    return { -3, I(nxt) }
+  end
+  local k = jkey(pick)
+  local lease = now + lease_ms
+  if not popped then redis.call('ZREM', WAIT, pick) end
+  redis.call('ZADD', ACTIVE, I(lease), pick)
+  local h = redis.call('HGETALL', k)
+  redis.call('HSET', k, 'state', 'active', 'processedOn', I(now),
+    'leaseUntil', I(lease), 'leaseToken', token, 'finishedOn', '0')
+  if lmax > 0 then
+    local lk = limkey(pickg)
+    redis.call('ZADD', lk, I(now), token)
+    redis.call('PEXPIRE', lk, I(ldur + 60000))
+  end
+  return { 1, { h, 0, redis.call('LRANGE', lkey(pick), 0, -1) } }
+end
+-- End an attempt (Q-6..Q-8, W-4, W-7): kind 0 complete, 1 retry, 2 fail,
+-- 3 release. Returns 1, or -22 when the lease is gone.
+local function finish_job(id, token, kind, now, rv, reason, retry_at)
+  local k = jkey(id)
+  local h = redis.call('HMGET', k, 'state', 'leaseToken', 'roc', 'rof', 'attemptsMade')
+  if h[1] ~= 'active' or h[2] ~= token then return -22 end
+  redis.call('ZREM', ACTIVE, id)
+  if kind == 3 then
+    redis.call('HDEL', k, 'leaseToken', 'leaseUntil')
+    make_waiting(id)
+    wake()
+    return 1
+  end
+  local attempts = (tonumber(h[5] or '0') or 0) + 1
+  if kind == 0 or kind == 2 then
+    local state = kind == 0 and 'completed' or 'failed'
+    local keep = tonumber((kind == 0 and h[3] or h[4]) or '-1') or -1
+    if keep == 0 then
+      redis.call('ZREM', IDS, id)
+      redis.call('DEL', k, lkey(id))
+      return 1
+    end
+    redis.call('HDEL', k, 'leaseToken', 'leaseUntil')
+    if kind == 0 then
+      redis.call('HSET', k, 'attemptsMade', attempts, 'state', state,
+        'finishedOn', I(now), 'returnvalue', rv)
+    else
+      redis.call('HSET', k, 'attemptsMade', attempts, 'state', state,
+        'finishedOn', I(now), 'failedReason', reason)
+    end
+    local set = DONE[state]
+    -- newest last: finishedOn, then the finishing order within one ms
+    local seq = redis.call('HINCRBY', META, 'fseq', 1) % 4096
+    redis.call('ZADD', set, I(now * 4096 + seq), id)
+    if keep > 0 then
+      local n = redis.call('ZCARD', set)
+      if n > keep then
+        for _, o in ipairs(redis.call('ZRANGE', set, 0, n - keep - 1)) do drop(o, set) end
+      end
+    end
+    return 1
+  end
+  redis.call('HDEL', k, 'leaseToken', 'leaseUntil')
+  redis.call('HSET', k, 'attemptsMade', attempts, 'failedReason', reason)
+  if retry_at > now then
+    redis.call('HSET', k, 'state', 'delayed', 'delayUntil', I(retry_at))
+    redis.call('ZADD', DELAYED, I(retry_at), id)
+  else
+    make_waiting(id)
+  end
+  wake()
+  return 1
+end
