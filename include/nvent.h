@@ -147,6 +147,18 @@ typedef struct nv_engine nv_engine;   /* opaque; one per instance */
  */
 int  nv_engine_new(const nv_config *cfg, nv_engine **out, nv_error *err);
 
+/*
+ * As nv_engine_new, but on the adapters that 'with' has open instead of
+ * opening its own (the adapter settings of 'cfg' are not used; its key
+ * prefixes must be the same): both engines then see the same jobs, runs,
+ * state and schedules, as two instances on one Redis do, in one process
+ * and with any adapter (memory and file included). The adapters are
+ * closed when the last engine using them is freed. `nvent dev` swaps in
+ * the engine of a new registry this way (CLI-12).
+ */
+int  nv_engine_new_sharing(const nv_config *cfg, nv_engine *with,
+                           nv_engine **out, nv_error *err);
+
 /* Replace the clock (before start). NULL restores the system clock. */
 void nv_engine_set_clock(nv_engine *e, nv_clock_fn fn, void *ud);
 /* Log callback and minimum level (before start). Default: discard. */

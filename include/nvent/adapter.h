@@ -431,6 +431,12 @@ typedef struct nv_stream_ops {
     /* Delete a stream; deleting a missing one is NV_OK. */
     int (*del)(void *self, const char *stream, nv_error *err);
 
+    /* Optional (NULL: streams cannot be listed). Names of the non-empty
+     * streams starting with 'prefix', sorted (release with nv_strv_free).
+     * For index rebuilds (IX-4): it may walk every stream. */
+    int (*names)(void *self, const char *prefix, char ***out, size_t *n,
+                 nv_error *err);
+
     /* Publish a live message on 'channel' to every subscriber of every
      * instance; not stored. */
     int (*publish)(void *self, const char *channel, const char *message,

@@ -96,18 +96,21 @@ find_ui_dir(void)
 }
 
 /*
- * A new engine with the project's functions, validated and started.
- * Problems are printed; returns CLI_OK or CLI_FAIL.
+ * A new engine with the project's functions, validated and started; on the
+ * adapters of 'with' when not NULL (a reload of `nvent dev`). Problems are
+ * printed; returns CLI_OK or CLI_FAIL.
  */
 static int
-engine_up(struct server *s, nv_engine **out)
+engine_up(struct server *s, nv_engine *with, nv_engine **out)
 {
     struct cli *c = s->cli;
     nv_error err = {0};
     nv_engine *e = NULL;
     int rc, discovered = NV_OK;
 
-    if ((rc = nv_engine_new(c->cfg, &e, &err)) != NV_OK)
+    rc = with != NULL ? nv_engine_new_sharing(c->cfg, with, &e, &err)
+                      : nv_engine_new(c->cfg, &e, &err);
+    if (rc != NV_OK)
         return cli_error("%s", err.msg);
     nv_engine_set_logger(e, cli_log, &c->log_level, c->log_level);
 #ifdef CLI_HAVE_HOST
@@ -218,131 +221,14 @@ echo_follow(struct server *s, nv_engine *old)
         nv_live_subscribe(s->engine, echo_log, s, &s->echo, NULL);
 }
 
-/* ---- Reloads on file adapters ----
- * A file adapter locks its data folder for one engine of the process, so
- * the new engine can only open once the old one is closed. The new
- * functions are therefore validated first on memory adapters
- * (nv_host_check); if valid, the old engine stops (running jobs finish),
- * the HTTP layer points at an empty placeholder engine while the old one
- * closes and the new one opens, then at the new one. */
-
-static const char *const adapter_keys[] = {
-    "queue.adapter", "store.adapter", "stream.adapter",
-};
-
-static int
-uses_file_adapters(struct server *s)
-{
-    int yes = 0;
-
-    for (int i = 0; i < 3; i++) {
-        char *v = cli_cfg_str(s->cli, adapter_keys[i]);
-
-        yes |= v != NULL && strcmp(v, "file") == 0;
-        free(v);
-    }
-    return yes;
-}
-
-/* Run fn with the configuration's adapters switched to memory. */
-static int
-on_memory_adapters(struct server *s, int (*fn)(struct server *, void *),
-                   void *arg)
-{
-    char *was[3];
-    int rc;
-
-    for (int i = 0; i < 3; i++) {
-        was[i] = cli_cfg_str(s->cli, adapter_keys[i]);
-        nv_config_set(s->cli->cfg, adapter_keys[i], "\"memory\"", "nvent dev", NULL);
-    }
-    rc = fn(s, arg);
-    for (int i = 0; i < 3; i++) {
-        char v[64];
-
-        snprintf(v, sizeof(v), "\"%s\"", was[i] != NULL ? was[i] : "memory");
-        nv_config_set(s->cli->cfg, adapter_keys[i], v, "nvent dev", NULL);
-        free(was[i]);
-    }
-    return rc;
-}
-
-static int
-check_functions(struct server *s, void *arg)
-{
-    char *report = NULL;
-    nv_error err = {0};
-    int rc = nv_host_check(s->host, s->cli->cfg, s->flags, &report, &err);
-
-    (void)arg;
-    if (rc != NV_OK) {
-        if (report != NULL && report[0] != '\0')
-            fputs(report, stderr);
-        else
-            cli_log(&s->cli->log_level, NV_LOG_ERROR, err.msg);
-    }
-    free(report);
-    return rc;
-}
-
-static int
-placeholder_up(struct server *s, void *arg)
-{
-    nv_engine **out = arg;
-    int rc = nv_engine_new(s->cli->cfg, out, NULL);
-
-    if (rc == NV_OK && (rc = nv_engine_start(*out, NV_START_NO_WORKERS, NULL)) != NV_OK) {
-        nv_engine_free(*out);
-        *out = NULL;
-    }
-    return rc;
-}
-
-static void
-dev_reload_closing_first(struct server *s)
-{
-    nv_engine *old = s->engine, *hold = NULL, *e2 = NULL;
-    nv_error err = {0};
-
-    if (on_memory_adapters(s, check_functions, NULL) != NV_OK) {
-        cli_log(&s->cli->log_level, NV_LOG_ERROR,
-                "reload failed; the previous functions stay in force");
-        return;
-    }
-    if (on_memory_adapters(s, placeholder_up, &hold) != NV_OK ||
-        http_server_swap_engine(s->http, hold, &err) != NV_OK) {
-        char line[400];
-
-        snprintf(line, sizeof(line), "reload failed: %s", err.msg);
-        cli_log(&s->cli->log_level, NV_LOG_ERROR, line);
-        nv_engine_free(hold);
-        return;
-    }
-    s->engine = hold;
-    echo_follow(s, old);
-    nv_engine_stop(old, s->grace_ms);
-    nv_engine_free(old);
-    nv_host_release(s->host, old);
-    if (engine_up(s, &e2) != CLI_OK ||
-        http_server_swap_engine(s->http, e2, &err) != NV_OK) {
-        char line[400];
-
-        snprintf(line, sizeof(line), "reload failed after its check: %s; no "
-                 "functions run until the next change", err.msg);
-        cli_log(&s->cli->log_level, NV_LOG_ERROR, line);
-        if (e2 != NULL) {
-            nv_engine_free(e2);
-            nv_host_release(s->host, e2);
-        }
-        return;
-    }
-    s->engine = e2;
-    echo_follow(s, hold);
-    nv_engine_free(hold);
-    cli_log(&s->cli->log_level, NV_LOG_INFO, "reloaded");
-}
-
-/* CLI-12: a valid new registry replaces the old one; else the old stays. */
+/*
+ * CLI-12: a valid new registry replaces the old one; else the old stays.
+ * The new engine works on the old one's adapters (nv_engine_new_sharing),
+ * so with every adapter, memory included, queued jobs and runs in progress
+ * carry over; the old engine then stops gracefully (W-7): its running jobs
+ * finish on the old code, and what it still held goes back to waiting for
+ * the new one.
+ */
 static void
 dev_reload(struct server *s)
 {
@@ -350,11 +236,7 @@ dev_reload(struct server *s)
     nv_error err = {0};
 
     cli_log(&s->cli->log_level, NV_LOG_INFO, "functions changed: reloading");
-    if (uses_file_adapters(s)) {
-        dev_reload_closing_first(s);
-        return;
-    }
-    if (engine_up(s, &e2) != CLI_OK) {
+    if (engine_up(s, old, &e2) != CLI_OK) {
         cli_log(&s->cli->log_level, NV_LOG_ERROR,
                 "reload failed; the previous functions stay in force");
         return;
@@ -441,7 +323,7 @@ serve_main(struct cli *c, int dev)
                 "function discovery is not built in; serving without "
                 "functions and without watching");
 #endif
-    if ((rc = engine_up(&s, &s.engine)) != CLI_OK) {
+    if ((rc = engine_up(&s, NULL, &s.engine)) != CLI_OK) {
 #ifdef CLI_HAVE_HOST
         nv_host_free(s.host);
 #endif

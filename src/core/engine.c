@@ -307,12 +307,60 @@ nv__key_join(const char *prefix, const char *mid, const char *rest)
 
 static const char *const kinds[3] = { "queue", "store", "stream" };
 
+/* The adapters of one or more engines (nv_engine_new_sharing), closed
+ * with the last of them. */
+struct nv__adapters {
+    atomic_int refs;
+    nv_queue   queue;
+    nv_store   store;
+    nv_stream  stream;
+};
+
+static void
+adapters_release(struct nv__adapters *a)
+{
+    if (a == NULL || atomic_fetch_sub(&a->refs, 1) != 1)
+        return;
+    if (a->queue.ops != NULL)
+        a->queue.ops->close(a->queue.self);
+    if (a->store.ops != NULL)
+        a->store.ops->close(a->store.self);
+    if (a->stream.ops != NULL)
+        a->stream.ops->close(a->stream.self);
+    nv__free(a);
+}
+
+/* Key prefixes of the three kinds, from the configuration. */
 static int
-open_adapters(nv_engine *e, nv_error *err)
+read_prefixes(nv_engine *e, nv_error *err)
 {
     for (int i = 0; i < 3; i++) {
         char path[32];
-        const char *name, *prefix;
+        const char *prefix;
+
+        snprintf(path, sizeof(path), "%s.prefix", kinds[i]);
+        prefix = nv__config_str(e->cfg, path);
+        if (prefix == NULL)
+            prefix = nv__config_str(e->cfg, "prefix");
+        e->prefix[i] = nv__strdup(prefix != NULL ? prefix : "nq");
+        if (e->prefix[i] == NULL)
+            return nv__error(err, NV_ENOMEM, "engine: out of memory");
+    }
+    return NV_OK;
+}
+
+static int
+open_adapters(nv_engine *e, nv_error *err)
+{
+    struct nv__adapters *a = nv__calloc(1, sizeof(*a));
+
+    if (a == NULL)
+        return nv__error(err, NV_ENOMEM, "engine: out of memory");
+    atomic_init(&a->refs, 1);
+    e->adapters = a;
+    for (int i = 0; i < 3; i++) {
+        char path[32];
+        const char *name;
         char *settings;
         int rc;
 
@@ -320,40 +368,37 @@ open_adapters(nv_engine *e, nv_error *err)
         name = nv__config_str(e->cfg, path);
         if (name == NULL)
             name = "memory";
-        snprintf(path, sizeof(path), "%s.prefix", kinds[i]);
-        prefix = nv__config_str(e->cfg, path);
-        if (prefix == NULL)
-            prefix = nv__config_str(e->cfg, "prefix");
-        e->prefix[i] = nv__strdup(prefix != NULL ? prefix : "nq");
         settings = nv__config_adapter_settings(e->cfg, kinds[i]);
-        if (e->prefix[i] == NULL || settings == NULL) {
-            nv__free(settings);
+        if (settings == NULL)
             return nv__error(err, NV_ENOMEM, "engine: out of memory");
-        }
         if (i == 0)
-            rc = nv_queue_open(name, settings, &e->queue, err);
+            rc = nv_queue_open(name, settings, &a->queue, err);
         else if (i == 1)
-            rc = nv_store_open(name, settings, &e->store, err);
+            rc = nv_store_open(name, settings, &a->store, err);
         else
-            rc = nv_stream_open(name, settings, &e->stream, err);
+            rc = nv_stream_open(name, settings, &a->stream, err);
         nv__free(settings);
         if (rc != NV_OK)
             return rc;
-        if (i == 2)
-            e->shared_stream = strcmp(name, "redis") == 0;
     }
     return NV_OK;
+}
+
+/* Take the adapters of 'a' (one more reference). */
+static void
+use_adapters(nv_engine *e, struct nv__adapters *a)
+{
+    e->adapters = a;
+    e->queue = a->queue;
+    e->store = a->store;
+    e->stream = a->stream;
+    e->shared_stream = strcmp(a->stream.ops->name, "redis") == 0;
 }
 
 static void
 engine_destroy(nv_engine *e)
 {
-    if (e->queue.ops != NULL)
-        e->queue.ops->close(e->queue.self);
-    if (e->store.ops != NULL)
-        e->store.ops->close(e->store.self);
-    if (e->stream.ops != NULL)
-        e->stream.ops->close(e->stream.self);
+    adapters_release(e->adapters);
     for (size_t i = 0; i < e->nwq; i++) {
         nv__free(e->wqs[i].default_opts);
         nv__free(e->wqs[i].threads);
@@ -389,8 +434,10 @@ engine_destroy(nv_engine *e)
     nv__free(e);
 }
 
-int
-nv_engine_new(const nv_config *cfg, nv_engine **out, nv_error *err)
+/* nv_engine_new on the adapters of 'with', or on its own when NULL. */
+static int
+engine_new(const nv_config *cfg, nv_engine *with, nv_engine **out,
+           nv_error *err)
 {
     nv_engine *e;
     int rc;
@@ -422,9 +469,18 @@ nv_engine_new(const nv_config *cfg, nv_engine **out, nv_error *err)
         rc = nv__error(err, NV_ENOMEM, "engine: out of memory");
         goto fail;
     }
-    rc = open_adapters(e, err);
+    rc = read_prefixes(e, err);
     if (rc != NV_OK)
         goto fail;
+    if (with != NULL) {
+        atomic_fetch_add(&with->adapters->refs, 1);
+        use_adapters(e, with->adapters);
+    } else {
+        rc = open_adapters(e, err);
+        if (rc != NV_OK)
+            goto fail;
+        use_adapters(e, e->adapters);
+    }
     e->live_channel = nv__engine_key(e, "stream", "live");
     if (e->live_channel == NULL) {
         rc = nv__error(err, NV_ENOMEM, "engine: out of memory");
@@ -442,6 +498,21 @@ nv_engine_new(const nv_config *cfg, nv_engine **out, nv_error *err)
 fail:
     engine_destroy(e);
     return rc;
+}
+
+int
+nv_engine_new(const nv_config *cfg, nv_engine **out, nv_error *err)
+{
+    return engine_new(cfg, NULL, out, err);
+}
+
+int
+nv_engine_new_sharing(const nv_config *cfg, nv_engine *with, nv_engine **out,
+                      nv_error *err)
+{
+    if (with == NULL)
+        return nv__error(err, NV_EINVAL, "engine: 'with' must not be NULL");
+    return engine_new(cfg, with, out, err);
 }
 
 void

@@ -33,6 +33,15 @@ char *nv__engine_key(nv_engine *e, const char *kind, const char *rest);
 char *nv__key_join(const char *prefix, const char *mid, const char *rest);
 
 /*
+ * nv_flow_start under a run id chosen by the caller (a UUIDv7, see
+ * nv__uuidv7_of): when a run with that id exists already, NV_ECONFLICT and
+ * nothing changes, so a start repeated after a crash happens once.
+ */
+int nv__flow_start_as(nv_engine *e, const char *flow, const char *input_json,
+                      const char *start_data_json, const char *run_id,
+                      nv_error *err);
+
+/*
  * Defined by the scheduler (src/sched/schedule.c): fire due schedules.
  * Called by nv_engine_tick and the maintenance thread. A strong reference:
  * with a weak one, a program that never calls nv_schedule_* would not link

@@ -67,6 +67,8 @@ struct nv_engine {
     nv_queue        queue;
     nv_store        store;
     nv_stream       stream;
+    struct nv__adapters *adapters;      /* the three above, shared by the
+                                           engines of nv_engine_new_sharing */
     char           *prefix[3];          /* queue, store, stream prefixes */
     char           *live_channel;       /* "<stream prefix>:live" */
     char            instance_id[NV_ID_MAX];

@@ -205,10 +205,12 @@ enqueue_step(nv_engine *e, const nv__flowrt *f, const char *run_id,
                            err);
 }
 
-int
-nv_flow_start(nv_engine *e, const char *flow, const char *input_json,
-              const char *start_data_json, char *run_id, char **body,
-              nv_error *err)
+/* nv_flow_start under the run id 'fixed_id' when not NULL (then a run
+ * that already has that id gives NV_ECONFLICT and nothing changes). */
+static int
+flow_start(nv_engine *e, const char *flow, const char *input_json,
+           const char *start_data_json, const char *fixed_id, char *run_id,
+           char **body, nv_error *err)
 {
     const nv__flowrt *f;
     const nv__function *entry;
@@ -257,10 +259,15 @@ nv_flow_start(nv_engine *e, const char *flow, const char *input_json,
     }
     /* flow.start must keep the input itself, even if start data says so */
     json_object_set(data, "input", input);
-    nv__uuidv7(nv__now(e), id);
+    if (fixed_id != NULL)
+        nv__strlcpy(id, fixed_id, sizeof(id));
+    else
+        nv__uuidv7(nv__now(e), id);
     memset(&out, 0, sizeof(out));
     rc = nv__run_append(e, flow, id, "flow.start", NULL, NULL, 0, data, 0,
                         &out, err);
+    if (rc == NV_ECONFLICT)
+        rc = nv__error(err, NV_ECONFLICT, "run '%s' already exists", id);
     if (rc != NV_OK)
         goto out;
     meta = json_pack("{sssososIsIs[]}", "status", "running",
@@ -299,6 +306,24 @@ out:
     json_decref(sd);
     json_decref(data);
     return rc;
+}
+
+int
+nv_flow_start(nv_engine *e, const char *flow, const char *input_json,
+              const char *start_data_json, char *run_id, char **body,
+              nv_error *err)
+{
+    return flow_start(e, flow, input_json, start_data_json, NULL, run_id,
+                      body, err);
+}
+
+int
+nv__flow_start_as(nv_engine *e, const char *flow, const char *input_json,
+                  const char *start_data_json, const char *run_id,
+                  nv_error *err)
+{
+    return flow_start(e, flow, input_json, start_data_json, run_id, NULL,
+                      NULL, err);
 }
 
 /* ---- Advancing a run: dispatch (F-8) and end check (F-12, F-13) ---- */

@@ -590,8 +590,66 @@ nv_flow_clear_history(nv_engine *e, const char *flow, char **json,
 
 /* ---- Rebuild (IX-4) ---- */
 
+/* Run ids seen in the indexes while rebuilding: a sorted array. */
+struct seen {
+    char  **v;
+    size_t  n, cap;
+};
+
 static int
-rebuild_flow(nv_engine *e, const nv__flowrt *f, int64_t *runs, nv_error *err)
+seen_add(struct seen *s, const char *id)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 64;
+        char **v = nv__realloc(s->v, cap * sizeof(*v));
+
+        if (v == NULL)
+            return NV_ENOMEM;
+        s->v = v;
+        s->cap = cap;
+    }
+    if ((s->v[s->n] = nv__strdup(id)) == NULL)
+        return NV_ENOMEM;
+    s->n++;
+    return NV_OK;
+}
+
+static int
+cmp_strp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Recompute the entry of 'run_id' of flow 'f' from its stream: put it, or
+ * drop it when the stream is gone. 1 when the run exists. */
+static int
+rebuild_run(nv_engine *e, const nv__flowrt *f, const char *run_id)
+{
+    nv__run_proj p;
+    char *key = nv__index_key(e, f->flow->name);
+    int rc = key != NULL ? nv__run_load(e, f, run_id, NULL, NULL, &p, NULL)
+                         : NV_ENOMEM;
+
+    if (rc == NV_ERUN_NOT_FOUND)
+        e->store.ops->idx_del(e->store.self, key, run_id, NULL);
+    if (rc == NV_OK) {
+        json_t *m = nv__run_proj_meta(&p, &f->def);
+        char *ms = m != NULL ? nv__dump(m) : NULL;
+
+        if (ms != NULL)
+            e->store.ops->idx_put(e->store.self, key, run_id,
+                                  (double)p.started_ms, ms, NULL);
+        nv__free(ms);
+        json_decref(m);
+        nv__run_proj_release(&p);
+    }
+    nv__free(key);
+    return rc == NV_OK;
+}
+
+static int
+rebuild_flow(nv_engine *e, const nv__flowrt *f, int64_t *runs,
+             struct seen *seen, nv_error *err)
 {
     nv_index_entry *v = NULL;
     size_t n = 0;
@@ -600,38 +658,66 @@ rebuild_flow(nv_engine *e, const nv__flowrt *f, int64_t *runs, nv_error *err)
     if (rc != NV_OK)
         return rc;
     for (size_t i = 0; i < n; i++) {
-        nv_event *evs = NULL;
-        size_t ne = 0;
-        nv__run_proj p;
-        char *key;
-
-        rc = nv__run_load(e, f, v[i].member, &evs, &ne, &p, NULL);
-        if (rc == NV_ERUN_NOT_FOUND) {
-            key = nv__index_key(e, f->flow->name);
-            if (key != NULL)
-                e->store.ops->idx_del(e->store.self, key, v[i].member, NULL);
-            nv__free(key);
-            continue;
+        *runs += rebuild_run(e, f, v[i].member);
+        if (seen_add(seen, v[i].member) != NV_OK) {
+            nv_index_entries_free(v, n);
+            return nv__error(err, NV_ENOMEM, "out of memory");
         }
-        if (rc != NV_OK)
-            continue;
-        {
-            json_t *m = nv__run_proj_meta(&p, &f->def);
-            char *ms = m != NULL ? nv__dump(m) : NULL;
-
-            key = nv__index_key(e, f->flow->name);
-            if (ms != NULL && key != NULL)
-                e->store.ops->idx_put(e->store.self, key, v[i].member,
-                                      (double)p.started_ms, ms, NULL);
-            nv__free(ms);
-            nv__free(key);
-            json_decref(m);
-        }
-        (*runs)++;
-        nv__run_proj_release(&p);
-        nv_events_free(evs, ne);
     }
     nv_index_entries_free(v, n);
+    return NV_OK;
+}
+
+/*
+ * Runs whose stream exists but whose index entry does not (a crash between
+ * a run's flow.start and its index entry, a lost store): each stream not
+ * seen in the indexes names its flow in its first event. Needs the stream
+ * adapter's optional names op; without it only indexed runs are rebuilt.
+ */
+static int
+rebuild_unindexed(nv_engine *e, const nv__flowrt *only, struct seen *seen,
+                  int64_t *runs, nv_error *err)
+{
+    char *prefix = nv__stream_key(e, ""), **names = NULL;
+    size_t n = 0, plen;
+    int rc;
+
+    if (e->stream.ops->names == NULL) {
+        nv__free(prefix);
+        return NV_OK;
+    }
+    if (prefix == NULL)
+        return nv__error(err, NV_ENOMEM, "out of memory");
+    plen = strlen(prefix);
+    rc = e->stream.ops->names(e->stream.self, prefix, &names, &n, err);
+    if (rc != NV_OK) {
+        nv__free(prefix);
+        return rc;
+    }
+    if (seen->n > 0)
+        qsort(seen->v, seen->n, sizeof(*seen->v), cmp_strp);
+    for (size_t i = 0; i < n; i++) {
+        const char *run_id = names[i] + plen;
+        nv_event *first = NULL;
+        size_t nf = 0;
+        const nv__flowrt *f;
+
+        if (seen->n > 0 && bsearch(&run_id, seen->v, seen->n,
+                                   sizeof(*seen->v), cmp_strp) != NULL)
+            continue;
+        if (e->stream.ops->read(e->stream.self, names[i], NULL, 1, &first,
+                                &nf, NULL) != NV_OK || nf == 0) {
+            nv_events_free(first, nf);
+            continue;
+        }
+        f = strcmp(first[0].type, "flow.start") == 0
+                ? nv__flowrt_find(e, first[0].flow_name) : NULL;
+        if (f != NULL && (only == NULL || f == only))
+            *runs += rebuild_run(e, f, run_id);
+        nv_events_free(first, nf);
+    }
+    nv_strv_free(names, n);
+    nv__free(prefix);
     return NV_OK;
 }
 
@@ -639,28 +725,30 @@ int
 nv_index_rebuild(nv_engine *e, const char *flow, char **json, nv_error *err)
 {
     int64_t runs = 0, flows = 0;
-    int rc;
+    const nv__flowrt *only = NULL;
+    struct seen seen = { 0 };
+    int rc = NV_OK;
 
     if (e == NULL)
         return nv__error(err, NV_EINVAL, "engine must not be NULL");
     if (flow != NULL) {
-        const nv__flowrt *f;
         struct ghost g;
 
-        rc = check_flow(e, flow, &f, &g, err);
+        rc = check_flow(e, flow, &only, &g, err);
         if (rc == NV_OK)
-            rc = rebuild_flow(e, f, &runs, err);
-        if (rc != NV_OK)
-            return rc;
+            rc = rebuild_flow(e, only, &runs, &seen, err);
         flows = 1;
     } else {
-        for (size_t i = 0; i < e->nflows; i++) {
-            rc = rebuild_flow(e, &e->flows[i], &runs, err);
-            if (rc != NV_OK)
-                return rc;
+        for (size_t i = 0; rc == NV_OK && i < e->nflows; i++) {
+            rc = rebuild_flow(e, &e->flows[i], &runs, &seen, err);
             flows++;
         }
     }
+    if (rc == NV_OK)
+        rc = rebuild_unindexed(e, only, &seen, &runs, err);
+    nv_strv_free(seen.v, seen.n);
+    if (rc != NV_OK)
+        return rc;
     return nv__out_json(json_pack("{sIsI}", "flows", (json_int_t)flows,
                                   "runs", (json_int_t)runs), json, err);
 }

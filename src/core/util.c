@@ -376,6 +376,28 @@ static pthread_mutex_t uuid_lock = PTHREAD_MUTEX_INITIALIZER;
 static int64_t uuid_last_ms;
 static uint16_t uuid_last_seq;
 
+/* Layout (RFC 9562): 48-bit ms, version 7, 12 bits 'seq', variant 10,
+ * the rest of 'b' as it is. */
+static void
+uuid_text(unsigned char b[16], int64_t ms, uint16_t seq, char out[NV_ID_MAX])
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t k = 0;
+
+    for (int i = 0; i < 6; i++)
+        b[i] = (unsigned char)((uint64_t)ms >> (40 - 8 * i));
+    b[6] = (unsigned char)(0x70 | ((seq >> 8) & 0x0f));
+    b[7] = (unsigned char)(seq & 0xff);
+    b[8] = (unsigned char)(0x80 | (b[8] & 0x3f));
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[k++] = '-';
+        out[k++] = hex[b[i] >> 4];
+        out[k++] = hex[b[i] & 0x0f];
+    }
+    out[k] = '\0';
+}
+
 void
 nv__uuidv7(int64_t ms, char out[NV_ID_MAX])
 {
@@ -400,23 +422,32 @@ nv__uuidv7(int64_t ms, char out[NV_ID_MAX])
     uuid_last_seq = seq;
     pthread_mutex_unlock(&uuid_lock);
 
-    for (int i = 0; i < 6; i++)
-        b[i] = (unsigned char)((uint64_t)ms >> (40 - 8 * i));
-    b[6] = (unsigned char)(0x70 | ((seq >> 8) & 0x0f));
-    b[7] = (unsigned char)(seq & 0xff);
-    b[8] = (unsigned char)(0x80 | (b[8] & 0x3f));
-    {
-        static const char hex[] = "0123456789abcdef";
-        size_t k = 0;
+    uuid_text(b, ms, seq, out);
+}
 
-        for (int i = 0; i < 16; i++) {
-            if (i == 4 || i == 6 || i == 8 || i == 10)
-                out[k++] = '-';
-            out[k++] = hex[b[i] >> 4];
-            out[k++] = hex[b[i] & 0x0f];
-        }
-        out[k] = '\0';
+void
+nv__uuidv7_of(int64_t ms, const char *key, char out[NV_ID_MAX])
+{
+    unsigned char b[16];
+    uint64_t h1 = 0xcbf29ce484222325ULL, h2 = 0x84222325cbf29ce4ULL;
+
+    /* two FNV-1a hashes, then a splitmix64 finish for every bit */
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
+        h1 = (h1 ^ *p) * 0x100000001b3ULL;
+        h2 = (h2 ^ *p) * 0x100000001b3ULL ^ (h2 >> 29);
     }
+    for (int r = 0; r < 2; r++) {
+        uint64_t *h = r == 0 ? &h1 : &h2;
+
+        *h = (*h ^ (*h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        *h = (*h ^ (*h >> 27)) * 0x94d049bb133111ebULL;
+        *h ^= *h >> 31;
+    }
+    for (int i = 0; i < 8; i++) {
+        b[i] = (unsigned char)(h1 >> (8 * i));
+        b[8 + i] = (unsigned char)(h2 >> (8 * i));
+    }
+    uuid_text(b, ms, (uint16_t)(h1 >> 52), out);
 }
 
 size_t

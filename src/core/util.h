@@ -55,6 +55,9 @@ void nv__sleep_ms(int64_t ms);
 /* UUIDv7 (N-2) of time 'ms', lowercase, 36 chars + NUL. Random bits from
  * getrandom(); strictly increasing for one process within one ms. */
 void nv__uuidv7(int64_t ms, char out[NV_ID_MAX]);
+/* A UUIDv7 whose time part is 'ms' and whose other bits are a hash of
+ * 'key': the same (ms, key) always gives the same id (idempotent starts). */
+void nv__uuidv7_of(int64_t ms, const char *key, char out[NV_ID_MAX]);
 /* Write v in decimal (as "%lld") plus a NUL into out (>= 21 bytes);
  * returns the number of digits and sign written, without the NUL. */
 size_t nv__fmt_i64(char *out, int64_t v);

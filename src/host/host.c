@@ -540,57 +540,6 @@ nv_host_discover(nv_host *h, nv_engine *e, unsigned flags, char **report,
     return NV_OK;
 }
 
-/* ---- nvent dev: validation before a reload (CLI-12) ---- */
-
-int
-nv_host_check(nv_host *h, const nv_config *dry_cfg, unsigned start_flags,
-              char **report, nv_error *err)
-{
-    nv_engine *e = NULL;
-    hbuf rep = { 0 };
-    char *disc = NULL;
-    nv_error e2 = { 0 };
-    int rc, src;
-
-    *report = NULL;
-    rc = nv_engine_new(dry_cfg, &e, err);
-    if (rc != NV_OK) {
-        *report = strdup("");
-        return rc;
-    }
-    rc = nv_host_discover(h, e, NV_HOST_DESCRIBE_ONLY, &disc, err);
-    if (rc != NV_OK && rc != NV_EINVAL) {
-        nv_engine_free(e);
-        nv_host_release(h, e);
-        free(disc);
-        *report = strdup("");
-        return rc;
-    }
-    hbuf_puts(&rep, disc != NULL ? disc : "");
-    free(disc);
-    src = nv_engine_start(e, start_flags | NV_START_NO_WORKERS, &e2);
-    if (src != NV_OK) {
-        const char *r = nv_engine_report(e);
-
-        if (r != NULL && *r != '\0') {
-            hbuf_puts(&rep, r);
-            if (r[strlen(r) - 1] != '\n')
-                hbuf_puts(&rep, "\n");
-        } else {
-            hbuf_printf(&rep, "-: -: %s\n", e2.msg);
-        }
-        if (rc == NV_OK) {
-            rc = src;
-            if (err != NULL)
-                *err = e2;
-        }
-    }
-    nv_engine_free(e);
-    nv_host_release(h, e);
-    *report = hbuf_take(&rep);
-    return rc;
-}
-
 /* ---- nvent build (CLI-11) ---- */
 
 int

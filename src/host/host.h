@@ -32,19 +32,12 @@
  *     nv_host_watch_new(h, config_path, &w, &err);
  *     loop: what = nv_host_watch_wait(w, 200, &err);   // 150 ms debounce inside
  *       NV_HOST_CHANGED_CONFIG: log "configuration changed; restart nvent dev"
- *       NV_HOST_CHANGED_FUNCTIONS, memory or redis adapters:
- *           nv_engine_new(cfg, &e2); nv_host_discover(h, e2, 0, ...);
- *           nv_engine_start(e2) -- failed: free e2, nv_host_release(h, e2),
- *           the old engine stays; else swap, stop + free the old engine,
- *           nv_host_release(h, old)
- *       NV_HOST_CHANGED_FUNCTIONS, file adapters (they lock their folder per
- *       process, so the new engine opens only after the old one closed):
- *           nv_host_check(h, cfg with memory adapters, flags, ...) first --
- *           invalid: the old engine stays; else stop + free the old engine,
- *           then as above (discover is cheap: builds and describes cached)
- *
- * With memory adapters the queues and runs of the old engine are lost at a
- * reload (they live in that engine); file and redis keep them.
+ *       NV_HOST_CHANGED_FUNCTIONS:
+ *           nv_engine_new_sharing(cfg, old, &e2) (the old engine's adapters:
+ *           queued jobs and runs in progress carry over, with any adapter);
+ *           nv_host_discover(h, e2, 0, ...); nv_engine_start(e2) -- failed:
+ *           free e2, nv_host_release(h, e2), the old engine stays; else
+ *           swap, stop + free the old engine, nv_host_release(h, old)
  *
  * Thread safety: nv_host_discover, nv_host_release, nv_host_shutdown and
  * nv_host_free are called from one thread (the server's main thread); the
@@ -102,18 +95,6 @@ enum nv_host_discover_flags {
  */
 int nv_host_discover(nv_host *h, nv_engine *e, unsigned flags, char **report,
                      nv_error *err);
-
-/*
- * `nvent dev` (CLI-12), before a reload: discover into a throwaway engine
- * made from 'dry_cfg' (give it memory adapters), without starting children
- * (NV_HOST_DESCRIBE_ONLY), and validate it (nv_engine_start with
- * 'start_flags' | NV_START_NO_WORKERS). '*report' (free with free()) gets
- * the discovery problems, then the engine's report. NV_OK when the folder
- * as it is now would start; NV_EINVAL otherwise. The build and describe
- * results are cached, so the nv_host_discover that follows is cheap.
- */
-int nv_host_check(nv_host *h, const nv_config *dry_cfg, unsigned start_flags,
-                  char **report, nv_error *err);
 
 /*
  * End what nv_host_discover registered with 'e': the process children of

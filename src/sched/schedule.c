@@ -26,8 +26,8 @@
 #define SCHEDULE_DOC_VERSION 1
 /* Most fires of one schedule in one tick (catching up a fast cron). */
 #define MAX_FIRES_PER_TICK   1000
-/* CAS retries of a revert after a refused fire. */
-#define MAX_RETRIES          5
+/* Re-reads of a schedule that a fire changed while it is being deleted. */
+#define DELETE_RETRIES       20
 
 static const char *const body_members[] = {
     "cron", "delay", "tz", "input", "metadata", "misfire", "limit", "jobId",
@@ -465,7 +465,7 @@ nv_schedule_remove(nv_engine *e, const char *flow, const char *id,
         return nv__error(err, NV_ENOMEM, "out of memory");
     st = nv__engine_store(e);
     /* a fire may change the document between our read and delete: retry */
-    for (int i = 0; i < MAX_RETRIES * 4 && rc == NV_ECONFLICT; i++) {
+    for (int i = 0; i < DELETE_RETRIES && rc == NV_ECONFLICT; i++) {
         nv_doc d = { 0 };
         json_t *j;
         int match;
@@ -547,6 +547,12 @@ cas(struct due *d, json_t *next, int del)
     return rc;
 }
 
+/*
+ * Start the run of due time 'scheduled_for' under the run id that due time
+ * owns (nv__uuidv7_of(due, "<schedule id>@<due>")). NV_ECONFLICT: its run
+ * was started already (by another instance, or by this one before a crash
+ * that lost the bookkeeping).
+ */
 static int
 start_run(struct due *d, int64_t scheduled_for, nv_error *err)
 {
@@ -554,13 +560,16 @@ start_run(struct due *d, int64_t scheduled_for, nv_error *err)
                            iso_json(scheduled_for));
     char *input = dump(json_object_get(d->doc, "input"));
     char *sdt = sd != NULL ? dump(sd) : NULL;
+    char *key = nv__asprintf("%s@%lld", d->id, (long long)scheduled_for);
     char run_id[NV_ID_MAX];
     int rc;
 
-    if (input == NULL || sdt == NULL)
+    if (input == NULL || sdt == NULL || key == NULL) {
         rc = nv__error(err, NV_ENOMEM, "out of memory");
-    else
-        rc = nv_flow_start(d->e, d->flow, input, sdt, run_id, NULL, err);
+    } else {
+        nv__uuidv7_of(scheduled_for, key, run_id);
+        rc = nv__flow_start_as(d->e, d->flow, input, sdt, run_id, err);
+    }
     if (rc == NV_OK)
         nv__engine_log(d->e, NV_LOG_INFO, "schedule %s of flow %s fired for "
                        "%s: run %s", d->id, d->flow,
@@ -569,57 +578,11 @@ start_run(struct due *d, int64_t scheduled_for, nv_error *err)
     json_decref(sd);
     nv__free(input);
     nv__free(sdt);
+    nv__free(key);
     return rc;
 }
 
-/*
- * Undo the bookkeeping of a claimed fire whose run was refused (S-6):
- * runCount and lastRun as before; the next due time stays, or when
- * 'retry' (the backend failed, nothing was refused) goes back to the due
- * time so that the next tick tries again. Re-reads on conflict.
- */
-static void
-revert(struct due *d, const json_t *before, int retry)
-{
-    for (int i = 0; i < MAX_RETRIES; i++) {
-        nv_doc cur = { 0 };
-        json_t *j = NULL;
-        int rc;
-
-        if (d->rev == 0) {   /* the claim deleted it (limit): put it back */
-            json_t *n = json_deep_copy(before);
-            char *text = n != NULL ? dump(n) : NULL;
-
-            if (!retry && n != NULL && json_object_get(d->doc, "nextRunMs") != NULL)
-                json_object_set(n, "nextRunMs", json_object_get(d->doc, "nextRunMs"));
-            if (text != NULL)
-                d->st->ops->doc_put(d->st->self, d->coll, d->id, text, 0, NULL,
-                                    NULL);
-            nv__free(text);
-            json_decref(n);
-            return;
-        }
-        rc = d->st->ops->doc_get(d->st->self, d->coll, d->id, &cur, NULL);
-        if (rc == NV_OK && (j = json_loads(cur.json, 0, NULL)) != NULL) {
-            json_t *v = json_object_get(before, "lastRunMs");
-
-            json_object_set(j, "runCount", json_object_get(before, "runCount"));
-            if (v != NULL)
-                json_object_set(j, "lastRunMs", v);
-            else
-                json_object_del(j, "lastRunMs");
-            if (retry)
-                json_object_set(j, "nextRunMs", json_object_get(before, "nextRunMs"));
-            d->rev = cur.rev;
-            rc = cas(d, j, 0);
-        }
-        json_decref(j);
-        nv__free(cur.id);
-        nv__free(cur.json);
-        if (rc != NV_ECONFLICT)
-            return;
-    }
-}
+static int skip(struct due *d, int64_t next);
 
 static int
 refused(int rc)
@@ -630,49 +593,47 @@ refused(int rc)
 }
 
 /*
- * Claim the due time 'scheduled_for' (CAS: runCount + 1, lastRun, nextRun
- * = 'next' or deletion when 'next' < 0 or the limit is reached), then start
- * its run. Returns NV_OK when the schedule may be looked at again (it still
- * exists and this instance holds its current revision).
+ * Fire the due time 'scheduled_for': start its run, then record the fire
+ * (CAS: runCount + 1, lastRun, nextRun = 'next', or deletion when 'next' <
+ * 0 or the limit is reached). The run comes first and its id is the due
+ * time's own, so a due time is never lost and never run twice (S-4): an
+ * instance that crashes between the two steps, or loses the CAS to
+ * another, finds the run there (NV_ECONFLICT) and only records the fire.
+ * Returns NV_OK when the schedule may be looked at again (it still exists
+ * and this instance holds its current revision).
  */
 static int
 fire(struct due *d, int64_t scheduled_for, int64_t next)
 {
-    json_t *before = json_deep_copy(d->doc), *n = json_deep_copy(d->doc);
     int64_t count = int_member(d->doc, "runCount", 0) + 1;
     int64_t limit = int_member(d->doc, "limit", 0);
     int del = next < 0 || (limit > 0 && count >= limit), rc;
+    json_t *n;
     nv_error err;
 
-    if (before == NULL || n == NULL) {
-        json_decref(before);
-        json_decref(n);
-        return NV_ENOMEM;
+    rc = start_run(d, scheduled_for, &err);
+    if (rc != NV_OK && rc != NV_ECONFLICT) {
+        char when[40];
+
+        nv__iso_time(scheduled_for, when, sizeof(when));
+        nv__engine_log(d->e, NV_LOG_WARN, "schedule %s of flow %s: fire for "
+                       "%s refused: %s", d->id, d->flow, when, err.msg);
+        if (!refused(rc))
+            return rc;              /* the next tick tries again */
+        /* S-6: runCount and lastRun stay; on to the next due time (a
+         * refused delay schedule has none: it is gone) */
+        return skip(d, next);
     }
+    if ((n = json_deep_copy(d->doc)) == NULL)
+        return NV_ENOMEM;
     json_object_set_new(n, "runCount", json_integer(count));
     json_object_set_new(n, "lastRunMs", json_integer(scheduled_for));
     if (next >= 0)
         json_object_set_new(n, "nextRunMs", json_integer(next));
     rc = cas(d, n, del);
     json_decref(n);
-    if (rc == NV_OK) {
-        int src = start_run(d, scheduled_for, &err);
-
-        if (src != NV_OK) {
-            char when[40];
-
-            nv__iso_time(scheduled_for, when, sizeof(when));
-            nv__engine_log(d->e, NV_LOG_WARN, "schedule %s of flow %s: fire "
-                           "for %s refused: %s", d->id, d->flow, when, err.msg);
-            /* a refused delay schedule is gone: it has no next time */
-            if (!(next < 0 && refused(src)))
-                revert(d, before, !refused(src));
-            rc = refused(src) ? NV_OK : src;
-        }
-        if (del)
-            rc = NV_ENOTFOUND;
-    }
-    json_decref(before);
+    if (rc == NV_OK && del)
+        rc = NV_ENOTFOUND;
     return rc;
 }
 

@@ -9,6 +9,7 @@
 
 #include "engine_test.h"
 #include "core/engine.h"
+#include "core/util.h"
 
 struct spec {
     const char   *emit;          /* event to emit at each attempt */
@@ -651,6 +652,44 @@ Test(flows, rebuild_recomputes_the_index_from_the_streams)
     cr_assert_eq(nv_runs_list(t.e, "f", NULL, 0, 10, &body, &err), NV_OK);
     b = tparse(body);
     it = json_array_get(json_object_get(b, "items"), 0);
+    cr_assert_str_eq(jstr(it, "status"), "completed");
+    cr_assert_eq(jint(it, "completedSteps"), 4);
+    json_decref(b);
+    tenv_free(&t);
+}
+
+Test(flows, rebuild_finds_a_run_whose_index_entry_is_missing)
+{
+    tenv t;
+    char run[NV_ID_MAX], *body = NULL, *key;
+    nv_error err = { 0 };
+    nv_store *st;
+    json_t *b, *it;
+
+    diamond(&t, NULL, NULL, NULL);
+    tstart(&t, "f", NULL, run);
+    twait_run(&t, run, "completed");
+    tenv_idle(&t);
+    tenv_advance(&t, 0);        /* no index update of the run is pending */
+    /* as after a crash between the run's flow.start and its index entry */
+    st = nv__engine_store(t.e);
+    key = nv__engine_key(t.e, "store", "flows:f");
+    cr_assert_eq(st->ops->idx_del(st->self, key, run, NULL), NV_OK);
+    nv__free(key);
+    cr_assert_eq(nv_runs_list(t.e, "f", NULL, 0, 10, &body, &err), NV_OK);
+    b = tparse(body);
+    cr_assert_eq(jint(b, "total"), 0);
+    json_decref(b);
+    cr_assert_eq(nv_index_rebuild(t.e, "f", &body, &err), NV_OK, "%s",
+                 err.msg);
+    b = tparse(body);
+    cr_assert_eq(jint(b, "runs"), 1);
+    json_decref(b);
+    cr_assert_eq(nv_runs_list(t.e, "f", NULL, 0, 10, &body, &err), NV_OK);
+    b = tparse(body);
+    cr_assert_eq(jint(b, "total"), 1);
+    it = json_array_get(json_object_get(b, "items"), 0);
+    cr_assert_str_eq(jstr(it, "id"), run);
     cr_assert_str_eq(jstr(it, "status"), "completed");
     cr_assert_eq(jint(it, "completedSteps"), 4);
     json_decref(b);

@@ -10,6 +10,8 @@
 #include <pthread.h>
 
 #include "engine_test.h"
+#include "core/engine.h"
+#include "core/util.h"
 
 /* 2023-11-14T22:13:20.000Z */
 #define MIN 60000LL
@@ -328,6 +330,55 @@ Test(schedules, cron_fires_at_each_due_time_with_scheduled_for)
         json_decref(run);
         json_decref(b);
     }
+    tenv_free(&t);
+}
+
+/*
+ * A crash between a fire's run start and its bookkeeping leaves the run
+ * there and the schedule document as it was before the fire. Simulated by
+ * putting the old document back after a fire: the next tick must neither
+ * lose the due time nor run it twice (S-4), and count it once (S-5).
+ */
+Test(schedules, a_fire_whose_bookkeeping_was_lost_is_recorded_without_a_second_run)
+{
+    tenv t;
+    json_t *a, *s;
+    nv_store *st;
+    nv_doc before = { 0 };
+    char *coll;
+    char sf[4][64];
+
+    sched_engine(&t, NULL, NULL, NULL);
+    a = add(&t, "f", "{\"cron\":\"*/5 * * * *\",\"jobId\":\"c\"}");
+    json_decref(a);
+    st = nv__engine_store(t.e);
+    coll = nv__engine_key(t.e, "store", "schedules");
+    cr_assert_eq(st->ops->doc_get(st->self, coll, "c", &before, NULL), NV_OK);
+    set_clock(&t, "2023-11-14T22:15:00.100");
+    tick(&t);
+    cr_assert_eq(run_count(&t, "f"), 1);
+    /* the "crash": the fire's bookkeeping never happened */
+    cr_assert_eq(st->ops->doc_put(st->self, coll, "c", before.json, -1, NULL,
+                                  NULL), NV_OK);
+    s = find(&t, "c");
+    cr_assert_eq(jint(s, "runCount"), 0);
+    json_decref(s);
+    tick(&t);
+    tick(&t);
+    cr_assert_eq(runs(&t, "f", sf, 4), 1, "the due time ran once");
+    cr_assert_str_eq(sf[0], "2023-11-14T22:15:00.000Z");
+    s = find(&t, "c");
+    cr_assert_eq(jint(s, "runCount"), 1);
+    cr_assert_str_eq(jstr(s, "lastRun"), "2023-11-14T22:15:00.000Z");
+    cr_assert_str_eq(jstr(s, "nextRun"), "2023-11-14T22:20:00.000Z");
+    json_decref(s);
+    set_clock(&t, "2023-11-14T22:20:00.100");
+    tick(&t);
+    cr_assert_eq(runs(&t, "f", sf, 4), 2);
+    cr_assert_str_eq(sf[1], "2023-11-14T22:20:00.000Z");
+    nv__free(before.id);
+    nv__free(before.json);
+    nv__free(coll);
     tenv_free(&t);
 }
 

@@ -468,3 +468,31 @@ Test(stream_contract, ping_answers)
 {
     cr_assert_eq(OPS->ping(S, NULL), NV_OK);
 }
+
+Test(stream_contract, names_lists_the_non_empty_streams_with_a_prefix_sorted)
+{
+    char **v = NULL;
+    size_t n = 99;
+
+    cr_assert_not_null(OPS->names, "%s: no names op", nv_test_backend());
+    append("runs:b", "flow.start", 1000, -1, NULL);
+    append("runs:a", "flow.start", 1000, -1, NULL);
+    append("runs:a", "log", 1001, -1, NULL);
+    append("runs:c", "flow.start", 1000, -1, NULL);
+    append("runs*:x", "flow.start", 1000, -1, NULL);
+    append("other:x", "flow.start", 1000, -1, NULL);
+    cr_assert_eq(OPS->del(S, "runs:c", NULL), NV_OK);
+    cr_assert_eq(OPS->names(S, "runs:", &v, &n, NULL), NV_OK);
+    cr_assert_eq(n, 2);
+    cr_assert_str_eq(v[0], "runs:a");
+    cr_assert_str_eq(v[1], "runs:b");
+    nv_strv_free(v, n);
+    /* glob characters in the prefix are plain characters */
+    cr_assert_eq(OPS->names(S, "runs*", &v, &n, NULL), NV_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(v[0], "runs*:x");
+    nv_strv_free(v, n);
+    cr_assert_eq(OPS->names(S, "none:", &v, &n, NULL), NV_OK);
+    cr_assert_eq(n, 0);
+    nv_strv_free(v, n);
+}

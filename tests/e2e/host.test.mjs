@@ -262,22 +262,29 @@ describe('nvent dev', () => {
     }
   });
 
-  test('on file adapters a reload closes the old engine first and keeps its jobs', async () => {
-    const dir = tmpProject(FILE_ADAPTERS, { 'functions/calc.c': [cFunction(1)] });
-    const srv = await startDev(dir);
-    try {
-      const first = await runJob(srv, 'calc');
-      assert.deepEqual(first.returnvalue, { v: 1 });
-      writeFile(dir, 'functions/calc.c', cFunction(3));
-      await until(async () => /reloaded/.test(srv.log), { timeoutMs: 15000 });
-      const j = await runJob(srv, 'calc');
-      assert.deepEqual(j.returnvalue, { v: 3 });
-      const again = await api(srv, 'GET', `/api/_queues/calc/job/${first.id}`);
-      assert.equal(again.status, 200);
-      assert.deepEqual(again.body.returnvalue, { v: 1 });
-    } finally {
-      const { code } = await srv.stop();
-      assert.equal(code, 0, srv.log);
-    }
-  });
+  for (const [label, config] of [['memory', {}], ['file', FILE_ADAPTERS]]) {
+    test(`on ${label} adapters a reload keeps finished and queued jobs; queued ones run on the new code`, async () => {
+      const dir = tmpProject(config, { 'functions/calc.c': [cFunction(1)] });
+      const srv = await startDev(dir);
+      try {
+        const first = await runJob(srv, 'calc');
+        assert.deepEqual(first.returnvalue, { v: 1 });
+        assert.equal((await api(srv, 'POST', '/api/_queues/calc/pause')).status, 200);
+        const queued = await enqueue(srv, 'calc', {});
+        writeFile(dir, 'functions/calc.c', cFunction(3));
+        await until(async () => /reloaded/.test(srv.log), { timeoutMs: 15000 });
+        assert.equal((await api(srv, 'POST', '/api/_queues/calc/resume')).status, 200);
+        const later = await finished(srv, 'calc', queued);
+        assert.deepEqual(later.returnvalue, { v: 3 });
+        const j = await runJob(srv, 'calc');
+        assert.deepEqual(j.returnvalue, { v: 3 });
+        const again = await api(srv, 'GET', `/api/_queues/calc/job/${first.id}`);
+        assert.equal(again.status, 200);
+        assert.deepEqual(again.body.returnvalue, { v: 1 });
+      } finally {
+        const { code } = await srv.stop();
+        assert.equal(code, 0, srv.log);
+      }
+    });
+  }
 });

@@ -402,6 +402,57 @@ fst_length(void *self, const char *stream, int64_t *out, nv_error *err)
     return rc;
 }
 
+struct names_args {
+    const char *prefix;
+    char      **v;
+    size_t      n, cap;
+};
+
+static int
+names_fn(struct fdb_conn *c, void *arg, nv_error *err)
+{
+    struct names_args *a = arg;
+    int rc, bad = 0;
+
+    FDB_STMT(c, st, "SELECT name FROM streams WHERE count > 0"
+                    " AND substr(name, 1, length(?1)) = ?1 ORDER BY name");
+    fdb_bind_text(st, 1, a->prefix);
+    while ((rc = fdb_step_row(c, st, err)) == 1) {
+        char **v = fdb_grow(a->v, &a->cap, a->n, sizeof(*v));
+
+        if (v == NULL) {
+            rc = fdb_oom("stream", err);
+            break;
+        }
+        a->v = v;
+        a->v[a->n] = fdb_col_dup(st, 0, &bad);
+        if (bad || a->v[a->n] == NULL) {
+            rc = fdb_oom("stream", err);
+            break;
+        }
+        a->n++;
+    }
+    sqlite3_reset(st);
+    return rc < 0 ? rc : NV_OK;
+}
+
+static int
+fst_names(void *self, const char *prefix, char ***out, size_t *n,
+          nv_error *err)
+{
+    struct fst *s = self;
+    struct names_args a = { .prefix = prefix != NULL ? prefix : "" };
+    int rc = fdb_read(s->db, names_fn, &a, err);
+
+    if (rc != NV_OK) {
+        nv_strv_free(a.v, a.n);
+        return rc;
+    }
+    *out = a.v;
+    *n = a.n;
+    return NV_OK;
+}
+
 static int
 del_fn(struct fdb_conn *c, void *arg, nv_error *err)
 {
@@ -550,6 +601,7 @@ static const nv_stream_ops file_stream_ops = {
     .read = fst_read,
     .length = fst_length,
     .del = fst_del,
+    .names = fst_names,
     .publish = fst_publish,
     .subscribe = fst_subscribe,
     .unsubscribe = fst_unsubscribe,

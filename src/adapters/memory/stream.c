@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "adapters/memory/mem.h"
@@ -385,6 +386,45 @@ mem_del(void *self, const char *stream, nv_error *err)
 }
 
 static int
+cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int
+mem_names(void *self, const char *prefix, char ***out, size_t *n,
+          nv_error *err)
+{
+    struct mstreams *s = self;
+    size_t plen = prefix != NULL ? strlen(prefix) : 0, k = 0, cap;
+    struct mstream *st, *tmp;
+    char **v;
+
+    pthread_mutex_lock(&s->mu);
+    cap = HASH_COUNT(s->streams);
+    v = nv__calloc(cap > 0 ? cap : 1, sizeof(*v));
+    if (v == NULL) {
+        pthread_mutex_unlock(&s->mu);
+        return nv__error(err, NV_ENOMEM, "memory stream: out of memory");
+    }
+    HASH_ITER(hh, s->streams, st, tmp) {
+        if (st->n == 0 || strncmp(st->name, prefix ? prefix : "", plen) != 0)
+            continue;
+        if ((v[k] = nv__strdup(st->name)) == NULL) {
+            pthread_mutex_unlock(&s->mu);
+            nv_strv_free(v, k);
+            return nv__error(err, NV_ENOMEM, "memory stream: out of memory");
+        }
+        k++;
+    }
+    pthread_mutex_unlock(&s->mu);
+    qsort(v, k, sizeof(*v), cmp_str);
+    *out = v;
+    *n = k;
+    return NV_OK;
+}
+
+static int
 mem_publish(void *self, const char *channel, const char *message,
             nv_error *err)
 {
@@ -512,6 +552,7 @@ static const nv_stream_ops mem_stream_ops = {
     .read = mem_read,
     .length = mem_length,
     .del = mem_del,
+    .names = mem_names,
     .publish = mem_publish,
     .subscribe = mem_subscribe,
     .unsubscribe = mem_unsubscribe,

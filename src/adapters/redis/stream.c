@@ -211,6 +211,112 @@ rt_del(void *self, const char *stream, nv_error *err)
 }
 
 static int
+cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* 'prefix' as a SCAN MATCH pattern: glob characters escaped, then '*'. */
+static char *
+glob_prefix(const char *prefix)
+{
+    size_t n = strlen(prefix);
+    char *g = nv__malloc(2 * n + 2), *o = g;
+
+    if (g == NULL)
+        return NULL;
+    for (const char *p = prefix; *p != '\0'; p++) {
+        if (strchr("*?[]\\", *p) != NULL)
+            *o++ = '\\';
+        *o++ = *p;
+    }
+    *o++ = '*';
+    *o = '\0';
+    return g;
+}
+
+static int
+rt_names(void *self, const char *prefix, char ***out, size_t *n,
+         nv_error *err)
+{
+    struct rstream *s = self;
+    char *kp = nv__redis_key(s->pool, prefix != NULL ? prefix : "");
+    char *pat = kp != NULL ? glob_prefix(kp) : NULL;
+    int added = kp != NULL && strcmp(kp, prefix != NULL ? prefix : "") != 0;
+    char **v = NULL, cursor[32] = "0";
+    size_t k = 0, cap = 0;
+    int rc = NV_OK;
+
+    if (pat == NULL)
+        rc = nv__error(err, NV_ENOMEM, "redis stream: out of memory");
+    do {
+        redisReply *r = NULL;
+
+        if (rc != NV_OK)
+            break;
+        rc = nv__redis_cmdf(s->pool, kp, &r, err,
+                            "SCAN %s MATCH %s COUNT 1000 TYPE stream",
+                            cursor, pat);
+        if (rc != NV_OK)
+            break;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING ||
+            r->element[1]->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(r);
+            rc = nv__error(err, NV_EBACKEND, "redis stream: unexpected SCAN "
+                           "reply");
+            break;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+        for (size_t i = 0; rc == NV_OK && i < r->element[1]->elements; i++) {
+            const redisReply *e = r->element[1]->element[i];
+            char **nv;
+
+            if (e->type != REDIS_REPLY_STRING)
+                continue;
+            if (k == cap) {
+                cap = cap ? cap * 2 : 64;
+                nv = nv__realloc(v, cap * sizeof(*v));
+                if (nv == NULL) {
+                    rc = nv__error(err, NV_ENOMEM, "redis stream: out of "
+                                   "memory");
+                    break;
+                }
+                v = nv;
+            }
+            if ((v[k] = nv__redis_unkey(s->pool, e->str, added)) == NULL)
+                rc = nv__error(err, NV_ENOMEM, "redis stream: out of memory");
+            else
+                k++;
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") != 0);
+    nv__free(pat);
+    nv__free(kp);
+    if (rc != NV_OK) {
+        nv_strv_free(v, k);
+        return rc;
+    }
+    /* SCAN may return a key twice */
+    if (k > 0)
+        qsort(v, k, sizeof(*v), cmp_str);
+    {
+        size_t w = 0;
+
+        for (size_t i = 0; i < k; i++) {
+            if (w > 0 && strcmp(v[w - 1], v[i]) == 0)
+                nv__free(v[i]);
+            else
+                v[w++] = v[i];
+        }
+        k = w;
+    }
+    *out = v;
+    *n = k;
+    return NV_OK;
+}
+
+static int
 rt_publish(void *self, const char *channel, const char *message,
            nv_error *err)
 {
@@ -342,6 +448,7 @@ static const nv_stream_ops redis_stream_ops = {
     .read = rt_read,
     .length = rt_length,
     .del = rt_del,
+    .names = rt_names,
     .publish = rt_publish,
     .subscribe = rt_subscribe,
     .unsubscribe = rt_unsubscribe,

@@ -36,6 +36,26 @@ Test(util, uuidv7_keeps_order_when_the_clock_goes_back)
     cr_assert_gt(strcmp(b, a), 0);
 }
 
+Test(util, uuidv7_of_a_key_is_the_same_id_every_time_and_differs_by_key)
+{
+    char a[NV_ID_MAX], b[NV_ID_MAX], c[NV_ID_MAX], d[NV_ID_MAX];
+    char ref[NV_ID_MAX];
+
+    nv__uuidv7_of(1700000000000, "sched@1700000000000", a);
+    nv__uuidv7_of(1700000000000, "sched@1700000000000", b);
+    nv__uuidv7_of(1700000000000, "sched@1700000300000", c);
+    nv__uuidv7_of(1700000000001, "sched@1700000000000", d);
+    cr_assert_str_eq(a, b);
+    cr_assert_str_neq(a, c);
+    cr_assert_str_neq(a, d);
+    cr_assert_eq(strlen(a), 36);
+    cr_assert_eq(a[14], '7', "version nibble: %s", a);
+    cr_assert(strchr("89ab", a[19]) != NULL, "variant: %s", a);
+    /* the time part is the given ms, as in a generated one */
+    nv__uuidv7(1700000000000, ref);
+    cr_assert_eq(strncmp(a, ref, 13), 0, "%s vs %s", a, ref);
+}
+
 Test(util, generated_job_ids_have_ms_and_nine_base36_chars)
 {
     char id[NV_JOB_ID_MAX], other[NV_JOB_ID_MAX];
