@@ -56,7 +56,7 @@ struct note {
     /* Calls gathered for one round trip (see submit) */
     struct op     *head, *tail;      /* waiting to be sent */
     int            sending;          /* a batch of this queue is out */
-    pthread_cond_t done_cv;          /* a batch came back */
+    int64_t        poll_next;        /* monotonic ms: next idle poll (idle_skip) */
 };
 
 #define MAX_TICKETS 16
@@ -556,6 +556,7 @@ struct op {
     redisReply     *reply;          /* its part of the batch's reply */
     int             rc, done;
     nv_error        err;
+    pthread_cond_t  cv;             /* the caller waits on it */
     struct op      *next;
 };
 
@@ -633,6 +634,7 @@ submit(struct rqueue *q, const char *queue, struct op *op)
         send_batch(q, queue, op, 1);
         return;
     }
+    pthread_cond_init(&op->cv, NULL);
     if (nt->tail != NULL)
         nt->tail->next = op;
     else
@@ -643,10 +645,11 @@ submit(struct rqueue *q, const char *queue, struct op *op)
         int n = 1;
 
         if (nt->sending) {
-            pthread_cond_wait(&nt->done_cv, &q->mu);
+            /* woken when done, or to send the next batch */
+            pthread_cond_wait(&op->cv, &q->mu);
             continue;
         }
-        /* send what waits, this op first among them */
+        /* send what waits (this op among it) */
         batch = last = nt->head;
         while (last->next != NULL && n < MAX_BATCH) {
             last = last->next;
@@ -660,15 +663,20 @@ submit(struct rqueue *q, const char *queue, struct op *op)
         pthread_mutex_unlock(&q->mu);
         send_batch(q, queue, batch, n);
         pthread_mutex_lock(&q->mu);
+        nt->sending = 0;
         for (o = batch; o != NULL; ) {
             struct op *next = o->next;
-            o->done = 1;         /* the op may be gone once this is seen */
+
+            o->done = 1;
+            if (o != op)
+                pthread_cond_signal(&o->cv);  /* o may be gone after this */
             o = next;
         }
-        nt->sending = 0;
-        pthread_cond_broadcast(&nt->done_cv);
+        if (nt->head != NULL)
+            pthread_cond_signal(&nt->head->cv);   /* sends the next batch */
     }
     pthread_mutex_unlock(&q->mu);
+    pthread_cond_destroy(&op->cv);
 }
 
 /* The reserve scripts reply with the record as it was before the
@@ -689,6 +697,49 @@ reserved(const redisReply *r, int64_t now, int64_t lease_ms, const char *tok,
     return rc;
 }
 
+/*
+ * Idle workers poll: each wakes after its wait's timeout (20 ms in the
+ * engine) and reserves again, in case something became runnable without a
+ * note. With a hundred idle workers per queue and notes arriving all the
+ * time (so that the empty-reserve cache rarely holds), that was thousands
+ * of empty reserve scripts per second. Every change that makes a job
+ * runnable publishes a note, and each note wakes one waiter (a ticket), so
+ * the polls only guard against what notes cannot say (a delayed job or a
+ * limiter window coming due): one poll per queue per IDLE_POLL_MS is as
+ * good as a hundred. A reserve right after a wait that ended by its full
+ * timeout (no ticket, no wake, no reconnection, the subscription live) goes
+ * to Redis only when no such poll of its queue went out in the last
+ * IDLE_POLL_MS; otherwise it answers "none" at once.
+ */
+#define IDLE_POLL_MS 20
+
+static _Thread_local const struct note *idle_nt;  /* last wait timed out */
+static _Thread_local uint64_t idle_epoch;
+
+static int
+idle_skip(struct rqueue *q, const char *queue)
+{
+    const struct note *w = idle_nt;
+    struct note *nt;
+    int skip = 0;
+
+    idle_nt = NULL;
+    if (w == NULL)
+        return 0;
+    pthread_mutex_lock(&q->mu);
+    nt = note_get(q, queue, 0);
+    if (nt == w && q->epoch == idle_epoch && nv__redis_sub_connected(q->sub)) {
+        int64_t now = nv__monotonic_ms();
+
+        if (now < nt->poll_next)
+            skip = 1;
+        else
+            nt->poll_next = now + IDLE_POLL_MS;
+    }
+    pthread_mutex_unlock(&q->mu);
+    return skip;
+}
+
 static int
 rq_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
            const nv_limiter *lim, nv_job *out, int64_t *next_at,
@@ -701,6 +752,12 @@ rq_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
     int64_t next = 0;
     int rc, live = 0;
 
+    if (idle_skip(q, queue)) {
+        if (next_at != NULL)
+            *next_at = 0;
+        return nv__error(err, NV_ENOTFOUND, "no runnable job in queue '%s'",
+                         queue);
+    }
     if (empty_cached(q, queue, now, lim, next_at, &gen, &epoch, &live))
         return nv__error(err, NV_ENOTFOUND, "no runnable job in queue '%s'",
                          queue);
@@ -1088,7 +1145,6 @@ note_get(struct rqueue *q, const char *queue, int add)
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&nt->cv, &ca);
-        pthread_cond_init(&nt->done_cv, NULL);
         pthread_condattr_destroy(&ca);
     }
     q->notes = v;
@@ -1174,8 +1230,14 @@ rq_wait(void *self, const char *queue, int64_t timeout_ms)
     while (nt != NULL && nt->tickets == 0 && q->epoch == epoch &&
            nv__monotonic_ms() < deadline)
         timed_wait(q, nt, deadline);
-    if (nt != NULL && nt->tickets > 0)
+    idle_nt = NULL;
+    if (nt != NULL && nt->tickets > 0) {
         nt->tickets--;
+    } else if (nt != NULL && q->epoch == epoch && timeout_ms >= IDLE_POLL_MS &&
+               nv__redis_sub_connected(q->sub)) {
+        idle_nt = nt;       /* a plain timeout: see idle_skip */
+        idle_epoch = epoch;
+    }
     pthread_mutex_unlock(&q->mu);
     return NV_OK;
 }
@@ -1209,7 +1271,6 @@ rq_close(void *self)
     nv__redis_sub_stop(q->sub);
     for (size_t i = 0; i < q->nnotes; i++) {
         pthread_cond_destroy(&q->notes[i]->cv);
-        pthread_cond_destroy(&q->notes[i]->done_cv);
         nv__free(q->notes[i]->queue);
         nv__free(q->notes[i]);
     }
