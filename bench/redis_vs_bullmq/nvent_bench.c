@@ -11,12 +11,14 @@
  *     own connections, 10 workers each) sharing one queue (NV_BENCH_ENGINE);
  *   - enqueue->start latency p50/p99: one job at a time, a worker blocked
  *     in the adapter's wait();
- *   - the process' peak RSS;
+ *   - the process' peak RSS, and the peak RSS of a worker process (this
+ *     program run with --worker: one engine processing a pre-filled queue
+ *     of no-op jobs at concurrency 10 and 100, nothing else);
  *   - CPU time per job (or per flow) of this process and of redis-server
  *     for each throughput figure ("cpu": {measure: [client us, redis us]}),
  *     the yardstick on a shared machine.
  *   nvent_bench <port> <jobs> <flows> <latency samples> [redis pid]
- * NVB_PARTS (comma list of adapter, engine, flows, instances, latency;
+ * NVB_PARTS (comma list of adapter, engine, flows, instances, latency, rss;
  * default all) runs only some parts while iterating.
  */
 #include <pthread.h>
@@ -479,6 +481,81 @@ engine_instances(int k, long n)
     return (double)n / ((double)t0 / 1e9);
 }
 
+/* Pre-fill queue "noop" of engine prefix 'prefix' with n jobs (no
+ * workers). */
+static void
+prefill(const char *prefix, const char *cfg, long n)
+{
+    nv_engine *e = engine(prefix);
+    nv_error err = { 0 };
+
+    if (nv_function_register_json(e, "noop", NULL, NV_RUNTIME_C, cfg, noop,
+                                  NULL, &err) != NV_OK ||
+        nv_engine_start(e, NV_START_NO_WORKERS, &err) != NV_OK)
+        die("prefill", &err);
+    for (long i = 0; i < n; i++) {
+        if (nv_queue_enqueue(e, "noop", NULL, "{}", NULL, NULL, &err) != NV_OK)
+            die("enqueue", &err);
+    }
+    nv_engine_free(e);
+}
+
+static void
+worker_cfg(char *cfg, size_t size, int concurrency)
+{
+    snprintf(cfg, size, "{\"worker\":{\"concurrency\":%d},\"queue\":"
+             "{\"defaultJobOptions\":{\"removeOnComplete\":true}}}",
+             concurrency);
+}
+
+/* --worker <prefix> <jobs> <concurrency>: process the pre-filled queue,
+ * print the peak RSS in KB. */
+static int
+worker_main(const char *prefix, long n, int concurrency)
+{
+    char cfg[160];
+    nv_engine *e = engine(prefix);
+    nv_error err = { 0 };
+    struct rusage ru;
+
+    worker_cfg(cfg, sizeof(cfg), concurrency);
+    if (nv_function_register_json(e, "noop", NULL, NV_RUNTIME_C, cfg, noop,
+                                  NULL, &err) != NV_OK ||
+        nv_engine_start(e, 0, &err) != NV_OK)
+        die("worker", &err);
+    while (atomic_load(&engine_done) < n)
+        usleep(1000);
+    nv_engine_free(e);
+    getrusage(RUSAGE_SELF, &ru);
+    printf("%ld\n", ru.ru_maxrss);
+    return 0;
+}
+
+/* Peak RSS (KB) of a separate worker process at 'concurrency'. */
+static long
+worker_rss(int concurrency, long n)
+{
+    char prefix[64], cfg[160], exe[512], cmd[800];
+    long kb = -1;
+    ssize_t l = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    FILE *f;
+
+    if (l <= 0)
+        return -1;
+    exe[l] = '\0';
+    snprintf(prefix, sizeof(prefix), "nvw%d-%d", (int)getpid(), concurrency);
+    worker_cfg(cfg, sizeof(cfg), concurrency);
+    prefill(prefix, cfg, n);
+    snprintf(cmd, sizeof(cmd), "'%s' --worker %d %s %ld %d", exe, port,
+             prefix, n, concurrency);
+    f = popen(cmd, "r");
+    if (f == NULL || fscanf(f, "%ld", &kb) != 1)
+        kb = -1;
+    if (f != NULL)
+        pclose(f);
+    return kb;
+}
+
 static double
 engine_flows(long runs)
 {
@@ -537,6 +614,12 @@ main(int argc, char **argv)
     static const int conc[3] = { 1, 10, 100 };
     struct rusage ru;
 
+#ifdef NV_BENCH_ENGINE
+    if (argc == 6 && strcmp(argv[1], "--worker") == 0) {
+        port = atoi(argv[2]);
+        return worker_main(argv[3], atol(argv[4]), atoi(argv[5]));
+    }
+#endif
     if (argc != 5 && argc != 6) {
         fprintf(stderr, "usage: nvent_bench <port> <jobs> <flows> <samples> "
                 "[redis pid]\n");
@@ -570,6 +653,12 @@ main(int argc, char **argv)
     }
     if (part("flows"))
         printf(",\"flows\":%.0f", engine_flows(flows));
+    if (part("rss")) {
+        long n = jobs > 20000 ? 20000 : jobs;
+
+        printf(",\"worker_rss_kb\":{\"10\":%ld,\"100\":%ld}",
+               worker_rss(10, n), worker_rss(100, n));
+    }
     if (part("instances")) {
         printf(",\"instances\":{");
         for (int k = 1; k <= 3; k++)
