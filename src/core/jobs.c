@@ -91,7 +91,7 @@ nv__job_json(const nv_job *j)
  */
 #define LSN_TTL_MS      5000
 #define LSN_REFRESH_MS  1000
-#define LSN_CHECK_MS    1000
+#define LSN_CHECK_MS    500
 #define LSN_NOTE_MS     3000
 #define LSN_SUFFIX      ":listeners"
 

@@ -27,14 +27,14 @@ local function jkey(id) return B .. ':j:' .. id end
 local function lkey(id) return B .. ':l:' .. id end
 local function paused() return redis.call('HGET', META, 'paused') == '1' end
 local function wake() redis.call('PUBLISH', ARGV[2], ARGV[3]) end
-local function make_waiting(id, prio, lifo)
+-- Make job id waiting (its state field too, unless 'stated'). The wait
+-- order counters grow until the set is empty and they are large (scores
+-- stay exact below 2^53).
+local function make_waiting(id, prio, lifo, stated)
   local k = jkey(id)
   if prio == nil then
     local f = redis.call('HMGET', k, 'priority', 'lifo')
     prio, lifo = tonumber(f[1] or '0') or 0, f[2]
-  end
-  if redis.call('ZCARD', WAIT) == 0 then
-    redis.call('HSET', META, 'seq', 0, 'lseq', 0)
   end
   local n
   if lifo == '1' then
@@ -42,8 +42,22 @@ local function make_waiting(id, prio, lifo)
   else
     n = redis.call('HINCRBY', META, 'seq', 1)
   end
+  if (n > 536870912 or n < -536870912) and redis.call('ZCARD', WAIT) == 0 then
+    redis.call('HSET', META, 'seq', 0, 'lseq', 0)
+    if lifo == '1' then n = -redis.call('HINCRBY', META, 'lseq', 1)
+    else n = redis.call('HINCRBY', META, 'seq', 1) end
+  end
   redis.call('ZADD', WAIT, I(prio * 2147483648 + 1073741824 + n), id)
-  redis.call('HSET', k, 'state', 'waiting')
+  if not stated then redis.call('HSET', k, 'state', 'waiting') end
+end
+-- META 'due' is the earliest delayUntil in B:delayed, '-' when none;
+-- absent (unknown) or due means: look. Adding a delayed job lowers it.
+local function add_delayed(id, at)
+  redis.call('ZADD', DELAYED, I(at), id)
+  local d = redis.call('HGET', META, 'due')
+  if d and (d == '-' or tonumber(d) > at) then
+    redis.call('HSET', META, 'due', I(at))
+  end
 end
 local function getjob(id)
   local h = redis.call('HGETALL', jkey(id))
@@ -96,13 +110,20 @@ end
 -- (the caller sets state, processedOn, leaseUntil, leaseToken, finishedOn
 -- itself) or {-3, next_at}.
 local function reserve_next(now, lease_ms, token, lmax, ldur, grouped)
-  local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', I(now), 'LIMIT', 0, 1000)
-  for _, id in ipairs(due) do
-    redis.call('ZREM', DELAYED, id)
-    make_waiting(id)
+  local m = redis.call('HMGET', META, 'paused', 'due')
+  local first = m[2]
+  if not first or (first ~= '-' and tonumber(first) <= now) then
+    local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', I(now), 'LIMIT', 0, 1000)
+    for _, id in ipairs(due) do
+      redis.call('ZREM', DELAYED, id)
+      make_waiting(id)
+    end
+    if #due > 1 then wake() end
+    local d = redis.call('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
+    first = #d > 0 and d[2] or '-'
+    redis.call('HSET', META, 'due', first)
   end
-  if #due > 1 then wake() end
-  if paused() then return { -3, 0 } end
+  if m[1] == '1' then return { -3, 0 } end
   local function limkey(g)
     if not grouped then return B .. ':lim' end
     if g then return B .. ':lim:=' .. g end
@@ -143,11 +164,10 @@ local function reserve_next(now, lease_ms, token, lmax, ldur, grouped)
     end
   end
   if not pick then
-    if #due == 1000 then
-      nxt = now
-    else
-      local d = redis.call('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
-      if #d > 0 and (nxt == 0 or tonumber(d[2]) < nxt) then nxt = tonumber(d[2]) end
+    if first ~= '-' then
+      local d = tonumber(first)
+      if d < now then d = now end
+      if nxt == 0 or d < nxt then nxt = d end
     end
     return { -3, I(nxt) }
   end
@@ -162,6 +182,10 @@ local function reserve_next(now, lease_ms, token, lmax, ldur, grouped)
     local lk = limkey(pickg)
     redis.call('ZADD', lk, I(now), token)
     redis.call('PEXPIRE', lk, I(ldur + 60000))
+  end
+  -- flow jobs keep no logs (Q-20)
+  for i = 1, #h, 2 do
+    if h[i] == 'runId' then return { 1, { h, 0, {} } } end
   end
   return { 1, { h, 0, redis.call('LRANGE', lkey(pick), 0, -1) } }
 end
@@ -211,7 +235,7 @@ local function finish_job(id, token, kind, now, rv, reason, retry_at)
   redis.call('HSET', k, 'attemptsMade', attempts, 'failedReason', reason)
   if retry_at > now then
     redis.call('HSET', k, 'state', 'delayed', 'delayUntil', I(retry_at))
-    redis.call('ZADD', DELAYED, I(retry_at), id)
+    add_delayed(id, retry_at)
   else
     make_waiting(id)
   end
