@@ -9,12 +9,15 @@
  *    running at once);
  * 2. flow steps per second: 3-step flows chained by events;
  * 3. enqueue -> start latency p50 / p99 (one job in flight at a time).
+ * 1 and 2 also print the process's CPU time (user + system) per job or
+ * step: on a shared machine a steadier yardstick than the rate.
  */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
 
 #include <nvent.h>
 
@@ -36,7 +39,19 @@ now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* CPU time (user + system) of the whole process, seconds. */
+static double
+cpu_s(void)
+{
+    struct rusage ru;
+
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
 static atomic_llong done_jobs;
+static double cpu_per_op;         /* us of CPU per job / step, last run */
 static atomic_llong started_ns;   /* latency probe: handler start time */
 
 static int
@@ -108,12 +123,13 @@ bench_jobs(long n)
 {
     nv_engine *e = engine();
     nv_error err = { 0 };
-    double t0, t1;
+    double t0, t1, c0;
 
     atomic_store(&done_jobs, 0);
     must(nv_function_register_json(e, "noop", NULL, NV_RUNTIME_C, plain_cfg,
                                    noop, NULL, &err), &err, "register");
     must(nv_engine_start(e, 0, &err), &err, "start");
+    c0 = cpu_s();
     t0 = now_s();
     for (long i = 0; i < n; i++) {
         int rc = nv_queue_enqueue(e, "noop", NULL, "{}", NULL, NULL, &err);
@@ -123,6 +139,7 @@ bench_jobs(long n)
     while (atomic_load(&done_jobs) < n)
         nv_engine_wait_idle(e, 100, NULL);
     t1 = now_s();
+    cpu_per_op = (cpu_s() - c0) * 1e6 / (double)n;
     nv_engine_free(e);
     return (double)n / (t1 - t0);
 }
@@ -148,7 +165,7 @@ bench_flows(long runs)
     nv_engine *e = engine();
     nv_error err = { 0 };
     char run_id[NV_ID_MAX];
-    double t0, t1;
+    double t0, t1, c0;
 
     atomic_store(&done_jobs, 0);
     must(nv_function_register(e, "a", NULL, &a, step_emit, (void *)"e1",
@@ -158,6 +175,7 @@ bench_flows(long runs)
     must(nv_function_register(e, "c", NULL, &c, step_last, NULL, &err), &err,
          "register c");
     must(nv_engine_start(e, 0, &err), &err, "start");
+    c0 = cpu_s();
     t0 = now_s();
     for (long i = 0; i < runs; i++)
         must(nv_flow_start(e, "chain", "{}", NULL, run_id, NULL, &err), &err,
@@ -166,6 +184,7 @@ bench_flows(long runs)
         nv_engine_wait_idle(e, 100, NULL);
     nv_run_wait(e, run_id, 60000, NULL, NULL);
     t1 = now_s();
+    cpu_per_op = (cpu_s() - c0) * 1e6 / (double)(3 * runs);
     nv_engine_free(e);
     return (double)(3 * runs) / (t1 - t0);
 }
@@ -248,7 +267,7 @@ main(int argc, char **argv)
 {
     long jobs = 1000000, flows = 100000;
     int runs = 5;
-    double v[16], p50[16], p99[16];
+    double v[16], cpu[16], p50[16], p99[16];
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--jobs") == 0 && i + 1 < argc)
@@ -264,14 +283,18 @@ main(int argc, char **argv)
         runs = 5;
     printf("engine_bench: adapters from %s, median of %d runs\n",
            config_text ? "the given config" : "defaults (memory)", runs);
-    for (int r = 0; r < runs; r++)
+    for (int r = 0; r < runs; r++) {
         v[r] = bench_jobs(jobs);
-    printf("no-op jobs enqueue->ack:  %12.0f jobs/s   (%ld jobs)\n",
-           median(v, runs), jobs);
-    for (int r = 0; r < runs; r++)
+        cpu[r] = cpu_per_op;
+    }
+    printf("no-op jobs enqueue->ack:  %12.0f jobs/s   (%ld jobs, "
+           "%.2f us CPU/job)\n", median(v, runs), jobs, median(cpu, runs));
+    for (int r = 0; r < runs; r++) {
         v[r] = bench_flows(flows);
-    printf("flow steps (3-step flows): %11.0f steps/s  (%ld runs)\n",
-           median(v, runs), flows);
+        cpu[r] = cpu_per_op;
+    }
+    printf("flow steps (3-step flows): %11.0f steps/s  (%ld runs, "
+           "%.2f us CPU/step)\n", median(v, runs), flows, median(cpu, runs));
     for (int r = 0; r < runs; r++)
         bench_latency(2000, &p50[r], &p99[r]);
     printf("enqueue->start latency:   p50 %.1f us   p99 %.1f us\n",

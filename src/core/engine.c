@@ -402,8 +402,8 @@ engine_destroy(nv_engine *e)
     for (size_t i = 0; i < e->nwq; i++) {
         nv__free(e->wqs[i].default_opts);
         nv__free(e->wqs[i].threads);
-        pthread_mutex_destroy(&e->wqs[i].mu);
     }
+    nv__workers_free(e);
     nv__free(e->wqs);
     while (e->lives != NULL) {
         struct nv_live *l = e->lives;
@@ -635,7 +635,6 @@ build_queues(nv_engine *e, nv_error *err)
         nv__wq *wq = &e->wqs[i];
         json_t *o;
 
-        pthread_mutex_init(&wq->mu, NULL);
         e->nwq = i + 1;
         wq->e = e;
         wq->fn = nv__registry_function(e->reg, i);
@@ -766,33 +765,10 @@ static int
 any_active(nv_engine *e)
 {
     for (size_t i = 0; i < e->nwq; i++) {
-        if (atomic_load(&e->wqs[i].nactive) > 0)
+        if (nv__wq_nactive(&e->wqs[i]) > 0)
             return 1;
     }
     return 0;
-}
-
-/* W-7: put the jobs still active back to waiting without using an attempt. */
-static void
-release_active(nv_engine *e)
-{
-    nv_finish f = { .kind = NV_FINISH_RELEASE };
-
-    for (size_t i = 0; i < e->nwq; i++) {
-        nv__wq *wq = &e->wqs[i];
-
-        pthread_mutex_lock(&wq->mu);
-        for (nv_ctx *c = wq->active; c != NULL; c = c->next) {
-            if (c->done)
-                continue;
-            c->done = 1;
-            e->queue.ops->finish(e->queue.self, c->job.queue, c->job.id,
-                                 c->job.lease_token, &f, nv__now(e), NULL);
-            nv__engine_log(e, NV_LOG_WARN, "job %s of queue %s released at "
-                           "shutdown", c->job.id, c->job.queue);
-        }
-        pthread_mutex_unlock(&wq->mu);
-    }
 }
 
 int
@@ -820,7 +796,7 @@ nv_engine_stop(nv_engine *e, int64_t grace_ms)
         pthread_cond_timedwait(&e->cv, &e->mu, &ts);
     }
     pthread_mutex_unlock(&e->mu);
-    release_active(e);
+    nv__attempts_release(e);
     nv__maint_join(e);
     nv__workers_join(e);
     nv__index_flush(e);
@@ -854,7 +830,7 @@ queues_idle(nv_engine *e, int64_t now, nv_error *err)
 
         if (rc != NV_OK)
             return rc;
-        if (c.active > 0 || c.waiting > 0 || atomic_load(&e->wqs[i].nactive))
+        if (c.active > 0 || c.waiting > 0 || nv__wq_nactive(&e->wqs[i]))
             return 0;
         if (c.delayed == 0)
             continue;

@@ -2,7 +2,7 @@
  * The engine's internal state, shared by the files of the engine runtime
  * (engine.c, worker.c, jobs.c, ctx.c, flow.c, runs.c, maint.c, live.c,
  * obs.c). Nothing outside src/core/ includes this: other layers use
- * engine.h. Lock order: wq->mu, then e->mu, then e->live_mu.
+ * engine.h. Lock order: a context's mu, then e->mu, then e->live_mu.
  */
 #ifndef NV_CORE_ENGINE_INT_H
 #define NV_CORE_ENGINE_INT_H
@@ -33,14 +33,19 @@ typedef struct nv__wq {
     char               *default_opts;   /* fn->opts as compact JSON */
     pthread_t          *threads;
     int                 nthreads;
-    pthread_mutex_t     mu;             /* guards 'active' */
-    struct nv_ctx      *active;         /* attempts running here */
-    atomic_int          nactive;
-    /* metrics (M-1): attempts ended here */
-    atomic_llong        processed, failed;
-    atomic_llong        hist[NV__HIST_BUCKETS];
-    atomic_llong        hist_sum_us;
+    struct nv_ctx      *ctxs;           /* one per worker thread, for the
+                                           engine's life (worker.c) */
+    int                 nctxs;
+    atomic_int          nclaimed;       /* contexts taken by threads */
 } nv__wq;
+
+/* Metrics (M-1) of attempts ended: kept per worker context (no cache
+ * line shared between workers), summed when read (nv__wq_metrics). */
+typedef struct nv__metrics {
+    long long processed, failed;
+    long long hist[NV__HIST_BUCKETS];
+    long long hist_sum_us;
+} nv__metrics;
 
 /* A flow with its projection definition (built at start). */
 typedef struct nv__flowrt {
@@ -146,9 +151,16 @@ struct nv_ctx {
     int64_t           deadline;          /* 0: no timeout */
     int64_t           next_hb;           /* next heartbeat (engine clock) */
     _Atomic(const char *) cancel;        /* CTX-7 reason or NULL */
-    int               done;              /* outcome fixed early [wq->mu] */
-    int               busy;              /* timeout outcome running [wq->mu] */
-    pthread_mutex_t   mu;                /* guards the members below */
+    atomic_int        open;              /* an attempt runs (its owner
+                                            writes; others count) */
+    atomic_llong      processed, failed; /* metrics, see nv__metrics */
+    atomic_llong      hist[NV__HIST_BUCKETS];
+    atomic_llong      hist_sum_us;
+    pthread_mutex_t   mu;                /* guards done, busy, returned */
+    int               done;              /* outcome fixed (or no attempt):
+                                            others then leave the context
+                                            alone; its owner refills it */
+    int               busy;              /* timeout outcome running */
     int               returned;          /* handler returned (CTX-9) */
     char             *result;
     char             *fail_msg, *fail_stack;
@@ -159,7 +171,6 @@ struct nv_ctx {
     char             *stream_key;
     char            **emit_ids;
     size_t            nemit, emit_cap;
-    struct nv_ctx    *prev, *next;       /* wq->active [wq->mu] */
 };
 
 /* ---- engine.c ---- */
@@ -182,6 +193,14 @@ void nv__attempts_check(nv_engine *e, int64_t now, int hb);
 /* Raise the cancellation check of every attempt of run 'run_id' (NULL:
  * every attempt) with 'reason'. */
 void nv__attempts_cancel(nv_engine *e, const char *run_id, const char *reason);
+/* W-7: put the jobs of attempts still open back to waiting (engine stop). */
+void nv__attempts_release(nv_engine *e);
+/* Free the worker contexts (after nv__workers_join). */
+void nv__workers_free(nv_engine *e);
+/* Attempts running in wq's workers now. */
+int  nv__wq_nactive(const nv__wq *wq);
+/* The metrics of wq's workers, summed. */
+void nv__wq_metrics(const nv__wq *wq, nv__metrics *out);
 /* Parsed effective options of a stored job. */
 int  nv__job_opts(nv__wq *wq, const nv_job *job, nv__jobopts *o);
 

@@ -114,6 +114,7 @@ nv_metrics_text(nv_engine *e, char **text, nv_error *err)
     size_t len = 0;
     FILE *f;
     json_t *runs;
+    nv__metrics m;
 
     if (e == NULL)
         return nv__error(err, NV_EINVAL, "engine must not be NULL");
@@ -145,24 +146,27 @@ nv_metrics_text(nv_engine *e, char **text, nv_error *err)
     }
     head(f, "nvent_jobs_processed_total", "counter",
          "Attempts ended on this instance");
-    for (size_t i = 0; i < e->nwq; i++)
+    for (size_t i = 0; i < e->nwq; i++) {
+        nv__wq_metrics(&e->wqs[i], &m);
         fprintf(f, "nvent_jobs_processed_total{queue=\"%s\"} %lld\n",
-                e->wqs[i].fn->queue,
-                (long long)atomic_load(&e->wqs[i].processed));
+                e->wqs[i].fn->queue, m.processed);
+    }
     head(f, "nvent_jobs_failed_total", "counter",
          "Attempts failed on this instance");
-    for (size_t i = 0; i < e->nwq; i++)
+    for (size_t i = 0; i < e->nwq; i++) {
+        nv__wq_metrics(&e->wqs[i], &m);
         fprintf(f, "nvent_jobs_failed_total{queue=\"%s\"} %lld\n",
-                e->wqs[i].fn->queue,
-                (long long)atomic_load(&e->wqs[i].failed));
+                e->wqs[i].fn->queue, m.failed);
+    }
     head(f, "nvent_job_duration_seconds", "histogram",
          "Duration of ended attempts");
     for (size_t i = 0; i < e->nwq; i++) {
         nv__wq *wq = &e->wqs[i];
         long long cum = 0;
 
+        nv__wq_metrics(wq, &m);
         for (int b = 0; b < NV__HIST_BUCKETS; b++) {
-            cum += atomic_load(&wq->hist[b]);
+            cum += m.hist[b];
             if (b < NV__HIST_BUCKETS - 1)
                 fprintf(f, "nvent_job_duration_seconds_bucket{queue=\"%s\","
                         "le=\"%g\"} %lld\n", wq->fn->queue,
@@ -172,7 +176,7 @@ nv_metrics_text(nv_engine *e, char **text, nv_error *err)
                         "le=\"+Inf\"} %lld\n", wq->fn->queue, cum);
         }
         fprintf(f, "nvent_job_duration_seconds_sum{queue=\"%s\"} %.6f\n",
-                wq->fn->queue, (double)atomic_load(&wq->hist_sum_us) / 1e6);
+                wq->fn->queue, (double)m.hist_sum_us / 1e6);
         fprintf(f, "nvent_job_duration_seconds_count{queue=\"%s\"} %lld\n",
                 wq->fn->queue, cum);
     }

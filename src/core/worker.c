@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/adapters.h"
 #include "core/engine_int.h"
 #include "core/util.h"
 
@@ -39,55 +40,56 @@ nv__job_opts(nv__wq *wq, const nv_job *job, nv__jobopts *o)
     return rc;
 }
 
-/* ---- The active list ---- */
+/* ---- Attempt bookkeeping ----
+ *
+ * Each worker thread owns one context (wq->ctxs[k]) for the engine's life.
+ * The watch thread, cancel and stop look at a context under its own c->mu,
+ * and only while its attempt's outcome is open (!c->done); the owner fills
+ * the context for the next job while done is set, so a look never sees it
+ * half filled. A busy worker takes no lock that another worker takes.
+ */
 
+/* The attempt is open: others may now look at the context. */
 static void
-active_add(nv__wq *wq, nv_ctx *c)
+attempt_open(nv_ctx *c)
 {
-    pthread_mutex_lock(&wq->mu);
-    c->prev = NULL;
-    c->next = wq->active;
-    if (wq->active != NULL)
-        wq->active->prev = c;
-    wq->active = c;
-    atomic_fetch_add(&wq->nactive, 1);
-    pthread_mutex_unlock(&wq->mu);
+    atomic_store_explicit(&c->open, 1, memory_order_relaxed);
+    pthread_mutex_lock(&c->mu);
+    c->done = 0;
+    c->busy = 0;
+    c->returned = 0;
+    pthread_mutex_unlock(&c->mu);
 }
 
 /* Claim the outcome: 1 when this caller fixes it, 0 when already fixed.
- * Waits for a timeout outcome still being written. */
+ * Waits for a timeout outcome still being written. 'returned': the
+ * handler has returned (CTX-9), noted in the same step. */
 static int
-outcome_claim(nv__wq *wq, nv_ctx *c)
+outcome_claim(nv_ctx *c, int returned)
 {
     int mine;
 
-    pthread_mutex_lock(&wq->mu);
+    pthread_mutex_lock(&c->mu);
+    if (returned)
+        c->returned = 1;
     while (c->busy) {
-        pthread_mutex_unlock(&wq->mu);
+        pthread_mutex_unlock(&c->mu);
         nv__sleep_ms(1);
-        pthread_mutex_lock(&wq->mu);
+        pthread_mutex_lock(&c->mu);
     }
     mine = !c->done;
     c->done = 1;
-    pthread_mutex_unlock(&wq->mu);
+    pthread_mutex_unlock(&c->mu);
     return mine;
 }
 
+/* The attempt is over (its outcome claimed). */
 static void
-active_remove(nv__wq *wq, nv_ctx *c)
+attempt_close(nv_ctx *c)
 {
-    nv_engine *e = wq->e;
+    nv_engine *e = c->e;
 
-    pthread_mutex_lock(&wq->mu);
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        wq->active = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
-    c->prev = c->next = NULL;
-    atomic_fetch_sub(&wq->nactive, 1);
-    pthread_mutex_unlock(&wq->mu);
+    atomic_store(&c->open, 0);
     if (atomic_load(&e->stopping)) {
         pthread_mutex_lock(&e->mu);
         pthread_cond_broadcast(&e->cv);
@@ -101,16 +103,43 @@ nv__attempts_cancel(nv_engine *e, const char *run_id, const char *reason)
     for (size_t i = 0; i < e->nwq; i++) {
         nv__wq *wq = &e->wqs[i];
 
-        if (atomic_load(&wq->nactive) == 0)
+        if (nv__wq_nactive(wq) == 0)
             continue;
-        pthread_mutex_lock(&wq->mu);
-        for (nv_ctx *c = wq->active; c != NULL; c = c->next) {
+        for (int k = 0; k < wq->nctxs; k++) {
+            nv_ctx *c = &wq->ctxs[k];
             const char *none = NULL;
 
-            if (run_id == NULL || strcmp(c->job.run_id, run_id) == 0)
+            pthread_mutex_lock(&c->mu);
+            if (!c->done &&
+                (run_id == NULL || strcmp(c->job.run_id, run_id) == 0))
                 atomic_compare_exchange_strong(&c->cancel, &none, reason);
+            pthread_mutex_unlock(&c->mu);
         }
-        pthread_mutex_unlock(&wq->mu);
+    }
+}
+
+void
+nv__attempts_release(nv_engine *e)
+{
+    nv_finish f = { .kind = NV_FINISH_RELEASE };
+
+    for (size_t i = 0; i < e->nwq; i++) {
+        nv__wq *wq = &e->wqs[i];
+
+        for (int k = 0; k < wq->nctxs; k++) {
+            nv_ctx *c = &wq->ctxs[k];
+
+            pthread_mutex_lock(&c->mu);
+            if (!c->done) {
+                c->done = 1;
+                e->queue.ops->finish(e->queue.self, c->job.queue, c->job.id,
+                                     c->job.lease_token, &f, nv__now(e),
+                                     NULL);
+                nv__engine_log(e, NV_LOG_WARN, "job %s of queue %s released "
+                               "at shutdown", c->job.id, c->job.queue);
+            }
+            pthread_mutex_unlock(&c->mu);
+        }
     }
 }
 
@@ -147,12 +176,24 @@ plain_state_cleanup(nv_engine *e, const nv_job *j)
         nv__state_drop_job(e, j->queue, j->id);
 }
 
+/* The next job a worker asks for while it ends an attempt. */
+struct next_job {
+    const nv_limiter *lim;
+    nv_job           *out;      /* written when got = 1 */
+    int               got;
+    int64_t           now;      /* the engine clock of the reserve */
+};
+
 /*
  * End the attempt: 'ok' success, else failure with 'forced' (timeout) or
- * the handler's message. Called once per attempt (outcome_claim).
+ * the handler's message. Called once per attempt (outcome_claim). With
+ * 'nx' (the worker, not the timeout) and the engine not stopping, the
+ * finish also reserves the next job of the queue in the same adapter call
+ * (queue->finish_reserve).
  */
 static void
-outcome(nv_ctx *c, int ok, int rc_handler, const char *forced)
+outcome(nv_ctx *c, int ok, int rc_handler, const char *forced,
+        struct next_job *nx)
 {
     nv_engine *e = c->e;
     nv_job *j = &c->job;
@@ -203,8 +244,16 @@ outcome(nv_ctx *c, int ok, int rc_handler, const char *forced)
         f.retry_at = now > INT64_MAX - wait ? INT64_MAX : now + wait;
         type = final ? "failed" : "retry";
     }
-    rc = e->queue.ops->finish(e->queue.self, j->queue, j->id, j->lease_token,
-                              &f, now, &err);
+    if (nx != NULL && !atomic_load(&e->stopping)) {
+        rc = nv__queue_finish_reserve(&e->queue, j->queue, j->id,
+                                      j->lease_token, &f, now,
+                                      c->wq->fn->lock_ms, nx->lim, nx->out,
+                                      &nx->got, NULL, &err);
+        nx->now = now;
+    } else {
+        rc = e->queue.ops->finish(e->queue.self, j->queue, j->id,
+                                  j->lease_token, &f, now, &err);
+    }
     if (rc == NV_ELEASE) {
         nv__engine_log(e, NV_LOG_WARN, "job %s of queue %s: lease lost, "
                        "outcome discarded", j->id, j->queue);
@@ -229,22 +278,50 @@ outcome(nv_ctx *c, int ok, int rc_handler, const char *forced)
 }
 
 static void
-observe(nv__wq *wq, int64_t us, int failed)
+observe(nv_ctx *c, int64_t us, int failed)
 {
-    double s = (double)us / 1e6;
+    double sec = (double)us / 1e6;
     int b = NV__HIST_BUCKETS - 1;
 
     for (int i = 0; i < NV__HIST_BUCKETS - 1; i++) {
-        if (s <= bucket_bounds[i]) {
+        if (sec <= bucket_bounds[i]) {
             b = i;
             break;
         }
     }
-    atomic_fetch_add_explicit(&wq->hist[b], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&wq->hist_sum_us, us, memory_order_relaxed);
-    atomic_fetch_add_explicit(&wq->processed, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->hist[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->hist_sum_us, us, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->processed, 1, memory_order_relaxed);
     if (failed)
-        atomic_fetch_add_explicit(&wq->failed, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&c->failed, 1, memory_order_relaxed);
+}
+
+int
+nv__wq_nactive(const nv__wq *wq)
+{
+    int n = 0;
+
+    for (int k = 0; k < wq->nctxs; k++)
+        n += atomic_load(&wq->ctxs[k].open);
+    return n;
+}
+
+void
+nv__wq_metrics(const nv__wq *wq, nv__metrics *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (int k = 0; k < wq->nctxs; k++) {
+        nv_ctx *c = &wq->ctxs[k];
+
+        out->processed += atomic_load_explicit(&c->processed,
+                                               memory_order_relaxed);
+        out->failed += atomic_load_explicit(&c->failed, memory_order_relaxed);
+        out->hist_sum_us += atomic_load_explicit(&c->hist_sum_us,
+                                                 memory_order_relaxed);
+        for (int b = 0; b < NV__HIST_BUCKETS; b++)
+            out->hist[b] += atomic_load_explicit(&c->hist[b],
+                                                 memory_order_relaxed);
+    }
 }
 
 double
@@ -296,43 +373,53 @@ step_id(char *out, size_t size, const char *a, size_t amax, const char *b,
     out[n] = '\0';
 }
 
-/* 'now': the engine clock at the reserve that handed out 'job' (its
- * processed_on), read once for both. */
+/* Make the (done) context c ready for an attempt of 'job', whose heap
+ * members it takes. */
 static void
-run_attempt(nv__wq *wq, nv_ctx *c, nv_job *job, int64_t now)
+ctx_fill(nv__wq *wq, nv_ctx *c, nv_job *job, int64_t now)
 {
-    nv_engine *e = wq->e;
     const nv__function *fn = wq->fn;
-    int64_t us;
-    int rc, ok;
 
-    /* The context lives as long as its worker thread: a handler that
-     * keeps it past its return is refused (CTX-9), never crashed. */
-    pthread_mutex_lock(&c->mu);
-    {
-        pthread_mutex_t mu = c->mu;
-
-        memset(c, 0, sizeof(*c));
-        c->mu = mu;
-    }
-    pthread_mutex_unlock(&c->mu);
-    c->e = e;
-    c->wq = wq;
     c->job = *job;
+    memset(job, 0, sizeof(*job));
+    job = &c->job;
+    atomic_store(&c->cancel, NULL);
     nv__job_opts(wq, job, &c->opts);
     c->attempt = job->attempts_made + 1;
     c->start_ms = now;
     c->deadline = c->opts.timeout > 0 ? now + c->opts.timeout : 0;
     c->next_hb = now + fn->lock_ms / 2;
+    c->fail_flags = 0;
+    c->flow = NULL;
     if (job->run_id[0] != '\0') {
-        c->flow = nv__flowrt_find(e, job->flow_name);
+        c->flow = nv__flowrt_find(wq->e, job->flow_name);
         step_id(c->step_id, sizeof(c->step_id), job->run_id,
                 sizeof(c->step_id), job->step_name, c->attempt);
     } else {
         step_id(c->step_id, sizeof(c->step_id), job->id,
                 sizeof(c->step_id) - NV_NAME_MAX - 24, job->name, c->attempt);
     }
-    active_add(wq, c);
+}
+
+/*
+ * Run an attempt of 'job' (taken: zeroed on return). 'now': the engine
+ * clock at the reserve that handed it out (its processed_on). Returns 1
+ * when ending it reserved the next job of the queue into 'job' (then
+ * *next_now is that reserve's clock), else 0.
+ */
+static int
+run_attempt(nv__wq *wq, nv_ctx *c, nv_job *job, int64_t now,
+            const nv_limiter *lim, int64_t *next_now)
+{
+    nv_engine *e = wq->e;
+    const nv__function *fn = wq->fn;
+    struct next_job nx = { .lim = lim, .out = job };
+    struct timespec a, b;
+    int64_t us;
+    int rc, ok;
+
+    ctx_fill(wq, c, job, now);
+    attempt_open(c);
     if (atomic_load(&e->stopping))
         atomic_store(&c->cancel, "shutdown");
     if (c->deadline != 0) {
@@ -340,32 +427,31 @@ run_attempt(nv__wq *wq, nv_ctx *c, nv_job *job, int64_t now)
         pthread_cond_broadcast(&e->cv);
         pthread_mutex_unlock(&e->mu);
     }
-    if (job->run_id[0] != '\0') {
-        if (c->flow == NULL || nv__flow_before(c) != 0) {
-            outcome_claim(wq, c);
-            active_remove(wq, c);
-            ctx_release(c);
-            return;
-        }
+    if (c->job.run_id[0] != '\0' &&
+        (c->flow == NULL || nv__flow_before(c) != 0)) {
+        outcome_claim(c, 0);
+        attempt_close(c);
+        ctx_release(c);
+        nv_job_release(&c->job);
+        return 0;
     }
     if (nv__publishing(e))
-        nv__job_event(e, job, "active", NULL);
-    struct timespec a, b;
+        nv__job_event(e, &c->job, "active", NULL);
     clock_gettime(CLOCK_MONOTONIC, &a);
-    rc = fn->handler(c, job->data != NULL ? job->data : "{}", fn->ud);
+    rc = fn->handler(c, c->job.data != NULL ? c->job.data : "{}", fn->ud);
     clock_gettime(CLOCK_MONOTONIC, &b);
     us = (int64_t)(b.tv_sec - a.tv_sec) * 1000000 +
          (b.tv_nsec - a.tv_nsec) / 1000;
-    pthread_mutex_lock(&c->mu);
-    c->returned = 1;
-    pthread_mutex_unlock(&c->mu);
     ok = rc == NV_OK;
-    if (outcome_claim(wq, c)) {
-        outcome(c, ok, rc, NULL);
-        observe(wq, us, !ok);
+    if (outcome_claim(c, 1)) {
+        outcome(c, ok, rc, NULL, &nx);
+        observe(c, us, !ok);
     }
-    active_remove(wq, c);
+    attempt_close(c);
     ctx_release(c);
+    nv_job_release(&c->job);
+    *next_now = nx.now;
+    return nx.got;
 }
 
 /* ---- Worker threads ---- */
@@ -380,25 +466,34 @@ wait_ms(int64_t now, int64_t next_at)
     return d < 1 ? 1 : d;
 }
 
+/*
+ * A worker: reserve a job, run it, and end it with finish_reserve, which
+ * usually hands out the next job at once; reserve and wait only when it
+ * did not. A job in hand when the engine stops goes back to waiting.
+ */
 static void *
 worker_main(void *arg)
 {
     nv__wq *wq = arg;
     nv_engine *e = wq->e;
     nv_limiter lim = wq->fn->limiter;
-    nv_ctx *c = nv__calloc(1, sizeof(*c));
-    int64_t backoff = 0;
+    nv_ctx *c = &wq->ctxs[atomic_fetch_add(&wq->nclaimed, 1)];
+    int64_t backoff = 0, now = 0;
+    nv_job job;
+    int have = 0;
 
     lim.grouped = wq->fn->group_key != NULL;
-    if (c != NULL)
-        pthread_mutex_init(&c->mu, NULL);
-    while (c != NULL && !atomic_load(&e->stopping)) {
-        nv_job job;
+    memset(&job, 0, sizeof(job));
+    while (!atomic_load(&e->stopping)) {
         nv_error err;
-        int64_t now = nv__now(e), next_at = 0;
+        int64_t next_at = 0;
         int rc;
 
-        memset(&job, 0, sizeof(job));
+        if (have) {
+            have = run_attempt(wq, c, &job, now, &lim, &now);
+            continue;
+        }
+        now = nv__now(e);
         rc = e->queue.ops->reserve(e->queue.self, wq->fn->queue, now,
                                    wq->fn->lock_ms, &lim, &job, &next_at,
                                    &err);
@@ -419,12 +514,15 @@ worker_main(void *arg)
             continue;
         }
         backoff = 0;
-        run_attempt(wq, c, &job, now);
+        have = 1;
+    }
+    if (have) {
+        nv_finish f = { .kind = NV_FINISH_RELEASE };
+
+        e->queue.ops->finish(e->queue.self, job.queue, job.id,
+                             job.lease_token, &f, nv__now(e), NULL);
         nv_job_release(&job);
     }
-    if (c != NULL)
-        pthread_mutex_destroy(&c->mu);
-    nv__free(c);
     return NULL;
 }
 
@@ -449,40 +547,36 @@ nv__attempts_check(nv_engine *e, int64_t now, int hb)
 {
     for (size_t i = 0; i < e->nwq; i++) {
         nv__wq *wq = &e->wqs[i];
-        nv_ctx *hit;
 
-        if (atomic_load(&wq->nactive) == 0)
+        if (nv__wq_nactive(wq) == 0)
             continue;
-        do {
-            hit = NULL;
-            pthread_mutex_lock(&wq->mu);
-            for (nv_ctx *c = wq->active; c != NULL; c = c->next) {
-                if (c->done)
-                    continue;
-                if (c->deadline != 0 && now >= c->deadline) {
-                    c->done = 1;
-                    c->busy = 1;
-                    hit = c;
-                    break;
-                }
-                if (hb && now >= c->next_hb)
-                    heartbeat(e, wq, c, now);
+        for (int k = 0; k < wq->nctxs; k++) {
+            nv_ctx *c = &wq->ctxs[k];
+            int hit = 0;
+
+            pthread_mutex_lock(&c->mu);
+            if (!c->done && c->deadline != 0 && now >= c->deadline) {
+                c->done = 1;
+                c->busy = 1;
+                hit = 1;
+            } else if (!c->done && hb && now >= c->next_hb) {
+                heartbeat(e, wq, c, now);
             }
-            pthread_mutex_unlock(&wq->mu);
-            if (hit != NULL) {
+            pthread_mutex_unlock(&c->mu);
+            if (hit) {
                 char msg[64];
                 const char *none = NULL;
 
-                atomic_compare_exchange_strong(&hit->cancel, &none, "timeout");
+                atomic_compare_exchange_strong(&c->cancel, &none, "timeout");
                 snprintf(msg, sizeof(msg), "timed out after %lld ms",
-                         (long long)hit->opts.timeout);
-                outcome(hit, 0, NV_EUNAVAILABLE, msg);
-                observe(wq, (now - hit->start_ms) * 1000, 1);
-                pthread_mutex_lock(&wq->mu);
-                hit->busy = 0;
-                pthread_mutex_unlock(&wq->mu);
+                         (long long)c->opts.timeout);
+                outcome(c, 0, NV_EUNAVAILABLE, msg, NULL);
+                observe(c, (now - c->start_ms) * 1000, 1);
+                pthread_mutex_lock(&c->mu);
+                c->busy = 0;
+                pthread_mutex_unlock(&c->mu);
             }
-        } while (hit != NULL);
+        }
     }
 }
 
@@ -494,18 +588,20 @@ next_due(nv_engine *e)
     for (size_t i = 0; i < e->nwq; i++) {
         nv__wq *wq = &e->wqs[i];
 
-        if (atomic_load(&wq->nactive) == 0)
+        if (nv__wq_nactive(wq) == 0)
             continue;
-        pthread_mutex_lock(&wq->mu);
-        for (nv_ctx *c = wq->active; c != NULL; c = c->next) {
-            if (c->done)
-                continue;
-            if (c->deadline != 0 && c->deadline < best)
-                best = c->deadline;
-            if (c->next_hb < best)
-                best = c->next_hb;
+        for (int k = 0; k < wq->nctxs; k++) {
+            nv_ctx *c = &wq->ctxs[k];
+
+            pthread_mutex_lock(&c->mu);
+            if (!c->done) {
+                if (c->deadline != 0 && c->deadline < best)
+                    best = c->deadline;
+                if (c->next_hb < best)
+                    best = c->next_hb;
+            }
+            pthread_mutex_unlock(&c->mu);
         }
-        pthread_mutex_unlock(&wq->mu);
     }
     return best;
 }
@@ -543,8 +639,18 @@ nv__workers_start(nv_engine *e, nv_error *err)
 
         wq->threads = nv__calloc((size_t)wq->fn->concurrency,
                                  sizeof(pthread_t));
-        if (wq->threads == NULL)
+        wq->ctxs = nv__calloc((size_t)wq->fn->concurrency, sizeof(nv_ctx));
+        if (wq->threads == NULL || wq->ctxs == NULL)
             return nv__error(err, NV_ENOMEM, "engine: out of memory");
+        for (int k = 0; k < wq->fn->concurrency; k++) {
+            nv_ctx *c = &wq->ctxs[k];
+
+            pthread_mutex_init(&c->mu, NULL);
+            c->e = e;
+            c->wq = wq;
+            c->done = 1;            /* no attempt yet */
+            wq->nctxs = k + 1;
+        }
         for (int k = 0; k < wq->fn->concurrency; k++) {
             if (pthread_create(&wq->threads[k], NULL, worker_main, wq) != 0)
                 return nv__error(err, NV_EINTERNAL, "cannot start worker "
@@ -584,5 +690,19 @@ nv__workers_join(nv_engine *e)
         pthread_mutex_unlock(&e->mu);
         pthread_join(e->watch_thread, NULL);
         e->have_watch = 0;
+    }
+}
+
+void
+nv__workers_free(nv_engine *e)
+{
+    for (size_t i = 0; e->wqs != NULL && i < e->nwq; i++) {
+        nv__wq *wq = &e->wqs[i];
+
+        for (int k = 0; k < wq->nctxs; k++)
+            pthread_mutex_destroy(&wq->ctxs[k].mu);
+        nv__free(wq->ctxs);
+        wq->ctxs = NULL;
+        wq->nctxs = 0;
     }
 }

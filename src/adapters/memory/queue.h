@@ -1,0 +1,363 @@
+/*
+ * Internals of the memory queue adapter, shared by its files: queue.c
+ * (the queues table, enqueue, reserve, the leased ops, reap, waiting,
+ * lifecycle), queue_data.c (heaps, the id table, lists, limiter windows,
+ * job nodes, the waiting set) and queue_read.c (log, get, list, counts,
+ * pause, remove, retry). One mutex per queue guards everything of it;
+ * every state change moves a job between intrusive containers of its
+ * queue (heaps, lists), so reserve and finish are O(log n).
+ * Private to src/adapters/memory/.
+ */
+#ifndef NV_ADAPTERS_MEMORY_QUEUE_H
+#define NV_ADAPTERS_MEMORY_QUEUE_H
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * Job ids are hashed at every enqueue and leased operation: a word at a
+ * time instead of uthash's default byte-wise Jenkins hash. Only the
+ * hash changes; uthash iterates in insertion order either way.
+ */
+static inline uint64_t
+mq_hash(const void *key, size_t n)
+{
+    const unsigned char *p = key;
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ (uint64_t)n, v;
+
+    while (n >= 8) {
+        memcpy(&v, p, 8);
+        h = (h ^ v) * 0xbf58476d1ce4e5b9ull;
+        h ^= h >> 31;
+        p += 8;
+        n -= 8;
+    }
+    v = 0;
+    for (size_t i = 0; i < n; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    h = (h ^ v) * 0x94d049bb133111ebull;
+    h ^= h >> 29;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 32;
+    return h;
+}
+#define HASH_FUNCTION(keyptr, keylen, hashv) \
+    ((hashv) = (unsigned)mq_hash((keyptr), (size_t)(keylen)))
+
+#include "adapters/memory/mem.h"
+
+#define MAX_IDLE_GROUPS 256
+/* How long an idle worker of a busy queue watches for work before it
+ * sleeps (mem_wait). */
+#define MEM_SPIN_NS 5000
+/* Job nodes whose data, opts and group fit NODE_INLINE bytes are of one
+ * size and reused through a per-queue pool of up to NODE_POOL nodes: a
+ * stream of jobs then costs no malloc/free of the (large) node. */
+#define NODE_INLINE 512
+#define NODE_POOL 64
+#define MQ_NODE_SIZE (sizeof(struct mjob) + NODE_INLINE)
+#define STALLED_REASON "job stalled more than allowable limit"
+
+/* A binary heap whose elements store their position (at idx_off). */
+typedef int (*heap_less_fn)(const void *a, const void *b);
+
+struct heap {
+    void       **v;
+    size_t       n, cap;
+    size_t       idx_off;       /* offset of the element's size_t position */
+    heap_less_fn less;
+};
+
+
+/* Limiter window: start times of the latest activations, oldest first. */
+struct window {
+    int64_t *v;
+    size_t   head, n, cap;
+};
+
+struct mgroup;
+
+/*
+ * A job and its links. Its container follows j.state: waiting -> the heap
+ * of its group; delayed -> the queue's delayed heap; active, completed,
+ * failed -> the list of that state (completed and failed sorted by
+ * finished_on, oldest first).
+ */
+struct mjob {
+    nv_job         j;           /* j.state is never NV_JOB_PAUSED here */
+    size_t         heap_i;      /* position in the waiting or delayed heap */
+    uint64_t       idh;         /* mq_id_hash(j.id), set by mq_jt_add */
+    int64_t        order;       /* waiting: fifo > 0 ascending, lifo < 0 */
+    int64_t        dseq;        /* delayed: tie-break of equal delay_until */
+    struct mgroup *grp;         /* waiting: its group */
+    struct mjob   *prev, *next; /* active / completed / failed list */
+    int            pooled;      /* block of NODE_INLINE: reusable (q->pool) */
+    int            in_fifo;     /* waiting: in grp->fifo, not grp->waiting */
+};
+
+struct jlist {
+    struct mjob *head, *tail;
+    int64_t      n;
+};
+
+/*
+ * Jobs by id: open addressing with linear probing over (hash, node)
+ * slots, so a lookup reads one array line, not a chain of nodes (cache
+ * misses with a large backlog). Deleted slots are tombstones until the
+ * next rehash; at most 3/4 of the slots are used (live or tombstone).
+ */
+struct jslot {
+    uint64_t     h;
+    struct mjob *m;             /* NULL: empty; JT_TOMB: deleted */
+};
+
+struct jtab {
+    struct jslot *v;
+    size_t        cap, n, used; /* used: live + tombstones */
+};
+
+extern char mq_jt_tomb;
+#define JT_TOMB ((struct mjob *)&mq_jt_tomb)
+/* Waiting jobs of one limiter group (j.group; NULL is the group ""). */
+struct mgroup {
+    char          *key;         /* "" for NULL, else "=" + value */
+    struct heap    waiting;     /* by (priority, order) */
+    struct jlist   fifo;        /* waiting priority-0 fifo jobs, in order:
+                                 * their order only grows, so the list is
+                                 * sorted without a heap (the common case) */
+    size_t         heap_i;      /* position in queue->groups */
+    struct window  win;
+    UT_hash_handle hh;
+};
+
+/* Everything below 'mu' is guarded by it. */
+struct mqueue {
+    char            name[NV_NAME_MAX + 1];
+    pthread_mutex_t mu;
+    pthread_cond_t  cv;         /* 'gen' changed */
+    /* gen and idle_gen are written under mu, read without it by the
+     * brief spin of mem_wait */
+    _Atomic uint64_t gen;       /* grows when a job may have become runnable */
+    _Atomic uint64_t idle_gen;  /* gen at the last reserve that found nothing */
+    int             waiters;
+    _Atomic int     spinners;   /* threads watching gen in mem_wait (0, 1) */
+    uint64_t        token_seq;  /* lease tokens handed out */
+    uint64_t        token_salt; /* per queue, mixed into its tokens */
+
+    struct jtab     jt;         /* every job by id */
+    struct mgroup  *groups;     /* by key */
+    struct mgroup  *g0;         /* the group "" (jobs without a group) */
+    struct heap     ready;      /* non-empty groups by their first job */
+    struct heap     delayed;    /* by (delay_until, dseq) */
+    struct jlist    active, completed, failed;
+    int64_t         nwaiting;
+    int64_t         fifo_seq, lifo_seq, delay_seq;
+    int             paused;
+    struct window   win;        /* ungrouped limiter window */
+    int64_t         lim_duration;   /* last limiter duration seen */
+    struct mgroup **scratch;    /* saturated groups set aside by reserve */
+    size_t          nscratch;
+    struct mjob    *pool;       /* freed nodes for reuse, linked by next */
+    int             npool;
+};
+
+/*
+ * Queues by name, read without a lock: an open-addressing table whose
+ * slots are only ever filled (queues live until close). Creation takes
+ * 'qmu', fills a slot or publishes a bigger copy; replaced tables are
+ * kept in 'retired' until close, since readers may still hold them.
+ */
+struct qtable {
+    size_t                  cap;        /* power of two, at most half full */
+    struct qtable          *retired;    /* older table, freed at close */
+    _Atomic(struct mqueue *) slot[];
+};
+
+struct mqueues {
+    pthread_mutex_t         qmu;        /* serializes queue creation */
+    _Atomic(struct qtable *) table;
+    size_t                  nqueues;    /* guarded by qmu */
+    uint64_t         token_key[2];
+};
+
+/*
+ * Buffers allocated before taking q->mu, so that the copy of a reserved
+ * job's data and opts (mq_job_out_buf) needs no malloc inside the critical
+ * section; sized from what this thread saw last.
+ */
+struct outbufs {
+    char  *p[2];
+    size_t cap[2];
+};
+
+/* ---- Small helpers ---- */
+
+static inline void *
+heap_top(const struct heap *h)
+{
+    return h->n > 0 ? h->v[0] : NULL;
+}
+
+static inline int
+oom(nv_error *err)
+{
+    return nv__error(err, NV_ENOMEM, "memory queue: out of memory");
+}
+
+static inline int
+waiting_less(const void *a, const void *b)
+{
+    const struct mjob *x = a, *y = b;
+
+    if (x->j.priority != y->j.priority)
+        return x->j.priority < y->j.priority;
+    return x->order < y->order;
+}
+
+static inline int64_t
+win_oldest(const struct window *w)
+{
+    return w->v[w->head];
+}
+
+/* The first waiting job of g: the first of its heap and of its fifo. */
+static inline struct mjob *
+group_top(const struct mgroup *g)
+{
+    struct mjob *h = heap_top(&g->waiting), *f = g->fifo.head;
+
+    if (h == NULL)
+        return f;
+    if (f == NULL)
+        return h;
+    return waiting_less(f, h) ? f : h;
+}
+
+static inline size_t
+group_nwaiting(const struct mgroup *g)
+{
+    return g->waiting.n + (size_t)g->fifo.n;
+}
+
+/* The reported state (Q-13: waiting in a paused queue is paused). */
+static inline int
+reported_state(const struct mqueue *q, const struct mjob *m)
+{
+    if (m->j.state == NV_JOB_WAITING && q->paused)
+        return NV_JOB_PAUSED;
+    return m->j.state;
+}
+
+/* ---- Containers (queue_data.c); everything under the queue's mu ---- */
+
+/* Make room for one more element (so a later push cannot fail). */
+int   mq_heap_reserve(struct heap *h);
+/* Push after mq_heap_reserve succeeded. */
+void  mq_heap_push(struct heap *h, void *e);
+void  mq_heap_remove(struct heap *h, void *e);
+void  mq_heap_fix(struct heap *h, size_t i);
+/* Orders of the delayed heap and of a queue's ready groups. */
+int   mq_delayed_less(const void *a, const void *b);
+int   mq_group_less(const void *a, const void *b);
+
+static inline uint64_t
+mq_id_hash(const char *id)
+{
+    return mq_hash(id, strlen(id));
+}
+
+struct mjob *mq_jt_find(const struct jtab *t, const char *id);
+/* The same with h = mq_id_hash(id), computed before taking the lock. */
+struct mjob *mq_jt_find_h(const struct jtab *t, const char *id, uint64_t h);
+/* Add m, whose id (hash h) is not in t; 0 when out of memory (t
+ * unchanged). */
+int   mq_jt_add(struct jtab *t, struct mjob *m, uint64_t h);
+void  mq_jt_del(struct jtab *t, struct mjob *m);
+
+void  mq_list_append(struct jlist *l, struct mjob *m);
+void  mq_list_unlink(struct jlist *l, struct mjob *m);
+
+int   mq_win_push(struct window *w, int64_t t);
+/* Drop activations that no longer count at 'now': t + duration <= now. */
+void  mq_win_prune(struct window *w, int64_t now, int64_t duration);
+
+/* ---- Job records (queue_data.c) ---- */
+
+void  mq_outbufs_init(struct outbufs *b);
+void  mq_outbufs_release(struct outbufs *b);
+/* Copy m out for the caller (written only on success); data and opts go
+ * into b's buffers when they fit (b may be NULL). */
+int   mq_job_out_buf(const struct mqueue *q, const struct mjob *m,
+                     nv_job *out, struct outbufs *b);
+int   mq_job_out(const struct mqueue *q, const struct mjob *m, nv_job *out);
+/*
+ * Job nodes: one block with the job's data, opts and group, which never
+ * change. Blocks of the standard size MQ_NODE_SIZE are reused through the
+ * queue's pool. mq_job_size gives the block size 'src' needs.
+ */
+size_t mq_job_size(const nv_job *src);
+/* A pooled node or NULL. Under q->mu. */
+struct mjob *mq_node_pop(struct mqueue *q);
+/* A new node for 'size' bytes (no lock needed); NULL when out of memory. */
+struct mjob *mq_node_alloc(size_t size);
+/* Give back a node never filed (or not filled): pooled or freed. Under
+ * q->mu. NULL ok. */
+void  mq_node_discard(struct mqueue *q, struct mjob *m);
+/* Fill node m with a copy of 'src'; NV_ENOMEM leaves m unfilled. */
+int   mq_job_fill(struct mjob *m, const nv_job *src);
+/* Free the strings a filled node holds apart from its block. */
+void  mq_job_release(struct mjob *m);
+/* Free a filled node. */
+void  mq_job_destroy(struct mjob *m);
+/* Wake waiters of q: one (a single job) or all. Under q->mu. */
+void  mq_wake(struct mqueue *q, int all);
+/* A fresh lease token for a job of q. Under q->mu. */
+void  mq_new_token(struct mqueues *a, struct mqueue *q, char out[40]);
+
+/* ---- The waiting set and state changes (queue_data.c) ---- */
+
+void  mq_group_free(struct mqueue *q, struct mgroup *g);
+/* Make room so that m can become waiting without failing: its group
+ * exists and both heaps have a free slot. Called before any change. */
+int   mq_waiting_prepare(struct mqueue *q, struct mjob *m);
+/* m becomes waiting now (after mq_waiting_prepare). */
+void  mq_waiting_add(struct mqueue *q, struct mjob *m);
+void  mq_waiting_remove(struct mqueue *q, struct mjob *m);
+/* Move due delayed jobs to waiting (Q-5: at delay_until, never before). */
+int   mq_promote(struct mqueue *q, int64_t now);
+int   mq_delayed_add(struct mqueue *q, struct mjob *m);
+/* Drop m from the id table and free (or pool) it. */
+void  mq_job_free(struct mqueue *q, struct mjob *m);
+/* Take m out of whatever container holds it. */
+void  mq_job_detach(struct mqueue *q, struct mjob *m);
+/* m has just finished (completed or failed, detached): file it, then
+ * apply its retention (Q-10). Returns 1 when m itself was removed. */
+int   mq_finished_add(struct mqueue *q, struct mjob *m);
+
+/* ---- Queues (queue.c) ---- */
+
+/* The queue named 'name', created when 'create'; NULL when absent/OOM. */
+struct mqueue *mq_queue_get(struct mqueues *a, const char *name, int create);
+
+/* ---- Ops of queue_read.c ---- */
+
+int mq_log(void *self, const char *queue, const char *id,
+           const char *entry_json, int keep, nv_error *err);
+int mq_get(void *self, const char *queue, const char *id, nv_job *out,
+           nv_error *err);
+int mq_list(void *self, const char *queue, unsigned mask, int64_t offset,
+            int64_t limit, nv_job **out, size_t *n, int64_t *total,
+            nv_error *err);
+int mq_counts(void *self, const char *queue, nv_job_counts *out,
+              nv_error *err);
+int mq_set_paused(void *self, const char *queue, int paused, nv_error *err);
+int mq_is_paused(void *self, const char *queue, int *paused, nv_error *err);
+int mq_remove(void *self, const char *queue, const char *id, nv_job *out,
+              nv_error *err);
+int mq_retry(void *self, const char *queue, const char *id, int64_t now,
+             nv_job *out, nv_error *err);
+
+#endif

@@ -1,0 +1,707 @@
+/*
+ * Memory queue adapter, containers: binary heaps, the id table, job lists,
+ * limiter windows, job nodes and their copies, and the waiting set with
+ * the state changes built on them. Everything here runs under the
+ * queue's mutex (queue.h).
+ */
+#include <stdio.h>
+
+#include "adapters/memory/queue.h"
+
+char mq_jt_tomb;
+
+/* ---- Binary heaps with the element's position stored in the element ---- */
+
+static void
+heap_set(struct heap *h, size_t i, void *e)
+{
+    h->v[i] = e;
+    *(size_t *)((char *)e + h->idx_off) = i;
+}
+
+void
+mq_heap_fix(struct heap *h, size_t i)
+{
+    void *e = h->v[i];
+
+    while (i > 0 && h->less(e, h->v[(i - 1) / 2])) {
+        heap_set(h, i, h->v[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = l;
+
+        if (l >= h->n)
+            break;
+        if (r < h->n && h->less(h->v[r], h->v[l]))
+            m = r;
+        if (!h->less(h->v[m], e))
+            break;
+        heap_set(h, i, h->v[m]);
+        i = m;
+    }
+    heap_set(h, i, e);
+}
+
+/* Make room for one more element (so a later push cannot fail). */
+int
+mq_heap_reserve(struct heap *h)
+{
+    size_t cap;
+    void **v;
+
+    if (h->n < h->cap)
+        return NV_OK;
+    cap = h->cap ? h->cap * 2 : 16;
+    v = nv__realloc(h->v, cap * sizeof(*v));
+    if (v == NULL)
+        return NV_ENOMEM;
+    h->v = v;
+    h->cap = cap;
+    return NV_OK;
+}
+
+/* Push after heap_reserve succeeded. */
+void
+mq_heap_push(struct heap *h, void *e)
+{
+    heap_set(h, h->n++, e);
+    mq_heap_fix(h, h->n - 1);
+}
+
+void
+mq_heap_remove(struct heap *h, void *e)
+{
+    size_t i = *(size_t *)((char *)e + h->idx_off);
+
+    h->n--;
+    if (i != h->n) {
+        heap_set(h, i, h->v[h->n]);
+        mq_heap_fix(h, i);
+    }
+}
+
+
+struct mjob *
+mq_jt_find(const struct jtab *t, const char *id)
+{
+    return mq_jt_find_h(t, id, mq_id_hash(id));
+}
+
+struct mjob *
+mq_jt_find_h(const struct jtab *t, const char *id, uint64_t h)
+{
+    if (t->n == 0)
+        return NULL;
+    for (size_t i = h & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+        const struct jslot *s = &t->v[i];
+
+        if (s->m == NULL)
+            return NULL;
+        if (s->m != JT_TOMB && s->h == h && strcmp(s->m->j.id, id) == 0)
+            return s->m;
+    }
+}
+
+static int
+jt_rehash(struct jtab *t, size_t cap)
+{
+    struct jslot *v = nv__calloc(cap, sizeof(*v));
+
+    if (v == NULL)
+        return NV_ENOMEM;
+    for (size_t i = 0; i < t->cap; i++) {
+        size_t k;
+
+        if (t->v[i].m == NULL || t->v[i].m == JT_TOMB)
+            continue;
+        k = t->v[i].h & (cap - 1);
+        while (v[k].m != NULL)
+            k = (k + 1) & (cap - 1);
+        v[k] = t->v[i];
+    }
+    nv__free(t->v);
+    t->v = v;
+    t->cap = cap;
+    t->used = t->n;
+    return NV_OK;
+}
+
+/* Add m, whose id is not in t; 0 when out of memory (t unchanged). */
+int
+mq_jt_add(struct jtab *t, struct mjob *m, uint64_t h)
+{
+    size_t k;
+
+    if ((t->used + 1) * 4 > t->cap * 3) {
+        size_t cap = 16;
+
+        while ((t->n + 1) * 2 > cap)
+            cap *= 2;
+        if (jt_rehash(t, cap) != NV_OK)
+            return 0;
+    }
+    k = h & (t->cap - 1);
+    while (t->v[k].m != NULL && t->v[k].m != JT_TOMB)
+        k = (k + 1) & (t->cap - 1);
+    if (t->v[k].m == NULL)
+        t->used++;
+    t->v[k].h = h;
+    t->v[k].m = m;
+    m->idh = h;
+    t->n++;
+    return 1;
+}
+
+void
+mq_jt_del(struct jtab *t, struct mjob *m)
+{
+    uint64_t h = m->idh;
+
+    for (size_t i = h & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+        if (t->v[i].m == m) {
+            /* before an empty slot no probe continues: empty it too */
+            if (t->v[(i + 1) & (t->cap - 1)].m == NULL) {
+                t->v[i].m = NULL;
+                t->used--;
+            } else {
+                t->v[i].m = JT_TOMB;
+            }
+            t->n--;
+            return;
+        }
+        if (t->v[i].m == NULL)
+            return;             /* not in t */
+    }
+}
+
+
+/* ---- Small helpers ---- */
+
+
+int
+mq_delayed_less(const void *a, const void *b)
+{
+    const struct mjob *x = a, *y = b;
+
+    if (x->j.delay_until != y->j.delay_until)
+        return x->j.delay_until < y->j.delay_until;
+    return x->dseq < y->dseq;
+}
+
+int
+mq_group_less(const void *a, const void *b)
+{
+    return waiting_less(group_top(a), group_top(b));
+}
+
+void
+mq_list_append(struct jlist *l, struct mjob *m)
+{
+    m->next = NULL;
+    m->prev = l->tail;
+    if (l->tail != NULL)
+        l->tail->next = m;
+    else
+        l->head = m;
+    l->tail = m;
+    l->n++;
+}
+
+/* Insert keeping the list sorted by finished_on (equal: after). */
+static void
+list_insert_finished(struct jlist *l, struct mjob *m)
+{
+    struct mjob *p = l->tail;
+
+    while (p != NULL && p->j.finished_on > m->j.finished_on)
+        p = p->prev;
+    m->prev = p;
+    m->next = p ? p->next : l->head;
+    if (m->next != NULL)
+        m->next->prev = m;
+    else
+        l->tail = m;
+    if (p != NULL)
+        p->next = m;
+    else
+        l->head = m;
+    l->n++;
+}
+
+void
+mq_list_unlink(struct jlist *l, struct mjob *m)
+{
+    if (m->prev != NULL)
+        m->prev->next = m->next;
+    else
+        l->head = m->next;
+    if (m->next != NULL)
+        m->next->prev = m->prev;
+    else
+        l->tail = m->prev;
+    m->prev = m->next = NULL;
+    l->n--;
+}
+
+int
+mq_win_push(struct window *w, int64_t t)
+{
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 8;
+        int64_t *v = nv__malloc(cap * sizeof(*v));
+
+        if (v == NULL)
+            return NV_ENOMEM;
+        for (size_t i = 0; i < w->n; i++)
+            v[i] = w->v[(w->head + i) % w->cap];
+        nv__free(w->v);
+        w->v = v;
+        w->head = 0;
+        w->cap = cap;
+    }
+    w->v[(w->head + w->n) % w->cap] = t;
+    w->n++;
+    return NV_OK;
+}
+
+/* Drop activations that no longer count at 'now': t + duration <= now. */
+void
+mq_win_prune(struct window *w, int64_t now, int64_t duration)
+{
+    while (w->n > 0 && w->v[w->head] <= now - duration) {
+        w->head = (w->head + 1) % w->cap;
+        w->n--;
+    }
+}
+
+/* ---- Copies handed out ---- */
+
+static _Thread_local size_t outbuf_hint[2] = { 16, 256 };
+
+void
+mq_outbufs_init(struct outbufs *b)
+{
+    for (int i = 0; i < 2; i++) {
+        b->cap[i] = outbuf_hint[i];
+        b->p[i] = nv__malloc(b->cap[i]);
+        if (b->p[i] == NULL)
+            b->cap[i] = 0;
+    }
+}
+
+void
+mq_outbufs_release(struct outbufs *b)
+{
+    nv__free(b->p[0]);
+    nv__free(b->p[1]);
+}
+
+/* A copy of s: in b's buffer i when it fits, else allocated. */
+static char *
+outbuf_dup(struct outbufs *b, int i, const char *s)
+{
+    size_t n;
+    char *d;
+
+    if (s == NULL)
+        return NULL;
+    if (b == NULL)
+        return nv__strdup(s);
+    n = strlen(s) + 1;
+    if (n > outbuf_hint[i] && n <= 65536)
+        outbuf_hint[i] = (n + 63) & ~(size_t)63;
+    if (b->p[i] == NULL || n > b->cap[i])
+        return nv__strdup(s);
+    d = memcpy(b->p[i], s, n);
+    b->p[i] = NULL;
+    b->cap[i] = 0;
+    return d;
+}
+
+/* Copy m out for the caller (written only on success); data and opts go
+ * into b's buffers when they fit (b may be NULL). */
+int
+mq_job_out_buf(const struct mqueue *q, const struct mjob *m, nv_job *out,
+            struct outbufs *b)
+{
+    const nv_job *j = &m->j;
+    const char *src[7] = { j->data, j->opts, j->progress_data, j->returnvalue,
+                           j->failed_reason, j->logs, j->group };
+    char *dup[7];
+
+    for (int i = 0; i < 7; i++) {
+        dup[i] = i < 2 ? outbuf_dup(b, i, src[i])
+                       : src[i] ? nv__strdup(src[i]) : NULL;
+        if (src[i] != NULL && dup[i] == NULL) {
+            while (i-- > 0)
+                nv__free(dup[i]);
+            return NV_ENOMEM;
+        }
+    }
+    memcpy(out, j, sizeof(*out));
+    out->data = dup[0];
+    out->opts = dup[1];
+    out->progress_data = dup[2];
+    out->returnvalue = dup[3];
+    out->failed_reason = dup[4];
+    out->logs = dup[5];
+    out->group = dup[6];
+    out->state = reported_state(q, m);
+    return NV_OK;
+}
+
+int
+mq_job_out(const struct mqueue *q, const struct mjob *m, nv_job *out)
+{
+    return mq_job_out_buf(q, m, out, NULL);
+}
+
+/* The strings of a filled node that change live apart from its block:
+ * free them (the node itself stays). */
+void
+mq_job_release(struct mjob *m)
+{
+    nv__free(m->j.progress_data);
+    nv__free(m->j.returnvalue);
+    nv__free(m->j.failed_reason);
+    nv__free(m->j.logs);
+}
+
+/* Free a filled job node. */
+void
+mq_job_destroy(struct mjob *m)
+{
+    mq_job_release(m);
+    nv__free(m);
+}
+
+size_t
+mq_job_size(const nv_job *src)
+{
+    return sizeof(struct mjob) + strlen(src->data ? src->data : "{}") + 1 +
+           (src->opts ? strlen(src->opts) + 1 : 0) +
+           (src->group ? strlen(src->group) + 1 : 0);
+}
+
+struct mjob *
+mq_node_pop(struct mqueue *q)
+{
+    struct mjob *m = q->pool;
+
+    if (m != NULL) {
+        q->pool = m->next;
+        q->npool--;
+    }
+    return m;
+}
+
+struct mjob *
+mq_node_alloc(size_t size)
+{
+    int pooled = size <= MQ_NODE_SIZE;
+    struct mjob *m = nv__malloc(pooled ? MQ_NODE_SIZE : size);
+
+    if (m != NULL)
+        m->pooled = pooled;
+    return m;
+}
+
+void
+mq_node_discard(struct mqueue *q, struct mjob *m)
+{
+    if (m == NULL)
+        return;
+    if (!m->pooled || q->npool >= NODE_POOL) {
+        nv__free(m);
+        return;
+    }
+    m->next = q->pool;
+    q->pool = m;
+    q->npool++;
+}
+
+int
+mq_job_fill(struct mjob *m, const nv_job *src)
+{
+    const char *data = src->data ? src->data : "{}";
+    size_t ld = strlen(data) + 1;
+    size_t lo = src->opts ? strlen(src->opts) + 1 : 0;
+    size_t lg = src->group ? strlen(src->group) + 1 : 0;
+    const char *rest[4] = { src->progress_data, src->returnvalue,
+                            src->failed_reason, src->logs };
+    char **dst[4];
+    char *p;
+    int pooled = m->pooled;
+
+    memset(&m->heap_i, 0, sizeof(*m) - offsetof(struct mjob, heap_i));
+    m->pooled = pooled;
+    m->j = *src;
+    p = (char *)(m + 1);
+    m->j.data = memcpy(p, data, ld);
+    p += ld;
+    m->j.opts = lo ? memcpy(p, src->opts, lo) : NULL;
+    p += lo;
+    m->j.group = lg ? memcpy(p, src->group, lg) : NULL;
+    dst[0] = &m->j.progress_data;
+    dst[1] = &m->j.returnvalue;
+    dst[2] = &m->j.failed_reason;
+    dst[3] = &m->j.logs;
+    for (int i = 0; i < 4; i++)
+        *dst[i] = NULL;
+    for (int i = 0; i < 4; i++) {
+        if (rest[i] != NULL && (*dst[i] = nv__strdup(rest[i])) == NULL) {
+            while (i-- > 0)
+                nv__free(*dst[i]);
+            return NV_ENOMEM;
+        }
+    }
+    return NV_OK;
+}
+
+/* Wake waiters of q: one (a single job) or all. Under q->mu. */
+void
+mq_wake(struct mqueue *q, int all)
+{
+    atomic_store_explicit(&q->gen, atomic_load_explicit(&q->gen,
+                          memory_order_relaxed) + 1, memory_order_release);
+    if (q->waiters == 0)
+        return;
+    /* A worker watching 'gen' (mem_wait) takes a single job without a
+     * wake-up: a sleeper is woken only for more than it can take. */
+    if (!all && q->nwaiting <= 1 &&
+        atomic_load_explicit(&q->spinners, memory_order_relaxed) > 0)
+        return;
+    if (all)
+        pthread_cond_broadcast(&q->cv);
+    else
+        pthread_cond_signal(&q->cv);
+}
+
+void
+mq_new_token(struct mqueues *a, struct mqueue *q, char out[40])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t c = ++q->token_seq;
+    /* splitmix64 of a random key plus the queue's counter: unique per
+     * reservation of the queue (a lease names its queue and job too) and
+     * unguessable enough for a lease (not a secret); the counter is the
+     * queue's, under its lock, so reserves share no cache line */
+    uint64_t x = a->token_key[0] + q->token_salt + c * 0x9e3779b97f4a7c15ull;
+    uint64_t y;
+
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    x ^= x >> 31;
+    y = a->token_key[1] ^ c;
+    for (int i = 0; i < 16; i++) {
+        out[i] = hex[(x >> (60 - 4 * i)) & 15];
+        out[16 + i] = hex[(y >> (60 - 4 * i)) & 15];
+    }
+    out[32] = '\0';
+}
+
+/* ---- Groups and the waiting set ---- */
+
+static void
+group_key(const char *group, char *buf, size_t size)
+{
+    if (group == NULL)
+        buf[0] = '\0';
+    else
+        snprintf(buf, size, "=%s", group);
+}
+
+void
+mq_group_free(struct mqueue *q, struct mgroup *g)
+{
+    if (g == q->g0)
+        q->g0 = NULL;
+    HASH_DEL(q->groups, g);
+    nv__free(g->waiting.v);
+    nv__free(g->win.v);
+    nv__free(g->key);
+    nv__free(g);
+}
+
+static struct mgroup *
+group_get(struct mqueue *q, const char *group)
+{
+    char small[64], *key = small;
+    size_t need = group ? strlen(group) + 2 : 1;
+    struct mgroup *g = NULL;
+    int ok = 0;
+
+    if (group == NULL && q->g0 != NULL)
+        return q->g0;
+    if (need > sizeof(small) && (key = nv__malloc(need)) == NULL)
+        return NULL;
+    group_key(group, key, need);
+    MEM_HASH_FIND(q->groups, key, g);
+    if (g == NULL && (g = nv__calloc(1, sizeof(*g))) != NULL) {
+        g->waiting.idx_off = offsetof(struct mjob, heap_i);
+        g->waiting.less = waiting_less;
+        if ((g->key = nv__strdup(key)) != NULL)
+            MEM_HASH_ADD(q->groups, g, key, ok);
+        if (g->key == NULL || !ok) {
+            nv__free(g->key);
+            nv__free(g);
+            g = NULL;
+        }
+    }
+    if (key != small)
+        nv__free(key);
+    if (group == NULL)
+        q->g0 = g;
+    return g;
+}
+
+/*
+ * Make room so that m can become waiting without failing: its group
+ * exists and both heaps have a free slot. Called before any change.
+ */
+int
+mq_waiting_prepare(struct mqueue *q, struct mjob *m)
+{
+    struct mgroup *g = group_get(q, m->j.group);
+
+    if (g == NULL || mq_heap_reserve(&g->waiting) != NV_OK ||
+        mq_heap_reserve(&q->ready) != NV_OK)
+        return NV_ENOMEM;
+    m->grp = g;
+    return NV_OK;
+}
+
+/* m becomes waiting now (after waiting_prepare). */
+void
+mq_waiting_add(struct mqueue *q, struct mjob *m)
+{
+    struct mgroup *g = m->grp;
+    int was_empty = group_nwaiting(g) == 0;
+
+    m->j.state = NV_JOB_WAITING;
+    m->order = m->j.lifo ? --q->lifo_seq : ++q->fifo_seq;
+    m->in_fifo = m->j.priority == 0 && !m->j.lifo;
+    if (m->in_fifo)
+        mq_list_append(&g->fifo, m);
+    else
+        mq_heap_push(&g->waiting, m);
+    if (was_empty)
+        mq_heap_push(&q->ready, g);
+    else if (group_top(g) == m)
+        mq_heap_fix(&q->ready, g->heap_i);
+    q->nwaiting++;
+}
+
+void
+mq_waiting_remove(struct mqueue *q, struct mjob *m)
+{
+    struct mgroup *g = m->grp;
+
+    if (m->in_fifo)
+        mq_list_unlink(&g->fifo, m);
+    else
+        mq_heap_remove(&g->waiting, m);
+    m->in_fifo = 0;
+    if (group_nwaiting(g) == 0) {
+        mq_heap_remove(&q->ready, g);
+        /* Empty groups are kept for reuse (no churn per job) and swept
+         * by reap; only a crowd of them is trimmed here. */
+        if (g->win.n == 0 && HASH_CNT(hh, q->groups) > MAX_IDLE_GROUPS)
+            mq_group_free(q, g);
+    } else {
+        mq_heap_fix(&q->ready, g->heap_i);
+    }
+    m->grp = NULL;
+    q->nwaiting--;
+}
+
+/* Move due delayed jobs to waiting (Q-5: at delay_until, never before). */
+int
+mq_promote(struct mqueue *q, int64_t now)
+{
+    struct mjob *m;
+    int moved = 0;
+
+    while ((m = heap_top(&q->delayed)) != NULL && m->j.delay_until <= now) {
+        if (mq_waiting_prepare(q, m) != NV_OK)
+            return NV_ENOMEM;
+        mq_heap_remove(&q->delayed, m);
+        mq_waiting_add(q, m);
+        moved = 1;
+    }
+    if (moved)
+        mq_wake(q, 1);
+    return NV_OK;
+}
+
+int
+mq_delayed_add(struct mqueue *q, struct mjob *m)
+{
+    if (mq_heap_reserve(&q->delayed) != NV_OK)
+        return NV_ENOMEM;
+    m->j.state = NV_JOB_DELAYED;
+    m->dseq = ++q->delay_seq;
+    mq_heap_push(&q->delayed, m);
+    return NV_OK;
+}
+
+/* ---- Removing records ---- */
+
+void
+mq_job_free(struct mqueue *q, struct mjob *m)
+{
+    mq_jt_del(&q->jt, m);
+    mq_job_release(m);
+    mq_node_discard(q, m);
+}
+
+/* Take m out of whatever container holds it. */
+void
+mq_job_detach(struct mqueue *q, struct mjob *m)
+{
+    switch (m->j.state) {
+    case NV_JOB_WAITING:
+        mq_waiting_remove(q, m);
+        break;
+    case NV_JOB_DELAYED:
+        mq_heap_remove(&q->delayed, m);
+        break;
+    case NV_JOB_ACTIVE:
+        mq_list_unlink(&q->active, m);
+        break;
+    case NV_JOB_COMPLETED:
+        mq_list_unlink(&q->completed, m);
+        break;
+    case NV_JOB_FAILED:
+        mq_list_unlink(&q->failed, m);
+        break;
+    }
+}
+
+/*
+ * m has just finished (completed or failed, detached): file it, then apply
+ * its retention (Q-10). Returns 1 when m itself was removed.
+ */
+int
+mq_finished_add(struct mqueue *q, struct mjob *m)
+{
+    int done = m->j.state == NV_JOB_COMPLETED;
+    struct jlist *l = done ? &q->completed : &q->failed;
+    int64_t keep = done ? m->j.remove_on_complete : m->j.remove_on_fail;
+    int gone = 0;
+
+    if (keep == 0) {
+        mq_job_free(q, m);
+        return 1;
+    }
+    list_insert_finished(l, m);
+    while (keep > 0 && l->n > keep) {
+        struct mjob *old = l->head;
+
+        gone |= old == m;
+        mq_list_unlink(l, old);
+        mq_job_free(q, old);
+    }
+    return gone;
+}
