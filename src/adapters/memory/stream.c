@@ -333,7 +333,9 @@ mem_append(void *self, const char *stream, const nv_event *ev, int64_t now,
     if (st == NULL && (st = stream_lookup(s, stream, 1)) == NULL)
         goto oom;
     if (st->n == st->cap) {
-        size_t cap = st->cap ? st->cap * 2 : 16;
+        /* 12 compact events stay a small allocation (< 1 KB, malloc's
+         * fast bins): a short flow's stream never grows */
+        size_t cap = st->cap ? st->cap * 2 : 12;
         struct mevent *v = nv__realloc(st->v, cap * sizeof(*v));
 
         if (v == NULL)
