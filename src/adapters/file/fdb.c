@@ -15,6 +15,8 @@
 #include <jansson.h>
 #include <limits.h>
 #include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +30,9 @@
 #define LEAD_ROUNDS  8       /* batches a leader commits before handing over */
 #define MAINT_EVERY  512     /* commits between maintenance checks */
 #define VACUUM_PAGES 2048    /* free pages that always trigger a vacuum */
+#define CKPT_SOFT    1000    /* new WAL frames that wake the checkpointer */
+#define CKPT_LEAD    2000    /* WAL frames the leader finishes itself */
+#define CKPT_HARD    3500    /* WAL frames that make the leader wait */
 
 struct fdb_conn {
     struct fdb      *db;
@@ -43,15 +48,16 @@ struct fdb_conn {
 };
 
 /* A write waiting for, or taking part in, a group commit. Lives on the
- * caller's stack; guarded by fdb.mu. */
+ * caller's stack; 'next' is guarded by fdb.mu, the result is written by
+ * the leader before it posts 'sem' (done) or hands the lead over. */
 struct fdb_op {
     fdb_fn          fn;
     fdb_after_fn    after;
     void           *arg;
     int             rc;
     nv_error        err;
-    int             done;
-    pthread_cond_t  cv;
+    atomic_int      done;
+    sem_t           sem;       /* posted once: done, or lead */
     struct fdb_op  *next;
 };
 
@@ -76,6 +82,19 @@ struct fdb {
     struct fdb_conn *pool;
 
     uint64_t         commits;     /* leader only */
+    int              wal_frames;  /* leader only: WAL size after a commit */
+    int              wal_restarted; /* leader only: it started over since */
+
+    /* The checkpointer (ckpt_main): copies the WAL back into the
+     * database beside the writer. */
+    pthread_mutex_t  ckpt_mu;     /* guards ckpt_want .. ckpt_done */
+    pthread_cond_t   ckpt_cv;     /* the checkpointer waits for work */
+    pthread_cond_t   ckpt_idle;   /* the leader waits for a round's end */
+    int              ckpt_want, ckpt_busy, ckpt_stop;
+    int              ckpt_done;   /* WAL frames its last round copied */
+    int              ckpt_started;
+    pthread_t        ckpt_thread;
+    struct fdb_conn *ckpt;        /* its connection */
     int              opened;      /* fully set up: checkpoint at close */
     void           (*on_abort)(void *ud);
     void            *abort_ud;
@@ -328,6 +347,7 @@ batch_fail(struct fdb_op *batch, int n, const nv_error *e)
 }
 
 static void maintain(struct fdb *db);
+static void checkpoint_due(struct fdb *db);
 
 /* A batch that will not be committed: tell the adapter (its caches may
  * hold what the transaction did) and fail every op that had succeeded. */
@@ -400,6 +420,7 @@ run_batch(struct fdb *db, struct fdb_op *batch, int n)
         if (o->rc == NV_OK && o->after != NULL)
             o->after(o->arg);
     }
+    checkpoint_due(db);
     if (++db->commits % MAINT_EVERY == 0)
         maintain(db);
 }
@@ -435,15 +456,23 @@ gather(struct fdb *db)
     db->want = 0;
 }
 
+/* Wait for a post on 'sem'; EINTR is not an answer. */
+static void
+sem_wait_all(sem_t *sem)
+{
+    while (sem_wait(sem) != 0)
+        ;
+}
+
 int
 fdb_write(struct fdb *db, fdb_fn fn, fdb_after_fn after, void *arg,
           nv_error *err)
 {
     struct fdb_op op = { .fn = fn, .after = after, .arg = arg };
-    struct fdb_op *batch, *o, *next;
+    struct fdb_op *batch, *o, *next, *heir;
     int n, rc;
 
-    pthread_cond_init(&op.cv, NULL);
+    sem_init(&op.sem, 0, 0);
     pthread_mutex_lock(&db->mu);
     if (db->tail)
         db->tail->next = &op;
@@ -452,56 +481,196 @@ fdb_write(struct fdb *db, fdb_fn fn, fdb_after_fn after, void *arg,
     db->tail = &op;
     if (++db->npending >= db->want && db->want > 0)
         pthread_cond_signal(&db->arrive);
-    while (!op.done && !(db->leading == 0 && db->head == &op))
-        pthread_cond_wait(&op.cv, &db->mu);
-    if (!op.done) {
-        /*
-         * Lead: take the queue (up to MAX_BATCH) and commit it. While
-         * more writes are waiting, go on with them for a few rounds: this
-         * thread is running already, whereas handing over means waking
-         * another one, which on a busy machine waits for a CPU.
-         */
-        db->leading = 1;
-        for (int round = 0; round < LEAD_ROUNDS && db->head != NULL;
-             round++) {
-            gather(db);
-            batch = db->head;
-            for (n = 1, o = batch; o->next != NULL && n < MAX_BATCH; n++)
-                o = o->next;
-            db->head = o->next;
-            if (db->head == NULL)
-                db->tail = NULL;
-            o->next = NULL;
-            db->npending -= n;
-            db->expect = n;
-            pthread_mutex_unlock(&db->mu);
-
-            run_batch(db, batch, n);
-
-            pthread_mutex_lock(&db->mu);
-            for (o = batch; o != NULL; o = next) {
-                next = o->next;
-                o->done = 1;
-                if (o != &op)
-                    pthread_cond_signal(&o->cv);
-            }
-        }
-        db->leading = 0;
-        if (db->head != NULL)
-            pthread_cond_signal(&db->head->cv);
+    /*
+     * Wait outside the mutex: the leader posts 'sem' once, after it has
+     * written the result (done), or to hand the lead over (this op is at
+     * the head and nobody leads). Posting without the mutex held spares
+     * the woken thread a second sleep on the mutex.
+     */
+    while (!(db->leading == 0 && db->head == &op)) {
+        pthread_mutex_unlock(&db->mu);
+        sem_wait_all(&op.sem);
+        if (atomic_load_explicit(&op.done, memory_order_acquire))
+            goto out;
+        pthread_mutex_lock(&db->mu);
     }
+    /*
+     * Lead: take the queue (up to MAX_BATCH) and commit it. While more
+     * writes are waiting, go on with them for a few rounds: this thread is
+     * running already, whereas handing over means waking another one,
+     * which on a busy machine waits for a CPU.
+     */
+    db->leading = 1;
+    for (int round = 0; round < LEAD_ROUNDS && db->head != NULL; round++) {
+        gather(db);
+        batch = db->head;
+        for (n = 1, o = batch; o->next != NULL && n < MAX_BATCH; n++)
+            o = o->next;
+        db->head = o->next;
+        if (db->head == NULL)
+            db->tail = NULL;
+        o->next = NULL;
+        db->npending -= n;
+        db->expect = n;
+        pthread_mutex_unlock(&db->mu);
+
+        run_batch(db, batch, n);
+
+        /* Wake the callers, without the mutex; an op may be gone as
+         * soon as it is posted, so read its link first. */
+        for (o = batch; o != NULL; o = next) {
+            next = o->next;
+            atomic_store_explicit(&o->done, 1, memory_order_release);
+            if (o != &op)
+                sem_post(&o->sem);
+        }
+        pthread_mutex_lock(&db->mu);
+    }
+    db->leading = 0;
+    heir = db->head;
     pthread_mutex_unlock(&db->mu);
-    pthread_cond_destroy(&op.cv);
+    if (heir != NULL)
+        sem_post(&heir->sem);   /* it waits until it is posted: still there */
+out:
+    sem_destroy(&op.sem);
     rc = op.rc;
     if (rc != NV_OK && err != NULL)
         *err = op.err;
     return rc;
 }
 
+/* ---- Checkpoints ---- */
+
+/* The WAL size after each commit of the writer (replaces SQLite's
+ * automatic checkpoint, which would run on the committing thread). */
+static int
+wal_hook(void *ud, sqlite3 *h, const char *name, int frames)
+{
+    struct fdb *db = ud;
+
+    (void)h;
+    (void)name;
+    if (frames < db->wal_frames)
+        db->wal_restarted = 1;
+    db->wal_frames = frames;
+    return SQLITE_OK;
+}
+
+/*
+ * Copying the WAL back into the database (and, in NORMAL mode, the only
+ * fsyncs) would stall every writer if the leader did it: the checkpointer
+ * thread does it beside the writer, from its own connection, once
+ * CKPT_SOFT frames are new. The WAL starts over only when it is wholly
+ * copied as a write begins, which under a steady load the writer must
+ * bring about itself: past CKPT_LEAD frames, with the checkpointer idle,
+ * the leader copies the few frames left (PASSIVE: no waiting); past
+ * CKPT_HARD it waits for readers and the checkpointer (RESTART), so the
+ * WAL stays bounded. Called by the leader after a commit.
+ */
+static void
+checkpoint_due(struct fdb *db)
+{
+    int frames = db->wal_frames, idle = 1;
+
+    if (frames < CKPT_SOFT)
+        return;
+    if (db->ckpt_started) {
+        pthread_mutex_lock(&db->ckpt_mu);
+        idle = !db->ckpt_busy && !db->ckpt_want;
+        if (db->wal_restarted || frames < db->ckpt_done)
+            db->ckpt_done = 0;          /* the WAL started over */
+        db->wal_restarted = 0;
+        if (idle && frames - db->ckpt_done >= CKPT_SOFT) {
+            db->ckpt_want = 1;
+            idle = 0;
+            pthread_cond_signal(&db->ckpt_cv);
+        }
+        pthread_mutex_unlock(&db->ckpt_mu);
+    }
+    if (frames >= CKPT_HARD) {
+        /* Checkpointing is exclusive: let the checkpointer's round end
+         * first (RESTART would fail at once, not wait). */
+        if (db->ckpt_started) {
+            pthread_mutex_lock(&db->ckpt_mu);
+            while (db->ckpt_busy || db->ckpt_want)
+                pthread_cond_wait(&db->ckpt_idle, &db->ckpt_mu);
+            pthread_mutex_unlock(&db->ckpt_mu);
+        }
+        sqlite3_wal_checkpoint_v2(db->w->h, NULL, SQLITE_CHECKPOINT_RESTART,
+                                  NULL, NULL);
+    } else if (idle && (frames >= CKPT_LEAD || !db->ckpt_started)) {
+        sqlite3_wal_checkpoint_v2(db->w->h, NULL, SQLITE_CHECKPOINT_PASSIVE,
+                                  NULL, NULL);
+    }
+}
+
+static void *
+ckpt_main(void *arg)
+{
+    struct fdb *db = arg;
+    int log, done;
+
+    pthread_mutex_lock(&db->ckpt_mu);
+    for (;;) {
+        while (!db->ckpt_want && !db->ckpt_stop)
+            pthread_cond_wait(&db->ckpt_cv, &db->ckpt_mu);
+        if (db->ckpt_stop)
+            break;
+        db->ckpt_want = 0;
+        db->ckpt_busy = 1;
+        pthread_mutex_unlock(&db->ckpt_mu);
+        /* Errors (a full disk, I/O) are the writer's to report: the
+         * frames stay in the WAL and the next round tries again. */
+        log = done = 0;
+        if (sqlite3_wal_checkpoint_v2(db->ckpt->h, NULL,
+                                      SQLITE_CHECKPOINT_PASSIVE, &log,
+                                      &done) != SQLITE_OK)
+            done = 0;
+        pthread_mutex_lock(&db->ckpt_mu);
+        db->ckpt_busy = 0;
+        db->ckpt_done = done;
+        pthread_cond_broadcast(&db->ckpt_idle);
+    }
+    pthread_mutex_unlock(&db->ckpt_mu);
+    return NULL;
+}
+
+/* Without a checkpointer (no thread), the leader checkpoints at
+ * CKPT_SOFT itself: slower, still bounded. */
+static void
+ckpt_start(struct fdb *db)
+{
+    nv_error e = { 0 };
+
+    if (conn_open(db, &db->ckpt, &e) != NV_OK)
+        return;
+    if (pthread_create(&db->ckpt_thread, NULL, ckpt_main, db) != 0) {
+        conn_close(db->ckpt);
+        db->ckpt = NULL;
+        return;
+    }
+    db->ckpt_started = 1;
+}
+
+static void
+ckpt_stop(struct fdb *db)
+{
+    if (db->ckpt_started) {
+        pthread_mutex_lock(&db->ckpt_mu);
+        db->ckpt_stop = 1;
+        pthread_cond_signal(&db->ckpt_cv);
+        pthread_mutex_unlock(&db->ckpt_mu);
+        pthread_join(db->ckpt_thread, NULL);
+        db->ckpt_started = 0;
+    }
+    conn_close(db->ckpt);
+    db->ckpt = NULL;
+}
+
 /*
  * Keep the files bounded under sustained load: give free pages back
  * (auto_vacuum=INCREMENTAL) once they are many, or a quarter of the file.
- * The WAL is checkpointed by SQLite every 1000 pages and truncated to
+ * The WAL is checkpointed (checkpoint_due) and truncated to
  * journal_size_limit after each reset, so it does not grow either.
  */
 static void
@@ -895,6 +1064,9 @@ fdb_open(const char *settings_json, const struct fdb_schema *schema,
     db->schema = schema;
     pthread_mutex_init(&db->mu, NULL);
     pthread_mutex_init(&db->pool_mu, NULL);
+    pthread_mutex_init(&db->ckpt_mu, NULL);
+    pthread_cond_init(&db->ckpt_cv, NULL);
+    pthread_cond_init(&db->ckpt_idle, NULL);
     {
         pthread_condattr_t ca;
 
@@ -937,12 +1109,14 @@ fdb_open(const char *settings_json, const struct fdb_schema *schema,
     if (rc == SQLITE_OK)
         rc = exec(db->w->h, "PRAGMA temp_store=MEMORY;"
                             "PRAGMA journal_size_limit=16777216;"
-                            "PRAGMA wal_autocheckpoint=1000;"
+                            "PRAGMA wal_autocheckpoint=0;"
                             "PRAGMA cache_size=-16384");
     if (rc != SQLITE_OK) {
         rc = sqlite_error(db->path, db->w->h, rc, err);
         goto fail;
     }
+    sqlite3_wal_hook(db->w->h, wal_hook, db);
+    ckpt_start(db);
     db->opened = 1;
     *out = db;
     return NV_OK;
@@ -958,6 +1132,7 @@ fdb_close(struct fdb *db)
 
     if (db == NULL)
         return;
+    ckpt_stop(db);
     while ((c = db->pool) != NULL) {
         db->pool = c->next;
         conn_close(c);
@@ -974,6 +1149,9 @@ fdb_close(struct fdb *db)
         close(db->lock_fd);     /* releases the flock */
     pthread_mutex_destroy(&db->mu);
     pthread_mutex_destroy(&db->pool_mu);
+    pthread_mutex_destroy(&db->ckpt_mu);
+    pthread_cond_destroy(&db->ckpt_cv);
+    pthread_cond_destroy(&db->ckpt_idle);
     pthread_cond_destroy(&db->arrive);
     nv__free(db->dir);
     nv__free(db->path);

@@ -178,6 +178,17 @@ fq_wait_seq(struct fq *fq, int lifo)
     return lifo ? -fq->seq : fq->seq;
 }
 
+/* The hint slot of a lease token (FNV-1a; tokens are random hex). */
+struct lease_hint *
+fq_hint(struct fq *fq, const char *token)
+{
+    uint32_t h = 2166136261u;
+
+    for (const unsigned char *p = (const unsigned char *)token; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return &fq->hints[h & (FQ_HINTS - 1)];
+}
+
 /* ---- Pause (Q-13) ---- */
 
 struct pause_args {
@@ -264,6 +275,7 @@ fq_close(void *self)
         fq->qs = n;
     }
     fq_wait_release(fq);
+    nv__free(fq->hints);
     pthread_mutex_destroy(&fq->wmu);
     pthread_cond_destroy(&fq->wcv);
     nv__free(fq);
@@ -275,6 +287,7 @@ static const nv_queue_ops file_queue_ops = {
     .reserve = fq_reserve,
     .extend = fq_extend,
     .finish = fq_finish,
+    .finish_reserve = fq_finish_reserve,
     .progress = fq_progress,
     .log = fq_log,
     .get = fq_get,
@@ -319,6 +332,11 @@ nv_file_queue_open(const char *settings_json, nv_queue *out, nv_error *err)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&fq->wcv, &ca);
     pthread_condattr_destroy(&ca);
+    fq->hints = nv__calloc(FQ_HINTS, sizeof(*fq->hints));
+    if (fq->hints == NULL) {
+        fq_close(fq);
+        return fdb_oom("queue", err);
+    }
     rc = fdb_open(settings_json, &queue_schema, &fq->db, err);
     if (rc == NV_OK) {
         fdb_on_abort(fq->db, forget_all, fq);

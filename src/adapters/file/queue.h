@@ -28,11 +28,24 @@ struct qstate {
     char           name[];
 };
 
+/*
+ * What a reserve learnt about the job it leased, so that the finish of
+ * that lease need not look the job up by id first: a hint only, checked
+ * by the finish's UPDATE itself (rowid, state, token, queue and id).
+ * Direct-mapped by token; leader only.
+ */
+#define FQ_HINTS 1024
+struct lease_hint {
+    int64_t rid, keep_c, keep_f;   /* rowid, remove_on_complete/fail */
+    char    token[40];             /* "" = free */
+};
+
 /* The adapter: the 'self' of every op. */
 struct fq {
     struct fdb     *db;
     int64_t         seq;       /* ordering counter (sk2); leader only */
     struct qstate  *qs;        /* leader only */
+    struct lease_hint *hints;  /* FQ_HINTS of them; leader only */
 
     pthread_mutex_t wmu;       /* guards gens, woken */
     pthread_cond_t  wcv;
@@ -65,6 +78,8 @@ int     fq_counts_load(struct fdb_conn *c, struct qstate *qs, nv_error *err);
 void    fq_count_move(struct qstate *qs, int from, int to, int64_t k);
 /* The sk2 of a job becoming waiting now. */
 int64_t fq_wait_seq(struct fq *fq, int lifo);
+/* The hint slot of a lease token. */
+struct lease_hint *fq_hint(struct fq *fq, const char *token);
 
 /* ---- Rows (queue_read.c) ---- */
 
@@ -89,6 +104,15 @@ void fq_wait_mark(struct fq *fq, const char *queue);
 /* Free the wake-up generations (on close). */
 void fq_wait_release(struct fq *fq);
 
+/* ---- Shared steps of write ops ---- */
+
+/* The body of finish (queue_finish.c), inside a write: ends the attempt
+ * held with 'token' and applies retention; *wake = 1 when the job became
+ * waiting or delayed. Checks the lease before it writes anything. */
+int fq_finish_in(struct fdb_conn *c, struct fq *fq, const char *queue,
+                 const char *id, const char *token, const nv_finish *f,
+                 int64_t now, int *wake, nv_error *err);
+
 /* ---- Ops (adapter.h), for the ops table in queue.c ---- */
 
 int  fq_enqueue(void *self, const nv_job *job, int64_t now,
@@ -97,6 +121,10 @@ int  fq_enqueue(void *self, const nv_job *job, int64_t now,
 int  fq_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
                 const nv_limiter *lim, nv_job *out, int64_t *next_at,
                 nv_error *err);
+int  fq_finish_reserve(void *self, const char *queue, const char *id,
+                       const char *token, const nv_finish *f, int64_t now,
+                       int64_t lease_ms, const nv_limiter *lim, nv_job *out,
+                       int *got, int64_t *next_at, nv_error *err);
 int  fq_extend(void *self, const char *queue, const char *id,
                const char *token, int64_t until, nv_error *err);
 int  fq_finish(void *self, const char *queue, const char *id,

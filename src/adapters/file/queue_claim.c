@@ -2,7 +2,7 @@
  * File queue, claiming: enqueue (Q-3 idempotent ids, Q-11 capacity) and
  * reserve, which promotes due delayed jobs (Q-5), applies the limiter
  * (Q-12) and takes the first runnable job under a new lease, all in one
- * write transaction.
+ * write transaction; finish_reserve, a finish and a reserve in one.
  */
 #include <inttypes.h>
 #include <stdint.h>
@@ -16,46 +16,56 @@ struct enq_args {
     struct fq    *fq;
     const nv_job *job;
     int64_t       now, max_unfinished;
-    nv_job        out;
+    nv_job        out;         /* the caller's copy, made before the write */
+    int           want_out;
     int           created;
 };
 
+/* The stored job of a->job's id becomes the answer. */
+static int
+existing(struct fdb_conn *c, struct enq_args *a, nv_error *err)
+{
+    a->created = 0;
+    nv_job_release(&a->out);
+    if (!a->want_out)
+        return NV_OK;
+    return fq_load_job(c, a->job->queue, a->job->id, &a->out, NULL, err);
+}
+
+/* The leader only binds and inserts: the record handed back was copied
+ * by the caller beforehand (fq_enqueue). */
 static int
 enqueue_fn(struct fdb_conn *c, void *arg, nv_error *err)
 {
     struct enq_args *a = arg;
-    const nv_job *j = a->job;
-    struct qstate *qs = fq_qstate(a->fq, j->queue);
-    int rc, paused, delayed = j->delay_until > a->now;
-    int64_t n;
+    const nv_job *o = a->job;
+    struct qstate *qs = fq_qstate(a->fq, o->queue);
+    int rc, paused, delayed = o->delay_until > a->now;
+    int64_t n, ts = o->timestamp != 0 ? o->timestamp : a->now;
 
     if (qs == NULL)
         return fdb_oom("queue", err);
     if (a->max_unfinished > 0) {
         /* Q-3 before Q-11: an existing job is returned, never refused. */
-        rc = fq_load_job(c, j->queue, j->id, &a->out, NULL, err);
-        if (rc != NV_EJOB_NOT_FOUND) {
-            a->created = 0;
+        FDB_STMT(c, ex, "SELECT 1 FROM jobs WHERE queue = ?1 AND id = ?2");
+        fdb_bind_text(ex, 1, o->queue);
+        fdb_bind_text(ex, 2, o->id);
+        rc = fdb_step_row(c, ex, err);
+        sqlite3_reset(ex);
+        if (rc < 0)
             return rc;
-        }
-        nv__error_clear(err);
+        if (rc == 1)
+            return existing(c, a, err);
         if ((rc = fq_counts_load(c, qs, err)) != NV_OK)
             return rc;
         n = qs->n[NV_JOB_WAITING] + qs->n[NV_JOB_DELAYED] +
             qs->n[NV_JOB_ACTIVE];
         if (n >= a->max_unfinished)
             return nv__error(err, NV_EQUEUE_FULL, "queue '%s' is full (%"
-                             PRId64 " unfinished jobs)", j->queue, n);
+                             PRId64 " unfinished jobs)", o->queue, n);
     }
     if ((rc = fq_paused_cached(c, qs, &paused, err)) != NV_OK)
         return rc;
-    if (nv_job_copy(&a->out, j) != NV_OK)
-        return fdb_oom("queue", err);
-    a->out.state = delayed ? NV_JOB_DELAYED : NV_JOB_WAITING;
-    if (a->out.timestamp == 0)
-        a->out.timestamp = a->now;
-    if (a->out.data == NULL && (a->out.data = nv__strdup("{}")) == NULL)
-        return fdb_oom("queue", err);
     a->fq->seq++;
     FDB_STMT(c, st, "INSERT INTO jobs(queue, id, name, run_id, flow_name,"
                     " step_name, data, opts, state, priority, lifo,"
@@ -66,16 +76,15 @@ enqueue_fn(struct fdb_conn *c, void *arg, nv_error *err)
                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,"
                     " ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24,"
                     " ?25, 0, '', ?26, ?27) ON CONFLICT(queue, id) DO NOTHING");
-    const nv_job *o = &a->out;
     fdb_bind_text(st, 1, o->queue);
     fdb_bind_text(st, 2, o->id);
     fdb_bind_text(st, 3, o->name);
     fdb_bind_text(st, 4, o->run_id);
     fdb_bind_text(st, 5, o->flow_name);
     fdb_bind_text(st, 6, o->step_name);
-    fdb_bind_text(st, 7, o->data);
+    fdb_bind_text(st, 7, o->data != NULL ? o->data : "{}");
     fdb_bind_text(st, 8, o->opts);
-    sqlite3_bind_int(st, 9, o->state);
+    sqlite3_bind_int(st, 9, delayed ? NV_JOB_DELAYED : NV_JOB_WAITING);
     sqlite3_bind_int(st, 10, o->priority);
     sqlite3_bind_int(st, 11, o->lifo ? 1 : 0);
     sqlite3_bind_int64(st, 12, o->remove_on_complete);
@@ -84,7 +93,7 @@ enqueue_fn(struct fdb_conn *c, void *arg, nv_error *err)
     sqlite3_bind_int(st, 15, o->stalled_count);
     sqlite3_bind_double(st, 16, o->progress);
     fdb_bind_text(st, 17, o->progress_data);
-    sqlite3_bind_int64(st, 18, o->timestamp);
+    sqlite3_bind_int64(st, 18, ts);
     sqlite3_bind_int64(st, 19, o->delay_until);
     sqlite3_bind_int64(st, 20, o->processed_on);
     sqlite3_bind_int64(st, 21, o->finished_on);
@@ -97,16 +106,15 @@ enqueue_fn(struct fdb_conn *c, void *arg, nv_error *err)
                                                    : -a->fq->seq);
     if ((rc = fdb_run(c, st, err)) != NV_OK)
         return rc;
-    if (sqlite3_changes(fdb_handle(c)) == 0) {
-        /* the id exists; hand back the stored job. */
-        nv_job_release(&a->out);
-        a->created = 0;
-        return fq_load_job(c, j->queue, j->id, &a->out, NULL, err);
+    if (sqlite3_changes(fdb_handle(c)) == 0)
+        return existing(c, a, err);     /* the id exists */
+    if (a->want_out) {
+        a->out.state = delayed ? NV_JOB_DELAYED
+                     : paused ? NV_JOB_PAUSED : NV_JOB_WAITING;
+        a->out.timestamp = ts;
+        a->out.lease_until = 0;
+        a->out.lease_token[0] = '\0';
     }
-    a->out.lease_until = 0;
-    a->out.lease_token[0] = '\0';
-    if (paused && a->out.state == NV_JOB_WAITING)
-        a->out.state = NV_JOB_PAUSED;
     if (delayed)
         fq_due_at(qs, o->delay_until);
     fq_count_move(qs, -1, delayed ? NV_JOB_DELAYED : NV_JOB_WAITING, 1);
@@ -128,9 +136,17 @@ fq_enqueue(void *self, const nv_job *job, int64_t now, int64_t max_unfinished,
            nv_job *out, int *created, nv_error *err)
 {
     struct enq_args a = { .fq = self, .job = job, .now = now,
-                          .max_unfinished = max_unfinished };
+                          .max_unfinished = max_unfinished,
+                          .want_out = out != NULL };
     int rc;
 
+    if (a.want_out) {
+        if (nv_job_copy(&a.out, job) != NV_OK ||
+            (a.out.data == NULL && (a.out.data = nv__strdup("{}")) == NULL)) {
+            nv_job_release(&a.out);
+            return fdb_oom("queue", err);
+        }
+    }
     rc = fdb_write(a.fq->db, enqueue_fn, enqueue_after, &a, err);
     if (rc != NV_OK) {
         nv_job_release(&a.out);
@@ -140,8 +156,6 @@ fq_enqueue(void *self, const nv_job *job, int64_t now, int64_t max_unfinished,
         *created = a.created;
     if (out != NULL)
         *out = a.out;
-    else
-        nv_job_release(&a.out);
     return NV_OK;
 }
 
@@ -335,6 +349,14 @@ reserve_fn(struct fdb_conn *c, void *arg, nv_error *err)
         if ((rc = fdb_run(c, st, err)) != NV_OK)
             return rc;
         fq_count_move(qs, NV_JOB_WAITING, NV_JOB_ACTIVE, 1);
+        {
+            struct lease_hint *h = fq_hint(a->fq, token);
+
+            h->rid = rid;
+            h->keep_c = a->out.remove_on_complete;
+            h->keep_f = a->out.remove_on_fail;
+            memcpy(h->token, token, sizeof(token));
+        }
         a->out.state = NV_JOB_ACTIVE;
         a->out.processed_on = a->now;
         a->out.finished_on = 0;
@@ -391,4 +413,67 @@ fq_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
         *next_at = a.next_at;
     return nv__error(err, NV_ENOTFOUND, "no runnable job in queue '%s'",
                      queue);
+}
+
+/* ---- finish_reserve ---- */
+
+struct finres_args {
+    struct res_args  res;
+    const char      *id, *token;
+    const nv_finish *f;
+    int              wake;
+};
+
+/* The finish first: when the lease is gone it fails before writing, and
+ * nothing is reserved. */
+static int
+finish_reserve_fn(struct fdb_conn *c, void *arg, nv_error *err)
+{
+    struct finres_args *a = arg;
+    int rc;
+
+    rc = fq_finish_in(c, a->res.fq, a->res.queue, a->id, a->token, a->f,
+                      a->res.now, &a->wake, err);
+    if (rc != NV_OK)
+        return rc;
+    return reserve_fn(c, &a->res, err);
+}
+
+static void
+finish_reserve_after(void *arg)
+{
+    struct finres_args *a = arg;
+
+    /* A job put back to waiting that this reserve did not take again
+     * is for somebody else. */
+    if (a->wake)
+        fq_notify(a->res.fq, a->res.queue);
+}
+
+int
+fq_finish_reserve(void *self, const char *queue, const char *id,
+                  const char *token, const nv_finish *f, int64_t now,
+                  int64_t lease_ms, const nv_limiter *lim, nv_job *out,
+                  int *got, int64_t *next_at, nv_error *err)
+{
+    struct fq *fq = self;
+    struct finres_args a = {
+        .res = { .fq = fq, .queue = queue, .now = now, .lease_ms = lease_ms,
+                 .lim = lim },
+        .id = id, .token = token, .f = f,
+    };
+    int rc;
+
+    *got = 0;
+    fq_wait_mark(fq, queue);
+    rc = fdb_write(fq->db, finish_reserve_fn, finish_reserve_after, &a, err);
+    if (rc == NV_OK && a.res.found) {
+        *out = a.res.out;
+        *got = 1;
+        return NV_OK;
+    }
+    nv_job_release(&a.res.out);
+    if (rc == NV_OK && next_at != NULL)
+        *next_at = a.res.next_at;
+    return rc;
 }

@@ -121,15 +121,19 @@ retain(struct fdb_conn *c, struct qstate *qs, int state, int64_t keep,
 }
 
 /* The lease is checked before anything is written (held). */
-static int
-finish_fn(struct fdb_conn *c, void *arg, nv_error *err)
+int
+fq_finish_in(struct fdb_conn *c, struct fq *fq, const char *queue,
+             const char *id, const char *token, const nv_finish *f,
+             int64_t now, int *wake, nv_error *err)
 {
-    struct lease_args *a = arg;
-    const nv_finish *f = a->f;
-    struct qstate *qs = fq_qstate(a->fq, a->queue);
+    struct lease_args a = { .fq = fq, .queue = queue, .id = id,
+                            .token = token, .f = f, .now = now };
+    struct qstate *qs = fq_qstate(fq, queue);
+    struct lease_hint *hint;
     int64_t rid, keep_c, keep_f, sk1;
     int rc, state;
 
+    *wake = 0;
     switch (f->kind) {
     case NV_FINISH_COMPLETE:
         state = NV_JOB_COMPLETED;
@@ -138,7 +142,7 @@ finish_fn(struct fdb_conn *c, void *arg, nv_error *err)
         state = NV_JOB_FAILED;
         break;
     case NV_FINISH_RETRY:
-        state = f->retry_at > a->now ? NV_JOB_DELAYED : NV_JOB_WAITING;
+        state = f->retry_at > now ? NV_JOB_DELAYED : NV_JOB_WAITING;
         break;
     case NV_FINISH_RELEASE:
         state = NV_JOB_WAITING;
@@ -146,11 +150,20 @@ finish_fn(struct fdb_conn *c, void *arg, nv_error *err)
     default:
         return nv__error(err, NV_EINVAL, "unknown finish kind %d", f->kind);
     }
-    sk1 = state == NV_JOB_DELAYED ? f->retry_at : a->now;
+    sk1 = state == NV_JOB_DELAYED ? f->retry_at : now;
     if (qs == NULL)
         return fdb_oom("queue", err);
-    if ((rc = held(c, a, &rid, &keep_c, &keep_f, NULL, err)) != NV_OK)
+    hint = token != NULL ? fq_hint(fq, token) : NULL;
+    if (hint != NULL && strcmp(hint->token, token) == 0) {
+        /* The reserve's hint: no lookup by id (the UPDATE checks). */
+        rid = hint->rid;
+        keep_c = hint->keep_c;
+        keep_f = hint->keep_f;
+        hint->token[0] = '\0';
+    } else if ((rc = held(c, &a, &rid, &keep_c, &keep_f, NULL, err)) !=
+               NV_OK) {
         return rc;
+    }
     FDB_STMT(c, st, "UPDATE jobs SET state = ?2,"
                     " attempts_made = attempts_made + ?3,"
                     " finished_on = CASE WHEN ?2 IN (3, 4) THEN ?4"
@@ -161,21 +174,28 @@ finish_fn(struct fdb_conn *c, void *arg, nv_error *err)
                     " lease_until = 0, lease_token = '',"
                     " sk1 = CASE WHEN ?2 = 0 THEN priority ELSE ?8 END,"
                     " sk2 = CASE WHEN ?2 = 0 AND lifo THEN -?9 ELSE ?9 END"
-                    " WHERE rid = ?1");
-    a->fq->seq++;
+                    " WHERE rid = ?1 AND state = 2 AND lease_token = ?10"
+                    " AND queue = ?11 AND id = ?12");
+    fq->seq++;
     sqlite3_bind_int64(st, 1, rid);
     sqlite3_bind_int(st, 2, state);
     sqlite3_bind_int(st, 3, f->kind == NV_FINISH_RELEASE ? 0 : 1);
-    sqlite3_bind_int64(st, 4, a->now);
+    sqlite3_bind_int64(st, 4, now);
     fdb_bind_text(st, 5, f->returnvalue ? f->returnvalue : "null");
     fdb_bind_text(st, 6, f->kind == NV_FINISH_RETRY ||
                          f->kind == NV_FINISH_FAIL ? f->failed_reason : NULL);
     sqlite3_bind_int64(st, 7, f->retry_at);
     sqlite3_bind_int64(st, 8, sk1);
-    sqlite3_bind_int64(st, 9, a->fq->seq);
+    sqlite3_bind_int64(st, 9, fq->seq);
+    fdb_bind_text(st, 10, token);
+    fdb_bind_text(st, 11, queue);
+    fdb_bind_text(st, 12, id);
     if ((rc = fdb_run(c, st, err)) != NV_OK)
         return rc;
-    a->wake = state == NV_JOB_WAITING || state == NV_JOB_DELAYED;
+    if (sqlite3_changes(fdb_handle(c)) == 0)
+        return nv__error(err, NV_ELEASE, "job '%s' of queue '%s' is no "
+                         "longer held under this lease", id, queue);
+    *wake = state == NV_JOB_WAITING || state == NV_JOB_DELAYED;
     fq_count_move(qs, NV_JOB_ACTIVE, state, 1);
     if (state == NV_JOB_DELAYED)
         fq_due_at(qs, f->retry_at);
@@ -184,6 +204,15 @@ finish_fn(struct fdb_conn *c, void *arg, nv_error *err)
     if (state == NV_JOB_FAILED)
         return retain(c, qs, state, keep_f, rid, err);
     return NV_OK;
+}
+
+static int
+finish_fn(struct fdb_conn *c, void *arg, nv_error *err)
+{
+    struct lease_args *a = arg;
+
+    return fq_finish_in(c, a->fq, a->queue, a->id, a->token, a->f, a->now,
+                        &a->wake, err);
 }
 
 static void

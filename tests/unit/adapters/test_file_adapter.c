@@ -503,6 +503,66 @@ Test(file_adapter, concurrent_callers_share_commits_and_lose_nothing)
     free(dir);
 }
 
+/* ---- Leases ---- */
+
+/* A finish names the job and its token: the token of another lease, or
+ * of a lease ended before a reopen, finishes nothing (the adapter's
+ * per-lease hint is checked by the UPDATE, not trusted). */
+Test(file_adapter, a_lease_token_finishes_only_its_own_job)
+{
+    char *dir = ft_dir();
+    nv_queue q;
+    nv_finish f = { .kind = NV_FINISH_COMPLETE, .returnvalue = "1" };
+    nv_job a = ft_job("lease", "a", "{}", T0), b = ft_job("lease", "b", "{}",
+                                                            T0);
+    nv_job ra, rb, rc2;
+    char stale[40];
+
+    open_queue(dir, &q);
+    enqueue(&q, &a);
+    enqueue(&q, &b);
+    cr_assert_eq(q.ops->reserve(q.self, "lease", T0, 30000, NULL, &ra, NULL,
+                                NULL), NV_OK);
+    cr_assert_eq(q.ops->reserve(q.self, "lease", T0, 30000, NULL, &rb, NULL,
+                                NULL), NV_OK);
+    /* a's token with b's id, and b's with a's id */
+    cr_assert_eq(q.ops->finish(q.self, "lease", rb.id, ra.lease_token, &f, T0,
+                               NULL), NV_ELEASE);
+    cr_assert_eq(q.ops->finish(q.self, "lease", ra.id, rb.lease_token, &f, T0,
+                               NULL), NV_ELEASE);
+    cr_assert_eq(state_of(&q, "lease", "a"), NV_JOB_ACTIVE);
+    cr_assert_eq(state_of(&q, "lease", "b"), NV_JOB_ACTIVE);
+    /* each with its own token still works, once */
+    cr_assert_eq(q.ops->finish(q.self, "lease", ra.id, ra.lease_token, &f, T0,
+                               NULL), NV_OK);
+    cr_assert_eq(q.ops->finish(q.self, "lease", ra.id, ra.lease_token, &f, T0,
+                               NULL), NV_ELEASE);
+    cr_assert_eq(state_of(&q, "lease", "a"), NV_JOB_COMPLETED);
+    /* b's lease is taken back; the reserve after it gets a new token */
+    snprintf(stale, sizeof(stale), "%s", rb.lease_token);
+    nv_reaped *r = NULL;
+    size_t n = 0;
+    cr_assert_eq(q.ops->reap(q.self, "lease", T0 + 60000, 5, &r, &n, NULL),
+                 NV_OK);
+    cr_assert_eq(n, 1);
+    nv_reaped_free(r, n);
+    q.ops->close(q.self);
+    open_queue(dir, &q);
+    cr_assert_eq(q.ops->reserve(q.self, "lease", T0 + 60000, 30000, NULL,
+                                &rc2, NULL, NULL), NV_OK);
+    cr_assert_str_eq(rc2.id, "b");
+    cr_assert_eq(q.ops->finish(q.self, "lease", "b", stale, &f, T0 + 60000,
+                               NULL), NV_ELEASE);
+    cr_assert_eq(q.ops->finish(q.self, "lease", "b", rc2.lease_token, &f,
+                               T0 + 60000, NULL), NV_OK);
+    cr_assert_eq(state_of(&q, "lease", "b"), NV_JOB_COMPLETED);
+    nv_job_release(&ra);
+    nv_job_release(&rb);
+    nv_job_release(&rc2);
+    q.ops->close(q.self);
+    free(dir);
+}
+
 /* ---- Bounded files ---- */
 
 static off_t
