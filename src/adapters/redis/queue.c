@@ -134,10 +134,24 @@ run(struct rqueue *q, int si, const char *queue, const char *id,
     nv__redis_args *x, redisReply **out, nv_error *err)
 {
     nv__redis_args a;
-    char *base = base_key(q, queue);
-    char *meta = base ? nv__asprintf("%s:meta", base) : NULL;
+    char kb[512], mb[520], *base = kb, *meta = mb;
+    size_t pl = strlen(q->pool->prefix), ql = strlen(queue);
     redisReply *r = NULL;
     int rc;
+
+    if (pl + ql + 8 <= sizeof(kb)) {    /* "{<prefix>:q:<queue>}" */
+        kb[0] = '{';
+        memcpy(kb + 1, q->pool->prefix, pl);
+        memcpy(kb + 1 + pl, ":q:", 3);
+        memcpy(kb + 4 + pl, queue, ql);
+        kb[4 + pl + ql] = '}';
+        kb[5 + pl + ql] = '\0';
+        memcpy(mb, kb, 5 + pl + ql);
+        memcpy(mb + 5 + pl + ql, ":meta", 6);
+    } else {
+        base = base_key(q, queue);
+        meta = base ? nv__asprintf("%s:meta", base) : NULL;
+    }
 
     nv__redis_args_init(&a);
     nv__redis_args_str(&a, meta);
@@ -178,8 +192,10 @@ done:
     if (r != NULL)
         freeReplyObject(r);
     nv__redis_args_release(&a);
-    nv__free(base);
-    nv__free(meta);
+    if (base != kb) {
+        nv__free(base);
+        nv__free(meta);
+    }
     return rc;
 }
 
