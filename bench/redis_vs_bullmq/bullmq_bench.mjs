@@ -3,11 +3,28 @@
 // concurrency 1, 10 and 100 (queue pre-filled, timed from worker start to
 // the last job), 3-step flows per second (FlowProducer chains, children
 // first), enqueue->start latency p50/p99, and the process' peak RSS.
-// Prints one JSON line.
-//   node bullmq_bench.mjs <port> <jobs> <flows> <latency samples>
+// Also the CPU time per job (per flow) of this process and of redis-server
+// ("cpu": {measure: [client us, redis us]}). Prints one JSON line.
+//   node bullmq_bench.mjs <port> <jobs> <flows> <latency samples> [redis pid]
+import { readFileSync } from 'node:fs';
 import { FlowProducer, Queue, Worker } from 'bullmq';
 
-const [port, nJobs, nFlows, nLat] = process.argv.slice(2).map(Number);
+const [port, nJobs, nFlows, nLat, redisPid] = process.argv.slice(2).map(Number);
+const cpu = {};
+function redisCpuUs() {
+  if (!redisPid) return 0;
+  const s = readFileSync(`/proc/${redisPid}/stat`, 'utf8');
+  const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10000;   // clock ticks of 10 ms
+}
+function cpuMark() {
+  const u = process.cpuUsage();
+  return { self: u.user + u.system, redis: redisCpuUs() };
+}
+function cpuNote(name, m, ops) {
+  const n = cpuMark();
+  cpu[name] = [+((n.self - m.self) / ops).toFixed(1), +((n.redis - m.redis) / ops).toFixed(1)];
+}
 const connection = { host: '127.0.0.1', port, maxRetriesPerRequest: null };
 const tag = `bmq${process.pid}`;
 const opts = { removeOnComplete: true, removeOnFail: true };
@@ -24,17 +41,21 @@ async function prefill(queue, n) {
 async function jobsPerSecond(concurrency, n) {
   const name = `${tag}-jobs-${concurrency}`;
   const queue = new Queue(name, { connection });
+  let m = cpuMark();
   const t0 = performance.now();
   await prefill(queue, n);
   const enqueueRate = n / ((performance.now() - t0) / 1000);
+  if (concurrency === 10) cpuNote('enqueue', m, n);
   let done = 0, finish;
   const all = new Promise((r) => { finish = r; });
+  m = cpuMark();
   const t1 = performance.now();
   const worker = new Worker(name, async () => {
     if (++done === n) finish();
   }, { connection, concurrency });
   await all;
   const secs = (performance.now() - t1) / 1000;
+  cpuNote(`jobs_${concurrency}`, m, n);
   await worker.close();
   await queue.obliterate({ force: true });
   await queue.close();
@@ -49,6 +70,7 @@ async function flowsPerSecond(n) {
   const workers = names.map((q, i) => new Worker(q, async () => {
     if (i === 2 && ++done === n) finish();
   }, { connection, concurrency: 100 }));
+  const m = cpuMark();
   const t0 = performance.now();
   for (let i = 0; i < n; i += 500) {
     const batch = [];
@@ -65,6 +87,7 @@ async function flowsPerSecond(n) {
   }
   await all;
   const secs = (performance.now() - t0) / 1000;
+  cpuNote('flows', m, n);
   await Promise.all(workers.map((w) => w.close()));
   await fp.close();
   for (const q of names) {
@@ -109,5 +132,6 @@ const l = await latency(nLat);
 out.p50_us = l.p50;
 out.p99_us = l.p99;
 out.rss_kb = process.resourceUsage().maxRSS;
+out.cpu = cpu;
 console.log(JSON.stringify(out));
 process.exit(0);

@@ -11,8 +11,15 @@
  *     own connections, 10 workers each) sharing one queue (NV_BENCH_ENGINE);
  *   - enqueue->start latency p50/p99: one job at a time, a worker blocked
  *     in the adapter's wait();
- *   - the process' peak RSS.
- *   nvent_bench <port> <jobs> <flows> <latency samples>
+ *   - the process' peak RSS, and the peak RSS of a worker process (this
+ *     program run with --worker: one engine processing a pre-filled queue
+ *     of no-op jobs at concurrency 10 and 100, nothing else);
+ *   - CPU time per job (or per flow) of this process and of redis-server
+ *     for each throughput figure ("cpu": {measure: [client us, redis us]}),
+ *     the yardstick on a shared machine.
+ *   nvent_bench <port> <jobs> <flows> <latency samples> [redis pid]
+ * NVB_PARTS (comma list of adapter, engine, flows, instances, latency, rss;
+ * default all) runs only some parts while iterating.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -27,6 +34,82 @@
 #include <nvent/adapter.h>
 
 static int port;
+static int redis_pid;
+
+/* ---- CPU time of this process and of redis-server ---- */
+
+static int64_t
+self_cpu_us(void)
+{
+    struct rusage ru;
+
+    getrusage(RUSAGE_SELF, &ru);
+    return (int64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 +
+           ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
+}
+
+/* utime + stime of redis-server from /proc/<pid>/stat, in us. */
+static int64_t
+redis_cpu_us(void)
+{
+    char path[64], buf[1024], *p;
+    unsigned long long ut = 0, st = 0;
+    FILE *f;
+    size_t n;
+
+    if (redis_pid <= 0)
+        return 0;
+    snprintf(path, sizeof(path), "/proc/%d/stat", redis_pid);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    p = strrchr(buf, ')');
+    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u "
+                            "%*u %*u %llu %llu", &ut, &st) != 2)
+        return 0;
+    return (int64_t)(ut + st) * 1000000 / sysconf(_SC_CLK_TCK);
+}
+
+struct cpu_mark { int64_t self, redis; };
+
+static struct cpu_mark
+cpu_mark(void)
+{
+    struct cpu_mark m = { self_cpu_us(), redis_cpu_us() };
+    return m;
+}
+
+static char cpu_json[4096];
+
+/* Note the CPU per operation since 'm' under 'name'. */
+static void
+cpu_note(const char *name, struct cpu_mark m, long ops)
+{
+    struct cpu_mark n = cpu_mark();
+    size_t l = strlen(cpu_json);
+
+    snprintf(cpu_json + l, sizeof(cpu_json) - l, "%s\"%s\":[%.1f,%.1f]",
+             l ? "," : "", name, (double)(n.self - m.self) / (double)ops,
+             (double)(n.redis - m.redis) / (double)ops);
+}
+
+static int
+part(const char *name)
+{
+    const char *s = getenv("NVB_PARTS");
+    size_t n = strlen(name);
+
+    if (s == NULL || *s == '\0')
+        return 1;
+    for (const char *p = s; (p = strstr(p, name)) != NULL; p += n) {
+        if ((p == s || p[-1] == ',') && (p[n] == '\0' || p[n] == ','))
+            return 1;
+    }
+    return 0;
+}
 
 static int64_t
 now_ns(void)
@@ -112,22 +195,44 @@ worker(void *arg)
     nv_error err = { 0 };
     nv_finish f = { .kind = NV_FINISH_COMPLETE, .returnvalue = "null" };
 
+    nv_job j, next;
+    int have = 0, got;
+
+    /* finish_reserve (when the adapter has it): one call per job, as the
+     * engine's busy workers do */
     while (atomic_load(&p->done) < p->n) {
-        nv_job j;
-        int rc = p->q.ops->reserve(p->q.self, "noop", wall_ms(), 30000, NULL,
+        int rc;
+
+        if (!have) {
+            rc = p->q.ops->reserve(p->q.self, "noop", wall_ms(), 30000, NULL,
                                    &j, NULL, &err);
-        if (rc == NV_ENOTFOUND) {
-            p->q.ops->wait(p->q.self, "noop", 50);
-            continue;
+            if (rc == NV_ENOTFOUND) {
+                p->q.ops->wait(p->q.self, "noop", 50);
+                continue;
+            }
+            if (rc != NV_OK)
+                die("reserve", &err);
+            have = 1;
+        }
+        if (p->q.ops->finish_reserve != NULL) {
+            rc = p->q.ops->finish_reserve(p->q.self, "noop", j.id,
+                                          j.lease_token, &f, wall_ms(), 30000,
+                                          NULL, &next, &got, NULL, &err);
+        } else {
+            rc = p->q.ops->finish(p->q.self, "noop", j.id, j.lease_token, &f,
+                                  wall_ms(), &err);
+            got = 0;
         }
         if (rc != NV_OK)
-            die("reserve", &err);
-        if (p->q.ops->finish(p->q.self, "noop", j.id, j.lease_token, &f,
-                             wall_ms(), &err) != NV_OK)
             die("finish", &err);
         nv_job_release(&j);
+        have = got;
+        if (got)
+            j = next;
         atomic_fetch_add(&p->done, 1);
     }
+    if (have)
+        nv_job_release(&j);
     return NULL;
 }
 
@@ -148,15 +253,22 @@ run_threads(struct pool *p, void *(*fn)(void *), int n)
 static double
 adapter_jobs(int concurrency, long n, double *enqueue_rate)
 {
-    char prefix[64];
+    char prefix[64], name[32];
     struct pool p = { .n = n };
+    struct cpu_mark m;
     double secs;
 
     snprintf(prefix, sizeof(prefix), "nvb%d-%d", (int)getpid(), concurrency);
     p.q = open_queue(prefix);
+    m = cpu_mark();
     secs = run_threads(&p, producer, 16);
     *enqueue_rate = (double)n / secs;
+    if (concurrency == 10)
+        cpu_note("enqueue", m, n);
+    m = cpu_mark();
     secs = run_threads(&p, worker, concurrency);
+    snprintf(name, sizeof(name), "adapter_%d", concurrency);
+    cpu_note(name, m, n);
     p.q.ops->close(p.q.self);
     return (double)n / secs;
 }
@@ -282,9 +394,10 @@ engine(const char *prefix)
 static double
 engine_jobs(int concurrency, long n)
 {
-    char prefix[64], cfg[160];
+    char prefix[64], cfg[160], name[32];
     nv_engine *e;
     nv_error err = { 0 };
+    struct cpu_mark m;
     int64_t t0;
 
     snprintf(prefix, sizeof(prefix), "nve%d-%d", (int)getpid(), concurrency);
@@ -308,12 +421,15 @@ engine_jobs(int concurrency, long n)
     if (nv_function_register_json(e, "noop", NULL, NV_RUNTIME_C, cfg, noop,
                                   NULL, &err) != NV_OK)
         die("register", &err);
+    m = cpu_mark();
     t0 = now_ns();
     if (nv_engine_start(e, 0, &err) != NV_OK)
         die("start", &err);
     while (atomic_load(&engine_done) < n)
         usleep(1000);
     t0 = now_ns() - t0;
+    snprintf(name, sizeof(name), "engine_%d", concurrency);
+    cpu_note(name, m, n);
     nv_engine_free(e);
     return (double)n / ((double)t0 / 1e9);
 }
@@ -325,9 +441,10 @@ engine_instances(int k, long n)
 {
     const char *cfg = "{\"worker\":{\"concurrency\":10},\"queue\":"
                       "{\"defaultJobOptions\":{\"removeOnComplete\":true}}}";
-    char prefix[64];
+    char prefix[64], name[32];
     nv_engine *e[3];
     nv_error err = { 0 };
+    struct cpu_mark m;
     int64_t t0;
 
     snprintf(prefix, sizeof(prefix), "nvi%d-%d", (int)getpid(), k);
@@ -348,6 +465,7 @@ engine_instances(int k, long n)
                                       noop, NULL, &err) != NV_OK)
             die("register", &err);
     }
+    m = cpu_mark();
     t0 = now_ns();
     for (int i = 0; i < k; i++) {
         if (nv_engine_start(e[i], 0, &err) != NV_OK)
@@ -356,9 +474,86 @@ engine_instances(int k, long n)
     while (atomic_load(&engine_done) < n)
         usleep(1000);
     t0 = now_ns() - t0;
+    snprintf(name, sizeof(name), "instances_%d", k);
+    cpu_note(name, m, n);
     for (int i = 0; i < k; i++)
         nv_engine_free(e[i]);
     return (double)n / ((double)t0 / 1e9);
+}
+
+/* Pre-fill queue "noop" of engine prefix 'prefix' with n jobs (no
+ * workers). */
+static void
+prefill(const char *prefix, const char *cfg, long n)
+{
+    nv_engine *e = engine(prefix);
+    nv_error err = { 0 };
+
+    if (nv_function_register_json(e, "noop", NULL, NV_RUNTIME_C, cfg, noop,
+                                  NULL, &err) != NV_OK ||
+        nv_engine_start(e, NV_START_NO_WORKERS, &err) != NV_OK)
+        die("prefill", &err);
+    for (long i = 0; i < n; i++) {
+        if (nv_queue_enqueue(e, "noop", NULL, "{}", NULL, NULL, &err) != NV_OK)
+            die("enqueue", &err);
+    }
+    nv_engine_free(e);
+}
+
+static void
+worker_cfg(char *cfg, size_t size, int concurrency)
+{
+    snprintf(cfg, size, "{\"worker\":{\"concurrency\":%d},\"queue\":"
+             "{\"defaultJobOptions\":{\"removeOnComplete\":true}}}",
+             concurrency);
+}
+
+/* --worker <prefix> <jobs> <concurrency>: process the pre-filled queue,
+ * print the peak RSS in KB. */
+static int
+worker_main(const char *prefix, long n, int concurrency)
+{
+    char cfg[160];
+    nv_engine *e = engine(prefix);
+    nv_error err = { 0 };
+    struct rusage ru;
+
+    worker_cfg(cfg, sizeof(cfg), concurrency);
+    if (nv_function_register_json(e, "noop", NULL, NV_RUNTIME_C, cfg, noop,
+                                  NULL, &err) != NV_OK ||
+        nv_engine_start(e, 0, &err) != NV_OK)
+        die("worker", &err);
+    while (atomic_load(&engine_done) < n)
+        usleep(1000);
+    nv_engine_free(e);
+    getrusage(RUSAGE_SELF, &ru);
+    printf("%ld\n", ru.ru_maxrss);
+    return 0;
+}
+
+/* Peak RSS (KB) of a separate worker process at 'concurrency'. */
+static long
+worker_rss(int concurrency, long n)
+{
+    char prefix[64], cfg[160], exe[512], cmd[800];
+    long kb = -1;
+    ssize_t l = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    FILE *f;
+
+    if (l <= 0)
+        return -1;
+    exe[l] = '\0';
+    snprintf(prefix, sizeof(prefix), "nvw%d-%d", (int)getpid(), concurrency);
+    worker_cfg(cfg, sizeof(cfg), concurrency);
+    prefill(prefix, cfg, n);
+    snprintf(cmd, sizeof(cmd), "'%s' --worker %d %s %ld %d", exe, port,
+             prefix, n, concurrency);
+    f = popen(cmd, "r");
+    if (f == NULL || fscanf(f, "%ld", &kb) != 1)
+        kb = -1;
+    if (f != NULL)
+        pclose(f);
+    return kb;
 }
 
 static double
@@ -382,6 +577,7 @@ engine_flows(long runs)
     char prefix[64], run_id[NV_ID_MAX];
     nv_engine *e;
     nv_error err = { 0 };
+    struct cpu_mark m;
     int64_t t0;
 
     snprintf(prefix, sizeof(prefix), "nvf%d", (int)getpid());
@@ -394,6 +590,7 @@ engine_flows(long runs)
         nv_function_register(e, "c", NULL, &c, noop, NULL, &err) != NV_OK ||
         nv_engine_start(e, 0, &err) != NV_OK)
         die("flows", &err);
+    m = cpu_mark();
     t0 = now_ns();
     for (long i = 0; i < runs; i++) {
         if (nv_flow_start(e, "chain", "{}", NULL, run_id, NULL, &err) != NV_OK)
@@ -402,6 +599,7 @@ engine_flows(long runs)
     while (atomic_load(&engine_done) < runs)
         usleep(1000);
     t0 = now_ns() - t0;
+    cpu_note("flows", m, runs);
     nv_engine_free(e);
     return (double)runs / ((double)t0 / 1e9);
 }
@@ -412,40 +610,66 @@ main(int argc, char **argv)
 {
     long jobs, flows;
     int samples;
-    double enq = 0, p50, p99, rate[3];
+    double enq = 0, p50 = 0, p99 = 0, rate[3] = { 0, 0, 0 };
     static const int conc[3] = { 1, 10, 100 };
     struct rusage ru;
 
-    if (argc != 5) {
-        fprintf(stderr, "usage: nvent_bench <port> <jobs> <flows> <samples>\n");
+#ifdef NV_BENCH_ENGINE
+    if (argc == 6 && strcmp(argv[1], "--worker") == 0) {
+        port = atoi(argv[2]);
+        return worker_main(argv[3], atol(argv[4]), atoi(argv[5]));
+    }
+#endif
+    if (argc != 5 && argc != 6) {
+        fprintf(stderr, "usage: nvent_bench <port> <jobs> <flows> <samples> "
+                "[redis pid]\n");
         return 2;
     }
     port = atoi(argv[1]);
     jobs = atol(argv[2]);
     flows = atol(argv[3]);
     samples = atoi(argv[4]);
-    for (int i = 0; i < 3; i++)
-        rate[i] = adapter_jobs(conc[i], conc[i] == 1 && jobs > 20000
-                               ? 20000 : jobs, &enq);
-    latency(samples, &p50, &p99);
-    printf("{\"impl\":\"nvent\",\"jobs\":{\"1\":%.0f,\"10\":%.0f,\"100\":%.0f},"
-           "\"enqueue\":%.0f,\"p50_us\":%.1f,\"p99_us\":%.1f",
-           rate[0], rate[1], rate[2], enq, p50, p99);
+    redis_pid = argc == 6 ? atoi(argv[5]) : 0;
+    printf("{\"impl\":\"nvent\"");
+    if (part("adapter")) {
+        for (int i = 0; i < 3; i++)
+            rate[i] = adapter_jobs(conc[i], conc[i] == 1 && jobs > 20000
+                                   ? 20000 : jobs, &enq);
+        printf(",\"jobs\":{\"1\":%.0f,\"10\":%.0f,\"100\":%.0f},"
+               "\"enqueue\":%.0f", rate[0], rate[1], rate[2], enq);
+    }
+    if (part("latency")) {
+        latency(samples, &p50, &p99);
+        printf(",\"p50_us\":%.1f,\"p99_us\":%.1f", p50, p99);
+    }
 #ifdef NV_BENCH_ENGINE
-    printf(",\"engine_jobs\":{");
-    for (int i = 0; i < 3; i++)
-        printf("%s\"%d\":%.0f", i ? "," : "", conc[i],
-               engine_jobs(conc[i], conc[i] == 1 && jobs > 20000 ? 20000 : jobs));
-    printf("},\"flows\":%.0f", engine_flows(flows));
-    printf(",\"instances\":{");
-    for (int k = 1; k <= 3; k++)
-        printf("%s\"%d\":%.0f", k > 1 ? "," : "", k,
-               engine_instances(k, jobs));
-    printf("}");
+    if (part("engine")) {
+        printf(",\"engine_jobs\":{");
+        for (int i = 0; i < 3; i++)
+            printf("%s\"%d\":%.0f", i ? "," : "", conc[i],
+                   engine_jobs(conc[i], conc[i] == 1 && jobs > 20000
+                               ? 20000 : jobs));
+        printf("}");
+    }
+    if (part("flows"))
+        printf(",\"flows\":%.0f", engine_flows(flows));
+    if (part("rss")) {
+        long n = jobs > 20000 ? 20000 : jobs;
+
+        printf(",\"worker_rss_kb\":{\"10\":%ld,\"100\":%ld}",
+               worker_rss(10, n), worker_rss(100, n));
+    }
+    if (part("instances")) {
+        printf(",\"instances\":{");
+        for (int k = 1; k <= 3; k++)
+            printf("%s\"%d\":%.0f", k > 1 ? "," : "", k,
+                   engine_instances(k, jobs));
+        printf("}");
+    }
 #else
     (void)flows;
 #endif
     getrusage(RUSAGE_SELF, &ru);
-    printf(",\"rss_kb\":%ld}\n", ru.ru_maxrss);
+    printf(",\"cpu\":{%s},\"rss_kb\":%ld}\n", cpu_json, ru.ru_maxrss);
     return 0;
 }

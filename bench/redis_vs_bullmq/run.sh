@@ -38,9 +38,9 @@ stop_redis() {
 trap stop_redis EXIT INT TERM
 redis_start "$TMP/redis"
 echo "redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/') on port $NV_REDIS_PORT (appendonly everysec); jobs=$JOBS flows=$FLOWS samples=$SAMPLES"
-NV=$("$B/bench/nvent_redis_bench" "$NV_REDIS_PORT" "$JOBS" "$FLOWS" "$SAMPLES")
+NV=$("$B/bench/nvent_redis_bench" "$NV_REDIS_PORT" "$JOBS" "$FLOWS" "$SAMPLES" "$NV_REDIS_PID")
 redis-cli -p "$NV_REDIS_PORT" flushall >/dev/null
-BM=$(node "$HERE/bullmq_bench.mjs" "$NV_REDIS_PORT" "$JOBS" "$FLOWS" "$SAMPLES")
+BM=$(node "$HERE/bullmq_bench.mjs" "$NV_REDIS_PORT" "$JOBS" "$FLOWS" "$SAMPLES" "$NV_REDIS_PID")
 node -e '
 const nv = JSON.parse(process.argv[1]), bm = JSON.parse(process.argv[2]);
 const f = (x) => x === undefined ? "-" : Math.round(x).toString();
@@ -59,7 +59,28 @@ rows.push(["3-step flows/s", f(nv.flows), f(bm.flows), r(nv.flows, bm.flows)]);
 rows.push(["enqueue->start p50 (us)", f(nv.p50_us), f(bm.p50_us), r(bm.p50_us, nv.p50_us)]);
 rows.push(["enqueue->start p99 (us)", f(nv.p99_us), f(bm.p99_us), r(bm.p99_us, nv.p99_us)]);
 rows.push(["peak RSS (MB)", (nv.rss_kb / 1024).toFixed(1), (bm.rss_kb / 1024).toFixed(1), r(bm.rss_kb, nv.rss_kb)]);
+if (nv.worker_rss_kb)
+  for (const k of ["10", "100"])
+    rows.push([`worker process RSS, conc. ${k} (MB)`, (nv.worker_rss_kb[k] / 1024).toFixed(1), (bm.rss_kb / 1024).toFixed(1), r(bm.rss_kb, nv.worker_rss_kb[k])]);
 console.log(["measure", "nvent", "bullmq", "ratio"].map((s, i) => i ? s.padStart(10) : s.padEnd(40)).join(""));
 for (const row of rows) console.log(row.map((s, i) => i ? s.padStart(10) : s.padEnd(40)).join(""));
 console.log("ratio: nvent/bullmq for rates, bullmq/nvent for latency and memory (>1 = nvent better)");
+const nc = nv.cpu || {}, bc = bm.cpu || {};
+const c = (v, i) => v === undefined ? "-" : v[i].toFixed(1);
+const t = (v) => v === undefined ? undefined : v[0] + v[1];
+const crow = (label, a, b) => [label, c(a, 0), c(a, 1), c(b, 0), c(b, 1),
+  t(a) === undefined || t(b) === undefined ? "-" : (t(b) / t(a)).toFixed(2) + "x"];
+const crows = [];
+for (const k of ["1", "10", "100"]) {
+  crows.push(crow(`jobs, concurrency ${k} (adapter)`, nc[`adapter_${k}`], bc[`jobs_${k}`]));
+  crows.push(crow(`jobs, concurrency ${k} (engine)`, nc[`engine_${k}`], bc[`jobs_${k}`]));
+}
+for (const k of ["1", "2", "3"])
+  crows.push(crow(`jobs, ${k} instance(s) x 10 workers`, nc[`instances_${k}`], undefined));
+crows.push(crow("enqueue", nc.enqueue, bc.enqueue));
+crows.push(crow("3-step flows (per flow)", nc.flows, bc.flows));
+console.log("");
+console.log(["CPU us per job", "nvent", "redis", "bullmq", "redis", "ratio"].map((s, i) => i ? s.padStart(9) : s.padEnd(36)).join(""));
+for (const row of crows) console.log(row.map((s, i) => i ? s.padStart(9) : s.padEnd(36)).join(""));
+console.log("CPU: of the bench process and of redis-server; ratio: bullmq/nvent totals (>1 = nvent cheaper)");
 ' "$NV" "$BM"

@@ -113,6 +113,13 @@ struct nv_engine {
     void           *sub_handle;
     int             subscribed;
     int             shared_stream;      /* stream adapter shared (redis) */
+    /* Listeners on other instances (jobs.c, shared streams only) */
+    atomic_llong    lsn_until;          /* monotonic ms: one known until */
+    atomic_llong    lsn_checked;        /* monotonic ms of the last key read */
+    int             lsn_thread;         /* presence thread running (live_mu) */
+    int             lsn_stop;           /* (live_mu) */
+    pthread_t       lsn_th;
+    pthread_cond_t  lsn_cv;             /* with live_mu */
 
     pthread_mutex_t dirty_mu;           /* guards dirty */
     json_t         *dirty;              /* {runId: flowName} index to refresh */
@@ -213,6 +220,12 @@ const char *nv__job_state_name(int state);
 void nv__job_event(nv_engine *e, const nv_job *j, const char *type,
                    const char *error);
 int  nv__publishing(nv_engine *e);
+/* Shared streams (jobs.c): a live subscriber came on this instance
+ * (announce it to the others); a note came on 'channel' (returns 1 when it
+ * was another instance's announcement, consumed); the engine detaches. */
+void nv__listeners_local(nv_engine *e);
+int  nv__listeners_note(nv_engine *e, const char *channel);
+void nv__listeners_stop(nv_engine *e);
 
 /* ---- flow.c ---- */
 /* F-4 before an attempt of a flow job: 0 run the handler, 1 skip (job

@@ -75,11 +75,163 @@ nv__job_json(const nv_job *j)
 
 /* ---- Live job events (Q-19, SSE-4) ---- */
 
+/*
+ * Listeners on other instances. On a shared stream a job event used to be
+ * published always, in case another instance had a live subscriber: a
+ * counts() and a PUBLISH on the worker's path twice per job, and a message
+ * to parse on every instance, with nobody listening. Now an instance with
+ * live subscribers keeps the store key "<store prefix>:live:listeners"
+ * alive (real-time expiry LSN_TTL_MS after its last refresh, refreshed every
+ * LSN_REFRESH_MS by a small thread) and announces itself at once on the
+ * channel "<live channel>:listeners" when a subscriber comes. Every other
+ * instance publishes while it knows of a listener: from the key, read at
+ * most every LSN_CHECK_MS by the thread that publishes, or from an
+ * announcement (valid LSN_NOTE_MS). When the store is not shared (only the
+ * stream is), or the key cannot be read, events are published as before.
+ */
+#define LSN_TTL_MS      5000
+#define LSN_REFRESH_MS  1000
+#define LSN_CHECK_MS    500
+#define LSN_NOTE_MS     3000
+#define LSN_SUFFIX      ":listeners"
+
+static int
+lsn_store_shared(const nv_engine *e)
+{
+    return strcmp(e->store.ops->name, "redis") == 0;
+}
+
+static int
+remote_listeners(nv_engine *e)
+{
+    int64_t now = nv__monotonic_ms(), checked, until;
+    char *key, *v = NULL;
+    int rc;
+
+    if (now < atomic_load(&e->lsn_until))
+        return 1;
+    if (!lsn_store_shared(e))
+        return 1;
+    checked = atomic_load(&e->lsn_checked);
+    if (checked != 0 && now - checked < LSN_CHECK_MS)
+        return 0;
+    /* one reader at a time; the others go by what is known */
+    if (!atomic_compare_exchange_strong(&e->lsn_checked, &checked, now))
+        return now < atomic_load(&e->lsn_until);
+    key = nv__engine_key(e, "store", "live:listeners");
+    rc = key == NULL ? NV_ENOMEM
+       : e->store.ops->kv_get(e->store.self, key, nv__system_now_ms(), &v,
+                              NULL);
+    nv__free(key);
+    nv_free(v);
+    if (rc == NV_ENOTFOUND)
+        return now < atomic_load(&e->lsn_until);
+    /* present, or unknown (publish to be safe): until the next read */
+    until = now + LSN_CHECK_MS + LSN_CHECK_MS / 2;
+    if (until > atomic_load(&e->lsn_until))
+        atomic_store(&e->lsn_until, until);
+    return 1;
+}
+
 int
 nv__publishing(nv_engine *e)
 {
     return atomic_load_explicit(&e->nlive, memory_order_relaxed) > 0 ||
-           e->shared_stream;
+           (e->shared_stream && remote_listeners(e));
+}
+
+static void
+lsn_refresh(nv_engine *e)
+{
+    char *key = nv__engine_key(e, "store", "live:listeners");
+
+    if (key != NULL)
+        e->store.ops->kv_set(e->store.self, key, "1",
+                             nv__system_now_ms() + LSN_TTL_MS, NULL);
+    nv__free(key);
+}
+
+static void *
+lsn_main(void *arg)
+{
+    nv_engine *e = arg;
+
+    pthread_mutex_lock(&e->live_mu);
+    while (!e->lsn_stop) {
+        struct timespec ts;
+
+        if (atomic_load(&e->nlive) > 0) {
+            pthread_mutex_unlock(&e->live_mu);
+            lsn_refresh(e);
+            pthread_mutex_lock(&e->live_mu);
+        }
+        if (e->lsn_stop)
+            break;
+        nv__timespec_after(CLOCK_REALTIME, LSN_REFRESH_MS * NV__MS, &ts);
+        pthread_cond_timedwait(&e->lsn_cv, &e->live_mu, &ts);
+    }
+    pthread_mutex_unlock(&e->live_mu);
+    return NULL;
+}
+
+void
+nv__listeners_local(nv_engine *e)
+{
+    char *ch;
+
+    if (!e->shared_stream)
+        return;
+    if (lsn_store_shared(e)) {
+        lsn_refresh(e);
+        pthread_mutex_lock(&e->live_mu);
+        if (!e->lsn_thread) {
+            pthread_attr_t a;
+
+            e->lsn_stop = 0;
+            pthread_cond_init(&e->lsn_cv, NULL);
+            pthread_attr_init(&a);
+            pthread_attr_setstacksize(&a, 64 * 1024);
+            e->lsn_thread = pthread_create(&e->lsn_th, &a, lsn_main, e) == 0;
+            pthread_attr_destroy(&a);
+            if (!e->lsn_thread)
+                pthread_cond_destroy(&e->lsn_cv);
+        }
+        pthread_mutex_unlock(&e->live_mu);
+    }
+    ch = nv__asprintf("%s%s", e->live_channel, LSN_SUFFIX);
+    if (ch != NULL)
+        e->stream.ops->publish(e->stream.self, ch, "{}", NULL);
+    nv__free(ch);
+}
+
+int
+nv__listeners_note(nv_engine *e, const char *channel)
+{
+    size_t n = strlen(e->live_channel);
+
+    if (strncmp(channel, e->live_channel, n) != 0 ||
+        strcmp(channel + n, LSN_SUFFIX) != 0)
+        return 0;
+    atomic_store(&e->lsn_until, nv__monotonic_ms() + LSN_NOTE_MS);
+    return 1;
+}
+
+void
+nv__listeners_stop(nv_engine *e)
+{
+    int joined;
+
+    pthread_mutex_lock(&e->live_mu);
+    joined = e->lsn_thread;
+    e->lsn_thread = 0;
+    e->lsn_stop = 1;
+    if (joined)
+        pthread_cond_broadcast(&e->lsn_cv);
+    pthread_mutex_unlock(&e->live_mu);
+    if (joined) {
+        pthread_join(e->lsn_th, NULL);
+        pthread_cond_destroy(&e->lsn_cv);
+    }
 }
 
 static json_t *

@@ -61,6 +61,9 @@ on_note(void *ud, const nv_stream_note *note)
         return;
     }
     if (note->message != NULL && note->channel != NULL &&
+        nv__listeners_note(e, note->channel))
+        return;
+    if (note->message != NULL && note->channel != NULL &&
         strcmp(note->channel, e->live_channel) == 0 &&
         atomic_load(&e->nlive) > 0)
         nv__live_local(e, note->message);
@@ -96,6 +99,7 @@ nv__live_detach(nv_engine *e)
     /* outside live_mu: the callback may be waiting for it */
     if (h != NULL)
         e->stream.ops->unsubscribe(e->stream.self, h);
+    nv__listeners_stop(e);
 }
 
 int
@@ -123,6 +127,7 @@ nv_live_subscribe(nv_engine *e, nv_live_fn fn, void *ud, nv_live **out,
     e->lives = l;
     atomic_fetch_add(&e->nlive, 1);
     pthread_mutex_unlock(&e->live_mu);
+    nv__listeners_local(e);
     *out = l;
     return NV_OK;
 }

@@ -2,7 +2,8 @@
  * Several instances on one shared backend (A-5, redis only; other backends
  * skip): a run canceled on one instance raises the cancellation check of
  * its handler on another (CTX-7, within 1 s), and live job events of one
- * instance reach the subscribers of the other (SSE-4, SSE-5).
+ * instance reach the subscribers of the other (SSE-4, SSE-5), while no job
+ * message is published when no instance has a live subscriber.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -178,4 +179,94 @@ Test(multi, runs_of_a_flow_no_longer_registered_stay_readable)
     cr_assert_eq(nv_runs_list(b.e, "old", NULL, 0, 10, &body, &err),
                  NV_EFLOW_NOT_FOUND, "unknown once its index is empty");
     tenv_free(&b);
+}
+
+/* Job messages on the shared live channel, seen by a bare stream adapter
+ * subscription (as any instance's engine sees them). */
+static atomic_int raw_jobs;
+
+static void
+raw_note(void *ud, const nv_stream_note *note)
+{
+    (void)ud;
+    if (note->message != NULL && strstr(note->message, "\"kind\":\"job\""))
+        atomic_fetch_add(&raw_jobs, 1);
+}
+
+static int
+raw_seen(void *ud)
+{
+    (void)ud;
+    return atomic_load(&raw_jobs) > 0;
+}
+
+static int
+got_job(void *ud)
+{
+    int r;
+
+    (void)ud;
+    pthread_mutex_lock(&got_mu);
+    r = strstr(got, "\"kind\":\"job\"") != NULL &&
+        strstr(got, "\"type\":\"completed\"") != NULL;
+    pthread_mutex_unlock(&got_mu);
+    return r;
+}
+
+Test(multi, job_events_are_published_only_while_some_instance_listens)
+{
+    tenv a, b;
+    nv_live *l = NULL;
+    nv_stream raw;
+    void *h = NULL;
+    char *base = nv_test_config_json(), *settings, id[NV_JOB_ID_MAX];
+    json_t *cfg, *st;
+    nv_error err = { 0 };
+
+    if (strcmp(nv_test_backend(), "redis") != 0) {
+        free(base);
+        cr_skip_test("instances share data on redis only");
+    }
+    cfg = json_loads(base, 0, NULL);
+    cr_assert_not_null(cfg);
+    st = json_pack("{sOsO}", "prefix", json_object_get(cfg, "prefix"),
+                   "redis", json_object_get(json_object_get(cfg,
+                                            "connections"), "redis"));
+    settings = json_dumps(st, JSON_COMPACT);
+    json_decref(st);
+    json_decref(cfg);
+    cr_assert_eq(nv_redis_stream_open(settings, &raw, &err), NV_OK, "%s",
+                 err.msg);
+    free(settings);
+    cr_assert_eq(raw.ops->subscribe(raw.self, raw_note, NULL, &h, &err),
+                 NV_OK, "%s", err.msg);
+    tenv_init_with(&a, base, NULL);
+    tenv_init_with(&b, base, NULL);
+    free(base);
+    tenv_fn(&a, "q", "{}", quick, NULL);
+    tenv_fn(&b, "q", "{}", quick, NULL);
+    tenv_start(&a);
+    cr_assert_eq(nv_engine_start(b.e, NV_START_NO_WORKERS, &err), NV_OK);
+
+    /* nobody listens anywhere: a job costs no job message */
+    tenqueue(&a, "q", "{}", NULL, id);
+    tenv_idle(&a);
+    tsleep_ms(300);
+    cr_assert_eq(atomic_load(&raw_jobs), 0, "job messages without listeners");
+
+    /* a subscriber on b: a's job events reach it within 1 s (SSE-5; at
+     * once when b's announcement is seen first, else by a's next look at
+     * the listeners key) */
+    cr_assert_eq(nv_live_subscribe(b.e, collect, NULL, &l, &err), NV_OK);
+    for (int i = 0; i < 20 && !raw_seen(NULL); i++) {
+        tenqueue(&a, "q", "{}", NULL, id);
+        tsleep_ms(100);
+    }
+    cr_assert(twait(raw_seen, NULL));
+    cr_assert(twait(got_job, NULL), "%s", got);
+    nv_live_unsubscribe(b.e, l);
+    tenv_free(&b);
+    tenv_free(&a);
+    raw.ops->unsubscribe(raw.self, h);
+    raw.ops->close(raw.self);
 }

@@ -324,6 +324,30 @@ Test(queue_contract, a_delayed_job_becomes_runnable_exactly_at_delay_until)
     nv_job_release(&a);
 }
 
+Test(queue_contract, a_delayed_job_due_sooner_than_those_seen_runs_at_its_own_time)
+{
+    nv_job j = mkjob(QN, "late", 1000), a;
+    int64_t next = -1;
+
+    j.delay_until = 5000;
+    cr_assert_eq(QOPS->enqueue(Q, &j, 1000, 0, NULL, NULL, NULL), NV_OK);
+    cr_assert_eq(res(QN, 1000, NULL, &a, &next), NV_ENOTFOUND);
+    cr_assert_eq(next, 5000);
+    j = mkjob(QN, "soon", 1100);
+    j.delay_until = 1200;
+    cr_assert_eq(QOPS->enqueue(Q, &j, 1100, 0, NULL, NULL, NULL), NV_OK);
+    cr_assert_eq(res(QN, 1150, NULL, &a, &next), NV_ENOTFOUND);
+    cr_assert_eq(next, 1200);
+    cr_assert_eq(res(QN, 1200, NULL, &a, NULL), NV_OK);
+    cr_assert_str_eq(a.id, "soon");
+    nv_job_release(&a);
+    cr_assert_eq(res(QN, 4999, NULL, &a, &next), NV_ENOTFOUND);
+    cr_assert_eq(next, 5000);
+    cr_assert_eq(res(QN, 5000, NULL, &a, NULL), NV_OK);
+    cr_assert_str_eq(a.id, "late");
+    nv_job_release(&a);
+}
+
 Test(queue_contract, next_at_is_the_earliest_delayed_job)
 {
     nv_job j;

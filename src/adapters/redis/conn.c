@@ -417,14 +417,60 @@ pipeline_impl(nv__redis_pool *p, const char *key, size_t n,
     return rc;
 }
 
+/*
+ * Send one command (argv form) and read its reply, formatting the request
+ * ourselves into one buffer (hiredis' formatter builds it piece by piece).
+ * NULL on a connection error (c->err set).
+ */
+static redisReply *
+command_argv(redisContext *c, int argc, const char **av, const size_t *al)
+{
+    char stack[8192], *buf = stack, *w;
+    size_t total = 16;
+    void *r = NULL;
+
+    for (int i = 0; i < argc; i++)
+        total += al[i] + 24;
+    if (total > sizeof(stack) && (buf = nv__malloc(total)) == NULL)
+        return redisCommandArgv(c, argc, av, al);
+    w = buf;
+    *w++ = '*';
+    w += nv__fmt_i64(w, argc);
+    *w++ = '\r';
+    *w++ = '\n';
+    for (int i = 0; i < argc; i++) {
+        *w++ = '$';
+        w += nv__fmt_i64(w, (int64_t)al[i]);
+        *w++ = '\r';
+        *w++ = '\n';
+        memcpy(w, av[i], al[i]);
+        w += al[i];
+        *w++ = '\r';
+        *w++ = '\n';
+    }
+    if (redisAppendFormattedCommand(c, buf, (size_t)(w - buf)) != REDIS_OK ||
+        redisGetReply(c, &r) != REDIS_OK)
+        r = NULL;
+    if (buf != stack)
+        nv__free(buf);
+    return r;
+}
+
+#define EVAL_STACK_ARGS 64
+
 static int
 eval_impl(nv__redis_pool *p, const nv__redis_script *s, const char *key,
           int nkeys, int argc, const char **argv, const size_t *lens,
           redisReply **out, nv_error *err)
 {
-    const char **av = nv__malloc((size_t)(argc + 3) * sizeof(*av));
-    size_t *al = nv__malloc((size_t)(argc + 3) * sizeof(*al));
-    char nk[16], sha[41];
+    const char *av_stack[EVAL_STACK_ARGS];
+    size_t al_stack[EVAL_STACK_ARGS];
+    int heap = argc + 3 > EVAL_STACK_ARGS;
+    const char **av = heap ? nv__malloc((size_t)(argc + 3) * sizeof(*av))
+                           : av_stack;
+    size_t *al = heap ? nv__malloc((size_t)(argc + 3) * sizeof(*al))
+                      : al_stack;
+    char nk[24], sha[41];
     redisContext *c = NULL;
     redisReply *r = NULL;
     int rc = NV_OK;
@@ -461,7 +507,7 @@ eval_impl(nv__redis_pool *p, const nv__redis_script *s, const char *key,
         memcpy(p->sha[s->id], sha, sizeof(sha));
         pthread_mutex_unlock(&p->mu);
     }
-    snprintf(nk, sizeof(nk), "%d", nkeys);
+    nk[nv__fmt_i64(nk, nkeys)] = '\0';
     av[0] = "EVALSHA"; al[0] = 7;
     av[1] = sha;       al[1] = 40;
     av[2] = nk;        al[2] = strlen(nk);
@@ -469,7 +515,7 @@ eval_impl(nv__redis_pool *p, const nv__redis_script *s, const char *key,
         av[i + 3] = argv[i];
         al[i + 3] = lens ? lens[i] : strlen(argv[i]);
     }
-    r = redisCommandArgv(c, argc + 3, av, al);
+    r = command_argv(c, argc + 3, av, al);
     if (r == NULL)
         goto connfail;
     if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
@@ -477,7 +523,7 @@ eval_impl(nv__redis_pool *p, const nv__redis_script *s, const char *key,
         freeReplyObject(r);
         av[0] = "EVAL"; al[0] = 4;
         av[1] = s->src; al[1] = strlen(s->src);
-        r = redisCommandArgv(c, argc + 3, av, al);
+        r = command_argv(c, argc + 3, av, al);
         if (r == NULL)
             goto connfail;
     }
@@ -496,8 +542,10 @@ done:
     if (r != NULL)
         freeReplyObject(r);
     release(p, c, 0);
-    nv__free(av);
-    nv__free(al);
+    if (heap) {
+        nv__free(av);
+        nv__free(al);
+    }
     return rc;
 }
 
@@ -595,7 +643,12 @@ nv__redis_eval(nv__redis_pool *p, const nv__redis_script *s, const char *key,
 void
 nv__redis_args_init(nv__redis_args *a)
 {
-    memset(a, 0, sizeof(*a));
+    a->v = a->v_in;
+    a->len = a->len_in;
+    a->owned = NULL;
+    a->n = a->nowned = a->capowned = a->oom = 0;
+    a->cap = NV__REDIS_ARGS_INLINE;
+    a->numlen = 0;
 }
 
 void
@@ -604,9 +657,44 @@ nv__redis_args_release(nv__redis_args *a)
     for (int i = 0; i < a->nowned; i++)
         nv__free(a->owned[i]);
     nv__free(a->owned);
-    nv__free(a->v);
-    nv__free(a->len);
-    memset(a, 0, sizeof(*a));
+    if (a->v != a->v_in)
+        nv__free(a->v);
+    if (a->len != a->len_in)
+        nv__free(a->len);
+    nv__redis_args_init(a);
+}
+
+static int
+args_grow(nv__redis_args *a)
+{
+    int cap = a->cap * 2;
+    const char **v;
+    size_t *l;
+
+    if (a->v == a->v_in) {
+        v = nv__malloc((size_t)cap * sizeof(*v));
+        l = nv__malloc((size_t)cap * sizeof(*l));
+        if (v == NULL || l == NULL) {
+            nv__free(v);
+            nv__free(l);
+            return -1;
+        }
+        memcpy(v, a->v_in, (size_t)a->n * sizeof(*v));
+        memcpy(l, a->len_in, (size_t)a->n * sizeof(*l));
+        a->v = v;
+        a->len = l;
+    } else {
+        v = nv__realloc(a->v, (size_t)cap * sizeof(*v));
+        if (v == NULL)
+            return -1;
+        a->v = v;
+        l = nv__realloc(a->len, (size_t)cap * sizeof(*l));
+        if (l == NULL)
+            return -1;
+        a->len = l;
+    }
+    a->cap = cap;
+    return 0;
 }
 
 void
@@ -614,22 +702,9 @@ nv__redis_args_bin(nv__redis_args *a, const char *s, size_t n)
 {
     if (a->oom)
         return;
-    if (a->n == a->cap) {
-        int cap = a->cap ? a->cap * 2 : 16;
-        const char **v = nv__realloc(a->v, (size_t)cap * sizeof(*v));
-        size_t *l;
-        if (v == NULL) {
-            a->oom = 1;
-            return;
-        }
-        a->v = v;
-        l = nv__realloc(a->len, (size_t)cap * sizeof(*l));
-        if (l == NULL) {
-            a->oom = 1;
-            return;
-        }
-        a->len = l;
-        a->cap = cap;
+    if (a->n == a->cap && args_grow(a) != 0) {
+        a->oom = 1;
+        return;
     }
     a->v[a->n] = s ? s : "";
     a->len[a->n] = s ? n : 0;
@@ -667,12 +742,31 @@ args_owned(nv__redis_args *a, char *s)
 void
 nv__redis_args_int(nv__redis_args *a, int64_t v)
 {
+    if (a->numlen + 24 <= sizeof(a->num)) {
+        char *p = a->num + a->numlen;
+        size_t n = nv__fmt_i64(p, v);
+
+        p[n] = '\0';
+        a->numlen += n + 1;
+        nv__redis_args_bin(a, p, n);
+        return;
+    }
     args_owned(a, nv__asprintf("%lld", (long long)v));
 }
 
 void
 nv__redis_args_dbl(nv__redis_args *a, double v)
 {
+    if (a->numlen + 32 <= sizeof(a->num)) {
+        char *p = a->num + a->numlen;
+        int n = snprintf(p, 32, "%.17g", v);
+
+        if (n > 0 && n < 32) {
+            a->numlen += (size_t)n + 1;
+            nv__redis_args_bin(a, p, (size_t)n);
+            return;
+        }
+    }
     args_owned(a, nv__asprintf("%.17g", v));
 }
 

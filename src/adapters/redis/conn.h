@@ -74,12 +74,22 @@ int nv__redis_eval(nv__redis_pool *p, const nv__redis_script *s,
                    const size_t *lens, redisReply **out, nv_error *err);
 
 /* ---- Argument builder ---- */
+#define NV__REDIS_ARGS_INLINE 48
+#define NV__REDIS_ARGS_NUMBUF 768
+
+/* Arguments of one command, borrowed strings and formatted numbers; the
+ * first NV__REDIS_ARGS_INLINE and the numbers that fit live inside the
+ * struct (no allocation per call): never copy a nv__redis_args. */
 typedef struct nv__redis_args {
     const char **v;
     size_t      *len;
     char       **owned;     /* formatted numbers to free */
     int          n, cap, nowned, capowned;
     int          oom;
+    size_t       numlen;
+    const char  *v_in[NV__REDIS_ARGS_INLINE];
+    size_t       len_in[NV__REDIS_ARGS_INLINE];
+    char         num[NV__REDIS_ARGS_NUMBUF];
 } nv__redis_args;
 
 void nv__redis_args_init(nv__redis_args *a);

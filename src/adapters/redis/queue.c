@@ -15,15 +15,13 @@
 #include "core/util.h"
 
 enum {
-    S_ENQUEUE, S_RESERVE, S_EXTEND, S_FINISH, S_PROGRESS, S_LOG, S_GET,
-    S_LIST, S_COUNTS, S_PAUSE, S_REMOVE, S_RETRY, S_REAP,
+    S_ENQUEUE, S_BATCH, S_EXTEND, S_PROGRESS, S_LOG, S_GET, S_LIST,
+    S_COUNTS, S_PAUSE, S_REMOVE, S_RETRY, S_REAP,
 };
 
 static const nv__redis_script scripts[] = {
     [S_ENQUEUE]  = { S_ENQUEUE,  "queue_enqueue",  nv__redis_lua_queue_enqueue },
-    [S_RESERVE]  = { S_RESERVE,  "queue_reserve",  nv__redis_lua_queue_reserve },
     [S_EXTEND]   = { S_EXTEND,   "queue_extend",   nv__redis_lua_queue_extend },
-    [S_FINISH]   = { S_FINISH,   "queue_finish",   nv__redis_lua_queue_finish },
     [S_PROGRESS] = { S_PROGRESS, "queue_progress", nv__redis_lua_queue_progress },
     [S_LOG]      = { S_LOG,      "queue_log",      nv__redis_lua_queue_log },
     [S_GET]      = { S_GET,      "queue_get",      nv__redis_lua_queue_get },
@@ -33,6 +31,7 @@ static const nv__redis_script scripts[] = {
     [S_REMOVE]   = { S_REMOVE,   "queue_remove",   nv__redis_lua_queue_remove },
     [S_RETRY]    = { S_RETRY,    "queue_retry",    nv__redis_lua_queue_retry },
     [S_REAP]     = { S_REAP,     "queue_reap",     nv__redis_lua_queue_reap },
+    [S_BATCH]    = { S_BATCH,    "queue_batch",    nv__redis_lua_queue_batch },
 };
 
 /*
@@ -54,6 +53,10 @@ struct note {
     uint64_t       empty_gen, empty_epoch;
     int64_t        empty_next;       /* 0: only a note changes it */
     nv_limiter     empty_lim;
+    /* Calls gathered for one round trip (see submit) */
+    struct op     *head, *tail;      /* waiting to be sent */
+    int            sending;          /* a batch of this queue is out */
+    int64_t        poll_next;        /* monotonic ms: next idle poll (idle_skip) */
 };
 
 #define MAX_TICKETS 16
@@ -131,10 +134,24 @@ run(struct rqueue *q, int si, const char *queue, const char *id,
     nv__redis_args *x, redisReply **out, nv_error *err)
 {
     nv__redis_args a;
-    char *base = base_key(q, queue);
-    char *meta = base ? nv__asprintf("%s:meta", base) : NULL;
+    char kb[512], mb[520], *base = kb, *meta = mb;
+    size_t pl = strlen(q->pool->prefix), ql = strlen(queue);
     redisReply *r = NULL;
     int rc;
+
+    if (pl + ql + 8 <= sizeof(kb)) {    /* "{<prefix>:q:<queue>}" */
+        kb[0] = '{';
+        memcpy(kb + 1, q->pool->prefix, pl);
+        memcpy(kb + 1 + pl, ":q:", 3);
+        memcpy(kb + 4 + pl, queue, ql);
+        kb[4 + pl + ql] = '}';
+        kb[5 + pl + ql] = '\0';
+        memcpy(mb, kb, 5 + pl + ql);
+        memcpy(mb + 5 + pl + ql, ":meta", 6);
+    } else {
+        base = base_key(q, queue);
+        meta = base ? nv__asprintf("%s:meta", base) : NULL;
+    }
 
     nv__redis_args_init(&a);
     nv__redis_args_str(&a, meta);
@@ -175,8 +192,10 @@ done:
     if (r != NULL)
         freeReplyObject(r);
     nv__redis_args_release(&a);
-    nv__free(base);
-    nv__free(meta);
+    if (base != kb) {
+        nv__free(base);
+        nv__free(meta);
+    }
     return rc;
 }
 
@@ -481,6 +500,21 @@ empty_cached(struct rqueue *q, const char *queue, int64_t now,
     return hit;
 }
 
+/* The generation a reply about 'queue' starts from (see empty_cached). */
+static void
+note_gen(struct rqueue *q, const char *queue, uint64_t *gen, uint64_t *epoch,
+         int *live)
+{
+    struct note *nt;
+
+    pthread_mutex_lock(&q->mu);
+    nt = note_get(q, queue, 1);
+    *live = nt != NULL && nv__redis_sub_connected(q->sub);
+    *gen = nt != NULL ? nt->gen : 0;
+    *epoch = q->epoch;
+    pthread_mutex_unlock(&q->mu);
+}
+
 static void
 empty_store(struct rqueue *q, const char *queue, const nv_limiter *lim,
             int64_t next, uint64_t gen, uint64_t epoch)
@@ -514,44 +548,255 @@ local_change(struct rqueue *q, const char *queue)
     pthread_mutex_unlock(&q->mu);
 }
 
+/*
+ * Calls of one queue gathered into one round trip. Busy workers of a queue
+ * (concurrency 10, 100) call reserve / finish / finish_reserve at the same
+ * time; each call becomes an op on its queue's list, and the first caller
+ * that finds no batch of that queue out sends every op waiting (up to
+ * MAX_BATCH) in one queue_batch script, then hands each caller its reply.
+ * Callers that came meanwhile wait for that batch to come back, and one of
+ * them sends the next. A lone caller sends its op at once: no delay is
+ * added, Redis runs one script per batch instead of one per call.
+ */
+enum { OP_RESERVE = 'R', OP_FINISH = 'F', OP_FINISH_RESERVE = 'X' };
+
+#define MAX_BATCH 64
+
+struct op {
+    int             kind;
+    const char     *id, *token;     /* F, X */
+    const nv_finish *f;             /* F, X */
+    int64_t         now, lease_ms;
+    const nv_limiter *lim;          /* R, X */
+    char            tok[40];        /* R, X: the new lease's token */
+    redisReply     *reply;          /* its part of the batch's reply */
+    int             rc, done;
+    nv_error        err;
+    pthread_cond_t  cv;             /* the caller waits on it */
+    struct op      *next;
+};
+
+static void
+op_args(nv__redis_args *x, const struct op *o)
+{
+    const nv_limiter *lim = o->lim;
+
+    nv__redis_args_str(x, o->kind == OP_RESERVE ? "R"
+                          : o->kind == OP_FINISH ? "F" : "X");
+    if (o->kind != OP_RESERVE) {
+        nv__redis_args_str(x, o->id);
+        nv__redis_args_str(x, o->token);
+        nv__redis_args_int(x, o->f->kind);
+        nv__redis_args_int(x, o->now);
+        nv__redis_args_str(x, o->f->returnvalue ? o->f->returnvalue : "null");
+        nv__redis_args_str(x, o->f->failed_reason ? o->f->failed_reason : "");
+        nv__redis_args_int(x, o->f->retry_at);
+        if (o->kind == OP_FINISH)
+            return;
+    } else {
+        nv__redis_args_int(x, o->now);
+    }
+    nv__redis_args_int(x, o->lease_ms);
+    nv__redis_args_str(x, o->tok);
+    nv__redis_args_int(x, lim ? lim->max : 0);
+    nv__redis_args_int(x, lim ? lim->duration_ms : 0);
+    nv__redis_args_str(x, lim && lim->grouped ? "1" : "0");
+}
+
+/* Send ops (a list of n) in one script; fill each op's reply or rc. */
+static void
+send_batch(struct rqueue *q, const char *queue, struct op *ops, int n)
+{
+    nv__redis_args x;
+    redisReply *r = NULL;
+    nv_error err = { 0 };
+    struct op *o;
+    int rc, i;
+
+    nv__redis_args_init(&x);
+    nv__redis_args_int(&x, n);
+    for (o = ops; o != NULL; o = o->next)
+        op_args(&x, o);
+    rc = run(q, S_BATCH, queue, n == 1 ? ops->id : NULL, &x, &r, &err);
+    nv__redis_args_release(&x);
+    if (rc == NV_OK && (r->elements != (size_t)n + 1))
+        rc = nv__error(&err, NV_EBACKEND, "redis queue: unexpected reply");
+    for (o = ops, i = 1; o != NULL; o = o->next, i++) {
+        if (rc != NV_OK) {
+            o->rc = rc;
+            o->err = err;
+            continue;
+        }
+        o->rc = NV_OK;
+        o->reply = r->element[i];
+        r->element[i] = NULL;    /* now the op's */
+    }
+    if (r != NULL)
+        freeReplyObject(r);
+}
+
+static void
+submit(struct rqueue *q, const char *queue, struct op *op)
+{
+    struct note *nt;
+
+    op->next = NULL;
+    op->done = 0;
+    op->reply = NULL;
+    pthread_mutex_lock(&q->mu);
+    nt = note_get(q, queue, 1);
+    if (nt == NULL) {
+        pthread_mutex_unlock(&q->mu);
+        send_batch(q, queue, op, 1);
+        return;
+    }
+    pthread_cond_init(&op->cv, NULL);
+    if (nt->tail != NULL)
+        nt->tail->next = op;
+    else
+        nt->head = op;
+    nt->tail = op;
+    while (!op->done) {
+        struct op *batch, *last, *o;
+        int n = 1;
+
+        if (nt->sending) {
+            /* woken when done, or to send the next batch */
+            pthread_cond_wait(&op->cv, &q->mu);
+            continue;
+        }
+        /* send what waits (this op among it) */
+        batch = last = nt->head;
+        while (last->next != NULL && n < MAX_BATCH) {
+            last = last->next;
+            n++;
+        }
+        nt->head = last->next;
+        if (nt->head == NULL)
+            nt->tail = NULL;
+        last->next = NULL;
+        nt->sending = 1;
+        pthread_mutex_unlock(&q->mu);
+        send_batch(q, queue, batch, n);
+        pthread_mutex_lock(&q->mu);
+        nt->sending = 0;
+        for (o = batch; o != NULL; ) {
+            struct op *next = o->next;
+
+            o->done = 1;
+            if (o != op)
+                pthread_cond_signal(&o->cv);  /* o may be gone after this */
+            o = next;
+        }
+        if (nt->head != NULL)
+            pthread_cond_signal(&nt->head->cv);   /* sends the next batch */
+    }
+    pthread_mutex_unlock(&q->mu);
+    pthread_cond_destroy(&op->cv);
+}
+
+/* The reserve scripts reply with the record as it was before the
+ * reservation (sparing a second read of it): apply the change here. */
+static int
+reserved(const redisReply *r, int64_t now, int64_t lease_ms, const char *tok,
+         nv_job *out, nv_error *err)
+{
+    int rc = job_from(r, out, err);
+
+    if (rc == NV_OK) {
+        out->state = NV_JOB_ACTIVE;
+        out->processed_on = now;
+        out->finished_on = 0;
+        out->lease_until = now + lease_ms;
+        nv__strlcpy(out->lease_token, tok, sizeof(out->lease_token));
+    }
+    return rc;
+}
+
+/*
+ * Idle workers poll: each wakes after its wait's timeout (20 ms in the
+ * engine) and reserves again, in case something became runnable without a
+ * note. With a hundred idle workers per queue and notes arriving all the
+ * time (so that the empty-reserve cache rarely holds), that was thousands
+ * of empty reserve scripts per second. Every change that makes a job
+ * runnable publishes a note, and each note wakes one waiter (a ticket), so
+ * the polls only guard against what notes cannot say (a delayed job or a
+ * limiter window coming due): one poll per queue per IDLE_POLL_MS is as
+ * good as a hundred. A reserve right after a wait that ended by its full
+ * timeout (no ticket, no wake, no reconnection, the subscription live) goes
+ * to Redis only when no such poll of its queue went out in the last
+ * IDLE_POLL_MS; otherwise it answers "none" at once.
+ */
+#define IDLE_POLL_MS 20
+
+static _Thread_local const struct note *idle_nt;  /* last wait timed out */
+static _Thread_local uint64_t idle_epoch;
+
+static int
+idle_skip(struct rqueue *q, const char *queue)
+{
+    const struct note *w = idle_nt;
+    struct note *nt;
+    int skip = 0;
+
+    idle_nt = NULL;
+    if (w == NULL)
+        return 0;
+    pthread_mutex_lock(&q->mu);
+    nt = note_get(q, queue, 0);
+    if (nt == w && q->epoch == idle_epoch && nv__redis_sub_connected(q->sub)) {
+        int64_t now = nv__monotonic_ms();
+
+        if (now < nt->poll_next)
+            skip = 1;
+        else
+            nt->poll_next = now + IDLE_POLL_MS;
+    }
+    pthread_mutex_unlock(&q->mu);
+    return skip;
+}
+
 static int
 rq_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
            const nv_limiter *lim, nv_job *out, int64_t *next_at,
            nv_error *err)
 {
     struct rqueue *q = self;
-    nv__redis_args x;
-    redisReply *r = NULL;
-    char tok[40];
+    struct op op = { .kind = OP_RESERVE, .now = now, .lease_ms = lease_ms,
+                     .lim = lim };
     uint64_t gen = 0, epoch = 0;
     int64_t next = 0;
     int rc, live = 0;
 
+    if (idle_skip(q, queue)) {
+        if (next_at != NULL)
+            *next_at = 0;
+        return nv__error(err, NV_ENOTFOUND, "no runnable job in queue '%s'",
+                         queue);
+    }
     if (empty_cached(q, queue, now, lim, next_at, &gen, &epoch, &live))
         return nv__error(err, NV_ENOTFOUND, "no runnable job in queue '%s'",
                          queue);
-    new_token(tok);
-    nv__redis_args_init(&x);
-    nv__redis_args_int(&x, now);
-    nv__redis_args_int(&x, lease_ms);
-    nv__redis_args_str(&x, tok);
-    nv__redis_args_int(&x, lim ? lim->max : 0);
-    nv__redis_args_int(&x, lim ? lim->duration_ms : 0);
-    nv__redis_args_str(&x, lim && lim->grouped ? "1" : "0");
-    rc = run(q, S_RESERVE, queue, NULL, &x, &r, err);
-    nv__redis_args_release(&x);
-    if (rc == NV_ENOTFOUND) {
-        next = r && r->elements > 1 ? nv__redis_int(r->element[1]) : 0;
+    new_token(op.tok);
+    submit(q, queue, &op);
+    rc = op.rc;
+    if (rc != NV_OK) {
+        if (err != NULL)
+            *err = op.err;
+    } else if (nv__redis_int(op.reply->element[0]) == 1) {
+        rc = reserved(op.reply->element[1], now, lease_ms, op.tok, out, err);
+    } else {
+        next = op.reply->elements > 1 ? nv__redis_int(op.reply->element[1])
+                                      : 0;
         if (next_at != NULL)
             *next_at = next;
         if (live)
             empty_store(q, queue, lim, next, gen, epoch);
-        nv__error(err, rc, "no runnable job in queue '%s'", queue);
-    } else if (rc == NV_OK) {
-        rc = job_from(r->element[1], out, err);
+        rc = nv__error(err, NV_ENOTFOUND, "no runnable job in queue '%s'",
+                       queue);
     }
-    if (r != NULL)
-        freeReplyObject(r);
+    if (op.reply != NULL)
+        freeReplyObject(op.reply);
     return rc;
 }
 
@@ -587,21 +832,70 @@ static int
 rq_finish(void *self, const char *queue, const char *id, const char *token,
           const nv_finish *f, int64_t now, nv_error *err)
 {
-    nv__redis_args x;
+    struct op op = { .kind = OP_FINISH, .id = id, .token = token, .f = f,
+                     .now = now };
     int rc;
 
-    nv__redis_args_init(&x);
-    nv__redis_args_str(&x, id);
-    nv__redis_args_str(&x, token);
-    nv__redis_args_int(&x, f->kind);
-    nv__redis_args_int(&x, now);
-    nv__redis_args_str(&x, f->returnvalue ? f->returnvalue : "null");
-    nv__redis_args_str(&x, f->failed_reason ? f->failed_reason : "");
-    nv__redis_args_int(&x, f->retry_at);
-    rc = run(self, S_FINISH, queue, id, &x, NULL, err);
-    nv__redis_args_release(&x);
+    submit(self, queue, &op);
+    rc = op.rc;
+    if (rc != NV_OK) {
+        if (err != NULL)
+            *err = op.err;
+    } else {
+        rc = (int)nv__redis_int(op.reply->element[0]);
+        if (rc > 0)
+            rc = NV_OK;
+    }
+    if (op.reply != NULL)
+        freeReplyObject(op.reply);
     if (rc == NV_OK && (f->kind == NV_FINISH_RETRY || f->kind == NV_FINISH_RELEASE))
         local_change(self, queue);
+    return lease_error(rc, queue, id, err);
+}
+
+/* finish + reserve in one op (one round trip per busy worker's job). */
+static int
+rq_finish_reserve(void *self, const char *queue, const char *id,
+                  const char *token, const nv_finish *f, int64_t now,
+                  int64_t lease_ms, const nv_limiter *lim, nv_job *out,
+                  int *got, int64_t *next_at, nv_error *err)
+{
+    struct rqueue *q = self;
+    struct op op = { .kind = OP_FINISH_RESERVE, .id = id, .token = token,
+                     .f = f, .now = now, .lease_ms = lease_ms, .lim = lim };
+    uint64_t gen = 0, epoch = 0;
+    int64_t next = 0;
+    int rc, live = 0;
+
+    *got = 0;
+    note_gen(q, queue, &gen, &epoch, &live);
+    new_token(op.tok);
+    submit(q, queue, &op);
+    rc = op.rc;
+    if (rc != NV_OK) {
+        if (err != NULL)
+            *err = op.err;
+    } else if ((rc = (int)nv__redis_int(op.reply->element[0])) > 0) {
+        rc = NV_OK;
+        if (f->kind == NV_FINISH_RETRY || f->kind == NV_FINISH_RELEASE)
+            local_change(q, queue);
+        if (op.reply->elements != 3) {
+            rc = nv__error(err, NV_EBACKEND, "redis queue: unexpected reply");
+        } else if (nv__redis_int(op.reply->element[1]) == 1) {
+            rc = reserved(op.reply->element[2], now, lease_ms, op.tok, out,
+                          err);
+            *got = rc == NV_OK;
+        } else {
+            next = nv__redis_int(op.reply->element[2]);
+            if (next_at != NULL)
+                *next_at = next;
+            if (live && f->kind != NV_FINISH_RETRY &&
+                f->kind != NV_FINISH_RELEASE)
+                empty_store(q, queue, lim, next, gen, epoch);
+        }
+    }
+    if (op.reply != NULL)
+        freeReplyObject(op.reply);
     return lease_error(rc, queue, id, err);
 }
 
@@ -952,8 +1246,14 @@ rq_wait(void *self, const char *queue, int64_t timeout_ms)
     while (nt != NULL && nt->tickets == 0 && q->epoch == epoch &&
            nv__monotonic_ms() < deadline)
         timed_wait(q, nt, deadline);
-    if (nt != NULL && nt->tickets > 0)
+    idle_nt = NULL;
+    if (nt != NULL && nt->tickets > 0) {
         nt->tickets--;
+    } else if (nt != NULL && q->epoch == epoch && timeout_ms >= IDLE_POLL_MS &&
+               nv__redis_sub_connected(q->sub)) {
+        idle_nt = nt;       /* a plain timeout: see idle_skip */
+        idle_epoch = epoch;
+    }
     pthread_mutex_unlock(&q->mu);
     return NV_OK;
 }
@@ -1003,6 +1303,7 @@ static const nv_queue_ops redis_queue_ops = {
     .reserve = rq_reserve,
     .extend = rq_extend,
     .finish = rq_finish,
+    .finish_reserve = rq_finish_reserve,
     .progress = rq_progress,
     .log = rq_log,
     .get = rq_get,

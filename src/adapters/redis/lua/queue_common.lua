@@ -27,14 +27,14 @@ local function jkey(id) return B .. ':j:' .. id end
 local function lkey(id) return B .. ':l:' .. id end
 local function paused() return redis.call('HGET', META, 'paused') == '1' end
 local function wake() redis.call('PUBLISH', ARGV[2], ARGV[3]) end
-local function make_waiting(id, prio, lifo)
+-- Make job id waiting (its state field too, unless 'stated'). The wait
+-- order counters grow until the set is empty and they are large (scores
+-- stay exact below 2^53).
+local function make_waiting(id, prio, lifo, stated)
   local k = jkey(id)
   if prio == nil then
     local f = redis.call('HMGET', k, 'priority', 'lifo')
     prio, lifo = tonumber(f[1] or '0') or 0, f[2]
-  end
-  if redis.call('ZCARD', WAIT) == 0 then
-    redis.call('HSET', META, 'seq', 0, 'lseq', 0)
   end
   local n
   if lifo == '1' then
@@ -42,8 +42,22 @@ local function make_waiting(id, prio, lifo)
   else
     n = redis.call('HINCRBY', META, 'seq', 1)
   end
+  if (n > 536870912 or n < -536870912) and redis.call('ZCARD', WAIT) == 0 then
+    redis.call('HSET', META, 'seq', 0, 'lseq', 0)
+    if lifo == '1' then n = -redis.call('HINCRBY', META, 'lseq', 1)
+    else n = redis.call('HINCRBY', META, 'seq', 1) end
+  end
   redis.call('ZADD', WAIT, I(prio * 2147483648 + 1073741824 + n), id)
-  redis.call('HSET', k, 'state', 'waiting')
+  if not stated then redis.call('HSET', k, 'state', 'waiting') end
+end
+-- META 'due' is the earliest delayUntil in B:delayed, '-' when none;
+-- absent (unknown) or due means: look. Adding a delayed job lowers it.
+local function add_delayed(id, at)
+  redis.call('ZADD', DELAYED, I(at), id)
+  local d = redis.call('HGET', META, 'due')
+  if d and (d == '-' or tonumber(d) > at) then
+    redis.call('HSET', META, 'due', I(at))
+  end
 end
 local function getjob(id)
   local h = redis.call('HGETALL', jkey(id))
@@ -89,4 +103,142 @@ local function take_lease(id, token)
   local h = redis.call('HMGET', jkey(id), 'state', 'leaseToken')
   if h[1] ~= 'active' or h[2] ~= token then return false end
   return true
+end
+
+-- Reserve (W-2, Q-4, Q-12, Q-13): promote due delayed jobs, then take the
+-- first runnable waiting job. Reply {1, {record before the change, 0, logs}}
+-- (the caller sets state, processedOn, leaseUntil, leaseToken, finishedOn
+-- itself) or {-3, next_at}.
+local function reserve_next(now, lease_ms, token, lmax, ldur, grouped)
+  local m = redis.call('HMGET', META, 'paused', 'due')
+  local first = m[2]
+  if not first or (first ~= '-' and tonumber(first) <= now) then
+    local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', I(now), 'LIMIT', 0, 1000)
+    for _, id in ipairs(due) do
+      redis.call('ZREM', DELAYED, id)
+      make_waiting(id)
+    end
+    if #due > 1 then wake() end
+    local d = redis.call('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
+    first = #d > 0 and d[2] or '-'
+    redis.call('HSET', META, 'due', first)
+  end
+  if m[1] == '1' then return { -3, 0 } end
+  local function limkey(g)
+    if not grouped then return B .. ':lim' end
+    if g then return B .. ':lim:=' .. g end
+    return B .. ':lim:-'
+  end
+  -- 0 when the window of lk admits one more activation, else the time it will.
+  local function window(lk)
+    redis.call('ZREMRANGEBYSCORE', lk, '-inf', I(now - ldur))
+    local n = redis.call('ZCARD', lk)
+    if n < lmax then return 0 end
+    local o = redis.call('ZRANGE', lk, n - lmax, n - lmax, 'WITHSCORES')
+    return tonumber(o[2]) + ldur
+  end
+  local pick, pickg, nxt, popped = nil, nil, 0, false
+  if lmax <= 0 then
+    pick = redis.call('ZPOPMIN', WAIT)[1]
+    popped = true
+  elseif not grouped then
+    if redis.call('ZCARD', WAIT) > 0 then
+      local t = window(limkey(nil))
+      if t == 0 then pick = redis.call('ZRANGE', WAIT, 0, 0)[1] else nxt = t end
+    end
+  else
+    local seen, off = {}, 0
+    while not pick do
+      local batch = redis.call('ZRANGE', WAIT, off, off + 99)
+      if #batch == 0 then break end
+      for _, id in ipairs(batch) do
+        local g = redis.call('HGET', jkey(id), 'group')
+        if not g then g = nil end
+        local gk = limkey(g)
+        local t = seen[gk]
+        if t == nil then t = window(gk); seen[gk] = t end
+        if t == 0 then pick = id; pickg = g; break end
+        if nxt == 0 or t < nxt then nxt = t end
+      end
+      off = off + 100
+    end
+  end
+  if not pick then
+    if first ~= '-' then
+      local d = tonumber(first)
+      if d < now then d = now end
+      if nxt == 0 or d < nxt then nxt = d end
+    end
+    return { -3, I(nxt) }
+  end
+  local k = jkey(pick)
+  local lease = now + lease_ms
+  if not popped then redis.call('ZREM', WAIT, pick) end
+  redis.call('ZADD', ACTIVE, I(lease), pick)
+  local h = redis.call('HGETALL', k)
+  redis.call('HSET', k, 'state', 'active', 'processedOn', I(now),
+    'leaseUntil', I(lease), 'leaseToken', token, 'finishedOn', '0')
+  if lmax > 0 then
+    local lk = limkey(pickg)
+    redis.call('ZADD', lk, I(now), token)
+    redis.call('PEXPIRE', lk, I(ldur + 60000))
+  end
+  -- flow jobs keep no logs (Q-20)
+  for i = 1, #h, 2 do
+    if h[i] == 'runId' then return { 1, { h, 0, {} } } end
+  end
+  return { 1, { h, 0, redis.call('LRANGE', lkey(pick), 0, -1) } }
+end
+-- End an attempt (Q-6..Q-8, W-4, W-7): kind 0 complete, 1 retry, 2 fail,
+-- 3 release. Returns 1, or -22 when the lease is gone.
+local function finish_job(id, token, kind, now, rv, reason, retry_at)
+  local k = jkey(id)
+  local h = redis.call('HMGET', k, 'state', 'leaseToken', 'roc', 'rof', 'attemptsMade')
+  if h[1] ~= 'active' or h[2] ~= token then return -22 end
+  redis.call('ZREM', ACTIVE, id)
+  if kind == 3 then
+    redis.call('HDEL', k, 'leaseToken', 'leaseUntil')
+    make_waiting(id)
+    wake()
+    return 1
+  end
+  local attempts = (tonumber(h[5] or '0') or 0) + 1
+  if kind == 0 or kind == 2 then
+    local state = kind == 0 and 'completed' or 'failed'
+    local keep = tonumber((kind == 0 and h[3] or h[4]) or '-1') or -1
+    if keep == 0 then
+      redis.call('ZREM', IDS, id)
+      redis.call('DEL', k, lkey(id))
+      return 1
+    end
+    redis.call('HDEL', k, 'leaseToken', 'leaseUntil')
+    if kind == 0 then
+      redis.call('HSET', k, 'attemptsMade', attempts, 'state', state,
+        'finishedOn', I(now), 'returnvalue', rv)
+    else
+      redis.call('HSET', k, 'attemptsMade', attempts, 'state', state,
+        'finishedOn', I(now), 'failedReason', reason)
+    end
+    local set = DONE[state]
+    -- newest last: finishedOn, then the finishing order within one ms
+    local seq = redis.call('HINCRBY', META, 'fseq', 1) % 4096
+    redis.call('ZADD', set, I(now * 4096 + seq), id)
+    if keep > 0 then
+      local n = redis.call('ZCARD', set)
+      if n > keep then
+        for _, o in ipairs(redis.call('ZRANGE', set, 0, n - keep - 1)) do drop(o, set) end
+      end
+    end
+    return 1
+  end
+  redis.call('HDEL', k, 'leaseToken', 'leaseUntil')
+  redis.call('HSET', k, 'attemptsMade', attempts, 'failedReason', reason)
+  if retry_at > now then
+    redis.call('HSET', k, 'state', 'delayed', 'delayUntil', I(retry_at))
+    add_delayed(id, retry_at)
+  else
+    make_waiting(id)
+  end
+  wake()
+  return 1
 end

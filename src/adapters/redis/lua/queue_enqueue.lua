@@ -10,16 +10,17 @@ if max > 0 and redis.call('ZCARD', WAIT) + redis.call('ZCARD', DELAYED) +
     redis.call('ZCARD', ACTIVE) >= max then
   return { -18 }
 end
+local du = tonumber(ARGV[8])
 local f = {}
 for i = 11, #ARGV do f[#f + 1] = ARGV[i] end
+f[#f + 1] = 'state'
+f[#f + 1] = du > now and 'delayed' or 'waiting'
 redis.call('HSET', k, unpack(f))
-local du = tonumber(ARGV[8])
 if du > now then
-  redis.call('HSET', k, 'state', 'delayed')
-  redis.call('ZADD', DELAYED, I(du), id)
+  add_delayed(id, du)
   wake()   -- waiters keep the time of the next due job: it may be sooner
 else
-  make_waiting(id, tonumber(ARGV[9]), ARGV[10])
+  make_waiting(id, tonumber(ARGV[9]), ARGV[10], true)
   wake()
 end
 redis.call('ZADD', IDS, ARGV[7], id)

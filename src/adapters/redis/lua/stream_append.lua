@@ -9,23 +9,32 @@
 local S, now, exp = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
 local len = redis.call('XLEN', S)
 if exp >= 0 and len ~= exp then return { -6, len } end
-local ms, seq = now, 0
-local last = redis.call('XREVRANGE', S, '+', '-', 'COUNT', 1)
-if #last > 0 then
-  local lid = last[1][1]
-  local d = string.find(lid, '-', 1, true)
-  local lms, lseq = tonumber(string.sub(lid, 1, d - 1)), tonumber(string.sub(lid, d + 1))
-  if lms >= ms then ms = lms; seq = lseq + 1 end
-end
-if ms <= 0 and seq == 0 then ms = 0; seq = 1 end
-local id = string.format('%.0f-%.0f', ms, seq)
 local f = { 'type', ARGV[4], 'runId', ARGV[5], 'flowName', ARGV[6],
   'stepName', ARGV[7], 'stepId', ARGV[8], 'attempt', ARGV[9], 'ts', ARGV[1] }
 if ARGV[10] == '1' then
   f[#f + 1] = 'data'
   f[#f + 1] = ARGV[11]
 end
-redis.call('XADD', S, id, unpack(f))
+local id
+if now > 0 then
+  -- "<now>-*": Redis picks the sequence; refused when the stream's last
+  -- id is ahead of now (a clock behind an earlier append)
+  local r = redis.pcall('XADD', S, string.format('%.0f-*', now), unpack(f))
+  if type(r) == 'string' then id = r end
+end
+if not id then
+  local ms, seq = now, 0
+  local last = redis.call('XREVRANGE', S, '+', '-', 'COUNT', 1)
+  if #last > 0 then
+    local lid = last[1][1]
+    local d = string.find(lid, '-', 1, true)
+    local lms, lseq = tonumber(string.sub(lid, 1, d - 1)), tonumber(string.sub(lid, d + 1))
+    if lms >= ms then ms = lms; seq = lseq + 1 end
+  end
+  if ms <= 0 and seq == 0 then ms = 0; seq = 1 end
+  id = string.format('%.0f-%.0f', ms, seq)
+  redis.call('XADD', S, id, unpack(f))
+end
 local function ns(s) return #s .. ':' .. s end
 redis.call('PUBLISH', ARGV[3], ns('e') .. ns(ARGV[12]) .. ns(id) .. ns(ARGV[1]) ..
   ns(ARGV[4]) .. ns(ARGV[5]) .. ns(ARGV[6]) .. ns(ARGV[7]) .. ns(ARGV[8]) ..
