@@ -14,7 +14,10 @@
 
 const char *nv_ctx_job_id(const nv_ctx *c) { return c->job.id; }
 const char *nv_ctx_queue(const nv_ctx *c) { return c->job.queue; }
-const char *nv_ctx_step_id(const nv_ctx *c) { return c->step_id; }
+const char *nv_ctx_step_id(const nv_ctx *c)
+{
+    return nv__ctx_step_id((nv_ctx *)c);
+}
 int nv_ctx_attempt(const nv_ctx *c) { return c->attempt; }
 int nv_ctx_max_attempts(const nv_ctx *c) { return c->opts.attempts; }
 int64_t nv_ctx_timeout_ms(const nv_ctx *c) { return c->opts.timeout; }

@@ -201,6 +201,9 @@ void nv__workers_free(nv_engine *e);
 int  nv__wq_nactive(const nv__wq *wq);
 /* The metrics of wq's workers, summed. */
 void nv__wq_metrics(const nv__wq *wq, nv__metrics *out);
+/* The attempt's step id (CTX): a plain job's is made on first use, by
+ * the handler's thread. */
+const char *nv__ctx_step_id(nv_ctx *c);
 /* Parsed effective options of a stored job. */
 int  nv__job_opts(nv__wq *wq, const nv_job *job, nv__jobopts *o);
 

@@ -372,7 +372,7 @@ nv__job_enqueue(nv_engine *e, nv__wq *wq, const char *id, const char *name,
         nv__strlcpy(j.step_name, step, sizeof(j.step_name));
     }
     j.data = (char *)data;
-    if (memcmp(o, &wq->fn->opts, sizeof(*o)) == 0) {
+    if (o == &wq->fn->opts || memcmp(o, &wq->fn->opts, sizeof(*o)) == 0) {
         j.opts = wq->default_opts;
     } else {
         json_t *oj = nv__jobopts_to_json(o);
@@ -450,6 +450,7 @@ nv_queue_enqueue(nv_engine *e, const char *queue, const char *name,
 {
     nv__wq *wq;
     nv__jobopts o;
+    const nv__jobopts *op;
     json_t *data = NULL, *opts = NULL;
     nv_job out;
     int created = 0, rc;
@@ -471,8 +472,10 @@ nv_queue_enqueue(nv_engine *e, const char *queue, const char *name,
         if (rc != NV_OK)
             return rc;
     }
-    o = wq->fn->opts;
+    op = &wq->fn->opts;         /* the function's, unless opts_json */
     if (opts_json != NULL) {
+        o = wq->fn->opts;
+        op = &o;
         rc = nv__parse_json("opts", opts_json, &opts, err);
         if (rc == NV_OK && !json_is_object(opts))
             rc = nv__error(err, NV_EINVAL, "opts: expected object");
@@ -482,9 +485,10 @@ nv_queue_enqueue(nv_engine *e, const char *queue, const char *name,
         if (rc != NV_OK)
             goto out;
     }
-    memset(&out, 0, sizeof(out));
     /* The stored job is copied out only for the response body. */
-    rc = nv__job_enqueue(e, wq, o.job_id, name, data_json, data, &o, NULL,
+    if (body != NULL)
+        memset(&out, 0, sizeof(out));
+    rc = nv__job_enqueue(e, wq, op->job_id, name, data_json, data, op, NULL,
                          NULL, NULL, e->max_queue, body != NULL ? &out : NULL,
                          &created, err);
     if (rc != NV_OK)
@@ -496,8 +500,8 @@ nv_queue_enqueue(nv_engine *e, const char *queue, const char *name,
                               created);
 
         rc = nv__out_json(b, body, err);
+        nv_job_release(&out);
     }
-    nv_job_release(&out);
 out:
     json_decref(data);
     return rc;

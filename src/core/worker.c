@@ -396,9 +396,18 @@ ctx_fill(nv__wq *wq, nv_ctx *c, nv_job *job, int64_t now)
         step_id(c->step_id, sizeof(c->step_id), job->run_id,
                 sizeof(c->step_id), job->step_name, c->attempt);
     } else {
-        step_id(c->step_id, sizeof(c->step_id), job->id,
-                sizeof(c->step_id) - NV_NAME_MAX - 24, job->name, c->attempt);
+        c->step_id[0] = '\0';  /* made when asked (nv__ctx_step_id) */
     }
+}
+
+const char *
+nv__ctx_step_id(nv_ctx *c)
+{
+    if (c->step_id[0] == '\0')
+        step_id(c->step_id, sizeof(c->step_id), c->job.id,
+                sizeof(c->step_id) - NV_NAME_MAX - 24, c->job.name,
+                c->attempt);
+    return c->step_id;
 }
 
 /*

@@ -469,7 +469,7 @@ fdb_write(struct fdb *db, fdb_fn fn, fdb_after_fn after, void *arg,
           nv_error *err)
 {
     struct fdb_op op = { .fn = fn, .after = after, .arg = arg };
-    struct fdb_op *batch, *o, *next, *heir;
+    struct fdb_op *batch, *o, *heir;
     int n, rc;
 
     sem_init(&op.sem, 0, 0);
@@ -490,8 +490,12 @@ fdb_write(struct fdb *db, fdb_fn fn, fdb_after_fn after, void *arg,
     while (!(db->leading == 0 && db->head == &op)) {
         pthread_mutex_unlock(&db->mu);
         sem_wait_all(&op.sem);
-        if (atomic_load_explicit(&op.done, memory_order_acquire))
+        if (atomic_load_explicit(&op.done, memory_order_acquire)) {
+            /* Pass the wake-up on along the batch (see below). */
+            if (op.next != NULL)
+                sem_post(&op.next->sem);
             goto out;
+        }
         pthread_mutex_lock(&db->mu);
     }
     /*
@@ -516,14 +520,18 @@ fdb_write(struct fdb *db, fdb_fn fn, fdb_after_fn after, void *arg,
 
         run_batch(db, batch, n);
 
-        /* Wake the callers, without the mutex; an op may be gone as
-         * soon as it is posted, so read its link first. */
-        for (o = batch; o != NULL; o = next) {
-            next = o->next;
+        /*
+         * Wake the callers, without the mutex: mark them all done, then
+         * post the first one only; each woken caller posts the next
+         * (its 'next' is stable: the batch left the queue). The leader
+         * goes on with the next batch instead of paying a wake-up per
+         * caller. This thread's own op heads its first batch.
+         */
+        for (o = batch; o != NULL; o = o->next)
             atomic_store_explicit(&o->done, 1, memory_order_release);
-            if (o != &op)
-                sem_post(&o->sem);
-        }
+        o = batch == &op ? op.next : batch;
+        if (o != NULL)
+            sem_post(&o->sem);
         pthread_mutex_lock(&db->mu);
     }
     db->leading = 0;

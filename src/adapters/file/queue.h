@@ -48,7 +48,7 @@ struct fq {
     struct lease_hint *hints;  /* FQ_HINTS of them; leader only */
 
     pthread_mutex_t wmu;       /* guards gens, woken */
-    pthread_cond_t  wcv;
+    pthread_cond_t  wcv;       /* waiters without a generation (no memory) */
     struct qgen    *gens;      /* per-queue generations (queue_wait.c) */
     uint64_t        woken;     /* bumped by fq_wake */
 };
@@ -98,6 +98,8 @@ int fq_load_job(struct fdb_conn *c, const char *queue, const char *id,
 /* Wake the waiters of 'queue' (after a commit that may make a job
  * runnable). */
 void fq_notify(struct fq *fq, const char *queue);
+/* The same when one job became runnable: wakes one waiter. */
+void fq_notify_one(struct fq *fq, const char *queue);
 /* Remember, for this thread, the wake-up generation of 'queue' as a
  * reserve starts, so that its following wait sees a later enqueue. */
 void fq_wait_mark(struct fq *fq, const char *queue);

@@ -128,7 +128,7 @@ enqueue_after(void *arg)
     struct enq_args *a = arg;
 
     if (a->created)
-        fq_notify(a->fq, a->job->queue);
+        fq_notify_one(a->fq, a->job->queue);
 }
 
 int
@@ -447,7 +447,7 @@ finish_reserve_after(void *arg)
     /* A job put back to waiting that this reserve did not take again
      * is for somebody else. */
     if (a->wake)
-        fq_notify(a->res.fq, a->res.queue);
+        fq_notify_one(a->res.fq, a->res.queue);
 }
 
 int

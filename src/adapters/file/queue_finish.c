@@ -164,6 +164,23 @@ fq_finish_in(struct fdb_conn *c, struct fq *fq, const char *queue,
                NV_OK) {
         return rc;
     }
+    if ((state == NV_JOB_COMPLETED && keep_c == 0) ||
+        (state == NV_JOB_FAILED && keep_f == 0)) {
+        /* Q-10, removed at once: no point in updating the row first. */
+        FDB_STMT(c, del, "DELETE FROM jobs WHERE rid = ?1 AND state = 2"
+                         " AND lease_token = ?2 AND queue = ?3 AND id = ?4");
+        sqlite3_bind_int64(del, 1, rid);
+        fdb_bind_text(del, 2, token);
+        fdb_bind_text(del, 3, queue);
+        fdb_bind_text(del, 4, id);
+        if ((rc = fdb_run(c, del, err)) != NV_OK)
+            return rc;
+        if (sqlite3_changes(fdb_handle(c)) == 0)
+            return nv__error(err, NV_ELEASE, "job '%s' of queue '%s' is no "
+                             "longer held under this lease", id, queue);
+        fq_count_move(qs, NV_JOB_ACTIVE, -1, 1);
+        return NV_OK;
+    }
     FDB_STMT(c, st, "UPDATE jobs SET state = ?2,"
                     " attempts_made = attempts_made + ?3,"
                     " finished_on = CASE WHEN ?2 IN (3, 4) THEN ?4"
@@ -221,7 +238,7 @@ lease_after(void *arg)
     struct lease_args *a = arg;
 
     if (a->wake)
-        fq_notify(a->fq, a->queue);
+        fq_notify_one(a->fq, a->queue);
 }
 
 int
@@ -416,7 +433,7 @@ retry_after(void *arg)
 {
     struct job_args *a = arg;
 
-    fq_notify(a->fq, a->queue);
+    fq_notify_one(a->fq, a->queue);
 }
 
 int

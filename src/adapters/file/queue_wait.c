@@ -1,7 +1,10 @@
 /*
- * File queue, waiters: a worker with nothing to reserve sleeps on an
- * in-process condition variable until a commit that may make a job of
- * its queue runnable bumps that queue's generation, or a timeout.
+ * File queue, waiters: a worker with nothing to reserve sleeps on its
+ * queue's condition variable until a commit that may make a job of that
+ * queue runnable bumps the queue's generation, or a timeout. A commit
+ * that made one job runnable wakes one waiter of that queue, not every
+ * idle worker of every queue (each of which would come back with a
+ * write of its own).
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -12,9 +15,10 @@
 
 /* Wake-up generation of one queue; guarded by fq.wmu. */
 struct qgen {
-    struct qgen *next;
-    uint64_t     gen;
-    char         name[];
+    struct qgen    *next;
+    uint64_t        gen;
+    pthread_cond_t  cv;        /* its waiters */
+    char            name[];
 };
 
 /* What the last reserve of this thread saw, so that a job enqueued
@@ -38,25 +42,59 @@ qgen_get(struct fq *fq, const char *queue)
     q = nv__calloc(1, sizeof(*q) + len + 1);
     if (q == NULL)
         return NULL;
+    {
+        pthread_condattr_t ca;
+
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&q->cv, &ca);
+        pthread_condattr_destroy(&ca);
+    }
     memcpy(q->name, queue, len + 1);
     q->next = fq->gens;
     fq->gens = q;
     return q;
 }
 
-void
-fq_notify(struct fq *fq, const char *queue)
+/* Every waiter of every queue: a wake-up for all. Called with fq.wmu. */
+static void
+wake_all(struct fq *fq)
+{
+    fq->woken++;
+    for (struct qgen *q = fq->gens; q != NULL; q = q->next)
+        pthread_cond_broadcast(&q->cv);
+    pthread_cond_broadcast(&fq->wcv);
+}
+
+static void
+notify(struct fq *fq, const char *queue, int all)
 {
     struct qgen *q;
 
     pthread_mutex_lock(&fq->wmu);
     q = qgen_get(fq, queue);
-    if (q != NULL)
+    if (q == NULL) {
+        wake_all(fq);   /* out of memory: wake everybody instead */
+    } else {
         q->gen++;
-    else
-        fq->woken++;    /* out of memory: wake everybody instead */
-    pthread_cond_broadcast(&fq->wcv);
+        if (all)
+            pthread_cond_broadcast(&q->cv);
+        else
+            pthread_cond_signal(&q->cv);
+    }
     pthread_mutex_unlock(&fq->wmu);
+}
+
+void
+fq_notify(struct fq *fq, const char *queue)
+{
+    notify(fq, queue, 1);
+}
+
+void
+fq_notify_one(struct fq *fq, const char *queue)
+{
+    notify(fq, queue, 0);
 }
 
 void
@@ -79,6 +117,7 @@ fq_wait_release(struct fq *fq)
 
     while ((q = fq->gens) != NULL) {
         fq->gens = q->next;
+        pthread_cond_destroy(&q->cv);
         nv__free(q);
     }
 }
@@ -100,6 +139,11 @@ fq_wait(void *self, const char *queue, int64_t timeout_ms)
                                                                : q->gen;
     woken = fq->woken;
     while (q != NULL && q->gen == start && fq->woken == woken) {
+        if (pthread_cond_timedwait(&q->cv, &fq->wmu, &ts) != 0)
+            break;
+    }
+    /* Out of memory (no generation): the timeout, or anybody's wake. */
+    while (q == NULL && fq->woken == woken) {
         if (pthread_cond_timedwait(&fq->wcv, &fq->wmu, &ts) != 0)
             break;
     }
@@ -114,7 +158,6 @@ fq_wake(void *self)
     struct fq *fq = self;
 
     pthread_mutex_lock(&fq->wmu);
-    fq->woken++;
-    pthread_cond_broadcast(&fq->wcv);
+    wake_all(fq);
     pthread_mutex_unlock(&fq->wmu);
 }

@@ -275,7 +275,43 @@ mq_win_prune(struct window *w, int64_t now, int64_t duration)
     }
 }
 
-/* ---- Copies handed out ---- */
+/* ---- Copies ---- */
+
+/*
+ * nv_job keeps its names in fixed arrays (about 900 of its 1,000 bytes,
+ * mostly zeros): copying each string's used bytes instead of the whole
+ * struct touches a few cache lines instead of sixteen, on both sides of
+ * a job's hand-over between the producer's and a worker's core. The
+ * bytes after each string's NUL are left as they were.
+ */
+_Static_assert(offsetof(nv_job, data) > offsetof(nv_job, step_name) &&
+               offsetof(nv_job, lease_token) > offsetof(nv_job, lease_until),
+               "nv_job layout: names first, lease_token last");
+
+static void
+copy_str(char *d, const char *s, size_t size)
+{
+    size_t n = strnlen(s, size - 1);
+
+    memcpy(d, s, n);
+    d[n] = '\0';
+}
+
+static void
+job_copy(nv_job *d, const nv_job *s)
+{
+    copy_str(d->id, s->id, sizeof(d->id));
+    copy_str(d->queue, s->queue, sizeof(d->queue));
+    copy_str(d->name, s->name, sizeof(d->name));
+    copy_str(d->run_id, s->run_id, sizeof(d->run_id));
+    copy_str(d->flow_name, s->flow_name, sizeof(d->flow_name));
+    copy_str(d->step_name, s->step_name, sizeof(d->step_name));
+    memcpy((char *)d + offsetof(nv_job, data),
+           (const char *)s + offsetof(nv_job, data),
+           offsetof(nv_job, lease_token) - offsetof(nv_job, data));
+    copy_str(d->lease_token, s->lease_token, sizeof(d->lease_token));
+}
+
 
 static _Thread_local size_t outbuf_hint[2] = { 16, 256 };
 
@@ -339,7 +375,8 @@ mq_job_out_buf(const struct mqueue *q, const struct mjob *m, nv_job *out,
             return NV_ENOMEM;
         }
     }
-    memcpy(out, j, sizeof(*out));
+    memset(out, 0, sizeof(*out));       /* the caller's own cache lines */
+    job_copy(out, j);
     out->data = dup[0];
     out->opts = dup[1];
     out->progress_data = dup[2];
@@ -436,7 +473,7 @@ mq_job_fill(struct mjob *m, const nv_job *src)
 
     memset(&m->heap_i, 0, sizeof(*m) - offsetof(struct mjob, heap_i));
     m->pooled = pooled;
-    m->j = *src;
+    job_copy(&m->j, src);
     p = (char *)(m + 1);
     m->j.data = memcpy(p, data, ld);
     p += ld;

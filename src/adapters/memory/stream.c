@@ -1,5 +1,5 @@
 /*
- * Memory stream adapter: one growable array of events per stream, ids
+ * Memory stream adapter: one growable array of compact events per stream, ids
  * "<ms>-<seq>" (E-2), expected-version appends (F-13), and live
  * notifications to subscribers in append order. Implements nv_stream_ops
  * of include/nvent/adapter.h; nothing survives the process (A-3).
@@ -14,9 +14,21 @@
 
 /* ---- Data ---- */
 
+/*
+ * An event kept compact: its strings packed in one block (type, run_id,
+ * flow_name, step_name, step_id, then data) instead of the fixed-size
+ * nv_event (about 600 bytes) it is handed out as. A stream of ten events
+ * is then a few hundred bytes, not ten kilobytes of mostly zeros.
+ */
+enum { F_TYPE, F_RUN, F_FLOW, F_STEP, F_STEP_ID, F_DATA, F_N };
+
 struct mevent {
     int64_t  ms, seq;           /* the id, parsed */
-    nv_event ev;                /* data owned */
+    int64_t  ts;
+    int      attempt;
+    int      has_data;
+    uint32_t off[F_N];          /* of each string in blk */
+    char    *blk;
 };
 
 struct mstream {
@@ -182,15 +194,17 @@ stream_free(struct mstreams *s, struct mstream *st)
 {
     HASH_DEL(s->streams, st);
     for (size_t i = 0; i < st->n; i++)
-        nv__free(st->v[i].ev.data);
+        nv__free(st->v[i].blk);
     nv__free(st->v);
     nv__free(st->name);
     nv__free(st);
 }
 
 /* A note for subscribers of an appended event, or NULL (none / OOM). */
+static int mevent_out(const struct mevent *me, nv_event *out);
+
 static struct note *
-event_note(struct mstreams *s, const char *stream, const nv_event *ev)
+event_note(struct mstreams *s, const char *stream, const struct mevent *ev)
 {
     struct note *n;
 
@@ -199,7 +213,7 @@ event_note(struct mstreams *s, const char *stream, const nv_event *ev)
     if (n != NULL) {
         n->has_event = 1;
         n->stream = nv__strdup(stream);
-        if (n->stream == NULL || nv_event_copy(&n->ev, ev) != NV_OK) {
+        if (n->stream == NULL || mevent_out(ev, &n->ev) != NV_OK) {
             note_free(n);
             n = NULL;
         }
@@ -237,6 +251,66 @@ format_id(char *buf, size_t size, int64_t ms, int64_t seq)
     buf[n] = '\0';
 }
 
+/* Pack ev's strings into me (id and ts set by the caller). */
+static int
+mevent_set(struct mevent *me, const nv_event *ev)
+{
+    const char *f[F_N] = { ev->type, ev->run_id, ev->flow_name,
+                           ev->step_name, ev->step_id, ev->data };
+    const size_t max[F_N] = { sizeof(ev->type), sizeof(ev->run_id),
+                              sizeof(ev->flow_name), sizeof(ev->step_name),
+                              sizeof(ev->step_id), SIZE_MAX };
+    size_t len[F_N], total = 0;
+
+    for (int i = 0; i < F_N; i++) {
+        len[i] = f[i] == NULL ? 0 : strnlen(f[i], max[i] - 1);
+        total += len[i] + 1;
+    }
+    if (total > UINT32_MAX || (me->blk = nv__malloc(total)) == NULL)
+        return NV_ENOMEM;
+    total = 0;
+    for (int i = 0; i < F_N; i++) {
+        me->off[i] = (uint32_t)total;
+        if (len[i] > 0)
+            memcpy(me->blk + total, f[i], len[i]);
+        me->blk[total + len[i]] = '\0';
+        total += len[i] + 1;
+    }
+    me->has_data = ev->data != NULL;
+    me->attempt = ev->attempt;
+    return NV_OK;
+}
+
+/* The nv_event of me, its data copied (released with nv_event_release). */
+static int
+mevent_out(const struct mevent *me, nv_event *out)
+{
+    char *const dst[F_DATA] = { out->type, out->run_id, out->flow_name,
+                                out->step_name, out->step_id };
+    const size_t size[F_DATA] = { sizeof(out->type), sizeof(out->run_id),
+                                  sizeof(out->flow_name),
+                                  sizeof(out->step_name),
+                                  sizeof(out->step_id) };
+    char *data = NULL;
+
+    if (me->has_data &&
+        (data = nv__strdup(me->blk + me->off[F_DATA])) == NULL)
+        return NV_ENOMEM;
+    memset(out->id, 0, sizeof(out->id));
+    format_id(out->id, sizeof(out->id), me->ms, me->seq);
+    out->ts = me->ts;
+    out->attempt = me->attempt;
+    out->data = data;
+    for (int i = 0; i < F_DATA; i++) {
+        const char *src = me->blk + me->off[i];
+        size_t n = strlen(src);
+
+        memcpy(dst[i], src, n + 1);
+        memset(dst[i] + n + 1, 0, size[i] - n - 1);
+    }
+    return NV_OK;
+}
+
 static int
 mem_append(void *self, const char *stream, const nv_event *ev, int64_t now,
            int64_t expected_version, nv_event *out, int64_t *version,
@@ -245,7 +319,6 @@ mem_append(void *self, const char *stream, const nv_event *ev, int64_t now,
     struct mstreams *s = self;
     struct mstream *st;
     struct mevent *me;
-    nv_event copy;
     int64_t ms, seq;
     int rc = NV_OK, notify = 0;
 
@@ -260,7 +333,9 @@ mem_append(void *self, const char *stream, const nv_event *ev, int64_t now,
     if (st == NULL && (st = stream_lookup(s, stream, 1)) == NULL)
         goto oom;
     if (st->n == st->cap) {
-        size_t cap = st->cap ? st->cap * 2 : 8;
+        /* 12 compact events stay a small allocation (< 1 KB, malloc's
+         * fast bins): a short flow's stream never grows */
+        size_t cap = st->cap ? st->cap * 2 : 12;
         struct mevent *v = nv__realloc(st->v, cap * sizeof(*v));
 
         if (v == NULL)
@@ -279,22 +354,20 @@ mem_append(void *self, const char *stream, const nv_event *ev, int64_t now,
             seq = last->seq + 1;
         }
     }
-    if (nv_event_copy(&copy, ev) != NV_OK)
-        goto oom;
     me = &st->v[st->n];
+    if (mevent_set(me, ev) != NV_OK)
+        goto oom;
     me->ms = ms;
     me->seq = seq;
-    me->ev = copy;
-    format_id(me->ev.id, sizeof(me->ev.id), ms, seq);
-    me->ev.ts = now;
-    if (out != NULL && nv_event_copy(out, &me->ev) != NV_OK) {
-        nv__free(copy.data);
+    me->ts = now;
+    if (out != NULL && mevent_out(me, out) != NV_OK) {
+        nv__free(me->blk);
         goto oom;
     }
     st->n++;
     if (version != NULL)
         *version = (int64_t)st->n;
-    notify = event_note(s, stream, &me->ev) != NULL;
+    notify = event_note(s, stream, me) != NULL;
     goto out;
 oom:
     rc = nv__error(err, NV_ENOMEM, "memory stream: out of memory");
@@ -343,7 +416,7 @@ mem_read(void *self, const char *stream, const char *after, int64_t limit,
     if (cnt > 0 && (v = nv__calloc(cnt, sizeof(*v))) == NULL)
         rc = NV_ENOMEM;
     for (size_t i = 0; rc == NV_OK && i < cnt; i++) {
-        if (nv_event_copy(&v[i], &st->v[lo + i].ev) != NV_OK) {
+        if (mevent_out(&st->v[lo + i], &v[i]) != NV_OK) {
             nv_events_free(v, i);
             v = NULL;
             rc = NV_ENOMEM;

@@ -10,6 +10,8 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <sqlite3.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -559,6 +561,96 @@ Test(file_adapter, a_lease_token_finishes_only_its_own_job)
     nv_job_release(&ra);
     nv_job_release(&rb);
     nv_job_release(&rc2);
+    q.ops->close(q.self);
+    free(dir);
+}
+
+/* removeOnComplete: true deletes the row without updating it first; the
+ * lease is checked all the same. */
+Test(file_adapter, a_job_removed_on_completion_still_needs_its_lease)
+{
+    char *dir = ft_dir();
+    nv_queue q;
+    nv_finish f = { .kind = NV_FINISH_COMPLETE, .returnvalue = "1" };
+    nv_job a = ft_job("rm", "a", "{}", T0), r, got;
+    nv_job_counts c;
+
+    a.remove_on_complete = 0;
+    open_queue(dir, &q);
+    enqueue(&q, &a);
+    cr_assert_eq(q.ops->reserve(q.self, "rm", T0, 30000, NULL, &r, NULL,
+                                NULL), NV_OK);
+    cr_assert_eq(q.ops->finish(q.self, "rm", "a", "not-the-token", &f, T0,
+                               NULL), NV_ELEASE);
+    cr_assert_eq(q.ops->finish(q.self, "rm", "b", r.lease_token, &f, T0,
+                               NULL), NV_ELEASE);
+    cr_assert_eq(state_of(&q, "rm", "a"), NV_JOB_ACTIVE);
+    cr_assert_eq(q.ops->finish(q.self, "rm", "a", r.lease_token, &f, T0,
+                               NULL), NV_OK);
+    cr_assert_eq(q.ops->get(q.self, "rm", "a", &got, NULL),
+                 NV_EJOB_NOT_FOUND);
+    cr_assert_eq(q.ops->counts(q.self, "rm", &c, NULL), NV_OK);
+    cr_assert_eq(c.active + c.completed + c.waiting, 0);
+    nv_job_release(&r);
+    q.ops->close(q.self);
+    free(dir);
+}
+
+/* ---- Waiters ---- */
+
+struct waiter {
+    nv_queue   *q;
+    const char *queue;
+    atomic_int *returned;
+};
+
+static void *
+wait_once(void *arg)
+{
+    struct waiter *w = arg;
+
+    w->q->ops->wait(w->q->self, w->queue, 20000);
+    atomic_fetch_add(w->returned, 1);
+    return NULL;
+}
+
+static void
+sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+
+    nanosleep(&ts, NULL);
+}
+
+/* One job made runnable wakes one idle worker of its queue: not every
+ * waiter, and none of another queue (each would come back with a write
+ * of its own). wake() still releases them all. */
+Test(file_adapter, an_enqueue_wakes_one_waiter_of_its_queue)
+{
+    char *dir = ft_dir();
+    nv_queue q;
+    nv_job j = ft_job("wa", "j1", "{}", T0);
+    atomic_int on_a = 0, on_b = 0;
+    struct waiter wa = { &q, "wa", &on_a }, wb = { &q, "wb", &on_b };
+    pthread_t t[4];
+
+    open_queue(dir, &q);
+    for (int i = 0; i < 3; i++)
+        pthread_create(&t[i], NULL, wait_once, &wa);
+    pthread_create(&t[3], NULL, wait_once, &wb);
+    sleep_ms(500);          /* let them all go to sleep */
+    cr_assert_eq(atomic_load(&on_a) + atomic_load(&on_b), 0);
+    enqueue(&q, &j);
+    for (int i = 0; i < 500 && atomic_load(&on_a) == 0; i++)
+        sleep_ms(10);
+    cr_assert_geq(atomic_load(&on_a), 1, "the enqueue woke no waiter");
+    sleep_ms(300);
+    cr_assert_eq(atomic_load(&on_a), 1, "the enqueue woke more than one");
+    cr_assert_eq(atomic_load(&on_b), 0, "a waiter of another queue woke");
+    q.ops->wake(q.self);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    cr_assert_eq(atomic_load(&on_a) + atomic_load(&on_b), 4);
     q.ops->close(q.self);
     free(dir);
 }
