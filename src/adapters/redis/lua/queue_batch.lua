@@ -7,10 +7,13 @@
 --                                                   {-22} | {1, 1, job} | {1, 0, next_at}
 -- (X: finish, then when it succeeded reserve.) Reply {1, reply of the
 -- first op, ...}. The ops are concurrent calls: any order that keeps each
--- X's finish before its reserve is theirs. When no op has a limiter and no
--- finish makes a job runnable again (retry, release), every finish runs
--- first and the reserves then share one promotion check, one ZPOPMIN and
--- one ZADD; otherwise each op runs in turn.
+-- X's finish before its reserve is theirs, and gives each reserve what is
+-- due at its own now. When no op has a limiter and no finish makes a job
+-- runnable again (retry, release), every finish runs first and the
+-- reserves then share one promotion (at the earliest now), one ZPOPMIN and
+-- one ZADD, unless a delayed job comes due between the earliest and the
+-- latest now (then each reserve runs in turn); otherwise each op runs in
+-- turn.
 local n = tonumber(ARGV[4])
 local ops, a, fast = {}, 5, true
 for i = 1, n do
@@ -58,21 +61,36 @@ if not fast then
   return out
 end
 -- finishes first
-local want, maxnow = {}, 0
+local want, minnow, maxnow = {}, nil, 0
 for i, op in ipairs(ops) do
+  local rc = 1
   if op.c ~= 'R' then
-    local rc = finish(op)
-    if op.c == 'F' or rc < 0 then out[i + 1] = { rc } else want[#want + 1] = i end
-  else
-    want[#want + 1] = i
+    rc = finish(op)
+    if op.c == 'F' or rc < 0 then out[i + 1] = { rc } end
   end
-  if op.now > maxnow then maxnow = op.now end
+  if op.c ~= 'F' and rc > 0 then
+    want[#want + 1] = i
+    if minnow == nil or op.now < minnow then minnow = op.now end
+    if op.now > maxnow then maxnow = op.now end
+  end
 end
 if #want == 0 then return out end
-local is_paused, first = promote(maxnow)
+-- what is due for every reserve (each has its own now)
+local is_paused, first = promote(minnow)
+if not is_paused and first ~= '-' and tonumber(first) <= maxnow then
+  -- a delayed job is due for some reserves only: each in turn
+  for _, i in ipairs(want) do
+    local op = ops[i]
+    local r = reserve_next(op.now, op.lease, op.tok, op.lmax, op.ldur, op.grouped)
+    if op.c == 'R' then out[i + 1] = r
+    elseif r[1] == 1 then out[i + 1] = { 1, 1, r[2] }
+    else out[i + 1] = { 1, 0, r[2] } end
+  end
+  return out
+end
 local popped = {}
 if not is_paused then popped = redis.call('ZPOPMIN', WAIT, #want) end
-local za, k = {}, 0
+local za = {}
 for j, i in ipairs(want) do
   local op, id = ops[i], popped[2 * j - 1]
   if id then
