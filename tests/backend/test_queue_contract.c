@@ -772,6 +772,30 @@ Test(queue_contract, log_keeps_the_newest_entries)
     cr_assert_eq(QOPS->log(Q, QN, "nope", "{}", 3, NULL), NV_EJOB_NOT_FOUND);
 }
 
+Test(queue_contract, a_reserved_job_carries_its_logs_and_a_new_one_none)
+{
+    nv_job a, b;
+
+    enq(QN, "j", 1000, 0, 0);
+    cr_assert_eq(res(QN, 1100, NULL, &a, NULL), NV_OK);
+    cr_assert_str_eq(a.id, "j");
+    cr_assert(a.logs == NULL || strcmp(a.logs, "[]") == 0);
+    cr_assert_eq(QOPS->log(Q, QN, "j", "{\"message\":\"m0\"}", 10, NULL),
+                 NV_OK);
+    cr_assert_eq(fin(QN, &a, NV_FINISH_RELEASE, NULL, 0, 1200), NV_OK);
+    nv_job_release(&a);
+    cr_assert_eq(res(QN, 1300, NULL, &a, NULL), NV_OK);
+    cr_assert_str_eq(a.id, "j");
+    cr_assert_not_null(a.logs);
+    cr_assert_not_null(strstr(a.logs, "m0"));
+    enq(QN, "k", 1301, 0, 0);
+    cr_assert_eq(res(QN, 1400, NULL, &b, NULL), NV_OK);
+    cr_assert_str_eq(b.id, "k");
+    cr_assert(b.logs == NULL || strcmp(b.logs, "[]") == 0);
+    nv_job_release(&a);
+    nv_job_release(&b);
+}
+
 /* ---- reading ---- */
 
 Test(queue_contract, get_of_a_missing_job_is_job_not_found)

@@ -139,9 +139,10 @@ end
 -- The reply part of a job just reserved: its record before the change
 -- (the adapter applies the change), not paused, its logs.
 local function reserved_reply(id, h)
-  -- flow jobs keep no logs (Q-20)
+  -- flow jobs keep no logs (Q-20); 'nologs' marks a plain job enqueued
+  -- since layout 1.1 that has none yet (queue_log removes it)
   for i = 1, #h, 2 do
-    if h[i] == 'runId' then return { h, 0, {} } end
+    if h[i] == 'runId' or h[i] == 'nologs' then return { h, 0, {} } end
   end
   return { h, 0, redis.call('LRANGE', lkey(id), 0, -1) }
 end
