@@ -835,7 +835,7 @@ queue_free(struct mqueue *q)
 
     for (size_t i = 0; i < q->jt.cap; i++) {
         m = q->jt.v[i].m;
-        if (m != NULL && m != JT_TOMB)
+        if (m != NULL)
             mq_job_destroy(m);
     }
     nv__free(q->jt.v);

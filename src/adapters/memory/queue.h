@@ -106,21 +106,20 @@ struct jlist {
 /*
  * Jobs by id: open addressing with linear probing over (hash, node)
  * slots, so a lookup reads one array line, not a chain of nodes (cache
- * misses with a large backlog). Deleted slots are tombstones until the
- * next rehash; at most 3/4 of the slots are used (live or tombstone).
+ * misses with a large backlog). At most half the slots are used; a
+ * removal shifts its probe run back (no tombstones).
  */
 struct jslot {
     uint64_t     h;
-    struct mjob *m;             /* NULL: empty; JT_TOMB: deleted */
+    struct mjob *m;             /* NULL: empty */
 };
 
 struct jtab {
     struct jslot *v;
-    size_t        cap, n, used; /* used: live + tombstones */
+    size_t        cap, n;
 };
 
-extern char mq_jt_tomb;
-#define JT_TOMB ((struct mjob *)&mq_jt_tomb)
+#define JT_MIN_CAP 256
 /* Waiting jobs of one limiter group (j.group; NULL is the group ""). */
 struct mgroup {
     char          *key;         /* "" for NULL, else "=" + value */

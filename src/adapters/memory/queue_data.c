@@ -8,8 +8,6 @@
 
 #include "adapters/memory/queue.h"
 
-char mq_jt_tomb;
-
 /* ---- Binary heaps with the element's position stored in the element ---- */
 
 static void
@@ -98,7 +96,7 @@ mq_jt_find_h(const struct jtab *t, const char *id, uint64_t h)
 
         if (s->m == NULL)
             return NULL;
-        if (s->m != JT_TOMB && s->h == h && strcmp(s->m->j.id, id) == 0)
+        if (s->h == h && strcmp(s->m->j.id, id) == 0)
             return s->m;
     }
 }
@@ -113,7 +111,7 @@ jt_rehash(struct jtab *t, size_t cap)
     for (size_t i = 0; i < t->cap; i++) {
         size_t k;
 
-        if (t->v[i].m == NULL || t->v[i].m == JT_TOMB)
+        if (t->v[i].m == NULL)
             continue;
         k = t->v[i].h & (cap - 1);
         while (v[k].m != NULL)
@@ -123,7 +121,6 @@ jt_rehash(struct jtab *t, size_t cap)
     nv__free(t->v);
     t->v = v;
     t->cap = cap;
-    t->used = t->n;
     return NV_OK;
 }
 
@@ -133,19 +130,20 @@ mq_jt_add(struct jtab *t, struct mjob *m, uint64_t h)
 {
     size_t k;
 
-    if ((t->used + 1) * 4 > t->cap * 3) {
-        size_t cap = 16;
+    /* at most half full: short probes, also for ids that are absent (the
+     * check of every enqueue); never below JT_MIN_CAP, so that a queue
+     * that stays small is not rehashed every few jobs */
+    if ((t->n + 1) * 2 > t->cap) {
+        size_t cap = JT_MIN_CAP;
 
-        while ((t->n + 1) * 2 > cap)
+        while ((t->n + 1) * 4 > cap)
             cap *= 2;
         if (jt_rehash(t, cap) != NV_OK)
             return 0;
     }
     k = h & (t->cap - 1);
-    while (t->v[k].m != NULL && t->v[k].m != JT_TOMB)
+    while (t->v[k].m != NULL)
         k = (k + 1) & (t->cap - 1);
-    if (t->v[k].m == NULL)
-        t->used++;
     t->v[k].h = h;
     t->v[k].m = m;
     m->idh = h;
@@ -153,26 +151,33 @@ mq_jt_add(struct jtab *t, struct mjob *m, uint64_t h)
     return 1;
 }
 
+/*
+ * Remove m by shifting back the entries of its probe run (no tombstone:
+ * probes stay as short as the load allows however many jobs come and go).
+ */
 void
 mq_jt_del(struct jtab *t, struct mjob *m)
 {
-    uint64_t h = m->idh;
+    size_t mask = t->cap - 1, i, j;
 
-    for (size_t i = h & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
-        if (t->v[i].m == m) {
-            /* before an empty slot no probe continues: empty it too */
-            if (t->v[(i + 1) & (t->cap - 1)].m == NULL) {
-                t->v[i].m = NULL;
-                t->used--;
-            } else {
-                t->v[i].m = JT_TOMB;
-            }
-            t->n--;
-            return;
-        }
+    for (i = m->idh & mask;; i = (i + 1) & mask) {
+        if (t->v[i].m == m)
+            break;
         if (t->v[i].m == NULL)
             return;             /* not in t */
     }
+    for (j = (i + 1) & mask; t->v[j].m != NULL; j = (j + 1) & mask) {
+        size_t home = t->v[j].h & mask;
+
+        /* the entry at j may fill the hole at i unless its home lies
+         * cyclically in (i, j] */
+        if (i <= j ? (home <= i || home > j) : (home <= i && home > j)) {
+            t->v[i] = t->v[j];
+            i = j;
+        }
+    }
+    t->v[i].m = NULL;
+    t->n--;
 }
 
 

@@ -163,7 +163,7 @@ mq_list(void *self, const char *queue, unsigned mask, int64_t offset,
             rc = NV_ENOMEM;
         for (size_t i = 0; sel != NULL && i < q->jt.cap; i++) {
             m = q->jt.v[i].m;
-            if (m != NULL && m != JT_TOMB &&
+            if (m != NULL &&
                 (mask & NV_JOB_MASK(reported_state(q, m))))
                 sel[cnt++] = m;
         }

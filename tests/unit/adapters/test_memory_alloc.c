@@ -71,8 +71,17 @@ queue_scenario(nv_queue *q)
         nv_job_release(&a);
     }
     memset(&a, 0, sizeof(a));
-    if (q->ops->reserve(q->self, "q", 2500, 100, NULL, &a, NULL, NULL) == NV_OK)
+    if (q->ops->reserve(q->self, "q", 2500, 100, NULL, &a, NULL, NULL) == NV_OK) {
+        nv_job b;
+        int got = 0;
+
+        memset(&b, 0, sizeof(b));
+        if (q->ops->finish_reserve(q->self, "q", a.id, a.lease_token, &ok,
+                                   2600, 100, &lim, &b, &got, NULL,
+                                   NULL) == NV_OK && got)
+            nv_job_release(&b);
         nv_job_release(&a);
+    }
     if (q->ops->reap(q->self, "q", 5000, 0, &r, &n, NULL) == NV_OK)
         nv_reaped_free(r, n);
     q->ops->set_paused(q->self, "q", 1, NULL);
