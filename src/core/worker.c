@@ -181,7 +181,9 @@ struct next_job {
     const nv_limiter *lim;
     nv_job           *out;      /* written when got = 1 */
     int               got;
+    int               empty;    /* the reserve ran and found nothing */
     int64_t           now;      /* the engine clock of the reserve */
+    int64_t           next_at;  /* when empty: as reserve's next_at */
 };
 
 /*
@@ -248,8 +250,9 @@ outcome(nv_ctx *c, int ok, int rc_handler, const char *forced,
         rc = nv__queue_finish_reserve(&e->queue, j->queue, j->id,
                                       j->lease_token, &f, now,
                                       c->wq->fn->lock_ms, nx->lim, nx->out,
-                                      &nx->got, NULL, &err);
+                                      &nx->got, &nx->next_at, &err);
         nx->now = now;
+        nx->empty = rc == NV_OK && !nx->got;
     } else {
         rc = e->queue.ops->finish(e->queue.self, j->queue, j->id,
                                   j->lease_token, &f, now, &err);
@@ -414,7 +417,8 @@ nv__ctx_step_id(nv_ctx *c)
  * Run an attempt of 'job' (taken: zeroed on return). 'now': the engine
  * clock at the reserve that handed it out (its processed_on). Returns 1
  * when ending it reserved the next job of the queue into 'job' (then
- * *next_now is that reserve's clock), else 0.
+ * *next_now is that reserve's clock), -1 when that reserve found nothing
+ * (then *next_now is its next_at), else 0.
  */
 static int
 run_attempt(nv__wq *wq, nv_ctx *c, nv_job *job, int64_t now,
@@ -459,6 +463,10 @@ run_attempt(nv__wq *wq, nv_ctx *c, nv_job *job, int64_t now,
     attempt_close(c);
     ctx_release(c);
     nv_job_release(&c->job);
+    if (nx.empty) {
+        *next_now = nx.next_at;
+        return -1;
+    }
     *next_now = nx.now;
     return nx.got;
 }
@@ -498,8 +506,18 @@ worker_main(void *arg)
         int64_t next_at = 0;
         int rc;
 
-        if (have) {
+        if (have == 1) {
             have = run_attempt(wq, c, &job, now, &lim, &now);
+            continue;
+        }
+        if (have == -1) {
+            /* ending the last job found the queue empty: wait before
+             * asking again ('now' holds that reserve's next_at) */
+            have = 0;
+            next_at = now;
+            now = nv__now(e);
+            e->queue.ops->wait(e->queue.self, wq->fn->queue,
+                               wait_ms(now, next_at));
             continue;
         }
         now = nv__now(e);
@@ -525,7 +543,7 @@ worker_main(void *arg)
         backoff = 0;
         have = 1;
     }
-    if (have) {
+    if (have == 1) {
         nv_finish f = { .kind = NV_FINISH_RELEASE };
 
         e->queue.ops->finish(e->queue.self, job.queue, job.id,
