@@ -13,7 +13,8 @@
  *     in the adapter's wait();
  *   - the process' peak RSS, and the peak RSS of a worker process (this
  *     program run with --worker: one engine processing a pre-filled queue
- *     of no-op jobs at concurrency 10 and 100, nothing else);
+ *     of no-op jobs at concurrency 10 and 100, nothing else; and at 100
+ *     with glibc's malloc arenas limited to 2, MALLOC_ARENA_MAX=2);
  *   - CPU time per job (or per flow) of this process and of redis-server
  *     for each throughput figure ("cpu": {measure: [client us, redis us]}),
  *     the yardstick on a shared machine.
@@ -531,9 +532,10 @@ worker_main(const char *prefix, long n, int concurrency)
     return 0;
 }
 
-/* Peak RSS (KB) of a separate worker process at 'concurrency'. */
+/* Peak RSS (KB) of a separate worker process at 'concurrency'; 'env'
+ * (may be "") is put in front of its command (e.g. MALLOC_ARENA_MAX=2). */
 static long
-worker_rss(int concurrency, long n)
+worker_rss(int concurrency, long n, const char *env)
 {
     char prefix[64], cfg[160], exe[512], cmd[800];
     long kb = -1;
@@ -543,11 +545,12 @@ worker_rss(int concurrency, long n)
     if (l <= 0)
         return -1;
     exe[l] = '\0';
-    snprintf(prefix, sizeof(prefix), "nvw%d-%d", (int)getpid(), concurrency);
+    snprintf(prefix, sizeof(prefix), "nvw%d-%d-%d", (int)getpid(),
+             concurrency, *env != '\0');
     worker_cfg(cfg, sizeof(cfg), concurrency);
     prefill(prefix, cfg, n);
-    snprintf(cmd, sizeof(cmd), "'%s' --worker %d %s %ld %d", exe, port,
-             prefix, n, concurrency);
+    snprintf(cmd, sizeof(cmd), "%s '%s' --worker %d %s %ld %d", env, exe,
+             port, prefix, n, concurrency);
     f = popen(cmd, "r");
     if (f == NULL || fscanf(f, "%ld", &kb) != 1)
         kb = -1;
@@ -656,8 +659,10 @@ main(int argc, char **argv)
     if (part("rss")) {
         long n = jobs > 20000 ? 20000 : jobs;
 
-        printf(",\"worker_rss_kb\":{\"10\":%ld,\"100\":%ld}",
-               worker_rss(10, n), worker_rss(100, n));
+        printf(",\"worker_rss_kb\":{\"10\":%ld,\"100\":%ld,"
+               "\"100a2\":%ld}", worker_rss(10, n, ""),
+               worker_rss(100, n, ""),
+               worker_rss(100, n, "MALLOC_ARENA_MAX=2"));
     }
     if (part("instances")) {
         printf(",\"instances\":{");

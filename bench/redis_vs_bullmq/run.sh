@@ -60,8 +60,8 @@ rows.push(["enqueue->start p50 (us)", f(nv.p50_us), f(bm.p50_us), r(bm.p50_us, n
 rows.push(["enqueue->start p99 (us)", f(nv.p99_us), f(bm.p99_us), r(bm.p99_us, nv.p99_us)]);
 rows.push(["peak RSS (MB)", (nv.rss_kb / 1024).toFixed(1), (bm.rss_kb / 1024).toFixed(1), r(bm.rss_kb, nv.rss_kb)]);
 if (nv.worker_rss_kb)
-  for (const k of ["10", "100"])
-    rows.push([`worker process RSS, conc. ${k} (MB)`, (nv.worker_rss_kb[k] / 1024).toFixed(1), (bm.rss_kb / 1024).toFixed(1), r(bm.rss_kb, nv.worker_rss_kb[k])]);
+  for (const [k, label] of [["10", "conc. 10"], ["100", "conc. 100"], ["100a2", "conc. 100, 2 arenas"]])
+    rows.push([`worker RSS, ${label} (MB)`, (nv.worker_rss_kb[k] / 1024).toFixed(1), (bm.rss_kb / 1024).toFixed(1), r(bm.rss_kb, nv.worker_rss_kb[k])]);
 console.log(["measure", "nvent", "bullmq", "ratio"].map((s, i) => i ? s.padStart(10) : s.padEnd(40)).join(""));
 for (const row of rows) console.log(row.map((s, i) => i ? s.padStart(10) : s.padEnd(40)).join(""));
 console.log("ratio: nvent/bullmq for rates, bullmq/nvent for latency and memory (>1 = nvent better)");

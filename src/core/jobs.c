@@ -81,15 +81,16 @@ nv__job_json(const nv_job *j)
  * counts() and a PUBLISH on the worker's path twice per job, and a message
  * to parse on every instance, with nobody listening. Now an instance with
  * live subscribers keeps the store key "<store prefix>:live:listeners"
- * alive (real-time expiry LSN_TTL_MS after its last refresh, refreshed every
- * LSN_REFRESH_MS by a small thread) and announces itself at once on the
- * channel "<live channel>:listeners" when a subscriber comes. Every other
- * instance publishes while it knows of a listener: from the key, read at
- * most every LSN_CHECK_MS by the thread that publishes, or from an
- * announcement (valid LSN_NOTE_MS). When the store is not shared (only the
- * stream is), or the key cannot be read, events are published as before.
+ * alive (expiring on the Redis server LSN_TTL_MS after its last refresh,
+ * refreshed every LSN_REFRESH_MS by a small thread) and announces itself
+ * at once on the channel "<live channel>:listeners" when a subscriber
+ * comes. Every other instance publishes while it knows of a listener:
+ * from the key, read at most every LSN_CHECK_MS by the thread that
+ * publishes, or from an announcement (valid LSN_NOTE_MS). When the store
+ * is not shared (only the stream is), or the key cannot be read, events
+ * are published as before.
  */
-#define LSN_TTL_MS      5000
+#define LSN_TTL_MS      10000
 #define LSN_REFRESH_MS  1000
 #define LSN_CHECK_MS    500
 #define LSN_NOTE_MS     3000
@@ -119,9 +120,10 @@ remote_listeners(nv_engine *e)
     if (!atomic_compare_exchange_strong(&e->lsn_checked, &checked, now))
         return now < atomic_load(&e->lsn_until);
     key = nv__engine_key(e, "store", "live:listeners");
+    /* now 0: the key's own expiry on the Redis server decides, so that
+     * instances whose clocks disagree still agree on it */
     rc = key == NULL ? NV_ENOMEM
-       : e->store.ops->kv_get(e->store.self, key, nv__system_now_ms(), &v,
-                              NULL);
+       : e->store.ops->kv_get(e->store.self, key, 0, &v, NULL);
     nv__free(key);
     nv_free(v);
     if (rc == NV_ENOTFOUND)

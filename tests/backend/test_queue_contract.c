@@ -772,6 +772,30 @@ Test(queue_contract, log_keeps_the_newest_entries)
     cr_assert_eq(QOPS->log(Q, QN, "nope", "{}", 3, NULL), NV_EJOB_NOT_FOUND);
 }
 
+Test(queue_contract, a_reserved_job_carries_its_logs_and_a_new_one_none)
+{
+    nv_job a, b;
+
+    enq(QN, "j", 1000, 0, 0);
+    cr_assert_eq(res(QN, 1100, NULL, &a, NULL), NV_OK);
+    cr_assert_str_eq(a.id, "j");
+    cr_assert(a.logs == NULL || strcmp(a.logs, "[]") == 0);
+    cr_assert_eq(QOPS->log(Q, QN, "j", "{\"message\":\"m0\"}", 10, NULL),
+                 NV_OK);
+    cr_assert_eq(fin(QN, &a, NV_FINISH_RELEASE, NULL, 0, 1200), NV_OK);
+    nv_job_release(&a);
+    cr_assert_eq(res(QN, 1300, NULL, &a, NULL), NV_OK);
+    cr_assert_str_eq(a.id, "j");
+    cr_assert_not_null(a.logs);
+    cr_assert_not_null(strstr(a.logs, "m0"));
+    enq(QN, "k", 1301, 0, 0);
+    cr_assert_eq(res(QN, 1400, NULL, &b, NULL), NV_OK);
+    cr_assert_str_eq(b.id, "k");
+    cr_assert(b.logs == NULL || strcmp(b.logs, "[]") == 0);
+    nv_job_release(&a);
+    nv_job_release(&b);
+}
+
 /* ---- reading ---- */
 
 Test(queue_contract, get_of_a_missing_job_is_job_not_found)
@@ -1477,4 +1501,71 @@ Test(queue_contract, finish_reserve_respects_pause_and_the_limiter)
     cr_assert_eq(state_of(QN, "j3"), NV_JOB_COMPLETED);
     cr_assert_eq(state_of(QN, "j4"), NV_JOB_PAUSED);
     nv_job_release(&a);
+}
+
+/* Busy workers: each ends its job with finish_reserve and goes on with the
+ * job handed out; every third job fails its first attempt and is retried
+ * at once (waiting again), the others complete. */
+#define FR_THREADS 6
+#define FR_JOBS 150
+
+static void *
+fin_res_worker(void *arg)
+{
+    nv_job a, next;
+    int have = 0, got;
+
+    (void)arg;
+    for (;;) {
+        if (!have) {
+            if (res(QN, 1000, NULL, &a, NULL) != NV_OK)
+                break;
+            have = 1;
+        }
+        {
+            int k = atoi(a.id + 1);
+            int kind = k % 3 == 0 && a.attempts_made == 0 ? NV_FINISH_RETRY
+                                                          : NV_FINISH_COMPLETE;
+            nv_finish f = { .kind = kind, .returnvalue = "null",
+                            .failed_reason = "again", .retry_at = 0 };
+
+            cr_assert_eq(nv__queue_finish_reserve(&qq, QN, a.id, a.lease_token,
+                                                  &f, 1000, 30000, NULL, &next,
+                                                  &got, NULL, NULL), NV_OK);
+        }
+        nv_job_release(&a);
+        have = got;
+        if (got)
+            a = next;
+    }
+    return NULL;
+}
+
+Test(queue_contract, concurrent_finish_reserve_calls_end_every_job_exactly_as_asked)
+{
+    pthread_t t[FR_THREADS];
+
+    for (int i = 0; i < FR_JOBS; i++) {
+        char id[16];
+
+        snprintf(id, sizeof(id), "j%d", i);
+        enq(QN, id, 1000, 0, 0);
+    }
+    for (int i = 0; i < FR_THREADS; i++)
+        pthread_create(&t[i], NULL, fin_res_worker, NULL);
+    for (int i = 0; i < FR_THREADS; i++)
+        pthread_join(t[i], NULL);
+    cr_assert_eq(counts(QN).completed, FR_JOBS);
+    cr_assert_eq(counts(QN).active, 0);
+    cr_assert_eq(counts(QN).waiting, 0);
+    for (int i = 0; i < FR_JOBS; i++) {
+        char id[16];
+        nv_job j;
+
+        snprintf(id, sizeof(id), "j%d", i);
+        j = get(QN, id);
+        cr_assert_eq(j.state, NV_JOB_COMPLETED);
+        cr_assert_eq(j.attempts_made, i % 3 == 0 ? 2 : 1, "job %s", id);
+        nv_job_release(&j);
+    }
 }

@@ -153,7 +153,7 @@ fq_finish_in(struct fdb_conn *c, struct fq *fq, const char *queue,
     sk1 = state == NV_JOB_DELAYED ? f->retry_at : now;
     if (qs == NULL)
         return fdb_oom("queue", err);
-    hint = token != NULL ? fq_hint(fq, token) : NULL;
+    hint = token != NULL && token[0] != '\0' ? fq_hint(fq, token) : NULL;
     if (hint != NULL && strcmp(hint->token, token) == 0) {
         /* The reserve's hint: no lookup by id (the UPDATE checks). */
         rid = hint->rid;

@@ -425,7 +425,7 @@ pipeline_impl(nv__redis_pool *p, const char *key, size_t n,
 static redisReply *
 command_argv(redisContext *c, int argc, const char **av, const size_t *al)
 {
-    char stack[8192], *buf = stack, *w;
+    char stack[2048], *buf = stack, *w;
     size_t total = 16;
     void *r = NULL;
 

@@ -56,7 +56,7 @@ struct note {
     /* Calls gathered for one round trip (see submit) */
     struct op     *head, *tail;      /* waiting to be sent */
     int            sending;          /* a batch of this queue is out */
-    int64_t        poll_next;        /* monotonic ms: next idle poll (idle_skip) */
+    int64_t        poll_next;        /* monotonic ms: next idle poll */
 };
 
 #define MAX_TICKETS 16

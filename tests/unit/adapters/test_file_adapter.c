@@ -532,6 +532,8 @@ Test(file_adapter, a_lease_token_finishes_only_its_own_job)
                                NULL), NV_ELEASE);
     cr_assert_eq(q.ops->finish(q.self, "lease", ra.id, rb.lease_token, &f, T0,
                                NULL), NV_ELEASE);
+    cr_assert_eq(q.ops->finish(q.self, "lease", ra.id, "", &f, T0, NULL),
+                 NV_ELEASE);
     cr_assert_eq(state_of(&q, "lease", "a"), NV_JOB_ACTIVE);
     cr_assert_eq(state_of(&q, "lease", "b"), NV_JOB_ACTIVE);
     /* each with its own token still works, once */

@@ -4,7 +4,8 @@
  * the parent over a pipe about each acknowledged write; the parent kills
  * it at a random moment (several seeds), reopens the databases and checks
  * that every acknowledged job and event is there exactly once, streams in
- * order without holes.
+ * order without holes. The same for acknowledged completions: workers that
+ * end each job and take the next with finish_reserve.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -26,7 +27,8 @@ TestSuite(file_crash, .timeout = 60);
 
 /* One acknowledged write, sent atomically (< PIPE_BUF). */
 struct ack {
-    char kind;                  /* 'R' ready, 'J' job, 'E' event */
+    char kind;                  /* 'R' ready, 'J' job, 'E' event,
+                                   'C' job completed (seq: its number) */
     int  thread, seq;
     char id[NV_EVENT_ID_MAX];   /* event id */
 };
@@ -267,4 +269,145 @@ Test(file_crash, acknowledged_writes_survive_kill_9_with_synchronous_full)
 
     for (unsigned i = 0; i < 2; i++)
         crash_run(seed + i, "full");
+}
+
+/* ---- Completions ---- */
+
+#define DONE_JOBS 4000
+
+static void *
+worker_thread(void *arg)
+{
+    struct child_ctx *c = arg;
+    nv_finish f = { .kind = NV_FINISH_COMPLETE, .returnvalue = "1" };
+    nv_job j, next;
+    int got = 0;
+
+    if (c->q.ops->reserve(c->q.self, "done", T0, 600000, NULL, &j, NULL,
+                          NULL) != NV_OK)
+        _exit(6);
+    for (;;) {
+        struct ack a = { .kind = 'C', .thread = c->thread };
+
+        if (c->q.ops->finish_reserve(c->q.self, "done", j.id, j.lease_token,
+                                     &f, T0, 600000, NULL, &next, &got, NULL,
+                                     NULL) != NV_OK)
+            _exit(5);
+        a.seq = atoi(j.id + 1);
+        nv_job_release(&j);
+        if (write(c->fd, &a, sizeof(a)) != (ssize_t)sizeof(a))
+            _exit(4);
+        if (!got)
+            break;
+        j = next;
+    }
+    for (;;)
+        pause();
+    return NULL;
+}
+
+static void
+worker_child(const char *dir, const char *sync, int fd)
+{
+    static struct child_ctx ctx[THREADS];
+    char *s = ft_settings(dir, sync);
+    nv_queue q;
+    pthread_t t[THREADS];
+    struct ack ready = { .kind = 'R' };
+
+    if (nv_file_queue_open(s, &q, NULL) != NV_OK)
+        _exit(2);
+    if (write(fd, &ready, sizeof(ready)) != (ssize_t)sizeof(ready))
+        _exit(4);
+    for (int i = 0; i < THREADS; i++) {
+        ctx[i] = (struct child_ctx){ .q = q, .fd = fd, .thread = i };
+        pthread_create(&t[i], NULL, worker_thread, &ctx[i]);
+    }
+    for (;;)
+        pause();
+}
+
+static void
+completions_run(unsigned seed, const char *sync)
+{
+    char *dir = ft_dir();
+    char *s = ft_settings(dir, sync);
+    static char state[DONE_JOBS];
+    int fds[2], status;
+    pid_t pid;
+    struct ack *acks, ready;
+    size_t n, acked = 0;
+    nv_queue q;
+    nv_job_counts c;
+    nv_error err = { 0 };
+
+    /* The jobs are there before the child starts. */
+    cr_assert_eq(nv_file_queue_open(s, &q, &err), NV_OK, "%s", err.msg);
+    for (int i = 0; i < DONE_JOBS; i++) {
+        nv_job j = ft_job("done", "", "{}", T0);
+
+        snprintf(j.id, sizeof(j.id), "c%d", i);
+        cr_assert_eq(q.ops->enqueue(q.self, &j, T0, 0, NULL, NULL, NULL),
+                     NV_OK);
+    }
+    q.ops->close(q.self);
+    srand(seed);
+    cr_assert_eq(pipe(fds), 0);
+    pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        close(fds[0]);
+        worker_child(dir, sync, fds[1]);
+        _exit(0);
+    }
+    close(fds[1]);
+    cr_assert_eq(read(fds[0], &ready, sizeof(ready)), (ssize_t)sizeof(ready),
+                 "seed %u: the child died", seed);
+    n = collect(fds[0], pid, mono_ms() + 100 + rand() % 300, &acks);
+    close(fds[0]);
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+              "seed %u: the child ended by itself (status %d)", seed, status);
+
+    cr_assert_eq(nv_file_queue_open(s, &q, &err), NV_OK, "seed %u: %s", seed,
+                 err.msg);
+    memset(state, 0, sizeof(state));
+    for (size_t i = 0; i < n; i++) {
+        char id[32];
+        nv_job j;
+
+        if (acks[i].kind != 'C')
+            continue;
+        cr_assert(acks[i].seq >= 0 && acks[i].seq < DONE_JOBS);
+        cr_assert_eq(state[acks[i].seq], 0, "job c%d acknowledged twice",
+                     acks[i].seq);
+        state[acks[i].seq] = 1;
+        acked++;
+        snprintf(id, sizeof(id), "c%d", acks[i].seq);
+        cr_assert_eq(q.ops->get(q.self, "done", id, &j, NULL), NV_OK,
+                     "seed %u: job %s lost", seed, id);
+        cr_assert_eq(j.state, NV_JOB_COMPLETED, "seed %u: acknowledged "
+                     "completion of %s lost (state %d)", seed, id, j.state);
+        cr_assert_eq(j.attempts_made, 1);
+        nv_job_release(&j);
+    }
+    cr_assert_gt(acked, 0, "seed %u: the child acknowledged nothing", seed);
+    cr_assert_eq(q.ops->counts(q.self, "done", &c, NULL), NV_OK);
+    /* Nothing lost or doubled; each worker may have had one completion
+     * committed but not yet acknowledged when it died. */
+    cr_assert_eq(c.waiting + c.active + c.completed, DONE_JOBS);
+    cr_assert_geq(c.completed, (int64_t)acked);
+    cr_assert_leq(c.completed, (int64_t)acked + THREADS);
+    q.ops->close(q.self);
+    free(acks);
+    free(s);
+    free(dir);
+}
+
+Test(file_crash, acknowledged_completions_survive_kill_9)
+{
+    unsigned seed = (unsigned)time(NULL) ^ 0x2545f491u;
+
+    for (unsigned i = 0; i < 3; i++)
+        completions_run(seed + i, i == 2 ? "full" : "normal");
 }

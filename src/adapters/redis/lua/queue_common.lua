@@ -109,7 +109,9 @@ end
 -- first runnable waiting job. Reply {1, {record before the change, 0, logs}}
 -- (the caller sets state, processedOn, leaseUntil, leaseToken, finishedOn
 -- itself) or {-3, next_at}.
-local function reserve_next(now, lease_ms, token, lmax, ldur, grouped)
+-- Promote the delayed jobs due at 'now'. Returns paused (bool) and the
+-- earliest delayUntil left ('-' when none).
+local function promote(now)
   local m = redis.call('HMGET', META, 'paused', 'due')
   local first = m[2]
   if not first or (first ~= '-' and tonumber(first) <= now) then
@@ -123,7 +125,30 @@ local function reserve_next(now, lease_ms, token, lmax, ldur, grouped)
     first = #d > 0 and d[2] or '-'
     redis.call('HSET', META, 'due', first)
   end
-  if m[1] == '1' then return { -3, 0 } end
+  return m[1] == '1', first
+end
+-- next_at of an empty reserve at 'now' (limiter time 'nxt', 0 = none).
+local function next_at(first, now, nxt)
+  if first ~= '-' then
+    local d = tonumber(first)
+    if d < now then d = now end
+    if nxt == 0 or d < nxt then nxt = d end
+  end
+  return I(nxt)
+end
+-- The reply part of a job just reserved: its record before the change
+-- (the adapter applies the change), not paused, its logs.
+local function reserved_reply(id, h)
+  -- flow jobs keep no logs (Q-20); 'nologs' marks a plain job enqueued
+  -- since layout 1.1 that has none yet (queue_log removes it)
+  for i = 1, #h, 2 do
+    if h[i] == 'runId' or h[i] == 'nologs' then return { h, 0, {} } end
+  end
+  return { h, 0, redis.call('LRANGE', lkey(id), 0, -1) }
+end
+local function reserve_next(now, lease_ms, token, lmax, ldur, grouped)
+  local is_paused, first = promote(now)
+  if is_paused then return { -3, 0 } end
   local function limkey(g)
     if not grouped then return B .. ':lim' end
     if g then return B .. ':lim:=' .. g end
@@ -163,14 +188,7 @@ local function reserve_next(now, lease_ms, token, lmax, ldur, grouped)
       off = off + 100
     end
   end
-  if not pick then
-    if first ~= '-' then
-      local d = tonumber(first)
-      if d < now then d = now end
-      if nxt == 0 or d < nxt then nxt = d end
-    end
-    return { -3, I(nxt) }
-  end
+  if not pick then return { -3, next_at(first, now, nxt) } end
   local k = jkey(pick)
   local lease = now + lease_ms
   if not popped then redis.call('ZREM', WAIT, pick) end
@@ -183,11 +201,7 @@ local function reserve_next(now, lease_ms, token, lmax, ldur, grouped)
     redis.call('ZADD', lk, I(now), token)
     redis.call('PEXPIRE', lk, I(ldur + 60000))
   end
-  -- flow jobs keep no logs (Q-20)
-  for i = 1, #h, 2 do
-    if h[i] == 'runId' then return { 1, { h, 0, {} } } end
-  end
-  return { 1, { h, 0, redis.call('LRANGE', lkey(pick), 0, -1) } }
+  return { 1, reserved_reply(pick, h) }
 end
 -- End an attempt (Q-6..Q-8, W-4, W-7): kind 0 complete, 1 retry, 2 fail,
 -- 3 release. Returns 1, or -22 when the lease is gone.

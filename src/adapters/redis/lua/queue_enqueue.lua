@@ -15,6 +15,8 @@ local f = {}
 for i = 11, #ARGV do f[#f + 1] = ARGV[i] end
 f[#f + 1] = 'state'
 f[#f + 1] = du > now and 'delayed' or 'waiting'
+f[#f + 1] = 'nologs'
+f[#f + 1] = '1'
 redis.call('HSET', k, unpack(f))
 if du > now then
   add_delayed(id, du)
