@@ -315,14 +315,15 @@ pick_group(struct mqueue *q, int64_t now, const nv_limiter *lim,
 }
 
 /*
- * reserve() under q->mu (a queue that exists): NV_OK with the job in
- * 'out', NV_ENOTFOUND with *next_at set (0: unknown), or NV_ENOMEM with
- * nothing changed. 'b' holds buffers for the copy (may be NULL).
+ * reserve() under q->mu (a queue that exists): NV_OK with the first half
+ * of the job's copy in 'out' (zeroed by the caller) and *pinned the node
+ * to finish it from after the unlock (reserve_finish), NV_ENOTFOUND with
+ * *next_at set (0: unknown), or NV_ENOMEM with nothing changed.
  */
 static int
 reserve_locked(struct mqueues *a, struct mqueue *q, int64_t now,
                int64_t lease_ms, const nv_limiter *lim, nv_job *out,
-               struct outbufs *b, int64_t *next_at)
+               struct mjob **pinned, int64_t *next_at)
 {
     struct mgroup *g = NULL;
     struct mjob *m;
@@ -355,7 +356,7 @@ reserve_locked(struct mqueues *a, struct mqueue *q, int64_t now,
     m->j.lease_until = now + lease_ms;
     mq_new_token(a, q, m->j.lease_token);
     mq_list_append(&q->active, m);
-    if (mq_job_out_buf(q, m, out, b) != NV_OK) {
+    if (mq_job_out_pinned(q, m, out) != NV_OK) {
         /* hand the job back as if never reserved */
         mq_list_unlink(&q->active, m);
         m->j.lease_token[0] = '\0';
@@ -366,7 +367,39 @@ reserve_locked(struct mqueues *a, struct mqueue *q, int64_t now,
             w->n--;
         return NV_ENOMEM;
     }
+    *pinned = m;
     return NV_OK;
+}
+
+/* The active job 'id' (hash h) held with 'token', or NULL (NV_ELEASE).
+ * Under mu. */
+static struct mjob *leased(struct mqueue *q, const char *id, uint64_t h,
+                           const char *token);
+
+/*
+ * After the unlock: the second half of a reserved job's copy. When that
+ * runs out of memory the job goes back to waiting (unless its lease is
+ * already gone) and 'out' holds nothing: NV_ENOMEM.
+ */
+static int
+reserve_finish(struct mqueue *q, struct mjob *m, nv_job *out,
+               struct outbufs *b)
+{
+    struct mjob *back;
+
+    if (mq_job_out_finish(m, out, b) == NV_OK)
+        return NV_OK;
+    pthread_mutex_lock(&q->mu);
+    back = leased(q, out->id, mq_id_hash(out->id), out->lease_token);
+    if (back != NULL && mq_waiting_prepare(q, back) == NV_OK) {
+        mq_list_unlink(&q->active, back);
+        back->j.lease_token[0] = '\0';
+        back->j.lease_until = 0;
+        mq_waiting_add(q, back);
+        mq_wake(q, 0);
+    }
+    pthread_mutex_unlock(&q->mu);
+    return NV_ENOMEM;
 }
 
 static int
@@ -377,6 +410,8 @@ mem_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
     struct mqueues *a = self;
     struct mqueue *q = mq_queue_get(a, queue, 0);
     struct outbufs b;
+    struct mjob *m = NULL;
+    nv_job tmp;
     int64_t next = 0;
     int rc;
 
@@ -386,9 +421,12 @@ mem_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
         return nv__error(err, NV_ENOTFOUND, "no runnable job in '%s'", queue);
     }
     mq_outbufs_init(&b);
+    memset(&tmp, 0, sizeof(tmp));
     pthread_mutex_lock(&q->mu);
-    rc = reserve_locked(a, q, now, lease_ms, lim, out, &b, &next);
+    rc = reserve_locked(a, q, now, lease_ms, lim, &tmp, &m, &next);
     pthread_mutex_unlock(&q->mu);
+    if (rc == NV_OK && (rc = reserve_finish(q, m, &tmp, &b)) == NV_OK)
+        *out = tmp;
     mq_outbufs_release(&b);
     if (rc == NV_ENOTFOUND) {
         if (next_at != NULL)
@@ -559,6 +597,7 @@ mem_finish_reserve(void *self, const char *queue, const char *id,
     struct mqueues *a = self;
     struct mqueue *q = mq_queue_get(a, queue, 0);
     struct outbufs b;
+    struct mjob *m = NULL;
     nv_job tmp;
     char *text;
     int64_t next = 0;
@@ -574,11 +613,14 @@ mem_finish_reserve(void *self, const char *queue, const char *id,
     if (rc != NV_OK)
         return rc;
     mq_outbufs_init(&b);
+    memset(&tmp, 0, sizeof(tmp));
     pthread_mutex_lock(&q->mu);
     rc = finish_locked(q, queue, id, h, token, f, now, &text, err);
     if (rc == NV_OK)
-        rrc = reserve_locked(a, q, now, lease_ms, lim, &tmp, &b, &next);
+        rrc = reserve_locked(a, q, now, lease_ms, lim, &tmp, &m, &next);
     pthread_mutex_unlock(&q->mu);
+    if (rrc == NV_OK)
+        rrc = reserve_finish(q, m, &tmp, &b);
     mq_outbufs_release(&b);
     nv__free(text);
     if (rrc == NV_OK) {

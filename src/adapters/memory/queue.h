@@ -58,6 +58,7 @@ mq_hash(const void *key, size_t n)
  * stream of jobs then costs no malloc/free of the (large) node. */
 #define NODE_INLINE 512
 #define NODE_POOL 64
+#define MQ_PIN_GONE 0x80000000u
 #define MQ_NODE_SIZE (sizeof(struct mjob) + NODE_INLINE)
 #define STALLED_REASON "job stalled more than allowable limit"
 
@@ -90,6 +91,8 @@ struct mjob {
     nv_job         j;           /* j.state is never NV_JOB_PAUSED here */
     size_t         heap_i;      /* position in the waiting or delayed heap */
     uint64_t       idh;         /* mq_id_hash(j.id), set by mq_jt_add */
+    _Atomic unsigned pins;      /* reservers copying it outside the lock,
+                                   | MQ_PIN_GONE once freed meanwhile */
     int64_t        order;       /* waiting: fifo > 0 ascending, lifo < 0 */
     int64_t        dseq;        /* delayed: tie-break of equal delay_until */
     struct mgroup *grp;         /* waiting: its group */
@@ -183,9 +186,9 @@ struct mqueues {
 };
 
 /*
- * Buffers allocated before taking q->mu, so that the copy of a reserved
- * job's data and opts (mq_job_out_buf) needs no malloc inside the critical
- * section; sized from what this thread saw last.
+ * Buffers allocated before taking q->mu for the copy of a reserved job's
+ * data and opts (mq_job_out_finish), sized from what this thread saw
+ * last: no malloc between the lock and the copy.
  */
 struct outbufs {
     char  *p[2];
@@ -287,11 +290,19 @@ void  mq_win_prune(struct window *w, int64_t now, int64_t duration);
 
 void  mq_outbufs_init(struct outbufs *b);
 void  mq_outbufs_release(struct outbufs *b);
-/* Copy m out for the caller (written only on success); data and opts go
- * into b's buffers when they fit (b may be NULL). */
-int   mq_job_out_buf(const struct mqueue *q, const struct mjob *m,
-                     nv_job *out, struct outbufs *b);
 int   mq_job_out(const struct mqueue *q, const struct mjob *m, nv_job *out);
+/*
+ * A reserved job's copy in two halves, so that the lock is not held while
+ * its names and data are read (cache lines the enqueuing core wrote).
+ * mq_job_out_pinned, under q->mu: what can change (state, times, lease,
+ * progress, results, logs) into 'out' (zeroed by the caller), and pins m:
+ * freed meanwhile, it stays allocated until unpinned. Then, after the
+ * unlock, mq_job_out_finish: what never changes (id, names, data, opts,
+ * group), and unpins m; on NV_ENOMEM 'out' keeps only its id and lease
+ * token (the caller gives the job back) and nothing else is allocated.
+ */
+int   mq_job_out_pinned(const struct mqueue *q, struct mjob *m, nv_job *out);
+int   mq_job_out_finish(struct mjob *m, nv_job *out, struct outbufs *b);
 /*
  * Job nodes: one block with the job's data, opts and group, which never
  * change. Blocks of the standard size MQ_NODE_SIZE are reused through the

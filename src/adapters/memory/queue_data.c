@@ -362,8 +362,8 @@ outbuf_dup(struct outbufs *b, int i, const char *s)
 
 /* Copy m out for the caller (written only on success); data and opts go
  * into b's buffers when they fit (b may be NULL). */
-int
-mq_job_out_buf(const struct mqueue *q, const struct mjob *m, nv_job *out,
+static int
+job_out_buf(const struct mqueue *q, const struct mjob *m, nv_job *out,
             struct outbufs *b)
 {
     const nv_job *j = &m->j;
@@ -394,9 +394,81 @@ mq_job_out_buf(const struct mqueue *q, const struct mjob *m, nv_job *out,
 }
 
 int
+mq_job_out_pinned(const struct mqueue *q, struct mjob *m, nv_job *out)
+{
+    const nv_job *j = &m->j;
+    const char *src[4] = { j->progress_data, j->returnvalue,
+                           j->failed_reason, j->logs };
+    char *dup[4];
+
+    for (int i = 0; i < 4; i++) {
+        dup[i] = src[i] != NULL ? nv__strdup(src[i]) : NULL;
+        if (src[i] != NULL && dup[i] == NULL) {
+            while (i-- > 0)
+                nv__free(dup[i]);
+            return NV_ENOMEM;
+        }
+    }
+    memcpy((char *)out + offsetof(nv_job, data),
+           (const char *)j + offsetof(nv_job, data),
+           offsetof(nv_job, lease_token) - offsetof(nv_job, data));
+    copy_str(out->lease_token, j->lease_token, sizeof(out->lease_token));
+    copy_str(out->id, j->id, sizeof(out->id));
+    out->data = out->opts = out->group = NULL;
+    out->progress_data = dup[0];
+    out->returnvalue = dup[1];
+    out->failed_reason = dup[2];
+    out->logs = dup[3];
+    out->state = reported_state(q, m);
+    atomic_fetch_add_explicit(&m->pins, 1, memory_order_relaxed);
+    return NV_OK;
+}
+
+/* Drop a pin; the last one of a node freed meanwhile frees it. */
+static void
+job_unpin(struct mjob *m)
+{
+    if (atomic_fetch_sub_explicit(&m->pins, 1, memory_order_acq_rel) ==
+        (MQ_PIN_GONE | 1u))
+        mq_job_destroy(m);
+}
+
+int
+mq_job_out_finish(struct mjob *m, nv_job *out, struct outbufs *b)
+{
+    const nv_job *j = &m->j;
+    int failed;
+
+    copy_str(out->queue, j->queue, sizeof(out->queue));
+    copy_str(out->name, j->name, sizeof(out->name));
+    copy_str(out->run_id, j->run_id, sizeof(out->run_id));
+    copy_str(out->flow_name, j->flow_name, sizeof(out->flow_name));
+    copy_str(out->step_name, j->step_name, sizeof(out->step_name));
+    out->data = outbuf_dup(b, 0, j->data);
+    out->opts = outbuf_dup(b, 1, j->opts);
+    out->group = j->group != NULL ? nv__strdup(j->group) : NULL;
+    failed = (j->data != NULL && out->data == NULL) ||
+             (j->opts != NULL && out->opts == NULL) ||
+             (j->group != NULL && out->group == NULL);
+    job_unpin(m);               /* m may be freed from here on */
+    if (failed) {
+        char **own[7] = { &out->data, &out->opts, &out->group,
+                          &out->progress_data, &out->returnvalue,
+                          &out->failed_reason, &out->logs };
+
+        for (int i = 0; i < 7; i++) {
+            nv__free(*own[i]);
+            *own[i] = NULL;
+        }
+        return NV_ENOMEM;
+    }
+    return NV_OK;
+}
+
+int
 mq_job_out(const struct mqueue *q, const struct mjob *m, nv_job *out)
 {
-    return mq_job_out_buf(q, m, out, NULL);
+    return job_out_buf(q, m, out, NULL);
 }
 
 /* The strings of a filled node that change live apart from its block:
@@ -694,6 +766,10 @@ void
 mq_job_free(struct mqueue *q, struct mjob *m)
 {
     mq_jt_del(&q->jt, m);
+    /* a reserver still copying it (mq_job_out_finish) frees it */
+    if (atomic_fetch_or_explicit(&m->pins, MQ_PIN_GONE,
+                                 memory_order_acq_rel) != 0)
+        return;
     mq_job_release(m);
     mq_node_discard(q, m);
 }

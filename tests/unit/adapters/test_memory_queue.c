@@ -89,3 +89,75 @@ Test(memory_queue, the_id_table_finds_every_job_after_many_removals)
     cr_assert_eq(c.waiting, live);
     q.ops->close(q.self);
 }
+
+/* ---- A reserved job's copy finished outside the lock (pins) ---- */
+
+#include "adapters/memory/queue.h"
+
+static void
+enq_data(nv_queue *q, const char *id, const char *data)
+{
+    nv_job j;
+
+    memset(&j, 0, sizeof(j));
+    strcpy(j.queue, "q");
+    strcpy(j.name, "q");
+    snprintf(j.id, sizeof(j.id), "%s", id);
+    j.data = (char *)data;
+    cr_assert_eq(q->ops->enqueue(q->self, &j, 1000, 0, NULL, NULL, NULL),
+                 NV_OK);
+}
+
+/* Pin job 'id' as a reserve does under the lock; return its node. */
+static struct mjob *
+pin(nv_queue *q, const char *id, nv_job *out)
+{
+    struct mqueue *mq = mq_queue_get(q->self, "q", 0);
+    struct mjob *m = mq_jt_find(&mq->jt, id);
+
+    cr_assert_not_null(m);
+    memset(out, 0, sizeof(*out));
+    cr_assert_eq(mq_job_out_pinned(mq, m, out), NV_OK);
+    return m;
+}
+
+Test(memory_queue, a_pinned_job_removed_meanwhile_is_not_reused_before_its_copy_ends)
+{
+    nv_queue q;
+    nv_job out;
+    struct mjob *m;
+
+    cr_assert_eq(nv_memory_queue_open(NULL, &q, NULL), NV_OK);
+    enq_data(&q, "a", "{\"who\":\"a\"}");
+    m = pin(&q, "a", &out);
+    cr_assert_eq(q.ops->remove(q.self, "q", "a", NULL, NULL), NV_OK);
+    /* a new job would take a pooled node: not the pinned one */
+    enq_data(&q, "b", "{\"who\":\"b\"}");
+    cr_assert_eq(mq_job_out_finish(m, &out, NULL), NV_OK);
+    cr_assert_str_eq(out.id, "a");
+    cr_assert_str_eq(out.data, "{\"who\":\"a\"}");
+    nv_job_release(&out);
+    q.ops->close(q.self);
+}
+
+Test(memory_queue, a_pinned_job_removed_meanwhile_is_freed_by_its_copy)
+{
+    char big[2048];
+    nv_queue q;
+    nv_job out;
+    struct mjob *m;
+
+    /* data larger than a pooled node: removal would free it at once */
+    memset(big, 'x', sizeof(big));
+    memcpy(big, "\"", 1);
+    big[sizeof(big) - 2] = '"';
+    big[sizeof(big) - 1] = '\0';
+    cr_assert_eq(nv_memory_queue_open(NULL, &q, NULL), NV_OK);
+    enq_data(&q, "a", big);
+    m = pin(&q, "a", &out);
+    cr_assert_eq(q.ops->remove(q.self, "q", "a", NULL, NULL), NV_OK);
+    cr_assert_eq(mq_job_out_finish(m, &out, NULL), NV_OK);  /* ASan: no UAF */
+    cr_assert_str_eq(out.data, big);
+    nv_job_release(&out);
+    q.ops->close(q.self);                                   /* nor a leak */
+}
