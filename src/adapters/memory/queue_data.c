@@ -437,6 +437,7 @@ int
 mq_job_out_finish(struct mjob *m, nv_job *out, struct outbufs *b)
 {
     const nv_job *j = &m->j;
+    int failed;
 
     copy_str(out->queue, j->queue, sizeof(out->queue));
     copy_str(out->name, j->name, sizeof(out->name));
@@ -446,10 +447,11 @@ mq_job_out_finish(struct mjob *m, nv_job *out, struct outbufs *b)
     out->data = outbuf_dup(b, 0, j->data);
     out->opts = outbuf_dup(b, 1, j->opts);
     out->group = j->group != NULL ? nv__strdup(j->group) : NULL;
-    job_unpin(m);
-    if ((j->data != NULL && out->data == NULL) ||
-        (j->opts != NULL && out->opts == NULL) ||
-        (j->group != NULL && out->group == NULL)) {
+    failed = (j->data != NULL && out->data == NULL) ||
+             (j->opts != NULL && out->opts == NULL) ||
+             (j->group != NULL && out->group == NULL);
+    job_unpin(m);               /* m may be freed from here on */
+    if (failed) {
         char **own[7] = { &out->data, &out->opts, &out->group,
                           &out->progress_data, &out->returnvalue,
                           &out->failed_reason, &out->logs };
