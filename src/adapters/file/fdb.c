@@ -521,17 +521,30 @@ fdb_write(struct fdb *db, fdb_fn fn, fdb_after_fn after, void *arg,
         run_batch(db, batch, n);
 
         /*
-         * Wake the callers, without the mutex: mark them all done, then
-         * post the first one only; each woken caller posts the next
-         * (its 'next' is stable: the batch left the queue). The leader
-         * goes on with the next batch instead of paying a wake-up per
-         * caller. This thread's own op heads its first batch.
+         * Wake the callers, without the mutex. NORMAL: mark them all
+         * done, then post the first one only; each woken caller posts
+         * the next (its 'next' is stable: the batch left the queue), so
+         * the leader, whose time bounds the throughput, goes on with the
+         * next batch instead of paying a wake-up per caller. FULL: the
+         * fsync bounds it, not the leader's time: the leader posts every
+         * caller itself, so that they come back sooner. An op may be
+         * gone once posted: its link is read first. This thread's own op
+         * heads its first batch.
          */
         for (o = batch; o != NULL; o = o->next)
             atomic_store_explicit(&o->done, 1, memory_order_release);
         o = batch == &op ? op.next : batch;
-        if (o != NULL)
+        if (db->full) {
+            while (o != NULL) {
+                struct fdb_op *next = o->next;
+
+                o->next = NULL;     /* nobody to pass the wake-up on to */
+                sem_post(&o->sem);
+                o = next;
+            }
+        } else if (o != NULL) {
             sem_post(&o->sem);
+        }
         pthread_mutex_lock(&db->mu);
     }
     db->leading = 0;
