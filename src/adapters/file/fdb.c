@@ -9,6 +9,7 @@
  * See fdb.h.
  */
 #include "adapters/file/fdb.h"
+#include "adapters/file/fvfs.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -305,7 +306,8 @@ conn_open(struct fdb *db, struct fdb_conn **out, nv_error *err)
         return nv__error(err, NV_ENOMEM, "file adapter: out of memory");
     c->db = db;
     rc = sqlite3_open_v2(db->path, &c->h,
-                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                         fvfs_name());
     if (rc == SQLITE_OK)
         rc = sqlite3_busy_timeout(c->h, 5000);
     if (rc == SQLITE_OK)
@@ -1116,7 +1118,8 @@ fdb_open(const char *settings_json, const struct fdb_schema *schema,
     }
     db->w->db = db;
     rc = sqlite3_open_v2(db->path, &db->w->h, SQLITE_OPEN_READWRITE |
-                         SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+                         SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                         fvfs_name());
     if (rc != SQLITE_OK) {
         rc = sqlite_error(db->path, db->w->h, rc, err);
         goto fail;
