@@ -4,7 +4,8 @@
  * A watch thread renews leases (W-2) and fixes the outcome of attempts that
  * pass their deadline (W-5). An attempt's outcome is fixed once: by the
  * worker when the handler returns, or earlier by the timeout, or by the
- * release at shutdown (ctx->done under wq->mu).
+ * release at shutdown (ctx->done under the context's mu). A worker ends a
+ * job and takes the next in one adapter call (finish_reserve).
  */
 #include <string.h>
 #include <time.h>

@@ -1541,9 +1541,29 @@ fin_res_worker(void *arg)
     return NULL;
 }
 
+static atomic_int fr_running;
+
+/* Counts taken while the workers run: each is one consistent snapshot. */
+static void *
+fr_counter(void *arg)
+{
+    int *bad = arg;
+
+    while (atomic_load(&fr_running)) {
+        nv_job_counts c;
+
+        cr_assert_eq(QOPS->counts(Q, QN, &c, NULL), NV_OK);
+        if (c.waiting + c.active + c.completed + c.delayed + c.failed +
+            c.paused != FR_JOBS)
+            (*bad)++;
+    }
+    return NULL;
+}
+
 Test(queue_contract, concurrent_finish_reserve_calls_end_every_job_exactly_as_asked)
 {
-    pthread_t t[FR_THREADS];
+    pthread_t t[FR_THREADS], ct;
+    int bad = 0;
 
     for (int i = 0; i < FR_JOBS; i++) {
         char id[16];
@@ -1551,10 +1571,15 @@ Test(queue_contract, concurrent_finish_reserve_calls_end_every_job_exactly_as_as
         snprintf(id, sizeof(id), "j%d", i);
         enq(QN, id, 1000, 0, 0);
     }
+    atomic_store(&fr_running, 1);
+    pthread_create(&ct, NULL, fr_counter, &bad);
     for (int i = 0; i < FR_THREADS; i++)
         pthread_create(&t[i], NULL, fin_res_worker, NULL);
     for (int i = 0; i < FR_THREADS; i++)
         pthread_join(t[i], NULL);
+    atomic_store(&fr_running, 0);
+    pthread_join(ct, NULL);
+    cr_assert_eq(bad, 0, "counts that were not one snapshot");
     cr_assert_eq(counts(QN).completed, FR_JOBS);
     cr_assert_eq(counts(QN).active, 0);
     cr_assert_eq(counts(QN).waiting, 0);

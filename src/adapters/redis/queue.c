@@ -16,7 +16,7 @@
 
 enum {
     S_ENQUEUE, S_BATCH, S_EXTEND, S_PROGRESS, S_LOG, S_GET, S_LIST,
-    S_COUNTS, S_PAUSE, S_REMOVE, S_RETRY, S_REAP,
+    S_PAUSE, S_REMOVE, S_RETRY, S_REAP,
 };
 
 static const nv__redis_script scripts[] = {
@@ -26,7 +26,6 @@ static const nv__redis_script scripts[] = {
     [S_LOG]      = { S_LOG,      "queue_log",      nv__redis_lua_queue_log },
     [S_GET]      = { S_GET,      "queue_get",      nv__redis_lua_queue_get },
     [S_LIST]     = { S_LIST,     "queue_list",     nv__redis_lua_queue_list },
-    [S_COUNTS]   = { S_COUNTS,   "queue_counts",   nv__redis_lua_queue_counts },
     [S_PAUSE]    = { S_PAUSE,    "queue_pause",    nv__redis_lua_queue_pause },
     [S_REMOVE]   = { S_REMOVE,   "queue_remove",   nv__redis_lua_queue_remove },
     [S_RETRY]    = { S_RETRY,    "queue_retry",    nv__redis_lua_queue_retry },
@@ -558,7 +557,9 @@ local_change(struct rqueue *q, const char *queue)
  * them sends the next. A lone caller sends its op at once: no delay is
  * added, Redis runs one script per batch instead of one per call.
  */
-enum { OP_RESERVE = 'R', OP_FINISH = 'F', OP_FINISH_RESERVE = 'X' };
+enum {
+    OP_RESERVE = 'R', OP_FINISH = 'F', OP_FINISH_RESERVE = 'X', OP_COUNTS = 'C',
+};
 
 #define MAX_BATCH 64
 
@@ -582,7 +583,10 @@ op_args(nv__redis_args *x, const struct op *o)
     const nv_limiter *lim = o->lim;
 
     nv__redis_args_str(x, o->kind == OP_RESERVE ? "R"
-                          : o->kind == OP_FINISH ? "F" : "X");
+                          : o->kind == OP_FINISH ? "F"
+                          : o->kind == OP_COUNTS ? "C" : "X");
+    if (o->kind == OP_COUNTS)
+        return;
     if (o->kind != OP_RESERVE) {
         nv__redis_args_str(x, o->id);
         nv__redis_args_str(x, o->token);
@@ -994,13 +998,24 @@ done:
     return rc;
 }
 
+/* Through the batches: the counts a job event carries (Q-19) are asked by
+ * busy workers right after their own finish, and share its round trips. */
 static int
 rq_counts(void *self, const char *queue, nv_job_counts *out, nv_error *err)
 {
-    redisReply *r = NULL;
-    int rc = run(self, S_COUNTS, queue, NULL, NULL, &r, err);
+    struct op op = { .kind = OP_COUNTS };
+    const redisReply *r;
+    int rc;
 
-    if (rc == NV_OK) {
+    submit(self, queue, &op);
+    rc = op.rc;
+    r = op.reply;
+    if (rc != NV_OK) {
+        if (err != NULL)
+            *err = op.err;
+    } else if (r->type != REDIS_REPLY_ARRAY || r->elements != 7) {
+        rc = nv__error(err, NV_EBACKEND, "redis queue: unexpected reply");
+    } else {
         out->waiting = nv__redis_int(r->element[1]);
         out->delayed = nv__redis_int(r->element[2]);
         out->active = nv__redis_int(r->element[3]);
@@ -1008,8 +1023,8 @@ rq_counts(void *self, const char *queue, nv_job_counts *out, nv_error *err)
         out->failed = nv__redis_int(r->element[5]);
         out->paused = nv__redis_int(r->element[6]);
     }
-    if (r != NULL)
-        freeReplyObject(r);
+    if (op.reply != NULL)
+        freeReplyObject(op.reply);
     return rc;
 }
 

@@ -2,7 +2,6 @@
 #ifndef NV_ADAPTERS_REDIS_SCRIPTS_H
 #define NV_ADAPTERS_REDIS_SCRIPTS_H
 extern const char nv__redis_lua_queue_batch[];
-extern const char nv__redis_lua_queue_counts[];
 extern const char nv__redis_lua_queue_enqueue[];
 extern const char nv__redis_lua_queue_extend[];
 extern const char nv__redis_lua_queue_get[];

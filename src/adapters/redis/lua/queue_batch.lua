@@ -5,6 +5,7 @@
 --   F id token kind now rv reason retry_at          {code}
 --   X id token kind now rv reason retry_at lease token lmax ldur grouped
 --                                                   {-22} | {1, 1, job} | {1, 0, next_at}
+--   C                                               as queue_counts
 -- (X: finish, then when it succeeded reserve.) Reply {1, reply of the
 -- first op, ...}. The ops are concurrent calls: any order that keeps each
 -- X's finish before its reserve is theirs, and gives each reserve what is
@@ -13,13 +14,15 @@
 -- reserves then share one promotion (at the earliest now), one ZPOPMIN and
 -- one ZADD, unless a delayed job comes due between the earliest and the
 -- latest now (then each reserve runs in turn); otherwise each op runs in
--- turn.
+-- turn. Counts are taken once, after every other op of the batch.
 local n = tonumber(ARGV[4])
 local ops, a, fast = {}, 5, true
 for i = 1, n do
   local c = ARGV[a]
   local op = { c = c, at = a }
-  if c == 'R' then
+  if c == 'C' then
+    a = a + 1
+  elseif c == 'R' then
     op.now, op.lease, op.tok = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), ARGV[a + 3]
     op.lmax, op.ldur, op.grouped = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]), ARGV[a + 6] == '1'
     a = a + 7
@@ -39,74 +42,87 @@ for i = 1, n do
   ops[i] = op
 end
 local out = { 1 }
-local function finish(op)
-  local f = op.at
-  return finish_job(ARGV[f + 1], ARGV[f + 2], tonumber(ARGV[f + 3]), tonumber(ARGV[f + 4]),
-    ARGV[f + 5], ARGV[f + 6], tonumber(ARGV[f + 7]))
-end
-if not fast then
-  for i, op in ipairs(ops) do
-    if op.c == 'R' then
-      out[i + 1] = reserve_next(op.now, op.lease, op.tok, op.lmax, op.ldur, op.grouped)
-    else
-      local rc = finish(op)
-      if op.c == 'F' or rc < 0 then
-        out[i + 1] = { rc }
+local function run_ops()
+  local function finish(op)
+    local f = op.at
+    return finish_job(ARGV[f + 1], ARGV[f + 2], tonumber(ARGV[f + 3]), tonumber(ARGV[f + 4]),
+      ARGV[f + 5], ARGV[f + 6], tonumber(ARGV[f + 7]))
+  end
+  if not fast then
+    for i, op in ipairs(ops) do
+      if op.c == 'C' then
+        -- after the others
+      elseif op.c == 'R' then
+        out[i + 1] = reserve_next(op.now, op.lease, op.tok, op.lmax, op.ldur, op.grouped)
       else
-        local r = reserve_next(op.now, op.lease, op.tok, op.lmax, op.ldur, op.grouped)
-        if r[1] == 1 then out[i + 1] = { 1, 1, r[2] } else out[i + 1] = { 1, 0, r[2] } end
+        local rc = finish(op)
+        if op.c == 'F' or rc < 0 then
+          out[i + 1] = { rc }
+        else
+          local r = reserve_next(op.now, op.lease, op.tok, op.lmax, op.ldur, op.grouped)
+          if r[1] == 1 then out[i + 1] = { 1, 1, r[2] } else out[i + 1] = { 1, 0, r[2] } end
+        end
       end
     end
+    return out
   end
+  -- finishes first
+  local want, minnow, maxnow = {}, nil, 0
+  for i, op in ipairs(ops) do
+    local rc = 1
+    if op.c == 'F' or op.c == 'X' then
+      rc = finish(op)
+      if op.c == 'F' or rc < 0 then out[i + 1] = { rc } end
+    end
+    if (op.c == 'R' or op.c == 'X') and rc > 0 then
+      want[#want + 1] = i
+      if minnow == nil or op.now < minnow then minnow = op.now end
+      if op.now > maxnow then maxnow = op.now end
+    end
+  end
+  if #want == 0 then return out end
+  -- what is due for every reserve (each has its own now)
+  local is_paused, first = promote(minnow)
+  if not is_paused and first ~= '-' and tonumber(first) <= maxnow then
+    -- a delayed job is due for some reserves only: each in turn
+    for _, i in ipairs(want) do
+      local op = ops[i]
+      local r = reserve_next(op.now, op.lease, op.tok, op.lmax, op.ldur, op.grouped)
+      if op.c == 'R' then out[i + 1] = r
+      elseif r[1] == 1 then out[i + 1] = { 1, 1, r[2] }
+      else out[i + 1] = { 1, 0, r[2] } end
+    end
+    return out
+  end
+  local popped = {}
+  if not is_paused then popped = redis.call('ZPOPMIN', WAIT, #want) end
+  local za = {}
+  for j, i in ipairs(want) do
+    local op, id = ops[i], popped[2 * j - 1]
+    if id then
+      local lease = op.now + op.lease
+      za[#za + 1] = I(lease)
+      za[#za + 1] = id
+      local kk = jkey(id)
+      local h = redis.call('HGETALL', kk)
+      redis.call('HSET', kk, 'state', 'active', 'processedOn', I(op.now),
+        'leaseUntil', I(lease), 'leaseToken', op.tok, 'finishedOn', '0')
+      local job = reserved_reply(id, h)
+      if op.c == 'R' then out[i + 1] = { 1, job } else out[i + 1] = { 1, 1, job } end
+    else
+      local nx = is_paused and 0 or next_at(first, op.now, 0)
+      if op.c == 'R' then out[i + 1] = { -3, nx } else out[i + 1] = { 1, 0, nx } end
+    end
+  end
+  if #za > 0 then redis.call('ZADD', ACTIVE, unpack(za)) end
   return out
 end
--- finishes first
-local want, minnow, maxnow = {}, nil, 0
+run_ops()
+local cn
 for i, op in ipairs(ops) do
-  local rc = 1
-  if op.c ~= 'R' then
-    rc = finish(op)
-    if op.c == 'F' or rc < 0 then out[i + 1] = { rc } end
-  end
-  if op.c ~= 'F' and rc > 0 then
-    want[#want + 1] = i
-    if minnow == nil or op.now < minnow then minnow = op.now end
-    if op.now > maxnow then maxnow = op.now end
+  if op.c == 'C' then
+    cn = cn or counts()
+    out[i + 1] = cn
   end
 end
-if #want == 0 then return out end
--- what is due for every reserve (each has its own now)
-local is_paused, first = promote(minnow)
-if not is_paused and first ~= '-' and tonumber(first) <= maxnow then
-  -- a delayed job is due for some reserves only: each in turn
-  for _, i in ipairs(want) do
-    local op = ops[i]
-    local r = reserve_next(op.now, op.lease, op.tok, op.lmax, op.ldur, op.grouped)
-    if op.c == 'R' then out[i + 1] = r
-    elseif r[1] == 1 then out[i + 1] = { 1, 1, r[2] }
-    else out[i + 1] = { 1, 0, r[2] } end
-  end
-  return out
-end
-local popped = {}
-if not is_paused then popped = redis.call('ZPOPMIN', WAIT, #want) end
-local za = {}
-for j, i in ipairs(want) do
-  local op, id = ops[i], popped[2 * j - 1]
-  if id then
-    local lease = op.now + op.lease
-    za[#za + 1] = I(lease)
-    za[#za + 1] = id
-    local kk = jkey(id)
-    local h = redis.call('HGETALL', kk)
-    redis.call('HSET', kk, 'state', 'active', 'processedOn', I(op.now),
-      'leaseUntil', I(lease), 'leaseToken', op.tok, 'finishedOn', '0')
-    local job = reserved_reply(id, h)
-    if op.c == 'R' then out[i + 1] = { 1, job } else out[i + 1] = { 1, 1, job } end
-  else
-    local nx = is_paused and 0 or next_at(first, op.now, 0)
-    if op.c == 'R' then out[i + 1] = { -3, nx } else out[i + 1] = { 1, 0, nx } end
-  end
-end
-if #za > 0 then redis.call('ZADD', ACTIVE, unpack(za)) end
 return out

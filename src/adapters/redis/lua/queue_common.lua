@@ -109,6 +109,14 @@ end
 -- first runnable waiting job. Reply {1, {record before the change, 0, logs}}
 -- (the caller sets state, processedOn, leaseUntil, leaseToken, finishedOn
 -- itself) or {-3, next_at}.
+-- Q-15: {1, waiting, delayed, active, completed, failed, paused}.
+local function counts()
+  local w = redis.call('ZCARD', WAIT)
+  local p = 0
+  if paused() then p = w; w = 0 end
+  return { 1, w, redis.call('ZCARD', DELAYED), redis.call('ZCARD', ACTIVE),
+    redis.call('ZCARD', DONE.completed), redis.call('ZCARD', DONE.failed), p }
+end
 -- Promote the delayed jobs due at 'now'. Returns paused (bool) and the
 -- earliest delayUntil left ('-' when none).
 local function promote(now)
