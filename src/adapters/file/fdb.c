@@ -496,6 +496,10 @@ fdb_write(struct fdb *db, fdb_fn fn, fdb_after_fn after, void *arg,
             /* Pass the wake-up on along the batch (see below). */
             if (op.next != NULL)
                 sem_post(&op.next->sem);
+            if (db->full) {     /* wait for the leader's gather (below) */
+                pthread_mutex_lock(&db->mu);
+                pthread_mutex_unlock(&db->mu);
+            }
             goto out;
         }
         pthread_mutex_lock(&db->mu);
@@ -537,6 +541,10 @@ fdb_write(struct fdb *db, fdb_fn fn, fdb_after_fn after, void *arg,
             atomic_store_explicit(&o->done, 1, memory_order_release);
         o = batch == &op ? op.next : batch;
         if (db->full) {
+            /* Posted under the mutex, the callers come back only once
+             * the leader waits in gather(): measured faster with FULL
+             * (fewer, fuller commits) than letting them race it. */
+            pthread_mutex_lock(&db->mu);
             while (o != NULL) {
                 struct fdb_op *next = o->next;
 
@@ -544,10 +552,11 @@ fdb_write(struct fdb *db, fdb_fn fn, fdb_after_fn after, void *arg,
                 sem_post(&o->sem);
                 o = next;
             }
-        } else if (o != NULL) {
-            sem_post(&o->sem);
+        } else {
+            if (o != NULL)
+                sem_post(&o->sem);
+            pthread_mutex_lock(&db->mu);
         }
-        pthread_mutex_lock(&db->mu);
     }
     db->leading = 0;
     heir = db->head;
