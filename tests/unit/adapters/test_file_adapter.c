@@ -657,6 +657,49 @@ Test(file_adapter, an_enqueue_wakes_one_waiter_of_its_queue)
     free(dir);
 }
 
+/* ---- Large transactions ---- */
+
+/* The WAL writes of a transaction are gathered in memory (fvfs.c) and
+ * written out in pieces the default VFS accepts: jobs of 100 KB to 600 KB
+ * (one transaction each, up to 150 WAL frames) are stored whole and read
+ * back whole after a reopen. */
+Test(file_adapter, large_jobs_survive_a_reopen)
+{
+    char *dir = ft_dir();
+    nv_queue q;
+    static const size_t sizes[] = { 100000, 131072, 140000, 262144, 600000 };
+    char *data[5];
+
+    open_queue(dir, &q);
+    for (int i = 0; i < 5; i++) {
+        nv_job j;
+        char id[16];
+
+        data[i] = malloc(sizes[i] + 1);
+        memset(data[i], 'a' + i, sizes[i]);
+        memcpy(data[i], "{\"p\":\"", 6);
+        strcpy(data[i] + sizes[i] - 2, "\"}");
+        snprintf(id, sizeof(id), "big%d", i);
+        j = ft_job("big", id, data[i], T0);
+        enqueue(&q, &j);
+    }
+    q.ops->close(q.self);
+    open_queue(dir, &q);
+    for (int i = 0; i < 5; i++) {
+        nv_job got;
+        char id[16];
+
+        snprintf(id, sizeof(id), "big%d", i);
+        cr_assert_eq(q.ops->get(q.self, "big", id, &got, NULL), NV_OK);
+        cr_assert_eq(strlen(got.data), sizes[i]);
+        cr_assert(strcmp(got.data, data[i]) == 0, "job %s differs", id);
+        nv_job_release(&got);
+        free(data[i]);
+    }
+    q.ops->close(q.self);
+    free(dir);
+}
+
 /* ---- Bounded files ---- */
 
 static off_t
