@@ -78,6 +78,20 @@ local function drop(id, set)
   redis.call('ZREM', IDS, id)
   redis.call('DEL', jkey(id), lkey(id))
 end
+-- Record 'id' in the set of its final state, newest last (finishedOn,
+-- then the finishing order within one ms), keeping the newest 'keep'
+-- (when > 0) of that state (Q-10).
+local function add_done(state, id, now, keep)
+  local set = DONE[state]
+  local seq = redis.call('HINCRBY', META, 'fseq', 1) % 4096
+  redis.call('ZADD', set, I(now * 4096 + seq), id)
+  if keep > 0 then
+    local n = redis.call('ZCARD', set)
+    if n > keep then
+      for _, o in ipairs(redis.call('ZRANGE', set, 0, n - keep - 1)) do drop(o, set) end
+    end
+  end
+end
 -- Move a job into a final state set and apply its retention (Q-10):
 -- true (0) removes the job; N keeps the newest N of its final state.
 local function finalize(state, id, now, field, value)
@@ -88,16 +102,7 @@ local function finalize(state, id, now, field, value)
     return
   end
   redis.call('HSET', k, 'state', state, 'finishedOn', I(now), field, value)
-  local set = DONE[state]
-  -- newest last: finishedOn, then the finishing order within one ms
-  local seq = redis.call('HINCRBY', META, 'fseq', 1) % 4096
-  redis.call('ZADD', set, I(now * 4096 + seq), id)
-  if keep > 0 then
-    local n = redis.call('ZCARD', set)
-    if n > keep then
-      for _, o in ipairs(redis.call('ZRANGE', set, 0, n - keep - 1)) do drop(o, set) end
-    end
-  end
+  add_done(state, id, now, keep)
 end
 local function take_lease(id, token)
   local h = redis.call('HMGET', jkey(id), 'state', 'leaseToken')
@@ -241,16 +246,7 @@ local function finish_job(id, token, kind, now, rv, reason, retry_at)
       redis.call('HSET', k, 'attemptsMade', attempts, 'state', state,
         'finishedOn', I(now), 'failedReason', reason)
     end
-    local set = DONE[state]
-    -- newest last: finishedOn, then the finishing order within one ms
-    local seq = redis.call('HINCRBY', META, 'fseq', 1) % 4096
-    redis.call('ZADD', set, I(now * 4096 + seq), id)
-    if keep > 0 then
-      local n = redis.call('ZCARD', set)
-      if n > keep then
-        for _, o in ipairs(redis.call('ZRANGE', set, 0, n - keep - 1)) do drop(o, set) end
-      end
-    end
+    add_done(state, id, now, keep)
     return 1
   end
   redis.call('HDEL', k, 'leaseToken', 'leaseUntil')
