@@ -1113,7 +1113,7 @@ char *
 nv__config_adapter_settings(const nv_config *c, const char *kind)
 {
     json_t *block, *s;
-    char *text, *out;
+    char *out;
     size_t i;
 
     for (i = 0; kinds[i] != NULL; i++) {
@@ -1130,10 +1130,8 @@ nv__config_adapter_settings(const nv_config *c, const char *kind)
                   "redis", json_object_get(block, "redis"));
     if (s == NULL)
         return NULL;
-    text = json_dumps(s, JSON_COMPACT);
+    out = nv__dump(s);
     json_decref(s);
-    out = nv__strdup(text);
-    free(text);
     return out;
 }
 

@@ -181,7 +181,6 @@ int          nv__name_ok(const char *what, const char *s, nv_error *err);
 int          nv__parse_json(const char *what, const char *text, json_t **out,
                             nv_error *err);
 /* Dump compact (N-5); NULL on OOM. Caller frees with nv__free. */
-char        *nv__dump(const json_t *j);
 /* Hand a JSON value to a char** out-parameter (steals j). */
 int          nv__out_json(json_t *j, char **out, nv_error *err);
 

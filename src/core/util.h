@@ -11,7 +11,15 @@
 #include <stdint.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "nvent.h"
+
+/* ---- JSON ---- */
+/* Compact JSON text of 'j', byte for byte what json_dumps(JSON_COMPACT |
+ * JSON_ENCODE_ANY) gives, allocated with nv__malloc (src/core/dump.c).
+ * NULL for NULL or out of memory. */
+char *nv__dump(const json_t *j);
 
 /* ---- Allocation ---- */
 void *nv__malloc(size_t n);

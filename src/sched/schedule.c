@@ -36,16 +36,6 @@ static const char *const body_members[] = {
 
 /* ---- Small helpers ---- */
 
-static char *
-dump(const json_t *j)
-{
-    char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
-    char *r = nv__strdup(s);
-
-    free(s);
-    return r;
-}
-
 static json_t *
 iso_json(int64_t ms)
 {
@@ -58,7 +48,7 @@ iso_json(int64_t ms)
 static int
 out_json(json_t *j, char **out, nv_error *err)
 {
-    char *s = j != NULL ? dump(j) : NULL;
+    char *s = j != NULL ? nv__dump(j) : NULL;
 
     json_decref(j);
     if (s == NULL)
@@ -336,7 +326,7 @@ nv_schedule_add(nv_engine *e, const char *flow, const char *body_json,
     if (rc != NV_OK)
         goto out;
     coll = collection(e);
-    text = dump(doc);
+    text = nv__dump(doc);
     if (coll == NULL || text == NULL) {
         rc = nv__error(err, NV_ENOMEM, "out of memory");
         goto out;
@@ -532,7 +522,7 @@ cas(struct due *d, json_t *next, int del)
         }
         return rc;
     }
-    if ((text = dump(next)) == NULL)
+    if ((text = nv__dump(next)) == NULL)
         return NV_ENOMEM;
     rc = d->st->ops->doc_put(d->st->self, d->coll, d->id, text, d->rev,
                              &d->rev, &err);
@@ -558,8 +548,8 @@ start_run(struct due *d, int64_t scheduled_for, nv_error *err)
 {
     json_t *sd = json_pack("{ssso}", "scheduleId", d->id, "scheduledFor",
                            iso_json(scheduled_for));
-    char *input = dump(json_object_get(d->doc, "input"));
-    char *sdt = sd != NULL ? dump(sd) : NULL;
+    char *input = nv__dump(json_object_get(d->doc, "input"));
+    char *sdt = sd != NULL ? nv__dump(sd) : NULL;
     char *key = nv__asprintf("%s@%lld", d->id, (long long)scheduled_for);
     char run_id[NV_ID_MAX];
     int rc;

@@ -19,7 +19,7 @@ static char *
 logs_append(const char *logs, json_t *entry, int keep)
 {
     json_t *arr = logs ? json_loads(logs, 0, NULL) : NULL;
-    char *txt, *out;
+    char *out;
 
     if (!json_is_array(arr)) {
         json_decref(arr);
@@ -31,10 +31,8 @@ logs_append(const char *logs, json_t *entry, int keep)
     }
     while (keep > 0 && json_array_size(arr) > (size_t)keep)
         json_array_remove(arr, 0);
-    txt = json_dumps(arr, JSON_COMPACT);
+    out = nv__dump(arr);
     json_decref(arr);
-    out = nv__strdup(txt);
-    free(txt);
     return out;
 }
 
