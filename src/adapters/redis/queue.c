@@ -224,11 +224,112 @@ set_str(char **dst, const redisReply *v)
     return *dst == NULL ? -1 : 0;
 }
 
+/*
+ * The packed part of a record (field 'r', layout 1.1): the fields no script
+ * reads, each "<length>:<bytes>", in this order; an empty one is absent.
+ */
+enum { P_ID, P_QUEUE, P_NAME, P_DATA, P_OPTS, P_RUN, P_FLOW, P_STEP, P_N };
+
+static char *
+pack_record(const nv_job *j, size_t *len)
+{
+    const char *f[P_N] = {
+        [P_ID] = j->id, [P_QUEUE] = j->queue, [P_NAME] = j->name,
+        [P_DATA] = j->data ? j->data : "null", [P_OPTS] = j->opts,
+        [P_RUN] = j->run_id,
+        [P_FLOW] = j->run_id[0] ? j->flow_name : NULL,
+        [P_STEP] = j->run_id[0] ? j->step_name : NULL,
+    };
+    size_t fl[P_N], total = 0;
+    char *buf, *w;
+
+    for (int i = 0; i < P_N; i++) {
+        fl[i] = f[i] != NULL ? strlen(f[i]) : 0;
+        total += fl[i] + 21;
+    }
+    buf = w = nv__malloc(total + 1);
+    if (buf == NULL)
+        return NULL;
+    for (int i = 0; i < P_N; i++) {
+        w += nv__fmt_i64(w, (int64_t)fl[i]);
+        *w++ = ':';
+        if (fl[i] > 0)
+            memcpy(w, f[i], fl[i]);
+        w += fl[i];
+    }
+    *w = '\0';
+    *len = (size_t)(w - buf);
+    return buf;
+}
+
+static void
+copy_name(char *dst, size_t size, const char *s, size_t n)
+{
+    if (n >= size)
+        n = size - 1;
+    memcpy(dst, s, n);
+    dst[n] = '\0';
+}
+
+static int
+unpack_record(nv_job *j, const char *p, size_t len)
+{
+    const char *end = p + len, *s;
+    size_t n;
+
+    for (int i = 0; i < P_N; i++) {
+        if (nv__redis_ns_next(&p, end, &s, &n) != 0)
+            return 0;          /* damaged: keep what was read */
+        switch (i) {
+        case P_ID:    copy_name(j->id, sizeof(j->id), s, n); break;
+        case P_QUEUE: copy_name(j->queue, sizeof(j->queue), s, n); break;
+        case P_NAME:  copy_name(j->name, sizeof(j->name), s, n); break;
+        case P_RUN:   copy_name(j->run_id, sizeof(j->run_id), s, n); break;
+        case P_FLOW:  copy_name(j->flow_name, sizeof(j->flow_name), s, n); break;
+        case P_STEP:  copy_name(j->step_name, sizeof(j->step_name), s, n); break;
+        case P_DATA:
+            nv__free(j->data);
+            if ((j->data = nv__strndup(s, n)) == NULL)
+                return -1;
+            break;
+        case P_OPTS:
+            nv__free(j->opts);
+            j->opts = NULL;
+            if (n > 0 && (j->opts = nv__strndup(s, n)) == NULL)
+                return -1;
+            break;
+        }
+    }
+    return 0;
+}
+
 static int
 set_field(nv_job *j, const char *k, const redisReply *v)
 {
     const char *s = v->str;
 
+    switch (k[0]) {    /* the frequent ones first */
+    case 'r':
+        if (k[1] == '\0')
+            return unpack_record(j, v->str, v->len);
+        break;
+    case 's':
+        if (strcmp(k, "state") == 0) {
+            j->state = state_of(s);
+            return 0;
+        }
+        break;
+    case 't':
+        if (strcmp(k, "timestamp") == 0) {
+            j->timestamp = strtoll(s, NULL, 10);
+            return 0;
+        }
+        break;
+    case 'n':
+        if (strcmp(k, "nologs") == 0)
+            return 0;
+        break;
+    }
     if (strcmp(k, "id") == 0)
         nv__strlcpy(j->id, s, sizeof(j->id));
     else if (strcmp(k, "queue") == 0)
@@ -245,8 +346,6 @@ set_field(nv_job *j, const char *k, const redisReply *v)
         return set_str(&j->data, v);
     else if (strcmp(k, "opts") == 0)
         return set_str(&j->opts, v);
-    else if (strcmp(k, "state") == 0)
-        j->state = state_of(s);
     else if (strcmp(k, "priority") == 0)
         j->priority = atoi(s);
     else if (strcmp(k, "lifo") == 0)
@@ -263,8 +362,6 @@ set_field(nv_job *j, const char *k, const redisReply *v)
         j->progress = strtod(s, NULL);
     else if (strcmp(k, "progressData") == 0)
         return set_str(&j->progress_data, v);
-    else if (strcmp(k, "timestamp") == 0)
-        j->timestamp = strtoll(s, NULL, 10);
     else if (strcmp(k, "delayUntil") == 0)
         j->delay_until = strtoll(s, NULL, 10);
     else if (strcmp(k, "processedOn") == 0)
@@ -365,6 +462,8 @@ rq_enqueue(void *self, const nv_job *job, int64_t now, int64_t max_unfinished,
     nv__redis_args x;
     redisReply *r = NULL;
     int64_t ts = job->timestamp ? job->timestamp : now;
+    char *packed;
+    size_t plen = 0;
     int rc;
 
     nv__redis_args_init(&x);
@@ -375,31 +474,39 @@ rq_enqueue(void *self, const nv_job *job, int64_t now, int64_t max_unfinished,
     nv__redis_args_int(&x, job->delay_until);
     nv__redis_args_int(&x, job->priority);
     nv__redis_args_str(&x, job->lifo ? "1" : "0");
-    add_field(&x, "id", job->id);
-    add_field(&x, "queue", job->queue);
-    add_field(&x, "name", job->name);
-    if (job->run_id[0] != '\0') {
-        add_field(&x, "runId", job->run_id);
-        add_field(&x, "flowName", job->flow_name);
-        add_field(&x, "stepName", job->step_name);
-    }
-    add_field(&x, "data", job->data ? job->data : "null");
-    add_field(&x, "opts", job->opts);
-    add_int(&x, "priority", job->priority);
-    add_int(&x, "lifo", job->lifo ? 1 : 0);
-    add_int(&x, "roc", job->remove_on_complete);
-    add_int(&x, "rof", job->remove_on_fail);
-    add_int(&x, "attemptsMade", job->attempts_made);
-    add_int(&x, "stalledCount", job->stalled_count);
-    nv__redis_args_str(&x, "progress");
-    nv__redis_args_dbl(&x, job->progress);
-    add_field(&x, "progressData", job->progress_data);
+    /* layout 1.1: what no script reads packed in 'r'; the scalars the
+     * scripts read only when not their default (absent = default) */
+    packed = pack_record(job, &plen);
+    nv__redis_args_str(&x, "r");
+    nv__redis_args_bin(&x, packed ? packed : "", plen);
     add_int(&x, "timestamp", ts);
+    add_field(&x, "state", job->delay_until > now ? "delayed" : "waiting");
+    add_field(&x, "nologs", "1");
+    if (job->priority != 0)
+        add_int(&x, "priority", job->priority);
+    if (job->lifo)
+        add_int(&x, "lifo", 1);
+    if (job->remove_on_complete != NV_KEEP_ALL)
+        add_int(&x, "roc", job->remove_on_complete);
+    if (job->remove_on_fail != NV_KEEP_ALL)
+        add_int(&x, "rof", job->remove_on_fail);
+    if (job->attempts_made != 0)
+        add_int(&x, "attemptsMade", job->attempts_made);
+    if (job->stalled_count != 0)
+        add_int(&x, "stalledCount", job->stalled_count);
+    if (job->progress != 0) {
+        nv__redis_args_str(&x, "progress");
+        nv__redis_args_dbl(&x, job->progress);
+    }
+    add_field(&x, "progressData", job->progress_data);
     if (job->delay_until > 0)
         add_int(&x, "delayUntil", job->delay_until);
     add_field(&x, "group", job->group);
+    if (packed == NULL)
+        x.oom = 1;
     rc = run(q, S_ENQUEUE, job->queue, job->id, &x, &r, err);
     nv__redis_args_release(&x);
+    nv__free(packed);
     if (rc == NV_OK)
         local_change(q, job->queue);
     if (rc == NV_EQUEUE_FULL)

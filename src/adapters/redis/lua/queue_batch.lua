@@ -95,18 +95,18 @@ local function run_ops()
     return out
   end
   local popped = {}
-  if not is_paused then popped = redis.call('ZPOPMIN', WAIT, #want) end
+  if not is_paused then popped = redis.call('ZPOPMIN', WAIT, I(#want)) end
   local za = {}
   for j, i in ipairs(want) do
     local op, id = ops[i], popped[2 * j - 1]
     if id then
-      local lease = op.now + op.lease
-      za[#za + 1] = I(lease)
+      local lease = I(op.now + op.lease)
+      za[#za + 1] = lease
       za[#za + 1] = id
       local kk = jkey(id)
       local h = redis.call('HGETALL', kk)
-      redis.call('HSET', kk, 'state', 'active', 'processedOn', I(op.now),
-        'leaseUntil', I(lease), 'leaseToken', op.tok, 'finishedOn', '0')
+      redis.call('HSET', kk, 'state', 'active', 'processedOn', ARGV[op.at + (op.c == 'R' and 1 or 4)],
+        'leaseUntil', lease, 'leaseToken', op.tok, 'finishedOn', '0')
       local job = reserved_reply(id, h)
       if op.c == 'R' then out[i + 1] = { 1, job } else out[i + 1] = { 1, 1, job } end
     else

@@ -8,7 +8,11 @@
 --   B:completed  zset  completed jobs by finishedOn*4096 + finish seq % 4096
 --   B:failed     zset  failed jobs, the same (retention order, Q-10)
 --   B:ids        zset  every job by timestamp (listing)
---   B:j:<id>     hash  the job record (fields as in redis/queue.c)
+--   B:j:<id>     hash  the job record: 'r' the fields no script reads,
+--                      packed (redis/queue.c), state, timestamp, nologs,
+--                      and priority, lifo, roc, rof, attemptsMade,
+--                      stalledCount, progress, delayUntil, group... only
+--                      when not their default (absent = 0, roc/rof -1)
 --   B:l:<id>     list  the job's log entries (JSON texts)
 --   B:lim[...]   zset  limiter activations by time (sliding window)
 -- Every change that may make a job runnable sooner than the reply of an
@@ -17,12 +21,15 @@
 -- empty reserves until such a note (redis/queue.c).
 -- KEYS[1] = B:meta routes the call; ARGV[1] = B, ARGV[2] = the wake
 -- channel, ARGV[3] = the queue name. Replies: {code, ...}, code < 0 an
--- NV_E* code. Layout version 1.
+-- NV_E* code. Layout version 1.1 (records of layout 1, every field on
+-- its own, are still read).
 local B = ARGV[1]
 local META, WAIT, DELAYED, ACTIVE = B .. ':meta', B .. ':wait', B .. ':delayed', B .. ':active'
 local DONE = { completed = B .. ':completed', failed = B .. ':failed' }
 local IDS = B .. ':ids'
-local function I(x) return string.format('%.0f', x) end
+-- Integers (< 2^53) as text: '%d' formats a 64-bit integer, several times
+-- cheaper than '%.0f' or the '%.17g' redis.call applies to a Lua number.
+local function I(x) return string.format('%d', x) end
 local function jkey(id) return B .. ':j:' .. id end
 local function lkey(id) return B .. ':l:' .. id end
 local function paused() return redis.call('HGET', META, 'paused') == '1' end
@@ -38,14 +45,14 @@ local function make_waiting(id, prio, lifo, stated)
   end
   local n
   if lifo == '1' then
-    n = -redis.call('HINCRBY', META, 'lseq', 1)
+    n = -redis.call('HINCRBY', META, 'lseq', '1')
   else
-    n = redis.call('HINCRBY', META, 'seq', 1)
+    n = redis.call('HINCRBY', META, 'seq', '1')
   end
   if (n > 536870912 or n < -536870912) and redis.call('ZCARD', WAIT) == 0 then
-    redis.call('HSET', META, 'seq', 0, 'lseq', 0)
-    if lifo == '1' then n = -redis.call('HINCRBY', META, 'lseq', 1)
-    else n = redis.call('HINCRBY', META, 'seq', 1) end
+    redis.call('HSET', META, 'seq', '0', 'lseq', '0')
+    if lifo == '1' then n = -redis.call('HINCRBY', META, 'lseq', '1')
+    else n = redis.call('HINCRBY', META, 'seq', '1') end
   end
   redis.call('ZADD', WAIT, I(prio * 2147483648 + 1073741824 + n), id)
   if not stated then redis.call('HSET', k, 'state', 'waiting') end
@@ -83,12 +90,12 @@ end
 -- (when > 0) of that state (Q-10).
 local function add_done(state, id, now, keep)
   local set = DONE[state]
-  local seq = redis.call('HINCRBY', META, 'fseq', 1) % 4096
+  local seq = redis.call('HINCRBY', META, 'fseq', '1') % 4096
   redis.call('ZADD', set, I(now * 4096 + seq), id)
   if keep > 0 then
     local n = redis.call('ZCARD', set)
     if n > keep then
-      for _, o in ipairs(redis.call('ZRANGE', set, 0, n - keep - 1)) do drop(o, set) end
+      for _, o in ipairs(redis.call('ZRANGE', set, '0', I(n - keep - 1))) do drop(o, set) end
     end
   end
 end
@@ -182,7 +189,7 @@ local function reserve_next(now, lease_ms, token, lmax, ldur, grouped)
   elseif not grouped then
     if redis.call('ZCARD', WAIT) > 0 then
       local t = window(limkey(nil))
-      if t == 0 then pick = redis.call('ZRANGE', WAIT, 0, 0)[1] else nxt = t end
+      if t == 0 then pick = redis.call('ZRANGE', WAIT, '0', '0')[1] else nxt = t end
     end
   else
     local seen, off = {}, 0
@@ -203,12 +210,12 @@ local function reserve_next(now, lease_ms, token, lmax, ldur, grouped)
   end
   if not pick then return { -3, next_at(first, now, nxt) } end
   local k = jkey(pick)
-  local lease = now + lease_ms
+  local lease = I(now + lease_ms)
   if not popped then redis.call('ZREM', WAIT, pick) end
-  redis.call('ZADD', ACTIVE, I(lease), pick)
+  redis.call('ZADD', ACTIVE, lease, pick)
   local h = redis.call('HGETALL', k)
   redis.call('HSET', k, 'state', 'active', 'processedOn', I(now),
-    'leaseUntil', I(lease), 'leaseToken', token, 'finishedOn', '0')
+    'leaseUntil', lease, 'leaseToken', token, 'finishedOn', '0')
   if lmax > 0 then
     local lk = limkey(pickg)
     redis.call('ZADD', lk, I(now), token)
@@ -232,7 +239,9 @@ local function finish_job(id, token, kind, now, rv, reason, retry_at)
   local attempts = (tonumber(h[5] or '0') or 0) + 1
   if kind == 0 or kind == 2 then
     local state = kind == 0 and 'completed' or 'failed'
-    local keep = tonumber((kind == 0 and h[3] or h[4]) or '-1') or -1
+    local keep = -1
+    if kind == 0 then keep = tonumber(h[3] or '-1') or -1
+    else keep = tonumber(h[4] or '-1') or -1 end
     if keep == 0 then
       redis.call('ZREM', IDS, id)
       redis.call('DEL', k, lkey(id))
@@ -240,17 +249,17 @@ local function finish_job(id, token, kind, now, rv, reason, retry_at)
     end
     redis.call('HDEL', k, 'leaseToken', 'leaseUntil')
     if kind == 0 then
-      redis.call('HSET', k, 'attemptsMade', attempts, 'state', state,
+      redis.call('HSET', k, 'attemptsMade', I(attempts), 'state', state,
         'finishedOn', I(now), 'returnvalue', rv)
     else
-      redis.call('HSET', k, 'attemptsMade', attempts, 'state', state,
+      redis.call('HSET', k, 'attemptsMade', I(attempts), 'state', state,
         'finishedOn', I(now), 'failedReason', reason)
     end
     add_done(state, id, now, keep)
     return 1
   end
   redis.call('HDEL', k, 'leaseToken', 'leaseUntil')
-  redis.call('HSET', k, 'attemptsMade', attempts, 'failedReason', reason)
+  redis.call('HSET', k, 'attemptsMade', I(attempts), 'failedReason', reason)
   if retry_at > now then
     redis.call('HSET', k, 'state', 'delayed', 'delayUntil', I(retry_at))
     add_delayed(id, retry_at)

@@ -1,5 +1,6 @@
 -- ARGV[4] now, [5] max unfinished, [6] id, [7] timestamp, [8] delayUntil,
--- [9] priority, [10] lifo (0|1), [11..] field, value pairs of the record.
+-- [9] priority, [10] lifo (0|1), [11..] field, value pairs of the record
+-- (its state and 'nologs' among them).
 -- Reply {1, state, paused} for a new job (the caller has its record),
 -- {0, job} for an existing one.
 local id, now = ARGV[6], tonumber(ARGV[4])
@@ -11,13 +12,7 @@ if max > 0 and redis.call('ZCARD', WAIT) + redis.call('ZCARD', DELAYED) +
   return { -18 }
 end
 local du = tonumber(ARGV[8])
-local f = {}
-for i = 11, #ARGV do f[#f + 1] = ARGV[i] end
-f[#f + 1] = 'state'
-f[#f + 1] = du > now and 'delayed' or 'waiting'
-f[#f + 1] = 'nologs'
-f[#f + 1] = '1'
-redis.call('HSET', k, unpack(f))
+redis.call('HSET', k, unpack(ARGV, 11))
 if du > now then
   add_delayed(id, du)
   wake()   -- waiters keep the time of the next due job: it may be sooner

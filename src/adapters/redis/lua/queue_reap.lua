@@ -5,7 +5,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', ACTIVE, '-inf', '(' .. I(now))) 
   local k = jkey(id)
   redis.call('ZREM', ACTIVE, id)
   redis.call('HDEL', k, 'leaseToken', 'leaseUntil')
-  local sc = redis.call('HINCRBY', k, 'stalledCount', 1)
+  local sc = redis.call('HINCRBY', k, 'stalledCount', '1')
   if sc > max then
     redis.call('HSET', k, 'failedReason', 'job stalled more than allowable limit')
     redis.call('HSET', k, 'state', 'failed', 'finishedOn', I(now))
