@@ -457,6 +457,76 @@ command_argv(redisContext *c, int argc, const char **av, const size_t *al)
 }
 
 #define EVAL_STACK_ARGS 64
+#define FCALL_NONE      (-1000)   /* fcall(): use the script instead */
+
+/* An error reply saying the server cannot run functions for us. */
+static int
+no_functions(const redisReply *r)
+{
+    return strncmp(r->str, "ERR unknown command", 19) == 0 ||
+           strncmp(r->str, "NOPERM", 6) == 0;
+}
+
+/*
+ * FCALL s->fn with av[3..] (av[2] = the number of keys): load the library
+ * when the server does not have it (first use, a restart without
+ * persistence, FUNCTION FLUSH) and call again. FCALL_NONE when the server
+ * has no functions (remembered in the pool; c->err set when the
+ * connection broke), else the reply in *out or an error.
+ */
+static int
+fcall(nv__redis_pool *p, redisContext *c, const nv__redis_script *s, int ac,
+      const char **av, size_t *al, redisReply **out, nv_error *err)
+{
+    redisReply *r;
+
+    av[0] = "FCALL";
+    al[0] = 5;
+    av[1] = s->fn;
+    al[1] = strlen(s->fn);
+    r = command_argv(c, ac, av, al);
+    if (r != NULL && r->type == REDIS_REPLY_ERROR &&
+        strstr(r->str, "Function not found") != NULL) {
+        const char *lv[3] = { "FUNCTION", "LOAD", s->lib };
+        size_t ll[3] = { 8, 4, strlen(s->lib) };
+        redisReply *l = command_argv(c, 3, lv, ll);
+
+        if (l == NULL) {
+            freeReplyObject(r);
+            return FCALL_NONE;
+        }
+        if (l->type == REDIS_REPLY_ERROR &&
+            strstr(l->str, "already exists") == NULL) {
+            int nofn = no_functions(l), rc = FCALL_NONE;
+
+            if (!nofn)
+                rc = nv__error(err, NV_EBACKEND, "redis at %s: functions of "
+                               "%s: %s", p->addr, s->name, l->str);
+            freeReplyObject(l);
+            freeReplyObject(r);
+            if (nofn) {
+                pthread_mutex_lock(&p->mu);
+                p->no_functions = 1;
+                pthread_mutex_unlock(&p->mu);
+            }
+            return rc;
+        }
+        freeReplyObject(l);
+        freeReplyObject(r);
+        r = command_argv(c, ac, av, al);
+    }
+    if (r == NULL)
+        return FCALL_NONE;
+    if (r->type == REDIS_REPLY_ERROR && no_functions(r)) {
+        freeReplyObject(r);
+        pthread_mutex_lock(&p->mu);
+        p->no_functions = 1;
+        pthread_mutex_unlock(&p->mu);
+        return FCALL_NONE;
+    }
+    *out = r;
+    return NV_OK;
+}
 
 static int
 eval_impl(nv__redis_pool *p, const nv__redis_script *s, const char *key,
@@ -473,7 +543,7 @@ eval_impl(nv__redis_pool *p, const nv__redis_script *s, const char *key,
     char nk[24], sha[41];
     redisContext *c = NULL;
     redisReply *r = NULL;
-    int rc = NV_OK;
+    int rc = NV_OK, nofn;
 
     if (av == NULL || al == NULL) {
         rc = nv__error(err, NV_ENOMEM, "redis: out of memory");
@@ -484,9 +554,27 @@ eval_impl(nv__redis_pool *p, const nv__redis_script *s, const char *key,
         rc = NV_EBACKEND;
         goto done;
     }
+    nk[nv__fmt_i64(nk, nkeys)] = '\0';
+    for (int i = 0; i < argc; i++) {
+        av[i + 3] = argv[i];
+        al[i + 3] = lens ? lens[i] : strlen(argv[i]);
+    }
+    av[2] = nk;
+    al[2] = strlen(nk);
     pthread_mutex_lock(&p->mu);
     memcpy(sha, p->sha[s->id], sizeof(sha));
+    nofn = p->no_functions;
     pthread_mutex_unlock(&p->mu);
+    if (s->fn != NULL && !nofn) {
+        rc = fcall(p, c, s, argc + 3, av, al, &r, err);
+        if (rc == NV_OK)
+            goto reply;
+        if (rc != FCALL_NONE)
+            goto done;
+        if (c->err)
+            goto connfail;
+        rc = NV_OK;    /* no functions on this server: the script */
+    }
     if (sha[0] == '\0') {
         r = redisCommand(c, "SCRIPT LOAD %s", s->src);
         if (r == NULL)
@@ -507,14 +595,8 @@ eval_impl(nv__redis_pool *p, const nv__redis_script *s, const char *key,
         memcpy(p->sha[s->id], sha, sizeof(sha));
         pthread_mutex_unlock(&p->mu);
     }
-    nk[nv__fmt_i64(nk, nkeys)] = '\0';
     av[0] = "EVALSHA"; al[0] = 7;
     av[1] = sha;       al[1] = 40;
-    av[2] = nk;        al[2] = strlen(nk);
-    for (int i = 0; i < argc; i++) {
-        av[i + 3] = argv[i];
-        al[i + 3] = lens ? lens[i] : strlen(argv[i]);
-    }
     r = command_argv(c, argc + 3, av, al);
     if (r == NULL)
         goto connfail;
@@ -527,6 +609,7 @@ eval_impl(nv__redis_pool *p, const nv__redis_script *s, const char *key,
         if (r == NULL)
             goto connfail;
     }
+reply:
     if (r->type == REDIS_REPLY_ERROR) {
         rc = reply_error(p, key, r, err);
         goto done;

@@ -15,11 +15,17 @@
 
 #include "nvent/adapter.h"
 
-/* A Lua script: its source; its SHA1 is cached per pool. */
+/* A Lua script: its source (EVAL form; its SHA1 is cached per pool), and
+ * the same code as a Redis function: its name and its library's source
+ * (lua/gen.sh). Redis 7 runs the function (FCALL: the library's closures
+ * are made once, at FUNCTION LOAD, not at every call); an older server
+ * the script. */
 typedef struct nv__redis_script {
     int         id;         /* index into the pool's SHA cache */
     const char *name;
     const char *src;
+    const char *fn;         /* NULL: EVALSHA only */
+    const char *lib;
 } nv__redis_script;
 
 #define NV__REDIS_MAX_SCRIPTS 32
@@ -40,6 +46,7 @@ typedef struct nv__redis_pool {
     int64_t         backoff_ms; /* next wait after a failed connect */
     char            down_msg[200]; /* last connect error while down */
     char            sha[NV__REDIS_MAX_SCRIPTS][41];
+    int             no_functions;  /* the server has no FCALL (Redis < 7) */
 } nv__redis_pool;
 
 /* Parse settings ({"prefix", "redis": {host, port, db, username?,

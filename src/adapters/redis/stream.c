@@ -18,6 +18,7 @@
 
 static const nv__redis_script append_script = {
     0, "stream_append", nv__redis_lua_stream_append,
+    nv__redis_fn_stream_append, nv__redis_lib_stream,
 };
 
 struct rstream {

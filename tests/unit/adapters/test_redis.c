@@ -619,3 +619,94 @@ Test(redis_adapter, an_empty_reserve_is_not_remembered_past_a_change)
     q.ops->close(q.self);
     server_free(&s);
 }
+
+/* The adapters run their Lua as Redis functions (FCALL) where the server
+ * has them: a server that lost them (FUNCTION FLUSH, a restart without
+ * persistence) gets them again, and scripts too (SCRIPT FLUSH). */
+Test(redis_adapter, the_adapters_work_on_after_the_server_forgets_functions_and_scripts)
+{
+    struct server s;
+    nv_error err = { 0 };
+    nv_queue q;
+    nv_store st;
+    nv_stream sm;
+    nv_job j1 = mkjob("j1", 1000), j2 = mkjob("j2", 1001), got;
+    nv_event ev = { .type = "flow.start", .run_id = "r1" }, out;
+    int64_t version = 0;
+    char *v = NULL;
+
+    server_new(&s, NULL);
+    cr_assert_eq(nv_redis_queue_open(settings(s.port, NULL), &q, &err), NV_OK);
+    cr_assert_eq(nv_redis_store_open(settings(s.port, NULL), &st, &err), NV_OK);
+    cr_assert_eq(nv_redis_stream_open(settings(s.port, NULL), &sm, &err),
+                 NV_OK);
+    cr_assert_eq(q.ops->enqueue(q.self, &j1, 1000, 0, NULL, NULL, &err),
+                 NV_OK, "%s", err.msg);
+    cr_assert_eq(st.ops->kv_set(st.self, "nq:k", "1", 0, &err), NV_OK);
+    cr_assert_eq(sm.ops->append(sm.self, "nq:flow:r1", &ev, 1000, 0, &out,
+                                &version, &err), NV_OK, "%s", err.msg);
+    nv_event_release(&out);
+    cmd(&s, "FUNCTION FLUSH");
+    cmd(&s, "SCRIPT FLUSH");
+    cr_assert_eq(q.ops->enqueue(q.self, &j2, 1001, 0, NULL, NULL, &err),
+                 NV_OK, "%s", err.msg);
+    cr_assert_eq(q.ops->reserve(q.self, "mail", 1002, 30000, NULL, &got,
+                                NULL, &err), NV_OK, "%s", err.msg);
+    cr_assert_str_eq(got.id, "j1");
+    cr_assert_str_eq(got.data, "{\"to\":\"a@b\"}");
+    nv_job_release(&got);
+    cr_assert_eq(st.ops->kv_set(st.self, "nq:k", "2", 0, &err), NV_OK,
+                 "%s", err.msg);
+    cr_assert_eq(st.ops->kv_get(st.self, "nq:k", 1002, &v, &err), NV_OK);
+    cr_assert_str_eq(v, "2");
+    nv_free(v);
+    cr_assert_eq(sm.ops->append(sm.self, "nq:flow:r1", &ev, 1003, 1, &out,
+                                &version, &err), NV_OK, "%s", err.msg);
+    cr_assert_eq(version, 2);
+    nv_event_release(&out);
+    q.ops->close(q.self);
+    st.ops->close(st.self);
+    sm.ops->close(sm.self);
+    server_free(&s);
+}
+
+/* A user who may not load or call functions (or a server before Redis 7,
+ * which has none) is served through EVAL / EVALSHA. */
+Test(redis_adapter, a_user_without_function_rights_is_served_through_scripts)
+{
+    struct server s;
+    nv_error err = { 0 };
+    nv_queue q;
+    nv_job j1 = mkjob("j1", 1000), got;
+    nv_finish f = { .kind = NV_FINISH_COMPLETE, .returnvalue = "7" };
+    char set[256];
+    redisContext *c;
+    redisReply *r;
+
+    server_new(&s, NULL);
+    cmd(&s, "ACL SETUSER worker on >pw ~* &* +@all -fcall -function");
+    snprintf(set, sizeof(set), "{\"prefix\":\"nq\",\"redis\":{\"host\":"
+             "\"127.0.0.1\",\"port\":%d,\"username\":\"worker\","
+             "\"password\":\"pw\"}}", s.port);
+    cr_assert_eq(nv_redis_queue_open(set, &q, &err), NV_OK, "%s", err.msg);
+    cr_assert_eq(q.ops->enqueue(q.self, &j1, 1000, 0, NULL, NULL, &err),
+                 NV_OK, "%s", err.msg);
+    cr_assert_eq(q.ops->reserve(q.self, "mail", 1002, 30000, NULL, &got,
+                                NULL, &err), NV_OK, "%s", err.msg);
+    cr_assert_str_eq(got.id, "j1");
+    cr_assert_eq(q.ops->finish(q.self, "mail", "j1", got.lease_token, &f,
+                               1003, &err), NV_OK, "%s", err.msg);
+    nv_job_release(&got);
+    cr_assert_eq(q.ops->get(q.self, "mail", "j1", &got, &err), NV_OK);
+    cr_assert_eq(got.state, NV_JOB_COMPLETED);
+    cr_assert_str_eq(got.returnvalue, "7");
+    nv_job_release(&got);
+    c = client(&s);
+    r = redisCommand(c, "FUNCTION LIST");
+    cr_assert(r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 0,
+              "no library was loaded for this user");
+    freeReplyObject(r);
+    redisFree(c);
+    q.ops->close(q.self);
+    server_free(&s);
+}

@@ -23,10 +23,14 @@
 -- channel, ARGV[3] = the queue name. Replies: {code, ...}, code < 0 an
 -- NV_E* code. Layout version 1.1 (records of layout 1, every field on
 -- its own, are still read).
-local B = ARGV[1]
-local META, WAIT, DELAYED, ACTIVE = B .. ':meta', B .. ':wait', B .. ':delayed', B .. ':active'
-local DONE = { completed = B .. ':completed', failed = B .. ':failed' }
-local IDS = B .. ':ids'
+local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS
+-- (run first by every script: see gen.sh)
+local function setup()
+  B = ARGV[1]
+  META, WAIT, DELAYED, ACTIVE = B .. ':meta', B .. ':wait', B .. ':delayed', B .. ':active'
+  DONE = { completed = B .. ':completed', failed = B .. ':failed' }
+  IDS = B .. ':ids'
+end
 -- Integers (< 2^53) as text: '%d' formats a 64-bit integer, several times
 -- cheaper than '%.0f' or the '%.17g' redis.call applies to a Lua number.
 local function I(x) return string.format('%d', x) end

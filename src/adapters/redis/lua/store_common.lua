@@ -4,4 +4,4 @@
 --   run index I (a sorted set, E-7) and {I}:meta (hash member -> meta);
 --   collection C: {C}:docs (hash id -> JSON), {C}:revs (hash id -> rev).
 -- Replies: {code, ...}, code < 0 an NV_E* code. Layout version 1.
-local function I(x) return string.format('%.0f', x) end
+local function I(x) return string.format('%d', x) end

@@ -19,7 +19,7 @@ local id
 if now > 0 then
   -- "<now>-*": Redis picks the sequence; refused when the stream's last
   -- id is ahead of now (a clock behind an earlier append)
-  local r = redis.pcall('XADD', S, string.format('%.0f-*', now), unpack(f))
+  local r = redis.pcall('XADD', S, string.format('%d-*', now), unpack(f))
   if type(r) == 'string' then id = r end
 end
 if not id then
@@ -32,7 +32,7 @@ if not id then
     if lms >= ms then ms = lms; seq = lseq + 1 end
   end
   if ms <= 0 and seq == 0 then ms = 0; seq = 1 end
-  id = string.format('%.0f-%.0f', ms, seq)
+  id = string.format('%d-%d', ms, seq)
   redis.call('XADD', S, id, unpack(f))
 end
 local function ns(s) return #s .. ':' .. s end
