@@ -40,6 +40,7 @@ queue_new(const char *name)
     pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
 #endif
     pthread_mutex_init(&q->mu, &ma);
+    pthread_mutex_init(&q->pmu, &ma);
     pthread_mutexattr_destroy(&ma);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -132,6 +133,7 @@ mq_queue_get(struct mqueues *a, const char *name, int create)
     if (q == NULL && (q = queue_new(name)) != NULL &&
         queue_add(a, q) != NV_OK) {
         pthread_mutex_destroy(&q->mu);
+        pthread_mutex_destroy(&q->pmu);
         pthread_cond_destroy(&q->cv);
         nv__free(q);
         q = NULL;
@@ -142,17 +144,15 @@ mq_queue_get(struct mqueues *a, const char *name, int create)
 
 /* ---- Enqueue ---- */
 
-/* File a new job (not yet in q->jt, id hash h): delayed or waiting. On
- * failure nothing changed and m is discarded. */
+/* File a new job (not yet in q->jt, id hash h): delayed or waiting.
+ * NV_ENOMEM: nothing changed and m is not filed (the caller keeps it). */
 static int
-store_new(struct mqueue *q, struct mjob *m, int64_t now, uint64_t h)
+file_new(struct mqueue *q, struct mjob *m, int64_t now, uint64_t h)
 {
-    int delayed = m->j.delay_until > now, ok = 0;
+    int delayed = m->j.delay_until > now;
     int rc = delayed ? mq_delayed_add(q, m) : mq_waiting_prepare(q, m);
 
-    if (rc == NV_OK)
-        ok = mq_jt_add(&q->jt, m, h);
-    if (rc == NV_OK && !ok) {
+    if (rc == NV_OK && !mq_jt_add(&q->jt, m, h)) {
         if (delayed)
             mq_heap_remove(&q->delayed, m);
         rc = NV_ENOMEM;
@@ -161,13 +161,127 @@ store_new(struct mqueue *q, struct mjob *m, int64_t now, uint64_t h)
         if (m->grp != NULL && group_nwaiting(m->grp) == 0 &&
             m->grp->win.n == 0)
             mq_group_free(q, m->grp);
+        m->grp = NULL;
+        return rc;
+    }
+    if (!delayed)
+        mq_waiting_add(q, m);
+    return NV_OK;
+}
+
+/* file_new, and wake a waiter; on failure m is discarded. */
+static int
+store_new(struct mqueue *q, struct mjob *m, int64_t now, uint64_t h)
+{
+    int rc = file_new(q, m, now, h);
+
+    if (rc != NV_OK) {
         mq_job_release(m);
         mq_node_discard(q, m);
         return rc;
     }
-    if (!delayed) {
-        mq_waiting_add(q, m);
+    if (m->j.state == NV_JOB_WAITING)
         mq_wake(q, 0);
+    return NV_OK;
+}
+
+/*
+ * The inbox's jobs, oldest first, after those left pending: each is filed
+ * as a locked enqueue would have, or dropped when its id exists (Q-3).
+ * Out of memory, the rest stays pending for the next holder of mu.
+ */
+void
+mq_drain(struct mqueue *q)
+{
+    struct mjob *m = atomic_exchange_explicit(&q->inbox, NULL,
+                                              memory_order_acquire);
+    struct mjob *fifo = NULL, **tail;
+
+    while (m != NULL) {
+        struct mjob *next = m->next;
+
+        m->next = fifo;
+        fifo = m;
+        m = next;
+    }
+    for (tail = &q->pending; *tail != NULL; tail = &(*tail)->next)
+        ;
+    *tail = fifo;
+    while ((m = q->pending) != NULL) {
+        struct mjob *next = m->next;   /* filing m reuses its links */
+
+        if (mq_jt_find_h(&q->jt, m->j.id, m->idh) != NULL) {
+            mq_job_release(m);
+            mq_node_discard(q, m);
+        } else if (file_new(q, m, m->enq_now, m->idh) != NV_OK) {
+            break;
+        }
+        q->pending = next;
+    }
+}
+
+/* A node of MQ_NODE_SIZE for a producer, without mu: from the nodes the
+ * workers freed (handed over through q->spare), else NULL. */
+static struct mjob *
+spare_pop(struct mqueue *q)
+{
+    struct mjob *m;
+
+    if (atomic_load_explicit(&q->spare, memory_order_relaxed) == NULL &&
+        q->pfree == NULL)
+        return NULL;
+    if (pthread_mutex_trylock(&q->pmu) != 0)
+        return NULL;            /* another producer: allocate */
+    if (q->pfree == NULL)
+        q->pfree = atomic_exchange_explicit(&q->spare, NULL,
+                                            memory_order_acquire);
+    if ((m = q->pfree) != NULL)
+        q->pfree = m->next;
+    pthread_mutex_unlock(&q->pmu);
+    return m;
+}
+
+/*
+ * The inbox path of enqueue (see struct mqueue): no lock. Then a waiter
+ * is woken only when some thread sleeps and none is watching 'gen'.
+ */
+static int
+enqueue_inbox(struct mqueues *a, struct mqueue *q, const nv_job *job,
+              const char *id, int64_t now, size_t size, nv_error *err)
+{
+    struct mjob *m = size <= MQ_NODE_SIZE ? spare_pop(q) : NULL;
+    struct mjob *head;
+
+    (void)a;
+    if (m == NULL && (m = mq_node_alloc(size)) == NULL)
+        return oom(err);
+    if (mq_job_fill(m, job) != NV_OK) {
+        nv__free(m);
+        return oom(err);
+    }
+    if (id != job->id)
+        nv__strlcpy(m->j.id, id, sizeof(m->j.id));
+    nv__strlcpy(m->j.queue, q->name, sizeof(m->j.queue));
+    if (m->j.timestamp == 0)
+        m->j.timestamp = now;
+    m->j.lease_token[0] = '\0';
+    m->j.lease_until = 0;
+    m->idh = mq_id_hash(m->j.id);
+    m->enq_now = now;
+    head = atomic_load_explicit(&q->inbox, memory_order_relaxed);
+    do
+        m->next = head;
+    while (!atomic_compare_exchange_weak_explicit(&q->inbox, &head, m,
+                                                  memory_order_release,
+                                                  memory_order_relaxed));
+    /* a sleeper registers (waiters + 1) before it looks at gen again:
+     * one of the two sees the other (both seq_cst) */
+    atomic_fetch_add(&q->gen, 1);
+    if (atomic_load(&q->waiters) > 0 &&
+        atomic_load(&q->spinners) == 0) {
+        mq_lock(q);
+        mq_wake(q, 0);
+        pthread_mutex_unlock(&q->mu);
     }
     return NV_OK;
 }
@@ -196,10 +310,12 @@ mem_enqueue(void *self, const nv_job *job, int64_t now,
         nv__job_id(now, idbuf);
         id = idbuf;
     }
+    if (out == NULL && created == NULL && max_unfinished <= 0)
+        return enqueue_inbox(a, q, job, id, now, size, err);
     h = mq_id_hash(id);
     if (size > MQ_NODE_SIZE && (m = mq_node_alloc(size)) == NULL)
         return oom(err);
-    pthread_mutex_lock(&q->mu);
+    mq_lock(q);
     for (;;) {
         old = mq_jt_find_h(&q->jt, id, h);
         if (old != NULL) {
@@ -227,7 +343,7 @@ mem_enqueue(void *self, const nv_job *job, int64_t now,
         pthread_mutex_unlock(&q->mu);
         if ((m = mq_node_alloc(size)) == NULL)
             return oom(err);
-        pthread_mutex_lock(&q->mu);
+        mq_lock(q);
     }
     if (mq_job_fill(m, job) != NV_OK) {
         mq_node_discard(q, m);
@@ -336,8 +452,10 @@ reserve_locked(struct mqueues *a, struct mqueue *q, int64_t now,
     if (!q->paused)
         g = pick_group(q, now, lim, &next);
     if (g == NULL) {
-        atomic_store_explicit(&q->idle_gen, atomic_load_explicit(&q->gen,
-                              memory_order_relaxed), memory_order_relaxed);
+        /* gen as mq_lock saw it before filing the inbox: a push it did
+         * not file has made gen grow past that */
+        atomic_store_explicit(&q->idle_gen, q->lock_gen,
+                              memory_order_relaxed);
         if (!q->paused && q->delayed.n > 0)
             next = min_next(next, ((struct mjob *)heap_top(&q->delayed))->j.delay_until);
         *next_at = q->paused ? 0 : next;
@@ -389,7 +507,7 @@ reserve_finish(struct mqueue *q, struct mjob *m, nv_job *out,
 
     if (mq_job_out_finish(m, out, b) == NV_OK)
         return NV_OK;
-    pthread_mutex_lock(&q->mu);
+    mq_lock(q);
     back = leased(q, out->id, mq_id_hash(out->id), out->lease_token);
     if (back != NULL && mq_waiting_prepare(q, back) == NV_OK) {
         mq_list_unlink(&q->active, back);
@@ -422,7 +540,7 @@ mem_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
     }
     mq_outbufs_init(&b);
     memset(&tmp, 0, sizeof(tmp));
-    pthread_mutex_lock(&q->mu);
+    mq_lock(q);
     rc = reserve_locked(a, q, now, lease_ms, lim, &tmp, &m, &next);
     pthread_mutex_unlock(&q->mu);
     if (rc == NV_OK && (rc = reserve_finish(q, m, &tmp, &b)) == NV_OK)
@@ -470,7 +588,7 @@ mem_extend(void *self, const char *queue, const char *id, const char *token,
 
     if (q == NULL)
         return lease_lost(err, queue, id);
-    pthread_mutex_lock(&q->mu);
+    mq_lock(q);
     if ((m = leased(q, id, h, token)) != NULL)
         m->j.lease_until = until;
     pthread_mutex_unlock(&q->mu);
@@ -576,7 +694,7 @@ mem_finish(void *self, const char *queue, const char *id, const char *token,
     rc = finish_text(f, &text, err);
     if (rc != NV_OK)
         return rc;
-    pthread_mutex_lock(&q->mu);
+    mq_lock(q);
     rc = finish_locked(q, queue, id, h, token, f, now, &text, err);
     pthread_mutex_unlock(&q->mu);
     nv__free(text);
@@ -614,7 +732,7 @@ mem_finish_reserve(void *self, const char *queue, const char *id,
         return rc;
     mq_outbufs_init(&b);
     memset(&tmp, 0, sizeof(tmp));
-    pthread_mutex_lock(&q->mu);
+    mq_lock(q);
     rc = finish_locked(q, queue, id, h, token, f, now, &text, err);
     if (rc == NV_OK)
         rrc = reserve_locked(a, q, now, lease_ms, lim, &tmp, &m, &next);
@@ -645,7 +763,7 @@ mem_progress(void *self, const char *queue, const char *id, const char *token,
         return lease_lost(err, queue, id);
     if (data != NULL && (d = nv__strdup(data)) == NULL)
         return oom(err);
-    pthread_mutex_lock(&q->mu);
+    mq_lock(q);
     if ((m = leased(q, id, mq_id_hash(id), token)) == NULL) {
         rc = lease_lost(err, queue, id);
     } else {
@@ -690,7 +808,7 @@ mem_reap(void *self, const char *queue, int64_t now, int max_stalled,
     *n = 0;
     if (q == NULL)
         return NV_OK;
-    pthread_mutex_lock(&q->mu);
+    mq_lock(q);
     for (m = q->active.head; m != NULL && rc == NV_OK; m = next) {
         int fail = m->j.stalled_count + 1 > max_stalled;
         char *reason = NULL;
@@ -734,7 +852,7 @@ mem_reap(void *self, const char *queue, int64_t now, int max_stalled,
         if (fail)
             mq_finished_add(q, m);
     }
-    if (woke)
+    if (woke && !q->paused)
         mq_wake(q, 1);
     groups_sweep(q, now);
     pthread_mutex_unlock(&q->mu);
@@ -825,18 +943,19 @@ mem_wait(void *self, const char *queue, int64_t timeout_ms)
     if (spin_for_work(q))
         return NV_OK;
     nv__timespec_after(CLOCK_MONOTONIC, timeout_ms * NV__MS, &ts);
-    pthread_mutex_lock(&q->mu);
+    mq_lock(q);
     /* Something happened since the last reserve that found nothing (say
      * an enqueue between that reserve and this wait): do not sleep. */
-    gen = q->gen;
-    if (gen != q->idle_gen) {
+    gen = atomic_load(&q->gen);
+    if (gen != atomic_load_explicit(&q->idle_gen, memory_order_relaxed)) {
         pthread_mutex_unlock(&q->mu);
         return NV_OK;
     }
-    q->waiters++;
-    while (q->gen == gen && pthread_cond_timedwait(&q->cv, &q->mu, &ts) == 0)
+    atomic_fetch_add(&q->waiters, 1);
+    while (atomic_load(&q->gen) == gen &&
+           pthread_cond_timedwait(&q->cv, &q->mu, &ts) == 0)
         ;
-    q->waiters--;
+    atomic_fetch_sub(&q->waiters, 1);
     pthread_mutex_unlock(&q->mu);
     return NV_OK;
 }
@@ -853,7 +972,7 @@ mem_wake(void *self)
 
         if (q == NULL)
             continue;
-        pthread_mutex_lock(&q->mu);
+        mq_lock(q);
         mq_wake(q, 1);
         pthread_mutex_unlock(&q->mu);
     }
@@ -887,12 +1006,27 @@ queue_free(struct mqueue *q)
         q->pool = m->next;
         nv__free(m);
     }
+    mq_drain(q);                /* the inbox's jobs to pending */
+    while ((m = q->pending) != NULL) {
+        q->pending = m->next;
+        mq_job_destroy(m);
+    }
+    for (int i = 0; i < 2; i++) {
+        m = i == 0 ? atomic_load(&q->spare) : q->pfree;
+        while (m != NULL) {
+            struct mjob *next = m->next;
+
+            nv__free(m);
+            m = next;
+        }
+    }
     nv__free(q->ready.v);
     nv__free(q->delayed.v);
     nv__free(q->win.v);
     nv__free(q->scratch);
     pthread_cond_destroy(&q->cv);
     pthread_mutex_destroy(&q->mu);
+    pthread_mutex_destroy(&q->pmu);
     nv__free(q);
 }
 

@@ -99,6 +99,7 @@ struct mjob {
     struct mjob   *prev, *next; /* active / completed / failed list */
     int            pooled;      /* block of NODE_INLINE: reusable (q->pool) */
     int            in_fifo;     /* waiting: in grp->fifo, not grp->waiting */
+    int64_t        enq_now;     /* in the inbox: the enqueue's 'now' */
 };
 
 struct jlist {
@@ -135,17 +136,30 @@ struct mgroup {
     UT_hash_handle hh;
 };
 
-/* Everything below 'mu' is guarded by it. */
+/*
+ * Everything below 'mu' is guarded by it, but for the inbox block.
+ *
+ * The inbox: an enqueue that needs no answer from the queue's state (no
+ * record copied out, no 'created' flag, no maxQueueSize) does not take
+ * mu. It fills a node and pushes it on 'inbox' (a lock-free stack); the
+ * next holder of mu files the inbox's jobs in their order, de-duplicating
+ * by id then (Q-3), before it does anything else (mq_lock). Every op of
+ * the queue takes mu through mq_lock, so none can see the queue without
+ * a job whose enqueue has returned.
+ */
 struct mqueue {
     char            name[NV_NAME_MAX + 1];
     pthread_mutex_t mu;
     pthread_cond_t  cv;         /* 'gen' changed */
-    /* gen and idle_gen are written under mu, read without it by the
-     * brief spin of mem_wait */
+    /* gen grows under mu or (an inbox push) without it; idle_gen and
+     * waiters are written under mu; all three are read without it (the
+     * brief spin of mem_wait, the inbox push) */
     _Atomic uint64_t gen;       /* grows when a job may have become runnable */
     _Atomic uint64_t idle_gen;  /* gen at the last reserve that found nothing */
-    int             waiters;
+    uint64_t        lock_gen;   /* gen when mq_lock took mu (before draining) */
+    _Atomic int     waiters;    /* threads asleep in mem_wait */
     _Atomic int     spinners;   /* threads watching gen in mem_wait (0, 1) */
+    struct mjob    *pending;    /* inbox jobs not filed yet (out of memory) */
     uint64_t        token_seq;  /* lease tokens handed out */
     uint64_t        token_salt; /* per queue, mixed into its tokens */
 
@@ -164,6 +178,14 @@ struct mqueue {
     size_t          nscratch;
     struct mjob    *pool;       /* freed nodes for reuse, linked by next */
     int             npool;
+
+    /* The inbox block: producers' lines, apart from the lines of mu */
+    char            pad0[64];
+    _Atomic(struct mjob *) inbox;   /* pushed jobs, newest first */
+    _Atomic(struct mjob *) spare;   /* nodes handed from pool to producers */
+    pthread_mutex_t pmu;        /* guards pfree (producers only) */
+    struct mjob    *pfree;      /* nodes taken from spare */
+    char            pad1[64];
 };
 
 /*
@@ -322,7 +344,8 @@ int   mq_job_fill(struct mjob *m, const nv_job *src);
 void  mq_job_release(struct mjob *m);
 /* Free a filled node. */
 void  mq_job_destroy(struct mjob *m);
-/* Wake waiters of q: one (a single job) or all. Under q->mu. */
+/* Wake waiters of q: one (a single job) or all; one is not woken while q
+ * is paused (all is: resume, engine stop). Under q->mu. */
 void  mq_wake(struct mqueue *q, int all);
 /* A fresh lease token for a job of q. Under q->mu. */
 void  mq_new_token(struct mqueues *a, struct mqueue *q, char out[40]);
@@ -348,6 +371,20 @@ void  mq_job_detach(struct mqueue *q, struct mjob *m);
 int   mq_finished_add(struct mqueue *q, struct mjob *m);
 
 /* ---- Queues (queue.c) ---- */
+
+/* File the inbox's jobs (and earlier leftovers) in their order. Under mu. */
+void  mq_drain(struct mqueue *q);
+
+/* Take q->mu; the inbox is filed before anything else is done. */
+static inline void
+mq_lock(struct mqueue *q)
+{
+    pthread_mutex_lock(&q->mu);
+    q->lock_gen = atomic_load(&q->gen);
+    if (atomic_load_explicit(&q->inbox, memory_order_relaxed) != NULL ||
+        q->pending != NULL)
+        mq_drain(q);
+}
 
 /* The queue named 'name', created when 'create'; NULL when absent/OOM. */
 struct mqueue *mq_queue_get(struct mqueues *a, const char *name, int create);

@@ -533,6 +533,14 @@ mq_node_discard(struct mqueue *q, struct mjob *m)
     m->next = q->pool;
     q->pool = m;
     q->npool++;
+    /* hand a batch to the producers (the inbox path) once they took the
+     * last one */
+    if (q->npool >= NODE_POOL / 2 &&
+        atomic_load_explicit(&q->spare, memory_order_relaxed) == NULL) {
+        atomic_store_explicit(&q->spare, q->pool, memory_order_release);
+        q->pool = NULL;
+        q->npool = 0;
+    }
 }
 
 int
@@ -577,9 +585,12 @@ mq_job_fill(struct mjob *m, const nv_job *src)
 void
 mq_wake(struct mqueue *q, int all)
 {
-    atomic_store_explicit(&q->gen, atomic_load_explicit(&q->gen,
-                          memory_order_relaxed) + 1, memory_order_release);
-    if (q->waiters == 0)
+    /* Nothing becomes runnable in a paused queue (Q-13): its idle
+     * workers stay asleep until the resume (which wakes all). */
+    if (q->paused && !all)
+        return;
+    atomic_fetch_add(&q->gen, 1);       /* inbox pushes add without mu */
+    if (atomic_load(&q->waiters) == 0)
         return;
     /* A worker watching 'gen' (mem_wait) takes a single job without a
      * wake-up: a sleeper is woken only for more than it can take. */
