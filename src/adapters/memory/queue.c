@@ -255,13 +255,10 @@ enqueue_inbox(struct mqueues *a, struct mqueue *q, const nv_job *job,
     (void)a;
     if (m == NULL && (m = mq_node_alloc(size)) == NULL)
         return oom(err);
-    if (mq_job_fill(m, job) != NV_OK) {
+    if (mq_job_fill(q, m, job, id) != NV_OK) {
         nv__free(m);
         return oom(err);
     }
-    if (id != job->id)
-        nv__strlcpy(m->j.id, id, sizeof(m->j.id));
-    nv__strlcpy(m->j.queue, q->name, sizeof(m->j.queue));
     if (m->j.timestamp == 0)
         m->j.timestamp = now;
     m->j.lease_token[0] = '\0';
@@ -345,14 +342,11 @@ mem_enqueue(void *self, const nv_job *job, int64_t now,
             return oom(err);
         mq_lock(q);
     }
-    if (mq_job_fill(m, job) != NV_OK) {
+    if (mq_job_fill(q, m, job, id) != NV_OK) {
         mq_node_discard(q, m);
         pthread_mutex_unlock(&q->mu);
         return oom(err);
     }
-    if (id == idbuf)
-        memcpy(m->j.id, idbuf, sizeof(idbuf));
-    nv__strlcpy(m->j.queue, q->name, sizeof(m->j.queue));
     if (m->j.timestamp == 0)
         m->j.timestamp = now;
     m->j.lease_token[0] = '\0';
@@ -1024,6 +1018,7 @@ queue_free(struct mqueue *q)
     nv__free(q->delayed.v);
     nv__free(q->win.v);
     nv__free(q->scratch);
+    nv__free(atomic_load(&q->opts_shared));
     pthread_cond_destroy(&q->cv);
     pthread_mutex_destroy(&q->mu);
     pthread_mutex_destroy(&q->pmu);

@@ -53,10 +53,10 @@ mq_hash(const void *key, size_t n)
 /* How long an idle worker of a busy queue watches for work before it
  * sleeps (mem_wait). */
 #define MEM_SPIN_NS 5000
-/* Job nodes whose data, opts and group fit NODE_INLINE bytes are of one
- * size and reused through a per-queue pool of up to NODE_POOL nodes: a
- * stream of jobs then costs no malloc/free of the (large) node. */
-#define NODE_INLINE 512
+/* Job nodes whose names, data, opts and group fit NODE_INLINE bytes are
+ * of one size and reused through a per-queue pool of up to NODE_POOL
+ * nodes: a stream of jobs then costs no malloc/free of the node. */
+#define NODE_INLINE 256
 #define NODE_POOL 64
 #define MQ_PIN_GONE 0x80000000u
 #define MQ_NODE_SIZE (sizeof(struct mjob) + NODE_INLINE)
@@ -82,13 +82,35 @@ struct window {
 struct mgroup;
 
 /*
+ * A job as its node holds it: the fields of nv_job, but the names are
+ * pointers into the node's block (nv_job's fixed arrays would spread a
+ * node over sixteen cache lines, each a miss for the worker that takes
+ * the job from the enqueuing core, and a backlog over 1.6 KB a job).
+ * 'queue' is the queue's own name; 'opts' may be the queue's shared copy
+ * (mqueue.opts_shared); empty names are a static "".
+ */
+struct mrec {
+    const char *id, *queue, *name, *run_id, *flow_name, *step_name;
+    char       *data, *opts, *group;        /* in the block (opts: or shared) */
+    int         state;                      /* never NV_JOB_PAUSED here */
+    int         priority, lifo;
+    int         attempts_made, stalled_count;
+    int64_t     remove_on_complete, remove_on_fail;
+    double      progress;
+    char       *progress_data, *returnvalue, *failed_reason, *logs;
+    int64_t     timestamp, delay_until, processed_on, finished_on;
+    int64_t     lease_until;
+    char        lease_token[40];
+};
+
+/*
  * A job and its links. Its container follows j.state: waiting -> the heap
  * of its group; delayed -> the queue's delayed heap; active, completed,
  * failed -> the list of that state (completed and failed sorted by
  * finished_on, oldest first).
  */
 struct mjob {
-    nv_job         j;           /* j.state is never NV_JOB_PAUSED here */
+    struct mrec    j;
     size_t         heap_i;      /* position in the waiting or delayed heap */
     uint64_t       idh;         /* mq_id_hash(j.id), set by mq_jt_add */
     _Atomic unsigned pins;      /* reservers copying it outside the lock,
@@ -185,6 +207,8 @@ struct mqueue {
     _Atomic(struct mjob *) spare;   /* nodes handed from pool to producers */
     pthread_mutex_t pmu;        /* guards pfree (producers only) */
     struct mjob    *pfree;      /* nodes taken from spare */
+    _Atomic(char *) opts_shared;    /* the first opts seen, kept till close:
+                                       equal opts point here, not copied */
     char            pad1[64];
 };
 
@@ -326,9 +350,9 @@ int   mq_job_out(const struct mqueue *q, const struct mjob *m, nv_job *out);
 int   mq_job_out_pinned(const struct mqueue *q, struct mjob *m, nv_job *out);
 int   mq_job_out_finish(struct mjob *m, nv_job *out, struct outbufs *b);
 /*
- * Job nodes: one block with the job's data, opts and group, which never
- * change. Blocks of the standard size MQ_NODE_SIZE are reused through the
- * queue's pool. mq_job_size gives the block size 'src' needs.
+ * Job nodes: one block with the job's names, data, opts and group, which
+ * never change. Blocks of the standard size MQ_NODE_SIZE are reused
+ * through the queue's pool. mq_job_size gives the block size 'src' needs.
  */
 size_t mq_job_size(const nv_job *src);
 /* A pooled node or NULL. Under q->mu. */
@@ -338,8 +362,11 @@ struct mjob *mq_node_alloc(size_t size);
 /* Give back a node never filed (or not filled): pooled or freed. Under
  * q->mu. NULL ok. */
 void  mq_node_discard(struct mqueue *q, struct mjob *m);
-/* Fill node m with a copy of 'src'; NV_ENOMEM leaves m unfilled. */
-int   mq_job_fill(struct mjob *m, const nv_job *src);
+/* Fill node m (of mq_job_size(src) bytes at least) with a copy of 'src'
+ * in queue q, with the id 'id' (src->id or a generated one); NV_ENOMEM
+ * leaves m unfilled. No lock needed. */
+int   mq_job_fill(struct mqueue *q, struct mjob *m, const nv_job *src,
+                  const char *id);
 /* Free the strings a filled node holds apart from its block. */
 void  mq_job_release(struct mjob *m);
 /* Free a filled node. */

@@ -113,11 +113,14 @@ static struct mjob *
 pin(nv_queue *q, const char *id, nv_job *out)
 {
     struct mqueue *mq = mq_queue_get(q->self, "q", 0);
-    struct mjob *m = mq_jt_find(&mq->jt, id);
+    struct mjob *m;
 
+    mq_lock(mq);                /* files the inbox, as every op does */
+    m = mq_jt_find(&mq->jt, id);
     cr_assert_not_null(m);
     memset(out, 0, sizeof(*out));
     cr_assert_eq(mq_job_out_pinned(mq, m, out), NV_OK);
+    pthread_mutex_unlock(&mq->mu);
     return m;
 }
 
