@@ -426,13 +426,13 @@ pick_group(struct mqueue *q, int64_t now, const nv_limiter *lim,
 
 /*
  * reserve() under q->mu (a queue that exists): NV_OK with the first half
- * of the job's copy in 'out' (zeroed by the caller) and *pinned the node
- * to finish it from after the unlock (reserve_finish), NV_ENOTFOUND with
- * *next_at set (0: unknown), or NV_ENOMEM with nothing changed.
+ * of the job's copy in 'held' and *pinned the node to finish it from
+ * after the unlock (reserve_finish), NV_ENOTFOUND with *next_at set (0:
+ * unknown), or NV_ENOMEM with nothing changed.
  */
 static int
 reserve_locked(struct mqueues *a, struct mqueue *q, int64_t now,
-               int64_t lease_ms, const nv_limiter *lim, nv_job *out,
+               int64_t lease_ms, const nv_limiter *lim, struct mrec *held,
                struct mjob **pinned, int64_t *next_at)
 {
     struct mgroup *g = NULL;
@@ -468,7 +468,7 @@ reserve_locked(struct mqueues *a, struct mqueue *q, int64_t now,
     m->j.lease_until = now + lease_ms;
     mq_new_token(a, q, m->j.lease_token);
     mq_list_append(&q->active, m);
-    if (mq_job_out_pinned(q, m, out) != NV_OK) {
+    if (mq_job_out_pinned(q, m, held) != NV_OK) {
         /* hand the job back as if never reserved */
         mq_list_unlink(&q->active, m);
         m->j.lease_token[0] = '\0';
@@ -494,15 +494,15 @@ static struct mjob *leased(struct mqueue *q, const char *id, uint64_t h,
  * already gone) and 'out' holds nothing: NV_ENOMEM.
  */
 static int
-reserve_finish(struct mqueue *q, struct mjob *m, nv_job *out,
-               struct outbufs *b)
+reserve_finish(struct mqueue *q, struct mjob *m, struct mrec *held,
+               nv_job *out, struct outbufs *b)
 {
     struct mjob *back;
 
-    if (mq_job_out_finish(m, out, b) == NV_OK)
+    if (mq_job_out_finish(m, held, out, b) == NV_OK)
         return NV_OK;
-    mq_lock(q);
-    back = leased(q, out->id, mq_id_hash(out->id), out->lease_token);
+    mq_lock(q);                 /* m is still pinned: its id is readable */
+    back = leased(q, m->j.id, mq_id_hash(m->j.id), held->lease_token);
     if (back != NULL && mq_waiting_prepare(q, back) == NV_OK) {
         mq_list_unlink(&q->active, back);
         back->j.lease_token[0] = '\0';
@@ -511,6 +511,7 @@ reserve_finish(struct mqueue *q, struct mjob *m, nv_job *out,
         mq_wake(q, 0);
     }
     pthread_mutex_unlock(&q->mu);
+    mq_job_unpin(m);
     return NV_ENOMEM;
 }
 
@@ -523,7 +524,7 @@ mem_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
     struct mqueue *q = mq_queue_get(a, queue, 0);
     struct outbufs b;
     struct mjob *m = NULL;
-    nv_job tmp;
+    struct mrec held;
     int64_t next = 0;
     int rc;
 
@@ -533,12 +534,11 @@ mem_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
         return nv__error(err, NV_ENOTFOUND, "no runnable job in '%s'", queue);
     }
     mq_outbufs_init(&b);
-    memset(&tmp, 0, sizeof(tmp));
     mq_lock(q);
-    rc = reserve_locked(a, q, now, lease_ms, lim, &tmp, &m, &next);
+    rc = reserve_locked(a, q, now, lease_ms, lim, &held, &m, &next);
     pthread_mutex_unlock(&q->mu);
-    if (rc == NV_OK && (rc = reserve_finish(q, m, &tmp, &b)) == NV_OK)
-        *out = tmp;
+    if (rc == NV_OK)
+        rc = reserve_finish(q, m, &held, out, &b);
     mq_outbufs_release(&b);
     if (rc == NV_ENOTFOUND) {
         if (next_at != NULL)
@@ -710,7 +710,7 @@ mem_finish_reserve(void *self, const char *queue, const char *id,
     struct mqueue *q = mq_queue_get(a, queue, 0);
     struct outbufs b;
     struct mjob *m = NULL;
-    nv_job tmp;
+    struct mrec held;
     char *text;
     int64_t next = 0;
     uint64_t h = mq_id_hash(id);
@@ -725,18 +725,16 @@ mem_finish_reserve(void *self, const char *queue, const char *id,
     if (rc != NV_OK)
         return rc;
     mq_outbufs_init(&b);
-    memset(&tmp, 0, sizeof(tmp));
     mq_lock(q);
     rc = finish_locked(q, queue, id, h, token, f, now, &text, err);
     if (rc == NV_OK)
-        rrc = reserve_locked(a, q, now, lease_ms, lim, &tmp, &m, &next);
+        rrc = reserve_locked(a, q, now, lease_ms, lim, &held, &m, &next);
     pthread_mutex_unlock(&q->mu);
     if (rrc == NV_OK)
-        rrc = reserve_finish(q, m, &tmp, &b);
+        rrc = reserve_finish(q, m, &held, out, &b);
     mq_outbufs_release(&b);
     nv__free(text);
     if (rrc == NV_OK) {
-        *out = tmp;
         *got = 1;
     } else if (rrc == NV_ENOTFOUND && next_at != NULL) {
         *next_at = next;

@@ -338,17 +338,21 @@ void  mq_outbufs_init(struct outbufs *b);
 void  mq_outbufs_release(struct outbufs *b);
 int   mq_job_out(const struct mqueue *q, const struct mjob *m, nv_job *out);
 /*
- * A reserved job's copy in two halves, so that the lock is not held while
+ * A reserved job's copy in two steps, so that the lock is not held while
  * its names and data are read (cache lines the enqueuing core wrote).
  * mq_job_out_pinned, under q->mu: what can change (state, times, lease,
- * progress, results, logs) into 'out' (zeroed by the caller), and pins m:
- * freed meanwhile, it stays allocated until unpinned. Then, after the
- * unlock, mq_job_out_finish: what never changes (id, names, data, opts,
- * group), and unpins m; on NV_ENOMEM 'out' keeps only its id and lease
- * token (the caller gives the job back) and nothing else is allocated.
+ * progress, results, logs) into 'held' (a copy of the record whose names
+ * still point into m), and pins m: freed meanwhile, it stays allocated
+ * until unpinned. Then, after the unlock, mq_job_out_finish: the whole job
+ * into 'out', and unpins m. On NV_ENOMEM 'out' is untouched, 'held' holds
+ * no string of its own any more and m is still pinned (the caller gives
+ * the job back, then calls mq_job_unpin).
  */
-int   mq_job_out_pinned(const struct mqueue *q, struct mjob *m, nv_job *out);
-int   mq_job_out_finish(struct mjob *m, nv_job *out, struct outbufs *b);
+int   mq_job_out_pinned(const struct mqueue *q, struct mjob *m,
+                        struct mrec *held);
+int   mq_job_out_finish(struct mjob *m, struct mrec *held, nv_job *out,
+                        struct outbufs *b);
+void  mq_job_unpin(struct mjob *m);
 /*
  * Job nodes: one block with the job's names, data, opts and group, which
  * never change. Blocks of the standard size MQ_NODE_SIZE are reused

@@ -401,7 +401,7 @@ job_out_buf(const struct mqueue *q, const struct mjob *m, nv_job *out,
 }
 
 int
-mq_job_out_pinned(const struct mqueue *q, struct mjob *m, nv_job *out)
+mq_job_out_pinned(const struct mqueue *q, struct mjob *m, struct mrec *held)
 {
     const struct mrec *j = &m->j;
     const char *src[4] = { j->progress_data, j->returnvalue,
@@ -416,21 +416,18 @@ mq_job_out_pinned(const struct mqueue *q, struct mjob *m, nv_job *out)
             return NV_ENOMEM;
         }
     }
-    rec_vars_out(out, j);
-    copy_str(out->id, j->id, sizeof(out->id));
-    out->data = out->opts = out->group = NULL;
-    out->progress_data = dup[0];
-    out->returnvalue = dup[1];
-    out->failed_reason = dup[2];
-    out->logs = dup[3];
-    out->state = reported_state(q, m);
+    *held = *j;
+    held->progress_data = dup[0];
+    held->returnvalue = dup[1];
+    held->failed_reason = dup[2];
+    held->logs = dup[3];
+    held->state = reported_state(q, m);
     atomic_fetch_add_explicit(&m->pins, 1, memory_order_relaxed);
     return NV_OK;
 }
 
-/* Drop a pin; the last one of a node freed meanwhile frees it. */
-static void
-job_unpin(struct mjob *m)
+void
+mq_job_unpin(struct mjob *m)
 {
     if (atomic_fetch_sub_explicit(&m->pins, 1, memory_order_acq_rel) ==
         (MQ_PIN_GONE | 1u))
@@ -438,30 +435,41 @@ job_unpin(struct mjob *m)
 }
 
 int
-mq_job_out_finish(struct mjob *m, nv_job *out, struct outbufs *b)
+mq_job_out_finish(struct mjob *m, struct mrec *held, nv_job *out,
+                  struct outbufs *b)
 {
     const struct mrec *j = &m->j;
-    int failed;
+    char *data = outbuf_dup(b, 0, j->data);
+    char *opts = outbuf_dup(b, 1, j->opts);
+    char *group = j->group != NULL ? nv__strdup(j->group) : NULL;
 
-    rec_names_out(out, j);
-    out->data = outbuf_dup(b, 0, j->data);
-    out->opts = outbuf_dup(b, 1, j->opts);
-    out->group = j->group != NULL ? nv__strdup(j->group) : NULL;
-    failed = (j->data != NULL && out->data == NULL) ||
-             (j->opts != NULL && out->opts == NULL) ||
-             (j->group != NULL && out->group == NULL);
-    job_unpin(m);               /* m may be freed from here on */
-    if (failed) {
-        char **own[7] = { &out->data, &out->opts, &out->group,
-                          &out->progress_data, &out->returnvalue,
-                          &out->failed_reason, &out->logs };
+    if ((j->data != NULL && data == NULL) ||
+        (j->opts != NULL && opts == NULL) ||
+        (j->group != NULL && group == NULL)) {
+        char **own[4] = { &held->progress_data, &held->returnvalue,
+                          &held->failed_reason, &held->logs };
 
-        for (int i = 0; i < 7; i++) {
+        nv__free(data);
+        nv__free(opts);
+        nv__free(group);
+        for (int i = 0; i < 4; i++) {
             nv__free(*own[i]);
             *own[i] = NULL;
         }
-        return NV_ENOMEM;
+        return NV_ENOMEM;       /* still pinned */
     }
+    copy_str(out->id, j->id, sizeof(out->id));
+    rec_names_out(out, j);
+    rec_vars_out(out, held);
+    out->state = held->state;
+    out->data = data;
+    out->opts = opts;
+    out->group = group;
+    out->progress_data = held->progress_data;
+    out->returnvalue = held->returnvalue;
+    out->failed_reason = held->failed_reason;
+    out->logs = held->logs;
+    mq_job_unpin(m);            /* m may be freed from here on */
     return NV_OK;
 }
 
