@@ -596,7 +596,8 @@ reap_fn(struct fdb_conn *c, void *arg, nv_error *err)
         v = g;
         v[n++] = *l;
     }
-    qsort(v, n, sizeof(*v), cmp_until);
+    if (n > 1)
+        qsort(v, n, sizeof(*v), cmp_until);
     for (size_t i = 0; i < n && rc == NV_OK; i++)
         rc = reap_one(c, a, qs, v[i].rid, err);
     nv__free(v);
