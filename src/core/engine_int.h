@@ -63,8 +63,8 @@ struct nv_live {
 
 /* Cache of recently active runs' events (runcache.c). */
 typedef struct nv__rcache nv__rcache;
-typedef int (*nv__rcache_fn)(void *ud, const nv_event *ev,
-                             json_t *const *data, size_t n, nv_error *err);
+typedef int (*nv__rcache_fn)(void *ud, const nv__proj_acc *acc,
+                             nv_error *err);
 
 struct nv_engine {
     nv_config      *cfg;
@@ -245,12 +245,17 @@ int  nv__run_advance(nv_engine *e, const nv__flowrt *f, const char *run_id,
                      nv_error *err);
 int  nv__rcache_new(nv__rcache **out);
 void nv__rcache_free(nv__rcache *c);
-/* Call 'fn' with the run's events and parsed data, brought up to date with
- * its stream (n = 0 for a missing stream), under the run's cache lock. */
-int  nv__rcache_with(nv_engine *e, const char *run_id, nv__rcache_fn fn,
-                     void *ud, nv_error *err);
+/* Call 'fn' with the run's projection accumulator: brought up to date
+ * with its stream (min_version < 0), or as cached when that holds at least
+ * min_version events (see runcache.c). NV_ERUN_NOT_FOUND for a missing
+ * stream or one of another flow. Under the run's cache lock. */
+int  nv__rcache_with(nv_engine *e, const nv__flowrt *f, const char *run_id,
+                     int64_t min_version, nv__rcache_fn fn, void *ud,
+                     nv_error *err);
 void nv__rcache_evict(nv_engine *e, const char *run_id);
-void nv__rcache_put(nv_engine *e, const char *run_id, nv_event *ev,
+/* This engine appended 'ev' as the stream's 'version'-th event; 'data' is
+ * its parsed data or NULL (shared read-only from then on). */
+void nv__rcache_put(nv_engine *e, const char *run_id, const nv_event *ev,
                     json_t *data, int64_t version);
 
 /* Append an event to a run stream, marking the index dirty. 'data' is
