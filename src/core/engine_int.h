@@ -150,6 +150,7 @@ struct nv_ctx {
     int64_t           start_ms;          /* engine clock at start */
     int64_t           deadline;          /* 0: no timeout */
     int64_t           next_hb;           /* next heartbeat (engine clock) */
+    int               lease_unsure;      /* a heartbeat failed (under mu) */
     _Atomic(const char *) cancel;        /* CTX-7 reason or NULL */
     atomic_int        open;              /* an attempt runs (its owner
                                             writes; others count) */
@@ -253,10 +254,12 @@ int  nv__rcache_with(nv_engine *e, const nv__flowrt *f, const char *run_id,
                      int64_t min_version, nv__rcache_fn fn, void *ud,
                      nv_error *err);
 void nv__rcache_evict(nv_engine *e, const char *run_id);
-/* This engine appended 'ev' as the stream's 'version'-th event; 'data' is
- * its parsed data or NULL (shared read-only from then on). */
+/* This engine appended 'ev' as the stream's 'version'-th event; 'facts'
+ * what the projection reads of its data, or NULL: then 'data' is its parsed
+ * data (shared read-only from then on) or NULL. */
 void nv__rcache_put(nv_engine *e, const char *run_id, const nv_event *ev,
-                    json_t *data, int64_t version);
+                    json_t *data, const nv__proj_facts *facts,
+                    int64_t version);
 
 /* Append an event to a run stream, marking the index dirty. 'data' is
  * kept by the run cache: it must not be changed after the call. */
@@ -264,6 +267,14 @@ int  nv__run_append(nv_engine *e, const char *flow, const char *run_id,
                     const char *type, const char *step, const char *step_id,
                     int attempt, json_t *data, int64_t expected,
                     nv_event *out, nv_error *err);
+/* The same with data given as JSON text ('facts', when not NULL, what the
+ * projection reads of it: see projection.h); *version (may be NULL) gets
+ * the stream's new length. */
+int  nv__run_append_text(nv_engine *e, const char *flow, const char *run_id,
+                         const char *type, const char *step,
+                         const char *step_id, int attempt, const char *text,
+                         const nv__proj_facts *facts, nv_event *out,
+                         int64_t *version, nv_error *err);
 char *nv__stream_key(nv_engine *e, const char *run_id);
 char *nv__index_key(nv_engine *e, const char *flow);
 /* After a terminal event: cleanup (ST-6 on-complete), jobs removal,

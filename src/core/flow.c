@@ -33,8 +33,9 @@ nv__index_key(nv_engine *e, const char *flow)
 static int
 append_ev(nv_engine *e, const char *flow, const char *run_id,
           const char *type, const char *step, const char *step_id,
-          int attempt, json_t *data, const char *text, int64_t expected,
-          nv_event *out, int64_t *version_out, nv_error *err)
+          int attempt, json_t *data, const char *text,
+          const nv__proj_facts *facts, int64_t expected, nv_event *out,
+          int64_t *version_out, nv_error *err)
 {
     nv_event ev, mine;
     char *key = nv__stream_key(e, run_id), *dumped = NULL;
@@ -70,7 +71,7 @@ append_ev(nv_engine *e, const char *flow, const char *run_id,
     if (rc == NV_OK) {
         memcpy(ev.id, mine.id, sizeof(ev.id));
         ev.ts = mine.ts;
-        nv__rcache_put(e, run_id, &ev, data, version);
+        nv__rcache_put(e, run_id, &ev, data, facts, version);
         if (version_out != NULL)
             *version_out = version;
     }
@@ -93,7 +94,18 @@ nv__run_append(nv_engine *e, const char *flow, const char *run_id,
                nv_error *err)
 {
     return append_ev(e, flow, run_id, type, step, step_id, attempt, data,
-                     NULL, expected, out, NULL, err);
+                     NULL, NULL, expected, out, NULL, err);
+}
+
+int
+nv__run_append_text(nv_engine *e, const char *flow, const char *run_id,
+                    const char *type, const char *step, const char *step_id,
+                    int attempt, const char *text,
+                    const nv__proj_facts *facts, nv_event *out,
+                    int64_t *version, nv_error *err)
+{
+    return append_ev(e, flow, run_id, type, step, step_id, attempt, NULL,
+                     text, facts, -1, out, version, err);
 }
 
 struct load {
@@ -244,7 +256,7 @@ flow_start(nv_engine *e, const char *flow, const char *input_json,
     const nv__flowrt *f;
     const nv__function *entry;
     nv__wq *wq;
-    json_t *input = NULL, *sd = NULL, *data = NULL, *meta;
+    json_t *input = NULL, *sd = NULL, *data = NULL;
     char id[NV_ID_MAX];
     nv_event out;
     char *ikey, *ms;
@@ -299,13 +311,14 @@ flow_start(nv_engine *e, const char *flow, const char *input_json,
         rc = nv__error(err, NV_ECONFLICT, "run '%s' already exists", id);
     if (rc != NV_OK)
         goto out;
-    meta = json_pack("{sssososIsIs[]}", "status", "running",
-                     "startedAt", nv__json_iso(out.ts),
-                     "lastActivityAt", nv__json_iso(out.ts),
-                     "stepCount", (json_int_t)f->def.nsteps,
-                     "completedSteps", (json_int_t)0, "emittedEvents");
-    ms = meta != NULL ? nv__dump(meta) : NULL;
-    json_decref(meta);
+    {
+        /* IX-1: the metadata of a run of one event */
+        nv__run_proj p0;
+
+        memset(&p0, 0, sizeof(p0));    /* no emits: emitted may be NULL */
+        p0.started_ms = p0.last_ms = out.ts;
+        ms = nv__run_proj_meta_text(&p0, &f->def);
+    }
     ikey = nv__index_key(e, flow);
     if (ms != NULL && ikey != NULL)
         e->store.ops->idx_put(e->store.self, ikey, id, (double)out.ts, ms,
@@ -425,7 +438,8 @@ advance(nv_engine *e, const nv__flowrt *f, const char *run_id,
             return NV_OK;
         }
         rc = append_ev(e, f->flow->name, run_id, p.terminal_type, NULL, NULL,
-                       0, p.terminal_data, NULL, p.version, NULL, &version,
+                       0, p.terminal_data, NULL, NULL, p.version, NULL,
+                       &version,
                        err);
         char type[32];
         nv__strlcpy(type, p.terminal_type, sizeof(type));
@@ -520,18 +534,6 @@ scan_run(nv_engine *e, const nv_ctx *c, int64_t min_version, int *finished,
     return rc;
 }
 
-/* 1 when 's' needs no escaping as a JSON string. */
-static int
-json_plain(const char *s)
-{
-    for (; *s != '\0'; s++) {
-        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e ||
-            *s == '"' || *s == '\\')
-            return 0;
-    }
-    return 1;
-}
-
 /* step.started data (F-4c) as JSON text, NULL when out of memory. */
 static char *
 started_data(const nv_ctx *c)
@@ -540,8 +542,8 @@ started_data(const nv_ctx *c)
     json_t *d;
     char *s;
 
-    if (json_plain(c->job.id) && json_plain(c->job.name) &&
-        json_plain(c->job.queue))
+    if (nv__json_plain(c->job.id) && nv__json_plain(c->job.name) &&
+        nv__json_plain(c->job.queue))
         return nv__asprintf("{\"jobId\":\"%s\",\"name\":\"%s\",\"queue\":"
                             "\"%s\"%s}", c->job.id, c->job.name,
                             c->job.queue, re);
@@ -607,7 +609,7 @@ nv__flow_before(nv_ctx *c)
         }
         rc = append_ev(e, c->job.flow_name, c->job.run_id, "step.started",
                        c->job.step_name, c->step_id, c->attempt, NULL, data,
-                       round < 2 ? version : -1, NULL, NULL, &err);
+                       NULL, round < 2 ? version : -1, NULL, NULL, &err);
         if (rc != NV_ECONFLICT)
             break;
     }
@@ -622,6 +624,45 @@ nv__flow_before(nv_ctx *c)
         return -1;
     }
     return 0;
+}
+
+/* step.completed data (F-5) as JSON text; NULL when out of memory. */
+static char *
+completed_data(json_t *res, const char *const *ids, size_t n, int64_t dur)
+{
+    char *r = res != NULL ? nv__dump(res) : NULL, *out, *w;
+    size_t len = 64 + (r != NULL ? strlen(r) : 4);
+    int plain = 1;
+
+    if (res != NULL && r == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        plain &= nv__json_plain(ids[i]);
+        len += strlen(ids[i]) + 3;
+    }
+    if (!plain) {
+        json_t *a = json_array(), *d;
+
+        for (size_t i = 0; a != NULL && i < n; i++)
+            json_array_append_new(a, json_string(ids[i]));
+        d = json_pack("{s:O, s:o, s:I}", "result", res ? res : json_null(),
+                      "emitIds", a ? a : json_array(), "durationMs",
+                      (json_int_t)dur);
+        out = d != NULL ? nv__dump(d) : NULL;
+        json_decref(d);
+        nv__free(r);
+        return out;
+    }
+    out = nv__malloc(len);
+    if (out != NULL) {
+        w = out + sprintf(out, "{\"result\":%s,\"emitIds\":[",
+                          r != NULL ? r : "null");
+        for (size_t i = 0; i < n; i++)
+            w += sprintf(w, "%s\"%s\"", i > 0 ? "," : "", ids[i]);
+        sprintf(w, "],\"durationMs\":%lld}", (long long)dur);
+    }
+    nv__free(r);
+    return out;
 }
 
 static int
@@ -645,21 +686,31 @@ nv__flow_after(nv_ctx *c, int ok, const char *error, const char *stack,
     int rc;
 
     if (ok) {
-        json_t *ids = json_array(), *res = NULL;
+        json_t *res = NULL;
+        char *text;
+        nv__proj_facts fa;
 
+        /* F-5: {result, emitIds, durationMs}, applied to the run cache
+         * as facts (no JSON object built for it) */
         pthread_mutex_lock(&c->mu);
-        for (size_t i = 0; ids != NULL && i < c->nemit; i++)
-            json_array_append_new(ids, json_string(c->emit_ids[i]));
         if (c->result != NULL)
             res = json_loads(c->result, JSON_DECODE_ANY, NULL);
+        text = completed_data(res, (const char *const *)c->emit_ids,
+                              c->nemit, nv__now(e) - c->start_ms);
+        memset(&fa, 0, sizeof(fa));
+        fa.has_result = 1;
+        fa.result = res;
+        fa.emit_ids = (const char *const *)c->emit_ids;
+        fa.nemit_ids = c->nemit;
+        if (text != NULL)
+            rc = append_ev(e, flow, run, "step.completed", c->job.step_name,
+                           c->step_id, c->attempt, NULL, text, &fa, -1, NULL,
+                           &version, &err);
+        else
+            rc = nv__error(&err, NV_ENOMEM, "out of memory");
         pthread_mutex_unlock(&c->mu);
-        d = json_pack("{s:o, s:o, s:I}", "result", res ? res : json_null(),
-                      "emitIds", ids ? ids : json_array(), "durationMs",
-                      (json_int_t)(nv__now(e) - c->start_ms));
-        rc = append_ev(e, flow, run, "step.completed", c->job.step_name,
-                       c->step_id, c->attempt, d, NULL, -1, NULL, &version,
-                       &err);
-        json_decref(d);
+        nv__free(text);
+        json_decref(res);
         if (rc != NV_OK) {
             nv__engine_log(e, NV_LOG_ERROR, "run %s: cannot append "
                            "step.completed: %s", run, err.msg);
@@ -692,8 +743,8 @@ nv__flow_after(nv_ctx *c, int ok, const char *error, const char *stack,
     if (d != NULL && stack != NULL)
         json_object_set_new(d, "stack", json_string(stack));
     rc = append_ev(e, flow, run, final ? "step.failed" : "step.retry",
-                   c->job.step_name, c->step_id, c->attempt, d, NULL, -1,
-                   NULL, &version, &err);
+                   c->job.step_name, c->step_id, c->attempt, d, NULL, NULL,
+                   -1, NULL, &version, &err);
     json_decref(d);
     if (rc != NV_OK) {
         nv__engine_log(e, NV_LOG_ERROR, "run %s: cannot append step event: "
@@ -716,8 +767,8 @@ nv__flow_reaped_failed(nv_engine *e, const nv_job *j)
     d = json_pack("{ss}", "error", j->failed_reason ? j->failed_reason
                   : "job stalled more than allowable limit");
     if (append_ev(e, j->flow_name, j->run_id, "step.failed", j->step_name,
-                  NULL, j->attempts_made + 1, d, NULL, -1, NULL, &version,
-                  NULL) != NV_OK)
+                  NULL, j->attempts_made + 1, d, NULL, NULL, -1, NULL,
+                  &version, NULL) != NV_OK)
         version = -1;
     json_decref(d);
     advance(e, f, j->run_id, 0, version, NULL);
@@ -795,7 +846,7 @@ nv__run_cancel_internal(nv_engine *e, const nv__flowrt *f, const char *run_id,
         if (d != NULL && reason != NULL && strcmp(type, "flow.cancel") == 0)
             json_object_set_new(d, "reason", json_string(reason));
         rc = append_ev(e, f->flow->name, run_id, type, NULL, NULL, 0, d,
-                       NULL, version, NULL, &done, err);
+                       NULL, NULL, version, NULL, &done, err);
         json_decref(d);
         if (rc == NV_ECONFLICT)
             continue;

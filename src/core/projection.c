@@ -73,6 +73,17 @@ nv__event_is_terminal(const char *type)
     return type != NULL && terminal_status(type) >= 0;
 }
 
+int
+nv__json_plain(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e ||
+            *s == '"' || *s == '\\')
+            return 0;
+    }
+    return 1;
+}
+
 json_t *
 nv__json_iso(int64_t ms)
 {
@@ -114,9 +125,8 @@ nv__run_proj_release(nv__run_proj *p)
 /* An emit event seen in the stream, and whether a completion listed it. */
 struct emit_rec {
     char        id[NV_EVENT_ID_MAX];
-    json_t     *data;        /* the event's data (a reference) */
-    const char *name;        /* in data */
-    json_t     *payload;     /* in data, or NULL */
+    char        name[NV_NAME_MAX + 1];
+    json_t     *payload;     /* a reference, or NULL */
     int         delivered;
 };
 
@@ -136,6 +146,8 @@ struct acc_step {
 
 struct nv__proj_acc {
     const nv__flowdef *def;
+    size_t             nsteps;         /* def->nsteps (the def may be
+                                          gone when the cache is freed) */
     int64_t            version;
     int                has_start;
     int                status;
@@ -168,6 +180,7 @@ nv__proj_acc_new(const nv__flowdef *def)
     if (a == NULL)
         return NULL;
     a->def = def;
+    a->nsteps = def->nsteps;
     a->steps = nv__calloc(def->nsteps ? def->nsteps : 1, sizeof(*a->steps));
     a->emitted = json_array();
     if (a->steps == NULL || a->emitted == NULL) {
@@ -184,13 +197,13 @@ nv__proj_acc_free(nv__proj_acc *a)
 {
     if (a == NULL)
         return;
-    for (size_t i = 0; a->steps != NULL && i < a->def->nsteps; i++) {
+    for (size_t i = 0; a->steps != NULL && i < a->nsteps; i++) {
         json_decref(a->steps[i].s.result);
         json_decref(a->steps[i].err);
     }
     nv__free(a->steps);
     for (size_t i = 0; i < a->nemits; i++)
-        json_decref(a->emits[i].data);
+        json_decref(a->emits[i].payload);
     nv__free(a->emits);
     for (size_t i = 0; i < a->nfails; i++)
         json_decref(a->fails[i].error);
@@ -266,36 +279,24 @@ emitted_mut(nv__proj_acc *a)
     return a->emitted;
 }
 
-/* F-6: the emits listed in a completion become delivered; IX-2 order. */
+/* F-6: an emit listed in a completion becomes delivered; IX-2 order. */
 static int
-deliver(nv__proj_acc *a, json_t *emit_ids)
+deliver(nv__proj_acc *a, const char *id)
 {
-    size_t i;
-    json_t *idv;
+    struct emit_rec *er = id != NULL ? find_emit(a, id) : NULL;
+    size_t j;
+    json_t *nm, *em;
 
-    json_array_foreach(emit_ids, i, idv) {
-        struct emit_rec *er;
-        int seen = 0;
-        size_t j;
-        json_t *nm, *em;
-
-        if (!json_is_string(idv))
-            continue;
-        er = find_emit(a, json_string_value(idv));
-        if (er == NULL || er->delivered)
-            continue;
-        er->delivered = 1;
-        json_array_foreach(a->emitted, j, nm) {
-            if (strcmp(json_string_value(nm), er->name) == 0)
-                seen = 1;
-        }
-        if (seen)
-            continue;
-        em = emitted_mut(a);
-        if (em == NULL ||
-            json_array_append_new(em, json_string(er->name)) != 0)
-            return NV_ENOMEM;
+    if (er == NULL || er->delivered)
+        return NV_OK;
+    er->delivered = 1;
+    json_array_foreach(a->emitted, j, nm) {
+        if (strcmp(json_string_value(nm), er->name) == 0)
+            return NV_OK;
     }
+    em = emitted_mut(a);
+    if (em == NULL || json_array_append_new(em, json_string(er->name)) != 0)
+        return NV_ENOMEM;
     return NV_OK;
 }
 
@@ -309,8 +310,30 @@ set_error(struct acc_step *s, json_t *data)
     s->s.last_error = s->err != NULL ? json_string_value(s->err) : NULL;
 }
 
+/* The facts of an event's data the projection reads (see projection.h),
+ * from parsed data. */
+static void
+facts_of(json_t *data, nv__proj_facts *f, const char **ids, size_t max)
+{
+    json_t *v = json_object_get(data, "emitIds"), *idv;
+    size_t i;
+
+    memset(f, 0, sizeof(*f));
+    f->result = json_object_get(data, "result");
+    f->has_result = f->result != NULL;
+    f->emit_ids = ids;
+    json_array_foreach(v, i, idv) {
+        if (f->nemit_ids < max && json_is_string(idv))
+            ids[f->nemit_ids++] = json_string_value(idv);
+    }
+    f->more_ids = json_array_size(v) > max ? v : NULL;
+    f->name = data_str(data, "name");
+    f->payload = json_object_get(data, "payload");
+}
+
 static int
-on_step_event(nv__proj_acc *a, const nv_event *ev, json_t *data)
+on_step_event(nv__proj_acc *a, const nv_event *ev, json_t *data,
+              const nv__proj_facts *fa)
 {
     struct acc_step *as = acc_step(a, ev->step_name);
     nv__step_proj *s;
@@ -327,8 +350,18 @@ on_step_event(nv__proj_acc *a, const nv_event *ev, json_t *data)
             s->status = NV_STEP_RUNNING;
         s->started_ms = ev->ts;
     } else if (strcmp(t, "step.completed") == 0) {
+        nv__proj_facts own;
+        const char *ids[16];
+        int rc = NV_OK;
+
+        if (fa == NULL) {
+            facts_of(data, &own, ids, 16);
+            fa = &own;
+        }
         if (s->status != NV_STEP_COMPLETED) {
-            json_t *r = json_object_get(data, "result");
+            json_t *r = fa->has_result
+                            ? (fa->result != NULL ? fa->result : json_null())
+                            : NULL;
 
             a->completed_steps++;
             json_decref(s->result);
@@ -338,7 +371,18 @@ on_step_event(nv__proj_acc *a, const nv_event *ev, json_t *data)
         }
         s->status = NV_STEP_COMPLETED;   /* F-11: stays completed */
         s->ended_ms = ev->ts;
-        return deliver(a, json_object_get(data, "emitIds"));
+        for (size_t i = 0; rc == NV_OK && i < fa->nemit_ids; i++)
+            rc = deliver(a, fa->emit_ids[i]);
+        if (fa->more_ids != NULL) {
+            json_t *idv;
+            size_t i;
+
+            json_array_foreach(fa->more_ids, i, idv) {
+                if (rc == NV_OK && json_is_string(idv))
+                    rc = deliver(a, json_string_value(idv));
+            }
+        }
+        return rc;
     } else if (strcmp(t, "step.retry") == 0) {
         int manual = json_is_true(json_object_get(data, "manual"));
 
@@ -372,7 +416,9 @@ on_step_event(nv__proj_acc *a, const nv_event *ev, json_t *data)
         if (s->status == NV_STEP_RUNNING || s->status == NV_STEP_RETRYING)
             s->status = NV_STEP_STALLED;
     } else if (strcmp(t, "emit") == 0) {
-        const char *name = data_str(data, "name");
+        const char *name = fa != NULL ? fa->name : data_str(data, "name");
+        json_t *payload = fa != NULL ? fa->payload
+                                     : json_object_get(data, "payload");
         struct emit_rec *er;
 
         if (name == NULL)
@@ -389,21 +435,21 @@ on_step_event(nv__proj_acc *a, const nv_event *ev, json_t *data)
         er = &a->emits[a->nemits++];
         memset(er, 0, sizeof(*er));
         nv__strlcpy(er->id, ev->id, sizeof(er->id));
-        er->data = json_incref(data);
-        er->name = name;
-        er->payload = json_object_get(data, "payload");
+        nv__strlcpy(er->name, name, sizeof(er->name));
+        er->payload = payload != NULL ? json_incref(payload) : NULL;
     }
     return NV_OK;
 }
 
-int
-nv__proj_apply(nv__proj_acc *a, const nv_event *ev, json_t *data,
-               nv_error *err)
+static int
+apply(nv__proj_acc *a, const nv_event *ev, json_t *data,
+      const nv__proj_facts *fa, nv_error *err)
 {
     json_t *own = NULL;
     int ts, rc = NV_OK;
 
-    if (data == NULL && ev->data != NULL && nv__proj_needs_data(ev->type)) {
+    if (fa == NULL && data == NULL && ev->data != NULL &&
+        nv__proj_needs_data(ev->type)) {
         own = json_loads(ev->data, JSON_DECODE_ANY, NULL);
         if (own == NULL)
             return nv__error(err, NV_EINVAL, "event '%s' of run '%s' has "
@@ -424,12 +470,26 @@ nv__proj_apply(nv__proj_acc *a, const nv_event *ev, json_t *data,
             a->completed_ms = ev->ts;
         }
     } else if (ev->step_name[0] != '\0') {
-        rc = on_step_event(a, ev, data);
+        rc = on_step_event(a, ev, data, fa);
     }
     json_decref(own);
     if (rc != NV_OK)
         return nv__error(err, rc, "projection: out of memory");
     return NV_OK;
+}
+
+int
+nv__proj_apply(nv__proj_acc *a, const nv_event *ev, json_t *data,
+               nv_error *err)
+{
+    return apply(a, ev, data, NULL, err);
+}
+
+int
+nv__proj_apply_facts(nv__proj_acc *a, const nv_event *ev,
+                     const nv__proj_facts *facts, nv_error *err)
+{
+    return apply(a, ev, NULL, facts, err);
 }
 
 /* ---- The view: eligibility, statuses, completeness ---- */
@@ -704,6 +764,46 @@ nv__run_proj_meta(const nv__run_proj *p, const nv__flowdef *def)
         return NULL;
     }
     return o;
+}
+
+char *
+nv__run_proj_meta_text(const nv__run_proj *p, const nv__flowdef *def)
+{
+    char st[40], done[40], last[40], *out, *w;
+    size_t len = 224, i;
+    json_t *nm;
+
+    json_array_foreach(p->emitted, i, nm) {
+        const char *s = json_string_value(nm);
+
+        if (s == NULL || !nv__json_plain(s)) {
+            json_t *m = nv__run_proj_meta(p, def);
+
+            out = m != NULL ? nv__dump(m) : NULL;
+            json_decref(m);
+            return out;
+        }
+        len += strlen(s) + 3;
+    }
+    nv__iso_time(p->started_ms, st, sizeof(st));
+    nv__iso_time(p->completed_ms, done, sizeof(done));
+    nv__iso_time(p->last_ms, last, sizeof(last));
+    out = nv__malloc(len);
+    if (out == NULL)
+        return NULL;
+    /* the key order of nv__run_proj_meta dumped */
+    w = out + sprintf(out, "{\"status\":\"%s\",\"stepCount\":%zu,"
+                      "\"completedSteps\":%zu,\"emittedEvents\":[",
+                      nv__run_status_name(p->status), def->nsteps,
+                      p->completed_steps);
+    json_array_foreach(p->emitted, i, nm)
+        w += sprintf(w, "%s\"%s\"", i > 0 ? "," : "",
+                     json_string_value(nm));
+    w += sprintf(w, "],\"startedAt\":\"%s\"", st);
+    if (p->completed_ms > 0)
+        w += sprintf(w, ",\"completedAt\":\"%s\"", done);
+    sprintf(w, ",\"lastActivityAt\":\"%s\"}", last);
+    return out;
 }
 
 json_t *

@@ -121,6 +121,25 @@ void          nv__proj_acc_free(nv__proj_acc *a);
  * JSON (the accumulator is then unusable), NV_ENOMEM. */
 int           nv__proj_apply(nv__proj_acc *a, const nv_event *ev,
                              json_t *data, nv_error *err);
+/*
+ * What the projection reads of the data of a step.completed (result,
+ * emitIds) or an emit (name, payload), for an event whose data this engine
+ * built as text: applied without parsing it. JSON members are borrowed
+ * (the accumulator takes references).
+ */
+typedef struct nv__proj_facts {
+    int                has_result;  /* step.completed: result member */
+    json_t            *result;      /* NULL with has_result: JSON null */
+    const char *const *emit_ids;
+    size_t             nemit_ids;
+    json_t            *more_ids;    /* internal: ids past emit_ids */
+    const char        *name;        /* emit */
+    json_t            *payload;     /* emit, or NULL */
+} nv__proj_facts;
+
+int           nv__proj_apply_facts(nv__proj_acc *a, const nv_event *ev,
+                                   const nv__proj_facts *facts,
+                                   nv_error *err);
 /* 1 when the projection reads the data of events of 'type'. */
 int           nv__proj_needs_data(const char *type);
 int           nv__proj_view(const nv__proj_acc *a, int64_t now,
@@ -150,6 +169,8 @@ int nv__event_is_terminal(const char *type);
  * completedSteps, emittedEvents}; stepCount = def->nsteps. New reference.
  */
 json_t *nv__run_proj_meta(const nv__run_proj *p, const nv__flowdef *def);
+/* The same as compact JSON text (nv__dump of it), or NULL. */
+char   *nv__run_proj_meta_text(const nv__run_proj *p, const nv__flowdef *def);
 
 /*
  * API-32 run body without events: {id, flowName, status, createdAt,
@@ -165,6 +186,10 @@ json_t *nv__run_proj_body(const nv__run_proj *p, const nv__flowdef *def,
  * the event's data is not JSON.
  */
 json_t *nv__event_json(const nv_event *ev);
+
+/* 1 when 's' is printable ASCII without '"' or '\\': written between
+ * quotes it is the JSON string of itself. */
+int nv__json_plain(const char *s);
 
 /* ISO timestamp JSON string of epoch ms. New reference. */
 json_t *nv__json_iso(int64_t ms);

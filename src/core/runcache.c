@@ -177,7 +177,7 @@ release(nv__rcache *c, struct rc_entry *x)
 /* Apply one event (the next of the stream) to an entry. */
 static int
 entry_apply(struct rc_entry *x, const nv__flowrt *f, const nv_event *ev,
-            json_t *data, nv_error *err)
+            json_t *data, const nv__proj_facts *facts, nv_error *err)
 {
     int rc;
 
@@ -187,7 +187,8 @@ entry_apply(struct rc_entry *x, const nv__flowrt *f, const nv_event *ev,
             return nv__error(err, NV_ENOMEM, "out of memory");
         x->f = f;
     }
-    rc = nv__proj_apply(x->acc, ev, data, err);
+    rc = facts != NULL ? nv__proj_apply_facts(x->acc, ev, facts, err)
+                       : nv__proj_apply(x->acc, ev, data, err);
     if (rc != NV_OK)
         return rc;
     x->n++;
@@ -248,7 +249,7 @@ refresh(nv_engine *e, const nv__flowrt *f, struct rc_entry *x, int quick,
             break;
         }
         for (size_t i = from; rc == NV_OK && i < k; i++)
-            rc = entry_apply(x, f, &v[i], NULL, err);
+            rc = entry_apply(x, f, &v[i], NULL, NULL, err);
         break;
     }
     nv_events_free(v, k);
@@ -261,12 +262,13 @@ refresh(nv_engine *e, const nv__flowrt *f, struct rc_entry *x, int quick,
 /*
  * An event this engine just appended as the stream's 'version'-th: when the
  * cache holds exactly the events before it, apply it with its data as
- * built ('data' parsed, or NULL: then ev->data is parsed if needed).
- * Otherwise the next lookup reads it from the stream.
+ * built ('facts' when not NULL, else 'data' parsed, or NULL: then
+ * ev->data is parsed if needed). Otherwise the next lookup reads it from
+ * the stream.
  */
 void
 nv__rcache_put(nv_engine *e, const char *run_id, const nv_event *ev,
-               json_t *data, int64_t version)
+               json_t *data, const nv__proj_facts *facts, int64_t version)
 {
     nv__rcache *c = e->rcache;
     const nv__flowrt *f;
@@ -284,7 +286,7 @@ nv__rcache_put(nv_engine *e, const char *run_id, const nv_event *ev,
         f = nv__flowrt_find(e, ev->flow_name);
     if (f != NULL && (int64_t)x->n == version - 1 &&
         strcmp(ev->flow_name, f->flow->name) == 0 &&
-        entry_apply(x, f, ev, data, NULL) != NV_OK)
+        entry_apply(x, f, ev, data, facts, NULL) != NV_OK)
         entry_clear(x);
     release(c, x);
 }
