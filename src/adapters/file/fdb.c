@@ -99,6 +99,9 @@ struct fdb {
     int              opened;      /* fully set up: checkpoint at close */
     void           (*on_abort)(void *ud);
     void            *abort_ud;
+    void           (*pre_commit)(void *ud);
+    void           (*post_commit)(void *ud, int ok);
+    void            *commit_ud;
 };
 
 /* ---- Errors ---- */
@@ -407,7 +410,11 @@ run_batch(struct fdb *db, struct fdb_op *batch, int n)
             return;
         }
     }
+    if (ok > 0 && db->pre_commit != NULL)
+        db->pre_commit(db->commit_ud);
     rc = run_sql(w, ok > 0 ? "COMMIT" : "ROLLBACK");
+    if (ok > 0 && db->post_commit != NULL)
+        db->post_commit(db->commit_ud, rc == SQLITE_OK);
     if (rc != SQLITE_OK) {
         fdb_fail(w, rc, &e);
         if (!sqlite3_get_autocommit(w->h))
@@ -425,6 +432,15 @@ run_batch(struct fdb *db, struct fdb_op *batch, int n)
     checkpoint_due(db);
     if (++db->commits % MAINT_EVERY == 0)
         maintain(db);
+}
+
+void
+fdb_on_commit(struct fdb *db, void (*pre)(void *ud),
+              void (*post)(void *ud, int ok), void *ud)
+{
+    db->pre_commit = pre;
+    db->post_commit = post;
+    db->commit_ud = ud;
 }
 
 void
