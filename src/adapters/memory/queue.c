@@ -455,6 +455,8 @@ reserve_locked(struct mqueues *a, struct mqueue *q, int64_t now,
         *next_at = q->paused ? 0 : next;
         return NV_ENOTFOUND;
     }
+    if (mq_active_prepare(q) != NV_OK)
+        return NV_ENOMEM;
     if (lim != NULL && lim->max > 0) {
         w = lim->grouped ? &g->win : &q->win;
         if (mq_win_push(w, now) != NV_OK)
@@ -466,11 +468,10 @@ reserve_locked(struct mqueues *a, struct mqueue *q, int64_t now,
     m->j.processed_on = now;
     m->j.finished_on = 0;
     m->j.lease_until = now + lease_ms;
-    mq_new_token(a, q, m->j.lease_token);
-    mq_list_append(&q->active, m);
+    mq_active_add(a, q, m);
     if (mq_job_out_pinned(q, m, held) != NV_OK) {
         /* hand the job back as if never reserved */
-        mq_list_unlink(&q->active, m);
+        mq_active_del(q, m);
         m->j.lease_token[0] = '\0';
         m->j.lease_until = 0;
         if (mq_waiting_prepare(q, m) == NV_OK)
@@ -485,7 +486,7 @@ reserve_locked(struct mqueues *a, struct mqueue *q, int64_t now,
 
 /* The active job 'id' (hash h) held with 'token', or NULL (NV_ELEASE).
  * Under mu. */
-static struct mjob *leased(struct mqueue *q, const char *id, uint64_t h,
+static struct mjob *leased(struct mqueue *q, const char *id,
                            const char *token);
 
 /*
@@ -502,9 +503,9 @@ reserve_finish(struct mqueue *q, struct mjob *m, struct mrec *held,
     if (mq_job_out_finish(m, held, out, b) == NV_OK)
         return NV_OK;
     mq_lock(q);                 /* m is still pinned: its id is readable */
-    back = leased(q, m->j.id, mq_id_hash(m->j.id), held->lease_token);
+    back = leased(q, m->j.id, held->lease_token);
     if (back != NULL && mq_waiting_prepare(q, back) == NV_OK) {
-        mq_list_unlink(&q->active, back);
+        mq_active_del(q, back);
         back->j.lease_token[0] = '\0';
         back->j.lease_until = 0;
         mq_waiting_add(q, back);
@@ -553,15 +554,11 @@ mem_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
 /* The active job 'id' (hash h) held with 'token', or NULL (NV_ELEASE).
  * Under mu. */
 static struct mjob *
-leased(struct mqueue *q, const char *id, uint64_t h, const char *token)
+leased(struct mqueue *q, const char *id, const char *token)
 {
-    struct mjob *m;
+    struct mjob *m = mq_active_find(q, id, token);
 
-    m = mq_jt_find_h(&q->jt, id, h);
-    if (m == NULL || m->j.state != NV_JOB_ACTIVE || token == NULL ||
-        strcmp(m->j.lease_token, token) != 0)
-        return NULL;
-    return m;
+    return m != NULL && m->j.state == NV_JOB_ACTIVE ? m : NULL;
 }
 
 static int
@@ -578,12 +575,10 @@ mem_extend(void *self, const char *queue, const char *id, const char *token,
     struct mqueue *q = mq_queue_get(self, queue, 0);
     struct mjob *m;
 
-    uint64_t h = mq_id_hash(id);
-
     if (q == NULL)
         return lease_lost(err, queue, id);
     mq_lock(q);
-    if ((m = leased(q, id, h, token)) != NULL)
+    if ((m = leased(q, id, token)) != NULL)
         m->j.lease_until = until;
     pthread_mutex_unlock(&q->mu);
     return m != NULL ? NV_OK : lease_lost(err, queue, id);
@@ -615,10 +610,10 @@ finish_text(const nv_finish *f, char **text, nv_error *err)
 /* finish() under q->mu; takes *text (set to NULL when used). */
 static int
 finish_locked(struct mqueue *q, const char *queue, const char *id,
-              uint64_t h, const char *token, const nv_finish *f, int64_t now,
+              const char *token, const nv_finish *f, int64_t now,
               char **text, nv_error *err)
 {
-    struct mjob *m = leased(q, id, h, token);
+    struct mjob *m = leased(q, id, token);
 
     if (m == NULL)
         return lease_lost(err, queue, id);
@@ -633,7 +628,7 @@ finish_locked(struct mqueue *q, const char *queue, const char *id,
     if (f->kind == NV_FINISH_RETRY && f->retry_at > now &&
         mq_heap_reserve(&q->delayed) != NV_OK)
         return oom(err);
-    mq_list_unlink(&q->active, m);
+    mq_active_del(q, m);
     m->j.lease_token[0] = '\0';
     m->j.lease_until = 0;
     if (f->kind != NV_FINISH_RELEASE)
@@ -679,7 +674,6 @@ mem_finish(void *self, const char *queue, const char *id, const char *token,
            const nv_finish *f, int64_t now, nv_error *err)
 {
     struct mqueue *q = mq_queue_get(self, queue, 0);
-    uint64_t h = mq_id_hash(id);
     char *text;
     int rc;
 
@@ -689,7 +683,7 @@ mem_finish(void *self, const char *queue, const char *id, const char *token,
     if (rc != NV_OK)
         return rc;
     mq_lock(q);
-    rc = finish_locked(q, queue, id, h, token, f, now, &text, err);
+    rc = finish_locked(q, queue, id, token, f, now, &text, err);
     pthread_mutex_unlock(&q->mu);
     nv__free(text);
     return rc;
@@ -713,7 +707,6 @@ mem_finish_reserve(void *self, const char *queue, const char *id,
     struct mrec held;
     char *text;
     int64_t next = 0;
-    uint64_t h = mq_id_hash(id);
     int rc, rrc = NV_ENOTFOUND;
 
     *got = 0;
@@ -726,7 +719,7 @@ mem_finish_reserve(void *self, const char *queue, const char *id,
         return rc;
     mq_outbufs_init(&b);
     mq_lock(q);
-    rc = finish_locked(q, queue, id, h, token, f, now, &text, err);
+    rc = finish_locked(q, queue, id, token, f, now, &text, err);
     if (rc == NV_OK)
         rrc = reserve_locked(a, q, now, lease_ms, lim, &held, &m, &next);
     pthread_mutex_unlock(&q->mu);
@@ -756,7 +749,7 @@ mem_progress(void *self, const char *queue, const char *id, const char *token,
     if (data != NULL && (d = nv__strdup(data)) == NULL)
         return oom(err);
     mq_lock(q);
-    if ((m = leased(q, id, mq_id_hash(id), token)) == NULL) {
+    if ((m = leased(q, id, token)) == NULL) {
         rc = lease_lost(err, queue, id);
     } else {
         m->j.progress = progress;
@@ -824,7 +817,7 @@ mem_reap(void *self, const char *queue, int64_t now, int max_stalled,
             rc = NV_ENOMEM;
             break;
         }
-        mq_list_unlink(&q->active, m);
+        mq_active_del(q, m);
         m->j.stalled_count++;
         m->j.lease_token[0] = '\0';
         m->j.lease_until = 0;
@@ -1017,6 +1010,8 @@ queue_free(struct mqueue *q)
     nv__free(q->win.v);
     nv__free(q->scratch);
     nv__free(atomic_load(&q->opts_shared));
+    nv__free(q->act);
+    nv__free(q->act_free);
     pthread_cond_destroy(&q->cv);
     pthread_mutex_destroy(&q->mu);
     pthread_mutex_destroy(&q->pmu);

@@ -122,6 +122,7 @@ struct mjob {
     int            pooled;      /* block of NODE_INLINE: reusable (q->pool) */
     int            in_fifo;     /* waiting: in grp->fifo, not grp->waiting */
     int64_t        enq_now;     /* in the inbox: the enqueue's 'now' */
+    uint32_t       act_i;       /* active: its slot in q->act */
 };
 
 struct jlist {
@@ -191,6 +192,12 @@ struct mqueue {
     struct heap     ready;      /* non-empty groups by their first job */
     struct heap     delayed;    /* by (delay_until, dseq) */
     struct jlist    active, completed, failed;
+    /* Active jobs by slot. A lease token names its slot, so the leased
+     * ops (finish, extend, progress) find their job without the id table
+     * (a cache miss each with a large backlog). */
+    struct mjob   **act;
+    uint32_t       *act_free;   /* free slots (a stack) */
+    uint32_t        act_n, act_cap, nact_free;
     int64_t         nwaiting;
     int64_t         fifo_seq, lifo_seq, delay_seq;
     int             paused;
@@ -378,8 +385,16 @@ void  mq_job_destroy(struct mjob *m);
 /* Wake waiters of q: one (a single job) or all; one is not woken while q
  * is paused (all is: resume, engine stop). Under q->mu. */
 void  mq_wake(struct mqueue *q, int all);
-/* A fresh lease token for a job of q. Under q->mu. */
-void  mq_new_token(struct mqueues *a, struct mqueue *q, char out[40]);
+/* Active jobs (under q->mu): mq_active_prepare makes room for one more
+ * (so that mq_active_add cannot fail); mq_active_add files m in the
+ * active list and a slot and gives it a fresh lease token naming the
+ * slot; mq_active_del takes it out of both. mq_active_find: the active
+ * job of 'token' (which names its slot) if its id is 'id', else NULL. */
+int   mq_active_prepare(struct mqueue *q);
+void  mq_active_add(struct mqueues *a, struct mqueue *q, struct mjob *m);
+void  mq_active_del(struct mqueue *q, struct mjob *m);
+struct mjob *mq_active_find(const struct mqueue *q, const char *id,
+                            const char *token);
 
 /* ---- The waiting set and state changes (queue_data.c) ---- */
 

@@ -685,27 +685,111 @@ mq_wake(struct mqueue *q, int all)
         pthread_cond_signal(&q->cv);
 }
 
-void
-mq_new_token(struct mqueues *a, struct mqueue *q, char out[40])
+/*
+ * A lease token: 32 hex digits. The first 16 are splitmix64 of a random
+ * key plus the queue's counter: unique per reservation of the queue (a
+ * lease names its queue and job too) and unguessable enough for a lease
+ * (not a secret); the counter is the queue's, under its lock, so
+ * reserves share no cache line. The last 16: more of the key, then the
+ * job's active slot in the low 32 bits.
+ */
+static void
+new_token(struct mqueues *a, struct mqueue *q, uint32_t slot, char out[40])
 {
     static const char hex[] = "0123456789abcdef";
     uint64_t c = ++q->token_seq;
-    /* splitmix64 of a random key plus the queue's counter: unique per
-     * reservation of the queue (a lease names its queue and job too) and
-     * unguessable enough for a lease (not a secret); the counter is the
-     * queue's, under its lock, so reserves share no cache line */
     uint64_t x = a->token_key[0] + q->token_salt + c * 0x9e3779b97f4a7c15ull;
     uint64_t y;
 
     x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
     x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
     x ^= x >> 31;
-    y = a->token_key[1] ^ c;
+    y = ((a->token_key[1] ^ c) & 0xffffffff00000000ull) | slot;
     for (int i = 0; i < 16; i++) {
         out[i] = hex[(x >> (60 - 4 * i)) & 15];
         out[16 + i] = hex[(y >> (60 - 4 * i)) & 15];
     }
     out[32] = '\0';
+}
+
+/* The slot a token names; 0 when it is not one of ours. */
+static int
+token_slot(const char *t, uint32_t *slot)
+{
+    uint32_t v = 0;
+
+    for (int i = 0; i < 32; i++) {
+        int d = t[i] >= '0' && t[i] <= '9' ? t[i] - '0'
+              : t[i] >= 'a' && t[i] <= 'f' ? t[i] - 'a' + 10 : -1;
+
+        if (d < 0)
+            return 0;
+        if (i >= 24)
+            v = v << 4 | (uint32_t)d;
+    }
+    if (t[32] != '\0')
+        return 0;
+    *slot = v;
+    return 1;
+}
+
+int
+mq_active_prepare(struct mqueue *q)
+{
+    uint32_t cap;
+    struct mjob **v;
+    uint32_t *f;
+
+    if (q->nact_free > 0 || q->act_n < q->act_cap)
+        return NV_OK;
+    if (q->act_cap >= UINT32_MAX / 2)
+        return NV_ENOMEM;
+    cap = q->act_cap ? q->act_cap * 2 : 16;
+    v = nv__realloc(q->act, cap * sizeof(*v));
+    if (v == NULL)
+        return NV_ENOMEM;
+    q->act = v;
+    f = nv__realloc(q->act_free, cap * sizeof(*f));
+    if (f == NULL)
+        return NV_ENOMEM;       /* act grew: harmless */
+    q->act_free = f;
+    q->act_cap = cap;
+    return NV_OK;
+}
+
+void
+mq_active_add(struct mqueues *a, struct mqueue *q, struct mjob *m)
+{
+    uint32_t slot = q->nact_free > 0 ? q->act_free[--q->nact_free]
+                                     : q->act_n++;
+
+    q->act[slot] = m;
+    m->act_i = slot;
+    new_token(a, q, slot, m->j.lease_token);
+    mq_list_append(&q->active, m);
+}
+
+void
+mq_active_del(struct mqueue *q, struct mjob *m)
+{
+    mq_list_unlink(&q->active, m);
+    q->act[m->act_i] = NULL;
+    q->act_free[q->nact_free++] = m->act_i;
+}
+
+struct mjob *
+mq_active_find(const struct mqueue *q, const char *id, const char *token)
+{
+    struct mjob *m;
+    uint32_t slot;
+
+    if (token == NULL || !token_slot(token, &slot) || slot >= q->act_n)
+        return NULL;
+    m = q->act[slot];
+    if (m == NULL || strcmp(m->j.lease_token, token) != 0 ||
+        strcmp(m->j.id, id) != 0)
+        return NULL;
+    return m;
 }
 
 /* ---- Groups and the waiting set ---- */
@@ -879,7 +963,7 @@ mq_job_detach(struct mqueue *q, struct mjob *m)
         mq_heap_remove(&q->delayed, m);
         break;
     case NV_JOB_ACTIVE:
-        mq_list_unlink(&q->active, m);
+        mq_active_del(q, m);
         break;
     case NV_JOB_COMPLETED:
         mq_list_unlink(&q->completed, m);
