@@ -176,6 +176,19 @@ fq_pop(struct fq_heap *h, struct fq_ent *out)
     return 1;
 }
 
+void
+fq_stale_check(struct fq *fq, struct qstate *qs)
+{
+    static const int states[] = { NV_JOB_WAITING, NV_JOB_DELAYED,
+                                  NV_JOB_COMPLETED, NV_JOB_FAILED };
+
+    for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
+        if (fq_heap_of(qs, states[i])->n >
+            2 * (size_t)qs->n[states[i]] + FQ_STALE_MAX)
+            fq->need_load = 1;
+    }
+}
+
 struct fq_heap *
 fq_heap_of(struct qstate *qs, int state)
 {

@@ -116,6 +116,12 @@ void    fq_count_move(struct qstate *qs, int from, int to, int64_t k);
 int64_t fq_wait_seq(struct fq *fq, int lifo);
 /* The hint slot of a lease token. */
 struct lease_hint *fq_hint(struct fq *fq, const char *token);
+/* A job removed, or moved out of a heap other than by a pop, leaves a
+ * stale entry behind. Past FQ_STALE_MAX more entries than twice the
+ * jobs of a state, fq_stale_check marks the memory for a reload (which
+ * has none). */
+#define FQ_STALE_MAX 4096
+void fq_stale_check(struct fq *fq, struct qstate *qs);
 /* The heap of stored state 'state' (waiting, delayed, completed,
  * failed); NULL for active. */
 struct fq_heap *fq_heap_of(struct qstate *qs, int state);
