@@ -3,7 +3,8 @@
  * (default: memory). Not a test: it prints numbers, medians of several
  * runs, for the closing notes and for comparison between revisions.
  *
- *   build/bench/engine_bench [--jobs N] [--flows N] [--runs R] [config.json]
+ *   build/bench/engine_bench [--jobs N] [--flows N] [--runs R]
+ *                            [--only jobs|flows|latency] [config.json]
  *
  * 1. no-op plain jobs, enqueue -> ack, per second (producer and workers
  *    running at once);
@@ -267,6 +268,7 @@ main(int argc, char **argv)
 {
     long jobs = 1000000, flows = 100000;
     int runs = 5;
+    const char *only = NULL;
     double v[16], cpu[16], p50[16], p99[16];
 
     for (int i = 1; i < argc; i++) {
@@ -276,6 +278,8 @@ main(int argc, char **argv)
             flows = atol(argv[++i]);
         else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc)
             runs = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+            only = argv[++i];
         else
             config_text = slurp(argv[i]);
     }
@@ -283,21 +287,29 @@ main(int argc, char **argv)
         runs = 5;
     printf("engine_bench: adapters from %s, median of %d runs\n",
            config_text ? "the given config" : "defaults (memory)", runs);
-    for (int r = 0; r < runs; r++) {
-        v[r] = bench_jobs(jobs);
-        cpu[r] = cpu_per_op;
+    if (only == NULL || strcmp(only, "jobs") == 0) {
+        for (int r = 0; r < runs; r++) {
+            v[r] = bench_jobs(jobs);
+            cpu[r] = cpu_per_op;
+        }
+        printf("no-op jobs enqueue->ack:  %12.0f jobs/s   (%ld jobs, "
+               "%.2f us CPU/job)\n", median(v, runs), jobs,
+               median(cpu, runs));
     }
-    printf("no-op jobs enqueue->ack:  %12.0f jobs/s   (%ld jobs, "
-           "%.2f us CPU/job)\n", median(v, runs), jobs, median(cpu, runs));
-    for (int r = 0; r < runs; r++) {
-        v[r] = bench_flows(flows);
-        cpu[r] = cpu_per_op;
+    if (only == NULL || strcmp(only, "flows") == 0) {
+        for (int r = 0; r < runs; r++) {
+            v[r] = bench_flows(flows);
+            cpu[r] = cpu_per_op;
+        }
+        printf("flow steps (3-step flows): %11.0f steps/s  (%ld runs, "
+               "%.2f us CPU/step)\n", median(v, runs), flows,
+               median(cpu, runs));
     }
-    printf("flow steps (3-step flows): %11.0f steps/s  (%ld runs, "
-           "%.2f us CPU/step)\n", median(v, runs), flows, median(cpu, runs));
-    for (int r = 0; r < runs; r++)
-        bench_latency(2000, &p50[r], &p99[r]);
-    printf("enqueue->start latency:   p50 %.1f us   p99 %.1f us\n",
-           median(p50, runs), median(p99, runs));
+    if (only == NULL || strcmp(only, "latency") == 0) {
+        for (int r = 0; r < runs; r++)
+            bench_latency(2000, &p50[r], &p99[r]);
+        printf("enqueue->start latency:   p50 %.1f us   p99 %.1f us\n",
+               median(p50, runs), median(p99, runs));
+    }
     return 0;
 }

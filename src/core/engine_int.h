@@ -63,8 +63,8 @@ struct nv_live {
 
 /* Cache of recently active runs' events (runcache.c). */
 typedef struct nv__rcache nv__rcache;
-typedef int (*nv__rcache_fn)(void *ud, const nv_event *ev,
-                             json_t *const *data, size_t n, nv_error *err);
+typedef int (*nv__rcache_fn)(void *ud, const nv__proj_acc *acc,
+                             nv_error *err);
 
 struct nv_engine {
     nv_config      *cfg;
@@ -150,6 +150,7 @@ struct nv_ctx {
     int64_t           start_ms;          /* engine clock at start */
     int64_t           deadline;          /* 0: no timeout */
     int64_t           next_hb;           /* next heartbeat (engine clock) */
+    int               lease_unsure;      /* a heartbeat failed (under mu) */
     _Atomic(const char *) cancel;        /* CTX-7 reason or NULL */
     atomic_int        open;              /* an attempt runs (its owner
                                             writes; others count) */
@@ -245,13 +246,20 @@ int  nv__run_advance(nv_engine *e, const nv__flowrt *f, const char *run_id,
                      nv_error *err);
 int  nv__rcache_new(nv__rcache **out);
 void nv__rcache_free(nv__rcache *c);
-/* Call 'fn' with the run's events and parsed data, brought up to date with
- * its stream (n = 0 for a missing stream), under the run's cache lock. */
-int  nv__rcache_with(nv_engine *e, const char *run_id, nv__rcache_fn fn,
-                     void *ud, nv_error *err);
+/* Call 'fn' with the run's projection accumulator: brought up to date
+ * with its stream (min_version < 0), or as cached when that holds at least
+ * min_version events (see runcache.c). NV_ERUN_NOT_FOUND for a missing
+ * stream or one of another flow. Under the run's cache lock. */
+int  nv__rcache_with(nv_engine *e, const nv__flowrt *f, const char *run_id,
+                     int64_t min_version, nv__rcache_fn fn, void *ud,
+                     nv_error *err);
 void nv__rcache_evict(nv_engine *e, const char *run_id);
-void nv__rcache_put(nv_engine *e, const char *run_id, nv_event *ev,
-                    json_t *data, int64_t version);
+/* This engine appended 'ev' as the stream's 'version'-th event; 'facts'
+ * what the projection reads of its data, or NULL: then 'data' is its parsed
+ * data (shared read-only from then on) or NULL. */
+void nv__rcache_put(nv_engine *e, const char *run_id, const nv_event *ev,
+                    json_t *data, const nv__proj_facts *facts,
+                    int64_t version);
 
 /* Append an event to a run stream, marking the index dirty. 'data' is
  * kept by the run cache: it must not be changed after the call. */
@@ -259,6 +267,14 @@ int  nv__run_append(nv_engine *e, const char *flow, const char *run_id,
                     const char *type, const char *step, const char *step_id,
                     int attempt, json_t *data, int64_t expected,
                     nv_event *out, nv_error *err);
+/* The same with data given as JSON text ('facts', when not NULL, what the
+ * projection reads of it: see projection.h); *version (may be NULL) gets
+ * the stream's new length. */
+int  nv__run_append_text(nv_engine *e, const char *flow, const char *run_id,
+                         const char *type, const char *step,
+                         const char *step_id, int attempt, const char *text,
+                         const nv__proj_facts *facts, nv_event *out,
+                         int64_t *version, nv_error *err);
 char *nv__stream_key(nv_engine *e, const char *run_id);
 char *nv__index_key(nv_engine *e, const char *flow);
 /* After a terminal event: cleanup (ST-6 on-complete), jobs removal,

@@ -19,11 +19,9 @@ void
 nv__index_update(nv_engine *e, const nv__flowrt *f, const char *run_id,
                  const nv__run_proj *p)
 {
-    json_t *m = nv__run_proj_meta(p, &f->def);
-    char *ms = m != NULL ? nv__dump(m) : NULL;
+    char *ms = nv__run_proj_meta_text(p, &f->def);
     char *key = nv__index_key(e, f->flow->name);
 
-    json_decref(m);
     if (ms != NULL && key != NULL) {
         int rc = e->store.ops->idx_set_meta(e->store.self, key, run_id, ms,
                                             terminal_statuses, NULL);
