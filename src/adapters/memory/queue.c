@@ -326,7 +326,7 @@ mem_enqueue(void *self, const nv_job *job, int64_t now,
             return rc;
         }
         if (max_unfinished > 0 &&
-            q->nwaiting + (int64_t)q->delayed.n + q->active.n >=
+            q->nwaiting + (int64_t)q->delayed.n + q->nactive >=
                 max_unfinished) {
             mq_node_discard(q, m);
             pthread_mutex_unlock(&q->mu);
@@ -780,27 +780,59 @@ groups_sweep(struct mqueue *q, int64_t now)
 }
 
 static int
+act_seq_less(const void *a, const void *b)
+{
+    const struct mjob *x = *(struct mjob *const *)a;
+    const struct mjob *y = *(struct mjob *const *)b;
+
+    return (x->act_seq > y->act_seq) - (x->act_seq < y->act_seq);
+}
+
+/* The active jobs of q whose lease ended before 'now', in the order they
+ * were reserved (*exp NULL when none). Under mu. */
+static int
+expired_leases(struct mqueue *q, int64_t now, struct mjob ***exp,
+               size_t *nexp)
+{
+    size_t k = 0;
+
+    *exp = NULL;
+    *nexp = 0;
+    for (uint32_t i = 0; i < q->act_n; i++)
+        k += q->act[i] != NULL && q->act[i]->j.lease_until < now;
+    if (k == 0)
+        return NV_OK;
+    if ((*exp = nv__malloc(k * sizeof(**exp))) == NULL)
+        return NV_ENOMEM;
+    for (uint32_t i = 0; i < q->act_n; i++)
+        if (q->act[i] != NULL && q->act[i]->j.lease_until < now)
+            (*exp)[(*nexp)++] = q->act[i];
+    qsort(*exp, *nexp, sizeof(**exp), act_seq_less);
+    return NV_OK;
+}
+
+static int
 mem_reap(void *self, const char *queue, int64_t now, int max_stalled,
          nv_reaped **out, size_t *n, nv_error *err)
 {
     struct mqueue *q = mq_queue_get(self, queue, 0);
-    struct mjob *m, *next;
+    struct mjob *m, **exp;
     nv_reaped *v = NULL;
-    size_t cnt = 0, cap = 0;
-    int rc = NV_OK, woke = 0;
+    size_t cnt = 0, cap = 0, nexp;
+    int rc, woke = 0;
 
     *out = NULL;
     *n = 0;
     if (q == NULL)
         return NV_OK;
     mq_lock(q);
-    for (m = q->active.head; m != NULL && rc == NV_OK; m = next) {
-        int fail = m->j.stalled_count + 1 > max_stalled;
+    rc = expired_leases(q, now, &exp, &nexp);
+    for (size_t e = 0; e < nexp && rc == NV_OK; e++) {
+        int fail;
         char *reason = NULL;
 
-        next = m->next;
-        if (m->j.lease_until >= now)
-            continue;
+        m = exp[e];
+        fail = m->j.stalled_count + 1 > max_stalled;
         if (cnt == cap) {
             size_t c = cap ? cap * 2 : 8;
             nv_reaped *t = nv__realloc(v, c * sizeof(*t));
@@ -841,6 +873,7 @@ mem_reap(void *self, const char *queue, int64_t now, int max_stalled,
         mq_wake(q, 1);
     groups_sweep(q, now);
     pthread_mutex_unlock(&q->mu);
+    nv__free(exp);
     if (rc != NV_OK) {
         nv_reaped_free(v, cnt);
         return oom(err);

@@ -105,8 +105,8 @@ struct mrec {
 
 /*
  * A job and its links. Its container follows j.state: waiting -> the heap
- * of its group; delayed -> the queue's delayed heap; active, completed,
- * failed -> the list of that state (completed and failed sorted by
+ * (or fifo) of its group; delayed -> the queue's delayed heap; active ->
+ * a slot of q->act; completed, failed -> the list of that state (sorted by
  * finished_on, oldest first).
  */
 struct mjob {
@@ -123,6 +123,7 @@ struct mjob {
     int            in_fifo;     /* waiting: in grp->fifo, not grp->waiting */
     int64_t        enq_now;     /* in the inbox: the enqueue's 'now' */
     uint32_t       act_i;       /* active: its slot in q->act */
+    uint64_t       act_seq;     /* active: reservation order (reap) */
 };
 
 struct jlist {
@@ -191,13 +192,15 @@ struct mqueue {
     struct mgroup  *g0;         /* the group "" (jobs without a group) */
     struct heap     ready;      /* non-empty groups by their first job */
     struct heap     delayed;    /* by (delay_until, dseq) */
-    struct jlist    active, completed, failed;
+    struct jlist    completed, failed;
     /* Active jobs by slot. A lease token names its slot, so the leased
      * ops (finish, extend, progress) find their job without the id table
-     * (a cache miss each with a large backlog). */
+     * (a cache miss each with a large backlog); no list links either, so
+     * workers ending jobs at once write none of each other's nodes. */
     struct mjob   **act;
     uint32_t       *act_free;   /* free slots (a stack) */
     uint32_t        act_n, act_cap, nact_free;
+    int64_t         nactive;
     int64_t         nwaiting;
     int64_t         fifo_seq, lifo_seq, delay_seq;
     int             paused;
@@ -386,9 +389,9 @@ void  mq_job_destroy(struct mjob *m);
  * is paused (all is: resume, engine stop). Under q->mu. */
 void  mq_wake(struct mqueue *q, int all);
 /* Active jobs (under q->mu): mq_active_prepare makes room for one more
- * (so that mq_active_add cannot fail); mq_active_add files m in the
- * active list and a slot and gives it a fresh lease token naming the
- * slot; mq_active_del takes it out of both. mq_active_find: the active
+ * (so that mq_active_add cannot fail); mq_active_add files m in a slot
+ * and gives it a fresh lease token naming the slot; mq_active_del takes
+ * it out. mq_active_find: the active
  * job of 'token' (which names its slot) if its id is 'id', else NULL. */
 int   mq_active_prepare(struct mqueue *q);
 void  mq_active_add(struct mqueues *a, struct mqueue *q, struct mjob *m);
