@@ -439,17 +439,27 @@ reserve_locked(struct mqueues *a, struct mqueue *q, int64_t now,
     struct mjob *m;
     int64_t next = 0;
     struct window *w = NULL;
+    int tries = 0;
 
     *next_at = 0;
+again:
     if (mq_promote(q, now) != NV_OK)
         return NV_ENOMEM;
     if (!q->paused)
         g = pick_group(q, now, lim, &next);
     if (g == NULL) {
-        /* gen as mq_lock saw it before filing the inbox: a push it did
-         * not file has made gen grow past that */
-        atomic_store_explicit(&q->idle_gen, q->lock_gen,
-                              memory_order_relaxed);
+        /* gen, then the inbox: a push not seen empty makes gen grow after
+         * (push, then gen + 1, in that order) */
+        uint64_t gen = atomic_load(&q->gen);
+
+        /* (a few times: a stream of pushes into a queue with nothing
+         * runnable, paused or limited, cannot hold the lock forever) */
+        if (atomic_load(&q->inbox) != NULL && ++tries < 4) {
+            mq_drain(q);
+            next = 0;
+            goto again;
+        }
+        atomic_store_explicit(&q->idle_gen, gen, memory_order_relaxed);
         if (!q->paused && q->delayed.n > 0)
             next = min_next(next, ((struct mjob *)heap_top(&q->delayed))->j.delay_until);
         *next_at = q->paused ? 0 : next;
@@ -1024,10 +1034,15 @@ queue_free(struct mqueue *q)
         q->pool = m->next;
         nv__free(m);
     }
-    mq_drain(q);                /* the inbox's jobs to pending */
-    while ((m = q->pending) != NULL) {
-        q->pending = m->next;
-        mq_job_destroy(m);
+    /* jobs never filed: in the inbox, or pending */
+    for (int i = 0; i < 2; i++) {
+        m = i == 0 ? atomic_exchange(&q->inbox, NULL) : q->pending;
+        while (m != NULL) {
+            struct mjob *next = m->next;
+
+            mq_job_destroy(m);
+            m = next;
+        }
     }
     for (int i = 0; i < 2; i++) {
         m = i == 0 ? atomic_load(&q->spare) : q->pfree;

@@ -175,14 +175,6 @@ struct mqueue {
     char            name[NV_NAME_MAX + 1];
     pthread_mutex_t mu;
     pthread_cond_t  cv;         /* 'gen' changed */
-    /* gen grows under mu or (an inbox push) without it; idle_gen and
-     * waiters are written under mu; all three are read without it (the
-     * brief spin of mem_wait, the inbox push) */
-    _Atomic uint64_t gen;       /* grows when a job may have become runnable */
-    _Atomic uint64_t idle_gen;  /* gen at the last reserve that found nothing */
-    uint64_t        lock_gen;   /* gen when mq_lock took mu (before draining) */
-    _Atomic int     waiters;    /* threads asleep in mem_wait */
-    _Atomic int     spinners;   /* threads watching gen in mem_wait (0, 1) */
     struct mjob    *pending;    /* inbox jobs not filed yet (out of memory) */
     uint64_t        token_seq;  /* lease tokens handed out */
     uint64_t        token_salt; /* per queue, mixed into its tokens */
@@ -211,9 +203,18 @@ struct mqueue {
     struct mjob    *pool;       /* freed nodes for reuse, linked by next */
     int             npool;
 
-    /* The inbox block: producers' lines, apart from the lines of mu */
+    /* The inbox block: the lines producers write, apart from the lines
+     * of mu (which the workers take at every job). gen grows under mu or
+     * (an inbox push) without it; idle_gen and waiters are written under
+     * mu; all are read without it (the brief spin of mem_wait, the inbox
+     * push). */
     char            pad0[64];
     _Atomic(struct mjob *) inbox;   /* pushed jobs, newest first */
+    _Atomic uint64_t gen;       /* grows when a job may have become runnable */
+    _Atomic uint64_t idle_gen;  /* gen at the last reserve that found nothing */
+    _Atomic int     waiters;    /* threads asleep in mem_wait */
+    _Atomic int     spinners;   /* threads watching gen in mem_wait (0, 1) */
+    char            pad2[64];
     _Atomic(struct mjob *) spare;   /* nodes handed from pool to producers */
     pthread_mutex_t pmu;        /* guards pfree (producers only) */
     struct mjob    *pfree;      /* nodes taken from spare */
@@ -429,8 +430,7 @@ static inline void
 mq_lock(struct mqueue *q)
 {
     pthread_mutex_lock(&q->mu);
-    q->lock_gen = atomic_load(&q->gen);
-    if (atomic_load_explicit(&q->inbox, memory_order_relaxed) != NULL ||
+    if (atomic_load_explicit(&q->inbox, memory_order_acquire) != NULL ||
         q->pending != NULL)
         mq_drain(q);
 }
