@@ -225,6 +225,18 @@ fq_pop(struct fq_heap *h, struct fq_ent *out)
         h->rh = (h->rh + 1) & (h->rcap - 1);
         if (--h->rn == 0)
             h->rh = 0;
+        if (h->rcap > 1024 && h->rn < h->rcap / 8) {
+            struct fq_ent *r = nv__malloc(h->rcap / 2 * sizeof(*r));
+
+            if (r != NULL) {
+                for (size_t i = 0; i < h->rn; i++)
+                    r[i] = *ring_at(h, i);
+                nv__free(h->r);
+                h->r = r;
+                h->rh = 0;
+                h->rcap /= 2;
+            }
+        }
         return 1;
     }
     h->v[0] = h->v[--h->n];
