@@ -84,6 +84,29 @@ nv__json_plain(const char *s)
     return 1;
 }
 
+char *
+nv__concat(const char *const *parts, size_t n)
+{
+    size_t len = 1, k;
+    char *out, *w;
+
+    for (size_t i = 0; i < n; i++)
+        len += parts[i] != NULL ? strlen(parts[i]) : 0;
+    out = nv__malloc(len);
+    if (out == NULL)
+        return NULL;
+    w = out;
+    for (size_t i = 0; i < n; i++) {
+        if (parts[i] == NULL)
+            continue;
+        k = strlen(parts[i]);
+        memcpy(w, parts[i], k);
+        w += k;
+    }
+    *w = '\0';
+    return out;
+}
+
 json_t *
 nv__json_iso(int64_t ms)
 {
