@@ -168,22 +168,56 @@ load_index(nv_engine *e, const char *flow, nv_index_entry **v, size_t *n,
     return rc;
 }
 
-/* Epoch ms of "YYYY-MM-DDTHH:MM:SS.mmmZ"; 0 when malformed. */
+/* The 'n' decimal digits at s, or -1. */
+static int
+digits(const char *s, int n)
+{
+    int v = 0;
+
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+/* Epoch ms of "YYYY-MM-DDTHH:MM:SS[.mmm]Z" (what nv__iso_time writes);
+ * 0 when malformed. Without sscanf and timegm: retention reads one per
+ * finished run. */
 static int64_t
 iso_ms(const char *s)
 {
-    struct tm tm;
-    int ms = 0;
+    static const int at[6] = { 0, 5, 8, 11, 14, 17 }, len[6] = {
+        4, 2, 2, 2, 2, 2 };
+    static const char sep[6] = { '-', '-', 'T', ':', ':', '\0' };
+    int v[6], ms = 0;
+    int64_t y, m, days;
 
-    if (s == NULL)
+    if (s == NULL || strlen(s) < 19)
         return 0;
-    memset(&tm, 0, sizeof(tm));
-    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &tm.tm_year, &tm.tm_mon,
-               &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) < 6)
+    for (int i = 0; i < 6; i++) {
+        v[i] = digits(s + at[i], len[i]);
+        if (v[i] < 0 || (sep[i] != '\0' && s[at[i] + len[i]] != sep[i]))
+            return 0;
+    }
+    if (s[19] == '.' && (ms = digits(s + 20, 3)) < 0)
+        ms = 0;
+    if (v[1] < 1 || v[1] > 12)
         return 0;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    return (int64_t)timegm(&tm) * 1000 + ms;
+    /* days since 1970-01-01 of a civil date (H. Hinnant's algorithm) */
+    y = v[0] - (v[1] <= 2);
+    m = v[1];
+    {
+        int64_t era = (y >= 0 ? y : y - 399) / 400;
+        int64_t yoe = y - era * 400;
+        int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + v[2] - 1;
+        int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+
+        days = era * 146097 + doe - 719468;
+    }
+    return ((days * 24 + v[3]) * 60 + v[4]) * 60000 + (int64_t)v[5] * 1000 +
+           ms;
 }
 
 static const char *

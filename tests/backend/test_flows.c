@@ -738,3 +738,46 @@ Test(flows, a_job_of_a_finished_run_is_removed_unrun)
     json_decref(r);
     tenv_free(&t);
 }
+
+/* The run cache holds 4096 runs in 16 shards: starting many more runs than
+ * that (entries evicted, table slots deleted and reused) and canceling
+ * every third keeps every run's state right as the engine reads it. The
+ * cache is the same code on every backend: memory only, for time. */
+Test(flows, runs_beyond_the_run_cache_keep_their_state)
+{
+    enum { N = 5000 };
+    static char ids[N][NV_ID_MAX];
+    tenv t;
+    nv_error err = { 0 };
+
+    if (strcmp(nv_test_backend(), "memory") != 0)
+        cr_skip_test("the run cache is backend-independent; memory only");
+    tenv_init(&t, "{\"store\":{\"retention\":{\"maxRunsPerFlow\":0}}}");
+    tenv_fn(&t, "s", "{\"flow\":{\"name\":\"m\",\"role\":\"entry\"}}",
+            step_handler, &S_a);
+    cr_assert_eq(nv_engine_start(t.e, NV_START_NO_WORKERS, &err), NV_OK,
+                 "%s", err.msg);
+    for (int i = 0; i < N; i++) {
+        tstart(&t, "m", NULL, ids[i]);
+        if (i % 3 == 0)
+            cr_assert_eq(nv_run_cancel(t.e, "m", ids[i], NULL, &err), NV_OK,
+                         "%s", err.msg);
+    }
+    for (int i = N - 1; i >= 0; i--) {
+        char st[16] = "";
+
+        if (i % 3 != 0) {
+            cr_assert_eq(nv_run_wait(t.e, ids[i], 0, st, &err),
+                         NV_EUNAVAILABLE, "run %d", i);
+            cr_assert_eq(nv_run_cancel(t.e, "m", ids[i], NULL, &err), NV_OK,
+                         "run %d: %s", i, err.msg);
+        } else {
+            cr_assert_eq(nv_run_cancel(t.e, "m", ids[i], NULL, &err),
+                         NV_ERUN_NOT_RUNNING, "run %d", i);
+        }
+        cr_assert_eq(nv_run_wait(t.e, ids[i], 0, st, &err), NV_OK, "%s",
+                     err.msg);
+        cr_assert_str_eq(st, "canceled");
+    }
+    tenv_free(&t);
+}
