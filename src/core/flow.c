@@ -435,16 +435,22 @@ static int
 advance(nv_engine *e, const nv__flowrt *f, const char *run_id,
         int include_entry, int64_t min_version, nv_error *err)
 {
+    char ended[32] = "";    /* the terminal event appended here */
+
     for (int round = 0; round < 64; round++) {
         nv__run_proj p;
         int64_t version = -1;
         int rc = load_at(e, f, run_id, min_version, &p, err);
 
-        if (rc != NV_OK)
+        if (rc != NV_OK) {
+            if (ended[0] != '\0')
+                nv__run_terminated(e, f, run_id, ended);
             return rc;
+        }
         if (p.status != NV_RUN_RUNNING || !p.complete) {
             /* a running run's index entry is refreshed by the maintenance
-             * pass within 1 s (IX-3); a finished one is written now */
+             * pass within 1 s (IX-3); a finished one is written now,
+             * before the retention that follows its end sees it */
             if (p.status == NV_RUN_RUNNING) {
                 dispatch(e, f, run_id, &p, include_entry);
                 nv__index_mark_dirty(e, f->flow->name, run_id);
@@ -452,14 +458,15 @@ advance(nv_engine *e, const nv__flowrt *f, const char *run_id,
                 nv__index_update(e, f, run_id, &p);
             }
             nv__run_proj_release(&p);
+            if (ended[0] != '\0')
+                nv__run_terminated(e, f, run_id, ended);
             return NV_OK;
         }
         rc = append_ev(e, f->flow->name, run_id, p.terminal_type, NULL, NULL,
                        0, p.terminal_data, NULL, NULL, p.version, NULL,
-                       &version,
-                       err);
-        char type[32];
-        nv__strlcpy(type, p.terminal_type, sizeof(type));
+                       &version, err);
+        if (rc == NV_OK)
+            nv__strlcpy(ended, p.terminal_type, sizeof(ended));
         nv__run_proj_release(&p);
         if (rc == NV_ECONFLICT) {
             min_version = -1;   /* F-13: someone appended; decide again */
@@ -467,8 +474,11 @@ advance(nv_engine *e, const nv__flowrt *f, const char *run_id,
         }
         if (rc != NV_OK)
             return rc;
-        nv__run_terminated(e, f, run_id, type);
         min_version = version;
+    }
+    if (ended[0] != '\0') {
+        nv__run_terminated(e, f, run_id, ended);
+        return NV_OK;
     }
     return nv__error(err, NV_EINTERNAL, "run '%s': could not settle", run_id);
 }
@@ -889,8 +899,8 @@ nv__run_cancel_internal(nv_engine *e, const nv__flowrt *f, const char *run_id,
             continue;
         if (rc != NV_OK)
             return rc;
-        nv__run_terminated(e, f, run_id, type);
         advance(e, f, run_id, 0, done, NULL);   /* the final index meta */
+        nv__run_terminated(e, f, run_id, type);
         return NV_OK;
     }
     return nv__error(err, NV_EINTERNAL, "run '%s': could not append %s",

@@ -530,20 +530,20 @@ meta_fast(const char *meta, int *running, int64_t *done)
     return 1;
 }
 
+#define RETAIN_BATCH 256
+
 int
 nv__retention(nv_engine *e, const char *flow, int mode, int64_t *removed,
               int64_t *kept_running, nv_error *err)
 {
     nv_index_entry *v = NULL;
     size_t n = 0;
-    int64_t now = nv__now(e), rm = 0, kept = 0, offset = 0;
+    int64_t now = nv__now(e), rm = 0, kept = 0, limit = -1;
     char *key;
     int rc;
 
     if (mode != NV__RETAIN_CLEAR && e->max_runs == 0 && e->max_age == 0)
         return NV_OK;
-    /* After a terminal event only the runs beyond the newest maxRunsPerFlow
-     * are looked at: usually none, at most a few. */
     if (mode == NV__RETAIN_EXCESS) {
         int64_t t = nv__monotonic_ms(), last = atomic_load(&e->excess_at);
 
@@ -551,13 +551,37 @@ nv__retention(nv_engine *e, const char *flow, int mode, int64_t *removed,
         if (e->max_runs == 0 || t - last < 100 ||
             !atomic_compare_exchange_strong(&e->excess_at, &last, t))
             return NV_OK;
-        offset = e->max_runs;
     }
     key = nv__index_key(e, flow);
     if (key == NULL)
         return nv__error(err, NV_ENOMEM, "out of memory");
-    rc = e->store.ops->idx_range(e->store.self, key, 1, offset, -1, &v, &n,
-                                 NULL, err);
+    if (mode == NV__RETAIN_EXCESS) {
+        /*
+         * After a terminal event only the runs beyond the newest
+         * maxRunsPerFlow are looked at, oldest first and at most
+         * RETAIN_BATCH of them: with many runs in flight most of those
+         * beyond the limit are running, and copying them all at every
+         * pass cost more than the endings themselves. What a pass leaves
+         * the next one (or the full pass, at least every 60 s) removes.
+         */
+        int64_t total = 0;
+
+        rc = e->store.ops->idx_range(e->store.self, key, 0, 0, 0, &v, &n,
+                                     &total, err);
+        nv_index_entries_free(v, n);
+        v = NULL;
+        n = 0;
+        limit = total - e->max_runs;
+        if (rc != NV_OK || limit <= 0) {
+            nv__free(key);
+            return rc;
+        }
+        if (limit > RETAIN_BATCH)
+            limit = RETAIN_BATCH;
+    }
+    rc = e->store.ops->idx_range(e->store.self, key,
+                                 mode == NV__RETAIN_EXCESS ? 0 : 1, 0, limit,
+                                 &v, &n, NULL, err);
     nv__free(key);
     if (rc != NV_OK)
         return rc;
