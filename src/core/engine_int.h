@@ -105,7 +105,12 @@ struct nv_engine {
     int64_t         next_reap, next_metrics;
     atomic_llong    run_gen;
     atomic_llong    excess_at;
-    _Atomic uint64_t id_seq;            /* generated job ids (jobs.c) */          /* last excess retention (real ms) */            /* grows at each terminal event seen */
+    /* generated job ids (jobs.c): the producer writes it at each
+     * enqueue, so it has a cache line of its own, away from what the
+     * workers read at each job (stopping, nlive) */
+    char            id_pad0[64];
+    _Atomic uint64_t id_seq;
+    char            id_pad1[64];
 
     pthread_mutex_t live_mu;            /* guards lives, sub_handle */
     struct nv_live *lives;

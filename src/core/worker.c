@@ -299,6 +299,16 @@ outcome(nv_ctx *c, int ok, int rc_handler, const char *forced,
     }
 }
 
+/* Add 'by' to a counter of c: only the attempt's outcome owner writes
+ * them (one at a time: outcome_claim and c->busy order the owners), so a
+ * plain load and store do, without a locked add per job. */
+static void
+count_add(atomic_llong *v, long long by)
+{
+    atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) +
+                          by, memory_order_relaxed);
+}
+
 static void
 observe(nv_ctx *c, int64_t us, int failed)
 {
@@ -311,11 +321,11 @@ observe(nv_ctx *c, int64_t us, int failed)
             break;
         }
     }
-    atomic_fetch_add_explicit(&c->hist[b], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&c->hist_sum_us, us, memory_order_relaxed);
-    atomic_fetch_add_explicit(&c->processed, 1, memory_order_relaxed);
+    count_add(&c->hist[b], 1);
+    count_add(&c->hist_sum_us, us);
+    count_add(&c->processed, 1);
     if (failed)
-        atomic_fetch_add_explicit(&c->failed, 1, memory_order_relaxed);
+        count_add(&c->failed, 1);
 }
 
 int
@@ -403,7 +413,9 @@ ctx_fill(nv__wq *wq, nv_ctx *c, nv_job *job, int64_t now)
     const nv__function *fn = wq->fn;
 
     c->job = *job;
-    memset(job, 0, sizeof(*job));
+    /* the heap members are c->job's now (a release of 'job' frees none) */
+    job->data = job->opts = job->progress_data = job->returnvalue = NULL;
+    job->failed_reason = job->logs = job->group = NULL;
     job = &c->job;
     atomic_store(&c->cancel, NULL);
     nv__job_opts(wq, job, &c->opts);

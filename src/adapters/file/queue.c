@@ -112,19 +112,16 @@ sift_down(struct fq_heap *h, size_t i)
     h->v[i] = e;
 }
 
-/* Append without ordering (loading); fq_heapify orders. */
+/* Append to the heap without ordering (loading); heapify orders. */
 static int
-heap_append(struct fq_heap *h, int64_t k1, int64_t k2, int64_t rid)
+heap_append(struct fq_heap *h, const struct fq_ent *e)
 {
     struct fq_ent *v = fdb_grow(h->v, &h->cap, h->n, sizeof(*v));
 
     if (v == NULL)
         return -1;
     h->v = v;
-    h->v[h->n].k1 = k1;
-    h->v[h->n].k2 = k2;
-    h->v[h->n].rid = rid;
-    h->n++;
+    h->v[h->n++] = *e;
     return 0;
 }
 
@@ -135,18 +132,63 @@ heapify(struct fq_heap *h)
         sift_down(h, i);
 }
 
+static struct fq_ent *
+ring_at(const struct fq_heap *h, size_t i)
+{
+    return &h->r[(h->rh + i) & (h->rcap - 1)];
+}
+
+/* Append 'e' to the ring when it keeps the ring in order: 1 done, 0 not
+ * in order, -1 out of memory. */
+static int
+ring_append(struct fq_heap *h, const struct fq_ent *e)
+{
+    if (h->rn > 0 && ent_less(e, ring_at(h, h->rn - 1)))
+        return 0;
+    if (h->rn == h->rcap) {
+        size_t ncap = h->rcap ? h->rcap * 2 : 64;
+        struct fq_ent *r = nv__malloc(ncap * sizeof(*r));
+
+        if (r == NULL)
+            return -1;
+        for (size_t i = 0; i < h->rn; i++)
+            r[i] = *ring_at(h, i);
+        nv__free(h->r);
+        h->r = r;
+        h->rh = 0;
+        h->rcap = ncap;
+    }
+    *ring_at(h, h->rn) = *e;
+    h->rn++;
+    return 1;
+}
+
+/* Place 'e' in the ring, else unordered in the heap (loading). */
+static int
+order_append(struct fq_heap *h, const struct fq_ent *e)
+{
+    int rc = ring_append(h, e);
+
+    return rc != 0 ? (rc > 0 ? 0 : -1) : heap_append(h, e);
+}
+
 int
 fq_push(struct fq *fq, struct fq_heap *h, int64_t k1, int64_t k2,
         int64_t rid, nv_error *err)
 {
+    struct fq_ent e = { .k1 = k1, .k2 = k2, .rid = rid };
     size_t i;
+    int rc = ring_append(h, &e);
 
-    if (heap_append(h, k1, k2, rid) != 0) {
+    if (rc == 0)
+        rc = heap_append(h, &e) == 0 ? 2 : -1;
+    if (rc < 0) {
         fq->need_load = 1;      /* the job is in the database, not here */
         return fdb_oom("queue", err);
     }
+    if (rc == 1)
+        return NV_OK;
     i = h->n - 1;
-    struct fq_ent e = h->v[i];
     while (i > 0 && ent_less(&e, &h->v[(i - 1) / 2])) {
         h->v[i] = h->v[(i - 1) / 2];
         i = (i - 1) / 2;
@@ -155,12 +197,36 @@ fq_push(struct fq *fq, struct fq_heap *h, int64_t k1, int64_t k2,
     return NV_OK;
 }
 
+const struct fq_ent *
+fq_top(const struct fq_heap *h)
+{
+    if (h->rn == 0)
+        return h->n > 0 ? &h->v[0] : NULL;
+    if (h->n == 0 || ent_less(ring_at(h, 0), &h->v[0]))
+        return ring_at(h, 0);
+    return &h->v[0];
+}
+
+size_t
+fq_size(const struct fq_heap *h)
+{
+    return h->n + h->rn;
+}
+
 int
 fq_pop(struct fq_heap *h, struct fq_ent *out)
 {
-    if (h->n == 0)
+    const struct fq_ent *t = fq_top(h);
+
+    if (t == NULL)
         return 0;
-    *out = h->v[0];
+    *out = *t;
+    if (h->rn > 0 && t == ring_at(h, 0)) {
+        h->rh = (h->rh + 1) & (h->rcap - 1);
+        if (--h->rn == 0)
+            h->rh = 0;
+        return 1;
+    }
     h->v[0] = h->v[--h->n];
     if (h->n > 0)
         sift_down(h, 0);
@@ -174,6 +240,19 @@ fq_pop(struct fq_heap *h, struct fq_ent *out)
         }
     }
     return 1;
+}
+
+void
+fq_stale_check(struct fq *fq, struct qstate *qs)
+{
+    static const int states[] = { NV_JOB_WAITING, NV_JOB_DELAYED,
+                                  NV_JOB_COMPLETED, NV_JOB_FAILED };
+
+    for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
+        if (fq_size(fq_heap_of(qs, states[i])) >
+            2 * (size_t)qs->n[states[i]] + FQ_STALE_MAX)
+            fq->need_load = 1;
+    }
 }
 
 struct fq_heap *
@@ -191,7 +270,9 @@ fq_heap_of(struct qstate *qs, int state)
 int64_t
 fq_next_due(const struct qstate *qs)
 {
-    return qs->delay.n > 0 ? qs->delay.v[0].k1 : INT64_MAX;
+    const struct fq_ent *t = fq_top(&qs->delay);
+
+    return t != NULL ? t->k1 : INT64_MAX;
 }
 
 static size_t
@@ -329,6 +410,10 @@ qs_clear(struct qstate *q)
     nv__free(q->delay.v);
     nv__free(q->done[0].v);
     nv__free(q->done[1].v);
+    nv__free(q->wait.r);
+    nv__free(q->delay.r);
+    nv__free(q->done[0].r);
+    nv__free(q->done[1].r);
     nv__free(q->active.v);
     memset(&q->wait, 0, sizeof(q->wait));
     memset(&q->delay, 0, sizeof(q->delay));
@@ -432,7 +517,7 @@ load(struct fdb_conn *c, struct fq *fq, nv_error *err)
             if (rc != NV_OK)
                 break;
         } else if ((h = fq_heap_of(last, state)) != NULL &&
-                   heap_append(h, k1, k2, rid) != 0) {
+                   order_append(h, &(struct fq_ent){ k1, k2, rid }) != 0) {
             rc = fdb_oom("queue", err);
             break;
         }

@@ -26,8 +26,13 @@ struct fq_ent {
 };
 
 struct fq_heap {
-    struct fq_ent *v;
+    struct fq_ent *v;          /* the heap */
     size_t         n, cap;
+    /* Entries that came in key order (the usual case: fifo jobs, equal
+     * delays, finishing times) wait in a ring instead, oldest first,
+     * for O(1) and no cache misses; the least of both goes first. */
+    struct fq_ent *r;
+    size_t         rh, rn, rcap;
 };
 
 /* An active job: its lease end (for the reaper) and what putting it
@@ -116,6 +121,12 @@ void    fq_count_move(struct qstate *qs, int from, int to, int64_t k);
 int64_t fq_wait_seq(struct fq *fq, int lifo);
 /* The hint slot of a lease token. */
 struct lease_hint *fq_hint(struct fq *fq, const char *token);
+/* A job removed, or moved out of a heap other than by a pop, leaves a
+ * stale entry behind. Past FQ_STALE_MAX more entries than twice the
+ * jobs of a state, fq_stale_check marks the memory for a reload (which
+ * has none). */
+#define FQ_STALE_MAX 4096
+void fq_stale_check(struct fq *fq, struct qstate *qs);
 /* The heap of stored state 'state' (waiting, delayed, completed,
  * failed); NULL for active. */
 struct fq_heap *fq_heap_of(struct qstate *qs, int state);
@@ -124,6 +135,9 @@ struct fq_heap *fq_heap_of(struct qstate *qs, int state);
 int     fq_push(struct fq *fq, struct fq_heap *h, int64_t k1, int64_t k2,
                 int64_t rid, nv_error *err);
 int     fq_pop(struct fq_heap *h, struct fq_ent *out);
+/* The least entry (NULL: none); the number of entries. */
+const struct fq_ent *fq_top(const struct fq_heap *h);
+size_t  fq_size(const struct fq_heap *h);
 /* The active lease of 'rid' (NULL: none); add one, drop one. */
 struct fq_lease *fq_lease_get(struct qstate *qs, int64_t rid);
 int     fq_lease_put(struct fq *fq, struct qstate *qs, int64_t rid,

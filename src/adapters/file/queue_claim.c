@@ -180,7 +180,9 @@ promote(struct fdb_conn *c, struct fq *fq, struct qstate *qs, int64_t now,
     struct fq_ent e;
     int rc;
 
-    while (qs->delay.n > 0 && qs->delay.v[0].k1 <= now) {
+    const struct fq_ent *t;
+
+    while ((t = fq_top(&qs->delay)) != NULL && t->k1 <= now) {
         FDB_STMT(c, up, "UPDATE jobs SET state = 0, sk1 = priority,"
                         " sk2 = CASE WHEN lifo THEN -?2 ELSE ?2 END"
                         " WHERE rid = ?1 AND state = 1 AND sk2 = ?3"

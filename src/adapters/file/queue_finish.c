@@ -415,9 +415,11 @@ remove_fn(struct fdb_conn *c, void *arg, nv_error *err)
                          "active", a->id, a->queue);
     FDB_STMT(c, st, "DELETE FROM jobs WHERE rid = ?1");
     sqlite3_bind_int64(st, 1, rid);
-    if ((rc = fdb_run(c, st, err)) == NV_OK)
+    if ((rc = fdb_run(c, st, err)) == NV_OK) {
         fq_count_move(qs, a->out.state == NV_JOB_PAUSED ? NV_JOB_WAITING
                                                      : a->out.state, -1, 1);
+        fq_stale_check(a->fq, qs);
+    }
     return rc;
 }
 
@@ -463,6 +465,7 @@ retry_fn(struct fdb_conn *c, void *arg, nv_error *err)
     fq_count_move(qs, NV_JOB_FAILED, NV_JOB_WAITING, 1);
     if ((rc = fq_push(a->fq, &qs->wait, sk1, sk2, rid, err)) != NV_OK)
         return rc;
+    fq_stale_check(a->fq, qs);
     return fq_load_job(c, a->queue, a->id, &a->out, NULL, err);
 }
 
