@@ -100,7 +100,7 @@ append_ev(nv_engine *e, const char *flow, const char *run_id,
         nv__free(key);
     if (rc == NV_OK && !nv__event_is_terminal(type) &&
         strcmp(type, "step.completed") != 0 && strcmp(type, "flow.start") != 0)
-        nv__index_mark_dirty(e, flow, run_id);
+        nv__rcache_mark_dirty(e, flow, run_id);
     return rc;
 }
 
@@ -453,7 +453,7 @@ advance(nv_engine *e, const nv__flowrt *f, const char *run_id,
              * before the retention that follows its end sees it */
             if (p.status == NV_RUN_RUNNING) {
                 dispatch(e, f, run_id, &p, include_entry);
-                nv__index_mark_dirty(e, f->flow->name, run_id);
+                nv__rcache_mark_dirty(e, f->flow->name, run_id);
             } else {
                 nv__index_update(e, f, run_id, &p);
             }

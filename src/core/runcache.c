@@ -54,6 +54,8 @@ struct rc_entry {
     const nv__flowrt *f;        /* the run's flow, set with acc */
     nv__proj_acc     *acc;      /* NULL while no event is applied */
     size_t            n;        /* events applied */
+    int               dirty_set;   /* dirty_gen below is valid */
+    unsigned          dirty_gen;   /* the run was marked dirty under it */
     char              last_id[NV_EVENT_ID_MAX];
     char              prev_id[NV_EVENT_ID_MAX];   /* "" when n < 2 */
 };
@@ -75,14 +77,22 @@ struct nv__rcache {
     struct rc_shard shard[RC_SHARDS];
 };
 
+/* 8 bytes at a time (run ids are 36 characters), mixed by multiplying */
 static uint32_t
-hash_of(const char *s)
+hash_of(const char *s, size_t len)
 {
-    uint32_t h = 2166136261u;              /* FNV-1a */
+    uint64_t h = 0x9e3779b97f4a7c15u ^ len, w;
 
-    for (; *s != '\0'; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h;
+    for (; len >= 8; s += 8, len -= 8) {
+        memcpy(&w, s, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdu;
+        h ^= h >> 32;
+    }
+    w = 0;
+    memcpy(&w, s, len);
+    h = (h ^ w) * 0xc4ceb9fe1a85ec53u;
+    h ^= h >> 29;
+    return (uint32_t)h;
 }
 
 static size_t
@@ -211,7 +221,7 @@ nv__rcache_evict(nv_engine *e, const char *run_id)
 
     if (c == NULL || run_id == NULL)
         return;
-    h = hash_of(run_id);
+    h = hash_of(run_id, strlen(run_id));
     sh = &c->shard[h & (RC_SHARDS - 1)];
     pthread_mutex_lock(&sh->mu);
     x = find(sh, h, run_id);
@@ -224,13 +234,14 @@ nv__rcache_evict(nv_engine *e, const char *run_id)
 static struct rc_entry *
 acquire(nv__rcache *c, const char *run_id, int create)
 {
+    size_t len = strlen(run_id);
     uint32_t h;
     struct rc_shard *sh;
     struct rc_entry *x;
 
-    if (strlen(run_id) >= NV_ID_MAX)
+    if (len >= NV_ID_MAX)
         return NULL;
-    h = hash_of(run_id);
+    h = hash_of(run_id, len);
     sh = &c->shard[h & (RC_SHARDS - 1)];
     pthread_mutex_lock(&sh->mu);
     x = find(sh, h, run_id);
@@ -403,6 +414,26 @@ nv__rcache_put(nv_engine *e, const char *run_id, const nv_event *ev,
         entry_apply(x, f, ev, data, facts, NULL) != NV_OK)
         entry_clear(x);
     release(c, x);
+}
+
+void
+nv__rcache_mark_dirty(nv_engine *e, const char *flow, const char *run_id)
+{
+    struct rc_entry *x = e->rcache != NULL ? acquire(e->rcache, run_id, 0)
+                                           : NULL;
+
+    if (x == NULL) {
+        nv__index_mark_dirty(e, flow, run_id);
+        return;
+    }
+    /* Under the entry's lock: whoever saw the mark current saw it made.
+     * A flush bumps the generation when it takes the set, before it reads
+     * the runs: an event appended before a mark was skipped is read. */
+    if (!x->dirty_set || x->dirty_gen != atomic_load(&e->dirty_gen)) {
+        x->dirty_gen = nv__index_mark_dirty(e, flow, run_id);
+        x->dirty_set = 1;
+    }
+    release(e->rcache, x);
 }
 
 /*

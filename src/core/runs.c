@@ -15,9 +15,10 @@ static const char *const terminal_statuses = "completed,failed,canceled,stalled"
 
 /* ---- Keeping the index current (IX-3) ---- */
 
-void
-nv__index_update(nv_engine *e, const nv__flowrt *f, const char *run_id,
-                 const nv__run_proj *p)
+/* Write a run's index entry from its projection. */
+static void
+index_write(nv_engine *e, const nv__flowrt *f, const char *run_id,
+            const nv__run_proj *p)
 {
     char *ms = nv__run_proj_meta_text(p, &f->def);
     char *key = nv__index_key(e, f->flow->name);
@@ -32,18 +33,34 @@ nv__index_update(nv_engine *e, const nv__flowrt *f, const char *run_id,
     }
     nv__free(ms);
     nv__free(key);
-    pthread_mutex_lock(&e->dirty_mu);
-    json_object_del(e->dirty, run_id);
-    pthread_mutex_unlock(&e->dirty_mu);
 }
 
 void
+nv__index_update(nv_engine *e, const nv__flowrt *f, const char *run_id,
+                 const nv__run_proj *p)
+{
+    index_write(e, f, run_id, p);
+    /* a finished run's entry changes no more (IX-3): no flush for it */
+    if (p->status != NV_RUN_RUNNING) {
+        pthread_mutex_lock(&e->dirty_mu);
+        json_object_del(e->dirty, run_id);
+        pthread_mutex_unlock(&e->dirty_mu);
+    }
+}
+
+unsigned
 nv__index_mark_dirty(nv_engine *e, const char *flow, const char *run_id)
 {
+    unsigned gen;
+
     pthread_mutex_lock(&e->dirty_mu);
-    if (json_object_get(e->dirty, run_id) == NULL)
-        json_object_set_new(e->dirty, run_id, json_string(flow));
+    if (json_object_get(e->dirty, run_id) == NULL &&
+        json_object_set_new(e->dirty, run_id, json_string(flow)) != 0)
+        gen = atomic_load(&e->dirty_gen) - 1;   /* not marked: not current */
+    else
+        gen = atomic_load(&e->dirty_gen);
     pthread_mutex_unlock(&e->dirty_mu);
+    return gen;
 }
 
 void
@@ -58,6 +75,8 @@ nv__index_flush(nv_engine *e)
     e->dirty = json_object();
     if (e->dirty == NULL)
         e->dirty = d, d = NULL;
+    else
+        atomic_fetch_add(&e->dirty_gen, 1);   /* marks from now: new set */
     pthread_mutex_unlock(&e->dirty_mu);
     if (d == NULL)
         return;
@@ -69,7 +88,9 @@ nv__index_flush(nv_engine *e)
 
         if (f == NULL || nv__run_load(e, f, run, NULL, &n, &p, NULL) != NV_OK)
             continue;
-        nv__index_update(e, f, run, &p);
+        /* not nv__index_update: a mark made since the set was taken (in
+         * the new set) must stay for the next flush */
+        index_write(e, f, run, &p);
         nv__run_proj_release(&p);
         nv_events_free(evs, n);
     }
