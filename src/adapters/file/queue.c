@@ -433,12 +433,15 @@ publish(struct fq *fq)
     }
 }
 
+/* snap_mu is held across a COMMIT and its publication, so that a
+ * listing's snapshot and counts agree; counts alone take only cmu, and
+ * do not wait for a COMMIT (with FULL, an fsync). */
 static void
 pre_commit(void *ud)
 {
     struct fq *fq = ud;
 
-    pthread_mutex_lock(&fq->cmu);
+    pthread_mutex_lock(&fq->snap_mu);
 }
 
 static void
@@ -446,9 +449,12 @@ post_commit(void *ud, int ok)
 {
     struct fq *fq = ud;
 
-    if (ok)
+    if (ok) {
+        pthread_mutex_lock(&fq->cmu);
         publish(fq);
-    pthread_mutex_unlock(&fq->cmu);
+        pthread_mutex_unlock(&fq->cmu);
+    }
+    pthread_mutex_unlock(&fq->snap_mu);
 }
 
 /* A batch was rolled back: what its ops did to memory may not be true. */
@@ -608,7 +614,7 @@ fq_counts(void *self, const char *queue, nv_job_counts *out, nv_error *err)
 
 /* For a listing: the counts of 'queue' per stored state and its pause
  * flag, as of the snapshot 'c' reads (the caller's read transaction
- * starts here, under cmu, so no commit falls between the two). */
+ * starts here, under snap_mu, so no commit falls between the two). */
 int
 fq_counts_snapshot(struct fdb_conn *c, struct fq *fq, const char *queue,
                    int64_t n[5], int *paused, nv_error *err)
@@ -617,14 +623,16 @@ fq_counts_snapshot(struct fdb_conn *c, struct fq *fq, const char *queue,
     struct qstate *q;
     int rc;
 
-    pthread_mutex_lock(&fq->cmu);
+    pthread_mutex_lock(&fq->snap_mu);
     rc = fdb_step_row(c, st, err);      /* any read starts the snapshot */
     sqlite3_reset(st);
+    pthread_mutex_lock(&fq->cmu);
     q = qs_find(fq, queue);
     *paused = q != NULL && q->pub_paused;
     for (int s = 0; s < 5; s++)
         n[s] = q != NULL ? q->pub[s] : 0;
     pthread_mutex_unlock(&fq->cmu);
+    pthread_mutex_unlock(&fq->snap_mu);
     return rc < 0 ? rc : NV_OK;
 }
 
@@ -719,6 +727,7 @@ fq_close(void *self)
     nv__free(fq->hints);
     pthread_mutex_destroy(&fq->wmu);
     pthread_mutex_destroy(&fq->cmu);
+    pthread_mutex_destroy(&fq->snap_mu);
     pthread_cond_destroy(&fq->wcv);
     nv__free(fq);
 }
@@ -772,6 +781,7 @@ nv_file_queue_open(const char *settings_json, nv_queue *out, nv_error *err)
         return fdb_oom("queue", err);
     pthread_mutex_init(&fq->wmu, NULL);
     pthread_mutex_init(&fq->cmu, NULL);
+    pthread_mutex_init(&fq->snap_mu, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&fq->wcv, &ca);

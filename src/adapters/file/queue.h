@@ -87,6 +87,7 @@ struct fq {
     struct qstate  *qs;        /* changed by the leader under cmu */
     int             need_load; /* leader only: memory to be (re)loaded */
     pthread_mutex_t cmu;       /* guards the qs list and pub fields */
+    pthread_mutex_t snap_mu;   /* held by the leader across a COMMIT */
     struct lease_hint *hints;  /* FQ_HINTS of them; leader only */
 
     pthread_mutex_t wmu;       /* guards gens, woken */
