@@ -2,8 +2,9 @@
  * File queue adapter: jobs, leases, pause flags and limiter windows in
  * <dataDir>/queue.db (see fdb.c for the database, group commit and the
  * lock file; adapter.h for the contract of each op). This file holds the
- * schema, the writer's per-queue cache, pause, open/close and the ops
- * table; queue.h lists the other files of the adapter.
+ * schema, the writer's memory of each queue (order heaps, leases, counts;
+ * loaded at open), counts, pause, open/close and the ops table; queue.h
+ * lists the other files of the adapter.
  */
 #include <stdint.h>
 #include <string.h>
