@@ -196,17 +196,28 @@ nv_ctx_emit(nv_ctx *c, const char *name, const char *payload_json,
     if (atomic_load(&c->cancel) != NULL && strcmp(c->cancel, "shutdown") != 0)
         return nv__error(err, NV_ESTATE, "emit: the attempt is %s",
                          c->cancel);
-    rc = nv__parse_json("emit: payload", payload_json ? payload_json : "{}",
-                        &payload, err);
-    if (rc != NV_OK)
-        return rc;
+    if (payload_json == NULL) {
+        payload = json_object();
+        if (payload == NULL)
+            return nv__error(err, NV_ENOMEM, "emit: out of memory");
+    } else {
+        rc = nv__parse_json("emit: payload", payload_json, &payload, err);
+        if (rc != NV_OK)
+            return rc;
+    }
     /* {name, payload} as text (a name needs no escaping: N-1); the run
      * cache takes the payload as parsed */
     text = payload_json == NULL ? NULL : nv__dump(payload);
-    d = payload_json == NULL || text != NULL
-            ? nv__asprintf("{\"name\":\"%s\",\"payload\":%s}", name,
-                           text != NULL ? text : "{}")
-            : NULL;
+    if (payload_json == NULL || text != NULL) {
+        const char *const parts[] = {
+            "{\"name\":\"", name, "\",\"payload\":",
+            text != NULL ? text : "{}", "}",
+        };
+
+        d = nv__concat(parts, sizeof(parts) / sizeof(parts[0]));
+    } else {
+        d = NULL;
+    }
     nv__free(text);
     memset(&fa, 0, sizeof(fa));
     fa.name = name;

@@ -128,6 +128,8 @@ struct nv_engine {
 
     pthread_mutex_t dirty_mu;           /* guards dirty */
     json_t         *dirty;              /* {runId: flowName} index to refresh */
+    atomic_uint     dirty_gen;          /* bumped (under dirty_mu) when a
+                                           flush takes the dirty set */
     nv__rcache     *rcache;             /* running runs' events, parsed */
 
     /* settings read once at start */
@@ -297,7 +299,13 @@ const nv__flowrt *nv__run_flow(nv_engine *e, const char *flow,
 /* Write the IX-1 metadata of a projected run (terminal never replaced). */
 void nv__index_update(nv_engine *e, const nv__flowrt *f, const char *run_id,
                       const nv__run_proj *p);
-void nv__index_mark_dirty(nv_engine *e, const char *flow, const char *run_id);
+/* Returns the dirty generation the run was added under. */
+unsigned nv__index_mark_dirty(nv_engine *e, const char *flow,
+                              const char *run_id);
+/* The same, skipped when the run cache knows the run is in the current
+ * dirty set (no global lock per event of a busy run). */
+void nv__rcache_mark_dirty(nv_engine *e, const char *flow,
+                           const char *run_id);
 void nv__index_flush(nv_engine *e);
 enum { NV__RETAIN_EXCESS = 0, NV__RETAIN_FULL = 1, NV__RETAIN_CLEAR = 2 };
 int  nv__retention(nv_engine *e, const char *flow_name, int mode,

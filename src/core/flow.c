@@ -18,6 +18,20 @@ nv__stream_key(nv_engine *e, const char *run_id)
     return nv__key_join(e->prefix[2], "flow:", run_id);
 }
 
+/* The stream key in 'buf' when it fits, else allocated (or NULL). */
+static char *
+stream_key(nv_engine *e, const char *run_id, char *buf, size_t size)
+{
+    size_t a = strlen(e->prefix[2]), b = strlen(run_id);
+
+    if (a + b + 7 > size)
+        return nv__stream_key(e, run_id);
+    memcpy(buf, e->prefix[2], a);
+    memcpy(buf + a, ":flow:", 6);
+    memcpy(buf + a + 6, run_id, b + 1);
+    return buf;
+}
+
 char *
 nv__index_key(nv_engine *e, const char *flow)
 {
@@ -38,7 +52,8 @@ append_ev(nv_engine *e, const char *flow, const char *run_id,
           int64_t *version_out, nv_error *err)
 {
     nv_event ev, mine;
-    char *key = nv__stream_key(e, run_id), *dumped = NULL;
+    char kbuf[256], *key = stream_key(e, run_id, kbuf, sizeof(kbuf));
+    char *dumped = NULL;
     int64_t version = -1;
     int rc;
 
@@ -60,7 +75,8 @@ append_ev(nv_engine *e, const char *flow, const char *run_id,
     if (text == NULL && data != NULL) {
         text = dumped = nv__dump(data);
         if (dumped == NULL) {
-            nv__free(key);
+            if (key != kbuf)
+                nv__free(key);
             return nv__error(err, NV_ENOMEM, "out of memory");
         }
     }
@@ -80,10 +96,11 @@ append_ev(nv_engine *e, const char *flow, const char *run_id,
     else
         nv_event_release(&mine);
     nv__free(dumped);
-    nv__free(key);
+    if (key != kbuf)
+        nv__free(key);
     if (rc == NV_OK && !nv__event_is_terminal(type) &&
         strcmp(type, "step.completed") != 0 && strcmp(type, "flow.start") != 0)
-        nv__index_mark_dirty(e, flow, run_id);
+        nv__rcache_mark_dirty(e, flow, run_id);
     return rc;
 }
 
@@ -418,31 +435,38 @@ static int
 advance(nv_engine *e, const nv__flowrt *f, const char *run_id,
         int include_entry, int64_t min_version, nv_error *err)
 {
+    char ended[32] = "";    /* the terminal event appended here */
+
     for (int round = 0; round < 64; round++) {
         nv__run_proj p;
         int64_t version = -1;
         int rc = load_at(e, f, run_id, min_version, &p, err);
 
-        if (rc != NV_OK)
+        if (rc != NV_OK) {
+            if (ended[0] != '\0')
+                nv__run_terminated(e, f, run_id, ended);
             return rc;
+        }
         if (p.status != NV_RUN_RUNNING || !p.complete) {
             /* a running run's index entry is refreshed by the maintenance
-             * pass within 1 s (IX-3); a finished one is written now */
+             * pass within 1 s (IX-3); a finished one is written now,
+             * before the retention that follows its end sees it */
             if (p.status == NV_RUN_RUNNING) {
                 dispatch(e, f, run_id, &p, include_entry);
-                nv__index_mark_dirty(e, f->flow->name, run_id);
+                nv__rcache_mark_dirty(e, f->flow->name, run_id);
             } else {
                 nv__index_update(e, f, run_id, &p);
             }
             nv__run_proj_release(&p);
+            if (ended[0] != '\0')
+                nv__run_terminated(e, f, run_id, ended);
             return NV_OK;
         }
         rc = append_ev(e, f->flow->name, run_id, p.terminal_type, NULL, NULL,
                        0, p.terminal_data, NULL, NULL, p.version, NULL,
-                       &version,
-                       err);
-        char type[32];
-        nv__strlcpy(type, p.terminal_type, sizeof(type));
+                       &version, err);
+        if (rc == NV_OK)
+            nv__strlcpy(ended, p.terminal_type, sizeof(ended));
         nv__run_proj_release(&p);
         if (rc == NV_ECONFLICT) {
             min_version = -1;   /* F-13: someone appended; decide again */
@@ -450,8 +474,11 @@ advance(nv_engine *e, const nv__flowrt *f, const char *run_id,
         }
         if (rc != NV_OK)
             return rc;
-        nv__run_terminated(e, f, run_id, type);
         min_version = version;
+    }
+    if (ended[0] != '\0') {
+        nv__run_terminated(e, f, run_id, ended);
+        return NV_OK;
     }
     return nv__error(err, NV_EINTERNAL, "run '%s': could not settle", run_id);
 }
@@ -543,10 +570,14 @@ started_data(const nv_ctx *c)
     char *s;
 
     if (nv__json_plain(c->job.id) && nv__json_plain(c->job.name) &&
-        nv__json_plain(c->job.queue))
-        return nv__asprintf("{\"jobId\":\"%s\",\"name\":\"%s\",\"queue\":"
-                            "\"%s\"%s}", c->job.id, c->job.name,
-                            c->job.queue, re);
+        nv__json_plain(c->job.queue)) {
+        const char *const parts[] = {
+            "{\"jobId\":\"", c->job.id, "\",\"name\":\"", c->job.name,
+            "\",\"queue\":\"", c->job.queue, "\"", re, "}",
+        };
+
+        return nv__concat(parts, sizeof(parts) / sizeof(parts[0]));
+    }
     d = json_pack("{ssssss}", "jobId", c->job.id, "name", c->job.name,
                   "queue", c->job.queue);
     if (d != NULL && c->job.stalled_count > 0)
@@ -626,6 +657,16 @@ nv__flow_before(nv_ctx *c)
     return 0;
 }
 
+/* Copy 's' with its NUL to 'w'; the position of that NUL. */
+static char *
+put(char *w, const char *s)
+{
+    size_t n = strlen(s);
+
+    memcpy(w, s, n + 1);
+    return w + n;
+}
+
 /* step.completed data (F-5) as JSON text; NULL when out of memory. */
 static char *
 completed_data(json_t *res, const char *const *ids, size_t n, int64_t dur)
@@ -655,11 +696,17 @@ completed_data(json_t *res, const char *const *ids, size_t n, int64_t dur)
     }
     out = nv__malloc(len);
     if (out != NULL) {
-        w = out + sprintf(out, "{\"result\":%s,\"emitIds\":[",
-                          r != NULL ? r : "null");
-        for (size_t i = 0; i < n; i++)
-            w += sprintf(w, "%s\"%s\"", i > 0 ? "," : "", ids[i]);
-        sprintf(w, "],\"durationMs\":%lld}", (long long)dur);
+        w = put(out, "{\"result\":");
+        w = put(w, r != NULL ? r : "null");
+        w = put(w, ",\"emitIds\":[");
+        for (size_t i = 0; i < n; i++) {
+            w = put(w, i > 0 ? ",\"" : "\"");
+            w = put(w, ids[i]);
+            w = put(w, "\"");
+        }
+        w = put(w, "],\"durationMs\":");
+        w += nv__fmt_i64(w, dur);
+        put(w, "}");
     }
     nv__free(r);
     return out;
@@ -852,8 +899,8 @@ nv__run_cancel_internal(nv_engine *e, const nv__flowrt *f, const char *run_id,
             continue;
         if (rc != NV_OK)
             return rc;
-        nv__run_terminated(e, f, run_id, type);
         advance(e, f, run_id, 0, done, NULL);   /* the final index meta */
+        nv__run_terminated(e, f, run_id, type);
         return NV_OK;
     }
     return nv__error(err, NV_EINTERNAL, "run '%s': could not append %s",

@@ -84,6 +84,29 @@ nv__json_plain(const char *s)
     return 1;
 }
 
+char *
+nv__concat(const char *const *parts, size_t n)
+{
+    size_t len = 1, k;
+    char *out, *w;
+
+    for (size_t i = 0; i < n; i++)
+        len += parts[i] != NULL ? strlen(parts[i]) : 0;
+    out = nv__malloc(len);
+    if (out == NULL)
+        return NULL;
+    w = out;
+    for (size_t i = 0; i < n; i++) {
+        if (parts[i] == NULL)
+            continue;
+        k = strlen(parts[i]);
+        memcpy(w, parts[i], k);
+        w += k;
+    }
+    *w = '\0';
+    return out;
+}
+
 json_t *
 nv__json_iso(int64_t ms)
 {
@@ -766,10 +789,20 @@ nv__run_proj_meta(const nv__run_proj *p, const nv__flowdef *def)
     return o;
 }
 
+/* Copy 's' with its NUL to 'w'; the position of that NUL. */
+static char *
+put(char *w, const char *s)
+{
+    size_t n = strlen(s);
+
+    memcpy(w, s, n + 1);
+    return w + n;
+}
+
 char *
 nv__run_proj_meta_text(const nv__run_proj *p, const nv__flowdef *def)
 {
-    char st[40], done[40], last[40], *out, *w;
+    char iso[40], *out, *w;
     size_t len = 224, i;
     json_t *nm;
 
@@ -785,24 +818,34 @@ nv__run_proj_meta_text(const nv__run_proj *p, const nv__flowdef *def)
         }
         len += strlen(s) + 3;
     }
-    nv__iso_time(p->started_ms, st, sizeof(st));
-    nv__iso_time(p->completed_ms, done, sizeof(done));
-    nv__iso_time(p->last_ms, last, sizeof(last));
     out = nv__malloc(len);
     if (out == NULL)
         return NULL;
     /* the key order of nv__run_proj_meta dumped */
-    w = out + sprintf(out, "{\"status\":\"%s\",\"stepCount\":%zu,"
-                      "\"completedSteps\":%zu,\"emittedEvents\":[",
-                      nv__run_status_name(p->status), def->nsteps,
-                      p->completed_steps);
-    json_array_foreach(p->emitted, i, nm)
-        w += sprintf(w, "%s\"%s\"", i > 0 ? "," : "",
-                     json_string_value(nm));
-    w += sprintf(w, "],\"startedAt\":\"%s\"", st);
-    if (p->completed_ms > 0)
-        w += sprintf(w, ",\"completedAt\":\"%s\"", done);
-    sprintf(w, ",\"lastActivityAt\":\"%s\"}", last);
+    w = put(out, "{\"status\":\"");
+    w = put(w, nv__run_status_name(p->status));
+    w = put(w, "\",\"stepCount\":");
+    w += nv__fmt_i64(w, (int64_t)def->nsteps);
+    w = put(w, ",\"completedSteps\":");
+    w += nv__fmt_i64(w, (int64_t)p->completed_steps);
+    w = put(w, ",\"emittedEvents\":[");
+    json_array_foreach(p->emitted, i, nm) {
+        w = put(w, i > 0 ? ",\"" : "\"");
+        w = put(w, json_string_value(nm));
+        w = put(w, "\"");
+    }
+    nv__iso_time(p->started_ms, iso, sizeof(iso));
+    w = put(w, "],\"startedAt\":\"");
+    w = put(w, iso);
+    if (p->completed_ms > 0) {
+        nv__iso_time(p->completed_ms, iso, sizeof(iso));
+        w = put(w, "\",\"completedAt\":\"");
+        w = put(w, iso);
+    }
+    nv__iso_time(p->last_ms, iso, sizeof(iso));
+    w = put(w, "\",\"lastActivityAt\":\"");
+    w = put(w, iso);
+    put(w, "\"}");
     return out;
 }
 

@@ -191,6 +191,10 @@ json_t *nv__event_json(const nv_event *ev);
  * quotes it is the JSON string of itself. */
 int nv__json_plain(const char *s);
 
+/* The 'n' strings 'parts' (NULL ones skipped) in one allocation, or NULL:
+ * JSON text put together without printf. */
+char *nv__concat(const char *const *parts, size_t n);
+
 /* ISO timestamp JSON string of epoch ms. New reference. */
 json_t *nv__json_iso(int64_t ms);
 

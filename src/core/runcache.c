@@ -21,35 +21,123 @@
  * full (runs or events). The stream stays the only truth: the cache only
  * saves reading and projecting it again.
  */
+#include <stdint.h>
 #include <string.h>
-#include <uthash.h>
 
 #include "core/engine_int.h"
 #include "core/util.h"
 
+/*
+ * The table is split in shards by the run id's hash, each with its own
+ * lock (workers of different runs do not wait for each other), an open
+ * addressing table of (hash, entry) slots (a lookup touches one or two
+ * cache lines, not a chain of entries) and its entries in age order.
+ */
+#define RC_SHARDS     16
 #define RC_MAX_RUNS   4096
 #define RC_MAX_EVENTS 262144    /* events applied in all entries */
+#define RC_SHARD_RUNS (RC_MAX_RUNS / RC_SHARDS)
+#define RC_SHARD_EVENTS (RC_MAX_EVENTS / RC_SHARDS)
+#define RC_SLOTS      (2 * RC_SHARD_RUNS)         /* a power of two */
+
+struct rc_shard;
 
 struct rc_entry {
     char              run_id[NV_ID_MAX];
+    uint32_t          hash;
+    struct rc_shard  *sh;
+    struct rc_entry  *older, *newer;  /* the shard's age list */
     pthread_mutex_t   mu;       /* guards the members below */
-    int               refs;     /* under the cache lock */
+    int               refs;     /* under the shard lock */
     int               gone;     /* out of the table; freed at refs == 0 */
-    size_t            counted;  /* n as last added to c->events */
+    size_t            counted;  /* n as last added to sh->events */
     const nv__flowrt *f;        /* the run's flow, set with acc */
     nv__proj_acc     *acc;      /* NULL while no event is applied */
     size_t            n;        /* events applied */
+    int               dirty_set;   /* dirty_gen below is valid */
+    unsigned          dirty_gen;   /* the run was marked dirty under it */
     char              last_id[NV_EVENT_ID_MAX];
     char              prev_id[NV_EVENT_ID_MAX];   /* "" when n < 2 */
-    UT_hash_handle    hh;
 };
 
-struct nv__rcache {
-    pthread_mutex_t  mu;        /* guards tab and refs */
-    struct rc_entry *tab;       /* insertion order = age */
+struct rc_slot {
+    uint32_t         hash;
+    struct rc_entry *x;         /* NULL: empty */
+};
+
+struct rc_shard {
+    pthread_mutex_t  mu;        /* guards the slots, the list, refs */
+    struct rc_slot   slot[RC_SLOTS];
+    struct rc_entry *oldest, *newest;
     size_t           count;
     size_t           events;    /* sum of the entries' counted */
 };
+
+struct nv__rcache {
+    struct rc_shard shard[RC_SHARDS];
+};
+
+/* 8 bytes at a time (run ids are 36 characters), mixed by multiplying */
+static uint32_t
+hash_of(const char *s, size_t len)
+{
+    uint64_t h = 0x9e3779b97f4a7c15u ^ len, w;
+
+    for (; len >= 8; s += 8, len -= 8) {
+        memcpy(&w, s, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdu;
+        h ^= h >> 32;
+    }
+    w = 0;
+    memcpy(&w, s, len);
+    h = (h ^ w) * 0xc4ceb9fe1a85ec53u;
+    h ^= h >> 29;
+    return (uint32_t)h;
+}
+
+static size_t
+home(uint32_t hash)
+{
+    return (hash >> 4) & (RC_SLOTS - 1);   /* the low bits pick the shard */
+}
+
+static struct rc_entry *
+find(struct rc_shard *sh, uint32_t hash, const char *run_id)
+{
+    for (size_t i = home(hash); sh->slot[i].x != NULL;
+         i = (i + 1) & (RC_SLOTS - 1)) {
+        if (sh->slot[i].hash == hash &&
+            strcmp(sh->slot[i].x->run_id, run_id) == 0)
+            return sh->slot[i].x;
+    }
+    return NULL;
+}
+
+/* k in (i, j], cyclically */
+static int
+between(size_t k, size_t i, size_t j)
+{
+    return i <= j ? k > i && k <= j : k > i || k <= j;
+}
+
+/* Remove x's slot, shifting back the slots after it (linear probing). */
+static void
+slot_del(struct rc_shard *sh, struct rc_entry *x)
+{
+    size_t i = home(x->hash), j;
+
+    while (sh->slot[i].x != x)
+        i = (i + 1) & (RC_SLOTS - 1);
+    sh->slot[i].x = NULL;
+    for (j = (i + 1) & (RC_SLOTS - 1); sh->slot[j].x != NULL;
+         j = (j + 1) & (RC_SLOTS - 1)) {
+        if (!between(home(sh->slot[j].hash), i, j)) {
+            sh->slot[i] = sh->slot[j];
+            sh->slot[j].x = NULL;
+            i = j;
+        }
+    }
+}
 
 static void
 entry_clear(struct rc_entry *x)
@@ -77,7 +165,8 @@ nv__rcache_new(nv__rcache **out)
 
     if (c == NULL)
         return NV_ENOMEM;
-    pthread_mutex_init(&c->mu, NULL);
+    for (int i = 0; i < RC_SHARDS; i++)
+        pthread_mutex_init(&c->shard[i].mu, NULL);
     *out = c;
     return NV_OK;
 }
@@ -85,25 +174,37 @@ nv__rcache_new(nv__rcache **out)
 void
 nv__rcache_free(nv__rcache *c)
 {
-    struct rc_entry *x, *tmp;
-
     if (c == NULL)
         return;
-    HASH_ITER(hh, c->tab, x, tmp) {
-        HASH_DEL(c->tab, x);
-        entry_free(x);
+    for (int i = 0; i < RC_SHARDS; i++) {
+        struct rc_shard *sh = &c->shard[i];
+
+        while (sh->oldest != NULL) {
+            struct rc_entry *x = sh->oldest;
+
+            sh->oldest = x->newer;
+            entry_free(x);
+        }
+        pthread_mutex_destroy(&sh->mu);
     }
-    pthread_mutex_destroy(&c->mu);
     nv__free(c);
 }
 
-/* Take an entry out of the table. Under c->mu. */
+/* Take an entry out of the table. Under sh->mu. */
 static void
-unlink_entry(nv__rcache *c, struct rc_entry *x)
+unlink_entry(struct rc_shard *sh, struct rc_entry *x)
 {
-    HASH_DEL(c->tab, x);
-    c->count--;
-    c->events -= x->counted;
+    slot_del(sh, x);
+    if (x->older != NULL)
+        x->older->newer = x->newer;
+    else
+        sh->oldest = x->newer;
+    if (x->newer != NULL)
+        x->newer->older = x->older;
+    else
+        sh->newest = x->older;
+    sh->count--;
+    sh->events -= x->counted;
     x->counted = 0;
     x->gone = 1;
     if (x->refs == 0)
@@ -114,42 +215,64 @@ void
 nv__rcache_evict(nv_engine *e, const char *run_id)
 {
     nv__rcache *c = e->rcache;
+    struct rc_shard *sh;
     struct rc_entry *x;
+    uint32_t h;
 
     if (c == NULL || run_id == NULL)
         return;
-    pthread_mutex_lock(&c->mu);
-    HASH_FIND_STR(c->tab, run_id, x);
+    h = hash_of(run_id, strlen(run_id));
+    sh = &c->shard[h & (RC_SHARDS - 1)];
+    pthread_mutex_lock(&sh->mu);
+    x = find(sh, h, run_id);
     if (x != NULL)
-        unlink_entry(c, x);
-    pthread_mutex_unlock(&c->mu);
+        unlink_entry(sh, x);
+    pthread_mutex_unlock(&sh->mu);
 }
 
 /* The entry of 'run_id', locked; created when 'create'. */
 static struct rc_entry *
 acquire(nv__rcache *c, const char *run_id, int create)
 {
+    size_t len = strlen(run_id);
+    uint32_t h;
+    struct rc_shard *sh;
     struct rc_entry *x;
 
-    if (strlen(run_id) >= NV_ID_MAX)
+    if (len >= NV_ID_MAX)
         return NULL;
-    pthread_mutex_lock(&c->mu);
-    HASH_FIND_STR(c->tab, run_id, x);
+    h = hash_of(run_id, len);
+    sh = &c->shard[h & (RC_SHARDS - 1)];
+    pthread_mutex_lock(&sh->mu);
+    x = find(sh, h, run_id);
     if (x == NULL && create) {
-        while ((c->count >= RC_MAX_RUNS || c->events > RC_MAX_EVENTS) &&
-               c->tab != NULL)
-            unlink_entry(c, c->tab);        /* the oldest */
+        while ((sh->count >= RC_SHARD_RUNS ||
+                sh->events > RC_SHARD_EVENTS) && sh->oldest != NULL)
+            unlink_entry(sh, sh->oldest);
         x = nv__calloc(1, sizeof(*x));
         if (x != NULL) {
+            size_t i = home(h);
+
             nv__strlcpy(x->run_id, run_id, sizeof(x->run_id));
+            x->hash = h;
+            x->sh = sh;
             pthread_mutex_init(&x->mu, NULL);
-            HASH_ADD_STR(c->tab, run_id, x);
-            c->count++;
+            while (sh->slot[i].x != NULL)
+                i = (i + 1) & (RC_SLOTS - 1);
+            sh->slot[i].hash = h;
+            sh->slot[i].x = x;
+            x->older = sh->newest;
+            if (sh->newest != NULL)
+                sh->newest->newer = x;
+            else
+                sh->oldest = x;
+            sh->newest = x;
+            sh->count++;
         }
     }
     if (x != NULL)
         x->refs++;
-    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_unlock(&sh->mu);
     if (x != NULL)
         pthread_mutex_lock(&x->mu);
     return x;
@@ -159,19 +282,21 @@ acquire(nv__rcache *c, const char *run_id, int create)
 static void
 release(nv__rcache *c, struct rc_entry *x)
 {
+    struct rc_shard *sh = x->sh;
     size_t n = x->n;
 
+    (void)c;
     pthread_mutex_unlock(&x->mu);
-    pthread_mutex_lock(&c->mu);
+    pthread_mutex_lock(&sh->mu);
     if (!x->gone) {
-        c->events += n - x->counted;
+        sh->events += n - x->counted;
         x->counted = n;
         if (n == 0)
-            unlink_entry(c, x);     /* x->refs > 0 here: not freed yet */
+            unlink_entry(sh, x);    /* x->refs > 0 here: not freed yet */
     }
     if (--x->refs == 0 && x->gone)
         entry_free(x);
-    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_unlock(&sh->mu);
 }
 
 /* Apply one event (the next of the stream) to an entry. */
@@ -289,6 +414,26 @@ nv__rcache_put(nv_engine *e, const char *run_id, const nv_event *ev,
         entry_apply(x, f, ev, data, facts, NULL) != NV_OK)
         entry_clear(x);
     release(c, x);
+}
+
+void
+nv__rcache_mark_dirty(nv_engine *e, const char *flow, const char *run_id)
+{
+    struct rc_entry *x = e->rcache != NULL ? acquire(e->rcache, run_id, 0)
+                                           : NULL;
+
+    if (x == NULL) {
+        nv__index_mark_dirty(e, flow, run_id);
+        return;
+    }
+    /* Under the entry's lock: whoever saw the mark current saw it made.
+     * A flush bumps the generation when it takes the set, before it reads
+     * the runs: an event appended before a mark was skipped is read. */
+    if (!x->dirty_set || x->dirty_gen != atomic_load(&e->dirty_gen)) {
+        x->dirty_gen = nv__index_mark_dirty(e, flow, run_id);
+        x->dirty_set = 1;
+    }
+    release(e->rcache, x);
 }
 
 /*

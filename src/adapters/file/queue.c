@@ -2,8 +2,9 @@
  * File queue adapter: jobs, leases, pause flags and limiter windows in
  * <dataDir>/queue.db (see fdb.c for the database, group commit and the
  * lock file; adapter.h for the contract of each op). This file holds the
- * schema, the writer's per-queue cache, pause, open/close and the ops
- * table; queue.h lists the other files of the adapter.
+ * schema, the writer's memory of each queue (order heaps, leases, counts;
+ * loaded at open), counts, pause, open/close and the ops table; queue.h
+ * lists the other files of the adapter.
  */
 #include <stdint.h>
 #include <string.h>
@@ -225,6 +226,18 @@ fq_pop(struct fq_heap *h, struct fq_ent *out)
         h->rh = (h->rh + 1) & (h->rcap - 1);
         if (--h->rn == 0)
             h->rh = 0;
+        if (h->rcap > 1024 && h->rn < h->rcap / 8) {
+            struct fq_ent *r = nv__malloc(h->rcap / 2 * sizeof(*r));
+
+            if (r != NULL) {
+                for (size_t i = 0; i < h->rn; i++)
+                    r[i] = *ring_at(h, i);
+                nv__free(h->r);
+                h->r = r;
+                h->rh = 0;
+                h->rcap /= 2;
+            }
+        }
         return 1;
     }
     h->v[0] = h->v[--h->n];
@@ -433,12 +446,15 @@ publish(struct fq *fq)
     }
 }
 
+/* snap_mu is held across a COMMIT and its publication, so that a
+ * listing's snapshot and counts agree; counts alone take only cmu, and
+ * do not wait for a COMMIT (with FULL, an fsync). */
 static void
 pre_commit(void *ud)
 {
     struct fq *fq = ud;
 
-    pthread_mutex_lock(&fq->cmu);
+    pthread_mutex_lock(&fq->snap_mu);
 }
 
 static void
@@ -446,9 +462,12 @@ post_commit(void *ud, int ok)
 {
     struct fq *fq = ud;
 
-    if (ok)
+    if (ok) {
+        pthread_mutex_lock(&fq->cmu);
         publish(fq);
-    pthread_mutex_unlock(&fq->cmu);
+        pthread_mutex_unlock(&fq->cmu);
+    }
+    pthread_mutex_unlock(&fq->snap_mu);
 }
 
 /* A batch was rolled back: what its ops did to memory may not be true. */
@@ -608,7 +627,7 @@ fq_counts(void *self, const char *queue, nv_job_counts *out, nv_error *err)
 
 /* For a listing: the counts of 'queue' per stored state and its pause
  * flag, as of the snapshot 'c' reads (the caller's read transaction
- * starts here, under cmu, so no commit falls between the two). */
+ * starts here, under snap_mu, so no commit falls between the two). */
 int
 fq_counts_snapshot(struct fdb_conn *c, struct fq *fq, const char *queue,
                    int64_t n[5], int *paused, nv_error *err)
@@ -617,14 +636,16 @@ fq_counts_snapshot(struct fdb_conn *c, struct fq *fq, const char *queue,
     struct qstate *q;
     int rc;
 
-    pthread_mutex_lock(&fq->cmu);
+    pthread_mutex_lock(&fq->snap_mu);
     rc = fdb_step_row(c, st, err);      /* any read starts the snapshot */
     sqlite3_reset(st);
+    pthread_mutex_lock(&fq->cmu);
     q = qs_find(fq, queue);
     *paused = q != NULL && q->pub_paused;
     for (int s = 0; s < 5; s++)
         n[s] = q != NULL ? q->pub[s] : 0;
     pthread_mutex_unlock(&fq->cmu);
+    pthread_mutex_unlock(&fq->snap_mu);
     return rc < 0 ? rc : NV_OK;
 }
 
@@ -719,6 +740,7 @@ fq_close(void *self)
     nv__free(fq->hints);
     pthread_mutex_destroy(&fq->wmu);
     pthread_mutex_destroy(&fq->cmu);
+    pthread_mutex_destroy(&fq->snap_mu);
     pthread_cond_destroy(&fq->wcv);
     nv__free(fq);
 }
@@ -772,6 +794,7 @@ nv_file_queue_open(const char *settings_json, nv_queue *out, nv_error *err)
         return fdb_oom("queue", err);
     pthread_mutex_init(&fq->wmu, NULL);
     pthread_mutex_init(&fq->cmu, NULL);
+    pthread_mutex_init(&fq->snap_mu, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&fq->wcv, &ca);
