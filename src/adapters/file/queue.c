@@ -2,8 +2,9 @@
  * File queue adapter: jobs, leases, pause flags and limiter windows in
  * <dataDir>/queue.db (see fdb.c for the database, group commit and the
  * lock file; adapter.h for the contract of each op). This file holds the
- * schema, the writer's per-queue cache, pause, open/close and the ops
- * table; queue.h lists the other files of the adapter.
+ * schema, the writer's memory of each queue (order heaps, leases, counts;
+ * loaded at open), counts, pause, open/close and the ops table; queue.h
+ * lists the other files of the adapter.
  */
 #include <stdint.h>
 #include <string.h>
@@ -225,6 +226,18 @@ fq_pop(struct fq_heap *h, struct fq_ent *out)
         h->rh = (h->rh + 1) & (h->rcap - 1);
         if (--h->rn == 0)
             h->rh = 0;
+        if (h->rcap > 1024 && h->rn < h->rcap / 8) {
+            struct fq_ent *r = nv__malloc(h->rcap / 2 * sizeof(*r));
+
+            if (r != NULL) {
+                for (size_t i = 0; i < h->rn; i++)
+                    r[i] = *ring_at(h, i);
+                nv__free(h->r);
+                h->r = r;
+                h->rh = 0;
+                h->rcap /= 2;
+            }
+        }
         return 1;
     }
     h->v[0] = h->v[--h->n];

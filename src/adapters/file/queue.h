@@ -1,9 +1,10 @@
 /*
  * Internals of the file queue adapter, shared by its files: queue.c
- * (schema, open/close, the writer's per-queue cache, pause), queue_claim.c
- * (enqueue, reserve), queue_finish.c (lease ops, retention, log, remove,
- * retry, reap), queue_read.c (rows, get, list, counts), queue_wait.c
- * (waiters and wake-ups). Private to src/adapters/file/.
+ * (schema, open/close, the writer's memory of each queue: heaps, leases,
+ * counts; counts, pause), queue_claim.c (enqueue, reserve), queue_finish.c
+ * (lease ops, retention, log, remove, retry, reap), queue_read.c (rows,
+ * get, list), queue_wait.c (waiters and wake-ups). Private to
+ * src/adapters/file/.
  */
 #ifndef NV_ADAPTERS_FILE_QUEUE_H
 #define NV_ADAPTERS_FILE_QUEUE_H

@@ -177,10 +177,9 @@ static int
 promote(struct fdb_conn *c, struct fq *fq, struct qstate *qs, int64_t now,
         nv_error *err)
 {
+    const struct fq_ent *t;
     struct fq_ent e;
     int rc;
-
-    const struct fq_ent *t;
 
     while ((t = fq_top(&qs->delay)) != NULL && t->k1 <= now) {
         FDB_STMT(c, up, "UPDATE jobs SET state = 0, sk1 = priority,"

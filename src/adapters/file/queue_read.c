@@ -1,7 +1,7 @@
 /*
  * File queue, reads: turning a jobs row into an nv_job, the stored pause
- * flag, and the read ops get, list and counts. Reads run on a pooled
- * read connection in one snapshot (fdb_read).
+ * flag, and the read ops get and list (counts: queue.c, from memory).
+ * Reads run on a pooled read connection in one snapshot (fdb_read).
  */
 #include <stdint.h>
 #include <string.h>

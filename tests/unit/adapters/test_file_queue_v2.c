@@ -365,3 +365,65 @@ Test(file_queue_v2, after_a_rolled_back_batch_the_queue_goes_on_right)
     umount2(dir, MNT_DETACH);
     free(dir);
 }
+
+/* The waiting order (Q-4) as a list: the least (priority, order) first;
+ * order = +seq, or -seq for a lifo job. */
+struct model_job {
+    int     prio;
+    int64_t order;
+    char    id[NV_JOB_ID_MAX];
+};
+
+Test(file_queue_v2, a_large_mixed_backlog_is_reserved_in_q4_order)
+{
+    char *dir = ft_dir();
+    static struct model_job m[4000];
+    size_t nm = 0;
+    int64_t seq = 0;
+    uint32_t rnd = 12345;
+    nv_queue q;
+    int next_id = 0;
+
+    open_queue(dir, &q);
+    for (int step = 0; step < 4500 || nm > 0; step++) {
+        /* A backlog first (past the ring's and heap's first sizes),
+         * then enqueues and reserves mixed, then the rest drained. */
+        int enq = step < 2500 ? 1 : step < 4500 ? (rnd % 10) < 6 : 0;
+
+        rnd = rnd * 1103515245u + 12345u;
+        if (enq) {
+            nv_job j = ft_job("q", "", NULL, T0);
+            int r = (int)((rnd >> 8) % 100);
+
+            snprintf(j.id, sizeof(j.id), "j%d", next_id++);
+            j.priority = r < 80 ? 0 : r < 90 ? 1 : 2;
+            j.lifo = (rnd >> 20) % 10 == 0;
+            cr_assert_eq(q.ops->enqueue(q.self, &j, T0, 0, NULL, NULL, NULL),
+                         NV_OK);
+            seq++;
+            cr_assert_lt(nm, sizeof(m) / sizeof(m[0]));
+            m[nm].prio = j.priority;
+            m[nm].order = j.lifo ? -seq : seq;
+            memcpy(m[nm].id, j.id, sizeof(m[nm].id));
+            nm++;
+        } else {
+            size_t best = 0;
+
+            if (nm == 0) {
+                assert_reserves(&q, T0, NULL);
+                continue;
+            }
+            for (size_t i = 1; i < nm; i++) {
+                if (m[i].prio < m[best].prio ||
+                    (m[i].prio == m[best].prio && m[i].order < m[best].order))
+                    best = i;
+            }
+            assert_reserves(&q, T0, m[best].id);
+            m[best] = m[--nm];
+        }
+    }
+    cr_assert_eq(nm, 0);
+    assert_reserves(&q, T0, NULL);
+    q.ops->close(q.self);
+    free(dir);
+}
