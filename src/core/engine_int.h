@@ -263,10 +263,11 @@ int  nv__rcache_with(nv_engine *e, const nv__flowrt *f, const char *run_id,
 void nv__rcache_evict(nv_engine *e, const char *run_id);
 /* This engine appended 'ev' as the stream's 'version'-th event; 'facts'
  * what the projection reads of its data, or NULL: then 'data' is its parsed
- * data (shared read-only from then on) or NULL. */
+ * data (shared read-only from then on) or NULL. With 'mark_dirty', also
+ * nv__rcache_mark_dirty (in the same lookup). */
 void nv__rcache_put(nv_engine *e, const char *run_id, const nv_event *ev,
                     json_t *data, const nv__proj_facts *facts,
-                    int64_t version);
+                    int64_t version, int mark_dirty);
 
 /* Append an event to a run stream, marking the index dirty. 'data' is
  * kept by the run cache: it must not be changed after the call. */

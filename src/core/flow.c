@@ -85,9 +85,15 @@ append_ev(nv_engine *e, const char *flow, const char *run_id,
     rc = e->stream.ops->append(e->stream.self, key, &ev, nv__now(e),
                                expected, &mine, &version, err);
     if (rc == NV_OK) {
+        /* the index follows within 1 s (IX-3); completions and endings
+         * update it themselves */
+        int mark = !nv__event_is_terminal(type) &&
+                   strcmp(type, "step.completed") != 0 &&
+                   strcmp(type, "flow.start") != 0;
+
         memcpy(ev.id, mine.id, sizeof(ev.id));
         ev.ts = mine.ts;
-        nv__rcache_put(e, run_id, &ev, data, facts, version);
+        nv__rcache_put(e, run_id, &ev, data, facts, version, mark);
         if (version_out != NULL)
             *version_out = version;
     }
@@ -98,9 +104,6 @@ append_ev(nv_engine *e, const char *flow, const char *run_id,
     nv__free(dumped);
     if (key != kbuf)
         nv__free(key);
-    if (rc == NV_OK && !nv__event_is_terminal(type) &&
-        strcmp(type, "step.completed") != 0 && strcmp(type, "flow.start") != 0)
-        nv__rcache_mark_dirty(e, flow, run_id);
     return rc;
 }
 

@@ -17,7 +17,7 @@
  * decisions, and terminal events are appended at an expected version
  * (F-13), so a later append is never overlooked where it matters.
  *
- * Entries go when their run is removed, and the oldest when the cache is
+ * Entries go when their run is removed, and the least recently used when the cache is
  * full (runs or events). The stream stays the only truth: the cache only
  * saves reading and projecting it again.
  */
@@ -31,7 +31,8 @@
  * The table is split in shards by the run id's hash, each with its own
  * lock (workers of different runs do not wait for each other), an open
  * addressing table of (hash, entry) slots (a lookup touches one or two
- * cache lines, not a chain of entries) and its entries in age order.
+ * cache lines, not a chain of entries) and its entries in order of last
+ * use.
  */
 #define RC_SHARDS     16
 #define RC_MAX_RUNS   4096
@@ -46,7 +47,7 @@ struct rc_entry {
     char              run_id[NV_ID_MAX];
     uint32_t          hash;
     struct rc_shard  *sh;
-    struct rc_entry  *older, *newer;  /* the shard's age list */
+    struct rc_entry  *older, *newer;  /* the shard's list by last use */
     pthread_mutex_t   mu;       /* guards the members below */
     int               refs;     /* under the shard lock */
     int               gone;     /* out of the table; freed at refs == 0 */
@@ -270,6 +271,20 @@ acquire(nv__rcache *c, const char *run_id, int create)
             sh->count++;
         }
     }
+    if (x != NULL && x != sh->newest) {
+        /* used: to the newest end (eviction takes the least recently
+         * used; a run in progress stays while a backlog of new runs is
+         * started) */
+        if (x->older != NULL)
+            x->older->newer = x->newer;
+        else
+            sh->oldest = x->newer;
+        x->newer->older = x->older;
+        x->older = sh->newest;
+        x->newer = NULL;
+        sh->newest->newer = x;
+        sh->newest = x;
+    }
     if (x != NULL)
         x->refs++;
     pthread_mutex_unlock(&sh->mu);
@@ -297,6 +312,21 @@ release(nv__rcache *c, struct rc_entry *x)
     if (--x->refs == 0 && x->gone)
         entry_free(x);
     pthread_mutex_unlock(&sh->mu);
+}
+
+/*
+ * Mark the run dirty (nv__index_mark_dirty) unless it is in the current
+ * dirty set. Under the entry's lock: whoever saw the mark current saw it
+ * made. A flush bumps the generation when it takes the set, before it
+ * reads the runs: an event appended before a mark was skipped is read.
+ */
+static void
+mark_locked(nv_engine *e, struct rc_entry *x, const char *flow)
+{
+    if (!x->dirty_set || x->dirty_gen != atomic_load(&e->dirty_gen)) {
+        x->dirty_gen = nv__index_mark_dirty(e, flow, x->run_id);
+        x->dirty_set = 1;
+    }
 }
 
 /* Apply one event (the next of the stream) to an entry. */
@@ -393,17 +423,21 @@ refresh(nv_engine *e, const nv__flowrt *f, struct rc_entry *x, int quick,
  */
 void
 nv__rcache_put(nv_engine *e, const char *run_id, const nv_event *ev,
-               json_t *data, const nv__proj_facts *facts, int64_t version)
+               json_t *data, const nv__proj_facts *facts, int64_t version,
+               int mark)
 {
     nv__rcache *c = e->rcache;
     const nv__flowrt *f;
     struct rc_entry *x;
 
-    if (c == NULL || version < 1)
+    x = c != NULL && version >= 1 ? acquire(c, run_id, version == 1) : NULL;
+    if (x == NULL) {
+        if (mark)
+            nv__index_mark_dirty(e, ev->flow_name, run_id);
         return;
-    x = acquire(c, run_id, version == 1);   /* a new run: cache it */
-    if (x == NULL)
-        return;
+    }
+    if (mark)
+        mark_locked(e, x, ev->flow_name);
     if ((int64_t)x->n >= version)
         entry_clear(x);             /* the stream was deleted and begun anew */
     f = x->f;
@@ -426,13 +460,7 @@ nv__rcache_mark_dirty(nv_engine *e, const char *flow, const char *run_id)
         nv__index_mark_dirty(e, flow, run_id);
         return;
     }
-    /* Under the entry's lock: whoever saw the mark current saw it made.
-     * A flush bumps the generation when it takes the set, before it reads
-     * the runs: an event appended before a mark was skipped is read. */
-    if (!x->dirty_set || x->dirty_gen != atomic_load(&e->dirty_gen)) {
-        x->dirty_gen = nv__index_mark_dirty(e, flow, run_id);
-        x->dirty_set = 1;
-    }
+    mark_locked(e, x, flow);
     release(e->rcache, x);
 }
 

@@ -326,7 +326,7 @@ mem_enqueue(void *self, const nv_job *job, int64_t now,
             return rc;
         }
         if (max_unfinished > 0 &&
-            q->nwaiting + (int64_t)q->delayed.n + q->active.n >=
+            q->nwaiting + (int64_t)q->delayed.n + q->nactive >=
                 max_unfinished) {
             mq_node_discard(q, m);
             pthread_mutex_unlock(&q->mu);
@@ -439,17 +439,27 @@ reserve_locked(struct mqueues *a, struct mqueue *q, int64_t now,
     struct mjob *m;
     int64_t next = 0;
     struct window *w = NULL;
+    int tries = 0;
 
     *next_at = 0;
+again:
     if (mq_promote(q, now) != NV_OK)
         return NV_ENOMEM;
     if (!q->paused)
         g = pick_group(q, now, lim, &next);
     if (g == NULL) {
-        /* gen as mq_lock saw it before filing the inbox: a push it did
-         * not file has made gen grow past that */
-        atomic_store_explicit(&q->idle_gen, q->lock_gen,
-                              memory_order_relaxed);
+        /* gen, then the inbox: a push not seen empty makes gen grow after
+         * (push, then gen + 1, in that order) */
+        uint64_t gen = atomic_load(&q->gen);
+
+        /* (a few times: a stream of pushes into a queue with nothing
+         * runnable, paused or limited, cannot hold the lock forever) */
+        if (atomic_load(&q->inbox) != NULL && ++tries < 4) {
+            mq_drain(q);
+            next = 0;
+            goto again;
+        }
+        atomic_store_explicit(&q->idle_gen, gen, memory_order_relaxed);
         if (!q->paused && q->delayed.n > 0)
             next = min_next(next, ((struct mjob *)heap_top(&q->delayed))->j.delay_until);
         *next_at = q->paused ? 0 : next;
@@ -780,27 +790,59 @@ groups_sweep(struct mqueue *q, int64_t now)
 }
 
 static int
+act_seq_less(const void *a, const void *b)
+{
+    const struct mjob *x = *(struct mjob *const *)a;
+    const struct mjob *y = *(struct mjob *const *)b;
+
+    return (x->act_seq > y->act_seq) - (x->act_seq < y->act_seq);
+}
+
+/* The active jobs of q whose lease ended before 'now', in the order they
+ * were reserved (*exp NULL when none). Under mu. */
+static int
+expired_leases(struct mqueue *q, int64_t now, struct mjob ***exp,
+               size_t *nexp)
+{
+    size_t k = 0;
+
+    *exp = NULL;
+    *nexp = 0;
+    for (uint32_t i = 0; i < q->act_n; i++)
+        k += q->act[i] != NULL && q->act[i]->j.lease_until < now;
+    if (k == 0)
+        return NV_OK;
+    if ((*exp = nv__malloc(k * sizeof(**exp))) == NULL)
+        return NV_ENOMEM;
+    for (uint32_t i = 0; i < q->act_n; i++)
+        if (q->act[i] != NULL && q->act[i]->j.lease_until < now)
+            (*exp)[(*nexp)++] = q->act[i];
+    qsort(*exp, *nexp, sizeof(**exp), act_seq_less);
+    return NV_OK;
+}
+
+static int
 mem_reap(void *self, const char *queue, int64_t now, int max_stalled,
          nv_reaped **out, size_t *n, nv_error *err)
 {
     struct mqueue *q = mq_queue_get(self, queue, 0);
-    struct mjob *m, *next;
+    struct mjob *m, **exp;
     nv_reaped *v = NULL;
-    size_t cnt = 0, cap = 0;
-    int rc = NV_OK, woke = 0;
+    size_t cnt = 0, cap = 0, nexp;
+    int rc, woke = 0;
 
     *out = NULL;
     *n = 0;
     if (q == NULL)
         return NV_OK;
     mq_lock(q);
-    for (m = q->active.head; m != NULL && rc == NV_OK; m = next) {
-        int fail = m->j.stalled_count + 1 > max_stalled;
+    rc = expired_leases(q, now, &exp, &nexp);
+    for (size_t e = 0; e < nexp && rc == NV_OK; e++) {
+        int fail;
         char *reason = NULL;
 
-        next = m->next;
-        if (m->j.lease_until >= now)
-            continue;
+        m = exp[e];
+        fail = m->j.stalled_count + 1 > max_stalled;
         if (cnt == cap) {
             size_t c = cap ? cap * 2 : 8;
             nv_reaped *t = nv__realloc(v, c * sizeof(*t));
@@ -841,6 +883,7 @@ mem_reap(void *self, const char *queue, int64_t now, int max_stalled,
         mq_wake(q, 1);
     groups_sweep(q, now);
     pthread_mutex_unlock(&q->mu);
+    nv__free(exp);
     if (rc != NV_OK) {
         nv_reaped_free(v, cnt);
         return oom(err);
@@ -991,10 +1034,15 @@ queue_free(struct mqueue *q)
         q->pool = m->next;
         nv__free(m);
     }
-    mq_drain(q);                /* the inbox's jobs to pending */
-    while ((m = q->pending) != NULL) {
-        q->pending = m->next;
-        mq_job_destroy(m);
+    /* jobs never filed: in the inbox, or pending */
+    for (int i = 0; i < 2; i++) {
+        m = i == 0 ? atomic_exchange(&q->inbox, NULL) : q->pending;
+        while (m != NULL) {
+            struct mjob *next = m->next;
+
+            mq_job_destroy(m);
+            m = next;
+        }
     }
     for (int i = 0; i < 2; i++) {
         m = i == 0 ? atomic_load(&q->spare) : q->pfree;

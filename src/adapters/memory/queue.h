@@ -105,8 +105,8 @@ struct mrec {
 
 /*
  * A job and its links. Its container follows j.state: waiting -> the heap
- * of its group; delayed -> the queue's delayed heap; active, completed,
- * failed -> the list of that state (completed and failed sorted by
+ * (or fifo) of its group; delayed -> the queue's delayed heap; active ->
+ * a slot of q->act; completed, failed -> the list of that state (sorted by
  * finished_on, oldest first).
  */
 struct mjob {
@@ -123,6 +123,7 @@ struct mjob {
     int            in_fifo;     /* waiting: in grp->fifo, not grp->waiting */
     int64_t        enq_now;     /* in the inbox: the enqueue's 'now' */
     uint32_t       act_i;       /* active: its slot in q->act */
+    uint64_t       act_seq;     /* active: reservation order (reap) */
 };
 
 struct jlist {
@@ -174,14 +175,6 @@ struct mqueue {
     char            name[NV_NAME_MAX + 1];
     pthread_mutex_t mu;
     pthread_cond_t  cv;         /* 'gen' changed */
-    /* gen grows under mu or (an inbox push) without it; idle_gen and
-     * waiters are written under mu; all three are read without it (the
-     * brief spin of mem_wait, the inbox push) */
-    _Atomic uint64_t gen;       /* grows when a job may have become runnable */
-    _Atomic uint64_t idle_gen;  /* gen at the last reserve that found nothing */
-    uint64_t        lock_gen;   /* gen when mq_lock took mu (before draining) */
-    _Atomic int     waiters;    /* threads asleep in mem_wait */
-    _Atomic int     spinners;   /* threads watching gen in mem_wait (0, 1) */
     struct mjob    *pending;    /* inbox jobs not filed yet (out of memory) */
     uint64_t        token_seq;  /* lease tokens handed out */
     uint64_t        token_salt; /* per queue, mixed into its tokens */
@@ -191,13 +184,15 @@ struct mqueue {
     struct mgroup  *g0;         /* the group "" (jobs without a group) */
     struct heap     ready;      /* non-empty groups by their first job */
     struct heap     delayed;    /* by (delay_until, dseq) */
-    struct jlist    active, completed, failed;
+    struct jlist    completed, failed;
     /* Active jobs by slot. A lease token names its slot, so the leased
      * ops (finish, extend, progress) find their job without the id table
-     * (a cache miss each with a large backlog). */
+     * (a cache miss each with a large backlog); no list links either, so
+     * workers ending jobs at once write none of each other's nodes. */
     struct mjob   **act;
     uint32_t       *act_free;   /* free slots (a stack) */
     uint32_t        act_n, act_cap, nact_free;
+    int64_t         nactive;
     int64_t         nwaiting;
     int64_t         fifo_seq, lifo_seq, delay_seq;
     int             paused;
@@ -208,9 +203,18 @@ struct mqueue {
     struct mjob    *pool;       /* freed nodes for reuse, linked by next */
     int             npool;
 
-    /* The inbox block: producers' lines, apart from the lines of mu */
+    /* The inbox block: the lines producers write, apart from the lines
+     * of mu (which the workers take at every job). gen grows under mu or
+     * (an inbox push) without it; idle_gen and waiters are written under
+     * mu; all are read without it (the brief spin of mem_wait, the inbox
+     * push). */
     char            pad0[64];
     _Atomic(struct mjob *) inbox;   /* pushed jobs, newest first */
+    _Atomic uint64_t gen;       /* grows when a job may have become runnable */
+    _Atomic uint64_t idle_gen;  /* gen at the last reserve that found nothing */
+    _Atomic int     waiters;    /* threads asleep in mem_wait */
+    _Atomic int     spinners;   /* threads watching gen in mem_wait (0, 1) */
+    char            pad2[64];
     _Atomic(struct mjob *) spare;   /* nodes handed from pool to producers */
     pthread_mutex_t pmu;        /* guards pfree (producers only) */
     struct mjob    *pfree;      /* nodes taken from spare */
@@ -386,9 +390,9 @@ void  mq_job_destroy(struct mjob *m);
  * is paused (all is: resume, engine stop). Under q->mu. */
 void  mq_wake(struct mqueue *q, int all);
 /* Active jobs (under q->mu): mq_active_prepare makes room for one more
- * (so that mq_active_add cannot fail); mq_active_add files m in the
- * active list and a slot and gives it a fresh lease token naming the
- * slot; mq_active_del takes it out of both. mq_active_find: the active
+ * (so that mq_active_add cannot fail); mq_active_add files m in a slot
+ * and gives it a fresh lease token naming the slot; mq_active_del takes
+ * it out. mq_active_find: the active
  * job of 'token' (which names its slot) if its id is 'id', else NULL. */
 int   mq_active_prepare(struct mqueue *q);
 void  mq_active_add(struct mqueues *a, struct mqueue *q, struct mjob *m);
@@ -426,8 +430,7 @@ static inline void
 mq_lock(struct mqueue *q)
 {
     pthread_mutex_lock(&q->mu);
-    q->lock_gen = atomic_load(&q->gen);
-    if (atomic_load_explicit(&q->inbox, memory_order_relaxed) != NULL ||
+    if (atomic_load_explicit(&q->inbox, memory_order_acquire) != NULL ||
         q->pending != NULL)
         mq_drain(q);
 }

@@ -766,15 +766,16 @@ mq_active_add(struct mqueues *a, struct mqueue *q, struct mjob *m)
     q->act[slot] = m;
     m->act_i = slot;
     new_token(a, q, slot, m->j.lease_token);
-    mq_list_append(&q->active, m);
+    m->act_seq = q->token_seq;
+    q->nactive++;
 }
 
 void
 mq_active_del(struct mqueue *q, struct mjob *m)
 {
-    mq_list_unlink(&q->active, m);
     q->act[m->act_i] = NULL;
     q->act_free[q->nact_free++] = m->act_i;
+    q->nactive--;
 }
 
 struct mjob *

@@ -208,7 +208,7 @@ mq_counts(void *self, const char *queue, nv_job_counts *out, nv_error *err)
     else
         out->waiting = q->nwaiting;
     out->delayed = (int64_t)q->delayed.n;
-    out->active = q->active.n;
+    out->active = q->nactive;
     out->completed = q->completed.n;
     out->failed = q->failed.n;
     pthread_mutex_unlock(&q->mu);
