@@ -456,13 +456,18 @@ fdb_on_abort(struct fdb *db, void (*fn)(void *ud), void *ud)
  * on). Waiting a little for as many ops as the last batch held turns a
  * train of one-op commits into shared ones; the wait adapts: a caller
  * that does not come back shrinks the next batch, and so the next wait.
+ * NORMAL waits at most 50 us: with the queue's order in memory a batch
+ * takes little longer than that, and a 200 us wait for the last
+ * straggler left the leader idle (file_bench, 4 and 16 threads: 5-15%
+ * more jobs/s at 50 us, the same CPU per job; 20-100 us alike). FULL
+ * waits up to 2 ms, a fraction of its fsync.
  * Called with db->mu held.
  */
 static void
 gather(struct fdb *db)
 {
     struct timespec ts;
-    long wait_ns = db->full ? 2000000L : 200000L;
+    long wait_ns = db->full ? 2000000L : 50000L;
 
     if (db->expect <= 1 || db->npending >= db->expect)
         return;
