@@ -693,42 +693,52 @@ mq_wake(struct mqueue *q, int all)
  * reserves share no cache line. The last 16: more of the key, then the
  * job's active slot in the low 32 bits.
  */
+/* Write x as 16 hex digits, a byte (two digits) at a time. */
+static void
+hex16(char *out, uint64_t x)
+{
+    static const char hex[] = "0123456789abcdef";
+
+    for (int i = 7; i >= 0; i--, x >>= 8) {
+        out[2 * i] = hex[(x >> 4) & 15];
+        out[2 * i + 1] = hex[x & 15];
+    }
+}
+
 static void
 new_token(struct mqueues *a, struct mqueue *q, uint32_t slot, char out[40])
 {
-    static const char hex[] = "0123456789abcdef";
     uint64_t c = ++q->token_seq;
     uint64_t x = a->token_key[0] + q->token_salt + c * 0x9e3779b97f4a7c15ull;
-    uint64_t y;
 
     x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
     x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
     x ^= x >> 31;
-    y = ((a->token_key[1] ^ c) & 0xffffffff00000000ull) | slot;
-    for (int i = 0; i < 16; i++) {
-        out[i] = hex[(x >> (60 - 4 * i)) & 15];
-        out[16 + i] = hex[(y >> (60 - 4 * i)) & 15];
-    }
+    hex16(out, x);
+    hex16(out + 16, ((a->token_key[1] ^ c) & 0xffffffff00000000ull) | slot);
     out[32] = '\0';
 }
 
-/* The slot a token names; 0 when it is not one of ours. */
+/* The slot a token names (its last 8 hex digits); 0 when it cannot be
+ * one of ours. The rest is checked by comparing the whole token. */
 static int
 token_slot(const char *t, uint32_t *slot)
 {
     uint32_t v = 0;
 
-    for (int i = 0; i < 32; i++) {
-        int d = t[i] >= '0' && t[i] <= '9' ? t[i] - '0'
-              : t[i] >= 'a' && t[i] <= 'f' ? t[i] - 'a' + 10 : -1;
-
-        if (d < 0)
-            return 0;
-        if (i >= 24)
-            v = v << 4 | (uint32_t)d;
-    }
-    if (t[32] != '\0')
+    if (strnlen(t, 33) != 32)
         return 0;
+    for (int i = 24; i < 32; i++) {
+        unsigned c = (unsigned char)t[i], d = c - '0';
+
+        if (d > 9) {
+            d = c - 'a';
+            if (d > 5)
+                return 0;
+            d += 10;
+        }
+        v = v << 4 | d;
+    }
     *slot = v;
     return 1;
 }
