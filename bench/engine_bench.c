@@ -3,7 +3,8 @@
  * (default: memory). Not a test: it prints numbers, medians of several
  * runs, for the closing notes and for comparison between revisions.
  *
- *   build/bench/engine_bench [--jobs N] [--flows N] [--runs R] [config.json]
+ *   build/bench/engine_bench [--jobs N] [--flows N] [--runs R]
+ *                            [--only jobs|flows|latency] [config.json]
  *
  * 1. no-op plain jobs, enqueue -> ack, per second (producer and workers
  *    running at once);
@@ -39,19 +40,27 @@ now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* CPU time (user + system) of the whole process, seconds. */
+/* CPU time (user + system) of the whole process (RUSAGE_SELF) or of the
+ * calling thread (RUSAGE_THREAD), seconds. */
 static double
-cpu_s(void)
+cpu_of(int who)
 {
     struct rusage ru;
 
-    getrusage(RUSAGE_SELF, &ru);
+    getrusage(who, &ru);
     return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
+static double
+cpu_s(void)
+{
+    return cpu_of(RUSAGE_SELF);
+}
+
 static atomic_llong done_jobs;
 static double cpu_per_op;         /* us of CPU per job / step, last run */
+static double cpu_producer;       /* us of it in the enqueuing thread */
 static atomic_llong started_ns;   /* latency probe: handler start time */
 
 static int
@@ -123,19 +132,21 @@ bench_jobs(long n)
 {
     nv_engine *e = engine();
     nv_error err = { 0 };
-    double t0, t1, c0;
+    double t0, t1, c0, p0;
 
     atomic_store(&done_jobs, 0);
     must(nv_function_register_json(e, "noop", NULL, NV_RUNTIME_C, plain_cfg,
                                    noop, NULL, &err), &err, "register");
     must(nv_engine_start(e, 0, &err), &err, "start");
     c0 = cpu_s();
+    p0 = cpu_of(RUSAGE_THREAD);
     t0 = now_s();
     for (long i = 0; i < n; i++) {
         int rc = nv_queue_enqueue(e, "noop", NULL, "{}", NULL, NULL, &err);
 
         must(rc, &err, "enqueue");
     }
+    cpu_producer = (cpu_of(RUSAGE_THREAD) - p0) * 1e6 / (double)n;
     while (atomic_load(&done_jobs) < n)
         nv_engine_wait_idle(e, 100, NULL);
     t1 = now_s();
@@ -267,7 +278,8 @@ main(int argc, char **argv)
 {
     long jobs = 1000000, flows = 100000;
     int runs = 5;
-    double v[16], cpu[16], p50[16], p99[16];
+    const char *only = NULL;
+    double v[16], cpu[16], prod[16], p50[16], p99[16];
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--jobs") == 0 && i + 1 < argc)
@@ -276,6 +288,8 @@ main(int argc, char **argv)
             flows = atol(argv[++i]);
         else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc)
             runs = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+            only = argv[++i];
         else
             config_text = slurp(argv[i]);
     }
@@ -283,21 +297,33 @@ main(int argc, char **argv)
         runs = 5;
     printf("engine_bench: adapters from %s, median of %d runs\n",
            config_text ? "the given config" : "defaults (memory)", runs);
-    for (int r = 0; r < runs; r++) {
-        v[r] = bench_jobs(jobs);
-        cpu[r] = cpu_per_op;
+    if (only == NULL || strcmp(only, "jobs") == 0) {
+        for (int r = 0; r < runs; r++) {
+            v[r] = bench_jobs(jobs);
+            cpu[r] = cpu_per_op;
+            prod[r] = cpu_producer;
+        }
+        /* one thread calls nv_queue_enqueue, a job at a time, while the
+         * workers run; CPU is the whole process's, then the enqueuing
+         * thread's part of it */
+        printf("no-op jobs enqueue->ack:  %12.0f jobs/s   (%ld jobs, "
+               "%.2f us CPU/job, %.2f of it enqueuing)\n", median(v, runs),
+               jobs, median(cpu, runs), median(prod, runs));
     }
-    printf("no-op jobs enqueue->ack:  %12.0f jobs/s   (%ld jobs, "
-           "%.2f us CPU/job)\n", median(v, runs), jobs, median(cpu, runs));
-    for (int r = 0; r < runs; r++) {
-        v[r] = bench_flows(flows);
-        cpu[r] = cpu_per_op;
+    if (only == NULL || strcmp(only, "flows") == 0) {
+        for (int r = 0; r < runs; r++) {
+            v[r] = bench_flows(flows);
+            cpu[r] = cpu_per_op;
+        }
+        printf("flow steps (3-step flows): %11.0f steps/s  (%ld runs, "
+               "%.2f us CPU/step)\n", median(v, runs), flows,
+               median(cpu, runs));
     }
-    printf("flow steps (3-step flows): %11.0f steps/s  (%ld runs, "
-           "%.2f us CPU/step)\n", median(v, runs), flows, median(cpu, runs));
-    for (int r = 0; r < runs; r++)
-        bench_latency(2000, &p50[r], &p99[r]);
-    printf("enqueue->start latency:   p50 %.1f us   p99 %.1f us\n",
-           median(p50, runs), median(p99, runs));
+    if (only == NULL || strcmp(only, "latency") == 0) {
+        for (int r = 0; r < runs; r++)
+            bench_latency(2000, &p50[r], &p99[r]);
+        printf("enqueue->start latency:   p50 %.1f us   p99 %.1f us\n",
+               median(p50, runs), median(p99, runs));
+    }
     return 0;
 }

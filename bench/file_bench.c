@@ -8,9 +8,10 @@
  *                   job held, takes the next)                        jobs/s
  *   cycle           T threads each enqueue, reserve, complete        jobs/s
  * Every call returns only once its write is committed. Usage:
- *   file_bench [-t threads] [-n jobs] [-s normal|full] [-d dir] [-p rwc]
+ *   file_bench [-t threads] [-n jobs] [-s normal|full] [-d dir] [-p rwco]
  * (-p: the phases to run after the enqueue one: r reserve+ack,
- * w finish_reserve, c cycle; default rc)
+ * w finish_reserve, c cycle, o reopen: close and open again, timing the
+ * open, which loads the order of every stored job; default rc)
  * Prints one line per phase: "file <sync> <phase> <threads> <jobs/s>
  * (<CPU us/job>)", jobs counted as acknowledged, CPU of the process.
  * Not a test; bench/file_vs_beanstalkd.sh runs it beside beanstalkd.
@@ -209,7 +210,7 @@ main(int argc, char **argv)
         case 'p': phases = optarg; break;
         default:
             fprintf(stderr, "usage: %s [-t threads] [-n jobs] "
-                    "[-s normal|full] [-d dir] [-p rwc]\n", argv[0]);
+                    "[-s normal|full] [-d dir] [-p rwco]\n", argv[0]);
             return 2;
         }
     }
@@ -258,6 +259,21 @@ main(int argc, char **argv)
     }
 
     q.ops->close(q.self);
+    if (strchr(phases, 'o') != NULL) {
+        nv_job_counts c = { 0 };
+        double t0 = now_s();
+
+        if (nv_file_queue_open(settings, &q, &err) != NV_OK) {
+            fprintf(stderr, "file_bench: reopen: %s\n", err.msg);
+            return 1;
+        }
+        dt = now_s() - t0;
+        q.ops->counts(q.self, "bench", &c, NULL);
+        printf("file %s reopen with %lld jobs stored: %.0f ms\n", sync,
+               (long long)(c.waiting + c.delayed + c.active + c.completed +
+                           c.failed), dt * 1e3);
+        q.ops->close(q.self);
+    }
     if (atomic_load(&errors) > 0)
         fprintf(stderr, "file_bench: %ld failed calls\n",
                 atomic_load(&errors));

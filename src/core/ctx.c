@@ -180,7 +180,9 @@ int
 nv_ctx_emit(nv_ctx *c, const char *name, const char *payload_json,
             nv_error *err)
 {
-    json_t *payload = NULL, *d;
+    json_t *payload = NULL;
+    char *text, *d;
+    nv__proj_facts fa;
     nv_event out;
     int rc = check_live(c, err);
 
@@ -194,16 +196,40 @@ nv_ctx_emit(nv_ctx *c, const char *name, const char *payload_json,
     if (atomic_load(&c->cancel) != NULL && strcmp(c->cancel, "shutdown") != 0)
         return nv__error(err, NV_ESTATE, "emit: the attempt is %s",
                          c->cancel);
-    rc = nv__parse_json("emit: payload", payload_json ? payload_json : "{}",
-                        &payload, err);
-    if (rc != NV_OK)
-        return rc;
-    d = json_pack("{ssso}", "name", name, "payload", payload);
+    if (payload_json == NULL) {
+        payload = json_object();
+        if (payload == NULL)
+            return nv__error(err, NV_ENOMEM, "emit: out of memory");
+    } else {
+        rc = nv__parse_json("emit: payload", payload_json, &payload, err);
+        if (rc != NV_OK)
+            return rc;
+    }
+    /* {name, payload} as text (a name needs no escaping: N-1); the run
+     * cache takes the payload as parsed */
+    text = payload_json == NULL ? NULL : nv__dump(payload);
+    if (payload_json == NULL || text != NULL) {
+        const char *const parts[] = {
+            "{\"name\":\"", name, "\",\"payload\":",
+            text != NULL ? text : "{}", "}",
+        };
+
+        d = nv__concat(parts, sizeof(parts) / sizeof(parts[0]));
+    } else {
+        d = NULL;
+    }
+    nv__free(text);
+    memset(&fa, 0, sizeof(fa));
+    fa.name = name;
+    fa.payload = payload;
     memset(&out, 0, sizeof(out));
-    rc = nv__run_append(c->e, c->job.flow_name, c->job.run_id, "emit",
-                        c->job.step_name, c->step_id, c->attempt, d, -1, &out,
-                        err);
-    json_decref(d);
+    rc = d == NULL ? nv__error(err, NV_ENOMEM, "emit: out of memory")
+                   : nv__run_append_text(c->e, c->job.flow_name,
+                                         c->job.run_id, "emit",
+                                         c->job.step_name, c->step_id,
+                                         c->attempt, d, &fa, &out, NULL, err);
+    nv__free(d);
+    json_decref(payload);
     if (rc != NV_OK)
         return rc;
     pthread_mutex_lock(&c->mu);

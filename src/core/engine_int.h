@@ -63,8 +63,8 @@ struct nv_live {
 
 /* Cache of recently active runs' events (runcache.c). */
 typedef struct nv__rcache nv__rcache;
-typedef int (*nv__rcache_fn)(void *ud, const nv_event *ev,
-                             json_t *const *data, size_t n, nv_error *err);
+typedef int (*nv__rcache_fn)(void *ud, const nv__proj_acc *acc,
+                             nv_error *err);
 
 struct nv_engine {
     nv_config      *cfg;
@@ -105,7 +105,12 @@ struct nv_engine {
     int64_t         next_reap, next_metrics;
     atomic_llong    run_gen;
     atomic_llong    excess_at;
-    _Atomic uint64_t id_seq;            /* generated job ids (jobs.c) */          /* last excess retention (real ms) */            /* grows at each terminal event seen */
+    /* generated job ids (jobs.c): the producer writes it at each
+     * enqueue, so it has a cache line of its own, away from what the
+     * workers read at each job (stopping, nlive) */
+    char            id_pad0[64];
+    _Atomic uint64_t id_seq;
+    char            id_pad1[64];
 
     pthread_mutex_t live_mu;            /* guards lives, sub_handle */
     struct nv_live *lives;
@@ -123,6 +128,8 @@ struct nv_engine {
 
     pthread_mutex_t dirty_mu;           /* guards dirty */
     json_t         *dirty;              /* {runId: flowName} index to refresh */
+    atomic_uint     dirty_gen;          /* bumped (under dirty_mu) when a
+                                           flush takes the dirty set */
     nv__rcache     *rcache;             /* running runs' events, parsed */
 
     /* settings read once at start */
@@ -150,6 +157,7 @@ struct nv_ctx {
     int64_t           start_ms;          /* engine clock at start */
     int64_t           deadline;          /* 0: no timeout */
     int64_t           next_hb;           /* next heartbeat (engine clock) */
+    int               lease_unsure;      /* a heartbeat failed (under mu) */
     _Atomic(const char *) cancel;        /* CTX-7 reason or NULL */
     atomic_int        open;              /* an attempt runs (its owner
                                             writes; others count) */
@@ -245,13 +253,21 @@ int  nv__run_advance(nv_engine *e, const nv__flowrt *f, const char *run_id,
                      nv_error *err);
 int  nv__rcache_new(nv__rcache **out);
 void nv__rcache_free(nv__rcache *c);
-/* Call 'fn' with the run's events and parsed data, brought up to date with
- * its stream (n = 0 for a missing stream), under the run's cache lock. */
-int  nv__rcache_with(nv_engine *e, const char *run_id, nv__rcache_fn fn,
-                     void *ud, nv_error *err);
+/* Call 'fn' with the run's projection accumulator: brought up to date
+ * with its stream (min_version < 0), or as cached when that holds at least
+ * min_version events (see runcache.c). NV_ERUN_NOT_FOUND for a missing
+ * stream or one of another flow. Under the run's cache lock. */
+int  nv__rcache_with(nv_engine *e, const nv__flowrt *f, const char *run_id,
+                     int64_t min_version, nv__rcache_fn fn, void *ud,
+                     nv_error *err);
 void nv__rcache_evict(nv_engine *e, const char *run_id);
-void nv__rcache_put(nv_engine *e, const char *run_id, nv_event *ev,
-                    json_t *data, int64_t version);
+/* This engine appended 'ev' as the stream's 'version'-th event; 'facts'
+ * what the projection reads of its data, or NULL: then 'data' is its parsed
+ * data (shared read-only from then on) or NULL. With 'mark_dirty', also
+ * nv__rcache_mark_dirty (in the same lookup). */
+void nv__rcache_put(nv_engine *e, const char *run_id, const nv_event *ev,
+                    json_t *data, const nv__proj_facts *facts,
+                    int64_t version, int mark_dirty);
 
 /* Append an event to a run stream, marking the index dirty. 'data' is
  * kept by the run cache: it must not be changed after the call. */
@@ -259,6 +275,14 @@ int  nv__run_append(nv_engine *e, const char *flow, const char *run_id,
                     const char *type, const char *step, const char *step_id,
                     int attempt, json_t *data, int64_t expected,
                     nv_event *out, nv_error *err);
+/* The same with data given as JSON text ('facts', when not NULL, what the
+ * projection reads of it: see projection.h); *version (may be NULL) gets
+ * the stream's new length. */
+int  nv__run_append_text(nv_engine *e, const char *flow, const char *run_id,
+                         const char *type, const char *step,
+                         const char *step_id, int attempt, const char *text,
+                         const nv__proj_facts *facts, nv_event *out,
+                         int64_t *version, nv_error *err);
 char *nv__stream_key(nv_engine *e, const char *run_id);
 char *nv__index_key(nv_engine *e, const char *flow);
 /* After a terminal event: cleanup (ST-6 on-complete), jobs removal,
@@ -276,7 +300,13 @@ const nv__flowrt *nv__run_flow(nv_engine *e, const char *flow,
 /* Write the IX-1 metadata of a projected run (terminal never replaced). */
 void nv__index_update(nv_engine *e, const nv__flowrt *f, const char *run_id,
                       const nv__run_proj *p);
-void nv__index_mark_dirty(nv_engine *e, const char *flow, const char *run_id);
+/* Returns the dirty generation the run was added under. */
+unsigned nv__index_mark_dirty(nv_engine *e, const char *flow,
+                              const char *run_id);
+/* The same, skipped when the run cache knows the run is in the current
+ * dirty set (no global lock per event of a busy run). */
+void nv__rcache_mark_dirty(nv_engine *e, const char *flow,
+                           const char *run_id);
 void nv__index_flush(nv_engine *e);
 enum { NV__RETAIN_EXCESS = 0, NV__RETAIN_FULL = 1, NV__RETAIN_CLEAR = 2 };
 int  nv__retention(nv_engine *e, const char *flow_name, int mode,

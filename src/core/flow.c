@@ -18,20 +18,43 @@ nv__stream_key(nv_engine *e, const char *run_id)
     return nv__key_join(e->prefix[2], "flow:", run_id);
 }
 
+/* The stream key in 'buf' when it fits, else allocated (or NULL). */
+static char *
+stream_key(nv_engine *e, const char *run_id, char *buf, size_t size)
+{
+    size_t a = strlen(e->prefix[2]), b = strlen(run_id);
+
+    if (a + b + 7 > size)
+        return nv__stream_key(e, run_id);
+    memcpy(buf, e->prefix[2], a);
+    memcpy(buf + a, ":flow:", 6);
+    memcpy(buf + a + 6, run_id, b + 1);
+    return buf;
+}
+
 char *
 nv__index_key(nv_engine *e, const char *flow)
 {
     return nv__key_join(e->prefix[1], "flows:", flow);
 }
 
-int
-nv__run_append(nv_engine *e, const char *flow, const char *run_id,
-               const char *type, const char *step, const char *step_id,
-               int attempt, json_t *data, int64_t expected, nv_event *out,
-               nv_error *err)
+/*
+ * Append one event to a run's stream. Its data is 'text' (JSON) when given,
+ * else 'data' dumped; 'data' (may be NULL: then the text is parsed when the
+ * projection needs it) is shared with the run cache and must not change
+ * afterwards. *version (may be NULL) receives the stream's new length.
+ */
+static int
+append_ev(nv_engine *e, const char *flow, const char *run_id,
+          const char *type, const char *step, const char *step_id,
+          int attempt, json_t *data, const char *text,
+          const nv__proj_facts *facts, int64_t expected, nv_event *out,
+          int64_t *version_out, nv_error *err)
 {
-    nv_event ev;
-    char *key = nv__stream_key(e, run_id);
+    nv_event ev, mine;
+    char kbuf[256], *key = stream_key(e, run_id, kbuf, sizeof(kbuf));
+    char *dumped = NULL;
+    int64_t version = -1;
     int rc;
 
     if (key == NULL)
@@ -49,85 +72,123 @@ nv__run_append(nv_engine *e, const char *flow, const char *run_id,
                      run_id, step, attempt);
         ev.attempt = attempt;
     }
-    if (data != NULL) {
-        ev.data = nv__dump(data);
-        if (ev.data == NULL) {
-            nv__free(key);
+    if (text == NULL && data != NULL) {
+        text = dumped = nv__dump(data);
+        if (dumped == NULL) {
+            if (key != kbuf)
+                nv__free(key);
             return nv__error(err, NV_ENOMEM, "out of memory");
         }
     }
-    {
-        nv_event mine;
-        int64_t version = -1;
+    ev.data = (char *)text;
+    memset(&mine, 0, sizeof(mine));
+    rc = e->stream.ops->append(e->stream.self, key, &ev, nv__now(e),
+                               expected, &mine, &version, err);
+    if (rc == NV_OK) {
+        /* the index follows within 1 s (IX-3); completions and endings
+         * update it themselves */
+        int mark = !nv__event_is_terminal(type) &&
+                   strcmp(type, "step.completed") != 0 &&
+                   strcmp(type, "flow.start") != 0;
 
-        memset(&mine, 0, sizeof(mine));
-        rc = e->stream.ops->append(e->stream.self, key, &ev, nv__now(e),
-                                   expected, &mine, &version, err);
-        if (rc == NV_OK && out != NULL && nv_event_copy(out, &mine) != NV_OK)
-            memset(out, 0, sizeof(*out));     /* the event is appended */
-        if (rc == NV_OK)
-            nv__rcache_put(e, run_id, &mine, data, version);
-        nv_event_release(&mine);
+        memcpy(ev.id, mine.id, sizeof(ev.id));
+        ev.ts = mine.ts;
+        nv__rcache_put(e, run_id, &ev, data, facts, version, mark);
+        if (version_out != NULL)
+            *version_out = version;
     }
-    nv__free(ev.data);
-    nv__free(key);
-    if (rc == NV_OK && !nv__event_is_terminal(type) &&
-        strcmp(type, "step.completed") != 0 && strcmp(type, "flow.start") != 0)
-        nv__index_mark_dirty(e, flow, run_id);
+    if (rc == NV_OK && out != NULL)
+        *out = mine;                /* its data goes with it */
+    else
+        nv_event_release(&mine);
+    nv__free(dumped);
+    if (key != kbuf)
+        nv__free(key);
     return rc;
 }
 
+int
+nv__run_append(nv_engine *e, const char *flow, const char *run_id,
+               const char *type, const char *step, const char *step_id,
+               int attempt, json_t *data, int64_t expected, nv_event *out,
+               nv_error *err)
+{
+    return append_ev(e, flow, run_id, type, step, step_id, attempt, data,
+                     NULL, NULL, expected, out, NULL, err);
+}
+
+int
+nv__run_append_text(nv_engine *e, const char *flow, const char *run_id,
+                    const char *type, const char *step, const char *step_id,
+                    int attempt, const char *text,
+                    const nv__proj_facts *facts, nv_event *out,
+                    int64_t *version, nv_error *err)
+{
+    return append_ev(e, flow, run_id, type, step, step_id, attempt, NULL,
+                     text, facts, -1, out, version, err);
+}
+
 struct load {
-    nv_engine        *e;
-    const nv__flowrt *f;
-    const char       *run_id;
-    nv_event        **evs;      /* NULL: the caller wants no copies */
-    size_t           *nev;
-    nv__run_proj     *p;
+    int64_t       now;
+    nv__run_proj *p;
 };
 
 static int
-load_cb(void *ud, const nv_event *v, json_t *const *data, size_t n,
-        nv_error *err)
+load_cb(void *ud, const nv__proj_acc *acc, nv_error *err)
 {
     struct load *l = ud;
-    int rc;
 
-    if (n == 0 || strcmp(v[0].flow_name, l->f->flow->name) != 0)
-        return nv__error(err, NV_ERUN_NOT_FOUND, "run '%s' not found in flow "
-                         "'%s'", l->run_id, l->f->flow->name);
-    rc = nv__project_parsed(&l->f->def, v, data, n, nv__now(l->e), l->p,
-                            err);
-    if (rc != NV_OK || l->evs == NULL)
-        return rc;
-    *l->evs = nv__calloc(n, sizeof(nv_event));
-    for (size_t i = 0; *l->evs != NULL && i < n; i++) {
-        if (nv_event_copy(&(*l->evs)[i], &v[i]) != NV_OK) {
-            nv_events_free(*l->evs, i);
-            *l->evs = NULL;
-        }
-    }
-    if (*l->evs == NULL) {
-        nv__run_proj_release(l->p);
-        return nv__error(err, NV_ENOMEM, "out of memory");
-    }
-    *l->nev = n;
-    return NV_OK;
+    return nv__proj_view(acc, l->now, l->p, err);
 }
 
-/* 'evs' may be NULL when the events themselves are not needed. */
+/* The run's projection as of now (min_version < 0) or as cached when that
+ * holds at least min_version events (after this engine's own append of
+ * that version: the stream as of that append). */
+static int
+load_at(nv_engine *e, const nv__flowrt *f, const char *run_id,
+        int64_t min_version, nv__run_proj *p, nv_error *err)
+{
+    struct load l = { .now = nv__now(e), .p = p };
+
+    memset(p, 0, sizeof(*p));
+    return nv__rcache_with(e, f, run_id, min_version, load_cb, &l, err);
+}
+
+/* 'evs' may be NULL when the events themselves are not needed; with them
+ * the stream is read whole, and the projection is of what was read. */
 int
 nv__run_load(nv_engine *e, const nv__flowrt *f, const char *run_id,
              nv_event **evs, size_t *nev, nv__run_proj *p, nv_error *err)
 {
-    struct load l = { .e = e, .f = f, .run_id = run_id, .evs = evs,
-                      .nev = nev, .p = p };
+    char *key;
+    nv_event *v = NULL;
+    size_t n = 0;
+    int rc;
 
-    if (evs != NULL) {
-        *evs = NULL;
-        *nev = 0;
+    if (evs == NULL)
+        return load_at(e, f, run_id, -1, p, err);
+    *evs = NULL;
+    *nev = 0;
+    key = nv__stream_key(e, run_id);
+    if (key == NULL)
+        return nv__error(err, NV_ENOMEM, "out of memory");
+    rc = e->stream.ops->read(e->stream.self, key, NULL, -1, &v, &n, err);
+    nv__free(key);
+    if (rc != NV_OK)
+        return rc;
+    if (n == 0 || strcmp(v[0].flow_name, f->flow->name) != 0) {
+        nv_events_free(v, n);
+        return nv__error(err, NV_ERUN_NOT_FOUND, "run '%s' not found in "
+                         "flow '%s'", run_id, f->flow->name);
     }
-    return nv__rcache_with(e, run_id, load_cb, &l, err);
+    rc = nv__project(&f->def, v, n, nv__now(e), p, err);
+    if (rc != NV_OK) {
+        nv_events_free(v, n);
+        return rc;
+    }
+    *evs = v;
+    *nev = n;
+    return NV_OK;
 }
 
 const nv__flowrt *
@@ -215,7 +276,7 @@ flow_start(nv_engine *e, const char *flow, const char *input_json,
     const nv__flowrt *f;
     const nv__function *entry;
     nv__wq *wq;
-    json_t *input = NULL, *sd = NULL, *data = NULL, *meta;
+    json_t *input = NULL, *sd = NULL, *data = NULL;
     char id[NV_ID_MAX];
     nv_event out;
     char *ikey, *ms;
@@ -270,13 +331,14 @@ flow_start(nv_engine *e, const char *flow, const char *input_json,
         rc = nv__error(err, NV_ECONFLICT, "run '%s' already exists", id);
     if (rc != NV_OK)
         goto out;
-    meta = json_pack("{sssososIsIs[]}", "status", "running",
-                     "startedAt", nv__json_iso(out.ts),
-                     "lastActivityAt", nv__json_iso(out.ts),
-                     "stepCount", (json_int_t)f->def.nsteps,
-                     "completedSteps", (json_int_t)0, "emittedEvents");
-    ms = meta != NULL ? nv__dump(meta) : NULL;
-    json_decref(meta);
+    {
+        /* IX-1: the metadata of a run of one event */
+        nv__run_proj p0;
+
+        memset(&p0, 0, sizeof(p0));    /* no emits: emitted may be NULL */
+        p0.started_ms = p0.last_ms = out.ts;
+        ms = nv__run_proj_meta_text(&p0, &f->def);
+    }
     ikey = nv__index_key(e, flow);
     if (ms != NULL && ikey != NULL)
         e->store.ops->idx_put(e->store.self, ikey, id, (double)out.ts, ms,
@@ -364,44 +426,62 @@ dispatch(nv_engine *e, const nv__flowrt *f, const char *run_id,
     }
 }
 
+/*
+ * Dispatch and end check on the run's projection as of now (min_version
+ * < 0), or as of this engine's own append of version min_version (see
+ * load_at): whatever another instance appended after that append is
+ * advanced by that instance, which then sees ours; the terminal event is
+ * appended at the expected version, so a run is never ended on an old
+ * view (F-13).
+ */
 static int
 advance(nv_engine *e, const nv__flowrt *f, const char *run_id,
-        int include_entry, nv_error *err)
+        int include_entry, int64_t min_version, nv_error *err)
 {
-    for (int round = 0; round < 64; round++) {
-        nv_event *evs = NULL, out;
-        size_t n = 0;
-        nv__run_proj p;
-        int rc = nv__run_load(e, f, run_id, NULL, &n, &p, err);
+    char ended[32] = "";    /* the terminal event appended here */
 
-        if (rc != NV_OK)
+    for (int round = 0; round < 64; round++) {
+        nv__run_proj p;
+        int64_t version = -1;
+        int rc = load_at(e, f, run_id, min_version, &p, err);
+
+        if (rc != NV_OK) {
+            if (ended[0] != '\0')
+                nv__run_terminated(e, f, run_id, ended);
             return rc;
+        }
         if (p.status != NV_RUN_RUNNING || !p.complete) {
             /* a running run's index entry is refreshed by the maintenance
-             * pass within 1 s (IX-3); a finished one is written now */
+             * pass within 1 s (IX-3); a finished one is written now,
+             * before the retention that follows its end sees it */
             if (p.status == NV_RUN_RUNNING) {
                 dispatch(e, f, run_id, &p, include_entry);
-                nv__index_mark_dirty(e, f->flow->name, run_id);
+                nv__rcache_mark_dirty(e, f->flow->name, run_id);
             } else {
                 nv__index_update(e, f, run_id, &p);
             }
             nv__run_proj_release(&p);
-            nv_events_free(evs, n);
+            if (ended[0] != '\0')
+                nv__run_terminated(e, f, run_id, ended);
             return NV_OK;
         }
-        memset(&out, 0, sizeof(out));
-        rc = nv__run_append(e, f->flow->name, run_id, p.terminal_type, NULL,
-                            NULL, 0, p.terminal_data, p.version, &out, err);
-        char type[32];
-        nv__strlcpy(type, p.terminal_type, sizeof(type));
+        rc = append_ev(e, f->flow->name, run_id, p.terminal_type, NULL, NULL,
+                       0, p.terminal_data, NULL, NULL, p.version, NULL,
+                       &version, err);
+        if (rc == NV_OK)
+            nv__strlcpy(ended, p.terminal_type, sizeof(ended));
         nv__run_proj_release(&p);
-        nv_events_free(evs, n);
-        nv_event_release(&out);
-        if (rc == NV_ECONFLICT)
-            continue;           /* F-13: someone appended; decide again */
+        if (rc == NV_ECONFLICT) {
+            min_version = -1;   /* F-13: someone appended; decide again */
+            continue;
+        }
         if (rc != NV_OK)
             return rc;
-        nv__run_terminated(e, f, run_id, type);
+        min_version = version;
+    }
+    if (ended[0] != '\0') {
+        nv__run_terminated(e, f, run_id, ended);
+        return NV_OK;
     }
     return nv__error(err, NV_EINTERNAL, "run '%s': could not settle", run_id);
 }
@@ -410,7 +490,7 @@ int
 nv__run_advance(nv_engine *e, const nv__flowrt *f, const char *run_id,
                 nv_error *err)
 {
-    return advance(e, f, run_id, 1, err);
+    return advance(e, f, run_id, 1, -1, err);
 }
 
 /* ---- Attempts of flow jobs (F-4, F-5, F-10) ---- */
@@ -436,51 +516,47 @@ finish_unrun(nv_ctx *c, const char *result, int remove)
 }
 
 /*
- * F-4 needs only two facts, read from the event types: is the run
- * finished, and has this step completed (then its result, from that one
- * event).
+ * F-4 needs only two facts: is the run finished, and has this step
+ * completed (then its result); and the version they were read at.
  */
 struct scan {
     const nv_ctx *c;
     int          *finished;
     char        **result;
+    int64_t      *version;
 };
 
 static int
-scan_cb(void *ud, const nv_event *v, json_t *const *data, size_t n,
-        nv_error *err)
+scan_cb(void *ud, const nv__proj_acc *acc, nv_error *err)
 {
     struct scan *sc = ud;
+    const nv__step_proj *s = nv__proj_acc_step(acc, sc->c->job.step_name);
 
     (void)err;
-    if (n == 0 || strcmp(v[0].flow_name, sc->c->job.flow_name) != 0)
-        return NV_ERUN_NOT_FOUND;
-    for (size_t i = 0; i < n; i++) {
-        if (nv__event_is_terminal(v[i].type)) {
-            *sc->finished = 1;
-        } else if (*sc->result == NULL &&
-                   strcmp(v[i].type, "step.completed") == 0 &&
-                   strcmp(v[i].step_name, sc->c->job.step_name) == 0) {
-            json_t *r = json_object_get(data[i], "result");
-
-            *sc->result = nv__dump(r != NULL ? r : json_null());
-            if (*sc->result == NULL)
-                *sc->result = nv__strdup("null");
-        }
+    *sc->finished = nv__proj_acc_status(acc) != NV_RUN_RUNNING;
+    *sc->version = nv__proj_acc_version(acc);
+    if (s != NULL && s->status == NV_STEP_COMPLETED) {
+        *sc->result = nv__dump(s->result != NULL ? s->result : json_null());
+        if (*sc->result == NULL)
+            *sc->result = nv__strdup("null");
     }
     return NV_OK;
 }
 
+/* min_version as for load_at; 0: any cached state. */
 static int
-scan_run(nv_engine *e, const nv_ctx *c, int *finished, char **result,
-         nv_error *err)
+scan_run(nv_engine *e, const nv_ctx *c, int64_t min_version, int *finished,
+         char **result, int64_t *version, nv_error *err)
 {
-    struct scan sc = { .c = c, .finished = finished, .result = result };
+    int64_t v = -1;
+    struct scan sc = { .c = c, .finished = finished, .result = result,
+                       .version = version != NULL ? version : &v };
     int rc;
 
     *finished = 0;
     *result = NULL;
-    rc = nv__rcache_with(e, c->job.run_id, scan_cb, &sc, err);
+    rc = nv__rcache_with(e, c->flow, c->job.run_id, min_version, scan_cb, &sc,
+                         err);
     if (rc != NV_OK) {
         nv__free(*result);
         *result = NULL;
@@ -488,44 +564,90 @@ scan_run(nv_engine *e, const nv_ctx *c, int *finished, char **result,
     return rc;
 }
 
-int
-nv__flow_before(nv_ctx *c)
+/* step.started data (F-4c) as JSON text, NULL when out of memory. */
+static char *
+started_data(const nv_ctx *c)
 {
-    nv_engine *e = c->e;
-    nv_error err;
-    char *res = NULL;
+    const char *re = c->job.stalled_count > 0 ? ",\"redelivered\":true" : "";
     json_t *d;
-    int finished = 0;
-    int rc = scan_run(e, c, &finished, &res, &err);
+    char *s;
 
-    if (rc == NV_ERUN_NOT_FOUND) {
-        finish_unrun(c, NULL, 1);           /* its run is gone */
-        return 1;
-    }
-    if (rc != NV_OK) {
-        nv__engine_log(e, NV_LOG_ERROR, "job %s: cannot read run %s: %s",
-                       c->job.id, c->job.run_id, err.msg);
-        return -1;
-    }
-    if (finished) {                                         /* F-4a */
-        nv__free(res);
-        finish_unrun(c, NULL, 1);
-        return 1;
-    }
-    if (res != NULL) {                                      /* F-4b */
-        advance(e, c->flow, c->job.run_id, 0, NULL);
-        finish_unrun(c, res, 0);
-        nv__free(res);
-        return 1;
+    if (nv__json_plain(c->job.id) && nv__json_plain(c->job.name) &&
+        nv__json_plain(c->job.queue)) {
+        const char *const parts[] = {
+            "{\"jobId\":\"", c->job.id, "\",\"name\":\"", c->job.name,
+            "\",\"queue\":\"", c->job.queue, "\"", re, "}",
+        };
+
+        return nv__concat(parts, sizeof(parts) / sizeof(parts[0]));
     }
     d = json_pack("{ssssss}", "jobId", c->job.id, "name", c->job.name,
                   "queue", c->job.queue);
     if (d != NULL && c->job.stalled_count > 0)
         json_object_set_new(d, "redelivered", json_true());
-    rc = nv__run_append(e, c->job.flow_name, c->job.run_id, "step.started",
-                        c->job.step_name, c->step_id, c->attempt, d, -1, NULL,
-                        &err);
+    s = d != NULL ? nv__dump(d) : NULL;
     json_decref(d);
+    return s;
+}
+
+/*
+ * F-4. The decision is made on the cached state of the run, and
+ * step.started is appended at the version that state had: when anything
+ * was appended since (here or by another instance), the append is refused
+ * and the decision is made again on the stream as it is now. A finished
+ * run and a completed step stay so (F-11, F-13), so the cached state is
+ * enough for cases (a) and (b). After two refusals (a busy run), the
+ * append is made on a fresh read without an expected version.
+ */
+int
+nv__flow_before(nv_ctx *c)
+{
+    nv_engine *e = c->e;
+    nv_error err;
+    char *res = NULL, *data;
+    int finished = 0, rc = NV_OK;
+
+    data = started_data(c);
+    if (data == NULL) {
+        nv__error(&err, NV_ENOMEM, "out of memory");
+        rc = NV_ENOMEM;
+    }
+    for (int round = 0; data != NULL && round < 3; round++) {
+        int64_t version = -1;
+
+        rc = scan_run(e, c, round == 0 ? 0 : -1, &finished, &res, &version,
+                      &err);
+        if (rc == NV_ERUN_NOT_FOUND) {
+            nv__free(data);
+            finish_unrun(c, NULL, 1);           /* its run is gone */
+            return 1;
+        }
+        if (rc != NV_OK) {
+            nv__engine_log(e, NV_LOG_ERROR, "job %s: cannot read run %s: %s",
+                           c->job.id, c->job.run_id, err.msg);
+            nv__free(data);
+            return -1;
+        }
+        if (finished) {                                     /* F-4a */
+            nv__free(res);
+            nv__free(data);
+            finish_unrun(c, NULL, 1);
+            return 1;
+        }
+        if (res != NULL) {                                  /* F-4b */
+            nv__free(data);
+            advance(e, c->flow, c->job.run_id, 0, -1, NULL);
+            finish_unrun(c, res, 0);
+            nv__free(res);
+            return 1;
+        }
+        rc = append_ev(e, c->job.flow_name, c->job.run_id, "step.started",
+                       c->job.step_name, c->step_id, c->attempt, NULL, data,
+                       NULL, round < 2 ? version : -1, NULL, NULL, &err);
+        if (rc != NV_ECONFLICT)
+            break;
+    }
+    nv__free(data);
     if (rc != NV_OK) {
         nv_finish fin = { .kind = NV_FINISH_RELEASE };
 
@@ -536,6 +658,61 @@ nv__flow_before(nv_ctx *c)
         return -1;
     }
     return 0;
+}
+
+/* Copy 's' with its NUL to 'w'; the position of that NUL. */
+static char *
+put(char *w, const char *s)
+{
+    size_t n = strlen(s);
+
+    memcpy(w, s, n + 1);
+    return w + n;
+}
+
+/* step.completed data (F-5) as JSON text; NULL when out of memory. */
+static char *
+completed_data(json_t *res, const char *const *ids, size_t n, int64_t dur)
+{
+    char *r = res != NULL ? nv__dump(res) : NULL, *out, *w;
+    size_t len = 64 + (r != NULL ? strlen(r) : 4);
+    int plain = 1;
+
+    if (res != NULL && r == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        plain &= nv__json_plain(ids[i]);
+        len += strlen(ids[i]) + 3;
+    }
+    if (!plain) {
+        json_t *a = json_array(), *d;
+
+        for (size_t i = 0; a != NULL && i < n; i++)
+            json_array_append_new(a, json_string(ids[i]));
+        d = json_pack("{s:O, s:o, s:I}", "result", res ? res : json_null(),
+                      "emitIds", a ? a : json_array(), "durationMs",
+                      (json_int_t)dur);
+        out = d != NULL ? nv__dump(d) : NULL;
+        json_decref(d);
+        nv__free(r);
+        return out;
+    }
+    out = nv__malloc(len);
+    if (out != NULL) {
+        w = put(out, "{\"result\":");
+        w = put(w, r != NULL ? r : "null");
+        w = put(w, ",\"emitIds\":[");
+        for (size_t i = 0; i < n; i++) {
+            w = put(w, i > 0 ? ",\"" : "\"");
+            w = put(w, ids[i]);
+            w = put(w, "\"");
+        }
+        w = put(w, "],\"durationMs\":");
+        w += nv__fmt_i64(w, dur);
+        put(w, "}");
+    }
+    nv__free(r);
+    return out;
 }
 
 static int
@@ -555,23 +732,35 @@ nv__flow_after(nv_ctx *c, int ok, const char *error, const char *stack,
     const char *flow = c->job.flow_name, *run = c->job.run_id;
     json_t *d;
     nv_error err;
+    int64_t version = -1;
     int rc;
 
     if (ok) {
-        json_t *ids = json_array(), *res = NULL;
+        json_t *res = NULL;
+        char *text;
+        nv__proj_facts fa;
 
+        /* F-5: {result, emitIds, durationMs}, applied to the run cache
+         * as facts (no JSON object built for it) */
         pthread_mutex_lock(&c->mu);
-        for (size_t i = 0; ids != NULL && i < c->nemit; i++)
-            json_array_append_new(ids, json_string(c->emit_ids[i]));
         if (c->result != NULL)
             res = json_loads(c->result, JSON_DECODE_ANY, NULL);
+        text = completed_data(res, (const char *const *)c->emit_ids,
+                              c->nemit, nv__now(e) - c->start_ms);
+        memset(&fa, 0, sizeof(fa));
+        fa.has_result = 1;
+        fa.result = res;
+        fa.emit_ids = (const char *const *)c->emit_ids;
+        fa.nemit_ids = c->nemit;
+        if (text != NULL)
+            rc = append_ev(e, flow, run, "step.completed", c->job.step_name,
+                           c->step_id, c->attempt, NULL, text, &fa, -1, NULL,
+                           &version, &err);
+        else
+            rc = nv__error(&err, NV_ENOMEM, "out of memory");
         pthread_mutex_unlock(&c->mu);
-        d = json_pack("{s:o, s:o, s:I}", "result", res ? res : json_null(),
-                      "emitIds", ids ? ids : json_array(), "durationMs",
-                      (json_int_t)(nv__now(e) - c->start_ms));
-        rc = nv__run_append(e, flow, run, "step.completed", c->job.step_name,
-                            c->step_id, c->attempt, d, -1, NULL, &err);
-        json_decref(d);
+        nv__free(text);
+        json_decref(res);
         if (rc != NV_OK) {
             nv__engine_log(e, NV_LOG_ERROR, "run %s: cannot append "
                            "step.completed: %s", run, err.msg);
@@ -579,7 +768,7 @@ nv__flow_after(nv_ctx *c, int ok, const char *error, const char *stack,
         }
         if (e->state_cleanup == 1)
             nv__state_drop_run(e, run);
-        advance(e, c->flow, run, 0, NULL);
+        advance(e, c->flow, run, 0, version, NULL);
         return;
     }
     if (!final) {
@@ -589,7 +778,8 @@ nv__flow_after(nv_ctx *c, int ok, const char *error, const char *stack,
         /* F-16: never a step.retry after the terminal event, even one
          * appended by another instance a moment ago */
         if (run_is_finished(c) ||
-            (scan_run(e, c, &finished, &res, NULL) == NV_OK && finished)) {
+            (scan_run(e, c, -1, &finished, &res, NULL, NULL) == NV_OK &&
+             finished)) {
             nv__free(res);
             return;
         }
@@ -602,9 +792,9 @@ nv__flow_after(nv_ctx *c, int ok, const char *error, const char *stack,
     }
     if (d != NULL && stack != NULL)
         json_object_set_new(d, "stack", json_string(stack));
-    rc = nv__run_append(e, flow, run, final ? "step.failed" : "step.retry",
-                        c->job.step_name, c->step_id, c->attempt, d, -1, NULL,
-                        &err);
+    rc = append_ev(e, flow, run, final ? "step.failed" : "step.retry",
+                   c->job.step_name, c->step_id, c->attempt, d, NULL, NULL,
+                   -1, NULL, &version, &err);
     json_decref(d);
     if (rc != NV_OK) {
         nv__engine_log(e, NV_LOG_ERROR, "run %s: cannot append step event: "
@@ -612,23 +802,26 @@ nv__flow_after(nv_ctx *c, int ok, const char *error, const char *stack,
         return;
     }
     if (final)
-        advance(e, c->flow, run, 0, NULL);
+        advance(e, c->flow, run, 0, version, NULL);
 }
 
 void
 nv__flow_reaped_failed(nv_engine *e, const nv_job *j)
 {
     const nv__flowrt *f = nv__flowrt_find(e, j->flow_name);
+    int64_t version = -1;
     json_t *d;
 
     if (f == NULL)
         return;
     d = json_pack("{ss}", "error", j->failed_reason ? j->failed_reason
                   : "job stalled more than allowable limit");
-    nv__run_append(e, j->flow_name, j->run_id, "step.failed", j->step_name,
-                   NULL, j->attempts_made + 1, d, -1, NULL, NULL);
+    if (append_ev(e, j->flow_name, j->run_id, "step.failed", j->step_name,
+                  NULL, j->attempts_made + 1, d, NULL, NULL, -1, NULL,
+                  &version, NULL) != NV_OK)
+        version = -1;
     json_decref(d);
-    advance(e, f, j->run_id, 0, NULL);
+    advance(e, f, j->run_id, 0, version, NULL);
 }
 
 /* ---- Ending: cancel, stall, cleanup (F-15, F-16, SD-2) ---- */
@@ -678,12 +871,11 @@ nv__run_cancel_internal(nv_engine *e, const nv__flowrt *f, const char *run_id,
                         const char *reason, const char *type, nv_error *err)
 {
     for (int round = 0; round < 64; round++) {
-        nv_event *evs = NULL;
-        size_t n = 0;
         nv__run_proj p;
         json_t *d;
         char iso[32];
-        int rc = nv__run_load(e, f, run_id, NULL, &n, &p, err);
+        int64_t done = -1;
+        int rc = load_at(e, f, run_id, -1, &p, err);
 
         if (rc != NV_OK)
             return rc;
@@ -691,7 +883,6 @@ nv__run_cancel_internal(nv_engine *e, const nv__flowrt *f, const char *run_id,
         int running = p.status == NV_RUN_RUNNING;
 
         nv__run_proj_release(&p);
-        nv_events_free(evs, n);
         if (!running)
             return nv__error(err, NV_ERUN_NOT_RUNNING, "run '%s' is not "
                              "running", run_id);
@@ -704,15 +895,15 @@ nv__run_cancel_internal(nv_engine *e, const nv__flowrt *f, const char *run_id,
                           "running", "stalledAt", iso);
         if (d != NULL && reason != NULL && strcmp(type, "flow.cancel") == 0)
             json_object_set_new(d, "reason", json_string(reason));
-        rc = nv__run_append(e, f->flow->name, run_id, type, NULL, NULL, 0, d,
-                            version, NULL, err);
+        rc = append_ev(e, f->flow->name, run_id, type, NULL, NULL, 0, d,
+                       NULL, NULL, version, NULL, &done, err);
         json_decref(d);
         if (rc == NV_ECONFLICT)
             continue;
         if (rc != NV_OK)
             return rc;
+        advance(e, f, run_id, 0, done, NULL);   /* the final index meta */
         nv__run_terminated(e, f, run_id, type);
-        advance(e, f, run_id, 0, NULL);     /* writes the final index meta */
         return NV_OK;
     }
     return nv__error(err, NV_EINTERNAL, "run '%s': could not append %s",
@@ -761,21 +952,18 @@ nv_run_restart(nv_engine *e, const char *flow, const char *run_id,
                char **body, nv_error *err)
 {
     const nv__flowrt *f;
-    nv_event *evs = NULL;
-    size_t n = 0;
     nv__run_proj p;
     char *input, *sd, nid[NV_ID_MAX];
     int running, rc = find_run(e, flow, run_id, &f, err);
 
     if (rc != NV_OK)
         return rc;
-    rc = nv__run_load(e, f, run_id, NULL, &n, &p, err);
+    rc = load_at(e, f, run_id, -1, &p, err);
     if (rc != NV_OK)
         return rc;
     input = nv__dump(p.input != NULL ? p.input : json_object());
     running = p.status == NV_RUN_RUNNING;
     nv__run_proj_release(&p);
-    nv_events_free(evs, n);
     if (input == NULL)
         return nv__error(err, NV_ENOMEM, "out of memory");
     if (running) {
@@ -812,19 +1000,16 @@ nv_run_wait(nv_engine *e, const char *run_id, int64_t timeout_ms,
     if (rc != NV_OK)
         return rc;
     for (;;) {
-        nv_event *evs = NULL;
-        size_t n = 0;
         nv__run_proj p;
         int st;
 
-        rc = nv__run_load(e, f, run_id, NULL, &n, &p, err);
+        rc = load_at(e, f, run_id, -1, &p, err);
         if (rc != NV_OK)
             return rc;
         st = p.status;
         if (st != NV_RUN_RUNNING)           /* the index agrees on return */
             nv__index_update(e, f, run_id, &p);
         nv__run_proj_release(&p);
-        nv_events_free(evs, n);
         if (st != NV_RUN_RUNNING) {
             if (status != NULL)
                 nv__strlcpy(status, nv__run_status_name(st), 16);

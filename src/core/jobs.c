@@ -359,7 +359,7 @@ nv__job_enqueue(nv_engine *e, nv__wq *wq, const char *id, const char *name,
     nv_job j;
     int64_t now = nv__now(e);
     char *opts = NULL;
-    int rc, made = 0;
+    int rc, made = 0, publish;
 
     memset(&j, 0, sizeof(j));
     if (id != NULL && *id != '\0')
@@ -402,7 +402,13 @@ nv__job_enqueue(nv_engine *e, nv__wq *wq, const char *id, const char *name,
         j.group = group_of(wq->fn, p);
         json_decref(p);
     }
-    rc = e->queue.ops->enqueue(e->queue.self, &j, now, max, out, &made, err);
+    /* Ask whether the job was created only when someone needs to know
+     * (the caller, a job event): an adapter may then take the job in
+     * without answering (the memory queue's inbox). */
+    publish = nv__publishing(e);
+    rc = e->queue.ops->enqueue(e->queue.self, &j, now, max, out,
+                               created != NULL || publish ? &made : NULL,
+                               err);
     nv__free(opts);
     nv__free(j.group);
     if (rc != NV_OK) {
@@ -412,7 +418,7 @@ nv__job_enqueue(nv_engine *e, nv__wq *wq, const char *id, const char *name,
     }
     if (created != NULL)
         *created = made;
-    if (made && nv__publishing(e)) {
+    if (made && publish) {
         j.state = o->delay > 0 ? NV_JOB_DELAYED : NV_JOB_WAITING;
         j.data = NULL;
         j.opts = NULL;
@@ -492,7 +498,7 @@ nv_queue_enqueue(nv_engine *e, const char *queue, const char *name,
         memset(&out, 0, sizeof(out));
     rc = nv__job_enqueue(e, wq, op->job_id, name, data_json, data, op, NULL,
                          NULL, NULL, e->max_queue, body != NULL ? &out : NULL,
-                         &created, err);
+                         body != NULL ? &created : NULL, err);
     if (rc != NV_OK)
         goto out;
     if (body != NULL) {

@@ -56,9 +56,10 @@ typedef struct nv__step_proj {
     int64_t     started_ms;     /* ts of the latest step.started, 0 if none */
     int64_t     ended_ms;       /* ts of its latest ending event, 0 if none */
     const char *last_error;     /* latest step.retry/failed error, or NULL */
-    json_t     *result;         /* step.completed result (borrowed), or NULL */
+    json_t     *result;         /* step.completed result, or NULL */
     json_t     *input;          /* PENDING non-entry steps: the F-8 input
                                    (owned by the projection); NULL otherwise */
+    json_t     *err_ref;        /* internal: keeps last_error alive */
 } nv__step_proj;
 
 typedef struct nv__run_proj {
@@ -84,9 +85,6 @@ typedef struct nv__run_proj {
     int            complete;
     const char    *terminal_type;
     json_t        *terminal_data;
-
-    json_t       **parsed;          /* internal: parsed event data (owned) */
-    size_t         nparsed;
 } nv__run_proj;
 
 /*
@@ -105,6 +103,55 @@ int  nv__project_parsed(const nv__flowdef *def, const nv_event *ev,
                         nv__run_proj *out, nv_error *err);
 void nv__run_proj_release(nv__run_proj *p);
 
+/*
+ * The same, incrementally: an accumulator takes a run's events one at a
+ * time in stream order (nv__proj_apply), and a view of it at any point is
+ * the projection of the events applied so far (nv__proj_view), equal to
+ * nv__project over them. The run cache keeps one per run, so a run's
+ * state is not recomputed from all its events at every step. 'def' must
+ * outlive the accumulator.
+ */
+typedef struct nv__proj_acc nv__proj_acc;
+
+nv__proj_acc *nv__proj_acc_new(const nv__flowdef *def);
+void          nv__proj_acc_free(nv__proj_acc *a);
+/* Apply the next event. 'data' is its parsed data (shared read-only, the
+ * accumulator takes references) or NULL: then ev->data is parsed when the
+ * projection needs it (nv__proj_needs_data). NV_EINVAL when that is not
+ * JSON (the accumulator is then unusable), NV_ENOMEM. */
+int           nv__proj_apply(nv__proj_acc *a, const nv_event *ev,
+                             json_t *data, nv_error *err);
+/*
+ * What the projection reads of the data of a step.completed (result,
+ * emitIds) or an emit (name, payload), for an event whose data this engine
+ * built as text: applied without parsing it. JSON members are borrowed
+ * (the accumulator takes references).
+ */
+typedef struct nv__proj_facts {
+    int                has_result;  /* step.completed: result member */
+    json_t            *result;      /* NULL with has_result: JSON null */
+    const char *const *emit_ids;
+    size_t             nemit_ids;
+    json_t            *more_ids;    /* internal: ids past emit_ids */
+    const char        *name;        /* emit */
+    json_t            *payload;     /* emit, or NULL */
+} nv__proj_facts;
+
+int           nv__proj_apply_facts(nv__proj_acc *a, const nv_event *ev,
+                                   const nv__proj_facts *facts,
+                                   nv_error *err);
+/* 1 when the projection reads the data of events of 'type'. */
+int           nv__proj_needs_data(const char *type);
+int           nv__proj_view(const nv__proj_acc *a, int64_t now,
+                            nv__run_proj *out, nv_error *err);
+/* Cheap reads without a view: events applied, run status (enum
+ * nv__run_status), a step's accumulated state (no eligibility: waiting or
+ * any status from its events) or NULL. */
+int64_t              nv__proj_acc_version(const nv__proj_acc *a);
+int                  nv__proj_acc_status(const nv__proj_acc *a);
+const nv__step_proj *nv__proj_acc_step(const nv__proj_acc *a,
+                                       const char *name);
+
 /* The step projection by name, or NULL. */
 const nv__step_proj *nv__proj_step(const nv__run_proj *p, const char *name);
 
@@ -122,6 +169,8 @@ int nv__event_is_terminal(const char *type);
  * completedSteps, emittedEvents}; stepCount = def->nsteps. New reference.
  */
 json_t *nv__run_proj_meta(const nv__run_proj *p, const nv__flowdef *def);
+/* The same as compact JSON text (nv__dump of it), or NULL. */
+char   *nv__run_proj_meta_text(const nv__run_proj *p, const nv__flowdef *def);
 
 /*
  * API-32 run body without events: {id, flowName, status, createdAt,
@@ -137,6 +186,14 @@ json_t *nv__run_proj_body(const nv__run_proj *p, const nv__flowdef *def,
  * the event's data is not JSON.
  */
 json_t *nv__event_json(const nv_event *ev);
+
+/* 1 when 's' is printable ASCII without '"' or '\\': written between
+ * quotes it is the JSON string of itself. */
+int nv__json_plain(const char *s);
+
+/* The 'n' strings 'parts' (NULL ones skipped) in one allocation, or NULL:
+ * JSON text put together without printf. */
+char *nv__concat(const char *const *parts, size_t n);
 
 /* ISO timestamp JSON string of epoch ms. New reference. */
 json_t *nv__json_iso(int64_t ms);

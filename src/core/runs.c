@@ -15,15 +15,14 @@ static const char *const terminal_statuses = "completed,failed,canceled,stalled"
 
 /* ---- Keeping the index current (IX-3) ---- */
 
-void
-nv__index_update(nv_engine *e, const nv__flowrt *f, const char *run_id,
-                 const nv__run_proj *p)
+/* Write a run's index entry from its projection. */
+static void
+index_write(nv_engine *e, const nv__flowrt *f, const char *run_id,
+            const nv__run_proj *p)
 {
-    json_t *m = nv__run_proj_meta(p, &f->def);
-    char *ms = m != NULL ? nv__dump(m) : NULL;
+    char *ms = nv__run_proj_meta_text(p, &f->def);
     char *key = nv__index_key(e, f->flow->name);
 
-    json_decref(m);
     if (ms != NULL && key != NULL) {
         int rc = e->store.ops->idx_set_meta(e->store.self, key, run_id, ms,
                                             terminal_statuses, NULL);
@@ -34,18 +33,34 @@ nv__index_update(nv_engine *e, const nv__flowrt *f, const char *run_id,
     }
     nv__free(ms);
     nv__free(key);
-    pthread_mutex_lock(&e->dirty_mu);
-    json_object_del(e->dirty, run_id);
-    pthread_mutex_unlock(&e->dirty_mu);
 }
 
 void
+nv__index_update(nv_engine *e, const nv__flowrt *f, const char *run_id,
+                 const nv__run_proj *p)
+{
+    index_write(e, f, run_id, p);
+    /* a finished run's entry changes no more (IX-3): no flush for it */
+    if (p->status != NV_RUN_RUNNING) {
+        pthread_mutex_lock(&e->dirty_mu);
+        json_object_del(e->dirty, run_id);
+        pthread_mutex_unlock(&e->dirty_mu);
+    }
+}
+
+unsigned
 nv__index_mark_dirty(nv_engine *e, const char *flow, const char *run_id)
 {
+    unsigned gen;
+
     pthread_mutex_lock(&e->dirty_mu);
-    if (json_object_get(e->dirty, run_id) == NULL)
-        json_object_set_new(e->dirty, run_id, json_string(flow));
+    if (json_object_get(e->dirty, run_id) == NULL &&
+        json_object_set_new(e->dirty, run_id, json_string(flow)) != 0)
+        gen = atomic_load(&e->dirty_gen) - 1;   /* not marked: not current */
+    else
+        gen = atomic_load(&e->dirty_gen);
     pthread_mutex_unlock(&e->dirty_mu);
+    return gen;
 }
 
 void
@@ -60,6 +75,8 @@ nv__index_flush(nv_engine *e)
     e->dirty = json_object();
     if (e->dirty == NULL)
         e->dirty = d, d = NULL;
+    else
+        atomic_fetch_add(&e->dirty_gen, 1);   /* marks from now: new set */
     pthread_mutex_unlock(&e->dirty_mu);
     if (d == NULL)
         return;
@@ -71,7 +88,9 @@ nv__index_flush(nv_engine *e)
 
         if (f == NULL || nv__run_load(e, f, run, NULL, &n, &p, NULL) != NV_OK)
             continue;
-        nv__index_update(e, f, run, &p);
+        /* not nv__index_update: a mark made since the set was taken (in
+         * the new set) must stay for the next flush */
+        index_write(e, f, run, &p);
         nv__run_proj_release(&p);
         nv_events_free(evs, n);
     }
@@ -170,22 +189,56 @@ load_index(nv_engine *e, const char *flow, nv_index_entry **v, size_t *n,
     return rc;
 }
 
-/* Epoch ms of "YYYY-MM-DDTHH:MM:SS.mmmZ"; 0 when malformed. */
+/* The 'n' decimal digits at s, or -1. */
+static int
+digits(const char *s, int n)
+{
+    int v = 0;
+
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+/* Epoch ms of "YYYY-MM-DDTHH:MM:SS[.mmm]Z" (what nv__iso_time writes);
+ * 0 when malformed. Without sscanf and timegm: retention reads one per
+ * finished run. */
 static int64_t
 iso_ms(const char *s)
 {
-    struct tm tm;
-    int ms = 0;
+    static const int at[6] = { 0, 5, 8, 11, 14, 17 }, len[6] = {
+        4, 2, 2, 2, 2, 2 };
+    static const char sep[6] = { '-', '-', 'T', ':', ':', '\0' };
+    int v[6], ms = 0;
+    int64_t y, m, days;
 
-    if (s == NULL)
+    if (s == NULL || strlen(s) < 19)
         return 0;
-    memset(&tm, 0, sizeof(tm));
-    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &tm.tm_year, &tm.tm_mon,
-               &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) < 6)
+    for (int i = 0; i < 6; i++) {
+        v[i] = digits(s + at[i], len[i]);
+        if (v[i] < 0 || (sep[i] != '\0' && s[at[i] + len[i]] != sep[i]))
+            return 0;
+    }
+    if (s[19] == '.' && (ms = digits(s + 20, 3)) < 0)
+        ms = 0;
+    if (v[1] < 1 || v[1] > 12)
         return 0;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    return (int64_t)timegm(&tm) * 1000 + ms;
+    /* days since 1970-01-01 of a civil date (H. Hinnant's algorithm) */
+    y = v[0] - (v[1] <= 2);
+    m = v[1];
+    {
+        int64_t era = (y >= 0 ? y : y - 399) / 400;
+        int64_t yoe = y - era * 400;
+        int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + v[2] - 1;
+        int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+
+        days = era * 146097 + doe - 719468;
+    }
+    return ((days * 24 + v[3]) * 60 + v[4]) * 60000 + (int64_t)v[5] * 1000 +
+           ms;
 }
 
 static const char *
@@ -498,20 +551,20 @@ meta_fast(const char *meta, int *running, int64_t *done)
     return 1;
 }
 
+#define RETAIN_BATCH 256
+
 int
 nv__retention(nv_engine *e, const char *flow, int mode, int64_t *removed,
               int64_t *kept_running, nv_error *err)
 {
     nv_index_entry *v = NULL;
     size_t n = 0;
-    int64_t now = nv__now(e), rm = 0, kept = 0, offset = 0;
+    int64_t now = nv__now(e), rm = 0, kept = 0, limit = -1;
     char *key;
     int rc;
 
     if (mode != NV__RETAIN_CLEAR && e->max_runs == 0 && e->max_age == 0)
         return NV_OK;
-    /* After a terminal event only the runs beyond the newest maxRunsPerFlow
-     * are looked at: usually none, at most a few. */
     if (mode == NV__RETAIN_EXCESS) {
         int64_t t = nv__monotonic_ms(), last = atomic_load(&e->excess_at);
 
@@ -519,13 +572,37 @@ nv__retention(nv_engine *e, const char *flow, int mode, int64_t *removed,
         if (e->max_runs == 0 || t - last < 100 ||
             !atomic_compare_exchange_strong(&e->excess_at, &last, t))
             return NV_OK;
-        offset = e->max_runs;
     }
     key = nv__index_key(e, flow);
     if (key == NULL)
         return nv__error(err, NV_ENOMEM, "out of memory");
-    rc = e->store.ops->idx_range(e->store.self, key, 1, offset, -1, &v, &n,
-                                 NULL, err);
+    if (mode == NV__RETAIN_EXCESS) {
+        /*
+         * After a terminal event only the runs beyond the newest
+         * maxRunsPerFlow are looked at, oldest first and at most
+         * RETAIN_BATCH of them: with many runs in flight most of those
+         * beyond the limit are running, and copying them all at every
+         * pass cost more than the endings themselves. What a pass leaves
+         * the next one (or the full pass, at least every 60 s) removes.
+         */
+        int64_t total = 0;
+
+        rc = e->store.ops->idx_range(e->store.self, key, 0, 0, 0, &v, &n,
+                                     &total, err);
+        nv_index_entries_free(v, n);
+        v = NULL;
+        n = 0;
+        limit = total - e->max_runs;
+        if (rc != NV_OK || limit <= 0) {
+            nv__free(key);
+            return rc;
+        }
+        if (limit > RETAIN_BATCH)
+            limit = RETAIN_BATCH;
+    }
+    rc = e->store.ops->idx_range(e->store.self, key,
+                                 mode == NV__RETAIN_EXCESS ? 0 : 1, 0, limit,
+                                 &v, &n, NULL, err);
     nv__free(key);
     if (rc != NV_OK)
         return rc;

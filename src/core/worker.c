@@ -188,6 +188,24 @@ struct next_job {
 };
 
 /*
+ * The lease is surely still held: less than half its duration has passed
+ * since the reserve or the last heartbeat, and no heartbeat failed.
+ * A lease is lost only by expiring (an active job cannot be removed), and
+ * heartbeats every lockDuration/2 rely on the same margin against clocks
+ * of other instances.
+ */
+static int
+lease_fresh(nv_ctx *c, int64_t now)
+{
+    int fresh;
+
+    pthread_mutex_lock(&c->mu);
+    fresh = !c->lease_unsure && now < c->next_hb;
+    pthread_mutex_unlock(&c->mu);
+    return fresh;
+}
+
+/*
  * End the attempt: 'ok' success, else failure with 'forced' (timeout) or
  * the handler's message. Called once per attempt (outcome_claim). With
  * 'nx' (the worker, not the timeout) and the engine not stopping, the
@@ -207,7 +225,7 @@ outcome(nv_ctx *c, int ok, int rc_handler, const char *forced,
     int64_t now = nv__now(e), wait = 0;
     int final = 1, rc;
 
-    if (c->flow != NULL) {
+    if (c->flow != NULL && !lease_fresh(c, now)) {
         /* W-4: an attempt whose lease is gone records nothing. */
         rc = e->queue.ops->extend(e->queue.self, j->queue, j->id,
                                   j->lease_token, now + c->wq->fn->lock_ms,
@@ -281,6 +299,16 @@ outcome(nv_ctx *c, int ok, int rc_handler, const char *forced,
     }
 }
 
+/* Add 'by' to a counter of c: only the attempt's outcome owner writes
+ * them (one at a time: outcome_claim and c->busy order the owners), so a
+ * plain load and store do, without a locked add per job. */
+static void
+count_add(atomic_llong *v, long long by)
+{
+    atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) +
+                          by, memory_order_relaxed);
+}
+
 static void
 observe(nv_ctx *c, int64_t us, int failed)
 {
@@ -293,11 +321,11 @@ observe(nv_ctx *c, int64_t us, int failed)
             break;
         }
     }
-    atomic_fetch_add_explicit(&c->hist[b], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&c->hist_sum_us, us, memory_order_relaxed);
-    atomic_fetch_add_explicit(&c->processed, 1, memory_order_relaxed);
+    count_add(&c->hist[b], 1);
+    count_add(&c->hist_sum_us, us);
+    count_add(&c->processed, 1);
     if (failed)
-        atomic_fetch_add_explicit(&c->failed, 1, memory_order_relaxed);
+        count_add(&c->failed, 1);
 }
 
 int
@@ -385,7 +413,9 @@ ctx_fill(nv__wq *wq, nv_ctx *c, nv_job *job, int64_t now)
     const nv__function *fn = wq->fn;
 
     c->job = *job;
-    memset(job, 0, sizeof(*job));
+    /* the heap members are c->job's now (a release of 'job' frees none) */
+    job->data = job->opts = job->progress_data = job->returnvalue = NULL;
+    job->failed_reason = job->logs = job->group = NULL;
     job = &c->job;
     atomic_store(&c->cancel, NULL);
     nv__job_opts(wq, job, &c->opts);
@@ -393,6 +423,7 @@ ctx_fill(nv__wq *wq, nv_ctx *c, nv_job *job, int64_t now)
     c->start_ms = now;
     c->deadline = c->opts.timeout > 0 ? now + c->opts.timeout : 0;
     c->next_hb = now + fn->lock_ms / 2;
+    c->lease_unsure = 0;
     c->fail_flags = 0;
     c->flow = NULL;
     if (job->run_id[0] != '\0') {
@@ -565,6 +596,8 @@ heartbeat(nv_engine *e, nv__wq *wq, nv_ctx *c, int64_t now)
                                   &err);
 
     c->next_hb = now + wq->fn->lock_ms / 2;
+    if (rc != NV_OK)
+        c->lease_unsure = 1;
     if (rc == NV_ELEASE)
         nv__engine_log(e, NV_LOG_WARN, "job %s of queue %s: lease lost",
                        c->job.id, c->job.queue);

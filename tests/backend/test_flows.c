@@ -738,3 +738,125 @@ Test(flows, a_job_of_a_finished_run_is_removed_unrun)
     json_decref(r);
     tenv_free(&t);
 }
+
+/* The run cache holds 4096 runs in 16 shards: starting many more runs than
+ * that (entries evicted, table slots deleted and reused) and canceling
+ * every third keeps every run's state right as the engine reads it. The
+ * cache is the same code on every backend: memory only, for time. */
+Test(flows, runs_beyond_the_run_cache_keep_their_state)
+{
+    enum { N = 5000 };
+    static char ids[N][NV_ID_MAX];
+    tenv t;
+    nv_error err = { 0 };
+
+    if (strcmp(nv_test_backend(), "memory") != 0)
+        cr_skip_test("the run cache is backend-independent; memory only");
+    tenv_init(&t, "{\"store\":{\"retention\":{\"maxRunsPerFlow\":0}}}");
+    tenv_fn(&t, "s", "{\"flow\":{\"name\":\"m\",\"role\":\"entry\"}}",
+            step_handler, &S_a);
+    cr_assert_eq(nv_engine_start(t.e, NV_START_NO_WORKERS, &err), NV_OK,
+                 "%s", err.msg);
+    for (int i = 0; i < N; i++) {
+        tstart(&t, "m", NULL, ids[i]);
+        if (i % 3 == 0)
+            cr_assert_eq(nv_run_cancel(t.e, "m", ids[i], NULL, &err), NV_OK,
+                         "%s", err.msg);
+    }
+    for (int i = N - 1; i >= 0; i--) {
+        char st[16] = "";
+
+        if (i % 3 != 0) {
+            cr_assert_eq(nv_run_wait(t.e, ids[i], 0, st, &err),
+                         NV_EUNAVAILABLE, "run %d", i);
+            cr_assert_eq(nv_run_cancel(t.e, "m", ids[i], NULL, &err), NV_OK,
+                         "run %d: %s", i, err.msg);
+        } else {
+            cr_assert_eq(nv_run_cancel(t.e, "m", ids[i], NULL, &err),
+                         NV_ERUN_NOT_RUNNING, "run %d", i);
+        }
+        cr_assert_eq(nv_run_wait(t.e, ids[i], 0, st, &err), NV_OK, "%s",
+                     err.msg);
+        cr_assert_str_eq(st, "canceled");
+    }
+    tenv_free(&t);
+}
+
+static atomic_int hold_release;
+
+static int
+hold_handler(nv_ctx *c, const char *input, void *ud)
+{
+    (void)c;
+    (void)ud;
+    while (strstr(input, "hold") != NULL && !atomic_load(&hold_release))
+        tsleep_ms(1);
+    return NV_OK;
+}
+
+static int
+run_exists(tenv *t, const char *run)
+{
+    char *j = NULL;
+    int rc = nv_run_get(t->e, "r", run, NULL, NULL, 10, &j, NULL);
+
+    nv_free(j);
+    return rc == NV_OK;
+}
+
+struct gone_arg {
+    tenv       *t;
+    const char *run;
+};
+
+static int
+run_gone(void *ud)
+{
+    struct gone_arg *g = ud;
+
+    return !run_exists(g->t, g->run);
+}
+
+/* IX-5: after a run ends, the finished runs beyond the newest
+ * maxRunsPerFlow (by start time) are removed, oldest first; a running run
+ * is never removed, and goes once it has ended. (Passes after endings run
+ * at most every 100 ms: the test waits that long between them.) */
+Test(flows, retention_removes_finished_runs_beyond_the_newest_limit)
+{
+    tenv t;
+    char a[NV_ID_MAX], b[NV_ID_MAX], c[NV_ID_MAX], d[NV_ID_MAX];
+    nv_error err = { 0 };
+
+    tenv_init(&t, "{\"store\":{\"retention\":{\"maxRunsPerFlow\":2}}}");
+    tenv_fn(&t, "s", "{\"flow\":{\"name\":\"r\",\"role\":\"entry\"}}",
+            hold_handler, NULL);
+    tenv_start(&t);
+    cr_assert_eq(nv_flow_start(t.e, "r", "{\"hold\":1}", NULL, a, NULL, &err),
+                 NV_OK, "%s", err.msg);
+    tenv_advance(&t, 10);
+    tstart(&t, "r", NULL, b);
+    twait_run(&t, b, "completed");
+    tenv_advance(&t, 10);
+    tstart(&t, "r", NULL, c);
+    twait_run(&t, c, "completed");
+    tenv_advance(&t, 10);
+    tsleep_ms(120);
+    tstart(&t, "r", NULL, d);
+    twait_run(&t, d, "completed");
+    /* newest two: d, c; beyond them: b (finished: removed), a (running) */
+    {
+        struct gone_arg g = { &t, b };
+
+        cr_assert(twait(run_gone, &g), "b removed");
+    }
+    cr_assert(run_exists(&t, a) && run_exists(&t, c) && run_exists(&t, d));
+    tsleep_ms(120);
+    atomic_store(&hold_release, 1);
+    {
+        struct gone_arg g = { &t, a };
+
+        cr_assert(twait(run_gone, &g), "a removed once ended");
+    }
+    cr_assert(run_exists(&t, c) && run_exists(&t, d));
+    tenv_free(&t);
+}

@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 
 #include "engine_test.h"
+#include "core/engine.h"
 
 static const char *_Atomic seen;
 static atomic_int started;
@@ -269,4 +270,76 @@ Test(multi, job_events_are_published_only_while_some_instance_listens)
     tenv_free(&a);
     raw.ops->unsubscribe(raw.self, h);
     raw.ops->close(raw.self);
+}
+
+static atomic_int late_runs;
+
+static int
+count_run(nv_ctx *c, const char *input, void *ud)
+{
+    (void)c;
+    (void)input;
+    (void)ud;
+    atomic_fetch_add(&late_runs, 1);
+    return NV_OK;
+}
+
+/* F-4a, F-16 across instances: the instance that started a run still has
+ * it cached as running when another one cancels it; a job of the run it
+ * reserves afterwards must not start (the run cache must notice the other
+ * instance's append before deciding). */
+Test(multi, a_job_of_a_run_canceled_on_another_instance_is_removed_unrun)
+{
+    static const char cfg[] = "{\"flow\":{\"name\":\"m\",\"role\":\"entry\"}}";
+    tenv a, b;
+    char run[NV_ID_MAX], id[NV_JOB_ID_MAX], *base, *j = NULL;
+    nv_error err = { 0 };
+    nv_queue *q;
+    nv_job late;
+    json_t *r;
+    int created = 0;
+
+    if (strcmp(nv_test_backend(), "redis") != 0)
+        cr_skip_test("instances share data on redis only");
+    base = nv_test_config_json();
+    tenv_init_with(&a, base, NULL);
+    tenv_init_with(&b, base, NULL);
+    free(base);
+    tenv_fn(&a, "s", cfg, count_run, NULL);
+    tenv_fn(&b, "s", cfg, count_run, NULL);
+    tenv_start(&a);
+    cr_assert_eq(nv_engine_start(b.e, NV_START_NO_WORKERS, &err), NV_OK,
+                 "%s", err.msg);
+    /* the entry job waits in the paused queue; the cancel on b removes it */
+    cr_assert_eq(nv_queue_pause(a.e, "s", NULL, &err), NV_OK, "%s", err.msg);
+    tstart(&a, "m", NULL, run);
+    cr_assert_eq(nv_run_cancel(b.e, "m", run, NULL, &err), NV_OK, "%s",
+                 err.msg);
+    /* a late delivery of the run's step, reserved by a */
+    q = nv__engine_queue(a.e);
+    memset(&late, 0, sizeof(late));
+    snprintf(id, sizeof(id), "%s__late", run);
+    snprintf(late.id, sizeof(late.id), "%s", id);
+    snprintf(late.queue, sizeof(late.queue), "s");
+    snprintf(late.name, sizeof(late.name), "s");
+    snprintf(late.run_id, sizeof(late.run_id), "%s", run);
+    snprintf(late.flow_name, sizeof(late.flow_name), "m");
+    snprintf(late.step_name, sizeof(late.step_name), "s");
+    late.data = (char *)"{}";
+    late.opts = (char *)"{}";
+    late.remove_on_complete = NV_KEEP_ALL;
+    late.remove_on_fail = NV_KEEP_ALL;
+    late.timestamp = T0;
+    cr_assert_eq(q->ops->enqueue(q->self, &late, T0, 0, NULL, &created, &err),
+                 NV_OK, "%s", err.msg);
+    cr_assert_eq(nv_queue_resume(a.e, "s", NULL, &err), NV_OK, "%s", err.msg);
+    tenv_idle(&a);
+    cr_assert_eq(nv_job_get(a.e, "s", id, &j, NULL), NV_EJOB_NOT_FOUND);
+    cr_assert_eq(atomic_load(&late_runs), 0, "not run");
+    r = trun(&a, run);
+    cr_assert_str_eq(jstr(r, "status"), "canceled");
+    cr_assert_eq(tcount_type(r, "step.started"), 0);
+    json_decref(r);
+    tenv_free(&b);
+    tenv_free(&a);
 }

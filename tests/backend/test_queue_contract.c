@@ -6,6 +6,8 @@
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -151,6 +153,115 @@ Test(queue_contract, enqueue_of_an_existing_id_returns_it_unchanged_in_every_sta
     assert_dedup("wait", NV_JOB_PAUSED);
     cr_assert_eq(counts(QN).paused, 1);
     nv_job_release(&a);
+}
+
+/* An enqueue that asks for nothing back (no 'out', no 'created', no
+ * capacity): an adapter may take the job in without answering (the
+ * memory queue's inbox), but every later op must see it and Q-3 holds. */
+static void
+enq_quiet(const char *queue, const char *id, const char *data, int priority)
+{
+    nv_job j = mkjob(queue, id, 1000);
+
+    j.data = (char *)data;
+    j.priority = priority;
+    cr_assert_eq(QOPS->enqueue(Q, &j, 1000, 0, NULL, NULL, NULL), NV_OK);
+}
+
+Test(queue_contract, an_enqueue_asking_nothing_back_is_seen_at_once_and_deduplicated)
+{
+    nv_job got, a;
+
+    enq_quiet(QN, "a", "{\"v\":1}", 0);
+    enq_quiet(QN, "a", "{\"v\":2}", 0);        /* changes nothing */
+    enq_quiet(QN, "b", "{}", 0);
+    enq_quiet(QN, "c", "{}", 0);
+    enq_quiet(QN, "first", "{}", 0);
+    enq(QN, "asked", 1000, 0, 0);               /* between quiet ones */
+    enq_quiet(QN, "d", "{}", 0);
+    got = get(QN, "a");
+    cr_assert_str_eq(got.data, "{\"v\":1}");
+    nv_job_release(&got);
+    cr_assert_eq(counts(QN).waiting, 6);
+    cr_assert_str_eq(res_id(QN, 1000, NULL), "a");
+    cr_assert_str_eq(res_id(QN, 1000, NULL), "b");
+    cr_assert_str_eq(res_id(QN, 1000, NULL), "c");
+    cr_assert_str_eq(res_id(QN, 1000, NULL), "first");
+    cr_assert_str_eq(res_id(QN, 1000, NULL), "asked");
+    cr_assert_eq(res(QN, 1000, NULL, &a, NULL), NV_OK);
+    cr_assert_str_eq(a.id, "d");
+    cr_assert_eq(fin(QN, &a, NV_FINISH_COMPLETE, "7", 0, 1100), NV_OK);
+    nv_job_release(&a);
+    /* a kept finished job is not replaced either */
+    enq_quiet(QN, "d", "{\"v\":3}", 0);
+    cr_assert_eq(state_of(QN, "d"), NV_JOB_COMPLETED);
+    cr_assert_eq(counts(QN).waiting, 0);
+    /* removed, its id is free again */
+    cr_assert_eq(QOPS->remove(Q, QN, "d", NULL, NULL), NV_OK);
+    enq_quiet(QN, "d", "{\"v\":4}", 0);
+    got = get(QN, "d");
+    cr_assert_str_eq(got.data, "{\"v\":4}");
+    cr_assert_eq(got.state, NV_JOB_WAITING);
+    nv_job_release(&got);
+}
+
+#define QUIET_THREADS 4
+#define QUIET_JOBS 250
+
+static atomic_int quiet_errors;
+
+/* (no cr_assert outside the test's thread) */
+static void *
+quiet_producer(void *arg)
+{
+    int k = (int)(intptr_t)arg;
+    char id[32];
+
+    for (int i = 0; i < 2 * QUIET_JOBS; i++) {
+        nv_job j;
+
+        if (i % 2 == 0)
+            snprintf(id, sizeof(id), "t%d-%d", k, i / 2);
+        else
+            snprintf(id, sizeof(id), "shared-%d", i / 2);
+        j = mkjob(QN, id, 1000);
+        if (QOPS->enqueue(Q, &j, 1000, 0, NULL, NULL, NULL) != NV_OK)
+            atomic_fetch_add(&quiet_errors, 1);
+    }
+    return NULL;
+}
+
+Test(queue_contract, concurrent_quiet_enqueues_keep_every_job_once)
+{
+    pthread_t th[QUIET_THREADS];
+    int64_t seen = 0;
+    nv_job j;
+
+    for (int k = 0; k < QUIET_THREADS; k++)
+        cr_assert_eq(pthread_create(&th[k], NULL, quiet_producer,
+                                    (void *)(intptr_t)k), 0);
+    /* a consumer meanwhile */
+    while (seen < 100) {
+        if (res(QN, 1000, NULL, &j, NULL) == NV_OK) {
+            cr_assert_eq(fin(QN, &j, NV_FINISH_COMPLETE, "null", 0, 1000),
+                         NV_OK);
+            nv_job_release(&j);
+            seen++;
+        }
+    }
+    for (int k = 0; k < QUIET_THREADS; k++)
+        pthread_join(th[k], NULL);
+    cr_assert_eq(atomic_load(&quiet_errors), 0);
+    cr_assert_eq(counts(QN).waiting + seen,
+                 QUIET_THREADS * QUIET_JOBS + QUIET_JOBS);
+    for (int i = 0; i < QUIET_JOBS; i += 50) {
+        char id[32];
+
+        snprintf(id, sizeof(id), "shared-%d", i);
+        cr_assert_neq(state_of(QN, id), -1, "%s missing", id);
+        snprintf(id, sizeof(id), "t3-%d", i);
+        cr_assert_neq(state_of(QN, id), -1, "%s missing", id);
+    }
 }
 
 Test(queue_contract, a_removed_job_id_can_be_used_again)

@@ -99,6 +99,9 @@ struct fdb {
     int              opened;      /* fully set up: checkpoint at close */
     void           (*on_abort)(void *ud);
     void            *abort_ud;
+    void           (*pre_commit)(void *ud);
+    void           (*post_commit)(void *ud, int ok);
+    void            *commit_ud;
 };
 
 /* ---- Errors ---- */
@@ -407,7 +410,11 @@ run_batch(struct fdb *db, struct fdb_op *batch, int n)
             return;
         }
     }
+    if (ok > 0 && db->pre_commit != NULL)
+        db->pre_commit(db->commit_ud);
     rc = run_sql(w, ok > 0 ? "COMMIT" : "ROLLBACK");
+    if (ok > 0 && db->post_commit != NULL)
+        db->post_commit(db->commit_ud, rc == SQLITE_OK);
     if (rc != SQLITE_OK) {
         fdb_fail(w, rc, &e);
         if (!sqlite3_get_autocommit(w->h))
@@ -428,6 +435,15 @@ run_batch(struct fdb *db, struct fdb_op *batch, int n)
 }
 
 void
+fdb_on_commit(struct fdb *db, void (*pre)(void *ud),
+              void (*post)(void *ud, int ok), void *ud)
+{
+    db->pre_commit = pre;
+    db->post_commit = post;
+    db->commit_ud = ud;
+}
+
+void
 fdb_on_abort(struct fdb *db, void (*fn)(void *ud), void *ud)
 {
     db->on_abort = fn;
@@ -440,13 +456,18 @@ fdb_on_abort(struct fdb *db, void (*fn)(void *ud), void *ud)
  * on). Waiting a little for as many ops as the last batch held turns a
  * train of one-op commits into shared ones; the wait adapts: a caller
  * that does not come back shrinks the next batch, and so the next wait.
+ * NORMAL waits at most 50 us: with the queue's order in memory a batch
+ * takes little longer than that, and a 200 us wait for the last
+ * straggler left the leader idle (file_bench, 4 and 16 threads: 5-15%
+ * more jobs/s at 50 us, the same CPU per job; 20-100 us alike). FULL
+ * waits up to 2 ms, a fraction of its fsync.
  * Called with db->mu held.
  */
 static void
 gather(struct fdb *db)
 {
     struct timespec ts;
-    long wait_ns = db->full ? 2000000L : 200000L;
+    long wait_ns = db->full ? 2000000L : 50000L;
 
     if (db->expect <= 1 || db->npending >= db->expect)
         return;

@@ -63,6 +63,14 @@ typedef void (*fdb_after_fn)(void *arg);
  * instead of committed: caches filled by its ops must be forgotten. */
 void fdb_on_abort(struct fdb *db, void (*fn)(void *ud), void *ud);
 
+/* 'pre' runs (on the committing thread) right before a batch's COMMIT,
+ * 'post' right after it, with ok = 1 when it succeeded, before any
+ * caller of the batch returns: the place to publish what the batch made
+ * true (and, holding a lock from 'pre' to 'post', to let readers take a
+ * snapshot that agrees with it). */
+void fdb_on_commit(struct fdb *db, void (*pre)(void *ud),
+                   void (*post)(void *ud, int ok), void *ud);
+
 /* Run a write and return once it is committed (durable). */
 int fdb_write(struct fdb *db, fdb_fn fn, fdb_after_fn after, void *arg,
               nv_error *err);

@@ -1,9 +1,10 @@
 /*
  * Internals of the file queue adapter, shared by its files: queue.c
- * (schema, open/close, the writer's per-queue cache, pause), queue_claim.c
- * (enqueue, reserve), queue_finish.c (lease ops, retention, log, remove,
- * retry, reap), queue_read.c (rows, get, list, counts), queue_wait.c
- * (waiters and wake-ups). Private to src/adapters/file/.
+ * (schema, open/close, the writer's memory of each queue: heaps, leases,
+ * counts; counts, pause), queue_claim.c (enqueue, reserve), queue_finish.c
+ * (lease ops, retention, log, remove, retry, reap), queue_read.c (rows,
+ * get, list), queue_wait.c (waiters and wake-ups). Private to
+ * src/adapters/file/.
  */
 #ifndef NV_ADAPTERS_FILE_QUEUE_H
 #define NV_ADAPTERS_FILE_QUEUE_H
@@ -14,17 +15,57 @@
 #include "adapters/file/fdb.h"
 
 /*
- * What the writer knows of a queue without asking the database. Touched
- * only inside write ops (by the group-commit leader), so it needs no lock;
- * forgotten when a batch is rolled back (forget_all).
+ * The order of a queue's jobs inside a state, kept by the writer in
+ * memory (schema v2 has no index on it): min-heaps of (k1, k2, rid),
+ * with the keys the row holds as (sk1, sk2). An entry is a hint: whoever
+ * pops one checks the row (state and sk2: every transition draws a new
+ * sk2) and drops it when the job has moved on or is gone, so a removal
+ * or a move need not find the old entry.
+ */
+struct fq_ent {
+    int64_t k1, k2, rid;
+};
+
+struct fq_heap {
+    struct fq_ent *v;          /* the heap */
+    size_t         n, cap;
+    /* Entries that came in key order (the usual case: fifo jobs, equal
+     * delays, finishing times) wait in a ring instead, oldest first,
+     * for O(1) and no cache misses; the least of both goes first. */
+    struct fq_ent *r;
+    size_t         rh, rn, rcap;
+};
+
+/* An active job: its lease end (for the reaper) and what putting it
+ * back to waiting needs. Open addressing by rid; rid 0 = empty. */
+struct fq_lease {
+    int64_t rid, until;
+    int     prio, lifo;
+};
+
+struct fq_lmap {
+    struct fq_lease *v;
+    size_t           cap, n;
+};
+
+/*
+ * What the writer knows of a queue without asking the database, loaded
+ * from it at open (fq_load): pause flag, jobs per stored state, the
+ * order of waiting, delayed, completed and failed jobs, the active
+ * leases. Touched only inside write ops (by the group-commit leader);
+ * after a rolled-back batch it is loaded again. Readers see 'pub' and
+ * 'pub_paused', copied under fq.cmu when a batch commits.
  */
 struct qstate {
     struct qstate *next;
-    int            paused;     /* -1: unknown */
-    int64_t        next_due;   /* no delayed job is due before this;
-                                  0: unknown, INT64_MAX: none delayed */
-    int            n_known;    /* n[] is loaded */
+    int            paused;
     int64_t        n[5];       /* jobs per stored state */
+    struct fq_heap wait;       /* (sk1 = priority, sk2 = +-seq) */
+    struct fq_heap delay;      /* (delay_until, seq) */
+    struct fq_heap done[2];    /* completed, failed: (finished_on, seq) */
+    struct fq_lmap active;
+    int64_t        pub[5];     /* fq.cmu */
+    int            pub_paused; /* fq.cmu */
     char           name[];
 };
 
@@ -44,7 +85,10 @@ struct lease_hint {
 struct fq {
     struct fdb     *db;
     int64_t         seq;       /* ordering counter (sk2); leader only */
-    struct qstate  *qs;        /* leader only */
+    struct qstate  *qs;        /* changed by the leader under cmu */
+    int             need_load; /* leader only: memory to be (re)loaded */
+    pthread_mutex_t cmu;       /* guards the qs list and pub fields */
+    pthread_mutex_t snap_mu;   /* held by the leader across a COMMIT */
     struct lease_hint *hints;  /* FQ_HINTS of them; leader only */
 
     pthread_mutex_t wmu;       /* guards gens, woken */
@@ -53,33 +97,62 @@ struct fq {
     uint64_t        woken;     /* bumped by fq_wake */
 };
 
-/* The columns fq_job_from_row reads, in its order; COL_RID is the rowid. */
+/* The columns fq_job_from_row reads, in its order; COL_RID is the rowid,
+ * COL_SK2 the order key the heaps check. */
 #define JOB_COLS \
     "id, queue, name, run_id, flow_name, step_name, data, opts, state," \
     " priority, lifo, remove_on_complete, remove_on_fail, attempts_made," \
     " stalled_count, progress, progress_data, timestamp, delay_until," \
     " processed_on, finished_on, returnvalue, failed_reason, logs, grp," \
-    " lease_until, lease_token, rid"
+    " lease_until, lease_token, rid, sk2"
+#define COL_STATE 8
 #define COL_RID 27
+#define COL_SK2 28
 
-/* ---- The writer's cache (queue.c) ---- */
+/* ---- The writer's memory (queue.c) ---- */
 
-/* The cache entry of 'queue', created on first use; NULL when out of
- * memory. */
+/* The entry of 'queue', created on first use; NULL when out of memory. */
 struct qstate *fq_qstate(struct fq *fq, const char *queue);
-/* A job becomes delayed until 'at'. */
-void    fq_due_at(struct qstate *qs, int64_t at);
-/* fq_paused_read for the writer, through the cache. */
-int     fq_paused_cached(struct fdb_conn *c, struct qstate *qs, int *paused,
-                         nv_error *err);
-/* The writer's counts of 'qs', loaded once (then kept by fq_count_move). */
-int     fq_counts_load(struct fdb_conn *c, struct qstate *qs, nv_error *err);
+/* The same for a write op: loads the writer's memory first when it is
+ * not (a rolled-back batch); NULL with *err set on failure. */
+struct qstate *fq_qs_write(struct fdb_conn *c, struct fq *fq,
+                           const char *queue, nv_error *err);
 /* 'k' jobs went from stored state 'from' to 'to' (-1: none). */
 void    fq_count_move(struct qstate *qs, int from, int to, int64_t k);
 /* The sk2 of a job becoming waiting now. */
 int64_t fq_wait_seq(struct fq *fq, int lifo);
 /* The hint slot of a lease token. */
 struct lease_hint *fq_hint(struct fq *fq, const char *token);
+/* A job removed, or moved out of a heap other than by a pop, leaves a
+ * stale entry behind. Past FQ_STALE_MAX more entries than twice the
+ * jobs of a state, fq_stale_check marks the memory for a reload (which
+ * has none). */
+#define FQ_STALE_MAX 4096
+void fq_stale_check(struct fq *fq, struct qstate *qs);
+/* The heap of stored state 'state' (waiting, delayed, completed,
+ * failed); NULL for active. */
+struct fq_heap *fq_heap_of(struct qstate *qs, int state);
+/* Heap ops; push fails only for want of memory (then the writer's
+ * memory is marked for a reload and NV_ENOMEM returned). */
+int     fq_push(struct fq *fq, struct fq_heap *h, int64_t k1, int64_t k2,
+                int64_t rid, nv_error *err);
+int     fq_pop(struct fq_heap *h, struct fq_ent *out);
+/* The least entry (NULL: none); the number of entries. */
+const struct fq_ent *fq_top(const struct fq_heap *h);
+size_t  fq_size(const struct fq_heap *h);
+/* The active lease of 'rid' (NULL: none); add one, drop one. */
+struct fq_lease *fq_lease_get(struct qstate *qs, int64_t rid);
+int     fq_lease_put(struct fq *fq, struct qstate *qs, int64_t rid,
+                     int64_t until, int prio, int lifo, nv_error *err);
+void    fq_lease_drop(struct qstate *qs, int64_t rid);
+/* No delayed job of 'qs' is due before this (INT64_MAX: none). */
+int64_t fq_next_due(const struct qstate *qs);
+
+/* For a listing (queue.c): begins the read snapshot of 'c' and takes
+ * the counts of 'queue' per stored state and its pause flag as of that
+ * snapshot. */
+int fq_counts_snapshot(struct fdb_conn *c, struct fq *fq, const char *queue,
+                       int64_t n[5], int *paused, nv_error *err);
 
 /* ---- Rows (queue_read.c) ---- */
 

@@ -39,12 +39,13 @@ enqueue_fn(struct fdb_conn *c, void *arg, nv_error *err)
 {
     struct enq_args *a = arg;
     const nv_job *o = a->job;
-    struct qstate *qs = fq_qstate(a->fq, o->queue);
+    struct qstate *qs = fq_qs_write(c, a->fq, o->queue, err);
     int rc, paused, delayed = o->delay_until > a->now;
     int64_t n, ts = o->timestamp != 0 ? o->timestamp : a->now;
+    int64_t sk1, sk2;
 
     if (qs == NULL)
-        return fdb_oom("queue", err);
+        return err->code;
     if (a->max_unfinished > 0) {
         /* Q-3 before Q-11: an existing job is returned, never refused. */
         FDB_STMT(c, ex, "SELECT 1 FROM jobs WHERE queue = ?1 AND id = ?2");
@@ -56,17 +57,16 @@ enqueue_fn(struct fdb_conn *c, void *arg, nv_error *err)
             return rc;
         if (rc == 1)
             return existing(c, a, err);
-        if ((rc = fq_counts_load(c, qs, err)) != NV_OK)
-            return rc;
         n = qs->n[NV_JOB_WAITING] + qs->n[NV_JOB_DELAYED] +
             qs->n[NV_JOB_ACTIVE];
         if (n >= a->max_unfinished)
             return nv__error(err, NV_EQUEUE_FULL, "queue '%s' is full (%"
                              PRId64 " unfinished jobs)", o->queue, n);
     }
-    if ((rc = fq_paused_cached(c, qs, &paused, err)) != NV_OK)
-        return rc;
+    paused = qs->paused;
     a->fq->seq++;
+    sk1 = delayed ? o->delay_until : o->priority;
+    sk2 = delayed || !o->lifo ? a->fq->seq : -a->fq->seq;
     FDB_STMT(c, st, "INSERT INTO jobs(queue, id, name, run_id, flow_name,"
                     " step_name, data, opts, state, priority, lifo,"
                     " remove_on_complete, remove_on_fail, attempts_made,"
@@ -101,13 +101,16 @@ enqueue_fn(struct fdb_conn *c, void *arg, nv_error *err)
     fdb_bind_text(st, 23, o->failed_reason);
     fdb_bind_text(st, 24, o->logs);
     fdb_bind_text(st, 25, o->group);
-    sqlite3_bind_int64(st, 26, delayed ? o->delay_until : o->priority);
-    sqlite3_bind_int64(st, 27, delayed || !o->lifo ? a->fq->seq
-                                                   : -a->fq->seq);
+    sqlite3_bind_int64(st, 26, sk1);
+    sqlite3_bind_int64(st, 27, sk2);
     if ((rc = fdb_run(c, st, err)) != NV_OK)
         return rc;
     if (sqlite3_changes(fdb_handle(c)) == 0)
         return existing(c, a, err);     /* the id exists */
+    rc = fq_push(a->fq, delayed ? &qs->delay : &qs->wait, sk1, sk2,
+                 sqlite3_last_insert_rowid(fdb_handle(c)), err);
+    if (rc != NV_OK)
+        return rc;
     if (a->want_out) {
         a->out.state = delayed ? NV_JOB_DELAYED
                      : paused ? NV_JOB_PAUSED : NV_JOB_WAITING;
@@ -115,8 +118,6 @@ enqueue_fn(struct fdb_conn *c, void *arg, nv_error *err)
         a->out.lease_until = 0;
         a->out.lease_token[0] = '\0';
     }
-    if (delayed)
-        fq_due_at(qs, o->delay_until);
     fq_count_move(qs, -1, delayed ? NV_JOB_DELAYED : NV_JOB_WAITING, 1);
     a->created = 1;
     return NV_OK;
@@ -171,65 +172,88 @@ struct res_args {
     int64_t            next_at;
 };
 
-/* Delayed jobs that are due become waiting, in due order (Q-5); then
- * qs->next_due is the due time of the first delayed job left. */
+/* Delayed jobs that are due become waiting, in due order. */
 static int
 promote(struct fdb_conn *c, struct fq *fq, struct qstate *qs, int64_t now,
         nv_error *err)
 {
-    int64_t rids[64];
-    int lifo[64], n, rc;
+    const struct fq_ent *t;
+    struct fq_ent e;
+    int rc;
 
-    if (qs->next_due != 0 && now < qs->next_due)
-        return NV_OK;
-    do {
-        FDB_STMT(c, st, "SELECT rid, lifo FROM jobs WHERE queue = ?1"
-                        " AND state = 1 AND sk1 <= ?2"
-                        " ORDER BY sk1, sk2 LIMIT 64");
-        fdb_bind_text(st, 1, qs->name);
-        sqlite3_bind_int64(st, 2, now);
-        for (n = 0; (rc = fdb_step_row(c, st, err)) == 1; n++) {
-            rids[n] = sqlite3_column_int64(st, 0);
-            lifo[n] = sqlite3_column_int(st, 1);
-        }
-        sqlite3_reset(st);
-        if (rc < 0)
-            return rc;
-        for (int i = 0; i < n; i++) {
-            FDB_STMT(c, up, "UPDATE jobs SET state = 0, sk1 = priority,"
-                            " sk2 = ?2 WHERE rid = ?1");
-            sqlite3_bind_int64(up, 1, rids[i]);
-            sqlite3_bind_int64(up, 2, fq_wait_seq(fq, lifo[i]));
-            if ((rc = fdb_run(c, up, err)) != NV_OK)
+    while ((t = fq_top(&qs->delay)) != NULL && t->k1 <= now) {
+        FDB_STMT(c, up, "UPDATE jobs SET state = 0, sk1 = priority,"
+                        " sk2 = CASE WHEN lifo THEN -?2 ELSE ?2 END"
+                        " WHERE rid = ?1 AND state = 1 AND sk2 = ?3"
+                        " RETURNING sk1, sk2");
+        fq_pop(&qs->delay, &e);
+        fq->seq++;
+        sqlite3_bind_int64(up, 1, e.rid);
+        sqlite3_bind_int64(up, 2, fq->seq);
+        sqlite3_bind_int64(up, 3, e.k2);
+        rc = fdb_step_row(c, up, err);
+        if (rc == 1) {
+            int64_t k1 = sqlite3_column_int64(up, 0);
+            int64_t k2 = sqlite3_column_int64(up, 1);
+
+            rc = fdb_step_done(up) == SQLITE_OK ? NV_OK
+                 : fdb_fail(c, sqlite3_errcode(fdb_handle(c)), err);
+            if (rc == NV_OK)
+                rc = fq_push(fq, &qs->wait, k1, k2, e.rid, err);
+            if (rc != NV_OK)
                 return rc;
             fq_count_move(qs, NV_JOB_DELAYED, NV_JOB_WAITING, 1);
+        } else {
+            sqlite3_reset(up);
+            if (rc < 0) {
+                fq->need_load = 1;      /* the entry is gone from memory */
+                return rc;
+            }
         }
-    } while (n == 64);
-    FDB_STMT(c, st, "SELECT min(sk1) FROM jobs WHERE queue = ?1 AND state = 1");
-    fdb_bind_text(st, 1, qs->name);
-    if ((rc = fdb_step_row(c, st, err)) < 0)
-        return rc;
-    qs->next_due = rc == 1 && sqlite3_column_type(st, 0) != SQLITE_NULL
-                   ? sqlite3_column_int64(st, 0) : INT64_MAX;
-    sqlite3_reset(st);
+    }
     return NV_OK;
 }
 
 /*
- * Q-12: pick the first waiting job the limiter lets through. *rid = 0
- * when none; *win_at = when a saturated window next frees a slot.
+ * The row of a popped waiting entry, if the entry still holds: 1 and
+ * the job in 'out', 0 when stale, <0 on error.
  */
 static int
-limited_pick(struct fdb_conn *c, const struct res_args *a, int64_t *rid,
-             int64_t *win_at, nv_error *err)
+take_row(struct fdb_conn *c, const struct fq_ent *e, nv_job *out,
+         nv_error *err)
+{
+    FDB_STMT(c, sel, "SELECT " JOB_COLS " FROM jobs WHERE rid = ?1");
+    int rc;
+
+    sqlite3_bind_int64(sel, 1, e->rid);
+    rc = fdb_step_row(c, sel, err);
+    if (rc == 1 && (sqlite3_column_int(sel, COL_STATE) != NV_JOB_WAITING ||
+                    sqlite3_column_int64(sel, COL_SK2) != e->k2))
+        rc = 0;
+    if (rc == 1 && fq_job_from_row(sel, 0, out, err) != NV_OK)
+        rc = err->code;
+    sqlite3_reset(sel);
+    return rc;
+}
+
+/*
+ * Q-12: the first waiting job the limiter lets through, taken off the
+ * heap into *pick (found = 1); *win_at = when a saturated window next
+ * frees a slot. Jobs of saturated groups go back on the heap.
+ */
+static int
+limited_pick(struct fdb_conn *c, struct res_args *a, struct qstate *qs,
+             struct fq_ent *pick, int *found, int64_t *win_at,
+             nv_error *err)
 {
     const nv_limiter *lim = a->lim;
     int64_t since = a->now - lim->duration_ms;
     char **sat = NULL;
-    size_t nsat = 0;
+    size_t nsat = 0, nskip = 0, cap = 0;
+    struct fq_ent *skip = NULL, e;
     int rc;
 
-    *rid = 0;
+    *found = 0;
     *win_at = 0;
     FDB_STMT(c, del, "DELETE FROM limits WHERE queue = ?1 AND ts <= ?2");
     fdb_bind_text(del, 1, a->queue);
@@ -238,9 +262,8 @@ limited_pick(struct fdb_conn *c, const struct res_args *a, int64_t *rid,
         return rc;
     /* Both statements are prepared before 'sat' holds anything, so a
      * failed prepare cannot leak the saturated group names. */
-    FDB_STMT(c, w, "SELECT rid, CASE WHEN grp IS NULL THEN '' ELSE '=' || grp"
-                   " END FROM jobs WHERE queue = ?1 AND state = 0"
-                   " ORDER BY sk1, sk2");
+    FDB_STMT(c, w, "SELECT CASE WHEN grp IS NULL THEN '' ELSE '=' || grp"
+                   " END, state, sk2 FROM jobs WHERE rid = ?1");
     /* Saturated groups (ungrouped: everything is group ''). */
     FDB_STMT(c, st, "SELECT grp, min(ts) FROM limits WHERE queue = ?1"
                     " GROUP BY grp HAVING count(*) >= ?2");
@@ -267,21 +290,54 @@ limited_pick(struct fdb_conn *c, const struct res_args *a, int64_t *rid,
     rc = NV_OK;
     if (nsat > 0 && !lim->grouped)
         goto out;       /* the one window is full */
-    fdb_bind_text(w, 1, a->queue);
-    while ((rc = fdb_step_row(c, w, err)) == 1) {
-        const char *g = (const char *)sqlite3_column_text(w, 1);
+    while (fq_pop(&qs->wait, &e)) {
+        const char *g;
         size_t i;
 
-        for (i = 0; i < nsat && strcmp(sat[i], g ? g : "") != 0; i++)
-            ;
-        if (i == nsat) {
-            *rid = sqlite3_column_int64(w, 0);
+        sqlite3_bind_int64(w, 1, e.rid);
+        rc = fdb_step_row(c, w, err);
+        if (rc < 0) {
+            sqlite3_reset(w);
+            fq_push(a->fq, &qs->wait, e.k1, e.k2, e.rid, err);
             break;
         }
+        if (rc == 0 || sqlite3_column_int(w, 1) != NV_JOB_WAITING ||
+            sqlite3_column_int64(w, 2) != e.k2) {
+            sqlite3_reset(w);
+            rc = NV_OK;
+            continue;           /* stale */
+        }
+        g = (const char *)sqlite3_column_text(w, 0);
+        for (i = 0; i < nsat && strcmp(sat[i], g ? g : "") != 0; i++)
+            ;
+        sqlite3_reset(w);
+        rc = NV_OK;
+        if (i == nsat) {
+            *pick = e;
+            *found = 1;
+            break;
+        }
+        {
+            struct fq_ent *v = fdb_grow(skip, &cap, nskip, sizeof(*v));
+
+            if (v == NULL) {
+                fq_push(a->fq, &qs->wait, e.k1, e.k2, e.rid, err);
+                rc = fdb_oom("queue", err);
+                break;
+            }
+            skip = v;
+            skip[nskip++] = e;
+        }
     }
-    sqlite3_reset(w);
-    rc = rc < 0 ? rc : NV_OK;
+    for (size_t i = 0; i < nskip; i++) {
+        nv_error e2;
+
+        if (fq_push(a->fq, &qs->wait, skip[i].k1, skip[i].k2, skip[i].rid,
+                    &e2) != NV_OK && rc == NV_OK)
+            rc = fdb_oom("queue", err);
+    }
 out:
+    nv__free(skip);
     nv_strv_free(sat, nsat);
     return rc;
 }
@@ -295,64 +351,80 @@ static int
 reserve_fn(struct fdb_conn *c, void *arg, nv_error *err)
 {
     struct res_args *a = arg;
-    struct qstate *qs = fq_qstate(a->fq, a->queue);
+    struct qstate *qs = fq_qs_write(c, a->fq, a->queue, err);
     int limited = a->lim != NULL && a->lim->max > 0;
-    int64_t rid = 0, win_at = 0, until = a->now + a->lease_ms;
+    int64_t win_at = 0, until = a->now + a->lease_ms, next;
     unsigned char rnd[16];
     char token[40];
-    int rc = NV_OK, paused;
+    struct fq_ent e;
+    int rc = NV_OK, found = 0;
 
     a->next_at = 0;
     a->found = 0;
     if (qs == NULL)
-        return fdb_oom("queue", err);
-    if ((rc = promote(c, a->fq, qs, a->now, err)) != NV_OK ||
-        (rc = fq_paused_cached(c, qs, &paused, err)) != NV_OK)
+        return err->code;
+    /* Prepared before any entry leaves the heap. */
+    FDB_STMT(c, st, "UPDATE jobs SET state = 2, processed_on = ?2,"
+                    " finished_on = 0, lease_until = ?3, lease_token = ?4,"
+                    " sk1 = ?3, sk2 = 0 WHERE rid = ?1");
+    if ((rc = promote(c, a->fq, qs, a->now, err)) != NV_OK)
         return rc;
-    if (paused)
+    if (qs->paused)
         return NV_OK;
-    if (limited && (rc = limited_pick(c, a, &rid, &win_at, err)) != NV_OK)
-        return rc;
-    if (!limited || rid != 0) {
-        /* The claim: read the first runnable job, then take it by rowid,
-         * both inside this transaction (no other writer exists). Cheaper
-         * in SQLite than one UPDATE ... RETURNING. */
-        FDB_STMT(c, sel, "SELECT " JOB_COLS " FROM jobs WHERE rid = CASE"
-                         " WHEN ?2 > 0 THEN ?2 ELSE (SELECT rid FROM jobs"
-                         " WHERE queue = ?1 AND state = 0 ORDER BY sk1, sk2"
-                         " LIMIT 1) END");
-        fdb_bind_text(sel, 1, a->queue);
-        sqlite3_bind_int64(sel, 2, rid);
-        rc = fdb_step_row(c, sel, err);
-        if (rc == 1) {
-            rid = sqlite3_column_int64(sel, COL_RID);
-            rc = fq_job_from_row(sel, 0, &a->out, err);
-        }
-        sqlite3_reset(sel);
-        if (rc < 0)
+    /* The claim: the first entry of the heap whose row still holds. */
+    if (limited) {
+        rc = limited_pick(c, a, qs, &e, &found, &win_at, err);
+        if (rc != NV_OK)
             return rc;
+        if (found) {
+            /* Checked a moment ago in this transaction: it holds. */
+            if ((rc = take_row(c, &e, &a->out, err)) < 0) {
+                nv_error e2;
+
+                fq_push(a->fq, &qs->wait, e.k1, e.k2, e.rid, &e2);
+                return rc;
+            }
+            found = rc == 1;
+        }
+    } else {
+        while ((found = fq_pop(&qs->wait, &e)) &&
+               (rc = take_row(c, &e, &a->out, err)) == 0)
+            ;
+        if (found && rc < 0) {
+            nv_error e2;
+
+            fq_push(a->fq, &qs->wait, e.k1, e.k2, e.rid, &e2);
+            return rc;
+        }
     }
-    if (rc == NV_OK && rid != 0) {
-        FDB_STMT(c, st, "UPDATE jobs SET state = 2, processed_on = ?2,"
-                        " finished_on = 0, lease_until = ?3, lease_token = ?4,"
-                        " sk1 = ?3, sk2 = 0 WHERE rid = ?1");
+    rc = NV_OK;
+    if (found) {
         nv__random(rnd, sizeof(rnd));
         for (int i = 0; i < 16; i++) {
             token[2 * i] = "0123456789abcdef"[rnd[i] >> 4];
             token[2 * i + 1] = "0123456789abcdef"[rnd[i] & 15];
         }
         token[32] = '\0';
-        sqlite3_bind_int64(st, 1, rid);
+        sqlite3_bind_int64(st, 1, e.rid);
         sqlite3_bind_int64(st, 2, a->now);
         sqlite3_bind_int64(st, 3, until);
         fdb_bind_text(st, 4, token);
-        if ((rc = fdb_run(c, st, err)) != NV_OK)
+        if ((rc = fdb_run(c, st, err)) != NV_OK) {
+            a->fq->need_load = 1;
+            nv_job_release(&a->out);
             return rc;
+        }
         fq_count_move(qs, NV_JOB_WAITING, NV_JOB_ACTIVE, 1);
+        rc = fq_lease_put(a->fq, qs, e.rid, until, a->out.priority,
+                          a->out.lifo, err);
+        if (rc != NV_OK) {
+            nv_job_release(&a->out);
+            return rc;
+        }
         {
             struct lease_hint *h = fq_hint(a->fq, token);
 
-            h->rid = rid;
+            h->rid = e.rid;
             h->keep_c = a->out.remove_on_complete;
             h->keep_f = a->out.remove_on_fail;
             memcpy(h->token, token, sizeof(token));
@@ -381,8 +453,8 @@ reserve_fn(struct fdb_conn *c, void *arg, nv_error *err)
         return rc;
     }
     /* Nothing runnable: when may something be, without an enqueue? */
-    if (qs->next_due != INT64_MAX)
-        a->next_at = qs->next_due;
+    if ((next = fq_next_due(qs)) != INT64_MAX)
+        a->next_at = next;
     if (win_at > 0 && (a->next_at == 0 || win_at < a->next_at))
         a->next_at = win_at;
     return NV_OK;

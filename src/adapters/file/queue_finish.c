@@ -25,10 +25,10 @@ struct lease_args {
 /* The rid and row of an active job held with 'token', else NV_ELEASE. */
 static int
 held(struct fdb_conn *c, const struct lease_args *a, int64_t *rid,
-     int64_t *keep_c, int64_t *keep_f, int *lifo, nv_error *err)
+     int64_t *keep_c, int64_t *keep_f, int *lifo, int *prio, nv_error *err)
 {
     FDB_STMT(c, st, "SELECT rid, state, lease_token, remove_on_complete,"
-                    " remove_on_fail, lifo FROM jobs"
+                    " remove_on_fail, lifo, priority FROM jobs"
                     " WHERE queue = ?1 AND id = ?2");
     int rc;
 
@@ -51,6 +51,8 @@ held(struct fdb_conn *c, const struct lease_args *a, int64_t *rid,
         *keep_f = sqlite3_column_int64(st, 4);
     if (lifo)
         *lifo = sqlite3_column_int(st, 5);
+    if (prio)
+        *prio = sqlite3_column_int(st, 6);
     sqlite3_reset(st);
     return NV_OK;
 }
@@ -59,16 +61,23 @@ static int
 extend_fn(struct fdb_conn *c, void *arg, nv_error *err)
 {
     struct lease_args *a = arg;
+    struct qstate *qs = fq_qs_write(c, a->fq, a->queue, err);
+    struct fq_lease *l;
     int64_t rid;
-    int rc = held(c, a, &rid, NULL, NULL, NULL, err);
+    int rc;
 
-    if (rc != NV_OK)
+    if (qs == NULL)
+        return err->code;
+    if ((rc = held(c, a, &rid, NULL, NULL, NULL, NULL, err)) != NV_OK)
         return rc;
     FDB_STMT(c, st, "UPDATE jobs SET lease_until = ?2, sk1 = ?2"
                     " WHERE rid = ?1");
     sqlite3_bind_int64(st, 1, rid);
     sqlite3_bind_int64(st, 2, a->until);
-    return fdb_run(c, st, err);
+    if ((rc = fdb_run(c, st, err)) == NV_OK &&
+        (l = fq_lease_get(qs, rid)) != NULL)
+        l->until = a->until;
+    return rc;
 }
 
 int
@@ -81,13 +90,18 @@ fq_extend(void *self, const char *queue, const char *id, const char *token,
     return fdb_write(a.fq->db, extend_fn, NULL, &a, err);
 }
 
-/* apply the retention 'keep' of a job that just reached 'state'. */
+/*
+ * Q-10: apply the retention 'keep' of a job that just reached 'state'
+ * (its entry, of rowid 'rid', is on the heap of that state unless keep
+ * is 0): the oldest go while more than 'keep' are left.
+ */
 static int
-retain(struct fdb_conn *c, struct qstate *qs, int state, int64_t keep,
-       int64_t rid, nv_error *err)
+retain(struct fdb_conn *c, struct fq *fq, struct qstate *qs, int state,
+       int64_t keep, int64_t rid, nv_error *err)
 {
+    struct fq_heap *h = fq_heap_of(qs, state);
+    struct fq_ent e;
     int rc;
-    int64_t n;
 
     if (keep < 0)
         return NV_OK;
@@ -98,26 +112,20 @@ retain(struct fdb_conn *c, struct qstate *qs, int state, int64_t keep,
             fq_count_move(qs, state, -1, 1);
         return rc;
     }
-    if ((rc = fq_counts_load(c, qs, err)) != NV_OK)
-        return rc;
-    n = qs->n[state];
-    if (n <= keep)
-        return NV_OK;
-    /* Usually one over: the oldest goes, without a temporary table. */
-    FDB_STMT(c, one, "DELETE FROM jobs WHERE rid = (SELECT rid FROM jobs"
-                     " WHERE queue = ?1 AND state = ?2 ORDER BY sk1, sk2"
-                     " LIMIT 1)");
-    FDB_STMT(c, many, "DELETE FROM jobs WHERE rid IN (SELECT rid FROM jobs"
-                      " WHERE queue = ?1 AND state = ?2 ORDER BY sk1, sk2"
-                      " LIMIT ?3)");
-    sqlite3_stmt *st = n - keep == 1 ? one : many;
-    fdb_bind_text(st, 1, qs->name);
-    sqlite3_bind_int(st, 2, state);
-    if (st == many)
-        sqlite3_bind_int64(st, 3, n - keep);
-    if ((rc = fdb_run(c, st, err)) == NV_OK)
-        fq_count_move(qs, state, -1, sqlite3_changes(fdb_handle(c)));
-    return rc;
+    while (qs->n[state] > keep && fq_pop(h, &e)) {
+        FDB_STMT(c, st, "DELETE FROM jobs WHERE rid = ?1 AND state = ?2"
+                        " AND sk2 = ?3");
+        sqlite3_bind_int64(st, 1, e.rid);
+        sqlite3_bind_int(st, 2, state);
+        sqlite3_bind_int64(st, 3, e.k2);
+        if ((rc = fdb_run(c, st, err)) != NV_OK) {
+            fq->need_load = 1;
+            return rc;
+        }
+        if (sqlite3_changes(fdb_handle(c)) > 0)
+            fq_count_move(qs, state, -1, 1);
+    }
+    return NV_OK;
 }
 
 /* The lease is checked before anything is written (held). */
@@ -128,10 +136,11 @@ fq_finish_in(struct fdb_conn *c, struct fq *fq, const char *queue,
 {
     struct lease_args a = { .fq = fq, .queue = queue, .id = id,
                             .token = token, .f = f, .now = now };
-    struct qstate *qs = fq_qstate(fq, queue);
+    struct qstate *qs;
     struct lease_hint *hint;
-    int64_t rid, keep_c, keep_f, sk1;
-    int rc, state;
+    struct fq_lease *l;
+    int64_t rid, keep_c, keep_f, sk1, sk2;
+    int rc, state, lifo = 0, prio = 0;
 
     *wake = 0;
     switch (f->kind) {
@@ -150,9 +159,8 @@ fq_finish_in(struct fdb_conn *c, struct fq *fq, const char *queue,
     default:
         return nv__error(err, NV_EINVAL, "unknown finish kind %d", f->kind);
     }
-    sk1 = state == NV_JOB_DELAYED ? f->retry_at : now;
-    if (qs == NULL)
-        return fdb_oom("queue", err);
+    if ((qs = fq_qs_write(c, fq, queue, err)) == NULL)
+        return err->code;
     hint = token != NULL && token[0] != '\0' ? fq_hint(fq, token) : NULL;
     if (hint != NULL && strcmp(hint->token, token) == 0) {
         /* The reserve's hint: no lookup by id (the UPDATE checks). */
@@ -160,8 +168,8 @@ fq_finish_in(struct fdb_conn *c, struct fq *fq, const char *queue,
         keep_c = hint->keep_c;
         keep_f = hint->keep_f;
         hint->token[0] = '\0';
-    } else if ((rc = held(c, &a, &rid, &keep_c, &keep_f, NULL, err)) !=
-               NV_OK) {
+    } else if ((rc = held(c, &a, &rid, &keep_c, &keep_f, NULL, NULL,
+                          err)) != NV_OK) {
         return rc;
     }
     if ((state == NV_JOB_COMPLETED && keep_c == 0) ||
@@ -178,8 +186,33 @@ fq_finish_in(struct fdb_conn *c, struct fq *fq, const char *queue,
         if (sqlite3_changes(fdb_handle(c)) == 0)
             return nv__error(err, NV_ELEASE, "job '%s' of queue '%s' is no "
                              "longer held under this lease", id, queue);
+        fq_lease_drop(qs, rid);
         fq_count_move(qs, NV_JOB_ACTIVE, -1, 1);
         return NV_OK;
+    }
+    fq->seq++;
+    sk2 = fq->seq;
+    switch (state) {
+    case NV_JOB_WAITING:
+        /* The order of a waiting job: its priority, +-seq (Q-4), which
+         * the lease remembers (else the row tells). */
+        if ((l = fq_lease_get(qs, rid)) != NULL) {
+            prio = l->prio;
+            lifo = l->lifo;
+        } else if ((rc = held(c, &a, &rid, NULL, NULL, &lifo, &prio,
+                              err)) != NV_OK) {
+            return rc;
+        }
+        sk1 = prio;
+        if (lifo)
+            sk2 = -sk2;
+        break;
+    case NV_JOB_DELAYED:
+        sk1 = f->retry_at;
+        break;
+    default:
+        sk1 = now;
+        break;
     }
     FDB_STMT(c, st, "UPDATE jobs SET state = ?2,"
                     " attempts_made = attempts_made + ?3,"
@@ -189,11 +222,9 @@ fq_finish_in(struct fdb_conn *c, struct fq *fq, const char *queue,
                     " failed_reason = coalesce(?6, failed_reason),"
                     " delay_until = CASE WHEN ?2 = 1 THEN ?7 ELSE delay_until END,"
                     " lease_until = 0, lease_token = '',"
-                    " sk1 = CASE WHEN ?2 = 0 THEN priority ELSE ?8 END,"
-                    " sk2 = CASE WHEN ?2 = 0 AND lifo THEN -?9 ELSE ?9 END"
+                    " sk1 = ?8, sk2 = ?9"
                     " WHERE rid = ?1 AND state = 2 AND lease_token = ?10"
                     " AND queue = ?11 AND id = ?12");
-    fq->seq++;
     sqlite3_bind_int64(st, 1, rid);
     sqlite3_bind_int(st, 2, state);
     sqlite3_bind_int(st, 3, f->kind == NV_FINISH_RELEASE ? 0 : 1);
@@ -203,7 +234,7 @@ fq_finish_in(struct fdb_conn *c, struct fq *fq, const char *queue,
                          f->kind == NV_FINISH_FAIL ? f->failed_reason : NULL);
     sqlite3_bind_int64(st, 7, f->retry_at);
     sqlite3_bind_int64(st, 8, sk1);
-    sqlite3_bind_int64(st, 9, fq->seq);
+    sqlite3_bind_int64(st, 9, sk2);
     fdb_bind_text(st, 10, token);
     fdb_bind_text(st, 11, queue);
     fdb_bind_text(st, 12, id);
@@ -212,14 +243,16 @@ fq_finish_in(struct fdb_conn *c, struct fq *fq, const char *queue,
     if (sqlite3_changes(fdb_handle(c)) == 0)
         return nv__error(err, NV_ELEASE, "job '%s' of queue '%s' is no "
                          "longer held under this lease", id, queue);
+    fq_lease_drop(qs, rid);
     *wake = state == NV_JOB_WAITING || state == NV_JOB_DELAYED;
     fq_count_move(qs, NV_JOB_ACTIVE, state, 1);
-    if (state == NV_JOB_DELAYED)
-        fq_due_at(qs, f->retry_at);
+    if ((rc = fq_push(fq, fq_heap_of(qs, state), sk1, sk2, rid, err)) !=
+        NV_OK)
+        return rc;
     if (state == NV_JOB_COMPLETED)
-        return retain(c, qs, state, keep_c, rid, err);
+        return retain(c, fq, qs, state, keep_c, rid, err);
     if (state == NV_JOB_FAILED)
-        return retain(c, qs, state, keep_f, rid, err);
+        return retain(c, fq, qs, state, keep_f, rid, err);
     return NV_OK;
 }
 
@@ -256,7 +289,7 @@ progress_fn(struct fdb_conn *c, void *arg, nv_error *err)
 {
     struct lease_args *a = arg;
     int64_t rid;
-    int rc = held(c, a, &rid, NULL, NULL, NULL, err);
+    int rc = held(c, a, &rid, NULL, NULL, NULL, NULL, err);
 
     if (rc != NV_OK)
         return rc;
@@ -368,12 +401,13 @@ static int
 remove_fn(struct fdb_conn *c, void *arg, nv_error *err)
 {
     struct job_args *a = arg;
-    struct qstate *qs = fq_qstate(a->fq, a->queue);
+    struct qstate *qs = fq_qs_write(c, a->fq, a->queue, err);
     int64_t rid;
     int rc;
 
     if (qs == NULL)
-        return fdb_oom("queue", err);
+        return err->code;
+    /* Its heap entry goes stale (dropped when it comes up). */
     if ((rc = fq_load_job(c, a->queue, a->id, &a->out, &rid, err)) != NV_OK)
         return rc;
     if (a->out.state == NV_JOB_ACTIVE)
@@ -381,9 +415,11 @@ remove_fn(struct fdb_conn *c, void *arg, nv_error *err)
                          "active", a->id, a->queue);
     FDB_STMT(c, st, "DELETE FROM jobs WHERE rid = ?1");
     sqlite3_bind_int64(st, 1, rid);
-    if ((rc = fdb_run(c, st, err)) == NV_OK)
+    if ((rc = fdb_run(c, st, err)) == NV_OK) {
         fq_count_move(qs, a->out.state == NV_JOB_PAUSED ? NV_JOB_WAITING
                                                      : a->out.state, -1, 1);
+        fq_stale_check(a->fq, qs);
+    }
     return rc;
 }
 
@@ -405,26 +441,31 @@ static int
 retry_fn(struct fdb_conn *c, void *arg, nv_error *err)
 {
     struct job_args *a = arg;
-    struct qstate *qs = fq_qstate(a->fq, a->queue);
-    int64_t rid;
-    int rc, lifo;
+    struct qstate *qs = fq_qs_write(c, a->fq, a->queue, err);
+    int64_t rid, sk1, sk2;
+    int rc;
 
     if (qs == NULL)
-        return fdb_oom("queue", err);
+        return err->code;
     if ((rc = fq_load_job(c, a->queue, a->id, &a->out, &rid, err)) != NV_OK)
         return rc;
     if (a->out.state != NV_JOB_FAILED)
         return nv__error(err, NV_EJOB_NOT_FAILED, "job '%s' of queue '%s' "
                          "has not failed", a->id, a->queue);
-    lifo = a->out.lifo;
+    sk1 = a->out.priority;
+    sk2 = fq_wait_seq(a->fq, a->out.lifo);
     nv_job_release(&a->out);
-    FDB_STMT(c, st, "UPDATE jobs SET state = 0, sk1 = priority, sk2 = ?2"
+    FDB_STMT(c, st, "UPDATE jobs SET state = 0, sk1 = ?3, sk2 = ?2"
                     " WHERE rid = ?1");
     sqlite3_bind_int64(st, 1, rid);
-    sqlite3_bind_int64(st, 2, fq_wait_seq(a->fq, lifo));
+    sqlite3_bind_int64(st, 2, sk2);
+    sqlite3_bind_int64(st, 3, sk1);
     if ((rc = fdb_run(c, st, err)) != NV_OK)
         return rc;
     fq_count_move(qs, NV_JOB_FAILED, NV_JOB_WAITING, 1);
+    if ((rc = fq_push(a->fq, &qs->wait, sk1, sk2, rid, err)) != NV_OK)
+        return rc;
+    fq_stale_check(a->fq, qs);
     return fq_load_job(c, a->queue, a->id, &a->out, NULL, err);
 }
 
@@ -462,14 +503,12 @@ struct reap_args {
 };
 
 static int
-reap_one(struct fdb_conn *c, struct reap_args *a, int64_t rid, nv_error *err)
+reap_one(struct fdb_conn *c, struct reap_args *a, struct qstate *qs,
+         int64_t rid, nv_error *err)
 {
-    struct qstate *qs = fq_qstate(a->fq, a->queue);
     int rc, fail;
     nv_reaped *r;
 
-    if (qs == NULL)
-        return fdb_oom("queue", err);
     FDB_STMT(c, st, "UPDATE jobs SET stalled_count = stalled_count + 1,"
                     " state = CASE WHEN stalled_count + 1 > ?2 THEN 4 ELSE 0 END,"
                     " failed_reason = CASE WHEN stalled_count + 1 > ?2 THEN"
@@ -480,7 +519,8 @@ reap_one(struct fdb_conn *c, struct reap_args *a, int64_t rid, nv_error *err)
                     " ELSE priority END,"
                     " sk2 = CASE WHEN stalled_count + 1 > ?2 THEN ?4"
                     " WHEN lifo THEN -?4 ELSE ?4 END"
-                    " WHERE rid = ?1 RETURNING " JOB_COLS);
+                    " WHERE rid = ?1 AND state = 2 AND sk1 < ?3"
+                    " RETURNING " JOB_COLS);
     r = nv__realloc(a->out, (a->n + 1) * sizeof(*r));
     if (r == NULL)
         return fdb_oom("queue", err);
@@ -493,51 +533,78 @@ reap_one(struct fdb_conn *c, struct reap_args *a, int64_t rid, nv_error *err)
     sqlite3_bind_int64(st, 3, a->now);
     sqlite3_bind_int64(st, 4, a->fq->seq);
     rc = fdb_step_row(c, st, err);
-    if (rc != 1)
+    if (rc != 1) {
+        sqlite3_reset(st);
         return rc < 0 ? rc : NV_OK;
+    }
     rc = fq_job_from_row(st, 0, &r->job, err);
+    if (rc == NV_OK) {
+        int64_t sk2 = sqlite3_column_int64(st, COL_SK2);
+
+        fail = r->job.state == NV_JOB_FAILED;
+        rc = fq_push(a->fq, fail ? &qs->done[1] : &qs->wait,
+                     fail ? a->now : r->job.priority, sk2, rid, err);
+    }
     sqlite3_reset(st);
-    if (rc != NV_OK)
+    if (rc != NV_OK) {
+        nv_job_release(&r->job);
+        a->fq->need_load = 1;
         return rc;
+    }
     a->n++;
+    fq_lease_drop(qs, rid);
     fail = r->job.state == NV_JOB_FAILED;
     r->failed = fail;
     fq_count_move(qs, NV_JOB_ACTIVE, r->job.state, 1);
     if (!fail) {
-        int paused;
-
-        if ((rc = fq_paused_cached(c, qs, &paused, err)) != NV_OK)
-            return rc;
-        if (paused)
+        if (qs->paused)
             r->job.state = NV_JOB_PAUSED;
         return NV_OK;
     }
-    return retain(c, qs, NV_JOB_FAILED, r->job.remove_on_fail, rid, err);
+    return retain(c, a->fq, qs, NV_JOB_FAILED, r->job.remove_on_fail, rid,
+                  err);
 }
 
+static int
+cmp_until(const void *x, const void *y)
+{
+    const struct fq_lease *a = x, *b = y;
+
+    return a->until < b->until ? -1 : a->until > b->until;
+}
+
+/* Expired leases, oldest first, from the writer's memory. */
 static int
 reap_fn(struct fdb_conn *c, void *arg, nv_error *err)
 {
     struct reap_args *a = arg;
-    int64_t rids[64];
-    int n, rc;
+    struct qstate *qs = fq_qs_write(c, a->fq, a->queue, err);
+    struct fq_lease *v = NULL;
+    size_t n = 0, cap = 0;
+    int rc = NV_OK;
 
-    do {
-        FDB_STMT(c, st, "SELECT rid FROM jobs WHERE queue = ?1 AND state = 2"
-                        " AND sk1 < ?2 ORDER BY sk1 LIMIT 64");
-        fdb_bind_text(st, 1, a->queue);
-        sqlite3_bind_int64(st, 2, a->now);
-        for (n = 0; (rc = fdb_step_row(c, st, err)) == 1; n++)
-            rids[n] = sqlite3_column_int64(st, 0);
-        sqlite3_reset(st);
-        if (rc < 0)
-            return rc;
-        for (int i = 0; i < n; i++) {
-            if ((rc = reap_one(c, a, rids[i], err)) != NV_OK)
-                return rc;
+    if (qs == NULL)
+        return err->code;
+    for (size_t i = 0; i < qs->active.cap; i++) {
+        struct fq_lease *l = &qs->active.v[i];
+
+        if (l->rid == 0 || l->until >= a->now)
+            continue;
+        struct fq_lease *g = fdb_grow(v, &cap, n, sizeof(*v));
+
+        if (g == NULL) {
+            nv__free(v);
+            return fdb_oom("queue", err);
         }
-    } while (n == 64);
-    return NV_OK;
+        v = g;
+        v[n++] = *l;
+    }
+    if (n > 1)
+        qsort(v, n, sizeof(*v), cmp_until);
+    for (size_t i = 0; i < n && rc == NV_OK; i++)
+        rc = reap_one(c, a, qs, v[i].rid, err);
+    nv__free(v);
+    return rc;
 }
 
 static void

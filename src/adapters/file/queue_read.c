@@ -1,7 +1,7 @@
 /*
  * File queue, reads: turning a jobs row into an nv_job, the stored pause
- * flag, and the read ops get, list and counts. Reads run on a pooled
- * read connection in one snapshot (fdb_read).
+ * flag, and the read ops get and list (counts: queue.c, from memory).
+ * Reads run on a pooled read connection in one snapshot (fdb_read).
  */
 #include <stdint.h>
 #include <string.h>
@@ -96,30 +96,6 @@ fq_load_job(struct fdb_conn *c, const char *queue, const char *id,
     return rc;
 }
 
-/* Jobs of 'queue' whose stored state is in 'mask', counted on the
- * index (reads). */
-static int64_t
-count_of(struct fdb_conn *c, const char *queue, unsigned mask, nv_error *err,
-         int *rc)
-{
-    sqlite3_stmt *st = fdb_stmt(c, "SELECT count(*) FROM jobs"
-                                   " WHERE queue = ?1 AND (?2 >> state) & 1");
-    int64_t n = 0;
-
-    if (st == NULL) {
-        *rc = fdb_fail(c, sqlite3_errcode(fdb_handle(c)), err);
-        return 0;
-    }
-    fdb_bind_text(st, 1, queue);
-    sqlite3_bind_int64(st, 2, mask);
-    *rc = fdb_step_row(c, st, err);
-    if (*rc == 1)
-        n = sqlite3_column_int64(st, 0);
-    *rc = *rc < 0 ? *rc : NV_OK;
-    sqlite3_reset(st);
-    return n;
-}
-
 /* ---- Reads: get, list, counts ---- */
 
 struct get_args {
@@ -149,6 +125,7 @@ fq_get(void *self, const char *queue, const char *id, nv_job *out,
 }
 
 struct list_args {
+    struct fq  *fq;
     const char *queue;
     unsigned    mask;
     int64_t     offset, limit;
@@ -168,13 +145,19 @@ list_fn(struct fdb_conn *c, void *arg, nv_error *err)
     size_t cap = 0;
     int rc, paused;
 
-    if ((rc = fq_paused_read(c, a->queue, &paused, err)) != NV_OK)
+    int64_t n[5];
+
+    /* The counts of the snapshot read below, from the writer's memory. */
+    if ((rc = fq_counts_snapshot(c, a->fq, a->queue, n, &paused, err)) !=
+        NV_OK)
         return rc;
     if (a->mask & NV_JOB_MASK(paused ? NV_JOB_PAUSED : NV_JOB_WAITING))
         stored |= NV_JOB_MASK(NV_JOB_WAITING);
-    a->total = count_of(c, a->queue, stored, err, &rc);
-    if (rc != NV_OK)
-        return rc;
+    a->total = 0;
+    for (int s = 0; s < 5; s++) {
+        if (stored & NV_JOB_MASK(s))
+            a->total += n[s];
+    }
     FDB_STMT(c, st, "SELECT " JOB_COLS " FROM jobs WHERE queue = ?1"
                     " AND (?2 >> state) & 1 ORDER BY timestamp DESC, id DESC"
                     " LIMIT ?3 OFFSET ?4");
@@ -204,7 +187,8 @@ fq_list(void *self, const char *queue, unsigned mask, int64_t offset,
         nv_error *err)
 {
     struct fq *fq = self;
-    struct list_args a = { .queue = queue, .mask = mask, .offset = offset,
+    struct list_args a = { .fq = fq, .queue = queue, .mask = mask,
+                           .offset = offset,
                            .limit = limit };
     int rc = fdb_read(fq->db, list_fn, &a, err);
 
@@ -217,52 +201,4 @@ fq_list(void *self, const char *queue, unsigned mask, int64_t offset,
     if (total != NULL)
         *total = a.total;
     return NV_OK;
-}
-
-struct counts_args {
-    const char    *queue;
-    nv_job_counts  out;
-};
-
-static int
-counts_fn(struct fdb_conn *c, void *arg, nv_error *err)
-{
-    struct counts_args *a = arg;
-    int rc, paused;
-
-    if ((rc = fq_paused_read(c, a->queue, &paused, err)) != NV_OK)
-        return rc;
-    FDB_STMT(c, st, "SELECT state, count(*) FROM jobs WHERE queue = ?1"
-                    " GROUP BY state");
-    fdb_bind_text(st, 1, a->queue);
-    while ((rc = fdb_step_row(c, st, err)) == 1) {
-        int64_t n = sqlite3_column_int64(st, 1);
-
-        switch (sqlite3_column_int(st, 0)) {
-        case NV_JOB_WAITING:
-            if (paused)
-                a->out.paused = n;
-            else
-                a->out.waiting = n;
-            break;
-        case NV_JOB_DELAYED:   a->out.delayed = n; break;
-        case NV_JOB_ACTIVE:    a->out.active = n; break;
-        case NV_JOB_COMPLETED: a->out.completed = n; break;
-        case NV_JOB_FAILED:    a->out.failed = n; break;
-        }
-    }
-    sqlite3_reset(st);
-    return rc < 0 ? rc : NV_OK;
-}
-
-int
-fq_counts(void *self, const char *queue, nv_job_counts *out, nv_error *err)
-{
-    struct fq *fq = self;
-    struct counts_args a = { .queue = queue };
-    int rc = fdb_read(fq->db, counts_fn, &a, err);
-
-    if (rc == NV_OK)
-        *out = a.out;
-    return rc;
 }

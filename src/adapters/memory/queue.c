@@ -40,6 +40,7 @@ queue_new(const char *name)
     pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
 #endif
     pthread_mutex_init(&q->mu, &ma);
+    pthread_mutex_init(&q->pmu, &ma);
     pthread_mutexattr_destroy(&ma);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -132,6 +133,7 @@ mq_queue_get(struct mqueues *a, const char *name, int create)
     if (q == NULL && (q = queue_new(name)) != NULL &&
         queue_add(a, q) != NV_OK) {
         pthread_mutex_destroy(&q->mu);
+        pthread_mutex_destroy(&q->pmu);
         pthread_cond_destroy(&q->cv);
         nv__free(q);
         q = NULL;
@@ -142,17 +144,15 @@ mq_queue_get(struct mqueues *a, const char *name, int create)
 
 /* ---- Enqueue ---- */
 
-/* File a new job (not yet in q->jt, id hash h): delayed or waiting. On
- * failure nothing changed and m is discarded. */
+/* File a new job (not yet in q->jt, id hash h): delayed or waiting.
+ * NV_ENOMEM: nothing changed and m is not filed (the caller keeps it). */
 static int
-store_new(struct mqueue *q, struct mjob *m, int64_t now, uint64_t h)
+file_new(struct mqueue *q, struct mjob *m, int64_t now, uint64_t h)
 {
-    int delayed = m->j.delay_until > now, ok = 0;
+    int delayed = m->j.delay_until > now;
     int rc = delayed ? mq_delayed_add(q, m) : mq_waiting_prepare(q, m);
 
-    if (rc == NV_OK)
-        ok = mq_jt_add(&q->jt, m, h);
-    if (rc == NV_OK && !ok) {
+    if (rc == NV_OK && !mq_jt_add(&q->jt, m, h)) {
         if (delayed)
             mq_heap_remove(&q->delayed, m);
         rc = NV_ENOMEM;
@@ -161,13 +161,124 @@ store_new(struct mqueue *q, struct mjob *m, int64_t now, uint64_t h)
         if (m->grp != NULL && group_nwaiting(m->grp) == 0 &&
             m->grp->win.n == 0)
             mq_group_free(q, m->grp);
+        m->grp = NULL;
+        return rc;
+    }
+    if (!delayed)
+        mq_waiting_add(q, m);
+    return NV_OK;
+}
+
+/* file_new, and wake a waiter; on failure m is discarded. */
+static int
+store_new(struct mqueue *q, struct mjob *m, int64_t now, uint64_t h)
+{
+    int rc = file_new(q, m, now, h);
+
+    if (rc != NV_OK) {
         mq_job_release(m);
         mq_node_discard(q, m);
         return rc;
     }
-    if (!delayed) {
-        mq_waiting_add(q, m);
+    if (m->j.state == NV_JOB_WAITING)
         mq_wake(q, 0);
+    return NV_OK;
+}
+
+/*
+ * The inbox's jobs, oldest first, after those left pending: each is filed
+ * as a locked enqueue would have, or dropped when its id exists (Q-3).
+ * Out of memory, the rest stays pending for the next holder of mu.
+ */
+void
+mq_drain(struct mqueue *q)
+{
+    struct mjob *m = atomic_exchange_explicit(&q->inbox, NULL,
+                                              memory_order_acquire);
+    struct mjob *fifo = NULL, **tail;
+
+    while (m != NULL) {
+        struct mjob *next = m->next;
+
+        m->next = fifo;
+        fifo = m;
+        m = next;
+    }
+    for (tail = &q->pending; *tail != NULL; tail = &(*tail)->next)
+        ;
+    *tail = fifo;
+    while ((m = q->pending) != NULL) {
+        struct mjob *next = m->next;   /* filing m reuses its links */
+
+        if (mq_jt_find_h(&q->jt, m->j.id, m->idh) != NULL) {
+            mq_job_release(m);
+            mq_node_discard(q, m);
+        } else if (file_new(q, m, m->enq_now, m->idh) != NV_OK) {
+            break;
+        }
+        q->pending = next;
+    }
+}
+
+/* A node of MQ_NODE_SIZE for a producer, without mu: from the nodes the
+ * workers freed (handed over through q->spare), else NULL. */
+static struct mjob *
+spare_pop(struct mqueue *q)
+{
+    struct mjob *m;
+
+    if (atomic_load_explicit(&q->spare, memory_order_relaxed) == NULL &&
+        q->pfree == NULL)
+        return NULL;
+    if (pthread_mutex_trylock(&q->pmu) != 0)
+        return NULL;            /* another producer: allocate */
+    if (q->pfree == NULL)
+        q->pfree = atomic_exchange_explicit(&q->spare, NULL,
+                                            memory_order_acquire);
+    if ((m = q->pfree) != NULL)
+        q->pfree = m->next;
+    pthread_mutex_unlock(&q->pmu);
+    return m;
+}
+
+/*
+ * The inbox path of enqueue (see struct mqueue): no lock. Then a waiter
+ * is woken only when some thread sleeps and none is watching 'gen'.
+ */
+static int
+enqueue_inbox(struct mqueues *a, struct mqueue *q, const nv_job *job,
+              const char *id, int64_t now, size_t size, nv_error *err)
+{
+    struct mjob *m = size <= MQ_NODE_SIZE ? spare_pop(q) : NULL;
+    struct mjob *head;
+
+    (void)a;
+    if (m == NULL && (m = mq_node_alloc(size)) == NULL)
+        return oom(err);
+    if (mq_job_fill(q, m, job, id) != NV_OK) {
+        nv__free(m);
+        return oom(err);
+    }
+    if (m->j.timestamp == 0)
+        m->j.timestamp = now;
+    m->j.lease_token[0] = '\0';
+    m->j.lease_until = 0;
+    m->idh = mq_id_hash(m->j.id);
+    m->enq_now = now;
+    head = atomic_load_explicit(&q->inbox, memory_order_relaxed);
+    do
+        m->next = head;
+    while (!atomic_compare_exchange_weak_explicit(&q->inbox, &head, m,
+                                                  memory_order_release,
+                                                  memory_order_relaxed));
+    /* a sleeper registers (waiters + 1) before it looks at gen again:
+     * one of the two sees the other (both seq_cst) */
+    atomic_fetch_add(&q->gen, 1);
+    if (atomic_load(&q->waiters) > 0 &&
+        atomic_load(&q->spinners) == 0) {
+        mq_lock(q);
+        mq_wake(q, 0);
+        pthread_mutex_unlock(&q->mu);
     }
     return NV_OK;
 }
@@ -196,10 +307,12 @@ mem_enqueue(void *self, const nv_job *job, int64_t now,
         nv__job_id(now, idbuf);
         id = idbuf;
     }
+    if (out == NULL && created == NULL && max_unfinished <= 0)
+        return enqueue_inbox(a, q, job, id, now, size, err);
     h = mq_id_hash(id);
     if (size > MQ_NODE_SIZE && (m = mq_node_alloc(size)) == NULL)
         return oom(err);
-    pthread_mutex_lock(&q->mu);
+    mq_lock(q);
     for (;;) {
         old = mq_jt_find_h(&q->jt, id, h);
         if (old != NULL) {
@@ -213,7 +326,7 @@ mem_enqueue(void *self, const nv_job *job, int64_t now,
             return rc;
         }
         if (max_unfinished > 0 &&
-            q->nwaiting + (int64_t)q->delayed.n + q->active.n >=
+            q->nwaiting + (int64_t)q->delayed.n + q->nactive >=
                 max_unfinished) {
             mq_node_discard(q, m);
             pthread_mutex_unlock(&q->mu);
@@ -227,16 +340,13 @@ mem_enqueue(void *self, const nv_job *job, int64_t now,
         pthread_mutex_unlock(&q->mu);
         if ((m = mq_node_alloc(size)) == NULL)
             return oom(err);
-        pthread_mutex_lock(&q->mu);
+        mq_lock(q);
     }
-    if (mq_job_fill(m, job) != NV_OK) {
+    if (mq_job_fill(q, m, job, id) != NV_OK) {
         mq_node_discard(q, m);
         pthread_mutex_unlock(&q->mu);
         return oom(err);
     }
-    if (id == idbuf)
-        memcpy(m->j.id, idbuf, sizeof(idbuf));
-    nv__strlcpy(m->j.queue, q->name, sizeof(m->j.queue));
     if (m->j.timestamp == 0)
         m->j.timestamp = now;
     m->j.lease_token[0] = '\0';
@@ -316,33 +426,47 @@ pick_group(struct mqueue *q, int64_t now, const nv_limiter *lim,
 
 /*
  * reserve() under q->mu (a queue that exists): NV_OK with the first half
- * of the job's copy in 'out' (zeroed by the caller) and *pinned the node
- * to finish it from after the unlock (reserve_finish), NV_ENOTFOUND with
- * *next_at set (0: unknown), or NV_ENOMEM with nothing changed.
+ * of the job's copy in 'held' and *pinned the node to finish it from
+ * after the unlock (reserve_finish), NV_ENOTFOUND with *next_at set (0:
+ * unknown), or NV_ENOMEM with nothing changed.
  */
 static int
 reserve_locked(struct mqueues *a, struct mqueue *q, int64_t now,
-               int64_t lease_ms, const nv_limiter *lim, nv_job *out,
+               int64_t lease_ms, const nv_limiter *lim, struct mrec *held,
                struct mjob **pinned, int64_t *next_at)
 {
     struct mgroup *g = NULL;
     struct mjob *m;
     int64_t next = 0;
     struct window *w = NULL;
+    int tries = 0;
 
     *next_at = 0;
+again:
     if (mq_promote(q, now) != NV_OK)
         return NV_ENOMEM;
     if (!q->paused)
         g = pick_group(q, now, lim, &next);
     if (g == NULL) {
-        atomic_store_explicit(&q->idle_gen, atomic_load_explicit(&q->gen,
-                              memory_order_relaxed), memory_order_relaxed);
+        /* gen, then the inbox: a push not seen empty makes gen grow after
+         * (push, then gen + 1, in that order) */
+        uint64_t gen = atomic_load(&q->gen);
+
+        /* (a few times: a stream of pushes into a queue with nothing
+         * runnable, paused or limited, cannot hold the lock forever) */
+        if (atomic_load(&q->inbox) != NULL && ++tries < 4) {
+            mq_drain(q);
+            next = 0;
+            goto again;
+        }
+        atomic_store_explicit(&q->idle_gen, gen, memory_order_relaxed);
         if (!q->paused && q->delayed.n > 0)
             next = min_next(next, ((struct mjob *)heap_top(&q->delayed))->j.delay_until);
         *next_at = q->paused ? 0 : next;
         return NV_ENOTFOUND;
     }
+    if (mq_active_prepare(q) != NV_OK)
+        return NV_ENOMEM;
     if (lim != NULL && lim->max > 0) {
         w = lim->grouped ? &g->win : &q->win;
         if (mq_win_push(w, now) != NV_OK)
@@ -354,11 +478,10 @@ reserve_locked(struct mqueues *a, struct mqueue *q, int64_t now,
     m->j.processed_on = now;
     m->j.finished_on = 0;
     m->j.lease_until = now + lease_ms;
-    mq_new_token(a, q, m->j.lease_token);
-    mq_list_append(&q->active, m);
-    if (mq_job_out_pinned(q, m, out) != NV_OK) {
+    mq_active_add(a, q, m);
+    if (mq_job_out_pinned(q, m, held) != NV_OK) {
         /* hand the job back as if never reserved */
-        mq_list_unlink(&q->active, m);
+        mq_active_del(q, m);
         m->j.lease_token[0] = '\0';
         m->j.lease_until = 0;
         if (mq_waiting_prepare(q, m) == NV_OK)
@@ -373,7 +496,7 @@ reserve_locked(struct mqueues *a, struct mqueue *q, int64_t now,
 
 /* The active job 'id' (hash h) held with 'token', or NULL (NV_ELEASE).
  * Under mu. */
-static struct mjob *leased(struct mqueue *q, const char *id, uint64_t h,
+static struct mjob *leased(struct mqueue *q, const char *id,
                            const char *token);
 
 /*
@@ -382,23 +505,24 @@ static struct mjob *leased(struct mqueue *q, const char *id, uint64_t h,
  * already gone) and 'out' holds nothing: NV_ENOMEM.
  */
 static int
-reserve_finish(struct mqueue *q, struct mjob *m, nv_job *out,
-               struct outbufs *b)
+reserve_finish(struct mqueue *q, struct mjob *m, struct mrec *held,
+               nv_job *out, struct outbufs *b)
 {
     struct mjob *back;
 
-    if (mq_job_out_finish(m, out, b) == NV_OK)
+    if (mq_job_out_finish(m, held, out, b) == NV_OK)
         return NV_OK;
-    pthread_mutex_lock(&q->mu);
-    back = leased(q, out->id, mq_id_hash(out->id), out->lease_token);
+    mq_lock(q);                 /* m is still pinned: its id is readable */
+    back = leased(q, m->j.id, held->lease_token);
     if (back != NULL && mq_waiting_prepare(q, back) == NV_OK) {
-        mq_list_unlink(&q->active, back);
+        mq_active_del(q, back);
         back->j.lease_token[0] = '\0';
         back->j.lease_until = 0;
         mq_waiting_add(q, back);
         mq_wake(q, 0);
     }
     pthread_mutex_unlock(&q->mu);
+    mq_job_unpin(m);
     return NV_ENOMEM;
 }
 
@@ -411,7 +535,7 @@ mem_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
     struct mqueue *q = mq_queue_get(a, queue, 0);
     struct outbufs b;
     struct mjob *m = NULL;
-    nv_job tmp;
+    struct mrec held;
     int64_t next = 0;
     int rc;
 
@@ -421,12 +545,11 @@ mem_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
         return nv__error(err, NV_ENOTFOUND, "no runnable job in '%s'", queue);
     }
     mq_outbufs_init(&b);
-    memset(&tmp, 0, sizeof(tmp));
-    pthread_mutex_lock(&q->mu);
-    rc = reserve_locked(a, q, now, lease_ms, lim, &tmp, &m, &next);
+    mq_lock(q);
+    rc = reserve_locked(a, q, now, lease_ms, lim, &held, &m, &next);
     pthread_mutex_unlock(&q->mu);
-    if (rc == NV_OK && (rc = reserve_finish(q, m, &tmp, &b)) == NV_OK)
-        *out = tmp;
+    if (rc == NV_OK)
+        rc = reserve_finish(q, m, &held, out, &b);
     mq_outbufs_release(&b);
     if (rc == NV_ENOTFOUND) {
         if (next_at != NULL)
@@ -441,15 +564,11 @@ mem_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
 /* The active job 'id' (hash h) held with 'token', or NULL (NV_ELEASE).
  * Under mu. */
 static struct mjob *
-leased(struct mqueue *q, const char *id, uint64_t h, const char *token)
+leased(struct mqueue *q, const char *id, const char *token)
 {
-    struct mjob *m;
+    struct mjob *m = mq_active_find(q, id, token);
 
-    m = mq_jt_find_h(&q->jt, id, h);
-    if (m == NULL || m->j.state != NV_JOB_ACTIVE || token == NULL ||
-        strcmp(m->j.lease_token, token) != 0)
-        return NULL;
-    return m;
+    return m != NULL && m->j.state == NV_JOB_ACTIVE ? m : NULL;
 }
 
 static int
@@ -466,12 +585,10 @@ mem_extend(void *self, const char *queue, const char *id, const char *token,
     struct mqueue *q = mq_queue_get(self, queue, 0);
     struct mjob *m;
 
-    uint64_t h = mq_id_hash(id);
-
     if (q == NULL)
         return lease_lost(err, queue, id);
-    pthread_mutex_lock(&q->mu);
-    if ((m = leased(q, id, h, token)) != NULL)
+    mq_lock(q);
+    if ((m = leased(q, id, token)) != NULL)
         m->j.lease_until = until;
     pthread_mutex_unlock(&q->mu);
     return m != NULL ? NV_OK : lease_lost(err, queue, id);
@@ -503,10 +620,10 @@ finish_text(const nv_finish *f, char **text, nv_error *err)
 /* finish() under q->mu; takes *text (set to NULL when used). */
 static int
 finish_locked(struct mqueue *q, const char *queue, const char *id,
-              uint64_t h, const char *token, const nv_finish *f, int64_t now,
+              const char *token, const nv_finish *f, int64_t now,
               char **text, nv_error *err)
 {
-    struct mjob *m = leased(q, id, h, token);
+    struct mjob *m = leased(q, id, token);
 
     if (m == NULL)
         return lease_lost(err, queue, id);
@@ -521,7 +638,7 @@ finish_locked(struct mqueue *q, const char *queue, const char *id,
     if (f->kind == NV_FINISH_RETRY && f->retry_at > now &&
         mq_heap_reserve(&q->delayed) != NV_OK)
         return oom(err);
-    mq_list_unlink(&q->active, m);
+    mq_active_del(q, m);
     m->j.lease_token[0] = '\0';
     m->j.lease_until = 0;
     if (f->kind != NV_FINISH_RELEASE)
@@ -567,7 +684,6 @@ mem_finish(void *self, const char *queue, const char *id, const char *token,
            const nv_finish *f, int64_t now, nv_error *err)
 {
     struct mqueue *q = mq_queue_get(self, queue, 0);
-    uint64_t h = mq_id_hash(id);
     char *text;
     int rc;
 
@@ -576,8 +692,8 @@ mem_finish(void *self, const char *queue, const char *id, const char *token,
     rc = finish_text(f, &text, err);
     if (rc != NV_OK)
         return rc;
-    pthread_mutex_lock(&q->mu);
-    rc = finish_locked(q, queue, id, h, token, f, now, &text, err);
+    mq_lock(q);
+    rc = finish_locked(q, queue, id, token, f, now, &text, err);
     pthread_mutex_unlock(&q->mu);
     nv__free(text);
     return rc;
@@ -598,10 +714,9 @@ mem_finish_reserve(void *self, const char *queue, const char *id,
     struct mqueue *q = mq_queue_get(a, queue, 0);
     struct outbufs b;
     struct mjob *m = NULL;
-    nv_job tmp;
+    struct mrec held;
     char *text;
     int64_t next = 0;
-    uint64_t h = mq_id_hash(id);
     int rc, rrc = NV_ENOTFOUND;
 
     *got = 0;
@@ -613,18 +728,16 @@ mem_finish_reserve(void *self, const char *queue, const char *id,
     if (rc != NV_OK)
         return rc;
     mq_outbufs_init(&b);
-    memset(&tmp, 0, sizeof(tmp));
-    pthread_mutex_lock(&q->mu);
-    rc = finish_locked(q, queue, id, h, token, f, now, &text, err);
+    mq_lock(q);
+    rc = finish_locked(q, queue, id, token, f, now, &text, err);
     if (rc == NV_OK)
-        rrc = reserve_locked(a, q, now, lease_ms, lim, &tmp, &m, &next);
+        rrc = reserve_locked(a, q, now, lease_ms, lim, &held, &m, &next);
     pthread_mutex_unlock(&q->mu);
     if (rrc == NV_OK)
-        rrc = reserve_finish(q, m, &tmp, &b);
+        rrc = reserve_finish(q, m, &held, out, &b);
     mq_outbufs_release(&b);
     nv__free(text);
     if (rrc == NV_OK) {
-        *out = tmp;
         *got = 1;
     } else if (rrc == NV_ENOTFOUND && next_at != NULL) {
         *next_at = next;
@@ -645,8 +758,8 @@ mem_progress(void *self, const char *queue, const char *id, const char *token,
         return lease_lost(err, queue, id);
     if (data != NULL && (d = nv__strdup(data)) == NULL)
         return oom(err);
-    pthread_mutex_lock(&q->mu);
-    if ((m = leased(q, id, mq_id_hash(id), token)) == NULL) {
+    mq_lock(q);
+    if ((m = leased(q, id, token)) == NULL) {
         rc = lease_lost(err, queue, id);
     } else {
         m->j.progress = progress;
@@ -677,27 +790,59 @@ groups_sweep(struct mqueue *q, int64_t now)
 }
 
 static int
+act_seq_less(const void *a, const void *b)
+{
+    const struct mjob *x = *(struct mjob *const *)a;
+    const struct mjob *y = *(struct mjob *const *)b;
+
+    return (x->act_seq > y->act_seq) - (x->act_seq < y->act_seq);
+}
+
+/* The active jobs of q whose lease ended before 'now', in the order they
+ * were reserved (*exp NULL when none). Under mu. */
+static int
+expired_leases(struct mqueue *q, int64_t now, struct mjob ***exp,
+               size_t *nexp)
+{
+    size_t k = 0;
+
+    *exp = NULL;
+    *nexp = 0;
+    for (uint32_t i = 0; i < q->act_n; i++)
+        k += q->act[i] != NULL && q->act[i]->j.lease_until < now;
+    if (k == 0)
+        return NV_OK;
+    if ((*exp = nv__malloc(k * sizeof(**exp))) == NULL)
+        return NV_ENOMEM;
+    for (uint32_t i = 0; i < q->act_n; i++)
+        if (q->act[i] != NULL && q->act[i]->j.lease_until < now)
+            (*exp)[(*nexp)++] = q->act[i];
+    qsort(*exp, *nexp, sizeof(**exp), act_seq_less);
+    return NV_OK;
+}
+
+static int
 mem_reap(void *self, const char *queue, int64_t now, int max_stalled,
          nv_reaped **out, size_t *n, nv_error *err)
 {
     struct mqueue *q = mq_queue_get(self, queue, 0);
-    struct mjob *m, *next;
+    struct mjob *m, **exp;
     nv_reaped *v = NULL;
-    size_t cnt = 0, cap = 0;
-    int rc = NV_OK, woke = 0;
+    size_t cnt = 0, cap = 0, nexp;
+    int rc, woke = 0;
 
     *out = NULL;
     *n = 0;
     if (q == NULL)
         return NV_OK;
-    pthread_mutex_lock(&q->mu);
-    for (m = q->active.head; m != NULL && rc == NV_OK; m = next) {
-        int fail = m->j.stalled_count + 1 > max_stalled;
+    mq_lock(q);
+    rc = expired_leases(q, now, &exp, &nexp);
+    for (size_t e = 0; e < nexp && rc == NV_OK; e++) {
+        int fail;
         char *reason = NULL;
 
-        next = m->next;
-        if (m->j.lease_until >= now)
-            continue;
+        m = exp[e];
+        fail = m->j.stalled_count + 1 > max_stalled;
         if (cnt == cap) {
             size_t c = cap ? cap * 2 : 8;
             nv_reaped *t = nv__realloc(v, c * sizeof(*t));
@@ -714,7 +859,7 @@ mem_reap(void *self, const char *queue, int64_t now, int max_stalled,
             rc = NV_ENOMEM;
             break;
         }
-        mq_list_unlink(&q->active, m);
+        mq_active_del(q, m);
         m->j.stalled_count++;
         m->j.lease_token[0] = '\0';
         m->j.lease_until = 0;
@@ -734,10 +879,11 @@ mem_reap(void *self, const char *queue, int64_t now, int max_stalled,
         if (fail)
             mq_finished_add(q, m);
     }
-    if (woke)
+    if (woke && !q->paused)
         mq_wake(q, 1);
     groups_sweep(q, now);
     pthread_mutex_unlock(&q->mu);
+    nv__free(exp);
     if (rc != NV_OK) {
         nv_reaped_free(v, cnt);
         return oom(err);
@@ -825,18 +971,19 @@ mem_wait(void *self, const char *queue, int64_t timeout_ms)
     if (spin_for_work(q))
         return NV_OK;
     nv__timespec_after(CLOCK_MONOTONIC, timeout_ms * NV__MS, &ts);
-    pthread_mutex_lock(&q->mu);
+    mq_lock(q);
     /* Something happened since the last reserve that found nothing (say
      * an enqueue between that reserve and this wait): do not sleep. */
-    gen = q->gen;
-    if (gen != q->idle_gen) {
+    gen = atomic_load(&q->gen);
+    if (gen != atomic_load_explicit(&q->idle_gen, memory_order_relaxed)) {
         pthread_mutex_unlock(&q->mu);
         return NV_OK;
     }
-    q->waiters++;
-    while (q->gen == gen && pthread_cond_timedwait(&q->cv, &q->mu, &ts) == 0)
+    atomic_fetch_add(&q->waiters, 1);
+    while (atomic_load(&q->gen) == gen &&
+           pthread_cond_timedwait(&q->cv, &q->mu, &ts) == 0)
         ;
-    q->waiters--;
+    atomic_fetch_sub(&q->waiters, 1);
     pthread_mutex_unlock(&q->mu);
     return NV_OK;
 }
@@ -853,7 +1000,7 @@ mem_wake(void *self)
 
         if (q == NULL)
             continue;
-        pthread_mutex_lock(&q->mu);
+        mq_lock(q);
         mq_wake(q, 1);
         pthread_mutex_unlock(&q->mu);
     }
@@ -887,12 +1034,35 @@ queue_free(struct mqueue *q)
         q->pool = m->next;
         nv__free(m);
     }
+    /* jobs never filed: in the inbox, or pending */
+    for (int i = 0; i < 2; i++) {
+        m = i == 0 ? atomic_exchange(&q->inbox, NULL) : q->pending;
+        while (m != NULL) {
+            struct mjob *next = m->next;
+
+            mq_job_destroy(m);
+            m = next;
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        m = i == 0 ? atomic_load(&q->spare) : q->pfree;
+        while (m != NULL) {
+            struct mjob *next = m->next;
+
+            nv__free(m);
+            m = next;
+        }
+    }
     nv__free(q->ready.v);
     nv__free(q->delayed.v);
     nv__free(q->win.v);
     nv__free(q->scratch);
+    nv__free(atomic_load(&q->opts_shared));
+    nv__free(q->act);
+    nv__free(q->act_free);
     pthread_cond_destroy(&q->cv);
     pthread_mutex_destroy(&q->mu);
+    pthread_mutex_destroy(&q->pmu);
     nv__free(q);
 }
 

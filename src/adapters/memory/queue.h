@@ -53,10 +53,10 @@ mq_hash(const void *key, size_t n)
 /* How long an idle worker of a busy queue watches for work before it
  * sleeps (mem_wait). */
 #define MEM_SPIN_NS 5000
-/* Job nodes whose data, opts and group fit NODE_INLINE bytes are of one
- * size and reused through a per-queue pool of up to NODE_POOL nodes: a
- * stream of jobs then costs no malloc/free of the (large) node. */
-#define NODE_INLINE 512
+/* Job nodes whose names, data, opts and group fit NODE_INLINE bytes are
+ * of one size and reused through a per-queue pool of up to NODE_POOL
+ * nodes: a stream of jobs then costs no malloc/free of the node. */
+#define NODE_INLINE 256
 #define NODE_POOL 64
 #define MQ_PIN_GONE 0x80000000u
 #define MQ_NODE_SIZE (sizeof(struct mjob) + NODE_INLINE)
@@ -82,13 +82,35 @@ struct window {
 struct mgroup;
 
 /*
+ * A job as its node holds it: the fields of nv_job, but the names are
+ * pointers into the node's block (nv_job's fixed arrays would spread a
+ * node over sixteen cache lines, each a miss for the worker that takes
+ * the job from the enqueuing core, and a backlog over 1.6 KB a job).
+ * 'queue' is the queue's own name; 'opts' may be the queue's shared copy
+ * (mqueue.opts_shared); empty names are a static "".
+ */
+struct mrec {
+    const char *id, *queue, *name, *run_id, *flow_name, *step_name;
+    char       *data, *opts, *group;        /* in the block (opts: or shared) */
+    int         state;                      /* never NV_JOB_PAUSED here */
+    int         priority, lifo;
+    int         attempts_made, stalled_count;
+    int64_t     remove_on_complete, remove_on_fail;
+    double      progress;
+    char       *progress_data, *returnvalue, *failed_reason, *logs;
+    int64_t     timestamp, delay_until, processed_on, finished_on;
+    int64_t     lease_until;
+    char        lease_token[40];
+};
+
+/*
  * A job and its links. Its container follows j.state: waiting -> the heap
- * of its group; delayed -> the queue's delayed heap; active, completed,
- * failed -> the list of that state (completed and failed sorted by
+ * (or fifo) of its group; delayed -> the queue's delayed heap; active ->
+ * a slot of q->act; completed, failed -> the list of that state (sorted by
  * finished_on, oldest first).
  */
 struct mjob {
-    nv_job         j;           /* j.state is never NV_JOB_PAUSED here */
+    struct mrec    j;
     size_t         heap_i;      /* position in the waiting or delayed heap */
     uint64_t       idh;         /* mq_id_hash(j.id), set by mq_jt_add */
     _Atomic unsigned pins;      /* reservers copying it outside the lock,
@@ -99,6 +121,9 @@ struct mjob {
     struct mjob   *prev, *next; /* active / completed / failed list */
     int            pooled;      /* block of NODE_INLINE: reusable (q->pool) */
     int            in_fifo;     /* waiting: in grp->fifo, not grp->waiting */
+    int64_t        enq_now;     /* in the inbox: the enqueue's 'now' */
+    uint32_t       act_i;       /* active: its slot in q->act */
+    uint64_t       act_seq;     /* active: reservation order (reap) */
 };
 
 struct jlist {
@@ -135,17 +160,22 @@ struct mgroup {
     UT_hash_handle hh;
 };
 
-/* Everything below 'mu' is guarded by it. */
+/*
+ * Everything below 'mu' is guarded by it, but for the inbox block.
+ *
+ * The inbox: an enqueue that needs no answer from the queue's state (no
+ * record copied out, no 'created' flag, no maxQueueSize) does not take
+ * mu. It fills a node and pushes it on 'inbox' (a lock-free stack); the
+ * next holder of mu files the inbox's jobs in their order, de-duplicating
+ * by id then (Q-3), before it does anything else (mq_lock). Every op of
+ * the queue takes mu through mq_lock, so none can see the queue without
+ * a job whose enqueue has returned.
+ */
 struct mqueue {
     char            name[NV_NAME_MAX + 1];
     pthread_mutex_t mu;
     pthread_cond_t  cv;         /* 'gen' changed */
-    /* gen and idle_gen are written under mu, read without it by the
-     * brief spin of mem_wait */
-    _Atomic uint64_t gen;       /* grows when a job may have become runnable */
-    _Atomic uint64_t idle_gen;  /* gen at the last reserve that found nothing */
-    int             waiters;
-    _Atomic int     spinners;   /* threads watching gen in mem_wait (0, 1) */
+    struct mjob    *pending;    /* inbox jobs not filed yet (out of memory) */
     uint64_t        token_seq;  /* lease tokens handed out */
     uint64_t        token_salt; /* per queue, mixed into its tokens */
 
@@ -154,7 +184,15 @@ struct mqueue {
     struct mgroup  *g0;         /* the group "" (jobs without a group) */
     struct heap     ready;      /* non-empty groups by their first job */
     struct heap     delayed;    /* by (delay_until, dseq) */
-    struct jlist    active, completed, failed;
+    struct jlist    completed, failed;
+    /* Active jobs by slot. A lease token names its slot, so the leased
+     * ops (finish, extend, progress) find their job without the id table
+     * (a cache miss each with a large backlog); no list links either, so
+     * workers ending jobs at once write none of each other's nodes. */
+    struct mjob   **act;
+    uint32_t       *act_free;   /* free slots (a stack) */
+    uint32_t        act_n, act_cap, nact_free;
+    int64_t         nactive;
     int64_t         nwaiting;
     int64_t         fifo_seq, lifo_seq, delay_seq;
     int             paused;
@@ -164,6 +202,25 @@ struct mqueue {
     size_t          nscratch;
     struct mjob    *pool;       /* freed nodes for reuse, linked by next */
     int             npool;
+
+    /* The inbox block: the lines producers write, apart from the lines
+     * of mu (which the workers take at every job). gen grows under mu or
+     * (an inbox push) without it; idle_gen and waiters are written under
+     * mu; all are read without it (the brief spin of mem_wait, the inbox
+     * push). */
+    char            pad0[64];
+    _Atomic(struct mjob *) inbox;   /* pushed jobs, newest first */
+    _Atomic uint64_t gen;       /* grows when a job may have become runnable */
+    _Atomic uint64_t idle_gen;  /* gen at the last reserve that found nothing */
+    _Atomic int     waiters;    /* threads asleep in mem_wait */
+    _Atomic int     spinners;   /* threads watching gen in mem_wait (0, 1) */
+    char            pad2[64];
+    _Atomic(struct mjob *) spare;   /* nodes handed from pool to producers */
+    pthread_mutex_t pmu;        /* guards pfree (producers only) */
+    struct mjob    *pfree;      /* nodes taken from spare */
+    _Atomic(char *) opts_shared;    /* the first opts seen, kept till close:
+                                       equal opts point here, not copied */
+    char            pad1[64];
 };
 
 /*
@@ -292,21 +349,25 @@ void  mq_outbufs_init(struct outbufs *b);
 void  mq_outbufs_release(struct outbufs *b);
 int   mq_job_out(const struct mqueue *q, const struct mjob *m, nv_job *out);
 /*
- * A reserved job's copy in two halves, so that the lock is not held while
+ * A reserved job's copy in two steps, so that the lock is not held while
  * its names and data are read (cache lines the enqueuing core wrote).
  * mq_job_out_pinned, under q->mu: what can change (state, times, lease,
- * progress, results, logs) into 'out' (zeroed by the caller), and pins m:
- * freed meanwhile, it stays allocated until unpinned. Then, after the
- * unlock, mq_job_out_finish: what never changes (id, names, data, opts,
- * group), and unpins m; on NV_ENOMEM 'out' keeps only its id and lease
- * token (the caller gives the job back) and nothing else is allocated.
+ * progress, results, logs) into 'held' (a copy of the record whose names
+ * still point into m), and pins m: freed meanwhile, it stays allocated
+ * until unpinned. Then, after the unlock, mq_job_out_finish: the whole job
+ * into 'out', and unpins m. On NV_ENOMEM 'out' is untouched, 'held' holds
+ * no string of its own any more and m is still pinned (the caller gives
+ * the job back, then calls mq_job_unpin).
  */
-int   mq_job_out_pinned(const struct mqueue *q, struct mjob *m, nv_job *out);
-int   mq_job_out_finish(struct mjob *m, nv_job *out, struct outbufs *b);
+int   mq_job_out_pinned(const struct mqueue *q, struct mjob *m,
+                        struct mrec *held);
+int   mq_job_out_finish(struct mjob *m, struct mrec *held, nv_job *out,
+                        struct outbufs *b);
+void  mq_job_unpin(struct mjob *m);
 /*
- * Job nodes: one block with the job's data, opts and group, which never
- * change. Blocks of the standard size MQ_NODE_SIZE are reused through the
- * queue's pool. mq_job_size gives the block size 'src' needs.
+ * Job nodes: one block with the job's names, data, opts and group, which
+ * never change. Blocks of the standard size MQ_NODE_SIZE are reused
+ * through the queue's pool. mq_job_size gives the block size 'src' needs.
  */
 size_t mq_job_size(const nv_job *src);
 /* A pooled node or NULL. Under q->mu. */
@@ -316,16 +377,28 @@ struct mjob *mq_node_alloc(size_t size);
 /* Give back a node never filed (or not filled): pooled or freed. Under
  * q->mu. NULL ok. */
 void  mq_node_discard(struct mqueue *q, struct mjob *m);
-/* Fill node m with a copy of 'src'; NV_ENOMEM leaves m unfilled. */
-int   mq_job_fill(struct mjob *m, const nv_job *src);
+/* Fill node m (of mq_job_size(src) bytes at least) with a copy of 'src'
+ * in queue q, with the id 'id' (src->id or a generated one); NV_ENOMEM
+ * leaves m unfilled. No lock needed. */
+int   mq_job_fill(struct mqueue *q, struct mjob *m, const nv_job *src,
+                  const char *id);
 /* Free the strings a filled node holds apart from its block. */
 void  mq_job_release(struct mjob *m);
 /* Free a filled node. */
 void  mq_job_destroy(struct mjob *m);
-/* Wake waiters of q: one (a single job) or all. Under q->mu. */
+/* Wake waiters of q: one (a single job) or all; one is not woken while q
+ * is paused (all is: resume, engine stop). Under q->mu. */
 void  mq_wake(struct mqueue *q, int all);
-/* A fresh lease token for a job of q. Under q->mu. */
-void  mq_new_token(struct mqueues *a, struct mqueue *q, char out[40]);
+/* Active jobs (under q->mu): mq_active_prepare makes room for one more
+ * (so that mq_active_add cannot fail); mq_active_add files m in a slot
+ * and gives it a fresh lease token naming the slot; mq_active_del takes
+ * it out. mq_active_find: the active
+ * job of 'token' (which names its slot) if its id is 'id', else NULL. */
+int   mq_active_prepare(struct mqueue *q);
+void  mq_active_add(struct mqueues *a, struct mqueue *q, struct mjob *m);
+void  mq_active_del(struct mqueue *q, struct mjob *m);
+struct mjob *mq_active_find(const struct mqueue *q, const char *id,
+                            const char *token);
 
 /* ---- The waiting set and state changes (queue_data.c) ---- */
 
@@ -348,6 +421,19 @@ void  mq_job_detach(struct mqueue *q, struct mjob *m);
 int   mq_finished_add(struct mqueue *q, struct mjob *m);
 
 /* ---- Queues (queue.c) ---- */
+
+/* File the inbox's jobs (and earlier leftovers) in their order. Under mu. */
+void  mq_drain(struct mqueue *q);
+
+/* Take q->mu; the inbox is filed before anything else is done. */
+static inline void
+mq_lock(struct mqueue *q)
+{
+    pthread_mutex_lock(&q->mu);
+    if (atomic_load_explicit(&q->inbox, memory_order_acquire) != NULL ||
+        q->pending != NULL)
+        mq_drain(q);
+}
 
 /* The queue named 'name', created when 'create'; NULL when absent/OOM. */
 struct mqueue *mq_queue_get(struct mqueues *a, const char *name, int create);

@@ -282,17 +282,6 @@ mq_win_prune(struct window *w, int64_t now, int64_t duration)
 
 /* ---- Copies ---- */
 
-/*
- * nv_job keeps its names in fixed arrays (about 900 of its 1,000 bytes,
- * mostly zeros): copying each string's used bytes instead of the whole
- * struct touches a few cache lines instead of sixteen, on both sides of
- * a job's hand-over between the producer's and a worker's core. The
- * bytes after each string's NUL are left as they were.
- */
-_Static_assert(offsetof(nv_job, data) > offsetof(nv_job, step_name) &&
-               offsetof(nv_job, lease_token) > offsetof(nv_job, lease_until),
-               "nv_job layout: names first, lease_token last");
-
 static void
 copy_str(char *d, const char *s, size_t size)
 {
@@ -302,21 +291,37 @@ copy_str(char *d, const char *s, size_t size)
     d[n] = '\0';
 }
 
+/* The fields of r that change (all but names, data, opts, group) into
+ * the nv_job d. */
 static void
-job_copy(nv_job *d, const nv_job *s)
+rec_vars_out(nv_job *d, const struct mrec *r)
 {
-    copy_str(d->id, s->id, sizeof(d->id));
-    copy_str(d->queue, s->queue, sizeof(d->queue));
-    copy_str(d->name, s->name, sizeof(d->name));
-    copy_str(d->run_id, s->run_id, sizeof(d->run_id));
-    copy_str(d->flow_name, s->flow_name, sizeof(d->flow_name));
-    copy_str(d->step_name, s->step_name, sizeof(d->step_name));
-    memcpy((char *)d + offsetof(nv_job, data),
-           (const char *)s + offsetof(nv_job, data),
-           offsetof(nv_job, lease_token) - offsetof(nv_job, data));
-    copy_str(d->lease_token, s->lease_token, sizeof(d->lease_token));
+    d->state = r->state;
+    d->priority = r->priority;
+    d->lifo = r->lifo;
+    d->remove_on_complete = r->remove_on_complete;
+    d->remove_on_fail = r->remove_on_fail;
+    d->attempts_made = r->attempts_made;
+    d->stalled_count = r->stalled_count;
+    d->progress = r->progress;
+    d->timestamp = r->timestamp;
+    d->delay_until = r->delay_until;
+    d->processed_on = r->processed_on;
+    d->finished_on = r->finished_on;
+    d->lease_until = r->lease_until;
+    copy_str(d->lease_token, r->lease_token, sizeof(d->lease_token));
 }
 
+/* The names of r into d. */
+static void
+rec_names_out(nv_job *d, const struct mrec *r)
+{
+    copy_str(d->queue, r->queue, sizeof(d->queue));
+    copy_str(d->name, r->name, sizeof(d->name));
+    copy_str(d->run_id, r->run_id, sizeof(d->run_id));
+    copy_str(d->flow_name, r->flow_name, sizeof(d->flow_name));
+    copy_str(d->step_name, r->step_name, sizeof(d->step_name));
+}
 
 static _Thread_local size_t outbuf_hint[2] = { 16, 256 };
 
@@ -366,7 +371,7 @@ static int
 job_out_buf(const struct mqueue *q, const struct mjob *m, nv_job *out,
             struct outbufs *b)
 {
-    const nv_job *j = &m->j;
+    const struct mrec *j = &m->j;
     const char *src[7] = { j->data, j->opts, j->progress_data, j->returnvalue,
                            j->failed_reason, j->logs, j->group };
     char *dup[7];
@@ -381,7 +386,9 @@ job_out_buf(const struct mqueue *q, const struct mjob *m, nv_job *out,
         }
     }
     memset(out, 0, sizeof(*out));       /* the caller's own cache lines */
-    job_copy(out, j);
+    copy_str(out->id, j->id, sizeof(out->id));
+    rec_names_out(out, j);
+    rec_vars_out(out, j);
     out->data = dup[0];
     out->opts = dup[1];
     out->progress_data = dup[2];
@@ -394,9 +401,9 @@ job_out_buf(const struct mqueue *q, const struct mjob *m, nv_job *out,
 }
 
 int
-mq_job_out_pinned(const struct mqueue *q, struct mjob *m, nv_job *out)
+mq_job_out_pinned(const struct mqueue *q, struct mjob *m, struct mrec *held)
 {
-    const nv_job *j = &m->j;
+    const struct mrec *j = &m->j;
     const char *src[4] = { j->progress_data, j->returnvalue,
                            j->failed_reason, j->logs };
     char *dup[4];
@@ -409,24 +416,18 @@ mq_job_out_pinned(const struct mqueue *q, struct mjob *m, nv_job *out)
             return NV_ENOMEM;
         }
     }
-    memcpy((char *)out + offsetof(nv_job, data),
-           (const char *)j + offsetof(nv_job, data),
-           offsetof(nv_job, lease_token) - offsetof(nv_job, data));
-    copy_str(out->lease_token, j->lease_token, sizeof(out->lease_token));
-    copy_str(out->id, j->id, sizeof(out->id));
-    out->data = out->opts = out->group = NULL;
-    out->progress_data = dup[0];
-    out->returnvalue = dup[1];
-    out->failed_reason = dup[2];
-    out->logs = dup[3];
-    out->state = reported_state(q, m);
+    *held = *j;
+    held->progress_data = dup[0];
+    held->returnvalue = dup[1];
+    held->failed_reason = dup[2];
+    held->logs = dup[3];
+    held->state = reported_state(q, m);
     atomic_fetch_add_explicit(&m->pins, 1, memory_order_relaxed);
     return NV_OK;
 }
 
-/* Drop a pin; the last one of a node freed meanwhile frees it. */
-static void
-job_unpin(struct mjob *m)
+void
+mq_job_unpin(struct mjob *m)
 {
     if (atomic_fetch_sub_explicit(&m->pins, 1, memory_order_acq_rel) ==
         (MQ_PIN_GONE | 1u))
@@ -434,34 +435,41 @@ job_unpin(struct mjob *m)
 }
 
 int
-mq_job_out_finish(struct mjob *m, nv_job *out, struct outbufs *b)
+mq_job_out_finish(struct mjob *m, struct mrec *held, nv_job *out,
+                  struct outbufs *b)
 {
-    const nv_job *j = &m->j;
-    int failed;
+    const struct mrec *j = &m->j;
+    char *data = outbuf_dup(b, 0, j->data);
+    char *opts = outbuf_dup(b, 1, j->opts);
+    char *group = j->group != NULL ? nv__strdup(j->group) : NULL;
 
-    copy_str(out->queue, j->queue, sizeof(out->queue));
-    copy_str(out->name, j->name, sizeof(out->name));
-    copy_str(out->run_id, j->run_id, sizeof(out->run_id));
-    copy_str(out->flow_name, j->flow_name, sizeof(out->flow_name));
-    copy_str(out->step_name, j->step_name, sizeof(out->step_name));
-    out->data = outbuf_dup(b, 0, j->data);
-    out->opts = outbuf_dup(b, 1, j->opts);
-    out->group = j->group != NULL ? nv__strdup(j->group) : NULL;
-    failed = (j->data != NULL && out->data == NULL) ||
-             (j->opts != NULL && out->opts == NULL) ||
-             (j->group != NULL && out->group == NULL);
-    job_unpin(m);               /* m may be freed from here on */
-    if (failed) {
-        char **own[7] = { &out->data, &out->opts, &out->group,
-                          &out->progress_data, &out->returnvalue,
-                          &out->failed_reason, &out->logs };
+    if ((j->data != NULL && data == NULL) ||
+        (j->opts != NULL && opts == NULL) ||
+        (j->group != NULL && group == NULL)) {
+        char **own[4] = { &held->progress_data, &held->returnvalue,
+                          &held->failed_reason, &held->logs };
 
-        for (int i = 0; i < 7; i++) {
+        nv__free(data);
+        nv__free(opts);
+        nv__free(group);
+        for (int i = 0; i < 4; i++) {
             nv__free(*own[i]);
             *own[i] = NULL;
         }
-        return NV_ENOMEM;
+        return NV_ENOMEM;       /* still pinned */
     }
+    copy_str(out->id, j->id, sizeof(out->id));
+    rec_names_out(out, j);
+    rec_vars_out(out, held);
+    out->state = held->state;
+    out->data = data;
+    out->opts = opts;
+    out->group = group;
+    out->progress_data = held->progress_data;
+    out->returnvalue = held->returnvalue;
+    out->failed_reason = held->failed_reason;
+    out->logs = held->logs;
+    mq_job_unpin(m);            /* m may be freed from here on */
     return NV_OK;
 }
 
@@ -490,10 +498,24 @@ mq_job_destroy(struct mjob *m)
     nv__free(m);
 }
 
+/* Bytes a name takes in a node's block (an empty one takes none). */
+static size_t
+name_size(const char *s, size_t max)
+{
+    return s[0] != '\0' ? strnlen(s, max - 1) + 1 : 0;
+}
+
 size_t
 mq_job_size(const nv_job *src)
 {
-    return sizeof(struct mjob) + strlen(src->data ? src->data : "{}") + 1 +
+    /* the id: room for a generated one when src has none */
+    return sizeof(struct mjob) +
+           (src->id[0] != '\0' ? name_size(src->id, sizeof(src->id)) : 32) +
+           name_size(src->name, sizeof(src->name)) +
+           name_size(src->run_id, sizeof(src->run_id)) +
+           name_size(src->flow_name, sizeof(src->flow_name)) +
+           name_size(src->step_name, sizeof(src->step_name)) +
+           strlen(src->data ? src->data : "{}") + 1 +
            (src->opts ? strlen(src->opts) + 1 : 0) +
            (src->group ? strlen(src->group) + 1 : 0);
 }
@@ -533,36 +555,104 @@ mq_node_discard(struct mqueue *q, struct mjob *m)
     m->next = q->pool;
     q->pool = m;
     q->npool++;
+    /* hand a batch to the producers (the inbox path) once they took the
+     * last one */
+    if (q->npool >= NODE_POOL / 2 &&
+        atomic_load_explicit(&q->spare, memory_order_relaxed) == NULL) {
+        atomic_store_explicit(&q->spare, q->pool, memory_order_release);
+        q->pool = NULL;
+        q->npool = 0;
+    }
+}
+
+/* Copy name s (size bounded by max) to *p and return it; "" for an
+ * empty one, which takes no room. */
+static const char *
+put_name(char **p, const char *s, size_t max)
+{
+    size_t n = name_size(s, max);
+    char *d = *p;
+
+    if (n == 0)
+        return "";
+    memcpy(d, s, n - 1);
+    d[n - 1] = '\0';
+    *p += n;
+    return d;
+}
+
+/* The queue's shared copy of opts when equal to it (the first opts the
+ * queue saw: usually every job's, its function's defaults), else NULL. */
+static char *
+opts_shared(struct mqueue *q, const char *opts)
+{
+    char *s = atomic_load_explicit(&q->opts_shared, memory_order_acquire);
+
+    if (s == NULL) {
+        char *mine = nv__strdup(opts), *none = NULL;
+
+        if (mine == NULL)
+            return NULL;
+        if (atomic_compare_exchange_strong(&q->opts_shared, &none, mine)) {
+            s = mine;
+        } else {
+            nv__free(mine);
+            s = none;
+        }
+    }
+    return strcmp(s, opts) == 0 ? s : NULL;
 }
 
 int
-mq_job_fill(struct mjob *m, const nv_job *src)
+mq_job_fill(struct mqueue *q, struct mjob *m, const nv_job *src,
+            const char *id)
 {
     const char *data = src->data ? src->data : "{}";
-    size_t ld = strlen(data) + 1;
-    size_t lo = src->opts ? strlen(src->opts) + 1 : 0;
-    size_t lg = src->group ? strlen(src->group) + 1 : 0;
     const char *rest[4] = { src->progress_data, src->returnvalue,
                             src->failed_reason, src->logs };
     char **dst[4];
+    struct mrec *r = &m->j;
     char *p;
+    size_t n;
     int pooled = m->pooled;
 
-    memset(&m->heap_i, 0, sizeof(*m) - offsetof(struct mjob, heap_i));
+    memset(m, 0, sizeof(*m));
     m->pooled = pooled;
-    job_copy(&m->j, src);
     p = (char *)(m + 1);
-    m->j.data = memcpy(p, data, ld);
-    p += ld;
-    m->j.opts = lo ? memcpy(p, src->opts, lo) : NULL;
-    p += lo;
-    m->j.group = lg ? memcpy(p, src->group, lg) : NULL;
-    dst[0] = &m->j.progress_data;
-    dst[1] = &m->j.returnvalue;
-    dst[2] = &m->j.failed_reason;
-    dst[3] = &m->j.logs;
-    for (int i = 0; i < 4; i++)
-        *dst[i] = NULL;
+    r->id = put_name(&p, id, NV_JOB_ID_MAX);
+    r->queue = q->name;
+    r->name = put_name(&p, src->name, sizeof(src->name));
+    r->run_id = put_name(&p, src->run_id, sizeof(src->run_id));
+    r->flow_name = put_name(&p, src->flow_name, sizeof(src->flow_name));
+    r->step_name = put_name(&p, src->step_name, sizeof(src->step_name));
+    n = strlen(data) + 1;
+    r->data = memcpy(p, data, n);
+    p += n;
+    if (src->opts != NULL && (r->opts = opts_shared(q, src->opts)) == NULL) {
+        n = strlen(src->opts) + 1;
+        r->opts = memcpy(p, src->opts, n);
+        p += n;
+    }
+    if (src->group != NULL)
+        r->group = memcpy(p, src->group, strlen(src->group) + 1);
+    r->state = src->state;
+    r->priority = src->priority;
+    r->lifo = src->lifo;
+    r->remove_on_complete = src->remove_on_complete;
+    r->remove_on_fail = src->remove_on_fail;
+    r->attempts_made = src->attempts_made;
+    r->stalled_count = src->stalled_count;
+    r->progress = src->progress;
+    r->timestamp = src->timestamp;
+    r->delay_until = src->delay_until;
+    r->processed_on = src->processed_on;
+    r->finished_on = src->finished_on;
+    r->lease_until = src->lease_until;
+    copy_str(r->lease_token, src->lease_token, sizeof(r->lease_token));
+    dst[0] = &r->progress_data;
+    dst[1] = &r->returnvalue;
+    dst[2] = &r->failed_reason;
+    dst[3] = &r->logs;
     for (int i = 0; i < 4; i++) {
         if (rest[i] != NULL && (*dst[i] = nv__strdup(rest[i])) == NULL) {
             while (i-- > 0)
@@ -577,9 +667,12 @@ mq_job_fill(struct mjob *m, const nv_job *src)
 void
 mq_wake(struct mqueue *q, int all)
 {
-    atomic_store_explicit(&q->gen, atomic_load_explicit(&q->gen,
-                          memory_order_relaxed) + 1, memory_order_release);
-    if (q->waiters == 0)
+    /* Nothing becomes runnable in a paused queue (Q-13): its idle
+     * workers stay asleep until the resume (which wakes all). */
+    if (q->paused && !all)
+        return;
+    atomic_fetch_add(&q->gen, 1);       /* inbox pushes add without mu */
+    if (atomic_load(&q->waiters) == 0)
         return;
     /* A worker watching 'gen' (mem_wait) takes a single job without a
      * wake-up: a sleeper is woken only for more than it can take. */
@@ -592,27 +685,122 @@ mq_wake(struct mqueue *q, int all)
         pthread_cond_signal(&q->cv);
 }
 
-void
-mq_new_token(struct mqueues *a, struct mqueue *q, char out[40])
+/*
+ * A lease token: 32 hex digits. The first 16 are splitmix64 of a random
+ * key plus the queue's counter: unique per reservation of the queue (a
+ * lease names its queue and job too) and unguessable enough for a lease
+ * (not a secret); the counter is the queue's, under its lock, so
+ * reserves share no cache line. The last 16: more of the key, then the
+ * job's active slot in the low 32 bits.
+ */
+/* Write x as 16 hex digits, a byte (two digits) at a time. */
+static void
+hex16(char *out, uint64_t x)
 {
     static const char hex[] = "0123456789abcdef";
+
+    for (int i = 7; i >= 0; i--, x >>= 8) {
+        out[2 * i] = hex[(x >> 4) & 15];
+        out[2 * i + 1] = hex[x & 15];
+    }
+}
+
+static void
+new_token(struct mqueues *a, struct mqueue *q, uint32_t slot, char out[40])
+{
     uint64_t c = ++q->token_seq;
-    /* splitmix64 of a random key plus the queue's counter: unique per
-     * reservation of the queue (a lease names its queue and job too) and
-     * unguessable enough for a lease (not a secret); the counter is the
-     * queue's, under its lock, so reserves share no cache line */
     uint64_t x = a->token_key[0] + q->token_salt + c * 0x9e3779b97f4a7c15ull;
-    uint64_t y;
 
     x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
     x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
     x ^= x >> 31;
-    y = a->token_key[1] ^ c;
-    for (int i = 0; i < 16; i++) {
-        out[i] = hex[(x >> (60 - 4 * i)) & 15];
-        out[16 + i] = hex[(y >> (60 - 4 * i)) & 15];
-    }
+    hex16(out, x);
+    hex16(out + 16, ((a->token_key[1] ^ c) & 0xffffffff00000000ull) | slot);
     out[32] = '\0';
+}
+
+/* The slot a token names (its last 8 hex digits); 0 when it cannot be
+ * one of ours. The rest is checked by comparing the whole token. */
+static int
+token_slot(const char *t, uint32_t *slot)
+{
+    uint32_t v = 0;
+
+    if (strnlen(t, 33) != 32)
+        return 0;
+    for (int i = 24; i < 32; i++) {
+        unsigned c = (unsigned char)t[i], d = c - '0';
+
+        if (d > 9) {
+            d = c - 'a';
+            if (d > 5)
+                return 0;
+            d += 10;
+        }
+        v = v << 4 | d;
+    }
+    *slot = v;
+    return 1;
+}
+
+int
+mq_active_prepare(struct mqueue *q)
+{
+    uint32_t cap;
+    struct mjob **v;
+    uint32_t *f;
+
+    if (q->nact_free > 0 || q->act_n < q->act_cap)
+        return NV_OK;
+    if (q->act_cap >= UINT32_MAX / 2)
+        return NV_ENOMEM;
+    cap = q->act_cap ? q->act_cap * 2 : 16;
+    v = nv__realloc(q->act, cap * sizeof(*v));
+    if (v == NULL)
+        return NV_ENOMEM;
+    q->act = v;
+    f = nv__realloc(q->act_free, cap * sizeof(*f));
+    if (f == NULL)
+        return NV_ENOMEM;       /* act grew: harmless */
+    q->act_free = f;
+    q->act_cap = cap;
+    return NV_OK;
+}
+
+void
+mq_active_add(struct mqueues *a, struct mqueue *q, struct mjob *m)
+{
+    uint32_t slot = q->nact_free > 0 ? q->act_free[--q->nact_free]
+                                     : q->act_n++;
+
+    q->act[slot] = m;
+    m->act_i = slot;
+    new_token(a, q, slot, m->j.lease_token);
+    m->act_seq = q->token_seq;
+    q->nactive++;
+}
+
+void
+mq_active_del(struct mqueue *q, struct mjob *m)
+{
+    q->act[m->act_i] = NULL;
+    q->act_free[q->nact_free++] = m->act_i;
+    q->nactive--;
+}
+
+struct mjob *
+mq_active_find(const struct mqueue *q, const char *id, const char *token)
+{
+    struct mjob *m;
+    uint32_t slot;
+
+    if (token == NULL || !token_slot(token, &slot) || slot >= q->act_n)
+        return NULL;
+    m = q->act[slot];
+    if (m == NULL || strcmp(m->j.lease_token, token) != 0 ||
+        strcmp(m->j.id, id) != 0)
+        return NULL;
+    return m;
 }
 
 /* ---- Groups and the waiting set ---- */
@@ -786,7 +974,7 @@ mq_job_detach(struct mqueue *q, struct mjob *m)
         mq_heap_remove(&q->delayed, m);
         break;
     case NV_JOB_ACTIVE:
-        mq_list_unlink(&q->active, m);
+        mq_active_del(q, m);
         break;
     case NV_JOB_COMPLETED:
         mq_list_unlink(&q->completed, m);

@@ -49,7 +49,7 @@ mq_log(void *self, const char *queue, const char *id, const char *entry_json,
     if (entry == NULL)
         return nv__error(err, NV_EINVAL, "log entry is not valid JSON");
     if (q != NULL) {
-        pthread_mutex_lock(&q->mu);
+        mq_lock(q);
         m = mq_jt_find(&q->jt, id);
         if (m != NULL) {
             if ((logs = logs_append(m->j.logs, entry, keep)) == NULL) {
@@ -79,7 +79,7 @@ mq_get(void *self, const char *queue, const char *id, nv_job *out,
 
     if (q == NULL)
         return job_missing(err, queue, id);
-    pthread_mutex_lock(&q->mu);
+    mq_lock(q);
     m = mq_jt_find(&q->jt, id);
     if (m != NULL && mq_job_out(q, m, out) != NV_OK)
         rc = oom(err);
@@ -155,7 +155,7 @@ mq_list(void *self, const char *queue, unsigned mask, int64_t offset,
     if (offset < 0)
         offset = 0;
     if (q != NULL) {
-        pthread_mutex_lock(&q->mu);
+        mq_lock(q);
         sel = nv__malloc((q->jt.n + 1) * sizeof(*sel));
         if (sel == NULL)
             rc = NV_ENOMEM;
@@ -202,13 +202,13 @@ mq_counts(void *self, const char *queue, nv_job_counts *out, nv_error *err)
     memset(out, 0, sizeof(*out));
     if (q == NULL)
         return NV_OK;
-    pthread_mutex_lock(&q->mu);
+    mq_lock(q);
     if (q->paused)
         out->paused = q->nwaiting;
     else
         out->waiting = q->nwaiting;
     out->delayed = (int64_t)q->delayed.n;
-    out->active = q->active.n;
+    out->active = q->nactive;
     out->completed = q->completed.n;
     out->failed = q->failed.n;
     pthread_mutex_unlock(&q->mu);
@@ -224,7 +224,7 @@ mq_set_paused(void *self, const char *queue, int paused, nv_error *err)
 
     if (q == NULL)
         return oom(err);
-    pthread_mutex_lock(&q->mu);
+    mq_lock(q);
     q->paused = paused != 0;
     if (!q->paused)
         mq_wake(q, 1);
@@ -240,7 +240,7 @@ mq_is_paused(void *self, const char *queue, int *paused, nv_error *err)
     (void)err;
     *paused = 0;
     if (q != NULL) {
-        pthread_mutex_lock(&q->mu);
+        mq_lock(q);
         *paused = q->paused;
         pthread_mutex_unlock(&q->mu);
     }
@@ -257,7 +257,7 @@ mq_remove(void *self, const char *queue, const char *id, nv_job *out,
 
     if (q == NULL)
         return job_missing(err, queue, id);
-    pthread_mutex_lock(&q->mu);
+    mq_lock(q);
     m = mq_jt_find(&q->jt, id);
     if (m == NULL) {
         rc = job_missing(err, queue, id);
@@ -285,7 +285,7 @@ mq_retry(void *self, const char *queue, const char *id, int64_t now,
     (void)now;
     if (q == NULL)
         return job_missing(err, queue, id);
-    pthread_mutex_lock(&q->mu);
+    mq_lock(q);
     m = mq_jt_find(&q->jt, id);
     if (m == NULL) {
         rc = job_missing(err, queue, id);

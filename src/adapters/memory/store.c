@@ -51,11 +51,15 @@ struct ientry {
 
 /* A sorted index; 'sorted' orders entries by (score, member) ascending.
  * An index that becomes empty is freed, so every index listed is
- * non-empty. */
+ * non-empty. 'sorted' is a window of n entries into the allocation 'mem'
+ * of cap: an insert or removal moves the shorter side, so removing the
+ * oldest runs (retention) and adding the newest cost O(1), not a move of
+ * the whole index. */
 struct index {
     char           *name;
     struct ientry  *members;
     struct ientry **sorted;
+    struct ientry **mem;
     size_t          n, cap;
     UT_hash_handle  hh;
 };
@@ -476,27 +480,50 @@ index_unlink(struct index *ix, struct ientry *e)
 {
     size_t i = index_lower(ix, e->score, e->member);
 
-    memmove(&ix->sorted[i], &ix->sorted[i + 1],
-            (ix->n - i - 1) * sizeof(ix->sorted[0]));
+    if (i < ix->n / 2) {
+        memmove(&ix->sorted[1], &ix->sorted[0], i * sizeof(ix->sorted[0]));
+        ix->sorted++;
+    } else {
+        memmove(&ix->sorted[i], &ix->sorted[i + 1],
+                (ix->n - i - 1) * sizeof(ix->sorted[0]));
+    }
     ix->n--;
 }
 
 static int
 index_link(struct index *ix, struct ientry *e)
 {
-    size_t i;
+    size_t head = ix->mem != NULL ? (size_t)(ix->sorted - ix->mem) : 0, i;
 
-    if (ix->n == ix->cap) {
-        size_t cap = ix->cap ? ix->cap * 2 : 16;
-        struct ientry **v = nv__realloc(ix->sorted, cap * sizeof(*v));
+    if (head + ix->n == ix->cap) {
+        /* no room after the window: grow when over 3/4 full, else move the
+         * window to the start (at most once per cap/4 inserts). Right
+         * after an unlink there is room before it (head > 0): a re-link
+         * never fails. */
+        if (ix->n + 1 > ix->cap - ix->cap / 4) {
+            size_t cap = ix->cap ? ix->cap * 2 : 16;
+            struct ientry **v = nv__realloc(ix->mem, cap * sizeof(*v));
 
-        if (v == NULL)
-            return NV_ENOMEM;
-        ix->sorted = v;
-        ix->cap = cap;
+            if (v == NULL && head == 0)
+                return NV_ENOMEM;
+            if (v != NULL) {
+                ix->mem = v;
+                ix->cap = cap;
+            }
+        }
+        memmove(ix->mem, ix->mem + head, ix->n * sizeof(*ix->mem));
+        ix->sorted = ix->mem;
+        head = 0;
     }
     i = index_lower(ix, e->score, e->member);
-    memmove(&ix->sorted[i + 1], &ix->sorted[i], (ix->n - i) * sizeof(*ix->sorted));
+    if (head > 0 && i < ix->n / 2) {
+        /* room before: move the entries before i one down */
+        ix->sorted--;
+        memmove(&ix->sorted[0], &ix->sorted[1], i * sizeof(*ix->sorted));
+    } else {
+        memmove(&ix->sorted[i + 1], &ix->sorted[i],
+                (ix->n - i) * sizeof(*ix->sorted));
+    }
     ix->sorted[i] = e;
     ix->n++;
     return NV_OK;
@@ -520,7 +547,7 @@ index_free(struct mstore *s, struct index *ix)
         HASH_DEL(ix->members, e);
         ientry_free(e);
     }
-    nv__free(ix->sorted);
+    nv__free(ix->mem);
     nv__free(ix->name);
     nv__free(ix);
 }

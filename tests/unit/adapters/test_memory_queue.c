@@ -110,14 +110,16 @@ enq_data(nv_queue *q, const char *id, const char *data)
 
 /* Pin job 'id' as a reserve does under the lock; return its node. */
 static struct mjob *
-pin(nv_queue *q, const char *id, nv_job *out)
+pin(nv_queue *q, const char *id, struct mrec *held)
 {
     struct mqueue *mq = mq_queue_get(q->self, "q", 0);
-    struct mjob *m = mq_jt_find(&mq->jt, id);
+    struct mjob *m;
 
+    mq_lock(mq);                /* files the inbox, as every op does */
+    m = mq_jt_find(&mq->jt, id);
     cr_assert_not_null(m);
-    memset(out, 0, sizeof(*out));
-    cr_assert_eq(mq_job_out_pinned(mq, m, out), NV_OK);
+    cr_assert_eq(mq_job_out_pinned(mq, m, held), NV_OK);
+    pthread_mutex_unlock(&mq->mu);
     return m;
 }
 
@@ -125,15 +127,16 @@ Test(memory_queue, a_pinned_job_removed_meanwhile_is_not_reused_before_its_copy_
 {
     nv_queue q;
     nv_job out;
+    struct mrec held;
     struct mjob *m;
 
     cr_assert_eq(nv_memory_queue_open(NULL, &q, NULL), NV_OK);
     enq_data(&q, "a", "{\"who\":\"a\"}");
-    m = pin(&q, "a", &out);
+    m = pin(&q, "a", &held);
     cr_assert_eq(q.ops->remove(q.self, "q", "a", NULL, NULL), NV_OK);
     /* a new job would take a pooled node: not the pinned one */
     enq_data(&q, "b", "{\"who\":\"b\"}");
-    cr_assert_eq(mq_job_out_finish(m, &out, NULL), NV_OK);
+    cr_assert_eq(mq_job_out_finish(m, &held, &out, NULL), NV_OK);
     cr_assert_str_eq(out.id, "a");
     cr_assert_str_eq(out.data, "{\"who\":\"a\"}");
     nv_job_release(&out);
@@ -145,6 +148,7 @@ Test(memory_queue, a_pinned_job_removed_meanwhile_is_freed_by_its_copy)
     char big[2048];
     nv_queue q;
     nv_job out;
+    struct mrec held;
     struct mjob *m;
 
     /* data larger than a pooled node: removal would free it at once */
@@ -154,9 +158,9 @@ Test(memory_queue, a_pinned_job_removed_meanwhile_is_freed_by_its_copy)
     big[sizeof(big) - 1] = '\0';
     cr_assert_eq(nv_memory_queue_open(NULL, &q, NULL), NV_OK);
     enq_data(&q, "a", big);
-    m = pin(&q, "a", &out);
+    m = pin(&q, "a", &held);
     cr_assert_eq(q.ops->remove(q.self, "q", "a", NULL, NULL), NV_OK);
-    cr_assert_eq(mq_job_out_finish(m, &out, NULL), NV_OK);  /* ASan: no UAF */
+    cr_assert_eq(mq_job_out_finish(m, &held, &out, NULL), NV_OK);  /* ASan: no UAF */
     cr_assert_str_eq(out.data, big);
     nv_job_release(&out);
     q.ops->close(q.self);                                   /* nor a leak */

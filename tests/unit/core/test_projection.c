@@ -310,3 +310,137 @@ Test(projection, invalid_event_data_is_an_error)
     cr_assert(strstr(err.msg, "invalid data") != NULL);
     release(&s);
 }
+
+/* A stream touching every kind of event the projection reads. */
+static void
+busy_stream(struct stream *s)
+{
+    char data[160];
+
+    add(s, "flow.start", NULL, 0, "{\"input\":{\"k\":1}}");
+    add(s, "step.started", "start", 1, "{}");
+    add(s, "emit", "start", 1, "{\"name\":\"go\",\"payload\":{\"n\":7}}");
+    add(s, "log", "start", 1, "{\"level\":\"info\",\"message\":\"hi\"}");
+    snprintf(data, sizeof(data),
+             "{\"result\":{\"r\":1},\"emitIds\":[\"%s\"],\"durationMs\":1}",
+             s->ev[2].id);
+    add(s, "step.completed", "start", 1, data);
+    add(s, "step.started", "a", 1, "{}");
+    add(s, "step.retry", "a", 1, "{\"error\":\"boom\",\"attempt\":1}");
+    add(s, "step.started", "b", 1, "{}");
+    add(s, "step.failed", "b", 1, "{\"error\":\"bad\"}");
+    add(s, "step.started", "a", 2, "{}");
+    add(s, "step.completed", "a", 2,
+        "{\"result\":null,\"emitIds\":[],\"durationMs\":1}");
+    add(s, "flow.failed", NULL, 0, "{\"failedStep\":\"b\",\"error\":\"bad\"}");
+}
+
+static char *
+meta_dump(const nv__run_proj *p)
+{
+    json_t *m = nv__run_proj_meta(p, &def);
+    char *t = nv__dump(m);
+
+    json_decref(m);
+    return t;
+}
+
+static void
+same_view(const nv__run_proj *x, const nv__run_proj *y, size_t k)
+{
+    char *a = nv__run_proj_meta_text(x, &def), *b = nv__run_proj_meta_text(y,
+                                                                        &def);
+
+    cr_assert_eq(x->version, y->version, "after %zu events", k);
+    cr_assert_eq(x->status, y->status, "after %zu events", k);
+    cr_assert_eq(x->complete, y->complete, "after %zu events", k);
+    for (size_t i = 0; i < def.nsteps; i++) {
+        const nv__step_proj *sx = &x->steps[i], *sy = &y->steps[i];
+
+        cr_assert_eq(sx->status, sy->status, "step %s after %zu events",
+                     sx->name, k);
+        cr_assert(json_equal(sx->input, sy->input) ||
+                  (sx->input == NULL && sy->input == NULL));
+        cr_assert(json_equal(sx->result, sy->result) ||
+                  (sx->result == NULL && sy->result == NULL));
+        cr_assert_str_eq(sx->last_error ? sx->last_error : "",
+                         sy->last_error ? sy->last_error : "");
+    }
+    cr_assert(json_equal(x->terminal_data, y->terminal_data) ||
+              (x->terminal_data == NULL && y->terminal_data == NULL));
+    cr_assert_str_eq(a, b, "after %zu events", k);
+    nv__free(a);
+    nv__free(b);
+}
+
+Test(projection, an_accumulator_fed_event_by_event_equals_the_whole_projection)
+{
+    struct stream s = { .n = 0 };
+    nv__proj_acc *acc = nv__proj_acc_new(&def), *acf = nv__proj_acc_new(&def);
+    nv_error err;
+
+    busy_stream(&s);
+    for (size_t k = 1; k <= s.n; k++) {
+        nv__run_proj whole, inc, fac;
+        const nv_event *ev = &s.ev[k - 1];
+        json_t *d = json_loads(ev->data, 0, NULL);
+
+        cr_assert_eq(nv__project(&def, s.ev, k, 5000, &whole, &err), NV_OK);
+        /* applied with the event's data text, parsed when needed */
+        cr_assert_eq(nv__proj_apply(acc, ev, NULL, &err), NV_OK);
+        cr_assert_eq(nv__proj_view(acc, 5000, &inc, &err), NV_OK);
+        same_view(&whole, &inc, k);
+        /* applied as facts, the way the engine applies its own appends */
+        if (strcmp(ev->type, "step.completed") == 0 ||
+            strcmp(ev->type, "emit") == 0) {
+            nv__proj_facts fa;
+            const char *ids[4];
+            json_t *v = json_object_get(d, "emitIds"), *idv;
+            size_t i;
+
+            memset(&fa, 0, sizeof(fa));
+            json_array_foreach(v, i, idv)
+                ids[i] = json_string_value(idv);
+            fa.has_result = json_object_get(d, "result") != NULL;
+            fa.result = json_is_null(json_object_get(d, "result"))
+                            ? NULL : json_object_get(d, "result");
+            fa.emit_ids = ids;
+            fa.nemit_ids = json_array_size(v);
+            fa.name = json_string_value(json_object_get(d, "name"));
+            fa.payload = json_object_get(d, "payload");
+            cr_assert_eq(nv__proj_apply_facts(acf, ev, &fa, &err), NV_OK);
+        } else {
+            cr_assert_eq(nv__proj_apply(acf, ev, d, &err), NV_OK);
+        }
+        json_decref(d);
+        cr_assert_eq(nv__proj_view(acf, 5000, &fac, &err), NV_OK);
+        same_view(&whole, &fac, k);
+        nv__run_proj_release(&whole);
+        nv__run_proj_release(&inc);
+        nv__run_proj_release(&fac);
+    }
+    nv__proj_acc_free(acc);
+    nv__proj_acc_free(acf);
+    release(&s);
+}
+
+Test(projection, the_metadata_text_is_the_metadata_object_dumped)
+{
+    struct stream s = { .n = 0 };
+
+    busy_stream(&s);
+    for (size_t k = 1; k <= s.n; k++) {
+        nv__run_proj p;
+        nv_error err;
+        char *a, *b;
+
+        cr_assert_eq(nv__project(&def, s.ev, k, 5000, &p, &err), NV_OK);
+        a = nv__run_proj_meta_text(&p, &def);
+        b = meta_dump(&p);
+        cr_assert_str_eq(a, b, "after %zu events", k);
+        nv__free(a);
+        nv__free(b);
+        nv__run_proj_release(&p);
+    }
+    release(&s);
+}
