@@ -12,6 +12,17 @@
  * suspends the connection when it is empty; whoever appends resumes it.
  * One mutex (hub->lock) guards the ring, the client list and every client;
  * hub->elock keeps the engine alive while a run stream reads from it.
+ *
+ * The hub holds its nv_live subscription only while some stream is open
+ * (and for a grace period after the last one closed, so that a client
+ * reconnecting after a drop still resumes from the ring): an engine with
+ * a live subscriber publishes a message per job change (and on a shared
+ * Redis stream makes every instance publish), which a server nobody
+ * watches should not pay for. Messages of the time without a
+ * subscription are not in the ring, so a Last-Event-ID from before such a
+ * gap is answered with `event: reset` (SSE-4). hub->sub_mu serializes
+ * subscribing and unsubscribing with the opening of streams; it is taken
+ * before hub->lock, never while a live callback could wait for it.
  */
 #include <jansson.h>
 #include <poll.h>
@@ -26,6 +37,7 @@
 #include "http/sse.h"
 
 #define CLIENT_MAX_PENDING (32u << 20)   /* a slower client is dropped */
+#define IDLE_GRACE_MS      30000          /* NVENT_SSE_GRACE_MS for tests */
 
 struct ring_msg {
     uint64_t seq;
@@ -52,7 +64,12 @@ struct sse_client {
 struct sse_hub {
     nv_engine                 *engine;
     const struct http_options *o;
-    nv_live                   *live;
+    nv_live                   *live;       /* NULL while nobody watches */
+    pthread_mutex_t            sub_mu;     /* 'live' changes (see top) */
+    int                        subscribed_once;
+    uint64_t                   gap_seq;    /* ids up to it: before a gap */
+    int64_t                    idle_since; /* monotonic ms, 0: streams open */
+    int64_t                    grace_ms;
     pthread_rwlock_t           elock;      /* 'engine' in use / swapped */
     pthread_mutex_t            lock;
     int64_t                    start_ms;
@@ -64,6 +81,15 @@ struct sse_hub {
     int64_t                    last_ping;
     int64_t                    last_reap;
 };
+
+static int64_t
+mono_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static int64_t
 now_ms(void)
@@ -400,7 +426,8 @@ unlink_client(struct sse_hub *h, struct sse_client *c)
         h->clients = c->next;
     if (c->next != NULL)
         c->next->prev = c->prev;
-    h->nclients--;
+    if (--h->nclients == 0)
+        h->idle_since = mono_now_ms();
 }
 
 /* The response is gone: so is the connection's stream. */
@@ -502,6 +529,7 @@ link_client(struct sse_hub *h, struct sse_client *c, struct http_res *rs)
         h->clients->prev = c;
     h->clients = c;
     h->nclients++;
+    h->idle_since = 0;
     return 0;
 }
 
@@ -515,7 +543,8 @@ global_start(struct sse_hub *h, struct sse_client *c, const char *after)
     if (after == NULL)
         return;
     if (id_parse(after, &ms, &seq) < 0 || ms != h->start_ms || seq < 0 ||
-        (uint64_t)seq > h->seq || (uint64_t)seq + 1 < oldest) {
+        (uint64_t)seq > h->seq || (uint64_t)seq + 1 < oldest ||
+        (uint64_t)seq <= h->gap_seq) {
         out_append(c, "event: reset\ndata: {}\n\n", 23);
         return;
     }
@@ -527,25 +556,59 @@ global_start(struct sse_hub *h, struct sse_client *c, const char *after)
     }
 }
 
+/* Subscribe unless subscribed (hub->sub_mu held). */
+static int
+live_on(struct sse_hub *h, nv_error *err)
+{
+    nv_live *live = NULL;
+    int rc;
+
+    if (h->live != NULL)
+        return NV_OK;
+    pthread_rwlock_rdlock(&h->elock);
+    rc = nv_live_subscribe(h->engine, on_live, h, &live, err);
+    pthread_rwlock_unlock(&h->elock);
+    if (rc != NV_OK)
+        return rc;
+    pthread_mutex_lock(&h->lock);
+    if (h->subscribed_once)
+        h->gap_seq = h->seq;   /* what came meanwhile is not in the ring */
+    h->subscribed_once = 1;
+    h->live = live;
+    pthread_mutex_unlock(&h->lock);
+    return NV_OK;
+}
+
 struct MHD_Response *
 sse_open(struct sse_hub *h, struct MHD_Connection *conn, struct http_res *rs)
 {
     struct sse_client *c = client_new(h, conn, rs);
     struct MHD_Response *r;
+    nv_error err = {0};
 
     if (c == NULL) {
         http_res_error(rs, 500, "internal", "out of memory");
         return NULL;
     }
+    /* subscribed before the stream is registered: it misses nothing */
+    pthread_mutex_lock(&h->sub_mu);
+    if (live_on(h, &err) != NV_OK) {
+        pthread_mutex_unlock(&h->sub_mu);
+        client_free(c);
+        http_res_error(rs, 503, "unavailable", err.msg);
+        return NULL;
+    }
     pthread_mutex_lock(&h->lock);
     if (link_client(h, c, rs) < 0) {
         pthread_mutex_unlock(&h->lock);
+        pthread_mutex_unlock(&h->sub_mu);
         client_free(c);
         return NULL;
     }
     if (c->global)
         global_start(h, c, rs->stream_after);
     pthread_mutex_unlock(&h->lock);
+    pthread_mutex_unlock(&h->sub_mu);
 
     /*
      * A run stream is registered before its history is read: an event
@@ -582,9 +645,33 @@ sse_open(struct sse_hub *h, struct MHD_Connection *conn, struct http_res *rs)
 
 /* ---- Heartbeats and shutdown ---- */
 
+/* No stream open for the grace period: drop the subscription. */
+static void
+live_idle_check(struct sse_hub *h)
+{
+    nv_live *live = NULL;
+
+    if (pthread_mutex_trylock(&h->sub_mu) != 0)
+        return;            /* a stream is being opened: next tick */
+    pthread_mutex_lock(&h->lock);
+    if (h->live != NULL && h->nclients == 0 && h->idle_since != 0 &&
+        mono_now_ms() - h->idle_since >= h->grace_ms) {
+        live = h->live;
+        h->live = NULL;
+    }
+    pthread_mutex_unlock(&h->lock);
+    if (live != NULL) {
+        pthread_rwlock_rdlock(&h->elock);
+        nv_live_unsubscribe(h->engine, live);
+        pthread_rwlock_unlock(&h->elock);
+    }
+    pthread_mutex_unlock(&h->sub_mu);
+}
+
 void
 sse_tick(struct sse_hub *h, int64_t now)
 {
+    live_idle_check(h);
     pthread_mutex_lock(&h->lock);
     if (h->last_ping == 0)
         h->last_ping = now;
@@ -636,7 +723,6 @@ sse_hub_new(nv_engine *e, const struct http_options *o, struct sse_hub **out,
             nv_error *err)
 {
     struct sse_hub *h = calloc(1, sizeof(*h));
-    int rc;
 
     if (h == NULL) {
         if (err != NULL) {
@@ -649,15 +735,15 @@ sse_hub_new(nv_engine *e, const struct http_options *o, struct sse_hub **out,
     h->o = o;
     h->start_ms = now_ms();
     h->last_ping = 0;          /* set by the first tick (monotonic clock) */
-    pthread_mutex_init(&h->lock, NULL);
-    pthread_rwlock_init(&h->elock, NULL);
-    rc = nv_live_subscribe(e, on_live, h, &h->live, err);
-    if (rc != NV_OK) {
-        pthread_mutex_destroy(&h->lock);
-        pthread_rwlock_destroy(&h->elock);
-        free(h);
-        return rc;
+    h->idle_since = mono_now_ms();
+    {
+        const char *g = getenv("NVENT_SSE_GRACE_MS");
+        h->grace_ms = g != NULL && *g != '\0' ? atoll(g) : IDLE_GRACE_MS;
     }
+    pthread_mutex_init(&h->lock, NULL);
+    pthread_mutex_init(&h->sub_mu, NULL);
+    pthread_rwlock_init(&h->elock, NULL);
+    (void)err;
     *out = h;
     return NV_OK;
 }
@@ -667,9 +753,11 @@ sse_hub_free(struct sse_hub *h)
 {
     if (h == NULL)
         return;
-    nv_live_unsubscribe(h->engine, h->live);
+    if (h->live != NULL)
+        nv_live_unsubscribe(h->engine, h->live);
     for (size_t i = 0; i < SSE_RING_SIZE; i++)
         ring_clear(&h->ring[i]);
+    pthread_mutex_destroy(&h->sub_mu);
     pthread_mutex_destroy(&h->lock);
     pthread_rwlock_destroy(&h->elock);
     free(h);
@@ -679,11 +767,17 @@ int
 sse_hub_swap_engine(struct sse_hub *h, nv_engine *e, nv_error *err)
 {
     nv_live *live = NULL;
-    int rc = nv_live_subscribe(e, on_live, h, &live, err);
+    int rc;
 
-    if (rc != NV_OK)
-        return rc;
-    nv_live_unsubscribe(h->engine, h->live);
+    pthread_mutex_lock(&h->sub_mu);
+    if (h->live != NULL) {
+        rc = nv_live_subscribe(e, on_live, h, &live, err);
+        if (rc != NV_OK) {
+            pthread_mutex_unlock(&h->sub_mu);
+            return rc;
+        }
+        nv_live_unsubscribe(h->engine, h->live);
+    }
     pthread_rwlock_wrlock(&h->elock);
     pthread_mutex_lock(&h->lock);
     h->engine = e;
@@ -694,5 +788,6 @@ sse_hub_swap_engine(struct sse_hub *h, nv_engine *e, nv_error *err)
     }
     pthread_mutex_unlock(&h->lock);
     pthread_rwlock_unlock(&h->elock);
+    pthread_mutex_unlock(&h->sub_mu);
     return NV_OK;
 }

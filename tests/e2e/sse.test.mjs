@@ -180,3 +180,47 @@ describe('global stream', () => {
     assert.equal(again.status, 200);
   });
 });
+
+// The hub subscribes to live messages only while a stream is open, and for
+// a grace period after the last one closed (NVENT_SSE_GRACE_MS here, 30 s
+// by default): a reconnecting client resumes from the ring; one coming
+// back after messages went by unwatched gets `event: reset`.
+describe('live subscription only while streams are open', () => {
+  let idle;
+  before(async () => {
+    const dir = makeProject({ ...FILE_ADAPTERS, shutdownGraceMs: 1000,
+      server: { sseHeartbeatMs: 1000 } });
+    idle = await startServer(dir, { env: { NVENT_SSE_GRACE_MS: '300' } });
+  });
+  after(async () => {
+    if (!idle) return;
+    const { code } = await idle.stop();
+    assert.equal(code, 0, idle.log);
+  });
+
+  test('a reconnect within the grace period resumes; after it, a gap gets event: reset', async () => {
+    const completed = (ms) => ms.some((m) => m.data && m.data.type === 'completed');
+    const first = readStream(`${idle.url}/api/_stream?kinds=job`, { stop: completed });
+    await new Promise((r) => setTimeout(r, 200));
+    await api(idle, 'POST', '/api/_queues/hello/enqueue', { body: { data: { i: 1 } } });
+    const seen = (await first).messages.filter((m) => m.data);
+    assert.ok(seen.length >= 2);
+    // at once (within the grace period): the rest of the ring, no reset
+    const again = await readStream(`${idle.url}/api/_stream?kinds=job`,
+      { headers: { 'Last-Event-ID': seen[0].id },
+        stop: (ms) => ms.filter((m) => m.data).length >= seen.length - 1, timeoutMs: 5000 });
+    assert.equal(again.messages.filter((m) => m.event).length, 0, again.raw);
+    assert.deepEqual(again.messages.filter((m) => m.data).map((m) => m.id),
+      seen.slice(1).map((m) => m.id));
+    // past the grace period nobody listens: a job goes by unwatched
+    await new Promise((r) => setTimeout(r, 1000));
+    await api(idle, 'POST', '/api/_queues/hello/enqueue', { body: { data: { i: 2 } } });
+    await new Promise((r) => setTimeout(r, 500));
+    const late = await readStream(`${idle.url}/api/_stream?kinds=job`,
+      { headers: { 'Last-Event-ID': seen[seen.length - 1].id },
+        stop: (ms) => ms.some((m) => m.event), timeoutMs: 5000 });
+    const msg = late.messages.find((m) => m.event);
+    assert.ok(msg, late.raw);
+    assert.equal(msg.event, 'reset');
+  });
+});
