@@ -6,6 +6,8 @@
  */
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,18 +59,32 @@ struct sub {
 };
 
 /*
- * Notifications: appends queue a note under 'mu' (so the queue is in
- * append order), then the appending thread delivers the queue unless
- * another thread is already doing so; that thread then delivers it too.
- * A callback runs with no lock held, so it may append or publish (its
- * note is delivered after it returns). Unsubscribe waits while the
- * subscription's callback runs ('running').
+ * Streams live in shards by name, each with its own lock: appends to
+ * different runs do not wait for each other (one lock for all streams was
+ * the most contended lock of a flow benchmark).
  */
-struct mstreams {
+#define MS_SHARDS 16
+
+struct mshard {
     pthread_mutex_t mu;         /* guards 'streams' */
     struct mstream *streams;
+    char            pad[64];    /* shards on their own cache lines */
+};
 
-    pthread_mutex_t nmu;        /* guards everything below; after 'mu' */
+/*
+ * Notifications: appends queue a note under their shard's 'mu' (so the
+ * queue is in each stream's append order), then the appending thread
+ * delivers the queue unless another thread is already doing so; that
+ * thread then delivers it too. A callback runs with no lock held, so it
+ * may append or publish (its note is delivered after it returns).
+ * Unsubscribe waits while the subscription's callback runs ('running').
+ */
+struct mstreams {
+    struct mshard   sh[MS_SHARDS];
+    atomic_size_t   listening;  /* nsubs, read without nmu by appends */
+
+    pthread_mutex_t nmu;        /* guards everything below; after the
+                                   shards' 'mu' */
     pthread_cond_t  ncv;        /* 'running' changed */
     struct note    *head, *tail;
     uint64_t        next_seq;
@@ -167,8 +183,19 @@ notes_drain(struct mstreams *s)
 
 /* ---- Streams ---- */
 
+/* The shard of stream 'name'. */
+static struct mshard *
+shard_of(struct mstreams *s, const char *name)
+{
+    uint32_t h = 2166136261u;
+
+    for (const char *p = name; *p != '\0'; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    return &s->sh[(h ^ (h >> 16)) % MS_SHARDS];
+}
+
 static struct mstream *
-stream_lookup(struct mstreams *s, const char *name, int create)
+stream_lookup(struct mshard *s, const char *name, int create)
 {
     struct mstream *st;
     int ok;
@@ -190,7 +217,7 @@ fail:
 }
 
 static void
-stream_free(struct mstreams *s, struct mstream *st)
+stream_free(struct mshard *s, struct mstream *st)
 {
     HASH_DEL(s->streams, st);
     for (size_t i = 0; i < st->n; i++)
@@ -208,6 +235,8 @@ event_note(struct mstreams *s, const char *stream, const struct mevent *ev)
 {
     struct note *n;
 
+    if (atomic_load(&s->listening) == 0)
+        return NULL;
     pthread_mutex_lock(&s->nmu);
     n = s->nsubs > 0 ? nv__calloc(1, sizeof(*n)) : NULL;
     if (n != NULL) {
@@ -317,20 +346,21 @@ mem_append(void *self, const char *stream, const nv_event *ev, int64_t now,
            nv_error *err)
 {
     struct mstreams *s = self;
+    struct mshard *sh = shard_of(s, stream);
     struct mstream *st;
     struct mevent *me;
     int64_t ms, seq;
     int rc = NV_OK, notify = 0;
 
-    pthread_mutex_lock(&s->mu);
-    st = stream_lookup(s, stream, 0);
+    pthread_mutex_lock(&sh->mu);
+    st = stream_lookup(sh, stream, 0);
     if (expected_version >= 0 && (int64_t)(st ? st->n : 0) != expected_version) {
         rc = nv__error(err, NV_ECONFLICT, "stream '%s' holds %zu events, "
                        "expected %" PRId64, stream, st ? st->n : 0,
                        expected_version);
         goto out;
     }
-    if (st == NULL && (st = stream_lookup(s, stream, 1)) == NULL)
+    if (st == NULL && (st = stream_lookup(sh, stream, 1)) == NULL)
         goto oom;
     if (st->n == st->cap) {
         /* 12 compact events stay a small allocation (< 1 KB, malloc's
@@ -373,8 +403,8 @@ oom:
     rc = nv__error(err, NV_ENOMEM, "memory stream: out of memory");
 out:
     if (st != NULL && st->n == 0)
-        stream_free(s, st);
-    pthread_mutex_unlock(&s->mu);
+        stream_free(sh, st);
+    pthread_mutex_unlock(&sh->mu);
     if (notify)
         notes_drain(s);
     return rc;
@@ -385,6 +415,7 @@ mem_read(void *self, const char *stream, const char *after, int64_t limit,
          nv_event **out, size_t *n, nv_error *err)
 {
     struct mstreams *s = self;
+    struct mshard *sh = shard_of(s, stream);
     struct mstream *st;
     int64_t ams = -1, aseq = -1;
     size_t lo = 0, cnt = 0;
@@ -394,8 +425,8 @@ mem_read(void *self, const char *stream, const char *after, int64_t limit,
     if (after != NULL && *after != '\0' &&
         nv__event_id_parse(after, &ams, &aseq) != 0)
         return nv__error(err, NV_EINVAL, "invalid event id '%s'", after);
-    pthread_mutex_lock(&s->mu);
-    st = stream_lookup(s, stream, 0);
+    pthread_mutex_lock(&sh->mu);
+    st = stream_lookup(sh, stream, 0);
     if (st != NULL) {
         size_t hi = st->n;
 
@@ -422,7 +453,7 @@ mem_read(void *self, const char *stream, const char *after, int64_t limit,
             rc = NV_ENOMEM;
         }
     }
-    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&sh->mu);
     if (rc != NV_OK)
         return nv__error(err, rc, "memory stream: out of memory");
     *out = v;
@@ -433,28 +464,28 @@ mem_read(void *self, const char *stream, const char *after, int64_t limit,
 static int
 mem_length(void *self, const char *stream, int64_t *out, nv_error *err)
 {
-    struct mstreams *s = self;
+    struct mshard *sh = shard_of(self, stream);
     struct mstream *st;
 
     (void)err;
-    pthread_mutex_lock(&s->mu);
-    st = stream_lookup(s, stream, 0);
+    pthread_mutex_lock(&sh->mu);
+    st = stream_lookup(sh, stream, 0);
     *out = st ? (int64_t)st->n : 0;
-    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&sh->mu);
     return NV_OK;
 }
 
 static int
 mem_del(void *self, const char *stream, nv_error *err)
 {
-    struct mstreams *s = self;
+    struct mshard *sh = shard_of(self, stream);
     struct mstream *st;
 
     (void)err;
-    pthread_mutex_lock(&s->mu);
-    if ((st = stream_lookup(s, stream, 0)) != NULL)
-        stream_free(s, st);
-    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_lock(&sh->mu);
+    if ((st = stream_lookup(sh, stream, 0)) != NULL)
+        stream_free(sh, st);
+    pthread_mutex_unlock(&sh->mu);
     return NV_OK;
 }
 
@@ -469,28 +500,40 @@ mem_names(void *self, const char *prefix, char ***out, size_t *n,
           nv_error *err)
 {
     struct mstreams *s = self;
-    size_t plen = prefix != NULL ? strlen(prefix) : 0, k = 0, cap;
+    size_t plen = prefix != NULL ? strlen(prefix) : 0, k = 0, cap = 0;
     struct mstream *st, *tmp;
-    char **v;
+    char **v = NULL;
 
-    pthread_mutex_lock(&s->mu);
-    cap = HASH_COUNT(s->streams);
-    v = nv__calloc(cap > 0 ? cap : 1, sizeof(*v));
-    if (v == NULL) {
-        pthread_mutex_unlock(&s->mu);
-        return nv__error(err, NV_ENOMEM, "memory stream: out of memory");
-    }
-    HASH_ITER(hh, s->streams, st, tmp) {
-        if (st->n == 0 || strncmp(st->name, prefix ? prefix : "", plen) != 0)
+    for (int i = 0; i < MS_SHARDS; i++) {
+        struct mshard *sh = &s->sh[i];
+
+        pthread_mutex_lock(&sh->mu);
+        HASH_ITER(hh, sh->streams, st, tmp) {
+            if (st->n == 0 ||
+                strncmp(st->name, prefix ? prefix : "", plen) != 0)
+                continue;
+            if (k == cap) {
+                size_t c = cap ? cap * 2 : 16;
+                char **w = nv__realloc(v, c * sizeof(*w));
+
+                if (w == NULL)
+                    goto oom;
+                v = w;
+                cap = c;
+            }
+            if ((v[k] = nv__strdup(st->name)) == NULL)
+                goto oom;
+            k++;
             continue;
-        if ((v[k] = nv__strdup(st->name)) == NULL) {
-            pthread_mutex_unlock(&s->mu);
+oom:
+            pthread_mutex_unlock(&sh->mu);
             nv_strv_free(v, k);
             return nv__error(err, NV_ENOMEM, "memory stream: out of memory");
         }
-        k++;
+        pthread_mutex_unlock(&sh->mu);
     }
-    pthread_mutex_unlock(&s->mu);
+    if (v == NULL && (v = nv__calloc(1, sizeof(*v))) == NULL)
+        return nv__error(err, NV_ENOMEM, "memory stream: out of memory");
     qsort(v, k, sizeof(*v), cmp_str);
     *out = v;
     *n = k;
@@ -505,7 +548,8 @@ mem_publish(void *self, const char *channel, const char *message,
     struct note *n = NULL;
     int rc = NV_OK;
 
-    pthread_mutex_lock(&s->mu);     /* orders it with appends */
+    for (int i = 0; i < MS_SHARDS; i++)     /* orders it with appends */
+        pthread_mutex_lock(&s->sh[i].mu);
     pthread_mutex_lock(&s->nmu);
     if (s->nsubs > 0) {
         n = nv__calloc(1, sizeof(*n));
@@ -523,7 +567,8 @@ mem_publish(void *self, const char *channel, const char *message,
             note_push(s, n);
     }
     pthread_mutex_unlock(&s->nmu);
-    pthread_mutex_unlock(&s->mu);
+    for (int i = MS_SHARDS - 1; i >= 0; i--)
+        pthread_mutex_unlock(&s->sh[i].mu);
     if (n != NULL)
         notes_drain(s);
     return rc;
@@ -550,6 +595,7 @@ mem_subscribe(void *self, nv_stream_note_fn fn, void *ud, void **handle,
         s->subs = v;
         s->capsubs = cap;
     }
+    atomic_fetch_add(&s->listening, 1);
     s->subs[s->nsubs++] = (struct sub){
         .id = ++s->next_sub_id,
         .from_seq = s->next_seq + 1,
@@ -576,6 +622,7 @@ mem_unsubscribe(void *self, void *handle)
             memmove(&s->subs[i], &s->subs[i + 1],
                     (s->nsubs - i - 1) * sizeof(s->subs[0]));
             s->nsubs--;
+            atomic_fetch_sub(&s->listening, 1);
             break;
         }
     }
@@ -604,8 +651,11 @@ mem_close(void *self)
 
     if (s == NULL)
         return;
-    while (s->streams != NULL)
-        stream_free(s, s->streams);
+    for (int i = 0; i < MS_SHARDS; i++) {
+        while (s->sh[i].streams != NULL)
+            stream_free(&s->sh[i], s->sh[i].streams);
+        pthread_mutex_destroy(&s->sh[i].mu);
+    }
     while (s->head != NULL) {
         struct note *n = s->head;
 
@@ -615,7 +665,6 @@ mem_close(void *self)
     nv__free(s->subs);
     pthread_cond_destroy(&s->ncv);
     pthread_mutex_destroy(&s->nmu);
-    pthread_mutex_destroy(&s->mu);
     nv__free(s);
 }
 
@@ -643,7 +692,8 @@ nv_memory_stream_open(const char *settings_json, nv_stream *out,
     s = nv__calloc(1, sizeof(*s));
     if (s == NULL)
         return nv__error(err, NV_ENOMEM, "memory stream: out of memory");
-    pthread_mutex_init(&s->mu, NULL);
+    for (int i = 0; i < MS_SHARDS; i++)
+        pthread_mutex_init(&s->sh[i].mu, NULL);
     pthread_mutex_init(&s->nmu, NULL);
     pthread_cond_init(&s->ncv, NULL);
     out->ops = &mem_stream_ops;
