@@ -718,7 +718,7 @@ op_args(nv__redis_args *x, const struct op *o)
     } else {
         nv__redis_args_int(x, o->now);
     }
-    nv__redis_args_int(x, o->lease_ms);
+    nv__redis_args_int(x, o->now + o->lease_ms);   /* leaseUntil */
     nv__redis_args_str(x, o->tok);
     nv__redis_args_int(x, lim ? lim->max : 0);
     nv__redis_args_int(x, lim ? lim->duration_ms : 0);

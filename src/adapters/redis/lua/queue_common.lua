@@ -170,7 +170,8 @@ local function reserved_reply(id, h)
   end
   return { h, 0, redis.call('LRANGE', lkey(id), 0, -1) }
 end
-local function reserve_next(now, lease_ms, token, lmax, ldur, grouped)
+-- 'lease' is the new lease's end (leaseUntil), as text.
+local function reserve_next(now, lease, token, lmax, ldur, grouped)
   local is_paused, first = promote(now)
   if is_paused then return { -3, 0 } end
   local function limkey(g)
@@ -214,7 +215,6 @@ local function reserve_next(now, lease_ms, token, lmax, ldur, grouped)
   end
   if not pick then return { -3, next_at(first, now, nxt) } end
   local k = jkey(pick)
-  local lease = I(now + lease_ms)
   if not popped then redis.call('ZREM', WAIT, pick) end
   redis.call('ZADD', ACTIVE, lease, pick)
   local h = redis.call('HGETALL', k)
