@@ -1,13 +1,15 @@
 -- Several reserve / finish / finish_reserve calls of one queue, gathered
 -- from concurrent threads by the adapter, run in one step (one round trip
 -- for all). ARGV[4] = number of ops, then per op its letter and arguments:
---   R now lease token lmax ldur grouped             {1, job} | {-3, next_at}
---   F id token kind now rv reason retry_at          {code}
+--   R now lease token lmax ldur grouped             1 job logs | -3 next_at
+--   F id token kind now rv reason retry_at          code
 --   X id token kind now rv reason retry_at lease token lmax ldur grouped
---                                                   {-22} | {1, 1, job} | {1, 0, next_at}
---   C                                               as queue_counts
+--                                                   -22 | 1 1 job logs | 1 0 next_at
+--   C                                               {as queue_counts}
 -- ('lease' is the new lease's end, leaseUntil; X: finish, then when it
--- succeeded reserve.) Reply {1, reply of the first op, ...}. The ops are
+-- succeeded reserve; job: the record before the reservation, logs: its
+-- log entries, 0 when none.) Reply: 1, then the replies of the ops in
+-- turn, flat (a table per reply costs Redis more to send). The ops are
 -- concurrent calls: any order that keeps each X's finish before its
 -- reserve is theirs, and gives each reserve what is due at its own now.
 -- When no op has a limiter and no finish makes a job runnable again
@@ -45,7 +47,8 @@ local function rpos(a)
   if ARGV[a] == 'R' then return a + 1, a + 2 end
   return a + 4, a + 8
 end
-local out = { 1 }
+-- per op: its finish's code, the record it reserved, its logs or next_at
+local code, hs, xs = {}, {}, {}
 local function run_ops()
   local function reserve(a)
     local t, l = rpos(a)
@@ -57,20 +60,20 @@ local function run_ops()
       local c = ARGV[f]
       if c == 'C' then
         -- after the others
-      elseif c == 'R' then
-        out[i + 1] = reserve(f)
       else
-        local rc = finish_job(ARGV[f + 1], ARGV[f + 2], tonumber(ARGV[f + 3]), tonumber(ARGV[f + 4]),
-          ARGV[f + 5], ARGV[f + 6], tonumber(ARGV[f + 7]))
-        if c == 'F' or rc < 0 then
-          out[i + 1] = { rc }
-        else
-          local r = reserve(f)
-          if r[1] == 1 then out[i + 1] = { 1, 1, r[2] } else out[i + 1] = { 1, 0, r[2] } end
+        local rc = 1
+        if c ~= 'R' then
+          rc = finish_job(ARGV[f + 1], ARGV[f + 2], tonumber(ARGV[f + 3]), tonumber(ARGV[f + 4]),
+            ARGV[f + 5], ARGV[f + 6], tonumber(ARGV[f + 7]))
+          code[i] = rc
+        end
+        if c ~= 'F' and rc > 0 then
+          local r, h, x = reserve(f)
+          if r == 1 then hs[i], xs[i] = h, x else xs[i] = h end
         end
       end
     end
-    return out
+    return
   end
   -- finishes first (complete or fail only: see finish_job); what they
   -- remove from the active set, the ids and the keyspace, at once after
@@ -111,7 +114,7 @@ local function run_ops()
     local c, rc = ARGV[f], 1
     if c == 'F' or c == 'X' then
       rc = finish(f)
-      if c == 'F' or rc < 0 then out[i + 1] = { rc } end
+      code[i] = rc
     end
     if (c == 'R' or c == 'X') and rc > 0 then
       want[#want + 1] = i
@@ -123,19 +126,16 @@ local function run_ops()
   if #zact > 0 then redis.call('ZREM', ACTIVE, unpack(zact)) end
   if #zids > 0 then redis.call('ZREM', IDS, unpack(zids)) end
   if #dels > 0 then redis.call('DEL', unpack(dels)) end
-  if #want == 0 then return out end
+  if #want == 0 then return end
   -- what is due for every reserve (each has its own now)
   local is_paused, first = promote(minnow)
   if not is_paused and first ~= '-' and tonumber(first) <= maxnow then
     -- a delayed job is due for some reserves only: each in turn
     for _, i in ipairs(want) do
-      local f = ops[i]
-      local r = reserve(f)
-      if ARGV[f] == 'R' then out[i + 1] = r
-      elseif r[1] == 1 then out[i + 1] = { 1, 1, r[2] }
-      else out[i + 1] = { 1, 0, r[2] } end
+      local r, h, x = reserve(ops[i])
+      if r == 1 then hs[i], xs[i] = h, x else xs[i] = h end
     end
-    return out
+    return
   end
   -- the first #want waiting jobs (ZPOPMIN would format every score)
   local took = {}
@@ -154,6 +154,7 @@ local function run_ops()
       local kk = jkey(id)
       local h = redis.call('HGETALL', kk)
       -- flow jobs keep no logs (Q-20); 'nologs': a plain job without any
+      -- (as reserved_reply)
       local nologs, fin = false, false
       for x = 1, #h, 2 do
         local fl = h[x]
@@ -167,22 +168,40 @@ local function run_ops()
         redis.call('HSET', kk, 'state', 'active', 'processedOn', ARGV[t],
           'leaseUntil', lease, 'leaseToken', ARGV[l + 1])
       end
-      local job = { h, 0, nologs and {} or redis.call('LRANGE', lkey(id), 0, -1) }
-      if ARGV[f] == 'R' then out[i + 1] = { 1, job } else out[i + 1] = { 1, 1, job } end
+      hs[i] = h
+      if nologs then
+        xs[i] = 0
+      else
+        local l = redis.call('LRANGE', lkey(id), 0, -1)
+        xs[i] = #l > 0 and l or 0
+      end
     else
-      local nx = is_paused and 0 or next_at(first, tonumber(ARGV[t]), 0)
-      if ARGV[f] == 'R' then out[i + 1] = { -3, nx } else out[i + 1] = { 1, 0, nx } end
+      xs[i] = is_paused and 0 or next_at(first, tonumber(ARGV[t]), 0)
     end
   end
   if #za > 0 then redis.call('ZADD', ACTIVE, unpack(za)) end
-  return out
 end
 run_ops()
-local cn
+local out, o, cn = { 1 }, 1, nil
 for i, f in ipairs(ops) do
-  if ARGV[f] == 'C' then
+  local c = ARGV[f]
+  if c == 'C' then
     cn = cn or counts()
-    out[i + 1] = cn
+    o = o + 1; out[o] = cn
+  elseif c == 'F' or (c == 'X' and code[i] < 0) then
+    o = o + 1; out[o] = code[i]
+  else
+    local h = hs[i]
+    if c == 'X' then
+      o = o + 1; out[o] = 1
+      o = o + 1; out[o] = h and 1 or 0
+    else
+      o = o + 1; out[o] = h and 1 or -3
+    end
+    if h then
+      o = o + 1; out[o] = h
+    end
+    o = o + 1; out[o] = xs[i]
   end
 end
 return out

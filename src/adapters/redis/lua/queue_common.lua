@@ -122,9 +122,9 @@ local function take_lease(id, token)
 end
 
 -- Reserve (W-2, Q-4, Q-12, Q-13): promote due delayed jobs, then take the
--- first runnable waiting job. Reply {1, {record before the change, 0, logs}}
--- (the caller sets state, processedOn, leaseUntil, leaseToken, finishedOn
--- itself) or {-3, next_at}.
+-- first runnable waiting job. Returns 1, the record before the change, its
+-- logs (see reserved_reply; the caller sets state, processedOn,
+-- leaseUntil, leaseToken, finishedOn itself) or -3, next_at.
 -- Q-15: {1, waiting, delayed, active, completed, failed, paused}.
 local function counts()
   local w = redis.call('ZCARD', WAIT)
@@ -160,20 +160,22 @@ local function next_at(first, now, nxt)
   end
   return I(nxt)
 end
--- The reply part of a job just reserved: its record before the change
--- (the adapter applies the change), not paused, its logs.
+-- A job just reserved, for the reply: its record before the change (the
+-- adapter applies the change) and its logs (0 when none).
 local function reserved_reply(id, h)
   -- flow jobs keep no logs (Q-20); 'nologs' marks a plain job enqueued
   -- since layout 1.1 that has none yet (queue_log removes it)
   for i = 1, #h, 2 do
-    if h[i] == 'runId' or h[i] == 'nologs' then return { h, 0, {} } end
+    if h[i] == 'runId' or h[i] == 'nologs' then return h, 0 end
   end
-  return { h, 0, redis.call('LRANGE', lkey(id), 0, -1) }
+  local l = redis.call('LRANGE', lkey(id), 0, -1)
+  if #l == 0 then return h, 0 end
+  return h, l
 end
 -- 'lease' is the new lease's end (leaseUntil), as text.
 local function reserve_next(now, lease, token, lmax, ldur, grouped)
   local is_paused, first = promote(now)
-  if is_paused then return { -3, 0 } end
+  if is_paused then return -3, 0 end
   local function limkey(g)
     if not grouped then return B .. ':lim' end
     if g then return B .. ':lim:=' .. g end
@@ -213,7 +215,7 @@ local function reserve_next(now, lease, token, lmax, ldur, grouped)
       off = off + 100
     end
   end
-  if not pick then return { -3, next_at(first, now, nxt) } end
+  if not pick then return -3, next_at(first, now, nxt) end
   local k = jkey(pick)
   if not popped then redis.call('ZREM', WAIT, pick) end
   redis.call('ZADD', ACTIVE, lease, pick)
@@ -225,7 +227,7 @@ local function reserve_next(now, lease, token, lmax, ldur, grouped)
     redis.call('ZADD', lk, I(now), token)
     redis.call('PEXPIRE', lk, I(ldur + 60000))
   end
-  return { 1, reserved_reply(pick, h) }
+  return 1, reserved_reply(pick, h)
 end
 -- End an attempt (Q-6..Q-8, W-4, W-7): kind 0 complete, 1 retry, 2 fail,
 -- 3 release. Returns 1, or -22 when the lease is gone.
