@@ -2,9 +2,10 @@
 #include "adapters/redis/scripts.h"
 
 const char nv__redis_lib_queue[] =
-    "#!lua name=nv0fe5da8f16_queue\n"
+    "#!lua name=nv17ad171f67_queue\n"
     "local KEYS, ARGV\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
+    "local PIN = '\\1active-set-pin: keeps this sorted set a skiplist (see queue_common.lua)'\n"
     "local function setup()\n"
     "  B = ARGV[1]\n"
     "  META, WAIT, DELAYED, ACTIVE = B .. ':meta', B .. ':wait', B .. ':delayed', B .. ':active'\n"
@@ -92,7 +93,7 @@ const char nv__redis_lib_queue[] =
     "  local w = redis.call('ZCARD', WAIT)\n"
     "  local p = 0\n"
     "  if paused() then p = w; w = 0 end\n"
-    "  return { 1, w, redis.call('ZCARD', DELAYED), redis.call('ZCARD', ACTIVE),\n"
+    "  return { 1, w, redis.call('ZCARD', DELAYED), redis.call('ZCOUNT', ACTIVE, '-inf', '(+inf'),\n"
     "    redis.call('ZCARD', DONE.completed), redis.call('ZCARD', DONE.failed), p }\n"
     "end\n"
     "local function promote(now)\n"
@@ -171,7 +172,7 @@ const char nv__redis_lib_queue[] =
     "  if not pick then return -3, next_at(first, now, nxt) end\n"
     "  local k = jkey(pick)\n"
     "  if not popped then redis.call('ZREM', WAIT, pick) end\n"
-    "  redis.call('ZADD', ACTIVE, lease, pick)\n"
+    "  redis.call('ZADD', ACTIVE, lease, pick, '+inf', PIN)\n"
     "  local h = redis.call('HGETALL', k)\n"
     "  redis.call('HSET', k, 'state', 'active', 'processedOn', I(now),\n"
     "    'leaseUntil', lease, 'leaseToken', token, 'finishedOn', '0')\n"
@@ -226,7 +227,7 @@ const char nv__redis_lib_queue[] =
     "  wake()\n"
     "  return 1\n"
     "end\n"
-    "redis.register_function('nv0fe5da8f16_queue_batch', function(keys, args)\n"
+    "redis.register_function('nv17ad171f67_queue_batch', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local n = tonumber(ARGV[4])\n"
@@ -376,7 +377,11 @@ const char nv__redis_lib_queue[] =
     "      xs[i] = is_paused and 0 or next_at(first, tonumber(ARGV[t]), 0)\n"
     "    end\n"
     "  end\n"
-    "  if #za > 0 then redis.call('ZADD', ACTIVE, unpack(za)) end\n"
+    "  if #za > 0 then\n"
+    "    za[#za + 1] = '+inf'\n"
+    "    za[#za + 1] = PIN\n"
+    "    redis.call('ZADD', ACTIVE, unpack(za))\n"
+    "  end\n"
     "end\n"
     "run_ops()\n"
     "local out, o, cn = { 1 }, 1, nil\n"
@@ -403,7 +408,7 @@ const char nv__redis_lib_queue[] =
     "end\n"
     "return out\n"
     "end)\n"
-    "redis.register_function('nv0fe5da8f16_queue_enqueue', function(keys, args)\n"
+    "redis.register_function('nv17ad171f67_queue_enqueue', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local id, now = ARGV[6], tonumber(ARGV[4])\n"
@@ -411,7 +416,7 @@ const char nv__redis_lib_queue[] =
     "if redis.call('EXISTS', k) == 1 then return { 0, getjob(id) } end\n"
     "local max = tonumber(ARGV[5])\n"
     "if max > 0 and redis.call('ZCARD', WAIT) + redis.call('ZCARD', DELAYED) +\n"
-    "    redis.call('ZCARD', ACTIVE) >= max then\n"
+    "    redis.call('ZCOUNT', ACTIVE, '-inf', '(+inf') >= max then\n"
     "  return { -18 }\n"
     "end\n"
     "local du = tonumber(ARGV[8])\n"
@@ -426,7 +431,7 @@ const char nv__redis_lib_queue[] =
     "redis.call('ZADD', IDS, ARGV[7], id)\n"
     "return { 1, du > now and 'delayed' or 'waiting', paused() and 1 or 0 }\n"
     "end)\n"
-    "redis.register_function('nv0fe5da8f16_queue_extend', function(keys, args)\n"
+    "redis.register_function('nv17ad171f67_queue_extend', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local id = ARGV[4]\n"
@@ -435,14 +440,14 @@ const char nv__redis_lib_queue[] =
     "redis.call('ZADD', ACTIVE, ARGV[6], id)\n"
     "return { 1 }\n"
     "end)\n"
-    "redis.register_function('nv0fe5da8f16_queue_get', function(keys, args)\n"
+    "redis.register_function('nv17ad171f67_queue_get', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local j = getjob(ARGV[4])\n"
     "if not j then return { -11 } end\n"
     "return { 1, j }\n"
     "end)\n"
-    "redis.register_function('nv0fe5da8f16_queue_list', function(keys, args)\n"
+    "redis.register_function('nv17ad171f67_queue_list', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local mask, off, lim = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])\n"
@@ -468,7 +473,7 @@ const char nv__redis_lib_queue[] =
     "else\n"
     "  local all = {}\n"
     "  for _, s in ipairs(sets) do\n"
-    "    for _, id in ipairs(redis.call('ZRANGE', s, 0, -1)) do\n"
+    "    for _, id in ipairs(redis.call('ZRANGEBYSCORE', s, '-inf', '(+inf')) do\n"
     "      all[#all + 1] = { id, tonumber(redis.call('HGET', jkey(id), 'timestamp') or '0') }\n"
     "    end\n"
     "  end\n"
@@ -484,7 +489,7 @@ const char nv__redis_lib_queue[] =
     "out[2] = total\n"
     "return out\n"
     "end)\n"
-    "redis.register_function('nv0fe5da8f16_queue_log', function(keys, args)\n"
+    "redis.register_function('nv17ad171f67_queue_log', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local id, keep = ARGV[4], tonumber(ARGV[6])\n"
@@ -494,14 +499,14 @@ const char nv__redis_lib_queue[] =
     "if keep > 0 then redis.call('LTRIM', lkey(id), -keep, -1) end\n"
     "return { 1 }\n"
     "end)\n"
-    "redis.register_function('nv0fe5da8f16_queue_pause', function(keys, args)\n"
+    "redis.register_function('nv17ad171f67_queue_pause', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "redis.call('HSET', META, 'paused', ARGV[4])\n"
     "if ARGV[4] == '0' then wake() end\n"
     "return { 1 }\n"
     "end)\n"
-    "redis.register_function('nv0fe5da8f16_queue_progress', function(keys, args)\n"
+    "redis.register_function('nv17ad171f67_queue_progress', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local id = ARGV[4]\n"
@@ -514,7 +519,7 @@ const char nv__redis_lib_queue[] =
     "end\n"
     "return { 1 }\n"
     "end)\n"
-    "redis.register_function('nv0fe5da8f16_queue_reap', function(keys, args)\n"
+    "redis.register_function('nv17ad171f67_queue_reap', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local now, max = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
@@ -539,7 +544,7 @@ const char nv__redis_lib_queue[] =
     "if woke then wake() end\n"
     "return out\n"
     "end)\n"
-    "redis.register_function('nv0fe5da8f16_queue_remove', function(keys, args)\n"
+    "redis.register_function('nv17ad171f67_queue_remove', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local id = ARGV[4]\n"
@@ -550,7 +555,7 @@ const char nv__redis_lib_queue[] =
     "drop(id, false)\n"
     "return { 1, j }\n"
     "end)\n"
-    "redis.register_function('nv0fe5da8f16_queue_retry', function(keys, args)\n"
+    "redis.register_function('nv17ad171f67_queue_retry', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local id = ARGV[4]\n"
@@ -564,9 +569,10 @@ const char nv__redis_lib_queue[] =
     "end)\n"
     ;
 
-const char nv__redis_fn_queue_batch[] = "nv0fe5da8f16_queue_batch";
+const char nv__redis_fn_queue_batch[] = "nv17ad171f67_queue_batch";
 const char nv__redis_lua_queue_batch[] =
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
+    "local PIN = '\\1active-set-pin: keeps this sorted set a skiplist (see queue_common.lua)'\n"
     "local function setup()\n"
     "  B = ARGV[1]\n"
     "  META, WAIT, DELAYED, ACTIVE = B .. ':meta', B .. ':wait', B .. ':delayed', B .. ':active'\n"
@@ -654,7 +660,7 @@ const char nv__redis_lua_queue_batch[] =
     "  local w = redis.call('ZCARD', WAIT)\n"
     "  local p = 0\n"
     "  if paused() then p = w; w = 0 end\n"
-    "  return { 1, w, redis.call('ZCARD', DELAYED), redis.call('ZCARD', ACTIVE),\n"
+    "  return { 1, w, redis.call('ZCARD', DELAYED), redis.call('ZCOUNT', ACTIVE, '-inf', '(+inf'),\n"
     "    redis.call('ZCARD', DONE.completed), redis.call('ZCARD', DONE.failed), p }\n"
     "end\n"
     "local function promote(now)\n"
@@ -733,7 +739,7 @@ const char nv__redis_lua_queue_batch[] =
     "  if not pick then return -3, next_at(first, now, nxt) end\n"
     "  local k = jkey(pick)\n"
     "  if not popped then redis.call('ZREM', WAIT, pick) end\n"
-    "  redis.call('ZADD', ACTIVE, lease, pick)\n"
+    "  redis.call('ZADD', ACTIVE, lease, pick, '+inf', PIN)\n"
     "  local h = redis.call('HGETALL', k)\n"
     "  redis.call('HSET', k, 'state', 'active', 'processedOn', I(now),\n"
     "    'leaseUntil', lease, 'leaseToken', token, 'finishedOn', '0')\n"
@@ -936,7 +942,11 @@ const char nv__redis_lua_queue_batch[] =
     "      xs[i] = is_paused and 0 or next_at(first, tonumber(ARGV[t]), 0)\n"
     "    end\n"
     "  end\n"
-    "  if #za > 0 then redis.call('ZADD', ACTIVE, unpack(za)) end\n"
+    "  if #za > 0 then\n"
+    "    za[#za + 1] = '+inf'\n"
+    "    za[#za + 1] = PIN\n"
+    "    redis.call('ZADD', ACTIVE, unpack(za))\n"
+    "  end\n"
     "end\n"
     "run_ops()\n"
     "local out, o, cn = { 1 }, 1, nil\n"
@@ -964,9 +974,10 @@ const char nv__redis_lua_queue_batch[] =
     "return out\n"
     ;
 
-const char nv__redis_fn_queue_enqueue[] = "nv0fe5da8f16_queue_enqueue";
+const char nv__redis_fn_queue_enqueue[] = "nv17ad171f67_queue_enqueue";
 const char nv__redis_lua_queue_enqueue[] =
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
+    "local PIN = '\\1active-set-pin: keeps this sorted set a skiplist (see queue_common.lua)'\n"
     "local function setup()\n"
     "  B = ARGV[1]\n"
     "  META, WAIT, DELAYED, ACTIVE = B .. ':meta', B .. ':wait', B .. ':delayed', B .. ':active'\n"
@@ -1054,7 +1065,7 @@ const char nv__redis_lua_queue_enqueue[] =
     "  local w = redis.call('ZCARD', WAIT)\n"
     "  local p = 0\n"
     "  if paused() then p = w; w = 0 end\n"
-    "  return { 1, w, redis.call('ZCARD', DELAYED), redis.call('ZCARD', ACTIVE),\n"
+    "  return { 1, w, redis.call('ZCARD', DELAYED), redis.call('ZCOUNT', ACTIVE, '-inf', '(+inf'),\n"
     "    redis.call('ZCARD', DONE.completed), redis.call('ZCARD', DONE.failed), p }\n"
     "end\n"
     "local function promote(now)\n"
@@ -1133,7 +1144,7 @@ const char nv__redis_lua_queue_enqueue[] =
     "  if not pick then return -3, next_at(first, now, nxt) end\n"
     "  local k = jkey(pick)\n"
     "  if not popped then redis.call('ZREM', WAIT, pick) end\n"
-    "  redis.call('ZADD', ACTIVE, lease, pick)\n"
+    "  redis.call('ZADD', ACTIVE, lease, pick, '+inf', PIN)\n"
     "  local h = redis.call('HGETALL', k)\n"
     "  redis.call('HSET', k, 'state', 'active', 'processedOn', I(now),\n"
     "    'leaseUntil', lease, 'leaseToken', token, 'finishedOn', '0')\n"
@@ -1194,7 +1205,7 @@ const char nv__redis_lua_queue_enqueue[] =
     "if redis.call('EXISTS', k) == 1 then return { 0, getjob(id) } end\n"
     "local max = tonumber(ARGV[5])\n"
     "if max > 0 and redis.call('ZCARD', WAIT) + redis.call('ZCARD', DELAYED) +\n"
-    "    redis.call('ZCARD', ACTIVE) >= max then\n"
+    "    redis.call('ZCOUNT', ACTIVE, '-inf', '(+inf') >= max then\n"
     "  return { -18 }\n"
     "end\n"
     "local du = tonumber(ARGV[8])\n"
@@ -1210,9 +1221,10 @@ const char nv__redis_lua_queue_enqueue[] =
     "return { 1, du > now and 'delayed' or 'waiting', paused() and 1 or 0 }\n"
     ;
 
-const char nv__redis_fn_queue_extend[] = "nv0fe5da8f16_queue_extend";
+const char nv__redis_fn_queue_extend[] = "nv17ad171f67_queue_extend";
 const char nv__redis_lua_queue_extend[] =
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
+    "local PIN = '\\1active-set-pin: keeps this sorted set a skiplist (see queue_common.lua)'\n"
     "local function setup()\n"
     "  B = ARGV[1]\n"
     "  META, WAIT, DELAYED, ACTIVE = B .. ':meta', B .. ':wait', B .. ':delayed', B .. ':active'\n"
@@ -1300,7 +1312,7 @@ const char nv__redis_lua_queue_extend[] =
     "  local w = redis.call('ZCARD', WAIT)\n"
     "  local p = 0\n"
     "  if paused() then p = w; w = 0 end\n"
-    "  return { 1, w, redis.call('ZCARD', DELAYED), redis.call('ZCARD', ACTIVE),\n"
+    "  return { 1, w, redis.call('ZCARD', DELAYED), redis.call('ZCOUNT', ACTIVE, '-inf', '(+inf'),\n"
     "    redis.call('ZCARD', DONE.completed), redis.call('ZCARD', DONE.failed), p }\n"
     "end\n"
     "local function promote(now)\n"
@@ -1379,7 +1391,7 @@ const char nv__redis_lua_queue_extend[] =
     "  if not pick then return -3, next_at(first, now, nxt) end\n"
     "  local k = jkey(pick)\n"
     "  if not popped then redis.call('ZREM', WAIT, pick) end\n"
-    "  redis.call('ZADD', ACTIVE, lease, pick)\n"
+    "  redis.call('ZADD', ACTIVE, lease, pick, '+inf', PIN)\n"
     "  local h = redis.call('HGETALL', k)\n"
     "  redis.call('HSET', k, 'state', 'active', 'processedOn', I(now),\n"
     "    'leaseUntil', lease, 'leaseToken', token, 'finishedOn', '0')\n"
@@ -1442,9 +1454,10 @@ const char nv__redis_lua_queue_extend[] =
     "return { 1 }\n"
     ;
 
-const char nv__redis_fn_queue_get[] = "nv0fe5da8f16_queue_get";
+const char nv__redis_fn_queue_get[] = "nv17ad171f67_queue_get";
 const char nv__redis_lua_queue_get[] =
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
+    "local PIN = '\\1active-set-pin: keeps this sorted set a skiplist (see queue_common.lua)'\n"
     "local function setup()\n"
     "  B = ARGV[1]\n"
     "  META, WAIT, DELAYED, ACTIVE = B .. ':meta', B .. ':wait', B .. ':delayed', B .. ':active'\n"
@@ -1532,7 +1545,7 @@ const char nv__redis_lua_queue_get[] =
     "  local w = redis.call('ZCARD', WAIT)\n"
     "  local p = 0\n"
     "  if paused() then p = w; w = 0 end\n"
-    "  return { 1, w, redis.call('ZCARD', DELAYED), redis.call('ZCARD', ACTIVE),\n"
+    "  return { 1, w, redis.call('ZCARD', DELAYED), redis.call('ZCOUNT', ACTIVE, '-inf', '(+inf'),\n"
     "    redis.call('ZCARD', DONE.completed), redis.call('ZCARD', DONE.failed), p }\n"
     "end\n"
     "local function promote(now)\n"
@@ -1611,7 +1624,7 @@ const char nv__redis_lua_queue_get[] =
     "  if not pick then return -3, next_at(first, now, nxt) end\n"
     "  local k = jkey(pick)\n"
     "  if not popped then redis.call('ZREM', WAIT, pick) end\n"
-    "  redis.call('ZADD', ACTIVE, lease, pick)\n"
+    "  redis.call('ZADD', ACTIVE, lease, pick, '+inf', PIN)\n"
     "  local h = redis.call('HGETALL', k)\n"
     "  redis.call('HSET', k, 'state', 'active', 'processedOn', I(now),\n"
     "    'leaseUntil', lease, 'leaseToken', token, 'finishedOn', '0')\n"
@@ -1672,9 +1685,10 @@ const char nv__redis_lua_queue_get[] =
     "return { 1, j }\n"
     ;
 
-const char nv__redis_fn_queue_list[] = "nv0fe5da8f16_queue_list";
+const char nv__redis_fn_queue_list[] = "nv17ad171f67_queue_list";
 const char nv__redis_lua_queue_list[] =
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
+    "local PIN = '\\1active-set-pin: keeps this sorted set a skiplist (see queue_common.lua)'\n"
     "local function setup()\n"
     "  B = ARGV[1]\n"
     "  META, WAIT, DELAYED, ACTIVE = B .. ':meta', B .. ':wait', B .. ':delayed', B .. ':active'\n"
@@ -1762,7 +1776,7 @@ const char nv__redis_lua_queue_list[] =
     "  local w = redis.call('ZCARD', WAIT)\n"
     "  local p = 0\n"
     "  if paused() then p = w; w = 0 end\n"
-    "  return { 1, w, redis.call('ZCARD', DELAYED), redis.call('ZCARD', ACTIVE),\n"
+    "  return { 1, w, redis.call('ZCARD', DELAYED), redis.call('ZCOUNT', ACTIVE, '-inf', '(+inf'),\n"
     "    redis.call('ZCARD', DONE.completed), redis.call('ZCARD', DONE.failed), p }\n"
     "end\n"
     "local function promote(now)\n"
@@ -1841,7 +1855,7 @@ const char nv__redis_lua_queue_list[] =
     "  if not pick then return -3, next_at(first, now, nxt) end\n"
     "  local k = jkey(pick)\n"
     "  if not popped then redis.call('ZREM', WAIT, pick) end\n"
-    "  redis.call('ZADD', ACTIVE, lease, pick)\n"
+    "  redis.call('ZADD', ACTIVE, lease, pick, '+inf', PIN)\n"
     "  local h = redis.call('HGETALL', k)\n"
     "  redis.call('HSET', k, 'state', 'active', 'processedOn', I(now),\n"
     "    'leaseUntil', lease, 'leaseToken', token, 'finishedOn', '0')\n"
@@ -1920,7 +1934,7 @@ const char nv__redis_lua_queue_list[] =
     "else\n"
     "  local all = {}\n"
     "  for _, s in ipairs(sets) do\n"
-    "    for _, id in ipairs(redis.call('ZRANGE', s, 0, -1)) do\n"
+    "    for _, id in ipairs(redis.call('ZRANGEBYSCORE', s, '-inf', '(+inf')) do\n"
     "      all[#all + 1] = { id, tonumber(redis.call('HGET', jkey(id), 'timestamp') or '0') }\n"
     "    end\n"
     "  end\n"
@@ -1937,9 +1951,10 @@ const char nv__redis_lua_queue_list[] =
     "return out\n"
     ;
 
-const char nv__redis_fn_queue_log[] = "nv0fe5da8f16_queue_log";
+const char nv__redis_fn_queue_log[] = "nv17ad171f67_queue_log";
 const char nv__redis_lua_queue_log[] =
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
+    "local PIN = '\\1active-set-pin: keeps this sorted set a skiplist (see queue_common.lua)'\n"
     "local function setup()\n"
     "  B = ARGV[1]\n"
     "  META, WAIT, DELAYED, ACTIVE = B .. ':meta', B .. ':wait', B .. ':delayed', B .. ':active'\n"
@@ -2027,7 +2042,7 @@ const char nv__redis_lua_queue_log[] =
     "  local w = redis.call('ZCARD', WAIT)\n"
     "  local p = 0\n"
     "  if paused() then p = w; w = 0 end\n"
-    "  return { 1, w, redis.call('ZCARD', DELAYED), redis.call('ZCARD', ACTIVE),\n"
+    "  return { 1, w, redis.call('ZCARD', DELAYED), redis.call('ZCOUNT', ACTIVE, '-inf', '(+inf'),\n"
     "    redis.call('ZCARD', DONE.completed), redis.call('ZCARD', DONE.failed), p }\n"
     "end\n"
     "local function promote(now)\n"
@@ -2106,7 +2121,7 @@ const char nv__redis_lua_queue_log[] =
     "  if not pick then return -3, next_at(first, now, nxt) end\n"
     "  local k = jkey(pick)\n"
     "  if not popped then redis.call('ZREM', WAIT, pick) end\n"
-    "  redis.call('ZADD', ACTIVE, lease, pick)\n"
+    "  redis.call('ZADD', ACTIVE, lease, pick, '+inf', PIN)\n"
     "  local h = redis.call('HGETALL', k)\n"
     "  redis.call('HSET', k, 'state', 'active', 'processedOn', I(now),\n"
     "    'leaseUntil', lease, 'leaseToken', token, 'finishedOn', '0')\n"
@@ -2170,9 +2185,10 @@ const char nv__redis_lua_queue_log[] =
     "return { 1 }\n"
     ;
 
-const char nv__redis_fn_queue_pause[] = "nv0fe5da8f16_queue_pause";
+const char nv__redis_fn_queue_pause[] = "nv17ad171f67_queue_pause";
 const char nv__redis_lua_queue_pause[] =
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
+    "local PIN = '\\1active-set-pin: keeps this sorted set a skiplist (see queue_common.lua)'\n"
     "local function setup()\n"
     "  B = ARGV[1]\n"
     "  META, WAIT, DELAYED, ACTIVE = B .. ':meta', B .. ':wait', B .. ':delayed', B .. ':active'\n"
@@ -2260,7 +2276,7 @@ const char nv__redis_lua_queue_pause[] =
     "  local w = redis.call('ZCARD', WAIT)\n"
     "  local p = 0\n"
     "  if paused() then p = w; w = 0 end\n"
-    "  return { 1, w, redis.call('ZCARD', DELAYED), redis.call('ZCARD', ACTIVE),\n"
+    "  return { 1, w, redis.call('ZCARD', DELAYED), redis.call('ZCOUNT', ACTIVE, '-inf', '(+inf'),\n"
     "    redis.call('ZCARD', DONE.completed), redis.call('ZCARD', DONE.failed), p }\n"
     "end\n"
     "local function promote(now)\n"
@@ -2339,7 +2355,7 @@ const char nv__redis_lua_queue_pause[] =
     "  if not pick then return -3, next_at(first, now, nxt) end\n"
     "  local k = jkey(pick)\n"
     "  if not popped then redis.call('ZREM', WAIT, pick) end\n"
-    "  redis.call('ZADD', ACTIVE, lease, pick)\n"
+    "  redis.call('ZADD', ACTIVE, lease, pick, '+inf', PIN)\n"
     "  local h = redis.call('HGETALL', k)\n"
     "  redis.call('HSET', k, 'state', 'active', 'processedOn', I(now),\n"
     "    'leaseUntil', lease, 'leaseToken', token, 'finishedOn', '0')\n"
@@ -2400,9 +2416,10 @@ const char nv__redis_lua_queue_pause[] =
     "return { 1 }\n"
     ;
 
-const char nv__redis_fn_queue_progress[] = "nv0fe5da8f16_queue_progress";
+const char nv__redis_fn_queue_progress[] = "nv17ad171f67_queue_progress";
 const char nv__redis_lua_queue_progress[] =
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
+    "local PIN = '\\1active-set-pin: keeps this sorted set a skiplist (see queue_common.lua)'\n"
     "local function setup()\n"
     "  B = ARGV[1]\n"
     "  META, WAIT, DELAYED, ACTIVE = B .. ':meta', B .. ':wait', B .. ':delayed', B .. ':active'\n"
@@ -2490,7 +2507,7 @@ const char nv__redis_lua_queue_progress[] =
     "  local w = redis.call('ZCARD', WAIT)\n"
     "  local p = 0\n"
     "  if paused() then p = w; w = 0 end\n"
-    "  return { 1, w, redis.call('ZCARD', DELAYED), redis.call('ZCARD', ACTIVE),\n"
+    "  return { 1, w, redis.call('ZCARD', DELAYED), redis.call('ZCOUNT', ACTIVE, '-inf', '(+inf'),\n"
     "    redis.call('ZCARD', DONE.completed), redis.call('ZCARD', DONE.failed), p }\n"
     "end\n"
     "local function promote(now)\n"
@@ -2569,7 +2586,7 @@ const char nv__redis_lua_queue_progress[] =
     "  if not pick then return -3, next_at(first, now, nxt) end\n"
     "  local k = jkey(pick)\n"
     "  if not popped then redis.call('ZREM', WAIT, pick) end\n"
-    "  redis.call('ZADD', ACTIVE, lease, pick)\n"
+    "  redis.call('ZADD', ACTIVE, lease, pick, '+inf', PIN)\n"
     "  local h = redis.call('HGETALL', k)\n"
     "  redis.call('HSET', k, 'state', 'active', 'processedOn', I(now),\n"
     "    'leaseUntil', lease, 'leaseToken', token, 'finishedOn', '0')\n"
@@ -2636,9 +2653,10 @@ const char nv__redis_lua_queue_progress[] =
     "return { 1 }\n"
     ;
 
-const char nv__redis_fn_queue_reap[] = "nv0fe5da8f16_queue_reap";
+const char nv__redis_fn_queue_reap[] = "nv17ad171f67_queue_reap";
 const char nv__redis_lua_queue_reap[] =
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
+    "local PIN = '\\1active-set-pin: keeps this sorted set a skiplist (see queue_common.lua)'\n"
     "local function setup()\n"
     "  B = ARGV[1]\n"
     "  META, WAIT, DELAYED, ACTIVE = B .. ':meta', B .. ':wait', B .. ':delayed', B .. ':active'\n"
@@ -2726,7 +2744,7 @@ const char nv__redis_lua_queue_reap[] =
     "  local w = redis.call('ZCARD', WAIT)\n"
     "  local p = 0\n"
     "  if paused() then p = w; w = 0 end\n"
-    "  return { 1, w, redis.call('ZCARD', DELAYED), redis.call('ZCARD', ACTIVE),\n"
+    "  return { 1, w, redis.call('ZCARD', DELAYED), redis.call('ZCOUNT', ACTIVE, '-inf', '(+inf'),\n"
     "    redis.call('ZCARD', DONE.completed), redis.call('ZCARD', DONE.failed), p }\n"
     "end\n"
     "local function promote(now)\n"
@@ -2805,7 +2823,7 @@ const char nv__redis_lua_queue_reap[] =
     "  if not pick then return -3, next_at(first, now, nxt) end\n"
     "  local k = jkey(pick)\n"
     "  if not popped then redis.call('ZREM', WAIT, pick) end\n"
-    "  redis.call('ZADD', ACTIVE, lease, pick)\n"
+    "  redis.call('ZADD', ACTIVE, lease, pick, '+inf', PIN)\n"
     "  local h = redis.call('HGETALL', k)\n"
     "  redis.call('HSET', k, 'state', 'active', 'processedOn', I(now),\n"
     "    'leaseUntil', lease, 'leaseToken', token, 'finishedOn', '0')\n"
@@ -2884,9 +2902,10 @@ const char nv__redis_lua_queue_reap[] =
     "return out\n"
     ;
 
-const char nv__redis_fn_queue_remove[] = "nv0fe5da8f16_queue_remove";
+const char nv__redis_fn_queue_remove[] = "nv17ad171f67_queue_remove";
 const char nv__redis_lua_queue_remove[] =
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
+    "local PIN = '\\1active-set-pin: keeps this sorted set a skiplist (see queue_common.lua)'\n"
     "local function setup()\n"
     "  B = ARGV[1]\n"
     "  META, WAIT, DELAYED, ACTIVE = B .. ':meta', B .. ':wait', B .. ':delayed', B .. ':active'\n"
@@ -2974,7 +2993,7 @@ const char nv__redis_lua_queue_remove[] =
     "  local w = redis.call('ZCARD', WAIT)\n"
     "  local p = 0\n"
     "  if paused() then p = w; w = 0 end\n"
-    "  return { 1, w, redis.call('ZCARD', DELAYED), redis.call('ZCARD', ACTIVE),\n"
+    "  return { 1, w, redis.call('ZCARD', DELAYED), redis.call('ZCOUNT', ACTIVE, '-inf', '(+inf'),\n"
     "    redis.call('ZCARD', DONE.completed), redis.call('ZCARD', DONE.failed), p }\n"
     "end\n"
     "local function promote(now)\n"
@@ -3053,7 +3072,7 @@ const char nv__redis_lua_queue_remove[] =
     "  if not pick then return -3, next_at(first, now, nxt) end\n"
     "  local k = jkey(pick)\n"
     "  if not popped then redis.call('ZREM', WAIT, pick) end\n"
-    "  redis.call('ZADD', ACTIVE, lease, pick)\n"
+    "  redis.call('ZADD', ACTIVE, lease, pick, '+inf', PIN)\n"
     "  local h = redis.call('HGETALL', k)\n"
     "  redis.call('HSET', k, 'state', 'active', 'processedOn', I(now),\n"
     "    'leaseUntil', lease, 'leaseToken', token, 'finishedOn', '0')\n"
@@ -3118,9 +3137,10 @@ const char nv__redis_lua_queue_remove[] =
     "return { 1, j }\n"
     ;
 
-const char nv__redis_fn_queue_retry[] = "nv0fe5da8f16_queue_retry";
+const char nv__redis_fn_queue_retry[] = "nv17ad171f67_queue_retry";
 const char nv__redis_lua_queue_retry[] =
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
+    "local PIN = '\\1active-set-pin: keeps this sorted set a skiplist (see queue_common.lua)'\n"
     "local function setup()\n"
     "  B = ARGV[1]\n"
     "  META, WAIT, DELAYED, ACTIVE = B .. ':meta', B .. ':wait', B .. ':delayed', B .. ':active'\n"
@@ -3208,7 +3228,7 @@ const char nv__redis_lua_queue_retry[] =
     "  local w = redis.call('ZCARD', WAIT)\n"
     "  local p = 0\n"
     "  if paused() then p = w; w = 0 end\n"
-    "  return { 1, w, redis.call('ZCARD', DELAYED), redis.call('ZCARD', ACTIVE),\n"
+    "  return { 1, w, redis.call('ZCARD', DELAYED), redis.call('ZCOUNT', ACTIVE, '-inf', '(+inf'),\n"
     "    redis.call('ZCARD', DONE.completed), redis.call('ZCARD', DONE.failed), p }\n"
     "end\n"
     "local function promote(now)\n"
@@ -3287,7 +3307,7 @@ const char nv__redis_lua_queue_retry[] =
     "  if not pick then return -3, next_at(first, now, nxt) end\n"
     "  local k = jkey(pick)\n"
     "  if not popped then redis.call('ZREM', WAIT, pick) end\n"
-    "  redis.call('ZADD', ACTIVE, lease, pick)\n"
+    "  redis.call('ZADD', ACTIVE, lease, pick, '+inf', PIN)\n"
     "  local h = redis.call('HGETALL', k)\n"
     "  redis.call('HSET', k, 'state', 'active', 'processedOn', I(now),\n"
     "    'leaseUntil', lease, 'leaseToken', token, 'finishedOn', '0')\n"

@@ -179,7 +179,11 @@ local function run_ops()
       xs[i] = is_paused and 0 or next_at(first, tonumber(ARGV[t]), 0)
     end
   end
-  if #za > 0 then redis.call('ZADD', ACTIVE, unpack(za)) end
+  if #za > 0 then
+    za[#za + 1] = '+inf'
+    za[#za + 1] = PIN
+    redis.call('ZADD', ACTIVE, unpack(za))
+  end
 end
 run_ops()
 local out, o, cn = { 1 }, 1, nil
