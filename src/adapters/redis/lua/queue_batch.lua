@@ -6,6 +6,11 @@
 --   X id token kind now rv reason retry_at lease token lmax ldur grouped
 --                                                   -22 | 1 1 job logs | 1 0 next_at
 --   C                                               {as queue_counts}
+--   E m now max id timestamp delayUntil priority lifo field value...
+--                                                   1 state paused | 0 job paused logs | -18
+-- (E: m counts the arguments after it, max is the most unfinished jobs or
+-- 0, the pairs are the new record, its state and 'nologs' among them;
+-- 1: a new job, 0: an existing one, -18: the queue is full.)
 -- ('lease' is the new lease's end, leaseUntil; X: finish, then when it
 -- succeeded reserve; job: the record before the reservation, logs: its
 -- log entries, 0 when none.) Reply: 1, then the replies of the ops in
@@ -19,15 +24,22 @@
 -- now (then each reserve runs in turn); the finishes share one ZREM of the
 -- active set, and those that remove their job one ZREM of the ids and one
 -- DEL. Otherwise each op runs in turn. Counts are taken once, after every
--- other op of the batch.
+-- other op of the batch. Enqueues run before the other ops; when none has
+-- a maximum, the plain ones (neither delayed nor lifo) share one HINCRBY
+-- of the wait order, one ZADD to the wait set; all share one ZADD to the
+-- ids and one note (its count after a NUL: see redis/queue.c).
 local n = tonumber(ARGV[4])
 -- ops[i]: the index in ARGV of op i's letter
-local ops, a, fast = {}, 5, true
+local ops, a, fast, enq, capped = {}, 5, true, false, false
 for i = 1, n do
   local c = ARGV[a]
   ops[i] = a
   if c == 'C' then
     a = a + 1
+  elseif c == 'E' then
+    enq = true
+    if tonumber(ARGV[a + 3]) > 0 then capped = true end
+    a = a + 2 + tonumber(ARGV[a + 1])
   elseif c == 'R' then
     if tonumber(ARGV[a + 4]) > 0 then fast = false end
     a = a + 7
@@ -48,7 +60,63 @@ local function rpos(a)
   return a + 4, a + 8
 end
 -- per op: its finish's code, the record it reserved, its logs or next_at
+-- (an enqueue: its code, the existing job's record, its logs)
 local code, hs, xs = {}, {}, {}
+local enq_paused   -- the pause flag, for the enqueues' replies
+local function enqueues()
+  local ids, woke, plain, found = {}, 0, {}, false
+  for i, e in ipairs(ops) do
+    if ARGV[e] == 'E' then
+      local now, max, id = tonumber(ARGV[e + 2]), tonumber(ARGV[e + 3]), ARGV[e + 4]
+      local k = jkey(id)
+      if redis.call('EXISTS', k) == 1 then
+        local h = redis.call('HGETALL', k)
+        local l = redis.call('LRANGE', lkey(id), 0, -1)
+        code[i], hs[i], xs[i] = 0, h, #l > 0 and l or 0
+        found = true
+      elseif max > 0 and redis.call('ZCARD', WAIT) + redis.call('ZCARD', DELAYED) +
+          redis.call('ZCOUNT', ACTIVE, '-inf', '(+inf') >= max then
+        code[i] = -18
+      else
+        local du = tonumber(ARGV[e + 6])
+        redis.call('HSET', k, unpack(ARGV, e + 9, e + 1 + tonumber(ARGV[e + 1])))
+        if du > now then
+          add_delayed(id, du)
+          xs[i] = 'delayed'
+        elseif capped or ARGV[e + 8] == '1' then
+          make_waiting(id, tonumber(ARGV[e + 7]), ARGV[e + 8], true)
+          xs[i] = 'waiting'
+        else
+          plain[#plain + 1] = i
+          xs[i] = 'waiting'
+        end
+        code[i] = 1
+        woke = woke + 1
+        ids[#ids + 1] = ARGV[e + 5]
+        ids[#ids + 1] = id
+      end
+    end
+  end
+  if #plain > 0 then
+    -- as make_waiting, one order number each
+    local last = redis.call('HINCRBY', META, 'seq', I(#plain))
+    if last > 536870912 and redis.call('ZCARD', WAIT) == 0 then
+      redis.call('HSET', META, 'seq', '0', 'lseq', '0')
+      last = redis.call('HINCRBY', META, 'seq', I(#plain))
+    end
+    local za = {}
+    for j, i in ipairs(plain) do
+      local e = ops[i]
+      za[#za + 1] = I(tonumber(ARGV[e + 7]) * 2147483648 + 1073741824 + last - #plain + j)
+      za[#za + 1] = ARGV[e + 4]
+    end
+    redis.call('ZADD', WAIT, unpack(za))
+  end
+  if #ids > 0 then redis.call('ZADD', IDS, unpack(ids)) end
+  if woke == 1 then wake()
+  elseif woke > 1 then redis.call('PUBLISH', ARGV[2], ARGV[3] .. '\0' .. I(woke)) end
+  if woke > 0 or found then enq_paused = paused() end
+end
 local function run_ops()
   local function reserve(a)
     local t, l = rpos(a)
@@ -58,8 +126,8 @@ local function run_ops()
   if not fast then
     for i, f in ipairs(ops) do
       local c = ARGV[f]
-      if c == 'C' then
-        -- after the others
+      if c == 'C' or c == 'E' then
+        -- counts after the others, enqueues before
       else
         local rc = 1
         if c ~= 'R' then
@@ -185,11 +253,22 @@ local function run_ops()
     redis.call('ZADD', ACTIVE, unpack(za))
   end
 end
+if enq then enqueues() end
 run_ops()
 local out, o, cn = { 1 }, 1, nil
 for i, f in ipairs(ops) do
   local c = ARGV[f]
-  if c == 'C' then
+  if c == 'E' then
+    o = o + 1; out[o] = code[i]
+    if code[i] == 1 then
+      o = o + 1; out[o] = xs[i]
+      o = o + 1; out[o] = enq_paused and 1 or 0
+    elseif code[i] == 0 then
+      o = o + 1; out[o] = hs[i]
+      o = o + 1; out[o] = enq_paused and 1 or 0
+      o = o + 1; out[o] = xs[i]
+    end
+  elseif c == 'C' then
     cn = cn or counts()
     o = o + 1; out[o] = cn
   elseif c == 'F' or (c == 'X' and code[i] < 0) then

@@ -17,8 +17,9 @@
 --   B:lim[...]   zset  limiter activations by time (sliding window)
 -- Every change that may make a job runnable sooner than the reply of an
 -- empty reserve said (enqueue, delayed enqueue, retry, release, resume,
--- reap) publishes the queue name on the wake channel: instances cache
--- empty reserves until such a note (redis/queue.c).
+-- reap) publishes the queue name on the wake channel (queue_batch: n
+-- enqueues at once, the name, a NUL and n): instances cache empty
+-- reserves until such a note (redis/queue.c).
 -- KEYS[1] = B:meta routes the call; ARGV[1] = B, ARGV[2] = the wake
 -- channel, ARGV[3] = the queue name. Replies: {code, ...}, code < 0 an
 -- NV_E* code. Layout version 1.2 (records of layout 1, every field on
