@@ -731,6 +731,18 @@ op_args(nv__redis_args *x, const struct op *o)
 {
     const nv_limiter *lim = o->lim;
 
+    if (o->kind == OP_FINISH_RESERVE && o->f->kind == NV_FINISH_COMPLETE &&
+        (lim == NULL || lim->max <= 0)) {
+        /* the busy worker's usual call, in short */
+        nv__redis_args_str(x, "Y");
+        nv__redis_args_str(x, o->id);
+        nv__redis_args_str(x, o->token);
+        nv__redis_args_int(x, o->now);
+        nv__redis_args_str(x, o->f->returnvalue ? o->f->returnvalue : "null");
+        nv__redis_args_int(x, o->now + o->lease_ms);   /* leaseUntil */
+        nv__redis_args_str(x, o->tok);
+        return;
+    }
     nv__redis_args_str(x, o->kind == OP_RESERVE ? "R"
                           : o->kind == OP_FINISH ? "F"
                           : o->kind == OP_COUNTS ? "C"

@@ -5,6 +5,7 @@
 --   F id token kind now rv reason retry_at          code
 --   X id token kind now rv reason retry_at lease token lmax ldur grouped
 --                                                   -22 | 1 1 job logs | 1 0 next_at
+--   Y id token now rv lease token                   as X (kind 0, no limiter)
 --   C                                               {as queue_counts}
 --   E m now max id timestamp delayUntil priority lifo field value...
 --                                                   1 state paused | 0 job paused logs | -18
@@ -43,6 +44,8 @@ for i = 1, n do
   elseif c == 'R' then
     if tonumber(ARGV[a + 4]) > 0 then fast = false end
     a = a + 7
+  elseif c == 'Y' then
+    a = a + 7
   else
     local kind = ARGV[a + 3]
     if kind ~= '0' and kind ~= '2' then fast = false end
@@ -54,11 +57,21 @@ for i = 1, n do
     end
   end
 end
--- where the reserve arguments of the op at 'a' are: now, then lease...
-local function rpos(a)
-  if ARGV[a] == 'R' then return a + 1, a + 2 end
-  return a + 4, a + 8
+-- The finish of the op at 'f': id, token, kind, now, returnvalue, reason,
+-- retry_at (numbers as text).
+local function fargs(f)
+  if ARGV[f] == 'Y' then return ARGV[f + 1], ARGV[f + 2], '0', ARGV[f + 3], ARGV[f + 4], '', '0' end
+  return ARGV[f + 1], ARGV[f + 2], ARGV[f + 3], ARGV[f + 4], ARGV[f + 5], ARGV[f + 6], ARGV[f + 7]
 end
+-- The reserve of the op at 'f': now, lease, token, lmax, ldur, grouped.
+local function rargs(f)
+  local c = ARGV[f]
+  if c == 'R' then return ARGV[f + 1], ARGV[f + 2], ARGV[f + 3], ARGV[f + 4], ARGV[f + 5], ARGV[f + 6] end
+  if c == 'Y' then return ARGV[f + 3], ARGV[f + 5], ARGV[f + 6], '0', '0', '0' end
+  return ARGV[f + 4], ARGV[f + 8], ARGV[f + 9], ARGV[f + 10], ARGV[f + 11], ARGV[f + 12]
+end
+local FIN = { F = true, X = true, Y = true }
+local RES = { R = true, X = true, Y = true }
 -- per op: its finish's code, the record it reserved, its logs or next_at
 -- (an enqueue: its code, the existing job's record, its logs)
 local code, hs, xs = {}, {}, {}
@@ -118,10 +131,9 @@ local function enqueues()
   if woke > 0 or found then enq_paused = paused() end
 end
 local function run_ops()
-  local function reserve(a)
-    local t, l = rpos(a)
-    return reserve_next(tonumber(ARGV[t]), ARGV[l], ARGV[l + 1], tonumber(ARGV[l + 2]),
-      tonumber(ARGV[l + 3]), ARGV[l + 4] == '1')
+  local function reserve(f)
+    local now, lease, tok, lmax, ldur, grouped = rargs(f)
+    return reserve_next(tonumber(now), lease, tok, tonumber(lmax), tonumber(ldur), grouped == '1')
   end
   if not fast then
     for i, f in ipairs(ops) do
@@ -131,8 +143,8 @@ local function run_ops()
       else
         local rc = 1
         if c ~= 'R' then
-          rc = finish_job(ARGV[f + 1], ARGV[f + 2], tonumber(ARGV[f + 3]), tonumber(ARGV[f + 4]),
-            ARGV[f + 5], ARGV[f + 6], tonumber(ARGV[f + 7]))
+          local id, tok, kind, now, rv, reason, retry_at = fargs(f)
+          rc = finish_job(id, tok, tonumber(kind), tonumber(now), rv, reason, tonumber(retry_at))
           code[i] = rc
         end
         if c ~= 'F' and rc > 0 then
@@ -148,11 +160,11 @@ local function run_ops()
   -- ('gone': a second finish of one lease in the batch is refused)
   local gone, zact, zids, dels = {}, {}, {}, {}
   local function finish(f)
-    local id, kind = ARGV[f + 1], ARGV[f + 3]
+    local id, tok, kind, now, rv, reason = fargs(f)
     local k = jkey(id)
     local h = redis.call('HMGET', k, 'state', 'leaseToken', kind == '0' and 'roc' or 'rof',
       'attemptsMade')
-    if h[1] ~= 'active' or h[2] ~= ARGV[f + 2] or gone[id] then return -22 end
+    if h[1] ~= 'active' or h[2] ~= tok or gone[id] then return -22 end
     gone[id] = true
     zact[#zact + 1] = id
     local keep = tonumber(h[3] or '-1') or -1
@@ -168,25 +180,25 @@ local function run_ops()
     if kind == '0' then
       state = 'completed'
       redis.call('HSET', k, 'attemptsMade', attempts, 'state', state,
-        'finishedOn', ARGV[f + 4], 'returnvalue', ARGV[f + 5])
+        'finishedOn', now, 'returnvalue', rv)
     else
       state = 'failed'
       redis.call('HSET', k, 'attemptsMade', attempts, 'state', state,
-        'finishedOn', ARGV[f + 4], 'failedReason', ARGV[f + 6])
+        'finishedOn', now, 'failedReason', reason)
     end
-    add_done(state, id, tonumber(ARGV[f + 4]), keep)
+    add_done(state, id, tonumber(now), keep)
     return 1
   end
   local want, minnow, maxnow = {}, nil, 0
   for i, f in ipairs(ops) do
     local c, rc = ARGV[f], 1
-    if c == 'F' or c == 'X' then
+    if FIN[c] then
       rc = finish(f)
       code[i] = rc
     end
-    if (c == 'R' or c == 'X') and rc > 0 then
+    if RES[c] and rc > 0 then
       want[#want + 1] = i
-      local now = tonumber(ARGV[rpos(f)])
+      local now = tonumber((rargs(f)))
       if minnow == nil or now < minnow then minnow = now end
       if now > maxnow then maxnow = now end
     end
@@ -205,18 +217,21 @@ local function run_ops()
     end
     return
   end
-  -- the first #want waiting jobs (ZPOPMIN would format every score)
+  -- the first #want waiting jobs (ZPOPMIN formats every score: for a few
+  -- only; one more call costs more than formatting two)
   local took = {}
-  if not is_paused then
+  if not is_paused and #want <= 2 then
+    local p = redis.call('ZPOPMIN', WAIT, I(#want))
+    for j = 1, #p, 2 do took[#took + 1] = p[j] end
+  elseif not is_paused then
     took = redis.call('ZRANGE', WAIT, '0', I(#want - 1))
     if #took > 0 then redis.call('ZREMRANGEBYRANK', WAIT, '0', I(#took - 1)) end
   end
   local za = {}
   for j, i in ipairs(want) do
     local f, id = ops[i], took[j]
-    local t, l = rpos(f)
+    local now, lease, tok = rargs(f)
     if id then
-      local lease = ARGV[l]
       za[#za + 1] = lease
       za[#za + 1] = id
       local kk = jkey(id)
@@ -230,11 +245,11 @@ local function run_ops()
         elseif fl == 'finishedOn' then fin = true end
       end
       if fin then
-        redis.call('HSET', kk, 'state', 'active', 'processedOn', ARGV[t],
-          'leaseUntil', lease, 'leaseToken', ARGV[l + 1], 'finishedOn', '0')
+        redis.call('HSET', kk, 'state', 'active', 'processedOn', now,
+          'leaseUntil', lease, 'leaseToken', tok, 'finishedOn', '0')
       else
-        redis.call('HSET', kk, 'state', 'active', 'processedOn', ARGV[t],
-          'leaseUntil', lease, 'leaseToken', ARGV[l + 1])
+        redis.call('HSET', kk, 'state', 'active', 'processedOn', now,
+          'leaseUntil', lease, 'leaseToken', tok)
       end
       hs[i] = h
       if nologs then
@@ -244,7 +259,7 @@ local function run_ops()
         xs[i] = #l > 0 and l or 0
       end
     else
-      xs[i] = is_paused and 0 or next_at(first, tonumber(ARGV[t]), 0)
+      xs[i] = is_paused and 0 or next_at(first, tonumber(now), 0)
     end
   end
   if #za > 0 then
@@ -271,11 +286,11 @@ for i, f in ipairs(ops) do
   elseif c == 'C' then
     cn = cn or counts()
     o = o + 1; out[o] = cn
-  elseif c == 'F' or (c == 'X' and code[i] < 0) then
+  elseif c == 'F' or (c ~= 'R' and code[i] < 0) then
     o = o + 1; out[o] = code[i]
   else
     local h = hs[i]
-    if c == 'X' then
+    if c ~= 'R' then
       o = o + 1; out[o] = 1
       o = o + 1; out[o] = h and 1 or 0
     else
