@@ -235,8 +235,15 @@ spare_pop(struct mqueue *q)
     if (q->pfree == NULL)
         q->pfree = atomic_exchange_explicit(&q->spare, NULL,
                                             memory_order_acquire);
-    if ((m = q->pfree) != NULL)
+    if ((m = q->pfree) != NULL) {
         q->pfree = m->next;
+        /* nspare is shared with the workers: off by a batch at a time */
+        if (++q->ptaken == NODE_POOL) {
+            atomic_fetch_sub_explicit(&q->nspare, q->ptaken,
+                                      memory_order_relaxed);
+            q->ptaken = 0;
+        }
+    }
     pthread_mutex_unlock(&q->pmu);
     return m;
 }
@@ -278,7 +285,7 @@ enqueue_inbox(struct mqueues *a, struct mqueue *q, const nv_job *job,
         atomic_load(&q->spinners) == 0) {
         mq_lock(q);
         mq_wake(q, 0);
-        pthread_mutex_unlock(&q->mu);
+        mq_unlock(q);
     }
     return NV_OK;
 }
@@ -322,14 +329,14 @@ mem_enqueue(void *self, const nv_job *job, int64_t now,
             else if (created != NULL)
                 *created = 0;
             mq_node_discard(q, m);
-            pthread_mutex_unlock(&q->mu);
+            mq_unlock(q);
             return rc;
         }
         if (max_unfinished > 0 &&
             q->nwaiting + (int64_t)q->delayed.n + q->nactive >=
                 max_unfinished) {
             mq_node_discard(q, m);
-            pthread_mutex_unlock(&q->mu);
+            mq_unlock(q);
             return nv__error(err, NV_EQUEUE_FULL, "queue '%s' is full (%"
                              PRId64 " unfinished jobs)", job->queue,
                              max_unfinished);
@@ -337,14 +344,14 @@ mem_enqueue(void *self, const nv_job *job, int64_t now,
         if (m != NULL || (m = mq_node_pop(q)) != NULL)
             break;
         /* no pooled node: allocate one outside the lock, look again */
-        pthread_mutex_unlock(&q->mu);
+        mq_unlock(q);
         if ((m = mq_node_alloc(size)) == NULL)
             return oom(err);
         mq_lock(q);
     }
     if (mq_job_fill(q, m, job, id) != NV_OK) {
         mq_node_discard(q, m);
-        pthread_mutex_unlock(&q->mu);
+        mq_unlock(q);
         return oom(err);
     }
     if (m->j.timestamp == 0)
@@ -357,7 +364,7 @@ mem_enqueue(void *self, const nv_job *job, int64_t now,
         mq_job_free(q, m);
         rc = NV_ENOMEM;
     }
-    pthread_mutex_unlock(&q->mu);
+    mq_unlock(q);
     if (rc != NV_OK)
         return oom(err);
     if (created != NULL)
@@ -532,7 +539,7 @@ reserve_finish(struct mqueue *q, struct mjob *m, struct mrec *held,
         mq_waiting_add(q, back);
         mq_wake(q, 0);
     }
-    pthread_mutex_unlock(&q->mu);
+    mq_unlock(q);
     mq_job_unpin(m);
     return NV_ENOMEM;
 }
@@ -558,7 +565,7 @@ mem_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
     mq_outbufs_init(&b);
     mq_lock(q);
     rc = reserve_locked(a, q, now, lease_ms, lim, &held, &m, &next);
-    pthread_mutex_unlock(&q->mu);
+    mq_unlock(q);
     if (rc == NV_OK)
         rc = reserve_finish(q, m, &held, out, &b);
     mq_outbufs_release(&b);
@@ -601,7 +608,7 @@ mem_extend(void *self, const char *queue, const char *id, const char *token,
     mq_lock(q);
     if ((m = leased(q, id, token)) != NULL)
         m->j.lease_until = until;
-    pthread_mutex_unlock(&q->mu);
+    mq_unlock(q);
     return m != NULL ? NV_OK : lease_lost(err, queue, id);
 }
 
@@ -705,7 +712,7 @@ mem_finish(void *self, const char *queue, const char *id, const char *token,
         return rc;
     mq_lock(q);
     rc = finish_locked(q, queue, id, token, f, now, &text, err);
-    pthread_mutex_unlock(&q->mu);
+    mq_unlock(q);
     nv__free(text);
     return rc;
 }
@@ -745,7 +752,7 @@ mem_finish_reserve(void *self, const char *queue, const char *id,
     rc = finish_locked(q, queue, id, token, f, now, &text, err);
     if (rc == NV_OK)
         rrc = reserve_locked(a, q, now, lease_ms, lim, &held, &m, &next);
-    pthread_mutex_unlock(&q->mu);
+    mq_unlock(q);
     if (rrc == NV_OK)
         rrc = reserve_finish(q, m, &held, out, &b);
     mq_outbufs_release(&b);
@@ -780,7 +787,7 @@ mem_progress(void *self, const char *queue, const char *id, const char *token,
         m->j.progress_data = d;
         d = NULL;
     }
-    pthread_mutex_unlock(&q->mu);
+    mq_unlock(q);
     nv__free(d);
     return rc;
 }
@@ -895,7 +902,7 @@ mem_reap(void *self, const char *queue, int64_t now, int max_stalled,
     if (woke && !q->paused)
         mq_wake(q, 1);
     groups_sweep(q, now);
-    pthread_mutex_unlock(&q->mu);
+    mq_unlock(q);
     nv__free(exp);
     if (rc != NV_OK) {
         nv_reaped_free(v, cnt);
@@ -989,7 +996,7 @@ mem_wait(void *self, const char *queue, int64_t timeout_ms)
      * an enqueue between that reserve and this wait): do not sleep. */
     gen = atomic_load(&q->gen);
     if (gen != atomic_load_explicit(&q->idle_gen, memory_order_relaxed)) {
-        pthread_mutex_unlock(&q->mu);
+        mq_unlock(q);
         return NV_OK;
     }
     atomic_fetch_add(&q->waiters, 1);
@@ -997,7 +1004,7 @@ mem_wait(void *self, const char *queue, int64_t timeout_ms)
            pthread_cond_timedwait(&q->cv, &q->mu, &ts) == 0)
         ;
     atomic_fetch_sub(&q->waiters, 1);
-    pthread_mutex_unlock(&q->mu);
+    mq_unlock(q);
     return NV_OK;
 }
 
@@ -1015,7 +1022,7 @@ mem_wake(void *self)
             continue;
         mq_lock(q);
         mq_wake(q, 1);
-        pthread_mutex_unlock(&q->mu);
+        mq_unlock(q);
     }
 }
 

@@ -57,7 +57,9 @@ mq_hash(const void *key, size_t n)
  * of one size and reused through a per-queue pool of up to NODE_POOL
  * nodes: a stream of jobs then costs no malloc/free of the node. */
 #define NODE_INLINE 256
-#define NODE_POOL 64
+#define NODE_POOL 32
+/* Nodes handed to the producers and not yet taken, per queue (about). */
+#define SPARE_MAX 4096
 #define MQ_PIN_GONE 0x80000000u
 #define MQ_NODE_SIZE (sizeof(struct mjob) + NODE_INLINE)
 #define STALLED_REASON "job stalled more than allowable limit"
@@ -201,6 +203,7 @@ struct mqueue {
     struct mgroup **scratch;    /* saturated groups set aside by reserve */
     size_t          nscratch;
     struct mjob    *pool;       /* freed nodes for reuse, linked by next */
+    struct mjob    *pool_tail;  /* its last node */
     int             npool;
 
     /* The inbox block: the lines producers write, apart from the lines
@@ -215,9 +218,12 @@ struct mqueue {
     _Atomic int     waiters;    /* threads asleep in mem_wait */
     _Atomic int     spinners;   /* threads watching gen in mem_wait (0, 1) */
     char            pad2[64];
-    _Atomic(struct mjob *) spare;   /* nodes handed from pool to producers */
-    pthread_mutex_t pmu;        /* guards pfree (producers only) */
+    _Atomic(struct mjob *) spare;   /* nodes handed from pool to producers
+                                       (batches pushed, taken all at once) */
+    _Atomic int     nspare;     /* nodes in spare and pfree (about) */
+    pthread_mutex_t pmu;        /* guards pfree, ptaken (producers only) */
     struct mjob    *pfree;      /* nodes taken from spare */
+    int             ptaken;     /* taken from pfree, not yet off nspare */
     _Atomic(char *) opts_shared;    /* the first opts seen, kept till close:
                                        equal opts point here, not copied */
     char            pad1[64];
@@ -374,9 +380,12 @@ size_t mq_job_size(const nv_job *src);
 struct mjob *mq_node_pop(struct mqueue *q);
 /* A new node for 'size' bytes (no lock needed); NULL when out of memory. */
 struct mjob *mq_node_alloc(size_t size);
-/* Give back a node never filed (or not filled): pooled or freed. Under
- * q->mu. NULL ok. */
+/* Give back a node never filed (or not filled): pooled, or freed by
+ * mq_unlock. Under q->mu. NULL ok. */
 void  mq_node_discard(struct mqueue *q, struct mjob *m);
+/* Free the nodes this thread gave up under a lock (mq_unlock). */
+extern _Thread_local struct mjob *mq_garbage;
+void  mq_garbage_free(void);
 /* Fill node m (of mq_job_size(src) bytes at least) with a copy of 'src'
  * in queue q, with the id 'id' (src->id or a generated one); NV_ENOMEM
  * leaves m unfilled. No lock needed. */
@@ -433,6 +442,15 @@ mq_lock(struct mqueue *q)
     if (atomic_load_explicit(&q->inbox, memory_order_acquire) != NULL ||
         q->pending != NULL)
         mq_drain(q);
+}
+
+/* Let go of q->mu, then free what was given up under it. */
+static inline void
+mq_unlock(struct mqueue *q)
+{
+    pthread_mutex_unlock(&q->mu);
+    if (mq_garbage != NULL)
+        mq_garbage_free();
 }
 
 /* The queue named 'name', created when 'create'; NULL when absent/OOM. */

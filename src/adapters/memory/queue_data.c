@@ -527,7 +527,8 @@ mq_node_pop(struct mqueue *q)
 
     if (m != NULL) {
         q->pool = m->next;
-        q->npool--;
+        if (--q->npool == 0)
+            q->pool_tail = NULL;
     }
     return m;
 }
@@ -543,25 +544,60 @@ mq_node_alloc(size_t size)
     return m;
 }
 
+/* Nodes given up under a queue's mu, freed by this thread once it lets
+ * go of the lock (mq_unlock): free() of a node another thread allocated
+ * takes that thread's malloc arena lock, which must not lengthen the
+ * hold of the queue's. */
+_Thread_local struct mjob *mq_garbage;
+
 void
 mq_node_discard(struct mqueue *q, struct mjob *m)
 {
     if (m == NULL)
         return;
-    if (!m->pooled || q->npool >= NODE_POOL) {
-        nv__free(m);
+    if (!m->pooled) {
+        m->next = mq_garbage;
+        mq_garbage = m;
         return;
     }
     m->next = q->pool;
     q->pool = m;
-    q->npool++;
-    /* hand a batch to the producers (the inbox path) once they took the
-     * last one */
-    if (q->npool >= NODE_POOL / 2 &&
-        atomic_load_explicit(&q->spare, memory_order_relaxed) == NULL) {
-        atomic_store_explicit(&q->spare, q->pool, memory_order_release);
-        q->pool = NULL;
-        q->npool = 0;
+    if (q->npool++ == 0)
+        q->pool_tail = m;
+    if (q->npool < NODE_POOL)
+        return;
+    /* A batch for the producers (the inbox path), who allocate a node per
+     * job: pushed whatever they hold already, up to SPARE_MAX nodes, so a
+     * steady stream reuses its nodes without malloc or free. Beyond that
+     * (a backlog shrinking) the batch is freed, after the unlock. */
+    if (atomic_load_explicit(&q->nspare, memory_order_relaxed) <
+        SPARE_MAX) {
+        struct mjob *head = atomic_load_explicit(&q->spare,
+                                                 memory_order_relaxed);
+
+        atomic_fetch_add_explicit(&q->nspare, q->npool, memory_order_relaxed);
+        do
+            q->pool_tail->next = head;
+        while (!atomic_compare_exchange_weak_explicit(&q->spare, &head,
+                                                      q->pool,
+                                                      memory_order_release,
+                                                      memory_order_relaxed));
+    } else {
+        q->pool_tail->next = mq_garbage;
+        mq_garbage = q->pool;
+    }
+    q->pool = q->pool_tail = NULL;
+    q->npool = 0;
+}
+
+void
+mq_garbage_free(void)
+{
+    struct mjob *m;
+
+    while ((m = mq_garbage) != NULL) {
+        mq_garbage = m->next;
+        nv__free(m);
     }
 }
 
