@@ -196,10 +196,17 @@ mq_drain(struct mqueue *q)
     struct mjob *m = atomic_exchange_explicit(&q->inbox, NULL,
                                               memory_order_acquire);
     struct mjob *fifo = NULL, **tail;
+    size_t mask = q->jt.cap - 1;
 
+    /* Reversing the list reads every node (a chain of misses on lines
+     * the producer wrote): ask for the id-table slot each will look up
+     * meanwhile, so that filing them does not wait for each in turn (a
+     * large table misses on every slot). */
     while (m != NULL) {
         struct mjob *next = m->next;
 
+        if (q->jt.v != NULL)
+            __builtin_prefetch(&q->jt.v[m->idh & mask], 1);
         m->next = fifo;
         fifo = m;
         m = next;
@@ -384,6 +391,16 @@ mem_enqueue(void *self, const nv_job *job, int64_t now,
  */
 static _Thread_local const void *jt_hint;
 
+/* Ask for the lines of m a reserve reads (its record, its names). */
+static inline void
+prefetch_node(const struct mjob *m)
+{
+    const char *p = (const char *)m;
+
+    for (size_t off = 0; off < sizeof(*m) + 64; off += 64)
+        __builtin_prefetch(p + off, 1);
+}
+
 static int64_t
 min_next(int64_t a, int64_t b)
 {
@@ -453,7 +470,7 @@ reserve_locked(struct mqueues *a, struct mqueue *q, int64_t now,
                struct mjob **pinned, int64_t *next_at)
 {
     struct mgroup *g = NULL;
-    struct mjob *m;
+    struct mjob *m, *nx;
     int64_t next = 0;
     struct window *w = NULL;
     int tries = 0;
@@ -490,6 +507,7 @@ again:
             return NV_ENOMEM;
     }
     m = group_top(g);
+    nx = m->in_fifo ? m->next : NULL;
     mq_waiting_remove(q, m);      /* may free g: not used below */
     m->j.state = NV_JOB_ACTIVE;
     m->j.processed_on = now;
@@ -497,6 +515,12 @@ again:
     m->j.lease_until = now + lease_ms;
     mq_active_add(a, q, m);
     jt_hint = &q->jt.v[m->idh & (q->jt.cap - 1)];
+    /* the slot is read again to end the job: have it at hand by then;
+     * the next job of the fifo is read by the next reserve (here or in
+     * the other worker): its record, a miss with a large backlog */
+    __builtin_prefetch(jt_hint, 1);
+    if (nx != NULL)
+        prefetch_node(nx);
     if (mq_job_out_pinned(q, m, held) != NV_OK) {
         /* hand the job back as if never reserved */
         mq_active_del(q, m);
