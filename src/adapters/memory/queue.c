@@ -196,7 +196,6 @@ mq_drain(struct mqueue *q)
     struct mjob *m = atomic_exchange_explicit(&q->inbox, NULL,
                                               memory_order_acquire);
     struct mjob *fifo = NULL, **tail;
-    size_t mask = q->jt.cap - 1;
 
     /* Reversing the list reads every node (a chain of misses on lines
      * the producer wrote): ask for the id-table slot each will look up
@@ -205,8 +204,10 @@ mq_drain(struct mqueue *q)
     while (m != NULL) {
         struct mjob *next = m->next;
 
-        if (q->jt.v != NULL)
-            __builtin_prefetch(&q->jt.v[m->idh & mask], 1);
+        const void *slot = mq_jt_where(&q->jt, m);
+
+        if (slot != NULL)
+            __builtin_prefetch(slot, 1);
         m->next = fifo;
         fifo = m;
         m = next;
@@ -217,7 +218,7 @@ mq_drain(struct mqueue *q)
     while ((m = q->pending) != NULL) {
         struct mjob *next = m->next;   /* filing m reuses its links */
 
-        if (mq_jt_find_h(&q->jt, m->j.id, m->idh) != NULL) {
+        if (mq_jt_find_node(&q->jt, m) != NULL) {
             mq_job_release(m);
             mq_node_discard(q, m);
         } else if (file_new(q, m, m->enq_now, m->idh) != NV_OK) {
@@ -514,11 +515,12 @@ again:
     m->j.finished_on = 0;
     m->j.lease_until = now + lease_ms;
     mq_active_add(a, q, m);
-    jt_hint = &q->jt.v[m->idh & (q->jt.cap - 1)];
+    jt_hint = mq_jt_where(&q->jt, m);
     /* the slot is read again to end the job: have it at hand by then;
      * the next job of the fifo is read by the next reserve (here or in
      * the other worker): its record, a miss with a large backlog */
-    __builtin_prefetch(jt_hint, 1);
+    if (jt_hint != NULL)
+        __builtin_prefetch(jt_hint, 1);
     if (nx != NULL)
         prefetch_node(nx);
     if (mq_job_out_pinned(q, m, held) != NV_OK) {
@@ -1066,12 +1068,12 @@ queue_free(struct mqueue *q)
     struct mjob *m;
     struct mgroup *g, *gt;
 
-    for (size_t i = 0; i < q->jt.cap; i++) {
-        m = q->jt.v[i].m;
+    for (size_t i = 0; i < mq_jt_slots(&q->jt); i++) {
+        m = mq_jt_at(&q->jt, i);
         if (m != NULL)
             mq_job_destroy(m);
     }
-    nv__free(q->jt.v);
+    mq_jt_free(&q->jt);
     HASH_ITER(hh, q->groups, g, gt)
         mq_group_free(q, g);
     while ((m = q->pool) != NULL) {

@@ -123,6 +123,9 @@ struct mjob {
     struct mjob   *prev, *next; /* active / completed / failed list */
     int            pooled;      /* block of NODE_INLINE: reusable (q->pool) */
     int            in_fifo;     /* waiting: in grp->fifo, not grp->waiting */
+    uint64_t       seqn;        /* seq_ok: the number of its generated id */
+    unsigned char  seq_ok;      /* its id has the generated form */
+    unsigned char  in_ring;     /* in the id table's ring, not its hash part */
     int64_t        enq_now;     /* in the inbox: the enqueue's 'now' */
     uint32_t       act_i;       /* active: its slot in q->act */
     uint64_t       act_seq;     /* active: reservation order (reap) */
@@ -144,12 +147,63 @@ struct jslot {
     struct mjob *m;             /* NULL: empty */
 };
 
+/*
+ * Ids of the generated form "<ms>-<9 base36>" (N-3), whose 9 characters
+ * the engine hands out in sequence (src/core/jobs.c), are kept apart in a
+ * ring indexed by that number: jobs enqueued one after another then sit
+ * in neighbouring slots, so filing and removing a stream of jobs touches
+ * a few hot lines instead of a random slot of a large table each (a cache
+ * miss each with a large backlog). The ring holds numbers in [lo, lo +
+ * rcap); an id of the form that does not fit (another stream, far below
+ * or above, or a number already taken by another id) goes to the hash
+ * part, and nseq_hashed counts those, so that a lookup of such an id
+ * looks there only when some may be there.
+ */
 struct jtab {
-    struct jslot *v;
-    size_t        cap, n;
+    struct jslot *v;            /* the hash part */
+    size_t        cap, hn;
+    struct mjob **r;            /* the ring: r[x & (rcap - 1)] */
+    size_t        rcap, rn;
+    uint64_t      lo, hi;       /* numbers in r: [lo, hi], hi < lo + rcap */
+    size_t        nseq_hashed;
+    size_t        n;            /* jobs in all */
 };
 
 #define JT_MIN_CAP 256
+#define RING_MIN 1024
+#define RING_MAX ((size_t)1 << 26)
+
+/* The number of a generated id (1: of that form), as the engine makes it:
+ * the 9 characters after "<digits>-" are base 36, least significant
+ * first. */
+static inline int
+mq_id_seq(const char *id, uint64_t *x)
+{
+    const char *p = id;
+    uint64_t v = 0, mul = 1;
+
+    while (*p >= '0' && *p <= '9')
+        p++;
+    if (p == id || p - id > 19 || *p != '-')
+        return 0;
+    p++;
+    for (int i = 0; i < 9; i++) {
+        unsigned c = (unsigned char)p[i], d;
+
+        if (c - '0' <= 9)
+            d = c - '0';
+        else if (c - 'a' <= 'z' - 'a')
+            d = c - 'a' + 10;
+        else
+            return 0;
+        v += d * mul;
+        mul *= 36;
+    }
+    if (p[9] != '\0')
+        return 0;
+    *x = v;
+    return 1;
+}
 /* Waiting jobs of one limiter group (j.group; NULL is the group ""). */
 struct mgroup {
     char          *key;         /* "" for NULL, else "=" + value */
@@ -337,10 +391,18 @@ mq_id_hash(const char *id)
 struct mjob *mq_jt_find(const struct jtab *t, const char *id);
 /* The same with h = mq_id_hash(id), computed before taking the lock. */
 struct mjob *mq_jt_find_h(const struct jtab *t, const char *id, uint64_t h);
+/* The job with the id of filled node m (m->idh and m->seqn set), if any. */
+struct mjob *mq_jt_find_node(const struct jtab *t, const struct mjob *m);
 /* Add m, whose id (hash h) is not in t; 0 when out of memory (t
  * unchanged). */
 int   mq_jt_add(struct jtab *t, struct mjob *m, uint64_t h);
 void  mq_jt_del(struct jtab *t, struct mjob *m);
+/* Where t keeps (or would look for) filled node m: for a prefetch. */
+const void *mq_jt_where(const struct jtab *t, const struct mjob *m);
+/* Every job of t: mq_jt_at(t, i) for i < mq_jt_slots(t), NULL skipped. */
+size_t mq_jt_slots(const struct jtab *t);
+struct mjob *mq_jt_at(const struct jtab *t, size_t i);
+void  mq_jt_free(struct jtab *t);
 
 void  mq_list_append(struct jlist *l, struct mjob *m);
 void  mq_list_unlink(struct jlist *l, struct mjob *m);

@@ -159,8 +159,8 @@ mq_list(void *self, const char *queue, unsigned mask, int64_t offset,
         sel = nv__malloc((q->jt.n + 1) * sizeof(*sel));
         if (sel == NULL)
             rc = NV_ENOMEM;
-        for (size_t i = 0; sel != NULL && i < q->jt.cap; i++) {
-            m = q->jt.v[i].m;
+        for (size_t i = 0; sel != NULL && i < mq_jt_slots(&q->jt); i++) {
+            m = mq_jt_at(&q->jt, i);
             if (m != NULL &&
                 (mask & NV_JOB_MASK(reported_state(q, m))))
                 sel[cnt++] = m;
