@@ -454,6 +454,17 @@ typedef struct nv_stream_ops {
 
     int  (*ping)(void *self, nv_error *err);
     void (*close)(void *self);
+
+    /*
+     * Optional (NULL: subscribe() only). As subscribe(), except that with
+     * 'flow_only' = 1 the subscription is notified of published messages
+     * and of appended events whose type begins with "flow." only, so that
+     * an adapter may spare the work of notifying the other events while
+     * no subscription wants them; 'flow_only' = 0 is subscribe(). Ended
+     * with unsubscribe().
+     */
+    int  (*subscribe_flow)(void *self, int flow_only, nv_stream_note_fn fn,
+                           void *ud, void **handle, nv_error *err);
 } nv_stream_ops;
 
 typedef struct nv_stream {

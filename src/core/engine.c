@@ -269,6 +269,7 @@ engine_destroy(nv_engine *e)
     pthread_mutex_destroy(&e->mu);
     pthread_mutex_destroy(&e->tick_mu);
     pthread_mutex_destroy(&e->live_mu);
+    pthread_mutex_destroy(&e->sub_mu);
     pthread_mutex_destroy(&e->dirty_mu);
     pthread_mutex_destroy(&e->runs_mu);
     pthread_cond_destroy(&e->cv);
@@ -293,6 +294,7 @@ engine_new(const nv_config *cfg, nv_engine *with, nv_engine **out,
     pthread_mutex_init(&e->mu, NULL);
     pthread_mutex_init(&e->tick_mu, NULL);
     pthread_mutex_init(&e->live_mu, NULL);
+    pthread_mutex_init(&e->sub_mu, NULL);
     pthread_mutex_init(&e->dirty_mu, NULL);
     pthread_mutex_init(&e->runs_mu, NULL);
     pthread_cond_init(&e->cv, NULL);

@@ -117,6 +117,10 @@ struct nv_engine {
     atomic_int      nlive;
     void           *sub_handle;
     int             subscribed;
+    int             sub_all;            /* sub_handle gets every event, not
+                                           flow.* ones and messages only */
+    pthread_mutex_t sub_mu;             /* one subscription change at a
+                                           time (live.c); before live_mu */
     int             shared_stream;      /* stream adapter shared (redis) */
     /* Listeners on other instances (jobs.c, shared streams only) */
     atomic_llong    lsn_until;          /* monotonic ms: one known until */

@@ -860,3 +860,63 @@ Test(flows, retention_removes_finished_runs_beyond_the_newest_limit)
     cr_assert(run_exists(&t, c) && run_exists(&t, d));
     tenv_free(&t);
 }
+
+/* ---- live subscribers (SSE-4) ---- */
+
+static char live_log[16384];
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void
+live_cb(void *ud, const char *json)
+{
+    (void)ud;
+    pthread_mutex_lock(&live_mu);
+    if (strlen(live_log) + strlen(json) + 2 < sizeof(live_log)) {
+        strcat(live_log, json);
+        strcat(live_log, "\n");
+    }
+    pthread_mutex_unlock(&live_mu);
+}
+
+/* The live log holds a step.started and a flow.completed of run 'ud'. */
+static int
+live_has_run(void *ud)
+{
+    char a[NV_ID_MAX + 64], b[NV_ID_MAX + 64];
+    int r;
+
+    snprintf(a, sizeof(a), "\"type\":\"step.started\",\"runId\":\"%s\"",
+             (const char *)ud);
+    snprintf(b, sizeof(b), "\"type\":\"flow.completed\",\"runId\":\"%s\"",
+             (const char *)ud);
+    pthread_mutex_lock(&live_mu);
+    r = strstr(live_log, a) != NULL && strstr(live_log, b) != NULL;
+    pthread_mutex_unlock(&live_mu);
+    return r;
+}
+
+/* On a shared stream the engine listens to flow events only while it has
+ * no live subscriber: one that comes later, or again after the last one
+ * left, gets every event of a run. */
+Test(flows, a_live_subscriber_gets_step_events_also_after_the_last_one_left)
+{
+    tenv t;
+    nv_live *l = NULL;
+    char run[NV_ID_MAX];
+
+    S_a.result = S_b.result = S_j.result = NULL;
+    diamond(&t, NULL, NULL, NULL);
+    tstart(&t, "f", NULL, run);
+    twait_run(&t, run, "completed");
+    for (int round = 0; round < 2; round++) {
+        pthread_mutex_lock(&live_mu);
+        live_log[0] = '\0';
+        pthread_mutex_unlock(&live_mu);
+        cr_assert_eq(nv_live_subscribe(t.e, live_cb, NULL, &l, NULL), NV_OK);
+        tstart(&t, "f", NULL, run);
+        twait_run(&t, run, "completed");
+        cr_assert(twait(live_has_run, run), "round %d: %s", round, live_log);
+        nv_live_unsubscribe(t.e, l);
+    }
+    tenv_free(&t);
+}

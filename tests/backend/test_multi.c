@@ -95,8 +95,10 @@ got_completed(void *ud)
 
     (void)ud;
     pthread_mutex_lock(&got_mu);
+    /* a's job events and a's step events (not only its flow events) */
     r = strstr(got, "\"type\":\"completed\"") != NULL &&
-        strstr(got, "\"kind\":\"flow.event\"") != NULL;
+        strstr(got, "\"kind\":\"flow.event\"") != NULL &&
+        strstr(got, "\"type\":\"step.completed\"") != NULL;
     pthread_mutex_unlock(&got_mu);
     return r;
 }

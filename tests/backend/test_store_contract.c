@@ -479,6 +479,29 @@ Test(store_contract, idx_names_lists_non_empty_indexes_by_prefix_sorted)
     nv_strv_free(names, n);
 }
 
+Test(store_contract, idx_names_lists_an_index_again_once_refilled)
+{
+    char **names = NULL;
+    size_t n = 0;
+
+    put("nq:flows:f", "r1", 1, NULL);
+    put("nq:flows:f", "r2", 2, NULL);
+    cr_assert_eq(OPS->idx_drop(S, "nq:flows:f", NULL), NV_OK);
+    cr_assert_eq(OPS->idx_names(S, "nq:flows:", &names, &n, NULL), NV_OK);
+    cr_assert_eq(n, 0);
+    nv_strv_free(names, n);
+    put("nq:flows:f", "r3", 3, NULL);
+    put("nq:flows:f", "r4", 4, NULL);
+    cr_assert_eq(OPS->idx_del(S, "nq:flows:f", "r3", NULL), NV_OK);
+    cr_assert_eq(OPS->idx_del(S, "nq:flows:f", "r4", NULL), NV_OK);
+    put("nq:flows:f", "r5", 5, NULL);
+    put("nq:flows:f", "r6", 6, NULL);
+    cr_assert_eq(OPS->idx_names(S, "nq:flows:", &names, &n, NULL), NV_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(names[0], "nq:flows:f");
+    nv_strv_free(names, n);
+}
+
 /* ---- documents ---- */
 
 Test(store_contract, doc_put_numbers_revisions_from_one)

@@ -415,6 +415,59 @@ Test(stream_contract, no_callback_runs_after_unsubscribe_returns)
     OPS->unsubscribe(S, hp);
 }
 
+Test(stream_contract, a_flow_only_subscription_gets_messages_and_flow_events)
+{
+    struct got g, all;
+    void *h = NULL, *ha = NULL;
+    int msg = 0;
+
+    cr_assert_not_null(OPS->subscribe_flow, "every built-in stream adapter "
+                       "has subscribe_flow");
+    got_init(&g);
+    got_init(&all);
+    cr_assert_eq(OPS->subscribe_flow(S, 1, collect, &g, &h, NULL), NV_OK);
+    cr_assert_eq(OPS->subscribe_flow(S, 0, collect, &all, &ha, NULL), NV_OK);
+    cr_assert_eq(append("s", "flow.start", 1000, -1, NULL), NV_OK);
+    cr_assert_eq(append("s", "step.started", 1000, -1, NULL), NV_OK);
+    cr_assert_eq(append("s", "emit", 1000, -1, NULL), NV_OK);
+    cr_assert_eq(OPS->publish(S, "live", "{\"kind\":\"job\"}", NULL), NV_OK);
+    cr_assert_eq(append("s", "step.completed", 1001, -1, NULL), NV_OK);
+    cr_assert_eq(append("s", "flow.completed", 1001, -1, NULL), NV_OK);
+    /* the other subscription, of everything, gets everything */
+    cr_assert_eq(got_wait(&all, 6), 6);
+    /* this one the message and the flow events, in order: a step event
+     * would come before flow.completed, the last note */
+    cr_assert_eq(got_wait(&g, 3), 3);
+    cr_assert_str_eq(g.what[0], "e s 1000-0 flow.start");
+    for (int i = 0; i < 3; i++)
+        msg += strcmp(g.what[i], "m live {\"kind\":\"job\"}") == 0;
+    cr_assert_eq(msg, 1);
+    cr_assert(strcmp(g.what[2], "e s 1001-1 flow.completed") == 0 ||
+              strcmp(g.what[1], "e s 1001-1 flow.completed") == 0);
+    OPS->unsubscribe(S, h);
+    OPS->unsubscribe(S, ha);
+    cr_assert_eq(g.n, 3);
+    for (int i = 0; i < 3; i++)
+        cr_assert_null(strstr(g.what[i], "step."), "%s", g.what[i]);
+}
+
+Test(stream_contract, subscribe_flow_0_gets_every_note_as_subscribe_does)
+{
+    struct got g;
+    void *h = NULL;
+
+    got_init(&g);
+    cr_assert_eq(OPS->subscribe_flow(S, 0, collect, &g, &h, NULL), NV_OK);
+    cr_assert_eq(append("s", "flow.start", 1000, -1, NULL), NV_OK);
+    cr_assert_eq(append("s", "log", 1000, -1, NULL), NV_OK);
+    cr_assert_eq(append("s", "step.failed", 1000, -1, NULL), NV_OK);
+    cr_assert_eq(got_wait(&g, 3), 3);
+    cr_assert_str_eq(g.what[0], "e s 1000-0 flow.start");
+    cr_assert_str_eq(g.what[1], "e s 1000-1 log");
+    cr_assert_str_eq(g.what[2], "e s 1000-2 step.failed");
+    OPS->unsubscribe(S, h);
+}
+
 /* ---- concurrency ---- */
 
 #define APP_THREADS 4

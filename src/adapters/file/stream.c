@@ -68,6 +68,7 @@ struct sub {
     nv_stream_note_fn  fn;
     void              *ud;
     int                busy, dead;
+    int                flow_only;   /* messages and flow.* events only */
 };
 
 struct fst {
@@ -150,7 +151,8 @@ dispatch_main(void *arg)
             .message = n->message,
         };
         for (struct sub *b = s->subs; b != NULL; b = b->next) {
-            if (b->dead)
+            if (b->dead || (b->flow_only && n->has_event &&
+                            strncmp(n->ev.type, "flow.", 5) != 0))
                 continue;
             b->busy = 1;
             pthread_mutex_unlock(&s->nmu);
@@ -503,8 +505,8 @@ fst_publish(void *self, const char *channel, const char *message,
 }
 
 static int
-fst_subscribe(void *self, nv_stream_note_fn fn, void *ud, void **handle,
-              nv_error *err)
+fst_subscribe_flow(void *self, int flow_only, nv_stream_note_fn fn, void *ud,
+                   void **handle, nv_error *err)
 {
     struct fst *s = self;
     struct sub *b;
@@ -516,6 +518,7 @@ fst_subscribe(void *self, nv_stream_note_fn fn, void *ud, void **handle,
         return fdb_oom("stream", err);
     b->fn = fn;
     b->ud = ud;
+    b->flow_only = flow_only != 0;
     pthread_mutex_lock(&s->nmu);
     if (!s->started) {
         if (pthread_create(&s->thr, NULL, dispatch_main, s) != 0) {
@@ -532,6 +535,13 @@ fst_subscribe(void *self, nv_stream_note_fn fn, void *ud, void **handle,
     pthread_mutex_unlock(&s->nmu);
     *handle = b;
     return NV_OK;
+}
+
+static int
+fst_subscribe(void *self, nv_stream_note_fn fn, void *ud, void **handle,
+              nv_error *err)
+{
+    return fst_subscribe_flow(self, 0, fn, ud, handle, err);
 }
 
 static void
@@ -605,6 +615,7 @@ static const nv_stream_ops file_stream_ops = {
     .publish = fst_publish,
     .subscribe = fst_subscribe,
     .unsubscribe = fst_unsubscribe,
+    .subscribe_flow = fst_subscribe_flow,
     .ping = fst_ping,
     .close = fst_close,
 };

@@ -54,6 +54,7 @@ struct note {
 struct sub {
     uint64_t          id;       /* the handle; ids grow, 'subs' is sorted */
     uint64_t          from_seq; /* first note seq it receives */
+    int               flow_only;   /* messages and flow.* events only */
     nv_stream_note_fn fn;
     void             *ud;
 };
@@ -82,6 +83,7 @@ struct mshard {
 struct mstreams {
     struct mshard   sh[MS_SHARDS];
     atomic_size_t   listening;  /* nsubs, read without nmu by appends */
+    atomic_size_t   listening_all;  /* those not flow_only */
 
     pthread_mutex_t nmu;        /* guards everything below; after the
                                    shards' 'mu' */
@@ -122,6 +124,12 @@ note_push(struct mstreams *s, struct note *n)
     s->tail = n;
 }
 
+static int
+is_flow_type(const char *type)
+{
+    return strncmp(type, "flow.", 5) == 0;
+}
+
 /* Deliver one note to every subscription. Called and returns under nmu. */
 static void
 note_deliver(struct mstreams *s, const struct note *n)
@@ -146,7 +154,8 @@ note_deliver(struct mstreams *s, const struct note *n)
         if (cur.id == 0)
             break;
         last = cur.id;
-        if (n->seq < cur.from_seq)
+        if (n->seq < cur.from_seq ||
+            (cur.flow_only && n->has_event && !is_flow_type(n->ev.type)))
             continue;
         s->running = cur.id;
         pthread_mutex_unlock(&s->nmu);
@@ -235,7 +244,9 @@ event_note(struct mstreams *s, const char *stream, const struct mevent *ev)
 {
     struct note *n;
 
-    if (atomic_load(&s->listening) == 0)
+    if (atomic_load(&s->listening) == 0 ||
+        (atomic_load(&s->listening_all) == 0 &&
+         !is_flow_type(ev->blk + ev->off[F_TYPE])))
         return NULL;
     pthread_mutex_lock(&s->nmu);
     n = s->nsubs > 0 ? nv__calloc(1, sizeof(*n)) : NULL;
@@ -577,8 +588,8 @@ mem_publish(void *self, const char *channel, const char *message,
 /* ---- Subscriptions ---- */
 
 static int
-mem_subscribe(void *self, nv_stream_note_fn fn, void *ud, void **handle,
-              nv_error *err)
+mem_subscribe_flow(void *self, int flow_only, nv_stream_note_fn fn, void *ud,
+                   void **handle, nv_error *err)
 {
     struct mstreams *s = self;
     int rc = NV_OK;
@@ -596,9 +607,12 @@ mem_subscribe(void *self, nv_stream_note_fn fn, void *ud, void **handle,
         s->capsubs = cap;
     }
     atomic_fetch_add(&s->listening, 1);
+    if (!flow_only)
+        atomic_fetch_add(&s->listening_all, 1);
     s->subs[s->nsubs++] = (struct sub){
         .id = ++s->next_sub_id,
         .from_seq = s->next_seq + 1,
+        .flow_only = flow_only != 0,
         .fn = fn,
         .ud = ud,
     };
@@ -606,6 +620,13 @@ mem_subscribe(void *self, nv_stream_note_fn fn, void *ud, void **handle,
 out:
     pthread_mutex_unlock(&s->nmu);
     return rc;
+}
+
+static int
+mem_subscribe(void *self, nv_stream_note_fn fn, void *ud, void **handle,
+              nv_error *err)
+{
+    return mem_subscribe_flow(self, 0, fn, ud, handle, err);
 }
 
 static void
@@ -619,6 +640,8 @@ mem_unsubscribe(void *self, void *handle)
     pthread_mutex_lock(&s->nmu);
     for (size_t i = 0; i < s->nsubs; i++) {
         if (s->subs[i].id == id) {
+            if (!s->subs[i].flow_only)
+                atomic_fetch_sub(&s->listening_all, 1);
             memmove(&s->subs[i], &s->subs[i + 1],
                     (s->nsubs - i - 1) * sizeof(s->subs[0]));
             s->nsubs--;
@@ -678,6 +701,7 @@ static const nv_stream_ops mem_stream_ops = {
     .publish = mem_publish,
     .subscribe = mem_subscribe,
     .unsubscribe = mem_unsubscribe,
+    .subscribe_flow = mem_subscribe_flow,
     .ping = mem_ping,
     .close = mem_close,
 };

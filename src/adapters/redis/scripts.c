@@ -3264,10 +3264,10 @@ const char nv__redis_lua_queue_retry[] =
     ;
 
 const char nv__redis_lib_store[] =
-    "#!lua name=nva594e55e31_store\n"
+    "#!lua name=nv3bc23c009b_store\n"
     "local KEYS, ARGV\n"
     "local function I(x) return string.format('%d', x) end\n"
-    "redis.register_function('nva594e55e31_store_docdel', function(keys, args)\n"
+    "redis.register_function('nv3bc23c009b_store_docdel', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "local cur = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')\n"
     "local exp = tonumber(ARGV[2])\n"
@@ -3277,7 +3277,7 @@ const char nv__redis_lib_store[] =
     "redis.call('HDEL', KEYS[2], ARGV[1])\n"
     "return { 1 }\n"
     "end)\n"
-    "redis.register_function('nva594e55e31_store_docget', function(keys, args)\n"
+    "redis.register_function('nv3bc23c009b_store_docget', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "if ARGV[1] == '' then\n"
     "  local out = { 1 }\n"
@@ -3293,7 +3293,7 @@ const char nv__redis_lib_store[] =
     "if not j then return { -3 } end\n"
     "return { 1, ARGV[1], j, redis.call('HGET', KEYS[2], ARGV[1]) or '1' }\n"
     "end)\n"
-    "redis.register_function('nva594e55e31_store_docput', function(keys, args)\n"
+    "redis.register_function('nv3bc23c009b_store_docput', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "local cur = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')\n"
     "local exp = tonumber(ARGV[3])\n"
@@ -3301,7 +3301,7 @@ const char nv__redis_lib_store[] =
     "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
     "return { 1, redis.call('HINCRBY', KEYS[2], ARGV[1], 1) }\n"
     "end)\n"
-    "redis.register_function('nva594e55e31_store_idxdel', function(keys, args)\n"
+    "redis.register_function('nv3bc23c009b_store_idxdel', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "if ARGV[2] == '1' then\n"
     "  redis.call('DEL', KEYS[1], KEYS[2])\n"
@@ -3311,13 +3311,13 @@ const char nv__redis_lib_store[] =
     "end\n"
     "return { 1, redis.call('ZCARD', KEYS[1]) }\n"
     "end)\n"
-    "redis.register_function('nva594e55e31_store_idxget', function(keys, args)\n"
+    "redis.register_function('nv3bc23c009b_store_idxget', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "local s = redis.call('ZSCORE', KEYS[1], ARGV[1])\n"
     "if not s then return { -3 } end\n"
     "return { 1, s, redis.call('HGET', KEYS[2], ARGV[1]) }\n"
     "end)\n"
-    "redis.register_function('nva594e55e31_store_idxmeta', function(keys, args)\n"
+    "redis.register_function('nv3bc23c009b_store_idxmeta', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return { -3 } end\n"
     "if ARGV[3] ~= '' then\n"
@@ -3334,7 +3334,7 @@ const char nv__redis_lib_store[] =
     "redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])\n"
     "return { 1 }\n"
     "end)\n"
-    "redis.register_function('nva594e55e31_store_idxput', function(keys, args)\n"
+    "redis.register_function('nv3bc23c009b_store_idxput', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])\n"
     "if ARGV[3] == '1' then\n"
@@ -3342,9 +3342,9 @@ const char nv__redis_lib_store[] =
     "else\n"
     "  redis.call('HDEL', KEYS[2], ARGV[1])\n"
     "end\n"
-    "return { 1 }\n"
+    "return { 1, redis.call('ZCARD', KEYS[1]) }\n"
     "end)\n"
-    "redis.register_function('nva594e55e31_store_idxrange', function(keys, args)\n"
+    "redis.register_function('nv3bc23c009b_store_idxrange', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "local off, lim = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
     "local out = { 1, redis.call('ZCARD', KEYS[1]) }\n"
@@ -3366,7 +3366,7 @@ const char nv__redis_lib_store[] =
     "end\n"
     "return out\n"
     "end)\n"
-    "redis.register_function('nva594e55e31_store_kvget', function(keys, args)\n"
+    "redis.register_function('nv3bc23c009b_store_kvget', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "local v = redis.call('GET', KEYS[1])\n"
     "if not v then return { -3 } end\n"
@@ -3374,7 +3374,7 @@ const char nv__redis_lib_store[] =
     "if e and tonumber(ARGV[1]) >= tonumber(e) then return { -3 } end\n"
     "return { 1, v }\n"
     "end)\n"
-    "redis.register_function('nva594e55e31_store_kvincr', function(keys, args)\n"
+    "redis.register_function('nv3bc23c009b_store_kvincr', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "local t = redis.call('TYPE', KEYS[1])['ok']\n"
     "if t ~= 'none' and t ~= 'string' then\n"
@@ -3384,7 +3384,7 @@ const char nv__redis_lib_store[] =
     "if v and not string.match(v, '^%-?%d+$') then return { -2 } end\n"
     "return { 1, redis.call('INCRBY', KEYS[1], ARGV[1]) }\n"
     "end)\n"
-    "redis.register_function('nva594e55e31_store_kvpurge', function(keys, args)\n"
+    "redis.register_function('nv3bc23c009b_store_kvpurge', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "local e = redis.call('GET', KEYS[2])\n"
     "if not e then return { 1, 1 } end\n"
@@ -3394,7 +3394,7 @@ const char nv__redis_lib_store[] =
     "end\n"
     "return { 1, 0 }\n"
     "end)\n"
-    "redis.register_function('nva594e55e31_store_kvset', function(keys, args)\n"
+    "redis.register_function('nv3bc23c009b_store_kvset', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "redis.call('SET', KEYS[1], ARGV[1])\n"
     "local exp = tonumber(ARGV[2])\n"
@@ -3413,7 +3413,7 @@ const char nv__redis_lib_store[] =
     "end)\n"
     ;
 
-const char nv__redis_fn_store_docdel[] = "nva594e55e31_store_docdel";
+const char nv__redis_fn_store_docdel[] = "nv3bc23c009b_store_docdel";
 const char nv__redis_lua_store_docdel[] =
     "local function I(x) return string.format('%d', x) end\n"
     "local cur = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')\n"
@@ -3425,7 +3425,7 @@ const char nv__redis_lua_store_docdel[] =
     "return { 1 }\n"
     ;
 
-const char nv__redis_fn_store_docget[] = "nva594e55e31_store_docget";
+const char nv__redis_fn_store_docget[] = "nv3bc23c009b_store_docget";
 const char nv__redis_lua_store_docget[] =
     "local function I(x) return string.format('%d', x) end\n"
     "if ARGV[1] == '' then\n"
@@ -3443,7 +3443,7 @@ const char nv__redis_lua_store_docget[] =
     "return { 1, ARGV[1], j, redis.call('HGET', KEYS[2], ARGV[1]) or '1' }\n"
     ;
 
-const char nv__redis_fn_store_docput[] = "nva594e55e31_store_docput";
+const char nv__redis_fn_store_docput[] = "nv3bc23c009b_store_docput";
 const char nv__redis_lua_store_docput[] =
     "local function I(x) return string.format('%d', x) end\n"
     "local cur = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')\n"
@@ -3453,7 +3453,7 @@ const char nv__redis_lua_store_docput[] =
     "return { 1, redis.call('HINCRBY', KEYS[2], ARGV[1], 1) }\n"
     ;
 
-const char nv__redis_fn_store_idxdel[] = "nva594e55e31_store_idxdel";
+const char nv__redis_fn_store_idxdel[] = "nv3bc23c009b_store_idxdel";
 const char nv__redis_lua_store_idxdel[] =
     "local function I(x) return string.format('%d', x) end\n"
     "if ARGV[2] == '1' then\n"
@@ -3465,7 +3465,7 @@ const char nv__redis_lua_store_idxdel[] =
     "return { 1, redis.call('ZCARD', KEYS[1]) }\n"
     ;
 
-const char nv__redis_fn_store_idxget[] = "nva594e55e31_store_idxget";
+const char nv__redis_fn_store_idxget[] = "nv3bc23c009b_store_idxget";
 const char nv__redis_lua_store_idxget[] =
     "local function I(x) return string.format('%d', x) end\n"
     "local s = redis.call('ZSCORE', KEYS[1], ARGV[1])\n"
@@ -3473,7 +3473,7 @@ const char nv__redis_lua_store_idxget[] =
     "return { 1, s, redis.call('HGET', KEYS[2], ARGV[1]) }\n"
     ;
 
-const char nv__redis_fn_store_idxmeta[] = "nva594e55e31_store_idxmeta";
+const char nv__redis_fn_store_idxmeta[] = "nv3bc23c009b_store_idxmeta";
 const char nv__redis_lua_store_idxmeta[] =
     "local function I(x) return string.format('%d', x) end\n"
     "if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return { -3 } end\n"
@@ -3492,7 +3492,7 @@ const char nv__redis_lua_store_idxmeta[] =
     "return { 1 }\n"
     ;
 
-const char nv__redis_fn_store_idxput[] = "nva594e55e31_store_idxput";
+const char nv__redis_fn_store_idxput[] = "nv3bc23c009b_store_idxput";
 const char nv__redis_lua_store_idxput[] =
     "local function I(x) return string.format('%d', x) end\n"
     "redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])\n"
@@ -3501,10 +3501,10 @@ const char nv__redis_lua_store_idxput[] =
     "else\n"
     "  redis.call('HDEL', KEYS[2], ARGV[1])\n"
     "end\n"
-    "return { 1 }\n"
+    "return { 1, redis.call('ZCARD', KEYS[1]) }\n"
     ;
 
-const char nv__redis_fn_store_idxrange[] = "nva594e55e31_store_idxrange";
+const char nv__redis_fn_store_idxrange[] = "nv3bc23c009b_store_idxrange";
 const char nv__redis_lua_store_idxrange[] =
     "local function I(x) return string.format('%d', x) end\n"
     "local off, lim = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
@@ -3528,7 +3528,7 @@ const char nv__redis_lua_store_idxrange[] =
     "return out\n"
     ;
 
-const char nv__redis_fn_store_kvget[] = "nva594e55e31_store_kvget";
+const char nv__redis_fn_store_kvget[] = "nv3bc23c009b_store_kvget";
 const char nv__redis_lua_store_kvget[] =
     "local function I(x) return string.format('%d', x) end\n"
     "local v = redis.call('GET', KEYS[1])\n"
@@ -3538,7 +3538,7 @@ const char nv__redis_lua_store_kvget[] =
     "return { 1, v }\n"
     ;
 
-const char nv__redis_fn_store_kvincr[] = "nva594e55e31_store_kvincr";
+const char nv__redis_fn_store_kvincr[] = "nv3bc23c009b_store_kvincr";
 const char nv__redis_lua_store_kvincr[] =
     "local function I(x) return string.format('%d', x) end\n"
     "local t = redis.call('TYPE', KEYS[1])['ok']\n"
@@ -3550,7 +3550,7 @@ const char nv__redis_lua_store_kvincr[] =
     "return { 1, redis.call('INCRBY', KEYS[1], ARGV[1]) }\n"
     ;
 
-const char nv__redis_fn_store_kvpurge[] = "nva594e55e31_store_kvpurge";
+const char nv__redis_fn_store_kvpurge[] = "nv3bc23c009b_store_kvpurge";
 const char nv__redis_lua_store_kvpurge[] =
     "local function I(x) return string.format('%d', x) end\n"
     "local e = redis.call('GET', KEYS[2])\n"
@@ -3562,7 +3562,7 @@ const char nv__redis_lua_store_kvpurge[] =
     "return { 1, 0 }\n"
     ;
 
-const char nv__redis_fn_store_kvset[] = "nva594e55e31_store_kvset";
+const char nv__redis_fn_store_kvset[] = "nv3bc23c009b_store_kvset";
 const char nv__redis_lua_store_kvset[] =
     "local function I(x) return string.format('%d', x) end\n"
     "redis.call('SET', KEYS[1], ARGV[1])\n"
@@ -3582,25 +3582,34 @@ const char nv__redis_lua_store_kvset[] =
     ;
 
 const char nv__redis_lib_stream[] =
-    "#!lua name=nv8c0a93f09a_stream\n"
+    "#!lua name=nvac7fd21409_stream\n"
     "local KEYS, ARGV\n"
-    "redis.register_function('nv8c0a93f09a_stream_append', function(keys, args)\n"
+    "redis.register_function('nvac7fd21409_stream_append', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "local S, now, exp = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])\n"
     "local len = redis.call('XLEN', S)\n"
     "if exp >= 0 and len ~= exp then return { -6, len } end\n"
-    "local f = { 'type', ARGV[4], 'runId', ARGV[5], 'flowName', ARGV[6],\n"
-    "  'stepName', ARGV[7], 'stepId', ARGV[8], 'attempt', ARGV[9], 'ts', ARGV[1] }\n"
-    "if ARGV[10] == '1' then\n"
-    "  f[#f + 1] = 'data'\n"
-    "  f[#f + 1] = ARGV[11]\n"
-    "end\n"
     "local id\n"
     "if now > 0 then\n"
-    "  local r = redis.pcall('XADD', S, string.format('%d-*', now), unpack(f))\n"
+    "  local r\n"
+    "  if ARGV[10] == '1' then\n"
+    "    r = redis.pcall('XADD', S, ARGV[1] .. '-*', 'type', ARGV[4], 'runId', ARGV[5],\n"
+    "      'flowName', ARGV[6], 'stepName', ARGV[7], 'stepId', ARGV[8],\n"
+    "      'attempt', ARGV[9], 'ts', ARGV[1], 'data', ARGV[11])\n"
+    "  else\n"
+    "    r = redis.pcall('XADD', S, ARGV[1] .. '-*', 'type', ARGV[4], 'runId', ARGV[5],\n"
+    "      'flowName', ARGV[6], 'stepName', ARGV[7], 'stepId', ARGV[8],\n"
+    "      'attempt', ARGV[9], 'ts', ARGV[1])\n"
+    "  end\n"
     "  if type(r) == 'string' then id = r end\n"
     "end\n"
     "if not id then\n"
+    "  local f = { 'type', ARGV[4], 'runId', ARGV[5], 'flowName', ARGV[6],\n"
+    "    'stepName', ARGV[7], 'stepId', ARGV[8], 'attempt', ARGV[9], 'ts', ARGV[1] }\n"
+    "  if ARGV[10] == '1' then\n"
+    "    f[#f + 1] = 'data'\n"
+    "    f[#f + 1] = ARGV[11]\n"
+    "  end\n"
     "  local ms, seq = now, 0\n"
     "  local last = redis.call('XREVRANGE', S, '+', '-', 'COUNT', 1)\n"
     "  if #last > 0 then\n"
@@ -3613,31 +3622,47 @@ const char nv__redis_lib_stream[] =
     "  id = string.format('%d-%d', ms, seq)\n"
     "  redis.call('XADD', S, id, unpack(f))\n"
     "end\n"
-    "local function ns(s) return #s .. ':' .. s end\n"
-    "redis.call('PUBLISH', ARGV[3], ns('e') .. ns(ARGV[12]) .. ns(id) .. ns(ARGV[1]) ..\n"
-    "  ns(ARGV[4]) .. ns(ARGV[5]) .. ns(ARGV[6]) .. ns(ARGV[7]) .. ns(ARGV[8]) ..\n"
-    "  ns(ARGV[9]) .. ns(ARGV[10]) .. ns(ARGV[11]))\n"
+    "local ch = ARGV[3]\n"
+    "if string.sub(ARGV[4], 1, 5) ~= 'flow.' then\n"
+    "  ch = ARGV[13]\n"
+    "  if redis.call('PUBSUB', 'NUMSUB', ch)[2] == 0 then ch = nil end\n"
+    "end\n"
+    "if ch then\n"
+    "  local function ns(s) return #s .. ':' .. s end\n"
+    "  redis.call('PUBLISH', ch, ns('e') .. ns(ARGV[12]) .. ns(id) .. ns(ARGV[1]) ..\n"
+    "    ns(ARGV[4]) .. ns(ARGV[5]) .. ns(ARGV[6]) .. ns(ARGV[7]) .. ns(ARGV[8]) ..\n"
+    "    ns(ARGV[9]) .. ns(ARGV[10]) .. ns(ARGV[11]))\n"
+    "end\n"
     "return { 1, id, len + 1 }\n"
     "end)\n"
     ;
 
-const char nv__redis_fn_stream_append[] = "nv8c0a93f09a_stream_append";
+const char nv__redis_fn_stream_append[] = "nvac7fd21409_stream_append";
 const char nv__redis_lua_stream_append[] =
     "local S, now, exp = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])\n"
     "local len = redis.call('XLEN', S)\n"
     "if exp >= 0 and len ~= exp then return { -6, len } end\n"
-    "local f = { 'type', ARGV[4], 'runId', ARGV[5], 'flowName', ARGV[6],\n"
-    "  'stepName', ARGV[7], 'stepId', ARGV[8], 'attempt', ARGV[9], 'ts', ARGV[1] }\n"
-    "if ARGV[10] == '1' then\n"
-    "  f[#f + 1] = 'data'\n"
-    "  f[#f + 1] = ARGV[11]\n"
-    "end\n"
     "local id\n"
     "if now > 0 then\n"
-    "  local r = redis.pcall('XADD', S, string.format('%d-*', now), unpack(f))\n"
+    "  local r\n"
+    "  if ARGV[10] == '1' then\n"
+    "    r = redis.pcall('XADD', S, ARGV[1] .. '-*', 'type', ARGV[4], 'runId', ARGV[5],\n"
+    "      'flowName', ARGV[6], 'stepName', ARGV[7], 'stepId', ARGV[8],\n"
+    "      'attempt', ARGV[9], 'ts', ARGV[1], 'data', ARGV[11])\n"
+    "  else\n"
+    "    r = redis.pcall('XADD', S, ARGV[1] .. '-*', 'type', ARGV[4], 'runId', ARGV[5],\n"
+    "      'flowName', ARGV[6], 'stepName', ARGV[7], 'stepId', ARGV[8],\n"
+    "      'attempt', ARGV[9], 'ts', ARGV[1])\n"
+    "  end\n"
     "  if type(r) == 'string' then id = r end\n"
     "end\n"
     "if not id then\n"
+    "  local f = { 'type', ARGV[4], 'runId', ARGV[5], 'flowName', ARGV[6],\n"
+    "    'stepName', ARGV[7], 'stepId', ARGV[8], 'attempt', ARGV[9], 'ts', ARGV[1] }\n"
+    "  if ARGV[10] == '1' then\n"
+    "    f[#f + 1] = 'data'\n"
+    "    f[#f + 1] = ARGV[11]\n"
+    "  end\n"
     "  local ms, seq = now, 0\n"
     "  local last = redis.call('XREVRANGE', S, '+', '-', 'COUNT', 1)\n"
     "  if #last > 0 then\n"
@@ -3650,9 +3675,16 @@ const char nv__redis_lua_stream_append[] =
     "  id = string.format('%d-%d', ms, seq)\n"
     "  redis.call('XADD', S, id, unpack(f))\n"
     "end\n"
-    "local function ns(s) return #s .. ':' .. s end\n"
-    "redis.call('PUBLISH', ARGV[3], ns('e') .. ns(ARGV[12]) .. ns(id) .. ns(ARGV[1]) ..\n"
-    "  ns(ARGV[4]) .. ns(ARGV[5]) .. ns(ARGV[6]) .. ns(ARGV[7]) .. ns(ARGV[8]) ..\n"
-    "  ns(ARGV[9]) .. ns(ARGV[10]) .. ns(ARGV[11]))\n"
+    "local ch = ARGV[3]\n"
+    "if string.sub(ARGV[4], 1, 5) ~= 'flow.' then\n"
+    "  ch = ARGV[13]\n"
+    "  if redis.call('PUBSUB', 'NUMSUB', ch)[2] == 0 then ch = nil end\n"
+    "end\n"
+    "if ch then\n"
+    "  local function ns(s) return #s .. ':' .. s end\n"
+    "  redis.call('PUBLISH', ch, ns('e') .. ns(ARGV[12]) .. ns(id) .. ns(ARGV[1]) ..\n"
+    "    ns(ARGV[4]) .. ns(ARGV[5]) .. ns(ARGV[6]) .. ns(ARGV[7]) .. ns(ARGV[8]) ..\n"
+    "    ns(ARGV[9]) .. ns(ARGV[10]) .. ns(ARGV[11]))\n"
+    "end\n"
     "return { 1, id, len + 1 }\n"
     ;

@@ -7,8 +7,12 @@
  * them for the scans that cannot be per key: <p>:kv:keys (every state key,
  * for kv_del_prefix), <p>:kv:exp (expiring keys, for kv_purge) and
  * <p>:idx:names (index names, for idx_names). A hint may be stale; each
- * use re-checks the key itself.
+ * use re-checks the key itself. idx_put adds the index's name only when
+ * the index has just become non-empty, or on this adapter's first put
+ * into it (so a name lost by an older version heals); idx_del re-adds a
+ * name it removed when a concurrent put refilled the index meanwhile.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +58,12 @@ struct rstore {
     char           *kv_keys;   /* <p>:kv:keys  */
     char           *kv_exp;    /* <p>:kv:exp   */
     char           *idx_names; /* <p>:idx:names */
+    pthread_mutex_t named_mu;  /* guards the two below */
+    char          **named;     /* index keys this adapter has named */
+    size_t          nnamed;
 };
+
+#define NAMED_MAX 256   /* beyond: name at every put, as before */
 
 #define BATCH 500
 
@@ -395,6 +404,31 @@ rs_kv_purge(void *self, int64_t now, nv_error *err)
 
 /* ---- Sorted indexes ---- */
 
+/* 1 when this adapter has put the name of index key 'ik' in idx_names
+ * already (then marks it so when 'mark'). */
+static int
+named(struct rstore *st, const char *ik, int mark)
+{
+    int found = 0;
+
+    pthread_mutex_lock(&st->named_mu);
+    for (size_t i = 0; i < st->nnamed && !found; i++)
+        found = strcmp(st->named[i], ik) == 0;
+    if (!found && mark && st->nnamed < NAMED_MAX) {
+        char **v = nv__realloc(st->named, (st->nnamed + 1) * sizeof(*v));
+        char *d = nv__strdup(ik);
+
+        if (v != NULL)
+            st->named = v;
+        if (v != NULL && d != NULL)
+            st->named[st->nnamed++] = d;
+        else
+            nv__free(d);
+    }
+    pthread_mutex_unlock(&st->named_mu);
+    return found;
+}
+
 static int
 rs_idx_put(void *self, const char *index, const char *member, double score,
            const char *meta, nv_error *err)
@@ -403,6 +437,7 @@ rs_idx_put(void *self, const char *index, const char *member, double score,
     char *ik = KEY(self, index);
     char *c = ik ? companion(ik, "meta") : NULL;
     nv__redis_args x;
+    redisReply *r = NULL;
     int rc;
 
     nv__redis_args_init(&x);
@@ -410,12 +445,19 @@ rs_idx_put(void *self, const char *index, const char *member, double score,
     nv__redis_args_dbl(&x, score);
     nv__redis_args_str(&x, meta ? "1" : "0");
     nv__redis_args_str(&x, meta ? meta : "");
-    rc = run(st, S_IDXPUT, ik, c, &x, NULL, err);
+    rc = run(st, S_IDXPUT, ik, c, &x, &r, err);
     nv__redis_args_release(&x);
     nv__free(c);
-    if (rc == NV_OK)
+    /* the reply holds the index's size after the put */
+    if (rc == NV_OK && (r->elements < 2 || nv__redis_int(r->element[1]) <= 1 ||
+                        !named(st, ik, 0))) {
         rc = nv__redis_cmdf(st->pool, st->idx_names, NULL, err,
                             "ZADD %s 0 %s", st->idx_names, ik);
+        if (rc == NV_OK)
+            named(st, ik, 1);
+    }
+    if (r != NULL)
+        freeReplyObject(r);
     nv__free(ik);
     return rc;
 }
@@ -552,9 +594,21 @@ idx_remove(struct rstore *st, const char *index, const char *member,
     rc = run(st, S_IDXDEL, ik, c, &x, &r, err);
     nv__redis_args_release(&x);
     nv__free(c);
-    if (rc == NV_OK && nv__redis_int(r->element[1]) == 0)
+    if (rc == NV_OK && nv__redis_int(r->element[1]) == 0) {
+        redisReply *z = NULL;
+
         rc = nv__redis_cmdf(st->pool, st->idx_names, NULL, err,
                             "ZREM %s %s", st->idx_names, ik);
+        /* a put that refilled the index after our script and named it
+         * before our ZREM sees its size above 1 no more: name it again */
+        if (rc == NV_OK &&
+            nv__redis_cmdf(st->pool, ik, &z, err, "ZCARD %s", ik) == NV_OK &&
+            z->integer > 0)
+            rc = nv__redis_cmdf(st->pool, st->idx_names, NULL, err,
+                                "ZADD %s 0 %s", st->idx_names, ik);
+        if (z != NULL)
+            freeReplyObject(z);
+    }
     nv__free(ik);
     if (r != NULL)
         freeReplyObject(r);
@@ -809,6 +863,8 @@ rs_close(void *self)
     nv__free(st->kv_keys);
     nv__free(st->kv_exp);
     nv__free(st->idx_names);
+    nv_strv_free(st->named, st->nnamed);
+    pthread_mutex_destroy(&st->named_mu);
     nv__free(st);
 }
 
@@ -843,6 +899,7 @@ nv_redis_store_open(const char *settings_json, nv_store *out, nv_error *err)
 
     if (st == NULL)
         return nv__error(err, NV_ENOMEM, "redis store: out of memory");
+    pthread_mutex_init(&st->named_mu, NULL);
     rc = nv__redis_pool_open(settings_json, "store", &st->pool, err);
     if (rc != NV_OK)
         goto fail;

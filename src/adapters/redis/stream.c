@@ -1,9 +1,12 @@
 /*
  * Redis stream adapter: a run stream is a Redis stream named as given (E-7,
  * "<p>:flow:<runId>"), appended by one Lua script that checks the expected
- * version, computes the id (E-2) and publishes the event on the live
- * channel <p>:live in the same step. publish() sends messages on that
- * channel too; each subscription reads it on its own connection and thread.
+ * version, computes the id (E-2) and publishes the event in the same step:
+ * flow.* events on the live channel <p>:live, where publish() sends
+ * messages too, the other events on <p>:live:steps, and there only while
+ * someone subscribes to it. A subscription reads both channels (one of
+ * flow events only, subscribe_flow, reads <p>:live only) on its own
+ * connection and thread: one connection keeps the order of the two.
  * Payloads on <p>:live are length-prefixed fields ("<len>:<bytes>"):
  *   e stream id ts type runId flowName stepName stepId attempt hasData data
  *   m channel message
@@ -24,6 +27,7 @@ static const nv__redis_script append_script = {
 struct rstream {
     nv__redis_pool *pool;
     char           *channel;    /* <p>:live */
+    char           *steps;      /* <p>:live:steps */
 };
 
 struct rsub {
@@ -57,6 +61,7 @@ rt_append(void *self, const char *stream, const nv_event *ev, int64_t now,
     nv__redis_args_str(&a, ev->data ? "1" : "0");
     nv__redis_args_str(&a, ev->data ? ev->data : "");
     nv__redis_args_str(&a, stream);
+    nv__redis_args_str(&a, s->steps);
     if (a.oom || key == NULL) {
         nv__redis_args_release(&a);
         nv__free(key);
@@ -391,25 +396,33 @@ on_live(void *ud, const char *channel, const char *msg, size_t len)
 }
 
 static int
-rt_subscribe(void *self, nv_stream_note_fn fn, void *ud, void **handle,
-             nv_error *err)
+rt_subscribe_flow(void *self, int flow_only, nv_stream_note_fn fn, void *ud,
+                  void **handle, nv_error *err)
 {
     struct rstream *s = self;
     struct rsub *rs = nv__calloc(1, sizeof(*rs));
-    const char *ch[1] = { s->channel };
+    const char *ch[2] = { s->channel, s->steps };
     int rc;
 
     if (rs == NULL)
         return nv__error(err, NV_ENOMEM, "redis stream: out of memory");
     rs->fn = fn;
     rs->ud = ud;
-    rc = nv__redis_sub_start(s->pool, ch, 1, on_live, rs, &rs->sub, err);
+    rc = nv__redis_sub_start(s->pool, ch, flow_only ? 1 : 2, on_live, rs,
+                             &rs->sub, err);
     if (rc != NV_OK) {
         nv__free(rs);
         return rc;
     }
     *handle = rs;
     return NV_OK;
+}
+
+static int
+rt_subscribe(void *self, nv_stream_note_fn fn, void *ud, void **handle,
+             nv_error *err)
+{
+    return rt_subscribe_flow(self, 0, fn, ud, handle, err);
 }
 
 static void
@@ -440,6 +453,7 @@ rt_close(void *self)
         return;
     nv__redis_pool_close(s->pool);
     nv__free(s->channel);
+    nv__free(s->steps);
     nv__free(s);
 }
 
@@ -453,6 +467,7 @@ static const nv_stream_ops redis_stream_ops = {
     .publish = rt_publish,
     .subscribe = rt_subscribe,
     .unsubscribe = rt_unsubscribe,
+    .subscribe_flow = rt_subscribe_flow,
     .ping = rt_ping,
     .close = rt_close,
 };
@@ -469,7 +484,8 @@ nv_redis_stream_open(const char *settings_json, nv_stream *out, nv_error *err)
     if (rc != NV_OK)
         goto fail;
     s->channel = nv__asprintf("%s:live", s->pool->prefix);
-    if (s->channel == NULL) {
+    s->steps = nv__asprintf("%s:live:steps", s->pool->prefix);
+    if (s->channel == NULL || s->steps == NULL) {
         rc = nv__error(err, NV_ENOMEM, "redis stream: out of memory");
         goto fail;
     }

@@ -1,28 +1,42 @@
 -- KEYS[1] the run stream (a Redis stream, E-7). ARGV[1] now, [2] expected
 -- version (-1 any), [3] live channel, [4] type, [5] runId, [6] flowName,
 -- [7] stepName, [8] stepId, [9] attempt, [10] has data (0|1), [11] data,
--- [12] the stream's name as the engine gave it (for notes).
+-- [12] the stream's name as the engine gave it (for notes), [13] the live
+-- channel of the events that are not flow.* ones.
 -- The id is <ms>-<seq> with ms = max(now, last ms) (E-2); the event is
--- published on the live channel in the same script, so notifications
--- follow append order. Reply {1, id, new length} or {-6, length}.
+-- published in the same script, so notifications follow append order:
+-- flow.* events on the live channel (with the messages: every
+-- subscription listens there), the others on ARGV[13], and only while
+-- someone listens there (a subscription of flow events only does not:
+-- each PUBLISH costs the server a message per subscriber). Reply
+-- {1, id, new length} or {-6, length}.
 -- Entry fields: type runId flowName stepName stepId attempt ts [data].
 local S, now, exp = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
 local len = redis.call('XLEN', S)
 if exp >= 0 and len ~= exp then return { -6, len } end
-local f = { 'type', ARGV[4], 'runId', ARGV[5], 'flowName', ARGV[6],
-  'stepName', ARGV[7], 'stepId', ARGV[8], 'attempt', ARGV[9], 'ts', ARGV[1] }
-if ARGV[10] == '1' then
-  f[#f + 1] = 'data'
-  f[#f + 1] = ARGV[11]
-end
 local id
 if now > 0 then
   -- "<now>-*": Redis picks the sequence; refused when the stream's last
   -- id is ahead of now (a clock behind an earlier append)
-  local r = redis.pcall('XADD', S, string.format('%d-*', now), unpack(f))
+  local r
+  if ARGV[10] == '1' then
+    r = redis.pcall('XADD', S, ARGV[1] .. '-*', 'type', ARGV[4], 'runId', ARGV[5],
+      'flowName', ARGV[6], 'stepName', ARGV[7], 'stepId', ARGV[8],
+      'attempt', ARGV[9], 'ts', ARGV[1], 'data', ARGV[11])
+  else
+    r = redis.pcall('XADD', S, ARGV[1] .. '-*', 'type', ARGV[4], 'runId', ARGV[5],
+      'flowName', ARGV[6], 'stepName', ARGV[7], 'stepId', ARGV[8],
+      'attempt', ARGV[9], 'ts', ARGV[1])
+  end
   if type(r) == 'string' then id = r end
 end
 if not id then
+  local f = { 'type', ARGV[4], 'runId', ARGV[5], 'flowName', ARGV[6],
+    'stepName', ARGV[7], 'stepId', ARGV[8], 'attempt', ARGV[9], 'ts', ARGV[1] }
+  if ARGV[10] == '1' then
+    f[#f + 1] = 'data'
+    f[#f + 1] = ARGV[11]
+  end
   local ms, seq = now, 0
   local last = redis.call('XREVRANGE', S, '+', '-', 'COUNT', 1)
   if #last > 0 then
@@ -35,8 +49,15 @@ if not id then
   id = string.format('%d-%d', ms, seq)
   redis.call('XADD', S, id, unpack(f))
 end
-local function ns(s) return #s .. ':' .. s end
-redis.call('PUBLISH', ARGV[3], ns('e') .. ns(ARGV[12]) .. ns(id) .. ns(ARGV[1]) ..
-  ns(ARGV[4]) .. ns(ARGV[5]) .. ns(ARGV[6]) .. ns(ARGV[7]) .. ns(ARGV[8]) ..
-  ns(ARGV[9]) .. ns(ARGV[10]) .. ns(ARGV[11]))
+local ch = ARGV[3]
+if string.sub(ARGV[4], 1, 5) ~= 'flow.' then
+  ch = ARGV[13]
+  if redis.call('PUBSUB', 'NUMSUB', ch)[2] == 0 then ch = nil end
+end
+if ch then
+  local function ns(s) return #s .. ':' .. s end
+  redis.call('PUBLISH', ch, ns('e') .. ns(ARGV[12]) .. ns(id) .. ns(ARGV[1]) ..
+    ns(ARGV[4]) .. ns(ARGV[5]) .. ns(ARGV[6]) .. ns(ARGV[7]) .. ns(ARGV[8]) ..
+    ns(ARGV[9]) .. ns(ARGV[10]) .. ns(ARGV[11]))
+end
 return { 1, id, len + 1 }
