@@ -514,7 +514,7 @@ send_recv(redisContext *c, const char *buf, size_t len)
 static redisReply *
 command_argv(redisContext *c, int argc, const char **av, const size_t *al)
 {
-    char stack[2048], *buf = stack, *w;
+    char stack[256], *buf = stack, *w;   /* small: see send_recv */
     size_t total = 16;
     void *r = NULL;
 
@@ -545,7 +545,7 @@ command_argv(redisContext *c, int argc, const char **av, const size_t *al)
     return r;
 }
 
-#define EVAL_STACK_ARGS 64
+#define EVAL_STACK_ARGS 24
 #define FCALL_NONE      (-1000)   /* fcall(): use the script instead */
 
 /* An error reply saying the server cannot run functions for us. */
@@ -619,15 +619,16 @@ fcall(nv__redis_pool *p, redisContext *c, const nv__redis_script *s, int ac,
 
 static int
 eval_impl(nv__redis_pool *p, const nv__redis_script *s, const char *key,
-          int nkeys, int argc, const char **argv, const size_t *lens,
+          int nkeys, int npre, const char *const *pre, const size_t *prelen,
+          int argc, const char **argv, const size_t *lens,
           redisReply **out, nv_error *err)
 {
     const char *av_stack[EVAL_STACK_ARGS];
     size_t al_stack[EVAL_STACK_ARGS];
-    int heap = argc + 3 > EVAL_STACK_ARGS;
-    const char **av = heap ? nv__malloc((size_t)(argc + 3) * sizeof(*av))
+    int heap = npre + argc + 3 > EVAL_STACK_ARGS;
+    const char **av = heap ? nv__malloc((size_t)(npre + argc + 3) * sizeof(*av))
                            : av_stack;
-    size_t *al = heap ? nv__malloc((size_t)(argc + 3) * sizeof(*al))
+    size_t *al = heap ? nv__malloc((size_t)(npre + argc + 3) * sizeof(*al))
                       : al_stack;
     char nk[24], sha[41];
     redisContext *c = NULL;
@@ -644,10 +645,15 @@ eval_impl(nv__redis_pool *p, const nv__redis_script *s, const char *key,
         goto done;
     }
     nk[nv__fmt_i64(nk, nkeys)] = '\0';
-    for (int i = 0; i < argc; i++) {
-        av[i + 3] = argv[i];
-        al[i + 3] = lens ? lens[i] : strlen(argv[i]);
+    for (int i = 0; i < npre; i++) {
+        av[i + 3] = pre[i];
+        al[i + 3] = prelen[i];
     }
+    for (int i = 0; i < argc; i++) {
+        av[npre + i + 3] = argv[i];
+        al[npre + i + 3] = lens ? lens[i] : strlen(argv[i]);
+    }
+    argc += npre;
     av[2] = nk;
     al[2] = strlen(nk);
     pthread_mutex_lock(&p->mu);
@@ -807,7 +813,19 @@ nv__redis_eval(nv__redis_pool *p, const nv__redis_script *s, const char *key,
                int nkeys, int argc, const char **argv, const size_t *lens,
                redisReply **out, nv_error *err)
 {
-    return eval_impl(p, s, key, nkeys, argc, argv, lens, out, err);
+    return eval_impl(p, s, key, nkeys, 0, NULL, NULL, argc, argv, lens, out,
+                     err);
+}
+
+int
+nv__redis_eval_pre(nv__redis_pool *p, const nv__redis_script *s,
+                   const char *key, int nkeys, int npre,
+                   const char *const *pre, const size_t *prelen, int argc,
+                   const char **argv, const size_t *lens, redisReply **out,
+                   nv_error *err)
+{
+    return eval_impl(p, s, key, nkeys, npre, pre, prelen, argc, argv, lens,
+                     out, err);
 }
 
 /* ---- Arguments ---- */

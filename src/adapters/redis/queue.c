@@ -145,8 +145,9 @@ static int
 run(struct rqueue *q, int si, const char *queue, const char *id,
     nv__redis_args *x, redisReply **out, nv_error *err)
 {
-    nv__redis_args a;
-    char kb[512], mb[520], *base = kb, *meta = mb;
+    const char *pre[4];
+    size_t prelen[4];
+    char kb[160], mb[168], *base = kb, *meta = mb;   /* most names fit */
     size_t pl = strlen(q->pool->prefix), ql = strlen(queue);
     redisReply *r = NULL;
     int rc;
@@ -165,19 +166,19 @@ run(struct rqueue *q, int si, const char *queue, const char *id,
         meta = base ? nv__asprintf("%s:meta", base) : NULL;
     }
 
-    nv__redis_args_init(&a);
-    nv__redis_args_str(&a, meta);
-    nv__redis_args_str(&a, base);
-    nv__redis_args_str(&a, q->channel);
-    nv__redis_args_str(&a, queue);
-    for (int i = 0; x != NULL && i < x->n; i++)
-        nv__redis_args_bin(&a, x->v[i], x->len[i]);
-    if (base == NULL || meta == NULL || a.oom || (x && x->oom)) {
+    if (base == NULL || meta == NULL || (x && x->oom)) {
         rc = nv__error(err, NV_ENOMEM, "redis queue: out of memory");
         goto done;
     }
-    rc = nv__redis_eval(q->pool, &scripts[si], base, 1, a.n, a.v, a.len, &r,
-                        err);
+    pre[0] = meta;
+    pre[1] = base;
+    pre[2] = q->channel;
+    pre[3] = queue;
+    for (int i = 0; i < 4; i++)
+        prelen[i] = strlen(pre[i]);
+    rc = nv__redis_eval_pre(q->pool, &scripts[si], base, 1, 4, pre, prelen,
+                            x ? x->n : 0, x ? x->v : NULL,
+                            x ? x->len : NULL, &r, err);
     if (rc == NV_EBACKEND && err && strstr(err->msg, "wrong kind") != NULL)
         diagnose(q, base, id, err);
     if (rc != NV_OK)
@@ -203,7 +204,6 @@ run(struct rqueue *q, int si, const char *queue, const char *id,
 done:
     if (r != NULL)
         freeReplyObject(r);
-    nv__redis_args_release(&a);
     if (base != kb) {
         nv__free(base);
         nv__free(meta);
@@ -815,19 +815,26 @@ reply_len(int kind, redisReply **r, size_t m)
 static void
 send_batch(struct rqueue *q, const char *queue, struct op *ops, int n)
 {
-    nv__redis_args x;
+    /* on the heap: every worker thread sends some batch, and the pages of
+     * its stack that a send touches stay with it */
+    nv__redis_args *x = nv__malloc(sizeof(*x));
     redisReply *r = NULL;
     nv_error err = { 0 };
     struct op *o;
     size_t i;
     int rc;
 
-    nv__redis_args_init(&x);
-    nv__redis_args_int(&x, n);
-    for (o = ops; o != NULL; o = o->next)
-        op_args(&x, o);
-    rc = run(q, S_BATCH, queue, n == 1 ? ops->id : NULL, &x, &r, &err);
-    nv__redis_args_release(&x);
+    if (x == NULL) {
+        rc = nv__error(&err, NV_ENOMEM, "redis queue: out of memory");
+    } else {
+        nv__redis_args_init(x);
+        nv__redis_args_int(x, n);
+        for (o = ops; o != NULL; o = o->next)
+            op_args(x, o);
+        rc = run(q, S_BATCH, queue, n == 1 ? ops->id : NULL, x, &r, &err);
+        nv__redis_args_release(x);
+        nv__free(x);
+    }
     /* check the whole reply first: every op gets its part, or an error */
     for (o = ops, i = 1; rc == NV_OK && o != NULL; o = o->next) {
         int k = reply_len(o->kind, r->element + i, r->elements - i);
