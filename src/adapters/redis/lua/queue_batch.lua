@@ -70,8 +70,6 @@ local function rargs(f)
   if c == 'Y' then return ARGV[f + 3], ARGV[f + 5], ARGV[f + 6], '0', '0', '0' end
   return ARGV[f + 4], ARGV[f + 8], ARGV[f + 9], ARGV[f + 10], ARGV[f + 11], ARGV[f + 12]
 end
-local FIN = { F = true, X = true, Y = true }
-local RES = { R = true, X = true, Y = true }
 -- per op: its finish's code, the record it reserved, its logs or next_at
 -- (an enqueue: its code, the existing job's record, its logs)
 local code, hs, xs = {}, {}, {}
