@@ -292,8 +292,14 @@ nv__job_event(nv_engine *e, const nv_job *j, const char *type,
 
 /*
  * N-3 generated id "<ms>-<9 base36>" without a getrandom() call per job:
- * splitmix64 over a per-engine counter seeded once from getrandom.
+ * the 9 characters are a per-engine counter, seeded once from getrandom,
+ * in base 36 (least significant digit first), so that the jobs of one
+ * engine have consecutive numbers (the memory queue files them by that
+ * number: neighbouring slots, not a random one each; queue.h). Unique in
+ * the engine until 36^9 jobs; across engines, as before, by the seed and
+ * the millisecond.
  */
+#define ID_SPACE 101559956668416ULL        /* 36^9 */
 static _Thread_local int64_t id_ms = INT64_MIN;
 static _Thread_local char id_pfx[24];
 static _Thread_local size_t id_pfx_n;
@@ -302,13 +308,10 @@ static void
 gen_job_id(nv_engine *e, int64_t ms, char out[NV_JOB_ID_MAX])
 {
     static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
-    uint64_t z = atomic_fetch_add(&e->id_seq, 0x9e3779b97f4a7c15ULL);
+    uint64_t z = atomic_fetch_add(&e->id_seq, 1) % ID_SPACE;
     char tail[10];
     size_t n;
 
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    z ^= z >> 31;
     for (int i = 0; i < 9; i++) {
         tail[i] = digits[z % 36];
         z /= 36;

@@ -197,9 +197,17 @@ mq_drain(struct mqueue *q)
                                               memory_order_acquire);
     struct mjob *fifo = NULL, **tail;
 
+    /* Reversing the list reads every node (a chain of misses on lines
+     * the producer wrote): ask for the id-table slot each will look up
+     * meanwhile, so that filing them does not wait for each in turn (a
+     * large table misses on every slot). */
     while (m != NULL) {
         struct mjob *next = m->next;
 
+        const void *slot = mq_jt_where(&q->jt, m);
+
+        if (slot != NULL)
+            __builtin_prefetch(slot, 1);
         m->next = fifo;
         fifo = m;
         m = next;
@@ -210,7 +218,7 @@ mq_drain(struct mqueue *q)
     while ((m = q->pending) != NULL) {
         struct mjob *next = m->next;   /* filing m reuses its links */
 
-        if (mq_jt_find_h(&q->jt, m->j.id, m->idh) != NULL) {
+        if (mq_jt_find_node(&q->jt, m) != NULL) {
             mq_job_release(m);
             mq_node_discard(q, m);
         } else if (file_new(q, m, m->enq_now, m->idh) != NV_OK) {
@@ -235,8 +243,15 @@ spare_pop(struct mqueue *q)
     if (q->pfree == NULL)
         q->pfree = atomic_exchange_explicit(&q->spare, NULL,
                                             memory_order_acquire);
-    if ((m = q->pfree) != NULL)
+    if ((m = q->pfree) != NULL) {
         q->pfree = m->next;
+        /* nspare is shared with the workers: off by a batch at a time */
+        if (++q->ptaken == NODE_POOL) {
+            atomic_fetch_sub_explicit(&q->nspare, q->ptaken,
+                                      memory_order_relaxed);
+            q->ptaken = 0;
+        }
+    }
     pthread_mutex_unlock(&q->pmu);
     return m;
 }
@@ -278,7 +293,7 @@ enqueue_inbox(struct mqueues *a, struct mqueue *q, const nv_job *job,
         atomic_load(&q->spinners) == 0) {
         mq_lock(q);
         mq_wake(q, 0);
-        pthread_mutex_unlock(&q->mu);
+        mq_unlock(q);
     }
     return NV_OK;
 }
@@ -322,14 +337,14 @@ mem_enqueue(void *self, const nv_job *job, int64_t now,
             else if (created != NULL)
                 *created = 0;
             mq_node_discard(q, m);
-            pthread_mutex_unlock(&q->mu);
+            mq_unlock(q);
             return rc;
         }
         if (max_unfinished > 0 &&
             q->nwaiting + (int64_t)q->delayed.n + q->nactive >=
                 max_unfinished) {
             mq_node_discard(q, m);
-            pthread_mutex_unlock(&q->mu);
+            mq_unlock(q);
             return nv__error(err, NV_EQUEUE_FULL, "queue '%s' is full (%"
                              PRId64 " unfinished jobs)", job->queue,
                              max_unfinished);
@@ -337,14 +352,14 @@ mem_enqueue(void *self, const nv_job *job, int64_t now,
         if (m != NULL || (m = mq_node_pop(q)) != NULL)
             break;
         /* no pooled node: allocate one outside the lock, look again */
-        pthread_mutex_unlock(&q->mu);
+        mq_unlock(q);
         if ((m = mq_node_alloc(size)) == NULL)
             return oom(err);
         mq_lock(q);
     }
     if (mq_job_fill(q, m, job, id) != NV_OK) {
         mq_node_discard(q, m);
-        pthread_mutex_unlock(&q->mu);
+        mq_unlock(q);
         return oom(err);
     }
     if (m->j.timestamp == 0)
@@ -357,7 +372,7 @@ mem_enqueue(void *self, const nv_job *job, int64_t now,
         mq_job_free(q, m);
         rc = NV_ENOMEM;
     }
-    pthread_mutex_unlock(&q->mu);
+    mq_unlock(q);
     if (rc != NV_OK)
         return oom(err);
     if (created != NULL)
@@ -376,6 +391,16 @@ mem_enqueue(void *self, const nv_job *job, int64_t now,
  * read: a stale address (the table grew since) costs a useless line.
  */
 static _Thread_local const void *jt_hint;
+
+/* Ask for the lines of m a reserve reads (its record, its names). */
+static inline void
+prefetch_node(const struct mjob *m)
+{
+    const char *p = (const char *)m;
+
+    for (size_t off = 0; off < sizeof(*m) + 64; off += 64)
+        __builtin_prefetch(p + off, 1);
+}
 
 static int64_t
 min_next(int64_t a, int64_t b)
@@ -446,7 +471,7 @@ reserve_locked(struct mqueues *a, struct mqueue *q, int64_t now,
                struct mjob **pinned, int64_t *next_at)
 {
     struct mgroup *g = NULL;
-    struct mjob *m;
+    struct mjob *m, *nx;
     int64_t next = 0;
     struct window *w = NULL;
     int tries = 0;
@@ -483,13 +508,21 @@ again:
             return NV_ENOMEM;
     }
     m = group_top(g);
+    nx = m->in_fifo ? m->next : NULL;
     mq_waiting_remove(q, m);      /* may free g: not used below */
     m->j.state = NV_JOB_ACTIVE;
     m->j.processed_on = now;
     m->j.finished_on = 0;
     m->j.lease_until = now + lease_ms;
     mq_active_add(a, q, m);
-    jt_hint = &q->jt.v[m->idh & (q->jt.cap - 1)];
+    jt_hint = mq_jt_where(&q->jt, m);
+    /* the slot is read again to end the job: have it at hand by then;
+     * the next job of the fifo is read by the next reserve (here or in
+     * the other worker): its record, a miss with a large backlog */
+    if (jt_hint != NULL)
+        __builtin_prefetch(jt_hint, 1);
+    if (nx != NULL)
+        prefetch_node(nx);
     if (mq_job_out_pinned(q, m, held) != NV_OK) {
         /* hand the job back as if never reserved */
         mq_active_del(q, m);
@@ -532,7 +565,7 @@ reserve_finish(struct mqueue *q, struct mjob *m, struct mrec *held,
         mq_waiting_add(q, back);
         mq_wake(q, 0);
     }
-    pthread_mutex_unlock(&q->mu);
+    mq_unlock(q);
     mq_job_unpin(m);
     return NV_ENOMEM;
 }
@@ -558,7 +591,7 @@ mem_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
     mq_outbufs_init(&b);
     mq_lock(q);
     rc = reserve_locked(a, q, now, lease_ms, lim, &held, &m, &next);
-    pthread_mutex_unlock(&q->mu);
+    mq_unlock(q);
     if (rc == NV_OK)
         rc = reserve_finish(q, m, &held, out, &b);
     mq_outbufs_release(&b);
@@ -601,7 +634,7 @@ mem_extend(void *self, const char *queue, const char *id, const char *token,
     mq_lock(q);
     if ((m = leased(q, id, token)) != NULL)
         m->j.lease_until = until;
-    pthread_mutex_unlock(&q->mu);
+    mq_unlock(q);
     return m != NULL ? NV_OK : lease_lost(err, queue, id);
 }
 
@@ -705,7 +738,7 @@ mem_finish(void *self, const char *queue, const char *id, const char *token,
         return rc;
     mq_lock(q);
     rc = finish_locked(q, queue, id, token, f, now, &text, err);
-    pthread_mutex_unlock(&q->mu);
+    mq_unlock(q);
     nv__free(text);
     return rc;
 }
@@ -745,7 +778,7 @@ mem_finish_reserve(void *self, const char *queue, const char *id,
     rc = finish_locked(q, queue, id, token, f, now, &text, err);
     if (rc == NV_OK)
         rrc = reserve_locked(a, q, now, lease_ms, lim, &held, &m, &next);
-    pthread_mutex_unlock(&q->mu);
+    mq_unlock(q);
     if (rrc == NV_OK)
         rrc = reserve_finish(q, m, &held, out, &b);
     mq_outbufs_release(&b);
@@ -780,7 +813,7 @@ mem_progress(void *self, const char *queue, const char *id, const char *token,
         m->j.progress_data = d;
         d = NULL;
     }
-    pthread_mutex_unlock(&q->mu);
+    mq_unlock(q);
     nv__free(d);
     return rc;
 }
@@ -895,7 +928,7 @@ mem_reap(void *self, const char *queue, int64_t now, int max_stalled,
     if (woke && !q->paused)
         mq_wake(q, 1);
     groups_sweep(q, now);
-    pthread_mutex_unlock(&q->mu);
+    mq_unlock(q);
     nv__free(exp);
     if (rc != NV_OK) {
         nv_reaped_free(v, cnt);
@@ -989,7 +1022,7 @@ mem_wait(void *self, const char *queue, int64_t timeout_ms)
      * an enqueue between that reserve and this wait): do not sleep. */
     gen = atomic_load(&q->gen);
     if (gen != atomic_load_explicit(&q->idle_gen, memory_order_relaxed)) {
-        pthread_mutex_unlock(&q->mu);
+        mq_unlock(q);
         return NV_OK;
     }
     atomic_fetch_add(&q->waiters, 1);
@@ -997,7 +1030,7 @@ mem_wait(void *self, const char *queue, int64_t timeout_ms)
            pthread_cond_timedwait(&q->cv, &q->mu, &ts) == 0)
         ;
     atomic_fetch_sub(&q->waiters, 1);
-    pthread_mutex_unlock(&q->mu);
+    mq_unlock(q);
     return NV_OK;
 }
 
@@ -1015,7 +1048,7 @@ mem_wake(void *self)
             continue;
         mq_lock(q);
         mq_wake(q, 1);
-        pthread_mutex_unlock(&q->mu);
+        mq_unlock(q);
     }
 }
 
@@ -1035,12 +1068,12 @@ queue_free(struct mqueue *q)
     struct mjob *m;
     struct mgroup *g, *gt;
 
-    for (size_t i = 0; i < q->jt.cap; i++) {
-        m = q->jt.v[i].m;
+    for (size_t i = 0; i < mq_jt_slots(&q->jt); i++) {
+        m = mq_jt_at(&q->jt, i);
         if (m != NULL)
             mq_job_destroy(m);
     }
-    nv__free(q->jt.v);
+    mq_jt_free(&q->jt);
     HASH_ITER(hh, q->groups, g, gt)
         mq_group_free(q, g);
     while ((m = q->pool) != NULL) {

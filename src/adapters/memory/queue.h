@@ -57,7 +57,9 @@ mq_hash(const void *key, size_t n)
  * of one size and reused through a per-queue pool of up to NODE_POOL
  * nodes: a stream of jobs then costs no malloc/free of the node. */
 #define NODE_INLINE 256
-#define NODE_POOL 64
+#define NODE_POOL 32
+/* Nodes handed to the producers and not yet taken, per queue (about). */
+#define SPARE_MAX 4096
 #define MQ_PIN_GONE 0x80000000u
 #define MQ_NODE_SIZE (sizeof(struct mjob) + NODE_INLINE)
 #define STALLED_REASON "job stalled more than allowable limit"
@@ -121,6 +123,9 @@ struct mjob {
     struct mjob   *prev, *next; /* active / completed / failed list */
     int            pooled;      /* block of NODE_INLINE: reusable (q->pool) */
     int            in_fifo;     /* waiting: in grp->fifo, not grp->waiting */
+    uint64_t       seqn;        /* seq_ok: the number of its generated id */
+    unsigned char  seq_ok;      /* its id has the generated form */
+    unsigned char  in_ring;     /* in the id table's ring, not its hash part */
     int64_t        enq_now;     /* in the inbox: the enqueue's 'now' */
     uint32_t       act_i;       /* active: its slot in q->act */
     uint64_t       act_seq;     /* active: reservation order (reap) */
@@ -142,12 +147,63 @@ struct jslot {
     struct mjob *m;             /* NULL: empty */
 };
 
+/*
+ * Ids of the generated form "<ms>-<9 base36>" (N-3), whose 9 characters
+ * the engine hands out in sequence (src/core/jobs.c), are kept apart in a
+ * ring indexed by that number: jobs enqueued one after another then sit
+ * in neighbouring slots, so filing and removing a stream of jobs touches
+ * a few hot lines instead of a random slot of a large table each (a cache
+ * miss each with a large backlog). The ring holds numbers in [lo, lo +
+ * rcap); an id of the form that does not fit (another stream, far below
+ * or above, or a number already taken by another id) goes to the hash
+ * part, and nseq_hashed counts those, so that a lookup of such an id
+ * looks there only when some may be there.
+ */
 struct jtab {
-    struct jslot *v;
-    size_t        cap, n;
+    struct jslot *v;            /* the hash part */
+    size_t        cap, hn;
+    struct mjob **r;            /* the ring: r[x & (rcap - 1)] */
+    size_t        rcap, rn;
+    uint64_t      lo, hi;       /* numbers in r: [lo, hi], hi < lo + rcap */
+    size_t        nseq_hashed;
+    size_t        n;            /* jobs in all */
 };
 
 #define JT_MIN_CAP 256
+#define RING_MIN 1024
+#define RING_MAX ((size_t)1 << 26)
+
+/* The number of a generated id (1: of that form), as the engine makes it:
+ * the 9 characters after "<digits>-" are base 36, least significant
+ * first. */
+static inline int
+mq_id_seq(const char *id, uint64_t *x)
+{
+    const char *p = id;
+    uint64_t v = 0, mul = 1;
+
+    while (*p >= '0' && *p <= '9')
+        p++;
+    if (p == id || p - id > 19 || *p != '-')
+        return 0;
+    p++;
+    for (int i = 0; i < 9; i++) {
+        unsigned c = (unsigned char)p[i], d;
+
+        if (c - '0' <= 9)
+            d = c - '0';
+        else if (c - 'a' <= 'z' - 'a')
+            d = c - 'a' + 10;
+        else
+            return 0;
+        v += d * mul;
+        mul *= 36;
+    }
+    if (p[9] != '\0')
+        return 0;
+    *x = v;
+    return 1;
+}
 /* Waiting jobs of one limiter group (j.group; NULL is the group ""). */
 struct mgroup {
     char          *key;         /* "" for NULL, else "=" + value */
@@ -201,6 +257,7 @@ struct mqueue {
     struct mgroup **scratch;    /* saturated groups set aside by reserve */
     size_t          nscratch;
     struct mjob    *pool;       /* freed nodes for reuse, linked by next */
+    struct mjob    *pool_tail;  /* its last node */
     int             npool;
 
     /* The inbox block: the lines producers write, apart from the lines
@@ -215,9 +272,12 @@ struct mqueue {
     _Atomic int     waiters;    /* threads asleep in mem_wait */
     _Atomic int     spinners;   /* threads watching gen in mem_wait (0, 1) */
     char            pad2[64];
-    _Atomic(struct mjob *) spare;   /* nodes handed from pool to producers */
-    pthread_mutex_t pmu;        /* guards pfree (producers only) */
+    _Atomic(struct mjob *) spare;   /* nodes handed from pool to producers
+                                       (batches pushed, taken all at once) */
+    _Atomic int     nspare;     /* nodes in spare and pfree (about) */
+    pthread_mutex_t pmu;        /* guards pfree, ptaken (producers only) */
     struct mjob    *pfree;      /* nodes taken from spare */
+    int             ptaken;     /* taken from pfree, not yet off nspare */
     _Atomic(char *) opts_shared;    /* the first opts seen, kept till close:
                                        equal opts point here, not copied */
     char            pad1[64];
@@ -331,10 +391,18 @@ mq_id_hash(const char *id)
 struct mjob *mq_jt_find(const struct jtab *t, const char *id);
 /* The same with h = mq_id_hash(id), computed before taking the lock. */
 struct mjob *mq_jt_find_h(const struct jtab *t, const char *id, uint64_t h);
+/* The job with the id of filled node m (m->idh and m->seqn set), if any. */
+struct mjob *mq_jt_find_node(const struct jtab *t, const struct mjob *m);
 /* Add m, whose id (hash h) is not in t; 0 when out of memory (t
  * unchanged). */
 int   mq_jt_add(struct jtab *t, struct mjob *m, uint64_t h);
 void  mq_jt_del(struct jtab *t, struct mjob *m);
+/* Where t keeps (or would look for) filled node m: for a prefetch. */
+const void *mq_jt_where(const struct jtab *t, const struct mjob *m);
+/* Every job of t: mq_jt_at(t, i) for i < mq_jt_slots(t), NULL skipped. */
+size_t mq_jt_slots(const struct jtab *t);
+struct mjob *mq_jt_at(const struct jtab *t, size_t i);
+void  mq_jt_free(struct jtab *t);
 
 void  mq_list_append(struct jlist *l, struct mjob *m);
 void  mq_list_unlink(struct jlist *l, struct mjob *m);
@@ -374,9 +442,12 @@ size_t mq_job_size(const nv_job *src);
 struct mjob *mq_node_pop(struct mqueue *q);
 /* A new node for 'size' bytes (no lock needed); NULL when out of memory. */
 struct mjob *mq_node_alloc(size_t size);
-/* Give back a node never filed (or not filled): pooled or freed. Under
- * q->mu. NULL ok. */
+/* Give back a node never filed (or not filled): pooled, or freed by
+ * mq_unlock. Under q->mu. NULL ok. */
 void  mq_node_discard(struct mqueue *q, struct mjob *m);
+/* Free the nodes this thread gave up under a lock (mq_unlock). */
+extern _Thread_local struct mjob *mq_garbage;
+void  mq_garbage_free(void);
 /* Fill node m (of mq_job_size(src) bytes at least) with a copy of 'src'
  * in queue q, with the id 'id' (src->id or a generated one); NV_ENOMEM
  * leaves m unfilled. No lock needed. */
@@ -433,6 +504,15 @@ mq_lock(struct mqueue *q)
     if (atomic_load_explicit(&q->inbox, memory_order_acquire) != NULL ||
         q->pending != NULL)
         mq_drain(q);
+}
+
+/* Let go of q->mu, then free what was given up under it. */
+static inline void
+mq_unlock(struct mqueue *q)
+{
+    pthread_mutex_unlock(&q->mu);
+    if (mq_garbage != NULL)
+        mq_garbage_free();
 }
 
 /* The queue named 'name', created when 'create'; NULL when absent/OOM. */

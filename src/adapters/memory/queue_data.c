@@ -80,16 +80,12 @@ mq_heap_remove(struct heap *h, void *e)
 }
 
 
-struct mjob *
-mq_jt_find(const struct jtab *t, const char *id)
-{
-    return mq_jt_find_h(t, id, mq_id_hash(id));
-}
+/* ---- The id table: a hash part and a ring of generated ids (queue.h) ---- */
 
-struct mjob *
-mq_jt_find_h(const struct jtab *t, const char *id, uint64_t h)
+static struct mjob *
+hash_find(const struct jtab *t, const char *id, uint64_t h)
 {
-    if (t->n == 0)
+    if (t->hn == 0)
         return NULL;
     for (size_t i = h & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
         const struct jslot *s = &t->v[i];
@@ -99,6 +95,45 @@ mq_jt_find_h(const struct jtab *t, const char *id, uint64_t h)
         if (s->h == h && strcmp(s->m->j.id, id) == 0)
             return s->m;
     }
+}
+
+/* The job of id (hash h; of the generated form when seq, number x). */
+static struct mjob *
+jt_find(const struct jtab *t, const char *id, uint64_t h, int seq,
+        uint64_t x)
+{
+    if (seq) {
+        if (t->rn > 0 && x - t->lo < t->rcap) {
+            struct mjob *m = t->r[x & (t->rcap - 1)];
+
+            if (m != NULL && strcmp(m->j.id, id) == 0)
+                return m;
+        }
+        if (t->nseq_hashed == 0)
+            return NULL;
+    }
+    return hash_find(t, id, h);
+}
+
+struct mjob *
+mq_jt_find(const struct jtab *t, const char *id)
+{
+    return mq_jt_find_h(t, id, mq_id_hash(id));
+}
+
+struct mjob *
+mq_jt_find_h(const struct jtab *t, const char *id, uint64_t h)
+{
+    uint64_t x = 0;
+    int seq = mq_id_seq(id, &x);
+
+    return jt_find(t, id, h, seq, x);
+}
+
+struct mjob *
+mq_jt_find_node(const struct jtab *t, const struct mjob *m)
+{
+    return jt_find(t, m->j.id, m->idh, m->seq_ok, m->seqn);
 }
 
 static int
@@ -124,19 +159,19 @@ jt_rehash(struct jtab *t, size_t cap)
     return NV_OK;
 }
 
-/* Add m, whose id is not in t; 0 when out of memory (t unchanged). */
-int
-mq_jt_add(struct jtab *t, struct mjob *m, uint64_t h)
+/* Add m (hash h) to the hash part; 0 when out of memory. */
+static int
+hash_add(struct jtab *t, struct mjob *m, uint64_t h)
 {
     size_t k;
 
     /* at most half full: short probes, also for ids that are absent (the
      * check of every enqueue); never below JT_MIN_CAP, so that a queue
      * that stays small is not rehashed every few jobs */
-    if ((t->n + 1) * 2 > t->cap) {
+    if ((t->hn + 1) * 2 > t->cap) {
         size_t cap = JT_MIN_CAP;
 
-        while ((t->n + 1) * 4 > cap)
+        while ((t->hn + 1) * 4 > cap)
             cap *= 2;
         if (jt_rehash(t, cap) != NV_OK)
             return 0;
@@ -147,7 +182,10 @@ mq_jt_add(struct jtab *t, struct mjob *m, uint64_t h)
     t->v[k].h = h;
     t->v[k].m = m;
     m->idh = h;
-    t->n++;
+    m->in_ring = 0;
+    t->hn++;
+    if (m->seq_ok)
+        t->nseq_hashed++;
     return 1;
 }
 
@@ -155,11 +193,13 @@ mq_jt_add(struct jtab *t, struct mjob *m, uint64_t h)
  * Remove m by shifting back the entries of its probe run (no tombstone:
  * probes stay as short as the load allows however many jobs come and go).
  */
-void
-mq_jt_del(struct jtab *t, struct mjob *m)
+static void
+hash_del(struct jtab *t, struct mjob *m)
 {
     size_t mask = t->cap - 1, i, j;
 
+    if (t->hn == 0)
+        return;
     for (i = m->idh & mask;; i = (i + 1) & mask) {
         if (t->v[i].m == m)
             break;
@@ -177,7 +217,191 @@ mq_jt_del(struct jtab *t, struct mjob *m)
         }
     }
     t->v[i].m = NULL;
-    t->n--;
+    t->hn--;
+    if (m->seq_ok)
+        t->nseq_hashed--;
+}
+
+/* The ring re-made with cap slots (a power of two holding [lo, hi]). */
+static int
+ring_resize(struct jtab *t, size_t cap)
+{
+    struct mjob **r = nv__calloc(cap, sizeof(*r));
+
+    if (r == NULL)
+        return NV_ENOMEM;
+    for (size_t i = 0; i < t->rcap; i++) {
+        if (t->r[i] != NULL)
+            r[t->r[i]->seqn & (cap - 1)] = t->r[i];
+    }
+    nv__free(t->r);
+    t->r = r;
+    t->rcap = cap;
+    return NV_OK;
+}
+
+/* Move the ring's jobs below number 'below' (all: UINT64_MAX) to the hash
+ * part; 0 when out of memory (those moved stay moved). */
+static int
+ring_evict(struct jtab *t, uint64_t below)
+{
+    size_t mask = t->rcap - 1;
+
+    while (t->rn > 0 && t->lo < below) {
+        struct mjob *m = t->r[t->lo & mask];
+
+        if (m != NULL) {
+            if (!hash_add(t, m, m->idh))
+                return 0;
+            t->r[t->lo & mask] = NULL;
+            t->rn--;
+        }
+        t->lo++;
+    }
+    return 1;
+}
+
+static size_t
+pow2_at_least(uint64_t n)
+{
+    size_t c = RING_MIN;
+
+    while (c < n)
+        c *= 2;
+    return c;
+}
+
+/* Put m (its number x = m->seqn) in the ring; 0 when it does not fit (it
+ * then goes to the hash part) or out of memory. */
+static int
+ring_put(struct jtab *t, struct mjob *m)
+{
+    uint64_t x = m->seqn;
+
+    if (t->rn == 0) {
+        if (t->rcap == 0 && ring_resize(t, RING_MIN) != NV_OK)
+            return 0;
+        t->lo = t->hi = x;
+    }
+    if (x < t->lo) {
+        /* a little older than the oldest (producers racing): room? */
+        if (t->hi - x >= t->rcap)
+            return 0;
+        t->lo = x;
+    } else if (x - t->lo >= t->rcap) {
+        uint64_t span = x - t->lo + 1;
+
+        if (span <= RING_MAX && span <= 8 * (uint64_t)(t->rn + RING_MIN)) {
+            if (ring_resize(t, pow2_at_least(span)) != NV_OK)
+                return 0;
+        } else if (x - t->lo >= 2 * (uint64_t)t->rcap) {
+            /* far away: a new stream; the old one's jobs to the hash */
+            for (size_t i = 0; i < t->rcap && t->rn > 0; i++) {
+                struct mjob *o = t->r[i];
+
+                if (o != NULL) {
+                    if (!hash_add(t, o, o->idh))
+                        return 0;
+                    t->r[i] = NULL;
+                    t->rn--;
+                }
+            }
+            t->lo = t->hi = x;
+        } else if (!ring_evict(t, x - t->rcap + 1)) {
+            return 0;
+        } else if (t->rn == 0) {
+            t->lo = t->hi = x;
+        }
+    }
+    if (t->r[x & (t->rcap - 1)] != NULL)
+        return 0;               /* the number of another id */
+    t->r[x & (t->rcap - 1)] = m;
+    t->rn++;
+    if (x > t->hi)
+        t->hi = x;
+    m->in_ring = 1;
+    return 1;
+}
+
+static void
+ring_del(struct jtab *t, struct mjob *m)
+{
+    size_t mask = t->rcap - 1;
+
+    t->r[m->seqn & mask] = NULL;
+    m->in_ring = 0;
+    if (--t->rn == 0) {
+        if (t->rcap > 16 * RING_MIN) {
+            nv__free(t->r);     /* a backlog gone: give its room back */
+            t->r = NULL;
+            t->rcap = 0;
+        }
+        return;
+    }
+    while (t->r[t->lo & mask] == NULL)
+        t->lo++;
+    /* mostly empty after a backlog went: a smaller ring if the span fits */
+    if (t->rcap > 16 * RING_MIN && t->rn * 64 < t->rcap &&
+        (t->hi - t->lo + 1) * 4 <= t->rcap)
+        ring_resize(t, pow2_at_least(t->hi - t->lo + 1));
+}
+
+/* Add m, whose id is not in t; 0 when out of memory (t unchanged). */
+int
+mq_jt_add(struct jtab *t, struct mjob *m, uint64_t h)
+{
+    m->idh = h;
+    if (m->seq_ok && ring_put(t, m)) {
+        t->n++;
+        return 1;
+    }
+    if (!hash_add(t, m, h))
+        return 0;
+    t->n++;
+    return 1;
+}
+
+void
+mq_jt_del(struct jtab *t, struct mjob *m)
+{
+    if (m->in_ring) {
+        ring_del(t, m);
+        t->n--;
+    } else {
+        size_t before = t->hn;
+
+        hash_del(t, m);
+        if (t->hn < before)
+            t->n--;
+    }
+}
+
+const void *
+mq_jt_where(const struct jtab *t, const struct mjob *m)
+{
+    if (m->seq_ok && t->rcap > 0 && m->seqn - t->lo < t->rcap)
+        return &t->r[m->seqn & (t->rcap - 1)];
+    return t->cap > 0 ? &t->v[m->idh & (t->cap - 1)] : NULL;
+}
+
+size_t
+mq_jt_slots(const struct jtab *t)
+{
+    return t->rcap + t->cap;
+}
+
+struct mjob *
+mq_jt_at(const struct jtab *t, size_t i)
+{
+    return i < t->rcap ? t->r[i] : t->v[i - t->rcap].m;
+}
+
+void
+mq_jt_free(struct jtab *t)
+{
+    nv__free(t->r);
+    nv__free(t->v);
+    memset(t, 0, sizeof(*t));
 }
 
 
@@ -527,7 +751,8 @@ mq_node_pop(struct mqueue *q)
 
     if (m != NULL) {
         q->pool = m->next;
-        q->npool--;
+        if (--q->npool == 0)
+            q->pool_tail = NULL;
     }
     return m;
 }
@@ -543,25 +768,60 @@ mq_node_alloc(size_t size)
     return m;
 }
 
+/* Nodes given up under a queue's mu, freed by this thread once it lets
+ * go of the lock (mq_unlock): free() of a node another thread allocated
+ * takes that thread's malloc arena lock, which must not lengthen the
+ * hold of the queue's. */
+_Thread_local struct mjob *mq_garbage;
+
 void
 mq_node_discard(struct mqueue *q, struct mjob *m)
 {
     if (m == NULL)
         return;
-    if (!m->pooled || q->npool >= NODE_POOL) {
-        nv__free(m);
+    if (!m->pooled) {
+        m->next = mq_garbage;
+        mq_garbage = m;
         return;
     }
     m->next = q->pool;
     q->pool = m;
-    q->npool++;
-    /* hand a batch to the producers (the inbox path) once they took the
-     * last one */
-    if (q->npool >= NODE_POOL / 2 &&
-        atomic_load_explicit(&q->spare, memory_order_relaxed) == NULL) {
-        atomic_store_explicit(&q->spare, q->pool, memory_order_release);
-        q->pool = NULL;
-        q->npool = 0;
+    if (q->npool++ == 0)
+        q->pool_tail = m;
+    if (q->npool < NODE_POOL)
+        return;
+    /* A batch for the producers (the inbox path), who allocate a node per
+     * job: pushed whatever they hold already, up to SPARE_MAX nodes, so a
+     * steady stream reuses its nodes without malloc or free. Beyond that
+     * (a backlog shrinking) the batch is freed, after the unlock. */
+    if (atomic_load_explicit(&q->nspare, memory_order_relaxed) <
+        SPARE_MAX) {
+        struct mjob *head = atomic_load_explicit(&q->spare,
+                                                 memory_order_relaxed);
+
+        atomic_fetch_add_explicit(&q->nspare, q->npool, memory_order_relaxed);
+        do
+            q->pool_tail->next = head;
+        while (!atomic_compare_exchange_weak_explicit(&q->spare, &head,
+                                                      q->pool,
+                                                      memory_order_release,
+                                                      memory_order_relaxed));
+    } else {
+        q->pool_tail->next = mq_garbage;
+        mq_garbage = q->pool;
+    }
+    q->pool = q->pool_tail = NULL;
+    q->npool = 0;
+}
+
+void
+mq_garbage_free(void)
+{
+    struct mjob *m;
+
+    while ((m = mq_garbage) != NULL) {
+        mq_garbage = m->next;
+        nv__free(m);
     }
 }
 
@@ -620,6 +880,7 @@ mq_job_fill(struct mqueue *q, struct mjob *m, const nv_job *src,
     m->pooled = pooled;
     p = (char *)(m + 1);
     r->id = put_name(&p, id, NV_JOB_ID_MAX);
+    m->seq_ok = (unsigned char)mq_id_seq(r->id, &m->seqn);
     r->queue = q->name;
     r->name = put_name(&p, src->name, sizeof(src->name));
     r->run_id = put_name(&p, src->run_id, sizeof(src->run_id));

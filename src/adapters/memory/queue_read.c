@@ -59,7 +59,7 @@ mq_log(void *self, const char *queue, const char *id, const char *entry_json,
                 m->j.logs = logs;
             }
         }
-        pthread_mutex_unlock(&q->mu);
+        mq_unlock(q);
     }
     json_decref(entry);
     if (m == NULL)
@@ -83,7 +83,7 @@ mq_get(void *self, const char *queue, const char *id, nv_job *out,
     m = mq_jt_find(&q->jt, id);
     if (m != NULL && mq_job_out(q, m, out) != NV_OK)
         rc = oom(err);
-    pthread_mutex_unlock(&q->mu);
+    mq_unlock(q);
     if (m == NULL)
         return job_missing(err, queue, id);
     return rc;
@@ -159,8 +159,8 @@ mq_list(void *self, const char *queue, unsigned mask, int64_t offset,
         sel = nv__malloc((q->jt.n + 1) * sizeof(*sel));
         if (sel == NULL)
             rc = NV_ENOMEM;
-        for (size_t i = 0; sel != NULL && i < q->jt.cap; i++) {
-            m = q->jt.v[i].m;
+        for (size_t i = 0; sel != NULL && i < mq_jt_slots(&q->jt); i++) {
+            m = mq_jt_at(&q->jt, i);
             if (m != NULL &&
                 (mask & NV_JOB_MASK(reported_state(q, m))))
                 sel[cnt++] = m;
@@ -181,7 +181,7 @@ mq_list(void *self, const char *queue, unsigned mask, int64_t offset,
                 rc = NV_ENOMEM;
             }
         }
-        pthread_mutex_unlock(&q->mu);
+        mq_unlock(q);
         nv__free(sel);
     }
     if (rc != NV_OK)
@@ -211,7 +211,7 @@ mq_counts(void *self, const char *queue, nv_job_counts *out, nv_error *err)
     out->active = q->nactive;
     out->completed = q->completed.n;
     out->failed = q->failed.n;
-    pthread_mutex_unlock(&q->mu);
+    mq_unlock(q);
     return NV_OK;
 }
 
@@ -228,7 +228,7 @@ mq_set_paused(void *self, const char *queue, int paused, nv_error *err)
     q->paused = paused != 0;
     if (!q->paused)
         mq_wake(q, 1);
-    pthread_mutex_unlock(&q->mu);
+    mq_unlock(q);
     return NV_OK;
 }
 
@@ -242,7 +242,7 @@ mq_is_paused(void *self, const char *queue, int *paused, nv_error *err)
     if (q != NULL) {
         mq_lock(q);
         *paused = q->paused;
-        pthread_mutex_unlock(&q->mu);
+        mq_unlock(q);
     }
     return NV_OK;
 }
@@ -270,7 +270,7 @@ mq_remove(void *self, const char *queue, const char *id, nv_job *out,
         mq_job_detach(q, m);
         mq_job_free(q, m);
     }
-    pthread_mutex_unlock(&q->mu);
+    mq_unlock(q);
     return rc;
 }
 
@@ -301,6 +301,6 @@ mq_retry(void *self, const char *queue, const char *id, int64_t now,
         if (out != NULL && mq_job_out(q, m, out) != NV_OK)
             rc = oom(err);     /* the retry happened; only the copy failed */
     }
-    pthread_mutex_unlock(&q->mu);
+    mq_unlock(q);
     return rc;
 }

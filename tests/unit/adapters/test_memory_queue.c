@@ -5,6 +5,7 @@
  * and every removed one must be gone, whatever the order.
  */
 #include <criterion/criterion.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -87,6 +88,258 @@ Test(memory_queue, the_id_table_finds_every_job_after_many_removals)
         cr_assert_eq(present(&q, k), in[k], "id-%d at the end", k);
     cr_assert_eq(q.ops->counts(q.self, "q", &c, NULL), NV_OK);
     cr_assert_eq(c.waiting, live);
+    q.ops->close(q.self);
+}
+
+/* ---- Generated ids: the id table's ring (queue.h) ---- */
+
+/* A generated-form id "<ms>-<9 base36>" whose number is n (least
+ * significant digit first, as the engine writes them). */
+static void
+gen_id(char *out, size_t size, long ms, uint64_t n)
+{
+    static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+    char tail[10];
+
+    for (int i = 0; i < 9; i++) {
+        tail[i] = digits[n % 36];
+        n /= 36;
+    }
+    tail[9] = '\0';
+    snprintf(out, size, "%ld-%s", ms, tail);
+}
+
+#define NGEN 9000
+
+static char gid[NGEN][48];
+static unsigned char gin[NGEN];
+
+static void
+enq_id(nv_queue *q, const char *id, int expect_created)
+{
+    nv_job j;
+    int created = -1;
+
+    memset(&j, 0, sizeof(j));
+    strcpy(j.queue, "q");
+    strcpy(j.name, "q");
+    snprintf(j.id, sizeof(j.id), "%s", id);
+    j.data = (char *)"{}";
+    j.remove_on_complete = NV_KEEP_ALL;
+    j.remove_on_fail = NV_KEEP_ALL;
+    cr_assert_eq(q->ops->enqueue(q->self, &j, 1000, 0, NULL, &created, NULL),
+                 NV_OK);
+    cr_assert_eq(created, expect_created, "%s: created %d", id, created);
+}
+
+static void
+check_all(nv_queue *q, int upto, const char *when)
+{
+    nv_job_counts c;
+    int64_t live = 0;
+
+    for (int k = 0; k < upto; k++) {
+        nv_job j;
+        int rc;
+
+        memset(&j, 0, sizeof(j));
+        rc = q->ops->get(q->self, "q", gid[k], &j, NULL);
+        cr_assert_eq(rc == NV_OK, gin[k], "%s: %s expected %s", when, gid[k],
+                     gin[k] ? "present" : "absent");
+        if (rc == NV_OK) {
+            cr_assert_str_eq(j.id, gid[k]);
+            nv_job_release(&j);
+        }
+        live += gin[k];
+    }
+    cr_assert_eq(q->ops->counts(q->self, "q", &c, NULL), NV_OK);
+    cr_assert_eq(c.waiting, live, "%s", when);
+}
+
+/*
+ * Ids of the generated form in every way the ring can meet them: a long
+ * run in sequence (the ring grows), removals in any order (its oldest
+ * end moves), most of it removed (it shrinks), a job a little older than
+ * the oldest, a far number (a second stream: the first moves to the hash
+ * part), a number taken by another id with another millisecond, and ids
+ * of other forms; every id stays findable, a second enqueue of it is
+ * refused (Q-3) and the counts stay exact.
+ */
+Test(memory_queue, generated_ids_are_found_whatever_their_order_and_streams)
+{
+    const uint64_t B = 1000000000000ULL;
+    uint64_t x = 0x2545f4914f6cdd1dull;
+    nv_queue q;
+    int n = 0;
+
+    cr_assert_eq(nv_memory_queue_open(NULL, &q, NULL), NV_OK);
+    /* a stream of 5000 (the ring grows) */
+    for (int i = 0; i < 5000; i++, n++) {
+        gen_id(gid[n], sizeof(gid[n]), 1764000000000L + i / 7, B + i);
+        enq_id(&q, gid[n], 1);
+        gin[n] = 1;
+    }
+    check_all(&q, n, "after the first stream");
+    /* removals in random order, with re-enqueues of removed ids */
+    for (int r = 0; r < 12000; r++) {
+        int k;
+
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        k = (int)(x % 5000);
+        if (gin[k]) {
+            cr_assert_eq(q.ops->remove(q.self, "q", gid[k], NULL, NULL),
+                         NV_OK);
+            gin[k] = 0;
+        } else if (r % 3 == 0) {
+            enq_id(&q, gid[k], 1);
+            gin[k] = 1;
+        }
+    }
+    check_all(&q, n, "after random removals");
+    /* all but the ten oldest removed: a sparse ring */
+    for (int k = 10; k < 5000; k++) {
+        if (gin[k]) {
+            cr_assert_eq(q.ops->remove(q.self, "q", gid[k], NULL, NULL),
+                         NV_OK);
+            gin[k] = 0;
+        }
+    }
+    for (int k = 0; k < 10; k++) {
+        if (!gin[k]) {
+            enq_id(&q, gid[k], 1);
+            gin[k] = 1;
+        }
+    }
+    check_all(&q, n, "sparse");
+    /* a little older than the oldest; the number of a present job with
+     * another millisecond (another id); a number past the sparse ring
+     * (its old jobs move to the hash part) and a stream from there */
+    gen_id(gid[n], sizeof(gid[n]), 1764000000000L, B - 3);
+    enq_id(&q, gid[n], 1);
+    gin[n++] = 1;
+    gen_id(gid[n], sizeof(gid[n]), 1764000000999L, B + 4);
+    enq_id(&q, gid[n], 1);
+    gin[n++] = 1;
+    for (int i = 0; i < 1000; i++, n++) {
+        gen_id(gid[n], sizeof(gid[n]), 1764000001000L, B + 9000 + i);
+        enq_id(&q, gid[n], 1);
+        gin[n] = 1;
+    }
+    check_all(&q, n, "past the sparse ring");
+    /* a far stream (the previous one moves to the hash part), then one
+     * from the start of the id space (below the ring: hash part) */
+    for (int i = 0; i < 1500; i++, n++) {
+        gen_id(gid[n], sizeof(gid[n]), 1764000002000L, B + 1000000000 + i);
+        enq_id(&q, gid[n], 1);
+        gin[n] = 1;
+    }
+    for (int i = 0; i < 500; i++, n++) {
+        gen_id(gid[n], sizeof(gid[n]), 1764000003000L, (uint64_t)i);
+        enq_id(&q, gid[n], 1);
+        gin[n] = 1;
+    }
+    /* other forms: not generated, close to it */
+    snprintf(gid[n], sizeof(gid[n]), "plain-id");
+    enq_id(&q, gid[n], 1);
+    gin[n++] = 1;
+    snprintf(gid[n], sizeof(gid[n]), "12-abcdefgh");     /* 8 chars */
+    enq_id(&q, gid[n], 1);
+    gin[n++] = 1;
+    snprintf(gid[n], sizeof(gid[n]), "12-abcdefghiJ");
+    enq_id(&q, gid[n], 1);
+    gin[n++] = 1;
+    snprintf(gid[n], sizeof(gid[n]), "-abcdefghi");
+    enq_id(&q, gid[n], 1);
+    gin[n++] = 1;
+    check_all(&q, n, "two streams and other forms");
+    /* Q-3 for every present id, wherever it is kept */
+    for (int k = 0; k < n; k++) {
+        if (gin[k])
+            enq_id(&q, gid[k], 0);
+    }
+    /* the older stream goes, then the newer one in random order */
+    for (int k = 0; k < 5000; k++) {
+        if (gin[k]) {
+            cr_assert_eq(q.ops->remove(q.self, "q", gid[k], NULL, NULL),
+                         NV_OK);
+            gin[k] = 0;
+        }
+    }
+    check_all(&q, n, "older stream removed");
+    for (int r = 0; r < 6000; r++) {
+        int k;
+
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        k = 5000 + (int)(x % (uint64_t)(n - 5000));
+        if (gin[k]) {
+            cr_assert_eq(q.ops->remove(q.self, "q", gid[k], NULL, NULL),
+                         NV_OK);
+            gin[k] = 0;
+        }
+    }
+    check_all(&q, n, "at the end");
+    q.ops->close(q.self);
+}
+
+/* A backlog of 20000 generated ids going away: oldest first, in random
+ * order (the ring shrinks to the span left), or all but the oldest and
+ * the newest first (it is given back with the last one): every id left
+ * stays findable. */
+Test(memory_queue, a_ring_of_generated_ids_shrinks_as_its_backlog_goes)
+{
+    enum { N = 20000 };
+    static char ids[N][48];
+    static unsigned char in[N];
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    nv_queue q;
+
+    cr_assert_eq(nv_memory_queue_open(NULL, &q, NULL), NV_OK);
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < N; i++) {
+            gen_id(ids[i], sizeof(ids[i]), 1764000000000L + round,
+                   5000000ULL * (uint64_t)(round + 1) + (uint64_t)i);
+            enq_id(&q, ids[i], 1);
+            in[i] = 1;
+        }
+        for (int r = 0; r < N - 10; r++) {
+            int k = round == 2 ? 1 + r % (N - 2) : r;
+
+            if (round == 2 && !in[k])
+                continue;
+            if (round == 1) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                k = (int)(x % N);
+                if (!in[k])
+                    continue;
+            }
+            cr_assert_eq(q.ops->remove(q.self, "q", ids[k], NULL, NULL),
+                         NV_OK);
+            in[k] = 0;
+        }
+        for (int k = 0; k < N; k++) {
+            nv_job j;
+            int rc = q.ops->get(q.self, "q", ids[k], &j, NULL);
+
+            cr_assert_eq(rc == NV_OK, in[k], "round %d: %s", round, ids[k]);
+            if (rc == NV_OK)
+                nv_job_release(&j);
+        }
+        for (int i = 0; i < N; i++) {
+            int k = round == 2 ? N - 1 - i : i;      /* newest first */
+
+            if (in[k]) {
+                cr_assert_eq(q.ops->remove(q.self, "q", ids[k], NULL, NULL),
+                             NV_OK);
+                in[k] = 0;
+            }
+        }
+    }
     q.ops->close(q.self);
 }
 
