@@ -307,6 +307,8 @@ nv__redis_pool_close(nv__redis_pool *p)
     for (size_t i = 0; i < p->nidle; i++)
         redisFree(p->idle[i]);
     nv__free(p->idle);
+    for (int i = 0; i < p->nbufs; i++)
+        nv__free(p->bufs[i]);
     nv__free(p->username);
     nv__free(p->password);
     nv__free(p->prefix);
@@ -440,10 +442,36 @@ set_io_error(redisContext *c, int type, const char *msg)
  * calling thread's stack: every thread that ever sent a batch kept those
  * pages). NULL on a connection error (c->err set).
  */
-#define READ_BUF 16384
+#define IO_BUF 16384
+
+/* An IO_BUF-byte buffer from the pool's few (a large malloc per call made
+ * glibc consolidate its fast bins each time), or NULL. */
+static char *
+buf_get(nv__redis_pool *p)
+{
+    char *b = NULL;
+
+    pthread_mutex_lock(&p->mu);
+    if (p->nbufs > 0)
+        b = p->bufs[--p->nbufs];
+    pthread_mutex_unlock(&p->mu);
+    return b != NULL ? b : nv__malloc(IO_BUF);
+}
+
+static void
+buf_put(nv__redis_pool *p, char *b)
+{
+    pthread_mutex_lock(&p->mu);
+    if (b != NULL && p->nbufs < (int)(sizeof(p->bufs) / sizeof(p->bufs[0]))) {
+        p->bufs[p->nbufs++] = b;
+        b = NULL;
+    }
+    pthread_mutex_unlock(&p->mu);
+    nv__free(b);
+}
 
 static redisReply *
-send_recv(redisContext *c, const char *buf, size_t len)
+send_recv(nv__redis_pool *p, redisContext *c, const char *buf, size_t len)
 {
     void *r = NULL;
     char *rb;
@@ -472,7 +500,7 @@ send_recv(redisContext *c, const char *buf, size_t len)
         buf += n;
         len -= (size_t)n;
     }
-    if ((rb = nv__malloc(READ_BUF)) == NULL) {
+    if ((rb = buf_get(p)) == NULL) {
         set_io_error(c, REDIS_ERR_OOM, "out of memory");
         return NULL;
     }
@@ -486,7 +514,7 @@ send_recv(redisContext *c, const char *buf, size_t len)
         }
         if (r != NULL)
             break;
-        n = recv(c->fd, rb, READ_BUF, 0);
+        n = recv(c->fd, rb, IO_BUF, 0);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
@@ -502,7 +530,7 @@ send_recv(redisContext *c, const char *buf, size_t len)
             break;
         }
     }
-    nv__free(rb);
+    buf_put(p, rb);
     return r;
 }
 
@@ -512,17 +540,21 @@ send_recv(redisContext *c, const char *buf, size_t len)
  * NULL on a connection error (c->err set).
  */
 static redisReply *
-command_argv(redisContext *c, int argc, const char **av, const size_t *al)
+command_argv(nv__redis_pool *p, redisContext *c, int argc, const char **av,
+             const size_t *al)
 {
-    char stack[256], *buf = stack, *w;   /* small: see send_recv */
+    char stack[256], *buf = stack, *pooled = NULL, *w;   /* small: see send_recv */
     size_t total = 16;
     void *r = NULL;
 
     for (int i = 0; i < argc; i++)
         total += al[i] + 24;
-    if (total > sizeof(stack) && (buf = nv__malloc(total)) == NULL) {
-        set_io_error(c, REDIS_ERR_OOM, "out of memory");
-        return NULL;
+    if (total > sizeof(stack)) {
+        buf = total <= IO_BUF ? (pooled = buf_get(p)) : nv__malloc(total);
+        if (buf == NULL) {
+            set_io_error(c, REDIS_ERR_OOM, "out of memory");
+            return NULL;
+        }
     }
     w = buf;
     *w++ = '*';
@@ -539,8 +571,10 @@ command_argv(redisContext *c, int argc, const char **av, const size_t *al)
         *w++ = '\r';
         *w++ = '\n';
     }
-    r = send_recv(c, buf, (size_t)(w - buf));
-    if (buf != stack)
+    r = send_recv(p, c, buf, (size_t)(w - buf));
+    if (pooled != NULL)
+        buf_put(p, pooled);
+    else if (buf != stack)
         nv__free(buf);
     return r;
 }
@@ -573,12 +607,12 @@ fcall(nv__redis_pool *p, redisContext *c, const nv__redis_script *s, int ac,
     al[0] = 5;
     av[1] = s->fn;
     al[1] = strlen(s->fn);
-    r = command_argv(c, ac, av, al);
+    r = command_argv(p, c, ac, av, al);
     if (r != NULL && r->type == REDIS_REPLY_ERROR &&
         strstr(r->str, "Function not found") != NULL) {
         const char *lv[3] = { "FUNCTION", "LOAD", s->lib };
         size_t ll[3] = { 8, 4, strlen(s->lib) };
-        redisReply *l = command_argv(c, 3, lv, ll);
+        redisReply *l = command_argv(p, c, 3, lv, ll);
 
         if (l == NULL) {
             freeReplyObject(r);
@@ -602,7 +636,7 @@ fcall(nv__redis_pool *p, redisContext *c, const nv__redis_script *s, int ac,
         }
         freeReplyObject(l);
         freeReplyObject(r);
-        r = command_argv(c, ac, av, al);
+        r = command_argv(p, c, ac, av, al);
     }
     if (r == NULL)
         return FCALL_NONE;
@@ -674,7 +708,7 @@ eval_impl(nv__redis_pool *p, const nv__redis_script *s, const char *key,
         const char *lv[3] = { "SCRIPT", "LOAD", s->src };
         size_t ll[3] = { 6, 4, strlen(s->src) };
 
-        r = command_argv(c, 3, lv, ll);
+        r = command_argv(p, c, 3, lv, ll);
         if (r == NULL)
             goto connfail;
         if (r->type != REDIS_REPLY_STRING || r->len != 40) {
@@ -695,7 +729,7 @@ eval_impl(nv__redis_pool *p, const nv__redis_script *s, const char *key,
     }
     av[0] = "EVALSHA"; al[0] = 7;
     av[1] = sha;       al[1] = 40;
-    r = command_argv(c, argc + 3, av, al);
+    r = command_argv(p, c, argc + 3, av, al);
     if (r == NULL)
         goto connfail;
     if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
@@ -703,7 +737,7 @@ eval_impl(nv__redis_pool *p, const nv__redis_script *s, const char *key,
         freeReplyObject(r);
         av[0] = "EVAL"; al[0] = 4;
         av[1] = s->src; al[1] = strlen(s->src);
-        r = command_argv(c, argc + 3, av, al);
+        r = command_argv(p, c, argc + 3, av, al);
         if (r == NULL)
             goto connfail;
     }

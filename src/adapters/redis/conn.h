@@ -47,6 +47,8 @@ typedef struct nv__redis_pool {
     char            down_msg[200]; /* last connect error while down */
     char            sha[NV__REDIS_MAX_SCRIPTS][41];
     int             no_functions;  /* the server has no FCALL (Redis < 7) */
+    char           *bufs[4];   /* I/O buffers not in use (conn.c) */
+    int             nbufs;
 } nv__redis_pool;
 
 /* Parse settings ({"prefix", "redis": {host, port, db, username?,

@@ -65,6 +65,7 @@ struct note {
     /* Calls gathered for one round trip (see submit) */
     struct op     *head, *tail;      /* waiting to be sent */
     int            sending;          /* a batch of this queue is out */
+    nv__redis_args *args;            /* the sender's, reused (or NULL) */
     int64_t        poll_next;        /* monotonic ms: next idle poll */
 };
 
@@ -811,13 +812,16 @@ reply_len(int kind, redisReply **r, size_t m)
     return (size_t)n <= m ? n : 0;
 }
 
-/* Send ops (a list of n) in one script; fill each op's reply or rc. */
+/* Send ops (a list of n) in one script; fill each op's reply or rc.
+ * 'args' (may be NULL) is the queue's argument builder, used by one sender
+ * at a time. */
 static void
-send_batch(struct rqueue *q, const char *queue, struct op *ops, int n)
+send_batch(struct rqueue *q, const char *queue, struct op *ops, int n,
+           nv__redis_args *args)
 {
     /* on the heap: every worker thread sends some batch, and the pages of
      * its stack that a send touches stay with it */
-    nv__redis_args *x = nv__malloc(sizeof(*x));
+    nv__redis_args *x = args != NULL ? args : nv__malloc(sizeof(*x));
     redisReply *r = NULL;
     nv_error err = { 0 };
     struct op *o;
@@ -833,7 +837,8 @@ send_batch(struct rqueue *q, const char *queue, struct op *ops, int n)
             op_args(x, o);
         rc = run(q, S_BATCH, queue, n == 1 ? ops->id : NULL, x, &r, &err);
         nv__redis_args_release(x);
-        nv__free(x);
+        if (x != args)
+            nv__free(x);
     }
     /* check the whole reply first: every op gets its part, or an error */
     for (o = ops, i = 1; rc == NV_OK && o != NULL; o = o->next) {
@@ -882,7 +887,7 @@ submit(struct rqueue *q, const char *queue, struct op *op)
     nt = note_get(q, queue, 1);
     if (nt == NULL) {
         pthread_mutex_unlock(&q->mu);
-        send_batch(q, queue, op, 1);
+        send_batch(q, queue, op, 1, NULL);
         return;
     }
     pthread_cond_init(&op->cv, NULL);
@@ -911,8 +916,10 @@ submit(struct rqueue *q, const char *queue, struct op *op)
             nt->tail = NULL;
         last->next = NULL;
         nt->sending = 1;
+        if (nt->args == NULL)
+            nt->args = nv__malloc(sizeof(*nt->args));
         pthread_mutex_unlock(&q->mu);
-        send_batch(q, queue, batch, n);
+        send_batch(q, queue, batch, n, nt->args);
         pthread_mutex_lock(&q->mu);
         nt->sending = 0;
         for (o = batch; o != NULL; ) {
@@ -1544,6 +1551,7 @@ rq_close(void *self)
     nv__redis_sub_stop(q->sub);
     for (size_t i = 0; i < q->nnotes; i++) {
         pthread_cond_destroy(&q->notes[i]->cv);
+        nv__free(q->notes[i]->args);
         nv__free(q->notes[i]->queue);
         nv__free(q->notes[i]);
     }
