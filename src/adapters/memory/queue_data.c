@@ -932,18 +932,25 @@ mq_wake(struct mqueue *q, int all)
      * workers stay asleep until the resume (which wakes all). */
     if (q->paused && !all)
         return;
+    int waiters;
+
     atomic_fetch_add(&q->gen, 1);       /* inbox pushes add without mu */
-    if (atomic_load(&q->waiters) == 0)
+    if ((waiters = atomic_load(&q->waiters)) == 0)
         return;
     /* A worker watching 'gen' (mem_wait) takes a single job without a
      * wake-up: a sleeper is woken only for more than it can take. */
     if (!all && q->nwaiting <= 1 &&
         atomic_load_explicit(&q->spinners, memory_order_relaxed) > 0)
         return;
-    if (all)
+    if (all) {
+        atomic_store(&q->wakes, waiters);
         pthread_cond_broadcast(&q->cv);
-    else
+    } else if (atomic_load(&q->wakes) < waiters) {
+        /* not when every sleeper has a wake-up on its way already (the
+         * woken one takes the lock, so files the inbox, when it runs) */
+        atomic_fetch_add(&q->wakes, 1);
         pthread_cond_signal(&q->cv);
+    }
 }
 
 /*
