@@ -287,9 +287,12 @@ enqueue_inbox(struct mqueues *a, struct mqueue *q, const nv_job *job,
                                                   memory_order_release,
                                                   memory_order_relaxed));
     /* a sleeper registers (waiters + 1) before it looks at gen again:
-     * one of the two sees the other (both seq_cst) */
+     * one of the two sees the other (both seq_cst). Nobody to wake when
+     * every sleeper has a wake-up on its way: waiters read first, then
+     * wakes, as a sleeper takes its wake off (wakes - 1) before it
+     * registers again. */
     atomic_fetch_add(&q->gen, 1);
-    if (atomic_load(&q->waiters) > 0 &&
+    if (atomic_load(&q->waiters) > atomic_load(&q->wakes) &&
         atomic_load(&q->spinners) == 0) {
         mq_lock(q);
         mq_wake(q, 0);
@@ -1029,6 +1032,10 @@ mem_wait(void *self, const char *queue, int64_t timeout_ms)
     while (atomic_load(&q->gen) == gen &&
            pthread_cond_timedwait(&q->cv, &q->mu, &ts) == 0)
         ;
+    /* back: a wake-up on its way to it (or to another that timed out
+     * meanwhile: then one more signal than needed, never one less) */
+    if (atomic_load(&q->wakes) > 0)
+        atomic_fetch_sub(&q->wakes, 1);
     atomic_fetch_sub(&q->waiters, 1);
     mq_unlock(q);
     return NV_OK;
