@@ -465,6 +465,19 @@ typedef struct nv_stream_ops {
      */
     int  (*subscribe_flow)(void *self, int flow_only, nv_stream_note_fn fn,
                            void *ud, void **handle, nv_error *err);
+
+    /*
+     * Optional (NULL: the engine appends one event at a time). Append the
+     * 'n' (>= 1) events 'evs' to 'stream' in order as one atomic step:
+     * all of them or none. 'expected_version' as for append(), checked
+     * before the first; ids, ts (= now) and notifications as for n
+     * appends in a row. 'out' (may be NULL) is an array of n that receives
+     * the stored records (release each); *version (may be NULL) the new
+     * count.
+     */
+    int  (*append_many)(void *self, const char *stream, const nv_event *evs,
+                        size_t n, int64_t now, int64_t expected_version,
+                        nv_event *out, int64_t *version, nv_error *err);
 } nv_stream_ops;
 
 typedef struct nv_stream {

@@ -265,6 +265,13 @@ int  nv__rcache_with(nv_engine *e, const nv__flowrt *f, const char *run_id,
                      int64_t min_version, nv__rcache_fn fn, void *ud,
                      nv_error *err);
 void nv__rcache_evict(nv_engine *e, const char *run_id);
+/* The run's cached state with 'ev' (its 'facts') applied privately, as
+ * viewed at 'now': the cache itself is left as it was. *cached = the
+ * events cached before 'ev'. NV_ENOTFOUND when nothing is cached. */
+int  nv__rcache_trial(nv_engine *e, const nv__flowrt *f, const char *run_id,
+                      const nv_event *ev, const nv__proj_facts *facts,
+                      int64_t now, nv__run_proj *p, int64_t *cached,
+                      nv_error *err);
 /* This engine appended 'ev' as the stream's 'version'-th event; 'facts'
  * what the projection reads of its data, or NULL: then 'data' is its parsed
  * data (shared read-only from then on) or NULL. With 'mark_dirty', also

@@ -715,6 +715,93 @@ completed_data(json_t *res, const char *const *ids, size_t n, int64_t dur)
     return out;
 }
 
+/*
+ * F-5 with the end check (F-12) folded in where the stream adapter can
+ * append several events at once: the run's cached state with this
+ * step.completed applied (privately) says whether the run is then
+ * complete; if so, step.completed and the terminal event are appended
+ * together at the cached version (F-13: refused when anything else was
+ * appended meanwhile, and then step.completed is appended alone and the
+ * run decided again as before). One round trip less per run, and the
+ * run's view of the trial serves the dispatch that follows.
+ * *how: 0 = appended alone, advance as before; 1 = appended alone right
+ * after the cached events: *p is the run as of it; 2 = appended with the
+ * terminal event *p says.
+ */
+static int
+completed_append(nv_engine *e, nv_ctx *c, const char *text,
+                 const nv__proj_facts *fa, int64_t *version, nv__run_proj *p,
+                 int *how, nv_error *err)
+{
+    const char *flow = c->job.flow_name, *run = c->job.run_id;
+    int64_t now = nv__now(e), cached = -1;
+    nv_event ev[2], out[2];
+    char kbuf[256], *key, *td;
+    int rc;
+
+    *how = 0;
+    memset(p, 0, sizeof(*p));
+    if (e->stream.ops->append_many != NULL) {
+        memset(ev, 0, sizeof(ev));
+        nv__strlcpy(ev[0].type, "step.completed", sizeof(ev[0].type));
+        nv__strlcpy(ev[0].run_id, run, sizeof(ev[0].run_id));
+        nv__strlcpy(ev[0].flow_name, flow, sizeof(ev[0].flow_name));
+        nv__strlcpy(ev[0].step_name, c->job.step_name,
+                    sizeof(ev[0].step_name));
+        nv__strlcpy(ev[0].step_id, c->step_id, sizeof(ev[0].step_id));
+        ev[0].attempt = c->attempt;
+        ev[0].ts = now;
+        ev[0].data = (char *)text;
+        if (nv__rcache_trial(e, c->flow, run, &ev[0], fa, now, p, &cached,
+                             NULL) != NV_OK)
+            nv__run_proj_release(p);
+        else if (p->status == NV_RUN_RUNNING && !p->complete)
+            *how = 1;
+        else if (p->status == NV_RUN_RUNNING && p->complete &&
+                 (td = nv__dump(p->terminal_data)) != NULL) {
+            nv__strlcpy(ev[1].type, p->terminal_type, sizeof(ev[1].type));
+            nv__strlcpy(ev[1].run_id, run, sizeof(ev[1].run_id));
+            nv__strlcpy(ev[1].flow_name, flow, sizeof(ev[1].flow_name));
+            ev[1].data = td;
+            key = stream_key(e, run, kbuf, sizeof(kbuf));
+            memset(out, 0, sizeof(out));
+            rc = key == NULL ? nv__error(err, NV_ENOMEM, "out of memory")
+               : e->stream.ops->append_many(e->stream.self, key, ev, 2, now,
+                                            cached, out, version, err);
+            if (key != kbuf)
+                nv__free(key);
+            nv__free(td);
+            if (rc == NV_OK) {
+                for (int i = 0; i < 2; i++) {
+                    memcpy(ev[i].id, out[i].id, sizeof(ev[i].id));
+                    ev[i].ts = out[i].ts;
+                    ev[i].data = out[i].data;
+                }
+                nv__rcache_put(e, run, &ev[0], NULL, fa, cached + 1, 0);
+                nv__rcache_put(e, run, &ev[1], p->terminal_data, NULL,
+                               cached + 2, 0);
+                nv_event_release(&out[0]);
+                nv_event_release(&out[1]);
+                *how = 2;
+                return NV_OK;
+            }
+            nv__run_proj_release(p);
+            if (rc != NV_ECONFLICT)
+                return rc;
+        } else {
+            nv__run_proj_release(p);
+        }
+    }
+    rc = append_ev(e, flow, run, "step.completed", c->job.step_name,
+                   c->step_id, c->attempt, NULL, text, fa, -1, NULL, version,
+                   err);
+    if (*how == 1 && (rc != NV_OK || *version != cached + 1)) {
+        nv__run_proj_release(p);
+        *how = 0;
+    }
+    return rc;
+}
+
 static int
 run_is_finished(nv_ctx *c)
 {
@@ -739,6 +826,8 @@ nv__flow_after(nv_ctx *c, int ok, const char *error, const char *stack,
         json_t *res = NULL;
         char *text;
         nv__proj_facts fa;
+        nv__run_proj p;
+        int how = 0;
 
         /* F-5: {result, emitIds, durationMs}, applied to the run cache
          * as facts (no JSON object built for it) */
@@ -753,22 +842,32 @@ nv__flow_after(nv_ctx *c, int ok, const char *error, const char *stack,
         fa.emit_ids = (const char *const *)c->emit_ids;
         fa.nemit_ids = c->nemit;
         if (text != NULL)
-            rc = append_ev(e, flow, run, "step.completed", c->job.step_name,
-                           c->step_id, c->attempt, NULL, text, &fa, -1, NULL,
-                           &version, &err);
+            rc = completed_append(e, c, text, &fa, &version, &p, &how, &err);
         else
             rc = nv__error(&err, NV_ENOMEM, "out of memory");
         pthread_mutex_unlock(&c->mu);
         nv__free(text);
-        json_decref(res);
         if (rc != NV_OK) {
+            json_decref(res);
             nv__engine_log(e, NV_LOG_ERROR, "run %s: cannot append "
                            "step.completed: %s", run, err.msg);
             return;
         }
         if (e->state_cleanup == 1)
             nv__state_drop_run(e, run);
-        advance(e, c->flow, run, 0, version, NULL);
+        if (how == 1) {
+            /* advance() on the run as of this append, without a lookup */
+            dispatch(e, c->flow, run, &p, 0);
+            nv__rcache_mark_dirty(e, flow, run);
+        } else {
+            /* 2: the run ended with it; advance() writes its final index
+             * entry (as its next round would have) */
+            advance(e, c->flow, run, 0, version, NULL);
+            if (how == 2)
+                nv__run_terminated(e, c->flow, run, p.terminal_type);
+        }
+        nv__run_proj_release(&p);
+        json_decref(res);
         return;
     }
     if (!final) {

@@ -237,6 +237,47 @@ nv__proj_acc_free(nv__proj_acc *a)
     nv__free(a);
 }
 
+nv__proj_acc *
+nv__proj_acc_clone(const nv__proj_acc *a)
+{
+    nv__proj_acc *b = nv__malloc(sizeof(*b));
+    size_t ns = a->nsteps ? a->nsteps : 1;
+
+    if (b == NULL)
+        return NULL;
+    *b = *a;
+    b->steps = nv__malloc(ns * sizeof(*b->steps));
+    b->emits = a->emits_cap > 0 ? nv__malloc(a->emits_cap * sizeof(*b->emits))
+                                : NULL;
+    b->fails = a->fails_cap > 0 ? nv__malloc(a->fails_cap * sizeof(*b->fails))
+                                : NULL;
+    if (b->steps == NULL || (a->emits_cap > 0 && b->emits == NULL) ||
+        (a->fails_cap > 0 && b->fails == NULL)) {
+        nv__free(b->steps);
+        nv__free(b->emits);
+        nv__free(b->fails);
+        nv__free(b);
+        return NULL;
+    }
+    memcpy(b->steps, a->steps, a->nsteps * sizeof(*b->steps));
+    for (size_t i = 0; i < a->nsteps; i++) {
+        json_incref(b->steps[i].s.result);
+        json_incref(b->steps[i].err);
+    }
+    if (a->nemits > 0)
+        memcpy(b->emits, a->emits, a->nemits * sizeof(*b->emits));
+    for (size_t i = 0; i < a->nemits; i++)
+        json_incref(b->emits[i].payload);
+    if (a->nfails > 0)
+        memcpy(b->fails, a->fails, a->nfails * sizeof(*b->fails));
+    for (size_t i = 0; i < a->nfails; i++)
+        json_incref(b->fails[i].error);
+    json_incref(b->start_data);
+    json_incref(b->emitted);        /* shared: copied before a change */
+    json_incref(b->last_result);
+    return b;
+}
+
 int64_t
 nv__proj_acc_version(const nv__proj_acc *a)
 {

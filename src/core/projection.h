@@ -115,6 +115,9 @@ typedef struct nv__proj_acc nv__proj_acc;
 
 nv__proj_acc *nv__proj_acc_new(const nv__flowdef *def);
 void          nv__proj_acc_free(nv__proj_acc *a);
+/* An independent copy (JSON members shared, copied before a change), or
+ * NULL when out of memory: to try an event without applying it. */
+nv__proj_acc *nv__proj_acc_clone(const nv__proj_acc *a);
 /* Apply the next event. 'data' is its parsed data (shared read-only, the
  * accumulator takes references) or NULL: then ev->data is parsed when the
  * projection needs it (nv__proj_needs_data). NV_EINVAL when that is not

@@ -509,3 +509,31 @@ nv__rcache_with(nv_engine *e, const nv__flowrt *f, const char *run_id,
     release(e->rcache, x);
     return rc;
 }
+
+int
+nv__rcache_trial(nv_engine *e, const nv__flowrt *f, const char *run_id,
+                 const nv_event *ev, const nv__proj_facts *facts, int64_t now,
+                 nv__run_proj *p, int64_t *cached, nv_error *err)
+{
+    struct rc_entry *x = e->rcache != NULL ? acquire(e->rcache, run_id, 0)
+                                           : NULL;
+    nv__proj_acc *a = NULL;
+    int rc;
+
+    memset(p, 0, sizeof(*p));
+    if (x == NULL)
+        return NV_ENOTFOUND;
+    if (x->n > 0 && x->f == f && x->acc != NULL) {
+        a = nv__proj_acc_clone(x->acc);
+        *cached = (int64_t)x->n;
+    }
+    release(e->rcache, x);
+    if (a == NULL)
+        return NV_ENOTFOUND;
+    rc = facts != NULL ? nv__proj_apply_facts(a, ev, facts, err)
+                       : nv__proj_apply(a, ev, NULL, err);
+    if (rc == NV_OK)
+        rc = nv__proj_view(a, now, p, err);
+    nv__proj_acc_free(a);
+    return rc;
+}

@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -1444,6 +1445,86 @@ Test(queue_contract, concurrent_reservers_get_each_job_once)
         cr_assert_eq(reserved_times[i], 1, "job j%d reserved %d times", i,
                      reserved_times[i]);
     cr_assert_eq(counts(QN).completed, RES_JOBS);
+}
+
+/* Threads finishing one job under one lease at the same time (a caller's
+ * bug, or a retried call): exactly one finish takes effect, whatever
+ * batching the adapter does with concurrent calls. */
+#define DUP_THREADS 8
+
+static const nv_job *dup_job;
+static _Atomic int dup_go, dup_ok, dup_lease;
+
+static void *
+dup_finisher(void *arg)
+{
+    int kind = *(const int *)arg, rc;
+
+    while (!dup_go)
+        sched_yield();
+    rc = fin(QN, dup_job, kind, "x", 0, 2000);
+    if (rc == NV_OK)
+        dup_ok++;
+    else if (rc == NV_ELEASE || rc == NV_EJOB_NOT_FOUND)
+        dup_lease++;    /* the job is gone, or no longer under that lease */
+    return NULL;
+}
+
+/* Keeps the queue busy with other calls while the finishers race, so that
+ * an adapter that gathers concurrent calls gathers the finishes together. */
+static void *
+dup_noise(void *arg)
+{
+    (void)arg;
+    while (dup_go != 2)
+        (void)counts(QN);
+    return NULL;
+}
+
+static void
+race_finishes(const char *id, int64_t keep, int kind)
+{
+    pthread_t t[DUP_THREADS], noise;
+    nv_job j = mkjob(QN, id, 1000), a;
+
+    j.remove_on_complete = j.remove_on_fail = keep;
+    cr_assert_eq(QOPS->enqueue(Q, &j, 1000, 0, NULL, NULL, NULL), NV_OK);
+    cr_assert_eq(res(QN, 1000, NULL, &a, NULL), NV_OK);
+    dup_job = &a;
+    dup_go = dup_ok = dup_lease = 0;
+    pthread_create(&noise, NULL, dup_noise, NULL);
+    for (int i = 0; i < DUP_THREADS; i++)
+        pthread_create(&t[i], NULL, dup_finisher, &kind);
+    dup_go = 1;
+    for (int i = 0; i < DUP_THREADS; i++)
+        pthread_join(t[i], NULL);
+    dup_go = 2;
+    pthread_join(noise, NULL);
+    cr_assert_eq(dup_ok, 1, "%s: %d finishes took effect", id, (int)dup_ok);
+    cr_assert_eq(dup_lease, DUP_THREADS - 1);
+    nv_job_release(&a);
+}
+
+Test(queue_contract, concurrent_finishes_of_one_lease_take_effect_once)
+{
+    int64_t done;
+
+    for (int i = 0; i < 10; i++) {
+        char id[16];
+
+        snprintf(id, sizeof(id), "r%d", i);
+        race_finishes(id, 0, NV_FINISH_COMPLETE);     /* removed as it ends */
+        cr_assert_eq(state_of(QN, id), -1);
+        snprintf(id, sizeof(id), "k%d", i);
+        race_finishes(id, NV_KEEP_ALL, i % 2 ? NV_FINISH_FAIL
+                                              : NV_FINISH_COMPLETE);
+        cr_assert_eq(state_of(QN, id), i % 2 ? NV_JOB_FAILED
+                                             : NV_JOB_COMPLETED);
+    }
+    done = counts(QN).completed;
+    cr_assert_eq(done, 5);
+    cr_assert_eq(counts(QN).failed, 5);
+    cr_assert_eq(counts(QN).active, 0);
 }
 
 static _Atomic int dedup_created;

@@ -468,6 +468,91 @@ Test(stream_contract, subscribe_flow_0_gets_every_note_as_subscribe_does)
     OPS->unsubscribe(S, h);
 }
 
+/* ---- append_many ---- */
+
+Test(stream_contract, append_many_appends_in_order_at_the_expected_version)
+{
+    nv_event ev[3] = { mkev("step.completed", "{\"result\":1}"),
+                       mkev("emit", NULL), mkev("flow.completed", "{}") };
+    nv_event out[3], *v = NULL;
+    int64_t version = -1;
+    size_t n = 0;
+    char id[NV_EVENT_ID_MAX];
+
+    cr_assert_not_null(OPS->append_many, "every built-in stream adapter has "
+                       "append_many");
+    cr_assert_eq(append("s", "flow.start", 1000, 0, id), NV_OK);
+    memset(out, 0, sizeof(out));
+    cr_assert_eq(OPS->append_many(S, "s", ev, 3, 1000, 1, out, &version,
+                                  NULL), NV_OK);
+    cr_assert_eq(version, 4);
+    cr_assert_str_eq(out[0].id, "1000-1");
+    cr_assert_str_eq(out[1].id, "1000-2");
+    cr_assert_str_eq(out[2].id, "1000-3");
+    cr_assert_str_eq(out[2].type, "flow.completed");
+    cr_assert_eq(out[1].ts, 1000);
+    for (int i = 0; i < 3; i++)
+        nv_event_release(&out[i]);
+    /* the clock moved on: ms follows it, seq starts again */
+    cr_assert_eq(OPS->append_many(S, "s", ev, 2, 1005, -1, NULL, &version,
+                                  NULL), NV_OK);
+    cr_assert_eq(version, 6);
+    cr_assert_eq(OPS->read(S, "s", NULL, -1, &v, &n, NULL), NV_OK);
+    cr_assert_eq(n, 6);
+    cr_assert_str_eq(v[0].type, "flow.start");
+    cr_assert_str_eq(v[1].type, "step.completed");
+    cr_assert_str_eq(v[1].data, "{\"result\":1}");
+    cr_assert_str_eq(v[2].type, "emit");
+    cr_assert_null(v[2].data);
+    cr_assert_str_eq(v[3].type, "flow.completed");
+    cr_assert_str_eq(v[4].id, "1005-0");
+    cr_assert_str_eq(v[5].id, "1005-1");
+    nv_events_free(v, n);
+}
+
+Test(stream_contract, append_many_at_a_stale_version_appends_none)
+{
+    nv_event ev[2] = { mkev("step.completed", "{}"),
+                       mkev("flow.completed", "{}") };
+    struct got g;
+    void *h = NULL;
+
+    got_init(&g);
+    cr_assert_eq(OPS->subscribe(S, collect, &g, &h, NULL), NV_OK);
+    cr_assert_eq(append("s", "flow.start", 1000, 0, NULL), NV_OK);
+    cr_assert_eq(append("s", "step.started", 1000, 1, NULL), NV_OK);
+    cr_assert_eq(OPS->append_many(S, "s", ev, 2, 1000, 1, NULL, NULL, NULL),
+                 NV_ECONFLICT);
+    cr_assert_eq(length("s"), 2);
+    cr_assert_eq(OPS->append_many(S, "t", ev, 2, 1000, 1, NULL, NULL, NULL),
+                 NV_ECONFLICT, "a missing stream holds 0 events");
+    cr_assert_eq(length("t"), 0);
+    cr_assert_eq(append("s", "log", 1000, 2, NULL), NV_OK);
+    cr_assert_eq(got_wait(&g, 3), 3);
+    OPS->unsubscribe(S, h);
+    cr_assert_eq(g.n, 3, "no note of the refused events");
+}
+
+Test(stream_contract, append_many_notifies_each_event_in_order)
+{
+    nv_event ev[3] = { mkev("step.completed", "{}"), mkev("emit", "{}"),
+                       mkev("flow.completed", "{}") };
+    struct got g;
+    void *h = NULL;
+
+    got_init(&g);
+    cr_assert_eq(append("s", "flow.start", 2000, 0, NULL), NV_OK);
+    cr_assert_eq(OPS->subscribe(S, collect, &g, &h, NULL), NV_OK);
+    cr_assert_eq(OPS->append_many(S, "s", ev, 3, 1000, 1, NULL, NULL, NULL),
+                 NV_OK);
+    cr_assert_eq(got_wait(&g, 3), 3);
+    /* the clock went back: ms keeps its last value, seq grows (E-2) */
+    cr_assert_str_eq(g.what[0], "e s 2000-1 step.completed");
+    cr_assert_str_eq(g.what[1], "e s 2000-2 emit");
+    cr_assert_str_eq(g.what[2], "e s 2000-3 flow.completed");
+    OPS->unsubscribe(S, h);
+}
+
 /* ---- concurrency ---- */
 
 #define APP_THREADS 4

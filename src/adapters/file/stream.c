@@ -172,19 +172,37 @@ dispatch_main(void *arg)
 struct app_args {
     struct fst     *s;
     const char     *stream;
-    const nv_event *ev;
+    const nv_event *evs;
+    size_t          n;
     int64_t         now, expected, version;
-    nv_event        out;
-    struct note    *note;     /* prepared in the transaction, queued after */
+    nv_event       *out;      /* n records */
+    struct note    *notes;    /* prepared in the transaction, queued after */
 };
+
+static void
+app_notes_free(struct app_args *a)
+{
+    while (a->notes != NULL) {
+        struct note *n = a->notes;
+
+        a->notes = n->next;
+        note_free(n);
+    }
+}
 
 static int
 append_fn(struct fdb_conn *c, void *arg, nv_error *err)
 {
     struct app_args *a = arg;
     int64_t sid = 0, last_ms = 0, last_seq = -1, count = 0, ms, seq;
+    int64_t ids[2 * 8], *idv = ids;
+    struct note **tail = &a->notes;
     int rc;
 
+    /* a transaction run again starts from nothing */
+    for (size_t k = 0; k < a->n; k++)
+        nv_event_release(&a->out[k]);
+    app_notes_free(a);
     FDB_STMT(c, st, "SELECT sid, last_ms, last_seq, count FROM streams"
                     " WHERE name = ?1");
     fdb_bind_text(st, 1, a->stream);
@@ -202,63 +220,89 @@ append_fn(struct fdb_conn *c, void *arg, nv_error *err)
         return nv__error(err, NV_ECONFLICT, "stream '%s' holds %" PRId64
                          " events, expected %" PRId64, a->stream, count,
                          a->expected);
+    if (a->n > 8 && (idv = nv__malloc(2 * a->n * sizeof(*idv))) == NULL)
+        return fdb_oom("stream", err);
     /* E-2: ms never goes back; seq grows within one ms. */
-    ms = a->now;
-    seq = 0;
-    if (count > 0 && ms <= last_ms) {
-        ms = last_ms;
-        seq = last_seq + 1;
+    for (size_t k = 0; k < a->n; k++) {
+        ms = a->now;
+        seq = 0;
+        if ((count > 0 || k > 0) && ms <= last_ms) {
+            ms = last_ms;
+            seq = last_seq + 1;
+        }
+        idv[2 * k] = last_ms = ms;
+        idv[2 * k + 1] = last_seq = seq;
     }
     if (sid == 0) {
         FDB_STMT(c, ins, "INSERT INTO streams(name, last_ms, last_seq, count)"
-                         " VALUES (?1, ?2, ?3, 1)");
+                         " VALUES (?1, ?2, ?3, ?4)");
         fdb_bind_text(ins, 1, a->stream);
-        sqlite3_bind_int64(ins, 2, ms);
-        sqlite3_bind_int64(ins, 3, seq);
+        sqlite3_bind_int64(ins, 2, last_ms);
+        sqlite3_bind_int64(ins, 3, last_seq);
+        sqlite3_bind_int64(ins, 4, (int64_t)a->n);
         if ((rc = fdb_run(c, ins, err)) != NV_OK)
-            return rc;
+            goto done;
         sid = sqlite3_last_insert_rowid(fdb_handle(c));
     } else {
         FDB_STMT(c, up, "UPDATE streams SET last_ms = ?2, last_seq = ?3,"
-                        " count = count + 1 WHERE sid = ?1");
+                        " count = count + ?4 WHERE sid = ?1");
         sqlite3_bind_int64(up, 1, sid);
-        sqlite3_bind_int64(up, 2, ms);
-        sqlite3_bind_int64(up, 3, seq);
+        sqlite3_bind_int64(up, 2, last_ms);
+        sqlite3_bind_int64(up, 3, last_seq);
+        sqlite3_bind_int64(up, 4, (int64_t)a->n);
         if ((rc = fdb_run(c, up, err)) != NV_OK)
-            return rc;
+            goto done;
     }
-    const nv_event *ev = a->ev;
-    FDB_STMT(c, ev_ins, "INSERT INTO events VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,"
-                        " ?8, ?9, ?10, ?11)");
-    sqlite3_bind_int64(ev_ins, 1, sid);
-    sqlite3_bind_int64(ev_ins, 2, ms);
-    sqlite3_bind_int64(ev_ins, 3, seq);
-    sqlite3_bind_int64(ev_ins, 4, a->now);
-    fdb_bind_text(ev_ins, 5, ev->type);
-    fdb_bind_text(ev_ins, 6, ev->run_id);
-    fdb_bind_text(ev_ins, 7, ev->flow_name);
-    fdb_bind_text(ev_ins, 8, ev->step_name);
-    fdb_bind_text(ev_ins, 9, ev->step_id);
-    sqlite3_bind_int(ev_ins, 10, ev->attempt);
-    fdb_bind_text(ev_ins, 11, ev->data);
-    if ((rc = fdb_run(c, ev_ins, err)) != NV_OK)
-        return rc;
-    a->version = count + 1;
-    if (nv_event_copy(&a->out, ev) != NV_OK)
-        return fdb_oom("stream", err);
-    snprintf(a->out.id, sizeof(a->out.id), "%" PRId64 "-%" PRId64, ms, seq);
-    a->out.ts = a->now;
-    if (has_subs(a->s)) {
-        a->note = nv__calloc(1, sizeof(*a->note));
-        if (a->note == NULL)
-            return fdb_oom("stream", err);
-        a->note->has_event = 1;
-        a->note->stream = nv__strdup(a->stream);
-        if (a->note->stream == NULL ||
-            nv_event_copy(&a->note->ev, &a->out) != NV_OK)
-            return fdb_oom("stream", err);
+    for (size_t k = 0; k < a->n; k++) {
+        const nv_event *ev = &a->evs[k];
+        nv_event *o = &a->out[k];
+
+        ms = idv[2 * k];
+        seq = idv[2 * k + 1];
+        FDB_STMT(c, ev_ins, "INSERT INTO events VALUES (?1, ?2, ?3, ?4, ?5,"
+                            " ?6, ?7, ?8, ?9, ?10, ?11)");
+        sqlite3_bind_int64(ev_ins, 1, sid);
+        sqlite3_bind_int64(ev_ins, 2, ms);
+        sqlite3_bind_int64(ev_ins, 3, seq);
+        sqlite3_bind_int64(ev_ins, 4, a->now);
+        fdb_bind_text(ev_ins, 5, ev->type);
+        fdb_bind_text(ev_ins, 6, ev->run_id);
+        fdb_bind_text(ev_ins, 7, ev->flow_name);
+        fdb_bind_text(ev_ins, 8, ev->step_name);
+        fdb_bind_text(ev_ins, 9, ev->step_id);
+        sqlite3_bind_int(ev_ins, 10, ev->attempt);
+        fdb_bind_text(ev_ins, 11, ev->data);
+        if ((rc = fdb_run(c, ev_ins, err)) != NV_OK)
+            goto done;
+        if (nv_event_copy(o, ev) != NV_OK) {
+            rc = fdb_oom("stream", err);
+            goto done;
+        }
+        snprintf(o->id, sizeof(o->id), "%" PRId64 "-%" PRId64, ms, seq);
+        o->ts = a->now;
+        if (has_subs(a->s)) {
+            struct note *n = nv__calloc(1, sizeof(*n));
+
+            if (n == NULL) {
+                rc = fdb_oom("stream", err);
+                goto done;
+            }
+            *tail = n;
+            tail = &n->next;
+            n->has_event = 1;
+            n->stream = nv__strdup(a->stream);
+            if (n->stream == NULL || nv_event_copy(&n->ev, o) != NV_OK) {
+                rc = fdb_oom("stream", err);
+                goto done;
+            }
+        }
     }
-    return NV_OK;
+    a->version = count + (int64_t)a->n;
+    rc = NV_OK;
+done:
+    if (idv != ids)
+        nv__free(idv);
+    return rc;
 }
 
 static void
@@ -266,10 +310,44 @@ append_after(void *arg)
 {
     struct app_args *a = arg;
 
-    if (a->note != NULL) {
-        note_push(a->s, a->note);
-        a->note = NULL;
+    while (a->notes != NULL) {
+        struct note *n = a->notes;
+
+        a->notes = n->next;
+        n->next = NULL;
+        note_push(a->s, n);
     }
+}
+
+static int
+fst_append_many(void *self, const char *stream, const nv_event *evs,
+                size_t n, int64_t now, int64_t expected_version,
+                nv_event *out, int64_t *version, nv_error *err)
+{
+    nv_event one;
+    struct app_args a = { .s = self, .stream = stream, .evs = evs, .n = n,
+                          .now = now, .expected = expected_version };
+    int rc;
+
+    if (n == 0)
+        return nv__error(err, NV_EINVAL, "append_many: no event");
+    memset(&one, 0, sizeof(one));
+    a.out = n == 1 ? &one : nv__calloc(n, sizeof(*a.out));
+    if (a.out == NULL)
+        return fdb_oom("stream", err);
+    rc = fdb_write(a.s->db, append_fn, append_after, &a, err);
+    app_notes_free(&a);     /* not committed: nobody hears of it */
+    if (rc == NV_OK && version != NULL)
+        *version = a.version;
+    for (size_t k = 0; k < n; k++) {
+        if (rc == NV_OK && out != NULL)
+            out[k] = a.out[k];
+        else
+            nv_event_release(&a.out[k]);
+    }
+    if (a.out != &one)
+        nv__free(a.out);
+    return rc;
 }
 
 static int
@@ -277,22 +355,8 @@ fst_append(void *self, const char *stream, const nv_event *ev, int64_t now,
            int64_t expected_version, nv_event *out, int64_t *version,
            nv_error *err)
 {
-    struct app_args a = { .s = self, .stream = stream, .ev = ev, .now = now,
-                          .expected = expected_version };
-    int rc = fdb_write(a.s->db, append_fn, append_after, &a, err);
-
-    note_free(a.note);      /* not committed: nobody hears of it */
-    if (rc != NV_OK) {
-        nv_event_release(&a.out);
-        return rc;
-    }
-    if (version != NULL)
-        *version = a.version;
-    if (out != NULL)
-        *out = a.out;
-    else
-        nv_event_release(&a.out);
-    return NV_OK;
+    return fst_append_many(self, stream, ev, 1, now, expected_version, out,
+                           version, err);
 }
 
 /* ---- read, length, del ---- */
@@ -616,6 +680,7 @@ static const nv_stream_ops file_stream_ops = {
     .subscribe = fst_subscribe,
     .unsubscribe = fst_unsubscribe,
     .subscribe_flow = fst_subscribe_flow,
+    .append_many = fst_append_many,
     .ping = fst_ping,
     .close = fst_close,
 };

@@ -352,15 +352,16 @@ mevent_out(const struct mevent *me, nv_event *out)
 }
 
 static int
-mem_append(void *self, const char *stream, const nv_event *ev, int64_t now,
-           int64_t expected_version, nv_event *out, int64_t *version,
-           nv_error *err)
+mem_append_many(void *self, const char *stream, const nv_event *evs,
+                size_t nev, int64_t now, int64_t expected_version,
+                nv_event *out, int64_t *version, nv_error *err)
 {
     struct mstreams *s = self;
     struct mshard *sh = shard_of(s, stream);
     struct mstream *st;
     struct mevent *me;
     int64_t ms, seq;
+    size_t base = 0;
     int rc = NV_OK, notify = 0;
 
     pthread_mutex_lock(&sh->mu);
@@ -373,43 +374,58 @@ mem_append(void *self, const char *stream, const nv_event *ev, int64_t now,
     }
     if (st == NULL && (st = stream_lookup(sh, stream, 1)) == NULL)
         goto oom;
-    if (st->n == st->cap) {
+    if (st->n + nev > st->cap) {
         /* 12 compact events stay a small allocation (< 1 KB, malloc's
          * fast bins): a short flow's stream never grows */
         size_t cap = st->cap ? st->cap * 2 : 12;
-        struct mevent *v = nv__realloc(st->v, cap * sizeof(*v));
+        struct mevent *v;
 
+        while (cap < st->n + nev)
+            cap *= 2;
+        v = nv__realloc(st->v, cap * sizeof(*v));
         if (v == NULL)
             goto oom;
         st->v = v;
         st->cap = cap;
     }
-    /* E-2: ms never goes back; seq grows within one ms. */
-    ms = now;
-    seq = 0;
-    if (st->n > 0) {
-        const struct mevent *last = &st->v[st->n - 1];
+    base = st->n;
+    for (size_t k = 0; k < nev; k++) {
+        /* E-2: ms never goes back; seq grows within one ms. */
+        ms = now;
+        seq = 0;
+        if (st->n > 0) {
+            const struct mevent *last = &st->v[st->n - 1];
 
-        if (ms <= last->ms) {
-            ms = last->ms;
-            seq = last->seq + 1;
+            if (ms <= last->ms) {
+                ms = last->ms;
+                seq = last->seq + 1;
+            }
         }
+        me = &st->v[st->n];
+        if (mevent_set(me, &evs[k]) != NV_OK)
+            goto undo;
+        me->ms = ms;
+        me->seq = seq;
+        me->ts = now;
+        if (out != NULL && mevent_out(me, &out[k]) != NV_OK) {
+            nv__free(me->blk);
+            goto undo;
+        }
+        st->n++;
     }
-    me = &st->v[st->n];
-    if (mevent_set(me, ev) != NV_OK)
-        goto oom;
-    me->ms = ms;
-    me->seq = seq;
-    me->ts = now;
-    if (out != NULL && mevent_out(me, out) != NV_OK) {
-        nv__free(me->blk);
-        goto oom;
-    }
-    st->n++;
     if (version != NULL)
         *version = (int64_t)st->n;
-    notify = event_note(s, stream, me) != NULL;
+    for (size_t k = base; k < st->n; k++)
+        notify |= event_note(s, stream, &st->v[k]) != NULL;
     goto out;
+undo:
+    /* all or none */
+    while (st->n > base) {
+        st->n--;
+        nv__free(st->v[st->n].blk);
+        if (out != NULL)
+            nv_event_release(&out[st->n - base]);
+    }
 oom:
     rc = nv__error(err, NV_ENOMEM, "memory stream: out of memory");
 out:
@@ -419,6 +435,15 @@ out:
     if (notify)
         notes_drain(s);
     return rc;
+}
+
+static int
+mem_append(void *self, const char *stream, const nv_event *ev, int64_t now,
+           int64_t expected_version, nv_event *out, int64_t *version,
+           nv_error *err)
+{
+    return mem_append_many(self, stream, ev, 1, now, expected_version, out,
+                           version, err);
 }
 
 static int
@@ -702,6 +727,7 @@ static const nv_stream_ops mem_stream_ops = {
     .subscribe = mem_subscribe,
     .unsubscribe = mem_unsubscribe,
     .subscribe_flow = mem_subscribe_flow,
+    .append_many = mem_append_many,
     .ping = mem_ping,
     .close = mem_close,
 };

@@ -416,25 +416,25 @@ join_logs(const redisReply *l)
     return s;
 }
 
-/* {hash pairs, paused flag, log entries} -> job */
+/* hash pairs 'h', paused flag, log entries 'l' (an array, or anything
+ * else for none) -> job */
 static int
-job_from(const redisReply *r, nv_job *out, nv_error *err)
+job_from_parts(const redisReply *h, int paused, const redisReply *l,
+               nv_job *out, nv_error *err)
 {
     nv_job j;
-    const redisReply *h;
     int bad = 0;
 
-    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 3)
+    if (h == NULL || h->type != REDIS_REPLY_ARRAY)
         return nv__error(err, NV_EBACKEND, "redis queue: bad job reply");
     memset(&j, 0, sizeof(j));
     j.remove_on_complete = j.remove_on_fail = NV_KEEP_ALL;
-    h = r->element[0];
     for (size_t i = 0; i + 1 < h->elements; i += 2)
         bad |= set_field(&j, h->element[i]->str, h->element[i + 1]);
-    if (j.state == NV_JOB_WAITING && nv__redis_int(r->element[1]) == 1)
+    if (j.state == NV_JOB_WAITING && paused)
         j.state = NV_JOB_PAUSED;
-    if (r->element[2]->elements > 0) {
-        j.logs = join_logs(r->element[2]);
+    if (l != NULL && l->type == REDIS_REPLY_ARRAY && l->elements > 0) {
+        j.logs = join_logs(l);
         bad |= j.logs == NULL;
     }
     if (j.data == NULL)
@@ -445,6 +445,16 @@ job_from(const redisReply *r, nv_job *out, nv_error *err)
     }
     *out = j;
     return NV_OK;
+}
+
+/* {hash pairs, paused flag, log entries} -> job */
+static int
+job_from(const redisReply *r, nv_job *out, nv_error *err)
+{
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 3)
+        return nv__error(err, NV_EBACKEND, "redis queue: bad job reply");
+    return job_from_parts(r->element[0], nv__redis_int(r->element[1]) == 1,
+                          r->element[2], out, err);
 }
 
 static void
@@ -688,7 +698,8 @@ struct op {
     int64_t         now, lease_ms;
     const nv_limiter *lim;          /* R, X */
     char            tok[40];        /* R, X: the new lease's token */
-    redisReply     *reply;          /* its part of the batch's reply */
+    redisReply     *el[4];          /* its part of the batch's reply */
+    int             nel;
     int             rc, done;
     nv_error        err;
     pthread_cond_t  cv;             /* the caller waits on it */
@@ -718,11 +729,42 @@ op_args(nv__redis_args *x, const struct op *o)
     } else {
         nv__redis_args_int(x, o->now);
     }
-    nv__redis_args_int(x, o->lease_ms);
+    nv__redis_args_int(x, o->now + o->lease_ms);   /* leaseUntil */
     nv__redis_args_str(x, o->tok);
     nv__redis_args_int(x, lim ? lim->max : 0);
     nv__redis_args_int(x, lim ? lim->duration_ms : 0);
     nv__redis_args_str(x, lim && lim->grouped ? "1" : "0");
+}
+
+/* How many elements of a batch reply, from r[0] on (m left), are the
+ * reply of an op of 'kind' (see queue_batch.lua); 0 when malformed. */
+static int
+reply_len(int kind, redisReply **r, size_t m)
+{
+    int n;
+
+    if (m < 1)
+        return 0;
+    if (kind == OP_COUNTS)
+        return 1;
+    if (r[0]->type != REDIS_REPLY_INTEGER)
+        return 0;
+    switch (kind) {
+    case OP_FINISH:
+        n = 1;
+        break;
+    case OP_RESERVE:
+        n = r[0]->integer == 1 ? 3 : 2;
+        break;
+    default:
+        if (r[0]->integer < 0)
+            n = 1;
+        else if (m >= 2 && r[1]->type == REDIS_REPLY_INTEGER)
+            n = r[1]->integer == 1 ? 4 : 3;
+        else
+            return 0;
+    }
+    return (size_t)n <= m ? n : 0;
 }
 
 /* Send ops (a list of n) in one script; fill each op's reply or rc. */
@@ -733,7 +775,8 @@ send_batch(struct rqueue *q, const char *queue, struct op *ops, int n)
     redisReply *r = NULL;
     nv_error err = { 0 };
     struct op *o;
-    int rc, i;
+    size_t i;
+    int rc;
 
     nv__redis_args_init(&x);
     nv__redis_args_int(&x, n);
@@ -741,20 +784,39 @@ send_batch(struct rqueue *q, const char *queue, struct op *ops, int n)
         op_args(&x, o);
     rc = run(q, S_BATCH, queue, n == 1 ? ops->id : NULL, &x, &r, &err);
     nv__redis_args_release(&x);
-    if (rc == NV_OK && (r->elements != (size_t)n + 1))
+    /* check the whole reply first: every op gets its part, or an error */
+    for (o = ops, i = 1; rc == NV_OK && o != NULL; o = o->next) {
+        int k = reply_len(o->kind, r->element + i, r->elements - i);
+
+        if (k == 0)
+            rc = nv__error(&err, NV_EBACKEND, "redis queue: unexpected reply");
+        i += (size_t)k;
+    }
+    if (rc == NV_OK && i != r->elements)
         rc = nv__error(&err, NV_EBACKEND, "redis queue: unexpected reply");
-    for (o = ops, i = 1; o != NULL; o = o->next, i++) {
+    for (o = ops, i = 1; o != NULL; o = o->next) {
         if (rc != NV_OK) {
             o->rc = rc;
             o->err = err;
             continue;
         }
         o->rc = NV_OK;
-        o->reply = r->element[i];
-        r->element[i] = NULL;    /* now the op's */
+        o->nel = reply_len(o->kind, r->element + i, r->elements - i);
+        for (int k = 0; k < o->nel; k++, i++) {
+            o->el[k] = r->element[i];
+            r->element[i] = NULL;    /* now the op's */
+        }
     }
     if (r != NULL)
         freeReplyObject(r);
+}
+
+static void
+op_free(struct op *o)
+{
+    for (int k = 0; k < o->nel; k++)
+        freeReplyObject(o->el[k]);
+    o->nel = 0;
 }
 
 static void
@@ -764,7 +826,7 @@ submit(struct rqueue *q, const char *queue, struct op *op)
 
     op->next = NULL;
     op->done = 0;
-    op->reply = NULL;
+    op->nel = 0;
     pthread_mutex_lock(&q->mu);
     nt = note_get(q, queue, 1);
     if (nt == NULL) {
@@ -820,10 +882,10 @@ submit(struct rqueue *q, const char *queue, struct op *op)
 /* The reserve scripts reply with the record as it was before the
  * reservation (sparing a second read of it): apply the change here. */
 static int
-reserved(const redisReply *r, int64_t now, int64_t lease_ms, const char *tok,
-         nv_job *out, nv_error *err)
+reserved(const redisReply *h, const redisReply *logs, int64_t now,
+         int64_t lease_ms, const char *tok, nv_job *out, nv_error *err)
 {
-    int rc = job_from(r, out, err);
+    int rc = job_from_parts(h, 0, logs, out, err);
 
     if (rc == NV_OK) {
         out->state = NV_JOB_ACTIVE;
@@ -905,11 +967,10 @@ rq_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
     if (rc != NV_OK) {
         if (err != NULL)
             *err = op.err;
-    } else if (nv__redis_int(op.reply->element[0]) == 1) {
-        rc = reserved(op.reply->element[1], now, lease_ms, op.tok, out, err);
+    } else if (nv__redis_int(op.el[0]) == 1) {
+        rc = reserved(op.el[1], op.el[2], now, lease_ms, op.tok, out, err);
     } else {
-        next = op.reply->elements > 1 ? nv__redis_int(op.reply->element[1])
-                                      : 0;
+        next = nv__redis_int(op.el[1]);
         if (next_at != NULL)
             *next_at = next;
         if (live)
@@ -917,8 +978,7 @@ rq_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
         rc = nv__error(err, NV_ENOTFOUND, "no runnable job in queue '%s'",
                        queue);
     }
-    if (op.reply != NULL)
-        freeReplyObject(op.reply);
+    op_free(&op);
     return rc;
 }
 
@@ -964,12 +1024,11 @@ rq_finish(void *self, const char *queue, const char *id, const char *token,
         if (err != NULL)
             *err = op.err;
     } else {
-        rc = (int)nv__redis_int(op.reply->element[0]);
+        rc = (int)nv__redis_int(op.el[0]);
         if (rc > 0)
             rc = NV_OK;
     }
-    if (op.reply != NULL)
-        freeReplyObject(op.reply);
+    op_free(&op);
     if (rc == NV_OK && (f->kind == NV_FINISH_RETRY || f->kind == NV_FINISH_RELEASE))
         local_change(self, queue);
     return lease_error(rc, queue, id, err);
@@ -997,18 +1056,16 @@ rq_finish_reserve(void *self, const char *queue, const char *id,
     if (rc != NV_OK) {
         if (err != NULL)
             *err = op.err;
-    } else if ((rc = (int)nv__redis_int(op.reply->element[0])) > 0) {
+    } else if ((rc = (int)nv__redis_int(op.el[0])) > 0) {
         rc = NV_OK;
         if (f->kind == NV_FINISH_RETRY || f->kind == NV_FINISH_RELEASE)
             local_change(q, queue);
-        if (op.reply->elements != 3) {
-            rc = nv__error(err, NV_EBACKEND, "redis queue: unexpected reply");
-        } else if (nv__redis_int(op.reply->element[1]) == 1) {
-            rc = reserved(op.reply->element[2], now, lease_ms, op.tok, out,
+        if (nv__redis_int(op.el[1]) == 1) {
+            rc = reserved(op.el[2], op.el[3], now, lease_ms, op.tok, out,
                           err);
             *got = rc == NV_OK;
         } else {
-            next = nv__redis_int(op.reply->element[2]);
+            next = nv__redis_int(op.el[2]);
             if (next_at != NULL)
                 *next_at = next;
             if (live && f->kind != NV_FINISH_RETRY &&
@@ -1016,8 +1073,7 @@ rq_finish_reserve(void *self, const char *queue, const char *id,
                 empty_store(q, queue, lim, next, gen, epoch);
         }
     }
-    if (op.reply != NULL)
-        freeReplyObject(op.reply);
+    op_free(&op);
     return lease_error(rc, queue, id, err);
 }
 
@@ -1127,11 +1183,11 @@ rq_counts(void *self, const char *queue, nv_job_counts *out, nv_error *err)
 
     submit(self, queue, &op);
     rc = op.rc;
-    r = op.reply;
+    r = op.nel > 0 ? op.el[0] : NULL;
     if (rc != NV_OK) {
         if (err != NULL)
             *err = op.err;
-    } else if (r->type != REDIS_REPLY_ARRAY || r->elements != 7) {
+    } else if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 7) {
         rc = nv__error(err, NV_EBACKEND, "redis queue: unexpected reply");
     } else {
         out->waiting = nv__redis_int(r->element[1]);
@@ -1141,8 +1197,7 @@ rq_counts(void *self, const char *queue, nv_job_counts *out, nv_error *err)
         out->failed = nv__redis_int(r->element[5]);
         out->paused = nv__redis_int(r->element[6]);
     }
-    if (op.reply != NULL)
-        freeReplyObject(op.reply);
+    op_free(&op);
     return rc;
 }
 

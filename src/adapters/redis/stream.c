@@ -24,6 +24,11 @@ static const nv__redis_script append_script = {
     nv__redis_fn_stream_append, nv__redis_lib_stream,
 };
 
+static const nv__redis_script appendn_script = {
+    1, "stream_appendn", nv__redis_lua_stream_appendn,
+    nv__redis_fn_stream_appendn, nv__redis_lib_stream,
+};
+
 struct rstream {
     nv__redis_pool *pool;
     char           *channel;    /* <p>:live */
@@ -92,6 +97,85 @@ rt_append(void *self, const char *stream, const nv_event *ev, int64_t now,
         }
         if (version != NULL)
             *version = nv__redis_int(r->element[2]);
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+static int
+rt_append_many(void *self, const char *stream, const nv_event *evs, size_t n,
+               int64_t now, int64_t expected_version, nv_event *out,
+               int64_t *version, nv_error *err)
+{
+    struct rstream *s = self;
+    char *key;
+    nv__redis_args a;
+    redisReply *r = NULL;
+    int rc;
+
+    if (n == 0)
+        return nv__error(err, NV_EINVAL, "append_many: no event");
+    if (n == 1)
+        return rt_append(self, stream, evs, now, expected_version, out,
+                         version, err);
+    key = nv__redis_key(s->pool, stream);
+    nv__redis_args_init(&a);
+    nv__redis_args_str(&a, key);
+    nv__redis_args_int(&a, now);
+    nv__redis_args_int(&a, expected_version);
+    nv__redis_args_str(&a, s->channel);
+    nv__redis_args_str(&a, s->steps);
+    nv__redis_args_str(&a, stream);
+    nv__redis_args_int(&a, (int64_t)n);
+    for (size_t k = 0; k < n; k++) {
+        const nv_event *ev = &evs[k];
+
+        nv__redis_args_str(&a, ev->type);
+        nv__redis_args_str(&a, ev->run_id);
+        nv__redis_args_str(&a, ev->flow_name);
+        nv__redis_args_str(&a, ev->step_name);
+        nv__redis_args_str(&a, ev->step_id);
+        nv__redis_args_int(&a, ev->attempt);
+        nv__redis_args_str(&a, ev->data ? "1" : "0");
+        nv__redis_args_str(&a, ev->data ? ev->data : "");
+    }
+    if (a.oom || key == NULL) {
+        nv__redis_args_release(&a);
+        nv__free(key);
+        return nv__error(err, NV_ENOMEM, "redis stream: out of memory");
+    }
+    rc = nv__redis_eval(s->pool, &appendn_script, key, 1, a.n, a.v, a.len,
+                        &r, err);
+    nv__redis_args_release(&a);
+    nv__free(key);
+    if (rc != NV_OK)
+        return rc;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 2) {
+        rc = nv__error(err, NV_EBACKEND, "redis stream: unexpected reply");
+    } else if (r->element[0]->integer < 0) {
+        rc = nv__error(err, NV_ECONFLICT, "stream '%s' holds %lld events, "
+                       "expected %lld", stream,
+                       (long long)nv__redis_int(r->element[1]),
+                       (long long)expected_version);
+    } else if (r->elements != 2 + n) {
+        rc = nv__error(err, NV_EBACKEND, "redis stream: unexpected reply");
+    } else {
+        size_t k;
+
+        for (k = 0; out != NULL && k < n; k++) {
+            if (nv_event_copy(&out[k], &evs[k]) != NV_OK)
+                break;
+            nv__strlcpy(out[k].id, r->element[2 + k]->str, sizeof(out[k].id));
+            out[k].ts = now;
+        }
+        if (out != NULL && k < n) {
+            /* appended, but the records cannot be handed out */
+            while (k > 0)
+                nv_event_release(&out[--k]);
+            rc = nv__error(err, NV_ENOMEM, "redis stream: out of memory");
+        }
+        if (version != NULL)
+            *version = nv__redis_int(r->element[1]);
     }
     freeReplyObject(r);
     return rc;
@@ -468,6 +552,7 @@ static const nv_stream_ops redis_stream_ops = {
     .subscribe = rt_subscribe,
     .unsubscribe = rt_unsubscribe,
     .subscribe_flow = rt_subscribe_flow,
+    .append_many = rt_append_many,
     .ping = rt_ping,
     .close = rt_close,
 };

@@ -424,6 +424,43 @@ Test(projection, an_accumulator_fed_event_by_event_equals_the_whole_projection)
     release(&s);
 }
 
+/* The engine tries a step.completed on a clone of a run's accumulator
+ * (F-12 folded into F-5): the clone with the next event applied must view
+ * as the whole projection with it, and the original stay as it was. */
+Test(projection, a_clone_takes_the_next_event_and_leaves_the_original_alone)
+{
+    struct stream s = { .n = 0 };
+    nv__proj_acc *acc = nv__proj_acc_new(&def);
+    nv_error err;
+
+    busy_stream(&s);
+    for (size_t k = 0; k < s.n; k++) {
+        nv__run_proj whole, next, orig, trial;
+        nv__proj_acc *c = nv__proj_acc_clone(acc);
+
+        cr_assert_not_null(c);
+        cr_assert_eq(nv__proj_apply(c, &s.ev[k], NULL, &err), NV_OK);
+        cr_assert_eq(nv__proj_view(c, 5000, &trial, &err), NV_OK);
+        cr_assert_eq(nv__project(&def, s.ev, k + 1, 5000, &next, &err),
+                     NV_OK);
+        same_view(&next, &trial, k + 1);
+        nv__proj_acc_free(c);
+        if (k > 0) {
+            cr_assert_eq(nv__proj_view(acc, 5000, &orig, &err), NV_OK);
+            cr_assert_eq(nv__project(&def, s.ev, k, 5000, &whole, &err),
+                         NV_OK);
+            same_view(&whole, &orig, k);
+            nv__run_proj_release(&whole);
+            nv__run_proj_release(&orig);
+        }
+        nv__run_proj_release(&next);
+        nv__run_proj_release(&trial);
+        cr_assert_eq(nv__proj_apply(acc, &s.ev[k], NULL, &err), NV_OK);
+    }
+    nv__proj_acc_free(acc);
+    release(&s);
+}
+
 Test(projection, the_metadata_text_is_the_metadata_object_dumped)
 {
     struct stream s = { .n = 0 };

@@ -4,7 +4,7 @@
 --   B:wait       zset  waiting jobs, score priority*2^31 + 2^30 + seq
 --                      (lifo jobs take -lseq: ahead of their priority)
 --   B:delayed    zset  delayed jobs by delayUntil
---   B:active     zset  active jobs by leaseUntil
+--   B:active     zset  active jobs by leaseUntil, and PIN at +inf
 --   B:completed  zset  completed jobs by finishedOn*4096 + finish seq % 4096
 --   B:failed     zset  failed jobs, the same (retention order, Q-10)
 --   B:ids        zset  every job by timestamp (listing)
@@ -21,9 +21,17 @@
 -- empty reserves until such a note (redis/queue.c).
 -- KEYS[1] = B:meta routes the call; ARGV[1] = B, ARGV[2] = the wake
 -- channel, ARGV[3] = the queue name. Replies: {code, ...}, code < 0 an
--- NV_E* code. Layout version 1.1 (records of layout 1, every field on
--- its own, are still read).
+-- NV_E* code. Layout version 1.2 (records of layout 1, every field on
+-- its own, are still read; an active set of layout 1.1, without PIN, gets
+-- it at the next reservation).
 local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS
+-- PIN, a member longer than zset-max-listpack-value (64 by default) that
+-- is no job id (those have no control characters), keeps B:active a
+-- skiplist: as a listpack (up to 128 members) each ZADD / ZREM scans and
+-- decodes the whole set, 5-8 us of Redis CPU per job at a hundred active
+-- jobs. Its score +inf keeps it out of every range of leases; it is
+-- never counted or listed.
+local PIN = '\1active-set-pin: keeps this sorted set a skiplist (see queue_common.lua)'
 -- (run first by every script: see gen.sh)
 local function setup()
   B = ARGV[1]
@@ -122,15 +130,15 @@ local function take_lease(id, token)
 end
 
 -- Reserve (W-2, Q-4, Q-12, Q-13): promote due delayed jobs, then take the
--- first runnable waiting job. Reply {1, {record before the change, 0, logs}}
--- (the caller sets state, processedOn, leaseUntil, leaseToken, finishedOn
--- itself) or {-3, next_at}.
+-- first runnable waiting job. Returns 1, the record before the change, its
+-- logs (see reserved_reply; the caller sets state, processedOn,
+-- leaseUntil, leaseToken, finishedOn itself) or -3, next_at.
 -- Q-15: {1, waiting, delayed, active, completed, failed, paused}.
 local function counts()
   local w = redis.call('ZCARD', WAIT)
   local p = 0
   if paused() then p = w; w = 0 end
-  return { 1, w, redis.call('ZCARD', DELAYED), redis.call('ZCARD', ACTIVE),
+  return { 1, w, redis.call('ZCARD', DELAYED), redis.call('ZCOUNT', ACTIVE, '-inf', '(+inf'),
     redis.call('ZCARD', DONE.completed), redis.call('ZCARD', DONE.failed), p }
 end
 -- Promote the delayed jobs due at 'now'. Returns paused (bool) and the
@@ -160,19 +168,22 @@ local function next_at(first, now, nxt)
   end
   return I(nxt)
 end
--- The reply part of a job just reserved: its record before the change
--- (the adapter applies the change), not paused, its logs.
+-- A job just reserved, for the reply: its record before the change (the
+-- adapter applies the change) and its logs (0 when none).
 local function reserved_reply(id, h)
   -- flow jobs keep no logs (Q-20); 'nologs' marks a plain job enqueued
   -- since layout 1.1 that has none yet (queue_log removes it)
   for i = 1, #h, 2 do
-    if h[i] == 'runId' or h[i] == 'nologs' then return { h, 0, {} } end
+    if h[i] == 'runId' or h[i] == 'nologs' then return h, 0 end
   end
-  return { h, 0, redis.call('LRANGE', lkey(id), 0, -1) }
+  local l = redis.call('LRANGE', lkey(id), 0, -1)
+  if #l == 0 then return h, 0 end
+  return h, l
 end
-local function reserve_next(now, lease_ms, token, lmax, ldur, grouped)
+-- 'lease' is the new lease's end (leaseUntil), as text.
+local function reserve_next(now, lease, token, lmax, ldur, grouped)
   local is_paused, first = promote(now)
-  if is_paused then return { -3, 0 } end
+  if is_paused then return -3, 0 end
   local function limkey(g)
     if not grouped then return B .. ':lim' end
     if g then return B .. ':lim:=' .. g end
@@ -212,11 +223,10 @@ local function reserve_next(now, lease_ms, token, lmax, ldur, grouped)
       off = off + 100
     end
   end
-  if not pick then return { -3, next_at(first, now, nxt) } end
+  if not pick then return -3, next_at(first, now, nxt) end
   local k = jkey(pick)
-  local lease = I(now + lease_ms)
   if not popped then redis.call('ZREM', WAIT, pick) end
-  redis.call('ZADD', ACTIVE, lease, pick)
+  redis.call('ZADD', ACTIVE, lease, pick, '+inf', PIN)
   local h = redis.call('HGETALL', k)
   redis.call('HSET', k, 'state', 'active', 'processedOn', I(now),
     'leaseUntil', lease, 'leaseToken', token, 'finishedOn', '0')
@@ -225,7 +235,7 @@ local function reserve_next(now, lease_ms, token, lmax, ldur, grouped)
     redis.call('ZADD', lk, I(now), token)
     redis.call('PEXPIRE', lk, I(ldur + 60000))
   end
-  return { 1, reserved_reply(pick, h) }
+  return 1, reserved_reply(pick, h)
 end
 -- End an attempt (Q-6..Q-8, W-4, W-7): kind 0 complete, 1 retry, 2 fail,
 -- 3 release. Returns 1, or -22 when the lease is gone.

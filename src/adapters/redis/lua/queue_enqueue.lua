@@ -8,7 +8,7 @@ local k = jkey(id)
 if redis.call('EXISTS', k) == 1 then return { 0, getjob(id) } end
 local max = tonumber(ARGV[5])
 if max > 0 and redis.call('ZCARD', WAIT) + redis.call('ZCARD', DELAYED) +
-    redis.call('ZCARD', ACTIVE) >= max then
+    redis.call('ZCOUNT', ACTIVE, '-inf', '(+inf') >= max then
   return { -18 }
 end
 local du = tonumber(ARGV[8])

@@ -23,7 +23,8 @@ if #sets == 5 then
 else
   local all = {}
   for _, s in ipairs(sets) do
-    for _, id in ipairs(redis.call('ZRANGE', s, 0, -1)) do
+    -- (finite scores: not the active set's PIN)
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', s, '-inf', '(+inf')) do
       all[#all + 1] = { id, tonumber(redis.call('HGET', jkey(id), 'timestamp') or '0') }
     end
   end
