@@ -203,7 +203,6 @@ mq_drain(struct mqueue *q)
      * large table misses on every slot). */
     while (m != NULL) {
         struct mjob *next = m->next;
-
         const void *slot = mq_jt_where(&q->jt, m);
 
         if (slot != NULL)
