@@ -384,6 +384,125 @@ fq_lease_drop(struct qstate *qs, int64_t rid)
     }
 }
 
+/* ---- Cached records (queue.h) ---- */
+
+static size_t
+rslot(const struct fq_recmap *m, int64_t rid)
+{
+    uint64_t h = (uint64_t)rid * 0x9e3779b97f4a7c15ull;
+
+    return (size_t)(h >> 32) & (m->cap - 1);
+}
+
+static struct fq_rslot *
+rec_find(const struct fq_recmap *m, int64_t rid)
+{
+    if (m->n == 0)
+        return NULL;
+    for (size_t i = rslot(m, rid); m->v[i].rid != 0; i = (i + 1) & (m->cap - 1)) {
+        if (m->v[i].rid == rid)
+            return &m->v[i];
+    }
+    return NULL;
+}
+
+int
+fq_rec_put(struct fq *fq, int64_t rid, struct fq_rec *rec)
+{
+    struct fq_recmap *m = &fq->recs;
+    size_t i;
+
+    if ((m->n + 1) * 2 > m->cap) {
+        struct fq_recmap g = { .cap = m->cap ? m->cap * 2 : 64 };
+
+        g.v = nv__calloc(g.cap, sizeof(*g.v));
+        if (g.v == NULL)
+            return -1;
+        for (size_t k = 0; k < m->cap; k++) {
+            if (m->v[k].rid != 0) {
+                for (i = rslot(&g, m->v[k].rid); g.v[i].rid != 0;
+                     i = (i + 1) & (g.cap - 1))
+                    ;
+                g.v[i] = m->v[k];
+            }
+        }
+        g.n = m->n;
+        nv__free(m->v);
+        *m = g;
+    }
+    for (i = rslot(m, rid); m->v[i].rid != 0 && m->v[i].rid != rid;
+         i = (i + 1) & (m->cap - 1))
+        ;
+    if (m->v[i].rid == rid) {
+        /* a rowid again: its record must be a rolled-back one (load()
+         * forgets them all first, so this is only a second guard) */
+        fq_rec_free(fq, m->v[i].rec);
+    } else {
+        m->v[i].rid = rid;
+        m->n++;
+    }
+    m->v[i].rec = rec;
+    return 0;
+}
+
+struct fq_rec *
+fq_rec_take(struct fq *fq, int64_t rid)
+{
+    struct fq_recmap *m = &fq->recs;
+    struct fq_rslot *s = rec_find(m, rid);
+    struct fq_rec *rec;
+    size_t i, j;
+
+    if (s == NULL)
+        return NULL;
+    rec = s->rec;
+    /* Backward-shift deletion, as fq_lease_drop. */
+    i = (size_t)(s - m->v);
+    m->v[i].rid = 0;
+    m->v[i].rec = NULL;
+    m->n--;
+    for (j = (i + 1) & (m->cap - 1); m->v[j].rid != 0;
+         j = (j + 1) & (m->cap - 1)) {
+        size_t home = rslot(m, m->v[j].rid);
+
+        if (i <= j ? (home <= i || home > j) : (home <= i && home > j)) {
+            m->v[i] = m->v[j];
+            m->v[j].rid = 0;
+            m->v[j].rec = NULL;
+            i = j;
+        }
+    }
+    /* Give memory back once a big backlog is gone. */
+    if (m->n == 0 && m->cap > 1024) {
+        nv__free(m->v);
+        m->v = NULL;
+        m->cap = 0;
+    }
+    return rec;
+}
+
+void
+fq_rec_drop(struct fq *fq, int64_t rid)
+{
+    struct fq_rec *rec = fq_rec_take(fq, rid);
+
+    if (rec != NULL)
+        fq_rec_free(fq, rec);
+}
+
+void
+fq_recs_clear(struct fq *fq)
+{
+    struct fq_recmap *m = &fq->recs;
+
+    for (size_t i = 0; i < m->cap; i++) {
+        if (m->v[i].rid != 0)
+            fq_rec_free(fq, m->v[i].rec);
+    }
+    nv__free(m->v);
+    memset(m, 0, sizeof(*m));
+}
+
 /* ---- The writer's memory ---- */
 
 static struct qstate *
@@ -492,6 +611,7 @@ load(struct fdb_conn *c, struct fq *fq, nv_error *err)
 
     for (q = fq->qs; q != NULL; q = q->next)
         qs_clear(q);
+    fq_recs_clear(fq);
     fq->seq = 0;
     {
         FDB_STMT(c, st, "SELECT name, paused FROM queues");
@@ -737,6 +857,7 @@ fq_close(void *self)
         fq->qs = n;
     }
     fq_wait_release(fq);
+    fq_recs_clear(fq);
     nv__free(fq->hints);
     pthread_mutex_destroy(&fq->wmu);
     pthread_mutex_destroy(&fq->cmu);

@@ -10,6 +10,7 @@
 #define NV_ADAPTERS_FILE_QUEUE_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "adapters/file/fdb.h"
@@ -81,6 +82,24 @@ struct lease_hint {
     char    token[40];             /* "" = free */
 };
 
+/*
+ * A job as its enqueue stored it, built by the enqueuing caller (off the
+ * leader's path) and kept by the writer while the job waits, so that its
+ * reserve need not read the row back: the reserve's UPDATE checks that
+ * the row is still the one cached (same rowid, state, sk2, id, no log
+ * added), and the reserving caller turns the record into its nv_job
+ * after the commit. Only for jobs enqueued waiting, without logs, while
+ * the records held stay under FQ_REC_BYTES; dropped when the job is
+ * reserved or removed, all of them when the writer's memory is loaded
+ * again (a rolled-back batch may have cached jobs that are not there).
+ */
+#define FQ_REC_BYTES (16 << 20)
+struct fq_rec;
+struct fq_recmap {
+    struct fq_rslot { int64_t rid; struct fq_rec *rec; } *v;
+    size_t cap, n;
+};
+
 /* The adapter: the 'self' of every op. */
 struct fq {
     struct fdb     *db;
@@ -90,6 +109,8 @@ struct fq {
     pthread_mutex_t cmu;       /* guards the qs list and pub fields */
     pthread_mutex_t snap_mu;   /* held by the leader across a COMMIT */
     struct lease_hint *hints;  /* FQ_HINTS of them; leader only */
+    struct fq_recmap recs;     /* cached records by rid; leader only */
+    _Atomic int64_t rec_bytes; /* held by records, cached or being built */
 
     pthread_mutex_t wmu;       /* guards gens, woken */
     pthread_cond_t  wcv;       /* waiters without a generation (no memory) */
@@ -153,6 +174,16 @@ int64_t fq_next_due(const struct qstate *qs);
  * snapshot. */
 int fq_counts_snapshot(struct fdb_conn *c, struct fq *fq, const char *queue,
                        int64_t n[5], int *paused, nv_error *err);
+
+/* Cached records (queue.c): keep 'rec' for 'rid' (0, or -1 when out of
+ * memory: the caller keeps it); take the one of 'rid' out (NULL: none);
+ * drop and free the one of 'rid'; free them all. */
+int            fq_rec_put(struct fq *fq, int64_t rid, struct fq_rec *rec);
+struct fq_rec *fq_rec_take(struct fq *fq, int64_t rid);
+void           fq_rec_drop(struct fq *fq, int64_t rid);
+void           fq_recs_clear(struct fq *fq);
+/* (queue_claim.c) Free a record and give its bytes back. */
+void           fq_rec_free(struct fq *fq, struct fq_rec *rec);
 
 /* ---- Rows (queue_read.c) ---- */
 

@@ -10,6 +10,136 @@
 
 #include "adapters/file/queue.h"
 
+/* ---- Cached records (queue.h) ---- */
+
+enum { R_ID, R_QUEUE, R_NAME, R_RUN, R_FLOW, R_STEP, R_DATA, R_OPTS,
+       R_PDATA, R_RET, R_FAIL, R_GROUP, R_NSTR };
+
+struct fq_rec {
+    int64_t  size;             /* bytes, counted in fq.rec_bytes */
+    int      priority, lifo, attempts_made, stalled_count;
+    int64_t  remove_on_complete, remove_on_fail, timestamp, delay_until;
+    int64_t  processed_on, finished_on;
+    double   progress;
+    uint32_t off[R_NSTR];      /* into s; UINT32_MAX: NULL */
+    char     s[];
+};
+
+/* The record of 'o' as enqueue_fn stores it (enqueued at 'ts'), or NULL
+ * (no memory, or the records held are at FQ_REC_BYTES). */
+static struct fq_rec *
+rec_build(struct fq *fq, const nv_job *o, int64_t ts)
+{
+    const char *str[R_NSTR] = {
+        o->id, o->queue, o->name, o->run_id, o->flow_name, o->step_name,
+        o->data != NULL ? o->data : "{}", o->opts, o->progress_data,
+        o->returnvalue, o->failed_reason, o->group,
+    };
+    size_t len[R_NSTR], total = sizeof(struct fq_rec), at = 0;
+    struct fq_rec *r;
+
+    for (int i = 0; i < R_NSTR; i++) {
+        len[i] = str[i] != NULL ? strlen(str[i]) + 1 : 0;
+        total += len[i];
+    }
+    if (total > UINT32_MAX / 2 ||
+        atomic_fetch_add(&fq->rec_bytes, (int64_t)total) + (int64_t)total >
+            FQ_REC_BYTES ||
+        (r = nv__malloc(total)) == NULL) {
+        atomic_fetch_sub(&fq->rec_bytes, (int64_t)total);
+        return NULL;
+    }
+    r->size = (int64_t)total;
+    r->priority = o->priority;
+    r->lifo = o->lifo ? 1 : 0;
+    r->attempts_made = o->attempts_made;
+    r->stalled_count = o->stalled_count;
+    r->remove_on_complete = o->remove_on_complete;
+    r->remove_on_fail = o->remove_on_fail;
+    r->timestamp = ts;
+    r->delay_until = o->delay_until;
+    r->processed_on = o->processed_on;
+    r->finished_on = o->finished_on;
+    r->progress = o->progress;
+    for (int i = 0; i < R_NSTR; i++) {
+        if (str[i] == NULL) {
+            r->off[i] = UINT32_MAX;
+            continue;
+        }
+        r->off[i] = (uint32_t)at;
+        memcpy(r->s + at, str[i], len[i]);
+        at += len[i];
+    }
+    return r;
+}
+
+void
+fq_rec_free(struct fq *fq, struct fq_rec *rec)
+{
+    if (rec != NULL) {
+        atomic_fetch_sub(&fq->rec_bytes, rec->size);
+        nv__free(rec);
+    }
+}
+
+static const char *
+rec_str(const struct fq_rec *r, int i)
+{
+    return r->off[i] == UINT32_MAX ? NULL : r->s + r->off[i];
+}
+
+static int
+rec_dup(const struct fq_rec *r, int i, char **dst)
+{
+    const char *s = rec_str(r, i);
+
+    *dst = s != NULL ? nv__strdup(s) : NULL;
+    return s != NULL && *dst == NULL;
+}
+
+/* The job of 'r' as a reserve hands it out (what fq_job_from_row reads
+ * from the row the reserve left): waiting fields from the record, the
+ * lease from the reserve. */
+static int
+rec_to_job(const struct fq_rec *r, int64_t now, int64_t until,
+           const char *token, nv_job *j, nv_error *err)
+{
+    int bad = 0;
+
+    memset(j, 0, sizeof(*j));
+    nv__strlcpy(j->id, rec_str(r, R_ID), sizeof(j->id));
+    nv__strlcpy(j->queue, rec_str(r, R_QUEUE), sizeof(j->queue));
+    nv__strlcpy(j->name, rec_str(r, R_NAME), sizeof(j->name));
+    nv__strlcpy(j->run_id, rec_str(r, R_RUN), sizeof(j->run_id));
+    nv__strlcpy(j->flow_name, rec_str(r, R_FLOW), sizeof(j->flow_name));
+    nv__strlcpy(j->step_name, rec_str(r, R_STEP), sizeof(j->step_name));
+    bad |= rec_dup(r, R_DATA, &j->data);
+    bad |= rec_dup(r, R_OPTS, &j->opts);
+    bad |= rec_dup(r, R_PDATA, &j->progress_data);
+    bad |= rec_dup(r, R_RET, &j->returnvalue);
+    bad |= rec_dup(r, R_FAIL, &j->failed_reason);
+    bad |= rec_dup(r, R_GROUP, &j->group);
+    j->state = NV_JOB_ACTIVE;
+    j->priority = r->priority;
+    j->lifo = r->lifo;
+    j->remove_on_complete = r->remove_on_complete;
+    j->remove_on_fail = r->remove_on_fail;
+    j->attempts_made = r->attempts_made;
+    j->stalled_count = r->stalled_count;
+    j->progress = r->progress;
+    j->timestamp = r->timestamp;
+    j->delay_until = r->delay_until;
+    j->processed_on = now;
+    j->finished_on = 0;
+    j->lease_until = until;
+    nv__strlcpy(j->lease_token, token, sizeof(j->lease_token));
+    if (bad) {
+        nv_job_release(j);
+        return fdb_oom("queue", err);
+    }
+    return NV_OK;
+}
+
 /* ---- enqueue ---- */
 
 struct enq_args {
@@ -19,6 +149,7 @@ struct enq_args {
     nv_job        out;         /* the caller's copy, made before the write */
     int           want_out;
     int           created;
+    struct fq_rec *rec;        /* the record to cache, built beforehand */
 };
 
 /* The stored job of a->job's id becomes the answer. */
@@ -120,6 +251,10 @@ enqueue_fn(struct fdb_conn *c, void *arg, nv_error *err)
     }
     fq_count_move(qs, -1, delayed ? NV_JOB_DELAYED : NV_JOB_WAITING, 1);
     a->created = 1;
+    if (a->rec != NULL && !delayed &&
+        fq_rec_put(a->fq, sqlite3_last_insert_rowid(fdb_handle(c)),
+                   a->rec) == 0)
+        a->rec = NULL;      /* the writer's now */
     return NV_OK;
 }
 
@@ -148,7 +283,11 @@ fq_enqueue(void *self, const nv_job *job, int64_t now, int64_t max_unfinished,
             return fdb_oom("queue", err);
         }
     }
+    if (job->delay_until <= now && job->logs == NULL)
+        a.rec = rec_build(a.fq, job, job->timestamp != 0 ? job->timestamp
+                                                        : now);
     rc = fdb_write(a.fq->db, enqueue_fn, enqueue_after, &a, err);
+    fq_rec_free(a.fq, a.rec);   /* not cached: an existing id, a failure */
     if (rc != NV_OK) {
         nv_job_release(&a.out);
         return rc;
@@ -167,10 +306,54 @@ struct res_args {
     const char        *queue;
     int64_t            now, lease_ms;
     const nv_limiter  *lim;
-    nv_job             out;
+    nv_job             out;        /* filled here unless 'rec' is set */
+    struct fq_rec     *rec;        /* the job as cached: out is made of it */
+    int64_t            until;      /* the lease taken */
+    char               token[40];
     int                found;
     int64_t            next_at;
 };
+
+/* After the write: the nv_job of a reserve that took a cached record. */
+static int
+res_out(struct res_args *a, nv_error *err)
+{
+    int rc = NV_OK;
+
+    if (a->rec != NULL) {
+        rc = rec_to_job(a->rec, a->now, a->until, a->token, &a->out, err);
+        fq_rec_free(a->fq, a->rec);
+        a->rec = NULL;
+    }
+    return rc;
+}
+
+/*
+ * Claim the waiting entry 'e' whose job is cached as 'rec': the UPDATE
+ * of reserve_fn, taking effect only when the row is still what the
+ * record says (waiting under that sk2, the same id, no log added since).
+ * 1 claimed, 0 not (the caller reads the row), <0 error.
+ */
+static int
+claim_cached(struct fdb_conn *c, struct res_args *a, const struct fq_ent *e,
+             const struct fq_rec *rec, nv_error *err)
+{
+    FDB_STMT(c, st, "UPDATE jobs SET state = 2, processed_on = ?2,"
+                    " finished_on = 0, lease_until = ?3, lease_token = ?4,"
+                    " sk1 = ?3, sk2 = 0 WHERE rid = ?1 AND state = 0"
+                    " AND sk2 = ?5 AND id = ?6 AND logs IS NULL");
+    int rc;
+
+    sqlite3_bind_int64(st, 1, e->rid);
+    sqlite3_bind_int64(st, 2, a->now);
+    sqlite3_bind_int64(st, 3, a->until);
+    fdb_bind_text(st, 4, a->token);
+    sqlite3_bind_int64(st, 5, e->k2);
+    fdb_bind_text(st, 6, rec_str(rec, R_ID));
+    if ((rc = fdb_run(c, st, err)) != NV_OK)
+        return rc;
+    return sqlite3_changes(fdb_handle(c)) == 1;
+}
 
 /* Delayed jobs that are due become waiting, in due order. */
 static int
@@ -353,14 +536,15 @@ reserve_fn(struct fdb_conn *c, void *arg, nv_error *err)
     struct res_args *a = arg;
     struct qstate *qs = fq_qs_write(c, a->fq, a->queue, err);
     int limited = a->lim != NULL && a->lim->max > 0;
-    int64_t win_at = 0, until = a->now + a->lease_ms, next;
+    int64_t win_at = 0, next, keep_c, keep_f;
     unsigned char rnd[16];
-    char token[40];
+    struct fq_rec *rec = NULL;
     struct fq_ent e;
-    int rc = NV_OK, found = 0;
+    int rc = NV_OK, found = 0, prio, lifo;
 
     a->next_at = 0;
     a->found = 0;
+    a->until = a->now + a->lease_ms;
     if (qs == NULL)
         return err->code;
     /* Prepared before any entry leaves the heap. */
@@ -371,6 +555,12 @@ reserve_fn(struct fdb_conn *c, void *arg, nv_error *err)
         return rc;
     if (qs->paused)
         return NV_OK;
+    nv__random(rnd, sizeof(rnd));
+    for (int i = 0; i < 16; i++) {
+        a->token[2 * i] = "0123456789abcdef"[rnd[i] >> 4];
+        a->token[2 * i + 1] = "0123456789abcdef"[rnd[i] & 15];
+    }
+    a->token[32] = '\0';
     /* The claim: the first entry of the heap whose row still holds. */
     if (limited) {
         rc = limited_pick(c, a, qs, &e, &found, &win_at, err);
@@ -385,11 +575,24 @@ reserve_fn(struct fdb_conn *c, void *arg, nv_error *err)
                 return rc;
             }
             found = rc == 1;
+            if (found)
+                fq_rec_drop(a->fq, e.rid);
         }
     } else {
-        while ((found = fq_pop(&qs->wait, &e)) &&
-               (rc = take_row(c, &e, &a->out, err)) == 0)
-            ;
+        while ((found = fq_pop(&qs->wait, &e))) {
+            if ((rec = fq_rec_take(a->fq, e.rid)) != NULL) {
+                rc = claim_cached(c, a, &e, rec, err);
+                if (rc == 1)
+                    break;
+                fq_rec_free(a->fq, rec);
+                rec = NULL;
+                if (rc < 0)
+                    break;
+                /* Changed since it was cached (or stale): read it. */
+            }
+            if ((rc = take_row(c, &e, &a->out, err)) != 0)
+                break;
+        }
         if (found && rc < 0) {
             nv_error e2;
 
@@ -399,41 +602,50 @@ reserve_fn(struct fdb_conn *c, void *arg, nv_error *err)
     }
     rc = NV_OK;
     if (found) {
-        nv__random(rnd, sizeof(rnd));
-        for (int i = 0; i < 16; i++) {
-            token[2 * i] = "0123456789abcdef"[rnd[i] >> 4];
-            token[2 * i + 1] = "0123456789abcdef"[rnd[i] & 15];
-        }
-        token[32] = '\0';
-        sqlite3_bind_int64(st, 1, e.rid);
-        sqlite3_bind_int64(st, 2, a->now);
-        sqlite3_bind_int64(st, 3, until);
-        fdb_bind_text(st, 4, token);
-        if ((rc = fdb_run(c, st, err)) != NV_OK) {
-            a->fq->need_load = 1;
-            nv_job_release(&a->out);
-            return rc;
+        if (rec == NULL) {
+            sqlite3_bind_int64(st, 1, e.rid);
+            sqlite3_bind_int64(st, 2, a->now);
+            sqlite3_bind_int64(st, 3, a->until);
+            fdb_bind_text(st, 4, a->token);
+            if ((rc = fdb_run(c, st, err)) != NV_OK) {
+                a->fq->need_load = 1;
+                nv_job_release(&a->out);
+                return rc;
+            }
+            prio = a->out.priority;
+            lifo = a->out.lifo;
+            keep_c = a->out.remove_on_complete;
+            keep_f = a->out.remove_on_fail;
+        } else {
+            prio = rec->priority;
+            lifo = rec->lifo;
+            keep_c = rec->remove_on_complete;
+            keep_f = rec->remove_on_fail;
         }
         fq_count_move(qs, NV_JOB_WAITING, NV_JOB_ACTIVE, 1);
-        rc = fq_lease_put(a->fq, qs, e.rid, until, a->out.priority,
-                          a->out.lifo, err);
+        rc = fq_lease_put(a->fq, qs, e.rid, a->until, prio, lifo, err);
         if (rc != NV_OK) {
             nv_job_release(&a->out);
+            fq_rec_free(a->fq, rec);
             return rc;
         }
         {
-            struct lease_hint *h = fq_hint(a->fq, token);
+            struct lease_hint *h = fq_hint(a->fq, a->token);
 
             h->rid = e.rid;
-            h->keep_c = a->out.remove_on_complete;
-            h->keep_f = a->out.remove_on_fail;
-            memcpy(h->token, token, sizeof(token));
+            h->keep_c = keep_c;
+            h->keep_f = keep_f;
+            memcpy(h->token, a->token, sizeof(a->token));
         }
-        a->out.state = NV_JOB_ACTIVE;
-        a->out.processed_on = a->now;
-        a->out.finished_on = 0;
-        a->out.lease_until = until;
-        memcpy(a->out.lease_token, token, sizeof(token));
+        if (rec != NULL) {
+            a->rec = rec;       /* the caller makes a->out of it */
+        } else {
+            a->out.state = NV_JOB_ACTIVE;
+            a->out.processed_on = a->now;
+            a->out.finished_on = 0;
+            a->out.lease_until = a->until;
+            memcpy(a->out.lease_token, a->token, sizeof(a->token));
+        }
         a->found = 1;
         if (limited) {
             FDB_STMT(c, ins, "INSERT INTO limits VALUES (?1, ?2, ?3)");
@@ -474,10 +686,11 @@ fq_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
     /* A write even when nothing is found: due delayed jobs are promoted
      * in the same transaction, and the result is the same either way. */
     rc = fdb_write(fq->db, reserve_fn, NULL, &a, err);
-    if (rc == NV_OK && a.found) {
+    if (rc == NV_OK && a.found && (rc = res_out(&a, err)) == NV_OK) {
         *out = a.out;
         return NV_OK;
     }
+    fq_rec_free(fq, a.rec);
     nv_job_release(&a.out);
     if (rc != NV_OK)
         return rc;
@@ -540,10 +753,17 @@ fq_finish_reserve(void *self, const char *queue, const char *id,
     fq_wait_mark(fq, queue);
     rc = fdb_write(fq->db, finish_reserve_fn, finish_reserve_after, &a, err);
     if (rc == NV_OK && a.res.found) {
-        *out = a.res.out;
-        *got = 1;
+        nv_error e2;
+
+        /* Out of memory for the job taken: the finish stands; the job
+         * comes back once its lease expires (W-3). */
+        if (res_out(&a.res, &e2) == NV_OK) {
+            *out = a.res.out;
+            *got = 1;
+        }
         return NV_OK;
     }
+    fq_rec_free(fq, a.res.rec);
     nv_job_release(&a.res.out);
     if (rc == NV_OK && next_at != NULL)
         *next_at = a.res.next_at;

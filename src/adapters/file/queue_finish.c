@@ -416,6 +416,7 @@ remove_fn(struct fdb_conn *c, void *arg, nv_error *err)
     FDB_STMT(c, st, "DELETE FROM jobs WHERE rid = ?1");
     sqlite3_bind_int64(st, 1, rid);
     if ((rc = fdb_run(c, st, err)) == NV_OK) {
+        fq_rec_drop(a->fq, rid);
         fq_count_move(qs, a->out.state == NV_JOB_PAUSED ? NV_JOB_WAITING
                                                      : a->out.state, -1, 1);
         fq_stale_check(a->fq, qs);

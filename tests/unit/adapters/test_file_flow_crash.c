@@ -8,6 +8,7 @@
  * step (no step's emits dispatched twice).
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <jansson.h>
 #include <poll.h>
 #include <signal.h>
@@ -96,19 +97,47 @@ child_main(const char *dir, int fd)
         pause();
 }
 
-/* Run ids acknowledged before the kill (NV_ID_MAX bytes each). */
+static int64_t
+now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Run ids acknowledged before the kill (NV_ID_MAX bytes each). The child
+ * is killed 'delay_ms' after its first acknowledgement, so that it dies
+ * in the middle of its work even on a loaded machine (or after 30 s
+ * without any: then the caller's checks fail). */
 static size_t
 collect(int fd, pid_t pid, int delay_ms, char **out)
 {
     size_t cap = MAX_RUNS * NV_ID_MAX + 1, have = 0;
     char *buf = malloc(cap);
-    struct timespec ts = { delay_ms / 1000, (delay_ms % 1000) * 1000000L };
+    int64_t deadline = now_ms() + 30000;
+    int killed = 0;
     ssize_t r;
 
-    nanosleep(&ts, NULL);
-    kill(pid, SIGKILL);
-    while ((r = read(fd, buf + have, cap - have)) > 0)
+    for (;;) {
+        int64_t left = deadline - now_ms();
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+
+        if (!killed && left <= 0) {
+            kill(pid, SIGKILL);
+            killed = 1;
+        }
+        if (poll(&p, 1, killed ? 1000 : (int)(left > 0 ? left : 0)) <= 0)
+            continue;
+        r = read(fd, buf + have, cap - have);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        if (have == 0 && !killed)
+            deadline = now_ms() + delay_ms;     /* the first ack */
         have += (size_t)r;
+    }
     *out = buf;
     return have / NV_ID_MAX;
 }

@@ -427,3 +427,186 @@ Test(file_queue_v2, a_large_mixed_backlog_is_reserved_in_q4_order)
     q.ops->close(q.self);
     free(dir);
 }
+
+/*
+ * A reserve hands out a freshly enqueued job from the writer's memory
+ * (the record its enqueue cached), not from its row: it must be the job
+ * exactly as stored, whatever its fields, and as get() reads it.
+ */
+static void
+assert_same_job(const nv_job *a, const nv_job *b)
+{
+    cr_assert_str_eq(a->id, b->id);
+    cr_assert_str_eq(a->queue, b->queue);
+    cr_assert_str_eq(a->name, b->name);
+    cr_assert_str_eq(a->run_id, b->run_id);
+    cr_assert_str_eq(a->flow_name, b->flow_name);
+    cr_assert_str_eq(a->step_name, b->step_name);
+    cr_assert_str_eq(a->data, b->data);
+    cr_assert_str_eq(a->opts ? a->opts : "(null)", b->opts ? b->opts : "(null)");
+    cr_assert_eq(a->state, b->state);
+    cr_assert_eq(a->priority, b->priority);
+    cr_assert_eq(a->lifo, b->lifo);
+    cr_assert_eq(a->remove_on_complete, b->remove_on_complete);
+    cr_assert_eq(a->remove_on_fail, b->remove_on_fail);
+    cr_assert_eq(a->attempts_made, b->attempts_made);
+    cr_assert_eq(a->stalled_count, b->stalled_count);
+    cr_assert_eq(a->progress, b->progress);
+    cr_assert_str_eq(a->progress_data ? a->progress_data : "(null)",
+                     b->progress_data ? b->progress_data : "(null)");
+    cr_assert_eq(a->timestamp, b->timestamp);
+    cr_assert_eq(a->delay_until, b->delay_until);
+    cr_assert_eq(a->processed_on, b->processed_on);
+    cr_assert_eq(a->finished_on, b->finished_on);
+    cr_assert_str_eq(a->returnvalue ? a->returnvalue : "(null)",
+                     b->returnvalue ? b->returnvalue : "(null)");
+    cr_assert_str_eq(a->failed_reason ? a->failed_reason : "(null)",
+                     b->failed_reason ? b->failed_reason : "(null)");
+    cr_assert_str_eq(a->logs ? a->logs : "(null)", b->logs ? b->logs : "(null)");
+    cr_assert_str_eq(a->group ? a->group : "(null)",
+                     b->group ? b->group : "(null)");
+    cr_assert_eq(a->lease_until, b->lease_until);
+    cr_assert_str_eq(a->lease_token, b->lease_token);
+}
+
+Test(file_queue_v2, a_reserved_job_is_the_job_as_stored_with_every_field)
+{
+    char *dir = ft_dir();
+    nv_queue q;
+    nv_job j, got, stored;
+    nv_error err = { 0 };
+
+    open_queue(dir, &q);
+    j = ft_job("q", "full-1", "{\"a\":[1,2,\"\\u00e9\"]}", 0);
+    snprintf(j.run_id, sizeof(j.run_id), "0190b6d2-0000-7000-8000-000000000001");
+    snprintf(j.flow_name, sizeof(j.flow_name), "flow");
+    snprintf(j.step_name, sizeof(j.step_name), "step");
+    j.opts = (char *)"{\"attempts\":3}";
+    j.priority = 7;
+    j.lifo = 1;
+    j.remove_on_complete = 12;
+    j.remove_on_fail = 0;
+    j.attempts_made = 2;
+    j.stalled_count = 1;
+    j.progress = 0.5;
+    j.progress_data = (char *)"{\"p\":1}";
+    j.delay_until = T0 - 5;         /* delayed once, due long ago */
+    j.processed_on = T0 - 9;
+    j.finished_on = T0 - 8;
+    j.returnvalue = (char *)"\"old\"";
+    j.failed_reason = (char *)"boom";
+    j.group = (char *)"g1";
+    /* timestamp 0: the enqueue's now */
+    cr_assert_eq(q.ops->enqueue(q.self, &j, T0, 0, NULL, NULL, &err), NV_OK,
+                 "%s", err.msg);
+    cr_assert_eq(q.ops->reserve(q.self, "q", T0 + 1, 30000, NULL, &got, NULL,
+                                &err), NV_OK, "%s", err.msg);
+    cr_assert_eq(q.ops->get(q.self, "q", "full-1", &stored, &err), NV_OK);
+    assert_same_job(&got, &stored);
+    cr_assert_eq(got.timestamp, T0);
+    cr_assert_eq(got.state, NV_JOB_ACTIVE);
+    cr_assert_eq(got.processed_on, T0 + 1);
+    cr_assert_eq(got.lease_until, T0 + 1 + 30000);
+    cr_assert_str_eq(got.data, "{\"a\":[1,2,\"\\u00e9\"]}");
+    cr_assert_str_eq(got.group, "g1");
+    nv_job_release(&got);
+    nv_job_release(&stored);
+    /* The same for a job without the optional fields. */
+    j = ft_job("q", "bare-1", NULL, T0);
+    j.opts = NULL;
+    cr_assert_eq(q.ops->enqueue(q.self, &j, T0, 0, NULL, NULL, &err), NV_OK);
+    cr_assert_eq(q.ops->reserve(q.self, "q", T0 + 2, 1000, NULL, &got, NULL,
+                                &err), NV_OK, "%s", err.msg);
+    cr_assert_eq(q.ops->get(q.self, "q", "bare-1", &stored, &err), NV_OK);
+    assert_same_job(&got, &stored);
+    cr_assert_str_eq(got.data, "{}");
+    nv_job_release(&got);
+    nv_job_release(&stored);
+    q.ops->close(q.self);
+    free(dir);
+}
+
+Test(file_queue_v2, a_log_added_while_waiting_comes_out_with_the_job)
+{
+    char *dir = ft_dir();
+    nv_queue q;
+    nv_job j, got, stored;
+    nv_error err = { 0 };
+
+    open_queue(dir, &q);
+    j = ft_job("q", "logged", "{}", T0);
+    cr_assert_eq(q.ops->enqueue(q.self, &j, T0, 0, NULL, NULL, &err), NV_OK);
+    cr_assert_eq(q.ops->log(q.self, "q", "logged", "{\"msg\":\"hi\"}", 10,
+                            &err), NV_OK, "%s", err.msg);
+    cr_assert_eq(q.ops->reserve(q.self, "q", T0, 30000, NULL, &got, NULL,
+                                &err), NV_OK, "%s", err.msg);
+    cr_assert_str_eq(got.id, "logged");
+    cr_assert_not_null(got.logs, "the log added while waiting is missing");
+    cr_assert_not_null(strstr(got.logs, "\"hi\""), "%s", got.logs);
+    cr_assert_eq(q.ops->get(q.self, "q", "logged", &stored, &err), NV_OK);
+    assert_same_job(&got, &stored);
+    nv_job_release(&got);
+    nv_job_release(&stored);
+    /* Removed while waiting: never reserved. */
+    j = ft_job("q", "gone", "{}", T0);
+    cr_assert_eq(q.ops->enqueue(q.self, &j, T0, 0, NULL, NULL, &err), NV_OK);
+    cr_assert_eq(q.ops->remove(q.self, "q", "gone", NULL, &err), NV_OK);
+    assert_reserves(&q, T0, NULL);
+    q.ops->close(q.self);
+    free(dir);
+}
+
+Test(file_queue_v2, a_job_enqueued_again_after_a_rolled_back_batch_is_reserved_as_stored)
+{
+    char *dir = ft_dir();
+    char data[4200];
+    nv_queue q;
+    nv_error err = { 0 };
+    nv_job j, got;
+    int acked = 0, rc = NV_OK;
+    char failed_id[NV_JOB_ID_MAX] = "";
+
+    /* A private 512 KB tmpfs over the data directory (root only). */
+    if (unshare(CLONE_NEWNS) != 0 ||
+        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+        mount("tmpfs", dir, "tmpfs", 0, "size=512k") != 0) {
+        free(dir);
+        cr_skip_test("cannot mount a small tmpfs (needs root)");
+    }
+    memset(data, 'x', sizeof(data));
+    memcpy(data, "{\"pad\":\"", 8);
+    strcpy(data + sizeof(data) - 3, "\"}");
+    open_queue(dir, &q);
+    for (int i = 0; i < 1000 && rc == NV_OK; i++) {
+        j = ft_job("q", "", data, T0);
+        snprintf(j.id, sizeof(j.id), "f%04d", i);
+        rc = q.ops->enqueue(q.self, &j, T0, 0, NULL, NULL, &err);
+        if (rc == NV_OK)
+            acked++;
+        else
+            snprintf(failed_id, sizeof(failed_id), "%s", j.id);
+    }
+    cr_assert_eq(rc, NV_EBACKEND, "%s", err.msg);
+    /* Room again: the refused job comes again with other data, in the
+     * rowid and order the rolled-back one had; it must come out as
+     * stored now, not as the rolled-back enqueue had it. */
+    cr_assert_eq(mount(NULL, dir, NULL, MS_REMOUNT, "size=16m"), 0);
+    j = ft_job("q", failed_id, "{\"second\":true}", T0);
+    cr_assert_eq(q.ops->enqueue(q.self, &j, T0, 0, NULL, NULL, &err), NV_OK,
+                 "%s", err.msg);
+    for (int i = 0; i < acked; i++) {
+        char want[16];
+
+        snprintf(want, sizeof(want), "f%04d", i);
+        assert_reserves(&q, T0, want);
+    }
+    cr_assert_eq(q.ops->reserve(q.self, "q", T0, 30000, NULL, &got, NULL,
+                                &err), NV_OK, "%s", err.msg);
+    cr_assert_str_eq(got.id, failed_id);
+    cr_assert_str_eq(got.data, "{\"second\":true}");
+    nv_job_release(&got);
+    assert_reserves(&q, T0, NULL);
+    q.ops->close(q.self);
+    umount2(dir, MNT_DETACH);
+    free(dir);
+}
