@@ -620,6 +620,111 @@ Test(redis_adapter, an_empty_reserve_is_not_remembered_past_a_change)
     server_free(&s);
 }
 
+/* The reply of one raw command as text (integers and statuses too). */
+static void
+cmd_text(const struct server *s, const char *c, char *out, size_t size)
+{
+    redisContext *ctx = client(s);
+    redisReply *r = redisCommand(ctx, c);
+
+    cr_assert(r != NULL && r->type != REDIS_REPLY_ERROR, "%s", c);
+    if (r->type == REDIS_REPLY_INTEGER)
+        snprintf(out, size, "%lld", r->integer);
+    else if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS)
+        snprintf(out, size, "%s", r->str);
+    else
+        snprintf(out, size, "?");
+    freeReplyObject(r);
+    redisFree(ctx);
+}
+
+/* Layout 1.2: the active set holds a pin that keeps it a skiplist (as a
+ * listpack every ZADD / ZREM scanned it whole); the pin is never counted,
+ * listed or reaped, and an active set of layout 1.1 (no pin) works on and
+ * gets it at the next reservation. */
+Test(redis_adapter, the_active_set_s_pin_is_never_a_job)
+{
+    struct server s;
+    nv_error err = { 0 };
+    nv_queue q;
+    nv_job a, b, *v = NULL;
+    nv_job_counts k;
+    nv_reaped *rp = NULL;
+    size_t n = 0;
+    int64_t total = 0;
+    char t[64];
+
+    server_new(&s, NULL);
+    cr_assert_eq(nv_redis_queue_open(settings(s.port, NULL), &q, &err), NV_OK);
+    for (int i = 0; i < 3; i++) {
+        char id[8];
+        nv_job j;
+
+        snprintf(id, sizeof(id), "p%d", i);
+        j = mkjob(id, 1000 + i);
+        cr_assert_eq(q.ops->enqueue(q.self, &j, 1000, 0, NULL, NULL, &err),
+                     NV_OK, "%s", err.msg);
+    }
+    cr_assert_eq(q.ops->reserve(q.self, "mail", 2000, 30000, NULL, &a, NULL,
+                                &err), NV_OK, "%s", err.msg);
+    cmd_text(&s, "OBJECT ENCODING {nq:q:mail}:active", t, sizeof(t));
+    cr_assert_str_eq(t, "skiplist");
+    cmd_text(&s, "ZCARD {nq:q:mail}:active", t, sizeof(t));
+    cr_assert_str_eq(t, "2");                 /* the job and the pin */
+    cr_assert_eq(q.ops->counts(q.self, "mail", &k, &err), NV_OK);
+    cr_assert_eq(k.active, 1);
+    cr_assert_eq(k.waiting, 2);
+    cr_assert_eq(q.ops->list(q.self, "mail", NV_JOB_MASK(NV_JOB_ACTIVE), 0,
+                             10, &v, &n, &total, &err), NV_OK);
+    cr_assert_eq(total, 1);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(v[0].id, a.id);
+    nv_job_array_free(v, n);
+    /* a queue full at 3 unfinished jobs: the pin does not count */
+    {
+        nv_job j = mkjob("p9", 1500);
+
+        cr_assert_eq(q.ops->enqueue(q.self, &j, 2000, 4, NULL, NULL, &err),
+                     NV_OK, "%s", err.msg);
+        j = mkjob("p10", 1500);
+        cr_assert_eq(q.ops->enqueue(q.self, &j, 2000, 4, NULL, NULL, &err),
+                     NV_EQUEUE_FULL);
+    }
+    /* layout 1.1: no pin; counts, reaping and the next reservation */
+    {
+        redisContext *ctx = client(&s);
+        redisReply *r = redisCommand(ctx, "ZREM %s %s", "{nq:q:mail}:active",
+                                     "\001active-set-pin: keeps this sorted "
+                                     "set a skiplist (see queue_common.lua)");
+
+        cr_assert(r != NULL && r->type == REDIS_REPLY_INTEGER &&
+                  r->integer == 1, "the pin was not there");
+        freeReplyObject(r);
+        redisFree(ctx);
+    }
+    cmd_text(&s, "ZCARD {nq:q:mail}:active", t, sizeof(t));
+    cr_assert_str_eq(t, "1");
+    cr_assert_eq(q.ops->counts(q.self, "mail", &k, &err), NV_OK);
+    cr_assert_eq(k.active, 1);
+    cr_assert_eq(q.ops->reap(q.self, "mail", 40000, 5, &rp, &n, &err), NV_OK);
+    cr_assert_eq(n, 1);                       /* a's lease, not the pin */
+    cr_assert_str_eq(rp[0].job.id, a.id);
+    nv_reaped_free(rp, n);
+    cr_assert_eq(q.ops->reserve(q.self, "mail", 40000, 30000, NULL, &b, NULL,
+                                &err), NV_OK, "%s", err.msg);
+    cmd_text(&s, "ZCARD {nq:q:mail}:active", t, sizeof(t));
+    cr_assert_str_eq(t, "2");
+    cr_assert_eq(q.ops->reap(q.self, "mail", 100000, 5, &rp, &n, &err), NV_OK);
+    cr_assert_eq(n, 1);
+    nv_reaped_free(rp, n);
+    cr_assert_eq(q.ops->counts(q.self, "mail", &k, &err), NV_OK);
+    cr_assert_eq(k.active, 0);
+    nv_job_release(&a);
+    nv_job_release(&b);
+    q.ops->close(q.self);
+    server_free(&s);
+}
+
 /* The adapters run their Lua as Redis functions (FCALL) where the server
  * has them: a server that lost them (FUNCTION FLUSH, a restart without
  * persistence) gets them again, and scripts too (SCRIPT FLUSH). */
