@@ -203,7 +203,6 @@ mq_drain(struct mqueue *q)
      * large table misses on every slot). */
     while (m != NULL) {
         struct mjob *next = m->next;
-
         const void *slot = mq_jt_where(&q->jt, m);
 
         if (slot != NULL)
@@ -228,6 +227,16 @@ mq_drain(struct mqueue *q)
     }
 }
 
+/* Ask for the lines of m a reserve reads (its record, its names). */
+static inline void
+prefetch_node(const struct mjob *m)
+{
+    const char *p = (const char *)m;
+
+    for (size_t off = 0; off < sizeof(*m) + 64; off += 64)
+        __builtin_prefetch(p + off, 1);
+}
+
 /* A node of MQ_NODE_SIZE for a producer, without mu: from the nodes the
  * workers freed (handed over through q->spare), else NULL. */
 static struct mjob *
@@ -245,6 +254,9 @@ spare_pop(struct mqueue *q)
                                             memory_order_acquire);
     if ((m = q->pfree) != NULL) {
         q->pfree = m->next;
+        /* a worker freed it last: have its lines here for the next fill */
+        if (q->pfree != NULL)
+            prefetch_node(q->pfree);
         /* nspare is shared with the workers: off by a batch at a time */
         if (++q->ptaken == NODE_POOL) {
             atomic_fetch_sub_explicit(&q->nspare, q->ptaken,
@@ -395,15 +407,6 @@ mem_enqueue(void *self, const nv_job *job, int64_t now,
  */
 static _Thread_local const void *jt_hint;
 
-/* Ask for the lines of m a reserve reads (its record, its names). */
-static inline void
-prefetch_node(const struct mjob *m)
-{
-    const char *p = (const char *)m;
-
-    for (size_t off = 0; off < sizeof(*m) + 64; off += 64)
-        __builtin_prefetch(p + off, 1);
-}
 
 static int64_t
 min_next(int64_t a, int64_t b)
