@@ -657,7 +657,7 @@ Test(redis_adapter, the_active_set_s_pin_is_never_a_job)
     server_new(&s, NULL);
     cr_assert_eq(nv_redis_queue_open(settings(s.port, NULL), &q, &err), NV_OK);
     for (int i = 0; i < 3; i++) {
-        char id[8];
+        char id[16];
         nv_job j;
 
         snprintf(id, sizeof(id), "p%d", i);
