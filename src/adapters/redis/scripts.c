@@ -3374,10 +3374,10 @@ const char nv__redis_lua_queue_retry[] =
     ;
 
 const char nv__redis_lib_store[] =
-    "#!lua name=nv3bc23c009b_store\n"
+    "#!lua name=nv650aabb76e_store\n"
     "local KEYS, ARGV\n"
     "local function I(x) return string.format('%d', x) end\n"
-    "redis.register_function('nv3bc23c009b_store_docdel', function(keys, args)\n"
+    "redis.register_function('nv650aabb76e_store_docdel', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "local cur = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')\n"
     "local exp = tonumber(ARGV[2])\n"
@@ -3387,7 +3387,7 @@ const char nv__redis_lib_store[] =
     "redis.call('HDEL', KEYS[2], ARGV[1])\n"
     "return { 1 }\n"
     "end)\n"
-    "redis.register_function('nv3bc23c009b_store_docget', function(keys, args)\n"
+    "redis.register_function('nv650aabb76e_store_docget', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "if ARGV[1] == '' then\n"
     "  local out = { 1 }\n"
@@ -3403,7 +3403,7 @@ const char nv__redis_lib_store[] =
     "if not j then return { -3 } end\n"
     "return { 1, ARGV[1], j, redis.call('HGET', KEYS[2], ARGV[1]) or '1' }\n"
     "end)\n"
-    "redis.register_function('nv3bc23c009b_store_docput', function(keys, args)\n"
+    "redis.register_function('nv650aabb76e_store_docput', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "local cur = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')\n"
     "local exp = tonumber(ARGV[3])\n"
@@ -3411,7 +3411,7 @@ const char nv__redis_lib_store[] =
     "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
     "return { 1, redis.call('HINCRBY', KEYS[2], ARGV[1], 1) }\n"
     "end)\n"
-    "redis.register_function('nv3bc23c009b_store_idxdel', function(keys, args)\n"
+    "redis.register_function('nv650aabb76e_store_idxdel', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "if ARGV[2] == '1' then\n"
     "  redis.call('DEL', KEYS[1], KEYS[2])\n"
@@ -3421,13 +3421,13 @@ const char nv__redis_lib_store[] =
     "end\n"
     "return { 1, redis.call('ZCARD', KEYS[1]) }\n"
     "end)\n"
-    "redis.register_function('nv3bc23c009b_store_idxget', function(keys, args)\n"
+    "redis.register_function('nv650aabb76e_store_idxget', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "local s = redis.call('ZSCORE', KEYS[1], ARGV[1])\n"
     "if not s then return { -3 } end\n"
     "return { 1, s, redis.call('HGET', KEYS[2], ARGV[1]) }\n"
     "end)\n"
-    "redis.register_function('nv3bc23c009b_store_idxmeta', function(keys, args)\n"
+    "redis.register_function('nv650aabb76e_store_idxmeta', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return { -3 } end\n"
     "if ARGV[3] ~= '' then\n"
@@ -3444,7 +3444,7 @@ const char nv__redis_lib_store[] =
     "redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])\n"
     "return { 1 }\n"
     "end)\n"
-    "redis.register_function('nv3bc23c009b_store_idxput', function(keys, args)\n"
+    "redis.register_function('nv650aabb76e_store_idxput', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])\n"
     "if ARGV[3] == '1' then\n"
@@ -3454,7 +3454,33 @@ const char nv__redis_lib_store[] =
     "end\n"
     "return { 1, redis.call('ZCARD', KEYS[1]) }\n"
     "end)\n"
-    "redis.register_function('nv3bc23c009b_store_idxrange', function(keys, args)\n"
+    "redis.register_function('nv650aabb76e_store_idxputn', function(keys, args)\n"
+    "KEYS, ARGV = keys, args\n"
+    "local unless, n = {}, tonumber(ARGV[2])\n"
+    "for s in string.gmatch(ARGV[1], '[^,]+') do unless[string.match(s, '^%s*(.-)%s*$')] = true end\n"
+    "for k = 0, n - 1 do\n"
+    "  local m, sc, meta = ARGV[3 + 3 * k], ARGV[4 + 3 * k], ARGV[5 + 3 * k]\n"
+    "  local put = true\n"
+    "  if redis.call('ZSCORE', KEYS[1], m) then\n"
+    "    if ARGV[1] ~= '' then\n"
+    "      local cur = redis.call('HGET', KEYS[2], m)\n"
+    "      if cur then\n"
+    "        local st = string.match(cur, '^{\"status\":\"([^\"\\\\]*)\"')\n"
+    "        if not st then\n"
+    "          local ok, d = pcall(cjson.decode, cur)\n"
+    "          if ok and type(d) == 'table' and type(d.status) == 'string' then st = d.status end\n"
+    "        end\n"
+    "        if st and unless[st] then put = false end\n"
+    "      end\n"
+    "    end\n"
+    "  else\n"
+    "    redis.call('ZADD', KEYS[1], sc, m)\n"
+    "  end\n"
+    "  if put then redis.call('HSET', KEYS[2], m, meta) end\n"
+    "end\n"
+    "return { 1, redis.call('ZCARD', KEYS[1]) }\n"
+    "end)\n"
+    "redis.register_function('nv650aabb76e_store_idxrange', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "local off, lim = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
     "local out = { 1, redis.call('ZCARD', KEYS[1]) }\n"
@@ -3476,7 +3502,7 @@ const char nv__redis_lib_store[] =
     "end\n"
     "return out\n"
     "end)\n"
-    "redis.register_function('nv3bc23c009b_store_kvget', function(keys, args)\n"
+    "redis.register_function('nv650aabb76e_store_kvget', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "local v = redis.call('GET', KEYS[1])\n"
     "if not v then return { -3 } end\n"
@@ -3484,7 +3510,7 @@ const char nv__redis_lib_store[] =
     "if e and tonumber(ARGV[1]) >= tonumber(e) then return { -3 } end\n"
     "return { 1, v }\n"
     "end)\n"
-    "redis.register_function('nv3bc23c009b_store_kvincr', function(keys, args)\n"
+    "redis.register_function('nv650aabb76e_store_kvincr', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "local t = redis.call('TYPE', KEYS[1])['ok']\n"
     "if t ~= 'none' and t ~= 'string' then\n"
@@ -3494,7 +3520,7 @@ const char nv__redis_lib_store[] =
     "if v and not string.match(v, '^%-?%d+$') then return { -2 } end\n"
     "return { 1, redis.call('INCRBY', KEYS[1], ARGV[1]) }\n"
     "end)\n"
-    "redis.register_function('nv3bc23c009b_store_kvpurge', function(keys, args)\n"
+    "redis.register_function('nv650aabb76e_store_kvpurge', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "local e = redis.call('GET', KEYS[2])\n"
     "if not e then return { 1, 1 } end\n"
@@ -3504,7 +3530,7 @@ const char nv__redis_lib_store[] =
     "end\n"
     "return { 1, 0 }\n"
     "end)\n"
-    "redis.register_function('nv3bc23c009b_store_kvset', function(keys, args)\n"
+    "redis.register_function('nv650aabb76e_store_kvset', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "redis.call('SET', KEYS[1], ARGV[1])\n"
     "local exp = tonumber(ARGV[2])\n"
@@ -3523,7 +3549,7 @@ const char nv__redis_lib_store[] =
     "end)\n"
     ;
 
-const char nv__redis_fn_store_docdel[] = "nv3bc23c009b_store_docdel";
+const char nv__redis_fn_store_docdel[] = "nv650aabb76e_store_docdel";
 const char nv__redis_lua_store_docdel[] =
     "local function I(x) return string.format('%d', x) end\n"
     "local cur = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')\n"
@@ -3535,7 +3561,7 @@ const char nv__redis_lua_store_docdel[] =
     "return { 1 }\n"
     ;
 
-const char nv__redis_fn_store_docget[] = "nv3bc23c009b_store_docget";
+const char nv__redis_fn_store_docget[] = "nv650aabb76e_store_docget";
 const char nv__redis_lua_store_docget[] =
     "local function I(x) return string.format('%d', x) end\n"
     "if ARGV[1] == '' then\n"
@@ -3553,7 +3579,7 @@ const char nv__redis_lua_store_docget[] =
     "return { 1, ARGV[1], j, redis.call('HGET', KEYS[2], ARGV[1]) or '1' }\n"
     ;
 
-const char nv__redis_fn_store_docput[] = "nv3bc23c009b_store_docput";
+const char nv__redis_fn_store_docput[] = "nv650aabb76e_store_docput";
 const char nv__redis_lua_store_docput[] =
     "local function I(x) return string.format('%d', x) end\n"
     "local cur = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')\n"
@@ -3563,7 +3589,7 @@ const char nv__redis_lua_store_docput[] =
     "return { 1, redis.call('HINCRBY', KEYS[2], ARGV[1], 1) }\n"
     ;
 
-const char nv__redis_fn_store_idxdel[] = "nv3bc23c009b_store_idxdel";
+const char nv__redis_fn_store_idxdel[] = "nv650aabb76e_store_idxdel";
 const char nv__redis_lua_store_idxdel[] =
     "local function I(x) return string.format('%d', x) end\n"
     "if ARGV[2] == '1' then\n"
@@ -3575,7 +3601,7 @@ const char nv__redis_lua_store_idxdel[] =
     "return { 1, redis.call('ZCARD', KEYS[1]) }\n"
     ;
 
-const char nv__redis_fn_store_idxget[] = "nv3bc23c009b_store_idxget";
+const char nv__redis_fn_store_idxget[] = "nv650aabb76e_store_idxget";
 const char nv__redis_lua_store_idxget[] =
     "local function I(x) return string.format('%d', x) end\n"
     "local s = redis.call('ZSCORE', KEYS[1], ARGV[1])\n"
@@ -3583,7 +3609,7 @@ const char nv__redis_lua_store_idxget[] =
     "return { 1, s, redis.call('HGET', KEYS[2], ARGV[1]) }\n"
     ;
 
-const char nv__redis_fn_store_idxmeta[] = "nv3bc23c009b_store_idxmeta";
+const char nv__redis_fn_store_idxmeta[] = "nv650aabb76e_store_idxmeta";
 const char nv__redis_lua_store_idxmeta[] =
     "local function I(x) return string.format('%d', x) end\n"
     "if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return { -3 } end\n"
@@ -3602,7 +3628,7 @@ const char nv__redis_lua_store_idxmeta[] =
     "return { 1 }\n"
     ;
 
-const char nv__redis_fn_store_idxput[] = "nv3bc23c009b_store_idxput";
+const char nv__redis_fn_store_idxput[] = "nv650aabb76e_store_idxput";
 const char nv__redis_lua_store_idxput[] =
     "local function I(x) return string.format('%d', x) end\n"
     "redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])\n"
@@ -3614,7 +3640,35 @@ const char nv__redis_lua_store_idxput[] =
     "return { 1, redis.call('ZCARD', KEYS[1]) }\n"
     ;
 
-const char nv__redis_fn_store_idxrange[] = "nv3bc23c009b_store_idxrange";
+const char nv__redis_fn_store_idxputn[] = "nv650aabb76e_store_idxputn";
+const char nv__redis_lua_store_idxputn[] =
+    "local function I(x) return string.format('%d', x) end\n"
+    "local unless, n = {}, tonumber(ARGV[2])\n"
+    "for s in string.gmatch(ARGV[1], '[^,]+') do unless[string.match(s, '^%s*(.-)%s*$')] = true end\n"
+    "for k = 0, n - 1 do\n"
+    "  local m, sc, meta = ARGV[3 + 3 * k], ARGV[4 + 3 * k], ARGV[5 + 3 * k]\n"
+    "  local put = true\n"
+    "  if redis.call('ZSCORE', KEYS[1], m) then\n"
+    "    if ARGV[1] ~= '' then\n"
+    "      local cur = redis.call('HGET', KEYS[2], m)\n"
+    "      if cur then\n"
+    "        local st = string.match(cur, '^{\"status\":\"([^\"\\\\]*)\"')\n"
+    "        if not st then\n"
+    "          local ok, d = pcall(cjson.decode, cur)\n"
+    "          if ok and type(d) == 'table' and type(d.status) == 'string' then st = d.status end\n"
+    "        end\n"
+    "        if st and unless[st] then put = false end\n"
+    "      end\n"
+    "    end\n"
+    "  else\n"
+    "    redis.call('ZADD', KEYS[1], sc, m)\n"
+    "  end\n"
+    "  if put then redis.call('HSET', KEYS[2], m, meta) end\n"
+    "end\n"
+    "return { 1, redis.call('ZCARD', KEYS[1]) }\n"
+    ;
+
+const char nv__redis_fn_store_idxrange[] = "nv650aabb76e_store_idxrange";
 const char nv__redis_lua_store_idxrange[] =
     "local function I(x) return string.format('%d', x) end\n"
     "local off, lim = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
@@ -3638,7 +3692,7 @@ const char nv__redis_lua_store_idxrange[] =
     "return out\n"
     ;
 
-const char nv__redis_fn_store_kvget[] = "nv3bc23c009b_store_kvget";
+const char nv__redis_fn_store_kvget[] = "nv650aabb76e_store_kvget";
 const char nv__redis_lua_store_kvget[] =
     "local function I(x) return string.format('%d', x) end\n"
     "local v = redis.call('GET', KEYS[1])\n"
@@ -3648,7 +3702,7 @@ const char nv__redis_lua_store_kvget[] =
     "return { 1, v }\n"
     ;
 
-const char nv__redis_fn_store_kvincr[] = "nv3bc23c009b_store_kvincr";
+const char nv__redis_fn_store_kvincr[] = "nv650aabb76e_store_kvincr";
 const char nv__redis_lua_store_kvincr[] =
     "local function I(x) return string.format('%d', x) end\n"
     "local t = redis.call('TYPE', KEYS[1])['ok']\n"
@@ -3660,7 +3714,7 @@ const char nv__redis_lua_store_kvincr[] =
     "return { 1, redis.call('INCRBY', KEYS[1], ARGV[1]) }\n"
     ;
 
-const char nv__redis_fn_store_kvpurge[] = "nv3bc23c009b_store_kvpurge";
+const char nv__redis_fn_store_kvpurge[] = "nv650aabb76e_store_kvpurge";
 const char nv__redis_lua_store_kvpurge[] =
     "local function I(x) return string.format('%d', x) end\n"
     "local e = redis.call('GET', KEYS[2])\n"
@@ -3672,7 +3726,7 @@ const char nv__redis_lua_store_kvpurge[] =
     "return { 1, 0 }\n"
     ;
 
-const char nv__redis_fn_store_kvset[] = "nv3bc23c009b_store_kvset";
+const char nv__redis_fn_store_kvset[] = "nv650aabb76e_store_kvset";
 const char nv__redis_lua_store_kvset[] =
     "local function I(x) return string.format('%d', x) end\n"
     "redis.call('SET', KEYS[1], ARGV[1])\n"

@@ -40,6 +40,8 @@ extern const char nv__redis_lua_store_idxmeta[];
 extern const char nv__redis_fn_store_idxmeta[];
 extern const char nv__redis_lua_store_idxput[];
 extern const char nv__redis_fn_store_idxput[];
+extern const char nv__redis_lua_store_idxputn[];
+extern const char nv__redis_fn_store_idxputn[];
 extern const char nv__redis_lua_store_idxrange[];
 extern const char nv__redis_fn_store_idxrange[];
 extern const char nv__redis_lua_store_kvget[];
