@@ -6,8 +6,6 @@ extern const char nv__redis_lib_store[];
 extern const char nv__redis_lib_stream[];
 extern const char nv__redis_lua_queue_batch[];
 extern const char nv__redis_fn_queue_batch[];
-extern const char nv__redis_lua_queue_enqueue[];
-extern const char nv__redis_fn_queue_enqueue[];
 extern const char nv__redis_lua_queue_extend[];
 extern const char nv__redis_fn_queue_extend[];
 extern const char nv__redis_lua_queue_get[];
