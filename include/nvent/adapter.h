@@ -359,6 +359,20 @@ typedef struct nv_store_ops {
 
     int  (*ping)(void *self, nv_error *err);
     void (*close)(void *self);
+
+    /*
+     * Optional (NULL: idx_set_meta, then idx_put when absent, one entry at
+     * a time). For each of the 'n' entries of 'v' in order, in 'index':
+     * when its member is absent, add it with its score and meta (as
+     * idx_put); when present, replace its meta, the score staying, unless
+     * the stored meta has a "status" member in the comma list
+     * 'unless_status' (NULL: none), as idx_set_meta does (IX-3). Each
+     * entry is atomic; a store writes many in one go (a run index kept by
+     * a remote store is then written in one round trip per batch).
+     */
+    int  (*idx_put_many)(void *self, const char *index,
+                         const nv_index_entry *v, size_t n,
+                         const char *unless_status, nv_error *err);
 } nv_store_ops;
 
 typedef struct nv_store {

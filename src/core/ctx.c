@@ -339,6 +339,7 @@ running_runs(nv_ctx *c, const char *flow, json_t **out, nv_error *err)
 
     if (key == NULL)
         return nv__error(err, NV_ENOMEM, "out of memory");
+    nv__index_sync(e);
     rc = e->store.ops->idx_range(e->store.self, key, 1, 0, -1, &v, &n, NULL,
                                  err);
     nv__free(key);
@@ -399,6 +400,7 @@ nv_ctx_is_running(nv_ctx *c, const char *flow, const char *run_id, bool *out,
         if (key == NULL)
             return nv__error(err, NV_ENOMEM, "out of memory");
         memset(&ent, 0, sizeof(ent));
+        nv__index_sync(c->e);
         rc = c->e->store.ops->idx_get(c->e->store.self, key, run_id, &ent,
                                       NULL);
         nv__free(key);

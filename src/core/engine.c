@@ -270,6 +270,9 @@ engine_destroy(nv_engine *e)
     pthread_mutex_destroy(&e->tick_mu);
     pthread_mutex_destroy(&e->live_mu);
     pthread_mutex_destroy(&e->sub_mu);
+    nv__index_queue_free(e);
+    pthread_mutex_destroy(&e->ixq_mu);
+    pthread_mutex_destroy(&e->ixq_flush_mu);
     pthread_mutex_destroy(&e->dirty_mu);
     pthread_mutex_destroy(&e->runs_mu);
     pthread_cond_destroy(&e->cv);
@@ -296,6 +299,8 @@ engine_new(const nv_config *cfg, nv_engine *with, nv_engine **out,
     pthread_mutex_init(&e->live_mu, NULL);
     pthread_mutex_init(&e->sub_mu, NULL);
     pthread_mutex_init(&e->dirty_mu, NULL);
+    pthread_mutex_init(&e->ixq_mu, NULL);
+    pthread_mutex_init(&e->ixq_flush_mu, NULL);
     pthread_mutex_init(&e->runs_mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     pthread_cond_init(&e->stop_cv, NULL);

@@ -130,6 +130,15 @@ struct nv_engine {
     pthread_t       lsn_th;
     pthread_cond_t  lsn_cv;             /* with live_mu */
 
+    /* Run index writes queued for a remote store (runs.c): flushed in
+     * batches by the maintenance pass, before this engine reads the index
+     * and at stop */
+    pthread_mutex_t ixq_mu;             /* guards the three below */
+    struct nv__ixq *ixq;
+    size_t          ixq_n, ixq_cap;
+    atomic_size_t   ixq_len;
+    pthread_mutex_t ixq_flush_mu;       /* one flush at a time, in order */
+
     pthread_mutex_t dirty_mu;           /* guards dirty */
     json_t         *dirty;              /* {runId: flowName} index to refresh */
     atomic_uint     dirty_gen;          /* bumped (under dirty_mu) when a
@@ -319,6 +328,15 @@ unsigned nv__index_mark_dirty(nv_engine *e, const char *flow,
 void nv__rcache_mark_dirty(nv_engine *e, const char *flow,
                            const char *run_id);
 void nv__index_flush(nv_engine *e);
+/* Write the run index entries queued by this engine (IX-3): before any
+ * read of the index. Cheap when nothing is queued. */
+void nv__index_sync(nv_engine *e);
+/* Queue the IX-1 entry of a run (its start, or a final status) when the
+ * store is remote and can write many at once: 1, 'meta' (allocated) taken;
+ * 0: not queued ('meta' still the caller's), write it. */
+int  nv__index_defer(nv_engine *e, const nv__flowrt *f, const char *run_id,
+                     double score, char *meta);
+void nv__index_queue_free(nv_engine *e);
 enum { NV__RETAIN_EXCESS = 0, NV__RETAIN_FULL = 1, NV__RETAIN_CLEAR = 2 };
 int  nv__retention(nv_engine *e, const char *flow_name, int mode,
                    int64_t *removed, int64_t *kept_running, nv_error *err);

@@ -204,6 +204,7 @@ nv__run_flow(nv_engine *e, const char *flow, const char *run_id)
         if (key == NULL)
             return NULL;
         memset(&ent, 0, sizeof(ent));
+        nv__index_sync(e);
         rc = e->store.ops->idx_get(e->store.self, key, run_id, &ent, NULL);
         nv__free(key);
         if (rc == NV_OK) {
@@ -339,12 +340,15 @@ flow_start(nv_engine *e, const char *flow, const char *input_json,
         p0.started_ms = p0.last_ms = out.ts;
         ms = nv__run_proj_meta_text(&p0, &f->def);
     }
-    ikey = nv__index_key(e, flow);
-    if (ms != NULL && ikey != NULL)
+    /* queued where the store is remote (nv__index_defer) */
+    if (nv__index_defer(e, f, id, (double)out.ts, ms))
+        ms = NULL;
+    else if (ms != NULL && (ikey = nv__index_key(e, flow)) != NULL) {
         e->store.ops->idx_put(e->store.self, ikey, id, (double)out.ts, ms,
                               NULL);
+        nv__free(ikey);
+    }
     nv__free(ms);
-    nv__free(ikey);
     nv_event_release(&out);
     {
         nv_error e2;

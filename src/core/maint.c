@@ -61,6 +61,7 @@ each_running(nv_engine *e, run_fn fn, int64_t now)
 
         if (key == NULL)
             continue;
+        nv__index_sync(e);
         if (e->store.ops->idx_range(e->store.self, key, 1, 0, -1, &v, &n, NULL,
                                     NULL) == NV_OK) {
             for (size_t k = 0; k < n; k++) {

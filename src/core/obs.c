@@ -70,6 +70,7 @@ run_counts(nv_engine *e)
         size_t n = 0;
         json_t *per = json_object();
 
+        nv__index_sync(e);
         if (key != NULL && e->store.ops->idx_range(e->store.self, key, 1, 0,
                                                    -1, &v, &n, NULL,
                                                    NULL) == NV_OK) {

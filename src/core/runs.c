@@ -15,6 +15,131 @@ static const char *const terminal_statuses = "completed,failed,canceled,stalled"
 
 /* ---- Keeping the index current (IX-3) ---- */
 
+/*
+ * With a remote store (Redis) a run's index entry written at its start
+ * and at its end costs two round trips per run. Instead they are queued
+ * and written in batches (idx_put_many: one round trip per flow index and
+ * batch) by the maintenance pass (every 200 ms: IX-3's 1 s holds), by the
+ * thread that finds IX_QUEUE_MAX queued, at stop, and before this engine
+ * reads the index itself, so that its own readers never see the index
+ * behind what it wrote. Order is kept: one flush at a time, each taking
+ * the whole queue, and a direct write flushes the queue first. Other
+ * instances see an entry within the maintenance interval; a crash loses
+ * what was queued, which reconciliation and rebuild (IX-4) restore from
+ * the streams as they restore an entry lost between an append and its
+ * index write before.
+ */
+#define IX_QUEUE_MAX 512
+
+struct nv__ixq {
+    const nv__flowrt *f;
+    char              run_id[NV_ID_MAX];
+    double            score;
+    char             *meta;
+};
+
+static int
+ixq_on(const nv_engine *e)
+{
+    return e->store.ops->idx_put_many != NULL &&
+           strcmp(e->store.ops->name, "redis") == 0;
+}
+
+int
+nv__index_defer(nv_engine *e, const nv__flowrt *f, const char *run_id,
+                double score, char *meta)
+{
+    size_t n;
+
+    if (!ixq_on(e) || meta == NULL)
+        return 0;
+    pthread_mutex_lock(&e->ixq_mu);
+    if (e->ixq_n == e->ixq_cap) {
+        size_t cap = e->ixq_cap ? e->ixq_cap * 2 : 64;
+        struct nv__ixq *v = nv__realloc(e->ixq, cap * sizeof(*v));
+
+        if (v == NULL) {
+            pthread_mutex_unlock(&e->ixq_mu);
+            return 0;
+        }
+        e->ixq = v;
+        e->ixq_cap = cap;
+    }
+    e->ixq[e->ixq_n].f = f;
+    nv__strlcpy(e->ixq[e->ixq_n].run_id, run_id, NV_ID_MAX);
+    e->ixq[e->ixq_n].score = score;
+    e->ixq[e->ixq_n].meta = meta;
+    n = ++e->ixq_n;
+    atomic_store(&e->ixq_len, n);
+    pthread_mutex_unlock(&e->ixq_mu);
+    if (n >= IX_QUEUE_MAX)
+        nv__index_sync(e);
+    return 1;
+}
+
+void
+nv__index_sync(nv_engine *e)
+{
+    struct nv__ixq *q;
+    size_t n;
+
+    if (atomic_load(&e->ixq_len) == 0)
+        return;
+    pthread_mutex_lock(&e->ixq_flush_mu);
+    pthread_mutex_lock(&e->ixq_mu);
+    q = e->ixq;
+    n = e->ixq_n;
+    e->ixq = NULL;
+    e->ixq_n = e->ixq_cap = 0;
+    atomic_store(&e->ixq_len, 0);
+    pthread_mutex_unlock(&e->ixq_mu);
+    for (size_t i = 0; i < n; i++) {
+        const nv__flowrt *f = q[i].f;
+        nv_index_entry *v;
+        size_t k = 0;
+        char *key;
+
+        if (f == NULL)
+            continue;               /* written with an earlier flow */
+        v = nv__malloc((n - i) * sizeof(*v));
+        key = nv__index_key(e, f->flow->name);
+        for (size_t j = i; v != NULL && j < n; j++) {
+            if (q[j].f != f)
+                continue;
+            v[k].member = q[j].run_id;
+            v[k].score = q[j].score;
+            v[k].meta = q[j].meta;
+            k++;
+        }
+        if (v != NULL && key != NULL &&
+            e->store.ops->idx_put_many(e->store.self, key, v, k,
+                                       terminal_statuses, NULL) != NV_OK)
+            nv__engine_log(e, NV_LOG_WARN, "run index '%s': %zu entries not "
+                           "written (rebuild restores them)", key, k);
+        for (size_t j = i; j < n; j++) {
+            if (q[j].f == f) {
+                nv__free(q[j].meta);
+                q[j].meta = NULL;
+                q[j].f = NULL;
+            }
+        }
+        nv__free(v);
+        nv__free(key);
+    }
+    nv__free(q);
+    pthread_mutex_unlock(&e->ixq_flush_mu);
+}
+
+void
+nv__index_queue_free(nv_engine *e)
+{
+    for (size_t i = 0; i < e->ixq_n; i++)
+        nv__free(e->ixq[i].meta);
+    nv__free(e->ixq);
+    e->ixq = NULL;
+    e->ixq_n = e->ixq_cap = 0;
+}
+
 /* Write a run's index entry from its projection. */
 static void
 index_write(nv_engine *e, const nv__flowrt *f, const char *run_id,
@@ -23,6 +148,7 @@ index_write(nv_engine *e, const nv__flowrt *f, const char *run_id,
     char *ms = nv__run_proj_meta_text(p, &f->def);
     char *key = nv__index_key(e, f->flow->name);
 
+    nv__index_sync(e);      /* after what this engine queued before */
     if (ms != NULL && key != NULL) {
         int rc = e->store.ops->idx_set_meta(e->store.self, key, run_id, ms,
                                             terminal_statuses, NULL);
@@ -39,7 +165,14 @@ void
 nv__index_update(nv_engine *e, const nv__flowrt *f, const char *run_id,
                  const nv__run_proj *p)
 {
-    index_write(e, f, run_id, p);
+    /* a final status: queued where the store is remote */
+    char *ms = p->status != NV_RUN_RUNNING && ixq_on(e)
+             ? nv__run_proj_meta_text(p, &f->def) : NULL;
+
+    if (!nv__index_defer(e, f, run_id, (double)p->started_ms, ms)) {
+        nv__free(ms);
+        index_write(e, f, run_id, p);
+    }
     /* a finished run's entry changes no more (IX-3): no flush for it */
     if (p->status != NV_RUN_RUNNING) {
         pthread_mutex_lock(&e->dirty_mu);
@@ -70,6 +203,7 @@ nv__index_flush(nv_engine *e)
     const char *run;
     json_t *v;
 
+    nv__index_sync(e);
     pthread_mutex_lock(&e->dirty_mu);
     d = e->dirty;
     e->dirty = json_object();
@@ -137,6 +271,7 @@ check_flow(nv_engine *e, const char *flow, const nv__flowrt **out,
     if (*out != NULL)
         return NV_OK;
     key = g != NULL ? nv__index_key(e, flow) : NULL;
+    nv__index_sync(e);
     if (key != NULL &&
         e->store.ops->idx_range(e->store.self, key, 1, 0, 0, &v, &n, &total,
                                 NULL) == NV_OK && total > 0) {
@@ -183,6 +318,7 @@ load_index(nv_engine *e, const char *flow, nv_index_entry **v, size_t *n,
         return nv__error(err, NV_ENOMEM, "out of memory");
     *v = NULL;
     *n = 0;
+    nv__index_sync(e);
     rc = e->store.ops->idx_range(e->store.self, key, 1, 0, -1, v, n, NULL,
                                  err);
     nv__free(key);
@@ -355,6 +491,7 @@ nv_runs_recent(nv_engine *e, int limit, char **json, nv_error *err)
         nv_index_entry *v = NULL;
         size_t n = 0;
 
+        nv__index_sync(e);
         if (key != NULL &&
             e->store.ops->idx_range(e->store.self, key, 1, 0, limit, &v, &n,
                                     NULL, NULL) == NV_OK) {
@@ -500,6 +637,7 @@ nv__run_remove(nv_engine *e, const char *flow, const char *run_id)
     char *lkey = rest != NULL ? nv__engine_key(e, "store", rest) : NULL;
     int rc = NV_ENOMEM;
 
+    nv__index_sync(e);      /* nothing queued writes its entry again */
     if (skey != NULL && ikey != NULL && lkey != NULL) {
         rc = e->stream.ops->del(e->stream.self, skey, NULL);
         nv__rcache_evict(e, run_id);
@@ -587,6 +725,7 @@ nv__retention(nv_engine *e, const char *flow, int mode, int64_t *removed,
          */
         int64_t total = 0;
 
+        nv__index_sync(e);
         rc = e->store.ops->idx_range(e->store.self, key, 0, 0, 0, &v, &n,
                                      &total, err);
         nv_index_entries_free(v, n);
@@ -600,6 +739,7 @@ nv__retention(nv_engine *e, const char *flow, int mode, int64_t *removed,
         if (limit > RETAIN_BATCH)
             limit = RETAIN_BATCH;
     }
+    nv__index_sync(e);
     rc = e->store.ops->idx_range(e->store.self, key,
                                  mode == NV__RETAIN_EXCESS ? 0 : 1, 0, limit,
                                  &v, &n, NULL, err);
@@ -707,6 +847,7 @@ rebuild_run(nv_engine *e, const nv__flowrt *f, const char *run_id)
     int rc = key != NULL ? nv__run_load(e, f, run_id, NULL, NULL, &p, NULL)
                          : NV_ENOMEM;
 
+    nv__index_sync(e);
     if (rc == NV_ERUN_NOT_FOUND)
         e->store.ops->idx_del(e->store.self, key, run_id, NULL);
     if (rc == NV_OK) {

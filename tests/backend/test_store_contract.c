@@ -502,6 +502,59 @@ Test(store_contract, idx_names_lists_an_index_again_once_refilled)
     nv_strv_free(names, n);
 }
 
+Test(store_contract, idx_put_many_adds_replaces_and_keeps_final_statuses)
+{
+    static const char run[] = "{\"status\":\"running\"}";
+    static const char done[] = "{\"status\":\"completed\"}";
+    static const char fail[] = "{\"status\":\"failed\"}";
+    nv_index_entry in[4] = {
+        { .member = (char *)"r1", .score = 1, .meta = (char *)run },
+        { .member = (char *)"r2", .score = 2, .meta = (char *)done },
+        { .member = (char *)"r3", .score = 3, .meta = (char *)run },
+        { .member = (char *)"r1", .score = 9, .meta = (char *)fail },
+    };
+    nv_index_entry e;
+    char **names = NULL;
+    size_t n = 0;
+
+    cr_assert_not_null(OPS->idx_put_many, "every built-in store adapter has "
+                       "idx_put_many");
+    put("nq:flows:f", "r3", 30, "{\"status\":\"canceled\"}");
+    cr_assert_eq(OPS->idx_put_many(S, "nq:flows:f", in, 4,
+                                   "completed,failed,canceled,stalled", NULL),
+                 NV_OK);
+    memset(&e, 0, sizeof(e));
+    /* added, then its meta replaced in order; the score stays */
+    cr_assert_eq(OPS->idx_get(S, "nq:flows:f", "r1", &e, NULL), NV_OK);
+    cr_assert_float_eq(e.score, 1, 0.001);
+    cr_assert_str_eq(e.meta, "{\"status\":\"failed\"}");
+    nv_free(e.member);
+    nv_free(e.meta);
+    cr_assert_eq(OPS->idx_get(S, "nq:flows:f", "r2", &e, NULL), NV_OK);
+    cr_assert_float_eq(e.score, 2, 0.001);
+    nv_free(e.member);
+    nv_free(e.meta);
+    /* a final status stays (IX-3) */
+    cr_assert_eq(OPS->idx_get(S, "nq:flows:f", "r3", &e, NULL), NV_OK);
+    cr_assert_float_eq(e.score, 30, 0.001);
+    cr_assert_str_eq(e.meta, "{\"status\":\"canceled\"}");
+    nv_free(e.member);
+    nv_free(e.meta);
+    /* without a list, any meta is replaced */
+    cr_assert_eq(OPS->idx_put_many(S, "nq:flows:f", &in[2], 1, NULL, NULL),
+                 NV_OK);
+    cr_assert_eq(OPS->idx_get(S, "nq:flows:f", "r3", &e, NULL), NV_OK);
+    cr_assert_str_eq(e.meta, "{\"status\":\"running\"}");
+    nv_free(e.member);
+    nv_free(e.meta);
+    cr_assert_eq(OPS->idx_put_many(S, "nq:flows:g", in, 1, NULL, NULL), NV_OK);
+    cr_assert_eq(OPS->idx_names(S, "nq:flows:", &names, &n, NULL), NV_OK);
+    cr_assert_eq(n, 2);
+    cr_assert_str_eq(names[0], "nq:flows:f");
+    cr_assert_str_eq(names[1], "nq:flows:g");
+    nv_strv_free(names, n);
+}
+
 /* ---- documents ---- */
 
 Test(store_contract, doc_put_numbers_revisions_from_one)

@@ -809,6 +809,24 @@ fs_close(void *self)
     nv__free(s);
 }
 
+/* idx_put_many: each entry as idx_set_meta, then idx_put when absent. */
+static int
+fs_idx_put_many(void *self, const char *index, const nv_index_entry *v,
+                size_t n, const char *unless_status, nv_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        int rc = fs_idx_set_meta(self, index, v[i].member, v[i].meta,
+                                 unless_status, err);
+
+        if (rc == NV_ENOTFOUND)
+            rc = fs_idx_put(self, index, v[i].member, v[i].score,
+                            v[i].meta, err);
+        if (rc != NV_OK && rc != NV_ECONFLICT)
+            return rc;
+    }
+    return NV_OK;
+}
+
 static const nv_store_ops file_store_ops = {
     .name = "file",
     .kv_get = fs_kv_get,
@@ -830,6 +848,7 @@ static const nv_store_ops file_store_ops = {
     .doc_list = fs_doc_list,
     .ping = fs_ping,
     .close = fs_close,
+    .idx_put_many = fs_idx_put_many,
 };
 
 int

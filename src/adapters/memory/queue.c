@@ -203,7 +203,6 @@ mq_drain(struct mqueue *q)
      * large table misses on every slot). */
     while (m != NULL) {
         struct mjob *next = m->next;
-
         const void *slot = mq_jt_where(&q->jt, m);
 
         if (slot != NULL)
@@ -228,6 +227,16 @@ mq_drain(struct mqueue *q)
     }
 }
 
+/* Ask for the lines of m a reserve reads (its record, its names). */
+static inline void
+prefetch_node(const struct mjob *m)
+{
+    const char *p = (const char *)m;
+
+    for (size_t off = 0; off < sizeof(*m) + 64; off += 64)
+        __builtin_prefetch(p + off, 1);
+}
+
 /* A node of MQ_NODE_SIZE for a producer, without mu: from the nodes the
  * workers freed (handed over through q->spare), else NULL. */
 static struct mjob *
@@ -245,6 +254,9 @@ spare_pop(struct mqueue *q)
                                             memory_order_acquire);
     if ((m = q->pfree) != NULL) {
         q->pfree = m->next;
+        /* a worker freed it last: have its lines here for the next fill */
+        if (q->pfree != NULL)
+            prefetch_node(q->pfree);
         /* nspare is shared with the workers: off by a batch at a time */
         if (++q->ptaken == NODE_POOL) {
             atomic_fetch_sub_explicit(&q->nspare, q->ptaken,
@@ -287,9 +299,12 @@ enqueue_inbox(struct mqueues *a, struct mqueue *q, const nv_job *job,
                                                   memory_order_release,
                                                   memory_order_relaxed));
     /* a sleeper registers (waiters + 1) before it looks at gen again:
-     * one of the two sees the other (both seq_cst) */
+     * one of the two sees the other (both seq_cst). Nobody to wake when
+     * every sleeper has a wake-up on its way: waiters read first, then
+     * wakes, as a sleeper takes its wake off (wakes - 1) before it
+     * registers again. */
     atomic_fetch_add(&q->gen, 1);
-    if (atomic_load(&q->waiters) > 0 &&
+    if (atomic_load(&q->waiters) > atomic_load(&q->wakes) &&
         atomic_load(&q->spinners) == 0) {
         mq_lock(q);
         mq_wake(q, 0);
@@ -392,15 +407,6 @@ mem_enqueue(void *self, const nv_job *job, int64_t now,
  */
 static _Thread_local const void *jt_hint;
 
-/* Ask for the lines of m a reserve reads (its record, its names). */
-static inline void
-prefetch_node(const struct mjob *m)
-{
-    const char *p = (const char *)m;
-
-    for (size_t off = 0; off < sizeof(*m) + 64; off += 64)
-        __builtin_prefetch(p + off, 1);
-}
 
 static int64_t
 min_next(int64_t a, int64_t b)
@@ -1029,6 +1035,10 @@ mem_wait(void *self, const char *queue, int64_t timeout_ms)
     while (atomic_load(&q->gen) == gen &&
            pthread_cond_timedwait(&q->cv, &q->mu, &ts) == 0)
         ;
+    /* back: a wake-up on its way to it (or to another that timed out
+     * meanwhile: then one more signal than needed, never one less) */
+    if (atomic_load(&q->wakes) > 0)
+        atomic_fetch_sub(&q->wakes, 1);
     atomic_fetch_sub(&q->waiters, 1);
     mq_unlock(q);
     return NV_OK;

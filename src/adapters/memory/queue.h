@@ -270,6 +270,8 @@ struct mqueue {
     _Atomic uint64_t gen;       /* grows when a job may have become runnable */
     _Atomic uint64_t idle_gen;  /* gen at the last reserve that found nothing */
     _Atomic int     waiters;    /* threads asleep in mem_wait */
+    _Atomic int     wakes;      /* of them, signalled and not yet back
+                                   (written under mu) */
     _Atomic int     spinners;   /* threads watching gen in mem_wait (0, 1) */
     char            pad2[64];
     _Atomic(struct mjob *) spare;   /* nodes handed from pool to producers

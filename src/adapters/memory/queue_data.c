@@ -932,18 +932,25 @@ mq_wake(struct mqueue *q, int all)
      * workers stay asleep until the resume (which wakes all). */
     if (q->paused && !all)
         return;
+    int waiters;
+
     atomic_fetch_add(&q->gen, 1);       /* inbox pushes add without mu */
-    if (atomic_load(&q->waiters) == 0)
+    if ((waiters = atomic_load(&q->waiters)) == 0)
         return;
     /* A worker watching 'gen' (mem_wait) takes a single job without a
      * wake-up: a sleeper is woken only for more than it can take. */
     if (!all && q->nwaiting <= 1 &&
         atomic_load_explicit(&q->spinners, memory_order_relaxed) > 0)
         return;
-    if (all)
+    if (all) {
+        atomic_store(&q->wakes, waiters);
         pthread_cond_broadcast(&q->cv);
-    else
+    } else if (atomic_load(&q->wakes) < waiters) {
+        /* not when every sleeper has a wake-up on its way already (the
+         * woken one takes the lock, so files the inbox, when it runs) */
+        atomic_fetch_add(&q->wakes, 1);
         pthread_cond_signal(&q->cv);
+    }
 }
 
 /*
@@ -954,6 +961,33 @@ mq_wake(struct mqueue *q, int all)
  * reserves share no cache line. The last 16: more of the key, then the
  * job's active slot in the low 32 bits.
  */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+/* The 8 hex digits of v, most significant first, as the bytes of a word
+ * in memory order: the nibbles spread one a byte, then made digits all at
+ * once (a reserve writes a token per job). */
+static uint64_t
+hex8(uint32_t v)
+{
+    uint64_t n = v, gt9;
+
+    n = ((n & 0xffff0000ull) << 16) | (n & 0xffffull);
+    n = ((n & 0x0000ff000000ff00ull) << 8) | (n & 0x000000ff000000ffull);
+    n = ((n & 0x00f000f000f000f0ull) << 4) | (n & 0x000f000f000f000full);
+    n = __builtin_bswap64(n);           /* most significant first */
+    gt9 = ((n + 0x0606060606060606ull) >> 4) & 0x0101010101010101ull;
+    return n + 0x3030303030303030ull + gt9 * ('a' - '0' - 10);
+}
+
+/* Write x as 16 hex digits. */
+static void
+hex16(char *out, uint64_t x)
+{
+    uint64_t hi = hex8((uint32_t)(x >> 32)), lo = hex8((uint32_t)x);
+
+    memcpy(out, &hi, 8);
+    memcpy(out + 8, &lo, 8);
+}
+#else
 /* Write x as 16 hex digits, a byte (two digits) at a time. */
 static void
 hex16(char *out, uint64_t x)
@@ -965,6 +999,7 @@ hex16(char *out, uint64_t x)
         out[2 * i + 1] = hex[x & 15];
     }
 }
+#endif
 
 static void
 new_token(struct mqueues *a, struct mqueue *q, uint32_t slot, char out[40])
@@ -1058,7 +1093,8 @@ mq_active_find(const struct mqueue *q, const char *id, const char *token)
     if (token == NULL || !token_slot(token, &slot) || slot >= q->act_n)
         return NULL;
     m = q->act[slot];
-    if (m == NULL || strcmp(m->j.lease_token, token) != 0 ||
+    /* both tokens are 32 digits and a NUL (token_slot, new_token) */
+    if (m == NULL || memcmp(m->j.lease_token, token, 33) != 0 ||
         strcmp(m->j.id, id) != 0)
         return NULL;
     return m;

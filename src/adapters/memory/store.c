@@ -1092,6 +1092,24 @@ mem_close(void *self)
     nv__free(s);
 }
 
+/* idx_put_many: each entry as idx_set_meta, then idx_put when absent. */
+static int
+mem_idx_put_many(void *self, const char *index, const nv_index_entry *v,
+                 size_t n, const char *unless_status, nv_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        int rc = mem_idx_set_meta(self, index, v[i].member, v[i].meta,
+                                  unless_status, err);
+
+        if (rc == NV_ENOTFOUND)
+            rc = mem_idx_put(self, index, v[i].member, v[i].score,
+                             v[i].meta, err);
+        if (rc != NV_OK && rc != NV_ECONFLICT)
+            return rc;
+    }
+    return NV_OK;
+}
+
 static const nv_store_ops mem_store_ops = {
     .name = "memory",
     .kv_get = mem_kv_get,
@@ -1113,6 +1131,7 @@ static const nv_store_ops mem_store_ops = {
     .doc_list = mem_doc_list,
     .ping = mem_ping,
     .close = mem_close,
+    .idx_put_many = mem_idx_put_many,
 };
 
 int

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "adapters/redis/conn.h"
@@ -192,11 +193,16 @@ alive(redisContext *c)
     return c->err == 0 && poll(&pf, 1, 0) == 0;
 }
 
+static int pipe_block(sigset_t *old);
+static void pipe_restore(int blocked, const sigset_t *old);
+
 static redisContext *
 acquire(nv__redis_pool *p, nv_error *err)
 {
     redisContext *c;
     int64_t now;
+    sigset_t old;
+    int b;
 
     pthread_mutex_lock(&p->mu);
     while (p->nidle > 0) {
@@ -215,7 +221,9 @@ acquire(nv__redis_pool *p, nv_error *err)
     }
     pthread_mutex_unlock(&p->mu);
 
+    b = pipe_block(&old);   /* hiredis writes (AUTH, SELECT) */
     c = nv__redis_connect(p, CONNECT_TIMEOUT_MS, err);
+    pipe_restore(b, &old);
 
     pthread_mutex_lock(&p->mu);
     if (c == NULL) {
@@ -417,6 +425,87 @@ pipeline_impl(nv__redis_pool *p, const char *key, size_t n,
     return rc;
 }
 
+static void
+set_io_error(redisContext *c, int type, const char *msg)
+{
+    c->err = type;
+    snprintf(c->errstr, sizeof(c->errstr), "%s", msg);
+}
+
+/*
+ * Send a formatted request and read one reply, on the socket itself rather
+ * than through hiredis' redisGetReply: send() with MSG_NOSIGNAL (a server
+ * gone away is an error, never a SIGPIPE: no signal mask to change around
+ * the call) and a read buffer on the heap (hiredis reads into 16 KB of the
+ * calling thread's stack: every thread that ever sent a batch kept those
+ * pages). NULL on a connection error (c->err set).
+ */
+#define READ_BUF 16384
+
+static redisReply *
+send_recv(redisContext *c, const char *buf, size_t len)
+{
+    void *r = NULL;
+    char *rb;
+
+    if (c->err || (c->obuf != NULL && sdslen(c->obuf) > 0)) {
+        /* not the state this path expects: hiredis' own */
+        sigset_t old;
+        int b = pipe_block(&old);
+
+        if (redisAppendFormattedCommand(c, buf, len) != REDIS_OK ||
+            redisGetReply(c, &r) != REDIS_OK)
+            r = NULL;
+        pipe_restore(b, &old);
+        return r;
+    }
+    while (len > 0) {
+        ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            set_io_error(c, REDIS_ERR_IO, n < 0 ? strerror(errno)
+                                                : "connection lost");
+            return NULL;
+        }
+        buf += n;
+        len -= (size_t)n;
+    }
+    if ((rb = nv__malloc(READ_BUF)) == NULL) {
+        set_io_error(c, REDIS_ERR_OOM, "out of memory");
+        return NULL;
+    }
+    for (;;) {
+        ssize_t n;
+
+        if (redisReaderGetReply(c->reader, &r) != REDIS_OK) {
+            set_io_error(c, REDIS_ERR_PROTOCOL, c->reader->errstr);
+            r = NULL;
+            break;
+        }
+        if (r != NULL)
+            break;
+        n = recv(c->fd, rb, READ_BUF, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            set_io_error(c, REDIS_ERR_IO, strerror(errno));
+            break;
+        }
+        if (n == 0) {
+            set_io_error(c, REDIS_ERR_EOF, "Server closed the connection");
+            break;
+        }
+        if (redisReaderFeed(c->reader, rb, (size_t)n) != REDIS_OK) {
+            set_io_error(c, REDIS_ERR_PROTOCOL, c->reader->errstr);
+            break;
+        }
+    }
+    nv__free(rb);
+    return r;
+}
+
 /*
  * Send one command (argv form) and read its reply, formatting the request
  * ourselves into one buffer (hiredis' formatter builds it piece by piece).
@@ -425,14 +514,16 @@ pipeline_impl(nv__redis_pool *p, const char *key, size_t n,
 static redisReply *
 command_argv(redisContext *c, int argc, const char **av, const size_t *al)
 {
-    char stack[2048], *buf = stack, *w;
+    char stack[256], *buf = stack, *w;   /* small: see send_recv */
     size_t total = 16;
     void *r = NULL;
 
     for (int i = 0; i < argc; i++)
         total += al[i] + 24;
-    if (total > sizeof(stack) && (buf = nv__malloc(total)) == NULL)
-        return redisCommandArgv(c, argc, av, al);
+    if (total > sizeof(stack) && (buf = nv__malloc(total)) == NULL) {
+        set_io_error(c, REDIS_ERR_OOM, "out of memory");
+        return NULL;
+    }
     w = buf;
     *w++ = '*';
     w += nv__fmt_i64(w, argc);
@@ -448,15 +539,13 @@ command_argv(redisContext *c, int argc, const char **av, const size_t *al)
         *w++ = '\r';
         *w++ = '\n';
     }
-    if (redisAppendFormattedCommand(c, buf, (size_t)(w - buf)) != REDIS_OK ||
-        redisGetReply(c, &r) != REDIS_OK)
-        r = NULL;
+    r = send_recv(c, buf, (size_t)(w - buf));
     if (buf != stack)
         nv__free(buf);
     return r;
 }
 
-#define EVAL_STACK_ARGS 64
+#define EVAL_STACK_ARGS 24
 #define FCALL_NONE      (-1000)   /* fcall(): use the script instead */
 
 /* An error reply saying the server cannot run functions for us. */
@@ -530,15 +619,16 @@ fcall(nv__redis_pool *p, redisContext *c, const nv__redis_script *s, int ac,
 
 static int
 eval_impl(nv__redis_pool *p, const nv__redis_script *s, const char *key,
-          int nkeys, int argc, const char **argv, const size_t *lens,
+          int nkeys, int npre, const char *const *pre, const size_t *prelen,
+          int argc, const char **argv, const size_t *lens,
           redisReply **out, nv_error *err)
 {
     const char *av_stack[EVAL_STACK_ARGS];
     size_t al_stack[EVAL_STACK_ARGS];
-    int heap = argc + 3 > EVAL_STACK_ARGS;
-    const char **av = heap ? nv__malloc((size_t)(argc + 3) * sizeof(*av))
+    int heap = npre + argc + 3 > EVAL_STACK_ARGS;
+    const char **av = heap ? nv__malloc((size_t)(npre + argc + 3) * sizeof(*av))
                            : av_stack;
-    size_t *al = heap ? nv__malloc((size_t)(argc + 3) * sizeof(*al))
+    size_t *al = heap ? nv__malloc((size_t)(npre + argc + 3) * sizeof(*al))
                       : al_stack;
     char nk[24], sha[41];
     redisContext *c = NULL;
@@ -555,10 +645,15 @@ eval_impl(nv__redis_pool *p, const nv__redis_script *s, const char *key,
         goto done;
     }
     nk[nv__fmt_i64(nk, nkeys)] = '\0';
-    for (int i = 0; i < argc; i++) {
-        av[i + 3] = argv[i];
-        al[i + 3] = lens ? lens[i] : strlen(argv[i]);
+    for (int i = 0; i < npre; i++) {
+        av[i + 3] = pre[i];
+        al[i + 3] = prelen[i];
     }
+    for (int i = 0; i < argc; i++) {
+        av[npre + i + 3] = argv[i];
+        al[npre + i + 3] = lens ? lens[i] : strlen(argv[i]);
+    }
+    argc += npre;
     av[2] = nk;
     al[2] = strlen(nk);
     pthread_mutex_lock(&p->mu);
@@ -576,7 +671,10 @@ eval_impl(nv__redis_pool *p, const nv__redis_script *s, const char *key,
         rc = NV_OK;    /* no functions on this server: the script */
     }
     if (sha[0] == '\0') {
-        r = redisCommand(c, "SCRIPT LOAD %s", s->src);
+        const char *lv[3] = { "SCRIPT", "LOAD", s->src };
+        size_t ll[3] = { 6, 4, strlen(s->src) };
+
+        r = command_argv(c, 3, lv, ll);
         if (r == NULL)
             goto connfail;
         if (r->type != REDIS_REPLY_STRING || r->len != 40) {
@@ -708,17 +806,26 @@ nv__redis_pipeline(nv__redis_pool *p, const char *key, size_t n,
     return rc;
 }
 
+/* Without a signal mask around it: every write of eval_impl is a send()
+ * with MSG_NOSIGNAL, or a (re)connection, which blocks SIGPIPE itself. */
 int
 nv__redis_eval(nv__redis_pool *p, const nv__redis_script *s, const char *key,
                int nkeys, int argc, const char **argv, const size_t *lens,
                redisReply **out, nv_error *err)
 {
-    sigset_t old;
-    int b = pipe_block(&old);
-    int rc = eval_impl(p, s, key, nkeys, argc, argv, lens, out, err);
+    return eval_impl(p, s, key, nkeys, 0, NULL, NULL, argc, argv, lens, out,
+                     err);
+}
 
-    pipe_restore(b, &old);
-    return rc;
+int
+nv__redis_eval_pre(nv__redis_pool *p, const nv__redis_script *s,
+                   const char *key, int nkeys, int npre,
+                   const char *const *pre, const size_t *prelen, int argc,
+                   const char **argv, const size_t *lens, redisReply **out,
+                   nv_error *err)
+{
+    return eval_impl(p, s, key, nkeys, npre, pre, prelen, argc, argv, lens,
+                     out, err);
 }
 
 /* ---- Arguments ---- */

@@ -79,6 +79,13 @@ int nv__redis_pipeline(nv__redis_pool *p, const char *key, size_t n,
 int nv__redis_eval(nv__redis_pool *p, const nv__redis_script *s,
                    const char *key, int nkeys, int argc, const char **argv,
                    const size_t *lens, redisReply **out, nv_error *err);
+/* The same with 'npre' arguments (pre, prelen) put before argv (keys
+ * among them as nkeys says): spares the caller a copy of its arguments. */
+int nv__redis_eval_pre(nv__redis_pool *p, const nv__redis_script *s,
+                       const char *key, int nkeys, int npre,
+                       const char *const *pre, const size_t *prelen, int argc,
+                       const char **argv, const size_t *lens,
+                       redisReply **out, nv_error *err);
 
 /* ---- Argument builder ---- */
 #define NV__REDIS_ARGS_INLINE 48

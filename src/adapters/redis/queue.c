@@ -3,7 +3,8 @@
  * (src/adapters/redis/lua/queue_*.lua, key layout drawn in
  * queue_common.lua) run on the keys of one queue, which share the hash tag
  * {<prefix>:q:<queue>}. Waiters are woken through pub/sub: each script
- * that makes a job runnable publishes the queue name on <prefix>:q:wake.
+ * that makes a job runnable publishes the queue name on <prefix>:q:wake
+ * (a batch that made n > 1 jobs runnable: the name, a NUL, then n).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,13 +16,11 @@
 #include "core/util.h"
 
 enum {
-    S_ENQUEUE, S_BATCH, S_EXTEND, S_PROGRESS, S_LOG, S_GET, S_LIST,
+    S_BATCH, S_EXTEND, S_PROGRESS, S_LOG, S_GET, S_LIST,
     S_PAUSE, S_REMOVE, S_RETRY, S_REAP,
 };
 
 static const nv__redis_script scripts[] = {
-    [S_ENQUEUE]  = { S_ENQUEUE,  "queue_enqueue",  nv__redis_lua_queue_enqueue,
-                     nv__redis_fn_queue_enqueue, nv__redis_lib_queue },
     [S_EXTEND]   = { S_EXTEND,   "queue_extend",   nv__redis_lua_queue_extend,
                      nv__redis_fn_queue_extend, nv__redis_lib_queue },
     [S_PROGRESS] = { S_PROGRESS, "queue_progress", nv__redis_lua_queue_progress,
@@ -90,6 +89,9 @@ struct rqueue {
 
 static struct note *note_get(struct rqueue *q, const char *queue, int add);
 static void local_change(struct rqueue *q, const char *queue);
+struct op;
+static void submit(struct rqueue *q, const char *queue, struct op *op);
+static void op_free(struct op *o);
 
 /* ---- Calling scripts ---- */
 
@@ -143,8 +145,9 @@ static int
 run(struct rqueue *q, int si, const char *queue, const char *id,
     nv__redis_args *x, redisReply **out, nv_error *err)
 {
-    nv__redis_args a;
-    char kb[512], mb[520], *base = kb, *meta = mb;
+    const char *pre[4];
+    size_t prelen[4];
+    char kb[160], mb[168], *base = kb, *meta = mb;   /* most names fit */
     size_t pl = strlen(q->pool->prefix), ql = strlen(queue);
     redisReply *r = NULL;
     int rc;
@@ -163,19 +166,19 @@ run(struct rqueue *q, int si, const char *queue, const char *id,
         meta = base ? nv__asprintf("%s:meta", base) : NULL;
     }
 
-    nv__redis_args_init(&a);
-    nv__redis_args_str(&a, meta);
-    nv__redis_args_str(&a, base);
-    nv__redis_args_str(&a, q->channel);
-    nv__redis_args_str(&a, queue);
-    for (int i = 0; x != NULL && i < x->n; i++)
-        nv__redis_args_bin(&a, x->v[i], x->len[i]);
-    if (base == NULL || meta == NULL || a.oom || (x && x->oom)) {
+    if (base == NULL || meta == NULL || (x && x->oom)) {
         rc = nv__error(err, NV_ENOMEM, "redis queue: out of memory");
         goto done;
     }
-    rc = nv__redis_eval(q->pool, &scripts[si], base, 1, a.n, a.v, a.len, &r,
-                        err);
+    pre[0] = meta;
+    pre[1] = base;
+    pre[2] = q->channel;
+    pre[3] = queue;
+    for (int i = 0; i < 4; i++)
+        prelen[i] = strlen(pre[i]);
+    rc = nv__redis_eval_pre(q->pool, &scripts[si], base, 1, 4, pre, prelen,
+                            x ? x->n : 0, x ? x->v : NULL,
+                            x ? x->len : NULL, &r, err);
     if (rc == NV_EBACKEND && err && strstr(err->msg, "wrong kind") != NULL)
         diagnose(q, base, id, err);
     if (rc != NV_OK)
@@ -201,7 +204,6 @@ run(struct rqueue *q, int si, const char *queue, const char *id,
 done:
     if (r != NULL)
         freeReplyObject(r);
-    nv__redis_args_release(&a);
     if (base != kb) {
         nv__free(base);
         nv__free(meta);
@@ -475,17 +477,41 @@ add_int(nv__redis_args *a, const char *k, int64_t v)
 
 /* ---- Ops ---- */
 
+enum {
+    OP_RESERVE = 'R', OP_FINISH = 'F', OP_FINISH_RESERVE = 'X', OP_COUNTS = 'C',
+    OP_ENQUEUE = 'E',
+};
+
+#define MAX_BATCH 64
+
+struct op {
+    int             kind;
+    const char     *id, *token;     /* F, X */
+    const nv_finish *f;             /* F, X */
+    int64_t         now, lease_ms;
+    const nv_limiter *lim;          /* R, X */
+    const nv__redis_args *args;     /* E: its arguments */
+    char            tok[40];        /* R, X: the new lease's token */
+    redisReply     *el[4];          /* its part of the batch's reply */
+    int             nel;
+    int             rc, done;
+    nv_error        err;
+    pthread_cond_t  cv;             /* the caller waits on it */
+    struct op      *next;
+};
+
+
 static int
 rq_enqueue(void *self, const nv_job *job, int64_t now, int64_t max_unfinished,
            nv_job *out, int *created, nv_error *err)
 {
     struct rqueue *q = self;
+    struct op op = { .kind = OP_ENQUEUE, .id = job->id };
     nv__redis_args x;
-    redisReply *r = NULL;
     int64_t ts = job->timestamp ? job->timestamp : now;
     char *packed;
     size_t plen = 0;
-    int rc;
+    int rc, code = 0;
 
     nv__redis_args_init(&x);
     nv__redis_args_int(&x, now);
@@ -525,9 +551,23 @@ rq_enqueue(void *self, const nv_job *job, int64_t now, int64_t max_unfinished,
     add_field(&x, "group", job->group);
     if (packed == NULL)
         x.oom = 1;
-    rc = run(q, S_ENQUEUE, job->queue, job->id, &x, &r, err);
+    if (x.oom) {
+        nv__redis_args_release(&x);
+        nv__free(packed);
+        return nv__error(err, NV_ENOMEM, "redis queue: out of memory");
+    }
+    /* through the batches: concurrent enqueues share a round trip */
+    op.args = &x;
+    submit(q, job->queue, &op);
     nv__redis_args_release(&x);
     nv__free(packed);
+    rc = op.rc;
+    if (rc != NV_OK) {
+        if (err != NULL)
+            *err = op.err;
+    } else if ((code = (int)nv__redis_int(op.el[0])) < 0) {
+        rc = nv__error(err, code, "queue '%s'", job->queue);
+    }
     if (rc == NV_OK)
         local_change(q, job->queue);
     if (rc == NV_EQUEUE_FULL)
@@ -535,8 +575,9 @@ rq_enqueue(void *self, const nv_job *job, int64_t now, int64_t max_unfinished,
                   job->queue, (long long)max_unfinished);
     if (rc != NV_OK)
         goto done;
-    if (out != NULL && r->element[0]->integer == 0) {
-        rc = job_from(r->element[1], out, err);
+    if (out != NULL && code == 0) {
+        rc = job_from_parts(op.el[1], nv__redis_int(op.el[2]) == 1, op.el[3],
+                            out, err);
     } else if (out != NULL) {
         /* A new job: the record is the one given, as stored. */
         nv_job j;
@@ -552,8 +593,9 @@ rq_enqueue(void *self, const nv_job *job, int64_t now, int64_t max_unfinished,
         }
         j.timestamp = ts;
         j.lifo = j.lifo ? 1 : 0;
-        j.state = strcmp(r->element[1]->str, "delayed") == 0 ? NV_JOB_DELAYED
-                : nv__redis_int(r->element[2]) == 1 ? NV_JOB_PAUSED
+        j.state = op.el[1]->type == REDIS_REPLY_STRING &&
+                  strcmp(op.el[1]->str, "delayed") == 0 ? NV_JOB_DELAYED
+                : nv__redis_int(op.el[2]) == 1 ? NV_JOB_PAUSED
                 : NV_JOB_WAITING;
         j.lease_until = 0;
         j.lease_token[0] = '\0';
@@ -563,10 +605,9 @@ rq_enqueue(void *self, const nv_job *job, int64_t now, int64_t max_unfinished,
         *out = j;
     }
     if (rc == NV_OK && created != NULL)
-        *created = (int)r->element[0]->integer;
+        *created = code;
 done:
-    if (r != NULL)
-        freeReplyObject(r);
+    op_free(&op);
     return rc;
 }
 
@@ -685,37 +726,37 @@ local_change(struct rqueue *q, const char *queue)
  * them sends the next. A lone caller sends its op at once: no delay is
  * added, Redis runs one script per batch instead of one per call.
  */
-enum {
-    OP_RESERVE = 'R', OP_FINISH = 'F', OP_FINISH_RESERVE = 'X', OP_COUNTS = 'C',
-};
-
-#define MAX_BATCH 64
-
-struct op {
-    int             kind;
-    const char     *id, *token;     /* F, X */
-    const nv_finish *f;             /* F, X */
-    int64_t         now, lease_ms;
-    const nv_limiter *lim;          /* R, X */
-    char            tok[40];        /* R, X: the new lease's token */
-    redisReply     *el[4];          /* its part of the batch's reply */
-    int             nel;
-    int             rc, done;
-    nv_error        err;
-    pthread_cond_t  cv;             /* the caller waits on it */
-    struct op      *next;
-};
-
 static void
 op_args(nv__redis_args *x, const struct op *o)
 {
     const nv_limiter *lim = o->lim;
 
+    if (o->kind == OP_FINISH_RESERVE && o->f->kind == NV_FINISH_COMPLETE &&
+        (lim == NULL || lim->max <= 0)) {
+        /* the busy worker's usual call, in short */
+        nv__redis_args_str(x, "Y");
+        nv__redis_args_str(x, o->id);
+        nv__redis_args_str(x, o->token);
+        nv__redis_args_int(x, o->now);
+        nv__redis_args_str(x, o->f->returnvalue ? o->f->returnvalue : "null");
+        nv__redis_args_int(x, o->now + o->lease_ms);   /* leaseUntil */
+        nv__redis_args_str(x, o->tok);
+        return;
+    }
     nv__redis_args_str(x, o->kind == OP_RESERVE ? "R"
                           : o->kind == OP_FINISH ? "F"
-                          : o->kind == OP_COUNTS ? "C" : "X");
+                          : o->kind == OP_COUNTS ? "C"
+                          : o->kind == OP_ENQUEUE ? "E" : "X");
     if (o->kind == OP_COUNTS)
         return;
+    if (o->kind == OP_ENQUEUE) {
+        nv__redis_args_int(x, o->args->n);
+        for (int i = 0; i < o->args->n; i++)
+            nv__redis_args_bin(x, o->args->v[i], o->args->len[i]);
+        if (o->args->oom)
+            x->oom = 1;
+        return;
+    }
     if (o->kind != OP_RESERVE) {
         nv__redis_args_str(x, o->id);
         nv__redis_args_str(x, o->token);
@@ -753,6 +794,9 @@ reply_len(int kind, redisReply **r, size_t m)
     case OP_FINISH:
         n = 1;
         break;
+    case OP_ENQUEUE:
+        n = r[0]->integer == 1 ? 3 : r[0]->integer == 0 ? 4 : 1;
+        break;
     case OP_RESERVE:
         n = r[0]->integer == 1 ? 3 : 2;
         break;
@@ -771,19 +815,26 @@ reply_len(int kind, redisReply **r, size_t m)
 static void
 send_batch(struct rqueue *q, const char *queue, struct op *ops, int n)
 {
-    nv__redis_args x;
+    /* on the heap: every worker thread sends some batch, and the pages of
+     * its stack that a send touches stay with it */
+    nv__redis_args *x = nv__malloc(sizeof(*x));
     redisReply *r = NULL;
     nv_error err = { 0 };
     struct op *o;
     size_t i;
     int rc;
 
-    nv__redis_args_init(&x);
-    nv__redis_args_int(&x, n);
-    for (o = ops; o != NULL; o = o->next)
-        op_args(&x, o);
-    rc = run(q, S_BATCH, queue, n == 1 ? ops->id : NULL, &x, &r, &err);
-    nv__redis_args_release(&x);
+    if (x == NULL) {
+        rc = nv__error(&err, NV_ENOMEM, "redis queue: out of memory");
+    } else {
+        nv__redis_args_init(x);
+        nv__redis_args_int(x, n);
+        for (o = ops; o != NULL; o = o->next)
+            op_args(x, o);
+        rc = run(q, S_BATCH, queue, n == 1 ? ops->id : NULL, x, &r, &err);
+        nv__redis_args_release(x);
+        nv__free(x);
+    }
     /* check the whole reply first: every op gets its part, or an error */
     for (o = ops, i = 1; rc == NV_OK && o != NULL; o = o->next) {
         int k = reply_len(o->kind, r->element + i, r->elements - i);
@@ -1374,16 +1425,34 @@ on_note(void *ud, const char *channel, const char *msg, size_t len)
     if (channel == NULL) {
         q->epoch++;    /* reconnected: anything may have happened */
         wake_all(q);
-    } else if (len < sizeof(name)) {
-        struct note *nt;
-        memcpy(name, msg, len);
-        name[len] = '\0';
-        nt = note_get(q, name, 0);
+    } else {
+        /* "<queue>" or "<queue>\0<n>": n jobs became runnable (a batch of
+         * enqueues; an older nvent reads the queue name only) */
+        const char *nul = memchr(msg, '\0', len);
+        size_t nl = nul != NULL ? (size_t)(nul - msg) : len;
+        long k = nul != NULL ? 0 : 1;
+        struct note *nt = NULL;
+
+        for (size_t i = nl + 1; i < len && msg[i] >= '0' && msg[i] <= '9' &&
+             k <= MAX_TICKETS; i++)
+            k = k * 10 + (msg[i] - '0');
+
+        if (nl < sizeof(name)) {
+            memcpy(name, msg, nl);
+            name[nl] = '\0';
+            nt = note_get(q, name, 0);
+        }
+        if (k < 1)
+            k = 1;
+        if (k > MAX_TICKETS)
+            k = MAX_TICKETS;
         if (nt != NULL) {
             nt->gen++;
-            if (nt->tickets < MAX_TICKETS)
-                nt->tickets++;
-            pthread_cond_signal(&nt->cv);
+            nt->tickets += (int)k;
+            if (nt->tickets > MAX_TICKETS)
+                nt->tickets = MAX_TICKETS;
+            for (long i = 0; i < k; i++)
+                pthread_cond_signal(&nt->cv);
         }
     }
     pthread_mutex_unlock(&q->mu);

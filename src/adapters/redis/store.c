@@ -23,7 +23,7 @@
 
 enum {
     S_KVSET, S_KVGET, S_KVINCR, S_KVPURGE, S_IDXPUT, S_IDXMETA, S_IDXGET,
-    S_IDXRANGE, S_IDXDEL, S_DOCPUT, S_DOCDEL, S_DOCGET,
+    S_IDXRANGE, S_IDXDEL, S_DOCPUT, S_DOCDEL, S_DOCGET, S_IDXPUTN,
 };
 
 static const nv__redis_script scripts[] = {
@@ -51,6 +51,8 @@ static const nv__redis_script scripts[] = {
                      nv__redis_fn_store_docdel, nv__redis_lib_store },
     [S_DOCGET]   = { S_DOCGET,   "store_docget",   nv__redis_lua_store_docget,
                      nv__redis_fn_store_docget, nv__redis_lib_store },
+    [S_IDXPUTN]  = { S_IDXPUTN,  "store_idxputn",  nv__redis_lua_store_idxputn,
+                     nv__redis_fn_store_idxputn, nv__redis_lib_store },
 };
 
 struct rstore {
@@ -450,6 +452,48 @@ rs_idx_put(void *self, const char *index, const char *member, double score,
     nv__free(c);
     /* the reply holds the index's size after the put */
     if (rc == NV_OK && (r->elements < 2 || nv__redis_int(r->element[1]) <= 1 ||
+                        !named(st, ik, 0))) {
+        rc = nv__redis_cmdf(st->pool, st->idx_names, NULL, err,
+                            "ZADD %s 0 %s", st->idx_names, ik);
+        if (rc == NV_OK)
+            named(st, ik, 1);
+    }
+    if (r != NULL)
+        freeReplyObject(r);
+    nv__free(ik);
+    return rc;
+}
+
+static int
+rs_idx_put_many(void *self, const char *index, const nv_index_entry *v,
+                size_t n, const char *unless_status, nv_error *err)
+{
+    struct rstore *st = self;
+    char *ik = KEY(self, index);
+    char *c = ik ? companion(ik, "meta") : NULL;
+    nv__redis_args x;
+    redisReply *r = NULL;
+    int rc;
+
+    if (n == 0) {
+        nv__free(c);
+        nv__free(ik);
+        return NV_OK;
+    }
+    nv__redis_args_init(&x);
+    nv__redis_args_str(&x, unless_status ? unless_status : "");
+    nv__redis_args_int(&x, (int64_t)n);
+    for (size_t i = 0; i < n; i++) {
+        nv__redis_args_str(&x, v[i].member);
+        nv__redis_args_dbl(&x, v[i].score);
+        nv__redis_args_str(&x, v[i].meta ? v[i].meta : "null");
+    }
+    rc = run(st, S_IDXPUTN, ik, c, &x, &r, err);
+    nv__redis_args_release(&x);
+    nv__free(c);
+    /* as idx_put: the index named when it may have been empty before */
+    if (rc == NV_OK && (r->elements < 2 ||
+                        nv__redis_int(r->element[1]) <= (int64_t)n ||
                         !named(st, ik, 0))) {
         rc = nv__redis_cmdf(st->pool, st->idx_names, NULL, err,
                             "ZADD %s 0 %s", st->idx_names, ik);
@@ -883,6 +927,7 @@ static const nv_store_ops redis_store_ops = {
     .idx_del = rs_idx_del,
     .idx_drop = rs_idx_drop,
     .idx_names = rs_idx_names,
+    .idx_put_many = rs_idx_put_many,
     .doc_put = rs_doc_put,
     .doc_get = rs_doc_get,
     .doc_del = rs_doc_del,

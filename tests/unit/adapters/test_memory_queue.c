@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "nvent/adapter.h"
 
@@ -417,4 +418,77 @@ Test(memory_queue, a_pinned_job_removed_meanwhile_is_freed_by_its_copy)
     cr_assert_str_eq(out.data, big);
     nv_job_release(&out);
     q.ops->close(q.self);                                   /* nor a leak */
+}
+
+/* ---- Waking sleepers ---- */
+
+#define SLEEPERS 3
+
+static nv_queue wq_q;
+static int64_t slept_ms[SLEEPERS];
+
+static int64_t
+mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void *
+sleeper(void *arg)
+{
+    int k = (int)(intptr_t)arg;
+    nv_job j;
+    int64_t t0;
+
+    /* nothing to take: the wait that follows sleeps */
+    cr_assert_eq(wq_q.ops->reserve(wq_q.self, "q", 1000, 30000, NULL, &j,
+                                   NULL, NULL), NV_ENOTFOUND);
+    t0 = mono_ms();
+    cr_assert_eq(wq_q.ops->wait(wq_q.self, "q", 20000), NV_OK);
+    slept_ms[k] = mono_ms() - t0;
+    return NULL;
+}
+
+/*
+ * Jobs enqueued one after another while every worker sleeps wake one
+ * sleeper each, although the earlier ones have not run yet (a sleeper
+ * with a wake-up on its way is not woken twice, but one without is):
+ * no sleeper waits for its timeout.
+ */
+Test(memory_queue, each_job_enqueued_while_all_sleep_wakes_a_sleeper)
+{
+    pthread_t t[SLEEPERS];
+    struct mqueue *mq;
+    int64_t t0;
+
+    cr_assert_eq(nv_memory_queue_open(NULL, &wq_q, NULL), NV_OK);
+    enq_id(&wq_q, "first", 1);          /* the queue exists */
+    cr_assert_eq(wq_q.ops->remove(wq_q.self, "q", "first", NULL, NULL),
+                 NV_OK);
+    mq = mq_queue_get(wq_q.self, "q", 0);
+    for (int k = 0; k < SLEEPERS; k++)
+        pthread_create(&t[k], NULL, sleeper, (void *)(intptr_t)k);
+    t0 = mono_ms();
+    while (atomic_load(&mq->waiters) < SLEEPERS)
+        cr_assert_lt(mono_ms() - t0, 10000, "sleepers never slept");
+    for (int k = 0; k < SLEEPERS; k++) {
+        nv_job j;
+
+        memset(&j, 0, sizeof(j));
+        strcpy(j.queue, "q");
+        strcpy(j.name, "q");
+        snprintf(j.id, sizeof(j.id), "job-%d", k);
+        j.data = (char *)"{}";
+        /* no answer asked: the lock-free path of enqueue */
+        cr_assert_eq(wq_q.ops->enqueue(wq_q.self, &j, 1000, 0, NULL, NULL,
+                                       NULL), NV_OK);
+    }
+    for (int k = 0; k < SLEEPERS; k++) {
+        pthread_join(t[k], NULL);
+        cr_assert_lt(slept_ms[k], 10000, "sleeper %d was not woken", k);
+    }
+    wq_q.ops->close(wq_q.self);
 }

@@ -5,7 +5,13 @@
 --   F id token kind now rv reason retry_at          code
 --   X id token kind now rv reason retry_at lease token lmax ldur grouped
 --                                                   -22 | 1 1 job logs | 1 0 next_at
+--   Y id token now rv lease token                   as X (kind 0, no limiter)
 --   C                                               {as queue_counts}
+--   E m now max id timestamp delayUntil priority lifo field value...
+--                                                   1 state paused | 0 job paused logs | -18
+-- (E: m counts the arguments after it, max is the most unfinished jobs or
+-- 0, the pairs are the new record, its state and 'nologs' among them;
+-- 1: a new job, 0: an existing one, -18: the queue is full.)
 -- ('lease' is the new lease's end, leaseUntil; X: finish, then when it
 -- succeeded reserve; job: the record before the reservation, logs: its
 -- log entries, 0 when none.) Reply: 1, then the replies of the ops in
@@ -19,17 +25,26 @@
 -- now (then each reserve runs in turn); the finishes share one ZREM of the
 -- active set, and those that remove their job one ZREM of the ids and one
 -- DEL. Otherwise each op runs in turn. Counts are taken once, after every
--- other op of the batch.
+-- other op of the batch. Enqueues run before the other ops; when none has
+-- a maximum, the plain ones (neither delayed nor lifo) share one HINCRBY
+-- of the wait order, one ZADD to the wait set; all share one ZADD to the
+-- ids and one note (its count after a NUL: see redis/queue.c).
 local n = tonumber(ARGV[4])
 -- ops[i]: the index in ARGV of op i's letter
-local ops, a, fast = {}, 5, true
+local ops, a, fast, enq, capped = {}, 5, true, false, false
 for i = 1, n do
   local c = ARGV[a]
   ops[i] = a
   if c == 'C' then
     a = a + 1
+  elseif c == 'E' then
+    enq = true
+    if tonumber(ARGV[a + 3]) > 0 then capped = true end
+    a = a + 2 + tonumber(ARGV[a + 1])
   elseif c == 'R' then
     if tonumber(ARGV[a + 4]) > 0 then fast = false end
+    a = a + 7
+  elseif c == 'Y' then
     a = a + 7
   else
     local kind = ARGV[a + 3]
@@ -42,29 +57,92 @@ for i = 1, n do
     end
   end
 end
--- where the reserve arguments of the op at 'a' are: now, then lease...
-local function rpos(a)
-  if ARGV[a] == 'R' then return a + 1, a + 2 end
-  return a + 4, a + 8
+-- The finish of the op at 'f': id, token, kind, now, returnvalue, reason,
+-- retry_at (numbers as text).
+local function fargs(f)
+  if ARGV[f] == 'Y' then return ARGV[f + 1], ARGV[f + 2], '0', ARGV[f + 3], ARGV[f + 4], '', '0' end
+  return ARGV[f + 1], ARGV[f + 2], ARGV[f + 3], ARGV[f + 4], ARGV[f + 5], ARGV[f + 6], ARGV[f + 7]
+end
+-- The reserve of the op at 'f': now, lease, token, lmax, ldur, grouped.
+local function rargs(f)
+  local c = ARGV[f]
+  if c == 'R' then return ARGV[f + 1], ARGV[f + 2], ARGV[f + 3], ARGV[f + 4], ARGV[f + 5], ARGV[f + 6] end
+  if c == 'Y' then return ARGV[f + 3], ARGV[f + 5], ARGV[f + 6], '0', '0', '0' end
+  return ARGV[f + 4], ARGV[f + 8], ARGV[f + 9], ARGV[f + 10], ARGV[f + 11], ARGV[f + 12]
 end
 -- per op: its finish's code, the record it reserved, its logs or next_at
+-- (an enqueue: its code, the existing job's record, its logs)
 local code, hs, xs = {}, {}, {}
+local enq_paused   -- the pause flag, for the enqueues' replies
+local function enqueues()
+  local ids, woke, plain, found = {}, 0, {}, false
+  for i, e in ipairs(ops) do
+    if ARGV[e] == 'E' then
+      local now, max, id = tonumber(ARGV[e + 2]), tonumber(ARGV[e + 3]), ARGV[e + 4]
+      local k = jkey(id)
+      if redis.call('EXISTS', k) == 1 then
+        local h = redis.call('HGETALL', k)
+        local l = redis.call('LRANGE', lkey(id), 0, -1)
+        code[i], hs[i], xs[i] = 0, h, #l > 0 and l or 0
+        found = true
+      elseif max > 0 and redis.call('ZCARD', WAIT) + redis.call('ZCARD', DELAYED) +
+          redis.call('ZCOUNT', ACTIVE, '-inf', '(+inf') >= max then
+        code[i] = -18
+      else
+        local du = tonumber(ARGV[e + 6])
+        redis.call('HSET', k, unpack(ARGV, e + 9, e + 1 + tonumber(ARGV[e + 1])))
+        if du > now then
+          add_delayed(id, du)
+          xs[i] = 'delayed'
+        elseif capped or ARGV[e + 8] == '1' then
+          make_waiting(id, tonumber(ARGV[e + 7]), ARGV[e + 8], true)
+          xs[i] = 'waiting'
+        else
+          plain[#plain + 1] = i
+          xs[i] = 'waiting'
+        end
+        code[i] = 1
+        woke = woke + 1
+        ids[#ids + 1] = ARGV[e + 5]
+        ids[#ids + 1] = id
+      end
+    end
+  end
+  if #plain > 0 then
+    -- as make_waiting, one order number each
+    local last = redis.call('HINCRBY', META, 'seq', I(#plain))
+    if last > 536870912 and redis.call('ZCARD', WAIT) == 0 then
+      redis.call('HSET', META, 'seq', '0', 'lseq', '0')
+      last = redis.call('HINCRBY', META, 'seq', I(#plain))
+    end
+    local za = {}
+    for j, i in ipairs(plain) do
+      local e = ops[i]
+      za[#za + 1] = I(tonumber(ARGV[e + 7]) * 2147483648 + 1073741824 + last - #plain + j)
+      za[#za + 1] = ARGV[e + 4]
+    end
+    redis.call('ZADD', WAIT, unpack(za))
+  end
+  if #ids > 0 then redis.call('ZADD', IDS, unpack(ids)) end
+  if woke == 1 then wake()
+  elseif woke > 1 then redis.call('PUBLISH', ARGV[2], ARGV[3] .. '\0' .. I(woke)) end
+  if woke > 0 or found then enq_paused = paused() end
+end
 local function run_ops()
-  local function reserve(a)
-    local t, l = rpos(a)
-    return reserve_next(tonumber(ARGV[t]), ARGV[l], ARGV[l + 1], tonumber(ARGV[l + 2]),
-      tonumber(ARGV[l + 3]), ARGV[l + 4] == '1')
+  local function reserve(f)
+    local now, lease, tok, lmax, ldur, grouped = rargs(f)
+    return reserve_next(tonumber(now), lease, tok, tonumber(lmax), tonumber(ldur), grouped == '1')
   end
   if not fast then
     for i, f in ipairs(ops) do
       local c = ARGV[f]
-      if c == 'C' then
-        -- after the others
+      if c == 'C' or c == 'E' then
+        -- counts after the others, enqueues before
       else
         local rc = 1
         if c ~= 'R' then
-          rc = finish_job(ARGV[f + 1], ARGV[f + 2], tonumber(ARGV[f + 3]), tonumber(ARGV[f + 4]),
-            ARGV[f + 5], ARGV[f + 6], tonumber(ARGV[f + 7]))
+          local id, tok, kind, now, rv, reason, retry_at = fargs(f)
+          rc = finish_job(id, tok, tonumber(kind), tonumber(now), rv, reason, tonumber(retry_at))
           code[i] = rc
         end
         if c ~= 'F' and rc > 0 then
@@ -80,11 +158,11 @@ local function run_ops()
   -- ('gone': a second finish of one lease in the batch is refused)
   local gone, zact, zids, dels = {}, {}, {}, {}
   local function finish(f)
-    local id, kind = ARGV[f + 1], ARGV[f + 3]
+    local id, tok, kind, now, rv, reason = fargs(f)
     local k = jkey(id)
     local h = redis.call('HMGET', k, 'state', 'leaseToken', kind == '0' and 'roc' or 'rof',
       'attemptsMade')
-    if h[1] ~= 'active' or h[2] ~= ARGV[f + 2] or gone[id] then return -22 end
+    if h[1] ~= 'active' or h[2] ~= tok or gone[id] then return -22 end
     gone[id] = true
     zact[#zact + 1] = id
     local keep = tonumber(h[3] or '-1') or -1
@@ -100,25 +178,25 @@ local function run_ops()
     if kind == '0' then
       state = 'completed'
       redis.call('HSET', k, 'attemptsMade', attempts, 'state', state,
-        'finishedOn', ARGV[f + 4], 'returnvalue', ARGV[f + 5])
+        'finishedOn', now, 'returnvalue', rv)
     else
       state = 'failed'
       redis.call('HSET', k, 'attemptsMade', attempts, 'state', state,
-        'finishedOn', ARGV[f + 4], 'failedReason', ARGV[f + 6])
+        'finishedOn', now, 'failedReason', reason)
     end
-    add_done(state, id, tonumber(ARGV[f + 4]), keep)
+    add_done(state, id, tonumber(now), keep)
     return 1
   end
   local want, minnow, maxnow = {}, nil, 0
   for i, f in ipairs(ops) do
     local c, rc = ARGV[f], 1
-    if c == 'F' or c == 'X' then
+    if FIN[c] then
       rc = finish(f)
       code[i] = rc
     end
-    if (c == 'R' or c == 'X') and rc > 0 then
+    if RES[c] and rc > 0 then
       want[#want + 1] = i
-      local now = tonumber(ARGV[rpos(f)])
+      local now = tonumber((rargs(f)))
       if minnow == nil or now < minnow then minnow = now end
       if now > maxnow then maxnow = now end
     end
@@ -137,18 +215,21 @@ local function run_ops()
     end
     return
   end
-  -- the first #want waiting jobs (ZPOPMIN would format every score)
+  -- the first #want waiting jobs (ZPOPMIN formats every score: for a few
+  -- only; one more call costs more than formatting two)
   local took = {}
-  if not is_paused then
+  if not is_paused and #want <= 2 then
+    local p = redis.call('ZPOPMIN', WAIT, I(#want))
+    for j = 1, #p, 2 do took[#took + 1] = p[j] end
+  elseif not is_paused then
     took = redis.call('ZRANGE', WAIT, '0', I(#want - 1))
     if #took > 0 then redis.call('ZREMRANGEBYRANK', WAIT, '0', I(#took - 1)) end
   end
   local za = {}
   for j, i in ipairs(want) do
     local f, id = ops[i], took[j]
-    local t, l = rpos(f)
+    local now, lease, tok = rargs(f)
     if id then
-      local lease = ARGV[l]
       za[#za + 1] = lease
       za[#za + 1] = id
       local kk = jkey(id)
@@ -162,11 +243,11 @@ local function run_ops()
         elseif fl == 'finishedOn' then fin = true end
       end
       if fin then
-        redis.call('HSET', kk, 'state', 'active', 'processedOn', ARGV[t],
-          'leaseUntil', lease, 'leaseToken', ARGV[l + 1], 'finishedOn', '0')
+        redis.call('HSET', kk, 'state', 'active', 'processedOn', now,
+          'leaseUntil', lease, 'leaseToken', tok, 'finishedOn', '0')
       else
-        redis.call('HSET', kk, 'state', 'active', 'processedOn', ARGV[t],
-          'leaseUntil', lease, 'leaseToken', ARGV[l + 1])
+        redis.call('HSET', kk, 'state', 'active', 'processedOn', now,
+          'leaseUntil', lease, 'leaseToken', tok)
       end
       hs[i] = h
       if nologs then
@@ -176,7 +257,7 @@ local function run_ops()
         xs[i] = #l > 0 and l or 0
       end
     else
-      xs[i] = is_paused and 0 or next_at(first, tonumber(ARGV[t]), 0)
+      xs[i] = is_paused and 0 or next_at(first, tonumber(now), 0)
     end
   end
   if #za > 0 then
@@ -185,18 +266,29 @@ local function run_ops()
     redis.call('ZADD', ACTIVE, unpack(za))
   end
 end
+if enq then enqueues() end
 run_ops()
 local out, o, cn = { 1 }, 1, nil
 for i, f in ipairs(ops) do
   local c = ARGV[f]
-  if c == 'C' then
+  if c == 'E' then
+    o = o + 1; out[o] = code[i]
+    if code[i] == 1 then
+      o = o + 1; out[o] = xs[i]
+      o = o + 1; out[o] = enq_paused and 1 or 0
+    elseif code[i] == 0 then
+      o = o + 1; out[o] = hs[i]
+      o = o + 1; out[o] = enq_paused and 1 or 0
+      o = o + 1; out[o] = xs[i]
+    end
+  elseif c == 'C' then
     cn = cn or counts()
     o = o + 1; out[o] = cn
-  elseif c == 'F' or (c == 'X' and code[i] < 0) then
+  elseif c == 'F' or (c ~= 'R' and code[i] < 0) then
     o = o + 1; out[o] = code[i]
   else
     local h = hs[i]
-    if c == 'X' then
+    if c ~= 'R' then
       o = o + 1; out[o] = 1
       o = o + 1; out[o] = h and 1 or 0
     else

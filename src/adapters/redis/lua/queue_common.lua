@@ -17,8 +17,9 @@
 --   B:lim[...]   zset  limiter activations by time (sliding window)
 -- Every change that may make a job runnable sooner than the reply of an
 -- empty reserve said (enqueue, delayed enqueue, retry, release, resume,
--- reap) publishes the queue name on the wake channel: instances cache
--- empty reserves until such a note (redis/queue.c).
+-- reap) publishes the queue name on the wake channel (queue_batch: n
+-- enqueues at once, the name, a NUL and n): instances cache empty
+-- reserves until such a note (redis/queue.c).
 -- KEYS[1] = B:meta routes the call; ARGV[1] = B, ARGV[2] = the wake
 -- channel, ARGV[3] = the queue name. Replies: {code, ...}, code < 0 an
 -- NV_E* code. Layout version 1.2 (records of layout 1, every field on
@@ -32,13 +33,24 @@ local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS
 -- jobs. Its score +inf keeps it out of every range of leases; it is
 -- never counted or listed.
 local PIN = '\1active-set-pin: keeps this sorted set a skiplist (see queue_common.lua)'
--- (run first by every script: see gen.sh)
+-- (run first by every script: see gen.sh). The key names of the queues
+-- seen last are kept between calls (as functions, the library's locals
+-- live on): a call's setup is a lookup, not seven new strings.
+local names, nnames = {}, 0
 local function setup()
   B = ARGV[1]
-  META, WAIT, DELAYED, ACTIVE = B .. ':meta', B .. ':wait', B .. ':delayed', B .. ':active'
-  DONE = { completed = B .. ':completed', failed = B .. ':failed' }
-  IDS = B .. ':ids'
+  local k = names[B]
+  if not k then
+    if nnames >= 256 then names, nnames = {}, 0 end
+    k = { B .. ':meta', B .. ':wait', B .. ':delayed', B .. ':active',
+      { completed = B .. ':completed', failed = B .. ':failed' }, B .. ':ids' }
+    names[B], nnames = k, nnames + 1
+  end
+  META, WAIT, DELAYED, ACTIVE, DONE, IDS = k[1], k[2], k[3], k[4], k[5], k[6]
 end
+-- the ops of queue_batch that finish a job, and those that reserve one
+local FIN = { F = true, X = true, Y = true }
+local RES = { R = true, X = true, Y = true }
 -- Integers (< 2^53) as text: '%d' formats a 64-bit integer, several times
 -- cheaper than '%.0f' or the '%.17g' redis.call applies to a Lua number.
 local function I(x) return string.format('%d', x) end
