@@ -661,11 +661,10 @@ fdb_write(struct fdb *db, fdb_fn fn, fdb_after_fn after, void *arg,
          * chain of n (file_bench, 16 threads, interleaved runs on a busy
          * machine: reserve+ack +8%, finish_reserve +6% (medians), enqueue
          * and cycle within the noise, the same CPU per job). FULL: the
-         * fsync bounds it, not the
-         * leader's time: the leader posts every caller itself, so that
-         * they come back sooner. An op may be gone once posted: its
-         * links are read first. This thread's own op heads its first
-         * batch.
+         * fsync bounds it, not the leader's time: the leader posts every
+         * caller itself, so that they come back sooner. An op may be
+         * gone once posted: its links are read first. This thread's own
+         * op heads its first batch.
          */
         if (!db->full) {
             struct fdb_op *c = b.first->next;
@@ -688,8 +687,7 @@ fdb_write(struct fdb *db, fdb_fn fn, fdb_after_fn after, void *arg,
             while (o != NULL) {
                 struct fdb_op *next = o->next;
 
-                o->next = NULL;     /* nobody to pass the wake-up on to */
-                sem_post(&o->sem);
+                sem_post(&o->sem);  /* its kids are NULL: it wakes nobody */
                 o = next;
             }
         } else {
