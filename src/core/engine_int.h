@@ -105,6 +105,7 @@ struct nv_engine {
     int64_t         next_reap, next_metrics;
     atomic_llong    run_gen;
     atomic_llong    excess_at;
+    atomic_int      retaining;          /* a retention pass runs (runs.c) */
     /* generated job ids (jobs.c): the producer writes it at each
      * enqueue, so it has a cache line of its own, away from what the
      * workers read at each job (stopping, nlive) */

@@ -691,9 +691,42 @@ meta_fast(const char *meta, int *running, int64_t *done)
 
 #define RETAIN_BATCH 256
 
+static int retention_pass(nv_engine *e, const char *flow, int mode,
+                          int64_t *removed, int64_t *kept_running,
+                          nv_error *err);
+
+/*
+ * One pass at a time per engine: passes after terminal events come at
+ * most every 100 ms, but one removing a batch takes longer than that on a
+ * remote store, and overlapping passes read the same oldest runs and
+ * removed each of them several times over (every removal a handful of
+ * round trips). A pass after a terminal event is skipped while another
+ * runs (that one, or the next, removes what is due); a periodic or
+ * clearing pass waits for it.
+ */
 int
 nv__retention(nv_engine *e, const char *flow, int mode, int64_t *removed,
               int64_t *kept_running, nv_error *err)
+{
+    int rc;
+
+    if (mode != NV__RETAIN_CLEAR && e->max_runs == 0 && e->max_age == 0)
+        return NV_OK;
+    if (mode == NV__RETAIN_EXCESS) {
+        if (atomic_exchange(&e->retaining, 1))
+            return NV_OK;
+    } else {
+        while (atomic_exchange(&e->retaining, 1))
+            nv__sleep_ms(1);
+    }
+    rc = retention_pass(e, flow, mode, removed, kept_running, err);
+    atomic_store(&e->retaining, 0);
+    return rc;
+}
+
+static int
+retention_pass(nv_engine *e, const char *flow, int mode, int64_t *removed,
+               int64_t *kept_running, nv_error *err)
 {
     nv_index_entry *v = NULL;
     size_t n = 0;
