@@ -38,10 +38,13 @@ struct nv__ixq {
     char             *meta;
 };
 
+/* Only where a maintenance pass flushes the queue: an engine started
+ * without workers (a producer) writes its entries at once. */
 static int
 ixq_on(const nv_engine *e)
 {
     return e->store.ops->idx_put_many != NULL &&
+           !(e->flags & NV_START_NO_WORKERS) &&
            strcmp(e->store.ops->name, "redis") == 0;
 }
 

@@ -199,14 +199,16 @@ mq_drain(struct mqueue *q)
 
     /* Reversing the list reads every node (a chain of misses on lines
      * the producer wrote): ask for the id-table slot each will look up
-     * meanwhile, so that filing them does not wait for each in turn (a
-     * large table misses on every slot). */
+     * and the lines of its record filing reads (id, state, times)
+     * meanwhile, so that filing them does not wait for each in turn. */
     while (m != NULL) {
         struct mjob *next = m->next;
         const void *slot = mq_jt_where(&q->jt, m);
 
         if (slot != NULL)
             __builtin_prefetch(slot, 1);
+        for (size_t off = 0; off < offsetof(struct mjob, heap_i); off += 64)
+            __builtin_prefetch((const char *)m + off, 1);
         m->next = fifo;
         fifo = m;
         m = next;
