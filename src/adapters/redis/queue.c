@@ -64,8 +64,9 @@ struct note {
     nv_limiter     empty_lim;
     /* Calls gathered for one round trip (see submit) */
     struct op     *head, *tail;      /* waiting to be sent */
-    int            sending;          /* a batch of this queue is out */
-    nv__redis_args *args;            /* the sender's, reused (or NULL) */
+    int            sending;          /* batches of this queue out */
+    nv__redis_args *args;            /* a sender's, reused (or NULL) */
+    int            args_busy;        /* args is in use */
     int64_t        poll_next;        /* monotonic ms: next idle poll */
 };
 
@@ -484,6 +485,10 @@ enum {
 };
 
 #define MAX_BATCH 64
+/* Batches of one queue out at once: with one, Redis waited while the
+ * client read a batch's reply and woke its callers; with two it has the
+ * next one at hand (concurrency 100: 31k -> 42k jobs/s, same CPU per job). */
+#define MAX_INFLIGHT 2
 
 struct op {
     int             kind;
@@ -496,6 +501,7 @@ struct op {
     redisReply     *el[4];          /* its part of the batch's reply */
     int             nel;
     int             rc, done;
+    int             taken;          /* in a batch sent (or being sent) */
     nv_error        err;
     pthread_cond_t  cv;             /* the caller waits on it */
     struct op      *next;
@@ -720,12 +726,14 @@ local_change(struct rqueue *q, const char *queue)
 /*
  * Calls of one queue gathered into one round trip. Busy workers of a queue
  * (concurrency 10, 100) call reserve / finish / finish_reserve at the same
- * time; each call becomes an op on its queue's list, and the first caller
- * that finds no batch of that queue out sends every op waiting (up to
- * MAX_BATCH) in one queue_batch script, then hands each caller its reply.
- * Callers that came meanwhile wait for that batch to come back, and one of
- * them sends the next. A lone caller sends its op at once: no delay is
- * added, Redis runs one script per batch instead of one per call.
+ * time; each call becomes an op on its queue's list, and a caller whose op
+ * waits there while fewer than MAX_INFLIGHT batches of that queue are out
+ * sends every op waiting (up to MAX_BATCH) in one queue_batch script, then
+ * hands each caller its reply. Callers that came meanwhile wait, and one of
+ * them sends the next batch when one comes back. A lone caller sends its op
+ * at once: no delay is added, Redis runs one script per batch instead of
+ * one per call. (Batches out at once are concurrent calls: a call that
+ * ended before another began was run by Redis before it.)
  */
 static void
 op_args(nv__redis_args *x, const struct op *o)
@@ -881,7 +889,7 @@ submit(struct rqueue *q, const char *queue, struct op *op)
     struct note *nt;
 
     op->next = NULL;
-    op->done = 0;
+    op->done = op->taken = 0;
     op->nel = 0;
     pthread_mutex_lock(&q->mu);
     nt = note_get(q, queue, 1);
@@ -898,30 +906,40 @@ submit(struct rqueue *q, const char *queue, struct op *op)
     nt->tail = op;
     while (!op->done) {
         struct op *batch, *last, *o;
+        nv__redis_args *ua;
         int n = 1;
 
-        if (nt->sending) {
+        if (op->taken || nt->sending >= MAX_INFLIGHT) {
             /* woken when done, or to send the next batch */
             pthread_cond_wait(&op->cv, &q->mu);
             continue;
         }
         /* send what waits (this op among it) */
         batch = last = nt->head;
+        last->taken = 1;
         while (last->next != NULL && n < MAX_BATCH) {
             last = last->next;
+            last->taken = 1;
             n++;
         }
         nt->head = last->next;
         if (nt->head == NULL)
             nt->tail = NULL;
         last->next = NULL;
-        nt->sending = 1;
-        if (nt->args == NULL)
-            nt->args = nv__malloc(sizeof(*nt->args));
+        nt->sending++;
+        ua = NULL;
+        if (!nt->args_busy) {
+            if (nt->args == NULL)
+                nt->args = nv__malloc(sizeof(*nt->args));
+            ua = nt->args;
+            nt->args_busy = 1;
+        }
         pthread_mutex_unlock(&q->mu);
-        send_batch(q, queue, batch, n, nt->args);
+        send_batch(q, queue, batch, n, ua);
         pthread_mutex_lock(&q->mu);
-        nt->sending = 0;
+        nt->sending--;
+        if (ua != NULL)
+            nt->args_busy = 0;
         for (o = batch; o != NULL; ) {
             struct op *next = o->next;
 
