@@ -431,6 +431,25 @@ named(struct rstore *st, const char *ik, int mark)
     return found;
 }
 
+/* After a put of 'added' entries whose reply 'r' holds the index's size:
+ * names the index in idx_names when it may have been empty before (or this
+ * adapter has not named it yet), so that a listing of indexes finds it. */
+static int
+name_after_put(struct rstore *st, const char *ik, const redisReply *r,
+               int64_t added, nv_error *err)
+{
+    int rc;
+
+    if (r->elements >= 2 && nv__redis_int(r->element[1]) > added &&
+        named(st, ik, 0))
+        return NV_OK;
+    rc = nv__redis_cmdf(st->pool, st->idx_names, NULL, err,
+                        "ZADD %s 0 %s", st->idx_names, ik);
+    if (rc == NV_OK)
+        named(st, ik, 1);
+    return rc;
+}
+
 static int
 rs_idx_put(void *self, const char *index, const char *member, double score,
            const char *meta, nv_error *err)
@@ -450,14 +469,8 @@ rs_idx_put(void *self, const char *index, const char *member, double score,
     rc = run(st, S_IDXPUT, ik, c, &x, &r, err);
     nv__redis_args_release(&x);
     nv__free(c);
-    /* the reply holds the index's size after the put */
-    if (rc == NV_OK && (r->elements < 2 || nv__redis_int(r->element[1]) <= 1 ||
-                        !named(st, ik, 0))) {
-        rc = nv__redis_cmdf(st->pool, st->idx_names, NULL, err,
-                            "ZADD %s 0 %s", st->idx_names, ik);
-        if (rc == NV_OK)
-            named(st, ik, 1);
-    }
+    if (rc == NV_OK)
+        rc = name_after_put(st, ik, r, 1, err);
     if (r != NULL)
         freeReplyObject(r);
     nv__free(ik);
@@ -491,15 +504,8 @@ rs_idx_put_many(void *self, const char *index, const nv_index_entry *v,
     rc = run(st, S_IDXPUTN, ik, c, &x, &r, err);
     nv__redis_args_release(&x);
     nv__free(c);
-    /* as idx_put: the index named when it may have been empty before */
-    if (rc == NV_OK && (r->elements < 2 ||
-                        nv__redis_int(r->element[1]) <= (int64_t)n ||
-                        !named(st, ik, 0))) {
-        rc = nv__redis_cmdf(st->pool, st->idx_names, NULL, err,
-                            "ZADD %s 0 %s", st->idx_names, ik);
-        if (rc == NV_OK)
-            named(st, ik, 1);
-    }
+    if (rc == NV_OK)
+        rc = name_after_put(st, ik, r, (int64_t)n, err);
     if (r != NULL)
         freeReplyObject(r);
     nv__free(ik);

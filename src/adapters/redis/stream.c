@@ -41,6 +41,31 @@ struct rsub {
     void             *ud;
 };
 
+/* The eight script arguments that describe one event to append. */
+static void
+args_event(nv__redis_args *a, const nv_event *ev)
+{
+    nv__redis_args_str(a, ev->type);
+    nv__redis_args_str(a, ev->run_id);
+    nv__redis_args_str(a, ev->flow_name);
+    nv__redis_args_str(a, ev->step_name);
+    nv__redis_args_str(a, ev->step_id);
+    nv__redis_args_int(a, ev->attempt);
+    nv__redis_args_str(a, ev->data ? "1" : "0");
+    nv__redis_args_str(a, ev->data ? ev->data : "");
+}
+
+/* An append script refused the expected version: r = [-1, length]. */
+static int
+conflict(nv_error *err, const char *stream, const redisReply *r,
+         int64_t expected_version)
+{
+    return nv__error(err, NV_ECONFLICT, "stream '%s' holds %lld events, "
+                     "expected %lld", stream,
+                     (long long)nv__redis_int(r->element[1]),
+                     (long long)expected_version);
+}
+
 static int
 rt_append(void *self, const char *stream, const nv_event *ev, int64_t now,
           int64_t expected_version, nv_event *out, int64_t *version,
@@ -57,14 +82,7 @@ rt_append(void *self, const char *stream, const nv_event *ev, int64_t now,
     nv__redis_args_int(&a, now);
     nv__redis_args_int(&a, expected_version);
     nv__redis_args_str(&a, s->channel);
-    nv__redis_args_str(&a, ev->type);
-    nv__redis_args_str(&a, ev->run_id);
-    nv__redis_args_str(&a, ev->flow_name);
-    nv__redis_args_str(&a, ev->step_name);
-    nv__redis_args_str(&a, ev->step_id);
-    nv__redis_args_int(&a, ev->attempt);
-    nv__redis_args_str(&a, ev->data ? "1" : "0");
-    nv__redis_args_str(&a, ev->data ? ev->data : "");
+    args_event(&a, ev);
     nv__redis_args_str(&a, stream);
     nv__redis_args_str(&a, s->steps);
     if (a.oom || key == NULL) {
@@ -81,10 +99,7 @@ rt_append(void *self, const char *stream, const nv_event *ev, int64_t now,
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 2) {
         rc = nv__error(err, NV_EBACKEND, "redis stream: unexpected reply");
     } else if (r->element[0]->integer < 0) {
-        rc = nv__error(err, NV_ECONFLICT, "stream '%s' holds %lld events, "
-                       "expected %lld", stream,
-                       (long long)nv__redis_int(r->element[1]),
-                       (long long)expected_version);
+        rc = conflict(err, stream, r, expected_version);
     } else {
         if (out != NULL) {
             rc = nv_event_copy(out, ev);
@@ -128,16 +143,7 @@ rt_append_many(void *self, const char *stream, const nv_event *evs, size_t n,
     nv__redis_args_str(&a, stream);
     nv__redis_args_int(&a, (int64_t)n);
     for (size_t k = 0; k < n; k++) {
-        const nv_event *ev = &evs[k];
-
-        nv__redis_args_str(&a, ev->type);
-        nv__redis_args_str(&a, ev->run_id);
-        nv__redis_args_str(&a, ev->flow_name);
-        nv__redis_args_str(&a, ev->step_name);
-        nv__redis_args_str(&a, ev->step_id);
-        nv__redis_args_int(&a, ev->attempt);
-        nv__redis_args_str(&a, ev->data ? "1" : "0");
-        nv__redis_args_str(&a, ev->data ? ev->data : "");
+        args_event(&a, &evs[k]);
     }
     if (a.oom || key == NULL) {
         nv__redis_args_release(&a);
@@ -153,10 +159,7 @@ rt_append_many(void *self, const char *stream, const nv_event *evs, size_t n,
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 2) {
         rc = nv__error(err, NV_EBACKEND, "redis stream: unexpected reply");
     } else if (r->element[0]->integer < 0) {
-        rc = nv__error(err, NV_ECONFLICT, "stream '%s' holds %lld events, "
-                       "expected %lld", stream,
-                       (long long)nv__redis_int(r->element[1]),
-                       (long long)expected_version);
+        rc = conflict(err, stream, r, expected_version);
     } else if (r->elements != 2 + n) {
         rc = nv__error(err, NV_EBACKEND, "redis stream: unexpected reply");
     } else {
