@@ -13,15 +13,21 @@
 #                   next (the ack is as durable; beanstalkd has no such
 #                   command, so its reserve+ack is the peer)
 #   cycle           T threads each enqueue, reserve, acknowledge
+#   flow_steps      file only: build/bench/engine_bench --only flows on a
+#                   config whose queue, store and stream adapters are all
+#                   file with that synchronous setting (3-step flows chained
+#                   by events, FLOWS of them, one run); beanstalkd has no
+#                   flows, so no ratio: steps/s and CPU us per step
 # Every file call returns once committed (NORMAL: in the WAL, survives a
 # killed process; FULL: fsynced). File jobs keep the newest 1000
 # completed (the default retention); beanstalkd deletes them.
-#   THREADS=16 JOBS=50000 B=build bench/file_vs_beanstalkd.sh
+#   THREADS=16 JOBS=50000 FLOWS=3000 B=build bench/file_vs_beanstalkd.sh
 # Not a test. Installs beanstalkd (Debian package) when it is missing.
 set -eu
 B=${B:-build}
 THREADS=${THREADS:-16}
 JOBS=${JOBS:-50000}
+FLOWS=${FLOWS:-3000}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
@@ -67,6 +73,25 @@ run_beanstalkd() {
     BPID=""
 }
 
+# run_flows SYNC: flow steps/s of the engine on file adapters (queue,
+# store, stream) with file.synchronous SYNC, fresh data directories.
+run_flows() {
+    d="$TMP/flows-$1"
+    mkdir -p "$d"
+    cat >"$d/nvent.json" <<EOF
+{"queue":  {"adapter": "file", "file": {"dataDir": "$d/queue", "synchronous": "$1"}},
+ "store":  {"adapter": "file", "file": {"dataDir": "$d/store", "synchronous": "$1"}},
+ "stream": {"adapter": "file", "file": {"dataDir": "$d/stream", "synchronous": "$1"}}}
+EOF
+    "$B/bench/engine_bench" --only flows --flows "$FLOWS" --runs 1 \
+        "$d/nvent.json" | awk -v s="$1" '/^flow steps/ {
+            cpu = $0
+            sub(/.*runs, /, "", cpu)
+            sub(/ us CPU.*/, "", cpu)
+            printf "file %s flow_steps 3-step %s steps/s (%.1f us CPU/step)\n", s, $5, cpu
+        }'
+}
+
 OUT="$TMP/results"
 echo "threads $THREADS, jobs $JOBS, $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg)"
 {
@@ -74,6 +99,8 @@ echo "threads $THREADS, jobs $JOBS, $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/
     "$B/bench/file_bench" -t "$THREADS" -n "$JOBS" -s normal -p rwc -d "$TMP/file-normal"
     run_beanstalkd f0 -f 0
     "$B/bench/file_bench" -t "$THREADS" -n "$JOBS" -s full -p rwc -d "$TMP/file-full"
+    run_flows normal
+    run_flows full
 } | tee "$OUT"
 
 echo

@@ -749,7 +749,8 @@ Test(file_adapter, a_sustained_load_with_retention_keeps_the_files_bounded)
     q.ops->close(q.self);
     cr_assert_lt(max_db, 1 << 20, "queue.db grew to %lld bytes",
                  (long long)max_db);
-    cr_assert_leq(max_wal, 17 << 20, "the WAL grew to %lld bytes",
+    /* fdb.c: the WAL starts over by 12000 frames of 4 KB (~48 MB) */
+    cr_assert_leq(max_wal, 50 << 20, "the WAL grew to %lld bytes",
                   (long long)max_wal);
     cr_assert_lt(size_or_zero(db), 512 << 10);
     cr_assert_eq(size_or_zero(wal), 0);
