@@ -198,6 +198,68 @@ alive(redisContext *c)
 static int pipe_block(sigset_t *old);
 struct nv__redis_mx;
 static void mx_free(struct nv__redis_mx *m);
+
+/* Where the shared connection of the pools that reach one server,
+ * database and user lives (see "mux" below). */
+struct nv__redis_mxhome {
+    struct nv__redis_mxhome *next;
+    int                      refs;
+    char                    *key;
+    pthread_mutex_t          mu;     /* guards mux and all in it */
+    struct nv__redis_mx     *mux;
+};
+
+static pthread_mutex_t mxh_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct nv__redis_mxhome *mxh_all;
+
+static struct nv__redis_mxhome *
+mxh_open(const nv__redis_pool *p)
+{
+    char *key = nv__asprintf("%s\n%d\n%d\n%s\n%s", p->host, p->port, p->db,
+                             p->username ? p->username : "",
+                             p->password ? p->password : "");
+    struct nv__redis_mxhome *h;
+
+    if (key == NULL)
+        return NULL;
+    pthread_mutex_lock(&mxh_mu);
+    for (h = mxh_all; h != NULL && strcmp(h->key, key) != 0; h = h->next)
+        ;
+    if (h == NULL && (h = nv__calloc(1, sizeof(*h))) != NULL) {
+        h->key = key;
+        key = NULL;
+        pthread_mutex_init(&h->mu, NULL);
+        h->next = mxh_all;
+        mxh_all = h;
+    }
+    if (h != NULL)
+        h->refs++;
+    pthread_mutex_unlock(&mxh_mu);
+    nv__free(key);
+    return h;
+}
+
+static void
+mxh_close(struct nv__redis_mxhome *h)
+{
+    struct nv__redis_mxhome **pp;
+
+    if (h == NULL)
+        return;
+    pthread_mutex_lock(&mxh_mu);
+    if (--h->refs > 0) {
+        pthread_mutex_unlock(&mxh_mu);
+        return;
+    }
+    for (pp = &mxh_all; *pp != h; pp = &(*pp)->next)
+        ;
+    *pp = h->next;
+    pthread_mutex_unlock(&mxh_mu);
+    mx_free(h->mux);
+    pthread_mutex_destroy(&h->mu);
+    nv__free(h->key);
+    nv__free(h);
+}
 static void pipe_restore(int blocked, const sigset_t *old);
 
 static redisContext *
@@ -285,10 +347,13 @@ nv__redis_pool_open(const char *settings_json, const char *kind,
     if (p == NULL)
         return nv__error(err, NV_ENOMEM, "redis %s: out of memory", kind);
     pthread_mutex_init(&p->mu, NULL);
-    pthread_mutex_init(&p->mxmu, NULL);
     rc = parse_settings(p, settings_json, kind, err);
     if (rc != NV_OK)
         goto fail;
+    if ((p->mxh = mxh_open(p)) == NULL) {
+        rc = nv__error(err, NV_ENOMEM, "redis %s: out of memory", kind);
+        goto fail;
+    }
     c = nv__redis_connect(p, CONNECT_TIMEOUT_MS, err);
     if (c == NULL) {
         rc = err ? err->code : NV_EBACKEND;
@@ -309,7 +374,7 @@ nv__redis_pool_close(nv__redis_pool *p)
 {
     if (p == NULL)
         return;
-    mx_free(p->mux);
+    mxh_close(p->mxh);
     for (size_t i = 0; i < p->nidle; i++)
         redisFree(p->idle[i]);
     nv__free(p->idle);
@@ -319,7 +384,6 @@ nv__redis_pool_close(nv__redis_pool *p)
     nv__free(p->password);
     nv__free(p->prefix);
     pthread_mutex_destroy(&p->mu);
-    pthread_mutex_destroy(&p->mxmu);
     nv__free(p);
 }
 
@@ -572,8 +636,8 @@ mx_free(struct nv__redis_mx *m)
     nv__free(m);
 }
 
-/* Under mxmu: the connection failed; every request awaiting a reply on
- * it fails, and the pool opens another at its next call. */
+/* Under the home's mu: the connection failed; every request awaiting a
+ * reply on it fails, and the next call opens another. */
 static void
 mx_fail(nv__redis_pool *p, struct nv__redis_mx *m, const char *msg)
 {
@@ -591,14 +655,14 @@ mx_fail(nv__redis_pool *p, struct nv__redis_mx *m, const char *msg)
     }
     m->head = m->tail = NULL;
     m->olen = 0;
-    if (p->mux == m) {
-        p->mux = NULL;
+    if (p->mxh->mux == m) {
+        p->mxh->mux = NULL;
         m->refs--;
     }
 }
 
-/* Under mxmu: the pool's connection, with a reference for the caller;
- * NULL (err set) when none can be had. */
+/* Under the home's mu: the shared connection, with a reference for the
+ * caller; NULL (err set) when none can be had. */
 static struct nv__redis_mx *
 mx_get(nv__redis_pool *p, nv_error *err)
 {
@@ -606,7 +670,7 @@ mx_get(nv__redis_pool *p, nv_error *err)
     redisContext *c;
 
     for (;;) {
-        m = p->mux;
+        m = p->mxh->mux;
         if (m != NULL && m->head == NULL && !m->writing && !m->reading &&
             !alive(m->c)) {
             /* idle and closed by the server (a restart, a timeout) */
@@ -619,7 +683,7 @@ mx_get(nv__redis_pool *p, nv_error *err)
             m->refs++;
             return m;
         }
-        pthread_mutex_unlock(&p->mxmu);
+        pthread_mutex_unlock(&p->mxh->mu);
         c = acquire(p, err);
         m = c != NULL ? nv__calloc(1, sizeof(*m)) : NULL;
         if (m != NULL && (m->in = nv__malloc(IO_BUF)) == NULL) {
@@ -630,20 +694,20 @@ mx_get(nv__redis_pool *p, nv_error *err)
             release(p, c, 0);
             nv__error(err, NV_ENOMEM, "redis: out of memory");
         }
-        pthread_mutex_lock(&p->mxmu);
+        pthread_mutex_lock(&p->mxh->mu);
         if (m == NULL)
             return NULL;
         m->c = c;
-        if (p->mux == NULL) {
+        if (p->mxh->mux == NULL) {
             m->refs = 1;
-            p->mux = m;
+            p->mxh->mux = m;
         } else {
             /* another thread made one meanwhile: use it */
-            pthread_mutex_unlock(&p->mxmu);
+            pthread_mutex_unlock(&p->mxh->mu);
             m->c = NULL;
             mx_free(m);
             release(p, c, 0);
-            pthread_mutex_lock(&p->mxmu);
+            pthread_mutex_lock(&p->mxh->mu);
         }
     }
 }
@@ -667,8 +731,8 @@ send_all(int fd, const char *b, size_t n, char *msg, size_t msize)
     return 0;
 }
 
-/* The reader, outside mxmu: read once, take the complete replies (at
- * most MX_REPLIES) into v. Their number, or -1 (msg set). */
+/* The reader, outside the home's mu: read once, take the complete
+ * replies (at most MX_REPLIES) into v. Their number, or -1 (msg set). */
 static int
 mx_read(struct nv__redis_mx *m, redisReply **v, char *msg, size_t msize)
 {
@@ -708,7 +772,8 @@ mx_read(struct nv__redis_mx *m, redisReply **v, char *msg, size_t msize)
     return -1;
 }
 
-/* Under mxmu: append b to the bytes to send; -1 when out of memory. */
+/* Under the home's mu: append b to the bytes to send; -1 when out of
+ * memory. */
 static int
 mx_queue(struct nv__redis_mx *m, const char *b, size_t n)
 {
@@ -739,10 +804,10 @@ mx_call(nv__redis_pool *p, const char *buf, size_t len, nv_error *err)
     char msg[160];
     int was_reader = 0;
 
-    pthread_mutex_lock(&p->mxmu);
+    pthread_mutex_lock(&p->mxh->mu);
     m = mx_get(p, err);
     if (m == NULL) {
-        pthread_mutex_unlock(&p->mxmu);
+        pthread_mutex_unlock(&p->mxh->mu);
         return NULL;
     }
     if (m->tail != NULL)
@@ -762,9 +827,9 @@ mx_call(nv__redis_pool *p, const char *buf, size_t len, nv_error *err)
         for (;;) {
             int rc;
 
-            pthread_mutex_unlock(&p->mxmu);
+            pthread_mutex_unlock(&p->mxh->mu);
             rc = send_all(m->c->fd, b, n, msg, sizeof(msg));
-            pthread_mutex_lock(&p->mxmu);
+            pthread_mutex_lock(&p->mxh->mu);
             if (rc != 0)
                 mx_fail(p, m, msg);
             if (m->broken || m->olen == 0)
@@ -790,15 +855,15 @@ mx_call(nv__redis_pool *p, const char *buf, size_t len, nv_error *err)
 
         if (m->reading) {
             q.sleeping = 1;
-            pthread_cond_wait(&q.cv, &p->mxmu);
+            pthread_cond_wait(&q.cv, &p->mxh->mu);
             q.sleeping = 0;
             continue;
         }
         m->reading = 1;
         was_reader = 1;
-        pthread_mutex_unlock(&p->mxmu);
+        pthread_mutex_unlock(&p->mxh->mu);
         k = mx_read(m, v, msg, sizeof(msg));
-        pthread_mutex_lock(&p->mxmu);
+        pthread_mutex_lock(&p->mxh->mu);
         m->reading = 0;
         if (k < 0) {
             mx_fail(p, m, msg);
@@ -833,7 +898,7 @@ mx_call(nv__redis_pool *p, const char *buf, size_t len, nv_error *err)
                   m->errstr[0] ? m->errstr : "connection lost");
     if (--m->refs == 0)
         dead = m;
-    pthread_mutex_unlock(&p->mxmu);
+    pthread_mutex_unlock(&p->mxh->mu);
     mx_free(dead);
     pthread_cond_destroy(&q.cv);
     return r;

@@ -52,9 +52,9 @@ typedef struct nv__redis_pool {
 
     /* The shared connection that scripts go through (conn.c, "mux"):
      * requests of all threads written back to back, replies read in
-     * order. Guarded by mxmu. */
-    pthread_mutex_t     mxmu;
-    struct nv__redis_mx *mux;
+     * order; one for all the pools of a process that reach the same
+     * server, database and user. */
+    struct nv__redis_mxhome *mxh;
 } nv__redis_pool;
 
 /* Parse settings ({"prefix", "redis": {host, port, db, username?,
