@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdarg.h>
@@ -603,6 +604,7 @@ struct mx_req {
     redisReply     *reply;
     int             state;      /* 0 waiting, 1 replied, -1 failed */
     int             sleeping;   /* its thread waits on cv */
+    atomic_int      waking;     /* signals owed to it (it stays until 0) */
     pthread_cond_t  cv;
 };
 
@@ -772,6 +774,19 @@ mx_read(struct nv__redis_mx *m, redisReply **v, char *msg, size_t msize)
     return -1;
 }
 
+/* Outside the home's mu (so that a woken thread does not block on it at
+ * once): signal the requests in w, each counted in its 'waking' under
+ * it. */
+static void
+mx_wake(struct mx_req **w, int *n)
+{
+    for (int i = 0; i < *n; i++) {
+        pthread_cond_signal(&w[i]->cv);
+        atomic_fetch_sub(&w[i]->waking, 1);   /* w[i] may be gone after this */
+    }
+    *n = 0;
+}
+
 /* Under the home's mu: append b to the bytes to send; -1 when out of
  * memory. */
 static int
@@ -800,9 +815,10 @@ mx_call(nv__redis_pool *p, const char *buf, size_t len, nv_error *err)
 {
     struct mx_req q = { .cv = PTHREAD_COND_INITIALIZER };
     struct nv__redis_mx *m, *dead = NULL;
+    struct mx_req *wake[MX_REPLIES + 1];
     redisReply *r = NULL;
     char msg[160];
-    int was_reader = 0;
+    int was_reader = 0, nwake = 0;
 
     pthread_mutex_lock(&p->mxh->mu);
     m = mx_get(p, err);
@@ -862,6 +878,7 @@ mx_call(nv__redis_pool *p, const char *buf, size_t len, nv_error *err)
         m->reading = 1;
         was_reader = 1;
         pthread_mutex_unlock(&p->mxh->mu);
+        mx_wake(wake, &nwake);
         k = mx_read(m, v, msg, sizeof(msg));
         pthread_mutex_lock(&p->mxh->mu);
         m->reading = 0;
@@ -884,13 +901,17 @@ mx_call(nv__redis_pool *p, const char *buf, size_t len, nv_error *err)
             h->next = NULL;
             h->reply = v[i];
             h->state = 1;
-            if (h->sleeping)
-                pthread_cond_signal(&h->cv);
+            if (h->sleeping) {
+                atomic_fetch_add(&h->waking, 1);
+                wake[nwake++] = h;
+            }
         }
     }
     /* pass the reading on to the oldest request still waiting */
-    if (was_reader && !m->reading && m->head != NULL && m->head->sleeping)
-        pthread_cond_signal(&m->head->cv);
+    if (was_reader && !m->reading && m->head != NULL && m->head->sleeping) {
+        atomic_fetch_add(&m->head->waking, 1);
+        wake[nwake++] = m->head;
+    }
     if (q.state == 1)
         r = q.reply;
     else
@@ -899,7 +920,11 @@ mx_call(nv__redis_pool *p, const char *buf, size_t len, nv_error *err)
     if (--m->refs == 0)
         dead = m;
     pthread_mutex_unlock(&p->mxh->mu);
+    mx_wake(wake, &nwake);
     mx_free(dead);
+    /* a reader that marked this request may not have signalled it yet */
+    while (atomic_load(&q.waking))
+        sched_yield();
     pthread_cond_destroy(&q.cv);
     return r;
 }
