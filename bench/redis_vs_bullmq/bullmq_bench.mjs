@@ -121,16 +121,24 @@ async function latency(samples) {
   return { p50: lat[Math.floor(samples / 2)], p99: lat[Math.floor(samples * 0.99)] };
 }
 
+// NVB_PARTS (as in nvent_bench.c) skips the parts with no counterpart
+const parts = process.env.NVB_PARTS ? process.env.NVB_PARTS.split(',') : null;
+const want = (...names) => !parts || names.some((n) => parts.includes(n));
 const out = { impl: 'bullmq', jobs: {} };
-for (const c of [1, 10, 100]) {
-  const r = await jobsPerSecond(c, c === 1 ? Math.min(nJobs, 20000) : nJobs);
-  out.jobs[c] = r.rate;
-  out.enqueue = r.enqueueRate;
+if (want('adapter', 'engine', 'instances', 'rss')) {
+  for (const c of [1, 10, 100]) {
+    const r = await jobsPerSecond(c, c === 1 ? Math.min(nJobs, 20000) : nJobs);
+    out.jobs[c] = r.rate;
+    out.enqueue = r.enqueueRate;
+  }
 }
-out.flows = await flowsPerSecond(nFlows);
-const l = await latency(nLat);
-out.p50_us = l.p50;
-out.p99_us = l.p99;
+if (want('flows'))
+  out.flows = await flowsPerSecond(nFlows);
+if (want('latency')) {
+  const l = await latency(nLat);
+  out.p50_us = l.p50;
+  out.p99_us = l.p99;
+}
 out.rss_kb = process.resourceUsage().maxRSS;
 out.cpu = cpu;
 console.log(JSON.stringify(out));

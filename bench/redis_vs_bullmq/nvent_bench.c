@@ -6,7 +6,10 @@
  *     (removeOnComplete: true) through the redis queue adapter; timed from
  *     the workers' start to the last job. With NV_BENCH_ENGINE (the engine
  *     is in libnvent) also through the engine (registered C handler);
- *   - 3-step flows per second through the engine (NV_BENCH_ENGINE);
+ *   - 3-step flows per second through the engine (NV_BENCH_ENGINE),
+ *     started by one thread calling nv_flow_start a flow at a time, and
+ *     again by four such threads ("flows_4t"; BullMQ's bench adds its
+ *     flows 500 per FlowProducer.addBulk call);
  *   - no-op jobs per second with 1, 2 and 3 instances (engines with their
  *     own connections, 10 workers each) sharing one queue (NV_BENCH_ENGINE);
  *   - enqueue->start latency p50/p99: one job at a time, a worker blocked
@@ -136,7 +139,7 @@ wall_ms(void)
 static void
 die(const char *what, const nv_error *err)
 {
-    fprintf(stderr, "nvent_bench: %s: %s\n", what, err->msg);
+    fprintf(stderr, "nvent_bench: %s: %s\n", what, err ? err->msg : "failed");
     exit(1);
 }
 
@@ -562,8 +565,32 @@ worker_rss(int concurrency, long n, const char *env)
     return kb;
 }
 
+struct starter {
+    nv_engine *e;
+    long       n;
+};
+
+/* Start a->n flows "chain", one at a time. */
+static void *
+start_flows(void *arg)
+{
+    struct starter *st = arg;
+    char run_id[NV_ID_MAX];
+    nv_error err = { 0 };
+
+    for (long i = 0; i < st->n; i++) {
+        if (nv_flow_start(st->e, "chain", "{}", NULL, run_id, NULL,
+                          &err) != NV_OK)
+            die("flow start", &err);
+    }
+    return NULL;
+}
+
+/* 'runs' 3-step flows (a emits e1, b on e1 emits e2, c on e2), started by
+ * 'threads' threads calling nv_flow_start one flow at a time; noted as
+ * 'name'. */
 static double
-engine_flows(long runs)
+engine_flows(long runs, int threads, const char *name)
 {
     static const char *const flow[] = { "chain", NULL };
     static const char *const e1[] = { "e1", NULL };
@@ -580,13 +607,17 @@ engine_flows(long runs)
         .abi = NV_ABI_VERSION, .worker = { .concurrency = NV_SOME(100) },
         .queue = { .default_job_options = "{\"removeOnComplete\":true}" },
         .flow = { .name = flow, .subscribes = e2 } };
-    char prefix[64], run_id[NV_ID_MAX];
+    char prefix[64];
     nv_engine *e;
     nv_error err = { 0 };
     struct cpu_mark m;
+    struct starter st[16];
+    pthread_t th[16];
     int64_t t0;
 
-    snprintf(prefix, sizeof(prefix), "nvf%d", (int)getpid());
+    if (threads < 1 || threads > 16)
+        threads = 1;
+    snprintf(prefix, sizeof(prefix), "nvf%d-%d", (int)getpid(), threads);
     e = engine(prefix);
     atomic_store(&engine_done, 0);
     if (nv_function_register(e, "a", NULL, &a, step_emit, (void *)"e1",
@@ -598,14 +629,23 @@ engine_flows(long runs)
         die("flows", &err);
     m = cpu_mark();
     t0 = now_ns();
-    for (long i = 0; i < runs; i++) {
-        if (nv_flow_start(e, "chain", "{}", NULL, run_id, NULL, &err) != NV_OK)
-            die("flow start", &err);
+    for (int k = 0; k < threads; k++) {
+        st[k].e = e;
+        st[k].n = runs / threads + (k < runs % threads);
+    }
+    if (threads == 1) {
+        start_flows(&st[0]);
+    } else {
+        for (int k = 0; k < threads; k++)
+            if (pthread_create(&th[k], NULL, start_flows, &st[k]) != 0)
+                die("flows: thread", NULL);
+        for (int k = 0; k < threads; k++)
+            pthread_join(th[k], NULL);
     }
     while (atomic_load(&engine_done) < runs)
         usleep(1000);
     t0 = now_ns() - t0;
-    cpu_note("flows", m, runs);
+    cpu_note(name, m, runs);
     nv_engine_free(e);
     return (double)runs / ((double)t0 / 1e9);
 }
@@ -657,8 +697,10 @@ main(int argc, char **argv)
                                ? 20000 : jobs));
         printf("}");
     }
-    if (part("flows"))
-        printf(",\"flows\":%.0f", engine_flows(flows));
+    if (part("flows")) {
+        printf(",\"flows\":%.0f", engine_flows(flows, 1, "flows"));
+        printf(",\"flows_4t\":%.0f", engine_flows(flows, 4, "flows_4t"));
+    }
     if (part("rss")) {
         long n = jobs > 20000 ? 20000 : jobs;
 

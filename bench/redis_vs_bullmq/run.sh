@@ -46,6 +46,7 @@ const nv = JSON.parse(process.argv[1]), bm = JSON.parse(process.argv[2]);
 const f = (x) => x === undefined ? "-" : Math.round(x).toString();
 const r = (a, b) => a === undefined || b === undefined ? "-" : (a / b).toFixed(2) + "x";
 const rows = [];
+nv.jobs = nv.jobs || {};
 for (const c of ["1", "10", "100"]) {
   rows.push([`no-op jobs/s, concurrency ${c} (adapter)`, f(nv.jobs[c]), f(bm.jobs[c]), r(nv.jobs[c], bm.jobs[c])]);
   if (nv.engine_jobs)
@@ -56,9 +57,11 @@ if (nv.instances)
     rows.push([`no-op jobs/s, ${k} instance(s) x 10 workers`, f(nv.instances[k]), "-", "-"]);
 rows.push(["enqueue jobs/s", f(nv.enqueue), f(bm.enqueue), r(nv.enqueue, bm.enqueue)]);
 rows.push(["3-step flows/s", f(nv.flows), f(bm.flows), r(nv.flows, bm.flows)]);
+if (nv.flows_4t !== undefined)
+  rows.push(["3-step flows/s, started by 4 threads", f(nv.flows_4t), f(bm.flows), r(nv.flows_4t, bm.flows)]);
 rows.push(["enqueue->start p50 (us)", f(nv.p50_us), f(bm.p50_us), r(bm.p50_us, nv.p50_us)]);
 rows.push(["enqueue->start p99 (us)", f(nv.p99_us), f(bm.p99_us), r(bm.p99_us, nv.p99_us)]);
-rows.push(["peak RSS (MB)", (nv.rss_kb / 1024).toFixed(1), (bm.rss_kb / 1024).toFixed(1), r(bm.rss_kb, nv.rss_kb)]);
+if (nv.rss_kb) rows.push(["peak RSS (MB)", (nv.rss_kb / 1024).toFixed(1), (bm.rss_kb / 1024).toFixed(1), r(bm.rss_kb, nv.rss_kb)]);
 if (nv.worker_rss_kb)
   for (const [k, label] of [["10", "conc. 10"], ["100", "conc. 100"], ["100a2", "conc. 100, 2 arenas"]])
     rows.push([`worker RSS, ${label} (MB)`, (nv.worker_rss_kb[k] / 1024).toFixed(1), (bm.rss_kb / 1024).toFixed(1), r(bm.rss_kb, nv.worker_rss_kb[k])]);
@@ -79,6 +82,7 @@ for (const k of ["1", "2", "3"])
   crows.push(crow(`jobs, ${k} instance(s) x 10 workers`, nc[`instances_${k}`], undefined));
 crows.push(crow("enqueue", nc.enqueue, bc.enqueue));
 crows.push(crow("3-step flows (per flow)", nc.flows, bc.flows));
+crows.push(crow("3-step flows, 4 starting threads", nc.flows_4t, bc.flows));
 console.log("");
 console.log(["CPU us per job", "nvent", "redis", "bullmq", "redis", "ratio"].map((s, i) => i ? s.padStart(9) : s.padEnd(36)).join(""));
 for (const row of crows) console.log(row.map((s, i) => i ? s.padStart(9) : s.padEnd(36)).join(""));

@@ -1,6 +1,8 @@
 /*
  * Redis connections for the redis adapters (see conn.h): a pool of
- * synchronous hiredis contexts, EVALSHA with NOSCRIPT fallback, translation
+ * synchronous hiredis contexts for commands, one connection per pool
+ * shared by every thread for scripts (requests pipelined: "mux" below),
+ * FCALL / EVALSHA with NOSCRIPT fallback, translation
  * of Redis errors into NV_EBACKEND with a message naming the address or the
  * key, and reconnection with backoff (100 ms doubling up to 5 s).
  */
@@ -194,6 +196,70 @@ alive(redisContext *c)
 }
 
 static int pipe_block(sigset_t *old);
+struct nv__redis_mx;
+static void mx_free(struct nv__redis_mx *m);
+
+/* Where the shared connection of the pools that reach one server,
+ * database and user lives (see "mux" below). */
+struct nv__redis_mxhome {
+    struct nv__redis_mxhome *next;
+    int                      refs;
+    char                    *key;
+    pthread_mutex_t          mu;     /* guards mux and all in it */
+    struct nv__redis_mx     *mux;
+};
+
+static pthread_mutex_t mxh_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct nv__redis_mxhome *mxh_all;
+
+static struct nv__redis_mxhome *
+mxh_open(const nv__redis_pool *p)
+{
+    char *key = nv__asprintf("%s\n%d\n%d\n%s\n%s", p->host, p->port, p->db,
+                             p->username ? p->username : "",
+                             p->password ? p->password : "");
+    struct nv__redis_mxhome *h;
+
+    if (key == NULL)
+        return NULL;
+    pthread_mutex_lock(&mxh_mu);
+    for (h = mxh_all; h != NULL && strcmp(h->key, key) != 0; h = h->next)
+        ;
+    if (h == NULL && (h = nv__calloc(1, sizeof(*h))) != NULL) {
+        h->key = key;
+        key = NULL;
+        pthread_mutex_init(&h->mu, NULL);
+        h->next = mxh_all;
+        mxh_all = h;
+    }
+    if (h != NULL)
+        h->refs++;
+    pthread_mutex_unlock(&mxh_mu);
+    nv__free(key);
+    return h;
+}
+
+static void
+mxh_close(struct nv__redis_mxhome *h)
+{
+    struct nv__redis_mxhome **pp;
+
+    if (h == NULL)
+        return;
+    pthread_mutex_lock(&mxh_mu);
+    if (--h->refs > 0) {
+        pthread_mutex_unlock(&mxh_mu);
+        return;
+    }
+    for (pp = &mxh_all; *pp != h; pp = &(*pp)->next)
+        ;
+    *pp = h->next;
+    pthread_mutex_unlock(&mxh_mu);
+    mx_free(h->mux);
+    pthread_mutex_destroy(&h->mu);
+    nv__free(h->key);
+    nv__free(h);
+}
 static void pipe_restore(int blocked, const sigset_t *old);
 
 static redisContext *
@@ -284,6 +350,10 @@ nv__redis_pool_open(const char *settings_json, const char *kind,
     rc = parse_settings(p, settings_json, kind, err);
     if (rc != NV_OK)
         goto fail;
+    if ((p->mxh = mxh_open(p)) == NULL) {
+        rc = nv__error(err, NV_ENOMEM, "redis %s: out of memory", kind);
+        goto fail;
+    }
     c = nv__redis_connect(p, CONNECT_TIMEOUT_MS, err);
     if (c == NULL) {
         rc = err ? err->code : NV_EBACKEND;
@@ -304,6 +374,7 @@ nv__redis_pool_close(nv__redis_pool *p)
 {
     if (p == NULL)
         return;
+    mxh_close(p->mxh);
     for (size_t i = 0; i < p->nidle; i++)
         redisFree(p->idle[i]);
     nv__free(p->idle);
@@ -427,20 +498,12 @@ pipeline_impl(nv__redis_pool *p, const char *key, size_t n,
     return rc;
 }
 
-static void
-set_io_error(redisContext *c, int type, const char *msg)
-{
-    c->err = type;
-    snprintf(c->errstr, sizeof(c->errstr), "%s", msg);
-}
-
 /*
- * Send a formatted request and read one reply, on the socket itself rather
- * than through hiredis' redisGetReply: send() with MSG_NOSIGNAL (a server
- * gone away is an error, never a SIGPIPE: no signal mask to change around
- * the call) and a read buffer on the heap (hiredis reads into 16 KB of the
- * calling thread's stack: every thread that ever sent a batch kept those
- * pages). NULL on a connection error (c->err set).
+ * Scripts go through the socket itself rather than hiredis' redisGetReply:
+ * send() with MSG_NOSIGNAL (a server gone away is an error, never a
+ * SIGPIPE: no signal mask to change around the call) and a read buffer on
+ * the heap (hiredis reads into 16 KB of the calling thread's stack: every
+ * thread that ever sent a batch kept those pages).
  */
 #define IO_BUF 16384
 
@@ -470,91 +533,25 @@ buf_put(nv__redis_pool *p, char *b)
     nv__free(b);
 }
 
-static redisReply *
-send_recv(nv__redis_pool *p, redisContext *c, const char *buf, size_t len)
-{
-    void *r = NULL;
-    char *rb;
-
-    if (c->err || (c->obuf != NULL && sdslen(c->obuf) > 0)) {
-        /* not the state this path expects: hiredis' own */
-        sigset_t old;
-        int b = pipe_block(&old);
-
-        if (redisAppendFormattedCommand(c, buf, len) != REDIS_OK ||
-            redisGetReply(c, &r) != REDIS_OK)
-            r = NULL;
-        pipe_restore(b, &old);
-        return r;
-    }
-    while (len > 0) {
-        ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            set_io_error(c, REDIS_ERR_IO, n < 0 ? strerror(errno)
-                                                : "connection lost");
-            return NULL;
-        }
-        buf += n;
-        len -= (size_t)n;
-    }
-    if ((rb = buf_get(p)) == NULL) {
-        set_io_error(c, REDIS_ERR_OOM, "out of memory");
-        return NULL;
-    }
-    for (;;) {
-        ssize_t n;
-
-        if (redisReaderGetReply(c->reader, &r) != REDIS_OK) {
-            set_io_error(c, REDIS_ERR_PROTOCOL, c->reader->errstr);
-            r = NULL;
-            break;
-        }
-        if (r != NULL)
-            break;
-        n = recv(c->fd, rb, IO_BUF, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            set_io_error(c, REDIS_ERR_IO, strerror(errno));
-            break;
-        }
-        if (n == 0) {
-            set_io_error(c, REDIS_ERR_EOF, "Server closed the connection");
-            break;
-        }
-        if (redisReaderFeed(c->reader, rb, (size_t)n) != REDIS_OK) {
-            set_io_error(c, REDIS_ERR_PROTOCOL, c->reader->errstr);
-            break;
-        }
-    }
-    buf_put(p, rb);
-    return r;
-}
-
 /*
- * Send one command (argv form) and read its reply, formatting the request
- * ourselves into one buffer (hiredis' formatter builds it piece by piece).
- * NULL on a connection error (c->err set).
+ * Format one command (argv form) into one buffer (hiredis' formatter
+ * builds it piece by piece): 'stack' when it fits, else a pooled buffer
+ * (*pooled) or a heap one. NULL when out of memory.
  */
-static redisReply *
-command_argv(nv__redis_pool *p, redisContext *c, int argc, const char **av,
-             const size_t *al)
+static char *
+format_argv(nv__redis_pool *p, int argc, const char **av, const size_t *al,
+            char *stack, size_t size, char **pooled, size_t *len)
 {
-    char stack[256], *buf = stack, *pooled = NULL, *w;   /* small: see send_recv */
+    char *buf = stack, *w;
     size_t total = 16;
-    void *r = NULL;
 
+    *pooled = NULL;
     for (int i = 0; i < argc; i++)
         total += al[i] + 24;
-    if (total > sizeof(stack)) {
-        buf = total <= IO_BUF ? (pooled = buf_get(p)) : nv__malloc(total);
-        if (buf == NULL) {
-            set_io_error(c, REDIS_ERR_OOM, "out of memory");
+    if (total > size) {
+        buf = total <= IO_BUF ? (*pooled = buf_get(p)) : nv__malloc(total);
+        if (buf == NULL)
             return NULL;
-        }
     }
     w = buf;
     *w++ = '*';
@@ -571,11 +568,358 @@ command_argv(nv__redis_pool *p, redisContext *c, int argc, const char **av,
         *w++ = '\r';
         *w++ = '\n';
     }
-    r = send_recv(p, c, buf, (size_t)(w - buf));
+    *len = (size_t)(w - buf);
+    return buf;
+}
+
+static void
+format_done(nv__redis_pool *p, char *buf, const char *stack, char *pooled)
+{
     if (pooled != NULL)
         buf_put(p, pooled);
     else if (buf != stack)
         nv__free(buf);
+}
+
+/* ---- The shared connection of scripts ("mux") ---- */
+
+/*
+ * Every script call of a pool goes through one connection. A caller
+ * formats its request, appends it to the requests awaiting a reply (in
+ * wire order) and to the bytes to send, sends what is queued unless
+ * another thread is sending, and waits for its reply. One waiting thread
+ * at a time reads: it hands each reply to its request (waking its
+ * thread) until its own has come, then passes the reading on to the
+ * oldest request still waiting. Requests that meet in time reach Redis
+ * in one write and their replies come back in one, so Redis reads, runs
+ * and answers them in one pass of its event loop: a round trip of its own
+ * costs Redis a read and a write system call (on loopback the write
+ * includes delivering the data to the reader and waking it).
+ * A request fails with the connection (its caller gets NV_EBACKEND, as
+ * with a connection of its own); the next call opens a new one.
+ */
+struct mx_req {
+    struct mx_req  *next;
+    redisReply     *reply;
+    int             state;      /* 0 waiting, 1 replied, -1 failed */
+    int             sleeping;   /* its thread waits on cv */
+    pthread_cond_t  cv;
+};
+
+struct nv__redis_mx {
+    redisContext  *c;
+    int            refs;        /* threads inside, +1 while the pool's */
+    int            broken;
+    int            writing;     /* a thread is sending */
+    int            reading;     /* a thread is reading */
+    struct mx_req *head, *tail; /* awaiting a reply, in wire order */
+    char          *out;         /* queued bytes not sent yet */
+    size_t         olen, ocap;
+    char          *spare;       /* the writer's buffer being sent */
+    size_t         scap;
+    char          *in;          /* the reader's buffer (IO_BUF) */
+    char           errstr[160];
+};
+
+#define MX_REPLIES 64
+
+static void
+mx_free(struct nv__redis_mx *m)
+{
+    if (m == NULL)
+        return;
+    if (m->c != NULL)
+        redisFree(m->c);
+    nv__free(m->out);
+    nv__free(m->spare);
+    nv__free(m->in);
+    nv__free(m);
+}
+
+/* Under the home's mu: the connection failed; every request awaiting a
+ * reply on it fails, and the next call opens another. */
+static void
+mx_fail(nv__redis_pool *p, struct nv__redis_mx *m, const char *msg)
+{
+    if (!m->broken) {
+        m->broken = 1;
+        snprintf(m->errstr, sizeof(m->errstr), "%s", msg);
+        shutdown(m->c->fd, SHUT_RDWR);   /* a thread in send/recv returns */
+    }
+    for (struct mx_req *q = m->head, *n; q != NULL; q = n) {
+        n = q->next;
+        q->next = NULL;
+        q->state = -1;
+        if (q->sleeping)
+            pthread_cond_signal(&q->cv);
+    }
+    m->head = m->tail = NULL;
+    m->olen = 0;
+    if (p->mxh->mux == m) {
+        p->mxh->mux = NULL;
+        m->refs--;
+    }
+}
+
+/* Under the home's mu: the shared connection, with a reference for the
+ * caller; NULL (err set) when none can be had. */
+static struct nv__redis_mx *
+mx_get(nv__redis_pool *p, nv_error *err)
+{
+    struct nv__redis_mx *m;
+    redisContext *c;
+
+    for (;;) {
+        m = p->mxh->mux;
+        if (m != NULL && m->head == NULL && !m->writing && !m->reading &&
+            !alive(m->c)) {
+            /* idle and closed by the server (a restart, a timeout) */
+            mx_fail(p, m, "connection lost");
+            if (m->refs == 0)
+                mx_free(m);
+            m = NULL;
+        }
+        if (m != NULL) {
+            m->refs++;
+            return m;
+        }
+        pthread_mutex_unlock(&p->mxh->mu);
+        c = acquire(p, err);
+        m = c != NULL ? nv__calloc(1, sizeof(*m)) : NULL;
+        if (m != NULL && (m->in = nv__malloc(IO_BUF)) == NULL) {
+            nv__free(m);
+            m = NULL;
+        }
+        if (c != NULL && m == NULL) {
+            release(p, c, 0);
+            nv__error(err, NV_ENOMEM, "redis: out of memory");
+        }
+        pthread_mutex_lock(&p->mxh->mu);
+        if (m == NULL)
+            return NULL;
+        m->c = c;
+        if (p->mxh->mux == NULL) {
+            m->refs = 1;
+            p->mxh->mux = m;
+        } else {
+            /* another thread made one meanwhile: use it */
+            pthread_mutex_unlock(&p->mxh->mu);
+            m->c = NULL;
+            mx_free(m);
+            release(p, c, 0);
+            pthread_mutex_lock(&p->mxh->mu);
+        }
+    }
+}
+
+static int
+send_all(int fd, const char *b, size_t n, char *msg, size_t msize)
+{
+    while (n > 0) {
+        ssize_t k = send(fd, b, n, MSG_NOSIGNAL);
+
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            snprintf(msg, msize, "%s", k < 0 ? strerror(errno)
+                                             : "connection lost");
+            return -1;
+        }
+        b += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* The reader, outside the home's mu: read once, take the complete
+ * replies (at most MX_REPLIES) into v. Their number, or -1 (msg set). */
+static int
+mx_read(struct nv__redis_mx *m, redisReply **v, char *msg, size_t msize)
+{
+    int n = 0;
+
+    for (;;) {
+        void *r = NULL;
+        ssize_t k;
+
+        if (redisReaderGetReply(m->c->reader, &r) != REDIS_OK) {
+            snprintf(msg, msize, "%s", m->c->reader->errstr);
+            break;
+        }
+        if (r != NULL) {
+            v[n++] = r;
+            if (n == MX_REPLIES)
+                return n;
+            continue;
+        }
+        if (n > 0)
+            return n;
+        k = recv(m->c->fd, m->in, IO_BUF, 0);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            snprintf(msg, msize, "%s", k < 0 ? strerror(errno)
+                                             : "Server closed the connection");
+            break;
+        }
+        if (redisReaderFeed(m->c->reader, m->in, (size_t)k) != REDIS_OK) {
+            snprintf(msg, msize, "%s", m->c->reader->errstr);
+            break;
+        }
+    }
+    while (n > 0)
+        freeReplyObject(v[--n]);
+    return -1;
+}
+
+/* Under the home's mu: append b to the bytes to send; -1 when out of
+ * memory. */
+static int
+mx_queue(struct nv__redis_mx *m, const char *b, size_t n)
+{
+    if (m->olen + n > m->ocap) {
+        size_t cap = m->ocap ? m->ocap : 4096;
+        char *o;
+
+        while (cap < m->olen + n)
+            cap *= 2;
+        if ((o = nv__realloc(m->out, cap)) == NULL)
+            return -1;
+        m->out = o;
+        m->ocap = cap;
+    }
+    memcpy(m->out + m->olen, b, n);
+    m->olen += n;
+    return 0;
+}
+
+/* One formatted request through the pool's shared connection: its reply,
+ * or NULL (err set) when the connection failed. */
+static redisReply *
+mx_call(nv__redis_pool *p, const char *buf, size_t len, nv_error *err)
+{
+    struct mx_req q = { .cv = PTHREAD_COND_INITIALIZER };
+    struct nv__redis_mx *m, *dead = NULL;
+    redisReply *r = NULL;
+    char msg[160];
+    int was_reader = 0;
+
+    pthread_mutex_lock(&p->mxh->mu);
+    m = mx_get(p, err);
+    if (m == NULL) {
+        pthread_mutex_unlock(&p->mxh->mu);
+        return NULL;
+    }
+    if (m->tail != NULL)
+        m->tail->next = &q;
+    else
+        m->head = &q;
+    m->tail = &q;
+    if (m->writing) {
+        if (mx_queue(m, buf, len) != 0)
+            mx_fail(p, m, "out of memory");
+    } else {
+        /* send ours, then whatever queued up meanwhile */
+        const char *b = buf;
+        size_t n = len;
+
+        m->writing = 1;
+        for (;;) {
+            int rc;
+
+            pthread_mutex_unlock(&p->mxh->mu);
+            rc = send_all(m->c->fd, b, n, msg, sizeof(msg));
+            pthread_mutex_lock(&p->mxh->mu);
+            if (rc != 0)
+                mx_fail(p, m, msg);
+            if (m->broken || m->olen == 0)
+                break;
+            {
+                char *t = m->spare;
+                size_t tc = m->scap;
+
+                m->spare = m->out;
+                m->scap = m->ocap;
+                b = m->spare;
+                n = m->olen;
+                m->out = t;
+                m->ocap = tc;
+                m->olen = 0;
+            }
+        }
+        m->writing = 0;
+    }
+    while (q.state == 0) {
+        redisReply *v[MX_REPLIES];
+        int k;
+
+        if (m->reading) {
+            q.sleeping = 1;
+            pthread_cond_wait(&q.cv, &p->mxh->mu);
+            q.sleeping = 0;
+            continue;
+        }
+        m->reading = 1;
+        was_reader = 1;
+        pthread_mutex_unlock(&p->mxh->mu);
+        k = mx_read(m, v, msg, sizeof(msg));
+        pthread_mutex_lock(&p->mxh->mu);
+        m->reading = 0;
+        if (k < 0) {
+            mx_fail(p, m, msg);
+            break;
+        }
+        for (int i = 0; i < k; i++) {
+            struct mx_req *h = m->head;
+
+            if (h == NULL) {   /* a reply nobody asked for */
+                while (i < k)
+                    freeReplyObject(v[i++]);
+                mx_fail(p, m, "unexpected reply");
+                break;
+            }
+            m->head = h->next;
+            if (m->head == NULL)
+                m->tail = NULL;
+            h->next = NULL;
+            h->reply = v[i];
+            h->state = 1;
+            if (h->sleeping)
+                pthread_cond_signal(&h->cv);
+        }
+    }
+    /* pass the reading on to the oldest request still waiting */
+    if (was_reader && !m->reading && m->head != NULL && m->head->sleeping)
+        pthread_cond_signal(&m->head->cv);
+    if (q.state == 1)
+        r = q.reply;
+    else
+        nv__error(err, NV_EBACKEND, "redis at %s: %s", p->addr,
+                  m->errstr[0] ? m->errstr : "connection lost");
+    if (--m->refs == 0)
+        dead = m;
+    pthread_mutex_unlock(&p->mxh->mu);
+    mx_free(dead);
+    pthread_cond_destroy(&q.cv);
+    return r;
+}
+
+/* One command (argv form) through the shared connection. */
+static redisReply *
+mx_command(nv__redis_pool *p, int argc, const char **av, const size_t *al,
+           nv_error *err)
+{
+    char stack[512], *pooled, *buf;
+    size_t len = 0;
+    redisReply *r;
+
+    buf = format_argv(p, argc, av, al, stack, sizeof(stack), &pooled, &len);
+    if (buf == NULL) {
+        nv__error(err, NV_ENOMEM, "redis: out of memory");
+        return NULL;
+    }
+    r = mx_call(p, buf, len, err);
+    format_done(p, buf, stack, pooled);
     return r;
 }
 
@@ -594,12 +938,12 @@ no_functions(const redisReply *r)
  * FCALL s->fn with av[3..] (av[2] = the number of keys): load the library
  * when the server does not have it (first use, a restart without
  * persistence, FUNCTION FLUSH) and call again. FCALL_NONE when the server
- * has no functions (remembered in the pool; c->err set when the
- * connection broke), else the reply in *out or an error.
+ * has no functions (remembered in the pool), else the reply in *out or an
+ * error (a lost connection among them).
  */
 static int
-fcall(nv__redis_pool *p, redisContext *c, const nv__redis_script *s, int ac,
-      const char **av, size_t *al, redisReply **out, nv_error *err)
+fcall(nv__redis_pool *p, const nv__redis_script *s, int ac, const char **av,
+      size_t *al, redisReply **out, nv_error *err)
 {
     redisReply *r;
 
@@ -607,17 +951,16 @@ fcall(nv__redis_pool *p, redisContext *c, const nv__redis_script *s, int ac,
     al[0] = 5;
     av[1] = s->fn;
     al[1] = strlen(s->fn);
-    r = command_argv(p, c, ac, av, al);
+    r = mx_command(p, ac, av, al, err);
     if (r != NULL && r->type == REDIS_REPLY_ERROR &&
         strstr(r->str, "Function not found") != NULL) {
         const char *lv[3] = { "FUNCTION", "LOAD", s->lib };
         size_t ll[3] = { 8, 4, strlen(s->lib) };
-        redisReply *l = command_argv(p, c, 3, lv, ll);
+        redisReply *l = mx_command(p, 3, lv, ll, err);
 
-        if (l == NULL) {
-            freeReplyObject(r);
-            return FCALL_NONE;
-        }
+        freeReplyObject(r);
+        if (l == NULL)
+            return NV_EBACKEND;
         if (l->type == REDIS_REPLY_ERROR &&
             strstr(l->str, "already exists") == NULL) {
             int nofn = no_functions(l), rc = FCALL_NONE;
@@ -626,7 +969,6 @@ fcall(nv__redis_pool *p, redisContext *c, const nv__redis_script *s, int ac,
                 rc = nv__error(err, NV_EBACKEND, "redis at %s: functions of "
                                "%s: %s", p->addr, s->name, l->str);
             freeReplyObject(l);
-            freeReplyObject(r);
             if (nofn) {
                 pthread_mutex_lock(&p->mu);
                 p->no_functions = 1;
@@ -635,11 +977,10 @@ fcall(nv__redis_pool *p, redisContext *c, const nv__redis_script *s, int ac,
             return rc;
         }
         freeReplyObject(l);
-        freeReplyObject(r);
-        r = command_argv(p, c, ac, av, al);
+        r = mx_command(p, ac, av, al, err);
     }
     if (r == NULL)
-        return FCALL_NONE;
+        return NV_EBACKEND;
     if (r->type == REDIS_REPLY_ERROR && no_functions(r)) {
         freeReplyObject(r);
         pthread_mutex_lock(&p->mu);
@@ -665,17 +1006,11 @@ eval_impl(nv__redis_pool *p, const nv__redis_script *s, const char *key,
     size_t *al = heap ? nv__malloc((size_t)(npre + argc + 3) * sizeof(*al))
                       : al_stack;
     char nk[24], sha[41];
-    redisContext *c = NULL;
     redisReply *r = NULL;
     int rc = NV_OK, nofn;
 
     if (av == NULL || al == NULL) {
         rc = nv__error(err, NV_ENOMEM, "redis: out of memory");
-        goto done;
-    }
-    c = acquire(p, err);
-    if (c == NULL) {
-        rc = NV_EBACKEND;
         goto done;
     }
     nk[nv__fmt_i64(nk, nkeys)] = '\0';
@@ -695,22 +1030,22 @@ eval_impl(nv__redis_pool *p, const nv__redis_script *s, const char *key,
     nofn = p->no_functions;
     pthread_mutex_unlock(&p->mu);
     if (s->fn != NULL && !nofn) {
-        rc = fcall(p, c, s, argc + 3, av, al, &r, err);
+        rc = fcall(p, s, argc + 3, av, al, &r, err);
         if (rc == NV_OK)
             goto reply;
         if (rc != FCALL_NONE)
             goto done;
-        if (c->err)
-            goto connfail;
         rc = NV_OK;    /* no functions on this server: the script */
     }
     if (sha[0] == '\0') {
         const char *lv[3] = { "SCRIPT", "LOAD", s->src };
         size_t ll[3] = { 6, 4, strlen(s->src) };
 
-        r = command_argv(p, c, 3, lv, ll);
-        if (r == NULL)
-            goto connfail;
+        r = mx_command(p, 3, lv, ll, err);
+        if (r == NULL) {
+            rc = NV_EBACKEND;
+            goto done;
+        }
         if (r->type != REDIS_REPLY_STRING || r->len != 40) {
             rc = r->type == REDIS_REPLY_ERROR
                 ? nv__error(err, NV_EBACKEND, "redis at %s: script %s: %s",
@@ -729,17 +1064,21 @@ eval_impl(nv__redis_pool *p, const nv__redis_script *s, const char *key,
     }
     av[0] = "EVALSHA"; al[0] = 7;
     av[1] = sha;       al[1] = 40;
-    r = command_argv(p, c, argc + 3, av, al);
-    if (r == NULL)
-        goto connfail;
+    r = mx_command(p, argc + 3, av, al, err);
+    if (r == NULL) {
+        rc = NV_EBACKEND;
+        goto done;
+    }
     if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
         /* The server lost its script cache (restart, SCRIPT FLUSH). */
         freeReplyObject(r);
         av[0] = "EVAL"; al[0] = 4;
         av[1] = s->src; al[1] = strlen(s->src);
-        r = command_argv(p, c, argc + 3, av, al);
-        if (r == NULL)
-            goto connfail;
+        r = mx_command(p, argc + 3, av, al, err);
+        if (r == NULL) {
+            rc = NV_EBACKEND;
+            goto done;
+        }
     }
 reply:
     if (r->type == REDIS_REPLY_ERROR) {
@@ -748,15 +1087,9 @@ reply:
     }
     *out = r;
     r = NULL;
-    goto done;
-connfail:
-    rc = conn_error(p, c, err);
-    release(p, c, 1);
-    c = NULL;
 done:
     if (r != NULL)
         freeReplyObject(r);
-    release(p, c, 0);
     if (heap) {
         nv__free(av);
         nv__free(al);

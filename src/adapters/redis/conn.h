@@ -49,6 +49,12 @@ typedef struct nv__redis_pool {
     int             no_functions;  /* the server has no FCALL (Redis < 7) */
     char           *bufs[4];   /* I/O buffers not in use (conn.c) */
     int             nbufs;
+
+    /* The shared connection that scripts go through (conn.c, "mux"):
+     * requests of all threads written back to back, replies read in
+     * order; one for all the pools of a process that reach the same
+     * server, database and user. */
+    struct nv__redis_mxhome *mxh;
 } nv__redis_pool;
 
 /* Parse settings ({"prefix", "redis": {host, port, db, username?,
@@ -76,8 +82,12 @@ int nv__redis_pipeline(nv__redis_pool *p, const char *key, size_t n,
                        const int *argcs, const char ***argvs,
                        const size_t **lens, redisReply **out, nv_error *err);
 
-/* EVALSHA the script with 'nkeys' keys followed by args (argv holds keys
- * then args). */
+/* FCALL (or EVALSHA) the script with 'nkeys' keys followed by args (argv
+ * holds keys then args). Scripts of all threads share one connection of
+ * the pool: each caller's request is written as soon as no other thread
+ * is writing, without waiting for the replies of earlier ones, and the
+ * replies are read in order by one waiting thread for all (pipelining:
+ * Redis reads, runs and answers requests that meet in one go). */
 int nv__redis_eval(nv__redis_pool *p, const nv__redis_script *s,
                    const char *key, int nkeys, int argc, const char **argv,
                    const size_t *lens, redisReply **out, nv_error *err);
