@@ -9,6 +9,7 @@
  * See fdb.h.
  */
 #include "adapters/file/fdb.h"
+#include "adapters/file/fpcache.h"
 #include "adapters/file/fvfs.h"
 
 #include <errno.h>
@@ -1225,11 +1226,13 @@ quick_check(struct fdb *db, nv_error *err)
 }
 
 /* Memory statistics take a global mutex on every SQLite allocation;
- * nvent never reads them. Only possible before SQLite initialises. */
+ * nvent never reads them. The page cache: fpcache.c. Only possible
+ * before SQLite initialises. */
 static void
 sqlite_setup(void)
 {
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    fpcache_install();
 }
 
 int
