@@ -338,6 +338,10 @@ void nv__index_sync(nv_engine *e);
 int  nv__index_defer(nv_engine *e, const nv__flowrt *f, const char *run_id,
                      double score, char *meta);
 void nv__index_queue_free(nv_engine *e);
+/* Drop the entries of 'run_id' queued by this engine (the run is being
+ * removed: nothing may write its entry again), after any flush in
+ * progress. */
+void nv__index_forget(nv_engine *e, const char *run_id);
 enum { NV__RETAIN_EXCESS = 0, NV__RETAIN_FULL = 1, NV__RETAIN_CLEAR = 2 };
 int  nv__retention(nv_engine *e, const char *flow_name, int mode,
                    int64_t *removed, int64_t *kept_running, nv_error *err);

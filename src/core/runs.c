@@ -134,6 +134,25 @@ nv__index_sync(nv_engine *e)
 }
 
 void
+nv__index_forget(nv_engine *e, const char *run_id)
+{
+    size_t w = 0;
+
+    pthread_mutex_lock(&e->ixq_flush_mu);   /* a flush may hold its entry */
+    pthread_mutex_lock(&e->ixq_mu);
+    for (size_t i = 0; i < e->ixq_n; i++) {
+        if (strcmp(e->ixq[i].run_id, run_id) == 0)
+            nv__free(e->ixq[i].meta);
+        else
+            e->ixq[w++] = e->ixq[i];
+    }
+    e->ixq_n = w;
+    atomic_store(&e->ixq_len, w);
+    pthread_mutex_unlock(&e->ixq_mu);
+    pthread_mutex_unlock(&e->ixq_flush_mu);
+}
+
+void
 nv__index_queue_free(nv_engine *e)
 {
     for (size_t i = 0; i < e->ixq_n; i++)
@@ -640,7 +659,10 @@ nv__run_remove(nv_engine *e, const char *flow, const char *run_id)
     char *lkey = rest != NULL ? nv__engine_key(e, "store", rest) : NULL;
     int rc = NV_ENOMEM;
 
-    nv__index_sync(e);      /* nothing queued writes its entry again */
+    /* nothing queued writes its entry again (the others stay queued: a
+     * retention pass removing hundreds of runs flushed the queue before
+     * each, one round trip per run) */
+    nv__index_forget(e, run_id);
     if (skey != NULL && ikey != NULL && lkey != NULL) {
         rc = e->stream.ops->del(e->stream.self, skey, NULL);
         nv__rcache_evict(e, run_id);

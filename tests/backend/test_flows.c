@@ -9,6 +9,7 @@
 
 #include "engine_test.h"
 #include "core/engine.h"
+#include "core/engine_int.h"
 #include "core/util.h"
 
 struct spec {
@@ -819,6 +820,21 @@ run_gone(void *ud)
     return !run_exists(g->t, g->run);
 }
 
+/* 'run' among the runs listed from flow r's index (API-7). */
+static int
+run_listed(tenv *t, const char *run)
+{
+    char *j = NULL;
+    nv_error err = { 0 };
+    int found;
+
+    cr_assert_eq(nv_runs_list(t->e, "r", NULL, 0, 100, &j, &err), NV_OK,
+                 "%s", err.msg);
+    found = strstr(j, run) != NULL;
+    nv_free(j);
+    return found;
+}
+
 /* IX-5: after a run ends, the finished runs beyond the newest
  * maxRunsPerFlow (by start time) are removed, oldest first; a running run
  * is never removed, and goes once it has ended. (Passes after endings run
@@ -852,6 +868,8 @@ Test(flows, retention_removes_finished_runs_beyond_the_newest_limit)
         cr_assert(twait(run_gone, &g), "b removed");
     }
     cr_assert(run_exists(&t, a) && run_exists(&t, c) && run_exists(&t, d));
+    /* its index entry with it, and no queued write brings it back */
+    cr_assert(!run_listed(&t, b) && run_listed(&t, c) && run_listed(&t, d));
     tsleep_ms(120);
     atomic_store(&hold_release, 1);
     {
@@ -860,6 +878,36 @@ Test(flows, retention_removes_finished_runs_beyond_the_newest_limit)
         cr_assert(twait(run_gone, &g), "a removed once ended");
     }
     cr_assert(run_exists(&t, c) && run_exists(&t, d));
+    cr_assert(!run_listed(&t, a) && !run_listed(&t, b));
+    tenv_free(&t);
+}
+
+/* A run removed while its final index entry is still queued (redis: the
+ * entries are written in batches) stays out of the index once the queue
+ * is written: the removal drops what was queued for it. */
+Test(flows, a_removed_run_is_not_written_back_to_the_index)
+{
+    tenv t;
+    char a[NV_ID_MAX], b[NV_ID_MAX], st[16];
+    nv_error err = { 0 };
+
+    tenv_init(&t, "{\"store\":{\"retention\":{\"maxRunsPerFlow\":0}}}");
+    tenv_fn(&t, "s", "{\"flow\":{\"name\":\"r\",\"role\":\"entry\"}}",
+            hold_handler, NULL);
+    tenv_start(&t);
+    cr_assert_eq(nv_flow_start(t.e, "r", "{\"hold\":1}", NULL, a, NULL, &err),
+                 NV_OK, "%s", err.msg);
+    tstart(&t, "r", NULL, b);
+    cr_assert_eq(nv_run_wait(t.e, b, 5000, st, &err), NV_OK, "%s", err.msg);
+    /* a ends after the last start: nothing has read (and written) the
+     * index since its final entry was made */
+    atomic_store(&hold_release, 1);
+    cr_assert_eq(nv_run_wait(t.e, a, 5000, st, &err), NV_OK, "%s", err.msg);
+    cr_assert_str_eq(st, "completed");
+    cr_assert_eq(nv__run_remove(t.e, "r", a), NV_OK);
+    nv__index_sync(t.e);
+    cr_assert(!run_listed(&t, a), "the removed run came back");
+    cr_assert(run_listed(&t, b));
     tenv_free(&t);
 }
 
