@@ -80,6 +80,41 @@ nv__index_defer(nv_engine *e, const nv__flowrt *f, const char *run_id,
     return 1;
 }
 
+/* Queued entries by run id, then in queue order. */
+static int
+ixq_cmp(const void *a, const void *b)
+{
+    const struct nv__ixq *x = *(const struct nv__ixq *const *)a;
+    const struct nv__ixq *y = *(const struct nv__ixq *const *)b;
+    int c = strcmp(x->run_id, y->run_id);
+
+    return c != 0 ? c : (x > y) - (x < y);
+}
+
+/* A run's later entry in one batch supersedes its earlier ones (a short
+ * run's start and final entries: written as the final one alone, the
+ * same outcome: added when absent, its metadata otherwise, IX-3). */
+static void
+ixq_coalesce(struct nv__ixq *q, size_t n)
+{
+    struct nv__ixq **v = n > 1 ? nv__malloc(n * sizeof(*v)) : NULL;
+
+    if (v == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        v[i] = &q[i];
+    qsort(v, n, sizeof(*v), ixq_cmp);
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (v[i]->f == v[i + 1]->f &&
+            strcmp(v[i]->run_id, v[i + 1]->run_id) == 0) {
+            nv__free(v[i]->meta);
+            v[i]->meta = NULL;
+            v[i]->f = NULL;         /* skipped below */
+        }
+    }
+    nv__free(v);
+}
+
 void
 nv__index_sync(nv_engine *e)
 {
@@ -96,6 +131,7 @@ nv__index_sync(nv_engine *e)
     e->ixq_n = e->ixq_cap = 0;
     atomic_store(&e->ixq_len, 0);
     pthread_mutex_unlock(&e->ixq_mu);
+    ixq_coalesce(q, n);
     for (size_t i = 0; i < n; i++) {
         const nv__flowrt *f = q[i].f;
         nv_index_entry *v;
@@ -103,7 +139,7 @@ nv__index_sync(nv_engine *e)
         char *key;
 
         if (f == NULL)
-            continue;               /* written with an earlier flow */
+            continue;      /* written with an earlier flow, or superseded */
         v = nv__malloc((n - i) * sizeof(*v));
         key = nv__index_key(e, f->flow->name);
         for (size_t j = i; v != NULL && j < n; j++) {
