@@ -510,6 +510,29 @@ Test(stream_contract, append_many_appends_in_order_at_the_expected_version)
     nv_events_free(v, n);
 }
 
+/* E-2 for several events at once: behind the last id, ms keeps its last
+ * value and seq grows. */
+Test(stream_contract, append_many_ids_keep_growing_when_the_clock_goes_back)
+{
+    nv_event ev[2] = { mkev("step.completed", NULL),
+                       mkev("flow.completed", "{}") };
+    nv_event out[2];
+    int64_t version = -1;
+    char id[NV_EVENT_ID_MAX];
+
+    cr_assert_eq(append("s", "flow.start", 5000, 0, id), NV_OK);
+    memset(out, 0, sizeof(out));
+    cr_assert_eq(OPS->append_many(S, "s", ev, 2, 4000, 1, out, &version,
+                                  NULL), NV_OK);
+    cr_assert_eq(version, 3);
+    cr_assert_str_eq(out[0].id, "5000-1");
+    cr_assert_str_eq(out[1].id, "5000-2");
+    for (int i = 0; i < 2; i++)
+        nv_event_release(&out[i]);
+    cr_assert_eq(append("s", "log", 4500, -1, id), NV_OK);
+    cr_assert_str_eq(id, "5000-3");
+}
+
 Test(stream_contract, append_many_at_a_stale_version_appends_none)
 {
     nv_event ev[2] = { mkev("step.completed", "{}"),

@@ -8,41 +8,61 @@
 local S, now, exp, n = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[6])
 local len = redis.call('XLEN', S)
 if exp >= 0 and len ~= exp then return { -6, len } end
--- ids first (E-2: ms = max(now, last ms), seq grows), so that no XADD
--- can be refused halfway
-local ms, seq = now, -1
-if len > 0 then
-  local last = redis.call('XREVRANGE', S, '+', '-', 'COUNT', 1)
-  local lid = last[1][1]
-  local d = string.find(lid, '-', 1, true)
-  local lms, lseq = tonumber(string.sub(lid, 1, d - 1)), tonumber(string.sub(lid, d + 1))
-  if lms >= ms then ms = lms; seq = lseq end
+-- XADD of event k (0-based) with id spec 'id' (pcall when 'try')
+local function add(k, id, try)
+  local b = 7 + 8 * k
+  local call = try and redis.pcall or redis.call
+  if ARGV[b + 6] == '1' then
+    return call('XADD', S, id, 'type', ARGV[b], 'runId', ARGV[b + 1],
+      'flowName', ARGV[b + 2], 'stepName', ARGV[b + 3], 'stepId', ARGV[b + 4],
+      'attempt', ARGV[b + 5], 'ts', ARGV[1], 'data', ARGV[b + 7])
+  end
+  return call('XADD', S, id, 'type', ARGV[b], 'runId', ARGV[b + 1],
+    'flowName', ARGV[b + 2], 'stepName', ARGV[b + 3], 'stepId', ARGV[b + 4],
+    'attempt', ARGV[b + 5], 'ts', ARGV[1])
 end
-if ms <= 0 and seq < 1 then ms = 0; seq = 0 end
 local out = { 1, len + n }
+-- "<now>-*" first (Redis picks the sequence; refused when the stream's
+-- last id is ahead of now, a clock behind an earlier append): once one
+-- is in, the others of the same ms cannot be refused
+local first
+if now > 0 then
+  local r = add(0, ARGV[1] .. '-*', true)
+  if type(r) == 'string' then first = r end
+end
+if first then
+  out[3] = first
+  for k = 1, n - 1 do out[3 + k] = add(k, ARGV[1] .. '-*') end
+else
+  -- ids first (E-2: ms = max(now, last ms), seq grows), so that no XADD
+  -- can be refused halfway
+  local ms, seq = now, -1
+  if len > 0 then
+    local last = redis.call('XREVRANGE', S, '+', '-', 'COUNT', 1)
+    local lid = last[1][1]
+    local d = string.find(lid, '-', 1, true)
+    local lms, lseq = tonumber(string.sub(lid, 1, d - 1)), tonumber(string.sub(lid, d + 1))
+    if lms >= ms then ms = lms; seq = lseq end
+  end
+  if ms <= 0 and seq < 1 then ms = 0; seq = 0 end
+  for k = 0, n - 1 do
+    seq = seq + 1
+    local id = string.format('%d-%d', ms, seq)
+    add(k, id)
+    out[3 + k] = id
+  end
+end
 local listen = nil
 local function ns(s) return #s .. ':' .. s end
 for k = 0, n - 1 do
   local b = 7 + 8 * k
-  seq = seq + 1
-  local id = string.format('%d-%d', ms, seq)
-  if ARGV[b + 6] == '1' then
-    redis.call('XADD', S, id, 'type', ARGV[b], 'runId', ARGV[b + 1],
-      'flowName', ARGV[b + 2], 'stepName', ARGV[b + 3], 'stepId', ARGV[b + 4],
-      'attempt', ARGV[b + 5], 'ts', ARGV[1], 'data', ARGV[b + 7])
-  else
-    redis.call('XADD', S, id, 'type', ARGV[b], 'runId', ARGV[b + 1],
-      'flowName', ARGV[b + 2], 'stepName', ARGV[b + 3], 'stepId', ARGV[b + 4],
-      'attempt', ARGV[b + 5], 'ts', ARGV[1])
-  end
-  out[#out + 1] = id
   local ch = ARGV[3]
   if string.sub(ARGV[b], 1, 5) ~= 'flow.' then
     if listen == nil then listen = redis.call('PUBSUB', 'NUMSUB', ARGV[4])[2] > 0 end
     ch = listen and ARGV[4] or nil
   end
   if ch then
-    redis.call('PUBLISH', ch, ns('e') .. ns(ARGV[5]) .. ns(id) .. ns(ARGV[1]) ..
+    redis.call('PUBLISH', ch, ns('e') .. ns(ARGV[5]) .. ns(out[3 + k]) .. ns(ARGV[1]) ..
       ns(ARGV[b]) .. ns(ARGV[b + 1]) .. ns(ARGV[b + 2]) .. ns(ARGV[b + 3]) ..
       ns(ARGV[b + 4]) .. ns(ARGV[b + 5]) .. ns(ARGV[b + 6]) .. ns(ARGV[b + 7]))
   end
