@@ -885,6 +885,27 @@ Test(flows, retention_removes_finished_runs_beyond_the_newest_limit)
 /* A run removed while its final index entry is still queued (redis: the
  * entries are written in batches) stays out of the index once the queue
  * is written: the removal drops what was queued for it. */
+struct acked_arg {
+    tenv       *t;
+    const char *run;
+};
+
+/* The entry job of run 'run' (step s) is no longer active. */
+static int
+job_acked(void *ud)
+{
+    struct acked_arg *g = ud;
+    char id[2 * NV_ID_MAX], *j = NULL;
+    int done;
+
+    snprintf(id, sizeof(id), "%s__s", g->run);
+    if (nv_job_get(g->t->e, "s", id, &j, NULL) != NV_OK)
+        return 1;                       /* removed on completion */
+    done = strstr(j, "\"state\":\"active\"") == NULL;
+    nv_free(j);
+    return done;
+}
+
 Test(flows, a_removed_run_is_not_written_back_to_the_index)
 {
     tenv t;
@@ -904,6 +925,13 @@ Test(flows, a_removed_run_is_not_written_back_to_the_index)
     atomic_store(&hold_release, 1);
     cr_assert_eq(nv_run_wait(t.e, a, 5000, st, &err), NV_OK, "%s", err.msg);
     cr_assert_str_eq(st, "completed");
+    {
+        /* its job acknowledged: the end check (and its index entry) is
+         * done (F-5), not only the terminal event appended */
+        struct acked_arg g = { &t, a };
+
+        cr_assert(twait(job_acked, &g));
+    }
     cr_assert_eq(nv__run_remove(t.e, "r", a), NV_OK);
     nv__index_sync(t.e);
     cr_assert(!run_listed(&t, a), "the removed run came back");
