@@ -1,14 +1,15 @@
 /*
- * Redis connections for the redis adapters (see conn.h): a pool of
- * synchronous hiredis contexts for commands, one connection per pool
- * shared by every thread for scripts (requests pipelined: "mux" below),
- * FCALL / EVALSHA with NOSCRIPT fallback, translation
+ * Redis connections for the redis adapters (see conn.h): one connection
+ * per server shared by every thread for commands and scripts (requests
+ * pipelined: "mux" below), made by a pool of hiredis contexts that also
+ * keeps idle ones, FCALL / EVALSHA with NOSCRIPT fallback, translation
  * of Redis errors into NV_EBACKEND with a message naming the address or the
  * key, and reconnection with backoff (100 ms doubling up to 5 s).
  */
 #include <errno.h>
 #include <jansson.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdarg.h>
@@ -410,59 +411,76 @@ conn_error(nv__redis_pool *p, redisContext *c, nv_error *err)
                      c->errstr[0] ? c->errstr : "connection lost");
 }
 
+/* Check a reply of a plain command: NV_OK and *out (or freed when out is
+ * NULL), or the error it says. */
+static int
+cmd_reply(nv__redis_pool *p, const char *key, redisReply *r,
+          redisReply **out, nv_error *err)
+{
+    int rc = NV_OK;
+
+    if (r->type == REDIS_REPLY_ERROR) {
+        rc = reply_error(p, key, r, err);
+        freeReplyObject(r);
+    } else if (out != NULL) {
+        *out = r;
+    } else {
+        freeReplyObject(r);
+    }
+    return rc;
+}
+
+static int mx_call(nv__redis_pool *p, const char *buf, size_t len, int want,
+                   redisReply **out, nv_error *err);
+static char *format_argv(nv__redis_pool *p, int argc, const char **av,
+                         const size_t *al, char *stack, size_t size,
+                         char **pooled, size_t *len);
+static void format_done(nv__redis_pool *p, char *buf, const char *stack,
+                        char *pooled);
+
 static int
 cmd_impl(nv__redis_pool *p, const char *key, redisReply **out,
          nv_error *err, int argc, const char **argv, const size_t *lens)
 {
-    redisContext *c = acquire(p, err);
-    redisReply *r;
+    char stack[512], *pooled, *buf;
+    size_t len = 0, *al = NULL, al_stack[16];
+    redisReply *r = NULL;
     int rc;
 
-    if (c == NULL)
-        return NV_EBACKEND;
-    r = redisCommandArgv(c, argc, argv, lens);
-    if (r == NULL) {
-        rc = conn_error(p, c, err);
-        release(p, c, 1);
-        return rc;
+    if (lens == NULL) {
+        al = argc <= 16 ? al_stack : nv__malloc((size_t)argc * sizeof(*al));
+        if (al == NULL)
+            return nv__error(err, NV_ENOMEM, "redis: out of memory");
+        for (int i = 0; i < argc; i++)
+            al[i] = strlen(argv[i]);
+        lens = al;
     }
-    release(p, c, 0);
-    if (r->type == REDIS_REPLY_ERROR) {
-        rc = reply_error(p, key, r, err);
-        freeReplyObject(r);
-        return rc;
+    buf = format_argv(p, argc, argv, lens, stack, sizeof(stack), &pooled,
+                      &len);
+    if (buf == NULL) {
+        rc = nv__error(err, NV_ENOMEM, "redis: out of memory");
+    } else {
+        rc = mx_call(p, buf, len, 1, &r, err);
+        format_done(p, buf, stack, pooled);
     }
-    *out = r;
-    return NV_OK;
+    if (al != NULL && al != al_stack)
+        nv__free(al);
+    return rc != NV_OK ? rc : cmd_reply(p, key, r, out, err);
 }
 
 static int
 cmdf_impl(nv__redis_pool *p, const char *key, redisReply **out,
           nv_error *err, const char *fmt, va_list ap)
 {
-    redisContext *c = acquire(p, err);
-    redisReply *r;
-    int rc;
+    char *cmd = NULL;
+    int len = redisvFormatCommand(&cmd, fmt, ap), rc;
+    redisReply *r = NULL;
 
-    if (c == NULL)
-        return NV_EBACKEND;
-    r = redisvCommand(c, fmt, ap);
-    if (r == NULL) {
-        rc = conn_error(p, c, err);
-        release(p, c, 1);
-        return rc;
-    }
-    release(p, c, 0);
-    if (r->type == REDIS_REPLY_ERROR) {
-        rc = reply_error(p, key, r, err);
-        freeReplyObject(r);
-        return rc;
-    }
-    if (out != NULL)
-        *out = r;
-    else
-        freeReplyObject(r);
-    return NV_OK;
+    if (len < 0 || cmd == NULL)
+        return nv__error(err, NV_ENOMEM, "redis: out of memory");
+    rc = mx_call(p, cmd, (size_t)len, 1, &r, err);
+    redisFreeCommand(cmd);
+    return rc != NV_OK ? rc : cmd_reply(p, key, r, out, err);
 }
 
 static int
@@ -470,31 +488,39 @@ pipeline_impl(nv__redis_pool *p, const char *key, size_t n,
               const int *argcs, const char ***argvs, const size_t **lens,
               redisReply **out, nv_error *err)
 {
-    redisContext *c = acquire(p, err);
+    char *all = NULL;
+    size_t len = 0;
     int rc = NV_OK;
-    size_t got = 0;
 
-    if (c == NULL)
-        return NV_EBACKEND;
-    for (size_t i = 0; i < n; i++)
-        redisAppendCommandArgv(c, argcs[i], argvs[i], lens ? lens[i] : NULL);
-    for (; got < n; got++) {
-        void *r = NULL;
-        if (redisGetReply(c, &r) != REDIS_OK || r == NULL) {
-            rc = conn_error(p, c, err);
-            break;
-        }
-        out[got] = r;
-    }
-    release(p, c, rc != NV_OK);
+    if (n == 0)
+        return NV_OK;
     for (size_t i = 0; rc == NV_OK && i < n; i++) {
-        if (out[i]->type == REDIS_REPLY_ERROR)
-            rc = reply_error(p, key, out[i], err);
+        char *cmd = NULL;
+        int l = lens != NULL && lens[i] != NULL
+            ? redisFormatCommandArgv(&cmd, argcs[i], argvs[i], lens[i])
+            : redisFormatCommandArgv(&cmd, argcs[i], argvs[i], NULL);
+        char *grown = l >= 0 && cmd != NULL
+            ? nv__realloc(all, len + (size_t)l) : NULL;
+
+        if (grown == NULL) {
+            rc = nv__error(err, NV_ENOMEM, "redis: out of memory");
+        } else {
+            all = grown;
+            memcpy(all + len, cmd, (size_t)l);
+            len += (size_t)l;
+        }
+        if (cmd != NULL)
+            redisFreeCommand(cmd);
     }
-    if (rc != NV_OK) {
-        for (size_t i = 0; i < got; i++)
+    if (rc == NV_OK && (rc = mx_call(p, all, len, (int)n, out, err)) == NV_OK) {
+        for (size_t i = 0; rc == NV_OK && i < n; i++) {
+            if (out[i]->type == REDIS_REPLY_ERROR)
+                rc = reply_error(p, key, out[i], err);
+        }
+        for (size_t i = 0; rc != NV_OK && i < n; i++)
             freeReplyObject(out[i]);
     }
+    nv__free(all);
     return rc;
 }
 
@@ -600,9 +626,12 @@ format_done(nv__redis_pool *p, char *buf, const char *stack, char *pooled)
  */
 struct mx_req {
     struct mx_req  *next;
-    redisReply     *reply;
+    redisReply     *reply;      /* the reply (want == 1) */
+    redisReply    **replies;    /* the replies (want > 1) */
+    int             want, got;  /* replies expected, read */
     int             state;      /* 0 waiting, 1 replied, -1 failed */
     int             sleeping;   /* its thread waits on cv */
+    atomic_int      waking;     /* signals owed to it (it stays until 0) */
     pthread_cond_t  cv;
 };
 
@@ -772,6 +801,19 @@ mx_read(struct nv__redis_mx *m, redisReply **v, char *msg, size_t msize)
     return -1;
 }
 
+/* Outside the home's mu (so that a woken thread does not block on it at
+ * once): signal the requests in w, each counted in its 'waking' under
+ * it. */
+static void
+mx_wake(struct mx_req **w, int *n)
+{
+    for (int i = 0; i < *n; i++) {
+        pthread_cond_signal(&w[i]->cv);
+        atomic_fetch_sub(&w[i]->waking, 1);   /* w[i] may be gone after this */
+    }
+    *n = 0;
+}
+
 /* Under the home's mu: append b to the bytes to send; -1 when out of
  * memory. */
 static int
@@ -793,22 +835,25 @@ mx_queue(struct nv__redis_mx *m, const char *b, size_t n)
     return 0;
 }
 
-/* One formatted request through the pool's shared connection: its reply,
- * or NULL (err set) when the connection failed. */
-static redisReply *
-mx_call(nv__redis_pool *p, const char *buf, size_t len, nv_error *err)
+/* One formatted request of 'want' commands through the shared
+ * connection: NV_OK with the reply in *out (want 1) or the replies in
+ * out[0..want-1], or NV_EBACKEND (err set) when the connection failed. */
+static int
+mx_call(nv__redis_pool *p, const char *buf, size_t len, int want,
+        redisReply **out, nv_error *err)
 {
-    struct mx_req q = { .cv = PTHREAD_COND_INITIALIZER };
+    struct mx_req q = { .cv = PTHREAD_COND_INITIALIZER, .want = want,
+                        .replies = out };
     struct nv__redis_mx *m, *dead = NULL;
-    redisReply *r = NULL;
+    struct mx_req *wake[MX_REPLIES + 1];
     char msg[160];
-    int was_reader = 0;
+    int was_reader = 0, nwake = 0, rc = NV_OK;
 
     pthread_mutex_lock(&p->mxh->mu);
     m = mx_get(p, err);
     if (m == NULL) {
         pthread_mutex_unlock(&p->mxh->mu);
-        return NULL;
+        return NV_EBACKEND;
     }
     if (m->tail != NULL)
         m->tail->next = &q;
@@ -862,6 +907,7 @@ mx_call(nv__redis_pool *p, const char *buf, size_t len, nv_error *err)
         m->reading = 1;
         was_reader = 1;
         pthread_mutex_unlock(&p->mxh->mu);
+        mx_wake(wake, &nwake);
         k = mx_read(m, v, msg, sizeof(msg));
         pthread_mutex_lock(&p->mxh->mu);
         m->reading = 0;
@@ -878,30 +924,48 @@ mx_call(nv__redis_pool *p, const char *buf, size_t len, nv_error *err)
                 mx_fail(p, m, "unexpected reply");
                 break;
             }
+            if (h->want > 1) {
+                h->replies[h->got++] = v[i];
+                if (h->got < h->want)
+                    continue;
+            } else {
+                h->reply = v[i];
+            }
             m->head = h->next;
             if (m->head == NULL)
                 m->tail = NULL;
             h->next = NULL;
-            h->reply = v[i];
             h->state = 1;
-            if (h->sleeping)
-                pthread_cond_signal(&h->cv);
+            if (h->sleeping) {
+                atomic_fetch_add(&h->waking, 1);
+                wake[nwake++] = h;
+            }
         }
     }
     /* pass the reading on to the oldest request still waiting */
-    if (was_reader && !m->reading && m->head != NULL && m->head->sleeping)
-        pthread_cond_signal(&m->head->cv);
-    if (q.state == 1)
-        r = q.reply;
-    else
-        nv__error(err, NV_EBACKEND, "redis at %s: %s", p->addr,
-                  m->errstr[0] ? m->errstr : "connection lost");
+    if (was_reader && !m->reading && m->head != NULL && m->head->sleeping) {
+        atomic_fetch_add(&m->head->waking, 1);
+        wake[nwake++] = m->head;
+    }
+    if (q.state == 1) {
+        if (want == 1)
+            *out = q.reply;
+    } else {
+        while (q.got > 0)   /* the connection failed halfway */
+            freeReplyObject(q.replies[--q.got]);
+        rc = nv__error(err, NV_EBACKEND, "redis at %s: %s", p->addr,
+                       m->errstr[0] ? m->errstr : "connection lost");
+    }
     if (--m->refs == 0)
         dead = m;
     pthread_mutex_unlock(&p->mxh->mu);
+    mx_wake(wake, &nwake);
     mx_free(dead);
+    /* a reader that marked this request may not have signalled it yet */
+    while (atomic_load(&q.waking))
+        sched_yield();
     pthread_cond_destroy(&q.cv);
-    return r;
+    return rc;
 }
 
 /* One command (argv form) through the shared connection. */
@@ -911,14 +975,15 @@ mx_command(nv__redis_pool *p, int argc, const char **av, const size_t *al,
 {
     char stack[512], *pooled, *buf;
     size_t len = 0;
-    redisReply *r;
+    redisReply *r = NULL;
 
     buf = format_argv(p, argc, av, al, stack, sizeof(stack), &pooled, &len);
     if (buf == NULL) {
         nv__error(err, NV_ENOMEM, "redis: out of memory");
         return NULL;
     }
-    r = mx_call(p, buf, len, err);
+    if (mx_call(p, buf, len, 1, &r, err) != NV_OK)
+        r = NULL;
     format_done(p, buf, stack, pooled);
     return r;
 }
@@ -1133,30 +1198,26 @@ pipe_restore(int blocked, const sigset_t *old)
     pthread_sigmask(SIG_SETMASK, old, NULL);
 }
 
+/* Without a signal mask around them: every write on the shared connection
+ * is a send() with MSG_NOSIGNAL, and a (re)connection blocks SIGPIPE
+ * itself. */
 int
 nv__redis_cmd(nv__redis_pool *p, const char *key, redisReply **out,
               nv_error *err, int argc, const char **argv, const size_t *lens)
 {
-    sigset_t old;
-    int b = pipe_block(&old);
-    int rc = cmd_impl(p, key, out, err, argc, argv, lens);
-
-    pipe_restore(b, &old);
-    return rc;
+    return cmd_impl(p, key, out, err, argc, argv, lens);
 }
 
 int
 nv__redis_cmdf(nv__redis_pool *p, const char *key, redisReply **out,
                nv_error *err, const char *fmt, ...)
 {
-    sigset_t old;
-    int b = pipe_block(&old), rc;
     va_list ap;
+    int rc;
 
     va_start(ap, fmt);
     rc = cmdf_impl(p, key, out, err, fmt, ap);
     va_end(ap);
-    pipe_restore(b, &old);
     return rc;
 }
 
@@ -1165,16 +1226,9 @@ nv__redis_pipeline(nv__redis_pool *p, const char *key, size_t n,
                    const int *argcs, const char ***argvs, const size_t **lens,
                    redisReply **out, nv_error *err)
 {
-    sigset_t old;
-    int b = pipe_block(&old);
-    int rc = pipeline_impl(p, key, n, argcs, argvs, lens, out, err);
-
-    pipe_restore(b, &old);
-    return rc;
+    return pipeline_impl(p, key, n, argcs, argvs, lens, out, err);
 }
 
-/* Without a signal mask around it: every write of eval_impl is a send()
- * with MSG_NOSIGNAL, or a (re)connection, which blocks SIGPIPE itself. */
 int
 nv__redis_eval(nv__redis_pool *p, const nv__redis_script *s, const char *key,
                int nkeys, int argc, const char **argv, const size_t *lens,

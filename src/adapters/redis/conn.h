@@ -1,9 +1,10 @@
 /*
- * Redis plumbing shared by the three redis adapters: settings parsing, a
- * small pool of synchronous hiredis connections (hiredis 0.14: one
- * connection per thread at a time), Lua scripts run with EVALSHA (falling
- * back to EVAL on NOSCRIPT), error translation, and a subscriber thread on
- * its own connection for pub/sub.
+ * Redis plumbing shared by the three redis adapters: settings parsing, one
+ * connection per server shared by every thread of the process (requests
+ * pipelined, replies read in order; connections made with hiredis 0.14,
+ * kept in a small pool when idle), Lua scripts run as functions (FCALL)
+ * or with EVALSHA (falling back to EVAL on NOSCRIPT), error translation,
+ * and a subscriber thread on its own connection for pub/sub.
  */
 #ifndef NV_ADAPTERS_REDIS_CONN_H
 #define NV_ADAPTERS_REDIS_CONN_H
@@ -68,7 +69,8 @@ void nv__redis_pool_close(nv__redis_pool *p);
 redisContext *nv__redis_connect(nv__redis_pool *p, int64_t timeout_ms,
                                 nv_error *err);
 
-/* Run one command (argv form) on a pooled connection. Error replies become
+/* Run one command (argv form) through the shared connection (as scripts:
+ * see nv__redis_eval). Error replies become
  * NV_EBACKEND (WRONGTYPE names 'key'); *out is the reply (free with
  * freeReplyObject). */
 int nv__redis_cmd(nv__redis_pool *p, const char *key, redisReply **out,
@@ -77,7 +79,8 @@ int nv__redis_cmd(nv__redis_pool *p, const char *key, redisReply **out,
 /* printf-style convenience (hiredis format: %s, %b, %lld). */
 int nv__redis_cmdf(nv__redis_pool *p, const char *key, redisReply **out,
                    nv_error *err, const char *fmt, ...);
-/* Several commands pipelined on one connection; out[i] per command. */
+/* Several commands sent together (one request of the shared connection);
+ * out[i] per command. */
 int nv__redis_pipeline(nv__redis_pool *p, const char *key, size_t n,
                        const int *argcs, const char ***argvs,
                        const size_t **lens, redisReply **out, nv_error *err);
