@@ -174,6 +174,8 @@ nv__index_forget(nv_engine *e, const char *run_id)
 {
     size_t w = 0;
 
+    if (!ixq_on(e))
+        return;                             /* nothing is ever queued */
     pthread_mutex_lock(&e->ixq_flush_mu);   /* a flush may hold its entry */
     pthread_mutex_lock(&e->ixq_mu);
     for (size_t i = 0; i < e->ixq_n; i++) {
