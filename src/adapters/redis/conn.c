@@ -432,18 +432,14 @@ cmd_reply(nv__redis_pool *p, const char *key, redisReply *r,
 
 static int mx_call(nv__redis_pool *p, const char *buf, size_t len, int want,
                    redisReply **out, nv_error *err);
-static char *format_argv(nv__redis_pool *p, int argc, const char **av,
-                         const size_t *al, char *stack, size_t size,
-                         char **pooled, size_t *len);
-static void format_done(nv__redis_pool *p, char *buf, const char *stack,
-                        char *pooled);
+static int mx_command(nv__redis_pool *p, int argc, const char **av,
+                      const size_t *al, redisReply **out, nv_error *err);
 
 static int
 cmd_impl(nv__redis_pool *p, const char *key, redisReply **out,
          nv_error *err, int argc, const char **argv, const size_t *lens)
 {
-    char stack[512], *pooled, *buf;
-    size_t len = 0, *al = NULL, al_stack[16];
+    size_t *al = NULL, al_stack[16];
     redisReply *r = NULL;
     int rc;
 
@@ -455,14 +451,7 @@ cmd_impl(nv__redis_pool *p, const char *key, redisReply **out,
             al[i] = strlen(argv[i]);
         lens = al;
     }
-    buf = format_argv(p, argc, argv, lens, stack, sizeof(stack), &pooled,
-                      &len);
-    if (buf == NULL) {
-        rc = nv__error(err, NV_ENOMEM, "redis: out of memory");
-    } else {
-        rc = mx_call(p, buf, len, 1, &r, err);
-        format_done(p, buf, stack, pooled);
-    }
+    rc = mx_command(p, argc, argv, lens, &r, err);
     if (al != NULL && al != al_stack)
         nv__free(al);
     return rc != NV_OK ? rc : cmd_reply(p, key, r, out, err);
@@ -870,12 +859,12 @@ mx_call(nv__redis_pool *p, const char *buf, size_t len, int want,
 
         m->writing = 1;
         for (;;) {
-            int rc;
+            int sent;
 
             pthread_mutex_unlock(&p->mxh->mu);
-            rc = send_all(m->c->fd, b, n, msg, sizeof(msg));
+            sent = send_all(m->c->fd, b, n, msg, sizeof(msg));
             pthread_mutex_lock(&p->mxh->mu);
-            if (rc != 0)
+            if (sent != 0)
                 mx_fail(p, m, msg);
             if (m->broken || m->olen == 0)
                 break;
@@ -968,24 +957,22 @@ mx_call(nv__redis_pool *p, const char *buf, size_t len, int want,
     return rc;
 }
 
-/* One command (argv form) through the shared connection. */
-static redisReply *
+/* One command (argv form) through the shared connection: NV_OK with the
+ * reply (an error reply among them) in *out, or the failure (err set). */
+static int
 mx_command(nv__redis_pool *p, int argc, const char **av, const size_t *al,
-           nv_error *err)
+           redisReply **out, nv_error *err)
 {
     char stack[512], *pooled, *buf;
     size_t len = 0;
-    redisReply *r = NULL;
+    int rc;
 
     buf = format_argv(p, argc, av, al, stack, sizeof(stack), &pooled, &len);
-    if (buf == NULL) {
-        nv__error(err, NV_ENOMEM, "redis: out of memory");
-        return NULL;
-    }
-    if (mx_call(p, buf, len, 1, &r, err) != NV_OK)
-        r = NULL;
+    if (buf == NULL)
+        return nv__error(err, NV_ENOMEM, "redis: out of memory");
+    rc = mx_call(p, buf, len, 1, out, err);
     format_done(p, buf, stack, pooled);
-    return r;
+    return rc;
 }
 
 #define EVAL_STACK_ARGS 24
@@ -1010,26 +997,29 @@ static int
 fcall(nv__redis_pool *p, const nv__redis_script *s, int ac, const char **av,
       size_t *al, redisReply **out, nv_error *err)
 {
-    redisReply *r;
+    redisReply *r = NULL;
+    int rc;
 
     av[0] = "FCALL";
     al[0] = 5;
     av[1] = s->fn;
     al[1] = strlen(s->fn);
-    r = mx_command(p, ac, av, al, err);
-    if (r != NULL && r->type == REDIS_REPLY_ERROR &&
+    if ((rc = mx_command(p, ac, av, al, &r, err)) != NV_OK)
+        return rc;
+    if (r->type == REDIS_REPLY_ERROR &&
         strstr(r->str, "Function not found") != NULL) {
         const char *lv[3] = { "FUNCTION", "LOAD", s->lib };
         size_t ll[3] = { 8, 4, strlen(s->lib) };
-        redisReply *l = mx_command(p, 3, lv, ll, err);
+        redisReply *l = NULL;
 
         freeReplyObject(r);
-        if (l == NULL)
-            return NV_EBACKEND;
+        if ((rc = mx_command(p, 3, lv, ll, &l, err)) != NV_OK)
+            return rc;
         if (l->type == REDIS_REPLY_ERROR &&
             strstr(l->str, "already exists") == NULL) {
-            int nofn = no_functions(l), rc = FCALL_NONE;
+            int nofn = no_functions(l);
 
+            rc = FCALL_NONE;
             if (!nofn)
                 rc = nv__error(err, NV_EBACKEND, "redis at %s: functions of "
                                "%s: %s", p->addr, s->name, l->str);
@@ -1042,10 +1032,9 @@ fcall(nv__redis_pool *p, const nv__redis_script *s, int ac, const char **av,
             return rc;
         }
         freeReplyObject(l);
-        r = mx_command(p, ac, av, al, err);
+        if ((rc = mx_command(p, ac, av, al, &r, err)) != NV_OK)
+            return rc;
     }
-    if (r == NULL)
-        return NV_EBACKEND;
     if (r->type == REDIS_REPLY_ERROR && no_functions(r)) {
         freeReplyObject(r);
         pthread_mutex_lock(&p->mu);
@@ -1106,11 +1095,8 @@ eval_impl(nv__redis_pool *p, const nv__redis_script *s, const char *key,
         const char *lv[3] = { "SCRIPT", "LOAD", s->src };
         size_t ll[3] = { 6, 4, strlen(s->src) };
 
-        r = mx_command(p, 3, lv, ll, err);
-        if (r == NULL) {
-            rc = NV_EBACKEND;
+        if ((rc = mx_command(p, 3, lv, ll, &r, err)) != NV_OK)
             goto done;
-        }
         if (r->type != REDIS_REPLY_STRING || r->len != 40) {
             rc = r->type == REDIS_REPLY_ERROR
                 ? nv__error(err, NV_EBACKEND, "redis at %s: script %s: %s",
@@ -1129,21 +1115,16 @@ eval_impl(nv__redis_pool *p, const nv__redis_script *s, const char *key,
     }
     av[0] = "EVALSHA"; al[0] = 7;
     av[1] = sha;       al[1] = 40;
-    r = mx_command(p, argc + 3, av, al, err);
-    if (r == NULL) {
-        rc = NV_EBACKEND;
+    if ((rc = mx_command(p, argc + 3, av, al, &r, err)) != NV_OK)
         goto done;
-    }
     if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
         /* The server lost its script cache (restart, SCRIPT FLUSH). */
         freeReplyObject(r);
         av[0] = "EVAL"; al[0] = 4;
         av[1] = s->src; al[1] = strlen(s->src);
-        r = mx_command(p, argc + 3, av, al, err);
-        if (r == NULL) {
-            rc = NV_EBACKEND;
+        r = NULL;
+        if ((rc = mx_command(p, argc + 3, av, al, &r, err)) != NV_OK)
             goto done;
-        }
     }
 reply:
     if (r->type == REDIS_REPLY_ERROR) {
