@@ -18,25 +18,10 @@ local id
 if now > 0 then
   -- "<now>-*": Redis picks the sequence; refused when the stream's last
   -- id is ahead of now (a clock behind an earlier append)
-  local r
-  if ARGV[10] == '1' then
-    r = redis.pcall('XADD', S, ARGV[1] .. '-*', 'type', ARGV[4], 'runId', ARGV[5],
-      'flowName', ARGV[6], 'stepName', ARGV[7], 'stepId', ARGV[8],
-      'attempt', ARGV[9], 'ts', ARGV[1], 'data', ARGV[11])
-  else
-    r = redis.pcall('XADD', S, ARGV[1] .. '-*', 'type', ARGV[4], 'runId', ARGV[5],
-      'flowName', ARGV[6], 'stepName', ARGV[7], 'stepId', ARGV[8],
-      'attempt', ARGV[9], 'ts', ARGV[1])
-  end
+  local r = xadd(redis.pcall, S, ARGV[1] .. '-*', 4)
   if type(r) == 'string' then id = r end
 end
 if not id then
-  local f = { 'type', ARGV[4], 'runId', ARGV[5], 'flowName', ARGV[6],
-    'stepName', ARGV[7], 'stepId', ARGV[8], 'attempt', ARGV[9], 'ts', ARGV[1] }
-  if ARGV[10] == '1' then
-    f[#f + 1] = 'data'
-    f[#f + 1] = ARGV[11]
-  end
   local ms, seq = now, 0
   local last = redis.call('XREVRANGE', S, '+', '-', 'COUNT', 1)
   if #last > 0 then
@@ -47,17 +32,12 @@ if not id then
   end
   if ms <= 0 and seq == 0 then ms = 0; seq = 1 end
   id = string.format('%d-%d', ms, seq)
-  redis.call('XADD', S, id, unpack(f))
+  xadd(redis.call, S, id, 4)
 end
 local ch = ARGV[3]
 if string.sub(ARGV[4], 1, 5) ~= 'flow.' then
   ch = ARGV[13]
   if redis.call('PUBSUB', 'NUMSUB', ch)[2] == 0 then ch = nil end
 end
-if ch then
-  local function ns(s) return #s .. ':' .. s end
-  redis.call('PUBLISH', ch, ns('e') .. ns(ARGV[12]) .. ns(id) .. ns(ARGV[1]) ..
-    ns(ARGV[4]) .. ns(ARGV[5]) .. ns(ARGV[6]) .. ns(ARGV[7]) .. ns(ARGV[8]) ..
-    ns(ARGV[9]) .. ns(ARGV[10]) .. ns(ARGV[11]))
-end
+if ch then note(ch, ARGV[12], id, 4) end
 return { 1, id, len + 1 }

@@ -10,16 +10,7 @@ local len = redis.call('XLEN', S)
 if exp >= 0 and len ~= exp then return { -6, len } end
 -- XADD of event k (0-based) with id spec 'id' (pcall when 'try')
 local function add(k, id, try)
-  local b = 7 + 8 * k
-  local call = try and redis.pcall or redis.call
-  if ARGV[b + 6] == '1' then
-    return call('XADD', S, id, 'type', ARGV[b], 'runId', ARGV[b + 1],
-      'flowName', ARGV[b + 2], 'stepName', ARGV[b + 3], 'stepId', ARGV[b + 4],
-      'attempt', ARGV[b + 5], 'ts', ARGV[1], 'data', ARGV[b + 7])
-  end
-  return call('XADD', S, id, 'type', ARGV[b], 'runId', ARGV[b + 1],
-    'flowName', ARGV[b + 2], 'stepName', ARGV[b + 3], 'stepId', ARGV[b + 4],
-    'attempt', ARGV[b + 5], 'ts', ARGV[1])
+  return xadd(try and redis.pcall or redis.call, S, id, 7 + 8 * k)
 end
 local out = { 1, len + n }
 -- "<now>-*" first (Redis picks the sequence; refused when the stream's
@@ -53,7 +44,6 @@ else
   end
 end
 local listen = nil
-local function ns(s) return #s .. ':' .. s end
 for k = 0, n - 1 do
   local b = 7 + 8 * k
   local ch = ARGV[3]
@@ -61,10 +51,6 @@ for k = 0, n - 1 do
     if listen == nil then listen = redis.call('PUBSUB', 'NUMSUB', ARGV[4])[2] > 0 end
     ch = listen and ARGV[4] or nil
   end
-  if ch then
-    redis.call('PUBLISH', ch, ns('e') .. ns(ARGV[5]) .. ns(out[3 + k]) .. ns(ARGV[1]) ..
-      ns(ARGV[b]) .. ns(ARGV[b + 1]) .. ns(ARGV[b + 2]) .. ns(ARGV[b + 3]) ..
-      ns(ARGV[b + 4]) .. ns(ARGV[b + 5]) .. ns(ARGV[b + 6]) .. ns(ARGV[b + 7]))
-  end
+  if ch then note(ch, ARGV[5], out[3 + k], b) end
 end
 return out

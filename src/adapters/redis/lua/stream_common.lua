@@ -1,0 +1,24 @@
+-- Prelude of the stream scripts. An event's eight fields stand in ARGV
+-- from index b on: type, runId, flowName, stepName, stepId, attempt, has
+-- data (0|1), data; ARGV[1] is now, the event's ts.
+-- XADD of the event at b to stream S under id spec 'id' with 'call'
+-- (redis.call, or redis.pcall to try an id Redis may refuse).
+local function xadd(call, S, id, b)
+  if ARGV[b + 6] == '1' then
+    return call('XADD', S, id, 'type', ARGV[b], 'runId', ARGV[b + 1],
+      'flowName', ARGV[b + 2], 'stepName', ARGV[b + 3], 'stepId', ARGV[b + 4],
+      'attempt', ARGV[b + 5], 'ts', ARGV[1], 'data', ARGV[b + 7])
+  end
+  return call('XADD', S, id, 'type', ARGV[b], 'runId', ARGV[b + 1],
+    'flowName', ARGV[b + 2], 'stepName', ARGV[b + 3], 'stepId', ARGV[b + 4],
+    'attempt', ARGV[b + 5], 'ts', ARGV[1])
+end
+-- The live note of the event at b, appended to the stream named 'name'
+-- (as the engine gave it) with id 'id', published on channel ch:
+-- length-prefixed fields (redis/stream.c).
+local function ns(s) return #s .. ':' .. s end
+local function note(ch, name, id, b)
+  redis.call('PUBLISH', ch, ns('e') .. ns(name) .. ns(id) .. ns(ARGV[1]) ..
+    ns(ARGV[b]) .. ns(ARGV[b + 1]) .. ns(ARGV[b + 2]) .. ns(ARGV[b + 3]) ..
+    ns(ARGV[b + 4]) .. ns(ARGV[b + 5]) .. ns(ARGV[b + 6]) .. ns(ARGV[b + 7]))
+end
