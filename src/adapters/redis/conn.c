@@ -439,7 +439,7 @@ static int
 cmd_impl(nv__redis_pool *p, const char *key, redisReply **out,
          nv_error *err, int argc, const char **argv, const size_t *lens)
 {
-    size_t *al = NULL, al_stack[16];
+    size_t *al = NULL, al_stack[16] = { 0 };   /* (zeroed: -O1 sees no fill) */
     redisReply *r = NULL;
     int rc;
 
