@@ -617,7 +617,11 @@ Test(jobs, expired_lease_redelivers_the_same_attempt)
     json_t *j;
     int one = 1;
 
-    setup(&t, NULL, NULL, ok_handler);
+    /* The workers' leases (60 s) outlast the jump below: a worker that
+       read the clock before it (T0) and reserves right after the reap
+       holds a lease to T0 + 60 s, not one already expired at the new
+       time (with 30 s a second reap failed the job, ~3% of runs). */
+    setup(&t, NULL, "{\"worker\":{\"lockDurationMs\":60000}}", ok_handler);
     tenqueue(&t, "work", NULL, "{\"delay\":1000}", id);
     steal(&t, "work", T0 + 1000, &stolen);
     cr_assert_str_eq(stolen.id, id);
