@@ -437,6 +437,11 @@ job_from_parts(const redisReply *h, int paused, const redisReply *l,
         bad |= set_field(&j, h->element[i]->str, h->element[i + 1]);
     if (j.state == NV_JOB_WAITING && paused)
         j.state = NV_JOB_PAUSED;
+    if (j.state != NV_JOB_ACTIVE) {
+        /* left from the last attempt (layout 1.3: queue_common.lua) */
+        j.lease_until = 0;
+        j.lease_token[0] = '\0';
+    }
     if (l != NULL && l->type == REDIS_REPLY_ARRAY && l->elements > 0) {
         j.logs = join_logs(l);
         bad |= j.logs == NULL;
@@ -489,6 +494,8 @@ enum {
  * client read a batch's reply and woke its callers; with two it has the
  * next one at hand (concurrency 100: 31k -> 42k jobs/s, same CPU per job). */
 #define MAX_INFLIGHT 2
+#include <stdlib.h>
+static int exp_inflight(void) { static int v; if (!v) { const char *e = getenv("EXP_INFLIGHT"); v = e ? atoi(e) : MAX_INFLIGHT; } return v; }
 
 struct op {
     int             kind;
@@ -909,7 +916,7 @@ submit(struct rqueue *q, const char *queue, struct op *op)
         nv__redis_args *ua;
         int n = 1;
 
-        if (op->taken || nt->sending >= MAX_INFLIGHT) {
+        if (op->taken || nt->sending >= exp_inflight()) {
             /* woken when done, or to send the next batch */
             pthread_cond_wait(&op->cv, &q->mu);
             continue;

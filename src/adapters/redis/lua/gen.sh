@@ -10,6 +10,8 @@
 #                              FUNCTION LOAD, not at every call).
 # Names carry a hash of the library, so that two versions never mix. A
 # prelude that defines setup() gets it called before each op's body.
+# FUNCTIONS is true in the library, false in the EVAL scripts (whose
+# locals do not outlive a call).
 # Run after editing a script: sh src/adapters/redis/lua/gen.sh
 set -eu
 cd "$(dirname "$0")"
@@ -29,6 +31,7 @@ kinds=$(ls *.lua | sed 's/_.*//' | sort -u)
         lib() {
             echo "#!lua name=nv@H@_$kind"
             echo "local KEYS, ARGV"
+            echo "local FUNCTIONS = true"
             strip "$common"
             for f in ${kind}_*.lua; do
                 case $f in *_common.lua) continue ;; esac
@@ -50,7 +53,7 @@ kinds=$(ls *.lua | sed 's/_.*//' | sort -u)
             echo
             echo "const char nv__redis_fn_$name[] = \"nv${h}_$name\";"
             echo "const char nv__redis_lua_$name[] ="
-            { strip "$common"; [ -n "$setup" ] && echo "$setup"; strip "$f"; } | cstr
+            { echo "local FUNCTIONS = false"; strip "$common"; [ -n "$setup" ] && echo "$setup"; strip "$f"; } | cstr
             echo "    ;"
         done
     done

@@ -173,7 +173,6 @@ local function run_ops()
       return 1
     end
     local attempts = I((tonumber(h[4] or '0') or 0) + 1)
-    redis.call('HDEL', k, 'leaseToken', 'leaseUntil')
     local state
     if kind == '0' then
       state = 'completed'
