@@ -308,31 +308,55 @@ fq_finish_in(struct fdb_conn *c, struct fq *fq, const char *queue,
         sk1 = now;
         break;
     }
-    FDB_STMT(c, st, "UPDATE jobs SET state = ?2,"
-                    " attempts_made = attempts_made + ?3,"
-                    " finished_on = CASE WHEN ?2 IN (3, 4) THEN ?4"
-                    "  ELSE finished_on END,"
-                    " returnvalue = CASE WHEN ?2 = 3 THEN ?5 ELSE returnvalue END,"
-                    " failed_reason = coalesce(?6, failed_reason),"
-                    " delay_until = CASE WHEN ?2 = 1 THEN ?7 ELSE delay_until END,"
-                    " lease_until = 0, lease_token = '',"
-                    " sk1 = ?8, sk2 = ?9"
-                    " WHERE rid = ?1 AND state = 2 AND lease_token = ?10"
-                    " AND queue = ?11 AND id = ?12");
-    sqlite3_bind_int64(st, 1, rid);
-    sqlite3_bind_int(st, 2, state);
-    sqlite3_bind_int(st, 3, f->kind == NV_FINISH_RELEASE ? 0 : 1);
-    sqlite3_bind_int64(st, 4, now);
-    fdb_bind_text(st, 5, f->returnvalue ? f->returnvalue : "null");
-    fdb_bind_text(st, 6, f->kind == NV_FINISH_RETRY ||
-                         f->kind == NV_FINISH_FAIL ? f->failed_reason : NULL);
-    sqlite3_bind_int64(st, 7, f->retry_at);
-    sqlite3_bind_int64(st, 8, sk1);
-    sqlite3_bind_int64(st, 9, sk2);
-    fdb_bind_text(st, 10, token);
-    fdb_bind_text(st, 11, queue);
-    fdb_bind_text(st, 12, id);
-    if ((rc = fdb_run(c, st, err)) != NV_OK)
+    if (state == NV_JOB_COMPLETED) {
+        /* The usual finish, without the CASEs the others need (~10% of
+         * the statement's time). sk1 is now. */
+        FDB_STMT(c, st, "UPDATE jobs SET state = 3,"
+                        " attempts_made = attempts_made + 1,"
+                        " finished_on = ?2, returnvalue = ?3,"
+                        " lease_until = 0, lease_token = '',"
+                        " sk1 = ?2, sk2 = ?4"
+                        " WHERE rid = ?1 AND state = 2 AND lease_token = ?5"
+                        " AND queue = ?6 AND id = ?7");
+        sqlite3_bind_int64(st, 1, rid);
+        sqlite3_bind_int64(st, 2, now);
+        fdb_bind_text(st, 3, f->returnvalue ? f->returnvalue : "null");
+        sqlite3_bind_int64(st, 4, sk2);
+        fdb_bind_text(st, 5, token);
+        fdb_bind_text(st, 6, queue);
+        fdb_bind_text(st, 7, id);
+        rc = fdb_run(c, st, err);
+    } else {
+        FDB_STMT(c, st, "UPDATE jobs SET state = ?2,"
+                        " attempts_made = attempts_made + ?3,"
+                        " finished_on = CASE WHEN ?2 IN (3, 4) THEN ?4"
+                        "  ELSE finished_on END,"
+                        " returnvalue = CASE WHEN ?2 = 3 THEN ?5"
+                        "  ELSE returnvalue END,"
+                        " failed_reason = coalesce(?6, failed_reason),"
+                        " delay_until = CASE WHEN ?2 = 1 THEN ?7"
+                        "  ELSE delay_until END,"
+                        " lease_until = 0, lease_token = '',"
+                        " sk1 = ?8, sk2 = ?9"
+                        " WHERE rid = ?1 AND state = 2 AND lease_token = ?10"
+                        " AND queue = ?11 AND id = ?12");
+        sqlite3_bind_int64(st, 1, rid);
+        sqlite3_bind_int(st, 2, state);
+        sqlite3_bind_int(st, 3, f->kind == NV_FINISH_RELEASE ? 0 : 1);
+        sqlite3_bind_int64(st, 4, now);
+        fdb_bind_text(st, 5, f->returnvalue ? f->returnvalue : "null");
+        fdb_bind_text(st, 6, f->kind == NV_FINISH_RETRY ||
+                             f->kind == NV_FINISH_FAIL ? f->failed_reason
+                                                       : NULL);
+        sqlite3_bind_int64(st, 7, f->retry_at);
+        sqlite3_bind_int64(st, 8, sk1);
+        sqlite3_bind_int64(st, 9, sk2);
+        fdb_bind_text(st, 10, token);
+        fdb_bind_text(st, 11, queue);
+        fdb_bind_text(st, 12, id);
+        rc = fdb_run(c, st, err);
+    }
+    if (rc != NV_OK)
         return rc;
     if (sqlite3_changes(fdb_handle(c)) == 0)
         return nv__error(err, NV_ELEASE, "job '%s' of queue '%s' is no "
