@@ -12,7 +12,6 @@
 #include "adapters/file/fpcache.h"
 #include "adapters/file/fvfs.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -356,21 +355,6 @@ batch_fail(struct fdb_op *batch, const nv_error *e)
 }
 
 static void maintain(struct fdb *db);
-static int64_t mono_ns(void);
-#ifdef FDB_PROF
-static struct { void *fn; long n; int64_t ns; } P_fn[8];
-static int64_t P_begin, P_commit, P_after, P_wake, P_spin, P_lead_wall, P_lead_cpu, P_ops, P_batches, P_leads;
-static int64_t thr_ns(void) { struct timespec ts; clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts); return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec; }
-static void P_fnadd(void *fn, int64_t ns) { for (int i = 0; i < 8; i++) { if (P_fn[i].fn == fn || P_fn[i].fn == NULL) { P_fn[i].fn = fn; P_fn[i].n++; P_fn[i].ns += ns; return; } } }
-#define PT(x) int64_t x = mono_ns()
-static int64_t P_slot[16]; static long P_slotn[16];
-void fdb_prof(int slot, int64_t ns);
-void fdb_prof(int slot, int64_t ns) { P_slot[slot] += ns; P_slotn[slot]++; }
-int64_t fdb_prof_now(void);
-int64_t fdb_prof_now(void) { return mono_ns(); }
-#else
-#define PT(x)
-#endif
 static void checkpoint_due(struct fdb *db);
 
 /*
@@ -426,12 +410,8 @@ batch_run(struct fdb *db, struct batch *b, struct fdb_op *chunk, int n)
         return;
     }
     if (!b->open) {
-        PT(tb0);
         rc = run_sql(w, "BEGIN IMMEDIATE");
         conn_reset_used(w);
-#ifdef FDB_PROF
-        P_begin += mono_ns() - tb0;
-#endif
         if (rc != SQLITE_OK) {
             fdb_fail(w, rc, &b->e);
             b->failed = 1;
@@ -444,14 +424,8 @@ batch_run(struct fdb *db, struct batch *b, struct fdb_op *chunk, int n)
         sqlite3_int64 before = sqlite3_total_changes64(w->h);
 
         nv__error_clear(&o->err);
-        PT(tf0);
         o->rc = o->fn(w, o->arg, &o->err);
         conn_reset_used(w);
-#ifdef FDB_PROF
-        P_fnadd((void *)o->fn, mono_ns() - tf0);
-#endif
-        { static long spin = -1; if (spin < 0) { const char *e = getenv("NV_SPIN_NS"); spin = e ? atol(e) : 0; }
-          if (spin > 0) { int64_t t0 = mono_ns(); while (mono_ns() - t0 < spin) ; } }
         b->ok += o->rc == NV_OK;
         if (sqlite3_get_autocommit(w->h) ||
             (o->rc != NV_OK && sqlite3_total_changes64(w->h) != before)) {
@@ -500,14 +474,9 @@ batch_end(struct fdb *db, struct batch *b)
     }
     if (b->ok > 0 && db->pre_commit != NULL)
         db->pre_commit(db->commit_ud);
-    PT(tc0);
     rc = run_sql(w, b->ok > 0 ? "COMMIT" : "ROLLBACK");
-#ifdef FDB_PROF
-    P_commit += mono_ns() - tc0;
-#endif
     if (b->ok > 0 && db->post_commit != NULL)
         db->post_commit(db->commit_ud, rc == SQLITE_OK);
-    PT(ta0);
     if (rc != SQLITE_OK) {
         fdb_fail(w, rc, &e);
         if (!sqlite3_get_autocommit(w->h))
@@ -525,10 +494,6 @@ batch_end(struct fdb *db, struct batch *b)
     checkpoint_due(db);
     if (++db->commits % MAINT_EVERY == 0)
         maintain(db);
-#ifdef FDB_PROF
-    P_after += mono_ns() - ta0;
-    P_ops += b->n; P_batches++;
-#endif
 }
 
 void
@@ -636,17 +601,11 @@ lead_batch(struct fdb *db, struct batch *b)
             int want = db->expect - b->n;
 
             pthread_mutex_unlock(&db->mu);
-#ifdef FDB_PROF
-            P_spin -= t0;
-#endif
             while (atomic_load_explicit(&db->npending,
                                         memory_order_relaxed) < want &&
                    (t = mono_ns()) - t0 < budget)
                 sched_yield();
             budget -= t - t0;
-#ifdef FDB_PROF
-            P_spin += mono_ns();
-#endif
             pthread_mutex_lock(&db->mu);
         }
         if (db->head == NULL)
@@ -711,9 +670,6 @@ fdb_write(struct fdb *db, fdb_fn fn, fdb_after_fn after, void *arg,
      * another one, which on a busy machine waits for a CPU.
      */
     db->leading = 1;
-#ifdef FDB_PROF
-    int64_t lw0 = mono_ns(), lc0 = thr_ns(); P_leads++;
-#endif
     for (int round = 0; round < LEAD_ROUNDS && db->head != NULL; round++) {
         struct batch b = { 0 };
 
@@ -736,7 +692,6 @@ fdb_write(struct fdb *db, fdb_fn fn, fdb_after_fn after, void *arg,
          * gone once posted: its links are read first. This thread's own
          * op heads its first batch.
          */
-        PT(tw0);
         if (!db->full) {
             struct fdb_op *c = b.first->next;
 
@@ -770,16 +725,10 @@ fdb_write(struct fdb *db, fdb_fn fn, fdb_after_fn after, void *arg,
                 if (op.kid[1] != NULL)
                     sem_post(&op.kid[1]->sem);
             }
-#ifdef FDB_PROF
-            P_wake += mono_ns() - tw0;
-#endif
             pthread_mutex_lock(&db->mu);
         }
     }
     db->leading = 0;
-#ifdef FDB_PROF
-    P_lead_wall += mono_ns() - lw0; P_lead_cpu += thr_ns() - lc0;
-#endif
     heir = db->head;
     pthread_mutex_unlock(&db->mu);
     if (heir != NULL)
@@ -1400,20 +1349,6 @@ fdb_close(struct fdb *db)
 
     if (db == NULL)
         return;
-#ifdef FDB_PROF
-    if (getenv("NV_PROF") && P_ops > 0) {
-        fprintf(stderr, "prof %s: ops %ld batches %ld (%.1f/batch) leads %ld; per op ns: lead_wall %.0f lead_cpu %.0f begin %.0f commit %.0f after %.0f wake %.0f spin %.0f\n",
-            db->path, (long)P_ops, (long)P_batches, (double)P_ops / P_batches, (long)P_leads, (double)P_lead_wall / P_ops, (double)P_lead_cpu / P_ops,
-            (double)P_begin / P_ops, (double)P_commit / P_ops, (double)P_after / P_ops, (double)P_wake / P_ops, (double)P_spin / P_ops);
-        for (int i = 0; i < 8 && P_fn[i].fn; i++) {
-            Dl_info di; const char *nm = dladdr(P_fn[i].fn, &di) && di.dli_sname ? di.dli_sname : "?";
-            fprintf(stderr, "  fn %s: n %ld, %.0f ns each\n", nm, P_fn[i].n, (double)P_fn[i].ns / P_fn[i].n);
-        }
-    }
-    for (int i = 0; i < 16; i++) if (getenv("NV_PROF") && P_slotn[i]) fprintf(stderr, "  slot %d: n %ld %.0f ns each\n", i, P_slotn[i], (double)P_slot[i] / P_slotn[i]);
-    memset(P_slot, 0, sizeof(P_slot)); memset(P_slotn, 0, sizeof(P_slotn));
-    memset(P_fn, 0, sizeof(P_fn)); P_begin = P_commit = P_after = P_wake = P_spin = P_lead_wall = P_lead_cpu = P_ops = P_batches = P_leads = 0;
-#endif
     ckpt_stop(db);
     while ((c = db->pool) != NULL) {
         db->pool = c->next;
