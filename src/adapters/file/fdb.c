@@ -102,6 +102,8 @@ struct fdb {
     int              opened;      /* fully set up: checkpoint at close */
     void           (*on_abort)(void *ud);
     void            *abort_ud;
+    int            (*flush)(struct fdb_conn *c, void *ud, nv_error *err);
+    void            *flush_ud;
     void           (*pre_commit)(void *ud);
     void           (*post_commit)(void *ud, int ok);
     void            *commit_ud;
@@ -456,6 +458,20 @@ batch_end(struct fdb *db, struct batch *b)
 
     if (!b->open)
         return;         /* failed already: rolled back */
+    if (b->ok > 0 && db->flush != NULL) {
+        rc = db->flush(w, db->flush_ud, &e);
+        conn_reset_used(w);
+        if (rc != NV_OK || sqlite3_get_autocommit(w->h)) {
+            if (e.code == NV_OK)
+                nv__error(&e, NV_EBACKEND, "database '%s': transaction "
+                          "rolled back", db->path);
+            if (!sqlite3_get_autocommit(w->h))
+                run_sql(w, "ROLLBACK");
+            conn_reset_used(w);
+            batch_abort(db, b, &e);
+            return;
+        }
+    }
     if (b->ok > 0 && db->pre_commit != NULL)
         db->pre_commit(db->commit_ud);
     rc = run_sql(w, b->ok > 0 ? "COMMIT" : "ROLLBACK");
@@ -487,6 +503,15 @@ fdb_on_commit(struct fdb *db, void (*pre)(void *ud),
     db->pre_commit = pre;
     db->post_commit = post;
     db->commit_ud = ud;
+}
+
+void
+fdb_on_flush(struct fdb *db,
+             int (*fn)(struct fdb_conn *c, void *ud, nv_error *err),
+             void *ud)
+{
+    db->flush = fn;
+    db->flush_ud = ud;
 }
 
 void

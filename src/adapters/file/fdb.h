@@ -71,6 +71,17 @@ void fdb_on_abort(struct fdb *db, void (*fn)(void *ud), void *ud);
 void fdb_on_commit(struct fdb *db, void (*pre)(void *ud),
                    void (*post)(void *ud, int ok), void *ud);
 
+/*
+ * 'fn' runs on the committing thread after the last op of a batch and
+ * before its COMMIT, inside the transaction, when an op of the batch
+ * succeeded: the place for writes the ops left to the end of the batch
+ * (the file queue's retention). It returns NV_OK or an error; an error
+ * rolls the whole batch back, and every op of it fails with it.
+ */
+void fdb_on_flush(struct fdb *db,
+                  int (*fn)(struct fdb_conn *c, void *ud, nv_error *err),
+                  void *ud);
+
 /* Run a write and return once it is committed (durable). */
 int fdb_write(struct fdb *db, fdb_fn fn, fdb_after_fn after, void *arg,
               nv_error *err);

@@ -553,6 +553,9 @@ qs_clear(struct qstate *q)
     memset(&q->active, 0, sizeof(q->active));
     memset(q->n, 0, sizeof(q->n));
     q->paused = 0;
+    /* q->excess stays: a reload inside a batch finds the rows as they
+     * are, those retention will remove included (forget_all clears it
+     * when the batch is rolled back instead). */
 }
 
 /* Readers see the counts and pause flags of the last commit. */
@@ -589,13 +592,17 @@ post_commit(void *ud, int ok)
     pthread_mutex_unlock(&fq->snap_mu);
 }
 
-/* A batch was rolled back: what its ops did to memory may not be true. */
+/* A batch was rolled back: what its ops did to memory may not be true,
+ * and the retention its finishes left pending is undone with them. */
 static void
 forget_all(void *ud)
 {
     struct fq *fq = ud;
 
     fq->need_load = 1;
+    fq->trims = 0;
+    for (struct qstate *q = fq->qs; q != NULL; q = q->next)
+        q->excess[0] = q->excess[1] = 0;
 }
 
 /*
@@ -671,6 +678,29 @@ load(struct fdb_conn *c, struct fq *fq, nv_error *err)
         heapify(&q->done[1]);
     }
     fq->need_load = 0;
+    return NV_OK;
+}
+
+/* The flush of every batch (fdb_on_flush): the retention its finishes
+ * left pending (queue_finish.c, retain). */
+static int
+flush(struct fdb_conn *c, void *ud, nv_error *err)
+{
+    struct fq *fq = ud;
+    int rc;
+
+    if (!fq->trims)
+        return NV_OK;
+    if (fq->need_load && load(c, fq, err) != NV_OK) {
+        fq->need_load = 1;
+        return err->code;
+    }
+    fq->trims = 0;
+    for (struct qstate *q = fq->qs; q != NULL; q = q->next) {
+        if ((q->excess[0] > 0 || q->excess[1] > 0) &&
+            (rc = fq_trim(c, fq, q, err)) != NV_OK)
+            return rc;
+    }
     return NV_OK;
 }
 
@@ -928,6 +958,7 @@ nv_file_queue_open(const char *settings_json, nv_queue *out, nv_error *err)
     rc = fdb_open(settings_json, &queue_schema, &fq->db, err);
     if (rc == NV_OK) {
         fdb_on_abort(fq->db, forget_all, fq);
+        fdb_on_flush(fq->db, flush, fq);
         fdb_on_commit(fq->db, pre_commit, post_commit, fq);
         rc = fdb_read(fq->db, load_open, fq, err);
     }

@@ -65,6 +65,10 @@ struct qstate {
     struct fq_heap delay;      /* (delay_until, seq) */
     struct fq_heap done[2];    /* completed, failed: (finished_on, seq) */
     struct fq_lmap active;
+    /* Retention (Q-10) left to the end of the batch: how many of the
+     * oldest completed [0] and failed [1] jobs go before the commit;
+     * n[] still counts them until then (fq_trim). */
+    int64_t        excess[2];
     int64_t        pub[5];     /* fq.cmu */
     int            pub_paused; /* fq.cmu */
     char           name[];
@@ -108,6 +112,7 @@ struct fq {
     int             need_load; /* leader only: memory to be (re)loaded */
     pthread_mutex_t cmu;       /* guards the qs list and pub fields */
     pthread_mutex_t snap_mu;   /* held by the leader across a COMMIT */
+    int             trims;     /* leader only: some qstate has excess */
     struct lease_hint *hints;  /* FQ_HINTS of them; leader only */
     struct fq_recmap recs;     /* cached records by rid; leader only */
     _Atomic int64_t rec_bytes; /* held by records, cached or being built */
@@ -218,6 +223,19 @@ void fq_wait_release(struct fq *fq);
 int fq_finish_in(struct fdb_conn *c, struct fq *fq, const char *queue,
                  const char *id, const char *token, const nv_finish *f,
                  int64_t now, int *wake, nv_error *err);
+
+/* (queue_finish.c) Apply the retention left pending in 'qs' (its
+ * excess), as every batch does before its commit (queue.c); an op that
+ * looks a job up by id calls it first, so that it finds a job gone that
+ * retention removed earlier in its batch. */
+int fq_trim(struct fdb_conn *c, struct fq *fq, struct qstate *qs,
+            nv_error *err);
+
+/* The body of enqueue (queue_claim.c), inside a write, without the
+ * record handed back or the wake-up after the commit (tests run it in a
+ * batch beside other ops). */
+int fq_enqueue_in(struct fdb_conn *c, struct fq *fq, const nv_job *job,
+                  int64_t now, int *created, nv_error *err);
 
 /* ---- Ops (adapter.h), for the ops table in queue.c ---- */
 

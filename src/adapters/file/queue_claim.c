@@ -177,6 +177,8 @@ enqueue_fn(struct fdb_conn *c, void *arg, nv_error *err)
 
     if (qs == NULL)
         return err->code;
+    if (a->max_unfinished > 0 && (rc = fq_trim(c, a->fq, qs, err)) != NV_OK)
+        return rc;
     if (a->max_unfinished > 0) {
         /* Q-3 before Q-11: an existing job is returned, never refused. */
         FDB_STMT(c, ex, "SELECT 1 FROM jobs WHERE queue = ?1 AND id = ?2");
@@ -236,6 +238,14 @@ enqueue_fn(struct fdb_conn *c, void *arg, nv_error *err)
     sqlite3_bind_int64(st, 27, sk2);
     if ((rc = fdb_run(c, st, err)) != NV_OK)
         return rc;
+    if (sqlite3_changes(fdb_handle(c)) == 0 &&
+        (qs->excess[0] > 0 || qs->excess[1] > 0)) {
+        /* The id exists: unless it is a job that retention removes in
+         * this batch (Q-10 before Q-3), as it would have at once. */
+        if ((rc = fq_trim(c, a->fq, qs, err)) != NV_OK ||
+            (rc = fdb_run(c, st, err)) != NV_OK)
+            return rc;
+    }
     if (sqlite3_changes(fdb_handle(c)) == 0)
         return existing(c, a, err);     /* the id exists */
     rc = fq_push(a->fq, delayed ? &qs->delay : &qs->wait, sk1, sk2,
@@ -256,6 +266,17 @@ enqueue_fn(struct fdb_conn *c, void *arg, nv_error *err)
                    a->rec) == 0)
         a->rec = NULL;      /* the writer's now */
     return NV_OK;
+}
+
+int
+fq_enqueue_in(struct fdb_conn *c, struct fq *fq, const nv_job *job,
+              int64_t now, int *created, nv_error *err)
+{
+    struct enq_args a = { .fq = fq, .job = job, .now = now };
+    int rc = enqueue_fn(c, &a, err);
+
+    *created = a.created;
+    return rc;
 }
 
 static void
