@@ -54,4 +54,6 @@ extern const char nv__redis_lua_stream_append[];
 extern const char nv__redis_fn_stream_append[];
 extern const char nv__redis_lua_stream_appendn[];
 extern const char nv__redis_fn_stream_appendn[];
+extern const char nv__redis_lua_stream_listen[];
+extern const char nv__redis_fn_stream_listen[];
 #endif

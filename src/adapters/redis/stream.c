@@ -29,6 +29,11 @@ static const nv__redis_script appendn_script = {
     nv__redis_fn_stream_appendn, nv__redis_lib_stream,
 };
 
+static const nv__redis_script listen_script = {
+    2, "stream_listen", nv__redis_lua_stream_listen,
+    nv__redis_fn_stream_listen, nv__redis_lib_stream,
+};
+
 struct rstream {
     nv__redis_pool *pool;
     char           *channel;    /* <p>:live */
@@ -39,7 +44,28 @@ struct rsub {
     nv__redis_sub    *sub;
     nv_stream_note_fn fn;
     void             *ud;
+    struct rstream   *s;
+    int               steps;    /* subscribed to s->steps too */
 };
+
+/*
+ * A subscription to the steps channel just (re)started: tell the append
+ * scripts, which keep whether anyone listens there instead of asking
+ * PUBSUB NUMSUB at each append (stream_common.lua). A failure is left
+ * alone: they ask again within 256 appends.
+ */
+static void
+tell_listening(struct rstream *s)
+{
+    const char *av[1] = { s->steps };
+    size_t al[1] = { strlen(s->steps) };
+    redisReply *r = NULL;
+    nv_error e = { 0 };
+
+    if (nv__redis_eval(s->pool, &listen_script, s->steps, 1, 1, av, al, &r,
+                       &e) == NV_OK)
+        freeReplyObject(r);
+}
 
 /* The eight script arguments that describe one event to append. */
 static void
@@ -444,8 +470,12 @@ on_live(void *ud, const char *channel, const char *msg, size_t len)
     size_t fl[12], nf = 0;
 
     (void)channel;
-    if (msg == NULL)
-        return;   /* reconnected: nothing to replay (live only) */
+    if (msg == NULL) {
+        /* lost, or reconnected: nothing to replay (live only) */
+        if (rs->steps && nv__redis_sub_connected(rs->sub))
+            tell_listening(rs->s);
+        return;
+    }
     while (nf < 12 && nv__redis_ns_next(&p, end, &f[nf], &fl[nf]) == 0)
         nf++;
     if (nf == 3 && fl[0] == 1 && f[0][0] == 'm') {
@@ -495,12 +525,16 @@ rt_subscribe_flow(void *self, int flow_only, nv_stream_note_fn fn, void *ud,
         return nv__error(err, NV_ENOMEM, "redis stream: out of memory");
     rs->fn = fn;
     rs->ud = ud;
+    rs->s = s;
+    rs->steps = !flow_only;
     rc = nv__redis_sub_start(s->pool, ch, flow_only ? 1 : 2, on_live, rs,
                              &rs->sub, err);
     if (rc != NV_OK) {
         nv__free(rs);
         return rc;
     }
+    if (rs->steps)
+        tell_listening(s);
     *handle = rs;
     return NV_OK;
 }

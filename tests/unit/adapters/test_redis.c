@@ -931,3 +931,87 @@ Test(redis_adapter, finished_jobs_of_layouts_1_2_and_1_3_read_alike)
     q.ops->close(q.self);
     server_free(&s);
 }
+
+/* Wait up to 1 s for g to count 'events' events. */
+static int
+events_reach(struct notes *g, int events)
+{
+    for (int i = 0; i < 100; i++) {
+        int n;
+
+        pthread_mutex_lock(&g->mu);
+        n = g->events;
+        pthread_mutex_unlock(&g->mu);
+        if (n >= events)
+            return n;
+        sleep_ms(10);
+    }
+    pthread_mutex_lock(&g->mu);
+    events = g->events;
+    pthread_mutex_unlock(&g->mu);
+    return events;
+}
+
+/* The append scripts keep whether anyone listens to the steps channel
+ * (instead of asking PUBSUB NUMSUB at each append): a subscription that
+ * starts after appends nobody heard tells them, and hears the next one;
+ * a listener that does not tell (a raw SUBSCRIBE, as another version of
+ * nvent would be) hears them again within 256 appends. */
+Test(redis_adapter, a_late_subscription_hears_step_events_at_once)
+{
+    struct server s;
+    nv_error err = { 0 };
+    nv_stream a, b;
+    struct notes g = { .events = 0 };
+    void *h = NULL;
+    nv_event ev;
+    redisContext *raw;
+    redisReply *r = NULL;
+    struct timeval tv = { 2, 0 };
+    int got = 0;
+
+    server_new(&s, NULL);
+    pthread_mutex_init(&g.mu, NULL);
+    cr_assert_eq(nv_redis_stream_open(settings(s.port, NULL), &a, &err), NV_OK);
+    cr_assert_eq(nv_redis_stream_open(settings(s.port, NULL), &b, &err), NV_OK);
+    memset(&ev, 0, sizeof(ev));
+    snprintf(ev.type, sizeof(ev.type), "step.started");
+    snprintf(ev.run_id, sizeof(ev.run_id), "r1");
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(a.ops->append(a.self, "nq:flow:r1", &ev, 5000, -1, NULL,
+                                   NULL, &err), NV_OK, "%s", err.msg);
+    cr_assert_eq(b.ops->subscribe(b.self, on_note, &g, &h, &err), NV_OK);
+    cr_assert_eq(a.ops->append(a.self, "nq:flow:r1", &ev, 5000, -1, NULL,
+                               NULL, &err), NV_OK);
+    cr_assert_eq(events_reach(&g, 1), 1, "the step event after subscribe() "
+                 "was not heard");
+    cr_assert_str_eq(g.last, "nq:flow:r1 5000-3");
+    b.ops->unsubscribe(b.self, h);
+    /* nobody listens any more (learnt within 256 appends), then a raw
+     * listener that does not tell */
+    for (int i = 0; i < 300; i++)
+        cr_assert_eq(a.ops->append(a.self, "nq:flow:r1", &ev, 5000, -1, NULL,
+                                   NULL, &err), NV_OK);
+    raw = client(&s);
+    r = redisCommand(raw, "SUBSCRIBE nq:live:steps");
+    cr_assert(r != NULL);
+    freeReplyObject(r);
+    for (int i = 0; i < 257; i++)
+        cr_assert_eq(a.ops->append(a.self, "nq:flow:r1", &ev, 5000, -1, NULL,
+                                   NULL, &err), NV_OK);
+    redisSetTimeout(raw, tv);
+    while (got < 1000 && redisGetReply(raw, (void **)&r) == REDIS_OK) {
+        freeReplyObject(r);
+        got++;
+        if (got >= 1) {
+            tv.tv_sec = 0;
+            tv.tv_usec = 200000;
+            redisSetTimeout(raw, tv);
+        }
+    }
+    cr_assert(got >= 1 && got <= 257, "raw listener heard %d", got);
+    redisFree(raw);
+    a.ops->close(a.self);
+    b.ops->close(b.self);
+    server_free(&s);
+}

@@ -37,7 +37,7 @@ end
 local ch = ARGV[3]
 if string.sub(ARGV[4], 1, 5) ~= 'flow.' then
   ch = ARGV[13]
-  if redis.call('PUBSUB', 'NUMSUB', ch)[2] == 0 then ch = nil end
+  if not listening(ch) then ch = nil end
 end
 if ch then note(ch, ARGV[12], id, 4) end
 return { 1, id, len + 1 }

@@ -43,13 +43,13 @@ else
     out[3 + k] = id
   end
 end
-local listen = nil
+local steps_on = nil
 for k = 0, n - 1 do
   local b = 7 + 8 * k
   local ch = ARGV[3]
   if string.sub(ARGV[b], 1, 5) ~= 'flow.' then
-    if listen == nil then listen = redis.call('PUBSUB', 'NUMSUB', ARGV[4])[2] > 0 end
-    ch = listen and ARGV[4] or nil
+    if steps_on == nil then steps_on = listening(ARGV[4]) end
+    ch = steps_on and ARGV[4] or nil
   end
   if ch then note(ch, ARGV[5], out[3 + k], b) end
 end
