@@ -505,6 +505,7 @@ struct op {
     int64_t         now, lease_ms;
     const nv_limiter *lim;          /* R, X */
     const nv__redis_args *args;     /* E: its arguments */
+    int             quiet;          /* E: a new job's state not wanted */
     char            tok[40];        /* R, X: the new lease's token */
     redisReply     *el[4];          /* its part of the batch's reply */
     int             nel;
@@ -521,7 +522,8 @@ rq_enqueue(void *self, const nv_job *job, int64_t now, int64_t max_unfinished,
            nv_job *out, int *created, nv_error *err)
 {
     struct rqueue *q = self;
-    struct op op = { .kind = OP_ENQUEUE, .id = job->id };
+    /* without 'out', a new job's state (paused or not) is not asked */
+    struct op op = { .kind = OP_ENQUEUE, .id = job->id, .quiet = out == NULL };
     nv__redis_args x;
     int64_t ts = job->timestamp ? job->timestamp : now;
     char *packed;
@@ -763,7 +765,8 @@ op_args(nv__redis_args *x, const struct op *o)
     nv__redis_args_str(x, o->kind == OP_RESERVE ? "R"
                           : o->kind == OP_FINISH ? "F"
                           : o->kind == OP_COUNTS ? "C"
-                          : o->kind == OP_ENQUEUE ? "E" : "X");
+                          : o->kind == OP_ENQUEUE ? (o->quiet ? "e" : "E")
+                          : "X");
     if (o->kind == OP_COUNTS)
         return;
     if (o->kind == OP_ENQUEUE) {

@@ -2,7 +2,7 @@
 #include "adapters/redis/scripts.h"
 
 const char nv__redis_lib_queue[] =
-    "#!lua name=nv23875a40d5_queue\n"
+    "#!lua name=nvc5bbd4659b_queue\n"
     "local KEYS, ARGV\n"
     "local FUNCTIONS = true\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
@@ -252,9 +252,10 @@ const char nv__redis_lib_queue[] =
     "  return ARGV[f + 4], ARGV[f + 8], ARGV[f + 9], ARGV[f + 10], ARGV[f + 11], ARGV[f + 12]\n"
     "end\n"
     "local function enqueues(capped)\n"
-    "  local ids, woke, plain, found = {}, 0, {}, false\n"
+    "  local ids, woke, plain, found, ask = {}, 0, {}, false, false\n"
     "  for i, e in ipairs(ops) do\n"
-    "    if ARGV[e] == 'E' then\n"
+    "    local c = ARGV[e]\n"
+    "    if c == 'E' or c == 'e' then\n"
     "      local now, max, id = tonumber(ARGV[e + 2]), tonumber(ARGV[e + 3]), ARGV[e + 4]\n"
     "      local k = jkey(id)\n"
     "      if redis.call('EXISTS', k) == 1 then\n"
@@ -279,6 +280,7 @@ const char nv__redis_lib_queue[] =
     "          xs[i] = 'waiting'\n"
     "        end\n"
     "        code[i] = 1\n"
+    "        if c == 'E' then ask = true end\n"
     "        woke = woke + 1\n"
     "        ids[#ids + 1] = ARGV[e + 5]\n"
     "        ids[#ids + 1] = id\n"
@@ -302,7 +304,7 @@ const char nv__redis_lib_queue[] =
     "  if #ids > 0 then redis.call('ZADD', IDS, unpack(ids)) end\n"
     "  if woke == 1 then wake()\n"
     "  elseif woke > 1 then redis.call('PUBLISH', ARGV[2], ARGV[3] .. '\\0' .. I(woke)) end\n"
-    "  if woke > 0 or found then enq_paused = paused() end\n"
+    "  if (woke > 0 and ask) or found then enq_paused = paused() end\n"
     "end\n"
     "local function reserve(f)\n"
     "  local now, lease, tok, lmax, ldur, grouped = rargs(f)\n"
@@ -311,7 +313,7 @@ const char nv__redis_lib_queue[] =
     "local function run_slow()\n"
     "  for i, f in ipairs(ops) do\n"
     "    local c = ARGV[f]\n"
-    "    if c == 'C' or c == 'E' then\n"
+    "    if c == 'C' or c == 'E' or c == 'e' then\n"
     "    else\n"
     "      local rc = 1\n"
     "      if c ~= 'R' then\n"
@@ -415,7 +417,7 @@ const char nv__redis_lib_queue[] =
     "  end\n"
     "  return lone_reserve(true, now, ARGV[10], ARGV[11])\n"
     "end\n"
-    "local function lone_e()\n"
+    "local function lone_e(ask)\n"
     "  local e = 5\n"
     "  if ARGV[e + 3] ~= '0' or ARGV[e + 8] == '1' or\n"
     "      tonumber(ARGV[e + 6]) > tonumber(ARGV[e + 2]) then return nil end\n"
@@ -430,7 +432,7 @@ const char nv__redis_lib_queue[] =
     "  make_waiting(id, tonumber(ARGV[e + 7]), '0', true)\n"
     "  redis.call('ZADD', IDS, ARGV[e + 5], id)\n"
     "  wake()\n"
-    "  return { 1, 1, 'waiting', paused() and 1 or 0 }\n"
+    "  return { 1, 1, 'waiting', ask and paused() and 1 or 0 }\n"
     "end\n"
     "local function run_fast(n)\n"
     "  local gone = n > 1 and {} or nil\n"
@@ -496,8 +498,8 @@ const char nv__redis_lib_queue[] =
     "    if c == 'R' and tonumber(ARGV[9]) <= 0 then\n"
     "      return lone_reserve(false, ARGV[6], ARGV[7], ARGV[8])\n"
     "    end\n"
-    "    if c == 'E' then\n"
-    "      local r = lone_e()\n"
+    "    if c == 'E' or c == 'e' then\n"
+    "      local r = lone_e(c == 'E')\n"
     "      if r then return r end\n"
     "    end\n"
     "  end\n"
@@ -508,7 +510,7 @@ const char nv__redis_lib_queue[] =
     "    ops[i] = a\n"
     "    if c == 'C' then\n"
     "      a = a + 1\n"
-    "    elseif c == 'E' then\n"
+    "    elseif c == 'E' or c == 'e' then\n"
     "      enq = true\n"
     "      if tonumber(ARGV[a + 3]) > 0 then capped = true end\n"
     "      a = a + 2 + tonumber(ARGV[a + 1])\n"
@@ -533,7 +535,7 @@ const char nv__redis_lib_queue[] =
     "  local out, o, cn = { 1 }, 1, nil\n"
     "  for i, f in ipairs(ops) do\n"
     "    local c = ARGV[f]\n"
-    "    if c == 'E' then\n"
+    "    if c == 'E' or c == 'e' then\n"
     "      o = o + 1; out[o] = code[i]\n"
     "      if code[i] == 1 then\n"
     "        o = o + 1; out[o] = xs[i]\n"
@@ -565,12 +567,12 @@ const char nv__redis_lib_queue[] =
     "  ops, code, hs, xs = nil, nil, nil, nil   -- for the garbage collector\n"
     "  return out\n"
     "end\n"
-    "redis.register_function('nv23875a40d5_queue_batch', function(keys, args)\n"
+    "redis.register_function('nvc5bbd4659b_queue_batch', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "return batch()\n"
     "end)\n"
-    "redis.register_function('nv23875a40d5_queue_extend', function(keys, args)\n"
+    "redis.register_function('nvc5bbd4659b_queue_extend', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local id = ARGV[4]\n"
@@ -579,14 +581,14 @@ const char nv__redis_lib_queue[] =
     "redis.call('ZADD', ACTIVE, ARGV[6], id)\n"
     "return { 1 }\n"
     "end)\n"
-    "redis.register_function('nv23875a40d5_queue_get', function(keys, args)\n"
+    "redis.register_function('nvc5bbd4659b_queue_get', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local j = getjob(ARGV[4])\n"
     "if not j then return { -11 } end\n"
     "return { 1, j }\n"
     "end)\n"
-    "redis.register_function('nv23875a40d5_queue_list', function(keys, args)\n"
+    "redis.register_function('nvc5bbd4659b_queue_list', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local mask, off, lim = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])\n"
@@ -628,7 +630,7 @@ const char nv__redis_lib_queue[] =
     "out[2] = total\n"
     "return out\n"
     "end)\n"
-    "redis.register_function('nv23875a40d5_queue_log', function(keys, args)\n"
+    "redis.register_function('nvc5bbd4659b_queue_log', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local id, keep = ARGV[4], tonumber(ARGV[6])\n"
@@ -638,14 +640,14 @@ const char nv__redis_lib_queue[] =
     "if keep > 0 then redis.call('LTRIM', lkey(id), -keep, -1) end\n"
     "return { 1 }\n"
     "end)\n"
-    "redis.register_function('nv23875a40d5_queue_pause', function(keys, args)\n"
+    "redis.register_function('nvc5bbd4659b_queue_pause', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "redis.call('HSET', META, 'paused', ARGV[4])\n"
     "if ARGV[4] == '0' then wake() end\n"
     "return { 1 }\n"
     "end)\n"
-    "redis.register_function('nv23875a40d5_queue_progress', function(keys, args)\n"
+    "redis.register_function('nvc5bbd4659b_queue_progress', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local id = ARGV[4]\n"
@@ -658,7 +660,7 @@ const char nv__redis_lib_queue[] =
     "end\n"
     "return { 1 }\n"
     "end)\n"
-    "redis.register_function('nv23875a40d5_queue_reap', function(keys, args)\n"
+    "redis.register_function('nvc5bbd4659b_queue_reap', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local now, max = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
@@ -682,7 +684,7 @@ const char nv__redis_lib_queue[] =
     "if woke then wake() end\n"
     "return out\n"
     "end)\n"
-    "redis.register_function('nv23875a40d5_queue_remove', function(keys, args)\n"
+    "redis.register_function('nvc5bbd4659b_queue_remove', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local id = ARGV[4]\n"
@@ -693,7 +695,7 @@ const char nv__redis_lib_queue[] =
     "drop(id, false)\n"
     "return { 1, j }\n"
     "end)\n"
-    "redis.register_function('nv23875a40d5_queue_retry', function(keys, args)\n"
+    "redis.register_function('nvc5bbd4659b_queue_retry', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local id = ARGV[4]\n"
@@ -707,7 +709,7 @@ const char nv__redis_lib_queue[] =
     "end)\n"
     ;
 
-const char nv__redis_fn_queue_batch[] = "nv23875a40d5_queue_batch";
+const char nv__redis_fn_queue_batch[] = "nvc5bbd4659b_queue_batch";
 const char nv__redis_lua_queue_batch[] =
     "local FUNCTIONS = false\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
@@ -957,9 +959,10 @@ const char nv__redis_lua_queue_batch[] =
     "  return ARGV[f + 4], ARGV[f + 8], ARGV[f + 9], ARGV[f + 10], ARGV[f + 11], ARGV[f + 12]\n"
     "end\n"
     "local function enqueues(capped)\n"
-    "  local ids, woke, plain, found = {}, 0, {}, false\n"
+    "  local ids, woke, plain, found, ask = {}, 0, {}, false, false\n"
     "  for i, e in ipairs(ops) do\n"
-    "    if ARGV[e] == 'E' then\n"
+    "    local c = ARGV[e]\n"
+    "    if c == 'E' or c == 'e' then\n"
     "      local now, max, id = tonumber(ARGV[e + 2]), tonumber(ARGV[e + 3]), ARGV[e + 4]\n"
     "      local k = jkey(id)\n"
     "      if redis.call('EXISTS', k) == 1 then\n"
@@ -984,6 +987,7 @@ const char nv__redis_lua_queue_batch[] =
     "          xs[i] = 'waiting'\n"
     "        end\n"
     "        code[i] = 1\n"
+    "        if c == 'E' then ask = true end\n"
     "        woke = woke + 1\n"
     "        ids[#ids + 1] = ARGV[e + 5]\n"
     "        ids[#ids + 1] = id\n"
@@ -1007,7 +1011,7 @@ const char nv__redis_lua_queue_batch[] =
     "  if #ids > 0 then redis.call('ZADD', IDS, unpack(ids)) end\n"
     "  if woke == 1 then wake()\n"
     "  elseif woke > 1 then redis.call('PUBLISH', ARGV[2], ARGV[3] .. '\\0' .. I(woke)) end\n"
-    "  if woke > 0 or found then enq_paused = paused() end\n"
+    "  if (woke > 0 and ask) or found then enq_paused = paused() end\n"
     "end\n"
     "local function reserve(f)\n"
     "  local now, lease, tok, lmax, ldur, grouped = rargs(f)\n"
@@ -1016,7 +1020,7 @@ const char nv__redis_lua_queue_batch[] =
     "local function run_slow()\n"
     "  for i, f in ipairs(ops) do\n"
     "    local c = ARGV[f]\n"
-    "    if c == 'C' or c == 'E' then\n"
+    "    if c == 'C' or c == 'E' or c == 'e' then\n"
     "    else\n"
     "      local rc = 1\n"
     "      if c ~= 'R' then\n"
@@ -1120,7 +1124,7 @@ const char nv__redis_lua_queue_batch[] =
     "  end\n"
     "  return lone_reserve(true, now, ARGV[10], ARGV[11])\n"
     "end\n"
-    "local function lone_e()\n"
+    "local function lone_e(ask)\n"
     "  local e = 5\n"
     "  if ARGV[e + 3] ~= '0' or ARGV[e + 8] == '1' or\n"
     "      tonumber(ARGV[e + 6]) > tonumber(ARGV[e + 2]) then return nil end\n"
@@ -1135,7 +1139,7 @@ const char nv__redis_lua_queue_batch[] =
     "  make_waiting(id, tonumber(ARGV[e + 7]), '0', true)\n"
     "  redis.call('ZADD', IDS, ARGV[e + 5], id)\n"
     "  wake()\n"
-    "  return { 1, 1, 'waiting', paused() and 1 or 0 }\n"
+    "  return { 1, 1, 'waiting', ask and paused() and 1 or 0 }\n"
     "end\n"
     "local function run_fast(n)\n"
     "  local gone = n > 1 and {} or nil\n"
@@ -1201,8 +1205,8 @@ const char nv__redis_lua_queue_batch[] =
     "    if c == 'R' and tonumber(ARGV[9]) <= 0 then\n"
     "      return lone_reserve(false, ARGV[6], ARGV[7], ARGV[8])\n"
     "    end\n"
-    "    if c == 'E' then\n"
-    "      local r = lone_e()\n"
+    "    if c == 'E' or c == 'e' then\n"
+    "      local r = lone_e(c == 'E')\n"
     "      if r then return r end\n"
     "    end\n"
     "  end\n"
@@ -1213,7 +1217,7 @@ const char nv__redis_lua_queue_batch[] =
     "    ops[i] = a\n"
     "    if c == 'C' then\n"
     "      a = a + 1\n"
-    "    elseif c == 'E' then\n"
+    "    elseif c == 'E' or c == 'e' then\n"
     "      enq = true\n"
     "      if tonumber(ARGV[a + 3]) > 0 then capped = true end\n"
     "      a = a + 2 + tonumber(ARGV[a + 1])\n"
@@ -1238,7 +1242,7 @@ const char nv__redis_lua_queue_batch[] =
     "  local out, o, cn = { 1 }, 1, nil\n"
     "  for i, f in ipairs(ops) do\n"
     "    local c = ARGV[f]\n"
-    "    if c == 'E' then\n"
+    "    if c == 'E' or c == 'e' then\n"
     "      o = o + 1; out[o] = code[i]\n"
     "      if code[i] == 1 then\n"
     "        o = o + 1; out[o] = xs[i]\n"
@@ -1274,7 +1278,7 @@ const char nv__redis_lua_queue_batch[] =
     "return batch()\n"
     ;
 
-const char nv__redis_fn_queue_extend[] = "nv23875a40d5_queue_extend";
+const char nv__redis_fn_queue_extend[] = "nvc5bbd4659b_queue_extend";
 const char nv__redis_lua_queue_extend[] =
     "local FUNCTIONS = false\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
@@ -1519,7 +1523,7 @@ const char nv__redis_lua_queue_extend[] =
     "return { 1 }\n"
     ;
 
-const char nv__redis_fn_queue_get[] = "nv23875a40d5_queue_get";
+const char nv__redis_fn_queue_get[] = "nvc5bbd4659b_queue_get";
 const char nv__redis_lua_queue_get[] =
     "local FUNCTIONS = false\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
@@ -1762,7 +1766,7 @@ const char nv__redis_lua_queue_get[] =
     "return { 1, j }\n"
     ;
 
-const char nv__redis_fn_queue_list[] = "nv23875a40d5_queue_list";
+const char nv__redis_fn_queue_list[] = "nvc5bbd4659b_queue_list";
 const char nv__redis_lua_queue_list[] =
     "local FUNCTIONS = false\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
@@ -2040,7 +2044,7 @@ const char nv__redis_lua_queue_list[] =
     "return out\n"
     ;
 
-const char nv__redis_fn_queue_log[] = "nv23875a40d5_queue_log";
+const char nv__redis_fn_queue_log[] = "nvc5bbd4659b_queue_log";
 const char nv__redis_lua_queue_log[] =
     "local FUNCTIONS = false\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
@@ -2286,7 +2290,7 @@ const char nv__redis_lua_queue_log[] =
     "return { 1 }\n"
     ;
 
-const char nv__redis_fn_queue_pause[] = "nv23875a40d5_queue_pause";
+const char nv__redis_fn_queue_pause[] = "nvc5bbd4659b_queue_pause";
 const char nv__redis_lua_queue_pause[] =
     "local FUNCTIONS = false\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
@@ -2529,7 +2533,7 @@ const char nv__redis_lua_queue_pause[] =
     "return { 1 }\n"
     ;
 
-const char nv__redis_fn_queue_progress[] = "nv23875a40d5_queue_progress";
+const char nv__redis_fn_queue_progress[] = "nvc5bbd4659b_queue_progress";
 const char nv__redis_lua_queue_progress[] =
     "local FUNCTIONS = false\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
@@ -2778,7 +2782,7 @@ const char nv__redis_lua_queue_progress[] =
     "return { 1 }\n"
     ;
 
-const char nv__redis_fn_queue_reap[] = "nv23875a40d5_queue_reap";
+const char nv__redis_fn_queue_reap[] = "nvc5bbd4659b_queue_reap";
 const char nv__redis_lua_queue_reap[] =
     "local FUNCTIONS = false\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
@@ -3038,7 +3042,7 @@ const char nv__redis_lua_queue_reap[] =
     "return out\n"
     ;
 
-const char nv__redis_fn_queue_remove[] = "nv23875a40d5_queue_remove";
+const char nv__redis_fn_queue_remove[] = "nvc5bbd4659b_queue_remove";
 const char nv__redis_lua_queue_remove[] =
     "local FUNCTIONS = false\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
@@ -3285,7 +3289,7 @@ const char nv__redis_lua_queue_remove[] =
     "return { 1, j }\n"
     ;
 
-const char nv__redis_fn_queue_retry[] = "nv23875a40d5_queue_retry";
+const char nv__redis_fn_queue_retry[] = "nvc5bbd4659b_queue_retry";
 const char nv__redis_lua_queue_retry[] =
     "local FUNCTIONS = false\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"

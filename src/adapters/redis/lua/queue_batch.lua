@@ -9,6 +9,8 @@
 --   C                                               {as queue_counts}
 --   E m now max id timestamp delayUntil priority lifo field value...
 --                                                   1 state paused | 0 job paused logs | -18
+--   e as E, for a caller that does not want a new job's state: its
+--     paused is 0 (a read less)
 -- (E: m counts the arguments after it, max is the most unfinished jobs or
 -- 0, the pairs are the new record, its state and 'nologs' among them;
 -- 1: a new job, 0: an existing one, -18: the queue is full.)
@@ -53,9 +55,10 @@ local function rargs(f)
   return ARGV[f + 4], ARGV[f + 8], ARGV[f + 9], ARGV[f + 10], ARGV[f + 11], ARGV[f + 12]
 end
 local function enqueues(capped)
-  local ids, woke, plain, found = {}, 0, {}, false
+  local ids, woke, plain, found, ask = {}, 0, {}, false, false
   for i, e in ipairs(ops) do
-    if ARGV[e] == 'E' then
+    local c = ARGV[e]
+    if c == 'E' or c == 'e' then
       local now, max, id = tonumber(ARGV[e + 2]), tonumber(ARGV[e + 3]), ARGV[e + 4]
       local k = jkey(id)
       if redis.call('EXISTS', k) == 1 then
@@ -80,6 +83,7 @@ local function enqueues(capped)
           xs[i] = 'waiting'
         end
         code[i] = 1
+        if c == 'E' then ask = true end
         woke = woke + 1
         ids[#ids + 1] = ARGV[e + 5]
         ids[#ids + 1] = id
@@ -104,7 +108,7 @@ local function enqueues(capped)
   if #ids > 0 then redis.call('ZADD', IDS, unpack(ids)) end
   if woke == 1 then wake()
   elseif woke > 1 then redis.call('PUBLISH', ARGV[2], ARGV[3] .. '\0' .. I(woke)) end
-  if woke > 0 or found then enq_paused = paused() end
+  if (woke > 0 and ask) or found then enq_paused = paused() end
 end
 local function reserve(f)
   local now, lease, tok, lmax, ldur, grouped = rargs(f)
@@ -114,7 +118,7 @@ end
 local function run_slow()
   for i, f in ipairs(ops) do
     local c = ARGV[f]
-    if c == 'C' or c == 'E' then
+    if c == 'C' or c == 'E' or c == 'e' then
       -- counts after the others, enqueues before
     else
       local rc = 1
@@ -236,9 +240,9 @@ local function lone_y()
   end
   return lone_reserve(true, now, ARGV[10], ARGV[11])
 end
--- A lone E of a plain job (no maximum, not delayed, not lifo), as
--- enqueues does it; nil for any other.
-local function lone_e()
+-- A lone E (ask: true) or e of a plain job (no maximum, not delayed, not
+-- lifo), as enqueues does it; nil for any other.
+local function lone_e(ask)
   local e = 5
   if ARGV[e + 3] ~= '0' or ARGV[e + 8] == '1' or
       tonumber(ARGV[e + 6]) > tonumber(ARGV[e + 2]) then return nil end
@@ -253,7 +257,7 @@ local function lone_e()
   make_waiting(id, tonumber(ARGV[e + 7]), '0', true)
   redis.call('ZADD', IDS, ARGV[e + 5], id)
   wake()
-  return { 1, 1, 'waiting', paused() and 1 or 0 }
+  return { 1, 1, 'waiting', ask and paused() and 1 or 0 }
 end
 -- The fast way (see above).
 local function run_fast(n)
@@ -325,8 +329,8 @@ local function batch()
     if c == 'R' and tonumber(ARGV[9]) <= 0 then
       return lone_reserve(false, ARGV[6], ARGV[7], ARGV[8])
     end
-    if c == 'E' then
-      local r = lone_e()
+    if c == 'E' or c == 'e' then
+      local r = lone_e(c == 'E')
       if r then return r end
     end
   end
@@ -337,7 +341,7 @@ local function batch()
     ops[i] = a
     if c == 'C' then
       a = a + 1
-    elseif c == 'E' then
+    elseif c == 'E' or c == 'e' then
       enq = true
       if tonumber(ARGV[a + 3]) > 0 then capped = true end
       a = a + 2 + tonumber(ARGV[a + 1])
@@ -362,7 +366,7 @@ local function batch()
   local out, o, cn = { 1 }, 1, nil
   for i, f in ipairs(ops) do
     local c = ARGV[f]
-    if c == 'E' then
+    if c == 'E' or c == 'e' then
       o = o + 1; out[o] = code[i]
       if code[i] == 1 then
         o = o + 1; out[o] = xs[i]
