@@ -25,7 +25,8 @@
  *     the yardstick on a shared machine.
  *   nvent_bench <port> <jobs> <flows> <latency samples> [redis pid]
  * NVB_PARTS (comma list of adapter, engine, flows, instances, latency, rss;
- * default all) runs only some parts while iterating.
+ * default all) runs only some parts while iterating; NVB_CONC (comma list
+ * of 1, 10, 100; default all) only some concurrencies of the engine part.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -111,6 +112,25 @@ part(const char *name)
 
     if (s == NULL || *s == '\0')
         return 1;
+    for (const char *p = s; (p = strstr(p, name)) != NULL; p += n) {
+        if ((p == s || p[-1] == ',') && (p[n] == '\0' || p[n] == ','))
+            return 1;
+    }
+    return 0;
+}
+
+/* NVB_CONC (comma list of 1, 10, 100; default all): the concurrencies
+ * of the engine part. */
+static int
+conc_on(int c)
+{
+    const char *s = getenv("NVB_CONC");
+    char name[8];
+    size_t n;
+
+    if (s == NULL || *s == '\0')
+        return 1;
+    n = (size_t)snprintf(name, sizeof(name), "%d", c);
     for (const char *p = s; (p = strstr(p, name)) != NULL; p += n) {
         if ((p == s || p[-1] == ',') && (p[n] == '\0' || p[n] == ','))
             return 1;
@@ -690,11 +710,17 @@ main(int argc, char **argv)
     }
 #ifdef NV_BENCH_ENGINE
     if (part("engine")) {
+        int first = 1;
+
         printf(",\"engine_jobs\":{");
-        for (int i = 0; i < 3; i++)
-            printf("%s\"%d\":%.0f", i ? "," : "", conc[i],
+        for (int i = 0; i < 3; i++) {
+            if (!conc_on(conc[i]))
+                continue;
+            printf("%s\"%d\":%.0f", first ? "" : ",", conc[i],
                    engine_jobs(conc[i], conc[i] == 1 && jobs > 20000
                                ? 20000 : jobs));
+            first = 0;
+        }
         printf("}");
     }
     if (part("flows")) {

@@ -815,3 +815,119 @@ Test(redis_adapter, a_user_without_function_rights_is_served_through_scripts)
     q.ops->close(q.self);
     server_free(&s);
 }
+
+/* Reserve the next job of "mail" at 'now' and finish it with 'kind'. */
+static void
+run_one(nv_queue *q, int64_t now, int kind, int64_t retry_at, nv_job *got)
+{
+    nv_error err = { 0 };
+    nv_finish f = { .kind = kind, .returnvalue = "1",
+                    .failed_reason = "boom", .retry_at = retry_at };
+
+    cr_assert_eq(q->ops->reserve(q->self, "mail", now, 30000, NULL, got,
+                                 NULL, &err), NV_OK, "%s", err.msg);
+    cr_assert_neq(got->lease_token[0], '\0');
+    cr_assert_eq(q->ops->finish(q->self, "mail", got->id, got->lease_token,
+                                &f, now, &err), NV_OK, "%s", err.msg);
+}
+
+/* Layout 1.3: an attempt's end leaves the lease fields in the record (the
+ * state says they are over) and orders the finishes of one ms by a
+ * counter of the library instead of B:meta's fseq. Records finished under
+ * layout 1.2 (no lease fields, fseq counted in B:meta) read as before;
+ * no finished or waiting job shows a lease. */
+Test(redis_adapter, finished_jobs_of_layouts_1_2_and_1_3_read_alike)
+{
+    struct server s;
+    nv_error err = { 0 };
+    nv_queue q;
+    nv_job j, got, *v = NULL;
+    size_t n = 0;
+    int64_t total = 0;
+    char t[64];
+
+    server_new(&s, NULL);
+    /* layout 1.2 (and 1: every field on its own): completed at 900 */
+    cmd(&s, "HSET {nq:q:mail}:j:old1 id old1 queue mail name mail data 7 "
+            "opts {} state completed timestamp 500 processedOn 800 "
+            "finishedOn 900 attemptsMade 1 returnvalue 2");
+    cmd(&s, "ZADD {nq:q:mail}:completed 3690400 old1");   /* 900*4096+4000 */
+    cmd(&s, "ZADD {nq:q:mail}:ids 500 old1");
+    cmd(&s, "HSET {nq:q:mail}:meta fseq 4000 seq 0 lseq 0");
+    cr_assert_eq(nv_redis_queue_open(settings(s.port, NULL), &q, &err), NV_OK);
+    cr_assert_eq(q.ops->get(q.self, "mail", "old1", &got, &err), NV_OK,
+                 "%s", err.msg);
+    cr_assert_eq(got.state, NV_JOB_COMPLETED);
+    cr_assert_eq(got.finished_on, 900);
+    cr_assert_str_eq(got.returnvalue, "2");
+    cr_assert_eq(got.lease_token[0], '\0');
+    nv_job_release(&got);
+
+    /* layout 1.3: completed, retried, released jobs keep no visible lease */
+    j = mkjob("k1", 1000);
+    cr_assert_eq(q.ops->enqueue(q.self, &j, 1000, 0, NULL, NULL, &err), NV_OK);
+    run_one(&q, 1000, NV_FINISH_COMPLETE, 0, &got);
+    nv_job_release(&got);
+    cmd_text(&s, "HEXISTS {nq:q:mail}:j:k1 leaseToken", t, sizeof(t));
+    cr_assert_str_eq(t, "1");          /* left in the record ... */
+    cr_assert_eq(q.ops->get(q.self, "mail", "k1", &got, &err), NV_OK);
+    cr_assert_eq(got.state, NV_JOB_COMPLETED);
+    cr_assert_eq(got.lease_token[0], '\0');   /* ... and not shown */
+    cr_assert_eq(got.lease_until, 0);
+    cr_assert_eq(got.attempts_made, 1);
+    nv_job_release(&got);
+    j = mkjob("k2", 1100);
+    cr_assert_eq(q.ops->enqueue(q.self, &j, 1100, 0, NULL, NULL, &err), NV_OK);
+    run_one(&q, 1100, NV_FINISH_RETRY, 5000, &got);
+    nv_job_release(&got);
+    cr_assert_eq(q.ops->get(q.self, "mail", "k2", &got, &err), NV_OK);
+    cr_assert_eq(got.state, NV_JOB_DELAYED);
+    cr_assert_eq(got.delay_until, 5000);
+    cr_assert_str_eq(got.failed_reason, "boom");
+    cr_assert_eq(got.lease_token[0], '\0');
+    cr_assert_eq(got.lease_until, 0);
+    nv_job_release(&got);
+    run_one(&q, 5000, NV_FINISH_RELEASE, 0, &got);
+    nv_job_release(&got);
+    cr_assert_eq(q.ops->list(q.self, "mail", NV_JOB_MASK(NV_JOB_WAITING), 0,
+                             10, &v, &n, &total, &err), NV_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(v[0].id, "k2");
+    cr_assert_eq(v[0].lease_token[0], '\0');
+    nv_job_array_free(v, n);
+    /* its next attempt holds a lease again */
+    cr_assert_eq(q.ops->reserve(q.self, "mail", 5001, 30000, NULL, &got, NULL,
+                                &err), NV_OK);
+    cr_assert_str_eq(got.id, "k2");
+    nv_job_release(&got);
+    cr_assert_eq(q.ops->get(q.self, "mail", "k2", &got, &err), NV_OK);
+    cr_assert_eq(got.state, NV_JOB_ACTIVE);
+    cr_assert_neq(got.lease_token[0], '\0');
+    cr_assert_eq(got.lease_until, 35001);
+    nv_job_release(&got);
+
+    /* finishes of one ms keep their order (retention drops the older,
+     * whatever the ids' order): old1 (layout 1.2) and k1 go first, then
+     * z3 */
+    for (int i = 0; i < 2; i++) {
+        j = mkjob(i == 0 ? "z3" : "a4", 6000);
+        j.remove_on_complete = 1;
+        cr_assert_eq(q.ops->enqueue(q.self, &j, 6000, 0, NULL, NULL, &err),
+                     NV_OK);
+    }
+    run_one(&q, 6000, NV_FINISH_COMPLETE, 0, &got);
+    cr_assert_str_eq(got.id, "z3");
+    nv_job_release(&got);
+    run_one(&q, 6000, NV_FINISH_COMPLETE, 0, &got);
+    cr_assert_str_eq(got.id, "a4");
+    nv_job_release(&got);
+    cr_assert_eq(q.ops->list(q.self, "mail", NV_JOB_MASK(NV_JOB_COMPLETED), 0,
+                             10, &v, &n, &total, &err), NV_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(v[0].id, "a4");
+    nv_job_array_free(v, n);
+    cr_assert_eq(q.ops->get(q.self, "mail", "old1", &got, &err),
+                 NV_EJOB_NOT_FOUND);
+    q.ops->close(q.self);
+    server_free(&s);
+}

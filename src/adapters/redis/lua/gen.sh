@@ -10,11 +10,18 @@
 #                              FUNCTION LOAD, not at every call).
 # Names carry a hash of the library, so that two versions never mix. A
 # prelude that defines setup() gets it called before each op's body.
+# FUNCTIONS is true in the library, false in the EVAL scripts (whose
+# locals do not outlive a call).
 # Run after editing a script: sh src/adapters/redis/lua/gen.sh
 set -eu
 cd "$(dirname "$0")"
 out=../scripts.c
 strip() { grep -v '^ *--' "$@" || true; }
+# An op file's part above its line "-- @call" is made once, at library level
+# (its locals live on between calls); the rest is the call's body. Without
+# that line, all of it is the body.
+above() { if grep -q '^-- @call$' "$1"; then sed '/^-- @call$/,$d' "$1" | strip; fi; }
+below() { if grep -q '^-- @call$' "$1"; then sed '1,/^-- @call$/d' "$1" | strip; else strip "$1"; fi; }
 cstr() { sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/    "/' -e 's/$/\\n"/'; }
 kinds=$(ls *.lua | sed 's/_.*//' | sort -u)
 {
@@ -29,13 +36,18 @@ kinds=$(ls *.lua | sed 's/_.*//' | sort -u)
         lib() {
             echo "#!lua name=nv@H@_$kind"
             echo "local KEYS, ARGV"
+            echo "local FUNCTIONS = true"
             strip "$common"
+            for f in ${kind}_*.lua; do
+                case $f in *_common.lua) continue ;; esac
+                above "$f"
+            done
             for f in ${kind}_*.lua; do
                 case $f in *_common.lua) continue ;; esac
                 echo "redis.register_function('nv@H@_${f%.lua}', function(keys, args)"
                 echo "KEYS, ARGV = keys, args"
                 [ -n "$setup" ] && echo "$setup"
-                strip "$f"
+                below "$f"
                 echo "end)"
             done
         }
@@ -50,7 +62,7 @@ kinds=$(ls *.lua | sed 's/_.*//' | sort -u)
             echo
             echo "const char nv__redis_fn_$name[] = \"nv${h}_$name\";"
             echo "const char nv__redis_lua_$name[] ="
-            { strip "$common"; [ -n "$setup" ] && echo "$setup"; strip "$f"; } | cstr
+            { echo "local FUNCTIONS = false"; strip "$common"; above "$f"; [ -n "$setup" ] && echo "$setup"; below "$f"; } | cstr
             echo "    ;"
         done
     done

@@ -1,6 +1,7 @@
 -- Prelude of every queue script. Key layout of queue Q with prefix P, all
 -- under the hash tag {P:q:Q} (one Redis Cluster slot):
---   B:meta       hash  paused (0|1), seq / lseq (wait order counters), fseq
+--   B:meta       hash  paused (0|1), seq / lseq (wait order counters),
+--                      fseq (layout 1.2 only: see add_done)
 --   B:wait       zset  waiting jobs, score priority*2^31 + 2^30 + seq
 --                      (lifo jobs take -lseq: ahead of their priority)
 --   B:delayed    zset  delayed jobs by delayUntil
@@ -12,7 +13,10 @@
 --                      packed (redis/queue.c), state, timestamp, nologs,
 --                      and priority, lifo, roc, rof, attemptsMade,
 --                      stalledCount, progress, delayUntil, group... only
---                      when not their default (absent = 0, roc/rof -1)
+--                      when not their default (absent = 0, roc/rof -1);
+--                      leaseToken / leaseUntil mean something only while
+--                      state is 'active' (since layout 1.3 an attempt's
+--                      end leaves them: the state says they are over)
 --   B:l:<id>     list  the job's log entries (JSON texts)
 --   B:lim[...]   zset  limiter activations by time (sliding window)
 -- Every change that may make a job runnable sooner than the reply of an
@@ -22,9 +26,12 @@
 -- reserves until such a note (redis/queue.c).
 -- KEYS[1] = B:meta routes the call; ARGV[1] = B, ARGV[2] = the wake
 -- channel, ARGV[3] = the queue name. Replies: {code, ...}, code < 0 an
--- NV_E* code. Layout version 1.2 (records of layout 1, every field on
+-- NV_E* code. Layout version 1.3 (records of layout 1, every field on
 -- its own, are still read; an active set of layout 1.1, without PIN, gets
--- it at the next reservation).
+-- it at the next reservation; layout 1.2 removed the lease fields at the
+-- end of an attempt and kept the finish counter fseq in B:meta, both
+-- left as they are: the reader ignores lease fields of a job that is
+-- not active, and fseq is no longer read).
 local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS
 -- PIN, a member longer than zset-max-listpack-value (64 by default) that
 -- is no job id (those have no control characters), keeps B:active a
@@ -111,16 +118,27 @@ local function drop(id, set)
 end
 -- Record 'id' in the set of its final state, newest last (finishedOn,
 -- then the finishing order within one ms), keeping the newest 'keep'
--- (when > 0) of that state (Q-10).
+-- (when > 0) of that state (Q-10). The order within one ms comes from a
+-- counter in the library's memory (as functions, its locals live on
+-- between calls), not from B:meta: a write less per finish. It starts
+-- again at 0 when the server restarts or loads the library: finishes of
+-- one ms on either side of that are all that could be misordered. Run
+-- as EVAL (no functions), the counter lives one call only: there the
+-- counter in B:meta (layout 1.2) is kept.
+local fseq = 0
 local function add_done(state, id, now, keep)
   local set = DONE[state]
-  local seq = redis.call('HINCRBY', META, 'fseq', '1') % 4096
+  local seq
+  if FUNCTIONS then
+    fseq = (fseq + 1) % 4096
+    seq = fseq
+  else
+    seq = redis.call('HINCRBY', META, 'fseq', '1') % 4096
+  end
   redis.call('ZADD', set, I(now * 4096 + seq), id)
   if keep > 0 then
-    local n = redis.call('ZCARD', set)
-    if n > keep then
-      for _, o in ipairs(redis.call('ZRANGE', set, '0', I(n - keep - 1))) do drop(o, set) end
-    end
+    -- all but the newest 'keep' (none while the set holds no more)
+    for _, o in ipairs(redis.call('ZRANGE', set, '0', I(-keep - 1))) do drop(o, set) end
   end
 end
 -- Move a job into a final state set and apply its retention (Q-10):
@@ -257,7 +275,6 @@ local function finish_job(id, token, kind, now, rv, reason, retry_at)
   if h[1] ~= 'active' or h[2] ~= token then return -22 end
   redis.call('ZREM', ACTIVE, id)
   if kind == 3 then
-    redis.call('HDEL', k, 'leaseToken', 'leaseUntil')
     make_waiting(id)
     wake()
     return 1
@@ -273,7 +290,6 @@ local function finish_job(id, token, kind, now, rv, reason, retry_at)
       redis.call('DEL', k, lkey(id))
       return 1
     end
-    redis.call('HDEL', k, 'leaseToken', 'leaseUntil')
     if kind == 0 then
       redis.call('HSET', k, 'attemptsMade', I(attempts), 'state', state,
         'finishedOn', I(now), 'returnvalue', rv)
@@ -284,13 +300,14 @@ local function finish_job(id, token, kind, now, rv, reason, retry_at)
     add_done(state, id, now, keep)
     return 1
   end
-  redis.call('HDEL', k, 'leaseToken', 'leaseUntil')
-  redis.call('HSET', k, 'attemptsMade', I(attempts), 'failedReason', reason)
   if retry_at > now then
-    redis.call('HSET', k, 'state', 'delayed', 'delayUntil', I(retry_at))
+    redis.call('HSET', k, 'attemptsMade', I(attempts), 'failedReason', reason,
+      'state', 'delayed', 'delayUntil', I(retry_at))
     add_delayed(id, retry_at)
   else
-    make_waiting(id)
+    redis.call('HSET', k, 'attemptsMade', I(attempts), 'failedReason', reason,
+      'state', 'waiting')
+    make_waiting(id, nil, nil, true)
   end
   wake()
   return 1

@@ -4,11 +4,10 @@ local out, woke = { 1 }, false
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', ACTIVE, '-inf', '(' .. I(now))) do
   local k = jkey(id)
   redis.call('ZREM', ACTIVE, id)
-  redis.call('HDEL', k, 'leaseToken', 'leaseUntil')
   local sc = redis.call('HINCRBY', k, 'stalledCount', '1')
   if sc > max then
-    redis.call('HSET', k, 'failedReason', 'job stalled more than allowable limit')
-    redis.call('HSET', k, 'state', 'failed', 'finishedOn', I(now))
+    redis.call('HSET', k, 'failedReason', 'job stalled more than allowable limit',
+      'state', 'failed', 'finishedOn', I(now))
     local j = getjob(id)
     finalize('failed', id, now, 'stalledCount', sc)
     out[#out + 1] = { 1, j }
