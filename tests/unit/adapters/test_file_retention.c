@@ -8,7 +8,9 @@
  * check that exactly the newest N of each queue and state are kept, that
  * an op of the same batch that looks a removed job up finds it gone, and
  * that a reopen finds the same; then the same with concurrent callers,
- * whose batches form as they come.
+ * whose batches form as they come. Last, the batch's flush (fdb_on_flush,
+ * here a test's): its error rolls the whole batch back, and the
+ * retention a rolled-back batch counted is forgotten.
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -366,6 +368,153 @@ Test(file_retention, concurrent_finishes_keep_the_newest_of_each_queue_and_state
         q.ops->close(q.self);
         open_queue(dir, &q);
     }
+    q.ops->close(q.self);
+    free(dir);
+}
+
+/* ---- A failing flush ---- */
+
+static int flush_armed;
+
+/* Fails while armed; else trims every queue, as the queue's own. */
+static int
+failing_flush(struct fdb_conn *c, void *ud, nv_error *err)
+{
+    struct fq *fq = ud;
+
+    if (flush_armed)
+        return nv__error(err, NV_EBACKEND, "flush failed on purpose");
+    for (struct qstate *qs = fq->qs; qs != NULL; qs = qs->next) {
+        int rc = fq_trim(c, fq, qs, err);
+
+        if (rc != NV_OK)
+            return rc;
+    }
+    return NV_OK;
+}
+
+struct enq_pair {
+    struct fq  *fq;
+    const char *id[2];
+    int         created[2];
+};
+
+static int
+enqueue_two_fn(struct fdb_conn *c, void *arg, nv_error *err)
+{
+    struct enq_pair *a = arg;
+
+    for (int i = 0; i < 2; i++) {
+        nv_job j = ft_job("fl", a->id[i], NULL, T0);
+        int rc = fq_enqueue_in(c, a->fq, &j, T0, &a->created[i], err);
+
+        if (rc != NV_OK)
+            return rc;
+    }
+    return NV_OK;
+}
+
+/* fdb_on_flush: an error of the flush (the queue's is its retention)
+ * rolls the whole batch back, and its op fails with that error; the
+ * writer's memory is loaded again and the next batch goes on. */
+Test(file_retention, a_failing_flush_rolls_its_whole_batch_back)
+{
+    char *dir = ft_dir();
+    nv_queue q;
+    struct enq_pair a = { .id = { "x1", "x2" } };
+    nv_error err = { 0 };
+    nv_job j;
+    nv_job_counts c;
+
+    open_queue(dir, &q);
+    enqueue(&q, "fl", "x0", NV_KEEP_ALL, NV_KEEP_ALL);
+    a.fq = q.self;
+    fdb_on_flush(a.fq->db, failing_flush, a.fq);
+    flush_armed = 1;
+    cr_assert_eq(fdb_write(a.fq->db, enqueue_two_fn, NULL, &a, &err),
+                 NV_EBACKEND);
+    cr_assert_str_eq(err.msg, "flush failed on purpose");
+    cr_assert_eq(a.created[0] + a.created[1], 2, "both ran, then the flush "
+                 "failed");
+    cr_assert_eq(q.ops->get(q.self, "fl", "x1", &j, NULL), NV_EJOB_NOT_FOUND);
+    cr_assert_eq(q.ops->get(q.self, "fl", "x2", &j, NULL), NV_EJOB_NOT_FOUND);
+    flush_armed = 0;
+    enqueue(&q, "fl", "x3", NV_KEEP_ALL, NV_KEEP_ALL);
+    cr_assert_eq(q.ops->counts(q.self, "fl", &c, NULL), NV_OK);
+    cr_assert_eq(c.waiting, 2, "x0 and x3: the memory of x1, x2 is gone");
+    cr_assert_eq(q.ops->reserve(q.self, "fl", T0, 60000, NULL, &j, NULL,
+                                NULL), NV_OK);
+    cr_assert_str_eq(j.id, "x0");
+    nv_job_release(&j);
+    cr_assert_eq(q.ops->reserve(q.self, "fl", T0, 60000, NULL, &j, NULL,
+                                NULL), NV_OK);
+    cr_assert_str_eq(j.id, "x3");
+    nv_job_release(&j);
+    cr_assert_eq(q.ops->reserve(q.self, "fl", T0, 60000, NULL, &j, NULL,
+                                NULL), NV_ENOTFOUND);
+    q.ops->close(q.self);
+    free(dir);
+}
+
+struct fin_one {
+    struct fq   *fq;
+    struct held *h;
+    int64_t      now;
+};
+
+static int
+finish_one_fn(struct fdb_conn *c, void *arg, nv_error *err)
+{
+    struct fin_one *a = arg;
+    nv_finish f = { .kind = NV_FINISH_COMPLETE, .returnvalue = "null" };
+    int wake;
+
+    return fq_finish_in(c, a->fq, "rb", a->h->id, a->h->token, &f, a->now,
+                        &wake, err);
+}
+
+/* The retention a rolled-back batch counted is forgotten with it: a job
+ * that keeps 5 finishing next removes nothing. */
+Test(file_retention, a_rolled_back_batch_forgets_the_retention_it_counted)
+{
+    char *dir = ft_dir();
+    nv_queue q;
+    struct held ha, hb, hc;
+    struct fin_one a;
+    nv_finish f = { .kind = NV_FINISH_COMPLETE, .returnvalue = "null" };
+    nv_error err = { 0 };
+
+    open_queue(dir, &q);
+    enqueue(&q, "rb", "a", 1, 1);
+    enqueue(&q, "rb", "b", 1, 1);
+    enqueue(&q, "rb", "c", 5, 5);
+    reserve(&q, "rb", &ha);
+    reserve(&q, "rb", &hb);
+    reserve(&q, "rb", &hc);
+    cr_assert_eq(q.ops->finish(q.self, "rb", ha.id, ha.token, &f, T0 + 5,
+                               NULL), NV_OK);
+    /* b keeps 1: its batch counts a for removal, then fails */
+    a = (struct fin_one){ .fq = q.self, .h = &hb, .now = T0 + 10 };
+    fdb_on_flush(a.fq->db, failing_flush, a.fq);
+    flush_armed = 1;
+    cr_assert_eq(fdb_write(a.fq->db, finish_one_fn, NULL, &a, &err),
+                 NV_EBACKEND);
+    flush_armed = 0;
+    assert_ids(&q, "rb", NV_JOB_COMPLETED, "a");
+    assert_ids(&q, "rb", NV_JOB_ACTIVE, "b,c");
+    /* c keeps 5: a stays */
+    a = (struct fin_one){ .fq = q.self, .h = &hc, .now = T0 + 20 };
+    cr_assert_eq(fdb_write(a.fq->db, finish_one_fn, NULL, &a, &err), NV_OK,
+                 "%s", err.msg);
+    assert_ids(&q, "rb", NV_JOB_COMPLETED, "a,c");
+    /* b, still held, keeps 1: a and c go */
+    a = (struct fin_one){ .fq = q.self, .h = &hb, .now = T0 + 30 };
+    cr_assert_eq(fdb_write(a.fq->db, finish_one_fn, NULL, &a, &err), NV_OK,
+                 "%s", err.msg);
+    assert_ids(&q, "rb", NV_JOB_COMPLETED, "b");
+    q.ops->close(q.self);
+    open_queue(dir, &q);
+    assert_ids(&q, "rb", NV_JOB_COMPLETED, "b");
     q.ops->close(q.self);
     free(dir);
 }
