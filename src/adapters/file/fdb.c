@@ -389,6 +389,22 @@ batch_abort(struct fdb *db, struct batch *b, const nv_error *e)
     batch_fail(b->first, e);
 }
 
+/* Roll back what SQLite has not rolled back itself, then abort 'b' with
+ * 'e' (a generic "transaction rolled back" when it holds no error). */
+static void
+batch_rollback(struct fdb *db, struct batch *b, nv_error *e)
+{
+    struct fdb_conn *w = db->w;
+
+    if (e->code == NV_OK)
+        nv__error(e, NV_EBACKEND, "database '%s': transaction rolled back",
+                  db->path);
+    if (!sqlite3_get_autocommit(w->h))
+        run_sql(w, "ROLLBACK");
+    conn_reset_used(w);
+    batch_abort(db, b, e);
+}
+
 /* Append 'chunk' (a list ending in NULL, 'n' ops) to 'b' and run it. */
 static void
 batch_run(struct fdb *db, struct batch *b, struct fdb_op *chunk, int n)
@@ -435,13 +451,7 @@ batch_run(struct fdb *db, struct batch *b, struct fdb_op *chunk, int n)
              * (rc still NV_OK): they fail too. */
             nv_error e = o->err;
 
-            if (e.code == NV_OK)
-                nv__error(&e, NV_EBACKEND, "database '%s': transaction "
-                          "rolled back", db->path);
-            if (!sqlite3_get_autocommit(w->h))
-                run_sql(w, "ROLLBACK");
-            conn_reset_used(w);
-            batch_abort(db, b, &e);
+            batch_rollback(db, b, &e);
             return;
         }
     }
@@ -462,13 +472,7 @@ batch_end(struct fdb *db, struct batch *b)
         rc = db->flush(w, db->flush_ud, &e);
         conn_reset_used(w);
         if (rc != NV_OK || sqlite3_get_autocommit(w->h)) {
-            if (e.code == NV_OK)
-                nv__error(&e, NV_EBACKEND, "database '%s': transaction "
-                          "rolled back", db->path);
-            if (!sqlite3_get_autocommit(w->h))
-                run_sql(w, "ROLLBACK");
-            conn_reset_used(w);
-            batch_abort(db, b, &e);
+            batch_rollback(db, b, &e);
             return;
         }
     }
@@ -479,10 +483,7 @@ batch_end(struct fdb *db, struct batch *b)
         db->post_commit(db->commit_ud, rc == SQLITE_OK);
     if (rc != SQLITE_OK) {
         fdb_fail(w, rc, &e);
-        if (!sqlite3_get_autocommit(w->h))
-            run_sql(w, "ROLLBACK");
-        conn_reset_used(w);
-        batch_abort(db, b, &e);
+        batch_rollback(db, b, &e);
         return;
     }
     conn_reset_used(w);
