@@ -681,6 +681,17 @@ load(struct fdb_conn *c, struct fq *fq, nv_error *err)
     return NV_OK;
 }
 
+/* The writer's memory as the rows are, (re)loaded when it may not be. */
+static int
+loaded(struct fdb_conn *c, struct fq *fq, nv_error *err)
+{
+    if (fq->need_load && load(c, fq, err) != NV_OK) {
+        fq->need_load = 1;
+        return err->code;
+    }
+    return NV_OK;
+}
+
 /* The flush of every batch (fdb_on_flush): the retention its finishes
  * left pending (queue_finish.c, retain). */
 static int
@@ -691,10 +702,8 @@ flush(struct fdb_conn *c, void *ud, nv_error *err)
 
     if (!fq->trims)
         return NV_OK;
-    if (fq->need_load && load(c, fq, err) != NV_OK) {
-        fq->need_load = 1;
-        return err->code;
-    }
+    if ((rc = loaded(c, fq, err)) != NV_OK)
+        return rc;
     fq->trims = 0;
     for (struct qstate *q = fq->qs; q != NULL; q = q->next) {
         if ((q->excess[0] > 0 || q->excess[1] > 0) &&
@@ -710,10 +719,8 @@ fq_qs_write(struct fdb_conn *c, struct fq *fq, const char *queue,
 {
     struct qstate *qs;
 
-    if (fq->need_load && load(c, fq, err) != NV_OK) {
-        fq->need_load = 1;
+    if (loaded(c, fq, err) != NV_OK)
         return NULL;
-    }
     qs = fq_qstate(fq, queue);
     if (qs == NULL)
         fdb_oom("queue", err);

@@ -177,10 +177,11 @@ enqueue_fn(struct fdb_conn *c, void *arg, nv_error *err)
 
     if (qs == NULL)
         return err->code;
-    if (a->max_unfinished > 0 && (rc = fq_trim(c, a->fq, qs, err)) != NV_OK)
-        return rc;
     if (a->max_unfinished > 0) {
-        /* Q-3 before Q-11: an existing job is returned, never refused. */
+        /* Q-3 before Q-11: an existing job is returned, never refused
+         * (one that retention removes in this batch is gone already). */
+        if ((rc = fq_trim(c, a->fq, qs, err)) != NV_OK)
+            return rc;
         FDB_STMT(c, ex, "SELECT 1 FROM jobs WHERE queue = ?1 AND id = ?2");
         fdb_bind_text(ex, 1, o->queue);
         fdb_bind_text(ex, 2, o->id);
