@@ -5,6 +5,7 @@
 #ifndef NV_TESTS_FILE_UTIL_H
 #define NV_TESTS_FILE_UTIL_H
 
+#include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,18 @@ ft_job(const char *queue, const char *id, const char *data, int64_t now)
     j.remove_on_fail = NV_KEEP_ALL;
     j.timestamp = now;
     return j;
+}
+
+/* Open the file queue of data directory 'dir' (synchronous NORMAL), or
+ * fail the test. */
+static inline void
+ft_open_queue(const char *dir, nv_queue *q)
+{
+    char *s = ft_settings(dir, "normal");
+    nv_error err = { 0 };
+
+    cr_assert_eq(nv_file_queue_open(s, q, &err), NV_OK, "%s", err.msg);
+    free(s);
 }
 
 #endif

@@ -25,16 +25,6 @@ TestSuite(file_adapter, .timeout = 30);
 #define T0 1700000000000LL
 
 static void
-open_queue(const char *dir, nv_queue *q)
-{
-    char *s = ft_settings(dir, "normal");
-    nv_error err = { 0 };
-
-    cr_assert_eq(nv_file_queue_open(s, q, &err), NV_OK, "%s", err.msg);
-    free(s);
-}
-
-static void
 open_store(const char *dir, nv_store *st)
 {
     char *s = ft_settings(dir, "full");
@@ -90,7 +80,7 @@ Test(file_adapter, jobs_delays_leases_and_pause_survive_a_reopen)
     int paused = 0;
 
     b.delay_until = T0 + 5000;
-    open_queue(dir, &q);
+    ft_open_queue(dir, &q);
     enqueue(&q, &a);
     enqueue(&q, &b);
     enqueue(&q, &c);
@@ -101,7 +91,7 @@ Test(file_adapter, jobs_delays_leases_and_pause_survive_a_reopen)
     cr_assert_eq(q.ops->set_paused(q.self, "other", 1, NULL), NV_OK);
     q.ops->close(q.self);
 
-    open_queue(dir, &q);
+    ft_open_queue(dir, &q);
     cr_assert_eq(q.ops->is_paused(q.self, "other", &paused, NULL), NV_OK);
     cr_assert_eq(paused, 1);
     cr_assert_eq(state_of(&q, "mail", "a"), NV_JOB_ACTIVE);
@@ -230,7 +220,7 @@ Test(file_adapter, a_second_instance_on_a_data_directory_is_refused)
     nv_queue q1, q2;
     nv_error err = { 0 };
 
-    open_queue(dir, &q1);
+    ft_open_queue(dir, &q1);
     cr_assert_eq(nv_file_queue_open(s, &q2, &err), NV_EBACKEND);
     snprintf(want, sizeof(want), "data directory %s is in use by pid %ld",
              dir, (long)getpid());
@@ -330,7 +320,7 @@ Test(file_adapter, a_truncated_database_is_refused_naming_it)
     nv_error err = { 0 };
     off_t size;
 
-    open_queue(dir, &q);
+    ft_open_queue(dir, &q);
     for (int i = 0; i < 300; i++) {
         nv_job j = ft_job("q", id, "{\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
                           "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}",
@@ -477,7 +467,7 @@ Test(file_adapter, concurrent_callers_share_commits_and_lose_nothing)
     nv_job_counts c;
     int total = 0;
 
-    open_queue(dir, &q);
+    ft_open_queue(dir, &q);
     for (int i = 0; i < 8; i++) {
         w[i] = (struct worker){ .q = &q, .base = i * 250, .n = 250 };
         pthread_create(&t[i], NULL, producer, &w[i]);
@@ -520,7 +510,7 @@ Test(file_adapter, a_lease_token_finishes_only_its_own_job)
     nv_job ra, rb, rc2;
     char stale[40];
 
-    open_queue(dir, &q);
+    ft_open_queue(dir, &q);
     enqueue(&q, &a);
     enqueue(&q, &b);
     cr_assert_eq(q.ops->reserve(q.self, "lease", T0, 30000, NULL, &ra, NULL,
@@ -551,7 +541,7 @@ Test(file_adapter, a_lease_token_finishes_only_its_own_job)
     cr_assert_eq(n, 1);
     nv_reaped_free(r, n);
     q.ops->close(q.self);
-    open_queue(dir, &q);
+    ft_open_queue(dir, &q);
     cr_assert_eq(q.ops->reserve(q.self, "lease", T0 + 60000, 30000, NULL,
                                 &rc2, NULL, NULL), NV_OK);
     cr_assert_str_eq(rc2.id, "b");
@@ -578,7 +568,7 @@ Test(file_adapter, a_job_removed_on_completion_still_needs_its_lease)
     nv_job_counts c;
 
     a.remove_on_complete = 0;
-    open_queue(dir, &q);
+    ft_open_queue(dir, &q);
     enqueue(&q, &a);
     cr_assert_eq(q.ops->reserve(q.self, "rm", T0, 30000, NULL, &r, NULL,
                                 NULL), NV_OK);
@@ -636,7 +626,7 @@ Test(file_adapter, an_enqueue_wakes_one_waiter_of_its_queue)
     struct waiter wa = { &q, "wa", &on_a }, wb = { &q, "wb", &on_b };
     pthread_t t[4];
 
-    open_queue(dir, &q);
+    ft_open_queue(dir, &q);
     for (int i = 0; i < 3; i++)
         pthread_create(&t[i], NULL, wait_once, &wa);
     pthread_create(&t[3], NULL, wait_once, &wb);
@@ -670,7 +660,7 @@ Test(file_adapter, large_jobs_survive_a_reopen)
     static const size_t sizes[] = { 100000, 131072, 140000, 262144, 600000 };
     char *data[5];
 
-    open_queue(dir, &q);
+    ft_open_queue(dir, &q);
     for (int i = 0; i < 5; i++) {
         nv_job j;
         char id[16];
@@ -684,7 +674,7 @@ Test(file_adapter, large_jobs_survive_a_reopen)
         enqueue(&q, &j);
     }
     q.ops->close(q.self);
-    open_queue(dir, &q);
+    ft_open_queue(dir, &q);
     for (int i = 0; i < 5; i++) {
         nv_job got;
         char id[16];
@@ -724,7 +714,7 @@ Test(file_adapter, a_sustained_load_with_retention_keeps_the_files_bounded)
     strcpy(data + sizeof(data) - 3, "\"}");
     snprintf(db, sizeof(db), "%s/queue.db", dir);
     snprintf(wal, sizeof(wal), "%s-wal", db);
-    open_queue(dir, &q);
+    ft_open_queue(dir, &q);
     for (int i = 0; i < 3000; i++) {
         nv_job j = ft_job("soak", "", data, T0 + i), r;
 
@@ -777,7 +767,7 @@ Test(file_adapter, a_full_disk_fails_naming_the_file_and_loses_nothing)
     memset(data, 'x', sizeof(data));
     memcpy(data, "{\"pad\":\"", 8);
     strcpy(data + sizeof(data) - 3, "\"}");
-    open_queue(dir, &q);
+    ft_open_queue(dir, &q);
     for (int i = 0; i < 1000 && rc == NV_OK; i++) {
         nv_job j = ft_job("full", "", data, T0);
 
@@ -801,7 +791,7 @@ Test(file_adapter, a_full_disk_fails_naming_the_file_and_loses_nothing)
     q.ops->close(q.self);
     /* Room again: the same data, reopened. */
     cr_assert_eq(mount(NULL, dir, NULL, MS_REMOUNT, "size=16m"), 0);
-    open_queue(dir, &q);
+    ft_open_queue(dir, &q);
     nv_job_counts c;
     cr_assert_eq(q.ops->counts(q.self, "full", &c, NULL), NV_OK);
     cr_assert_eq(c.waiting, acked);

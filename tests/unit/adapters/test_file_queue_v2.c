@@ -18,16 +18,6 @@ TestSuite(file_queue_v2, .timeout = 30);
 #define T0 1700000000000LL
 
 static void
-open_queue(const char *dir, nv_queue *q)
-{
-    char *s = ft_settings(dir, "normal");
-    nv_error err = { 0 };
-
-    cr_assert_eq(nv_file_queue_open(s, q, &err), NV_OK, "%s", err.msg);
-    free(s);
-}
-
-static void
 exec_ok(sqlite3 *h, const char *sql)
 {
     char *msg = NULL;
@@ -183,7 +173,7 @@ Test(file_queue_v2, a_v1_database_migrates_with_every_job_order_and_lease)
                           "f1" };
 
     write_v1(dir);
-    open_queue(dir, &q);
+    ft_open_queue(dir, &q);
 
     /* Every job is there, whole, in its state. */
     cr_assert_eq(q.ops->counts(q.self, "q", &c, NULL), NV_OK);
@@ -267,7 +257,7 @@ Test(file_queue_v2, order_leases_and_retention_are_loaded_again_at_open)
     nv_reaped *r = NULL;
     size_t nr = 0;
 
-    open_queue(dir, &q);
+    ft_open_queue(dir, &q);
     {
         nv_job a = ft_job("q", "a", NULL, T0), b = ft_job("q", "b", NULL, T0),
                l = ft_job("q", "l", NULL, T0), p = ft_job("q", "p", NULL, T0),
@@ -293,7 +283,7 @@ Test(file_queue_v2, order_leases_and_retention_are_loaded_again_at_open)
     cr_assert_eq(q.ops->remove(q.self, "q", "a", NULL, NULL), NV_OK);
     q.ops->close(q.self);
 
-    open_queue(dir, &q);
+    ft_open_queue(dir, &q);
     cr_assert_eq(q.ops->counts(q.self, "q", &c, NULL), NV_OK);
     cr_assert_eq(c.waiting, 3);
     cr_assert_eq(c.delayed, 1);
@@ -334,7 +324,7 @@ Test(file_queue_v2, after_a_rolled_back_batch_the_queue_goes_on_right)
     memset(data, 'x', sizeof(data));
     memcpy(data, "{\"pad\":\"", 8);
     strcpy(data + sizeof(data) - 3, "\"}");
-    open_queue(dir, &q);
+    ft_open_queue(dir, &q);
     for (int i = 0; i < 1000 && rc == NV_OK; i++) {
         nv_job j = ft_job("q", "", data, T0);
 
@@ -384,7 +374,7 @@ Test(file_queue_v2, a_large_mixed_backlog_is_reserved_in_q4_order)
     nv_queue q;
     int next_id = 0;
 
-    open_queue(dir, &q);
+    ft_open_queue(dir, &q);
     for (int step = 0; step < 4500 || nm > 0; step++) {
         /* A backlog first (past the ring's and heap's first sizes),
          * then enqueues and reserves mixed, then the rest drained. */
@@ -476,7 +466,7 @@ Test(file_queue_v2, a_reserved_job_is_the_job_as_stored_with_every_field)
     nv_job j, got, stored;
     nv_error err = { 0 };
 
-    open_queue(dir, &q);
+    ft_open_queue(dir, &q);
     j = ft_job("q", "full-1", "{\"a\":[1,2,\"\\u00e9\"]}", 0);
     snprintf(j.run_id, sizeof(j.run_id), "0190b6d2-0000-7000-8000-000000000001");
     snprintf(j.flow_name, sizeof(j.flow_name), "flow");
@@ -533,7 +523,7 @@ Test(file_queue_v2, a_log_added_while_waiting_comes_out_with_the_job)
     nv_job j, got, stored;
     nv_error err = { 0 };
 
-    open_queue(dir, &q);
+    ft_open_queue(dir, &q);
     j = ft_job("q", "logged", "{}", T0);
     cr_assert_eq(q.ops->enqueue(q.self, &j, T0, 0, NULL, NULL, &err), NV_OK);
     cr_assert_eq(q.ops->log(q.self, "q", "logged", "{\"msg\":\"hi\"}", 10,
@@ -576,7 +566,7 @@ Test(file_queue_v2, a_job_enqueued_again_after_a_rolled_back_batch_is_reserved_a
     memset(data, 'x', sizeof(data));
     memcpy(data, "{\"pad\":\"", 8);
     strcpy(data + sizeof(data) - 3, "\"}");
-    open_queue(dir, &q);
+    ft_open_queue(dir, &q);
     for (int i = 0; i < 1000 && rc == NV_OK; i++) {
         j = ft_job("q", "", data, T0);
         snprintf(j.id, sizeof(j.id), "f%04d", i);

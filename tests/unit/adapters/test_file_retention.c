@@ -24,16 +24,6 @@ TestSuite(file_retention, .timeout = 30);
 #define T0 1700000000000LL
 
 static void
-open_queue(const char *dir, nv_queue *q)
-{
-    char *s = ft_settings(dir, "normal");
-    nv_error err = { 0 };
-
-    cr_assert_eq(nv_file_queue_open(s, q, &err), NV_OK, "%s", err.msg);
-    free(s);
-}
-
-static void
 enqueue(nv_queue *q, const char *queue, const char *id, int64_t keep_c,
         int64_t keep_f)
 {
@@ -163,7 +153,7 @@ Test(file_retention, finishes_of_one_batch_keep_the_newest_of_each_queue_and_sta
     nv_job_counts c;
     char id[32];
 
-    open_queue(dir, &q);
+    ft_open_queue(dir, &q);
     /* Rows interleave: a0 b0 a1 b1 ... (qa keeps 3 completed, 1 failed;
      * qb 2 completed, every failed one), so the rowid range of qa's
      * oldest completed jobs holds rows of qb, a failed job of qa and a
@@ -221,7 +211,7 @@ Test(file_retention, finishes_of_one_batch_keep_the_newest_of_each_queue_and_sta
         cr_assert_eq(c.waiting, 1);
         /* Again after a reopen: the rows are what memory said. */
         q.ops->close(q.self);
-        open_queue(dir, &q);
+        ft_open_queue(dir, &q);
     }
     q.ops->close(q.self);
     free(dir);
@@ -335,7 +325,7 @@ Test(file_retention, concurrent_finishes_keep_the_newest_of_each_queue_and_state
     struct worker w[8];
     char id[32];
 
-    open_queue(dir, &q);
+    ft_open_queue(dir, &q);
     for (int i = 0; i < CJOBS; i++) {
         snprintf(id, sizeof(id), "a%d", i);
         enqueue(&q, "ca", id, 7, 4);
@@ -366,7 +356,7 @@ Test(file_retention, concurrent_finishes_keep_the_newest_of_each_queue_and_state
             free(e);
         }
         q.ops->close(q.self);
-        open_queue(dir, &q);
+        ft_open_queue(dir, &q);
     }
     q.ops->close(q.self);
     free(dir);
@@ -426,7 +416,7 @@ Test(file_retention, a_failing_flush_rolls_its_whole_batch_back)
     nv_job j;
     nv_job_counts c;
 
-    open_queue(dir, &q);
+    ft_open_queue(dir, &q);
     enqueue(&q, "fl", "x0", NV_KEEP_ALL, NV_KEEP_ALL);
     a.fq = q.self;
     fdb_on_flush(a.fq->db, failing_flush, a.fq);
@@ -484,7 +474,7 @@ Test(file_retention, a_rolled_back_batch_forgets_the_retention_it_counted)
     nv_finish f = { .kind = NV_FINISH_COMPLETE, .returnvalue = "null" };
     nv_error err = { 0 };
 
-    open_queue(dir, &q);
+    ft_open_queue(dir, &q);
     enqueue(&q, "rb", "a", 1, 1);
     enqueue(&q, "rb", "b", 1, 1);
     enqueue(&q, "rb", "c", 5, 5);
@@ -513,7 +503,7 @@ Test(file_retention, a_rolled_back_batch_forgets_the_retention_it_counted)
                  "%s", err.msg);
     assert_ids(&q, "rb", NV_JOB_COMPLETED, "b");
     q.ops->close(q.self);
-    open_queue(dir, &q);
+    ft_open_queue(dir, &q);
     assert_ids(&q, "rb", NV_JOB_COMPLETED, "b");
     q.ops->close(q.self);
     free(dir);
