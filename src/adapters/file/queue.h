@@ -71,6 +71,11 @@ struct qstate {
     int64_t        excess[2];
     int64_t        pub[5];     /* fq.cmu */
     int            pub_paused; /* fq.cmu */
+    /* The listing layout (queue.c, schema v3): the queue's number (0:
+     * none yet), the sequence its next ordered row gets, and the latest
+     * timestamp an ordered row of it has had (a row may take the next
+     * sequence only with a timestamp at least that). */
+    int64_t        qnum, oseq, ots;
     char           name[];
 };
 
@@ -113,6 +118,8 @@ struct fq {
     pthread_mutex_t cmu;       /* guards the qs list and pub fields */
     pthread_mutex_t snap_mu;   /* held by the leader across a COMMIT */
     int             trims;     /* leader only: some qstate has excess */
+    int64_t         qnum_max;  /* leader only: highest queue number given */
+    int64_t         spill_min; /* leader only: least rowid, or 0 */
     struct lease_hint *hints;  /* FQ_HINTS of them; leader only */
     struct fq_recmap recs;     /* cached records by rid; leader only */
     _Atomic int64_t rec_bytes; /* held by records, cached or being built */
@@ -135,6 +142,22 @@ struct fq {
 #define COL_RID 27
 #define COL_SK2 28
 
+/*
+ * The rowid of a job (schema v3, queue.c): an "ordered" row has
+ * rid = qnum << FQ_QSHIFT | seq (qnum 1..FQ_QNUM_MAX, the queue's number),
+ * and the ordered rows of a queue have timestamps that never decrease as
+ * the seq grows, so that a listing reads them backwards along the primary
+ * key. Every other row (a timestamp older than the queue's latest, a
+ * queue past the numbers, a row of schema v2) has rid < FQ_ORDERED_MIN
+ * and is in the partial index jobs_spill (queue, timestamp, id).
+ */
+#define FQ_QSHIFT      47
+#define FQ_ORDERED_MIN ((int64_t)1 << FQ_QSHIFT)
+#define FQ_SEQ_MAX     (FQ_ORDERED_MIN - 1)
+#define FQ_QNUM_MAX    ((int64_t)0xffff)
+/* Literal of FQ_ORDERED_MIN for SQL text (the partial index's WHERE). */
+#define FQ_ORDERED_MIN_SQL "140737488355328"
+
 /* ---- The writer's memory (queue.c) ---- */
 
 /* The entry of 'queue', created on first use; NULL when out of memory. */
@@ -147,6 +170,13 @@ struct qstate *fq_qs_write(struct fdb_conn *c, struct fq *fq,
 void    fq_count_move(struct qstate *qs, int from, int to, int64_t k);
 /* The sk2 of a job becoming waiting now. */
 int64_t fq_wait_seq(struct fq *fq, int lifo);
+/* The rowid for a new job of 'qs' with timestamp 'ts' (may give the
+ * queue its number, a write in the caller's batch); fq_rid_taken
+ * records that a row took it. */
+int     fq_rid_new(struct fdb_conn *c, struct fq *fq, struct qstate *qs,
+                   int64_t ts, int64_t *rid, nv_error *err);
+void    fq_rid_taken(struct fq *fq, struct qstate *qs, int64_t rid,
+                     int64_t ts);
 /* The hint slot of a lease token. */
 struct lease_hint *fq_hint(struct fq *fq, const char *token);
 /* A job removed, or moved out of a heap other than by a pop, leaves a

@@ -134,6 +134,187 @@ struct list_args {
     int64_t     total;
 };
 
+/*
+ * A listing (Q-16) reads two runs of rows, each newest first (the layout:
+ * queue.c, schema v3), and merges them: the queue's ordered rows
+ * backwards along the rowid, each run of equal timestamps sorted by id
+ * here, and its other rows through the partial index jobs_spill. Both
+ * read only (rid, timestamp, id, state) and the merge takes a row only
+ * when it is the newer of the two heads, whatever its state, so that no
+ * row older than the page's last is read (but the rest of that row's
+ * run of equal timestamps); the rows of the page are then read whole by
+ * rowid.
+ */
+struct lrow {
+    int64_t     rid, ts;
+    int         state;
+    size_t      at;             /* of the id in the run's text */
+    const char *id;             /* set once the run is read */
+};
+
+struct lrun {
+    sqlite3_stmt *st;
+    int           row;          /* st is on a row not yet taken */
+    struct lrow  *g;            /* ordered: the run of one timestamp */
+    size_t        gn, gi, gcap; /* its rows, the next one, room */
+    char         *text;         /* their ids */
+    size_t        tn, tcap;
+};
+
+/* Listing order: timestamp, then id, descending. */
+static int
+lrow_cmp(int64_t ats, const char *aid, int64_t bts, const char *bid)
+{
+    if (ats != bts)
+        return ats > bts ? -1 : 1;
+    return -strcmp(aid, bid);
+}
+
+static int
+lrow_sort(const void *a, const void *b)
+{
+    const struct lrow *x = a, *y = b;
+
+    return lrow_cmp(x->ts, x->id, y->ts, y->id);
+}
+
+/* Step 'r' (1: on a row, 0: done, <0: error). */
+static int
+lrun_step(struct fdb_conn *c, struct lrun *r, nv_error *err)
+{
+    int rc = fdb_step_row(c, r->st, err);
+
+    r->row = rc == 1;
+    return rc;
+}
+
+/* The next run of equal timestamps of the ordered rows, sorted (none
+ * when the rows are all read); <0 on error. */
+static int
+lrun_fill(struct fdb_conn *c, struct lrun *r, nv_error *err)
+{
+    int64_t ts;
+    int rc;
+
+    r->gn = r->gi = r->tn = 0;
+    if (!r->row)
+        return NV_OK;
+    ts = sqlite3_column_int64(r->st, 1);
+    do {
+        struct lrow *g = fdb_grow(r->g, &r->gcap, r->gn, sizeof(*g));
+        const char *id = (const char *)sqlite3_column_text(r->st, 2);
+        size_t len = id != NULL ? strlen(id) + 1 : 1;
+
+        if (g == NULL)
+            return fdb_oom("queue", err);
+        r->g = g;
+        if (r->tn + len > r->tcap) {
+            size_t cap = r->tcap ? r->tcap : 1024;
+            char *t;
+
+            while (cap < r->tn + len)
+                cap *= 2;
+            if ((t = nv__realloc(r->text, cap)) == NULL)
+                return fdb_oom("queue", err);
+            r->text = t;
+            r->tcap = cap;
+        }
+        memcpy(r->text + r->tn, id != NULL ? id : "", len);
+        g[r->gn].rid = sqlite3_column_int64(r->st, 0);
+        g[r->gn].ts = ts;
+        g[r->gn].state = sqlite3_column_int(r->st, 3);
+        g[r->gn].at = r->tn;
+        r->tn += len;
+        r->gn++;
+        if ((rc = lrun_step(c, r, err)) < 0)
+            return rc;
+    } while (r->row && sqlite3_column_int64(r->st, 1) == ts);
+    for (size_t i = 0; i < r->gn; i++)
+        r->g[i].id = r->text + r->g[i].at;
+    if (r->gn > 1)
+        qsort(r->g, r->gn, sizeof(*r->g), lrow_sort);
+    return NV_OK;
+}
+
+/* The rowids of the page (offset, limit) of the rows in stored states
+ * 'stored' (of which there are 'total'), newest first, into *rids (*n
+ * of them). */
+static int
+list_rids(struct fdb_conn *c, struct list_args *a, unsigned stored,
+          int64_t qnum, int64_t **rids, size_t *n, nv_error *err)
+{
+    FDB_STMT(c, ost, "SELECT rid, timestamp, id, state FROM jobs"
+                     " WHERE rid BETWEEN ?1 AND ?2 ORDER BY rid DESC");
+    FDB_STMT(c, sst, "SELECT rid, timestamp, id, state FROM jobs"
+                     " INDEXED BY jobs_spill WHERE queue = ?1"
+                     " AND rid < " FQ_ORDERED_MIN_SQL
+                     " ORDER BY timestamp DESC, id DESC");
+    struct lrun o = { .st = ost }, s = { .st = sst };
+    int64_t skip = a->offset < 0 ? 0 : a->offset, seen = 0;
+    int64_t want = a->limit < 0 ? INT64_MAX : skip + a->limit;
+    size_t cap = 0;
+    int rc;
+
+    fdb_bind_text(sst, 1, a->queue);
+    if ((rc = lrun_step(c, &s, err)) < 0)
+        goto done;
+    if (qnum > 0) {
+        sqlite3_bind_int64(ost, 1, qnum << FQ_QSHIFT);
+        sqlite3_bind_int64(ost, 2, qnum << FQ_QSHIFT | FQ_SEQ_MAX);
+        if ((rc = lrun_step(c, &o, err)) < 0)
+            goto done;
+    }
+    rc = NV_OK;
+    /* Up to the page's end, or the last matching row (the total). */
+    while (seen < want && seen < a->total) {
+        int64_t rid;
+        int state, from_o;
+
+        if (o.gi == o.gn && (rc = lrun_fill(c, &o, err)) != NV_OK)
+            goto done;
+        if (o.gi < o.gn && s.row) {
+            const char *sid = (const char *)sqlite3_column_text(sst, 2);
+
+            from_o = lrow_cmp(o.g[o.gi].ts, o.g[o.gi].id,
+                              sqlite3_column_int64(sst, 1),
+                              sid != NULL ? sid : "") < 0;
+        } else if (o.gi < o.gn || s.row) {
+            from_o = o.gi < o.gn;
+        } else {
+            break;
+        }
+        if (from_o) {
+            rid = o.g[o.gi].rid;
+            state = o.g[o.gi++].state;
+        } else {
+            rid = sqlite3_column_int64(sst, 0);
+            state = sqlite3_column_int(sst, 3);
+            if ((rc = lrun_step(c, &s, err)) < 0)
+                goto done;
+            rc = NV_OK;
+        }
+        if (state < 0 || state > 4 || !(stored & NV_JOB_MASK(state)) ||
+            seen++ < skip)
+            continue;
+        int64_t *v = fdb_grow(*rids, &cap, *n, sizeof(*v));
+
+        if (v == NULL) {
+            rc = fdb_oom("queue", err);
+            goto done;
+        }
+        *rids = v;
+        v[(*n)++] = rid;
+    }
+done:
+    nv__free(o.g);
+    nv__free(o.text);
+    sqlite3_reset(ost);
+    sqlite3_reset(sst);
+    return rc;
+}
+
+#define LIST_CHUNK 16
+
 static int
 list_fn(struct fdb_conn *c, void *arg, nv_error *err)
 {
@@ -142,7 +323,8 @@ list_fn(struct fdb_conn *c, void *arg, nv_error *err)
                                  NV_JOB_MASK(NV_JOB_ACTIVE) |
                                  NV_JOB_MASK(NV_JOB_COMPLETED) |
                                  NV_JOB_MASK(NV_JOB_FAILED));
-    size_t cap = 0;
+    size_t nr = 0;
+    int64_t *rids = NULL, qnum = 0;
     int rc, paused;
 
     int64_t n[5];
@@ -158,27 +340,55 @@ list_fn(struct fdb_conn *c, void *arg, nv_error *err)
         if (stored & NV_JOB_MASK(s))
             a->total += n[s];
     }
-    FDB_STMT(c, st, "SELECT " JOB_COLS " FROM jobs WHERE queue = ?1"
-                    " AND (?2 >> state) & 1 ORDER BY timestamp DESC, id DESC"
-                    " LIMIT ?3 OFFSET ?4");
-    fdb_bind_text(st, 1, a->queue);
-    sqlite3_bind_int64(st, 2, stored);
-    sqlite3_bind_int64(st, 3, a->limit < 0 ? -1 : a->limit);
-    sqlite3_bind_int64(st, 4, a->offset < 0 ? 0 : a->offset);
-    while ((rc = fdb_step_row(c, st, err)) == 1) {
-        nv_job *v = fdb_grow(a->out, &cap, a->n, sizeof(*v));
+    if (a->limit == 0 || a->total == 0)
+        return NV_OK;
+    {
+        FDB_STMT(c, qn, "SELECT num FROM queues WHERE name = ?1");
 
-        if (v == NULL) {
-            rc = fdb_oom("queue", err);
-            break;
-        }
-        a->out = v;
-        if ((rc = fq_job_from_row(st, paused, &a->out[a->n], err)) != NV_OK)
-            break;
-        a->n++;
+        fdb_bind_text(qn, 1, a->queue);
+        rc = fdb_step_row(c, qn, err);
+        if (rc == 1)
+            qnum = sqlite3_column_int64(qn, 0);
+        sqlite3_reset(qn);
+        if (rc < 0)
+            return rc;
     }
-    sqlite3_reset(st);
-    return rc < 0 ? rc : NV_OK;
+    FDB_STMT(c, st, "SELECT " JOB_COLS " FROM jobs WHERE rid IN (?1, ?2,"
+                    " ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
+                    " ?15, ?16)");
+    if ((rc = list_rids(c, a, stored, qnum, &rids, &nr, err)) != NV_OK) {
+        nv__free(rids);
+        return rc;
+    }
+    if (nr > 0 && (a->out = nv__calloc(nr, sizeof(*a->out))) == NULL) {
+        nv__free(rids);
+        return fdb_oom("queue", err);
+    }
+    a->n = nr;      /* zeroed until read: releasing them is harmless */
+    /* The page's rows whole, LIST_CHUNK rowids per statement (0, which no
+     * row has, pads the last). */
+    for (size_t at = 0; at < nr && rc == NV_OK; at += LIST_CHUNK) {
+        size_t k = nr - at < LIST_CHUNK ? nr - at : LIST_CHUNK, got = 0;
+
+        for (size_t i = 0; i < LIST_CHUNK; i++)
+            sqlite3_bind_int64(st, (int)i + 1, i < k ? rids[at + i] : 0);
+        while (rc == NV_OK && (rc = fdb_step_row(c, st, err)) == 1) {
+            int64_t rid = sqlite3_column_int64(st, COL_RID);
+            size_t i = 0;
+
+            while (i < k && rids[at + i] != rid)
+                i++;
+            rc = i < k ? fq_job_from_row(st, paused, &a->out[at + i], err)
+                       : NV_OK;
+            got++;
+        }
+        sqlite3_reset(st);
+        if (rc == 0 && got != k)    /* the snapshot has them: cannot be */
+            rc = nv__error(err, NV_EBACKEND, "file queue: a listed job"
+                           " vanished from its snapshot");
+    }
+    nv__free(rids);
+    return rc;
 }
 
 int
