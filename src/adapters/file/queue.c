@@ -603,6 +603,7 @@ publish(struct fq *fq)
     for (struct qstate *q = fq->qs; q != NULL; q = q->next) {
         memcpy(q->pub, q->n, sizeof(q->pub));
         q->pub_paused = q->paused;
+        q->pub_qnum = q->qnum;
     }
 }
 
@@ -870,12 +871,13 @@ fq_counts(void *self, const char *queue, nv_job_counts *out, nv_error *err)
     return NV_OK;
 }
 
-/* For a listing: the counts of 'queue' per stored state and its pause
- * flag, as of the snapshot 'c' reads (the caller's read transaction
- * starts here, under snap_mu, so no commit falls between the two). */
+/* For a listing: the counts of 'queue' per stored state, its pause
+ * flag and its number, as of the snapshot 'c' reads (the caller's read
+ * transaction starts here, under snap_mu, so no commit falls between the
+ * two). */
 int
 fq_counts_snapshot(struct fdb_conn *c, struct fq *fq, const char *queue,
-                   int64_t n[5], int *paused, nv_error *err)
+                   int64_t n[5], int *paused, int64_t *qnum, nv_error *err)
 {
     FDB_STMT(c, st, "SELECT 1 FROM queues LIMIT 1");
     struct qstate *q;
@@ -887,6 +889,7 @@ fq_counts_snapshot(struct fdb_conn *c, struct fq *fq, const char *queue,
     pthread_mutex_lock(&fq->cmu);
     q = qs_find(fq, queue);
     *paused = q != NULL && q->pub_paused;
+    *qnum = q != NULL ? q->pub_qnum : 0;
     for (int s = 0; s < 5; s++)
         n[s] = q != NULL ? q->pub[s] : 0;
     pthread_mutex_unlock(&fq->cmu);

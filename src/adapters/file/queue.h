@@ -76,6 +76,7 @@ struct qstate {
      * timestamp an ordered row of it has had (a row may take the next
      * sequence only with a timestamp at least that). */
     int64_t        qnum, oseq, ots;
+    int64_t        pub_qnum;   /* fq.cmu */
     char           name[];
 };
 
@@ -205,10 +206,11 @@ void    fq_lease_drop(struct qstate *qs, int64_t rid);
 int64_t fq_next_due(const struct qstate *qs);
 
 /* For a listing (queue.c): begins the read snapshot of 'c' and takes
- * the counts of 'queue' per stored state and its pause flag as of that
- * snapshot. */
+ * the counts of 'queue' per stored state, its pause flag and its number
+ * (0: none) as of that snapshot. */
 int fq_counts_snapshot(struct fdb_conn *c, struct fq *fq, const char *queue,
-                       int64_t n[5], int *paused, nv_error *err);
+                       int64_t n[5], int *paused, int64_t *qnum,
+                       nv_error *err);
 
 /* Cached records (queue.c): keep 'rec' for 'rid' (0, or -1 when out of
  * memory: the caller keeps it); take the one of 'rid' out (NULL: none);

@@ -313,7 +313,7 @@ done:
     return rc;
 }
 
-#define LIST_CHUNK 16
+#define LIST_CHUNK 32
 
 static int
 list_fn(struct fdb_conn *c, void *arg, nv_error *err)
@@ -330,8 +330,8 @@ list_fn(struct fdb_conn *c, void *arg, nv_error *err)
     int64_t n[5];
 
     /* The counts of the snapshot read below, from the writer's memory. */
-    if ((rc = fq_counts_snapshot(c, a->fq, a->queue, n, &paused, err)) !=
-        NV_OK)
+    if ((rc = fq_counts_snapshot(c, a->fq, a->queue, n, &paused, &qnum,
+                                 err)) != NV_OK)
         return rc;
     if (a->mask & NV_JOB_MASK(paused ? NV_JOB_PAUSED : NV_JOB_WAITING))
         stored |= NV_JOB_MASK(NV_JOB_WAITING);
@@ -342,20 +342,10 @@ list_fn(struct fdb_conn *c, void *arg, nv_error *err)
     }
     if (a->limit == 0 || a->total == 0)
         return NV_OK;
-    {
-        FDB_STMT(c, qn, "SELECT num FROM queues WHERE name = ?1");
-
-        fdb_bind_text(qn, 1, a->queue);
-        rc = fdb_step_row(c, qn, err);
-        if (rc == 1)
-            qnum = sqlite3_column_int64(qn, 0);
-        sqlite3_reset(qn);
-        if (rc < 0)
-            return rc;
-    }
     FDB_STMT(c, st, "SELECT " JOB_COLS " FROM jobs WHERE rid IN (?1, ?2,"
                     " ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
-                    " ?15, ?16)");
+                    " ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25,"
+                    " ?26, ?27, ?28, ?29, ?30, ?31, ?32)");
     if ((rc = list_rids(c, a, stored, qnum, &rids, &nr, err)) != NV_OK) {
         nv__free(rids);
         return rc;
