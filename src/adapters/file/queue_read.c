@@ -251,7 +251,8 @@ list_rids(struct fdb_conn *c, struct list_args *a, unsigned stored,
                      " ORDER BY timestamp DESC, id DESC");
     struct lrun o = { .st = ost }, s = { .st = sst };
     int64_t skip = a->offset < 0 ? 0 : a->offset, seen = 0;
-    int64_t want = a->limit < 0 ? INT64_MAX : skip + a->limit;
+    int64_t want = a->limit < 0 || skip > INT64_MAX - a->limit
+                 ? INT64_MAX : skip + a->limit;
     size_t cap = 0;
     int rc;
 
