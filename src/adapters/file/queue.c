@@ -781,6 +781,16 @@ fq_qs_write(struct fdb_conn *c, struct fq *fq, const char *queue,
     return qs;
 }
 
+int
+fq_qs_known(struct fdb_conn *c, struct fq *fq, const char *queue,
+            struct qstate **qs, nv_error *err)
+{
+    int rc = loaded(c, fq, err);
+
+    *qs = rc == NV_OK ? qs_find(fq, queue) : NULL;
+    return rc;
+}
+
 /* 'k' jobs went from stored state 'from' to 'to' (-1: none). */
 void
 fq_count_move(struct qstate *qs, int from, int to, int64_t k)

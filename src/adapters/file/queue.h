@@ -167,6 +167,11 @@ struct qstate *fq_qstate(struct fq *fq, const char *queue);
  * not (a rolled-back batch); NULL with *err set on failure. */
 struct qstate *fq_qs_write(struct fdb_conn *c, struct fq *fq,
                            const char *queue, nv_error *err);
+/* The same without creating it: *qs = NULL when 'queue' has no entry,
+ * and so no job (every stored job's queue has one). NV_OK or the error
+ * of loading the writer's memory. */
+int     fq_qs_known(struct fdb_conn *c, struct fq *fq, const char *queue,
+                    struct qstate **qs, nv_error *err);
 /* 'k' jobs went from stored state 'from' to 'to' (-1: none). */
 void    fq_count_move(struct qstate *qs, int from, int to, int64_t k);
 /* The sk2 of a job becoming waiting now. */
