@@ -437,3 +437,86 @@ Test(file_queue_v3, listings_match_the_memory_adapter_s_at_random)
     m.ops->close(m.self);
     free(dir);
 }
+
+/* Both adapters take the same job. */
+static void
+enqueue_both(nv_queue *f, nv_queue *m, const char *queue, const char *id,
+             int64_t ts)
+{
+    nv_job j = ft_job(queue, id, NULL, ts);
+
+    cr_assert_eq(f->ops->enqueue(f->self, &j, ts, 0, NULL, NULL, NULL),
+                 NV_OK);
+    cr_assert_eq(m->ops->enqueue(m->self, &j, ts, 0, NULL, NULL, NULL),
+                 NV_OK);
+}
+
+/* Many jobs stamped alike (past LIST_RUN_MAX, queue_read.c): their run
+ * is read in id order from jobs_id, and the rows below it after it. */
+Test(file_queue_v3, a_long_run_of_one_timestamp_lists_like_the_memory_adapter)
+{
+    char *dir = ft_dir();
+    nv_queue f, m;
+    nv_error err = { 0 };
+    char id[32];
+    static const int64_t offs[] = { 0, 5, 199, 200, 201, 1000, 1699, 1700,
+                                    1705, 1720, 1780, 1900, 5000 };
+
+    rnd_state = 7;
+    ft_open_queue(dir, &f);
+    cr_assert_eq(nv_memory_queue_open("{}", &m, &err), NV_OK, "%s", err.msg);
+    for (int i = 0; i < 200; i++) {         /* older, one a ms */
+        snprintf(id, sizeof(id), "o%c%d", 'a' + (int)rnd(26), i);
+        enqueue_both(&f, &m, "q", id, T0 + i);
+    }
+    for (int i = 0; i < 1500; i++) {        /* the run, ids shuffled */
+        snprintf(id, sizeof(id), "r%c%c%d", 'a' + (int)rnd(26),
+                 'a' + (int)rnd(26), i);
+        enqueue_both(&f, &m, "q", id, T0 + 500);
+    }
+    for (int i = 0; i < 20; i++) {          /* newer */
+        snprintf(id, sizeof(id), "n%d", i);
+        enqueue_both(&f, &m, "q", id, T0 + 600 + i / 3);
+    }
+    for (int i = 0; i < 10; i++) {          /* spilled: in the run, older */
+        snprintf(id, sizeof(id), "s%c%d", 'a' + (int)rnd(26), i);
+        enqueue_both(&f, &m, "q", id, i % 2 ? T0 + 500 : T0 + 100 + i);
+    }
+    for (int i = 0; i < 150; i++)           /* some finished */
+        reserve_end(&f, &m, "q", T0 + 700, i % 5 == 0);
+    for (int round = 0; round < 2; round++) {
+        for (size_t k = 0; k < sizeof(offs) / sizeof(offs[0]); k++) {
+            static const unsigned masks[] = {
+                NV_JOB_MASK_ALL, NV_JOB_MASK(NV_JOB_WAITING),
+                NV_JOB_MASK(NV_JOB_COMPLETED) | NV_JOB_MASK(NV_JOB_FAILED) };
+
+            for (size_t mi = 0; mi < 3; mi++) {
+                int64_t tf = -1, tm = -2;
+                char *x = list_ids(&f, "q", masks[mi], offs[k], 30, &tf);
+                char *y = list_ids(&m, "q", masks[mi], offs[k], 30, &tm);
+
+                cr_assert_str_eq(x, y, "mask %u offset %lld",
+                                 masks[mi], (long long)offs[k]);
+                cr_assert_eq(tf, tm);
+                free(x);
+                free(y);
+            }
+        }
+        {
+            int64_t tf = -1, tm = -2;
+            char *x = list_ids(&f, "q", NV_JOB_MASK_ALL, 0, -1, &tf);
+            char *y = list_ids(&m, "q", NV_JOB_MASK_ALL, 0, -1, &tm);
+
+            cr_assert_str_eq(x, y);
+            cr_assert_eq(tf, 1730);
+            cr_assert_eq(tf, tm);
+            free(x);
+            free(y);
+        }
+        f.ops->close(f.self);       /* and again after a reopen */
+        ft_open_queue(dir, &f);
+    }
+    f.ops->close(f.self);
+    m.ops->close(m.self);
+    free(dir);
+}
