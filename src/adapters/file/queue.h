@@ -17,11 +17,11 @@
 
 /*
  * The order of a queue's jobs inside a state, kept by the writer in
- * memory (schema v2 has no index on it): min-heaps of (k1, k2, rid),
- * with the keys the row holds as (sk1, sk2). An entry is a hint: whoever
- * pops one checks the row (state and sk2: every transition draws a new
- * sk2) and drops it when the job has moved on or is gone, so a removal
- * or a move need not find the old entry.
+ * memory (the schema has had no index on it since v2): min-heaps of
+ * (k1, k2, rid), with the keys the row holds as (sk1, sk2). An entry is
+ * a hint: whoever pops one checks the row (state and sk2: every
+ * transition draws a new sk2) and drops it when the job has moved on or
+ * is gone, so a removal or a move need not find the old entry.
  */
 struct fq_ent {
     int64_t k1, k2, rid;
