@@ -44,16 +44,36 @@ static const nv__redis_script scripts[] = {
 };
 
 /*
+ * A thread waiting in rq_wait (one per thread: a thread waits on one
+ * queue at a time). Each has its own condition variable, so that a note
+ * wakes the very waiter it is given to (see struct note).
+ */
+struct waiter {
+    pthread_cond_t cv;       /* CLOCK_MONOTONIC */
+    int            ready;    /* cv made */
+    int            woken;    /* W_NOTE, W_POLL, or 0 */
+    int            queued;   /* in its note's sleepers */
+    struct waiter *next;
+};
+
+enum { W_NOTE = 1, W_POLL = 2 };
+
+/*
  * Wake-ups of one queue seen by the subscriber thread. Each note is a
  * ticket: it wakes one waiter, or the next thread that comes to wait (a job
  * enqueued between a worker's empty reserve and its wait is not slept
  * over). Tickets nobody took are capped, so a burst of enqueues while
  * every worker is busy costs at most MAX_TICKETS empty reserves later.
+ * A note goes to the waiter that came last (its thread's memory is the
+ * warmest; the others sleep on), and to the poller (see rq_wait) only
+ * when no other waiter is there.
  */
 struct note {
     char          *queue;
     int            tickets;  /* notes not yet taken by a waiter */
-    pthread_cond_t cv;       /* CLOCK_MONOTONIC; signalled per note */
+    struct waiter *sleepers; /* waiting, the latest first */
+    const struct waiter *poller;  /* polls for what notes cannot say */
+    int64_t        poller_until;  /* monotonic ms: its next poll due */
     uint64_t       gen;      /* grows at each note */
     /* The last empty reserve, valid while no note came since it started
      * (gen, epoch) and 'now' is before its next_at: reserves answer from
@@ -1002,6 +1022,11 @@ reserved(const redisReply *h, const redisReply *logs, int64_t now,
 
 static _Thread_local const struct note *idle_nt;  /* last wait timed out */
 static _Thread_local uint64_t idle_epoch;
+/* The note whose poller this thread was when its wait ended (see rq_wait) */
+static _Thread_local const struct note *polled_nt;
+static _Thread_local struct waiter self_waiter;
+
+static void poll_handoff(struct rqueue *q, const char *queue);
 
 static int
 idle_skip(struct rqueue *q, const char *queue)
@@ -1056,6 +1081,8 @@ rq_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
             *err = op.err;
     } else if (nv__redis_int(op.el[0]) == 1) {
         rc = reserved(op.el[1], op.el[2], now, lease_ms, op.tok, out, err);
+        if (polled_nt != NULL)
+            poll_handoff(q, queue);   /* this worker is busy now */
     } else {
         next = nv__redis_int(op.el[1]);
         if (next_at != NULL)
@@ -1431,23 +1458,54 @@ note_get(struct rqueue *q, const char *queue, int add)
             q->notes = v;
         return NULL;
     }
-    {
-        pthread_condattr_t ca;
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&nt->cv, &ca);
-        pthread_condattr_destroy(&ca);
-    }
     q->notes = v;
     q->notes[q->nnotes++] = nt;
     return nt;
 }
 
+/* Under q->mu: take w out of nt's sleepers. */
+static void
+sleeper_remove(struct note *nt, struct waiter *w)
+{
+    for (struct waiter **pp = &nt->sleepers; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == w) {
+            *pp = w->next;
+            break;
+        }
+    }
+    w->next = NULL;
+    w->queued = 0;
+}
+
+/* Under q->mu: give a note to a sleeper of nt (the latest that is not
+ * the poller, else the poller); 0 when none sleeps. */
+static int
+sleeper_wake(struct note *nt)
+{
+    struct waiter *w = nt->sleepers;
+
+    while (w != NULL && w == nt->poller)
+        w = w->next;
+    if (w == NULL)
+        w = nt->sleepers;
+    if (w == NULL)
+        return 0;
+    sleeper_remove(nt, w);
+    w->woken = W_NOTE;
+    pthread_cond_signal(&w->cv);
+    return 1;
+}
+
+/* Under q->mu (epoch just grew): every waiter looks again; the pollers
+ * are chosen anew. */
 static void
 wake_all(struct rqueue *q)
 {
-    for (size_t i = 0; i < q->nnotes; i++)
-        pthread_cond_broadcast(&q->notes[i]->cv);
+    for (size_t i = 0; i < q->nnotes; i++) {
+        q->notes[i]->poller = NULL;
+        for (struct waiter *w = q->notes[i]->sleepers; w != NULL; w = w->next)
+            pthread_cond_signal(&w->cv);
+    }
 }
 
 /* One note wakes one waiter of its queue: a job for one worker. */
@@ -1484,26 +1542,85 @@ on_note(void *ud, const char *channel, const char *msg, size_t len)
             k = MAX_TICKETS;
         if (nt != NULL) {
             nt->gen++;
-            nt->tickets += (int)k;
-            if (nt->tickets > MAX_TICKETS)
-                nt->tickets = MAX_TICKETS;
-            for (long i = 0; i < k; i++)
-                pthread_cond_signal(&nt->cv);
+            for (long i = 0; i < k; i++) {
+                if (!sleeper_wake(nt) && nt->tickets < MAX_TICKETS)
+                    nt->tickets++;
+            }
+        }
+    }
+    pthread_mutex_unlock(&q->mu);
+}
+
+/*
+ * The poller of a queue took a job: it is busy now, so another waiter
+ * polls instead (it is woken to poll at once: the job the poller found
+ * may not have been the only one due).
+ */
+static void
+poll_handoff(struct rqueue *q, const char *queue)
+{
+    const struct note *was = polled_nt;
+    struct note *nt;
+
+    polled_nt = NULL;
+    pthread_mutex_lock(&q->mu);
+    nt = note_get(q, queue, 0);
+    if (nt != NULL && nt == was && nt->poller == &self_waiter) {
+        struct waiter *w = nt->sleepers;
+
+        nt->poller = w;
+        nt->poller_until = nv__monotonic_ms() + IDLE_POLL_MS;
+        if (w != NULL) {
+            sleeper_remove(nt, w);
+            w->woken = W_POLL;
+            pthread_cond_signal(&w->cv);
         }
     }
     pthread_mutex_unlock(&q->mu);
 }
 
 static void
-timed_wait(struct rqueue *q, struct note *nt, int64_t deadline)
+timed_wait(struct rqueue *q, struct waiter *w, int64_t deadline)
 {
     struct timespec ts;
 
     ts.tv_sec = deadline / 1000;
     ts.tv_nsec = (deadline % 1000) * 1000000;
-    pthread_cond_timedwait(&nt->cv, &q->mu, &ts);
+    pthread_cond_timedwait(&w->cv, &q->mu, &ts);
 }
 
+/* This thread's waiter, its condition variable made on first use; NULL
+ * when it cannot be. */
+static struct waiter *
+waiter_self(void)
+{
+    struct waiter *w = &self_waiter;
+
+    if (!w->ready) {
+        pthread_condattr_t ca;
+
+        if (pthread_condattr_init(&ca) != 0)
+            return NULL;
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        w->ready = pthread_cond_init(&w->cv, &ca) == 0;
+        pthread_condattr_destroy(&ca);
+    }
+    return w->ready ? w : NULL;
+}
+
+/*
+ * Wait for a note of 'queue' (a job for this waiter), up to timeout_ms.
+ * What notes cannot say (a delayed job or a limiter window coming due,
+ * see IDLE_POLL_MS) is found by polling: a waiter looks again when its
+ * wait times out. While notes are received, one waiter of the queue, its
+ * poller, does that for all: the others (when their timeout would not end
+ * before the poller's) sleep until a note, or WAIT_SLICE_SUB_MS at most,
+ * instead of waking every 20 ms to find nothing (with a hundred idle
+ * workers per queue, thousands of thread wake-ups per second). The
+ * poller stays the poller while it comes back to wait; when its look
+ * finds a job (poll_handoff) the latest other waiter polls instead; when
+ * it does not come back in time, the next waiter takes over.
+ */
 static int
 rq_wait(void *self, const char *queue, int64_t timeout_ms)
 {
@@ -1511,8 +1628,11 @@ rq_wait(void *self, const char *queue, int64_t timeout_ms)
     int64_t now = nv__monotonic_ms(), slice, deadline;
     const char *ch[1] = { q->channel };
     struct note *nt;
+    struct waiter *w;
     uint64_t epoch;
 
+    polled_nt = NULL;
+    idle_nt = NULL;
     if (timeout_ms <= 0)
         return NV_OK;
     pthread_mutex_lock(&q->mu);
@@ -1535,15 +1655,43 @@ rq_wait(void *self, const char *queue, int64_t timeout_ms)
     slice = q->sub != NULL ? WAIT_SLICE_SUB_MS : WAIT_SLICE_MS;
     deadline = now + (timeout_ms < slice ? timeout_ms : slice);
     nt = note_get(q, queue, 1);
+    w = waiter_self();
     epoch = q->epoch;
-    while (nt != NULL && nt->tickets == 0 && q->epoch == epoch &&
-           nv__monotonic_ms() < deadline)
-        timed_wait(q, nt, deadline);
-    idle_nt = NULL;
-    if (nt != NULL && nt->tickets > 0) {
+    if (nt == NULL || w == NULL) {
+        pthread_mutex_unlock(&q->mu);
+        return NV_OK;
+    }
+    if (nt->tickets > 0) {
         nt->tickets--;
-    } else if (nt != NULL && q->epoch == epoch && timeout_ms >= IDLE_POLL_MS &&
-               nv__redis_sub_connected(q->sub)) {
+        pthread_mutex_unlock(&q->mu);
+        return NV_OK;
+    }
+    if (!nv__redis_sub_connected(q->sub)) {
+        /* no notes: every waiter polls */
+    } else if (nt->poller == NULL || nt->poller == w ||
+               now >= nt->poller_until || deadline < nt->poller_until) {
+        nt->poller = w;
+        nt->poller_until = deadline;
+    } else {
+        deadline = now + slice;    /* a note, or the poller's look */
+    }
+    w->woken = 0;
+    w->next = nt->sleepers;
+    nt->sleepers = w;
+    w->queued = 1;
+    while (w->woken == 0 && q->epoch == epoch &&
+           nv__monotonic_ms() < deadline)
+        timed_wait(q, w, deadline);
+    if (w->queued)
+        sleeper_remove(nt, w);
+    if (nt->poller == w) {
+        /* it looks now, and is back within its timeout (or not the
+         * poller any more) */
+        polled_nt = nt;
+        nt->poller_until = nv__monotonic_ms() + timeout_ms;
+    }
+    if (w->woken != W_NOTE && q->epoch == epoch &&
+        timeout_ms >= IDLE_POLL_MS && nv__redis_sub_connected(q->sub)) {
         idle_nt = nt;       /* a plain timeout: see idle_skip */
         idle_epoch = epoch;
     }
@@ -1579,7 +1727,6 @@ rq_close(void *self)
         return;
     nv__redis_sub_stop(q->sub);
     for (size_t i = 0; i < q->nnotes; i++) {
-        pthread_cond_destroy(&q->notes[i]->cv);
         nv__free(q->notes[i]->args);
         nv__free(q->notes[i]->queue);
         nv__free(q->notes[i]);

@@ -620,6 +620,102 @@ Test(redis_adapter, an_empty_reserve_is_not_remembered_past_a_change)
     server_free(&s);
 }
 
+/* Idle workers of one queue, as the engine runs them: wait (20 ms), then
+ * reserve; a job taken is kept (never finished) until the test ends. */
+struct idlers {
+    nv_queue    q;
+    atomic_int  stop;
+    atomic_int  got;
+    int64_t     got_at[4];    /* wall ms when each job was reserved */
+    char        got_id[4][sizeof(((nv_job *)0)->id)];
+    pthread_mutex_t mu;
+};
+
+static int64_t
+wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void *
+idler(void *arg)
+{
+    struct idlers *w = arg;
+    nv_error err = { 0 };
+    nv_job j;
+
+    while (!atomic_load(&w->stop)) {
+        int64_t next = 0;
+
+        if (w->q.ops->reserve(w->q.self, "mail", wall_ms(), 30000, NULL, &j,
+                              &next, &err) == NV_OK) {
+            pthread_mutex_lock(&w->mu);
+            if (w->got < 4) {
+                w->got_at[w->got] = wall_ms();
+                snprintf(w->got_id[w->got], sizeof(w->got_id[0]), "%s", j.id);
+                w->got++;
+            }
+            pthread_mutex_unlock(&w->mu);
+            nv_job_release(&j);
+            while (!atomic_load(&w->stop))   /* busy with it */
+                sleep_ms(5);
+            break;
+        }
+        w->q.ops->wait(w->q.self, "mail", 20);
+    }
+    return NULL;
+}
+
+/* Notes cannot say when a delayed job comes due: of many idle waiters of
+ * a queue one polls for all (the others sleep until a note), and when
+ * the poller takes a job another polls instead; each delayed job runs
+ * within a few polls of its time, not at some waiter's longest sleep. */
+Test(redis_adapter, delayed_jobs_run_on_time_with_many_idle_waiters)
+{
+    struct server s;
+    struct idlers w = { .stop = 0 };
+    nv_error err = { 0 };
+    pthread_t th[6];
+    int64_t t0;
+    nv_job j;
+
+    server_new(&s, NULL);
+    pthread_mutex_init(&w.mu, NULL);
+    cr_assert_eq(nv_redis_queue_open(settings(s.port, NULL), &w.q, &err),
+                 NV_OK);
+    w.q.ops->wait(w.q.self, "mail", 1);          /* subscribes */
+    for (int i = 0; i < 6; i++)
+        pthread_create(&th[i], NULL, idler, &w);
+    sleep_ms(100);                               /* all idle */
+    t0 = wall_ms();
+    j = mkjob("d1", t0);
+    j.delay_until = t0 + 150;
+    cr_assert_eq(w.q.ops->enqueue(w.q.self, &j, t0, 0, NULL, NULL, &err),
+                 NV_OK);
+    j = mkjob("d2", t0);
+    j.delay_until = t0 + 400;
+    cr_assert_eq(w.q.ops->enqueue(w.q.self, &j, t0, 0, NULL, NULL, &err),
+                 NV_OK);
+    for (int i = 0; i < 300 && atomic_load(&w.got) < 2; i++)
+        sleep_ms(10);
+    atomic_store(&w.stop, 1);
+    for (int i = 0; i < 6; i++)
+        pthread_join(th[i], NULL);
+    cr_assert_eq(w.got, 2);
+    cr_assert_str_eq(w.got_id[0], "d1");
+    cr_assert_str_eq(w.got_id[1], "d2");
+    cr_assert(w.got_at[0] >= t0 + 150 && w.got_at[0] < t0 + 150 + 500,
+              "d1 after %lld ms", (long long)(w.got_at[0] - t0));
+    cr_assert(w.got_at[1] >= t0 + 400 && w.got_at[1] < t0 + 400 + 500,
+              "d2 after %lld ms", (long long)(w.got_at[1] - t0));
+    w.q.ops->close(w.q.self);
+    pthread_mutex_destroy(&w.mu);
+    server_free(&s);
+}
+
 /* The reply of one raw command as text (integers and statuses too). */
 static void
 cmd_text(const struct server *s, const char *c, char *out, size_t size)
