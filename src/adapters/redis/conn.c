@@ -596,6 +596,76 @@ format_done(nv__redis_pool *p, char *buf, const char *stack, char *pooled)
         nv__free(buf);
 }
 
+/* ---- Parking a thread (conn.h) ---- */
+
+static pthread_key_t   parker_key;
+static pthread_once_t  parker_once = PTHREAD_ONCE_INIT;
+static int             parker_key_ok;
+static _Thread_local nv__redis_parker *parker_mine;
+
+/* At the end of its thread: no signal may reach it after this. */
+static void
+parker_free(void *v)
+{
+    nv__redis_parker *k = v;
+
+    while (atomic_load(&k->owed) > 0)
+        sched_yield();
+    pthread_cond_destroy(&k->cv);
+    nv__free(k);
+}
+
+static void
+parker_key_make(void)
+{
+    parker_key_ok = pthread_key_create(&parker_key, parker_free) == 0;
+}
+
+nv__redis_parker *
+nv__redis_parker_self(void)
+{
+    nv__redis_parker *k = parker_mine;
+    pthread_condattr_t ca;
+
+    if (k != NULL)
+        return k;
+    pthread_once(&parker_once, parker_key_make);
+    if (!parker_key_ok || (k = nv__calloc(1, sizeof(*k))) == NULL)
+        return NULL;
+    if (pthread_condattr_init(&ca) != 0) {
+        nv__free(k);
+        return NULL;
+    }
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    if (pthread_cond_init(&k->cv, &ca) != 0) {
+        pthread_condattr_destroy(&ca);
+        nv__free(k);
+        return NULL;
+    }
+    pthread_condattr_destroy(&ca);
+    atomic_init(&k->owed, 0);
+    if (pthread_setspecific(parker_key, k) != 0) {
+        pthread_cond_destroy(&k->cv);
+        nv__free(k);
+        return NULL;
+    }
+    parker_mine = k;
+    return k;
+}
+
+void
+nv__redis_park_owe(nv__redis_parker *k)
+{
+    atomic_fetch_add(&k->owed, 1);
+}
+
+void
+nv__redis_unpark(nv__redis_parker *k)
+{
+    pthread_cond_signal(&k->cv);
+    atomic_fetch_sub(&k->owed, 1);    /* its thread may end after this */
+}
+
 /* ---- The shared connection of scripts ("mux") ---- */
 
 /*
@@ -619,9 +689,8 @@ struct mx_req {
     redisReply    **replies;    /* the replies (want > 1) */
     int             want, got;  /* replies expected, read */
     int             state;      /* 0 waiting, 1 replied, -1 failed */
-    int             sleeping;   /* its thread waits on cv */
-    atomic_int      waking;     /* signals owed to it (it stays until 0) */
-    pthread_cond_t  cv;
+    int             sleeping;   /* its thread waits on its parker */
+    nv__redis_parker *k;        /* its thread's */
 };
 
 struct nv__redis_mx {
@@ -669,7 +738,7 @@ mx_fail(nv__redis_pool *p, struct nv__redis_mx *m, const char *msg)
         q->next = NULL;
         q->state = -1;
         if (q->sleeping)
-            pthread_cond_signal(&q->cv);
+            pthread_cond_signal(&q->k->cv);   /* (under the mutex: rare) */
     }
     m->head = m->tail = NULL;
     m->olen = 0;
@@ -791,15 +860,12 @@ mx_read(struct nv__redis_mx *m, redisReply **v, char *msg, size_t msize)
 }
 
 /* Outside the home's mu (so that a woken thread does not block on it at
- * once): signal the requests in w, each counted in its 'waking' under
- * it. */
+ * once): signal the parkers in w, owed under it. */
 static void
-mx_wake(struct mx_req **w, int *n)
+mx_wake(nv__redis_parker **w, int *n)
 {
-    for (int i = 0; i < *n; i++) {
-        pthread_cond_signal(&w[i]->cv);
-        atomic_fetch_sub(&w[i]->waking, 1);   /* w[i] may be gone after this */
-    }
+    for (int i = 0; i < *n; i++)
+        nv__redis_unpark(w[i]);
     *n = 0;
 }
 
@@ -831,13 +897,15 @@ static int
 mx_call(nv__redis_pool *p, const char *buf, size_t len, int want,
         redisReply **out, nv_error *err)
 {
-    struct mx_req q = { .cv = PTHREAD_COND_INITIALIZER, .want = want,
-                        .replies = out };
+    struct mx_req q = { .want = want, .replies = out,
+                        .k = nv__redis_parker_self() };
     struct nv__redis_mx *m, *dead = NULL;
-    struct mx_req *wake[MX_REPLIES + 1];
+    nv__redis_parker *wake[MX_REPLIES + 1];
     char msg[160];
     int was_reader = 0, nwake = 0, rc = NV_OK;
 
+    if (q.k == NULL)
+        return nv__error(err, NV_ENOMEM, "redis: out of memory");
     pthread_mutex_lock(&p->mxh->mu);
     m = mx_get(p, err);
     if (m == NULL) {
@@ -889,7 +957,7 @@ mx_call(nv__redis_pool *p, const char *buf, size_t len, int want,
 
         if (m->reading) {
             q.sleeping = 1;
-            pthread_cond_wait(&q.cv, &p->mxh->mu);
+            pthread_cond_wait(&q.k->cv, &p->mxh->mu);
             q.sleeping = 0;
             continue;
         }
@@ -926,15 +994,15 @@ mx_call(nv__redis_pool *p, const char *buf, size_t len, int want,
             h->next = NULL;
             h->state = 1;
             if (h->sleeping) {
-                atomic_fetch_add(&h->waking, 1);
-                wake[nwake++] = h;
+                nv__redis_park_owe(h->k);
+                wake[nwake++] = h->k;
             }
         }
     }
     /* pass the reading on to the oldest request still waiting */
     if (was_reader && !m->reading && m->head != NULL && m->head->sleeping) {
-        atomic_fetch_add(&m->head->waking, 1);
-        wake[nwake++] = m->head;
+        nv__redis_park_owe(m->head->k);
+        wake[nwake++] = m->head->k;
     }
     if (q.state == 1) {
         if (want == 1)
@@ -950,10 +1018,6 @@ mx_call(nv__redis_pool *p, const char *buf, size_t len, int want,
     pthread_mutex_unlock(&p->mxh->mu);
     mx_wake(wake, &nwake);
     mx_free(dead);
-    /* a reader that marked this request may not have signalled it yet */
-    while (atomic_load(&q.waking))
-        sched_yield();
-    pthread_cond_destroy(&q.cv);
     return rc;
 }
 

@@ -102,6 +102,27 @@ int nv__redis_eval_pre(nv__redis_pool *p, const nv__redis_script *s,
                        const char **argv, const size_t *lens,
                        redisReply **out, nv_error *err);
 
+/* ---- Parking a thread ----
+ * Each thread's own condition variable (CLOCK_MONOTONIC), made at its
+ * first use and freed when the thread ends, for waits that another
+ * thread ends. The waker decides under the mutex that guards what the
+ * thread waits for (nv__redis_park_owe), and signals after unlocking it
+ * (nv__redis_unpark): a thread woken while the waker still held the mutex
+ * would at once block on it again. The parker outlives the wait (a late
+ * signal is a spurious wake-up for the thread's next wait: waits loop on
+ * their condition), and its thread's end waits for the signals owed. */
+typedef struct nv__redis_parker {
+    pthread_cond_t cv;
+    _Atomic int    owed;     /* signals decided, not yet sent */
+} nv__redis_parker;
+
+/* This thread's parker; NULL when out of memory. */
+nv__redis_parker *nv__redis_parker_self(void);
+/* Under the mutex: a signal to k will follow. */
+void nv__redis_park_owe(nv__redis_parker *k);
+/* After unlocking: signal k (owed before). */
+void nv__redis_unpark(nv__redis_parker *k);
+
 /* ---- Argument builder ---- */
 #define NV__REDIS_ARGS_INLINE 48
 #define NV__REDIS_ARGS_NUMBUF 768

@@ -45,12 +45,11 @@ static const nv__redis_script scripts[] = {
 
 /*
  * A thread waiting in rq_wait (one per thread: a thread waits on one
- * queue at a time). Each has its own condition variable, so that a note
+ * queue at a time). Each sleeps on its thread's parker, so that a note
  * wakes the very waiter it is given to (see struct note).
  */
 struct waiter {
-    pthread_cond_t cv;       /* CLOCK_MONOTONIC */
-    int            ready;    /* cv made */
+    nv__redis_parker *k;     /* NULL until its first wait */
     int            woken;    /* W_NOTE, W_POLL, or 0 */
     int            queued;   /* in its note's sleepers */
     struct waiter *next;
@@ -532,7 +531,7 @@ struct op {
     int             rc, done;
     int             taken;          /* in a batch sent (or being sent) */
     nv_error        err;
-    pthread_cond_t  cv;             /* the caller waits on it */
+    nv__redis_parker *k;            /* the caller's: it waits there */
     struct op      *next;
 };
 
@@ -917,19 +916,23 @@ op_free(struct op *o)
 static void
 submit(struct rqueue *q, const char *queue, struct op *op)
 {
+    /* the callers to wake once q->mu is let go: a batch's, and the next
+     * sender */
+    nv__redis_parker *wake[MAX_BATCH + 1];
+    int nwake = 0;
     struct note *nt;
 
     op->next = NULL;
     op->done = op->taken = 0;
     op->nel = 0;
+    op->k = nv__redis_parker_self();
     pthread_mutex_lock(&q->mu);
-    nt = note_get(q, queue, 1);
+    nt = op->k != NULL ? note_get(q, queue, 1) : NULL;
     if (nt == NULL) {
         pthread_mutex_unlock(&q->mu);
         send_batch(q, queue, op, 1, NULL);
         return;
     }
-    pthread_cond_init(&op->cv, NULL);
     if (nt->tail != NULL)
         nt->tail->next = op;
     else
@@ -942,7 +945,7 @@ submit(struct rqueue *q, const char *queue, struct op *op)
 
         if (op->taken || nt->sending >= MAX_INFLIGHT) {
             /* woken when done, or to send the next batch */
-            pthread_cond_wait(&op->cv, &q->mu);
+            pthread_cond_wait(&op->k->cv, &q->mu);
             continue;
         }
         /* send what waits (this op among it) */
@@ -975,15 +978,28 @@ submit(struct rqueue *q, const char *queue, struct op *op)
             struct op *next = o->next;
 
             o->done = 1;
-            if (o != op)
-                pthread_cond_signal(&o->cv);  /* o may be gone after this */
+            if (o != op) {
+                /* o may be gone once q->mu is let go: its parker stays */
+                nv__redis_park_owe(o->k);
+                wake[nwake++] = o->k;
+            }
             o = next;
         }
-        if (nt->head != NULL)
-            pthread_cond_signal(&nt->head->cv);   /* sends the next batch */
+        if (nt->head != NULL) {      /* sends the next batch */
+            nv__redis_park_owe(nt->head->k);
+            wake[nwake++] = nt->head->k;
+        }
+        if (!op->done) {    /* this op was not in that batch */
+            pthread_mutex_unlock(&q->mu);
+            for (int i = 0; i < nwake; i++)
+                nv__redis_unpark(wake[i]);
+            nwake = 0;
+            pthread_mutex_lock(&q->mu);
+        }
     }
     pthread_mutex_unlock(&q->mu);
-    pthread_cond_destroy(&op->cv);
+    for (int i = 0; i < nwake; i++)
+        nv__redis_unpark(wake[i]);
 }
 
 /* The reserve scripts reply with the record as it was before the
@@ -1478,8 +1494,9 @@ sleeper_remove(struct note *nt, struct waiter *w)
 }
 
 /* Under q->mu: give a note to a sleeper of nt (the latest that is not
- * the poller, else the poller); 0 when none sleeps. */
-static int
+ * the poller, else the poller): its parker, owed a signal; NULL when none
+ * sleeps. */
+static nv__redis_parker *
 sleeper_wake(struct note *nt)
 {
     struct waiter *w = nt->sleepers;
@@ -1489,11 +1506,11 @@ sleeper_wake(struct note *nt)
     if (w == NULL)
         w = nt->sleepers;
     if (w == NULL)
-        return 0;
+        return NULL;
     sleeper_remove(nt, w);
     w->woken = W_NOTE;
-    pthread_cond_signal(&w->cv);
-    return 1;
+    nv__redis_park_owe(w->k);
+    return w->k;
 }
 
 /* Under q->mu (epoch just grew): every waiter looks again; the pollers
@@ -1504,7 +1521,7 @@ wake_all(struct rqueue *q)
     for (size_t i = 0; i < q->nnotes; i++) {
         q->notes[i]->poller = NULL;
         for (struct waiter *w = q->notes[i]->sleepers; w != NULL; w = w->next)
-            pthread_cond_signal(&w->cv);
+            pthread_cond_signal(&w->k->cv);   /* (under the mutex: rare) */
     }
 }
 
@@ -1514,6 +1531,8 @@ on_note(void *ud, const char *channel, const char *msg, size_t len)
 {
     struct rqueue *q = ud;
     char name[NV_NAME_MAX + 1];
+    nv__redis_parker *wake[MAX_TICKETS];
+    int nwake = 0;
 
     pthread_mutex_lock(&q->mu);
     if (channel == NULL) {
@@ -1543,12 +1562,16 @@ on_note(void *ud, const char *channel, const char *msg, size_t len)
         if (nt != NULL) {
             nt->gen++;
             for (long i = 0; i < k; i++) {
-                if (!sleeper_wake(nt) && nt->tickets < MAX_TICKETS)
+                if ((wake[nwake] = sleeper_wake(nt)) != NULL)
+                    nwake++;
+                else if (nt->tickets < MAX_TICKETS)
                     nt->tickets++;
             }
         }
     }
     pthread_mutex_unlock(&q->mu);
+    for (int i = 0; i < nwake; i++)
+        nv__redis_unpark(wake[i]);
 }
 
 /*
@@ -1560,6 +1583,7 @@ static void
 poll_handoff(struct rqueue *q, const char *queue)
 {
     const struct note *was = polled_nt;
+    nv__redis_parker *k = NULL;
     struct note *nt;
 
     polled_nt = NULL;
@@ -1573,10 +1597,13 @@ poll_handoff(struct rqueue *q, const char *queue)
         if (w != NULL) {
             sleeper_remove(nt, w);
             w->woken = W_POLL;
-            pthread_cond_signal(&w->cv);
+            k = w->k;
+            nv__redis_park_owe(k);
         }
     }
     pthread_mutex_unlock(&q->mu);
+    if (k != NULL)
+        nv__redis_unpark(k);
 }
 
 static void
@@ -1586,26 +1613,18 @@ timed_wait(struct rqueue *q, struct waiter *w, int64_t deadline)
 
     ts.tv_sec = deadline / 1000;
     ts.tv_nsec = (deadline % 1000) * 1000000;
-    pthread_cond_timedwait(&w->cv, &q->mu, &ts);
+    pthread_cond_timedwait(&w->k->cv, &q->mu, &ts);
 }
 
-/* This thread's waiter, its condition variable made on first use; NULL
- * when it cannot be. */
+/* This thread's waiter; NULL when out of memory. */
 static struct waiter *
 waiter_self(void)
 {
     struct waiter *w = &self_waiter;
 
-    if (!w->ready) {
-        pthread_condattr_t ca;
-
-        if (pthread_condattr_init(&ca) != 0)
-            return NULL;
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        w->ready = pthread_cond_init(&w->cv, &ca) == 0;
-        pthread_condattr_destroy(&ca);
-    }
-    return w->ready ? w : NULL;
+    if (w->k == NULL)
+        w->k = nv__redis_parker_self();
+    return w->k != NULL ? w : NULL;
 }
 
 /*
