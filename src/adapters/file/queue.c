@@ -13,7 +13,7 @@
 #include "adapters/file/queue.h"
 
 /*
- * Schema, version 2.
+ * Schema, version 3.
  *
  * jobs: one row per job. 'state' is the stored state (waiting, delayed,
  * active, completed, failed; "paused" is only reported). (sk1, sk2) is
@@ -29,11 +29,31 @@
  * at open, and so the number of jobs per state (capacity Q-11, retention
  * Q-10, counts Q-15 never scan). Only this process writes the database
  * (A-4: the lock file), so that memory is the truth of the last commit.
- * jobs_id serves lookups by id and Q-3, jobs_time listings (Q-16).
- * queues: the paused flag (Q-13). limits: activation times inside the
- * limiter window, per group key ('' = no group, '=<value>' otherwise).
+ * jobs_id serves lookups by id and Q-3.
+ *
+ * Listings (Q-16: newest first by timestamp; ties by id, descending, as
+ * on every backend). Version 2 kept an index jobs_time(queue, timestamp,
+ * id), which every enqueue and every retention DELETE wrote. Version 3
+ * lets the rowid serve instead (queue.h, FQ_QSHIFT): each queue gets a
+ * number (queues.num, 1..FQ_QNUM_MAX, given at its first job and kept),
+ * and a job enqueued with a timestamp at least the latest one its queue
+ * has had takes rid = num << 47 | seq, the queue's next seq. The ordered
+ * rows of a queue are thus contiguous in the table and their timestamps
+ * never decrease as rid grows: a listing reads them backwards along the
+ * primary key, sorting only each run of equal timestamps by id. The
+ * other rows -- a timestamp older than the queue's latest (a clock
+ * stepped back; a caller's own timestamp), a queue past the numbers or
+ * the sequence, every row of a version 2 database -- take rowids below
+ * FQ_ORDERED_MIN (new ones negative, downwards), and only they are in
+ * the partial index jobs_spill(queue, timestamp, id); a listing merges
+ * the two. The engine stamps jobs with its clock, so nearly every row
+ * is ordered, and its insert and delete write no index but jobs_id.
+ *
+ * queues: the paused flag (Q-13) and the queue's number. limits:
+ * activation times inside the limiter window, per group key ('' = no
+ * group, '=<value>' otherwise).
  */
-#define QUEUE_SCHEMA_VERSION 2
+#define QUEUE_SCHEMA_VERSION 3
 
 static int
 queue_migrate(sqlite3 *h, int from, char **msg)
@@ -59,9 +79,10 @@ queue_migrate(sqlite3 *h, int from, char **msg)
             " lease_until INTEGER NOT NULL, lease_token TEXT NOT NULL,"
             " sk1 INTEGER NOT NULL, sk2 INTEGER NOT NULL);"
             "CREATE UNIQUE INDEX jobs_id ON jobs(queue, id);"
-            "CREATE INDEX jobs_time ON jobs(queue, timestamp, id);"
+            "CREATE INDEX jobs_spill ON jobs(queue, timestamp, id)"
+            " WHERE rid < " FQ_ORDERED_MIN_SQL ";"
             "CREATE TABLE queues(name TEXT PRIMARY KEY,"
-            " paused INTEGER NOT NULL) WITHOUT ROWID;"
+            " paused INTEGER NOT NULL, num INTEGER) WITHOUT ROWID;"
             "CREATE TABLE limits(queue TEXT NOT NULL, grp TEXT NOT NULL,"
             " ts INTEGER NOT NULL);"
             "CREATE INDEX limits_q ON limits(queue, ts);",
@@ -70,6 +91,20 @@ queue_migrate(sqlite3 *h, int from, char **msg)
     case 1:
         /* The rows stay as they are; their order moves to memory. */
         rc = sqlite3_exec(h, "DROP INDEX jobs_sched", NULL, NULL, msg);
+        if (rc != SQLITE_OK)
+            break;
+        /* fall through */
+    case 2:
+        /* The rows keep their rowids (SQLite's, from 1: all below
+         * FQ_ORDERED_MIN; one that is not goes negative) and are listed
+         * through jobs_spill; the queues get numbers as they take jobs. */
+        rc = sqlite3_exec(h,
+            "DROP INDEX jobs_time;"
+            "UPDATE jobs SET rid = -rid WHERE rid >= " FQ_ORDERED_MIN_SQL ";"
+            "CREATE INDEX jobs_spill ON jobs(queue, timestamp, id)"
+            " WHERE rid < " FQ_ORDERED_MIN_SQL ";"
+            "ALTER TABLE queues ADD COLUMN num INTEGER;",
+            NULL, NULL, msg);
         /* fall through */
     case QUEUE_SCHEMA_VERSION:
         break;
@@ -528,6 +563,7 @@ fq_qstate(struct fq *fq, const char *queue)
     if (q == NULL)
         return NULL;
     memcpy(q->name, queue, len + 1);
+    q->ots = INT64_MIN;
     pthread_mutex_lock(&fq->cmu);
     q->next = fq->qs;
     fq->qs = q;
@@ -553,6 +589,8 @@ qs_clear(struct qstate *q)
     memset(&q->active, 0, sizeof(q->active));
     memset(q->n, 0, sizeof(q->n));
     q->paused = 0;
+    q->qnum = q->oseq = 0;
+    q->ots = INT64_MIN;
     /* q->excess stays: a reload inside a batch finds the rows as they
      * are, those retention will remove included (forget_all clears it
      * when the batch is rolled back instead). */
@@ -565,6 +603,7 @@ publish(struct fq *fq)
     for (struct qstate *q = fq->qs; q != NULL; q = q->next) {
         memcpy(q->pub, q->n, sizeof(q->pub));
         q->pub_paused = q->paused;
+        q->pub_qnum = q->qnum;
     }
 }
 
@@ -620,8 +659,9 @@ load(struct fdb_conn *c, struct fq *fq, nv_error *err)
         qs_clear(q);
     fq_recs_clear(fq);
     fq->seq = 0;
+    fq->qnum_max = fq->spill_min = 0;
     {
-        FDB_STMT(c, st, "SELECT name, paused FROM queues");
+        FDB_STMT(c, st, "SELECT name, paused, num FROM queues");
         while ((rc = fdb_step_row(c, st, err)) == 1) {
             q = fq_qstate(fq, (const char *)sqlite3_column_text(st, 0));
             if (q == NULL) {
@@ -629,13 +669,16 @@ load(struct fdb_conn *c, struct fq *fq, nv_error *err)
                 return fdb_oom("queue", err);
             }
             q->paused = sqlite3_column_int(st, 1) != 0;
+            q->qnum = sqlite3_column_int64(st, 2);
+            if (q->qnum > fq->qnum_max)
+                fq->qnum_max = q->qnum;
         }
         sqlite3_reset(st);
         if (rc < 0)
             return rc;
     }
-    FDB_STMT(c, st, "SELECT rid, queue, state, sk1, sk2, priority, lifo"
-                    " FROM jobs");
+    FDB_STMT(c, st, "SELECT rid, queue, state, sk1, sk2, priority, lifo,"
+                    " timestamp FROM jobs");
     while ((rc = fdb_step_row(c, st, err)) == 1) {
         const char *name = (const char *)sqlite3_column_text(st, 1);
         int64_t rid = sqlite3_column_int64(st, 0);
@@ -654,6 +697,17 @@ load(struct fdb_conn *c, struct fq *fq, nv_error *err)
             fq->seq = k2;
         if (-k2 > fq->seq)
             fq->seq = -k2;
+        if (rid < FQ_ORDERED_MIN) {
+            if (rid < fq->spill_min)
+                fq->spill_min = rid;
+        } else if (rid >> FQ_QSHIFT == last->qnum) {
+            int64_t ts = sqlite3_column_int64(st, 7);
+
+            if ((rid & FQ_SEQ_MAX) >= last->oseq)
+                last->oseq = (rid & FQ_SEQ_MAX) + 1;
+            if (ts > last->ots)
+                last->ots = ts;
+        }
         if (state < 0 || state > 4)
             continue;
         last->n[state]++;
@@ -727,6 +781,16 @@ fq_qs_write(struct fdb_conn *c, struct fq *fq, const char *queue,
     return qs;
 }
 
+int
+fq_qs_known(struct fdb_conn *c, struct fq *fq, const char *queue,
+            struct qstate **qs, nv_error *err)
+{
+    int rc = loaded(c, fq, err);
+
+    *qs = rc == NV_OK ? qs_find(fq, queue) : NULL;
+    return rc;
+}
+
 /* 'k' jobs went from stored state 'from' to 'to' (-1: none). */
 void
 fq_count_move(struct qstate *qs, int from, int to, int64_t k)
@@ -743,6 +807,41 @@ fq_wait_seq(struct fq *fq, int lifo)
 {
     fq->seq++;
     return lifo ? -fq->seq : fq->seq;
+}
+
+/* The rowid for a new job (the listing layout, at the top of this file). */
+int
+fq_rid_new(struct fdb_conn *c, struct fq *fq, struct qstate *qs, int64_t ts,
+           int64_t *rid, nv_error *err)
+{
+    if (qs->qnum == 0 && fq->qnum_max < FQ_QNUM_MAX) {
+        FDB_STMT(c, st, "INSERT INTO queues(name, paused, num)"
+                        " VALUES (?1, 0, ?2)"
+                        " ON CONFLICT(name) DO UPDATE SET num = excluded.num");
+        int rc;
+
+        fdb_bind_text(st, 1, qs->name);
+        sqlite3_bind_int64(st, 2, fq->qnum_max + 1);
+        if ((rc = fdb_run(c, st, err)) != NV_OK)
+            return rc;
+        qs->qnum = ++fq->qnum_max;
+    }
+    if (qs->qnum != 0 && ts >= qs->ots && qs->oseq <= FQ_SEQ_MAX)
+        *rid = qs->qnum << FQ_QSHIFT | qs->oseq;
+    else
+        *rid = fq->spill_min - 1;
+    return NV_OK;
+}
+
+void
+fq_rid_taken(struct fq *fq, struct qstate *qs, int64_t rid, int64_t ts)
+{
+    if (rid >= FQ_ORDERED_MIN) {
+        qs->oseq = (rid & FQ_SEQ_MAX) + 1;
+        qs->ots = ts;
+    } else if (rid < fq->spill_min) {
+        fq->spill_min = rid;
+    }
 }
 
 /* The hint slot of a lease token (FNV-1a; tokens are random hex). */
@@ -782,12 +881,13 @@ fq_counts(void *self, const char *queue, nv_job_counts *out, nv_error *err)
     return NV_OK;
 }
 
-/* For a listing: the counts of 'queue' per stored state and its pause
- * flag, as of the snapshot 'c' reads (the caller's read transaction
- * starts here, under snap_mu, so no commit falls between the two). */
+/* For a listing: the counts of 'queue' per stored state, its pause
+ * flag and its number, as of the snapshot 'c' reads (the caller's read
+ * transaction starts here, under snap_mu, so no commit falls between the
+ * two). */
 int
 fq_counts_snapshot(struct fdb_conn *c, struct fq *fq, const char *queue,
-                   int64_t n[5], int *paused, nv_error *err)
+                   int64_t n[5], int *paused, int64_t *qnum, nv_error *err)
 {
     FDB_STMT(c, st, "SELECT 1 FROM queues LIMIT 1");
     struct qstate *q;
@@ -799,6 +899,7 @@ fq_counts_snapshot(struct fdb_conn *c, struct fq *fq, const char *queue,
     pthread_mutex_lock(&fq->cmu);
     q = qs_find(fq, queue);
     *paused = q != NULL && q->pub_paused;
+    *qnum = q != NULL ? q->pub_qnum : 0;
     for (int s = 0; s < 5; s++)
         n[s] = q != NULL ? q->pub[s] : 0;
     pthread_mutex_unlock(&fq->cmu);
@@ -823,8 +924,8 @@ set_paused_fn(struct fdb_conn *c, void *arg, nv_error *err)
 
     if (qs == NULL)
         return err->code;
-    FDB_STMT(c, st, "INSERT INTO queues VALUES (?1, ?2) ON CONFLICT(name)"
-                    " DO UPDATE SET paused = excluded.paused");
+    FDB_STMT(c, st, "INSERT INTO queues(name, paused) VALUES (?1, ?2)"
+                    " ON CONFLICT(name) DO UPDATE SET paused = excluded.paused");
     fdb_bind_text(st, 1, a->queue);
     sqlite3_bind_int(st, 2, a->paused ? 1 : 0);
     if ((rc = fdb_run(c, st, err)) == NV_OK)

@@ -17,11 +17,11 @@
 
 /*
  * The order of a queue's jobs inside a state, kept by the writer in
- * memory (schema v2 has no index on it): min-heaps of (k1, k2, rid),
- * with the keys the row holds as (sk1, sk2). An entry is a hint: whoever
- * pops one checks the row (state and sk2: every transition draws a new
- * sk2) and drops it when the job has moved on or is gone, so a removal
- * or a move need not find the old entry.
+ * memory (the schema has had no index on it since v2): min-heaps of
+ * (k1, k2, rid), with the keys the row holds as (sk1, sk2). An entry is
+ * a hint: whoever pops one checks the row (state and sk2: every
+ * transition draws a new sk2) and drops it when the job has moved on or
+ * is gone, so a removal or a move need not find the old entry.
  */
 struct fq_ent {
     int64_t k1, k2, rid;
@@ -71,6 +71,12 @@ struct qstate {
     int64_t        excess[2];
     int64_t        pub[5];     /* fq.cmu */
     int            pub_paused; /* fq.cmu */
+    /* The listing layout (queue.c, schema v3): the queue's number (0:
+     * none yet), the sequence its next ordered row gets, and the latest
+     * timestamp an ordered row of it has had (a row may take the next
+     * sequence only with a timestamp at least that). */
+    int64_t        qnum, oseq, ots;
+    int64_t        pub_qnum;   /* fq.cmu */
     char           name[];
 };
 
@@ -113,6 +119,8 @@ struct fq {
     pthread_mutex_t cmu;       /* guards the qs list and pub fields */
     pthread_mutex_t snap_mu;   /* held by the leader across a COMMIT */
     int             trims;     /* leader only: some qstate has excess */
+    int64_t         qnum_max;  /* leader only: highest queue number given */
+    int64_t         spill_min; /* leader only: least rowid, or 0 */
     struct lease_hint *hints;  /* FQ_HINTS of them; leader only */
     struct fq_recmap recs;     /* cached records by rid; leader only */
     _Atomic int64_t rec_bytes; /* held by records, cached or being built */
@@ -135,6 +143,22 @@ struct fq {
 #define COL_RID 27
 #define COL_SK2 28
 
+/*
+ * The rowid of a job (schema v3, queue.c): an "ordered" row has
+ * rid = qnum << FQ_QSHIFT | seq (qnum 1..FQ_QNUM_MAX, the queue's number),
+ * and the ordered rows of a queue have timestamps that never decrease as
+ * the seq grows, so that a listing reads them backwards along the primary
+ * key. Every other row (a timestamp older than the queue's latest, a
+ * queue past the numbers, a row of schema v2) has rid < FQ_ORDERED_MIN
+ * and is in the partial index jobs_spill (queue, timestamp, id).
+ */
+#define FQ_QSHIFT      47
+#define FQ_ORDERED_MIN ((int64_t)1 << FQ_QSHIFT)
+#define FQ_SEQ_MAX     (FQ_ORDERED_MIN - 1)
+#define FQ_QNUM_MAX    ((int64_t)0xffff)
+/* Literal of FQ_ORDERED_MIN for SQL text (the partial index's WHERE). */
+#define FQ_ORDERED_MIN_SQL "140737488355328"
+
 /* ---- The writer's memory (queue.c) ---- */
 
 /* The entry of 'queue', created on first use; NULL when out of memory. */
@@ -143,10 +167,22 @@ struct qstate *fq_qstate(struct fq *fq, const char *queue);
  * not (a rolled-back batch); NULL with *err set on failure. */
 struct qstate *fq_qs_write(struct fdb_conn *c, struct fq *fq,
                            const char *queue, nv_error *err);
+/* The same without creating it: *qs = NULL when 'queue' has no entry,
+ * and so no job (every stored job's queue has one). NV_OK or the error
+ * of loading the writer's memory. */
+int     fq_qs_known(struct fdb_conn *c, struct fq *fq, const char *queue,
+                    struct qstate **qs, nv_error *err);
 /* 'k' jobs went from stored state 'from' to 'to' (-1: none). */
 void    fq_count_move(struct qstate *qs, int from, int to, int64_t k);
 /* The sk2 of a job becoming waiting now. */
 int64_t fq_wait_seq(struct fq *fq, int lifo);
+/* The rowid for a new job of 'qs' with timestamp 'ts' (may give the
+ * queue its number, a write in the caller's batch); fq_rid_taken
+ * records that a row took it. */
+int     fq_rid_new(struct fdb_conn *c, struct fq *fq, struct qstate *qs,
+                   int64_t ts, int64_t *rid, nv_error *err);
+void    fq_rid_taken(struct fq *fq, struct qstate *qs, int64_t rid,
+                     int64_t ts);
 /* The hint slot of a lease token. */
 struct lease_hint *fq_hint(struct fq *fq, const char *token);
 /* A job removed, or moved out of a heap other than by a pop, leaves a
@@ -175,10 +211,11 @@ void    fq_lease_drop(struct qstate *qs, int64_t rid);
 int64_t fq_next_due(const struct qstate *qs);
 
 /* For a listing (queue.c): begins the read snapshot of 'c' and takes
- * the counts of 'queue' per stored state and its pause flag as of that
- * snapshot. */
+ * the counts of 'queue' per stored state, its pause flag and its number
+ * (0: none) as of that snapshot. */
 int fq_counts_snapshot(struct fdb_conn *c, struct fq *fq, const char *queue,
-                       int64_t n[5], int *paused, nv_error *err);
+                       int64_t n[5], int *paused, int64_t *qnum,
+                       nv_error *err);
 
 /* Cached records (queue.c): keep 'rec' for 'rid' (0, or -1 when out of
  * memory: the caller keeps it); take the one of 'rid' out (NULL: none);

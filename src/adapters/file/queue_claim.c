@@ -173,7 +173,7 @@ enqueue_fn(struct fdb_conn *c, void *arg, nv_error *err)
     struct qstate *qs = fq_qs_write(c, a->fq, o->queue, err);
     int rc, paused, delayed = o->delay_until > a->now;
     int64_t n, ts = o->timestamp != 0 ? o->timestamp : a->now;
-    int64_t sk1, sk2;
+    int64_t sk1, sk2, rid;
 
     if (qs == NULL)
         return err->code;
@@ -198,6 +198,8 @@ enqueue_fn(struct fdb_conn *c, void *arg, nv_error *err)
                              PRId64 " unfinished jobs)", o->queue, n);
     }
     paused = qs->paused;
+    if ((rc = fq_rid_new(c, a->fq, qs, ts, &rid, err)) != NV_OK)
+        return rc;
     a->fq->seq++;
     sk1 = delayed ? o->delay_until : o->priority;
     sk2 = delayed || !o->lifo ? a->fq->seq : -a->fq->seq;
@@ -206,10 +208,11 @@ enqueue_fn(struct fdb_conn *c, void *arg, nv_error *err)
                     " remove_on_complete, remove_on_fail, attempts_made,"
                     " stalled_count, progress, progress_data, timestamp,"
                     " delay_until, processed_on, finished_on, returnvalue,"
-                    " failed_reason, logs, grp, lease_until, lease_token, sk1, sk2)"
+                    " failed_reason, logs, grp, lease_until, lease_token, sk1, sk2,"
+                    " rid)"
                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,"
                     " ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24,"
-                    " ?25, 0, '', ?26, ?27) ON CONFLICT(queue, id) DO NOTHING");
+                    " ?25, 0, '', ?26, ?27, ?28) ON CONFLICT(queue, id) DO NOTHING");
     fdb_bind_text(st, 1, o->queue);
     fdb_bind_text(st, 2, o->id);
     fdb_bind_text(st, 3, o->name);
@@ -237,6 +240,7 @@ enqueue_fn(struct fdb_conn *c, void *arg, nv_error *err)
     fdb_bind_text(st, 25, o->group);
     sqlite3_bind_int64(st, 26, sk1);
     sqlite3_bind_int64(st, 27, sk2);
+    sqlite3_bind_int64(st, 28, rid);
     if ((rc = fdb_run(c, st, err)) != NV_OK)
         return rc;
     if (sqlite3_changes(fdb_handle(c)) == 0 &&
@@ -249,8 +253,9 @@ enqueue_fn(struct fdb_conn *c, void *arg, nv_error *err)
     }
     if (sqlite3_changes(fdb_handle(c)) == 0)
         return existing(c, a, err);     /* the id exists */
-    rc = fq_push(a->fq, delayed ? &qs->delay : &qs->wait, sk1, sk2,
-                 sqlite3_last_insert_rowid(fdb_handle(c)), err);
+    fq_rid_taken(a->fq, qs, rid, ts);
+    rc = fq_push(a->fq, delayed ? &qs->delay : &qs->wait, sk1, sk2, rid,
+                 err);
     if (rc != NV_OK)
         return rc;
     if (a->want_out) {
@@ -263,8 +268,7 @@ enqueue_fn(struct fdb_conn *c, void *arg, nv_error *err)
     fq_count_move(qs, -1, delayed ? NV_JOB_DELAYED : NV_JOB_WAITING, 1);
     a->created = 1;
     if (a->rec != NULL && !delayed &&
-        fq_rec_put(a->fq, sqlite3_last_insert_rowid(fdb_handle(c)),
-                   a->rec) == 0)
+        fq_rec_put(a->fq, rid, a->rec) == 0)
         a->rec = NULL;      /* the writer's now */
     return NV_OK;
 }

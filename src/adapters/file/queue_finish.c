@@ -442,15 +442,16 @@ static int
 log_fn(struct fdb_conn *c, void *arg, nv_error *err)
 {
     struct log_args *a = arg;
-    struct qstate *qs = fq_qs_write(c, a->fq, a->queue, err);
+    struct qstate *qs;
     json_t *logs = NULL, *entry;
     char *text = NULL;
     int64_t rid = 0;
     int rc;
 
-    if (qs == NULL)
-        return err->code;
-    if ((rc = fq_trim(c, a->fq, qs, err)) != NV_OK)
+    /* A queue the writer does not know has no job: the lookup below
+     * finds none (no entry is made for its name). */
+    if ((rc = fq_qs_known(c, a->fq, a->queue, &qs, err)) != NV_OK ||
+        (qs != NULL && (rc = fq_trim(c, a->fq, qs, err)) != NV_OK))
         return rc;
     entry = json_loads(a->entry, JSON_DECODE_ANY, NULL);
     if (!json_is_object(entry)) {
@@ -525,17 +526,20 @@ static int
 remove_fn(struct fdb_conn *c, void *arg, nv_error *err)
 {
     struct job_args *a = arg;
-    struct qstate *qs = fq_qs_write(c, a->fq, a->queue, err);
+    struct qstate *qs;
     int64_t rid;
     int rc;
 
-    if (qs == NULL)
-        return err->code;
-    if ((rc = fq_trim(c, a->fq, qs, err)) != NV_OK)
+    /* An unknown queue has no job: fq_load_job says so. */
+    if ((rc = fq_qs_known(c, a->fq, a->queue, &qs, err)) != NV_OK ||
+        (qs != NULL && (rc = fq_trim(c, a->fq, qs, err)) != NV_OK))
         return rc;
     /* Its heap entry goes stale (dropped when it comes up). */
     if ((rc = fq_load_job(c, a->queue, a->id, &a->out, &rid, err)) != NV_OK)
         return rc;
+    if (qs == NULL)     /* cannot be: a job's queue has an entry */
+        return nv__error(err, NV_EBACKEND, "file queue: queue '%s' has a"
+                         " job the writer does not know", a->queue);
     if (a->out.state == NV_JOB_ACTIVE)
         return nv__error(err, NV_EJOB_ACTIVE, "job '%s' of queue '%s' is "
                          "active", a->id, a->queue);
@@ -568,15 +572,18 @@ static int
 retry_fn(struct fdb_conn *c, void *arg, nv_error *err)
 {
     struct job_args *a = arg;
-    struct qstate *qs = fq_qs_write(c, a->fq, a->queue, err);
+    struct qstate *qs;
     int64_t rid, sk1, sk2;
     int rc;
 
-    if (qs == NULL)
-        return err->code;
-    if ((rc = fq_trim(c, a->fq, qs, err)) != NV_OK ||
+    /* An unknown queue has no job: fq_load_job says so. */
+    if ((rc = fq_qs_known(c, a->fq, a->queue, &qs, err)) != NV_OK ||
+        (qs != NULL && (rc = fq_trim(c, a->fq, qs, err)) != NV_OK) ||
         (rc = fq_load_job(c, a->queue, a->id, &a->out, &rid, err)) != NV_OK)
         return rc;
+    if (qs == NULL)     /* cannot be: a job's queue has an entry */
+        return nv__error(err, NV_EBACKEND, "file queue: queue '%s' has a"
+                         " job the writer does not know", a->queue);
     if (a->out.state != NV_JOB_FAILED)
         return nv__error(err, NV_EJOB_NOT_FAILED, "job '%s' of queue '%s' "
                          "has not failed", a->id, a->queue);

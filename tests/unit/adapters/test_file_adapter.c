@@ -799,3 +799,33 @@ Test(file_adapter, a_full_disk_fails_naming_the_file_and_loses_nothing)
     umount2(dir, MNT_DETACH);
     free(dir);
 }
+
+Test(file_adapter, log_remove_and_retry_in_a_queue_without_jobs_find_none)
+{
+    char *dir = ft_dir();
+    nv_queue q;
+    nv_job j, out;
+    nv_job_counts c;
+
+    ft_open_queue(dir, &q);
+    j = ft_job("q", "a", NULL, 1000);
+    cr_assert_eq(q.ops->enqueue(q.self, &j, 1000, 0, NULL, NULL, NULL),
+                 NV_OK);
+    /* (the writer keeps no entry for these names: nothing to count) */
+    cr_assert_eq(q.ops->log(q.self, "other", "a", "{\"m\":1}", 10, NULL),
+                 NV_EJOB_NOT_FOUND);
+    cr_assert_eq(q.ops->remove(q.self, "other", "a", &out, NULL),
+                 NV_EJOB_NOT_FOUND);
+    cr_assert_eq(q.ops->retry(q.self, "other", "a", 1000, &out, NULL),
+                 NV_EJOB_NOT_FOUND);
+    cr_assert_eq(q.ops->counts(q.self, "other", &c, NULL), NV_OK);
+    cr_assert_eq(c.waiting + c.delayed + c.active + c.completed + c.failed,
+                 0);
+    /* The job of the same id in its own queue is untouched. */
+    cr_assert_eq(q.ops->get(q.self, "q", "a", &out, NULL), NV_OK);
+    cr_assert_null(out.logs);
+    nv_job_release(&out);
+    cr_assert_eq(q.ops->log(q.self, "q", "a", "{\"m\":1}", 10, NULL), NV_OK);
+    q.ops->close(q.self);
+    free(dir);
+}
