@@ -1188,7 +1188,7 @@ Test(redis_adapter, a_batch_of_busy_workers_finishes_ends_each_as_the_general_wa
         int delayed = v == 1, paused = v == 2;
 
         for (int g = 0; g < 2; g++) {
-            char prefix[16];
+            char prefix[32];
 
             snprintf(prefix, sizeof(prefix), "y%d%d", v, g);
             y_batch(&s, prefix, g, delayed, paused, rep[g], sizeof(rep[g]),
