@@ -1,6 +1,7 @@
 /*
  * Helpers of the file adapter tests (tests/unit/adapters/test_file_*.c):
- * a fresh data directory, settings JSON and job records.
+ * a fresh data directory, settings JSON, job records, and raw SQL for
+ * the migration tests.
  */
 #ifndef NV_TESTS_FILE_UTIL_H
 #define NV_TESTS_FILE_UTIL_H
@@ -9,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sqlite3.h>
 
 #include "nvent/adapter.h"
 
@@ -70,5 +73,40 @@ ft_open_queue(const char *dir, nv_queue *q)
     cr_assert_eq(nv_file_queue_open(s, q, &err), NV_OK, "%s", err.msg);
     free(s);
 }
+
+/* Run 'sql' on a raw SQLite handle, or fail the test. */
+static inline void
+ft_sql_ok(sqlite3 *h, const char *sql)
+{
+    char *msg = NULL;
+
+    cr_assert_eq(sqlite3_exec(h, sql, NULL, NULL, &msg), SQLITE_OK, "%s: %s",
+                 sql, msg ? msg : "");
+}
+
+/* Tables of a queue.db exactly as schemas 1 and 2 created them (for the
+ * migration tests): the jobs table, then the queues and limits tables. */
+#define FT_V1_JOBS_TABLE \
+    "CREATE TABLE jobs(" \
+    " rid INTEGER PRIMARY KEY, queue TEXT NOT NULL, id TEXT NOT NULL," \
+    " name TEXT NOT NULL, run_id TEXT NOT NULL," \
+    " flow_name TEXT NOT NULL, step_name TEXT NOT NULL," \
+    " data TEXT NOT NULL, opts TEXT, state INTEGER NOT NULL," \
+    " priority INTEGER NOT NULL, lifo INTEGER NOT NULL," \
+    " remove_on_complete INTEGER NOT NULL," \
+    " remove_on_fail INTEGER NOT NULL," \
+    " attempts_made INTEGER NOT NULL, stalled_count INTEGER NOT NULL," \
+    " progress REAL NOT NULL, progress_data TEXT," \
+    " timestamp INTEGER NOT NULL, delay_until INTEGER NOT NULL," \
+    " processed_on INTEGER NOT NULL, finished_on INTEGER NOT NULL," \
+    " returnvalue TEXT, failed_reason TEXT, logs TEXT, grp TEXT," \
+    " lease_until INTEGER NOT NULL, lease_token TEXT NOT NULL," \
+    " sk1 INTEGER NOT NULL, sk2 INTEGER NOT NULL);"
+#define FT_V1_QUEUES_LIMITS \
+    "CREATE TABLE queues(name TEXT PRIMARY KEY," \
+    " paused INTEGER NOT NULL) WITHOUT ROWID;" \
+    "CREATE TABLE limits(queue TEXT NOT NULL, grp TEXT NOT NULL," \
+    " ts INTEGER NOT NULL);" \
+    "CREATE INDEX limits_q ON limits(queue, ts);"
 
 #endif

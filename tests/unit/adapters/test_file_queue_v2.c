@@ -17,44 +17,17 @@ TestSuite(file_queue_v2, .timeout = 30);
 
 #define T0 1700000000000LL
 
-static void
-exec_ok(sqlite3 *h, const char *sql)
-{
-    char *msg = NULL;
-
-    cr_assert_eq(sqlite3_exec(h, sql, NULL, NULL, &msg), SQLITE_OK, "%s: %s",
-                 sql, msg ? msg : "");
-}
-
 /* Schema version 1 exactly as nvent 1 created it (queue.c of dd80258). */
 static const char v1_schema[] =
     "PRAGMA auto_vacuum=INCREMENTAL;"
     "PRAGMA journal_mode=WAL;"
     "CREATE TABLE nv_schema(version INTEGER NOT NULL);"
     "INSERT INTO nv_schema VALUES (1);"
-    "CREATE TABLE jobs("
-    " rid INTEGER PRIMARY KEY, queue TEXT NOT NULL, id TEXT NOT NULL,"
-    " name TEXT NOT NULL, run_id TEXT NOT NULL,"
-    " flow_name TEXT NOT NULL, step_name TEXT NOT NULL,"
-    " data TEXT NOT NULL, opts TEXT, state INTEGER NOT NULL,"
-    " priority INTEGER NOT NULL, lifo INTEGER NOT NULL,"
-    " remove_on_complete INTEGER NOT NULL,"
-    " remove_on_fail INTEGER NOT NULL,"
-    " attempts_made INTEGER NOT NULL, stalled_count INTEGER NOT NULL,"
-    " progress REAL NOT NULL, progress_data TEXT,"
-    " timestamp INTEGER NOT NULL, delay_until INTEGER NOT NULL,"
-    " processed_on INTEGER NOT NULL, finished_on INTEGER NOT NULL,"
-    " returnvalue TEXT, failed_reason TEXT, logs TEXT, grp TEXT,"
-    " lease_until INTEGER NOT NULL, lease_token TEXT NOT NULL,"
-    " sk1 INTEGER NOT NULL, sk2 INTEGER NOT NULL);"
+    FT_V1_JOBS_TABLE
     "CREATE UNIQUE INDEX jobs_id ON jobs(queue, id);"
     "CREATE INDEX jobs_sched ON jobs(queue, state, sk1, sk2);"
     "CREATE INDEX jobs_time ON jobs(queue, timestamp, id);"
-    "CREATE TABLE queues(name TEXT PRIMARY KEY,"
-    " paused INTEGER NOT NULL) WITHOUT ROWID;"
-    "CREATE TABLE limits(queue TEXT NOT NULL, grp TEXT NOT NULL,"
-    " ts INTEGER NOT NULL);"
-    "CREATE INDEX limits_q ON limits(queue, ts);";
+    FT_V1_QUEUES_LIMITS;
 
 /* One v1 row: (sk1, sk2) as v1 wrote them for its state. */
 static void
@@ -79,7 +52,7 @@ v1_job(sqlite3 *h, const char *queue, const char *id, int state, int prio,
         state == NV_JOB_FAILED ? "'boom'" : "NULL",
         (long long)lease_until, token, (long long)sk1, (long long)sk2);
 
-    exec_ok(h, sql);
+    ft_sql_ok(h, sql);
     sqlite3_free(sql);
 }
 
@@ -91,8 +64,8 @@ write_v1(const char *dir)
 
     snprintf(path, sizeof(path), "%s/queue.db", dir);
     cr_assert_eq(sqlite3_open(path, &h), SQLITE_OK);
-    exec_ok(h, v1_schema);
-    exec_ok(h, "BEGIN");
+    ft_sql_ok(h, v1_schema);
+    ft_sql_ok(h, "BEGIN");
     /* Waiting: priority 0 in order w1, then lifo w2 (ahead of it),
      * priority 5 w3. */
     v1_job(h, "q", "w1", NV_JOB_WAITING, 0, 0, -1, 0, 0, "", 0, 1);
@@ -106,8 +79,8 @@ write_v1(const char *dir)
     v1_job(h, "q", "c3", NV_JOB_COMPLETED, 0, 0, -1, T0 - 1, 0, "", T0 - 1, 8);
     v1_job(h, "q", "f1", NV_JOB_FAILED, 0, 0, -1, T0 - 1, 0, "", T0 - 1, 9);
     v1_job(h, "p", "pw", NV_JOB_WAITING, 0, 0, -1, 0, 0, "", 0, 10);
-    exec_ok(h, "INSERT INTO queues VALUES ('p', 1)");
-    exec_ok(h, "COMMIT");
+    ft_sql_ok(h, "INSERT INTO queues VALUES ('p', 1)");
+    ft_sql_ok(h, "COMMIT");
     sqlite3_close(h);
 }
 

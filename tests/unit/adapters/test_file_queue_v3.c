@@ -19,15 +19,6 @@ TestSuite(file_queue_v3, .timeout = 60);
 #define T0 1700000000000LL
 #define ORDERED_MIN ((int64_t)1 << 47)
 
-static void
-exec_ok(sqlite3 *h, const char *sql)
-{
-    char *msg = NULL;
-
-    cr_assert_eq(sqlite3_exec(h, sql, NULL, NULL, &msg), SQLITE_OK, "%s: %s",
-                 sql, msg ? msg : "");
-}
-
 static sqlite3 *
 open_db(const char *dir)
 {
@@ -60,28 +51,10 @@ static const char v2_schema[] =
     "PRAGMA journal_mode=WAL;"
     "CREATE TABLE nv_schema(version INTEGER NOT NULL);"
     "INSERT INTO nv_schema VALUES (2);"
-    "CREATE TABLE jobs("
-    " rid INTEGER PRIMARY KEY, queue TEXT NOT NULL, id TEXT NOT NULL,"
-    " name TEXT NOT NULL, run_id TEXT NOT NULL,"
-    " flow_name TEXT NOT NULL, step_name TEXT NOT NULL,"
-    " data TEXT NOT NULL, opts TEXT, state INTEGER NOT NULL,"
-    " priority INTEGER NOT NULL, lifo INTEGER NOT NULL,"
-    " remove_on_complete INTEGER NOT NULL,"
-    " remove_on_fail INTEGER NOT NULL,"
-    " attempts_made INTEGER NOT NULL, stalled_count INTEGER NOT NULL,"
-    " progress REAL NOT NULL, progress_data TEXT,"
-    " timestamp INTEGER NOT NULL, delay_until INTEGER NOT NULL,"
-    " processed_on INTEGER NOT NULL, finished_on INTEGER NOT NULL,"
-    " returnvalue TEXT, failed_reason TEXT, logs TEXT, grp TEXT,"
-    " lease_until INTEGER NOT NULL, lease_token TEXT NOT NULL,"
-    " sk1 INTEGER NOT NULL, sk2 INTEGER NOT NULL);"
+    FT_V1_JOBS_TABLE
     "CREATE UNIQUE INDEX jobs_id ON jobs(queue, id);"
     "CREATE INDEX jobs_time ON jobs(queue, timestamp, id);"
-    "CREATE TABLE queues(name TEXT PRIMARY KEY,"
-    " paused INTEGER NOT NULL) WITHOUT ROWID;"
-    "CREATE TABLE limits(queue TEXT NOT NULL, grp TEXT NOT NULL,"
-    " ts INTEGER NOT NULL);"
-    "CREATE INDEX limits_q ON limits(queue, ts);";
+    FT_V1_QUEUES_LIMITS;
 
 /* One v2 row, waiting (sk2 = seq) or completed (finished at ts). */
 static void
@@ -101,7 +74,7 @@ v2_job(sqlite3 *h, const char *queue, const char *id, int64_t ts, int done,
         (long long)ts, (long long)(done ? ts : 0), (long long)(done ? ts : 0),
         done ? "'1'" : "NULL", (long long)(done ? ts : 0), (long long)seq);
 
-    exec_ok(h, sql);
+    ft_sql_ok(h, sql);
     sqlite3_free(sql);
 }
 
@@ -160,8 +133,8 @@ Test(file_queue_v3, a_v2_database_migrates_and_lists_as_before)
     nv_queue q;
     const char *all = "v5,v4b,v4a,v3,v2,v1";
 
-    exec_ok(h, v2_schema);
-    exec_ok(h, "BEGIN");
+    ft_sql_ok(h, v2_schema);
+    ft_sql_ok(h, "BEGIN");
     v2_job(h, "q", "v1", T0 + 1, 1, 1);
     v2_job(h, "q", "v4a", T0 + 4, 0, 2);
     v2_job(h, "q", "v3", T0 + 3, 1, 3);
@@ -169,8 +142,8 @@ Test(file_queue_v3, a_v2_database_migrates_and_lists_as_before)
     v2_job(h, "q", "v2", T0 + 2, 0, 5);
     v2_job(h, "q", "v5", T0 + 5, 0, 6);
     v2_job(h, "other", "o1", T0 + 9, 0, 7);
-    exec_ok(h, "INSERT INTO queues VALUES ('p', 1)");
-    exec_ok(h, "COMMIT");
+    ft_sql_ok(h, "INSERT INTO queues VALUES ('p', 1)");
+    ft_sql_ok(h, "COMMIT");
     sqlite3_close(h);
 
     ft_open_queue(dir, &q);
@@ -288,7 +261,7 @@ Test(file_queue_v3, a_queue_past_the_numbers_is_listed_through_the_index)
     q.ops->close(q.self);
     /* Every number given (65535 is the last). */
     h = open_db(dir);
-    exec_ok(h, "INSERT INTO queues VALUES ('z', 0, 65535)");
+    ft_sql_ok(h, "INSERT INTO queues VALUES ('z', 0, 65535)");
     sqlite3_close(h);
 
     ft_open_queue(dir, &q);

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "adapters/redis/scripts.h"
 #include "nvent/adapter.h"
 
 extern char **environ;
@@ -1109,5 +1110,212 @@ Test(redis_adapter, a_late_subscription_hears_step_events_at_once)
     redisFree(raw);
     a.ops->close(a.self);
     b.ops->close(b.self);
+    server_free(&s);
+}
+
+/* ---- A batch of busy workers' finish_reserve calls (queue_batch) ----
+ *
+ * A batch made only of finish + reserve ops without a limiter ('Y', the
+ * usual batch of busy workers) takes a short way in queue_batch.lua
+ * (run_y). The same batch with one more op (a counts op, answered after
+ * the others) takes the general way: both must give the same replies and
+ * leave the same jobs. */
+
+static void
+rq_settings(char *buf, size_t size, int port, const char *prefix)
+{
+    snprintf(buf, size, "{\"prefix\":\"%s\",\"redis\":{\"host\":"
+             "\"127.0.0.1\",\"port\":%d,\"db\":0}}", prefix, port);
+}
+
+/* Flatten a reply into text (nested arrays in brackets). */
+static void
+reply_text(const redisReply *r, char *out, size_t size)
+{
+    size_t l = strlen(out);
+
+    if (l + 40 >= size)
+        return;
+    if (r->type == REDIS_REPLY_INTEGER) {
+        snprintf(out + l, size - l, "%lld ", r->integer);
+    } else if (r->type == REDIS_REPLY_STRING) {
+        snprintf(out + l, size - l, "'%s' ", r->str);
+    } else if (r->type == REDIS_REPLY_ARRAY) {
+        snprintf(out + l, size - l, "[ ");
+        for (size_t i = 0; i < r->elements; i++)
+            reply_text(r->element[i], out, size);
+        l = strlen(out);
+        snprintf(out + l, size - l, "] ");
+    } else {
+        snprintf(out + l, size - l, "? ");
+    }
+}
+
+/*
+ * In queue "mail" of prefix 'prefix': a (removed on completion, with a
+ * log), b (removed on completion), c (kept), d (newest 2 kept) reserved
+ * at 1000; e and f waiting; with 'delayed' also g, delayed until 2001;
+ * with 'paused' the queue paused. Then one batch: a completes (at 2000),
+ * b with a wrong token, c completes (2001), a again (its lease is gone
+ * by then), d completes (2002), each asking for the next job; with
+ * 'general' a counts op after them. The reply (without the counts) goes
+ * to 'rep', the jobs after it to 'jobs'.
+ */
+static void
+y_batch(const struct server *s, const char *prefix, int general, int delayed,
+        int paused, char *rep, size_t rsize, char *jobs, size_t jsize)
+{
+    static const char *const ids[] = { "a", "b", "c", "d", "e", "f", "g" };
+    char set[256], tok[4][40], meta[96], base[64], chan[64];
+    const char *av[64];
+    size_t al[64];
+    nv_error err = { 0 };
+    nv_queue q;
+    redisContext *c;
+    redisReply *r;
+    int n = 0;
+
+    rq_settings(set, sizeof(set), s->port, prefix);
+    cr_assert_eq(nv_redis_queue_open(set, &q, &err), NV_OK, "%s", err.msg);
+    for (int i = 0; i < 4; i++) {
+        nv_job j = mkjob(ids[i], 900 + i), got;
+
+        j.remove_on_complete = i < 2 ? 0 : i == 2 ? NV_KEEP_ALL : 2;
+        cr_assert_eq(q.ops->enqueue(q.self, &j, 900 + i, 0, NULL, NULL, &err),
+                     NV_OK, "%s", err.msg);
+        cr_assert_eq(q.ops->reserve(q.self, "mail", 1000, 30000, NULL, &got,
+                                    NULL, &err), NV_OK, "%s", err.msg);
+        cr_assert_str_eq(got.id, ids[i]);
+        snprintf(tok[i], sizeof(tok[i]), "%s", got.lease_token);
+        nv_job_release(&got);
+    }
+    cr_assert_eq(q.ops->log(q.self, "mail", "a", "{\"m\":1}", 0, &err), NV_OK);
+    for (int i = 4; i < (delayed ? 7 : 6); i++) {
+        nv_job j = mkjob(ids[i], 1100 + i);
+
+        if (i == 6)
+            j.delay_until = 2001;
+        cr_assert_eq(q.ops->enqueue(q.self, &j, 1100, 0, NULL, NULL, &err),
+                     NV_OK, "%s", err.msg);
+    }
+    if (paused)
+        cr_assert_eq(q.ops->set_paused(q.self, "mail", 1, &err), NV_OK);
+
+    snprintf(base, sizeof(base), "{%s:q:mail}", prefix);
+    snprintf(meta, sizeof(meta), "%s:meta", base);
+    snprintf(chan, sizeof(chan), "%s:q:wake", prefix);
+    av[n++] = "FCALL";
+    av[n++] = nv__redis_fn_queue_batch;
+    av[n++] = "1";
+    av[n++] = meta;
+    av[n++] = base;
+    av[n++] = chan;
+    av[n++] = "mail";
+    av[n++] = general ? "6" : "5";
+    {
+        static const char *const now[] = { "2000", "2000", "2001", "2001",
+                                           "2002" };
+        static const char *const lease[] = { "32000", "32000", "32001",
+                                             "32001", "32002" };
+        static const char *const newtok[] = { "t1", "t2", "t3", "t4", "t5" };
+        const char *who[] = { "a", "b", "c", "a", "d" };
+        const char *with[] = { tok[0], "wrong", tok[2], tok[0], tok[3] };
+
+        for (int k = 0; k < 5; k++) {
+            av[n++] = "Y";
+            av[n++] = who[k];
+            av[n++] = with[k];
+            av[n++] = now[k];
+            av[n++] = k == 2 ? "\"c done\"" : "null";
+            av[n++] = lease[k];
+            av[n++] = newtok[k];
+        }
+    }
+    if (general)
+        av[n++] = "C";
+    for (int k = 0; k < n; k++)
+        al[k] = strlen(av[k]);
+    c = client(s);
+    r = redisCommandArgv(c, n, av, al);
+    cr_assert(r != NULL && r->type == REDIS_REPLY_ARRAY, "%s",
+              r && r->type == REDIS_REPLY_ERROR ? r->str : "no reply");
+    if (general) {       /* the counts, last */
+        cr_assert_eq(r->element[r->elements - 1]->type, REDIS_REPLY_ARRAY);
+        freeReplyObject(r->element[--r->elements]);
+    }
+    rep[0] = '\0';
+    reply_text(r, rep, rsize);
+    freeReplyObject(r);
+
+    jobs[0] = '\0';
+    for (int i = 0; i < 7; i++) {
+        nv_job j;
+        size_t l = strlen(jobs);
+        char lk[80];
+
+        if (q.ops->get(q.self, "mail", ids[i], &j, &err) != NV_OK) {
+            snprintf(jobs + l, jsize - l, "%s:none ", ids[i]);
+        } else {
+            /* (tokens of the batch: t1...; others are random) */
+            snprintf(jobs + l, jsize - l, "%s:%d:%s:%lld:%d:%s:%s ", ids[i],
+                     j.state, j.lease_token[0] == 't' ? j.lease_token
+                     : j.lease_token[0] ? "*" : "", (long long)j.lease_until,
+                     j.attempts_made, j.returnvalue ? j.returnvalue : "-",
+                     j.logs ? j.logs : "-");
+            nv_job_release(&j);
+        }
+        snprintf(lk, sizeof(lk), "EXISTS %s:l:%s", base, ids[i]);
+        r = redisCommand(c, lk);
+        l = strlen(jobs);
+        snprintf(jobs + l, jsize - l, "l=%lld ", r->integer);
+        freeReplyObject(r);
+    }
+    redisFree(c);
+    q.ops->close(q.self);
+}
+
+Test(redis_adapter, a_batch_of_busy_workers_finishes_ends_each_as_the_general_way_does)
+{
+    struct server s;
+    char rep[2][4096], jobs[2][1024];
+
+    server_new(&s, NULL);
+    for (int v = 0; v < 3; v++) {
+        int delayed = v == 1, paused = v == 2;
+
+        for (int g = 0; g < 2; g++) {
+            char prefix[32];
+
+            snprintf(prefix, sizeof(prefix), "y%d%d", v, g);
+            y_batch(&s, prefix, g, delayed, paused, rep[g], sizeof(rep[g]),
+                    jobs[g], sizeof(jobs[g]));
+        }
+        cr_assert_str_eq(rep[0], rep[1], "case %d: replies differ:\n%s\n%s", v, rep[0], rep[1]);
+        cr_assert_str_eq(jobs[0], jobs[1], "case %d: jobs differ:\n%s\n%s", v, jobs[0], jobs[1]);
+        /* what both did: a removed with its log, b untouched, c kept as
+         * completed, d completed (kept: newest 2), the second finish of
+         * a refused */
+        cr_assert(strstr(jobs[0], "a:none l=0 ") != NULL, "%s", jobs[0]);
+        cr_assert(strstr(jobs[0], "b:2:*:31000:0") != NULL, "%s", jobs[0]);
+        cr_assert(strstr(jobs[0], "c:3::0:1:\"c done\":- ") != NULL, "%s",
+                  jobs[0]);
+        cr_assert(strstr(jobs[0], "d:3::0:1:null:- ") != NULL, "%s", jobs[0]);
+        if (v < 2)
+            cr_assert(strstr(rep[0], "[ 1 1 1 [ ") == rep[0], "%s", rep[0]);
+        if (v == 0) {
+            /* e and f to the first two that asked, none left for d's */
+            cr_assert(strstr(jobs[0], "e:2:t1:32000:0") != NULL, "%s", jobs[0]);
+            cr_assert(strstr(jobs[0], "f:2:t3:32001:0") != NULL, "%s", jobs[0]);
+            cr_assert(strstr(rep[0], "-22 1 0 '0' ] ") != NULL, "%s", rep[0]);
+        } else if (v == 1) {
+            /* g, due at 2001, goes to d's (2002) after e and f */
+            cr_assert(strstr(jobs[0], "g:2:t5:32002:0") != NULL, "%s", jobs[0]);
+        } else {
+            /* paused: nothing handed out */
+            cr_assert(strstr(jobs[0], "e:5:") != NULL, "%s", jobs[0]);
+            cr_assert(strstr(rep[0], "[ 1 1 0 0 -22 1 0 0 -22 1 0 0 ] ") != NULL,
+                      "%s", rep[0]);
+        }
+    }
     server_free(&s);
 }

@@ -211,7 +211,9 @@ end
 local function lone_reserve(y, now, lease, tok)
   local nnow = tonumber(now)
   local is_paused, first = promote(nnow)
-  local id = not is_paused and redis.call('ZPOPMIN', WAIT)[1]
+  -- (ZRANGE and ZREMRANGEBYRANK: see run_fast)
+  local id = not is_paused and redis.call('ZRANGE', WAIT, '0', '0')[1]
+  if id then redis.call('ZREMRANGEBYRANK', WAIT, '0', '0') end
   if not id then
     local x = is_paused and 0 or next_at(first, nnow, 0)
     if y then return { 1, 1, 0, x } end
@@ -292,16 +294,12 @@ local function run_fast(n)
     end
     return
   end
-  -- the first #want waiting jobs (ZPOPMIN formats every score: for a few
-  -- only; one more call costs more than formatting two)
+  -- the first #want waiting jobs (not ZPOPMIN: Redis formats each score
+  -- it returns with printf's %.17g, which cost more than the second call,
+  -- measured ~1 us a job more even for one)
   local took
   if is_paused then
     took = {}
-  elseif #want == 1 then
-    took = { redis.call('ZPOPMIN', WAIT)[1] }
-  elseif #want == 2 then
-    local p = redis.call('ZPOPMIN', WAIT, '2')
-    took = { p[1], p[3] }
   else
     took = redis.call('ZRANGE', WAIT, '0', I(#want - 1))
     if #took > 0 then redis.call('ZREMRANGEBYRANK', WAIT, '0', I(#took - 1)) end
@@ -321,6 +319,102 @@ local function run_fast(n)
     redis.call('ZADD', ACTIVE, unpack(za))
   end
 end
+-- A batch of Y ops only (busy workers without a limiter: the usual
+-- batch at concurrency 10 and up): the steps of run_fast, without its
+-- per-op tables, argument lookups and reply loop (measured: 1.5-2 us of
+-- Redis CPU less per op at 3 to 30 ops a batch). Its reply is the one
+-- batch() would build.
+local function run_y(n)
+  local zact, zids, dels, fin = {}, {}, {}, {}
+  local gone, minnow, maxnow, nres = {}, nil, 0, 0
+  local f = 5
+  for i = 1, n do
+    local id, tok = ARGV[f + 1], ARGV[f + 2]
+    local k = B .. ':j:' .. id
+    local h = redis.call('HMGET', k, 'state', 'leaseToken', 'roc', 'attemptsMade', 'nologs')
+    if h[1] == 'active' and h[2] == tok and not gone[id] then
+      gone[id] = true
+      zact[#zact + 1] = id
+      local now = ARGV[f + 3]
+      local keep = tonumber(h[3] or '-1') or -1
+      if keep == 0 then
+        zids[#zids + 1] = id
+        dels[#dels + 1] = k
+        -- (a job marked 'nologs' has no log list)
+        if h[5] ~= '1' then dels[#dels + 1] = lkey(id) end
+      else
+        redis.call('HSET', k, 'attemptsMade', I((tonumber(h[4] or '0') or 0) + 1),
+          'state', 'completed', 'finishedOn', now, 'returnvalue', ARGV[f + 4])
+        add_done('completed', id, tonumber(now), keep)
+      end
+      local t = tonumber(now)
+      if minnow == nil or t < minnow then minnow = t end
+      if t > maxnow then maxnow = t end
+      nres = nres + 1
+      fin[i] = true
+    end
+    f = f + 7
+  end
+  if #zact > 0 then redis.call('ZREM', ACTIVE, unpack(zact)) end
+  if #zids > 0 then redis.call('ZREM', IDS, unpack(zids)) end
+  if #dels > 0 then redis.call('DEL', unpack(dels)) end
+  local out, o = { 1 }, 1
+  if nres == 0 then
+    for _ = 1, n do o = o + 1; out[o] = -22 end
+    return out
+  end
+  local is_paused, first = promote(minnow)
+  local each = not is_paused and first ~= '-' and tonumber(first) <= maxnow
+  local took, za, j = nil, {}, 0
+  if each then
+    -- a delayed job is due for some reserves only: each in turn
+  elseif is_paused then
+    took = {}
+  else
+    took = redis.call('ZRANGE', WAIT, '0', I(nres - 1))
+    if #took > 0 then redis.call('ZREMRANGEBYRANK', WAIT, '0', I(#took - 1)) end
+  end
+  f = 5
+  for i = 1, n do
+    if not fin[i] then
+      o = o + 1; out[o] = -22
+    elseif each then
+      local r, h, x = reserve(f)
+      o = o + 1; out[o] = 1
+      if r == 1 then
+        o = o + 1; out[o] = 1
+        o = o + 1; out[o] = h
+        o = o + 1; out[o] = x
+      else
+        o = o + 1; out[o] = 0
+        o = o + 1; out[o] = h
+      end
+    else
+      j = j + 1
+      local id = took[j]
+      o = o + 1; out[o] = 1
+      if id then
+        local lease = ARGV[f + 5]
+        za[#za + 1] = lease
+        za[#za + 1] = id
+        local h, x = activate(id, ARGV[f + 3], lease, ARGV[f + 6])
+        o = o + 1; out[o] = 1
+        o = o + 1; out[o] = h
+        o = o + 1; out[o] = x
+      else
+        o = o + 1; out[o] = 0
+        o = o + 1; out[o] = is_paused and 0 or next_at(first, tonumber(ARGV[f + 3]), 0)
+      end
+    end
+    f = f + 7
+  end
+  if #za > 0 then
+    za[#za + 1] = '+inf'
+    za[#za + 1] = PIN
+    redis.call('ZADD', ACTIVE, unpack(za))
+  end
+  return out
+end
 local function batch()
   local n = tonumber(ARGV[4])
   if n == 1 then
@@ -333,6 +427,12 @@ local function batch()
       local r = lone_e(c == 'E')
       if r then return r end
     end
+  else
+    local y = true
+    for a = 5, 5 + 7 * (n - 1), 7 do
+      if ARGV[a] ~= 'Y' then y = false; break end
+    end
+    if y then return run_y(n) end
   end
   local a, fast, enq, capped = 5, true, false, false
   ops, code, hs, xs, enq_paused = {}, {}, {}, {}, nil
