@@ -1516,8 +1516,12 @@ on_note(void *ud, const char *channel, const char *msg, size_t len)
             nt->tickets += (int)k;
             if (nt->tickets > MAX_TICKETS)
                 nt->tickets = MAX_TICKETS;
+            /* signalled after the unlock (a woken waiter takes q->mu at
+             * once); notes live until close, after this thread ends */
+            pthread_mutex_unlock(&q->mu);
             for (long i = 0; i < k; i++)
                 pthread_cond_signal(&nt->cv);
+            return;
         }
     }
     pthread_mutex_unlock(&q->mu);
