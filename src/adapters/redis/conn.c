@@ -603,7 +603,7 @@ static pthread_once_t  parker_once = PTHREAD_ONCE_INIT;
 static int             parker_key_ok;
 static _Thread_local nv__redis_parker *parker_mine;
 
-/* At the end of its thread: no signal may reach it after this. */
+/* At the end of its thread: no post may reach it after this. */
 static void
 parker_free(void *v)
 {
@@ -611,7 +611,7 @@ parker_free(void *v)
 
     while (atomic_load(&k->owed) > 0)
         sched_yield();
-    pthread_cond_destroy(&k->cv);
+    sem_destroy(&k->sem);
     nv__free(k);
 }
 
@@ -625,32 +625,39 @@ nv__redis_parker *
 nv__redis_parker_self(void)
 {
     nv__redis_parker *k = parker_mine;
-    pthread_condattr_t ca;
 
     if (k != NULL)
         return k;
     pthread_once(&parker_once, parker_key_make);
     if (!parker_key_ok || (k = nv__calloc(1, sizeof(*k))) == NULL)
         return NULL;
-    if (pthread_condattr_init(&ca) != 0) {
+    if (sem_init(&k->sem, 0, 0) != 0) {
         nv__free(k);
         return NULL;
     }
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    if (pthread_cond_init(&k->cv, &ca) != 0) {
-        pthread_condattr_destroy(&ca);
-        nv__free(k);
-        return NULL;
-    }
-    pthread_condattr_destroy(&ca);
     atomic_init(&k->owed, 0);
     if (pthread_setspecific(parker_key, k) != 0) {
-        pthread_cond_destroy(&k->cv);
+        sem_destroy(&k->sem);
         nv__free(k);
         return NULL;
     }
     parker_mine = k;
     return k;
+}
+
+void
+nv__redis_park(nv__redis_parker *k, pthread_mutex_t *mu, int64_t deadline_ms)
+{
+    pthread_mutex_unlock(mu);
+    if (deadline_ms < 0) {
+        sem_wait(&k->sem);
+    } else {
+        struct timespec ts = { deadline_ms / 1000,
+                               (deadline_ms % 1000) * 1000000 };
+
+        sem_clockwait(&k->sem, CLOCK_MONOTONIC, &ts);
+    }
+    pthread_mutex_lock(mu);
 }
 
 void
@@ -662,7 +669,7 @@ nv__redis_park_owe(nv__redis_parker *k)
 void
 nv__redis_unpark(nv__redis_parker *k)
 {
-    pthread_cond_signal(&k->cv);
+    sem_post(&k->sem);
     atomic_fetch_sub(&k->owed, 1);    /* its thread may end after this */
 }
 
@@ -737,8 +744,10 @@ mx_fail(nv__redis_pool *p, struct nv__redis_mx *m, const char *msg)
         n = q->next;
         q->next = NULL;
         q->state = -1;
-        if (q->sleeping)
-            pthread_cond_signal(&q->k->cv);   /* (under the mutex: rare) */
+        if (q->sleeping) {
+            nv__redis_park_owe(q->k);     /* (under the mutex: rare) */
+            nv__redis_unpark(q->k);
+        }
     }
     m->head = m->tail = NULL;
     m->olen = 0;
@@ -957,7 +966,7 @@ mx_call(nv__redis_pool *p, const char *buf, size_t len, int want,
 
         if (m->reading) {
             q.sleeping = 1;
-            pthread_cond_wait(&q.k->cv, &p->mxh->mu);
+            nv__redis_park(q.k, &p->mxh->mu, -1);
             q.sleeping = 0;
             continue;
         }

@@ -11,6 +11,7 @@
 
 #include <hiredis.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -103,24 +104,31 @@ int nv__redis_eval_pre(nv__redis_pool *p, const nv__redis_script *s,
                        redisReply **out, nv_error *err);
 
 /* ---- Parking a thread ----
- * Each thread's own condition variable (CLOCK_MONOTONIC), made at its
- * first use and freed when the thread ends, for waits that another
- * thread ends. The waker decides under the mutex that guards what the
- * thread waits for (nv__redis_park_owe), and signals after unlocking it
- * (nv__redis_unpark): a thread woken while the waker still held the mutex
- * would at once block on it again. The parker outlives the wait (a late
- * signal is a spurious wake-up for the thread's next wait: waits loop on
- * their condition), and its thread's end waits for the signals owed. */
+ * Each thread's own semaphore, made at its first use and freed when the
+ * thread ends, for waits that another thread ends. A waiter sleeps in
+ * nv__redis_park, which lets the mutex go for the sleep and takes it back
+ * (plainly: a condition variable's wait takes it back marked as contended,
+ * so that every unlock after it made a futex system call for nobody). The
+ * waker decides under the mutex (nv__redis_park_owe) and posts after
+ * unlocking it (nv__redis_unpark): a thread woken while the waker still
+ * held the mutex would at once block on it again. A post that finds its
+ * thread no longer asleep ends that thread's next park at once (every
+ * wait loops on its condition), and a thread's end waits for the posts
+ * owed to it. */
 typedef struct nv__redis_parker {
-    pthread_cond_t cv;
-    _Atomic int    owed;     /* signals decided, not yet sent */
+    sem_t          sem;
+    _Atomic int    owed;     /* posts decided, not yet made */
 } nv__redis_parker;
 
 /* This thread's parker; NULL when out of memory. */
 nv__redis_parker *nv__redis_parker_self(void);
-/* Under the mutex: a signal to k will follow. */
+/* With 'mu' held: sleep on k until posted, or until the monotonic
+ * deadline (ms; < 0: none), without 'mu' meanwhile. May return early. */
+void nv__redis_park(nv__redis_parker *k, pthread_mutex_t *mu,
+                    int64_t deadline_ms);
+/* Under the mutex: a post to k will follow. */
 void nv__redis_park_owe(nv__redis_parker *k);
-/* After unlocking: signal k (owed before). */
+/* After unlocking: post to k (owed before). */
 void nv__redis_unpark(nv__redis_parker *k);
 
 /* ---- Argument builder ---- */

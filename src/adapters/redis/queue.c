@@ -971,7 +971,7 @@ submit(struct rqueue *q, const char *queue, struct op *op)
 
         if (op->taken || !may_send(nt)) {
             /* woken when done, or to send the next batch */
-            pthread_cond_wait(&op->k->cv, &q->mu);
+            nv__redis_park(op->k, &q->mu, -1);
             continue;
         }
         /* send what waits (this op among it) */
@@ -1549,8 +1549,11 @@ wake_all(struct rqueue *q)
 {
     for (size_t i = 0; i < q->nnotes; i++) {
         q->notes[i]->poller = NULL;
-        for (struct waiter *w = q->notes[i]->sleepers; w != NULL; w = w->next)
-            pthread_cond_signal(&w->k->cv);   /* (under the mutex: rare) */
+        for (struct waiter *w = q->notes[i]->sleepers; w != NULL;
+             w = w->next) {
+            nv__redis_park_owe(w->k);     /* (under the mutex: rare) */
+            nv__redis_unpark(w->k);
+        }
     }
 }
 
@@ -1633,16 +1636,6 @@ poll_handoff(struct rqueue *q, const char *queue)
     pthread_mutex_unlock(&q->mu);
     if (k != NULL)
         nv__redis_unpark(k);
-}
-
-static void
-timed_wait(struct rqueue *q, struct waiter *w, int64_t deadline)
-{
-    struct timespec ts;
-
-    ts.tv_sec = deadline / 1000;
-    ts.tv_nsec = (deadline % 1000) * 1000000;
-    pthread_cond_timedwait(&w->k->cv, &q->mu, &ts);
 }
 
 /* This thread's waiter; NULL when out of memory. */
@@ -1729,7 +1722,7 @@ rq_wait(void *self, const char *queue, int64_t timeout_ms)
     w->queued = 1;
     while (w->woken == 0 && q->epoch == epoch &&
            nv__monotonic_ms() < deadline)
-        timed_wait(q, w, deadline);
+        nv__redis_park(w->k, &q->mu, deadline);
     if (w->queued)
         sleeper_remove(nt, w);
     if (nt->poller == w) {
