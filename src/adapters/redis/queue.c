@@ -1729,7 +1729,8 @@ rq_wait(void *self, const char *queue, int64_t timeout_ms)
         /* it looks now, and is back within its timeout (or not the
          * poller any more) */
         polled_nt = nt;
-        nt->poller_until = nv__monotonic_ms() + timeout_ms;
+        nt->poller_until = nv__monotonic_ms() +
+                           (timeout_ms < slice ? timeout_ms : slice);
     }
     if (w->woken != W_NOTE && q->epoch == epoch &&
         timeout_ms >= IDLE_POLL_MS && nv__redis_sub_connected(q->sub)) {
