@@ -249,6 +249,11 @@ typedef struct nv_queue_ops {
      * Block up to 'timeout_ms' (real time) or until a job may have become
      * runnable in 'queue' (an enqueue, retry or resume, from any instance
      * sharing the adapter). May return early; returns NV_OK either way.
+     * An adapter told of every such change (redis: notes over pub/sub)
+     * may let all but one of a queue's waiters in a process sleep past
+     * 'timeout_ms' (redis: up to 1 s in all) until a change: that one
+     * returns on time and finds what the timeout is there for (a delayed
+     * job or a limiter window coming due).
      */
     int (*wait)(void *self, const char *queue, int64_t timeout_ms);
     /* Wake every waiter of the adapter at once (engine stop). */
