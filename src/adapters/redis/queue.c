@@ -103,6 +103,7 @@ struct rqueue {
     uint64_t        epoch;       /* grows at wake() and reconnection */
     nv__redis_sub  *sub;         /* started by the first wait() */
     int64_t         sub_retry_at;
+    int64_t         woke_until;  /* monotonic ms: see rq_wake */
 };
 
 /* Longest a waiter blocks between two looks at the queue: short while the
@@ -1707,8 +1708,8 @@ rq_wait(void *self, const char *queue, int64_t timeout_ms)
         pthread_mutex_unlock(&q->mu);
         return NV_OK;
     }
-    if (!nv__redis_sub_connected(q->sub)) {
-        /* no notes: every waiter polls */
+    if (!nv__redis_sub_connected(q->sub) || now < q->woke_until) {
+        /* no notes, or just woken: every waiter polls */
     } else if (nt->poller == NULL || nt->poller == w ||
                now >= nt->poller_until || deadline < nt->poller_until) {
         nt->poller = w;
@@ -1748,6 +1749,10 @@ rq_wake(void *self)
 
     pthread_mutex_lock(&q->mu);
     q->epoch++;
+    /* A waiter that looked for its caller's stop just before this wake
+     * and waits just after it must not sleep on until a note: for one
+     * slice every wait ends by its own timeout. */
+    q->woke_until = nv__monotonic_ms() + WAIT_SLICE_SUB_MS;
     wake_all(q);
     pthread_mutex_unlock(&q->mu);
 }

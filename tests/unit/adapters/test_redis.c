@@ -717,6 +717,39 @@ Test(redis_adapter, delayed_jobs_run_on_time_with_many_idle_waiters)
     server_free(&s);
 }
 
+/* wake() is how an engine stops its workers: a worker that looked for
+ * the stop just before it and waits just after it (the wake came too
+ * early for it) ends that wait by its own timeout, as every waiter would
+ * without notes, not after the longer sleep of an idle non-polling
+ * waiter (up to 1 s, until a note). */
+Test(redis_adapter, a_wait_just_after_wake_ends_by_its_timeout)
+{
+    struct server s;
+    struct idlers w = { .stop = 0 };
+    nv_error err = { 0 };
+    pthread_t th;
+    int64_t t0, took;
+
+    server_new(&s, NULL);
+    pthread_mutex_init(&w.mu, NULL);
+    cr_assert_eq(nv_redis_queue_open(settings(s.port, NULL), &w.q, &err),
+                 NV_OK);
+    w.q.ops->wait(w.q.self, "mail", 1);          /* subscribes */
+    pthread_create(&th, NULL, idler, &w);        /* polls every 20 ms */
+    sleep_ms(100);
+    w.q.ops->wake(w.q.self);
+    sleep_ms(30);                                /* the idler polls again */
+    t0 = wall_ms();
+    w.q.ops->wait(w.q.self, "mail", 60);
+    took = wall_ms() - t0;
+    atomic_store(&w.stop, 1);
+    pthread_join(th, NULL);
+    cr_assert(took < 400, "the wait took %lld ms", (long long)took);
+    w.q.ops->close(w.q.self);
+    pthread_mutex_destroy(&w.mu);
+    server_free(&s);
+}
+
 /* The reply of one raw command as text (integers and statuses too). */
 static void
 cmd_text(const struct server *s, const char *c, char *out, size_t size)
