@@ -256,7 +256,11 @@ worker(void *arg)
         have = got;
         if (got)
             j = next;
-        atomic_fetch_add(&p->done, 1);
+        /* the last job: workers waiting on an empty queue stop now, as
+         * the engine's stop wakes them (a wait may sleep past its
+         * timeout, adapter.h) */
+        if (atomic_fetch_add(&p->done, 1) + 1 == p->n)
+            p->q.ops->wake(p->q.self);
     }
     if (have)
         nv_job_release(&j);
