@@ -2,7 +2,7 @@
 #include "adapters/redis/scripts.h"
 
 const char nv__redis_lib_queue[] =
-    "#!lua name=nv457d29fc17_queue\n"
+    "#!lua name=nvc3aff32498_queue\n"
     "local KEYS, ARGV\n"
     "local FUNCTIONS = true\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
@@ -434,6 +434,18 @@ const char nv__redis_lib_queue[] =
     "  wake()\n"
     "  return { 1, 1, 'waiting', ask and paused() and 1 or 0 }\n"
     "end\n"
+    "local function take_waiting(n)\n"
+    "  local took = redis.call('ZRANGE', WAIT, '0', I(n - 1))\n"
+    "  if #took > 0 then redis.call('ZREMRANGEBYRANK', WAIT, '0', I(#took - 1)) end\n"
+    "  return took\n"
+    "end\n"
+    "local function add_active(za)\n"
+    "  if #za > 0 then\n"
+    "    za[#za + 1] = '+inf'\n"
+    "    za[#za + 1] = PIN\n"
+    "    redis.call('ZADD', ACTIVE, unpack(za))\n"
+    "  end\n"
+    "end\n"
     "local function run_fast(n)\n"
     "  local gone = n > 1 and {} or nil\n"
     "  local zact, zids, dels = {}, {}, {}\n"
@@ -463,13 +475,7 @@ const char nv__redis_lib_queue[] =
     "    end\n"
     "    return\n"
     "  end\n"
-    "  local took\n"
-    "  if is_paused then\n"
-    "    took = {}\n"
-    "  else\n"
-    "    took = redis.call('ZRANGE', WAIT, '0', I(#want - 1))\n"
-    "    if #took > 0 then redis.call('ZREMRANGEBYRANK', WAIT, '0', I(#took - 1)) end\n"
-    "  end\n"
+    "  local took = is_paused and {} or take_waiting(#want)\n"
     "  local za = {}\n"
     "  for j, i in ipairs(want) do\n"
     "    local id = took[j]\n"
@@ -479,11 +485,7 @@ const char nv__redis_lib_queue[] =
     "      xs[i] = is_paused and 0 or next_at(first, tonumber((rargs(ops[i]))), 0)\n"
     "    end\n"
     "  end\n"
-    "  if #za > 0 then\n"
-    "    za[#za + 1] = '+inf'\n"
-    "    za[#za + 1] = PIN\n"
-    "    redis.call('ZADD', ACTIVE, unpack(za))\n"
-    "  end\n"
+    "  add_active(za)\n"
     "end\n"
     "local function run_y(n)\n"
     "  local zact, zids, dels, fin = {}, {}, {}, {}\n"
@@ -527,11 +529,8 @@ const char nv__redis_lib_queue[] =
     "  local each = not is_paused and first ~= '-' and tonumber(first) <= maxnow\n"
     "  local took, za, j = nil, {}, 0\n"
     "  if each then\n"
-    "  elseif is_paused then\n"
-    "    took = {}\n"
     "  else\n"
-    "    took = redis.call('ZRANGE', WAIT, '0', I(nres - 1))\n"
-    "    if #took > 0 then redis.call('ZREMRANGEBYRANK', WAIT, '0', I(#took - 1)) end\n"
+    "    took = is_paused and {} or take_waiting(nres)\n"
     "  end\n"
     "  f = 5\n"
     "  for i = 1, n do\n"
@@ -567,11 +566,7 @@ const char nv__redis_lib_queue[] =
     "    end\n"
     "    f = f + 7\n"
     "  end\n"
-    "  if #za > 0 then\n"
-    "    za[#za + 1] = '+inf'\n"
-    "    za[#za + 1] = PIN\n"
-    "    redis.call('ZADD', ACTIVE, unpack(za))\n"
-    "  end\n"
+    "  add_active(za)\n"
     "  return out\n"
     "end\n"
     "local function batch()\n"
@@ -657,12 +652,12 @@ const char nv__redis_lib_queue[] =
     "  ops, code, hs, xs = nil, nil, nil, nil   -- for the garbage collector\n"
     "  return out\n"
     "end\n"
-    "redis.register_function('nv457d29fc17_queue_batch', function(keys, args)\n"
+    "redis.register_function('nvc3aff32498_queue_batch', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "return batch()\n"
     "end)\n"
-    "redis.register_function('nv457d29fc17_queue_extend', function(keys, args)\n"
+    "redis.register_function('nvc3aff32498_queue_extend', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local id = ARGV[4]\n"
@@ -671,14 +666,14 @@ const char nv__redis_lib_queue[] =
     "redis.call('ZADD', ACTIVE, ARGV[6], id)\n"
     "return { 1 }\n"
     "end)\n"
-    "redis.register_function('nv457d29fc17_queue_get', function(keys, args)\n"
+    "redis.register_function('nvc3aff32498_queue_get', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local j = getjob(ARGV[4])\n"
     "if not j then return { -11 } end\n"
     "return { 1, j }\n"
     "end)\n"
-    "redis.register_function('nv457d29fc17_queue_list', function(keys, args)\n"
+    "redis.register_function('nvc3aff32498_queue_list', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local mask, off, lim = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])\n"
@@ -720,7 +715,7 @@ const char nv__redis_lib_queue[] =
     "out[2] = total\n"
     "return out\n"
     "end)\n"
-    "redis.register_function('nv457d29fc17_queue_log', function(keys, args)\n"
+    "redis.register_function('nvc3aff32498_queue_log', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local id, keep = ARGV[4], tonumber(ARGV[6])\n"
@@ -730,14 +725,14 @@ const char nv__redis_lib_queue[] =
     "if keep > 0 then redis.call('LTRIM', lkey(id), -keep, -1) end\n"
     "return { 1 }\n"
     "end)\n"
-    "redis.register_function('nv457d29fc17_queue_pause', function(keys, args)\n"
+    "redis.register_function('nvc3aff32498_queue_pause', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "redis.call('HSET', META, 'paused', ARGV[4])\n"
     "if ARGV[4] == '0' then wake() end\n"
     "return { 1 }\n"
     "end)\n"
-    "redis.register_function('nv457d29fc17_queue_progress', function(keys, args)\n"
+    "redis.register_function('nvc3aff32498_queue_progress', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local id = ARGV[4]\n"
@@ -750,7 +745,7 @@ const char nv__redis_lib_queue[] =
     "end\n"
     "return { 1 }\n"
     "end)\n"
-    "redis.register_function('nv457d29fc17_queue_reap', function(keys, args)\n"
+    "redis.register_function('nvc3aff32498_queue_reap', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local now, max = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
@@ -774,7 +769,7 @@ const char nv__redis_lib_queue[] =
     "if woke then wake() end\n"
     "return out\n"
     "end)\n"
-    "redis.register_function('nv457d29fc17_queue_remove', function(keys, args)\n"
+    "redis.register_function('nvc3aff32498_queue_remove', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local id = ARGV[4]\n"
@@ -785,7 +780,7 @@ const char nv__redis_lib_queue[] =
     "drop(id, false)\n"
     "return { 1, j }\n"
     "end)\n"
-    "redis.register_function('nv457d29fc17_queue_retry', function(keys, args)\n"
+    "redis.register_function('nvc3aff32498_queue_retry', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local id = ARGV[4]\n"
@@ -799,7 +794,7 @@ const char nv__redis_lib_queue[] =
     "end)\n"
     ;
 
-const char nv__redis_fn_queue_batch[] = "nv457d29fc17_queue_batch";
+const char nv__redis_fn_queue_batch[] = "nvc3aff32498_queue_batch";
 const char nv__redis_lua_queue_batch[] =
     "local FUNCTIONS = false\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
@@ -1231,6 +1226,18 @@ const char nv__redis_lua_queue_batch[] =
     "  wake()\n"
     "  return { 1, 1, 'waiting', ask and paused() and 1 or 0 }\n"
     "end\n"
+    "local function take_waiting(n)\n"
+    "  local took = redis.call('ZRANGE', WAIT, '0', I(n - 1))\n"
+    "  if #took > 0 then redis.call('ZREMRANGEBYRANK', WAIT, '0', I(#took - 1)) end\n"
+    "  return took\n"
+    "end\n"
+    "local function add_active(za)\n"
+    "  if #za > 0 then\n"
+    "    za[#za + 1] = '+inf'\n"
+    "    za[#za + 1] = PIN\n"
+    "    redis.call('ZADD', ACTIVE, unpack(za))\n"
+    "  end\n"
+    "end\n"
     "local function run_fast(n)\n"
     "  local gone = n > 1 and {} or nil\n"
     "  local zact, zids, dels = {}, {}, {}\n"
@@ -1260,13 +1267,7 @@ const char nv__redis_lua_queue_batch[] =
     "    end\n"
     "    return\n"
     "  end\n"
-    "  local took\n"
-    "  if is_paused then\n"
-    "    took = {}\n"
-    "  else\n"
-    "    took = redis.call('ZRANGE', WAIT, '0', I(#want - 1))\n"
-    "    if #took > 0 then redis.call('ZREMRANGEBYRANK', WAIT, '0', I(#took - 1)) end\n"
-    "  end\n"
+    "  local took = is_paused and {} or take_waiting(#want)\n"
     "  local za = {}\n"
     "  for j, i in ipairs(want) do\n"
     "    local id = took[j]\n"
@@ -1276,11 +1277,7 @@ const char nv__redis_lua_queue_batch[] =
     "      xs[i] = is_paused and 0 or next_at(first, tonumber((rargs(ops[i]))), 0)\n"
     "    end\n"
     "  end\n"
-    "  if #za > 0 then\n"
-    "    za[#za + 1] = '+inf'\n"
-    "    za[#za + 1] = PIN\n"
-    "    redis.call('ZADD', ACTIVE, unpack(za))\n"
-    "  end\n"
+    "  add_active(za)\n"
     "end\n"
     "local function run_y(n)\n"
     "  local zact, zids, dels, fin = {}, {}, {}, {}\n"
@@ -1324,11 +1321,8 @@ const char nv__redis_lua_queue_batch[] =
     "  local each = not is_paused and first ~= '-' and tonumber(first) <= maxnow\n"
     "  local took, za, j = nil, {}, 0\n"
     "  if each then\n"
-    "  elseif is_paused then\n"
-    "    took = {}\n"
     "  else\n"
-    "    took = redis.call('ZRANGE', WAIT, '0', I(nres - 1))\n"
-    "    if #took > 0 then redis.call('ZREMRANGEBYRANK', WAIT, '0', I(#took - 1)) end\n"
+    "    took = is_paused and {} or take_waiting(nres)\n"
     "  end\n"
     "  f = 5\n"
     "  for i = 1, n do\n"
@@ -1364,11 +1358,7 @@ const char nv__redis_lua_queue_batch[] =
     "    end\n"
     "    f = f + 7\n"
     "  end\n"
-    "  if #za > 0 then\n"
-    "    za[#za + 1] = '+inf'\n"
-    "    za[#za + 1] = PIN\n"
-    "    redis.call('ZADD', ACTIVE, unpack(za))\n"
-    "  end\n"
+    "  add_active(za)\n"
     "  return out\n"
     "end\n"
     "local function batch()\n"
@@ -1458,7 +1448,7 @@ const char nv__redis_lua_queue_batch[] =
     "return batch()\n"
     ;
 
-const char nv__redis_fn_queue_extend[] = "nv457d29fc17_queue_extend";
+const char nv__redis_fn_queue_extend[] = "nvc3aff32498_queue_extend";
 const char nv__redis_lua_queue_extend[] =
     "local FUNCTIONS = false\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
@@ -1702,7 +1692,7 @@ const char nv__redis_lua_queue_extend[] =
     "return { 1 }\n"
     ;
 
-const char nv__redis_fn_queue_get[] = "nv457d29fc17_queue_get";
+const char nv__redis_fn_queue_get[] = "nvc3aff32498_queue_get";
 const char nv__redis_lua_queue_get[] =
     "local FUNCTIONS = false\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
@@ -1944,7 +1934,7 @@ const char nv__redis_lua_queue_get[] =
     "return { 1, j }\n"
     ;
 
-const char nv__redis_fn_queue_list[] = "nv457d29fc17_queue_list";
+const char nv__redis_fn_queue_list[] = "nvc3aff32498_queue_list";
 const char nv__redis_lua_queue_list[] =
     "local FUNCTIONS = false\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
@@ -2221,7 +2211,7 @@ const char nv__redis_lua_queue_list[] =
     "return out\n"
     ;
 
-const char nv__redis_fn_queue_log[] = "nv457d29fc17_queue_log";
+const char nv__redis_fn_queue_log[] = "nvc3aff32498_queue_log";
 const char nv__redis_lua_queue_log[] =
     "local FUNCTIONS = false\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
@@ -2466,7 +2456,7 @@ const char nv__redis_lua_queue_log[] =
     "return { 1 }\n"
     ;
 
-const char nv__redis_fn_queue_pause[] = "nv457d29fc17_queue_pause";
+const char nv__redis_fn_queue_pause[] = "nvc3aff32498_queue_pause";
 const char nv__redis_lua_queue_pause[] =
     "local FUNCTIONS = false\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
@@ -2708,7 +2698,7 @@ const char nv__redis_lua_queue_pause[] =
     "return { 1 }\n"
     ;
 
-const char nv__redis_fn_queue_progress[] = "nv457d29fc17_queue_progress";
+const char nv__redis_fn_queue_progress[] = "nvc3aff32498_queue_progress";
 const char nv__redis_lua_queue_progress[] =
     "local FUNCTIONS = false\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
@@ -2956,7 +2946,7 @@ const char nv__redis_lua_queue_progress[] =
     "return { 1 }\n"
     ;
 
-const char nv__redis_fn_queue_reap[] = "nv457d29fc17_queue_reap";
+const char nv__redis_fn_queue_reap[] = "nvc3aff32498_queue_reap";
 const char nv__redis_lua_queue_reap[] =
     "local FUNCTIONS = false\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
@@ -3215,7 +3205,7 @@ const char nv__redis_lua_queue_reap[] =
     "return out\n"
     ;
 
-const char nv__redis_fn_queue_remove[] = "nv457d29fc17_queue_remove";
+const char nv__redis_fn_queue_remove[] = "nvc3aff32498_queue_remove";
 const char nv__redis_lua_queue_remove[] =
     "local FUNCTIONS = false\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
@@ -3461,7 +3451,7 @@ const char nv__redis_lua_queue_remove[] =
     "return { 1, j }\n"
     ;
 
-const char nv__redis_fn_queue_retry[] = "nv457d29fc17_queue_retry";
+const char nv__redis_fn_queue_retry[] = "nvc3aff32498_queue_retry";
 const char nv__redis_lua_queue_retry[] =
     "local FUNCTIONS = false\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
