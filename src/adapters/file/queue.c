@@ -782,13 +782,13 @@ fq_qs_write(struct fdb_conn *c, struct fq *fq, const char *queue,
 }
 
 int
-fq_qs_known(struct fdb_conn *c, struct fq *fq, const char *queue,
-            struct qstate **qs, nv_error *err)
+fq_qs_for_id(struct fdb_conn *c, struct fq *fq, const char *queue,
+             struct qstate **qs, nv_error *err)
 {
     int rc = loaded(c, fq, err);
 
     *qs = rc == NV_OK ? qs_find(fq, queue) : NULL;
-    return rc;
+    return *qs != NULL ? fq_trim(c, fq, *qs, err) : rc;
 }
 
 /* 'k' jobs went from stored state 'from' to 'to' (-1: none). */

@@ -167,11 +167,12 @@ struct qstate *fq_qstate(struct fq *fq, const char *queue);
  * not (a rolled-back batch); NULL with *err set on failure. */
 struct qstate *fq_qs_write(struct fdb_conn *c, struct fq *fq,
                            const char *queue, nv_error *err);
-/* The same without creating it: *qs = NULL when 'queue' has no entry,
- * and so no job (every stored job's queue has one). NV_OK or the error
- * of loading the writer's memory. */
-int     fq_qs_known(struct fdb_conn *c, struct fq *fq, const char *queue,
-                    struct qstate **qs, nv_error *err);
+/* For an op that looks a job up by id: the same without creating it
+ * (*qs = NULL when 'queue' has no entry, and so no job: every stored
+ * job's queue has one), with the retention pending in this batch applied
+ * (fq_trim). NV_OK or the error of loading the memory or of the trim. */
+int     fq_qs_for_id(struct fdb_conn *c, struct fq *fq, const char *queue,
+                     struct qstate **qs, nv_error *err);
 /* 'k' jobs went from stored state 'from' to 'to' (-1: none). */
 void    fq_count_move(struct qstate *qs, int from, int to, int64_t k);
 /* The sk2 of a job becoming waiting now. */
@@ -263,8 +264,8 @@ int fq_finish_in(struct fdb_conn *c, struct fq *fq, const char *queue,
 
 /* (queue_finish.c) Apply the retention left pending in 'qs' (its
  * excess), as every batch does before its commit (queue.c); an op that
- * looks a job up by id calls it first, so that it finds a job gone that
- * retention removed earlier in its batch. */
+ * looks a job up by id has it done first (fq_qs_for_id), so that it finds
+ * a job gone that retention removed earlier in its batch. */
 int fq_trim(struct fdb_conn *c, struct fq *fq, struct qstate *qs,
             nv_error *err);
 

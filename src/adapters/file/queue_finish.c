@@ -450,8 +450,7 @@ log_fn(struct fdb_conn *c, void *arg, nv_error *err)
 
     /* A queue the writer does not know has no job: the lookup below
      * finds none (no entry is made for its name). */
-    if ((rc = fq_qs_known(c, a->fq, a->queue, &qs, err)) != NV_OK ||
-        (qs != NULL && (rc = fq_trim(c, a->fq, qs, err)) != NV_OK))
+    if ((rc = fq_qs_for_id(c, a->fq, a->queue, &qs, err)) != NV_OK)
         return rc;
     entry = json_loads(a->entry, JSON_DECODE_ANY, NULL);
     if (!json_is_object(entry)) {
@@ -531,8 +530,7 @@ remove_fn(struct fdb_conn *c, void *arg, nv_error *err)
     int rc;
 
     /* An unknown queue has no job: fq_load_job says so. */
-    if ((rc = fq_qs_known(c, a->fq, a->queue, &qs, err)) != NV_OK ||
-        (qs != NULL && (rc = fq_trim(c, a->fq, qs, err)) != NV_OK))
+    if ((rc = fq_qs_for_id(c, a->fq, a->queue, &qs, err)) != NV_OK)
         return rc;
     /* Its heap entry goes stale (dropped when it comes up). */
     if ((rc = fq_load_job(c, a->queue, a->id, &a->out, &rid, err)) != NV_OK)
@@ -577,8 +575,7 @@ retry_fn(struct fdb_conn *c, void *arg, nv_error *err)
     int rc;
 
     /* An unknown queue has no job: fq_load_job says so. */
-    if ((rc = fq_qs_known(c, a->fq, a->queue, &qs, err)) != NV_OK ||
-        (qs != NULL && (rc = fq_trim(c, a->fq, qs, err)) != NV_OK) ||
+    if ((rc = fq_qs_for_id(c, a->fq, a->queue, &qs, err)) != NV_OK ||
         (rc = fq_load_job(c, a->queue, a->id, &a->out, &rid, err)) != NV_OK)
         return rc;
     if (qs == NULL)     /* cannot be: a job's queue has an entry */
