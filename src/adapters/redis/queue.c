@@ -766,8 +766,9 @@ local_change(struct rqueue *q, const char *queue)
  * one queue_batch script, then hands each caller its reply. Callers that
  * came meanwhile wait, and one of them sends the next batch when it may.
  * A lone caller sends its op at once: no delay is added, Redis runs one
- * script per batch instead of one per call. (Batches out at once are concurrent calls: a call that
- * ended before another began was run by Redis before it.)
+ * script per batch instead of one per call. (Batches out at once are
+ * concurrent calls: a call that ended before another began was run by
+ * Redis before it.)
  */
 static void
 op_args(nv__redis_args *x, const struct op *o)

@@ -31,24 +31,22 @@ end
 -- returned; only a listener that does not tell (another version of
 -- nvent, with its own library) may miss up to 256 appends at first.
 local listen, asked, nlisten = {}, {}, 0
-local function listening(ch)
-  if not FUNCTIONS then return redis.call('PUBSUB', 'NUMSUB', ch)[2] > 0 end
-  local v, n = listen[ch], asked[ch]
-  if v == nil or n >= 256 then
-    if v == nil then
-      if nlisten >= 256 then listen, asked, nlisten = {}, {}, 0 end
-      nlisten = nlisten + 1
-    end
-    v, n = redis.call('PUBSUB', 'NUMSUB', ch)[2] > 0, 0
-    listen[ch] = v
-  end
-  asked[ch] = n + 1
-  return v
-end
-local function heard(ch)
+-- Keep v for ch, asked 0 times since (at most 256 channels kept).
+local function keep_listen(ch, v)
   if listen[ch] == nil then
     if nlisten >= 256 then listen, asked, nlisten = {}, {}, 0 end
     nlisten = nlisten + 1
   end
-  listen[ch], asked[ch] = true, 0
+  listen[ch], asked[ch] = v, 0
+end
+local function listening(ch)
+  if not FUNCTIONS then return redis.call('PUBSUB', 'NUMSUB', ch)[2] > 0 end
+  if listen[ch] == nil or asked[ch] >= 256 then
+    keep_listen(ch, redis.call('PUBSUB', 'NUMSUB', ch)[2] > 0)
+  end
+  asked[ch] = asked[ch] + 1
+  return listen[ch]
+end
+local function heard(ch)
+  keep_listen(ch, true)
 end
