@@ -261,7 +261,6 @@ local function lone_e(ask)
   wake()
   return { 1, 1, 'waiting', ask and paused() and 1 or 0 }
 end
--- The fast way (see above).
 -- The first n waiting jobs, taken off the waiting set (not ZPOPMIN:
 -- Redis formats each score it returns with printf's %.17g, which cost
 -- more than the second call, measured ~1 us a job more even for one).
@@ -278,6 +277,7 @@ local function add_active(za)
     redis.call('ZADD', ACTIVE, unpack(za))
   end
 end
+-- The fast way (see above).
 local function run_fast(n)
   -- finishes first (complete or fail only: see finish_job)
   local gone = n > 1 and {} or nil
