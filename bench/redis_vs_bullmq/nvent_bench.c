@@ -104,10 +104,12 @@ cpu_note(const char *name, struct cpu_mark m, long ops)
              (double)(n.redis - m.redis) / (double)ops);
 }
 
+/* Whether the comma list in environment variable 'var' names 'name'
+ * (unset or empty: every name). */
 static int
-part(const char *name)
+env_lists(const char *var, const char *name)
 {
-    const char *s = getenv("NVB_PARTS");
+    const char *s = getenv(var);
     size_t n = strlen(name);
 
     if (s == NULL || *s == '\0')
@@ -119,23 +121,21 @@ part(const char *name)
     return 0;
 }
 
+static int
+part(const char *name)
+{
+    return env_lists("NVB_PARTS", name);
+}
+
 /* NVB_CONC (comma list of 1, 10, 100; default all): the concurrencies
  * of the engine part. */
 static int
 conc_on(int c)
 {
-    const char *s = getenv("NVB_CONC");
     char name[8];
-    size_t n;
 
-    if (s == NULL || *s == '\0')
-        return 1;
-    n = (size_t)snprintf(name, sizeof(name), "%d", c);
-    for (const char *p = s; (p = strstr(p, name)) != NULL; p += n) {
-        if ((p == s || p[-1] == ',') && (p[n] == '\0' || p[n] == ','))
-            return 1;
-    }
-    return 0;
+    snprintf(name, sizeof(name), "%d", c);
+    return env_lists("NVB_CONC", name);
 }
 
 static int64_t
