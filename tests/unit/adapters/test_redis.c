@@ -140,19 +140,27 @@ server_free(struct server *s)
         fprintf(stderr, "cannot remove %s\n", s->dir);
 }
 
+/* Settings of the server on 'port' with key prefix 'prefix' (a static
+ * buffer: valid until the next call). */
 static char *
-settings(int port, const char *password)
+settings_as(const char *prefix, int port, const char *password)
 {
     static char buf[256];
 
     if (password != NULL)
-        snprintf(buf, sizeof(buf), "{\"prefix\":\"nq\",\"redis\":{\"host\":"
+        snprintf(buf, sizeof(buf), "{\"prefix\":\"%s\",\"redis\":{\"host\":"
                  "\"127.0.0.1\",\"port\":%d,\"db\":0,\"password\":\"%s\"}}",
-                 port, password);
+                 prefix, port, password);
     else
-        snprintf(buf, sizeof(buf), "{\"prefix\":\"nq\",\"redis\":{\"host\":"
-                 "\"127.0.0.1\",\"port\":%d,\"db\":0}}", port);
+        snprintf(buf, sizeof(buf), "{\"prefix\":\"%s\",\"redis\":{\"host\":"
+                 "\"127.0.0.1\",\"port\":%d,\"db\":0}}", prefix, port);
     return buf;
+}
+
+static char *
+settings(int port, const char *password)
+{
+    return settings_as("nq", port, password);
 }
 
 static void
@@ -1154,13 +1162,6 @@ Test(redis_adapter, a_late_subscription_hears_step_events_at_once)
  * the others) takes the general way: both must give the same replies and
  * leave the same jobs. */
 
-static void
-rq_settings(char *buf, size_t size, int port, const char *prefix)
-{
-    snprintf(buf, size, "{\"prefix\":\"%s\",\"redis\":{\"host\":"
-             "\"127.0.0.1\",\"port\":%d,\"db\":0}}", prefix, port);
-}
-
 /* Flatten a reply into text (nested arrays in brackets). */
 static void
 reply_text(const redisReply *r, char *out, size_t size)
@@ -1199,7 +1200,7 @@ y_batch(const struct server *s, const char *prefix, int general, int delayed,
         int paused, char *rep, size_t rsize, char *jobs, size_t jsize)
 {
     static const char *const ids[] = { "a", "b", "c", "d", "e", "f", "g" };
-    char set[256], tok[4][40], meta[96], base[64], chan[64];
+    char tok[4][40], meta[96], base[64], chan[64];
     const char *av[64];
     size_t al[64];
     nv_error err = { 0 };
@@ -1208,8 +1209,8 @@ y_batch(const struct server *s, const char *prefix, int general, int delayed,
     redisReply *r;
     int n = 0;
 
-    rq_settings(set, sizeof(set), s->port, prefix);
-    cr_assert_eq(nv_redis_queue_open(set, &q, &err), NV_OK, "%s", err.msg);
+    cr_assert_eq(nv_redis_queue_open(settings_as(prefix, s->port, NULL), &q,
+                                     &err), NV_OK, "%s", err.msg);
     for (int i = 0; i < 4; i++) {
         nv_job j = mkjob(ids[i], 900 + i), got;
 
