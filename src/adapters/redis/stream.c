@@ -4,7 +4,10 @@
  * version, computes the id (E-2) and publishes the event in the same step:
  * flow.* events on the live channel <p>:live, where publish() sends
  * messages too, the other events on <p>:live:steps, and there only while
- * someone subscribes to it. A subscription reads both channels (one of
+ * someone subscribes to it. Appends made at the same time by several
+ * threads go out together, one script call for appends of many runs
+ * (submit; this assumes one Redis node, not a Cluster, as the rest of
+ * the adapters do). A subscription reads both channels (one of
  * flow events only, subscribe_flow, reads <p>:live only) on its own
  * connection and thread: one connection keeps the order of the two.
  * Payloads on <p>:live are length-prefixed fields ("<len>:<bytes>"):
