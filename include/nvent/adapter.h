@@ -511,6 +511,12 @@ typedef struct nv_stream_ops {
     int  (*append_many)(void *self, const char *stream, const nv_event *evs,
                         size_t n, int64_t now, int64_t expected_version,
                         nv_event *out, int64_t *version, nv_error *err);
+
+    /* Optional (NULL: del of each). Delete the 'n' streams (missing ones
+     * are fine) in one go where the adapter can (a retention pass); on an
+     * error any of them may be left. */
+    int  (*del_many)(void *self, const char *const *streams, size_t n,
+                     nv_error *err);
 } nv_stream_ops;
 
 typedef struct nv_stream {

@@ -725,10 +725,11 @@ run_remove_one(nv_engine *e, const char *ikey, const char *run_id)
 }
 
 /*
- * Each run's stream first, then, for the runs whose stream is gone, their
- * index entries, and for all their log and state keys: with del_many the
- * store's part of the whole batch in a few round trips (on a remote store
- * four sequential round trips per run were most of a pass's cost).
+ * The runs' streams first (del_many: all in one go), then, for the runs
+ * whose stream is gone, their index entries, and for all their log and
+ * state keys: with del_many the store's part of the whole batch in a few
+ * round trips (on a remote store four sequential round trips per run were
+ * most of a pass's cost).
  */
 int
 nv__runs_remove(nv_engine *e, const char *flow, const char *const *ids,
@@ -736,8 +737,8 @@ nv__runs_remove(nv_engine *e, const char *flow, const char *const *ids,
 {
     char *ikey = nv__index_key(e, flow);
     const char **gone = NULL;
-    char **keys = NULL, **pre = NULL;
-    size_t ngone = 0;
+    char **keys = NULL, **pre = NULL, **skeys = NULL;
+    size_t ngone = 0, k = 0;
     int rc = NV_OK;
 
     if (removed != NULL)
@@ -759,29 +760,38 @@ nv__runs_remove(nv_engine *e, const char *flow, const char *const *ids,
     gone = nv__calloc(n ? n : 1, sizeof(*gone));
     keys = nv__calloc(n ? n : 1, sizeof(*keys));
     pre = nv__calloc(n ? n : 1, sizeof(*pre));
-    for (size_t i = 0; gone != NULL && keys != NULL && pre != NULL &&
-         i < n; i++) {
-        char *skey = nv__stream_key(e, ids[i]);
-        int r = NV_ENOMEM;
-
-        keys[i] = logs_key(e, ids[i]);
-        pre[i] = nv__state_run_prefix(e, ids[i]);
-        nv__index_forget(e, ids[i]);
-        if (skey != NULL && keys[i] != NULL && pre[i] != NULL) {
-            r = e->stream.ops->del(e->stream.self, skey, NULL);
-            nv__rcache_evict(e, ids[i]);
-        }
-        nv__free(skey);
-        if (r == NV_OK)
-            gone[ngone++] = ids[i];
-        else if (rc == NV_OK)
-            rc = r;
-        if (keys[i] == NULL || pre[i] == NULL)
-            break;
-    }
-    if (gone == NULL || keys == NULL || pre == NULL)
+    skeys = nv__calloc(n ? n : 1, sizeof(*skeys));
+    if (gone == NULL || keys == NULL || pre == NULL || skeys == NULL)
         rc = NV_ENOMEM;
-    else if (rc != NV_ENOMEM) {
+    for (; rc == NV_OK && k < n; k++) {
+        keys[k] = logs_key(e, ids[k]);
+        pre[k] = nv__state_run_prefix(e, ids[k]);
+        skeys[k] = nv__stream_key(e, ids[k]);
+        if (keys[k] == NULL || pre[k] == NULL || skeys[k] == NULL)
+            rc = NV_ENOMEM;
+        /* nothing queued writes its entry again */
+        nv__index_forget(e, ids[k]);
+    }
+    if (rc == NV_OK && e->stream.ops->del_many != NULL) {
+        rc = e->stream.ops->del_many(e->stream.self,
+                                     (const char *const *)skeys, n, NULL);
+        for (size_t i = 0; i < n; i++) {
+            nv__rcache_evict(e, ids[i]);
+            if (rc == NV_OK)
+                gone[ngone++] = ids[i];
+        }
+    } else if (rc == NV_OK) {
+        for (size_t i = 0; i < n; i++) {
+            int r = e->stream.ops->del(e->stream.self, skeys[i], NULL);
+
+            nv__rcache_evict(e, ids[i]);
+            if (r == NV_OK)
+                gone[ngone++] = ids[i];
+            else if (rc == NV_OK)
+                rc = r;
+        }
+    }
+    if (rc != NV_ENOMEM) {
         int r = e->store.ops->del_many(e->store.self, ikey, gone, ngone,
                                        (const char *const *)keys, n,
                                        (const char *const *)pre, n, NULL);
@@ -791,13 +801,15 @@ nv__runs_remove(nv_engine *e, const char *flow, const char *const *ids,
         if (r != NV_OK)
             rc = r;
     }
-    for (size_t i = 0; keys != NULL && pre != NULL && i < n; i++) {
+    for (size_t i = 0; i < k; i++) {
         nv__free(keys[i]);
         nv__free(pre[i]);
+        nv__free(skeys[i]);
     }
     nv__free(gone);
     nv__free(keys);
     nv__free(pre);
+    nv__free(skeys);
     nv__free(ikey);
     return rc;
 }

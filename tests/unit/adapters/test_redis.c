@@ -1441,3 +1441,52 @@ Test(redis_adapter, del_many_removes_members_keys_and_prefixed_keys)
     st.ops->close(st.self);
     server_free(&s);
 }
+
+/* A stream's event count (0: missing). */
+static int64_t
+stream_len(nv_stream *sm, const char *key)
+{
+    int64_t n = -1;
+
+    cr_assert_eq(sm->ops->length(sm->self, key, &n, NULL), NV_OK);
+    return n;
+}
+
+/* The stream adapter's del_many deletes every stream it is given (more
+ * than one pipeline's worth), a missing one is fine, and no other. */
+Test(redis_adapter, stream_del_many_deletes_exactly_the_given_streams)
+{
+    struct server s;
+    nv_error err = { 0 };
+    nv_stream sm;
+    nv_event ev;
+    const char *names[301];
+    char keys[301][32];
+
+    server_new(&s, NULL);
+    cr_assert_eq(nv_redis_stream_open(settings(s.port, NULL), &sm, &err),
+                 NV_OK);
+    memset(&ev, 0, sizeof(ev));
+    snprintf(ev.type, sizeof(ev.type), "flow.start");
+    snprintf(ev.flow_name, sizeof(ev.flow_name), "f");
+    for (int i = 0; i < 301; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "nq:flow:r%d", i);
+        names[i] = keys[i];
+        if (i < 300)
+            cr_assert_eq(sm.ops->append(sm.self, keys[i], &ev, 1000, -1, NULL,
+                                        NULL, &err), NV_OK, "%s", err.msg);
+    }
+    cr_assert_eq(sm.ops->append(sm.self, "nq:flow:other", &ev, 1000, -1, NULL,
+                                NULL, &err), NV_OK);
+    cr_assert_not_null(sm.ops->del_many);
+    /* r300 was never appended to */
+    cr_assert_eq(sm.ops->del_many(sm.self, names, 301, &err), NV_OK, "%s",
+                 err.msg);
+    cr_assert_eq(stream_len(&sm, "nq:flow:r0"), 0);
+    cr_assert_eq(stream_len(&sm, "nq:flow:r255"), 0);
+    cr_assert_eq(stream_len(&sm, "nq:flow:r256"), 0);
+    cr_assert_eq(stream_len(&sm, "nq:flow:r299"), 0);
+    cr_assert_eq(stream_len(&sm, "nq:flow:other"), 1);
+    sm.ops->close(sm.self);
+    server_free(&s);
+}
