@@ -346,9 +346,10 @@ enum { NV__RETAIN_EXCESS = 0, NV__RETAIN_FULL = 1, NV__RETAIN_CLEAR = 2 };
 int  nv__retention(nv_engine *e, const char *flow_name, int mode,
                    int64_t *removed, int64_t *kept_running, nv_error *err);
 int  nv__run_remove(nv_engine *e, const char *flow, const char *run_id);
-/* Remove the 'n' runs 'ids' of 'flow' as nv__run_remove does each, the
- * store's part for all of them at once where the store can (del_many).
- * The first failure, or NV_OK; *removed (may be NULL) = runs removed. */
+/* Remove the 'n' runs 'ids' of 'flow' as nv__run_remove does each, their
+ * streams and their store keys each in one call where the adapters can
+ * (del_many). The first failure, or NV_OK; *removed (may be NULL) = runs
+ * removed. */
 int  nv__runs_remove(nv_engine *e, const char *flow, const char *const *ids,
                      size_t n, int64_t *removed);
 
