@@ -3699,11 +3699,11 @@ const char nv__redis_lua_queue_retry[] =
     ;
 
 const char nv__redis_lib_store[] =
-    "#!lua name=nv77ed7eba45_store\n"
+    "#!lua name=nvaa56b6904d_store\n"
     "local KEYS, ARGV\n"
     "local FUNCTIONS = true\n"
     "local function I(x) return string.format('%d', x) end\n"
-    "redis.register_function('nv77ed7eba45_store_docdel', function(keys, args)\n"
+    "redis.register_function('nvaa56b6904d_store_docdel', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "local cur = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')\n"
     "local exp = tonumber(ARGV[2])\n"
@@ -3713,7 +3713,7 @@ const char nv__redis_lib_store[] =
     "redis.call('HDEL', KEYS[2], ARGV[1])\n"
     "return { 1 }\n"
     "end)\n"
-    "redis.register_function('nv77ed7eba45_store_docget', function(keys, args)\n"
+    "redis.register_function('nvaa56b6904d_store_docget', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "if ARGV[1] == '' then\n"
     "  local out = { 1 }\n"
@@ -3729,7 +3729,7 @@ const char nv__redis_lib_store[] =
     "if not j then return { -3 } end\n"
     "return { 1, ARGV[1], j, redis.call('HGET', KEYS[2], ARGV[1]) or '1' }\n"
     "end)\n"
-    "redis.register_function('nv77ed7eba45_store_docput', function(keys, args)\n"
+    "redis.register_function('nvaa56b6904d_store_docput', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "local cur = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')\n"
     "local exp = tonumber(ARGV[3])\n"
@@ -3737,23 +3737,25 @@ const char nv__redis_lib_store[] =
     "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
     "return { 1, redis.call('HINCRBY', KEYS[2], ARGV[1], 1) }\n"
     "end)\n"
-    "redis.register_function('nv77ed7eba45_store_idxdel', function(keys, args)\n"
+    "redis.register_function('nvaa56b6904d_store_idxdel', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "if ARGV[2] == '1' then\n"
     "  redis.call('DEL', KEYS[1], KEYS[2])\n"
     "else\n"
-    "  redis.call('ZREM', KEYS[1], ARGV[1])\n"
-    "  redis.call('HDEL', KEYS[2], ARGV[1])\n"
+    "  local m = { ARGV[1] }\n"
+    "  for i = 3, #ARGV do m[#m + 1] = ARGV[i] end\n"
+    "  redis.call('ZREM', KEYS[1], unpack(m))\n"
+    "  redis.call('HDEL', KEYS[2], unpack(m))\n"
     "end\n"
     "return { 1, redis.call('ZCARD', KEYS[1]) }\n"
     "end)\n"
-    "redis.register_function('nv77ed7eba45_store_idxget', function(keys, args)\n"
+    "redis.register_function('nvaa56b6904d_store_idxget', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "local s = redis.call('ZSCORE', KEYS[1], ARGV[1])\n"
     "if not s then return { -3 } end\n"
     "return { 1, s, redis.call('HGET', KEYS[2], ARGV[1]) }\n"
     "end)\n"
-    "redis.register_function('nv77ed7eba45_store_idxmeta', function(keys, args)\n"
+    "redis.register_function('nvaa56b6904d_store_idxmeta', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return { -3 } end\n"
     "if ARGV[3] ~= '' then\n"
@@ -3770,7 +3772,7 @@ const char nv__redis_lib_store[] =
     "redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])\n"
     "return { 1 }\n"
     "end)\n"
-    "redis.register_function('nv77ed7eba45_store_idxput', function(keys, args)\n"
+    "redis.register_function('nvaa56b6904d_store_idxput', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])\n"
     "if ARGV[3] == '1' then\n"
@@ -3780,7 +3782,7 @@ const char nv__redis_lib_store[] =
     "end\n"
     "return { 1, redis.call('ZCARD', KEYS[1]) }\n"
     "end)\n"
-    "redis.register_function('nv77ed7eba45_store_idxputn', function(keys, args)\n"
+    "redis.register_function('nvaa56b6904d_store_idxputn', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "local unless, n = {}, tonumber(ARGV[2])\n"
     "for s in string.gmatch(ARGV[1], '[^,]+') do unless[string.match(s, '^%s*(.-)%s*$')] = true end\n"
@@ -3806,7 +3808,7 @@ const char nv__redis_lib_store[] =
     "end\n"
     "return { 1, redis.call('ZCARD', KEYS[1]) }\n"
     "end)\n"
-    "redis.register_function('nv77ed7eba45_store_idxrange', function(keys, args)\n"
+    "redis.register_function('nvaa56b6904d_store_idxrange', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "local off, lim = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
     "local out = { 1, redis.call('ZCARD', KEYS[1]) }\n"
@@ -3828,7 +3830,7 @@ const char nv__redis_lib_store[] =
     "end\n"
     "return out\n"
     "end)\n"
-    "redis.register_function('nv77ed7eba45_store_kvget', function(keys, args)\n"
+    "redis.register_function('nvaa56b6904d_store_kvget', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "local v = redis.call('GET', KEYS[1])\n"
     "if not v then return { -3 } end\n"
@@ -3836,7 +3838,7 @@ const char nv__redis_lib_store[] =
     "if e and tonumber(ARGV[1]) >= tonumber(e) then return { -3 } end\n"
     "return { 1, v }\n"
     "end)\n"
-    "redis.register_function('nv77ed7eba45_store_kvincr', function(keys, args)\n"
+    "redis.register_function('nvaa56b6904d_store_kvincr', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "local t = redis.call('TYPE', KEYS[1])['ok']\n"
     "if t ~= 'none' and t ~= 'string' then\n"
@@ -3846,7 +3848,7 @@ const char nv__redis_lib_store[] =
     "if v and not string.match(v, '^%-?%d+$') then return { -2 } end\n"
     "return { 1, redis.call('INCRBY', KEYS[1], ARGV[1]) }\n"
     "end)\n"
-    "redis.register_function('nv77ed7eba45_store_kvpurge', function(keys, args)\n"
+    "redis.register_function('nvaa56b6904d_store_kvpurge', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "local e = redis.call('GET', KEYS[2])\n"
     "if not e then return { 1, 1 } end\n"
@@ -3856,7 +3858,7 @@ const char nv__redis_lib_store[] =
     "end\n"
     "return { 1, 0 }\n"
     "end)\n"
-    "redis.register_function('nv77ed7eba45_store_kvset', function(keys, args)\n"
+    "redis.register_function('nvaa56b6904d_store_kvset', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "redis.call('SET', KEYS[1], ARGV[1])\n"
     "local exp = tonumber(ARGV[2])\n"
@@ -3875,7 +3877,7 @@ const char nv__redis_lib_store[] =
     "end)\n"
     ;
 
-const char nv__redis_fn_store_docdel[] = "nv77ed7eba45_store_docdel";
+const char nv__redis_fn_store_docdel[] = "nvaa56b6904d_store_docdel";
 const char nv__redis_lua_store_docdel[] =
     "local FUNCTIONS = false\n"
     "local function I(x) return string.format('%d', x) end\n"
@@ -3888,7 +3890,7 @@ const char nv__redis_lua_store_docdel[] =
     "return { 1 }\n"
     ;
 
-const char nv__redis_fn_store_docget[] = "nv77ed7eba45_store_docget";
+const char nv__redis_fn_store_docget[] = "nvaa56b6904d_store_docget";
 const char nv__redis_lua_store_docget[] =
     "local FUNCTIONS = false\n"
     "local function I(x) return string.format('%d', x) end\n"
@@ -3907,7 +3909,7 @@ const char nv__redis_lua_store_docget[] =
     "return { 1, ARGV[1], j, redis.call('HGET', KEYS[2], ARGV[1]) or '1' }\n"
     ;
 
-const char nv__redis_fn_store_docput[] = "nv77ed7eba45_store_docput";
+const char nv__redis_fn_store_docput[] = "nvaa56b6904d_store_docput";
 const char nv__redis_lua_store_docput[] =
     "local FUNCTIONS = false\n"
     "local function I(x) return string.format('%d', x) end\n"
@@ -3918,20 +3920,22 @@ const char nv__redis_lua_store_docput[] =
     "return { 1, redis.call('HINCRBY', KEYS[2], ARGV[1], 1) }\n"
     ;
 
-const char nv__redis_fn_store_idxdel[] = "nv77ed7eba45_store_idxdel";
+const char nv__redis_fn_store_idxdel[] = "nvaa56b6904d_store_idxdel";
 const char nv__redis_lua_store_idxdel[] =
     "local FUNCTIONS = false\n"
     "local function I(x) return string.format('%d', x) end\n"
     "if ARGV[2] == '1' then\n"
     "  redis.call('DEL', KEYS[1], KEYS[2])\n"
     "else\n"
-    "  redis.call('ZREM', KEYS[1], ARGV[1])\n"
-    "  redis.call('HDEL', KEYS[2], ARGV[1])\n"
+    "  local m = { ARGV[1] }\n"
+    "  for i = 3, #ARGV do m[#m + 1] = ARGV[i] end\n"
+    "  redis.call('ZREM', KEYS[1], unpack(m))\n"
+    "  redis.call('HDEL', KEYS[2], unpack(m))\n"
     "end\n"
     "return { 1, redis.call('ZCARD', KEYS[1]) }\n"
     ;
 
-const char nv__redis_fn_store_idxget[] = "nv77ed7eba45_store_idxget";
+const char nv__redis_fn_store_idxget[] = "nvaa56b6904d_store_idxget";
 const char nv__redis_lua_store_idxget[] =
     "local FUNCTIONS = false\n"
     "local function I(x) return string.format('%d', x) end\n"
@@ -3940,7 +3944,7 @@ const char nv__redis_lua_store_idxget[] =
     "return { 1, s, redis.call('HGET', KEYS[2], ARGV[1]) }\n"
     ;
 
-const char nv__redis_fn_store_idxmeta[] = "nv77ed7eba45_store_idxmeta";
+const char nv__redis_fn_store_idxmeta[] = "nvaa56b6904d_store_idxmeta";
 const char nv__redis_lua_store_idxmeta[] =
     "local FUNCTIONS = false\n"
     "local function I(x) return string.format('%d', x) end\n"
@@ -3960,7 +3964,7 @@ const char nv__redis_lua_store_idxmeta[] =
     "return { 1 }\n"
     ;
 
-const char nv__redis_fn_store_idxput[] = "nv77ed7eba45_store_idxput";
+const char nv__redis_fn_store_idxput[] = "nvaa56b6904d_store_idxput";
 const char nv__redis_lua_store_idxput[] =
     "local FUNCTIONS = false\n"
     "local function I(x) return string.format('%d', x) end\n"
@@ -3973,7 +3977,7 @@ const char nv__redis_lua_store_idxput[] =
     "return { 1, redis.call('ZCARD', KEYS[1]) }\n"
     ;
 
-const char nv__redis_fn_store_idxputn[] = "nv77ed7eba45_store_idxputn";
+const char nv__redis_fn_store_idxputn[] = "nvaa56b6904d_store_idxputn";
 const char nv__redis_lua_store_idxputn[] =
     "local FUNCTIONS = false\n"
     "local function I(x) return string.format('%d', x) end\n"
@@ -4002,7 +4006,7 @@ const char nv__redis_lua_store_idxputn[] =
     "return { 1, redis.call('ZCARD', KEYS[1]) }\n"
     ;
 
-const char nv__redis_fn_store_idxrange[] = "nv77ed7eba45_store_idxrange";
+const char nv__redis_fn_store_idxrange[] = "nvaa56b6904d_store_idxrange";
 const char nv__redis_lua_store_idxrange[] =
     "local FUNCTIONS = false\n"
     "local function I(x) return string.format('%d', x) end\n"
@@ -4027,7 +4031,7 @@ const char nv__redis_lua_store_idxrange[] =
     "return out\n"
     ;
 
-const char nv__redis_fn_store_kvget[] = "nv77ed7eba45_store_kvget";
+const char nv__redis_fn_store_kvget[] = "nvaa56b6904d_store_kvget";
 const char nv__redis_lua_store_kvget[] =
     "local FUNCTIONS = false\n"
     "local function I(x) return string.format('%d', x) end\n"
@@ -4038,7 +4042,7 @@ const char nv__redis_lua_store_kvget[] =
     "return { 1, v }\n"
     ;
 
-const char nv__redis_fn_store_kvincr[] = "nv77ed7eba45_store_kvincr";
+const char nv__redis_fn_store_kvincr[] = "nvaa56b6904d_store_kvincr";
 const char nv__redis_lua_store_kvincr[] =
     "local FUNCTIONS = false\n"
     "local function I(x) return string.format('%d', x) end\n"
@@ -4051,7 +4055,7 @@ const char nv__redis_lua_store_kvincr[] =
     "return { 1, redis.call('INCRBY', KEYS[1], ARGV[1]) }\n"
     ;
 
-const char nv__redis_fn_store_kvpurge[] = "nv77ed7eba45_store_kvpurge";
+const char nv__redis_fn_store_kvpurge[] = "nvaa56b6904d_store_kvpurge";
 const char nv__redis_lua_store_kvpurge[] =
     "local FUNCTIONS = false\n"
     "local function I(x) return string.format('%d', x) end\n"
@@ -4064,7 +4068,7 @@ const char nv__redis_lua_store_kvpurge[] =
     "return { 1, 0 }\n"
     ;
 
-const char nv__redis_fn_store_kvset[] = "nv77ed7eba45_store_kvset";
+const char nv__redis_fn_store_kvset[] = "nvaa56b6904d_store_kvset";
 const char nv__redis_lua_store_kvset[] =
     "local FUNCTIONS = false\n"
     "local function I(x) return string.format('%d', x) end\n"

@@ -591,6 +591,50 @@ rt_del(void *self, const char *stream, nv_error *err)
     return rc;
 }
 
+/* del_many: the DELs in one pipeline per 256 streams. */
+static int
+rt_del_many(void *self, const char *const *streams, size_t n, nv_error *err)
+{
+    struct rstream *s = self;
+    int rc = NV_OK;
+
+    for (size_t i = 0; rc == NV_OK && i < n; i += 256) {
+        size_t k = n - i < 256 ? n - i : 256;
+        const char **av = nv__calloc(2 * k, sizeof(*av));
+        const char ***argv = nv__calloc(k, sizeof(*argv));
+        int *argc = nv__calloc(k, sizeof(*argc));
+        redisReply **out = nv__calloc(k, sizeof(*out));
+        char **keys = nv__calloc(k, sizeof(*keys));
+
+        if (av == NULL || argv == NULL || argc == NULL || out == NULL ||
+            keys == NULL)
+            rc = nv__error(err, NV_ENOMEM, "redis stream: out of memory");
+        for (size_t j = 0; rc == NV_OK && j < k; j++) {
+            if ((keys[j] = nv__redis_key(s->pool, streams[i + j])) == NULL) {
+                rc = nv__error(err, NV_ENOMEM, "redis stream: out of memory");
+                break;
+            }
+            av[2 * j] = "DEL";
+            av[2 * j + 1] = keys[j];
+            argv[j] = &av[2 * j];
+            argc[j] = 2;
+        }
+        if (rc == NV_OK)
+            rc = nv__redis_pipeline(s->pool, keys[0], k, argc, argv, NULL,
+                                    out, err);
+        for (size_t j = 0; rc == NV_OK && j < k; j++)
+            freeReplyObject(out[j]);
+        for (size_t j = 0; keys != NULL && j < k; j++)
+            nv__free(keys[j]);
+        nv__free(keys);
+        nv__free(out);
+        nv__free(argc);
+        nv__free(argv);
+        nv__free(av);
+    }
+    return rc;
+}
+
 static int
 cmp_str(const void *a, const void *b)
 {
@@ -848,6 +892,7 @@ static const nv_stream_ops redis_stream_ops = {
     .read = rt_read,
     .length = rt_length,
     .del = rt_del,
+    .del_many = rt_del_many,
     .names = rt_names,
     .publish = rt_publish,
     .subscribe = rt_subscribe,
