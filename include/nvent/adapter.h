@@ -378,6 +378,20 @@ typedef struct nv_store_ops {
     int  (*idx_put_many)(void *self, const char *index,
                          const nv_index_entry *v, size_t n,
                          const char *unless_status, nv_error *err);
+
+    /*
+     * Optional (NULL: idx_del of each member, kv_del of each key and
+     * kv_del_prefix of each prefix, one at a time). Remove the 'n'
+     * 'members' of 'index' (index NULL when n is 0), delete the 'nk'
+     * 'keys' and every key starting with one of the 'np' 'prefixes';
+     * absent ones are fine. Not atomic as a whole (each removal is as its
+     * single op); a remote store does it all in a few round trips (a
+     * retention pass removing a batch of runs).
+     */
+    int  (*del_many)(void *self, const char *index,
+                     const char *const *members, size_t n,
+                     const char *const *keys, size_t nk,
+                     const char *const *prefixes, size_t np, nv_error *err);
 } nv_store_ops;
 
 typedef struct nv_store {
@@ -497,6 +511,12 @@ typedef struct nv_stream_ops {
     int  (*append_many)(void *self, const char *stream, const nv_event *evs,
                         size_t n, int64_t now, int64_t expected_version,
                         nv_event *out, int64_t *version, nv_error *err);
+
+    /* Optional (NULL: del of each). Delete the 'n' streams (missing ones
+     * are fine) in one go where the adapter can (a retention pass); on an
+     * error any of them may be left. */
+    int  (*del_many)(void *self, const char *const *streams, size_t n,
+                     nv_error *err);
 } nv_stream_ops;
 
 typedef struct nv_stream {

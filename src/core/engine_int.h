@@ -346,6 +346,12 @@ enum { NV__RETAIN_EXCESS = 0, NV__RETAIN_FULL = 1, NV__RETAIN_CLEAR = 2 };
 int  nv__retention(nv_engine *e, const char *flow_name, int mode,
                    int64_t *removed, int64_t *kept_running, nv_error *err);
 int  nv__run_remove(nv_engine *e, const char *flow, const char *run_id);
+/* Remove the 'n' runs 'ids' of 'flow' as nv__run_remove does each, their
+ * streams and their store keys each in one call where the adapters can
+ * (del_many). The first failure, or NV_OK; *removed (may be NULL) = runs
+ * removed. */
+int  nv__runs_remove(nv_engine *e, const char *flow, const char *const *ids,
+                     size_t n, int64_t *removed);
 
 /* ---- maint.c ---- */
 int  nv__maint_start(nv_engine *e, nv_error *err);
@@ -367,6 +373,9 @@ int  nv__run_log(nv_engine *e, const char *flow, const char *run_id,
 /* ---- state.c ---- */
 /* Delete every state key of a run. */
 void nv__state_drop_run(nv_engine *e, const char *run_id);
+/* The store key prefix of a run's state keys (caller frees; NULL: out of
+ * memory). */
+char *nv__state_run_prefix(nv_engine *e, const char *run_id);
 void nv__state_drop_job(nv_engine *e, const char *queue, const char *id);
 
 #endif

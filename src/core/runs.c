@@ -688,20 +688,30 @@ nv_flows_json(nv_engine *e, char **json, nv_error *err)
 
 /* ---- Retention (IX-5, IX-7) ---- */
 
-int
-nv__run_remove(nv_engine *e, const char *flow, const char *run_id)
+/* The store key of a run's log events' count (ctx.c, IX-6). */
+static char *
+logs_key(nv_engine *e, const char *run_id)
+{
+    char *rest = nv__asprintf("logs:%s", run_id);
+    char *k = rest != NULL ? nv__engine_key(e, "store", rest) : NULL;
+
+    nv__free(rest);
+    return k;
+}
+
+/* One run, one op at a time (a store without del_many). */
+static int
+run_remove_one(nv_engine *e, const char *ikey, const char *run_id)
 {
     char *skey = nv__stream_key(e, run_id);
-    char *ikey = nv__index_key(e, flow);
-    char *rest = nv__asprintf("logs:%s", run_id);
-    char *lkey = rest != NULL ? nv__engine_key(e, "store", rest) : NULL;
+    char *lkey = logs_key(e, run_id);
     int rc = NV_ENOMEM;
 
     /* nothing queued writes its entry again (the others stay queued: a
      * retention pass removing hundreds of runs flushed the queue before
      * each, one round trip per run) */
     nv__index_forget(e, run_id);
-    if (skey != NULL && ikey != NULL && lkey != NULL) {
+    if (skey != NULL && lkey != NULL) {
         rc = e->stream.ops->del(e->stream.self, skey, NULL);
         nv__rcache_evict(e, run_id);
         if (rc == NV_OK)
@@ -710,10 +720,104 @@ nv__run_remove(nv_engine *e, const char *flow, const char *run_id)
         nv__state_drop_run(e, run_id);
     }
     nv__free(skey);
-    nv__free(ikey);
-    nv__free(rest);
     nv__free(lkey);
     return rc;
+}
+
+/*
+ * The runs' streams first (del_many: all in one go), then, for the runs
+ * whose stream is gone, their index entries, and for all their log and
+ * state keys: with del_many the store's part of the whole batch in a few
+ * round trips (on a remote store four sequential round trips per run were
+ * most of a pass's cost).
+ */
+int
+nv__runs_remove(nv_engine *e, const char *flow, const char *const *ids,
+                size_t n, int64_t *removed)
+{
+    char *ikey = nv__index_key(e, flow);
+    const char **gone = NULL;
+    char **keys = NULL, **pre = NULL, **skeys = NULL;
+    size_t ngone = 0, k = 0;
+    int rc = NV_OK;
+
+    if (removed != NULL)
+        *removed = 0;
+    if (ikey == NULL)
+        return NV_ENOMEM;
+    if (e->store.ops->del_many == NULL) {
+        for (size_t i = 0; i < n; i++) {
+            int r = run_remove_one(e, ikey, ids[i]);
+
+            if (r == NV_OK && removed != NULL)
+                (*removed)++;
+            if (r != NV_OK && rc == NV_OK)
+                rc = r;
+        }
+        nv__free(ikey);
+        return rc;
+    }
+    gone = nv__calloc(n ? n : 1, sizeof(*gone));
+    keys = nv__calloc(n ? n : 1, sizeof(*keys));
+    pre = nv__calloc(n ? n : 1, sizeof(*pre));
+    skeys = nv__calloc(n ? n : 1, sizeof(*skeys));
+    if (gone == NULL || keys == NULL || pre == NULL || skeys == NULL)
+        rc = NV_ENOMEM;
+    for (; rc == NV_OK && k < n; k++) {
+        keys[k] = logs_key(e, ids[k]);
+        pre[k] = nv__state_run_prefix(e, ids[k]);
+        skeys[k] = nv__stream_key(e, ids[k]);
+        if (keys[k] == NULL || pre[k] == NULL || skeys[k] == NULL)
+            rc = NV_ENOMEM;
+        /* nothing queued writes its entry again */
+        nv__index_forget(e, ids[k]);
+    }
+    if (rc == NV_OK && e->stream.ops->del_many != NULL) {
+        rc = e->stream.ops->del_many(e->stream.self,
+                                     (const char *const *)skeys, n, NULL);
+        for (size_t i = 0; i < n; i++) {
+            nv__rcache_evict(e, ids[i]);
+            if (rc == NV_OK)
+                gone[ngone++] = ids[i];
+        }
+    } else if (rc == NV_OK) {
+        for (size_t i = 0; i < n; i++) {
+            int r = e->stream.ops->del(e->stream.self, skeys[i], NULL);
+
+            nv__rcache_evict(e, ids[i]);
+            if (r == NV_OK)
+                gone[ngone++] = ids[i];
+            else if (rc == NV_OK)
+                rc = r;
+        }
+    }
+    if (rc != NV_ENOMEM) {
+        int r = e->store.ops->del_many(e->store.self, ikey, gone, ngone,
+                                       (const char *const *)keys, n,
+                                       (const char *const *)pre, n, NULL);
+
+        if (r == NV_OK && removed != NULL)
+            *removed = (int64_t)ngone;
+        if (r != NV_OK)
+            rc = r;
+    }
+    for (size_t i = 0; i < k; i++) {
+        nv__free(keys[i]);
+        nv__free(pre[i]);
+        nv__free(skeys[i]);
+    }
+    nv__free(gone);
+    nv__free(keys);
+    nv__free(pre);
+    nv__free(skeys);
+    nv__free(ikey);
+    return rc;
+}
+
+int
+nv__run_remove(nv_engine *e, const char *flow, const char *run_id)
+{
+    return nv__runs_remove(e, flow, &run_id, 1, NULL);
 }
 
 /*
@@ -792,7 +896,8 @@ retention_pass(nv_engine *e, const char *flow, int mode, int64_t *removed,
                int64_t *kept_running, nv_error *err)
 {
     nv_index_entry *v = NULL;
-    size_t n = 0;
+    const char **drops;
+    size_t n = 0, ndrops = 0;
     int64_t now = nv__now(e), rm = 0, kept = 0, limit = -1;
     char *key;
     int rc;
@@ -842,6 +947,11 @@ retention_pass(nv_engine *e, const char *flow, int mode, int64_t *removed,
     nv__free(key);
     if (rc != NV_OK)
         return rc;
+    drops = nv__calloc(n ? n : 1, sizeof(*drops));
+    if (drops == NULL) {
+        nv_index_entries_free(v, n);
+        return nv__error(err, NV_ENOMEM, "out of memory");
+    }
     for (size_t i = 0; i < n; i++) {
         json_t *m;
         int running, drop = 0;
@@ -870,9 +980,12 @@ retention_pass(nv_engine *e, const char *flow, int mode, int64_t *removed,
             drop = 1;
         else if (e->max_age > 0 && done > 0 && done < now - e->max_age)
             drop = 1;
-        if (drop && nv__run_remove(e, flow, v[i].member) == NV_OK)
-            rm++;
+        if (drop)
+            drops[ndrops++] = v[i].member;
     }
+    if (ndrops > 0)
+        nv__runs_remove(e, flow, drops, ndrops, &rm);
+    nv__free(drops);
     nv_index_entries_free(v, n);
     if (removed != NULL)
         *removed = rm;

@@ -176,6 +176,16 @@ drop_prefix(nv_engine *e, char *rest)
     nv__free(rest);
 }
 
+char *
+nv__state_run_prefix(nv_engine *e, const char *run_id)
+{
+    char *rest = nv__asprintf("flow:%s:", run_id);
+    char *p = rest != NULL ? nv__engine_key(e, "store", rest) : NULL;
+
+    nv__free(rest);
+    return p;
+}
+
 void
 nv__state_drop_run(nv_engine *e, const char *run_id)
 {

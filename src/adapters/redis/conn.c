@@ -548,21 +548,37 @@ buf_put(nv__redis_pool *p, char *b)
     nv__free(b);
 }
 
+/* Decimal digits of n. */
+static size_t
+digits(size_t n)
+{
+    size_t d = 1;
+
+    while (n >= 10) {
+        n /= 10;
+        d++;
+    }
+    return d;
+}
+
 /*
  * Format one command (argv form) into one buffer (hiredis' formatter
- * builds it piece by piece): 'stack' when it fits, else a pooled buffer
- * (*pooled) or a heap one. NULL when out of memory.
+ * builds it piece by piece): 'stack' when it fits (sized for nearly every
+ * script call: a larger one was an I/O buffer from the pool, or a malloc
+ * of 16 KB when the pool was empty, which made glibc consolidate its fast
+ * bins), else a pooled buffer (*pooled) or a heap one. NULL when out of
+ * memory.
  */
 static char *
 format_argv(nv__redis_pool *p, int argc, const char **av, const size_t *al,
             char *stack, size_t size, char **pooled, size_t *len)
 {
     char *buf = stack, *w;
-    size_t total = 16;
+    size_t total = 3 + digits((size_t)argc);
 
     *pooled = NULL;
     for (int i = 0; i < argc; i++)
-        total += al[i] + 24;
+        total += al[i] + digits(al[i]) + 5;
     if (total > size) {
         buf = total <= IO_BUF ? (*pooled = buf_get(p)) : nv__malloc(total);
         if (buf == NULL)
@@ -1036,7 +1052,7 @@ static int
 mx_command(nv__redis_pool *p, int argc, const char **av, const size_t *al,
            redisReply **out, nv_error *err)
 {
-    char stack[512], *pooled, *buf;
+    char stack[2048], *pooled, *buf;
     size_t len = 0;
     int rc;
 

@@ -52,6 +52,8 @@ extern const char nv__redis_lua_store_kvset[];
 extern const char nv__redis_fn_store_kvset[];
 extern const char nv__redis_lua_stream_append[];
 extern const char nv__redis_fn_stream_append[];
+extern const char nv__redis_lua_stream_appendb[];
+extern const char nv__redis_fn_stream_appendb[];
 extern const char nv__redis_lua_stream_appendn[];
 extern const char nv__redis_fn_stream_appendn[];
 extern const char nv__redis_lua_stream_listen[];

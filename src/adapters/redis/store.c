@@ -628,9 +628,11 @@ done:
     return rc;
 }
 
+/* Remove 'member' and the 'nmore' members of 'more' from 'index' (member
+ * NULL: the whole index); an index left empty loses its name. */
 static int
 idx_remove(struct rstore *st, const char *index, const char *member,
-           nv_error *err)
+           const char *const *more, size_t nmore, nv_error *err)
 {
     char *ik = KEY(st, index);
     char *c = ik ? companion(ik, "meta") : NULL;
@@ -641,6 +643,8 @@ idx_remove(struct rstore *st, const char *index, const char *member,
     nv__redis_args_init(&x);
     nv__redis_args_str(&x, member ? member : "");
     nv__redis_args_str(&x, member ? "0" : "1");
+    for (size_t i = 0; member != NULL && i < nmore; i++)
+        nv__redis_args_str(&x, more[i]);
     rc = run(st, S_IDXDEL, ik, c, &x, &r, err);
     nv__redis_args_release(&x);
     nv__free(c);
@@ -668,13 +672,146 @@ idx_remove(struct rstore *st, const char *index, const char *member,
 static int
 rs_idx_del(void *self, const char *index, const char *member, nv_error *err)
 {
-    return idx_remove(self, index, member, err);
+    return idx_remove(self, index, member, NULL, 0, err);
+}
+
+#define DEL_CHUNK 256    /* members per script call, keys per pipeline */
+
+/* The keys starting with each of the 'np' prefixes (at most BATCH each) in
+ * one round trip: their replies in out[0..np-1]; full[i] set when prefix
+ * i may have more. */
+static int
+prefix_keys(struct rstore *st, const char *const *prefixes, size_t np,
+            redisReply **out, char *full, nv_error *err)
+{
+    const char ***argv = nv__calloc(np, sizeof(*argv));
+    int *argc = nv__calloc(np, sizeof(*argc));
+    char **own = nv__calloc(np * 3, sizeof(*own));
+    char lim[24];
+    int rc = NV_OK;
+
+    snprintf(lim, sizeof(lim), "%d", BATCH);
+    if (argv == NULL || argc == NULL || own == NULL)
+        rc = nv__error(err, NV_ENOMEM, "redis store: out of memory");
+    for (size_t i = 0; rc == NV_OK && i < np; i++) {
+        char *k = own[3 * i] = KEY(st, prefixes[i]);
+        const char **a = nv__calloc(7, sizeof(*a));
+
+        argv[i] = a;
+        own[3 * i + 1] = k ? nv__asprintf("[%s", k) : NULL;
+        own[3 * i + 2] = k ? nv__asprintf("[%s\xff", k) : NULL;
+        if (a == NULL || own[3 * i + 1] == NULL || own[3 * i + 2] == NULL) {
+            rc = nv__error(err, NV_ENOMEM, "redis store: out of memory");
+            break;
+        }
+        a[0] = "ZRANGEBYLEX";
+        a[1] = st->kv_keys;
+        a[2] = own[3 * i + 1];
+        a[3] = own[3 * i + 2];
+        a[4] = "LIMIT";
+        a[5] = "0";
+        a[6] = lim;
+        argc[i] = 7;
+    }
+    if (rc == NV_OK)
+        rc = nv__redis_pipeline(st->pool, st->kv_keys, np, argc, argv, NULL,
+                                out, err);
+    for (size_t i = 0; rc == NV_OK && i < np; i++)
+        full[i] = out[i]->type == REDIS_REPLY_ARRAY &&
+                  out[i]->elements >= BATCH;
+    for (size_t i = 0; argv != NULL && i < np; i++)
+        nv__free(argv[i]);
+    for (size_t i = 0; own != NULL && i < np * 3; i++)
+        nv__free(own[i]);
+    nv__free(argv);
+    nv__free(argc);
+    nv__free(own);
+    return rc;
+}
+
+/* The keys and the keys of the prefixes, DEL_CHUNK prefixes at a time:
+ * one round trip for the prefixes' keys, one for the deletes. */
+static int
+del_keys_prefixes(struct rstore *st, const char *const *keys, size_t nk,
+                  const char *const *prefixes, size_t np, nv_error *err)
+{
+    redisReply **pr = np ? nv__calloc(np, sizeof(*pr)) : NULL;
+    char *full = np ? nv__calloc(np, 1) : NULL;
+    redisReply *kr = NULL, **kp = NULL;
+    size_t n = nk, k = 0;
+    int rc = NV_OK;
+
+    if (np > 0 && (pr == NULL || full == NULL))
+        rc = nv__error(err, NV_ENOMEM, "redis store: out of memory");
+    if (rc == NV_OK && np > 0)
+        rc = prefix_keys(st, prefixes, np, pr, full, err);
+    for (size_t i = 0; rc == NV_OK && i < np; i++)
+        if (pr[i]->type == REDIS_REPLY_ARRAY)
+            n += pr[i]->elements;
+    if (rc == NV_OK && n > 0) {
+        kr = nv__calloc(n, sizeof(*kr));
+        kp = nv__calloc(n, sizeof(*kp));
+        if (kr == NULL || kp == NULL)
+            rc = nv__error(err, NV_ENOMEM, "redis store: out of memory");
+    }
+    for (size_t i = 0; rc == NV_OK && i < nk; i++, k++) {
+        kr[k].type = REDIS_REPLY_STRING;
+        if ((kr[k].str = KEY(st, keys[i])) == NULL)
+            rc = nv__error(err, NV_ENOMEM, "redis store: out of memory");
+        kp[k] = &kr[k];
+    }
+    for (size_t i = 0; rc == NV_OK && i < np; i++) {
+        for (size_t j = 0; pr[i]->type == REDIS_REPLY_ARRAY &&
+             j < pr[i]->elements; j++)
+            kp[k++] = pr[i]->element[j];
+    }
+    if (rc == NV_OK && k > 0)
+        rc = del_keys(st, kp, k, NULL, err);
+    /* a prefix with more keys than one look returns: the rest as usual */
+    for (size_t i = 0; rc == NV_OK && i < np; i++)
+        if (full[i])
+            rc = rs_kv_del_prefix(st, prefixes[i], NULL, err);
+    for (size_t i = 0; kr != NULL && i < nk; i++)
+        nv__free(kr[i].str);
+    for (size_t i = 0; pr != NULL && i < np; i++)
+        if (pr[i] != NULL)
+            freeReplyObject(pr[i]);
+    nv__free(kr);
+    nv__free(kp);
+    nv__free(pr);
+    nv__free(full);
+    return rc;
+}
+
+/* del_many: the members DEL_CHUNK per script call (as idx_del each), then
+ * the keys and prefixes DEL_CHUNK at a time. */
+static int
+rs_del_many(void *self, const char *index, const char *const *members,
+            size_t n, const char *const *keys, size_t nk,
+            const char *const *prefixes, size_t np, nv_error *err)
+{
+    struct rstore *st = self;
+    int rc = NV_OK;
+
+    for (size_t i = 0; rc == NV_OK && i < n; i += DEL_CHUNK) {
+        size_t k = n - i < DEL_CHUNK ? n - i : DEL_CHUNK;
+
+        rc = idx_remove(st, index, members[i], members + i + 1, k - 1, err);
+    }
+    for (size_t i = 0; rc == NV_OK && (i < nk || i < np); i += DEL_CHUNK) {
+        size_t a = i < nk ? (nk - i < DEL_CHUNK ? nk - i : DEL_CHUNK) : 0;
+        size_t b = i < np ? (np - i < DEL_CHUNK ? np - i : DEL_CHUNK) : 0;
+
+        rc = del_keys_prefixes(st, a ? keys + i : NULL, a,
+                               b ? prefixes + i : NULL, b, err);
+    }
+    return rc;
 }
 
 static int
 rs_idx_drop(void *self, const char *index, nv_error *err)
 {
-    return idx_remove(self, index, NULL, err);
+    return idx_remove(self, index, NULL, NULL, 0, err);
 }
 
 static int
@@ -934,6 +1071,7 @@ static const nv_store_ops redis_store_ops = {
     .idx_drop = rs_idx_drop,
     .idx_names = rs_idx_names,
     .idx_put_many = rs_idx_put_many,
+    .del_many = rs_del_many,
     .doc_put = rs_doc_put,
     .doc_get = rs_doc_get,
     .doc_del = rs_doc_del,

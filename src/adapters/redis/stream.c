@@ -4,7 +4,10 @@
  * version, computes the id (E-2) and publishes the event in the same step:
  * flow.* events on the live channel <p>:live, where publish() sends
  * messages too, the other events on <p>:live:steps, and there only while
- * someone subscribes to it. A subscription reads both channels (one of
+ * someone subscribes to it. Appends made at the same time by several
+ * threads go out together, one script call for appends of many runs
+ * (submit; this assumes one Redis node, not a Cluster, as the rest of
+ * the adapters do). A subscription reads both channels (one of
  * flow events only, subscribe_flow, reads <p>:live only) on its own
  * connection and thread: one connection keeps the order of the two.
  * Payloads on <p>:live are length-prefixed fields ("<len>:<bytes>"):
@@ -34,10 +37,49 @@ static const nv__redis_script listen_script = {
     nv__redis_fn_stream_listen, nv__redis_lib_stream,
 };
 
+static const nv__redis_script appendb_script = {
+    3, "stream_appendb", nv__redis_lua_stream_appendb,
+    nv__redis_fn_stream_appendb, nv__redis_lib_stream,
+};
+
+/*
+ * Appends called at the same time by several threads (the workers of a
+ * flow's steps, of many runs) are gathered into one script call
+ * (stream_appendb), as the redis queue gathers its calls: Redis pays the
+ * fixed cost of a call (~5 us, and its reply) once per batch instead of
+ * once per append. See submit.
+ */
+#define MAX_BATCH 64
+/* Batches out at once (see may_send). */
+#define MAX_INFLIGHT 2
+
+/* One caller's append waiting to be sent, or out. */
+struct aop {
+    const char     *stream;     /* as the engine gave it (notes) */
+    char           *key;        /* its Redis key */
+    const nv_event *evs;
+    size_t          n;
+    int64_t         now, expected;
+    redisReply     *rep;        /* {1, length, id...} or {-6, length} */
+    int             rc;
+    nv_error        err;
+    int             done, taken;
+    nv__redis_parker *k;        /* the caller's: it waits there */
+    struct aop     *next;
+};
+
 struct rstream {
     nv__redis_pool *pool;
     char           *channel;    /* <p>:live */
     char           *steps;      /* <p>:live:steps */
+
+    pthread_mutex_t mu;         /* guards the members below */
+    struct aop     *head, *tail;   /* waiting to be sent */
+    int             sending;    /* batches out */
+    int             nwait;      /* ops waiting */
+    int             out_ops;    /* ops in the batches out */
+    nv__redis_args *args;       /* a sender's, reused (or NULL) */
+    int             args_busy;
 };
 
 struct rsub {
@@ -81,116 +123,316 @@ args_event(nv__redis_args *a, const nv_event *ev)
     nv__redis_args_str(a, ev->data ? ev->data : "");
 }
 
-/* An append script refused the expected version: r = [-1, length]. */
+/*
+ * A lone op, by the script of one append: stream_append for one event
+ * (its reply {1, id, length} made {1, length, id} here), stream_appendn
+ * for several. Cheaper for Redis than stream_appendb with one op.
+ */
 static int
-conflict(nv_error *err, const char *stream, const redisReply *r,
-         int64_t expected_version)
+send_one(struct rstream *s, struct aop *o, redisReply **out, nv_error *err)
 {
-    return nv__error(err, NV_ECONFLICT, "stream '%s' holds %lld events, "
-                     "expected %lld", stream,
-                     (long long)nv__redis_int(r->element[1]),
-                     (long long)expected_version);
-}
-
-static int
-rt_append(void *self, const char *stream, const nv_event *ev, int64_t now,
-          int64_t expected_version, nv_event *out, int64_t *version,
-          nv_error *err)
-{
-    struct rstream *s = self;
-    char *key = nv__redis_key(s->pool, stream);
     nv__redis_args a;
     redisReply *r = NULL;
     int rc;
 
     nv__redis_args_init(&a);
-    nv__redis_args_str(&a, key);
-    nv__redis_args_int(&a, now);
-    nv__redis_args_int(&a, expected_version);
+    nv__redis_args_str(&a, o->key);
+    nv__redis_args_int(&a, o->now);
+    nv__redis_args_int(&a, o->expected);
     nv__redis_args_str(&a, s->channel);
-    args_event(&a, ev);
-    nv__redis_args_str(&a, stream);
-    nv__redis_args_str(&a, s->steps);
-    if (a.oom || key == NULL) {
-        nv__redis_args_release(&a);
-        nv__free(key);
-        return nv__error(err, NV_ENOMEM, "redis stream: out of memory");
-    }
-    rc = nv__redis_eval(s->pool, &append_script, key, 1, a.n, a.v, a.len,
-                        &r, err);
-    nv__redis_args_release(&a);
-    nv__free(key);
-    if (rc != NV_OK)
-        return rc;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 2) {
-        rc = nv__error(err, NV_EBACKEND, "redis stream: unexpected reply");
-    } else if (r->element[0]->integer < 0) {
-        rc = conflict(err, stream, r, expected_version);
+    if (o->n == 1) {
+        args_event(&a, o->evs);
+        nv__redis_args_str(&a, o->stream);
+        nv__redis_args_str(&a, s->steps);
     } else {
-        if (out != NULL) {
-            rc = nv_event_copy(out, ev);
-            if (rc == NV_OK) {
-                nv__strlcpy(out->id, r->element[1]->str, sizeof(out->id));
-                out->ts = now;
-            } else {
-                nv__error(err, rc, "redis stream: out of memory");
-            }
-        }
-        if (version != NULL)
-            *version = nv__redis_int(r->element[2]);
+        nv__redis_args_str(&a, s->steps);
+        nv__redis_args_str(&a, o->stream);
+        nv__redis_args_int(&a, (int64_t)o->n);
+        for (size_t k = 0; k < o->n; k++)
+            args_event(&a, &o->evs[k]);
     }
-    freeReplyObject(r);
-    return rc;
-}
-
-static int
-rt_append_many(void *self, const char *stream, const nv_event *evs, size_t n,
-               int64_t now, int64_t expected_version, nv_event *out,
-               int64_t *version, nv_error *err)
-{
-    struct rstream *s = self;
-    char *key;
-    nv__redis_args a;
-    redisReply *r = NULL;
-    int rc;
-
-    if (n == 0)
-        return nv__error(err, NV_EINVAL, "append_many: no event");
-    if (n == 1)
-        return rt_append(self, stream, evs, now, expected_version, out,
-                         version, err);
-    key = nv__redis_key(s->pool, stream);
-    nv__redis_args_init(&a);
-    nv__redis_args_str(&a, key);
-    nv__redis_args_int(&a, now);
-    nv__redis_args_int(&a, expected_version);
-    nv__redis_args_str(&a, s->channel);
-    nv__redis_args_str(&a, s->steps);
-    nv__redis_args_str(&a, stream);
-    nv__redis_args_int(&a, (int64_t)n);
-    for (size_t k = 0; k < n; k++) {
-        args_event(&a, &evs[k]);
-    }
-    if (a.oom || key == NULL) {
+    if (a.oom) {
         nv__redis_args_release(&a);
-        nv__free(key);
         return nv__error(err, NV_ENOMEM, "redis stream: out of memory");
     }
-    rc = nv__redis_eval(s->pool, &appendn_script, key, 1, a.n, a.v, a.len,
-                        &r, err);
+    rc = nv__redis_eval(s->pool, o->n == 1 ? &append_script : &appendn_script,
+                        o->key, 1, a.n, a.v, a.len, &r, err);
     nv__redis_args_release(&a);
-    nv__free(key);
     if (rc != NV_OK)
         return rc;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 2) {
+    if (o->n == 1 && r->type == REDIS_REPLY_ARRAY && r->elements == 3) {
+        redisReply *id = r->element[1];
+
+        r->element[1] = r->element[2];
+        r->element[2] = id;
+    }
+    *out = r;
+    return NV_OK;
+}
+
+/* Whether r is the reply of an op of n events (stream_appendb.lua). */
+static int
+reply_ok(const redisReply *r, size_t n)
+{
+    if (r == NULL || r->type == REDIS_REPLY_ERROR)
+        return r != NULL;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER)
+        return 0;
+    if (r->element[0]->integer < 0)
+        return r->elements == 2;
+    if (r->elements != 2 + n)
+        return 0;
+    for (size_t k = 0; k < n; k++) {
+        if (r->element[2 + k]->type != REDIS_REPLY_STRING)
+            return 0;
+    }
+    return 1;
+}
+
+/*
+ * Send ops (a list of n) in one call; give each its reply (o->rep) or
+ * error (o->rc, o->err). A call that fails as a whole (connection lost, a
+ * Redis error) fails every op with its error, as the call of one would.
+ * 'x' (may be NULL) is the stream's argument builder, used by one sender
+ * at a time.
+ */
+static void
+send_batch(struct rstream *s, struct aop *ops, int n, nv__redis_args *x)
+{
+    redisReply *r = NULL;
+    nv_error err = { 0 };
+    struct aop *o;
+    int rc, mine = 0;
+
+    if (n == 1) {
+        ops->rc = send_one(s, ops, &ops->rep, &ops->err);
+        return;
+    }
+    if (x == NULL) {
+        x = nv__malloc(sizeof(*x));
+        mine = 1;
+    }
+    if (x == NULL) {
+        rc = nv__error(&err, NV_ENOMEM, "redis stream: out of memory");
+    } else {
+        nv__redis_args_init(x);
+        for (o = ops; o != NULL; o = o->next)
+            nv__redis_args_str(x, o->key);
+        nv__redis_args_str(x, s->channel);
+        nv__redis_args_str(x, s->steps);
+        nv__redis_args_int(x, n);
+        for (o = ops; o != NULL; o = o->next) {
+            nv__redis_args_str(x, o->stream);
+            nv__redis_args_int(x, o->now);
+            nv__redis_args_int(x, o->expected);
+            nv__redis_args_int(x, (int64_t)o->n);
+            for (size_t k = 0; k < o->n; k++)
+                args_event(x, &o->evs[k]);
+        }
+        rc = x->oom ? nv__error(&err, NV_ENOMEM, "redis stream: out of memory")
+           : nv__redis_eval(s->pool, &appendb_script, ops->key, n, x->n,
+                            x->v, x->len, &r, &err);
+        nv__redis_args_release(x);
+        if (mine)
+            nv__free(x);
+    }
+    /* check the whole reply first: every op gets its part, or an error */
+    if (rc == NV_OK && (r->type != REDIS_REPLY_ARRAY ||
+                        r->elements != (size_t)n))
+        rc = nv__error(&err, NV_EBACKEND, "redis stream: unexpected reply");
+    o = ops;
+    for (int i = 0; rc == NV_OK && i < n; i++, o = o->next) {
+        if (!reply_ok(r->element[i], o->n))
+            rc = nv__error(&err, NV_EBACKEND, "redis stream: unexpected "
+                           "reply");
+    }
+    o = ops;
+    for (int i = 0; i < n; i++, o = o->next) {
+        o->rc = rc;
+        if (rc != NV_OK) {
+            o->err = err;
+            continue;
+        }
+        o->rep = r->element[i];
+        r->element[i] = NULL;    /* now the op's */
+        if (o->rep->type == REDIS_REPLY_ERROR) {
+            /* as the call of one says it (conn.c) */
+            if (strstr(o->rep->str, "WRONGTYPE") != NULL)
+                o->rc = nv__error(&o->err, NV_EBACKEND, "redis key '%s' "
+                                  "holds the wrong kind of value", o->key);
+            else
+                o->rc = nv__error(&o->err, NV_EBACKEND, "redis at %s: %s",
+                                  s->pool->addr, o->rep->str);
+            freeReplyObject(o->rep);
+            o->rep = NULL;
+        }
+    }
+    if (r != NULL)
+        freeReplyObject(r);
+}
+
+/*
+ * Under s->mu: the ops waiting may go out now. With no batch out, at
+ * once (a lone caller waits for nothing). With one out, only when as many
+ * ops wait as that batch has (or when it comes back): Redis runs the batch
+ * out meanwhile, and the callers that come join the next batch instead of
+ * trickling out in small ones (as the redis queue does, queue.c).
+ */
+static int
+may_send(const struct rstream *s)
+{
+    if (s->sending == 0)
+        return 1;
+    if (s->sending >= MAX_INFLIGHT)
+        return 0;
+    return s->nwait >= s->out_ops;
+}
+
+/*
+ * An append called while others are: each call becomes an op on the
+ * stream adapter's list, and a caller whose op waits there when the ops
+ * waiting may go out (may_send) sends every op waiting (up to MAX_BATCH)
+ * in one stream_appendb call, then hands each caller its reply. Callers
+ * that came meanwhile wait, and one of them sends the next batch when it
+ * may. A lone caller sends its op at once: no delay is added. Ops of one
+ * batch are run in the order they came; batches out at once were
+ * concurrent calls (a call that ended before another began was run by
+ * Redis before it).
+ */
+static void
+submit(struct rstream *s, struct aop *op)
+{
+    /* the callers to wake once s->mu is let go: a batch's, and the next
+     * sender */
+    nv__redis_parker *wake[MAX_BATCH + 1];
+    int nwake = 0;
+
+    op->next = NULL;
+    op->done = op->taken = 0;
+    op->rep = NULL;
+    op->k = nv__redis_parker_self();
+    if (op->k == NULL) {
+        send_batch(s, op, 1, NULL);
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    if (s->tail != NULL)
+        s->tail->next = op;
+    else
+        s->head = op;
+    s->tail = op;
+    s->nwait++;
+    while (!op->done) {
+        struct aop *batch, *last, *o;
+        nv__redis_args *ua;
+        int n = 1;
+
+        if (op->taken || !may_send(s)) {
+            /* woken when done, or to send the next batch */
+            nv__redis_park(op->k, &s->mu, -1);
+            continue;
+        }
+        /* send what waits (this op among it) */
+        batch = last = s->head;
+        last->taken = 1;
+        while (last->next != NULL && n < MAX_BATCH) {
+            last = last->next;
+            last->taken = 1;
+            n++;
+        }
+        s->head = last->next;
+        if (s->head == NULL)
+            s->tail = NULL;
+        last->next = NULL;
+        s->sending++;
+        s->nwait -= n;
+        s->out_ops += n;
+        ua = NULL;
+        if (n > 1 && !s->args_busy) {
+            if (s->args == NULL)
+                s->args = nv__malloc(sizeof(*s->args));
+            ua = s->args;
+            s->args_busy = ua != NULL;
+        }
+        pthread_mutex_unlock(&s->mu);
+        send_batch(s, batch, n, ua);
+        pthread_mutex_lock(&s->mu);
+        s->sending--;
+        s->out_ops -= n;
+        if (ua != NULL)
+            s->args_busy = 0;
+        for (o = batch; o != NULL; ) {
+            struct aop *next = o->next;
+
+            o->done = 1;
+            if (o != op) {
+                /* o may be gone once s->mu is let go: its parker stays */
+                nv__redis_park_owe(o->k);
+                wake[nwake++] = o->k;
+            }
+            o = next;
+        }
+        if (s->head != NULL && may_send(s)) {   /* sends the next batch */
+            nv__redis_park_owe(s->head->k);
+            wake[nwake++] = s->head->k;
+        }
+        if (!op->done) {    /* this op was not in that batch */
+            pthread_mutex_unlock(&s->mu);
+            for (int i = 0; i < nwake; i++)
+                nv__redis_unpark(wake[i]);
+            nwake = 0;
+            pthread_mutex_lock(&s->mu);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < nwake; i++)
+        nv__redis_unpark(wake[i]);
+}
+
+/*
+ * Append n events (n >= 1) to 'stream' at the expected version, through
+ * submit; fill out[0..n) and *version as append / append_many say.
+ */
+static int
+append_events(struct rstream *s, const char *stream, const nv_event *evs,
+              size_t n, int64_t now, int64_t expected_version,
+              nv_event *out, int64_t *version, nv_error *err)
+{
+    struct aop op;
+    const redisReply *r;
+    size_t k;
+    int rc;
+
+    memset(&op, 0, sizeof(op));
+    op.stream = stream;
+    op.evs = evs;
+    op.n = n;
+    op.now = now;
+    op.expected = expected_version;
+    op.key = nv__redis_key(s->pool, stream);
+    if (op.key == NULL)
+        return nv__error(err, NV_ENOMEM, "redis stream: out of memory");
+    submit(s, &op);
+    nv__free(op.key);
+    if (op.rc != NV_OK) {
+        if (err != NULL)
+            *err = op.err;
+        return op.rc;
+    }
+    r = op.rep;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER) {
         rc = nv__error(err, NV_EBACKEND, "redis stream: unexpected reply");
     } else if (r->element[0]->integer < 0) {
-        rc = conflict(err, stream, r, expected_version);
+        rc = nv__error(err, NV_ECONFLICT, "stream '%s' holds %lld events, "
+                       "expected %lld", stream,
+                       (long long)nv__redis_int(r->element[1]),
+                       (long long)expected_version);
     } else if (r->elements != 2 + n) {
         rc = nv__error(err, NV_EBACKEND, "redis stream: unexpected reply");
     } else {
-        size_t k;
-
+        rc = NV_OK;
         for (k = 0; out != NULL && k < n; k++) {
             if (nv_event_copy(&out[k], &evs[k]) != NV_OK)
                 break;
@@ -206,8 +448,28 @@ rt_append_many(void *self, const char *stream, const nv_event *evs, size_t n,
         if (version != NULL)
             *version = nv__redis_int(r->element[1]);
     }
-    freeReplyObject(r);
+    freeReplyObject(op.rep);
     return rc;
+}
+
+static int
+rt_append(void *self, const char *stream, const nv_event *ev, int64_t now,
+          int64_t expected_version, nv_event *out, int64_t *version,
+          nv_error *err)
+{
+    return append_events(self, stream, ev, 1, now, expected_version, out,
+                         version, err);
+}
+
+static int
+rt_append_many(void *self, const char *stream, const nv_event *evs, size_t n,
+               int64_t now, int64_t expected_version, nv_event *out,
+               int64_t *version, nv_error *err)
+{
+    if (n == 0)
+        return nv__error(err, NV_EINVAL, "append_many: no event");
+    return append_events(self, stream, evs, n, now, expected_version, out,
+                         version, err);
 }
 
 /* One XRANGE entry [id, [field, value, ...]] -> event. */
@@ -326,6 +588,50 @@ rt_del(void *self, const char *stream, nv_error *err)
         return nv__error(err, NV_ENOMEM, "redis stream: out of memory");
     rc = nv__redis_cmdf(s->pool, key, NULL, err, "DEL %s", key);
     nv__free(key);
+    return rc;
+}
+
+/* del_many: the DELs in one pipeline per 256 streams. */
+static int
+rt_del_many(void *self, const char *const *streams, size_t n, nv_error *err)
+{
+    struct rstream *s = self;
+    int rc = NV_OK;
+
+    for (size_t i = 0; rc == NV_OK && i < n; i += 256) {
+        size_t k = n - i < 256 ? n - i : 256;
+        const char **av = nv__calloc(2 * k, sizeof(*av));
+        const char ***argv = nv__calloc(k, sizeof(*argv));
+        int *argc = nv__calloc(k, sizeof(*argc));
+        redisReply **out = nv__calloc(k, sizeof(*out));
+        char **keys = nv__calloc(k, sizeof(*keys));
+
+        if (av == NULL || argv == NULL || argc == NULL || out == NULL ||
+            keys == NULL)
+            rc = nv__error(err, NV_ENOMEM, "redis stream: out of memory");
+        for (size_t j = 0; rc == NV_OK && j < k; j++) {
+            if ((keys[j] = nv__redis_key(s->pool, streams[i + j])) == NULL) {
+                rc = nv__error(err, NV_ENOMEM, "redis stream: out of memory");
+                break;
+            }
+            av[2 * j] = "DEL";
+            av[2 * j + 1] = keys[j];
+            argv[j] = &av[2 * j];
+            argc[j] = 2;
+        }
+        if (rc == NV_OK)
+            rc = nv__redis_pipeline(s->pool, keys[0], k, argc, argv, NULL,
+                                    out, err);
+        for (size_t j = 0; rc == NV_OK && j < k; j++)
+            freeReplyObject(out[j]);
+        for (size_t j = 0; keys != NULL && j < k; j++)
+            nv__free(keys[j]);
+        nv__free(keys);
+        nv__free(out);
+        nv__free(argc);
+        nv__free(argv);
+        nv__free(av);
+    }
     return rc;
 }
 
@@ -575,6 +881,8 @@ rt_close(void *self)
     nv__redis_pool_close(s->pool);
     nv__free(s->channel);
     nv__free(s->steps);
+    nv__free(s->args);
+    pthread_mutex_destroy(&s->mu);
     nv__free(s);
 }
 
@@ -584,6 +892,7 @@ static const nv_stream_ops redis_stream_ops = {
     .read = rt_read,
     .length = rt_length,
     .del = rt_del,
+    .del_many = rt_del_many,
     .names = rt_names,
     .publish = rt_publish,
     .subscribe = rt_subscribe,
@@ -602,6 +911,7 @@ nv_redis_stream_open(const char *settings_json, nv_stream *out, nv_error *err)
 
     if (s == NULL)
         return nv__error(err, NV_ENOMEM, "redis stream: out of memory");
+    pthread_mutex_init(&s->mu, NULL);
     rc = nv__redis_pool_open(settings_json, "stream", &s->pool, err);
     if (rc != NV_OK)
         goto fail;

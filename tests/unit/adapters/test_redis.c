@@ -1621,3 +1621,140 @@ Test(redis_adapter, finish_reserve_takes_a_job_handed_off)
     q.ops->close(q.self);
     server_free(&s);
 }
+
+/* The store's value at 'key' is absent (NV_ENOTFOUND). */
+static int
+kv_absent(nv_store *st, const char *key)
+{
+    char *v = NULL;
+    int rc = st->ops->kv_get(st->self, key, 1000, &v, NULL);
+
+    nv_free(v);
+    return rc == NV_ENOTFOUND;
+}
+
+/* del_many (a retention batch): the members go from the index, the keys
+ * and every key of each prefix go with their expiry companions and hints,
+ * a prefix with more keys than one look returns included; absent ones are
+ * fine, and nothing else goes. An index it empties loses its name. */
+Test(redis_adapter, del_many_removes_members_keys_and_prefixed_keys)
+{
+    static const char *const members[] = { "r1", "r2", "absent" };
+    static const char *const keys[] = { "nq:logs:r1", "nq:logs:absent" };
+    static const char *const prefixes[] = { "nq:flow:r1:", "nq:flow:r2:" };
+    static const char *const last[] = { "r3" };
+    struct server s;
+    nv_error err = { 0 };
+    nv_store st;
+    nv_index_entry e;
+    char **names = NULL, k[64], out[32];
+    size_t n = 0;
+
+    server_new(&s, NULL);
+    cr_assert_eq(nv_redis_store_open(settings(s.port, NULL), &st, &err), NV_OK);
+    for (int i = 1; i <= 3; i++) {
+        snprintf(k, sizeof(k), "r%d", i);
+        cr_assert_eq(st.ops->idx_put(st.self, "nq:flows:f", k, i, "{}", &err),
+                     NV_OK);
+    }
+    cr_assert_eq(st.ops->idx_put(st.self, "nq:flows:g", "r1", 1, "{}", &err),
+                 NV_OK);
+    cr_assert_eq(st.ops->kv_set(st.self, "nq:logs:r1", "1", 1000000, &err),
+                 NV_OK);
+    cr_assert_eq(st.ops->kv_set(st.self, "nq:logs:r2", "1", 0, &err), NV_OK);
+    cr_assert_eq(st.ops->kv_set(st.self, "nq:flow:r1:a", "1", 0, &err), NV_OK);
+    for (int i = 0; i < 600; i++) {
+        snprintf(k, sizeof(k), "nq:flow:r2:k%d", i);
+        cr_assert_eq(st.ops->kv_set(st.self, k, "2", 0, &err), NV_OK);
+    }
+    cr_assert_eq(st.ops->kv_set(st.self, "nq:flow:r10:x", "3", 0, &err), NV_OK);
+
+    cr_assert_not_null(st.ops->del_many);
+    cr_assert_eq(st.ops->del_many(st.self, "nq:flows:f", members, 3, keys, 2,
+                                  prefixes, 2, &err), NV_OK, "%s", err.msg);
+    memset(&e, 0, sizeof(e));
+    cr_assert_eq(st.ops->idx_get(st.self, "nq:flows:f", "r1", &e, NULL),
+                 NV_ENOTFOUND);
+    cr_assert_eq(st.ops->idx_get(st.self, "nq:flows:f", "r2", &e, NULL),
+                 NV_ENOTFOUND);
+    cr_assert_eq(st.ops->idx_get(st.self, "nq:flows:f", "r3", &e, NULL), NV_OK);
+    nv_free(e.member);
+    nv_free(e.meta);
+    cr_assert_eq(st.ops->idx_get(st.self, "nq:flows:g", "r1", &e, NULL), NV_OK);
+    nv_free(e.member);
+    nv_free(e.meta);
+    cr_assert(kv_absent(&st, "nq:logs:r1"));
+    cr_assert(!kv_absent(&st, "nq:logs:r2"));
+    cr_assert(kv_absent(&st, "nq:flow:r1:a"));
+    cr_assert(kv_absent(&st, "nq:flow:r2:k0"));
+    cr_assert(kv_absent(&st, "nq:flow:r2:k599"));
+    cr_assert(!kv_absent(&st, "nq:flow:r10:x"));
+    /* the expiry companion and the hints went with the keys */
+    cmd_text(&s, "EXISTS {nq:logs:r1}:exp", out, sizeof(out));
+    cr_assert_str_eq(out, "0");
+    cmd_text(&s, "ZCARD nq:kv:keys", out, sizeof(out));
+    cr_assert_str_eq(out, "2");
+    cmd_text(&s, "ZCARD nq:kv:exp", out, sizeof(out));
+    cr_assert_str_eq(out, "0");
+
+    cr_assert_eq(st.ops->del_many(st.self, "nq:flows:f", last, 1, NULL, 0,
+                                  NULL, 0, &err), NV_OK, "%s", err.msg);
+    cr_assert_eq(st.ops->idx_names(st.self, "nq:flows:", &names, &n, &err),
+                 NV_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(names[0], "nq:flows:g");
+    nv_strv_free(names, n);
+    cr_assert_eq(st.ops->del_many(st.self, NULL, NULL, 0, NULL, 0, NULL, 0,
+                                  &err), NV_OK);
+    st.ops->close(st.self);
+    server_free(&s);
+}
+
+/* A stream's event count (0: missing). */
+static int64_t
+stream_len(nv_stream *sm, const char *key)
+{
+    int64_t n = -1;
+
+    cr_assert_eq(sm->ops->length(sm->self, key, &n, NULL), NV_OK);
+    return n;
+}
+
+/* The stream adapter's del_many deletes every stream it is given (more
+ * than one pipeline's worth), a missing one is fine, and no other. */
+Test(redis_adapter, stream_del_many_deletes_exactly_the_given_streams)
+{
+    struct server s;
+    nv_error err = { 0 };
+    nv_stream sm;
+    nv_event ev;
+    const char *names[301];
+    char keys[301][32];
+
+    server_new(&s, NULL);
+    cr_assert_eq(nv_redis_stream_open(settings(s.port, NULL), &sm, &err),
+                 NV_OK);
+    memset(&ev, 0, sizeof(ev));
+    snprintf(ev.type, sizeof(ev.type), "flow.start");
+    snprintf(ev.flow_name, sizeof(ev.flow_name), "f");
+    for (int i = 0; i < 301; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "nq:flow:r%d", i);
+        names[i] = keys[i];
+        if (i < 300)
+            cr_assert_eq(sm.ops->append(sm.self, keys[i], &ev, 1000, -1, NULL,
+                                        NULL, &err), NV_OK, "%s", err.msg);
+    }
+    cr_assert_eq(sm.ops->append(sm.self, "nq:flow:other", &ev, 1000, -1, NULL,
+                                NULL, &err), NV_OK);
+    cr_assert_not_null(sm.ops->del_many);
+    /* r300 was never appended to */
+    cr_assert_eq(sm.ops->del_many(sm.self, names, 301, &err), NV_OK, "%s",
+                 err.msg);
+    cr_assert_eq(stream_len(&sm, "nq:flow:r0"), 0);
+    cr_assert_eq(stream_len(&sm, "nq:flow:r255"), 0);
+    cr_assert_eq(stream_len(&sm, "nq:flow:r256"), 0);
+    cr_assert_eq(stream_len(&sm, "nq:flow:r299"), 0);
+    cr_assert_eq(stream_len(&sm, "nq:flow:other"), 1);
+    sm.ops->close(sm.self);
+    server_free(&s);
+}

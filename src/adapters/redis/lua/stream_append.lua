@@ -18,7 +18,7 @@ local id
 if now > 0 then
   -- "<now>-*": Redis picks the sequence; refused when the stream's last
   -- id is ahead of now (a clock behind an earlier append)
-  local r = xadd(redis.pcall, S, ARGV[1] .. '-*', 4)
+  local r = xadd(redis.pcall, S, ARGV[1] .. '-*', 4, 1)
   if type(r) == 'string' then id = r end
 end
 if not id then
@@ -32,12 +32,12 @@ if not id then
   end
   if ms <= 0 and seq == 0 then ms = 0; seq = 1 end
   id = string.format('%d-%d', ms, seq)
-  xadd(redis.call, S, id, 4)
+  xadd(redis.call, S, id, 4, 1)
 end
 local ch = ARGV[3]
 if string.sub(ARGV[4], 1, 5) ~= 'flow.' then
   ch = ARGV[13]
   if not listening(ch) then ch = nil end
 end
-if ch then note(ch, ARGV[12], id, 4) end
+if ch then note(ch, ARGV[12], id, 4, 1) end
 return { 1, id, len + 1 }
