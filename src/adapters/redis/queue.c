@@ -1114,9 +1114,11 @@ reserved(const redisReply *h, const redisReply *logs, int64_t now,
  * taken is the queue's first runnable one, not always the new one, so the
  * queue's order and priorities hold; what an H takes is not announced to
  * the other instances (it is not waiting any more). Only queues whose
- * reserves have no limiter hand off. A job handed off is released (back
- * to waiting, no attempt counted) when no worker takes it within a
- * quarter of its lease, or when the queue is closed.
+ * reserves have no limiter hand off. A job handed off is kept only when
+ * a sleeper is there to be woken for it when the reply comes (else it
+ * goes back at once), and is released (back to waiting, no attempt
+ * counted) when no worker took it within a quarter of its lease, or when
+ * the queue is closed.
  */
 static int rq_finish(void *self, const char *queue, const char *id,
                      const char *token, const nv_finish *f, int64_t now,
@@ -1204,14 +1206,15 @@ hand_end(struct rqueue *q, const char *queue, struct op *op,
     nt = note_get(q, queue, 0);
     if (nt != NULL) {
         nt->hand_out--;
-        if (s != NULL) {
+        /* kept only for a worker woken for it, whose reserve comes next:
+         * no job waits here on workers that are all busy */
+        if (s != NULL && (k = sleeper_wake(nt)) != NULL) {
             if (nt->stash_tail != NULL)
                 nt->stash_tail->next = s;
             else
                 nt->stash = s;
             nt->stash_tail = s;
             nt->nstash++;
-            k = sleeper_wake(nt);
             s = NULL;
         }
     }
@@ -1219,7 +1222,7 @@ hand_end(struct rqueue *q, const char *queue, struct op *op,
     if (k != NULL)
         nv__redis_unpark(k);
     if (s != NULL)
-        stash_release(q, queue, s);    /* (no note: never made) */
+        stash_release(q, queue, s);    /* the sleeper is gone: back */
 }
 
 /*
