@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "adapters/redis/conn.h"
 #include "adapters/redis/scripts.h"
 #include "nvent/adapter.h"
 
@@ -1489,4 +1490,28 @@ Test(redis_adapter, stream_del_many_deletes_exactly_the_given_streams)
     cr_assert_eq(stream_len(&sm, "nq:flow:other"), 1);
     sm.ops->close(sm.self);
     server_free(&s);
+}
+
+/* A number argument is what "%.17g" writes, whole numbers (written
+ * without the formatter) and others alike. */
+Test(redis_adapter, a_number_argument_is_written_as_printf_writes_it)
+{
+    static const double v[] = {
+        0.0, -0.0, 1.0, -1.0, 50.0, 12.5, 1764240000000.0, -1764240000000.0,
+        9999999999999998.0, 1e16, 1e17, -1e16, 0.1, 1.0 / 3, 123456789.75,
+    };
+    nv__redis_args a;
+    char want[40];
+
+    nv__redis_args_init(&a);
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+        nv__redis_args_dbl(&a, v[i]);
+    cr_assert_eq(a.n, (int)(sizeof(v) / sizeof(v[0])));
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        snprintf(want, sizeof(want), "%.17g", v[i]);
+        cr_assert_eq(a.len[i], strlen(want), "%s", want);
+        cr_assert(memcmp(a.v[i], want, a.len[i]) == 0, "%.*s != %s",
+                  (int)a.len[i], a.v[i], want);
+    }
+    nv__redis_args_release(&a);
 }
