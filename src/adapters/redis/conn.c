@@ -1263,7 +1263,10 @@ mx_call(nv__redis_pool *p, const char *buf, size_t len, int want,
             }
         }
     }
-    if (q.k->rcap > 4 * IO_BUF) {   /* a large reply: not kept */
+    if (q.k->rcap > 2048) {
+        /* only a small buffer stays with the thread: with a hundred
+         * workers, each keeping the largest reply it read (batches of
+         * jobs) grew a worker's RSS by 2 MB */
         nv__free(q.k->rbuf);
         q.k->rbuf = NULL;
         q.k->rcap = 0;
