@@ -8,7 +8,6 @@
  */
 #include <errno.h>
 #include <jansson.h>
-#include <limits.h>
 #include <math.h>
 #include <poll.h>
 #include <sched.h>
@@ -630,7 +629,6 @@ parker_free(void *v)
     while (atomic_load(&k->owed) > 0)
         sched_yield();
     sem_destroy(&k->sem);
-    nv__free(k->rbuf);
     nv__free(k);
 }
 
@@ -692,167 +690,6 @@ nv__redis_unpark(nv__redis_parker *k)
     atomic_fetch_sub(&k->owed, 1);    /* its thread may end after this */
 }
 
-/* ---- Replies: found by the reader, made by their callers ----
- *
- * The reader only finds where each reply ends (resp_scan: no allocation)
- * and copies its bytes to its caller's parker; the caller makes the
- * reply objects in its own thread (resp_parse), as hiredis would have
- * (freeReplyObject frees them). When the reader made them all, every
- * object was allocated in the reading thread and freed in another, which
- * glibc's per-thread caches do not serve (much of the reader's time went
- * to malloc), and the other callers waited for it meanwhile.
- */
-
-/* The reply being scanned: its bytes so far, elements still to read. */
-struct resp_scan {
-    size_t    at;
-    long long left;
-};
-
-/* The integer in [s, e) ("-"? digits); 0, or -1 when it is not one. */
-static int
-resp_ll(const char *s, const char *e, long long *out)
-{
-    unsigned long long v = 0;
-    int neg = s < e && *s == '-';
-
-    s += neg;
-    if (s == e || e - s > 19)
-        return -1;
-    for (; s < e; s++) {
-        if (*s < '0' || *s > '9')
-            return -1;
-        v = v * 10 + (unsigned)(*s - '0');
-    }
-    if (v > (unsigned long long)LLONG_MAX + (unsigned)neg)
-        return -1;
-    *out = neg ? -(long long)(v - 1) - 1 : (long long)v;
-    return 0;
-}
-
-/* Scan on over the reply that starts at b (n bytes there): 1 when it is
- * complete (s->at is its length), 0 when more bytes are needed, -1 when
- * the bytes are not RESP. */
-static int
-resp_scan(const char *b, size_t n, struct resp_scan *s)
-{
-    while (s->left > 0) {
-        const char *p = b + s->at, *cr;
-        long long v;
-
-        if (s->at + 3 > n)
-            return 0;
-        cr = memchr(p + 1, '\r', n - s->at - 1);
-        if (cr == NULL || cr + 1 == b + n)
-            return 0;
-        if (cr[1] != '\n')
-            return -1;
-        switch (*p) {
-        case '+':
-        case '-':
-        case ':':
-            break;
-        case '$':
-            if (resp_ll(p + 1, cr, &v) != 0 || v > (long long)1 << 40)
-                return -1;
-            if (v < 0)
-                break;
-            if ((size_t)(cr + 2 - b) + (size_t)v + 2 > n)
-                return 0;
-            if (cr[2 + v] != '\r' || cr[3 + v] != '\n')
-                return -1;
-            cr += v + 2;
-            break;
-        case '*':
-            if (resp_ll(p + 1, cr, &v) != 0 || v > (long long)1 << 32)
-                return -1;
-            if (v > 0)
-                s->left += v;
-            break;
-        default:
-            return -1;
-        }
-        s->at = (size_t)(cr + 2 - b);
-        s->left--;
-    }
-    return 1;
-}
-
-/* The reply objects of the reply at b + *at (scanned complete, ending
- * before b + n), *at moved past it; NULL when out of memory. */
-static redisReply *
-resp_parse(const char *b, size_t n, size_t *at, int depth)
-{
-    const char *p = b + *at, *cr;
-    redisReply *r;
-    long long v = 0;
-
-    if (*at + 3 > n || depth > 64 ||
-        (cr = memchr(p + 1, '\r', n - *at - 1)) == NULL)
-        return NULL;
-    /* malloc, not calloc: glibc's calloc skips the thread's cache */
-    r = nv__malloc(sizeof(*r));
-    if (r == NULL)
-        return NULL;
-    memset(r, 0, sizeof(*r));
-    *at = (size_t)(cr + 2 - b);
-    switch (*p) {
-    case '+':
-    case '-':
-        r->type = *p == '+' ? REDIS_REPLY_STATUS : REDIS_REPLY_ERROR;
-        r->len = (size_t)(cr - p - 1);
-        if ((r->str = nv__malloc(r->len + 1)) == NULL)
-            break;
-        memcpy(r->str, p + 1, r->len);
-        r->str[r->len] = '\0';
-        return r;
-    case ':':
-        r->type = REDIS_REPLY_INTEGER;
-        if (resp_ll(p + 1, cr, &r->integer) != 0)
-            break;
-        return r;
-    case '$':
-        if (resp_ll(p + 1, cr, &v) != 0)
-            break;
-        if (v < 0) {
-            r->type = REDIS_REPLY_NIL;
-            return r;
-        }
-        r->type = REDIS_REPLY_STRING;
-        if (*at + (size_t)v + 2 > n ||
-            (r->str = nv__malloc((size_t)v + 1)) == NULL)
-            break;
-        r->len = (size_t)v;
-        memcpy(r->str, b + *at, r->len);
-        r->str[r->len] = '\0';
-        *at += r->len + 2;
-        return r;
-    case '*':
-        if (resp_ll(p + 1, cr, &v) != 0)
-            break;
-        if (v < 0) {
-            r->type = REDIS_REPLY_NIL;
-            return r;
-        }
-        r->type = REDIS_REPLY_ARRAY;
-        if (v > 0 && (r->element = nv__malloc((size_t)v *
-                                              sizeof(*r->element))) == NULL)
-            break;
-        for (; r->elements < (size_t)v; r->elements++) {
-            r->element[r->elements] = resp_parse(b, n, at, depth + 1);
-            if (r->element[r->elements] == NULL)
-                break;
-        }
-        if (r->elements < (size_t)v)
-            break;
-        return r;
-    default:
-        break;
-    }
-    freeReplyObject(r);
-    return NULL;
-}
-
 /* ---- The shared connection of scripts ("mux") ---- */
 
 /*
@@ -872,8 +709,9 @@ resp_parse(const char *b, size_t n, size_t *at, int depth)
  */
 struct mx_req {
     struct mx_req  *next;
-    int             want, got;  /* replies expected, read (their bytes
-                                 * in k's buffer) */
+    redisReply     *reply;      /* the reply (want == 1) */
+    redisReply    **replies;    /* the replies (want > 1) */
+    int             want, got;  /* replies expected, read */
     int             state;      /* 0 waiting, 1 replied, -1 failed */
     int             sleeping;   /* its thread waits on its parker */
     nv__redis_parker *k;        /* its thread's */
@@ -890,10 +728,7 @@ struct nv__redis_mx {
     size_t         olen, ocap;
     char          *spare;       /* the writer's buffer being sent */
     size_t         scap;
-    char          *in;          /* the reader's bytes: [0, ilen) read, */
-    size_t         ilen, icap;  /* replies before idone handed out */
-    size_t         idone;
-    struct resp_scan sc;        /* the reply being read */
+    char          *in;          /* the reader's buffer (IO_BUF) */
     char           errstr[160];
 };
 
@@ -964,10 +799,7 @@ mx_get(nv__redis_pool *p, nv_error *err)
         pthread_mutex_unlock(&p->mxh->mu);
         c = acquire(p, err);
         m = c != NULL ? nv__calloc(1, sizeof(*m)) : NULL;
-        if (m != NULL && (m->in = nv__malloc(IO_BUF)) != NULL) {
-            m->icap = IO_BUF;
-            m->sc.left = 1;
-        } else if (m != NULL) {
+        if (m != NULL && (m->in = nv__malloc(IO_BUF)) == NULL) {
             nv__free(m);
             m = NULL;
         }
@@ -1012,91 +844,45 @@ send_all(int fd, const char *b, size_t n, char *msg, size_t msize)
     return 0;
 }
 
-/* Where a reply lies in the reader's bytes. */
-struct mx_span {
-    size_t off, len;
-};
-
-/* The reader, outside the home's mu: find the complete replies (at most
- * MX_REPLIES) after those handed out, reading once when there is none:
- * their places in v. Their number, or -1 (msg set). */
+/* The reader, outside the home's mu: read once, take the complete
+ * replies (at most MX_REPLIES) into v. Their number, or -1 (msg set). */
 static int
-mx_read(struct nv__redis_mx *m, struct mx_span *v, char *msg, size_t msize)
+mx_read(struct nv__redis_mx *m, redisReply **v, char *msg, size_t msize)
 {
-    for (;;) {
-        int n = 0, k = 1;
-        ssize_t got;
+    int n = 0;
 
-        while (n < MX_REPLIES &&
-               (k = resp_scan(m->in + m->idone, m->ilen - m->idone,
-                              &m->sc)) == 1) {
-            v[n].off = m->idone;
-            v[n++].len = m->sc.at;
-            m->idone += m->sc.at;
-            m->sc.at = 0;
-            m->sc.left = 1;
+    for (;;) {
+        void *r = NULL;
+        ssize_t k;
+
+        if (redisReaderGetReply(m->c->reader, &r) != REDIS_OK) {
+            snprintf(msg, msize, "%s", m->c->reader->errstr);
+            break;
         }
-        if (k < 0) {
-            snprintf(msg, msize, "Protocol error");
-            return -1;
+        if (r != NULL) {
+            v[n++] = r;
+            if (n == MX_REPLIES)
+                return n;
+            continue;
         }
         if (n > 0)
             return n;
-        /* keep the start of the reply being read, and room after it */
-        if (m->idone > 0) {
-            memmove(m->in, m->in + m->idone, m->ilen - m->idone);
-            m->ilen -= m->idone;
-            m->idone = 0;
-        }
-        if (m->ilen == 0 && m->icap > 4 * IO_BUF) {
-            char *b = nv__realloc(m->in, IO_BUF);
-
-            if (b != NULL) {
-                m->in = b;
-                m->icap = IO_BUF;
-            }
-        }
-        if (m->icap - m->ilen < IO_BUF / 2) {
-            char *b = nv__realloc(m->in, 2 * m->icap);
-
-            if (b == NULL) {
-                snprintf(msg, msize, "out of memory");
-                return -1;
-            }
-            m->in = b;
-            m->icap *= 2;
-        }
-        got = recv(m->c->fd, m->in + m->ilen, m->icap - m->ilen, 0);
-        if (got < 0 && errno == EINTR)
+        k = recv(m->c->fd, m->in, IO_BUF, 0);
+        if (k < 0 && errno == EINTR)
             continue;
-        if (got <= 0) {
-            snprintf(msg, msize, "%s", got < 0 ? strerror(errno)
-                                               : "Server closed the connection");
-            return -1;
+        if (k <= 0) {
+            snprintf(msg, msize, "%s", k < 0 ? strerror(errno)
+                                             : "Server closed the connection");
+            break;
         }
-        m->ilen += (size_t)got;
+        if (redisReaderFeed(m->c->reader, m->in, (size_t)k) != REDIS_OK) {
+            snprintf(msg, msize, "%s", m->c->reader->errstr);
+            break;
+        }
     }
-}
-
-/* Under the home's mu: append a reply's bytes to its caller's (k). -1
- * when out of memory. */
-static int
-mx_keep(nv__redis_parker *k, const char *b, size_t n)
-{
-    if (k->rlen + n > k->rcap) {
-        size_t cap = k->rcap ? k->rcap : 512;
-        char *r;
-
-        while (cap < k->rlen + n)
-            cap *= 2;
-        if ((r = nv__realloc(k->rbuf, cap)) == NULL)
-            return -1;
-        k->rbuf = r;
-        k->rcap = cap;
-    }
-    memcpy(k->rbuf + k->rlen, b, n);
-    k->rlen += n;
-    return 0;
+    while (n > 0)
+        freeReplyObject(v[--n]);
+    return -1;
 }
 
 /* Outside the home's mu (so that a woken thread does not block on it at
@@ -1137,7 +923,8 @@ static int
 mx_call(nv__redis_pool *p, const char *buf, size_t len, int want,
         redisReply **out, nv_error *err)
 {
-    struct mx_req q = { .want = want, .k = nv__redis_parker_self() };
+    struct mx_req q = { .want = want, .replies = out,
+                        .k = nv__redis_parker_self() };
     struct nv__redis_mx *m, *dead = NULL;
     nv__redis_parker *wake[MX_REPLIES + 1];
     char msg[160];
@@ -1145,7 +932,6 @@ mx_call(nv__redis_pool *p, const char *buf, size_t len, int want,
 
     if (q.k == NULL)
         return nv__error(err, NV_ENOMEM, "redis: out of memory");
-    q.k->rlen = 0;
     pthread_mutex_lock(&p->mxh->mu);
     m = mx_get(p, err);
     if (m == NULL) {
@@ -1192,7 +978,7 @@ mx_call(nv__redis_pool *p, const char *buf, size_t len, int want,
         m->writing = 0;
     }
     while (q.state == 0) {
-        struct mx_span v[MX_REPLIES];
+        redisReply *v[MX_REPLIES];
         int k;
 
         if (m->reading) {
@@ -1216,15 +1002,18 @@ mx_call(nv__redis_pool *p, const char *buf, size_t len, int want,
             struct mx_req *h = m->head;
 
             if (h == NULL) {   /* a reply nobody asked for */
+                while (i < k)
+                    freeReplyObject(v[i++]);
                 mx_fail(p, m, "unexpected reply");
                 break;
             }
-            if (mx_keep(h->k, m->in + v[i].off, v[i].len) != 0) {
-                mx_fail(p, m, "out of memory");
-                break;
+            if (h->want > 1) {
+                h->replies[h->got++] = v[i];
+                if (h->got < h->want)
+                    continue;
+            } else {
+                h->reply = v[i];
             }
-            if (++h->got < h->want)
-                continue;
             m->head = h->next;
             if (m->head == NULL)
                 m->tail = NULL;
@@ -1241,37 +1030,20 @@ mx_call(nv__redis_pool *p, const char *buf, size_t len, int want,
         nv__redis_park_owe(m->head->k);
         wake[nwake++] = m->head->k;
     }
-    if (q.state != 1)
+    if (q.state == 1) {
+        if (want == 1)
+            *out = q.reply;
+    } else {
+        while (q.got > 0)   /* the connection failed halfway */
+            freeReplyObject(q.replies[--q.got]);
         rc = nv__error(err, NV_EBACKEND, "redis at %s: %s", p->addr,
                        m->errstr[0] ? m->errstr : "connection lost");
+    }
     if (--m->refs == 0)
         dead = m;
     pthread_mutex_unlock(&p->mxh->mu);
     mx_wake(wake, &nwake);
     mx_free(dead);
-    if (rc == NV_OK) {
-        /* the reply objects, made here (see resp_parse) */
-        size_t at = 0;
-
-        for (int i = 0; i < want; i++) {
-            out[i] = resp_parse(q.k->rbuf, q.k->rlen, &at, 0);
-            if (out[i] == NULL) {
-                while (i > 0)
-                    freeReplyObject(out[--i]);
-                rc = nv__error(err, NV_ENOMEM, "redis: out of memory");
-                break;
-            }
-        }
-    }
-    if (q.k->rcap > 2048) {
-        /* only a small buffer stays with the thread: with a hundred
-         * workers, each keeping the largest reply it read (batches of
-         * jobs) grew a worker's RSS by 2 MB */
-        nv__free(q.k->rbuf);
-        q.k->rbuf = NULL;
-        q.k->rcap = 0;
-    }
-    q.k->rlen = 0;
     return rc;
 }
 

@@ -118,8 +118,6 @@ int nv__redis_eval_pre(nv__redis_pool *p, const nv__redis_script *s,
 typedef struct nv__redis_parker {
     sem_t          sem;
     _Atomic int    owed;     /* posts decided, not yet made */
-    char          *rbuf;     /* the bytes of its thread's replies (conn.c) */
-    size_t         rlen, rcap;
 } nv__redis_parker;
 
 /* This thread's parker; NULL when out of memory. */
