@@ -71,6 +71,7 @@ struct note {
     char          *queue;
     int            tickets;  /* notes not yet taken by a waiter */
     struct waiter *sleepers; /* waiting, the latest first */
+    int            nsleep;   /* how many */
     const struct waiter *poller;  /* polls for what notes cannot say */
     int64_t        poller_until;  /* monotonic ms: its next poll due */
     uint64_t       gen;      /* grows at each note */
@@ -89,6 +90,22 @@ struct note {
     nv__redis_args *args;            /* a sender's, reused (or NULL) */
     int            args_busy;        /* args is in use */
     int64_t        poll_next;        /* monotonic ms: next idle poll */
+    /* Hand-offs (see hand_off): the lease of this queue's reserves when
+     * they have no limiter (0: a limiter, or no reserve yet), enqueues
+     * that reserve for a sleeper out now, and the jobs they reserved
+     * that no worker took yet, the oldest first. */
+    int64_t        hand_lease;
+    int            hand_out;
+    struct stash  *stash, *stash_tail;
+    int            nstash;
+};
+
+/* A job reserved by an enqueue of this instance for one of its sleeping
+ * workers (the lease is this instance's), until a worker takes it. */
+struct stash {
+    nv_job        job;
+    int64_t       now, lease_ms;    /* the reserve's */
+    struct stash *next;
 };
 
 #define MAX_TICKETS 16
@@ -116,6 +133,10 @@ static void local_change(struct rqueue *q, const char *queue);
 struct op;
 static void submit(struct rqueue *q, const char *queue, struct op *op);
 static void op_free(struct op *o);
+static int hand_begin(struct rqueue *q, const char *queue);
+static void hand_end(struct rqueue *q, const char *queue, struct op *op);
+static void new_token(char tok[40]);
+static nv__redis_parker *sleeper_wake(struct note *nt);
 
 /* ---- Calling scripts ---- */
 
@@ -530,7 +551,8 @@ struct op {
     const nv__redis_args *args;     /* E: its arguments */
     int             quiet;          /* E: a new job's state not wanted */
     char            tok[40];        /* R, X: the new lease's token */
-    redisReply     *el[4];          /* its part of the batch's reply */
+    int             hand;           /* E: and reserve (H, see hand_off) */
+    redisReply     *el[8];          /* its part of the batch's reply */
     int             nel;
     int             rc, done;
     int             taken;          /* in a batch sent (or being sent) */
@@ -598,7 +620,15 @@ rq_enqueue(void *self, const nv_job *job, int64_t now, int64_t max_unfinished,
     }
     /* through the batches: concurrent enqueues share a round trip */
     op.args = &x;
+    if (out == NULL && job->delay_until <= now &&
+        (op.lease_ms = hand_begin(q, job->queue)) > 0) {
+        op.hand = 1;
+        op.now = now;
+        new_token(op.tok);
+    }
     submit(q, job->queue, &op);
+    if (op.hand)
+        hand_end(q, job->queue, &op);
     nv__redis_args_release(&x);
     nv__free(packed);
     rc = op.rc;
@@ -790,11 +820,17 @@ op_args(nv__redis_args *x, const struct op *o)
     nv__redis_args_str(x, o->kind == OP_RESERVE ? "R"
                           : o->kind == OP_FINISH ? "F"
                           : o->kind == OP_COUNTS ? "C"
-                          : o->kind == OP_ENQUEUE ? (o->quiet ? "e" : "E")
+                          : o->kind == OP_ENQUEUE ? (o->hand ? "H"
+                                                     : o->quiet ? "e" : "E")
                           : "X");
     if (o->kind == OP_COUNTS)
         return;
     if (o->kind == OP_ENQUEUE) {
+        if (o->hand) {
+            /* H: a reserve's lease end and token, then e's arguments */
+            nv__redis_args_int(x, o->now + o->lease_ms);
+            nv__redis_args_str(x, o->tok);
+        }
         nv__redis_args_int(x, o->args->n);
         for (int i = 0; i < o->args->n; i++)
             nv__redis_args_bin(x, o->args->v[i], o->args->len[i]);
@@ -825,7 +861,7 @@ op_args(nv__redis_args *x, const struct op *o)
 /* How many elements of a batch reply, from r[0] on (m left), are the
  * reply of an op of 'kind' (see queue_batch.lua); 0 when malformed. */
 static int
-reply_len(int kind, redisReply **r, size_t m)
+reply_len(int kind, int hand, redisReply **r, size_t m)
 {
     int n;
 
@@ -841,6 +877,10 @@ reply_len(int kind, redisReply **r, size_t m)
         break;
     case OP_ENQUEUE:
         n = r[0]->integer == 1 ? 3 : r[0]->integer == 0 ? 4 : 1;
+        if (m > (size_t)n && r[n]->type == REDIS_REPLY_INTEGER && hand)
+            n += r[n]->integer == 1 ? 3 : 2;     /* H: R's reply after */
+        else if (hand)
+            return 0;
         break;
     case OP_RESERVE:
         n = r[0]->integer == 1 ? 3 : 2;
@@ -886,7 +926,7 @@ send_batch(struct rqueue *q, const char *queue, struct op *ops, int n,
     }
     /* check the whole reply first: every op gets its part, or an error */
     for (o = ops, i = 1; rc == NV_OK && o != NULL; o = o->next) {
-        int k = reply_len(o->kind, r->element + i, r->elements - i);
+        int k = reply_len(o->kind, o->hand, r->element + i, r->elements - i);
 
         if (k == 0)
             rc = nv__error(&err, NV_EBACKEND, "redis queue: unexpected reply");
@@ -901,7 +941,7 @@ send_batch(struct rqueue *q, const char *queue, struct op *ops, int n,
             continue;
         }
         o->rc = NV_OK;
-        o->nel = reply_len(o->kind, r->element + i, r->elements - i);
+        o->nel = reply_len(o->kind, o->hand, r->element + i, r->elements - i);
         for (int k = 0; k < o->nel; k++, i++) {
             o->el[k] = r->element[i];
             r->element[i] = NULL;    /* now the op's */
@@ -1052,6 +1092,190 @@ reserved(const redisReply *h, const redisReply *logs, int64_t now,
 }
 
 /*
+ * Hand-offs. An enqueue made while a worker of this instance sleeps in
+ * wait() on its queue (one that no other hand-off is promised to) also
+ * reserves, in the same script (H: at the enqueue's now, with the lease
+ * of the queue's reserves), and hands the job to that worker: its next
+ * reserve (or finish_reserve) takes it without asking Redis. Otherwise the
+ * job's note goes to the subscriber thread through Redis pub/sub, wakes
+ * a worker, and that worker's reserve is one more script: a hand-off
+ * spares a script, a message and two thread wake-ups per job. The job
+ * taken is the queue's first runnable one, not always the new one, so the
+ * queue's order and priorities hold; what an H takes is not announced to
+ * the other instances (it is not waiting any more). Only queues whose
+ * reserves have no limiter hand off. A job handed off is released (back
+ * to waiting, no attempt counted) when no worker takes it within a
+ * quarter of its lease, or when the queue is closed.
+ */
+static int rq_finish(void *self, const char *queue, const char *id,
+                     const char *token, const nv_finish *f, int64_t now,
+                     nv_error *err);
+
+/* The lease for an enqueue's hand-off (0: none now) */
+static int
+hand_begin(struct rqueue *q, const char *queue)
+{
+    struct note *nt;
+    int64_t lease = 0;
+
+    pthread_mutex_lock(&q->mu);
+    nt = note_get(q, queue, 0);
+    if (nt != NULL && nt->hand_lease > 0 &&
+        nt->nsleep > nt->hand_out + nt->nstash) {
+        nt->hand_out++;
+        lease = nt->hand_lease;
+    }
+    pthread_mutex_unlock(&q->mu);
+    return (int)(lease > INT32_MAX ? INT32_MAX : lease);
+}
+
+/* Give a job handed off back to its queue, and forget it. */
+static void
+stash_release(struct rqueue *q, const char *queue, struct stash *s)
+{
+    nv_finish rel = { .kind = NV_FINISH_RELEASE };
+
+    rq_finish(q, queue, s->job.id, s->job.lease_token, &rel, s->now, NULL);
+    nv_job_release(&s->job);
+    nv__free(s);
+}
+
+/* After an H op: its reserve's job (if any) to the stash, for a sleeper. */
+static void
+hand_end(struct rqueue *q, const char *queue, struct op *op)
+{
+    struct stash *s = NULL;
+    nv__redis_parker *k = NULL;
+    struct note *nt;
+    int n = 0;
+
+    if (op->rc == NV_OK) {
+        int64_t code = nv__redis_int(op->el[0]);
+
+        n = code == 1 ? 3 : code == 0 ? 4 : 1;     /* its enqueue part */
+    }
+    if (op->rc == NV_OK && n < op->nel && nv__redis_int(op->el[n]) == 1 &&
+        n + 2 < op->nel) {
+        nv_error e;
+
+        /* (out of memory here, the job stays reserved until its lease
+         * ends and the reaper gives it back, as after a crash) */
+        s = nv__calloc(1, sizeof(*s));
+        if (s != NULL) {
+            s->now = op->now;
+            s->lease_ms = op->lease_ms;
+            if (reserved(op->el[n + 1], op->el[n + 2], op->now, op->lease_ms,
+                         op->tok, &s->job, &e) != NV_OK) {
+                nv_job_release(&s->job);
+                nv__free(s);
+                s = NULL;
+            }
+        }
+    }
+    pthread_mutex_lock(&q->mu);
+    nt = note_get(q, queue, 0);
+    if (nt != NULL) {
+        nt->hand_out--;
+        if (s != NULL) {
+            if (nt->stash_tail != NULL)
+                nt->stash_tail->next = s;
+            else
+                nt->stash = s;
+            nt->stash_tail = s;
+            nt->nstash++;
+            k = sleeper_wake(nt);
+            s = NULL;
+        }
+    }
+    pthread_mutex_unlock(&q->mu);
+    if (k != NULL)
+        nv__redis_unpark(k);
+    if (s != NULL)
+        stash_release(q, queue, s);    /* (no note: never made) */
+}
+
+/*
+ * A job handed off to this queue's workers, into *out (1), else 0. Notes
+ * the lease and limiter of the queue's reserves, for hand_begin. Jobs
+ * handed off that this reserve cannot take (another lease or a limiter
+ * now, or a quarter of their lease gone) are released.
+ */
+static int
+stash_take(struct rqueue *q, const char *queue, int64_t now,
+           int64_t lease_ms, const nv_limiter *lim, nv_job *out)
+{
+    struct stash *s, *drop = NULL;
+    struct note *nt;
+    int plain = lim == NULL || lim->max <= 0;
+
+    pthread_mutex_lock(&q->mu);
+    nt = note_get(q, queue, 1);
+    if (nt == NULL) {
+        pthread_mutex_unlock(&q->mu);
+        return 0;
+    }
+    nt->hand_lease = plain ? lease_ms : 0;
+    while ((s = nt->stash) != NULL) {
+        nt->stash = s->next;
+        if (nt->stash == NULL)
+            nt->stash_tail = NULL;
+        nt->nstash--;
+        s->next = NULL;
+        if (plain && s->lease_ms == lease_ms && now >= s->now - 1000 &&
+            now - s->now <= s->lease_ms / 4)
+            break;
+        s->next = drop;
+        drop = s;
+    }
+    pthread_mutex_unlock(&q->mu);
+    while (drop != NULL) {
+        struct stash *next = drop->next;
+
+        stash_release(q, queue, drop);
+        drop = next;
+    }
+    if (s == NULL)
+        return 0;
+    *out = s->job;
+    nv__free(s);
+    return 1;
+}
+
+/* A job taken from the stash goes back to its front (its finish_reserve's
+ * finish failed). */
+static void
+stash_unget(struct rqueue *q, const char *queue, nv_job *job,
+            int64_t lease_ms)
+{
+    struct stash *s = nv__calloc(1, sizeof(*s));
+    nv__redis_parker *k = NULL;
+    struct note *nt;
+
+    if (s == NULL) {
+        nv_finish rel = { .kind = NV_FINISH_RELEASE };
+
+        rq_finish(q, queue, job->id, job->lease_token, &rel,
+                  job->processed_on, NULL);
+        nv_job_release(job);
+        return;
+    }
+    s->job = *job;
+    s->now = job->processed_on;     /* the reserve's now */
+    s->lease_ms = lease_ms;
+    pthread_mutex_lock(&q->mu);
+    nt = note_get(q, queue, 0);    /* (made by stash_take) */
+    s->next = nt->stash;
+    nt->stash = s;
+    if (nt->stash_tail == NULL)
+        nt->stash_tail = s;
+    nt->nstash++;
+    k = sleeper_wake(nt);
+    pthread_mutex_unlock(&q->mu);
+    if (k != NULL)
+        nv__redis_unpark(k);
+}
+
+/*
  * Idle workers poll: each wakes after its wait's timeout (20 ms in the
  * engine) and reserves again, in case something became runnable without a
  * note. With a hundred idle workers per queue and notes arriving all the
@@ -1111,6 +1335,12 @@ rq_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
     int64_t next = 0;
     int rc, live = 0;
 
+    if (stash_take(q, queue, now, lease_ms, lim, out)) {
+        idle_nt = NULL;
+        if (polled_nt != NULL)
+            poll_handoff(q, queue);   /* this worker is busy now */
+        return NV_OK;
+    }
     if (idle_skip(q, queue)) {
         if (next_at != NULL)
             *next_at = 0;
@@ -1210,6 +1440,15 @@ rq_finish_reserve(void *self, const char *queue, const char *id,
     int rc, live = 0;
 
     *got = 0;
+    if (stash_take(q, queue, now, lease_ms, lim, out)) {
+        /* a job handed off: the finish alone */
+        rc = rq_finish(self, queue, id, token, f, now, err);
+        if (rc == NV_OK)
+            *got = 1;
+        else
+            stash_unget(q, queue, out, lease_ms);
+        return rc;
+    }
     note_gen(q, queue, &gen, &epoch, &live);
     new_token(op.tok);
     submit(q, queue, &op);
@@ -1517,6 +1756,7 @@ sleeper_remove(struct note *nt, struct waiter *w)
     for (struct waiter **pp = &nt->sleepers; *pp != NULL; pp = &(*pp)->next) {
         if (*pp == w) {
             *pp = w->next;
+            nt->nsleep--;
             break;
         }
     }
@@ -1704,6 +1944,10 @@ rq_wait(void *self, const char *queue, int64_t timeout_ms)
         pthread_mutex_unlock(&q->mu);
         return NV_OK;
     }
+    if (nt->nstash > 0) {      /* a job handed off: for the reserve */
+        pthread_mutex_unlock(&q->mu);
+        return NV_OK;
+    }
     if (nt->tickets > 0) {
         nt->tickets--;
         pthread_mutex_unlock(&q->mu);
@@ -1721,6 +1965,7 @@ rq_wait(void *self, const char *queue, int64_t timeout_ms)
     w->woken = 0;
     w->next = nt->sleepers;
     nt->sleepers = w;
+    nt->nsleep++;
     w->queued = 1;
     while (w->woken == 0 && q->epoch == epoch &&
            nv__monotonic_ms() < deadline)
@@ -1775,6 +2020,12 @@ rq_close(void *self)
         return;
     nv__redis_sub_stop(q->sub);
     for (size_t i = 0; i < q->nnotes; i++) {
+        struct stash *s;
+
+        while ((s = q->notes[i]->stash) != NULL) {
+            q->notes[i]->stash = s->next;
+            stash_release(q, q->notes[i]->queue, s);
+        }
         nv__free(q->notes[i]->args);
         nv__free(q->notes[i]->queue);
         nv__free(q->notes[i]);

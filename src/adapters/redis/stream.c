@@ -46,11 +46,17 @@ static const nv__redis_script appendb_script = {
  * Appends called at the same time by several threads (the workers of a
  * flow's steps, of many runs) are gathered into one script call
  * (stream_appendb), as the redis queue gathers its calls: Redis pays the
- * fixed cost of a call (~5 us, and its reply) once per batch instead of
- * once per append. See submit.
+ * fixed cost of a call (~2.5 us of its CPU: the request, the function's
+ * call, the reply) once per batch instead of once per append. An
+ * append's own work (its ~14 arguments, XLEN, XADD: ~11 us) stays: on
+ * the 3-step flows bench the script calls per flow fell from 13.4 to 7.0
+ * while Redis's CPU per flow stayed within the noise. See submit.
  */
 #define MAX_BATCH 64
-/* Batches out at once (see may_send). */
+/* Batches out at once (see may_send). With one, a caller that comes while
+ * a batch is out waits for its whole round trip before its own batch is
+ * even sent: 6.6 calls per flow instead of 7.0, but Redis read 3.6 times
+ * per flow instead of 3.1 and flows/s were ~4% lower. */
 #define MAX_INFLIGHT 2
 
 /* One caller's append waiting to be sent, or out. */
@@ -126,7 +132,8 @@ args_event(nv__redis_args *a, const nv_event *ev)
 /*
  * A lone op, by the script of one append: stream_append for one event
  * (its reply {1, id, length} made {1, length, id} here), stream_appendn
- * for several. Cheaper for Redis than stream_appendb with one op.
+ * for several. Cheaper for Redis than stream_appendb with one op (~14.1
+ * against ~15.9 us of its CPU, redis-benchmark -P 16).
  */
 static int
 send_one(struct rstream *s, struct aop *o, redisReply **out, nv_error *err)

@@ -1355,6 +1355,274 @@ Test(redis_adapter, a_batch_of_busy_workers_finishes_ends_each_as_the_general_wa
     server_free(&s);
 }
 
+/* ---- Hand-offs: an enqueue reserves for a sleeping worker ---- */
+
+/* A worker of queue "mail" as the engine runs it: an empty reserve (which
+ * tells the adapter the queue's lease), then a wait; after the wait it
+ * reserves again only when 'take' is set. */
+struct sleeper {
+    nv_queue *q;
+    int       take;
+    int       first_rc;     /* the reserve before the wait's */
+    int       rc;
+    nv_job    got;
+    int64_t   woke_ms;      /* how long the wait lasted */
+};
+
+static void *
+sleeper_run(void *arg)
+{
+    struct sleeper *w = arg;
+    nv_error err = { 0 };
+    int64_t t0;
+
+    w->first_rc = w->q->ops->reserve(w->q->self, "mail", wall_ms(), 30000,
+                                     NULL, &w->got, NULL, &err);
+    if (w->first_rc == NV_OK)
+        return NULL;
+    t0 = wall_ms();
+    w->q->ops->wait(w->q->self, "mail", 5000);
+    w->woke_ms = wall_ms() - t0;
+    w->rc = w->take ? w->q->ops->reserve(w->q->self, "mail", wall_ms(), 30000,
+                                         NULL, &w->got, NULL, &err)
+                    : NV_ENOTFOUND;
+    return NULL;
+}
+
+/* Start a sleeper on q and give it time to fall asleep. */
+static void
+sleeper_start(struct sleeper *w, nv_queue *q, int take, pthread_t *th)
+{
+    memset(w, 0, sizeof(*w));
+    w->q = q;
+    w->take = take;
+    q->ops->wait(q->self, "mail", 1);            /* subscribes */
+    pthread_create(th, NULL, sleeper_run, w);
+    sleep_ms(150);
+    cr_assert_eq(w->first_rc, NV_ENOTFOUND, "the queue was not empty");
+}
+
+/* The wake channel's messages within 'ms' (a subscribed connection). */
+static int
+wake_messages(redisContext *sub, int ms)
+{
+    struct timeval tv = { 0, 10000 };
+    int n = 0;
+
+    redisSetTimeout(sub, tv);
+    for (int64_t end = wall_ms() + ms; wall_ms() < end; ) {
+        void *r = NULL;
+
+        if (redisGetReply(sub, &r) == REDIS_OK && r != NULL) {
+            n++;
+            freeReplyObject(r);
+        } else {
+            sub->err = 0;           /* a timeout: read on */
+        }
+    }
+    return n;
+}
+
+/* A job enqueued while a worker of the same instance sleeps on its queue
+ * goes to that worker in the enqueue's own script: reserved at the
+ * enqueue's time, and not announced to the other instances (nobody else
+ * could take it); with no worker asleep, the enqueue announces its job. */
+Test(redis_adapter, a_job_enqueued_while_a_worker_sleeps_is_handed_to_it)
+{
+    struct server s;
+    nv_error err = { 0 };
+    nv_queue q;
+    struct sleeper w;
+    pthread_t th;
+    redisContext *sub;
+    redisReply *r;
+    int64_t now;
+    nv_job j;
+
+    server_new(&s, NULL);
+    cr_assert_eq(nv_redis_queue_open(settings(s.port, NULL), &q, &err), NV_OK);
+    sub = client(&s);
+    r = redisCommand(sub, "SUBSCRIBE nq:q:wake");
+    freeReplyObject(r);
+    sleeper_start(&w, &q, 1, &th);
+    now = wall_ms();
+    j = mkjob("h1", now);
+    cr_assert_eq(q.ops->enqueue(q.self, &j, now, 0, NULL, NULL, &err), NV_OK);
+    pthread_join(th, NULL);
+    cr_assert_eq(w.rc, NV_OK);
+    cr_assert_str_eq(w.got.id, "h1");
+    cr_assert_eq(w.got.state, NV_JOB_ACTIVE);
+    cr_assert_eq(w.got.processed_on, now, "reserved at the enqueue's time");
+    cr_assert_eq(w.got.lease_until, now + 30000);
+    cr_assert_lt(w.woke_ms, 500);
+    cr_assert_eq(wake_messages(sub, 200), 0, "a job handed off was announced");
+    /* its lease is a real one */
+    cr_assert_eq(q.ops->extend(q.self, "mail", "h1", w.got.lease_token,
+                               now + 60000, &err), NV_OK, "%s", err.msg);
+    nv_job_release(&w.got);
+    /* nobody asleep: the next job is announced */
+    j = mkjob("h2", now);
+    cr_assert_eq(q.ops->enqueue(q.self, &j, now, 0, NULL, NULL, &err), NV_OK);
+    cr_assert_eq(wake_messages(sub, 300), 1);
+    redisFree(sub);
+    q.ops->close(q.self);
+    server_free(&s);
+}
+
+/* An H op (enqueue, and reserve for a worker asleep) takes the queue's
+ * first runnable job, not always its own: a job waiting already is not
+ * overtaken. Only the jobs left runnable are announced. */
+Test(redis_adapter, a_hand_off_takes_the_queue_s_first_job)
+{
+    struct server s;
+    nv_error err = { 0 };
+    nv_queue q;
+    nv_job j;
+    redisContext *c, *sub;
+    redisReply *r;
+    const char *av[] = { "FCALL", nv__redis_fn_queue_batch, "1",
+                         "{nq:q:mail}:meta", "{nq:q:mail}", "nq:q:wake",
+                         "mail", "2",
+                         "H", "31000", "tH", "11", "1000", "0", "new", "1000",
+                         "0", "0", "0", "state", "waiting", "nologs", "1",
+                         "H", "31000", "tI", "11", "1000", "0", "newer",
+                         "1000", "0", "0", "0", "state", "waiting", "nologs",
+                         "1" };
+    size_t al[sizeof(av) / sizeof(av[0])];
+    char rep[2048] = "";
+
+    server_new(&s, NULL);
+    cr_assert_eq(nv_redis_queue_open(settings(s.port, NULL), &q, &err), NV_OK);
+    j = mkjob("old", 900);
+    cr_assert_eq(q.ops->enqueue(q.self, &j, 900, 0, NULL, NULL, &err), NV_OK);
+    sub = client(&s);
+    r = redisCommand(sub, "SUBSCRIBE nq:q:wake");
+    freeReplyObject(r);
+    for (size_t k = 0; k < sizeof(av) / sizeof(av[0]); k++)
+        al[k] = strlen(av[k]);
+    c = client(&s);
+    r = redisCommandArgv(c, (int)(sizeof(av) / sizeof(av[0])), av, al);
+    cr_assert(r != NULL && r->type == REDIS_REPLY_ARRAY, "%s",
+              r && r->type == REDIS_REPLY_ERROR ? r->str : "no reply");
+    /* 1, then per H: e's reply (1 'waiting' 0) and R's (1 record logs) */
+    cr_assert_eq(r->elements, 13);
+    cr_assert_eq(r->element[4]->integer, 1);
+    cr_assert_eq(r->element[10]->integer, 1);
+    reply_text(r, rep, sizeof(rep));
+    freeReplyObject(r);
+    cr_assert(strncmp(rep, "[ 1 1 'waiting' 0 1 [ 'r' '3:old", 30) == 0, "%s", rep);
+    cr_assert_eq(q.ops->get(q.self, "mail", "old", &j, &err), NV_OK);
+    cr_assert_eq(j.state, NV_JOB_ACTIVE);
+    cr_assert_str_eq(j.lease_token, "tH", "the first H took the older job");
+    cr_assert_eq(j.lease_until, 31000);
+    nv_job_release(&j);
+    r = redisCommand(c, "HMGET {nq:q:mail}:j:new state leaseToken");
+    cr_assert_str_eq(r->element[0]->str, "active");
+    cr_assert_str_eq(r->element[1]->str, "tI");
+    freeReplyObject(r);
+    r = redisCommand(c, "HGET {nq:q:mail}:j:newer state");
+    cr_assert_str_eq(r->str, "waiting");
+    freeReplyObject(r);
+    /* two jobs made runnable, two taken: nothing announced */
+    cr_assert_eq(wake_messages(sub, 200), 0);
+    redisFree(c);
+    redisFree(sub);
+    q.ops->close(q.self);
+    server_free(&s);
+}
+
+/* A job handed off that no worker takes goes back to waiting, with no
+ * attempt counted: when the queue is closed, and when it waited past a
+ * quarter of its lease (then the reserve that finds it takes it anew). */
+Test(redis_adapter, a_job_handed_off_but_not_taken_goes_back)
+{
+    struct server s;
+    nv_error err = { 0 };
+    nv_queue q, q2;
+    struct sleeper w;
+    pthread_t th;
+    nv_job j, got;
+    int64_t now;
+
+    server_new(&s, NULL);
+    cr_assert_eq(nv_redis_queue_open(settings(s.port, NULL), &q, &err), NV_OK);
+    sleeper_start(&w, &q, 0, &th);
+    now = wall_ms();
+    j = mkjob("c1", now);
+    cr_assert_eq(q.ops->enqueue(q.self, &j, now, 0, NULL, NULL, &err), NV_OK);
+    pthread_join(th, NULL);        /* woken, but it does not reserve */
+    cr_assert_lt(w.woke_ms, 500);
+    q.ops->close(q.self);
+    cr_assert_eq(nv_redis_queue_open(settings(s.port, NULL), &q2, &err),
+                 NV_OK);
+    cr_assert_eq(q2.ops->get(q2.self, "mail", "c1", &got, &err), NV_OK);
+    cr_assert_eq(got.state, NV_JOB_WAITING, "state %d", got.state);
+    cr_assert_eq(got.attempts_made, 0);
+    nv_job_release(&got);
+    cr_assert_eq(q2.ops->remove(q2.self, "mail", "c1", NULL, &err), NV_OK);
+
+    /* too late for its lease: released, then reserved anew */
+    sleeper_start(&w, &q2, 0, &th);
+    now = wall_ms();
+    j = mkjob("c2", now);
+    cr_assert_eq(q2.ops->enqueue(q2.self, &j, now, 0, NULL, NULL, &err), NV_OK);
+    pthread_join(th, NULL);
+    cr_assert_eq(q2.ops->reserve(q2.self, "mail", now + 30000 / 4 + 1, 30000,
+                                 NULL, &got, NULL, &err), NV_OK, "%s", err.msg);
+    cr_assert_str_eq(got.id, "c2");
+    cr_assert_eq(got.processed_on, now + 30000 / 4 + 1, "a fresh reserve");
+    cr_assert_eq(got.attempts_made, 0);
+    nv_job_release(&got);
+    q2.ops->close(q2.self);
+    server_free(&s);
+}
+
+/* A busy worker's finish_reserve takes a job handed off (its finish
+ * alone goes to Redis); a finish that fails leaves that job for the
+ * next reserve. */
+Test(redis_adapter, finish_reserve_takes_a_job_handed_off)
+{
+    struct server s;
+    nv_error err = { 0 };
+    nv_queue q;
+    struct sleeper w;
+    nv_finish done = { .kind = NV_FINISH_COMPLETE, .returnvalue = "1" };
+    pthread_t th;
+    nv_job j, held, got;
+    int64_t now = wall_ms();
+    int have = 0;
+
+    server_new(&s, NULL);
+    cr_assert_eq(nv_redis_queue_open(settings(s.port, NULL), &q, &err), NV_OK);
+    j = mkjob("f0", now);
+    cr_assert_eq(q.ops->enqueue(q.self, &j, now, 0, NULL, NULL, &err), NV_OK);
+    cr_assert_eq(q.ops->reserve(q.self, "mail", now, 30000, NULL, &held, NULL,
+                                &err), NV_OK);
+    sleeper_start(&w, &q, 0, &th);
+    now = wall_ms();
+    j = mkjob("f1", now);
+    cr_assert_eq(q.ops->enqueue(q.self, &j, now, 0, NULL, NULL, &err), NV_OK);
+    pthread_join(th, NULL);
+    /* a wrong token: the finish fails, f1 stays handed off */
+    cr_assert_eq(q.ops->finish_reserve(q.self, "mail", "f0", "nope", &done,
+                                       now, 30000, NULL, &got, &have, NULL,
+                                       &err), NV_ELEASE);
+    cr_assert_eq(have, 0);
+    cr_assert_eq(q.ops->finish_reserve(q.self, "mail", "f0", held.lease_token,
+                                       &done, now, 30000, NULL, &got, &have,
+                                       NULL, &err), NV_OK, "%s", err.msg);
+    cr_assert_eq(have, 1);
+    cr_assert_str_eq(got.id, "f1");
+    cr_assert_eq(got.processed_on, now);
+    nv_job_release(&got);
+    nv_job_release(&held);
+    cr_assert_eq(q.ops->get(q.self, "mail", "f0", &got, &err), NV_OK);
+    cr_assert_eq(got.state, NV_JOB_COMPLETED);
+    nv_job_release(&got);
+    q.ops->close(q.self);
+    server_free(&s);
+}
+
 /* The store's value at 'key' is absent (NV_ENOTFOUND). */
 static int
 kv_absent(nv_store *st, const char *key)

@@ -147,15 +147,27 @@ script_calls(const struct server *s)
     return n;
 }
 
+/* A stream adapter on s; with 'user', as that user (password "pw"). */
+static void
+stream_open_as(const struct server *s, const char *user, nv_stream *sm)
+{
+    char set[256];
+    nv_error err = { 0 };
+
+    if (user != NULL)
+        snprintf(set, sizeof(set), "{\"prefix\":\"nq\",\"redis\":{\"host\":"
+                 "\"127.0.0.1\",\"port\":%d,\"username\":\"%s\","
+                 "\"password\":\"pw\"}}", s->port, user);
+    else
+        snprintf(set, sizeof(set), "{\"prefix\":\"nq\",\"redis\":{\"host\":"
+                 "\"127.0.0.1\",\"port\":%d,\"db\":0}}", s->port);
+    cr_assert_eq(nv_redis_stream_open(set, sm, &err), NV_OK, "%s", err.msg);
+}
+
 static void
 stream_open(const struct server *s, nv_stream *sm)
 {
-    char set[200];
-    nv_error err = { 0 };
-
-    snprintf(set, sizeof(set), "{\"prefix\":\"nq\",\"redis\":{\"host\":"
-             "\"127.0.0.1\",\"port\":%d,\"db\":0}}", s->port);
-    cr_assert_eq(nv_redis_stream_open(set, sm, &err), NV_OK, "%s", err.msg);
+    stream_open_as(s, NULL, sm);
 }
 
 static nv_event
@@ -350,8 +362,10 @@ next_id(const char *prev, int64_t now, char *out, size_t size)
         snprintf(out, size, "%lld-%lld", ms, seq + 1);
 }
 
-Test(redis_stream, concurrent_appends_of_many_runs_each_get_their_own_reply,
-     .timeout = 60)
+/* THREADS threads appending to many runs at once, as 'user' (NULL: the
+ * default user); every reply, stored event and note checked. */
+static void
+many_appends(const char *user)
 {
     static struct worker w[THREADS];
     static struct heard h;
@@ -365,7 +379,10 @@ Test(redis_stream, concurrent_appends_of_many_runs_each_get_their_own_reply,
     size_t nnames = 0;
 
     server_new(&srv);
-    stream_open(&srv, &sm);
+    if (user != NULL)
+        freeReplyObject(cmd(&srv, "ACL SETUSER worker on >pw ~* &* +@all "
+                            "-fcall -function"));
+    stream_open_as(&srv, user, &sm);
     pthread_mutex_init(&h.mu, NULL);
     cr_assert_eq(sm.ops->subscribe(sm.self, on_note, &h, &sub, &err), NV_OK,
                  "%s", err.msg);
@@ -518,10 +535,29 @@ Test(redis_stream, concurrent_appends_of_many_runs_each_get_their_own_reply,
     /* and they went out gathered: fewer script calls than appends */
     cr_assert_lt(script_calls(&srv), ops, "%ld calls for %d appends",
                  script_calls(&srv), ops);
+    if (user != NULL) {
+        redisReply *r = cmd(&srv, "FUNCTION LIST");
+
+        cr_assert_eq(r->elements, 0, "no library loaded for this user");
+        freeReplyObject(r);
+    }
 
     sm.ops->unsubscribe(sm.self, sub);
     sm.ops->close(sm.self);
     server_free(&srv);
+}
+
+Test(redis_stream, concurrent_appends_of_many_runs_each_get_their_own_reply,
+     .timeout = 60)
+{
+    many_appends(NULL);
+}
+
+Test(redis_stream, concurrent_appends_are_gathered_as_scripts_too,
+     .timeout = 60)
+{
+    /* a user without FCALL: the scripts run by EVALSHA */
+    many_appends("worker");
 }
 
 /* ---- Calls held by Redis: those that come meanwhile go out together ---- */

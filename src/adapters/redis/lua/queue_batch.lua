@@ -11,6 +11,11 @@
 --                                                   1 state paused | 0 job paused logs | -18
 --   e as E, for a caller that does not want a new job's state: its
 --     paused is 0 (a read less)
+--   H lease token m now max id ... (e's arguments after its letter, with
+--     a reserve's lease end and token in front): an enqueue (as e) and a
+--     reserve without limiter (as R, at the enqueue's now), for a worker
+--     of the caller's instance that sleeps (a hand-off: redis/queue.c)
+--                                                   e's reply, then R's
 -- (E: m counts the arguments after it, max is the most unfinished jobs or
 -- 0, the pairs are the new record, its state and 'nologs' among them;
 -- 1: a new job, 0: an existing one, -18: the queue is full.)
@@ -30,7 +35,8 @@
 -- other op of the batch. Enqueues run before the other ops; when none has
 -- a maximum, the plain ones (neither delayed nor lifo) share one HINCRBY
 -- of the wait order, one ZADD to the wait set; all share one ZADD to the
--- ids and one note (its count after a NUL: see redis/queue.c).
+-- ids and one note (its count after a NUL: see redis/queue.c), sent after
+-- the reserves: the jobs the H ops took are not announced.
 -- Everything above "-- @call" is made once, at FUNCTION LOAD (see
 -- gen.sh): a call makes no closures (each cost Redis ~0.5-1 us with its
 -- upvalues, and work for the garbage collector) and only the tables it
@@ -40,7 +46,10 @@
 -- reserved (or the existing job of an enqueue), its logs or next_at (an
 -- enqueue: its state, or the logs of the existing job).
 local ops, code, hs, xs
+-- the enqueue part of H ops: its code, existing record, state or logs
+local ec, eh, ex
 local enq_paused   -- the pause flag, for the enqueues' replies
+local woken        -- jobs the enqueues made runnable (see announce)
 -- The finish of the op at 'f': id, token, kind, now, returnvalue, reason,
 -- retry_at (numbers as text).
 local function fargs(f)
@@ -52,13 +61,17 @@ local function rargs(f)
   local c = ARGV[f]
   if c == 'R' then return ARGV[f + 1], ARGV[f + 2], ARGV[f + 3], ARGV[f + 4], ARGV[f + 5], ARGV[f + 6] end
   if c == 'Y' then return ARGV[f + 3], ARGV[f + 5], ARGV[f + 6], '0', '0', '0' end
+  if c == 'H' then return ARGV[f + 4], ARGV[f + 1], ARGV[f + 2], '0', '0', '0' end
   return ARGV[f + 4], ARGV[f + 8], ARGV[f + 9], ARGV[f + 10], ARGV[f + 11], ARGV[f + 12]
 end
 local function enqueues(capped)
   local ids, woke, plain, found, ask = {}, 0, {}, false, false
   for i, e in ipairs(ops) do
     local c = ARGV[e]
-    if c == 'E' or c == 'e' then
+    if c == 'E' or c == 'e' or c == 'H' then
+      -- an H's enqueue part: its arguments 2 further on, its reply apart
+      local code, hs, xs = code, hs, xs
+      if c == 'H' then e = e + 2; code, hs, xs = ec, eh, ex end
       local now, max, id = tonumber(ARGV[e + 2]), tonumber(ARGV[e + 3]), ARGV[e + 4]
       local k = jkey(id)
       if redis.call('EXISTS', k) == 1 then
@@ -100,15 +113,26 @@ local function enqueues(capped)
     local za = {}
     for j, i in ipairs(plain) do
       local e = ops[i]
+      if ARGV[e] == 'H' then e = e + 2 end
       za[#za + 1] = I(tonumber(ARGV[e + 7]) * 2147483648 + 1073741824 + last - #plain + j)
       za[#za + 1] = ARGV[e + 4]
     end
     redis.call('ZADD', WAIT, unpack(za))
   end
   if #ids > 0 then redis.call('ZADD', IDS, unpack(ids)) end
-  if woke == 1 then wake()
-  elseif woke > 1 then redis.call('PUBLISH', ARGV[2], ARGV[3] .. '\0' .. I(woke)) end
+  woken = woke
   if (woke > 0 and ask) or found then enq_paused = paused() end
+end
+-- The note of the jobs the enqueues made runnable, but those the H ops
+-- took at once (a job taken is a job taken, whichever it was).
+local function announce()
+  local n = woken
+  for i, f in ipairs(ops) do
+    if n <= 0 then break end
+    if ARGV[f] == 'H' and hs[i] then n = n - 1 end
+  end
+  if n == 1 then wake()
+  elseif n > 1 then redis.call('PUBLISH', ARGV[2], ARGV[3] .. '\0' .. I(n)) end
 end
 local function reserve(f)
   local now, lease, tok, lmax, ldur, grouped = rargs(f)
@@ -122,7 +146,7 @@ local function run_slow()
       -- counts after the others, enqueues before
     else
       local rc = 1
-      if c ~= 'R' then
+      if c ~= 'R' and c ~= 'H' then
         local id, tok, kind, now, rv, reason, retry_at = fargs(f)
         rc = finish_job(id, tok, tonumber(kind), tonumber(now), rv, reason, tonumber(retry_at))
         code[i] = rc
@@ -433,6 +457,7 @@ local function batch()
   end
   local a, fast, enq, capped = 5, true, false, false
   ops, code, hs, xs, enq_paused = {}, {}, {}, {}, nil
+  ec, eh, ex, woken = {}, {}, {}, 0
   for i = 1, n do
     local c = ARGV[a]
     ops[i] = a
@@ -442,6 +467,10 @@ local function batch()
       enq = true
       if tonumber(ARGV[a + 3]) > 0 then capped = true end
       a = a + 2 + tonumber(ARGV[a + 1])
+    elseif c == 'H' then
+      enq = true
+      if tonumber(ARGV[a + 5]) > 0 then capped = true end
+      a = a + 4 + tonumber(ARGV[a + 3])
     elseif c == 'R' then
       if tonumber(ARGV[a + 4]) > 0 then fast = false end
       a = a + 7
@@ -460,10 +489,13 @@ local function batch()
   end
   if enq then enqueues(capped) end
   if fast then run_fast(n) else run_slow() end
+  if enq then announce() end
   local out, o, cn = { 1 }, 1, nil
   for i, f in ipairs(ops) do
     local c = ARGV[f]
-    if c == 'E' or c == 'e' then
+    if c == 'E' or c == 'e' or c == 'H' then
+      local code, hs, xs = code, hs, xs
+      if c == 'H' then code, hs, xs = ec, eh, ex end
       o = o + 1; out[o] = code[i]
       if code[i] == 1 then
         o = o + 1; out[o] = xs[i]
@@ -473,14 +505,18 @@ local function batch()
         o = o + 1; out[o] = enq_paused and 1 or 0
         o = o + 1; out[o] = xs[i]
       end
-    elseif c == 'C' then
+    end
+    if c == 'C' then
       cn = cn or counts()
       o = o + 1; out[o] = cn
-    elseif c == 'F' or (c ~= 'R' and code[i] < 0) then
+    elseif c == 'E' or c == 'e' then
+      -- (above)
+    elseif c == 'F' or (c ~= 'R' and c ~= 'H' and code[i] < 0) then
       o = o + 1; out[o] = code[i]
     else
+      -- a reserve's part (R, H) or a finish's and reserve's (X, Y)
       local h = hs[i]
-      if c ~= 'R' then
+      if c ~= 'R' and c ~= 'H' then
         o = o + 1; out[o] = 1
         o = o + 1; out[o] = h and 1 or 0
       else
@@ -493,6 +529,7 @@ local function batch()
     end
   end
   ops, code, hs, xs = nil, nil, nil, nil   -- for the garbage collector
+  ec, eh, ex = nil, nil, nil
   return out
 end
 -- @call

@@ -57,7 +57,7 @@ local function setup()
 end
 -- the ops of queue_batch that finish a job, and those that reserve one
 local FIN = { F = true, X = true, Y = true }
-local RES = { R = true, X = true, Y = true }
+local RES = { R = true, X = true, Y = true, H = true }
 -- Integers (< 2^53) as text: '%d' formats a 64-bit integer, several times
 -- cheaper than '%.0f' or the '%.17g' redis.call applies to a Lua number.
 local function I(x) return string.format('%d', x) end
