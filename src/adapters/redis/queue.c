@@ -134,7 +134,8 @@ struct op;
 static void submit(struct rqueue *q, const char *queue, struct op *op);
 static void op_free(struct op *o);
 static int hand_begin(struct rqueue *q, const char *queue);
-static void hand_end(struct rqueue *q, const char *queue, struct op *op);
+static void hand_end(struct rqueue *q, const char *queue, struct op *op,
+                     const nv_job *job, int64_t ts);
 static void new_token(char tok[40]);
 static nv__redis_parker *sleeper_wake(struct note *nt);
 
@@ -562,6 +563,31 @@ struct op {
 };
 
 
+/* A new job's record as enqueue stored it (state waiting, no lease). */
+static int
+as_stored(const nv_job *job, int64_t ts, nv_job *out, nv_error *err)
+{
+    nv_job j;
+    int rc = nv_job_copy(&j, job);
+
+    if (rc != NV_OK)
+        return nv__error(err, rc, "redis queue: out of memory");
+    if (j.data == NULL && (j.data = nv__strdup("null")) == NULL) {
+        nv_job_release(&j);
+        return nv__error(err, NV_ENOMEM, "redis queue: out of memory");
+    }
+    j.timestamp = ts;
+    j.lifo = j.lifo ? 1 : 0;
+    j.state = NV_JOB_WAITING;
+    j.lease_until = 0;
+    j.lease_token[0] = '\0';
+    j.processed_on = j.finished_on = 0;
+    if (j.run_id[0] == '\0')
+        j.flow_name[0] = j.step_name[0] = '\0';
+    *out = j;
+    return NV_OK;
+}
+
 static int
 rq_enqueue(void *self, const nv_job *job, int64_t now, int64_t max_unfinished,
            nv_job *out, int *created, nv_error *err)
@@ -628,7 +654,7 @@ rq_enqueue(void *self, const nv_job *job, int64_t now, int64_t max_unfinished,
     }
     submit(q, job->queue, &op);
     if (op.hand)
-        hand_end(q, job->queue, &op);
+        hand_end(q, job->queue, &op, job, ts);
     nv__redis_args_release(&x);
     nv__free(packed);
     rc = op.rc;
@@ -650,29 +676,13 @@ rq_enqueue(void *self, const nv_job *job, int64_t now, int64_t max_unfinished,
                             out, err);
     } else if (out != NULL) {
         /* A new job: the record is the one given, as stored. */
-        nv_job j;
-        rc = nv_job_copy(&j, job);
-        if (rc != NV_OK) {
-            nv__error(err, rc, "redis queue: out of memory");
+        rc = as_stored(job, ts, out, err);
+        if (rc != NV_OK)
             goto done;
-        }
-        if (j.data == NULL && (j.data = nv__strdup("null")) == NULL) {
-            nv_job_release(&j);
-            rc = nv__error(err, NV_ENOMEM, "redis queue: out of memory");
-            goto done;
-        }
-        j.timestamp = ts;
-        j.lifo = j.lifo ? 1 : 0;
-        j.state = op.el[1]->type == REDIS_REPLY_STRING &&
-                  strcmp(op.el[1]->str, "delayed") == 0 ? NV_JOB_DELAYED
-                : nv__redis_int(op.el[2]) == 1 ? NV_JOB_PAUSED
-                : NV_JOB_WAITING;
-        j.lease_until = 0;
-        j.lease_token[0] = '\0';
-        j.processed_on = j.finished_on = 0;
-        if (j.run_id[0] == '\0')
-            j.flow_name[0] = j.step_name[0] = '\0';
-        *out = j;
+        out->state = op.el[1]->type == REDIS_REPLY_STRING &&
+                     strcmp(op.el[1]->str, "delayed") == 0 ? NV_JOB_DELAYED
+                   : nv__redis_int(op.el[2]) == 1 ? NV_JOB_PAUSED
+                   : NV_JOB_WAITING;
     }
     if (rc == NV_OK && created != NULL)
         *created = code;
@@ -878,7 +888,8 @@ reply_len(int kind, int hand, redisReply **r, size_t m)
     case OP_ENQUEUE:
         n = r[0]->integer == 1 ? 3 : r[0]->integer == 0 ? 4 : 1;
         if (m > (size_t)n && r[n]->type == REDIS_REPLY_INTEGER && hand)
-            n += r[n]->integer == 1 ? 3 : 2;     /* H: R's reply after */
+            /* H: R's reply after (2: the new job, as given) */
+            n += r[n]->integer == 1 ? 3 : r[n]->integer == 2 ? 1 : 2;
         else if (hand)
             return 0;
         break;
@@ -1140,9 +1151,11 @@ stash_release(struct rqueue *q, const char *queue, struct stash *s)
     nv__free(s);
 }
 
-/* After an H op: its reserve's job (if any) to the stash, for a sleeper. */
+/* After an H op: its reserve's job (if any) to the stash, for a sleeper
+ * (job, stamped ts: the one the H enqueued). */
 static void
-hand_end(struct rqueue *q, const char *queue, struct op *op)
+hand_end(struct rqueue *q, const char *queue, struct op *op,
+         const nv_job *job, int64_t ts)
 {
     struct stash *s = NULL;
     nv__redis_parker *k = NULL;
@@ -1154,9 +1167,11 @@ hand_end(struct rqueue *q, const char *queue, struct op *op)
 
         n = code == 1 ? 3 : code == 0 ? 4 : 1;     /* its enqueue part */
     }
-    if (op->rc == NV_OK && n < op->nel && nv__redis_int(op->el[n]) == 1 &&
-        n + 2 < op->nel) {
+    if (op->rc == NV_OK && n < op->nel &&
+        (nv__redis_int(op->el[n]) == 2 ||
+         (nv__redis_int(op->el[n]) == 1 && n + 2 < op->nel))) {
         nv_error e;
+        int rc;
 
         /* (out of memory here, the job stays reserved until its lease
          * ends and the reaper gives it back, as after a crash) */
@@ -1164,8 +1179,21 @@ hand_end(struct rqueue *q, const char *queue, struct op *op)
         if (s != NULL) {
             s->now = op->now;
             s->lease_ms = op->lease_ms;
-            if (reserved(op->el[n + 1], op->el[n + 2], op->now, op->lease_ms,
-                         op->tok, &s->job, &e) != NV_OK) {
+            if (nv__redis_int(op->el[n]) == 2) {
+                /* the new job itself, as given */
+                rc = as_stored(job, ts, &s->job, &e);
+                if (rc == NV_OK) {
+                    s->job.state = NV_JOB_ACTIVE;
+                    s->job.processed_on = op->now;
+                    s->job.lease_until = op->now + op->lease_ms;
+                    nv__strlcpy(s->job.lease_token, op->tok,
+                                sizeof(s->job.lease_token));
+                }
+            } else {
+                rc = reserved(op->el[n + 1], op->el[n + 2], op->now,
+                              op->lease_ms, op->tok, &s->job, &e);
+            }
+            if (rc != NV_OK) {
                 nv_job_release(&s->job);
                 nv__free(s);
                 s = NULL;

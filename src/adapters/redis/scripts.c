@@ -2,7 +2,7 @@
 #include "adapters/redis/scripts.h"
 
 const char nv__redis_lib_queue[] =
-    "#!lua name=nv99a79ccdda_queue\n"
+    "#!lua name=nvea0b5e14e8_queue\n"
     "local KEYS, ARGV\n"
     "local FUNCTIONS = true\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
@@ -448,6 +448,30 @@ const char nv__redis_lib_queue[] =
     "  wake()\n"
     "  return { 1, 1, 'waiting', ask and paused() and 1 or 0 }\n"
     "end\n"
+    "local function lone_h()\n"
+    "  local e = 7     -- e's arguments (after 'H', the lease end and token)\n"
+    "  if ARGV[e + 3] ~= '0' or ARGV[e + 8] == '1' then return nil end\n"
+    "  local now = ARGV[e + 2]\n"
+    "  local nnow = tonumber(now)\n"
+    "  if tonumber(ARGV[e + 6]) > nnow then return nil end\n"
+    "  local m = redis.call('HMGET', META, 'paused', 'due')\n"
+    "  local due = m[2]\n"
+    "  if m[1] == '1' or not due or (due ~= '-' and tonumber(due) <= nnow) then\n"
+    "    return nil\n"
+    "  end\n"
+    "  local id = ARGV[e + 4]\n"
+    "  local k = jkey(id)\n"
+    "  if redis.call('EXISTS', k) == 1 or redis.call('ZCARD', WAIT) > 0 then\n"
+    "    return nil\n"
+    "  end\n"
+    "  local lease, tok = ARGV[6], ARGV[7]\n"
+    "  redis.call('HSET', k, unpack(ARGV, e + 9, e + 1 + tonumber(ARGV[e + 1])))\n"
+    "  redis.call('HSET', k, 'state', 'active', 'processedOn', now,\n"
+    "    'leaseUntil', lease, 'leaseToken', tok)\n"
+    "  redis.call('ZADD', ACTIVE, lease, id, '+inf', PIN)\n"
+    "  redis.call('ZADD', IDS, ARGV[e + 5], id)\n"
+    "  return { 1, 1, 'waiting', 0, 2 }\n"
+    "end\n"
     "local function take_waiting(n)\n"
     "  local took = redis.call('ZRANGE', WAIT, '0', I(n - 1))\n"
     "  if #took > 0 then redis.call('ZREMRANGEBYRANK', WAIT, '0', I(#took - 1)) end\n"
@@ -595,6 +619,10 @@ const char nv__redis_lib_queue[] =
     "      local r = lone_e(c == 'E')\n"
     "      if r then return r end\n"
     "    end\n"
+    "    if c == 'H' then\n"
+    "      local r = lone_h()\n"
+    "      if r then return r end\n"
+    "    end\n"
     "  else\n"
     "    local y = true\n"
     "    for a = 5, 5 + 7 * (n - 1), 7 do\n"
@@ -677,12 +705,12 @@ const char nv__redis_lib_queue[] =
     "  ec, eh, ex = nil, nil, nil\n"
     "  return out\n"
     "end\n"
-    "redis.register_function('nv99a79ccdda_queue_batch', function(keys, args)\n"
+    "redis.register_function('nvea0b5e14e8_queue_batch', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "return batch()\n"
     "end)\n"
-    "redis.register_function('nv99a79ccdda_queue_extend', function(keys, args)\n"
+    "redis.register_function('nvea0b5e14e8_queue_extend', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local id = ARGV[4]\n"
@@ -691,14 +719,14 @@ const char nv__redis_lib_queue[] =
     "redis.call('ZADD', ACTIVE, ARGV[6], id)\n"
     "return { 1 }\n"
     "end)\n"
-    "redis.register_function('nv99a79ccdda_queue_get', function(keys, args)\n"
+    "redis.register_function('nvea0b5e14e8_queue_get', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local j = getjob(ARGV[4])\n"
     "if not j then return { -11 } end\n"
     "return { 1, j }\n"
     "end)\n"
-    "redis.register_function('nv99a79ccdda_queue_list', function(keys, args)\n"
+    "redis.register_function('nvea0b5e14e8_queue_list', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local mask, off, lim = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])\n"
@@ -740,7 +768,7 @@ const char nv__redis_lib_queue[] =
     "out[2] = total\n"
     "return out\n"
     "end)\n"
-    "redis.register_function('nv99a79ccdda_queue_log', function(keys, args)\n"
+    "redis.register_function('nvea0b5e14e8_queue_log', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local id, keep = ARGV[4], tonumber(ARGV[6])\n"
@@ -750,14 +778,14 @@ const char nv__redis_lib_queue[] =
     "if keep > 0 then redis.call('LTRIM', lkey(id), -keep, -1) end\n"
     "return { 1 }\n"
     "end)\n"
-    "redis.register_function('nv99a79ccdda_queue_pause', function(keys, args)\n"
+    "redis.register_function('nvea0b5e14e8_queue_pause', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "redis.call('HSET', META, 'paused', ARGV[4])\n"
     "if ARGV[4] == '0' then wake() end\n"
     "return { 1 }\n"
     "end)\n"
-    "redis.register_function('nv99a79ccdda_queue_progress', function(keys, args)\n"
+    "redis.register_function('nvea0b5e14e8_queue_progress', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local id = ARGV[4]\n"
@@ -770,7 +798,7 @@ const char nv__redis_lib_queue[] =
     "end\n"
     "return { 1 }\n"
     "end)\n"
-    "redis.register_function('nv99a79ccdda_queue_reap', function(keys, args)\n"
+    "redis.register_function('nvea0b5e14e8_queue_reap', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local now, max = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
@@ -794,7 +822,7 @@ const char nv__redis_lib_queue[] =
     "if woke then wake() end\n"
     "return out\n"
     "end)\n"
-    "redis.register_function('nv99a79ccdda_queue_remove', function(keys, args)\n"
+    "redis.register_function('nvea0b5e14e8_queue_remove', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local id = ARGV[4]\n"
@@ -805,7 +833,7 @@ const char nv__redis_lib_queue[] =
     "drop(id, false)\n"
     "return { 1, j }\n"
     "end)\n"
-    "redis.register_function('nv99a79ccdda_queue_retry', function(keys, args)\n"
+    "redis.register_function('nvea0b5e14e8_queue_retry', function(keys, args)\n"
     "KEYS, ARGV = keys, args\n"
     "setup()\n"
     "local id = ARGV[4]\n"
@@ -819,7 +847,7 @@ const char nv__redis_lib_queue[] =
     "end)\n"
     ;
 
-const char nv__redis_fn_queue_batch[] = "nv99a79ccdda_queue_batch";
+const char nv__redis_fn_queue_batch[] = "nvea0b5e14e8_queue_batch";
 const char nv__redis_lua_queue_batch[] =
     "local FUNCTIONS = false\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
@@ -1265,6 +1293,30 @@ const char nv__redis_lua_queue_batch[] =
     "  wake()\n"
     "  return { 1, 1, 'waiting', ask and paused() and 1 or 0 }\n"
     "end\n"
+    "local function lone_h()\n"
+    "  local e = 7     -- e's arguments (after 'H', the lease end and token)\n"
+    "  if ARGV[e + 3] ~= '0' or ARGV[e + 8] == '1' then return nil end\n"
+    "  local now = ARGV[e + 2]\n"
+    "  local nnow = tonumber(now)\n"
+    "  if tonumber(ARGV[e + 6]) > nnow then return nil end\n"
+    "  local m = redis.call('HMGET', META, 'paused', 'due')\n"
+    "  local due = m[2]\n"
+    "  if m[1] == '1' or not due or (due ~= '-' and tonumber(due) <= nnow) then\n"
+    "    return nil\n"
+    "  end\n"
+    "  local id = ARGV[e + 4]\n"
+    "  local k = jkey(id)\n"
+    "  if redis.call('EXISTS', k) == 1 or redis.call('ZCARD', WAIT) > 0 then\n"
+    "    return nil\n"
+    "  end\n"
+    "  local lease, tok = ARGV[6], ARGV[7]\n"
+    "  redis.call('HSET', k, unpack(ARGV, e + 9, e + 1 + tonumber(ARGV[e + 1])))\n"
+    "  redis.call('HSET', k, 'state', 'active', 'processedOn', now,\n"
+    "    'leaseUntil', lease, 'leaseToken', tok)\n"
+    "  redis.call('ZADD', ACTIVE, lease, id, '+inf', PIN)\n"
+    "  redis.call('ZADD', IDS, ARGV[e + 5], id)\n"
+    "  return { 1, 1, 'waiting', 0, 2 }\n"
+    "end\n"
     "local function take_waiting(n)\n"
     "  local took = redis.call('ZRANGE', WAIT, '0', I(n - 1))\n"
     "  if #took > 0 then redis.call('ZREMRANGEBYRANK', WAIT, '0', I(#took - 1)) end\n"
@@ -1412,6 +1464,10 @@ const char nv__redis_lua_queue_batch[] =
     "      local r = lone_e(c == 'E')\n"
     "      if r then return r end\n"
     "    end\n"
+    "    if c == 'H' then\n"
+    "      local r = lone_h()\n"
+    "      if r then return r end\n"
+    "    end\n"
     "  else\n"
     "    local y = true\n"
     "    for a = 5, 5 + 7 * (n - 1), 7 do\n"
@@ -1498,7 +1554,7 @@ const char nv__redis_lua_queue_batch[] =
     "return batch()\n"
     ;
 
-const char nv__redis_fn_queue_extend[] = "nv99a79ccdda_queue_extend";
+const char nv__redis_fn_queue_extend[] = "nvea0b5e14e8_queue_extend";
 const char nv__redis_lua_queue_extend[] =
     "local FUNCTIONS = false\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
@@ -1742,7 +1798,7 @@ const char nv__redis_lua_queue_extend[] =
     "return { 1 }\n"
     ;
 
-const char nv__redis_fn_queue_get[] = "nv99a79ccdda_queue_get";
+const char nv__redis_fn_queue_get[] = "nvea0b5e14e8_queue_get";
 const char nv__redis_lua_queue_get[] =
     "local FUNCTIONS = false\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
@@ -1984,7 +2040,7 @@ const char nv__redis_lua_queue_get[] =
     "return { 1, j }\n"
     ;
 
-const char nv__redis_fn_queue_list[] = "nv99a79ccdda_queue_list";
+const char nv__redis_fn_queue_list[] = "nvea0b5e14e8_queue_list";
 const char nv__redis_lua_queue_list[] =
     "local FUNCTIONS = false\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
@@ -2261,7 +2317,7 @@ const char nv__redis_lua_queue_list[] =
     "return out\n"
     ;
 
-const char nv__redis_fn_queue_log[] = "nv99a79ccdda_queue_log";
+const char nv__redis_fn_queue_log[] = "nvea0b5e14e8_queue_log";
 const char nv__redis_lua_queue_log[] =
     "local FUNCTIONS = false\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
@@ -2506,7 +2562,7 @@ const char nv__redis_lua_queue_log[] =
     "return { 1 }\n"
     ;
 
-const char nv__redis_fn_queue_pause[] = "nv99a79ccdda_queue_pause";
+const char nv__redis_fn_queue_pause[] = "nvea0b5e14e8_queue_pause";
 const char nv__redis_lua_queue_pause[] =
     "local FUNCTIONS = false\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
@@ -2748,7 +2804,7 @@ const char nv__redis_lua_queue_pause[] =
     "return { 1 }\n"
     ;
 
-const char nv__redis_fn_queue_progress[] = "nv99a79ccdda_queue_progress";
+const char nv__redis_fn_queue_progress[] = "nvea0b5e14e8_queue_progress";
 const char nv__redis_lua_queue_progress[] =
     "local FUNCTIONS = false\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
@@ -2996,7 +3052,7 @@ const char nv__redis_lua_queue_progress[] =
     "return { 1 }\n"
     ;
 
-const char nv__redis_fn_queue_reap[] = "nv99a79ccdda_queue_reap";
+const char nv__redis_fn_queue_reap[] = "nvea0b5e14e8_queue_reap";
 const char nv__redis_lua_queue_reap[] =
     "local FUNCTIONS = false\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
@@ -3255,7 +3311,7 @@ const char nv__redis_lua_queue_reap[] =
     "return out\n"
     ;
 
-const char nv__redis_fn_queue_remove[] = "nv99a79ccdda_queue_remove";
+const char nv__redis_fn_queue_remove[] = "nvea0b5e14e8_queue_remove";
 const char nv__redis_lua_queue_remove[] =
     "local FUNCTIONS = false\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"
@@ -3501,7 +3557,7 @@ const char nv__redis_lua_queue_remove[] =
     "return { 1, j }\n"
     ;
 
-const char nv__redis_fn_queue_retry[] = "nv99a79ccdda_queue_retry";
+const char nv__redis_fn_queue_retry[] = "nvea0b5e14e8_queue_retry";
 const char nv__redis_lua_queue_retry[] =
     "local FUNCTIONS = false\n"
     "local B, META, WAIT, DELAYED, ACTIVE, DONE, IDS\n"

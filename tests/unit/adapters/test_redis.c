@@ -1456,7 +1456,23 @@ Test(redis_adapter, a_job_enqueued_while_a_worker_sleeps_is_handed_to_it)
     cr_assert_eq(w.got.lease_until, now + 30000);
     cr_assert_lt(w.woke_ms, 500);
     cr_assert_eq(wake_messages(sub, 200), 0, "a job handed off was announced");
-    /* its lease is a real one */
+    /* the job handed off is the record as stored, and its lease a real one */
+    {
+        nv_job st;
+
+        cr_assert_eq(q.ops->get(q.self, "mail", "h1", &st, &err), NV_OK);
+        cr_assert_eq(st.state, NV_JOB_ACTIVE);
+        cr_assert_str_eq(st.lease_token, w.got.lease_token);
+        cr_assert_eq(st.lease_until, w.got.lease_until);
+        cr_assert_eq(st.processed_on, w.got.processed_on);
+        cr_assert_eq(st.timestamp, w.got.timestamp);
+        cr_assert_eq(st.attempts_made, w.got.attempts_made);
+        cr_assert_str_eq(st.name, w.got.name);
+        cr_assert_str_eq(st.queue, w.got.queue);
+        cr_assert_str_eq(st.data, w.got.data);
+        cr_assert_str_eq(st.opts, w.got.opts);
+        nv_job_release(&st);
+    }
     cr_assert_eq(q.ops->extend(q.self, "mail", "h1", w.got.lease_token,
                                now + 60000, &err), NV_OK, "%s", err.msg);
     nv_job_release(&w.got);
@@ -1525,6 +1541,83 @@ Test(redis_adapter, a_hand_off_takes_the_queue_s_first_job)
     freeReplyObject(r);
     /* two jobs made runnable, two taken: nothing announced */
     cr_assert_eq(wake_messages(sub, 200), 0);
+    redisFree(c);
+    redisFree(sub);
+    q.ops->close(q.self);
+    server_free(&s);
+}
+
+/* A lone H into a queue with nothing runnable before its job takes that
+ * job straight to active (reply 2: "the job as you gave it") without the
+ * wait set or a note; with a job waiting already it takes that one, as
+ * any reserve would. */
+Test(redis_adapter, a_lone_hand_off_takes_its_own_job_only_when_nothing_is_before_it)
+{
+    struct server s;
+    nv_error err = { 0 };
+    nv_queue q;
+    nv_job j, got;
+    redisContext *c, *sub;
+    redisReply *r;
+    const char *av[] = { "FCALL", nv__redis_fn_queue_batch, "1",
+                         "{nq:q:mail}:meta", "{nq:q:mail}", "nq:q:wake",
+                         "mail", "1",
+                         "H", "31000", "tH", "11", "1000", "0", "one", "1000",
+                         "0", "0", "0", "state", "waiting", "nologs", "1" };
+    size_t al[sizeof(av) / sizeof(av[0])];
+    int n = (int)(sizeof(av) / sizeof(av[0]));
+
+    server_new(&s, NULL);
+    cr_assert_eq(nv_redis_queue_open(settings(s.port, NULL), &q, &err), NV_OK);
+    /* an empty reserve: the queue's due time is known */
+    cr_assert_eq(q.ops->reserve(q.self, "mail", 900, 30000, NULL, &got, NULL,
+                                &err), NV_ENOTFOUND);
+    sub = client(&s);
+    r = redisCommand(sub, "SUBSCRIBE nq:q:wake");
+    freeReplyObject(r);
+    for (int k = 0; k < n; k++)
+        al[k] = strlen(av[k]);
+    c = client(&s);
+    r = redisCommandArgv(c, n, av, al);
+    cr_assert(r != NULL && r->type == REDIS_REPLY_ARRAY, "%s",
+              r && r->type == REDIS_REPLY_ERROR ? r->str : "no reply");
+    cr_assert_eq(r->elements, 5);
+    cr_assert_eq(r->element[4]->integer, 2, "the job as given");
+    freeReplyObject(r);
+    r = redisCommand(c, "HMGET {nq:q:mail}:j:one state leaseToken leaseUntil "
+                        "processedOn");
+    cr_assert_str_eq(r->element[0]->str, "active");
+    cr_assert_str_eq(r->element[1]->str, "tH");
+    cr_assert_str_eq(r->element[2]->str, "31000");
+    cr_assert_str_eq(r->element[3]->str, "1000");
+    freeReplyObject(r);
+    r = redisCommand(c, "ZSCORE {nq:q:mail}:active one");
+    cr_assert_str_eq(r->str, "31000");
+    freeReplyObject(r);
+    r = redisCommand(c, "ZCARD {nq:q:mail}:wait");
+    cr_assert_eq(r->integer, 0);
+    freeReplyObject(r);
+    cr_assert_eq(wake_messages(sub, 200), 0);
+
+    /* a job waiting already: the lone H takes it, and announces its own */
+    j = mkjob("old", 1000);
+    cr_assert_eq(q.ops->enqueue(q.self, &j, 1000, 0, NULL, NULL, &err), NV_OK);
+    cr_assert_eq(wake_messages(sub, 200), 1);
+    av[14] = "two";
+    al[14] = 3;
+    av[10] = "tI";
+    r = redisCommandArgv(c, n, av, al);
+    cr_assert(r != NULL && r->type == REDIS_REPLY_ARRAY);
+    cr_assert_eq(r->element[4]->integer, 1, "a record, not its own job");
+    freeReplyObject(r);
+    cr_assert_eq(q.ops->get(q.self, "mail", "old", &got, &err), NV_OK);
+    cr_assert_eq(got.state, NV_JOB_ACTIVE);
+    cr_assert_str_eq(got.lease_token, "tI");
+    nv_job_release(&got);
+    r = redisCommand(c, "HGET {nq:q:mail}:j:two state");
+    cr_assert_str_eq(r->str, "waiting");
+    freeReplyObject(r);
+    cr_assert_eq(wake_messages(sub, 200), 0, "one made runnable, one taken");
     redisFree(c);
     redisFree(sub);
     q.ops->close(q.self);

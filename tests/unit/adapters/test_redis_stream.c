@@ -731,3 +731,48 @@ Test(redis_stream, a_lost_connection_fails_every_append_of_the_call,
     sm.ops->close(sm.self);
     server_free(&srv);
 }
+
+Test(redis_stream, a_refused_call_gives_each_append_the_error_one_would_get,
+     .timeout = 60)
+{
+    static struct server srv;
+    nv_stream sm;
+    struct held a[HELD];
+    pthread_t th[HELD];
+    _Atomic int entered = 0;
+    nv_event ev = mkev("flow.start", "alone", NULL);
+    nv_error err = { 0 };
+    int64_t len;
+
+    server_new(&srv);
+    stream_open(&srv, &sm);
+    memset(a, 0, sizeof(a));
+    for (int i = 0; i < HELD; i++) {
+        snprintf(a[i].stream, sizeof(a[i].stream), "nq:flow:r%d", i);
+        a[i].n = i % 2 ? 2 : 1;
+        a[i].expected = -1;
+    }
+    held_start(&srv, &sm, a, th, &entered);
+    /* Redis refuses every script that may write, whole */
+    freeReplyObject(cmd(&srv, "CONFIG SET maxmemory 1"));
+    freeReplyObject(cmd(&srv, "CLIENT UNPAUSE"));
+    for (int i = 0; i < HELD; i++)
+        pthread_join(th[i], NULL);
+    /* the error of an append made alone */
+    cr_assert_eq(sm.ops->append(sm.self, "nq:flow:alone", &ev, 9000, -1, NULL,
+                                NULL, &err), NV_EBACKEND);
+    cr_assert(strstr(err.msg, "OOM") != NULL, "%s", err.msg);
+    for (int i = 0; i < HELD; i++) {
+        cr_assert_eq(a[i].rc, NV_EBACKEND, "%d: %d %s", i, a[i].rc, a[i].msg);
+        cr_assert_str_eq(a[i].msg, err.msg);
+        cr_assert_eq(a[i].version, -7);
+    }
+    freeReplyObject(cmd(&srv, "CONFIG SET maxmemory 0"));
+    for (int i = 0; i < HELD; i++) {
+        cr_assert_eq(sm.ops->length(sm.self, a[i].stream, &len, &err), NV_OK);
+        cr_assert_eq(len, 0);
+    }
+
+    sm.ops->close(sm.self);
+    server_free(&srv);
+}

@@ -15,7 +15,9 @@
 --     a reserve's lease end and token in front): an enqueue (as e) and a
 --     reserve without limiter (as R, at the enqueue's now), for a worker
 --     of the caller's instance that sleeps (a hand-off: redis/queue.c)
---                                                   e's reply, then R's
+--                                                   e's reply, then R's,
+--     or 2 for R's when the job reserved is the new one, as given (a
+--     lone H whose queue had nothing runnable before it: see lone_h)
 -- (E: m counts the arguments after it, max is the most unfinished jobs or
 -- 0, the pairs are the new record, its state and 'nologs' among them;
 -- 1: a new job, 0: an existing one, -18: the queue is full.)
@@ -285,6 +287,36 @@ local function lone_e(ask)
   wake()
   return { 1, 1, 'waiting', ask and paused() and 1 or 0 }
 end
+-- A lone H whose job can only be the one it reserves (a new job, neither
+-- delayed nor lifo, no maximum, into a queue not paused, with nothing due
+-- and nothing waiting): the job goes straight to active, without the
+-- wait set, its order counter and its note, and the reply says "the job
+-- as you gave it" (2) instead of sending the record back. nil for any
+-- other (the general way then does it).
+local function lone_h()
+  local e = 7     -- e's arguments (after 'H', the lease end and token)
+  if ARGV[e + 3] ~= '0' or ARGV[e + 8] == '1' then return nil end
+  local now = ARGV[e + 2]
+  local nnow = tonumber(now)
+  if tonumber(ARGV[e + 6]) > nnow then return nil end
+  local m = redis.call('HMGET', META, 'paused', 'due')
+  local due = m[2]
+  if m[1] == '1' or not due or (due ~= '-' and tonumber(due) <= nnow) then
+    return nil
+  end
+  local id = ARGV[e + 4]
+  local k = jkey(id)
+  if redis.call('EXISTS', k) == 1 or redis.call('ZCARD', WAIT) > 0 then
+    return nil
+  end
+  local lease, tok = ARGV[6], ARGV[7]
+  redis.call('HSET', k, unpack(ARGV, e + 9, e + 1 + tonumber(ARGV[e + 1])))
+  redis.call('HSET', k, 'state', 'active', 'processedOn', now,
+    'leaseUntil', lease, 'leaseToken', tok)
+  redis.call('ZADD', ACTIVE, lease, id, '+inf', PIN)
+  redis.call('ZADD', IDS, ARGV[e + 5], id)
+  return { 1, 1, 'waiting', 0, 2 }
+end
 -- The first n waiting jobs, taken off the waiting set (not ZPOPMIN:
 -- Redis formats each score it returns with printf's %.17g, which cost
 -- more than the second call, measured ~1 us a job more even for one).
@@ -446,6 +478,10 @@ local function batch()
     end
     if c == 'E' or c == 'e' then
       local r = lone_e(c == 'E')
+      if r then return r end
+    end
+    if c == 'H' then
+      local r = lone_h()
       if r then return r end
     end
   else
