@@ -453,20 +453,31 @@ nv__uuidv7_of(int64_t ms, const char *key, char out[NV_ID_MAX])
 size_t
 nv__fmt_i64(char *out, int64_t v)
 {
-    char tmp[24];
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    size_t n = 0, k = 0;
+    static const char pairs[201] =
+        "00010203040506070809101112131415161718192021222324252627282930313233"
+        "34353637383940414243444546474849505152535455565758596061626364656667"
+        "6869707172737475767778798081828384858687888990919293949596979899";
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v, t = u;
+    size_t n = 1, k;
 
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
+    /* the digits counted first, then written from the end two at a time
+     * (every command's argument lengths go through here) */
+    while (t >= 10) {
+        t /= 10;
+        n++;
+    }
     if (v < 0)
-        out[k++] = '-';
-    while (n > 0)
-        out[k++] = tmp[--n];
-    out[k] = '\0';
-    return k;
+        *out++ = '-';
+    out[n] = '\0';
+    for (k = n; u >= 100; u /= 100) {
+        k -= 2;
+        memcpy(out + k, pairs + 2 * (u % 100), 2);
+    }
+    if (u >= 10)
+        memcpy(out + k - 2, pairs + 2 * u, 2);
+    else
+        out[k - 1] = (char)('0' + u);
+    return n + (v < 0);
 }
 
 void

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -1438,6 +1439,13 @@ nv__redis_args_int(nv__redis_args *a, int64_t v)
 void
 nv__redis_args_dbl(nv__redis_args *a, double v)
 {
+    /* a whole number of fewer than 17 digits (a score in epoch ms) is
+     * written by "%.17g" as that integer: without the formatter */
+    if (v > -1e16 && v < 1e16 && v == (double)(int64_t)v &&
+        (v != 0 || !signbit(v))) {
+        nv__redis_args_int(a, (int64_t)v);
+        return;
+    }
     if (a->numlen + 32 <= sizeof(a->num)) {
         char *p = a->num + a->numlen;
         int n = snprintf(p, 32, "%.17g", v);

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "adapters/redis/conn.h"
 #include "adapters/redis/scripts.h"
 #include "nvent/adapter.h"
 
@@ -1849,5 +1850,149 @@ Test(redis_adapter, stream_del_many_deletes_exactly_the_given_streams)
     cr_assert_eq(stream_len(&sm, "nq:flow:r299"), 0);
     cr_assert_eq(stream_len(&sm, "nq:flow:other"), 1);
     sm.ops->close(sm.self);
+    server_free(&s);
+}
+
+/* A number argument is what "%.17g" writes, whole numbers (written
+ * without the formatter) and others alike. */
+Test(redis_adapter, a_number_argument_is_written_as_printf_writes_it)
+{
+    static const double v[] = {
+        0.0, -0.0, 1.0, -1.0, 50.0, 12.5, 1764240000000.0, -1764240000000.0,
+        9999999999999998.0, 1e16, 1e17, -1e16, 0.1, 1.0 / 3, 123456789.75,
+    };
+    nv__redis_args a;
+    char want[40];
+
+    nv__redis_args_init(&a);
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+        nv__redis_args_dbl(&a, v[i]);
+    cr_assert_eq(a.n, (int)(sizeof(v) / sizeof(v[0])));
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        snprintf(want, sizeof(want), "%.17g", v[i]);
+        cr_assert_eq(a.len[i], strlen(want), "%s", want);
+        cr_assert(memcmp(a.v[i], want, a.len[i]) == 0, "%.*s != %s",
+                  (int)a.len[i], a.v[i], want);
+    }
+    nv__redis_args_release(&a);
+}
+
+/* Two reply trees are equal. */
+static int
+same_reply(const redisReply *a, const redisReply *b)
+{
+    if (a->type != b->type)
+        return 0;
+    switch (a->type) {
+    case REDIS_REPLY_INTEGER:
+        return a->integer == b->integer;
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+    case REDIS_REPLY_ERROR:
+        return a->len == b->len && memcmp(a->str, b->str, a->len) == 0 &&
+               a->str[a->len] == '\0';
+    case REDIS_REPLY_ARRAY:
+        if (a->elements != b->elements ||
+            (a->elements == 0 && a->element != NULL))
+            return 0;
+        for (size_t i = 0; i < a->elements; i++)
+            if (!same_reply(a->element[i], b->element[i]))
+                return 0;
+        return 1;
+    default:
+        return 1;
+    }
+}
+
+struct reply_case {
+    const char *argv[8];
+    int         argc;
+};
+
+/* The replies of the shared connection (read by one thread, made by
+ * their caller) are what hiredis reads on a connection of its own: every
+ * kind, nested, empty and nil ones, a bulk string larger than the read
+ * buffer, from several threads at once. */
+static const struct reply_case reply_cases[] = {
+    { { "GET", "nq:big" }, 2 },
+    { { "GET", "nq:absent" }, 2 },
+    { { "INCRBY", "nq:n", "0" }, 3 },
+    { { "PING" }, 1 },
+    { { "HGETALL", "nq:h" }, 2 },
+    { { "LRANGE", "nq:absent", "0", "-1" }, 4 },
+    { { "XRANGE", "nq:s", "-", "+" }, 4 },
+    { { "LPUSH", "nq:h", "x" }, 3 },
+    { { "EVAL", "return {1, 'a', {2, {}, false}, {err='E x'}, {ok='OK'}}",
+        "0" }, 3 },
+    { { "EVAL", "return redis.call('GET', KEYS[1])", "1", "nq:big" }, 4 },
+    { { "EVAL", "return {{'x'}}", "0" }, 3 },
+};
+
+struct reply_arg {
+    nv__redis_pool *p;
+    redisReply     *want[sizeof(reply_cases) / sizeof(reply_cases[0])];
+    atomic_int      bad;
+};
+
+static void *
+reply_thread(void *v)
+{
+    struct reply_arg *a = v;
+
+    for (int round = 0; round < 50; round++) {
+        for (size_t i = 0; i < sizeof(reply_cases) / sizeof(reply_cases[0]);
+             i++) {
+            redisReply *r = NULL;
+            int rc = nv__redis_cmd(a->p, NULL, &r, NULL, reply_cases[i].argc,
+                                   (const char **)reply_cases[i].argv, NULL);
+
+            /* an error reply is an error of the call, as before */
+            if (a->want[i]->type == REDIS_REPLY_ERROR ? rc == NV_OK
+                : rc != NV_OK || !same_reply(r, a->want[i]))
+                atomic_fetch_add(&a->bad, 1);
+            if (r != NULL)
+                freeReplyObject(r);
+        }
+    }
+    return NULL;
+}
+
+Test(redis_adapter, replies_of_the_shared_connection_are_what_hiredis_reads)
+{
+    struct server s;
+    struct reply_arg a;
+    pthread_t th[4];
+    nv_error err = { 0 };
+    redisContext *c;
+    size_t big = 200000;
+    char *v = malloc(big + 1);
+
+    server_new(&s, NULL);
+    memset(v, 'v', big);
+    v[big] = '\0';
+    v[7] = '\r';                 /* line ends inside a bulk string */
+    v[8] = '\n';
+    c = client(&s);
+    freeReplyObject(redisCommand(c, "SET nq:big %b", v, big));
+    freeReplyObject(redisCommand(c, "HSET nq:h a 1 b %b", "", (size_t)0));
+    freeReplyObject(redisCommand(c, "XADD nq:s 1-1 f v g w"));
+    freeReplyObject(redisCommand(c, "XADD nq:s 2-1 f v"));
+    freeReplyObject(redisCommand(c, "SET nq:n -42"));
+    memset(&a, 0, sizeof(a));
+    for (size_t i = 0; i < sizeof(reply_cases) / sizeof(reply_cases[0]); i++)
+        a.want[i] = redisCommandArgv(c, reply_cases[i].argc,
+                                     (const char **)reply_cases[i].argv, NULL);
+    cr_assert_eq(nv__redis_pool_open(settings(s.port, NULL), "test", &a.p,
+                                     &err), NV_OK, "%s", err.msg);
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, reply_thread, &a), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    cr_assert_eq(atomic_load(&a.bad), 0);
+    for (size_t i = 0; i < sizeof(reply_cases) / sizeof(reply_cases[0]); i++)
+        freeReplyObject(a.want[i]);
+    nv__redis_pool_close(a.p);
+    redisFree(c);
+    free(v);
     server_free(&s);
 }

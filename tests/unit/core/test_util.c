@@ -251,3 +251,27 @@ Test(util, timespec_after_normalises_nanoseconds)
     nv__timespec_after(CLOCK_MONOTONIC, -5, &ts);   /* clamps to now */
     cr_assert_lt(ts.tv_nsec, 1000000000L);
 }
+
+/* nv__fmt_i64 writes what "%lld" writes (and its NUL), at every length,
+ * both signs and both ends of the range. */
+Test(util, fmt_i64_writes_what_printf_writes)
+{
+    int64_t v[64];
+    size_t n = 0;
+    char a[32], b[32];
+
+    v[n++] = 0;
+    v[n++] = INT64_MAX;
+    v[n++] = INT64_MIN;
+    for (int64_t p = 1; p <= INT64_MAX / 10; p *= 10) {
+        v[n++] = p - 1;
+        v[n++] = p;
+        v[n++] = -(p + 1);
+    }
+    for (size_t i = 0; i < n; i++) {
+        memset(a, 'x', sizeof(a));
+        snprintf(b, sizeof(b), "%lld", (long long)v[i]);
+        cr_assert_eq(nv__fmt_i64(a, v[i]), strlen(b), "%s", b);
+        cr_assert_str_eq(a, b);
+    }
+}
