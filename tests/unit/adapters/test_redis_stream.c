@@ -23,82 +23,23 @@
 #include <unistd.h>
 
 #include "nvent/adapter.h"
-
-extern char **environ;
-
-struct server {
-    pid_t pid;
-    int   port;
-    char  dir[64];
-};
-
-static void
-sleep_ms(int ms)
-{
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-    nanosleep(&ts, NULL);
-}
+#include "redis_server.h"
 
 /* The test's server, stopped by the suite's fini even when a test
  * fails. */
 static struct server *current;
 
 static void
-server_new(struct server *s)
+test_server(struct server *s)
 {
-    struct sockaddr_in a = { .sin_family = AF_INET };
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    char port[16], log[128];
-    const char *argv[] = {
-        "redis-server", "--bind", "127.0.0.1", "--port", port, "--dir",
-        s->dir, "--appendonly", "yes", "--save", "", "--logfile", log, NULL,
-    };
-
-    snprintf(s->dir, sizeof(s->dir), "/tmp/nvt-rstream-XXXXXX");
-    cr_assert_not_null(mkdtemp(s->dir));
+    server_new(s, NULL);
     current = s;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    s->port = ntohs(a.sin_port);
-    close(fd);
-    snprintf(port, sizeof(port), "%d", s->port);
-    snprintf(log, sizeof(log), "%s/redis.log", s->dir);
-    argv[6] = s->dir;
-    cr_assert_eq(posix_spawnp(&s->pid, "redis-server", NULL, NULL,
-                              (char *const *)argv, environ), 0);
-    for (int i = 0; i < 200; i++) {
-        redisContext *c = redisConnect("127.0.0.1", s->port);
-        int up = 0;
-
-        if (c != NULL && c->err == 0) {
-            redisReply *r = redisCommand(c, "PING");
-            up = r != NULL && r->type == REDIS_REPLY_STATUS;
-            freeReplyObject(r);
-        }
-        redisFree(c);
-        if (up)
-            return;
-        sleep_ms(25);
-    }
-    cr_assert_fail("redis-server did not start on port %d", s->port);
 }
 
 static void
-server_free(struct server *s)
+test_server_free(struct server *s)
 {
-    char cmd[128];
-
-    if (s->pid > 0) {
-        kill(s->pid, SIGTERM);
-        waitpid(s->pid, NULL, 0);
-        s->pid = 0;
-    }
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", s->dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", s->dir);
+    server_free(s);
     current = NULL;
 }
 
@@ -378,7 +319,7 @@ many_appends(const char *user)
     char **names = NULL;
     size_t nnames = 0;
 
-    server_new(&srv);
+    test_server(&srv);
     if (user != NULL)
         freeReplyObject(cmd(&srv, "ACL SETUSER worker on >pw ~* &* +@all "
                             "-fcall -function"));
@@ -544,7 +485,7 @@ many_appends(const char *user)
 
     sm.ops->unsubscribe(sm.self, sub);
     sm.ops->close(sm.self);
-    server_free(&srv);
+    test_server_free(&srv);
 }
 
 Test(redis_stream, concurrent_appends_of_many_runs_each_get_their_own_reply,
@@ -636,7 +577,7 @@ Test(redis_stream, appends_that_come_while_one_is_out_go_in_one_call,
     nv_error err = { 0 };
     int64_t len;
 
-    server_new(&srv);
+    test_server(&srv);
     stream_open(&srv, &sm);
     freeReplyObject(cmd(&srv, "HSET nq:flow:bad a b"));
     freeReplyObject(cmd(&srv, "XADD nq:flow:r7 5-0 type flow.start"));
@@ -679,7 +620,7 @@ Test(redis_stream, appends_that_come_while_one_is_out_go_in_one_call,
     cr_assert_leq(script_calls(&srv), 3, "%ld calls", script_calls(&srv));
 
     sm.ops->close(sm.self);
-    server_free(&srv);
+    test_server_free(&srv);
 }
 
 Test(redis_stream, a_lost_connection_fails_every_append_of_the_call,
@@ -692,7 +633,7 @@ Test(redis_stream, a_lost_connection_fails_every_append_of_the_call,
     _Atomic int entered = 0;
     char addr[64];
 
-    server_new(&srv);
+    test_server(&srv);
     stream_open(&srv, &sm);
     memset(a, 0, sizeof(a));
     for (int i = 0; i < HELD; i++) {
@@ -729,7 +670,7 @@ Test(redis_stream, a_lost_connection_fails_every_append_of_the_call,
     }
 
     sm.ops->close(sm.self);
-    server_free(&srv);
+    test_server_free(&srv);
 }
 
 Test(redis_stream, a_refused_call_gives_each_append_the_error_one_would_get,
@@ -744,7 +685,7 @@ Test(redis_stream, a_refused_call_gives_each_append_the_error_one_would_get,
     nv_error err = { 0 };
     int64_t len;
 
-    server_new(&srv);
+    test_server(&srv);
     stream_open(&srv, &sm);
     memset(a, 0, sizeof(a));
     for (int i = 0; i < HELD; i++) {
@@ -774,5 +715,5 @@ Test(redis_stream, a_refused_call_gives_each_append_the_error_one_would_get,
     }
 
     sm.ops->close(sm.self);
-    server_free(&srv);
+    test_server_free(&srv);
 }
