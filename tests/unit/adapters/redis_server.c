@@ -102,10 +102,20 @@ server_stop(struct server *s)
     }
 }
 
+/* The servers of this test process not yet freed (see server_fini). */
+#define MAX_LIVE 8
+static struct server *live[MAX_LIVE];
+
 void
 server_new(struct server *s, const char *password)
 {
     memset(s, 0, sizeof(*s));
+    for (int i = 0; i < MAX_LIVE; i++) {
+        if (live[i] == NULL) {
+            live[i] = s;
+            break;
+        }
+    }
     snprintf(s->dir, sizeof(s->dir), "/tmp/nvt-redis-XXXXXX");
     cr_assert_not_null(mkdtemp(s->dir));
     s->port = free_port();
@@ -119,9 +129,22 @@ server_free(struct server *s)
 {
     char cmd[200];
 
+    for (int i = 0; i < MAX_LIVE; i++) {
+        if (live[i] == s)
+            live[i] = NULL;
+    }
     server_stop(s);
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", s->dir);
     if (system(cmd) != 0)
         fprintf(stderr, "cannot remove %s\n", s->dir);
+}
+
+void
+server_fini(void)
+{
+    for (int i = 0; i < MAX_LIVE; i++) {
+        if (live[i] != NULL)
+            server_free(live[i]);
+    }
 }
 

@@ -25,6 +25,9 @@ void server_start(struct server *s);
 void server_stop(struct server *s);
 /* Stop it and remove its directory. */
 void server_free(struct server *s);
+/* Free every server of this test process not freed yet: a suite's .fini,
+ * so that a test that fails leaves no server running. */
+void server_fini(void);
 /* A connection to it, authenticated when it has a password. */
 redisContext *client(const struct server *s);
 

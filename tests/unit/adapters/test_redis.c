@@ -76,7 +76,7 @@ mkjob(const char *id, int64_t now)
     return j;
 }
 
-TestSuite(redis_adapter, .timeout = 30);
+TestSuite(redis_adapter, .timeout = 30, .fini = server_fini);
 
 Test(redis_adapter, open_names_the_address_when_redis_is_unreachable)
 {

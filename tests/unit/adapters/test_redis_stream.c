@@ -25,32 +25,7 @@
 #include "nvent/adapter.h"
 #include "redis_server.h"
 
-/* The test's server, stopped by the suite's fini even when a test
- * fails. */
-static struct server *current;
-
-static void
-test_server(struct server *s)
-{
-    server_new(s, NULL);
-    current = s;
-}
-
-static void
-test_server_free(struct server *s)
-{
-    server_free(s);
-    current = NULL;
-}
-
-static void
-fini(void)
-{
-    if (current != NULL)
-        server_free(current);
-}
-
-TestSuite(redis_stream, .fini = fini);
+TestSuite(redis_stream, .fini = server_fini);
 
 /* Run a command on a connection of its own; the reply (free it). */
 static redisReply *
@@ -319,7 +294,7 @@ many_appends(const char *user)
     char **names = NULL;
     size_t nnames = 0;
 
-    test_server(&srv);
+    server_new(&srv, NULL);
     if (user != NULL)
         freeReplyObject(cmd(&srv, "ACL SETUSER worker on >pw ~* &* +@all "
                             "-fcall -function"));
@@ -485,7 +460,7 @@ many_appends(const char *user)
 
     sm.ops->unsubscribe(sm.self, sub);
     sm.ops->close(sm.self);
-    test_server_free(&srv);
+    server_free(&srv);
 }
 
 Test(redis_stream, concurrent_appends_of_many_runs_each_get_their_own_reply,
@@ -577,7 +552,7 @@ Test(redis_stream, appends_that_come_while_one_is_out_go_in_one_call,
     nv_error err = { 0 };
     int64_t len;
 
-    test_server(&srv);
+    server_new(&srv, NULL);
     stream_open(&srv, &sm);
     freeReplyObject(cmd(&srv, "HSET nq:flow:bad a b"));
     freeReplyObject(cmd(&srv, "XADD nq:flow:r7 5-0 type flow.start"));
@@ -620,7 +595,7 @@ Test(redis_stream, appends_that_come_while_one_is_out_go_in_one_call,
     cr_assert_leq(script_calls(&srv), 3, "%ld calls", script_calls(&srv));
 
     sm.ops->close(sm.self);
-    test_server_free(&srv);
+    server_free(&srv);
 }
 
 Test(redis_stream, a_lost_connection_fails_every_append_of_the_call,
@@ -633,7 +608,7 @@ Test(redis_stream, a_lost_connection_fails_every_append_of_the_call,
     _Atomic int entered = 0;
     char addr[64];
 
-    test_server(&srv);
+    server_new(&srv, NULL);
     stream_open(&srv, &sm);
     memset(a, 0, sizeof(a));
     for (int i = 0; i < HELD; i++) {
@@ -670,7 +645,7 @@ Test(redis_stream, a_lost_connection_fails_every_append_of_the_call,
     }
 
     sm.ops->close(sm.self);
-    test_server_free(&srv);
+    server_free(&srv);
 }
 
 Test(redis_stream, a_refused_call_gives_each_append_the_error_one_would_get,
@@ -685,7 +660,7 @@ Test(redis_stream, a_refused_call_gives_each_append_the_error_one_would_get,
     nv_error err = { 0 };
     int64_t len;
 
-    test_server(&srv);
+    server_new(&srv, NULL);
     stream_open(&srv, &sm);
     memset(a, 0, sizeof(a));
     for (int i = 0; i < HELD; i++) {
@@ -715,5 +690,5 @@ Test(redis_stream, a_refused_call_gives_each_append_the_error_one_would_get,
     }
 
     sm.ops->close(sm.self);
-    test_server_free(&srv);
+    server_free(&srv);
 }
