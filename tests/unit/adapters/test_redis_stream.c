@@ -510,6 +510,19 @@ held_main(void *arg)
 
 #define HELD 8
 
+/* HELD appends, one per run nq:flow:r<i>, of 1 or 2 events (odd i), at
+ * any version. */
+static void
+held_plain(struct held *a)
+{
+    memset(a, 0, HELD * sizeof(*a));
+    for (int i = 0; i < HELD; i++) {
+        snprintf(a[i].stream, sizeof(a[i].stream), "nq:flow:r%d", i);
+        a[i].n = i % 2 ? 2 : 1;
+        a[i].expected = -1;
+    }
+}
+
 /* Start HELD appends while Redis holds every write (CLIENT PAUSE), the
  * last three after the others are in (two of them out, held by Redis),
  * so that those three go out in one call with others; wait until all
@@ -556,12 +569,7 @@ Test(redis_stream, appends_that_come_while_one_is_out_go_in_one_call,
     stream_open(&srv, &sm);
     freeReplyObject(cmd(&srv, "HSET nq:flow:bad a b"));
     freeReplyObject(cmd(&srv, "XADD nq:flow:r7 5-0 type flow.start"));
-    memset(a, 0, sizeof(a));
-    for (int i = 0; i < HELD; i++) {
-        snprintf(a[i].stream, sizeof(a[i].stream), "nq:flow:r%d", i);
-        a[i].n = i % 2 ? 2 : 1;
-        a[i].expected = -1;
-    }
+    held_plain(a);
     a[7].expected = 0;          /* stale: r7 holds one event */
     a[5].expected = 0;          /* right: r5 is new */
     snprintf(a[6].stream, sizeof(a[6].stream), "nq:flow:bad");
@@ -610,12 +618,7 @@ Test(redis_stream, a_lost_connection_fails_every_append_of_the_call,
 
     server_new(&srv, NULL);
     stream_open(&srv, &sm);
-    memset(a, 0, sizeof(a));
-    for (int i = 0; i < HELD; i++) {
-        snprintf(a[i].stream, sizeof(a[i].stream), "nq:flow:r%d", i);
-        a[i].n = i % 2 ? 2 : 1;
-        a[i].expected = -1;
-    }
+    held_plain(a);
     held_start(&srv, &sm, a, th, &entered);
     kill(srv.pid, SIGKILL);
     waitpid(srv.pid, NULL, 0);
@@ -662,12 +665,7 @@ Test(redis_stream, a_refused_call_gives_each_append_the_error_one_would_get,
 
     server_new(&srv, NULL);
     stream_open(&srv, &sm);
-    memset(a, 0, sizeof(a));
-    for (int i = 0; i < HELD; i++) {
-        snprintf(a[i].stream, sizeof(a[i].stream), "nq:flow:r%d", i);
-        a[i].n = i % 2 ? 2 : 1;
-        a[i].expected = -1;
-    }
+    held_plain(a);
     held_start(&srv, &sm, a, th, &entered);
     /* Redis refuses every script that may write, whole */
     freeReplyObject(cmd(&srv, "CONFIG SET maxmemory 1"));
