@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "adapters/redis/conn.h"
+#include "adapters/redis/gather.h"
 #include "adapters/redis/scripts.h"
 #include "core/util.h"
 
@@ -83,12 +84,7 @@ struct note {
     int64_t        empty_next;       /* 0: only a note changes it */
     nv_limiter     empty_lim;
     /* Calls gathered for one round trip (see submit) */
-    struct op     *head, *tail;      /* waiting to be sent */
-    int            sending;          /* batches of this queue out */
-    int            nwait;            /* ops waiting to be sent */
-    int            out_ops;          /* ops in the batches out */
-    nv__redis_args *args;            /* a sender's, reused (or NULL) */
-    int            args_busy;        /* args is in use */
+    nv__redis_gather calls;          /* (gather.h) */
     int64_t        poll_next;        /* monotonic ms: next idle poll */
     /* Hand-offs (see hand_off): the lease of this queue's reserves when
      * they have no limiter (0: a limiter, or no reserve yet), enqueues
@@ -533,17 +529,9 @@ enum {
     OP_ENQUEUE = 'E',
 };
 
-#define MAX_BATCH 64
-/* Batches of one queue out at once: with one, Redis waited while the
- * client read a batch's reply and woke its callers (and went to sleep in
- * between: at concurrency 10, 5.4 ops a batch instead of 3.2, but a
- * context switch of redis-server per batch, and its CPU per job stayed
- * at 31 us); with two it has the next one at hand (concurrency 100: 31k ->
- * 42k jobs/s). The second one is held back until it has as many ops as
- * the one out (see may_send). */
-#define MAX_INFLIGHT 2
 
 struct op {
+    nv__redis_gop   g;              /* first: its place on the list */
     int             kind;
     const char     *id, *token;     /* F, X */
     const nv_finish *f;             /* F, X */
@@ -555,11 +543,8 @@ struct op {
     int             hand;           /* E: and reserve (H, see hand_off) */
     redisReply     *el[8];          /* its part of the batch's reply */
     int             nel;
-    int             rc, done;
-    int             taken;          /* in a batch sent (or being sent) */
+    int             rc;
     nv_error        err;
-    nv__redis_parker *k;            /* the caller's: it waits there */
-    struct op      *next;
 };
 
 
@@ -797,18 +782,12 @@ local_change(struct rqueue *q, const char *queue)
 }
 
 /*
- * Calls of one queue gathered into one round trip. Busy workers of a queue
- * (concurrency 10, 100) call reserve / finish / finish_reserve at the same
- * time; each call becomes an op on its queue's list, and a caller whose op
- * waits there when the ops waiting may go out (may_send: fewer than
- * MAX_INFLIGHT batches of that queue out, the second one held back until
- * it is as large as the first) sends every op waiting (up to MAX_BATCH) in
- * one queue_batch script, then hands each caller its reply. Callers that
- * came meanwhile wait, and one of them sends the next batch when it may.
- * A lone caller sends its op at once: no delay is added, Redis runs one
- * script per batch instead of one per call. (Batches out at once are
- * concurrent calls: a call that ended before another began was run by
- * Redis before it.)
+ * Calls of one queue gathered into one round trip (gather.h). Busy
+ * workers of a queue (concurrency 10, 100) call reserve / finish /
+ * finish_reserve at the same time; the ops of one queue go out together
+ * in one queue_batch script, so that Redis runs one script per batch
+ * instead of one per call. (Batches out at once are concurrent calls: a
+ * call that ended before another began was run by Redis before it.)
  */
 static void
 op_args(nv__redis_args *x, const struct op *o)
@@ -914,6 +893,7 @@ static void
 send_batch(struct rqueue *q, const char *queue, struct op *ops, int n,
            nv__redis_args *args)
 {
+#define NEXT(o) ((struct op *)(o)->g.next)
     /* on the heap: every worker thread sends some batch, and the pages of
      * its stack that a send touches stay with it */
     nv__redis_args *x = args != NULL ? args : nv__malloc(sizeof(*x));
@@ -928,7 +908,7 @@ send_batch(struct rqueue *q, const char *queue, struct op *ops, int n,
     } else {
         nv__redis_args_init(x);
         nv__redis_args_int(x, n);
-        for (o = ops; o != NULL; o = o->next)
+        for (o = ops; o != NULL; o = NEXT(o))
             op_args(x, o);
         rc = run(q, S_BATCH, queue, n == 1 ? ops->id : NULL, x, &r, &err);
         nv__redis_args_release(x);
@@ -936,7 +916,7 @@ send_batch(struct rqueue *q, const char *queue, struct op *ops, int n,
             nv__free(x);
     }
     /* check the whole reply first: every op gets its part, or an error */
-    for (o = ops, i = 1; rc == NV_OK && o != NULL; o = o->next) {
+    for (o = ops, i = 1; rc == NV_OK && o != NULL; o = NEXT(o)) {
         int k = reply_len(o->kind, o->hand, r->element + i, r->elements - i);
 
         if (k == 0)
@@ -945,7 +925,7 @@ send_batch(struct rqueue *q, const char *queue, struct op *ops, int n,
     }
     if (rc == NV_OK && i != r->elements)
         rc = nv__error(&err, NV_EBACKEND, "redis queue: unexpected reply");
-    for (o = ops, i = 1; o != NULL; o = o->next) {
+    for (o = ops, i = 1; o != NULL; o = NEXT(o)) {
         if (rc != NV_OK) {
             o->rc = rc;
             o->err = err;
@@ -960,6 +940,7 @@ send_batch(struct rqueue *q, const char *queue, struct op *ops, int n,
     }
     if (r != NULL)
         freeReplyObject(r);
+#undef NEXT
 }
 
 static void
@@ -970,118 +951,37 @@ op_free(struct op *o)
     o->nel = 0;
 }
 
-/*
- * Under q->mu: the ops waiting may go out now. With no batch out, at
- * once. With one out, only when as many ops wait as that batch has (or
- * when it comes back): Redis runs the batch out meanwhile, and the ops
- * its reply hands back join the next batch instead of trickling out in
- * small ones. Each batch costs Redis ~35-40 us besides its ops (a read and
- * a write system call, the function call, a handful of commands shared by
- * its ops); at concurrency 10, sending the second batch at once made
- * batches of 3.6 ops, holding it makes 4.0-4.3 with Redis still never
- * idle (one batch is always out), and Redis's CPU per job falls by ~2 us.
- */
-static int
-may_send(const struct note *nt)
+/* A batch of one queue's ops, for nv__redis_gather_submit */
+struct gather_ctx {
+    struct rqueue *q;
+    const char    *queue;
+};
+
+static void
+gather_send(void *ctx, nv__redis_gop *first, int n, nv__redis_args *args)
 {
-    if (nt->sending == 0)
-        return 1;
-    if (nt->sending >= MAX_INFLIGHT)
-        return 0;
-    return nt->nwait >= nt->out_ops;
+    struct gather_ctx *c = ctx;
+
+    send_batch(c->q, c->queue, (struct op *)first, n, args);
 }
 
 static void
 submit(struct rqueue *q, const char *queue, struct op *op)
 {
-    /* the callers to wake once q->mu is let go: a batch's, and the next
-     * sender */
-    nv__redis_parker *wake[MAX_BATCH + 1];
-    int nwake = 0;
+    struct gather_ctx c = { q, queue };
     struct note *nt;
 
-    op->next = NULL;
-    op->done = op->taken = 0;
     op->nel = 0;
-    op->k = nv__redis_parker_self();
+    op->g.next = NULL;
+    op->g.k = nv__redis_parker_self();
     pthread_mutex_lock(&q->mu);
-    nt = op->k != NULL ? note_get(q, queue, 1) : NULL;
+    nt = op->g.k != NULL ? note_get(q, queue, 1) : NULL;
     if (nt == NULL) {
         pthread_mutex_unlock(&q->mu);
         send_batch(q, queue, op, 1, NULL);
         return;
     }
-    if (nt->tail != NULL)
-        nt->tail->next = op;
-    else
-        nt->head = op;
-    nt->tail = op;
-    nt->nwait++;
-    while (!op->done) {
-        struct op *batch, *last, *o;
-        nv__redis_args *ua;
-        int n = 1;
-
-        if (op->taken || !may_send(nt)) {
-            /* woken when done, or to send the next batch */
-            nv__redis_park(op->k, &q->mu, -1);
-            continue;
-        }
-        /* send what waits (this op among it) */
-        batch = last = nt->head;
-        last->taken = 1;
-        while (last->next != NULL && n < MAX_BATCH) {
-            last = last->next;
-            last->taken = 1;
-            n++;
-        }
-        nt->head = last->next;
-        if (nt->head == NULL)
-            nt->tail = NULL;
-        last->next = NULL;
-        nt->sending++;
-        nt->nwait -= n;
-        nt->out_ops += n;
-        ua = NULL;
-        if (!nt->args_busy) {
-            if (nt->args == NULL)
-                nt->args = nv__malloc(sizeof(*nt->args));
-            ua = nt->args;
-            nt->args_busy = 1;
-        }
-        pthread_mutex_unlock(&q->mu);
-        send_batch(q, queue, batch, n, ua);
-        pthread_mutex_lock(&q->mu);
-        nt->sending--;
-        nt->out_ops -= n;
-        if (ua != NULL)
-            nt->args_busy = 0;
-        for (o = batch; o != NULL; ) {
-            struct op *next = o->next;
-
-            o->done = 1;
-            if (o != op) {
-                /* o may be gone once q->mu is let go: its parker stays */
-                nv__redis_park_owe(o->k);
-                wake[nwake++] = o->k;
-            }
-            o = next;
-        }
-        if (nt->head != NULL && may_send(nt)) {   /* sends the next batch */
-            nv__redis_park_owe(nt->head->k);
-            wake[nwake++] = nt->head->k;
-        }
-        if (!op->done) {    /* this op was not in that batch */
-            pthread_mutex_unlock(&q->mu);
-            for (int i = 0; i < nwake; i++)
-                nv__redis_unpark(wake[i]);
-            nwake = 0;
-            pthread_mutex_lock(&q->mu);
-        }
-    }
-    pthread_mutex_unlock(&q->mu);
-    for (int i = 0; i < nwake; i++)
-        nv__redis_unpark(wake[i]);
+    nv__redis_gather_submit(&nt->calls, &q->mu, &op->g, 1, gather_send, &c);
 }
 
 /* The reserve scripts reply with the record as it was before the
@@ -2057,7 +1957,7 @@ rq_close(void *self)
             q->notes[i]->stash = s->next;
             stash_release(q, q->notes[i]->queue, s);
         }
-        nv__free(q->notes[i]->args);
+        nv__redis_gather_free(&q->notes[i]->calls);
         nv__free(q->notes[i]->queue);
         nv__free(q->notes[i]);
     }

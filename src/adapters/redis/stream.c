@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "adapters/redis/conn.h"
+#include "adapters/redis/gather.h"
 #include "adapters/redis/scripts.h"
 #include "core/util.h"
 
@@ -52,15 +53,10 @@ static const nv__redis_script appendb_script = {
  * the 3-step flows bench the script calls per flow fell from 13.4 to 7.0
  * while Redis's CPU per flow stayed within the noise. See submit.
  */
-#define MAX_BATCH 64
-/* Batches out at once (see may_send). With one, a caller that comes while
- * a batch is out waits for its whole round trip before its own batch is
- * even sent: 6.6 calls per flow instead of 7.0, but Redis read 3.6 times
- * per flow instead of 3.1 and flows/s were ~4% lower. */
-#define MAX_INFLIGHT 2
 
 /* One caller's append waiting to be sent, or out. */
 struct aop {
+    nv__redis_gop   g;          /* first: its place on the list */
     const char     *stream;     /* as the engine gave it (notes) */
     char           *key;        /* its Redis key */
     const nv_event *evs;
@@ -69,9 +65,6 @@ struct aop {
     redisReply     *rep;        /* {1, length, id...} or {-6, length} */
     int             rc;
     nv_error        err;
-    int             done, taken;
-    nv__redis_parker *k;        /* the caller's: it waits there */
-    struct aop     *next;
 };
 
 struct rstream {
@@ -79,13 +72,8 @@ struct rstream {
     char           *channel;    /* <p>:live */
     char           *steps;      /* <p>:live:steps */
 
-    pthread_mutex_t mu;         /* guards the members below */
-    struct aop     *head, *tail;   /* waiting to be sent */
-    int             sending;    /* batches out */
-    int             nwait;      /* ops waiting */
-    int             out_ops;    /* ops in the batches out */
-    nv__redis_args *args;       /* a sender's, reused (or NULL) */
-    int             args_busy;
+    pthread_mutex_t mu;         /* guards calls */
+    nv__redis_gather calls;     /* appends gathered (gather.h) */
 };
 
 struct rsub {
@@ -207,6 +195,7 @@ reply_ok(const redisReply *r, size_t n)
 static void
 send_batch(struct rstream *s, struct aop *ops, int n, nv__redis_args *x)
 {
+#define NEXT(o) ((struct aop *)(o)->g.next)
     redisReply *r = NULL;
     nv_error err = { 0 };
     struct aop *o;
@@ -224,12 +213,12 @@ send_batch(struct rstream *s, struct aop *ops, int n, nv__redis_args *x)
         rc = nv__error(&err, NV_ENOMEM, "redis stream: out of memory");
     } else {
         nv__redis_args_init(x);
-        for (o = ops; o != NULL; o = o->next)
+        for (o = ops; o != NULL; o = NEXT(o))
             nv__redis_args_str(x, o->key);
         nv__redis_args_str(x, s->channel);
         nv__redis_args_str(x, s->steps);
         nv__redis_args_int(x, n);
-        for (o = ops; o != NULL; o = o->next) {
+        for (o = ops; o != NULL; o = NEXT(o)) {
             nv__redis_args_str(x, o->stream);
             nv__redis_args_int(x, o->now);
             nv__redis_args_int(x, o->expected);
@@ -249,13 +238,13 @@ send_batch(struct rstream *s, struct aop *ops, int n, nv__redis_args *x)
                         r->elements != (size_t)n))
         rc = nv__error(&err, NV_EBACKEND, "redis stream: unexpected reply");
     o = ops;
-    for (int i = 0; rc == NV_OK && i < n; i++, o = o->next) {
+    for (int i = 0; rc == NV_OK && i < n; i++, o = NEXT(o)) {
         if (!reply_ok(r->element[i], o->n))
             rc = nv__error(&err, NV_EBACKEND, "redis stream: unexpected "
                            "reply");
     }
     o = ops;
-    for (int i = 0; i < n; i++, o = o->next) {
+    for (int i = 0; i < n; i++, o = NEXT(o)) {
         o->rc = rc;
         if (rc != NV_OK) {
             o->err = err;
@@ -277,124 +266,34 @@ send_batch(struct rstream *s, struct aop *ops, int n, nv__redis_args *x)
     }
     if (r != NULL)
         freeReplyObject(r);
+#undef NEXT
 }
 
 /*
- * Under s->mu: the ops waiting may go out now. With no batch out, at
- * once (a lone caller waits for nothing). With one out, only when as many
- * ops wait as that batch has (or when it comes back): Redis runs the batch
- * out meanwhile, and the callers that come join the next batch instead of
- * trickling out in small ones (as the redis queue does, queue.c).
+ * An append called while others are: the ops of the stream adapter go out
+ * together (gather.h) in one stream_appendb call. Ops of one batch are
+ * run in the order they came; batches out at once were concurrent calls
+ * (a call that ended before another began was run by Redis before it).
  */
-static int
-may_send(const struct rstream *s)
+static void
+gather_send(void *ctx, nv__redis_gop *first, int n, nv__redis_args *args)
 {
-    if (s->sending == 0)
-        return 1;
-    if (s->sending >= MAX_INFLIGHT)
-        return 0;
-    return s->nwait >= s->out_ops;
+    send_batch(ctx, (struct aop *)first, n, args);
 }
 
-/*
- * An append called while others are: each call becomes an op on the
- * stream adapter's list, and a caller whose op waits there when the ops
- * waiting may go out (may_send) sends every op waiting (up to MAX_BATCH)
- * in one stream_appendb call, then hands each caller its reply. Callers
- * that came meanwhile wait, and one of them sends the next batch when it
- * may. A lone caller sends its op at once: no delay is added. Ops of one
- * batch are run in the order they came; batches out at once were
- * concurrent calls (a call that ended before another began was run by
- * Redis before it).
- */
 static void
 submit(struct rstream *s, struct aop *op)
 {
-    /* the callers to wake once s->mu is let go: a batch's, and the next
-     * sender */
-    nv__redis_parker *wake[MAX_BATCH + 1];
-    int nwake = 0;
-
-    op->next = NULL;
-    op->done = op->taken = 0;
     op->rep = NULL;
-    op->k = nv__redis_parker_self();
-    if (op->k == NULL) {
+    op->g.next = NULL;
+    op->g.k = nv__redis_parker_self();
+    if (op->g.k == NULL) {
         send_batch(s, op, 1, NULL);
         return;
     }
     pthread_mutex_lock(&s->mu);
-    if (s->tail != NULL)
-        s->tail->next = op;
-    else
-        s->head = op;
-    s->tail = op;
-    s->nwait++;
-    while (!op->done) {
-        struct aop *batch, *last, *o;
-        nv__redis_args *ua;
-        int n = 1;
-
-        if (op->taken || !may_send(s)) {
-            /* woken when done, or to send the next batch */
-            nv__redis_park(op->k, &s->mu, -1);
-            continue;
-        }
-        /* send what waits (this op among it) */
-        batch = last = s->head;
-        last->taken = 1;
-        while (last->next != NULL && n < MAX_BATCH) {
-            last = last->next;
-            last->taken = 1;
-            n++;
-        }
-        s->head = last->next;
-        if (s->head == NULL)
-            s->tail = NULL;
-        last->next = NULL;
-        s->sending++;
-        s->nwait -= n;
-        s->out_ops += n;
-        ua = NULL;
-        if (n > 1 && !s->args_busy) {
-            if (s->args == NULL)
-                s->args = nv__malloc(sizeof(*s->args));
-            ua = s->args;
-            s->args_busy = ua != NULL;
-        }
-        pthread_mutex_unlock(&s->mu);
-        send_batch(s, batch, n, ua);
-        pthread_mutex_lock(&s->mu);
-        s->sending--;
-        s->out_ops -= n;
-        if (ua != NULL)
-            s->args_busy = 0;
-        for (o = batch; o != NULL; ) {
-            struct aop *next = o->next;
-
-            o->done = 1;
-            if (o != op) {
-                /* o may be gone once s->mu is let go: its parker stays */
-                nv__redis_park_owe(o->k);
-                wake[nwake++] = o->k;
-            }
-            o = next;
-        }
-        if (s->head != NULL && may_send(s)) {   /* sends the next batch */
-            nv__redis_park_owe(s->head->k);
-            wake[nwake++] = s->head->k;
-        }
-        if (!op->done) {    /* this op was not in that batch */
-            pthread_mutex_unlock(&s->mu);
-            for (int i = 0; i < nwake; i++)
-                nv__redis_unpark(wake[i]);
-            nwake = 0;
-            pthread_mutex_lock(&s->mu);
-        }
-    }
-    pthread_mutex_unlock(&s->mu);
-    for (int i = 0; i < nwake; i++)
-        nv__redis_unpark(wake[i]);
+    /* (a batch of one goes by its own script: no builder) */
+    nv__redis_gather_submit(&s->calls, &s->mu, &op->g, 2, gather_send, s);
 }
 
 /*
@@ -888,7 +787,7 @@ rt_close(void *self)
     nv__redis_pool_close(s->pool);
     nv__free(s->channel);
     nv__free(s->steps);
-    nv__free(s->args);
+    nv__redis_gather_free(&s->calls);
     pthread_mutex_destroy(&s->mu);
     nv__free(s);
 }
