@@ -1042,14 +1042,21 @@ hand_begin(struct rqueue *q, const char *queue)
     return (int)(lease > INT32_MAX ? INT32_MAX : lease);
 }
 
-/* Give a job handed off back to its queue, and forget it. */
+/* Give a job handed off (reserved at 'now') back to its queue, and
+ * forget it. */
 static void
-stash_release(struct rqueue *q, const char *queue, struct stash *s)
+give_back(struct rqueue *q, const char *queue, nv_job *job, int64_t now)
 {
     nv_finish rel = { .kind = NV_FINISH_RELEASE };
 
-    rq_finish(q, queue, s->job.id, s->job.lease_token, &rel, s->now, NULL);
-    nv_job_release(&s->job);
+    rq_finish(q, queue, job->id, job->lease_token, &rel, now, NULL);
+    nv_job_release(job);
+}
+
+static void
+stash_release(struct rqueue *q, const char *queue, struct stash *s)
+{
+    give_back(q, queue, &s->job, s->now);
     nv__free(s);
 }
 
@@ -1183,11 +1190,7 @@ stash_unget(struct rqueue *q, const char *queue, nv_job *job,
     struct note *nt;
 
     if (s == NULL) {
-        nv_finish rel = { .kind = NV_FINISH_RELEASE };
-
-        rq_finish(q, queue, job->id, job->lease_token, &rel,
-                  job->processed_on, NULL);
-        nv_job_release(job);
+        give_back(q, queue, job, job->processed_on);
         return;
     }
     s->job = *job;
