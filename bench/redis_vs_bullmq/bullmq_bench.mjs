@@ -4,7 +4,8 @@
 // the last job), 3-step flows per second (FlowProducer chains, children
 // first), enqueue->start latency p50/p99, and the process' peak RSS.
 // Also the CPU time per job (per flow) of this process and of redis-server
-// ("cpu": {measure: [client us, redis us]}). Prints one JSON line.
+// and their context switches ("cpu": {measure: [client us, redis us,
+// client switches, redis switches]}). Prints one JSON line.
 //   node bullmq_bench.mjs <port> <jobs> <flows> <latency samples> [redis pid]
 import { readFileSync } from 'node:fs';
 import { FlowProducer, Queue, Worker } from 'bullmq';
@@ -17,13 +18,26 @@ function redisCpuUs() {
   const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
   return (Number(f[11]) + Number(f[12])) * 10000;   // clock ticks of 10 ms
 }
+// Context switches (voluntary + involuntary) of redis-server's main thread.
+function redisCsw() {
+  if (!redisPid) return 0;
+  const s = readFileSync(`/proc/${redisPid}/status`, 'utf8');
+  let sum = 0;
+  for (const m of s.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)/gm)) sum += Number(m[1]);
+  return sum;
+}
 function cpuMark() {
-  const u = process.cpuUsage();
-  return { self: u.user + u.system, redis: redisCpuUs() };
+  const u = process.resourceUsage();
+  return {
+    self: u.userCPUTime + u.systemCPUTime, redis: redisCpuUs(),
+    selfCsw: u.voluntaryContextSwitches + u.involuntaryContextSwitches, redisCsw: redisCsw(),
+  };
 }
 function cpuNote(name, m, ops) {
   const n = cpuMark();
-  cpu[name] = [+((n.self - m.self) / ops).toFixed(1), +((n.redis - m.redis) / ops).toFixed(1)];
+  const per = (a, b, d) => +((a - b) / ops).toFixed(d);
+  cpu[name] = [per(n.self, m.self, 1), per(n.redis, m.redis, 1),
+    per(n.selfCsw, m.selfCsw, 2), per(n.redisCsw, m.redisCsw, 2)];
 }
 const connection = { host: '127.0.0.1', port, maxRetriesPerRequest: null };
 const tag = `bmq${process.pid}`;

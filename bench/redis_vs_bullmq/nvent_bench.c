@@ -20,9 +20,11 @@
  *     program run with --worker: one engine processing a pre-filled queue
  *     of no-op jobs at concurrency 10 and 100, nothing else; and at 100
  *     with glibc's malloc arenas limited to 2, MALLOC_ARENA_MAX=2);
- *   - CPU time per job (or per flow) of this process and of redis-server
- *     for each throughput figure ("cpu": {measure: [client us, redis us]}),
- *     the yardstick on a shared machine.
+ *   - CPU time and context switches per job (or per flow) of this process
+ *     and of redis-server for each throughput figure ("cpu": {measure:
+ *     [client us, redis us, client switches, redis switches]}), the
+ *     yardstick on a shared machine (on a VM a switch can cost more than
+ *     the work it waits for).
  *   nvent_bench <port> <jobs> <flows> <latency samples> [redis pid]
  * NVB_PARTS (comma list of adapter, engine, flows, instances, latency, rss;
  * default all) runs only some parts while iterating; NVB_CONC (comma list
@@ -81,27 +83,67 @@ redis_cpu_us(void)
     return (int64_t)(ut + st) * 1000000 / sysconf(_SC_CLK_TCK);
 }
 
-struct cpu_mark { int64_t self, redis; };
+/* Context switches (voluntary + involuntary) of this process, every
+ * thread counted. */
+static int64_t
+self_csw(void)
+{
+    struct rusage ru;
+
+    getrusage(RUSAGE_SELF, &ru);
+    return (int64_t)ru.ru_nvcsw + ru.ru_nivcsw;
+}
+
+/* The same of redis-server's main thread (the one that runs commands),
+ * from /proc/<pid>/status. */
+static int64_t
+redis_csw(void)
+{
+    char path[64], line[128];
+    long long v, sum = 0;
+    FILE *f;
+
+    if (redis_pid <= 0)
+        return 0;
+    snprintf(path, sizeof(path), "/proc/%d/status", redis_pid);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (sscanf(line, "voluntary_ctxt_switches: %lld", &v) == 1 ||
+            sscanf(line, "nonvoluntary_ctxt_switches: %lld", &v) == 1)
+            sum += v;
+    }
+    fclose(f);
+    return sum;
+}
+
+struct cpu_mark { int64_t self, redis, self_csw, redis_csw; };
 
 static struct cpu_mark
 cpu_mark(void)
 {
-    struct cpu_mark m = { self_cpu_us(), redis_cpu_us() };
+    struct cpu_mark m = { self_cpu_us(), redis_cpu_us(), self_csw(),
+                          redis_csw() };
     return m;
 }
 
 static char cpu_json[4096];
 
-/* Note the CPU per operation since 'm' under 'name'. */
+/* Note the CPU (us) and the context switches per operation since 'm'
+ * under 'name': [self, redis, self, redis]. */
 static void
 cpu_note(const char *name, struct cpu_mark m, long ops)
 {
     struct cpu_mark n = cpu_mark();
     size_t l = strlen(cpu_json);
 
-    snprintf(cpu_json + l, sizeof(cpu_json) - l, "%s\"%s\":[%.1f,%.1f]",
-             l ? "," : "", name, (double)(n.self - m.self) / (double)ops,
-             (double)(n.redis - m.redis) / (double)ops);
+    snprintf(cpu_json + l, sizeof(cpu_json) - l,
+             "%s\"%s\":[%.1f,%.1f,%.2f,%.2f]", l ? "," : "", name,
+             (double)(n.self - m.self) / (double)ops,
+             (double)(n.redis - m.redis) / (double)ops,
+             (double)(n.self_csw - m.self_csw) / (double)ops,
+             (double)(n.redis_csw - m.redis_csw) / (double)ops);
 }
 
 /* Whether the comma list in environment variable 'var' names 'name'

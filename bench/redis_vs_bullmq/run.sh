@@ -73,18 +73,27 @@ const c = (v, i) => v === undefined ? "-" : v[i].toFixed(1);
 const t = (v) => v === undefined ? undefined : v[0] + v[1];
 const crow = (label, a, b) => [label, c(a, 0), c(a, 1), c(b, 0), c(b, 1),
   t(a) === undefined || t(b) === undefined ? "-" : (t(b) / t(a)).toFixed(2) + "x"];
-const crows = [];
+const pairs = [];
 for (const k of ["1", "10", "100"]) {
-  crows.push(crow(`jobs, concurrency ${k} (adapter)`, nc[`adapter_${k}`], bc[`jobs_${k}`]));
-  crows.push(crow(`jobs, concurrency ${k} (engine)`, nc[`engine_${k}`], bc[`jobs_${k}`]));
+  pairs.push([`jobs, concurrency ${k} (adapter)`, nc[`adapter_${k}`], bc[`jobs_${k}`]]);
+  pairs.push([`jobs, concurrency ${k} (engine)`, nc[`engine_${k}`], bc[`jobs_${k}`]]);
 }
 for (const k of ["1", "2", "3"])
-  crows.push(crow(`jobs, ${k} instance(s) x 10 workers`, nc[`instances_${k}`], undefined));
-crows.push(crow("enqueue", nc.enqueue, bc.enqueue));
-crows.push(crow("3-step flows (per flow)", nc.flows, bc.flows));
-crows.push(crow("3-step flows, 4 starting threads", nc.flows_4t, bc.flows));
+  pairs.push([`jobs, ${k} instance(s) x 10 workers`, nc[`instances_${k}`], undefined]);
+pairs.push(["enqueue", nc.enqueue, bc.enqueue]);
+pairs.push(["3-step flows (per flow)", nc.flows, bc.flows]);
+pairs.push(["3-step flows, 4 starting threads", nc.flows_4t, bc.flows]);
+const pad = (row) => row.map((s, i) => i ? s.padStart(9) : s.padEnd(36)).join("");
 console.log("");
-console.log(["CPU us per job", "nvent", "redis", "bullmq", "redis", "ratio"].map((s, i) => i ? s.padStart(9) : s.padEnd(36)).join(""));
-for (const row of crows) console.log(row.map((s, i) => i ? s.padStart(9) : s.padEnd(36)).join(""));
+console.log(pad(["CPU us per job", "nvent", "redis", "bullmq", "redis", "ratio"]));
+for (const [label, a, b] of pairs) console.log(pad(crow(label, a, b)));
 console.log("CPU: of the bench process and of redis-server; ratio: bullmq/nvent totals (>1 = nvent cheaper)");
+const w = (v, i) => v === undefined || v[i] === undefined ? "-" : v[i].toFixed(2);
+const ws = (v) => v === undefined || v[2] === undefined ? undefined : v[2] + v[3];
+console.log("");
+console.log(pad(["switches per job", "nvent", "redis", "bullmq", "redis", "ratio"]));
+for (const [label, a, b] of pairs)
+  console.log(pad([label, w(a, 2), w(a, 3), w(b, 2), w(b, 3),
+    ws(a) === undefined || ws(b) === undefined ? "-" : (ws(b) / ws(a)).toFixed(2) + "x"]));
+console.log("switches: context switches (voluntary + involuntary) of the bench process (every thread) and of the main thread of redis-server; ratio: bullmq/nvent totals");
 ' "$NV" "$BM"
