@@ -58,19 +58,27 @@ self_cpu_us(void)
            ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
 }
 
+/* /proc/<redis pid>/<file> opened for reading; NULL without a pid. */
+static FILE *
+redis_proc(const char *file)
+{
+    char path[64];
+
+    if (redis_pid <= 0)
+        return NULL;
+    snprintf(path, sizeof(path), "/proc/%d/%s", redis_pid, file);
+    return fopen(path, "r");
+}
+
 /* utime + stime of redis-server from /proc/<pid>/stat, in us. */
 static int64_t
 redis_cpu_us(void)
 {
-    char path[64], buf[1024], *p;
+    char buf[1024], *p;
     unsigned long long ut = 0, st = 0;
-    FILE *f;
+    FILE *f = redis_proc("stat");
     size_t n;
 
-    if (redis_pid <= 0)
-        return 0;
-    snprintf(path, sizeof(path), "/proc/%d/stat", redis_pid);
-    f = fopen(path, "r");
     if (f == NULL)
         return 0;
     n = fread(buf, 1, sizeof(buf) - 1, f);
@@ -99,14 +107,10 @@ self_csw(void)
 static int64_t
 redis_csw(void)
 {
-    char path[64], line[128];
+    char line[128];
     long long v, sum = 0;
-    FILE *f;
+    FILE *f = redis_proc("status");
 
-    if (redis_pid <= 0)
-        return 0;
-    snprintf(path, sizeof(path), "/proc/%d/status", redis_pid);
-    f = fopen(path, "r");
     if (f == NULL)
         return 0;
     while (fgets(line, sizeof(line), f) != NULL) {
