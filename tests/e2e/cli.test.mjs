@@ -139,8 +139,14 @@ describe('client commands', () => {
     // stream, not about jobs caught by a shutdown.
     await api(s, 'POST', '/api/_queues/sleeper/pause');
     const { runId } = (await api(s, 'POST', '/api/_flows/slow/start', { body: {} })).body;
-    const follow = cli(['events', runId, '--follow', '--json', '--url', s.url], { cwd: d, timeoutMs: 30000 });
-    await new Promise((r) => setTimeout(r, 500));
+    // The server stops once the CLI has printed the run's first event: it
+    // is then connected (a CLI that could not connect at all would exit 1
+    // with "no nvent server", which is another case).
+    let printed;
+    const first = new Promise((r) => { printed = r; });
+    const follow = cli(['events', runId, '--follow', '--json', '--url', s.url],
+      { cwd: d, timeoutMs: 30000, onStdout: (out) => { if (out.includes('\n')) printed(); } });
+    await Promise.race([first, follow]);
     await s.stop();
     s = await startServer(d, { port });
     await api(s, 'POST', `/api/_flows/slow/runs/${runId}/cancel`);

@@ -165,8 +165,9 @@ export async function readStream(url, { headers = {}, stop = () => false, timeou
   return out;
 }
 
-// Run the CLI: resolves {code, stdout, stderr}.
-export function cli(args, { cwd, env = {}, input, timeoutMs = 60000 } = {}) {
+// Run the CLI: resolves {code, stdout, stderr}. onStdout (optional) is
+// called with all of stdout so far each time more of it comes.
+export function cli(args, { cwd, env = {}, input, timeoutMs = 60000, onStdout } = {}) {
   return new Promise((resolve, reject) => {
     const proc = spawn(BIN, args, {
       cwd,
@@ -175,7 +176,7 @@ export function cli(args, { cwd, env = {}, input, timeoutMs = 60000 } = {}) {
     });
     let stdout = '', stderr = '';
     const timer = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error(`cli timed out: ${args.join(' ')}\n${stderr}`)); }, timeoutMs);
-    proc.stdout.on('data', (d) => { stdout += d; });
+    proc.stdout.on('data', (d) => { stdout += d; if (onStdout) onStdout(stdout); });
     proc.stderr.on('data', (d) => { stderr += d; });
     proc.on('exit', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
     if (input !== undefined) proc.stdin.end(input);
