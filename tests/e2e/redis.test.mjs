@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { api, makeProject, readStream, startServer, until, waitRun } from './lib/nvent.mjs';
+import { api, makeProject, openStream, startServer, until, waitRun } from './lib/nvent.mjs';
 
 const URL = process.env.NV_TEST_REDIS_URL;
 
@@ -86,10 +86,14 @@ describe('three instances on one redis', { skip: !URL && 'NV_TEST_REDIS_URL not 
   });
 
   test('a run started on one instance streams live to another within 1 s', async () => {
-    const reader = readStream(`${srvs[1].url}/api/_stream?kinds=job&queue=work`, {
+    const opened = openStream(`${srvs[1].url}/api/_stream?kinds=job&queue=work`, {
       stop: (ms) => ms.some((m) => m.data && m.data.jobId === 'live-1' && m.data.type === 'completed'),
       timeoutMs: 10000,
     });
+    const reader = opened.result;
+    // open: subscribed, and its announcement to the other instances is
+    // published (jobs.c); 300 ms for them to hear it
+    await opened.open;
     await new Promise((r) => setTimeout(r, 300));
     const t0 = Date.now();
     const e = await api(srvs[0], 'POST', '/api/_queues/work/enqueue',

@@ -3,7 +3,7 @@
 // global stream with filters, its ring buffer and `event: reset`.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FILE_ADAPTERS, api, makeProject, readStream, startServer, until, waitRun } from './lib/nvent.mjs';
+import { FILE_ADAPTERS, api, makeProject, openStream, readStream, startServer, until, waitRun } from './lib/nvent.mjs';
 import { killAll } from './lib/nvent.mjs';
 
 let srv;
@@ -103,13 +103,16 @@ describe('run streams', () => {
 
 describe('global stream', () => {
   test('carries flow events, job and queue messages; filters narrow them', async () => {
-    const reader = readStream(`${srv.url}/api/_stream`,
-      { stop: (ms) => ms.some((m) => m.data && m.data.kind === 'queue' && m.data.type === 'resumed') });
-    const jobsOnly = readStream(`${srv.url}/api/_stream?kinds=job&queue=hello`,
-      { stop: (ms) => ms.some((m) => m.data && m.data.type === 'completed') });
-    const flowOnly = readStream(`${srv.url}/api/_stream?flow=demo&kinds=flow.event&types=flow.start`,
-      { stop: (ms) => ms.some((m) => m.data) });
-    await new Promise((r) => setTimeout(r, 200));
+    const streams = [
+      openStream(`${srv.url}/api/_stream`,
+        { stop: (ms) => ms.some((m) => m.data && m.data.kind === 'queue' && m.data.type === 'resumed') }),
+      openStream(`${srv.url}/api/_stream?kinds=job&queue=hello`,
+        { stop: (ms) => ms.some((m) => m.data && m.data.type === 'completed') }),
+      openStream(`${srv.url}/api/_stream?flow=demo&kinds=flow.event&types=flow.start`,
+        { stop: (ms) => ms.some((m) => m.data) }),
+    ];
+    const [reader, jobsOnly, flowOnly] = streams.map((x) => x.result);
+    await Promise.all(streams.map((x) => x.open));
     const runId = await start();
     await waitRun(srv, 'demo', runId);
     await api(srv, 'POST', '/api/_queues/hello/enqueue', { body: { data: { g: 1 } } });
@@ -133,9 +136,10 @@ describe('global stream', () => {
   });
 
   test('Last-Event-ID within the ring resumes without gaps; an unknown one gets event: reset', async () => {
-    const first = readStream(`${srv.url}/api/_stream?kinds=job`,
+    const opened = openStream(`${srv.url}/api/_stream?kinds=job`,
       { stop: (ms) => ms.filter((m) => m.data && m.data.type === 'completed').length >= 3 });
-    await new Promise((r) => setTimeout(r, 200));
+    const first = opened.result;
+    await opened.open;
     for (let i = 0; i < 3; i++)
       await api(srv, 'POST', '/api/_queues/hello/enqueue', { body: { data: { i } } });
     const seen = (await first).messages.filter((m) => m.data);
@@ -208,8 +212,9 @@ describe('live subscription only while streams are open', () => {
 
   test('a reconnect within the grace period resumes; after it, a gap gets event: reset', async () => {
     const completed = (ms) => ms.some((m) => m.data && m.data.type === 'completed');
-    const first = readStream(`${idle.url}/api/_stream?kinds=job`, { stop: completed });
-    await new Promise((r) => setTimeout(r, 200));
+    const opened = openStream(`${idle.url}/api/_stream?kinds=job`, { stop: completed });
+    const first = opened.result;
+    await opened.open;
     await api(idle, 'POST', '/api/_queues/hello/enqueue', { body: { data: { i: 1 } } });
     const seen = (await first).messages.filter((m) => m.data);
     assert.ok(seen.length >= 2);

@@ -122,13 +122,21 @@ export async function waitRun(srv, flow, runId, status = null, headers = {}) {
 
 // Read a live stream: parses messages until stop(messages) is true or the
 // time is up; returns {status, headers, messages, raw}. Each message:
-// {id, event, data (parsed), comment}.
-export async function readStream(url, { headers = {}, stop = () => false, timeoutMs = 15000 } = {}) {
+// {id, event, data (parsed), comment}. onOpen (optional) is called once the
+// response has begun (its status known): the server subscribes before it
+// answers (src/http/sse.c), so from then on the reader misses nothing of
+// this server. It is called on a failed request too.
+export async function readStream(url, { headers = {}, stop = () => false, timeoutMs = 15000, onOpen = () => {} } = {}) {
   const ctl = new AbortController();
   const timer = setTimeout(() => ctl.abort(), timeoutMs);
   const out = { status: 0, headers: null, messages: [], raw: '' };
   try {
-    const res = await fetch(url, { headers, signal: ctl.signal });
+    let res;
+    try {
+      res = await fetch(url, { headers, signal: ctl.signal });
+    } finally {
+      onOpen();
+    }
     out.status = res.status;
     out.headers = res.headers;
     if (res.status !== 200) {
@@ -163,6 +171,15 @@ export async function readStream(url, { headers = {}, stop = () => false, timeou
     clearTimeout(timer);
   }
   return out;
+}
+
+// readStream that also tells when it is open: {open, result}. `await
+// open` before causing what the reader must see, instead of a fixed wait.
+export function openStream(url, opts = {}) {
+  let opened;
+  const open = new Promise((r) => { opened = r; });
+  const result = readStream(url, { ...opts, onOpen: opened });
+  return { open, result };
 }
 
 // Run the CLI: resolves {code, stdout, stderr}. onStdout (optional) is
