@@ -10,6 +10,11 @@
  *     started by one thread calling nv_flow_start a flow at a time, and
  *     again by four such threads ("flows_4t"; BullMQ's bench adds its
  *     flows 500 per FlowProducer.addBulk call);
+ *   - the async ceiling (ceiling.h, NV_BENCH_ENGINE): the script calls
+ *     of one flow of the engine, recorded with MONITOR and replayed for
+ *     <flows> flows by one thread, 100 flows in flight ("ceiling": flows
+ *     per second; "ceiling_calls": calls per flow). Not nvent: what
+ *     today's scripts allow a client that never sleeps per call;
  *   - no-op jobs per second with 1, 2 and 3 instances (engines with their
  *     own connections, 10 workers each) sharing one queue (NV_BENCH_ENGINE);
  *   - enqueue->start latency p50/p99: one job at a time, a worker blocked
@@ -26,7 +31,8 @@
  *     yardstick on a shared machine (on a VM a switch can cost more than
  *     the work it waits for).
  *   nvent_bench <port> <jobs> <flows> <latency samples> [redis pid]
- * NVB_PARTS (comma list of adapter, engine, flows, instances, latency, rss;
+ * NVB_PARTS (comma list of adapter, engine, flows, ceiling, instances,
+ * latency, rss;
  * default all) runs only some parts while iterating; NVB_CONC (comma list
  * of 1, 10, 100; default all) only some concurrencies of the engine part.
  */
@@ -42,6 +48,8 @@
 
 #include <nvent.h>
 #include <nvent/adapter.h>
+
+#include "ceiling.h"
 
 static int port;
 static int redis_pid;
@@ -656,11 +664,10 @@ start_flows(void *arg)
     return NULL;
 }
 
-/* 'runs' 3-step flows (a emits e1, b on e1 emits e2, c on e2), started by
- * 'threads' threads calling nv_flow_start one flow at a time; noted as
- * 'name'. */
-static double
-engine_flows(long runs, int threads, const char *name)
+/* An engine (prefix 'prefix') running the 3-step flow "chain": a emits
+ * e1, b on e1 emits e2, c on e2 (counts engine_done). */
+static nv_engine *
+flows_engine(const char *prefix)
 {
     static const char *const flow[] = { "chain", NULL };
     static const char *const e1[] = { "e1", NULL };
@@ -677,18 +684,9 @@ engine_flows(long runs, int threads, const char *name)
         .abi = NV_ABI_VERSION, .worker = { .concurrency = NV_SOME(100) },
         .queue = { .default_job_options = "{\"removeOnComplete\":true}" },
         .flow = { .name = flow, .subscribes = e2 } };
-    char prefix[64];
-    nv_engine *e;
     nv_error err = { 0 };
-    struct cpu_mark m;
-    struct starter st[16];
-    pthread_t th[16];
-    int64_t t0;
+    nv_engine *e = engine(prefix);
 
-    if (threads < 1 || threads > 16)
-        threads = 1;
-    snprintf(prefix, sizeof(prefix), "nvf%d-%d", (int)getpid(), threads);
-    e = engine(prefix);
     atomic_store(&engine_done, 0);
     if (nv_function_register(e, "a", NULL, &a, step_emit, (void *)"e1",
                              &err) != NV_OK ||
@@ -697,6 +695,25 @@ engine_flows(long runs, int threads, const char *name)
         nv_function_register(e, "c", NULL, &c, noop, NULL, &err) != NV_OK ||
         nv_engine_start(e, 0, &err) != NV_OK)
         die("flows", &err);
+    return e;
+}
+
+/* 'runs' 3-step flows (flows_engine), started by 'threads' threads calling
+ * nv_flow_start one flow at a time; noted as 'name'. */
+static double
+engine_flows(long runs, int threads, const char *name)
+{
+    char prefix[64];
+    nv_engine *e;
+    struct cpu_mark m;
+    struct starter st[16];
+    pthread_t th[16];
+    int64_t t0;
+
+    if (threads < 1 || threads > 16)
+        threads = 1;
+    snprintf(prefix, sizeof(prefix), "nvf%d-%d", (int)getpid(), threads);
+    e = flows_engine(prefix);
     m = cpu_mark();
     t0 = now_ns();
     for (int k = 0; k < threads; k++) {
@@ -718,6 +735,53 @@ engine_flows(long runs, int threads, const char *name)
     cpu_note(name, m, runs);
     nv_engine_free(e);
     return (double)runs / ((double)t0 / 1e9);
+}
+
+/*
+ * The async ceiling (ceiling.h): the script calls of one flow of the
+ * engine, recorded after a first flow (which loads the scripts), replayed
+ * 'runs' times with 100 flows in flight; noted as "ceiling". *calls: the
+ * calls of one flow.
+ */
+static double
+engine_ceiling(long runs, int *calls)
+{
+    char prefix[64], run_id[NV_ID_MAX];
+    nv_error err = { 0 };
+    struct nvb_monitor *mon;
+    struct nvb_tmpl *t;
+    struct cpu_mark m;
+    nv_engine *e;
+    long errors = 0;
+    double rate;
+
+    snprintf(prefix, sizeof(prefix), "nvc%d", (int)getpid());
+    e = flows_engine(prefix);
+    for (int k = 1; k <= 2; k++) {
+        mon = k == 2 ? nvb_monitor_start(port) : NULL;
+        if (k == 2 && mon == NULL)
+            die("ceiling: MONITOR", NULL);
+        if (nv_flow_start(e, "chain", "{}", NULL, run_id, NULL, &err) != NV_OK)
+            die("ceiling: flow start", &err);
+        while (atomic_load(&engine_done) < k)
+            usleep(1000);
+        usleep(300000);     /* the calls after c's handler returned */
+    }
+    t = nvb_monitor_stop(mon, run_id, prefix);
+    nv_engine_free(e);
+    if (t == NULL)
+        die("ceiling: no call of the flow recorded", NULL);
+    *calls = nvb_tmpl_calls(t);
+    snprintf(prefix, sizeof(prefix), "nvr%d", (int)getpid());
+    m = cpu_mark();
+    rate = nvb_replay(port, t, runs, 100, prefix, &errors);
+    cpu_note("ceiling", m, runs);
+    nvb_tmpl_free(t);
+    if (rate < 0 || errors > 0) {
+        fprintf(stderr, "nvent_bench: ceiling: %ld failed calls\n", errors);
+        exit(1);
+    }
+    return rate;
 }
 #endif
 
@@ -776,6 +840,12 @@ main(int argc, char **argv)
     if (part("flows")) {
         printf(",\"flows\":%.0f", engine_flows(flows, 1, "flows"));
         printf(",\"flows_4t\":%.0f", engine_flows(flows, 4, "flows_4t"));
+    }
+    if (part("ceiling")) {
+        int calls = 0;
+        double rate = engine_ceiling(flows, &calls);
+
+        printf(",\"ceiling\":%.0f,\"ceiling_calls\":%d", rate, calls);
     }
     if (part("rss")) {
         long n = jobs > 20000 ? 20000 : jobs;

@@ -49,6 +49,8 @@ rows.push(row('enqueue jobs/s', (o) => o.enqueue, (o) => o.enqueue, 'rate'));
 rows.push(row('3-step flows/s', (o) => o.flows, (o) => o.flows, 'rate'));
 if (nv.some((o) => o.flows_4t !== undefined))
   rows.push(row('3-step flows/s, started by 4 threads', (o) => o.flows_4t, (o) => o.flows, 'rate'));
+if (nv.some((o) => o.ceiling !== undefined))
+  rows.push(row('3-step flows/s, async ceiling (see below)', (o) => o.ceiling, (o) => o.flows, 'rate'));
 rows.push(row('enqueue->start p50 (us)', (o) => o.p50_us, (o) => o.p50_us, 'less'));
 rows.push(row('enqueue->start p99 (us)', (o) => o.p99_us, (o) => o.p99_us, 'less'));
 rows.push(row('peak RSS (MB)', (o) => mb(o.rss_kb), (o) => mb(o.rss_kb), 'less', f1));
@@ -62,6 +64,8 @@ console.log(p1(['measure', 'nvent', 'bullmq', 'ratio', 'range']));
 for (const r of rows) console.log(p1(r));
 console.log(`${rounds} round(s); nvent and bullmq: medians; ratio: median of the rounds' ratios, range: their lowest-highest`);
 console.log('ratio: nvent/bullmq for rates, bullmq/nvent for latency and memory (>1 = nvent better)');
+if (nv.some((o) => o.ceiling !== undefined))
+  console.log(`async ceiling: not nvent; the ${median(nv.map((o) => o.ceiling_calls))} script calls of one flow of the engine (recorded with MONITOR) replayed by one thread on one connection, 100 flows in flight, each call sent when the flow's last reply is in: what the engine would get from today's scripts if it never put a thread to sleep per call (ceiling.c)`);
 
 // CPU and context switches per job (per flow): [client us, redis us,
 // client switches, redis switches], medians over the rounds
@@ -75,6 +79,7 @@ for (const k of ['1', '2', '3'])
 cpuPairs.push(['enqueue', 'enqueue', 'enqueue']);
 cpuPairs.push(['3-step flows (per flow)', 'flows', 'flows']);
 cpuPairs.push(['3-step flows, 4 starting threads', 'flows_4t', 'flows']);
+cpuPairs.push(['3-step flows, async ceiling', 'ceiling', 'flows']);
 const cpuOf = (list, key, i) => key === null ? undefined : median(list.slice(0, rounds).map((o) => (o.cpu || {})[key]?.[i]));
 const p2 = pad([36, 9, 9, 9, 9, 9]);
 for (const [title, i0, fmt, note] of [

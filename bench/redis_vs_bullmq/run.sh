@@ -29,7 +29,7 @@ fi
 mkdir -p "$B/bench"
 # shellcheck disable=SC2046
 cc -std=c11 -D_GNU_SOURCE -O2 $DEFS -Iinclude -o "$B/bench/nvent_redis_bench" \
-    "$HERE/nvent_bench.c" "$B/libnvent.a" \
+    "$HERE/nvent_bench.c" "$HERE/ceiling.c" "$B/libnvent.a" \
     $(pkg-config --libs jansson sqlite3 libmicrohttpd hiredis) -pthread -ldl -lm
 [ -d "$HERE/node_modules/bullmq" ] || (cd "$HERE" && npm ci --no-audit --no-fund)
 
