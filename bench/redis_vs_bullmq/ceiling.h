@@ -6,6 +6,7 @@
  * client that never puts a thread to sleep per call would get from
  * today's scripts and call sequence: the yardstick of an asynchronous
  * engine core. Not nvent: nothing is decided on the replies.
+ * NVB_CEILING_DUMP=1 prints what MONITOR recorded on stderr.
  */
 #ifndef NVB_CEILING_H
 #define NVB_CEILING_H
