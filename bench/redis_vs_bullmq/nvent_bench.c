@@ -34,7 +34,8 @@
  * NVB_PARTS (comma list of adapter, engine, flows, ceiling, instances,
  * latency, rss;
  * default all) runs only some parts while iterating; NVB_CONC (comma list
- * of 1, 10, 100; default all) only some concurrencies of the engine part.
+ * of 1, 10, 100; default all) only some concurrencies of the engine part;
+ * NVB_INFLIGHT (default 100) the flows in flight of the ceiling part.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -740,8 +741,8 @@ engine_flows(long runs, int threads, const char *name)
 /*
  * The async ceiling (ceiling.h): the script calls of one flow of the
  * engine, recorded after a first flow (which loads the scripts), replayed
- * 'runs' times with 100 flows in flight; noted as "ceiling". *calls: the
- * calls of one flow.
+ * 'runs' times with 100 flows in flight (NVB_INFLIGHT: another number);
+ * noted as "ceiling". *calls: the calls of one flow.
  */
 static double
 engine_ceiling(long runs, int *calls)
@@ -774,7 +775,8 @@ engine_ceiling(long runs, int *calls)
     *calls = nvb_tmpl_calls(t);
     snprintf(prefix, sizeof(prefix), "nvr%d", (int)getpid());
     m = cpu_mark();
-    rate = nvb_replay(port, t, runs, 100, prefix, &errors);
+    rate = nvb_replay(port, t, runs, getenv("NVB_INFLIGHT") != NULL
+                      ? atoi(getenv("NVB_INFLIGHT")) : 100, prefix, &errors);
     cpu_note("ceiling", m, runs);
     nvb_tmpl_free(t);
     if (rate < 0 || errors > 0) {
