@@ -207,6 +207,25 @@ templ(const char *a, size_t n, const char *run, const char *prefix,
     return (struct targ){ d, o };
 }
 
+/* The earliest of 'base' (-1: none) and the epoch-ms times (13 digits,
+ * within lo..hi) that a's n bytes name. */
+static long long
+earliest_ms(const char *a, size_t n, long long lo, long long hi,
+            long long base)
+{
+    for (size_t k = 0; k < n; k++) {
+        long long v;
+
+        if ((k > 0 && isdigit((unsigned char)a[k - 1])) ||
+            digits(a, k, n) != 13)
+            continue;
+        v = atoll(a + k);
+        if (v >= lo && v <= hi && (base < 0 || v < base))
+            base = v;
+    }
+    return base;
+}
+
 struct nvb_tmpl *
 nvb_monitor_stop(struct nvb_monitor *m, const char *run_id,
                  const char *prefix)
@@ -214,7 +233,8 @@ nvb_monitor_stop(struct nvb_monitor *m, const char *run_id,
     struct nvb_tmpl *t = calloc(1, sizeof(*t));
     redisContext *c = redisConnect("127.0.0.1", m->port);
     char tok[MAXTOK][33];
-    long long now = wall_ms(), base = -1;
+    long long now = wall_ms(), lo = now - 600000, hi = now + 600000;
+    long long base = -1;
     char *argv[MAXARG];
     size_t len[MAXARG];
 
@@ -224,43 +244,40 @@ nvb_monitor_stop(struct nvb_monitor *m, const char *run_id,
         redisFree(c);
     pthread_join(m->th, NULL);
     redisFree(m->c);
-    /* first pass: the earliest time named by the run's calls */
-    for (int pass = 0; pass < 2; pass++) {
-        for (size_t i = 0; i < m->n; i++) {
-            const char *l = m->lines[i];
-            int argc;
+    /* the run's top-level FCALLs as recorded, and the earliest time they
+     * name (the flow's start, to which the others are made relative) */
+    for (size_t i = 0; i < m->n; i++) {
+        const char *l = m->lines[i];
+        struct tcall *tc;
+        int argc;
 
-            if (strstr(l, " lua]") != NULL || strstr(l, run_id) == NULL)
-                continue;
-            argc = split(l, argv, len, MAXARG);
-            if (argc >= 2 && strcmp(argv[0], "FCALL") == 0) {
-                if (pass == 0) {
-                    for (int a = 1; a < argc; a++)
-                        for (size_t k = 0; k < len[a]; k++)
-                            if ((k == 0 || !isdigit((unsigned char)argv[a][k - 1])) &&
-                                digits(argv[a], k, len[a]) == 13) {
-                                long long v = atoll(argv[a] + k);
-
-                                if (v > now - 600000 && v < now + 600000 &&
-                                    (base < 0 || v < base))
-                                    base = v;
-                            }
-                } else {
-                    struct tcall *tc;
-
-                    t->calls = realloc(t->calls, (size_t)(t->ncalls + 1) *
-                                       sizeof(*t->calls));
-                    tc = &t->calls[t->ncalls++];
-                    tc->argc = argc;
-                    tc->argv = calloc((size_t)argc, sizeof(*tc->argv));
-                    for (int a = 0; a < argc; a++)
-                        tc->argv[a] = templ(argv[a], len[a], run_id, prefix,
-                                            base, now - 600000, now + 600000,
-                                            tok, &t->ntok);
-                }
-            }
+        if (strstr(l, " lua]") != NULL || strstr(l, run_id) == NULL)
+            continue;
+        argc = split(l, argv, len, MAXARG);
+        if (argc < 2 || strcmp(argv[0], "FCALL") != 0) {
             for (int a = 0; a < argc; a++)
                 free(argv[a]);
+            continue;
+        }
+        t->calls = realloc(t->calls, (size_t)(t->ncalls + 1) *
+                           sizeof(*t->calls));
+        tc = &t->calls[t->ncalls++];
+        tc->argc = argc;
+        tc->argv = calloc((size_t)argc, sizeof(*tc->argv));
+        for (int a = 0; a < argc; a++) {
+            tc->argv[a] = (struct targ){ argv[a], len[a] };
+            base = earliest_ms(argv[a], len[a], lo, hi, base);
+        }
+    }
+    /* then each argument as its template */
+    for (int i = 0; i < t->ncalls; i++) {
+        for (int a = 0; a < t->calls[i].argc; a++) {
+            struct targ *x = &t->calls[i].argv[a];
+            struct targ y = templ(x->s, x->n, run_id, prefix, base, lo, hi,
+                                  tok, &t->ntok);
+
+            free(x->s);
+            *x = y;
         }
     }
     if (getenv("NVB_CEILING_DUMP"))
@@ -388,11 +405,11 @@ nvb_replay(int port, const struct nvb_tmpl *t, long flows, int inflight,
     int *fifo = calloc(qcap, sizeof(*fifo));
     char *buf = malloc(1 << 20);
     long started = 0, done = 0;
-    double t0 = mono_s();
+    double t0 = mono_s(), rate = -1;
 
     *errors = 0;
     if (c == NULL || c->err)
-        return -1;
+        goto out;
     for (int i = 0; i < inflight && started < flows; i++) {
         flow_new(&fl[i], started++);
         send_call(c, t, &fl[i], prefix, buf, 1 << 20);
@@ -405,10 +422,10 @@ nvb_replay(int port, const struct nvb_tmpl *t, long flows, int inflight,
 
         while (!wdone)
             if (redisBufferWrite(c, &wdone) != REDIS_OK)
-                return -1;
+                goto out;
         poll(&p, 1, -1);
         if (redisBufferRead(c) != REDIS_OK)
-            return -1;
+            goto out;
         while (redisGetReplyFromReader(c, &v) == REDIS_OK && v != NULL) {
             redisReply *r = v;
             int i = fifo[head++ % qcap];
@@ -434,10 +451,12 @@ nvb_replay(int port, const struct nvb_tmpl *t, long flows, int inflight,
             }
         }
     }
-    t0 = mono_s() - t0;
-    redisFree(c);
+    rate = (double)flows / (mono_s() - t0);
+out:
+    if (c != NULL)
+        redisFree(c);
     free(fl);
     free(fifo);
     free(buf);
-    return (double)flows / t0;
+    return rate;
 }

@@ -738,6 +738,20 @@ engine_flows(long runs, int threads, const char *name)
     return (double)runs / ((double)t0 / 1e9);
 }
 
+/* Run one flow of flows_engine's e to its end, its id into run_id. */
+static void
+one_flow(nv_engine *e, char *run_id)
+{
+    nv_error err = { 0 };
+    int done = atomic_load(&engine_done);
+
+    if (nv_flow_start(e, "chain", "{}", NULL, run_id, NULL, &err) != NV_OK)
+        die("ceiling: flow start", &err);
+    while (atomic_load(&engine_done) <= done)
+        usleep(1000);
+    usleep(300000);     /* the calls after c's handler returned */
+}
+
 /*
  * The async ceiling (ceiling.h): the script calls of one flow of the
  * engine, recorded after a first flow (which loads the scripts), replayed
@@ -748,7 +762,6 @@ static double
 engine_ceiling(long runs, int *calls)
 {
     char prefix[64], run_id[NV_ID_MAX];
-    nv_error err = { 0 };
     struct nvb_monitor *mon;
     struct nvb_tmpl *t;
     struct cpu_mark m;
@@ -758,16 +771,10 @@ engine_ceiling(long runs, int *calls)
 
     snprintf(prefix, sizeof(prefix), "nvc%d", (int)getpid());
     e = flows_engine(prefix);
-    for (int k = 1; k <= 2; k++) {
-        mon = k == 2 ? nvb_monitor_start(port) : NULL;
-        if (k == 2 && mon == NULL)
-            die("ceiling: MONITOR", NULL);
-        if (nv_flow_start(e, "chain", "{}", NULL, run_id, NULL, &err) != NV_OK)
-            die("ceiling: flow start", &err);
-        while (atomic_load(&engine_done) < k)
-            usleep(1000);
-        usleep(300000);     /* the calls after c's handler returned */
-    }
+    one_flow(e, run_id);            /* loads the scripts */
+    if ((mon = nvb_monitor_start(port)) == NULL)
+        die("ceiling: MONITOR", NULL);
+    one_flow(e, run_id);
     t = nvb_monitor_stop(mon, run_id, prefix);
     nv_engine_free(e);
     if (t == NULL)
