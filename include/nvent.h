@@ -366,6 +366,25 @@ int nv_flow_start(nv_engine *e, const char *flow, const char *input_json,
                   const char *start_data_json, char *run_id, char **body,
                   nv_error *err);
 
+/*
+ * Start n runs of 'flow' at once, as n nv_flow_start calls without start
+ * data would (F-1, F-2), inputs[i] (NULL = {}) the input of run i, whose
+ * id goes to run_ids[i]. Where the adapters can, the n flow.start events
+ * go out in one round trip per 64 runs, and so do the n entry jobs (the
+ * redis adapters; the others take them one by one): for a caller with
+ * many runs to start (an import, a backfill), as BullMQ's addBulk.
+ * Every input is checked first, and with queue.maxQueueSize set the entry
+ * queue must have room for all n: else NV_EINVAL (naming inputs[i]) or
+ * NV_EQUEUE_FULL, and nothing is recorded. Each run then starts on its
+ * own: *started (may be NULL) counts those started; a run that could not
+ * be (its flow.start not appended) has run_ids[i][0] == '\0', and the
+ * call returns the first such error (NV_OK when all started).
+ */
+int nv_flow_start_many(nv_engine *e, const char *flow,
+                       const char *const *inputs, size_t n,
+                       char (*run_ids)[NV_ID_MAX], size_t *started,
+                       nv_error *err);
+
 /* API-5: analyzed flows (V-6), sorted by name. */
 int nv_flows_json(nv_engine *e, char **json, nv_error *err);
 

@@ -7,9 +7,10 @@
  *     the workers' start to the last job. With NV_BENCH_ENGINE (the engine
  *     is in libnvent) also through the engine (registered C handler);
  *   - 3-step flows per second through the engine (NV_BENCH_ENGINE),
- *     started by one thread calling nv_flow_start a flow at a time, and
- *     again by four such threads ("flows_4t"; BullMQ's bench adds its
- *     flows 500 per FlowProducer.addBulk call);
+ *     started by one thread calling nv_flow_start_many 500 flows at a
+ *     time ("flows", as BullMQ's bench adds its flows 500 per
+ *     FlowProducer.addBulk call), by one thread calling nv_flow_start a
+ *     flow at a time ("flows_1"), and by four such threads ("flows_4t");
  *   - the async ceiling (ceiling.h, NV_BENCH_ENGINE): the script calls
  *     of one flow of the engine, recorded with MONITOR and replayed for
  *     <flows> flows by one thread, 100 flows in flight ("ceiling": flows
@@ -647,9 +648,10 @@ worker_rss(int concurrency, long n, const char *env)
 struct starter {
     nv_engine *e;
     long       n;
+    int        bulk;    /* nv_flow_start_many of 500 at a time */
 };
 
-/* Start a->n flows "chain", one at a time. */
+/* Start st->n flows "chain", one at a time or 500 at a time (bulk). */
 static void *
 start_flows(void *arg)
 {
@@ -657,6 +659,19 @@ start_flows(void *arg)
     char run_id[NV_ID_MAX];
     nv_error err = { 0 };
 
+    if (st->bulk) {
+        static const char *const inputs[500] = { NULL };   /* all {} */
+        static char ids[500][NV_ID_MAX];
+
+        for (long i = 0; i < st->n; i += 500) {
+            size_t m = st->n - i < 500 ? (size_t)(st->n - i) : 500;
+
+            if (nv_flow_start_many(st->e, "chain", inputs, m, ids, NULL,
+                                   &err) != NV_OK)
+                die("flow start many", &err);
+        }
+        return NULL;
+    }
     for (long i = 0; i < st->n; i++) {
         if (nv_flow_start(st->e, "chain", "{}", NULL, run_id, NULL,
                           &err) != NV_OK)
@@ -700,9 +715,10 @@ flows_engine(const char *prefix)
 }
 
 /* 'runs' 3-step flows (flows_engine), started by 'threads' threads calling
- * nv_flow_start one flow at a time; noted as 'name'. */
+ * nv_flow_start one flow at a time, or (bulk) nv_flow_start_many 500 at a
+ * time; noted as 'name'. */
 static double
-engine_flows(long runs, int threads, const char *name)
+engine_flows(long runs, int threads, int bulk, const char *name)
 {
     char prefix[64];
     nv_engine *e;
@@ -713,13 +729,15 @@ engine_flows(long runs, int threads, const char *name)
 
     if (threads < 1 || threads > 16)
         threads = 1;
-    snprintf(prefix, sizeof(prefix), "nvf%d-%d", (int)getpid(), threads);
+    snprintf(prefix, sizeof(prefix), "nvf%d-%d-%d", (int)getpid(), threads,
+             bulk);
     e = flows_engine(prefix);
     m = cpu_mark();
     t0 = now_ns();
     for (int k = 0; k < threads; k++) {
         st[k].e = e;
         st[k].n = runs / threads + (k < runs % threads);
+        st[k].bulk = bulk;
     }
     if (threads == 1) {
         start_flows(&st[0]);
@@ -847,8 +865,9 @@ main(int argc, char **argv)
         printf("}");
     }
     if (part("flows")) {
-        printf(",\"flows\":%.0f", engine_flows(flows, 1, "flows"));
-        printf(",\"flows_4t\":%.0f", engine_flows(flows, 4, "flows_4t"));
+        printf(",\"flows\":%.0f", engine_flows(flows, 1, 1, "flows"));
+        printf(",\"flows_1\":%.0f", engine_flows(flows, 1, 0, "flows_1"));
+        printf(",\"flows_4t\":%.0f", engine_flows(flows, 4, 0, "flows_4t"));
     }
     if (part("ceiling")) {
         int calls = 0;

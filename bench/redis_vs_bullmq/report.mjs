@@ -46,7 +46,9 @@ if (nv.some((o) => o.instances))
   for (const k of ['1', '2', '3'])
     rows.push(row(`no-op jobs/s, ${k} instance(s) x 10 workers`, (o) => o.instances[k], null, 'rate'));
 rows.push(row('enqueue jobs/s', (o) => o.enqueue, (o) => o.enqueue, 'rate'));
-rows.push(row('3-step flows/s', (o) => o.flows, (o) => o.flows, 'rate'));
+rows.push(row('3-step flows/s, started in bulk (500)', (o) => o.flows, (o) => o.flows, 'rate'));
+if (nv.some((o) => o.flows_1 !== undefined))
+  rows.push(row('3-step flows/s, started one at a time', (o) => o.flows_1, (o) => o.flows, 'rate'));
 if (nv.some((o) => o.flows_4t !== undefined))
   rows.push(row('3-step flows/s, started by 4 threads', (o) => o.flows_4t, (o) => o.flows, 'rate'));
 if (nv.some((o) => o.ceiling !== undefined))
@@ -77,7 +79,8 @@ for (const k of ['1', '10', '100']) {
 for (const k of ['1', '2', '3'])
   cpuPairs.push([`jobs, ${k} instance(s) x 10 workers`, `instances_${k}`, null]);
 cpuPairs.push(['enqueue', 'enqueue', 'enqueue']);
-cpuPairs.push(['3-step flows (per flow)', 'flows', 'flows']);
+cpuPairs.push(['3-step flows, bulk (per flow)', 'flows', 'flows']);
+cpuPairs.push(['3-step flows, one at a time', 'flows_1', 'flows']);
 cpuPairs.push(['3-step flows, 4 starting threads', 'flows_4t', 'flows']);
 cpuPairs.push(['3-step flows, async ceiling', 'ceiling', 'flows']);
 const cpuOf = (list, key, i) => key === null ? undefined : median(list.slice(0, rounds).map((o) => (o.cpu || {})[key]?.[i]));

@@ -264,6 +264,21 @@ typedef struct nv_queue_ops {
 
     /* Close and free; safe on NULL self. */
     void (*close)(void *self);
+
+    /*
+     * Optional (NULL: the engine calls enqueue for each). Enqueue the 'n'
+     * jobs 'jobs' (all of one queue) as n enqueue() calls with out = NULL
+     * would, where the adapter can in one round trip (a bulk start,
+     * nv_flow_start_many). Each job on its own: rcs[i] is its code (NV_OK,
+     * NV_EQUEUE_FULL...) and created[i] (may be NULL) 1 for a new job, 0
+     * for an existing one; a round trip that failed gives each of its jobs
+     * that error (each may be stored or not, as after a failed enqueue()).
+     * Returns the first job's error that is not NV_OK (*err: its message),
+     * else NV_OK.
+     */
+    int (*enqueue_many)(void *self, const nv_job *jobs, size_t n,
+                        int64_t now, int64_t max_unfinished, int *rcs,
+                        int *created, nv_error *err);
 } nv_queue_ops;
 
 typedef struct nv_queue {
@@ -517,6 +532,22 @@ typedef struct nv_stream_ops {
      * error any of them may be left. */
     int  (*del_many)(void *self, const char *const *streams, size_t n,
                      nv_error *err);
+
+    /*
+     * Optional (NULL: the engine calls append for each). Append evs[i] to
+     * streams[i] for i < n, each on its own as append() would with
+     * expected_version expected[i], where the adapter can in one round
+     * trip (the flow.start events of a bulk start). rcs[i] is each one's
+     * code (NV_OK, NV_ECONFLICT...), out[i] (out may be NULL) its stored
+     * record when NV_OK (release each); a round trip that failed gives
+     * each of its appends that error (each may be appended or not, as
+     * after a failed append()). Returns the first append's error that is
+     * not NV_OK (*err: its message), else NV_OK.
+     */
+    int  (*append_each)(void *self, const char *const *streams,
+                        const nv_event *evs, size_t n, int64_t now,
+                        const int64_t *expected, nv_event *out, int *rcs,
+                        nv_error *err);
 } nv_stream_ops;
 
 typedef struct nv_stream {

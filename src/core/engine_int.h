@@ -235,6 +235,27 @@ int  nv__job_enqueue(nv_engine *e, nv__wq *wq, const char *id,
                      const nv__jobopts *o, const char *run_id,
                      const char *flow, const char *step, int64_t max,
                      nv_job *out, int *created, nv_error *err);
+/* The pieces of a start (flow.c), shared with the bulk start
+ * (start_many.c): the flow's runtime and its entry step's queue; room in
+ * that queue for 'n' more jobs (Q-11, with queue.maxQueueSize); the index
+ * entry of a run just started, its flow.start appended at 'ts' (IX-1). */
+int  nv__start_target(nv_engine *e, const char *flow, const nv__flowrt **f,
+                      nv__wq **wq, nv_error *err);
+int  nv__entry_has_room(nv_engine *e, nv__wq *wq, size_t n, nv_error *err);
+void nv__start_index(nv_engine *e, const nv__flowrt *f, const char *id,
+                     int64_t ts);
+
+/* The pieces of nv__job_enqueue, for enqueues made together
+ * (nv_flow_start_many): the record it stores, built into *j (its data
+ * borrowed; release with nv__job_built_release), and the job event of a
+ * job so stored. */
+int  nv__job_build(nv_engine *e, nv__wq *wq, const char *id,
+                   const char *name, const char *data, json_t *parsed,
+                   const nv__jobopts *o, const char *run_id,
+                   const char *flow, const char *step, int64_t now,
+                   nv_job *j, nv_error *err);
+void nv__job_built_release(nv__wq *wq, nv_job *j);
+void nv__job_enqueued(nv_engine *e, const nv_job *j);
 json_t *nv__job_json(const nv_job *j);
 const char *nv__job_state_name(int state);
 /* publish a job event (only when someone may listen). */

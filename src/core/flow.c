@@ -232,8 +232,31 @@ nv__run_flow(nv_engine *e, const char *flow, const char *run_id)
 
 /* ---- Starting (F-1, F-2) ---- */
 
-static int
-entry_has_room(nv_engine *e, nv__wq *wq, nv_error *err)
+int
+nv__start_target(nv_engine *e, const char *flow, const nv__flowrt **f,
+             nv__wq **wq, nv_error *err)
+{
+    int rc;
+
+    if (e == NULL)
+        return nv__error(err, NV_EINVAL, "engine must not be NULL");
+    rc = nv__name_ok("flow", flow, err);
+    if (rc != NV_OK)
+        return rc;
+    if (atomic_load(&e->state) == NV__E_NEW)
+        return nv__error(err, NV_EUNAVAILABLE, "engine not started");
+    *f = nv__flowrt_find(e, flow);
+    if (*f == NULL || (*f)->flow->entry == NULL)
+        return nv__error(err, NV_EFLOW_NOT_FOUND, "flow '%s' not found", flow);
+    *wq = nv__wq_find(e, (*f)->flow->entry->queue);
+    if (*wq == NULL)
+        return nv__error(err, NV_EQUEUE_NOT_FOUND, "queue '%s' not found",
+                         (*f)->flow->entry->queue);
+    return NV_OK;
+}
+
+int
+nv__entry_has_room(nv_engine *e, nv__wq *wq, size_t n, nv_error *err)
 {
     nv_job_counts c;
     int rc;
@@ -243,7 +266,8 @@ entry_has_room(nv_engine *e, nv__wq *wq, nv_error *err)
     rc = e->queue.ops->counts(e->queue.self, wq->fn->queue, &c, err);
     if (rc != NV_OK)
         return rc;
-    if (c.waiting + c.delayed + c.active + c.paused >= e->max_queue)
+    if (c.waiting + c.delayed + c.active + c.paused + (int64_t)n - 1 >=
+        e->max_queue)
         return nv__error(err, NV_EQUEUE_FULL, "queue '%s' is full (%lld "
                          "unfinished jobs)", wq->fn->queue,
                          (long long)e->max_queue);
@@ -267,6 +291,25 @@ enqueue_step(nv_engine *e, const nv__flowrt *f, const char *run_id,
                            err);
 }
 
+void
+nv__start_index(nv_engine *e, const nv__flowrt *f, const char *id, int64_t ts)
+{
+    nv__run_proj p0;
+    char *ms, *ikey;
+
+    memset(&p0, 0, sizeof(p0));    /* no emits: emitted may be NULL */
+    p0.started_ms = p0.last_ms = ts;
+    ms = nv__run_proj_meta_text(&p0, &f->def);
+    /* queued where the store is remote (nv__index_defer) */
+    if (nv__index_defer(e, f, id, (double)ts, ms))
+        ms = NULL;
+    else if (ms != NULL && (ikey = nv__index_key(e, f->flow->name)) != NULL) {
+        e->store.ops->idx_put(e->store.self, ikey, id, (double)ts, ms, NULL);
+        nv__free(ikey);
+    }
+    nv__free(ms);
+}
+
 /* nv_flow_start under the run id 'fixed_id' when not NULL (then a run
  * that already has that id gives NV_ECONFLICT and nothing changes). */
 static int
@@ -274,30 +317,18 @@ flow_start(nv_engine *e, const char *flow, const char *input_json,
            const char *start_data_json, const char *fixed_id, char *run_id,
            char **body, nv_error *err)
 {
-    const nv__flowrt *f;
+    const nv__flowrt *f = NULL;
     const nv__function *entry;
-    nv__wq *wq;
+    nv__wq *wq = NULL;
     json_t *input = NULL, *sd = NULL, *data = NULL;
     char id[NV_ID_MAX];
     nv_event out;
-    char *ikey, *ms;
     int rc;
 
-    if (e == NULL)
-        return nv__error(err, NV_EINVAL, "engine must not be NULL");
-    rc = nv__name_ok("flow", flow, err);
+    rc = nv__start_target(e, flow, &f, &wq, err);
     if (rc != NV_OK)
         return rc;
-    if (atomic_load(&e->state) == NV__E_NEW)
-        return nv__error(err, NV_EUNAVAILABLE, "engine not started");
-    f = nv__flowrt_find(e, flow);
-    if (f == NULL || f->flow->entry == NULL)
-        return nv__error(err, NV_EFLOW_NOT_FOUND, "flow '%s' not found", flow);
     entry = f->flow->entry;
-    wq = nv__wq_find(e, entry->queue);
-    if (wq == NULL)
-        return nv__error(err, NV_EQUEUE_NOT_FOUND, "queue '%s' not found",
-                         entry->queue);
     if (input_json == NULL)
         input_json = "{}";
     rc = nv__parse_json("input", input_json, &input, err);
@@ -310,7 +341,7 @@ flow_start(nv_engine *e, const char *flow, const char *input_json,
         if (rc != NV_OK)
             goto out;
     }
-    rc = entry_has_room(e, wq, err);
+    rc = nv__entry_has_room(e, wq, 1, err);
     if (rc != NV_OK)
         goto out;
     data = json_object();
@@ -332,23 +363,7 @@ flow_start(nv_engine *e, const char *flow, const char *input_json,
         rc = nv__error(err, NV_ECONFLICT, "run '%s' already exists", id);
     if (rc != NV_OK)
         goto out;
-    {
-        /* IX-1: the metadata of a run of one event */
-        nv__run_proj p0;
-
-        memset(&p0, 0, sizeof(p0));    /* no emits: emitted may be NULL */
-        p0.started_ms = p0.last_ms = out.ts;
-        ms = nv__run_proj_meta_text(&p0, &f->def);
-    }
-    /* queued where the store is remote (nv__index_defer) */
-    if (nv__index_defer(e, f, id, (double)out.ts, ms))
-        ms = NULL;
-    else if (ms != NULL && (ikey = nv__index_key(e, flow)) != NULL) {
-        e->store.ops->idx_put(e->store.self, ikey, id, (double)out.ts, ms,
-                              NULL);
-        nv__free(ikey);
-    }
-    nv__free(ms);
+    nv__start_index(e, f, id, out.ts);
     nv_event_release(&out);
     {
         nv_error e2;

@@ -354,6 +354,76 @@ group_of(const nv__function *fn, json_t *data)
 }
 
 int
+nv__job_build(nv_engine *e, nv__wq *wq, const char *id, const char *name,
+              const char *data, json_t *parsed, const nv__jobopts *o,
+              const char *run_id, const char *flow, const char *step,
+              int64_t now, nv_job *j, nv_error *err)
+{
+    memset(j, 0, sizeof(*j));
+    if (id != NULL && *id != '\0')
+        nv__strlcpy(j->id, id, sizeof(j->id));
+    else
+        gen_job_id(e, now, j->id);
+    nv__strlcpy(j->queue, wq->fn->queue, sizeof(j->queue));
+    nv__strlcpy(j->name, name, sizeof(j->name));
+    if (run_id != NULL) {
+        nv__strlcpy(j->run_id, run_id, sizeof(j->run_id));
+        nv__strlcpy(j->flow_name, flow, sizeof(j->flow_name));
+        nv__strlcpy(j->step_name, step, sizeof(j->step_name));
+    }
+    j->data = (char *)data;
+    if (o == &wq->fn->opts || memcmp(o, &wq->fn->opts, sizeof(*o)) == 0) {
+        j->opts = wq->default_opts;
+    } else {
+        json_t *oj = nv__jobopts_to_json(o);
+
+        j->opts = oj != NULL ? nv__dump(oj) : NULL;
+        json_decref(oj);
+        if (j->opts == NULL)
+            return nv__error(err, NV_ENOMEM, "enqueue: out of memory");
+    }
+    j->state = NV_JOB_WAITING;
+    j->priority = o->priority;
+    j->lifo = o->lifo;
+    j->remove_on_complete = o->remove_on_complete;
+    j->remove_on_fail = o->remove_on_fail;
+    j->timestamp = now;
+    if (o->delay > 0) {
+        j->delay_until = now > INT64_MAX - o->delay ? INT64_MAX
+                       : now + o->delay;
+        j->state = NV_JOB_DELAYED;
+    }
+    if (wq->fn->group_key != NULL) {
+        json_t *p = parsed != NULL ? json_incref(parsed)
+                                   : json_loads(data, JSON_DECODE_ANY, NULL);
+
+        j->group = group_of(wq->fn, p);
+        json_decref(p);
+    }
+    return NV_OK;
+}
+
+void
+nv__job_built_release(nv__wq *wq, nv_job *j)
+{
+    if (j->opts != wq->default_opts)
+        nv__free(j->opts);
+    nv__free(j->group);
+    j->opts = j->group = NULL;
+}
+
+void
+nv__job_enqueued(nv_engine *e, const nv_job *j)
+{
+    nv_job ev = *j;     /* (its state as built: delayed or waiting) */
+
+    ev.data = NULL;
+    ev.opts = NULL;
+    nv__job_event(e, &ev, ev.state == NV_JOB_DELAYED ? "delayed" : "waiting",
+                  NULL);
+}
+
+int
 nv__job_enqueue(nv_engine *e, nv__wq *wq, const char *id, const char *name,
                 const char *data, json_t *parsed, const nv__jobopts *o,
                 const char *run_id, const char *flow, const char *step,
@@ -361,50 +431,12 @@ nv__job_enqueue(nv_engine *e, nv__wq *wq, const char *id, const char *name,
 {
     nv_job j;
     int64_t now = nv__now(e);
-    char *opts = NULL;
     int rc, made = 0, publish;
 
-    memset(&j, 0, sizeof(j));
-    if (id != NULL && *id != '\0')
-        nv__strlcpy(j.id, id, sizeof(j.id));
-    else
-        gen_job_id(e, now, j.id);
-    nv__strlcpy(j.queue, wq->fn->queue, sizeof(j.queue));
-    nv__strlcpy(j.name, name, sizeof(j.name));
-    if (run_id != NULL) {
-        nv__strlcpy(j.run_id, run_id, sizeof(j.run_id));
-        nv__strlcpy(j.flow_name, flow, sizeof(j.flow_name));
-        nv__strlcpy(j.step_name, step, sizeof(j.step_name));
-    }
-    j.data = (char *)data;
-    if (o == &wq->fn->opts || memcmp(o, &wq->fn->opts, sizeof(*o)) == 0) {
-        j.opts = wq->default_opts;
-    } else {
-        json_t *oj = nv__jobopts_to_json(o);
-
-        opts = oj != NULL ? nv__dump(oj) : NULL;
-        json_decref(oj);
-        if (opts == NULL)
-            return nv__error(err, NV_ENOMEM, "enqueue: out of memory");
-        j.opts = opts;
-    }
-    j.state = NV_JOB_WAITING;
-    j.priority = o->priority;
-    j.lifo = o->lifo;
-    j.remove_on_complete = o->remove_on_complete;
-    j.remove_on_fail = o->remove_on_fail;
-    j.timestamp = now;
-    if (o->delay > 0) {
-        j.delay_until = now > INT64_MAX - o->delay ? INT64_MAX : now + o->delay;
-        j.state = NV_JOB_DELAYED;
-    }
-    if (wq->fn->group_key != NULL) {
-        json_t *p = parsed != NULL ? json_incref(parsed)
-                                   : json_loads(data, JSON_DECODE_ANY, NULL);
-
-        j.group = group_of(wq->fn, p);
-        json_decref(p);
-    }
+    rc = nv__job_build(e, wq, id, name, data, parsed, o, run_id, flow, step,
+                       now, &j, err);
+    if (rc != NV_OK)
+        return rc;
     /* Ask whether the job was created only when someone needs to know
      * (the caller, a job event): an adapter may then take the job in
      * without answering (the memory queue's inbox). */
@@ -412,22 +444,17 @@ nv__job_enqueue(nv_engine *e, nv__wq *wq, const char *id, const char *name,
     rc = e->queue.ops->enqueue(e->queue.self, &j, now, max, out,
                                created != NULL || publish ? &made : NULL,
                                err);
-    nv__free(opts);
-    nv__free(j.group);
     if (rc != NV_OK) {
+        nv__job_built_release(wq, &j);
         if (rc == NV_EQUEUE_FULL && err != NULL && err->msg[0] == '\0')
             nv__error(err, rc, "queue '%s' is full", wq->fn->queue);
         return rc;
     }
     if (created != NULL)
         *created = made;
-    if (made && publish) {
-        j.state = o->delay > 0 ? NV_JOB_DELAYED : NV_JOB_WAITING;
-        j.data = NULL;
-        j.opts = NULL;
-        nv__job_event(e, &j, j.state == NV_JOB_DELAYED ? "delayed" : "waiting",
-                      NULL);
-    }
+    if (made && publish)
+        nv__job_enqueued(e, &j);
+    nv__job_built_release(wq, &j);
     return NV_OK;
 }
 

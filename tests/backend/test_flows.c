@@ -1027,3 +1027,117 @@ Test(flows, a_live_subscriber_gets_step_events_also_after_the_last_one_left)
     }
     tenv_free(&t);
 }
+
+/* ---- Bulk start (nv_flow_start_many) ---- */
+
+static long long
+runs_total(tenv *t, const char *status)
+{
+    nv_error err = { 0 };
+    char *body = NULL;
+    json_t *b;
+    long long n;
+
+    cr_assert_eq(nv_runs_list(t->e, "f", status, 0, 100, &body, &err), NV_OK,
+                 "%s", err.msg);
+    b = tparse(body);
+    n = jint(b, "total");
+    json_decref(b);
+    return n;
+}
+
+Test(flows, start_many_starts_every_run_with_its_input)
+{
+    enum { N = 150 };    /* more than one round trip's 64 */
+    static char ids[N][NV_ID_MAX];
+    static char text[N][32];
+    const char *inputs[N];
+    nv_error err = { 0 };
+    size_t started = 0;
+    tenv t;
+
+    diamond(&t, NULL, NULL, NULL);
+    for (int i = 0; i < N; i++) {
+        snprintf(text[i], sizeof(text[i]), "{\"n\":%d}", i);
+        inputs[i] = i == 7 ? NULL : text[i];
+    }
+    cr_assert_eq(nv_flow_start_many(t.e, "f", inputs, N, ids, &started, &err),
+                 NV_OK, "%s", err.msg);
+    cr_assert_eq(started, N);
+    for (int i = 0; i < N; i++) {
+        json_t *r, *st;
+
+        cr_assert_eq(strlen(ids[i]), NV_ID_MAX - 1, "run %d: '%s'", i, ids[i]);
+        for (int k = 0; k < i; k++)
+            cr_assert_str_neq(ids[i], ids[k]);
+        twait_run(&t, ids[i], "completed");
+        r = trun(&t, ids[i]);
+        cr_assert_eq(tcount_type(r, "flow.start"), 1);
+        cr_assert_eq(tcount_type(r, "step.completed"), 4);
+        cr_assert_eq(tcount_type(r, "flow.completed"), 1);
+        st = json_object_get(tevent(r, "flow.start", 0), "data");
+        st = json_object_get(st, "input");
+        if (i == 7)
+            cr_assert_eq(json_object_size(st), 0, "NULL input: {}");
+        else
+            cr_assert_eq(jint(st, "n"), i);
+        json_decref(r);
+    }
+    cr_assert_eq(atomic_load(&S_start.calls), N);
+    cr_assert_eq(atomic_load(&S_j.calls), N);
+    cr_assert_eq(runs_total(&t, "completed"), N);
+    tenv_free(&t);
+}
+
+Test(flows, start_many_checks_every_input_first_and_records_nothing)
+{
+    static char ids[3][NV_ID_MAX];
+    const char *bad[3] = { "{}", "{\"a\":", "{}" };
+    nv_error err = { 0 };
+    size_t started = 9;
+    tenv t;
+
+    diamond(&t, NULL, NULL, NULL);
+    cr_assert_eq(nv_flow_start_many(t.e, "f", bad, 3, ids, &started, &err),
+                 NV_EINVAL);
+    cr_assert(strstr(err.msg, "inputs[1]") != NULL, "%s", err.msg);
+    cr_assert_eq(started, 0);
+    cr_assert_eq(nv_flow_start_many(t.e, "nope", bad, 3, ids, &started,
+                                    &err), NV_EFLOW_NOT_FOUND);
+    cr_assert_eq(nv_flow_start_many(t.e, "f", bad, 0, ids, &started, &err),
+                 NV_OK, "n = 0 starts nothing");
+    cr_assert_eq(nv_flow_start_many(t.e, "f", NULL, 3, ids, &started, &err),
+                 NV_EINVAL);
+    tsleep_ms(200);
+    cr_assert_eq(runs_total(&t, NULL), 0);
+    cr_assert_eq(atomic_load(&S_start.calls), 0);
+    tenv_free(&t);
+}
+
+Test(flows, start_many_needs_room_for_all_its_entry_jobs)
+{
+    static char ids[4][NV_ID_MAX];
+    const char *in[4] = { NULL, NULL, NULL, NULL };
+    nv_error err = { 0 };
+    size_t started = 0;
+    char *q = NULL;
+    json_t *j;
+    tenv t;
+
+    diamond(&t, "{\"queue\":{\"maxQueueSize\":3}}",
+            "\"worker\":{\"autorun\":false}", NULL);
+    cr_assert_eq(nv_flow_start_many(t.e, "f", in, 4, ids, &started, &err),
+                 NV_EQUEUE_FULL);
+    cr_assert_eq(started, 0);
+    cr_assert_eq(runs_total(&t, NULL), 0, "nothing recorded");
+    cr_assert_eq(nv_flow_start_many(t.e, "f", in, 3, ids, &started, &err),
+                 NV_OK, "%s", err.msg);
+    cr_assert_eq(started, 3);
+    cr_assert_eq(runs_total(&t, "running"), 3);
+    cr_assert_eq(nv_queue_json(t.e, "start", &q, &err), NV_OK, "%s", err.msg);
+    j = tparse(q);
+    cr_assert_eq(jint(json_object_get(j, "counts"), "paused"), 3,
+                 "the entry jobs wait (autorun off: paused)");
+    json_decref(j);
+    tenv_free(&t);
+}

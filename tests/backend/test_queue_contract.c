@@ -326,6 +326,62 @@ Test(queue_contract, enqueue_fails_with_queue_full_counting_unfinished_jobs_only
 
 /* ---- reservation order (Q-4) ---- */
 
+/* enqueue_many (optional; the redis queue has it): each job as an enqueue
+ * of its own, in order, over more than one round trip (64 a trip). */
+Test(queue_contract, enqueue_many_enqueues_each_job_as_enqueue_would)
+{
+    enum { N = 70 };
+    static char ids[N][16];
+    nv_job jobs[N];
+    int rcs[N], made[N];
+    nv_error err = { 0 };
+
+    if (strcmp(nv_test_backend(), "redis") == 0)
+        cr_assert_not_null(QOPS->enqueue_many);
+    if (QOPS->enqueue_many == NULL)
+        return;                   /* the engine enqueues one by one */
+    enq(QN, "j5", 1000, 0, 0);    /* exists: not created again */
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "j%d", i);
+        jobs[i] = mkjob(QN, ids[i], 1000);
+    }
+    cr_assert_eq(QOPS->enqueue_many(Q, jobs, N, 1000, 0, rcs, made, &err),
+                 NV_OK, "%s", err.msg);
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(rcs[i], NV_OK, "job %d", i);
+        cr_assert_eq(made[i], i != 5, "job %d", i);
+    }
+    cr_assert_str_eq(res_id(QN, 1001, NULL), "j5", "the older one first");
+    for (int i = 0; i < N; i++) {
+        if (i != 5)
+            cr_assert_str_eq(res_id(QN, 1001, NULL), ids[i]);
+    }
+    cr_assert_str_eq(res_id(QN, 1001, NULL), "-");
+}
+
+Test(queue_contract, enqueue_many_refuses_the_jobs_past_the_maximum)
+{
+    static char ids[5][16];
+    nv_job jobs[5];
+    int rcs[5], made[5];
+    nv_error err = { 0 };
+
+    if (QOPS->enqueue_many == NULL)
+        return;
+    for (int i = 0; i < 5; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "m%d", i);
+        jobs[i] = mkjob(QN, ids[i], 1000);
+    }
+    cr_assert_eq(QOPS->enqueue_many(Q, jobs, 5, 1000, 3, rcs, made, &err),
+                 NV_EQUEUE_FULL);
+    cr_assert_eq(err.code, NV_EQUEUE_FULL);
+    for (int i = 0; i < 5; i++) {
+        cr_assert_eq(rcs[i], i < 3 ? NV_OK : NV_EQUEUE_FULL, "job %d", i);
+        cr_assert_eq(made[i], i < 3, "job %d", i);
+        cr_assert_eq(state_of(QN, ids[i]), i < 3 ? NV_JOB_WAITING : -1);
+    }
+}
+
 Test(queue_contract, reserve_takes_the_lowest_priority_then_the_oldest)
 {
     enq(QN, "p5a", 1000, 5, 0);

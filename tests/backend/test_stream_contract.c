@@ -103,6 +103,47 @@ Test(stream_contract, append_assigns_id_ts_and_version)
     cr_assert_eq(length("nq:flow:r1"), 3);
 }
 
+/* append_each (optional; the redis stream has it): each event to its own
+ * stream as an append of its own, over more than one round trip. */
+Test(stream_contract, append_each_appends_each_event_as_append_would)
+{
+    enum { N = 70 };
+    static char names[N][32];
+    const char *streams[N];
+    nv_event evs[N], out[N];
+    int64_t exp[N];
+    int rcs[N];
+    nv_error err = { 0 };
+
+    if (strcmp(nv_test_backend(), "redis") == 0)
+        cr_assert_not_null(OPS->append_each);
+    if (OPS->append_each == NULL)
+        return;                   /* the engine appends one by one */
+    cr_assert_eq(append("nq:flow:e3", "log", 1000, -1, NULL), NV_OK);
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof(names[i]), "nq:flow:e%d", i);
+        streams[i] = names[i];
+        evs[i] = mkev("flow.start", "{\"input\":{}}");
+        exp[i] = i == 4 ? 3 : 0;  /* e3 holds one: a conflict; e4 too */
+    }
+    exp[3] = 0;
+    memset(out, 0, sizeof(out));
+    cr_assert_eq(OPS->append_each(S, streams, evs, N, 1700000000000, exp, out,
+                                  rcs, &err), NV_ECONFLICT);
+    for (int i = 0; i < N; i++) {
+        int want = i == 3 || i == 4 ? NV_ECONFLICT : NV_OK;
+
+        cr_assert_eq(rcs[i], want, "event %d: %d", i, rcs[i]);
+        cr_assert_eq(length(names[i]), i == 3 ? 1 : i == 4 ? 0 : 1);
+        if (want != NV_OK)
+            continue;
+        cr_assert_str_eq(out[i].id, "1700000000000-0");
+        cr_assert_eq(out[i].ts, 1700000000000);
+        cr_assert_str_eq(out[i].type, "flow.start");
+        nv_event_release(&out[i]);
+    }
+}
+
 Test(stream_contract, ids_grow_seq_within_one_ms_and_reset_when_ms_grows)
 {
     char id[NV_EVENT_ID_MAX];

@@ -127,6 +127,8 @@ struct rqueue {
 static struct note *note_get(struct rqueue *q, const char *queue, int add);
 static void local_change(struct rqueue *q, const char *queue);
 struct op;
+static void send_batch(struct rqueue *q, const char *queue, struct op *ops,
+                       int n, nv__redis_args *args);
 static void submit(struct rqueue *q, const char *queue, struct op *op);
 static void op_free(struct op *o);
 static int hand_begin(struct rqueue *q, const char *queue);
@@ -573,6 +575,56 @@ as_stored(const nv_job *job, int64_t ts, nv_job *out, nv_error *err)
     return NV_OK;
 }
 
+/* An enqueue's arguments (queue_batch.lua's E) into x (initialised
+ * here); *packed (free it after x is sent) holds the packed record. */
+static void
+enqueue_args(nv__redis_args *a, const nv_job *job, int64_t now,
+             int64_t max_unfinished, int64_t ts, char **packedp)
+{
+    char *packed;
+    size_t plen = 0;
+
+    nv__redis_args_init(a);
+    nv__redis_args_int(a, now);
+    nv__redis_args_int(a, max_unfinished);
+    nv__redis_args_str(a, job->id);
+    nv__redis_args_int(a, ts);
+    nv__redis_args_int(a, job->delay_until);
+    nv__redis_args_int(a, job->priority);
+    nv__redis_args_str(a, job->lifo ? "1" : "0");
+    /* layout 1.1: what no script reads packed in 'r'; the scalars the
+     * scripts read only when not their default (absent = default) */
+    packed = pack_record(job, &plen);
+    nv__redis_args_str(a, "r");
+    nv__redis_args_bin(a, packed ? packed : "", plen);
+    add_int(a, "timestamp", ts);
+    add_field(a, "state", job->delay_until > now ? "delayed" : "waiting");
+    add_field(a, "nologs", "1");
+    if (job->priority != 0)
+        add_int(a, "priority", job->priority);
+    if (job->lifo)
+        add_int(a, "lifo", 1);
+    if (job->remove_on_complete != NV_KEEP_ALL)
+        add_int(a, "roc", job->remove_on_complete);
+    if (job->remove_on_fail != NV_KEEP_ALL)
+        add_int(a, "rof", job->remove_on_fail);
+    if (job->attempts_made != 0)
+        add_int(a, "attemptsMade", job->attempts_made);
+    if (job->stalled_count != 0)
+        add_int(a, "stalledCount", job->stalled_count);
+    if (job->progress != 0) {
+        nv__redis_args_str(a, "progress");
+        nv__redis_args_dbl(a, job->progress);
+    }
+    add_field(a, "progressData", job->progress_data);
+    if (job->delay_until > 0)
+        add_int(a, "delayUntil", job->delay_until);
+    add_field(a, "group", job->group);
+    if (packed == NULL)
+        a->oom = 1;
+    *packedp = packed;
+}
+
 static int
 rq_enqueue(void *self, const nv_job *job, int64_t now, int64_t max_unfinished,
            nv_job *out, int *created, nv_error *err)
@@ -583,47 +635,9 @@ rq_enqueue(void *self, const nv_job *job, int64_t now, int64_t max_unfinished,
     nv__redis_args x;
     int64_t ts = job->timestamp ? job->timestamp : now;
     char *packed;
-    size_t plen = 0;
     int rc, code = 0;
 
-    nv__redis_args_init(&x);
-    nv__redis_args_int(&x, now);
-    nv__redis_args_int(&x, max_unfinished);
-    nv__redis_args_str(&x, job->id);
-    nv__redis_args_int(&x, ts);
-    nv__redis_args_int(&x, job->delay_until);
-    nv__redis_args_int(&x, job->priority);
-    nv__redis_args_str(&x, job->lifo ? "1" : "0");
-    /* layout 1.1: what no script reads packed in 'r'; the scalars the
-     * scripts read only when not their default (absent = default) */
-    packed = pack_record(job, &plen);
-    nv__redis_args_str(&x, "r");
-    nv__redis_args_bin(&x, packed ? packed : "", plen);
-    add_int(&x, "timestamp", ts);
-    add_field(&x, "state", job->delay_until > now ? "delayed" : "waiting");
-    add_field(&x, "nologs", "1");
-    if (job->priority != 0)
-        add_int(&x, "priority", job->priority);
-    if (job->lifo)
-        add_int(&x, "lifo", 1);
-    if (job->remove_on_complete != NV_KEEP_ALL)
-        add_int(&x, "roc", job->remove_on_complete);
-    if (job->remove_on_fail != NV_KEEP_ALL)
-        add_int(&x, "rof", job->remove_on_fail);
-    if (job->attempts_made != 0)
-        add_int(&x, "attemptsMade", job->attempts_made);
-    if (job->stalled_count != 0)
-        add_int(&x, "stalledCount", job->stalled_count);
-    if (job->progress != 0) {
-        nv__redis_args_str(&x, "progress");
-        nv__redis_args_dbl(&x, job->progress);
-    }
-    add_field(&x, "progressData", job->progress_data);
-    if (job->delay_until > 0)
-        add_int(&x, "delayUntil", job->delay_until);
-    add_field(&x, "group", job->group);
-    if (packed == NULL)
-        x.oom = 1;
+    enqueue_args(&x, job, now, max_unfinished, ts, &packed);
     if (x.oom) {
         nv__redis_args_release(&x);
         nv__free(packed);
@@ -674,6 +688,94 @@ rq_enqueue(void *self, const nv_job *job, int64_t now, int64_t max_unfinished,
 done:
     op_free(&op);
     return rc;
+}
+
+/*
+ * The enqueues of a bulk start (nv_flow_start_many): sent in batches of
+ * NV__REDIS_GATHER_MAX as one queue_batch call each (quiet enqueues: no
+ * hand-off; the batch's note wakes the workers), past the gathering.
+ */
+static int
+rq_enqueue_many(void *self, const nv_job *jobs, size_t n, int64_t now,
+                int64_t max_unfinished, int *rcs, int *created, nv_error *err)
+{
+    struct rqueue *q = self;
+    struct op *ops;
+    nv__redis_args *xs;
+    char **packed;
+    size_t cap = n < NV__REDIS_GATHER_MAX ? n : NV__REDIS_GATHER_MAX;
+    int first = NV_OK, made = 0;
+
+    if (n == 0)
+        return NV_OK;
+    ops = nv__calloc(cap, sizeof(*ops));
+    xs = nv__calloc(cap, sizeof(*xs));
+    packed = nv__calloc(cap, sizeof(*packed));
+    if (ops == NULL || xs == NULL || packed == NULL) {
+        nv__free(ops);
+        nv__free(xs);
+        nv__free(packed);
+        for (size_t i = 0; i < n; i++)
+            rcs[i] = NV_ENOMEM;
+        return nv__error(err, NV_ENOMEM, "redis queue: out of memory");
+    }
+    for (size_t at = 0; at < n; at += cap) {
+        size_t m = n - at < cap ? n - at : cap;
+        const char *queue = jobs[at].queue;
+        int oom = 0;
+
+        memset(ops, 0, m * sizeof(*ops));
+        for (size_t i = 0; i < m; i++) {
+            const nv_job *j = &jobs[at + i];
+
+            enqueue_args(&xs[i], j, now, max_unfinished,
+                         j->timestamp ? j->timestamp : now, &packed[i]);
+            oom |= xs[i].oom;
+            ops[i].kind = OP_ENQUEUE;
+            ops[i].id = j->id;
+            ops[i].quiet = 1;
+            ops[i].args = &xs[i];
+            ops[i].g.next = i + 1 < m ? &ops[i + 1].g : NULL;
+        }
+        if (!oom)
+            send_batch(q, queue, ops, (int)m, NULL);
+        for (size_t i = 0; i < m; i++) {
+            struct op *o = &ops[i];
+            nv_error e1 = { 0 };
+            int rc = oom ? nv__error(&e1, NV_ENOMEM, "redis queue: out of "
+                                     "memory")
+                   : o->rc;
+            int64_t code = 0;
+
+            if (!oom && rc != NV_OK)
+                e1 = o->err;
+            if (rc == NV_OK && (code = nv__redis_int(o->el[0])) < 0)
+                rc = code == NV_EQUEUE_FULL
+                   ? nv__error(&e1, NV_EQUEUE_FULL, "queue '%s' is "
+                               "full (maxQueueSize %lld)", queue,
+                               (long long)max_unfinished)
+                   : nv__error(&e1, (int)code, "queue '%s'", queue);
+            rcs[at + i] = rc;
+            if (created != NULL)
+                created[at + i] = rc == NV_OK && code == 1;
+            made |= rc == NV_OK && code == 1;
+            if (rc != NV_OK && first == NV_OK) {
+                first = rc;
+                if (err != NULL)
+                    *err = e1;
+            }
+            op_free(o);
+            nv__redis_args_release(&xs[i]);
+            nv__free(packed[i]);
+            packed[i] = NULL;
+        }
+        if (made)
+            local_change(q, queue);
+    }
+    nv__free(ops);
+    nv__free(xs);
+    nv__free(packed);
+    return first;
 }
 
 static void
@@ -1974,6 +2076,7 @@ rq_close(void *self)
 static const nv_queue_ops redis_queue_ops = {
     .name = "redis",
     .enqueue = rq_enqueue,
+    .enqueue_many = rq_enqueue_many,
     .reserve = rq_reserve,
     .extend = rq_extend,
     .finish = rq_finish,

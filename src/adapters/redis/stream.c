@@ -300,15 +300,15 @@ submit(struct rstream *s, struct aop *op)
  * Append n events (n >= 1) to 'stream' at the expected version, through
  * submit; fill out[0..n) and *version as append / append_many say.
  */
+static int op_result(struct aop *op, nv_event *out, int64_t *version,
+                     nv_error *err);
+
 static int
 append_events(struct rstream *s, const char *stream, const nv_event *evs,
               size_t n, int64_t now, int64_t expected_version,
               nv_event *out, int64_t *version, nv_error *err)
 {
     struct aop op;
-    const redisReply *r;
-    size_t k;
-    int rc;
 
     memset(&op, 0, sizeof(op));
     op.stream = stream;
@@ -321,12 +321,27 @@ append_events(struct rstream *s, const char *stream, const nv_event *evs,
         return nv__error(err, NV_ENOMEM, "redis stream: out of memory");
     submit(s, &op);
     nv__free(op.key);
-    if (op.rc != NV_OK) {
+    return op_result(&op, out, version, err);
+}
+
+/* The outcome of an op sent: out[0..op->n) and *version as append /
+ * append_many say; frees its reply. */
+static int
+op_result(struct aop *op, nv_event *out, int64_t *version, nv_error *err)
+{
+    const char *stream = op->stream;
+    const nv_event *evs = op->evs;
+    size_t n = op->n, k;
+    int64_t now = op->now, expected_version = op->expected;
+    const redisReply *r;
+    int rc;
+
+    if (op->rc != NV_OK) {
         if (err != NULL)
-            *err = op.err;
-        return op.rc;
+            *err = op->err;
+        return op->rc;
     }
-    r = op.rep;
+    r = op->rep;
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
         r->element[0]->type != REDIS_REPLY_INTEGER) {
         rc = nv__error(err, NV_EBACKEND, "redis stream: unexpected reply");
@@ -354,7 +369,8 @@ append_events(struct rstream *s, const char *stream, const nv_event *evs,
         if (version != NULL)
             *version = nv__redis_int(r->element[1]);
     }
-    freeReplyObject(op.rep);
+    freeReplyObject(op->rep);
+    op->rep = NULL;
     return rc;
 }
 
@@ -379,6 +395,71 @@ rt_append_many(void *self, const char *stream, const nv_event *evs, size_t n,
 }
 
 /* One XRANGE entry [id, [field, value, ...]] -> event. */
+/*
+ * The appends of a bulk start (nv_flow_start_many), each to its own
+ * stream: sent in batches of NV__REDIS_GATHER_MAX as one stream_appendb
+ * call each, past the gathering (their caller has them all at hand).
+ */
+static int
+rt_append_each(void *self, const char *const *streams, const nv_event *evs,
+               size_t n, int64_t now, const int64_t *expected, nv_event *out,
+               int *rcs, nv_error *err)
+{
+    struct rstream *s = self;
+    struct aop *ops;
+    int first = NV_OK;
+
+    if (n == 0)
+        return NV_OK;
+    ops = nv__calloc(n < NV__REDIS_GATHER_MAX ? n : NV__REDIS_GATHER_MAX,
+                     sizeof(*ops));
+    if (ops == NULL) {
+        for (size_t i = 0; i < n; i++)
+            rcs[i] = NV_ENOMEM;
+        return nv__error(err, NV_ENOMEM, "redis stream: out of memory");
+    }
+    for (size_t at = 0; at < n; at += NV__REDIS_GATHER_MAX) {
+        size_t m = n - at < NV__REDIS_GATHER_MAX ? n - at
+                 : NV__REDIS_GATHER_MAX;
+        int oom = 0;
+
+        memset(ops, 0, m * sizeof(*ops));
+        for (size_t i = 0; i < m; i++) {
+            struct aop *o = &ops[i];
+
+            o->stream = streams[at + i];
+            o->evs = &evs[at + i];
+            o->n = 1;
+            o->now = now;
+            o->expected = expected != NULL ? expected[at + i] : -1;
+            o->key = nv__redis_key(s->pool, o->stream);
+            o->g.next = i + 1 < m ? &ops[i + 1].g : NULL;
+            oom |= o->key == NULL;
+        }
+        if (!oom)
+            send_batch(s, ops, (int)m, NULL);
+        for (size_t i = 0; i < m; i++) {
+            struct aop *o = &ops[i];
+            nv_error e1 = { 0 };
+
+            if (oom) {
+                o->rc = nv__error(&o->err, NV_ENOMEM, "redis stream: out "
+                                  "of memory");
+            }
+            rcs[at + i] = op_result(o, out != NULL ? &out[at + i] : NULL,
+                                    NULL, &e1);
+            if (rcs[at + i] != NV_OK && first == NV_OK) {
+                first = rcs[at + i];
+                if (err != NULL)
+                    *err = e1;
+            }
+            nv__free(o->key);
+        }
+    }
+    nv__free(ops);
+    return first;
+}
+
 static int
 event_from(const redisReply *e, nv_event *ev)
 {
@@ -805,6 +886,7 @@ static const nv_stream_ops redis_stream_ops = {
     .unsubscribe = rt_unsubscribe,
     .subscribe_flow = rt_subscribe_flow,
     .append_many = rt_append_many,
+    .append_each = rt_append_each,
     .ping = rt_ping,
     .close = rt_close,
 };
