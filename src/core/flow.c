@@ -234,7 +234,7 @@ nv__run_flow(nv_engine *e, const char *flow, const char *run_id)
 
 int
 nv__start_target(nv_engine *e, const char *flow, const nv__flowrt **f,
-             nv__wq **wq, nv_error *err)
+                 nv__wq **wq, nv_error *err)
 {
     int rc;
 

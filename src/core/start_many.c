@@ -58,7 +58,8 @@ start_enqueue(nv_engine *e, const nv__flowrt *f, nv__wq *wq,
     const nv__function *entry = f->flow->entry;
     const nv_queue_ops *qo = e->queue.ops;
     nv_job *jobs = nv__calloc(n, sizeof(*jobs));
-    int *rcs = nv__calloc(n, sizeof(*rcs)), *made = nv__calloc(n, sizeof(*made));
+    int *rcs = nv__calloc(n, sizeof(*rcs));
+    int *made = nv__calloc(n, sizeof(*made));
     int64_t now = nv__now(e);
     size_t m = 0;
 
