@@ -370,9 +370,10 @@ int nv_flow_start(nv_engine *e, const char *flow, const char *input_json,
  * Start n runs of 'flow' at once, as n nv_flow_start calls without start
  * data would (F-1, F-2), inputs[i] (NULL = {}) the input of run i, whose
  * id goes to run_ids[i]. Where the adapters can, the n flow.start events
- * go out in one round trip per 64 runs, and so do the n entry jobs (the
- * redis adapters; the others take them one by one): for a caller with
- * many runs to start (an import, a backfill), as BullMQ's addBulk.
+ * are written together, and so are the n index entries and entry jobs:
+ * redis in one round trip per 64 runs, file in one transaction each
+ * (memory takes them one by one). For a caller with many runs to start
+ * (an import, a backfill), as BullMQ's addBulk.
  * Every input is checked first, and with queue.maxQueueSize set the entry
  * queue must have room for all n: else NV_EINVAL (naming inputs[i]) or
  * NV_EQUEUE_FULL, and nothing is recorded. Each run then starts on its

@@ -268,11 +268,11 @@ typedef struct nv_queue_ops {
     /*
      * Optional (NULL: the engine calls enqueue for each). Enqueue the 'n'
      * jobs 'jobs' (all of one queue) as n enqueue() calls with out = NULL
-     * would, where the adapter can in one round trip (a bulk start,
-     * nv_flow_start_many). Each job on its own: rcs[i] is its code (NV_OK,
+     * would, where the adapter can in one go (one round trip, one
+     * transaction: a bulk start, nv_flow_start_many). Each job on its own: rcs[i] is its code (NV_OK,
      * NV_EQUEUE_FULL...) and created[i] (may be NULL) 1 for a new job, 0
-     * for an existing one; a round trip that failed gives each of its jobs
-     * that error (each may be stored or not, as after a failed enqueue()).
+     * for an existing one; a round trip (a transaction) that failed gives
+     * each of its jobs that error (each may be stored or not, as after a failed enqueue()).
      * Returns the first job's error that is not NV_OK (*err: its message),
      * else NV_OK.
      */
@@ -536,11 +536,12 @@ typedef struct nv_stream_ops {
     /*
      * Optional (NULL: the engine calls append for each). Append evs[i] to
      * streams[i] for i < n, each on its own as append() would with
-     * expected_version expected[i], where the adapter can in one round
-     * trip (the flow.start events of a bulk start). rcs[i] is each one's
-     * code (NV_OK, NV_ECONFLICT...), out[i] (out may be NULL) its stored
-     * record when NV_OK (release each); a round trip that failed gives
-     * each of its appends that error (each may be appended or not, as
+     * expected_version expected[i], where the adapter can in one go (one
+     * round trip, one transaction: the flow.start events of a bulk
+     * start). rcs[i] is each one's code (NV_OK, NV_ECONFLICT...), out[i]
+     * (out may be NULL) its stored record when NV_OK (release each); a
+     * round trip (a transaction) that failed gives each of its appends
+     * that error (each may be appended or not, as
      * after a failed append()). Returns the first append's error that is
      * not NV_OK (*err: its message), else NV_OK.
      */

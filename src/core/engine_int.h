@@ -238,12 +238,15 @@ int  nv__job_enqueue(nv_engine *e, nv__wq *wq, const char *id,
 /* The pieces of a start (flow.c), shared with the bulk start
  * (start_many.c): the flow's runtime and its entry step's queue; room in
  * that queue for 'n' more jobs (Q-11, with queue.maxQueueSize); the index
- * entry of a run just started, its flow.start appended at 'ts' (IX-1). */
+ * entry of a run just started, its flow.start appended at 'ts' (IX-1),
+ * written or queued (nv__index_defer). */
 int  nv__start_target(nv_engine *e, const char *flow, const nv__flowrt **f,
                       nv__wq **wq, nv_error *err);
 int  nv__entry_has_room(nv_engine *e, nv__wq *wq, size_t n, nv_error *err);
 void nv__start_index(nv_engine *e, const nv__flowrt *f, const char *id,
                      int64_t ts);
+/* The metadata text of that entry (caller frees; NULL: out of memory). */
+char *nv__start_meta(const nv__flowrt *f, int64_t ts);
 
 /* The pieces of nv__job_enqueue, for enqueues made together
  * (nv_flow_start_many): the record it stores, built into *j (its data

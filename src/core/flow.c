@@ -291,15 +291,21 @@ enqueue_step(nv_engine *e, const nv__flowrt *f, const char *run_id,
                            err);
 }
 
-void
-nv__start_index(nv_engine *e, const nv__flowrt *f, const char *id, int64_t ts)
+char *
+nv__start_meta(const nv__flowrt *f, int64_t ts)
 {
     nv__run_proj p0;
-    char *ms, *ikey;
 
     memset(&p0, 0, sizeof(p0));    /* no emits: emitted may be NULL */
     p0.started_ms = p0.last_ms = ts;
-    ms = nv__run_proj_meta_text(&p0, &f->def);
+    return nv__run_proj_meta_text(&p0, &f->def);
+}
+
+void
+nv__start_index(nv_engine *e, const nv__flowrt *f, const char *id, int64_t ts)
+{
+    char *ms = nv__start_meta(f, ts), *ikey;
+
     /* queued where the store is remote (nv__index_defer) */
     if (nv__index_defer(e, f, id, (double)ts, ms))
         ms = NULL;

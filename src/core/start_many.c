@@ -1,9 +1,11 @@
 /*
  * Bulk start (nv_flow_start_many): n runs of one flow started as n
- * nv_flow_start calls would (flow.c), their flow.start events and entry
- * jobs handed to the adapters together (append_each, enqueue_many) where
- * the adapters can take them so: one round trip per 64 runs on redis
- * instead of two per run.
+ * nv_flow_start calls would (flow.c), their flow.start events, index
+ * entries and entry jobs handed to the adapters together (append_each,
+ * idx_put_many, enqueue_many) where the adapters can take them so: redis
+ * in one round trip per 64 runs instead of two per run (the index entries
+ * are queued there, nv__index_defer), file in one transaction each
+ * instead of three per run.
  */
 #include <string.h>
 
@@ -45,6 +47,51 @@ start_append(nv_engine *e, const nv_event *evs, size_t n, nv_event *out,
         nv__free(keys[i]);
     nv__free(keys);
     nv__free(exp);
+}
+
+/* IX-1: the index entries of the runs started (ok[i], their flow.start
+ * evs[i]): queued where the store is remote (nv__index_defer), else
+ * written together (idx_put_many: one transaction of the file store). */
+static void
+start_index_many(nv_engine *e, const nv__flowrt *f,
+                 char (*run_ids)[NV_ID_MAX], const int *ok,
+                 const nv_event *evs, size_t n)
+{
+    const nv_store_ops *so = e->store.ops;
+    nv_index_entry *v = nv__calloc(n, sizeof(*v));
+    char *key = nv__index_key(e, f->flow->name);
+    size_t m = 0;
+
+    if (v == NULL || key == NULL) {
+        for (size_t i = 0; i < n; i++)
+            if (ok[i])
+                nv__start_index(e, f, run_ids[i], evs[i].ts);
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char *ms;
+
+        if (!ok[i] || (ms = nv__start_meta(f, evs[i].ts)) == NULL)
+            continue;
+        if (nv__index_defer(e, f, run_ids[i], (double)evs[i].ts, ms))
+            continue;
+        v[m].member = run_ids[i];
+        v[m].score = (double)evs[i].ts;
+        v[m].meta = ms;
+        m++;
+    }
+    if (m > 0 && so->idx_put_many != NULL) {
+        so->idx_put_many(e->store.self, key, v, m, NULL, NULL);
+    } else {
+        for (size_t i = 0; i < m; i++)
+            so->idx_put(e->store.self, key, v[i].member, v[i].score,
+                        v[i].meta, NULL);
+    }
+    for (size_t i = 0; i < m; i++)
+        nv__free(v[i].meta);
+done:
+    nv__free(v);
+    nv__free(key);
 }
 
 /* nv_flow_start_many's entry jobs, of the runs started (ok[i]): through
@@ -193,12 +240,12 @@ nv_flow_start_many(nv_engine *e, const char *flow, const char *const *inputs,
         memcpy(evs[i].id, out[i].id, sizeof(evs[i].id));
         evs[i].ts = out[i].ts;
         nv__rcache_put(e, run_ids[i], &evs[i], data[i], NULL, 1, 0);
-        nv__start_index(e, f, run_ids[i], out[i].ts);
         nv_event_release(&out[i]);
         count++;
     }
     for (i = 0; i < n; i++)
         rcs[i] = run_ids[i][0] != '\0';
+    start_index_many(e, f, run_ids, rcs, evs, n);
     start_enqueue(e, f, wq, inputs, in, run_ids, rcs, n);
     if (started != NULL)
         *started = count;

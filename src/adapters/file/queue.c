@@ -1007,6 +1007,7 @@ fq_close(void *self)
 static const nv_queue_ops file_queue_ops = {
     .name = "file",
     .enqueue = fq_enqueue,
+    .enqueue_many = fq_enqueue_many,
     .reserve = fq_reserve,
     .extend = fq_extend,
     .finish = fq_finish,

@@ -280,6 +280,9 @@ int fq_enqueue_in(struct fdb_conn *c, struct fq *fq, const nv_job *job,
 int  fq_enqueue(void *self, const nv_job *job, int64_t now,
                 int64_t max_unfinished, nv_job *out, int *created,
                 nv_error *err);
+int  fq_enqueue_many(void *self, const nv_job *jobs, size_t n, int64_t now,
+                     int64_t max_unfinished, int *rcs, int *created,
+                     nv_error *err);
 int  fq_reserve(void *self, const char *queue, int64_t now, int64_t lease_ms,
                 const nv_limiter *lim, nv_job *out, int64_t *next_at,
                 nv_error *err);

@@ -325,6 +325,93 @@ fq_enqueue(void *self, const nv_job *job, int64_t now, int64_t max_unfinished,
     return NV_OK;
 }
 
+/* enqueue_many: every job in one transaction (one commit for a bulk
+ * start's entry jobs). A full queue refuses its job only; any other
+ * failure the whole transaction, every job. */
+struct enqm_args {
+    struct enq_args *v;
+    size_t           n;
+    int             *rcs;
+    nv_error         full;      /* the first refusal's message */
+};
+
+static int
+enqueue_many_fn(struct fdb_conn *c, void *arg, nv_error *err)
+{
+    struct enqm_args *m = arg;
+
+    for (size_t i = 0; i < m->n; i++) {
+        nv_error e1 = { 0 };
+        int rc;
+
+        m->v[i].created = 0;
+        rc = enqueue_fn(c, &m->v[i], &e1);
+        m->rcs[i] = rc;
+        if (rc == NV_EQUEUE_FULL) {
+            if (m->full.code == 0)
+                m->full = e1;
+            continue;
+        }
+        if (rc != NV_OK) {
+            if (err != NULL)
+                *err = e1;
+            return rc;
+        }
+    }
+    return NV_OK;
+}
+
+static void
+enqueue_many_after(void *arg)
+{
+    struct enqm_args *m = arg;
+
+    for (size_t i = 0; i < m->n; i++)
+        enqueue_after(&m->v[i]);
+}
+
+int
+fq_enqueue_many(void *self, const nv_job *jobs, size_t n, int64_t now,
+                int64_t max_unfinished, int *rcs, int *created, nv_error *err)
+{
+    struct enqm_args m = { .n = n, .rcs = rcs };
+    struct fq *fq = self;
+    int rc;
+
+    if (n == 0)
+        return NV_OK;
+    if ((m.v = nv__calloc(n, sizeof(*m.v))) == NULL) {
+        for (size_t i = 0; i < n; i++)
+            rcs[i] = NV_ENOMEM;
+        return fdb_oom("queue", err);
+    }
+    for (size_t i = 0; i < n; i++) {
+        const nv_job *j = &jobs[i];
+
+        m.v[i] = (struct enq_args){ .fq = fq, .job = j, .now = now,
+                                    .max_unfinished = max_unfinished };
+        if (j->delay_until <= now && j->logs == NULL)
+            m.v[i].rec = rec_build(fq, j, j->timestamp != 0 ? j->timestamp
+                                                            : now);
+    }
+    rc = fdb_write(fq->db, enqueue_many_fn, enqueue_many_after, &m, err);
+    for (size_t i = 0; i < n; i++) {
+        fq_rec_free(fq, m.v[i].rec);   /* not cached */
+        if (rc != NV_OK)
+            rcs[i] = rc;
+        if (created != NULL)
+            created[i] = rc == NV_OK && rcs[i] == NV_OK && m.v[i].created;
+    }
+    if (rc == NV_OK) {
+        for (size_t i = 0; i < n && rc == NV_OK; i++)
+            rc = rcs[i];
+        if (rc != NV_OK && err != NULL)
+            *err = m.full;
+    }
+    nv__free(m.v);
+    return rc;
+}
+
 /* ---- reserve ---- */
 
 struct res_args {

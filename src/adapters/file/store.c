@@ -809,22 +809,50 @@ fs_close(void *self)
     nv__free(s);
 }
 
-/* idx_put_many: each entry as idx_set_meta, then idx_put when absent. */
+/* idx_put_many: each entry as idx_set_meta, then idx_put when absent,
+ * all in one transaction (one commit for a batch of index entries: the
+ * maintenance flush, a bulk start). Both refuse before writing, so an
+ * entry refused (a final status) leaves the others be. */
+struct idx_many_args {
+    const char           *index, *unless;
+    const nv_index_entry *v;
+    size_t                n;
+};
+
+static int
+idx_put_many_fn(struct fdb_conn *c, void *arg, nv_error *err)
+{
+    struct idx_many_args *m = arg;
+
+    for (size_t i = 0; i < m->n; i++) {
+        struct idx_args a = { .index = m->index, .member = m->v[i].member,
+                              .score = m->v[i].score, .meta = m->v[i].meta,
+                              .unless = m->unless };
+        nv_error e1 = { 0 };
+        int rc = idx_set_meta_fn(c, &a, &e1);
+
+        if (rc == NV_ENOTFOUND)
+            rc = idx_put_fn(c, &a, &e1);
+        if (rc != NV_OK && rc != NV_ECONFLICT) {
+            if (err != NULL)
+                *err = e1;
+            return rc;
+        }
+    }
+    return NV_OK;
+}
+
 static int
 fs_idx_put_many(void *self, const char *index, const nv_index_entry *v,
                 size_t n, const char *unless_status, nv_error *err)
 {
-    for (size_t i = 0; i < n; i++) {
-        int rc = fs_idx_set_meta(self, index, v[i].member, v[i].meta,
-                                 unless_status, err);
+    struct fs *s = self;
+    struct idx_many_args m = { .index = index, .unless = unless_status,
+                               .v = v, .n = n };
 
-        if (rc == NV_ENOTFOUND)
-            rc = fs_idx_put(self, index, v[i].member, v[i].score,
-                            v[i].meta, err);
-        if (rc != NV_OK && rc != NV_ECONFLICT)
-            return rc;
-    }
-    return NV_OK;
+    if (n == 0)
+        return NV_OK;
+    return fdb_write(s->db, idx_put_many_fn, NULL, &m, err);
 }
 
 static const nv_store_ops file_store_ops = {
