@@ -624,6 +624,29 @@ sem_wait_all(sem_t *sem)
 }
 
 int
+fdb_each(struct fdb_conn *c, fdb_fn fn, void *base, size_t size, size_t n,
+         int soft, int *rcs, nv_error *soft_err, nv_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        nv_error e1 = { 0 };
+        int rc = fn(c, (char *)base + i * size, &e1);
+
+        rcs[i] = rc;
+        if (rc == soft) {
+            if (soft_err->code == 0)
+                *soft_err = e1;
+            continue;
+        }
+        if (rc != NV_OK) {
+            if (err != NULL)
+                *err = e1;
+            return rc;
+        }
+    }
+    return NV_OK;
+}
+
+int
 fdb_write(struct fdb *db, fdb_fn fn, fdb_after_fn after, void *arg,
           nv_error *err)
 {

@@ -89,6 +89,19 @@ int fdb_write(struct fdb *db, fdb_fn fn, fdb_after_fn after, void *arg,
 int fdb_read(struct fdb *db, fdb_fn fn, void *arg, nv_error *err);
 
 /*
+ * Inside a write: 'fn' on each of the n ops at base, base + size, ...,
+ * each op's code into rcs[i]. An op that fails with 'soft' (a refusal
+ * that 'fn' checks before it writes: NV_ECONFLICT, NV_EQUEUE_FULL) is
+ * refused alone, the first such message kept in *soft_err; any other
+ * failure ends the loop and is returned, failing the whole transaction.
+ * For the ops of one caller made in one go (appends, enqueues of a bulk
+ * start).
+ */
+int fdb_each(struct fdb_conn *c, fdb_fn fn, void *base, size_t size,
+             size_t n, int soft, int *rcs, nv_error *soft_err,
+             nv_error *err);
+
+/*
  * A cached prepared statement of 'c' for 'sql' (a string literal: the
  * pointer is the cache key), reset and with cleared bindings; NULL when
  * preparing failed (then fdb_fail reports it). Statements are reset again

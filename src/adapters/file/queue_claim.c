@@ -175,6 +175,7 @@ enqueue_fn(struct fdb_conn *c, void *arg, nv_error *err)
     int64_t n, ts = o->timestamp != 0 ? o->timestamp : a->now;
     int64_t sk1, sk2, rid;
 
+    a->created = 0;     /* (a transaction run again starts anew) */
     if (qs == NULL)
         return err->code;
     if (a->max_unfinished > 0) {
@@ -340,25 +341,8 @@ enqueue_many_fn(struct fdb_conn *c, void *arg, nv_error *err)
 {
     struct enqm_args *m = arg;
 
-    for (size_t i = 0; i < m->n; i++) {
-        nv_error e1 = { 0 };
-        int rc;
-
-        m->v[i].created = 0;
-        rc = enqueue_fn(c, &m->v[i], &e1);
-        m->rcs[i] = rc;
-        if (rc == NV_EQUEUE_FULL) {
-            if (m->full.code == 0)
-                m->full = e1;
-            continue;
-        }
-        if (rc != NV_OK) {
-            if (err != NULL)
-                *err = e1;
-            return rc;
-        }
-    }
-    return NV_OK;
+    return fdb_each(c, enqueue_fn, m->v, sizeof(*m->v), m->n,
+                    NV_EQUEUE_FULL, m->rcs, &m->full, err);
 }
 
 static void

@@ -365,23 +365,8 @@ each_fn(struct fdb_conn *c, void *arg, nv_error *err)
 {
     struct each_args *m = arg;
 
-    for (size_t i = 0; i < m->n; i++) {
-        nv_error e1 = { 0 };
-        int rc = append_fn(c, &m->v[i], &e1);
-
-        m->rcs[i] = rc;
-        if (rc == NV_ECONFLICT) {
-            if (m->conflict.code == 0)
-                m->conflict = e1;
-            continue;
-        }
-        if (rc != NV_OK) {
-            if (err != NULL)
-                *err = e1;
-            return rc;
-        }
-    }
-    return NV_OK;
+    return fdb_each(c, append_fn, m->v, sizeof(*m->v), m->n, NV_ECONFLICT,
+                    m->rcs, &m->conflict, err);
 }
 
 static void
