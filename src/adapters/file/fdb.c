@@ -623,24 +623,70 @@ sem_wait_all(sem_t *sem)
         ;
 }
 
-int
-fdb_each(struct fdb_conn *c, fdb_fn fn, void *base, size_t size, size_t n,
-         int soft, int *rcs, nv_error *soft_err, nv_error *err)
-{
-    for (size_t i = 0; i < n; i++) {
-        nv_error e1 = { 0 };
-        int rc = fn(c, (char *)base + i * size, &e1);
+/* fdb_write_each's ops, as one unit of work. */
+struct each {
+    fdb_fn        fn;
+    fdb_after_fn  after;
+    char         *base;
+    size_t        size, n;
+    int           soft;
+    int          *rcs;
+    nv_error      soft_err;    /* the first refusal's message */
+};
 
-        rcs[i] = rc;
-        if (rc == soft) {
-            if (soft_err->code == 0)
-                *soft_err = e1;
+static int
+each_fn(struct fdb_conn *c, void *arg, nv_error *err)
+{
+    struct each *m = arg;
+
+    for (size_t i = 0; i < m->n; i++) {
+        nv_error e1 = { 0 };
+        int rc = m->fn(c, m->base + i * m->size, &e1);
+
+        m->rcs[i] = rc;
+        if (rc == m->soft) {
+            if (m->soft_err.code == 0)
+                m->soft_err = e1;
             continue;
         }
         if (rc != NV_OK) {
             if (err != NULL)
                 *err = e1;
             return rc;
+        }
+    }
+    return NV_OK;
+}
+
+static void
+each_after(void *arg)
+{
+    struct each *m = arg;
+
+    for (size_t i = 0; i < m->n; i++)
+        if (m->rcs[i] == NV_OK)
+            m->after(m->base + i * m->size);
+}
+
+int
+fdb_write_each(struct fdb *db, fdb_fn fn, fdb_after_fn after, void *base,
+               size_t size, size_t n, int soft, int *rcs, nv_error *err)
+{
+    struct each m = { .fn = fn, .after = after, .base = base, .size = size,
+                      .n = n, .soft = soft, .rcs = rcs };
+    int rc = fdb_write(db, each_fn, after != NULL ? each_after : NULL, &m,
+                       err);
+
+    if (rc != NV_OK) {
+        for (size_t i = 0; i < n; i++)
+            rcs[i] = rc;
+        return rc;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (rcs[i] != NV_OK) {
+            if (err != NULL)
+                *err = m.soft_err;
+            return rcs[i];
         }
     }
     return NV_OK;

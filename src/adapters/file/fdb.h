@@ -89,17 +89,17 @@ int fdb_write(struct fdb *db, fdb_fn fn, fdb_after_fn after, void *arg,
 int fdb_read(struct fdb *db, fdb_fn fn, void *arg, nv_error *err);
 
 /*
- * Inside a write: 'fn' on each of the n ops at base, base + size, ...,
- * each op's code into rcs[i]. An op that fails with 'soft' (a refusal
- * that 'fn' checks before it writes: NV_ECONFLICT, NV_EQUEUE_FULL) is
- * refused alone, the first such message kept in *soft_err; any other
- * failure ends the loop and is returned, failing the whole transaction.
- * For the ops of one caller made in one go (appends, enqueues of a bulk
- * start).
+ * One write of the n ops at base, base + size, ...: 'fn' on each, in one
+ * transaction, each op's code into rcs[i]. An op that fails with 'soft'
+ * (a refusal that 'fn' checks before it writes: NV_ECONFLICT,
+ * NV_EQUEUE_FULL) is refused alone; any other failure fails the whole
+ * transaction, and every op with it. 'after' (may be NULL) runs once
+ * committed on each op that succeeded. Returns the first op's code that
+ * is not NV_OK (*err: its message), else NV_OK. For the ops of one
+ * caller made in one go (the appends, the enqueues of a bulk start).
  */
-int fdb_each(struct fdb_conn *c, fdb_fn fn, void *base, size_t size,
-             size_t n, int soft, int *rcs, nv_error *soft_err,
-             nv_error *err);
+int fdb_write_each(struct fdb *db, fdb_fn fn, fdb_after_fn after, void *base,
+                   size_t size, size_t n, int soft, int *rcs, nv_error *err);
 
 /*
  * A cached prepared statement of 'c' for 'sql' (a string literal: the

@@ -327,44 +327,19 @@ fq_enqueue(void *self, const nv_job *job, int64_t now, int64_t max_unfinished,
 }
 
 /* enqueue_many: every job in one transaction (one commit for a bulk
- * start's entry jobs). A full queue refuses its job only; any other
- * failure the whole transaction, every job. */
-struct enqm_args {
-    struct enq_args *v;
-    size_t           n;
-    int             *rcs;
-    nv_error         full;      /* the first refusal's message */
-};
-
-static int
-enqueue_many_fn(struct fdb_conn *c, void *arg, nv_error *err)
-{
-    struct enqm_args *m = arg;
-
-    return fdb_each(c, enqueue_fn, m->v, sizeof(*m->v), m->n,
-                    NV_EQUEUE_FULL, m->rcs, &m->full, err);
-}
-
-static void
-enqueue_many_after(void *arg)
-{
-    struct enqm_args *m = arg;
-
-    for (size_t i = 0; i < m->n; i++)
-        enqueue_after(&m->v[i]);
-}
-
+ * start's entry jobs): a full queue refuses its job only
+ * (fdb_write_each). */
 int
 fq_enqueue_many(void *self, const nv_job *jobs, size_t n, int64_t now,
                 int64_t max_unfinished, int *rcs, int *created, nv_error *err)
 {
-    struct enqm_args m = { .n = n, .rcs = rcs };
     struct fq *fq = self;
+    struct enq_args *v;
     int rc;
 
     if (n == 0)
         return NV_OK;
-    if ((m.v = nv__calloc(n, sizeof(*m.v))) == NULL) {
+    if ((v = nv__calloc(n, sizeof(*v))) == NULL) {
         for (size_t i = 0; i < n; i++)
             rcs[i] = NV_ENOMEM;
         return fdb_oom("queue", err);
@@ -372,27 +347,20 @@ fq_enqueue_many(void *self, const nv_job *jobs, size_t n, int64_t now,
     for (size_t i = 0; i < n; i++) {
         const nv_job *j = &jobs[i];
 
-        m.v[i] = (struct enq_args){ .fq = fq, .job = j, .now = now,
-                                    .max_unfinished = max_unfinished };
+        v[i] = (struct enq_args){ .fq = fq, .job = j, .now = now,
+                                  .max_unfinished = max_unfinished };
         if (j->delay_until <= now && j->logs == NULL)
-            m.v[i].rec = rec_build(fq, j, j->timestamp != 0 ? j->timestamp
-                                                            : now);
+            v[i].rec = rec_build(fq, j, j->timestamp != 0 ? j->timestamp
+                                                          : now);
     }
-    rc = fdb_write(fq->db, enqueue_many_fn, enqueue_many_after, &m, err);
+    rc = fdb_write_each(fq->db, enqueue_fn, enqueue_after, v, sizeof(*v), n,
+                        NV_EQUEUE_FULL, rcs, err);
     for (size_t i = 0; i < n; i++) {
-        fq_rec_free(fq, m.v[i].rec);   /* not cached */
-        if (rc != NV_OK)
-            rcs[i] = rc;
+        fq_rec_free(fq, v[i].rec);   /* not cached */
         if (created != NULL)
-            created[i] = rc == NV_OK && rcs[i] == NV_OK && m.v[i].created;
+            created[i] = rcs[i] == NV_OK && v[i].created;
     }
-    if (rc == NV_OK) {
-        for (size_t i = 0; i < n && rc == NV_OK; i++)
-            rc = rcs[i];
-        if (rc != NV_OK && err != NULL)
-            *err = m.full;
-    }
-    nv__free(m.v);
+    nv__free(v);
     return rc;
 }
 

@@ -351,78 +351,45 @@ fst_append_many(void *self, const char *stream, const nv_event *evs,
 }
 
 /* append_each: one append per stream, all in one transaction (one
- * commit for a bulk start's flow.start events). A conflict refuses its
- * append only; any other failure the whole transaction, every append. */
-struct each_args {
-    struct app_args *v;
-    size_t           n;
-    int             *rcs;
-    nv_error         conflict;   /* the first conflict's message */
-};
-
-static int
-each_fn(struct fdb_conn *c, void *arg, nv_error *err)
-{
-    struct each_args *m = arg;
-
-    return fdb_each(c, append_fn, m->v, sizeof(*m->v), m->n, NV_ECONFLICT,
-                    m->rcs, &m->conflict, err);
-}
-
-static void
-each_after(void *arg)
-{
-    struct each_args *m = arg;
-
-    for (size_t i = 0; i < m->n; i++)
-        if (m->rcs[i] == NV_OK)
-            append_after(&m->v[i]);
-}
-
+ * commit for a bulk start's flow.start events): a conflict refuses its
+ * append only (fdb_write_each). */
 static int
 fst_append_each(void *self, const char *const *streams, const nv_event *evs,
                 size_t n, int64_t now, const int64_t *expected, nv_event *out,
                 int *rcs, nv_error *err)
 {
-    struct each_args m = { .n = n, .rcs = rcs };
+    struct app_args *v;
     nv_event *outs;
     int rc;
 
     if (n == 0)
         return NV_OK;
-    m.v = nv__calloc(n, sizeof(*m.v));
+    v = nv__calloc(n, sizeof(*v));
     outs = nv__calloc(n, sizeof(*outs));
-    if (m.v == NULL || outs == NULL) {
-        nv__free(m.v);
+    if (v == NULL || outs == NULL) {
+        nv__free(v);
         nv__free(outs);
         for (size_t i = 0; i < n; i++)
             rcs[i] = NV_ENOMEM;
         return fdb_oom("stream", err);
     }
     for (size_t i = 0; i < n; i++) {
-        m.v[i] = (struct app_args){ .s = self, .stream = streams[i],
-                                    .evs = &evs[i], .n = 1, .now = now,
-                                    .expected = expected != NULL
-                                              ? expected[i] : -1,
-                                    .out = &outs[i] };
+        v[i] = (struct app_args){ .s = self, .stream = streams[i],
+                                  .evs = &evs[i], .n = 1, .now = now,
+                                  .expected = expected != NULL
+                                            ? expected[i] : -1,
+                                  .out = &outs[i] };
     }
-    rc = fdb_write(((struct fst *)self)->db, each_fn, each_after, &m, err);
+    rc = fdb_write_each(((struct fst *)self)->db, append_fn, append_after, v,
+                        sizeof(*v), n, NV_ECONFLICT, rcs, err);
     for (size_t i = 0; i < n; i++) {
-        app_notes_free(&m.v[i]);     /* not committed: nobody hears */
-        if (rc != NV_OK)
-            rcs[i] = rc;
+        app_notes_free(&v[i]);     /* not committed: nobody hears */
         if (rcs[i] == NV_OK && out != NULL)
             out[i] = outs[i];
         else
             nv_event_release(&outs[i]);
     }
-    if (rc == NV_OK) {
-        for (size_t i = 0; i < n && rc == NV_OK; i++)
-            rc = rcs[i];
-        if (rc != NV_OK && err != NULL)
-            *err = m.conflict;
-    }
-    nv__free(m.v);
+    nv__free(v);
     nv__free(outs);
     return rc;
 }
